@@ -1,0 +1,3 @@
+from hpcx.cli import main
+
+main()

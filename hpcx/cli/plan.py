@@ -1,0 +1,3 @@
+"""`hpcx plan` (placeholder until its module lands)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`hpcx validate` (placeholder until its module lands)."""
+
+from __future__ import annotations

@@ -1,0 +1,63 @@
+"""The exception tree. Everything hpcx raises on purpose derives from :class:`HpcxError`.
+
+The CLI turns these into one clear message and exit code 1; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+
+class HpcxError(Exception):
+    """Root of every error hpcx reports to a user."""
+
+    #: A short hint printed after the message: what to do about it.
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+
+class NativeUnavailableError(HpcxError):
+    """The compiled module, or a library it opens at run time (libnuma, libcuda), is missing."""
+
+
+class NumaError(HpcxError):
+    """A NUMA operation failed (no such node, binding refused, allocation failed)."""
+
+
+class CudaError(HpcxError):
+    """A CUDA driver call failed."""
+
+
+class TopologyError(HpcxError):
+    """sysfs could not be read or made no sense."""
+
+
+class CheckFailed(HpcxError):
+    """A probe check profile did not hold."""
+
+
+class ManifestError(HpcxError):
+    """One or more manifests are invalid. ``problems`` holds every finding."""
+
+    def __init__(self, message: str, problems: list[str] | None = None, **kw: str | None) -> None:
+        super().__init__(message, **kw)
+        self.problems: list[str] = problems or []
+
+
+class StateError(HpcxError):
+    """The state file is unreadable, locked, too new or otherwise unusable."""
+
+
+class StateLockedError(StateError):
+    """Another process holds the state."""
+
+
+class PlanError(HpcxError):
+    """A plan cannot be made or applied (for example a saved plan that is stale)."""
+
+
+class StalePlanError(PlanError):
+    """A saved plan was made against a state that has since moved on."""

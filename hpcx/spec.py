@@ -1,0 +1,73 @@
+"""The values that flow between stages: what the manifests ask for, one run at a time.
+
+``manifest`` (load + validate + expand) produces :class:`DesiredState`; ``plan`` compares it
+with a state snapshot. These types hold data only; the stages that make and read them are
+pure functions elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """One concrete run, fully resolved from a manifest.
+
+    ``run_id`` hashes ``identity`` (workload or command, params, placement, seed, the code
+    hash where asked, and the identity version). ``base_id`` hashes the same without the code
+    hash, so the planner can tell "the code changed" (stale) from "a new run" (create).
+    ``settings_digest`` hashes the fields that are not identity (resources, executor, retries,
+    env, cwd, tags) so the planner can tell "only settings changed" (update).
+    """
+
+    experiment: str
+    run_id: str
+    base_id: str
+    index: int
+    identity: dict[str, Any]
+    params: dict[str, Any]
+    workload: str | None
+    command: tuple[str, ...] | None
+    env: dict[str, str]
+    cwd: str | None
+    placement: dict[str, Any]
+    seed: int | None
+    repeat: int
+    resources: dict[str, Any]
+    executor: dict[str, Any]
+    retries: int
+    tags: tuple[str, ...]
+    overrides: tuple[str, ...]
+    source: str
+    settings_digest: str
+    code_hash: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentInfo:
+    """One experiment manifest after composition (``extends``) and overrides."""
+
+    name: str
+    path: str
+    description: str
+    owner: str | None
+    tags: tuple[str, ...]
+    run_count: int
+    # The varying parameters of its sweep (dotted paths), for compact plan rendering.
+    swept: tuple[str, ...]
+    # The resolved document (after extends and --set), for provenance and reports.
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredState:
+    """Every run the given manifests ask for, in a stable order."""
+
+    runs: list[RunSpec]
+    experiments: list[ExperimentInfo]
+    # sha256 of each manifest file's bytes (bases included), keyed by path; a saved plan records them.
+    digests: dict[str, str]
+    overrides: tuple[str, ...] = ()
