@@ -1,0 +1,465 @@
+"""The local executor: a queue of job wrappers on this machine with a concurrency limit.
+
+Each run is one ``python -m hpcx.job RUN_DIR --attempt N`` process in its own session (so a
+Ctrl-C at the terminal reaches only the queue, which then stops the runs in order); the
+wrapper applies placement, runs the program and writes status.json. The queue enforces time
+limits (``resources.time``): it writes ``.stop-N`` = ``timeout`` and sends SIGTERM, the
+wrapper forwards it to the program and records the timeout; after ``kill_grace`` seconds both
+process groups get SIGKILL, and a wrapper that died without a final word gets one written
+for it. Ctrl-C (or SIGTERM to a detached queue) does the same with ``cancelled`` for every
+run it stopped, and marks the runs it never started cancelled too, so the next ``apply``
+takes them all up again.
+
+``detach=True``: ``submit`` writes the queue to the submission folder and starts
+``python -m hpcx.executors.local QUEUE_FILE`` in a new session, then returns; ``poll`` reads
+the run folders (and notices a dead queue: its unstarted runs are reported ``lost``).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpcx import rundir
+from hpcx.executors.base import (
+    Executor,
+    ExecutorError,
+    ObservedStatus,
+    ProgressFn,
+    Submission,
+    observe_run_dir,
+    write_stop,
+)
+from hpcx.job import parse_time_limit
+from hpcx.rundir import RunDir
+
+QUEUE_FILE = "queue.json"
+SUBMISSION_FILE = "submission.json"
+RUNNER_LOG = "runner.log"
+
+
+def visible_gpus() -> list[str]:
+    """GPU indices this process may use: CUDA_VISIBLE_DEVICES, else /dev/nvidiaN."""
+    cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if cvd is not None:
+        return [g for g in cvd.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        names = os.listdir("/dev")
+    except OSError:
+        return []
+    return sorted((n[6:] for n in names if n.startswith("nvidia") and n[6:].isdigit()), key=int)
+
+
+def default_parallelism() -> int:
+    """One run per usable core, but no more than one per GPU when there are GPUs."""
+    cores = len(os.sched_getaffinity(0))
+    gpus = len(visible_gpus())
+    return max(1, min(cores, gpus) if gpus else cores)
+
+
+@dataclass
+class _Task:
+    run_id: str
+    run_dir: str
+    attempt: int
+    time_limit: float | None
+    gpus: int
+    proc: subprocess.Popen[bytes] | None = None
+    pidfd: int | None = None
+    started: float = 0.0
+    deadline: float | None = None
+    kill_at: float | None = None
+    stop_reason: str | None = None
+    assigned: list[str] = field(default_factory=list)
+
+
+class LocalQueue:
+    """Runs a queue of prepared runs to the end. Used in the foreground and by ``--detach``."""
+
+    def __init__(
+        self,
+        tasks: Sequence[Mapping[str, Any]],
+        *,
+        max_parallel: int,
+        kill_grace: float,
+        python: str,
+        gpus: Sequence[str] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
+        self.pending = collections.deque(
+            _Task(
+                run_id=t["run_id"],
+                run_dir=t["run_dir"],
+                attempt=int(t["attempt"]),
+                time_limit=t.get("time_limit"),
+                gpus=int(t.get("gpus") or 0),
+            )
+            for t in tasks
+        )
+        self.max_parallel = max(1, max_parallel)
+        self.kill_grace = kill_grace
+        self.python = python
+        self.free_gpus = list(gpus if gpus is not None else visible_gpus())
+        self.progress = progress
+        self.running: dict[int, _Task] = {}
+        self.sel = selectors.DefaultSelector()
+        self.results: dict[str, ObservedStatus] = {}
+
+    # -- the loop
+
+    def run(self) -> dict[str, ObservedStatus]:
+        try:
+            while self.pending or self.running:
+                self._start_some()
+                self._wait_some()
+        except BaseException:
+            self._stop_all("cancelled")
+            raise
+        finally:
+            self.sel.close()
+        return self.results
+
+    def _start_some(self) -> None:
+        while self.pending and len(self.running) < self.max_parallel:
+            task = self.pending[0]
+            if task.gpus and self.free_gpus and task.gpus > len(self.free_gpus):
+                if not self.running:
+                    raise ExecutorError(
+                        f"run {task.run_id} asks for {task.gpus} GPUs; this machine has "
+                        f"{len(self.free_gpus)} free"
+                    )
+                return  # wait for GPUs to free up; keep the order
+            self.pending.popleft()
+            if observe_run_dir(task.run_id, task.run_dir).state == "cancelled":
+                self._finish(task)  # cancelled before it started
+                continue
+            self._start(task)
+
+    def _start(self, task: _Task) -> None:
+        env = None
+        if task.gpus and self.free_gpus:
+            task.assigned = [self.free_gpus.pop(0) for _ in range(task.gpus)]
+            env = {**os.environ, "HPCX_ASSIGNED_GPUS": ",".join(task.assigned)}
+        argv = [self.python, "-m", "hpcx.job", task.run_dir, "--attempt", str(task.attempt)]
+        log = open(os.path.join(task.run_dir, f".wrapper-{task.attempt}.log"), "ab")
+        try:
+            task.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the queue only
+                close_fds=True,
+            )
+        finally:
+            log.close()
+        task.started = time.monotonic()
+        if task.time_limit is not None:
+            task.deadline = task.started + task.time_limit
+        pid = task.proc.pid
+        self.running[pid] = task
+        try:
+            task.pidfd = os.pidfd_open(pid)
+            self.sel.register(task.pidfd, selectors.EVENT_READ, pid)
+        except (AttributeError, OSError):
+            task.pidfd = None  # polled below
+        if self.progress is not None:
+            self.progress(task.run_id, ObservedStatus(task.run_id, "running", "executor"))
+
+    def _wait_some(self) -> None:
+        if not self.running:
+            return
+        now = time.monotonic()
+        wakeups = [t.kill_at or t.deadline for t in self.running.values()]
+        soonest = min((w for w in wakeups if w is not None), default=None)
+        timeout = None if soonest is None else max(0.0, soonest - now)
+        if any(t.pidfd is None for t in self.running.values()):
+            timeout = 0.01 if timeout is None else min(timeout, 0.01)
+        for key, _ in self.sel.select(timeout):
+            self._reap(key.data)
+        for pid, task in list(self.running.items()):
+            if task.pidfd is None and task.proc is not None and task.proc.poll() is not None:
+                self._reap(pid)
+        now = time.monotonic()
+        for task in list(self.running.values()):
+            if task.kill_at is not None and now >= task.kill_at:
+                self._kill(task)
+                task.kill_at = now + 5.0  # keep trying, slowly, until it is reaped
+            elif task.deadline is not None and now >= task.deadline and task.stop_reason is None:
+                self._signal_stop(task, "timeout")
+
+    def _reap(self, pid: int) -> None:
+        task = self.running.pop(pid, None)
+        if task is None or task.proc is None:
+            return
+        task.proc.wait()
+        if task.pidfd is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(task.pidfd)
+            os.close(task.pidfd)
+            task.pidfd = None
+        self.free_gpus.extend(task.assigned)
+        task.assigned = []
+        self._settle(task)
+        self._finish(task)
+
+    def _finish(self, task: _Task) -> None:
+        obs = observe_run_dir(task.run_id, task.run_dir)
+        self.results[task.run_id] = obs
+        if self.progress is not None:
+            self.progress(task.run_id, obs)
+
+    def _settle(self, task: _Task) -> None:
+        """A wrapper that exited without a final status (SIGKILL, crash) gets one written."""
+        doc = rundir.read_status(task.run_dir)
+        if doc is not None and doc.get("state") in rundir.FINAL_STATES:
+            return
+        if doc is not None and doc.get("attempt") not in (None, task.attempt):
+            return
+        # The program may outlive its wrapper in its own group: make sure it is gone.
+        if doc is not None and isinstance(doc.get("pid"), int):
+            with contextlib.suppress(OSError):
+                os.killpg(doc["pid"], signal.SIGKILL)
+        rc = task.proc.returncode if task.proc is not None else None
+        state = task.stop_reason or "failed"
+        base = doc or {
+            "run_format": rundir.RUN_FORMAT,
+            "run_id": task.run_id,
+            "attempt": task.attempt,
+            "host": rundir.hostname(),
+        }
+        holder = "wrapper exited" if rc is not None and rc >= 0 else "wrapper killed"
+        rundir.atomic_write_json(
+            Path(task.run_dir) / rundir.STATUS,
+            {
+                **base,
+                "state": state,
+                "reason": f"{state if task.stop_reason else 'failed'}: {holder} "
+                f"({rc}) without a final status; recorded by the local executor",
+                "ended_at": rundir.utcnow(),
+                "updated_at": rundir.utcnow(),
+            },
+        )
+
+    # -- stopping
+
+    def _signal_stop(self, task: _Task, reason: str) -> None:
+        task.stop_reason = reason
+        write_stop(task.run_dir, reason, task.attempt)
+        if task.proc is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(task.proc.pid, signal.SIGTERM)
+        task.kill_at = time.monotonic() + self.kill_grace
+
+    def _kill(self, task: _Task) -> None:
+        if task.proc is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(task.proc.pid, signal.SIGKILL)
+        doc = rundir.read_status(task.run_dir)
+        if doc is not None and isinstance(doc.get("pid"), int):
+            with contextlib.suppress(OSError):
+                os.killpg(doc["pid"], signal.SIGKILL)
+
+    def _stop_all(self, reason: str) -> None:
+        # Ignore further Ctrl-C while stopping: a second one must not leave runs "running".
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            while self.pending:
+                task = self.pending.popleft()
+                write_stop(task.run_dir, reason, task.attempt)
+                self._finish(task)
+            for task in self.running.values():
+                if task.stop_reason is None:
+                    self._signal_stop(task, reason)
+            deadline = time.monotonic() + self.kill_grace
+            while self.running and time.monotonic() < deadline:
+                self._wait_some()
+            for task in list(self.running.values()):
+                self._kill(task)
+            for pid in list(self.running):
+                self._reap(pid)
+        finally:
+            signal.signal(signal.SIGINT, old)
+
+
+class LocalExecutor(Executor):
+    """Options: ``max_parallel`` (default: cores, or GPUs when there are GPUs), ``detach``
+    (run the queue in a background process), ``kill_grace`` (seconds, default 10),
+    ``python`` (the interpreter for the wrapper, default this one)."""
+
+    kind = "local"
+
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, *, progress: ProgressFn | None = None
+    ) -> None:
+        super().__init__(options)
+        self.max_parallel = int(self.options.get("max_parallel") or default_parallelism())
+        self.detach = bool(self.options.get("detach", False))
+        self.kill_grace = float(self.options.get("kill_grace", 10.0))
+        self.progress = progress
+
+    def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
+        if not run_dirs:
+            raise ExecutorError("nothing to submit")
+        root = run_dirs[0].path.parent.parent
+        folder = self.submission_folder(root, key)
+        folder.mkdir(parents=True, exist_ok=False)
+        tasks = []
+        for rd in run_dirs:
+            spec = rundir.read_json(rd.spec_path)
+            res = spec.get("resources") or {}
+            placement = spec.get("placement") or {}
+            want = res.get("gpus") if not placement.get("gpus") else 0
+            tasks.append(
+                {
+                    "run_id": rd.run_id,
+                    "run_dir": str(rd.path),
+                    "attempt": rd.attempt,
+                    "time_limit": parse_time_limit(res.get("time")),
+                    "gpus": int(want) if isinstance(want, int) else 0,
+                }
+            )
+        queue = {
+            "key": key,
+            "tasks": tasks,
+            "max_parallel": self.max_parallel,
+            "kill_grace": self.kill_grace,
+            "python": self.python,
+        }
+        rundir.atomic_write_json(folder / QUEUE_FILE, queue)
+        if self.detach:
+            with open(folder / RUNNER_LOG, "ab") as log:
+                proc = subprocess.Popen(
+                    [self.python, "-m", "hpcx.executors.local", str(folder / QUEUE_FILE)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            runner = f"{rundir.hostname()}:{proc.pid}"
+        else:
+            runner = f"{rundir.hostname()}:{os.getpid()}"
+        sub = Submission(
+            key=key,
+            executor=self.kind,
+            job_ids=(runner,),
+            run_ids=tuple(rd.run_id for rd in run_dirs),
+            run_jobs={rd.run_id: runner for rd in run_dirs},
+            run_dirs={rd.run_id: str(rd.path) for rd in run_dirs},
+            folder=str(folder),
+            submitted_at=rundir.utcnow(),
+            detail={"detached": self.detach, "max_parallel": self.max_parallel},
+        )
+        rundir.atomic_write_json(folder / SUBMISSION_FILE, sub.to_json())
+        return sub
+
+    def wait(
+        self,
+        submission: Submission,
+        *,
+        progress: ProgressFn | None = None,
+        interval: float = 1.0,
+        timeout: float | None = None,
+    ) -> dict[str, ObservedStatus]:
+        """Foreground: run the queue here, to the end (Ctrl-C stops it cleanly and re-raises
+        KeyboardInterrupt). Detached: poll until every run is final."""
+        if submission.detail.get("detached"):
+            return super().wait(submission, progress=progress, interval=interval, timeout=timeout)
+        queue = rundir.read_json(Path(submission.folder) / QUEUE_FILE)
+        q = LocalQueue(
+            queue["tasks"],
+            max_parallel=int(queue["max_parallel"]),
+            kill_grace=float(queue["kill_grace"]),
+            python=str(queue["python"]),
+            progress=progress or self.progress,
+        )
+        q.run()
+        return self.poll([submission])
+
+    def poll(self, submissions: Iterable[Submission]) -> dict[str, ObservedStatus]:
+        out: dict[str, ObservedStatus] = {}
+        host = rundir.hostname()
+        for sub in submissions:
+            runner_alive = True
+            if sub.detail.get("detached"):
+                h, _, pid = sub.job_ids[0].rpartition(":")
+                runner_alive = h != host or rundir.pid_alive(int(pid))
+            for rid in sub.run_ids:
+                obs = observe_run_dir(rid, sub.run_dirs[rid], sub.run_jobs.get(rid))
+                if obs.state == "pending" and not runner_alive:
+                    obs = _replace(obs, state="lost", reason="the local queue runner is gone")
+                out[rid] = obs
+        return out
+
+    def cancel(
+        self, submissions: Iterable[Submission], run_ids: Iterable[str] | None = None
+    ) -> None:
+        wanted = None if run_ids is None else set(run_ids)
+        host = rundir.hostname()
+        for sub in submissions:
+            for rid in sub.run_ids:
+                if wanted is not None and rid not in wanted:
+                    continue
+                path = sub.run_dirs[rid]
+                doc = rundir.observe(path)
+                if doc.get("state") in rundir.FINAL_STATES or doc.get("state") == "lost":
+                    continue
+                # The queue skips a run whose stop file exists; a running one is signalled.
+                write_stop(path, "cancelled", doc.get("attempt"))
+                if doc.get("state") in rundir.ACTIVE_STATES and doc.get("host") == host:
+                    with contextlib.suppress(OSError):
+                        os.killpg(int(doc["wrapper_pid"]), signal.SIGTERM)
+
+    def reconcile(self, key: str, runs_root: str | os.PathLike[str]) -> Submission | None:
+        path = self.submission_folder(runs_root, key) / SUBMISSION_FILE
+        try:
+            return Submission.from_json(rundir.read_json(path))
+        except (OSError, ValueError, KeyError):
+            return None
+
+
+def _replace(obs: ObservedStatus, **kw: Any) -> ObservedStatus:
+    import dataclasses
+
+    return dataclasses.replace(obs, **kw)
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m hpcx.executors.local QUEUE_FILE``: the detached queue runner."""
+    if len(argv) != 1:
+        print("usage: python -m hpcx.executors.local QUEUE_FILE", file=sys.stderr)
+        return 2
+    queue = rundir.read_json(Path(argv[0]))
+
+    def on_term(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(sig, on_term)
+    q = LocalQueue(
+        queue["tasks"],
+        max_parallel=int(queue["max_parallel"]),
+        kill_grace=float(queue["kill_grace"]),
+        python=str(queue["python"]),
+    )
+    try:
+        q.run()
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -1,0 +1,388 @@
+"""Run folders: the layout, atomic writes, the per-attempt claim, and reading a run's status.
+
+A run folder is ``<runs_root>/<experiment>/<run_id>/``::
+
+    spec.json        the resolved RunSpec, the argv to run, attempt and submission info
+    job.sbatch       the generated script (SLURM; a hard link to the submission's script)
+    stdout.log       the program's stdout (current attempt)
+    stderr.log       the program's stderr (current attempt)
+    status.json      written by the job wrapper (see STATES)
+    metrics.jsonl    JSON lines {name, value, step?, time?}; the program appends through
+                     $HPCX_METRICS, the wrapper appends hpcx.duration_s and hpcx.exit_code
+    .claim-N         created with O_CREAT|O_EXCL by the wrapper that runs attempt N
+    .stop-N          why attempt N is being stopped (timeout|cancelled), written by whoever
+                     signals it, read by the wrapper to name the reason
+    attempts/N/      the files of earlier attempts, moved aside when attempt N+1 is prepared
+
+Only the job wrapper writes ``status.json``, and every file here is written to a temporary
+name in the same folder and renamed, so a reader sees the old file or the new one, never half.
+``metrics.jsonl`` is the exception: it is appended to (each line one ``write``), since the
+program streams metrics into it while it runs.
+
+This module is imported by the wrapper on compute nodes: it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import secrets
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: Bumped when the layout of spec.json / status.json changes incompatibly.
+RUN_FORMAT = 1
+
+SPEC = "spec.json"
+STATUS = "status.json"
+METRICS = "metrics.jsonl"
+STDOUT = "stdout.log"
+STDERR = "stderr.log"
+SCRIPT = "job.sbatch"
+ATTEMPTS = "attempts"
+
+#: States written by the wrapper. ``pending`` (no status yet) and ``lost`` (a wrapper that died
+#: without a final word) are only ever *reported* by readers, never written.
+ACTIVE_STATES = frozenset({"claimed", "running"})
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
+STATES = ACTIVE_STATES | FINAL_STATES
+
+# Files that belong to one attempt and move to attempts/N/ when the next attempt is prepared.
+_ATTEMPT_FILES = (SPEC, STATUS, METRICS, STDOUT, STDERR, SCRIPT)
+
+
+def hostname() -> str:
+    return socket.gethostname().split(".", 1)[0]
+
+
+def utcnow() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary name in the same folder and a rename.
+
+    With ``fsync`` the data reach the disk before the rename and the folder after it, so a
+    crash leaves the old file or the new one. Bulk writers pass ``fsync=False`` and call
+    :func:`sync` once at the end (one ``sync`` instead of thousands of ``fsync``).
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        fsync_dir(path.parent)
+
+
+def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode(), fsync=fsync)
+
+
+def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
+    atomic_write_bytes(path, dumps(obj).encode(), fsync=fsync)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def sync() -> None:
+    """Flush everything written with ``fsync=False`` (one call after a bulk write)."""
+    os.sync()
+
+
+def append_line(path: Path, obj: Mapping[str, Any], *, fsync: bool = True) -> None:
+    """Append one JSON line with a single ``write`` on an O_APPEND descriptor."""
+    line = (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, line)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+# --------------------------------------------------------------------------------------------
+# The folder
+
+
+@dataclass(frozen=True, slots=True)
+class RunDir:
+    """One run's folder and the attempt it is prepared for."""
+
+    path: Path
+    experiment: str
+    run_id: str
+    attempt: int = 1
+
+    @property
+    def spec_path(self) -> Path:
+        return self.path / SPEC
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.path / STDOUT
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.path / STDERR
+
+    @property
+    def script_path(self) -> Path:
+        return self.path / SCRIPT
+
+    def claim_path(self, attempt: int | None = None) -> Path:
+        return self.path / f".claim-{attempt or self.attempt}"
+
+    def stop_path(self, attempt: int | None = None) -> Path:
+        return self.path / f".stop-{attempt or self.attempt}"
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDir:
+        """A RunDir for an existing folder, with the attempt its spec.json names."""
+        p = Path(path).absolute()
+        spec = read_json(p / SPEC)
+        return cls(p, spec["experiment"], spec["run_id"], int(spec.get("attempt", 1)))
+
+
+def run_path(runs_root: str | os.PathLike[str], experiment: str, run_id: str) -> Path:
+    for part in (experiment, run_id):
+        if not part or part in (".", "..") or "/" in part or "\0" in part or part.startswith("."):
+            raise ValueError(f"not usable as a folder name: {part!r}")
+    return Path(runs_root).absolute() / experiment / run_id
+
+
+def create(
+    runs_root: str | os.PathLike[str],
+    experiment: str,
+    run_id: str,
+    spec: Mapping[str, Any],
+    *,
+    fsync: bool = True,
+) -> RunDir:
+    """Create the run folder with ``spec.json``, or start a new attempt in an existing one.
+
+    A new folder is built under a temporary name and renamed into place, so it appears whole.
+    An existing folder keeps its earlier attempt's files under ``attempts/N/`` and gets a new
+    ``spec.json`` with ``attempt`` = N + 1. ``spec`` must not hold ``attempt``; this sets it.
+    Refuses a folder whose current attempt is still active (claimed or running, not lost).
+    """
+    final = run_path(runs_root, experiment, run_id)
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if not final.exists():
+        doc = {**spec, "attempt": 1}
+        tmp = parent / f".tmp-{run_id}-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            atomic_write_json(tmp / SPEC, doc, fsync=fsync)
+            os.rename(tmp, final)
+        except OSError:
+            _rmtree(tmp)
+            if not (final / SPEC).exists():
+                raise
+            # Another process created it at the same moment: take the new-attempt path.
+        else:
+            if fsync:
+                fsync_dir(parent)
+            return RunDir(final, experiment, run_id, 1)
+    return _next_attempt(final, experiment, run_id, spec, fsync=fsync)
+
+
+def _next_attempt(
+    final: Path, experiment: str, run_id: str, spec: Mapping[str, Any], *, fsync: bool
+) -> RunDir:
+    try:
+        previous = int(read_json(final / SPEC).get("attempt", 1))
+    except (OSError, ValueError):
+        previous = _highest_attempt(final)
+    current = read_status(final)
+    if current is not None and current.get("state") in ACTIVE_STATES:
+        from hpcx.executors.base import RunActiveError
+
+        raise RunActiveError(
+            f"run {experiment}/{run_id} attempt {previous} is {current['state']} "
+            f"(pid {current.get('wrapper_pid')} on {current.get('host')}); not starting another",
+            hint="cancel it first, or wait for it to end",
+        )
+    archive = final / ATTEMPTS / str(previous)
+    present = [name for name in _ATTEMPT_FILES if (final / name).exists()]
+    if present and not archive.exists():
+        tmp = final / ATTEMPTS / f".tmp-{previous}-{secrets.token_hex(4)}"
+        tmp.mkdir(parents=True)
+        for name in present:
+            if name == SPEC:
+                # The spec is replaced below; keep a copy so the old attempt stays whole.
+                (tmp / SPEC).write_bytes((final / SPEC).read_bytes())
+            else:
+                os.rename(final / name, tmp / name)
+        os.rename(tmp, archive)
+    attempt = max(previous, _highest_attempt(final)) + 1
+    atomic_write_json(final / SPEC, {**spec, "attempt": attempt}, fsync=fsync)
+    return RunDir(final, experiment, run_id, attempt)
+
+
+def _highest_attempt(final: Path) -> int:
+    try:
+        names = os.listdir(final / ATTEMPTS)
+    except OSError:
+        return 0
+    return max((int(n) for n in names if n.isdigit()), default=0)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Claim
+
+
+def claim(rd: RunDir, attempt: int | None = None) -> dict[str, Any] | None:
+    """Claim an attempt of a run for this process: ``None`` if we got it, else the holder.
+
+    ``O_CREAT|O_EXCL`` is atomic on local filesystems and on NFSv3+/Lustre, so exactly one of
+    several wrappers started for the same attempt runs the program.
+    """
+    path = rd.claim_path(attempt)
+    me = {"host": hostname(), "pid": os.getpid(), "time": utcnow()}
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:
+            holder: dict[str, Any] = read_json(path)
+        except (OSError, ValueError):
+            holder = {}
+        return holder
+    try:
+        os.write(fd, json.dumps(me).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Status
+
+
+def read_status(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run's status.json as written, or None when there is none (or it is unreadable)."""
+    try:
+        doc = read_json(Path(path) / STATUS)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def observe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run's status as a reader should report it.
+
+    ``pending`` when no wrapper has written anything yet; ``lost`` when the status says
+    claimed/running but its wrapper process, on this very host, is gone (or its pid now
+    belongs to another process). Runs active on another host are reported as written: only
+    the scheduler can tell about those.
+    """
+    doc = read_status(path)
+    if doc is None:
+        return {"state": "pending"}
+    if doc.get("state") in ACTIVE_STATES and doc.get("host") == hostname():
+        pid = doc.get("wrapper_pid")
+        if isinstance(pid, int) and not pid_alive(pid, doc.get("wrapper_start_ticks")):
+            return {**doc, "state": "lost", "written_state": doc.get("state")}
+    return doc
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (/proc/PID/stat field 22)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int, start_ticks: int | None = None) -> bool:
+    """Whether ``pid`` is alive and, when given, still the process that started at that tick."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    if start_ticks is None:
+        return True
+    now = process_start_ticks(pid)
+    return now is None or now == start_ticks
+
+
+def iter_run_dirs(runs_root: str | os.PathLike[str]) -> Iterable[Path]:
+    """Every run folder under a runs root (folders holding a spec.json)."""
+    root = Path(runs_root)
+    try:
+        experiments = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return
+    for exp in experiments:
+        if exp.name.startswith("."):
+            continue
+        for run in sorted(exp.iterdir()):
+            if not run.name.startswith(".") and (run / SPEC).exists():
+                yield run
