@@ -1,0 +1,205 @@
+"""Built-in workloads: a registry the manifest validator reads, and a runner the job wrapper calls.
+
+A workload is a Python function that a run executes on the node, named ``module:function``.
+Its parameters are described by a JSON Schema (``params_schema``) plus a semantic check for
+rules a schema cannot say (``dim`` divisible by ``heads``); :func:`validate_params` applies both
+and fills in defaults. Nothing here imports torch: the manifest validator and ``hpcx plan`` use
+the registry on login nodes that have no torch.
+
+The job wrapper runs ``python -m hpcx.workloads run NAME <run_dir>/spec.json``; see
+``hpcx/workloads/__main__.py`` and ``docs/workloads.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpcx.errors import HpcxError
+
+__all__ = [
+    "WORKLOADS",
+    "ParamsError",
+    "RunContext",
+    "WorkloadError",
+    "WorkloadInfo",
+    "get_workload",
+    "known_workloads",
+    "validate_params",
+    "workload_params_schema",
+]
+
+
+# These belong in hpcx/errors.py once its owner takes them; they subclass the one root.
+class WorkloadError(HpcxError):
+    """A workload could not run (unknown name, device missing, tool not installed, ...)."""
+
+
+class ParamsError(WorkloadError):
+    """A workload's params are invalid. ``problems`` holds one line per finding, each starting
+    with the parameter's dotted path (``params.model.depth: ...``)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems or []
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadInfo:
+    """One registered workload.
+
+    ``entry`` and ``check`` are ``module:function`` names, imported only when used: ``entry``
+    takes a :class:`RunContext` and returns its summary metrics; ``check`` takes the params
+    (defaults applied, schema-valid) and returns problems a schema cannot express.
+    """
+
+    name: str
+    entry: str
+    description: str
+    params_schema: dict[str, Any]
+    defaults: dict[str, Any]
+    check: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What a workload's entry function receives: the validated run, nothing global."""
+
+    workload: str
+    params: dict[str, Any]
+    seed: int | None = None
+    placement: dict[str, Any] = field(default_factory=dict)
+    run_id: str | None = None
+    experiment: str | None = None
+    #: The run folder (``HPCX_RUN_DIR``): traces and profiles go here. None outside hpcx.
+    run_dir: Path | None = None
+    #: The runner's arguments (``run NAME SPEC``), for a workload that must re-launch itself
+    #: (``profile: nsys``); None when called in-process.
+    argv: tuple[str, ...] | None = None
+
+
+def _registry() -> dict[str, WorkloadInfo]:
+    from hpcx.workloads import vit  # torch-free at import time
+
+    return {
+        vit.NAME: WorkloadInfo(
+            name=vit.NAME,
+            entry="hpcx.workloads.vit:run",
+            description=vit.DESCRIPTION,
+            params_schema=vit.PARAMS_SCHEMA,
+            defaults=vit.DEFAULTS,
+            check="hpcx.workloads.vit:check_params",
+        ),
+    }
+
+
+#: Every built-in workload by name.
+WORKLOADS: dict[str, WorkloadInfo] = _registry()
+
+
+def known_workloads() -> list[str]:
+    """The built-in workload names, sorted."""
+    return sorted(WORKLOADS)
+
+
+def get_workload(name: str) -> WorkloadInfo:
+    """The workload called ``name``, or :class:`WorkloadError` listing the known ones."""
+    try:
+        return WORKLOADS[name]
+    except KeyError:
+        raise WorkloadError(
+            f"unknown workload {name!r} (known: {', '.join(known_workloads())})"
+        ) from None
+
+
+def workload_params_schema(name: str) -> dict[str, Any]:
+    """A copy of the JSON Schema (draft 2020-12) of workload ``name``'s ``params``."""
+    return copy.deepcopy(get_workload(name).params_schema)
+
+
+def load_callable(ref: str) -> Callable[..., Any]:
+    """Import ``module:function``."""
+    module, _, attr = ref.partition(":")
+    fn = getattr(importlib.import_module(module), attr)
+    if not callable(fn):
+        raise WorkloadError(f"{ref} is not callable")
+    return fn  # type: ignore[no-any-return]
+
+
+def merge_defaults(defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` over ``defaults``, recursively for nested objects; inputs are not changed."""
+    out = copy.deepcopy(defaults)
+    for k, v in params.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge_defaults(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def validate_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """Check ``params`` against workload ``name``; return them with defaults filled in.
+
+    Raises :class:`ParamsError` whose ``problems`` name every bad parameter by dotted path and
+    say what is allowed. The schema is checked on the params as given (so an unknown key is
+    caught even where a default exists), then the workload's semantic check on the merged ones.
+    """
+    import jsonschema
+
+    info = get_workload(name)
+    given = params or {}
+    if not isinstance(given, dict):
+        raise ParamsError(
+            f"{name}: params must be a mapping", [f"params: must be a mapping, got {given!r}"]
+        )
+    validator = jsonschema.Draft202012Validator(info.params_schema)
+    problems = sorted(
+        {_describe(e) for e in validator.iter_errors(given)},
+    )
+    if not problems:
+        merged = merge_defaults(info.defaults, given)
+        if info.check is not None:
+            problems = list(load_callable(info.check)(merged))
+        if not problems:
+            return merged
+    raise ParamsError(f"{name}: invalid params: " + "; ".join(problems), problems)
+
+
+def _dotted(parts: Any) -> str:
+    return ".".join(["params", *(str(p) for p in parts)])
+
+
+def _describe(err: Any) -> str:
+    """One line for a jsonschema error: dotted path, what is wrong, what is allowed."""
+    path = list(err.absolute_path)
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    kind = err.validator
+    if kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        return "; ".join(
+            f"{_dotted([*path, k])}: unknown parameter (allowed here: {', '.join(allowed)})"
+            for k in extra
+        )
+    where = _dotted(path)
+    got = f"got {err.instance!r}"
+    if kind == "type":
+        return f"{where}: must be of type {err.validator_value}, {got}"
+    if kind == "minimum":
+        return f"{where}: must be >= {err.validator_value}, {got}"
+    if kind == "maximum":
+        return f"{where}: must be <= {err.validator_value}, {got}"
+    if kind == "enum":
+        allowed_s = ", ".join(json_repr(v) for v in err.validator_value)
+        return f"{where}: must be one of {allowed_s}, {got}"
+    return f"{where}: {err.message}"
+
+
+def json_repr(v: Any) -> str:
+    import json
+
+    return json.dumps(v)
