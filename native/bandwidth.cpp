@@ -18,6 +18,7 @@ namespace hpcx::bandwidth {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+constexpr int kMaxCount = 100000;
 
 // A reusable barrier (C++17 has none) that can be aborted, so a failure in one thread (or in
 // starting one) never leaves the others waiting forever.
@@ -53,8 +54,13 @@ class Barrier {
 
 void check_common(std::size_t size, int samples, int warmup) {
     if (size == 0) throw std::invalid_argument("size must be > 0 bytes");
-    if (samples < 1) throw std::invalid_argument("samples must be >= 1");
-    if (warmup < 0) throw std::invalid_argument("warmup must be >= 0");
+    // Upper bounds keep warmup + samples from overflowing and the timing arrays small.
+    if (samples < 1 || samples > kMaxCount) {
+        throw std::invalid_argument("samples must be in 1.." + std::to_string(kMaxCount));
+    }
+    if (warmup < 0 || warmup > kMaxCount) {
+        throw std::invalid_argument("warmup must be in 0.." + std::to_string(kMaxCount));
+    }
 }
 
 double gbps(std::size_t bytes, double seconds) {

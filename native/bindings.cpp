@@ -82,6 +82,12 @@ PYBIND11_MODULE(_native, m) {
         hpcx::numa::check_node(node, "node_cpus", false, false);
         return hpcx::numa::node_cpus(node);
     });
+    m.def("node_memory", [](int node) {
+        hpcx::numa::check_node(node, "node_memory", false, false);
+        long long free_bytes = -1;
+        long long total = hpcx::numa::node_memory(node, &free_bytes);
+        return std::make_pair(total, free_bytes);
+    });
     m.def("bind", &hpcx::numa::bind_process, py::arg("node"), py::arg("memory") = true);
     m.def("memory_policy", &hpcx::numa::memory_policy);
 

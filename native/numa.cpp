@@ -71,7 +71,7 @@ Loaded& loaded() {
         lib.resolve(a.numa_node_to_cpus, "numa_node_to_cpus");
         std::string file = DynLib::file_of(reinterpret_cast<void*>(a.numa_max_node), tried);
         if (!lib.missing().empty()) {
-            out.status = {false, file + " lacks " + join(lib.missing(), ", "), file};
+            out.status = {false, file + " lacks entry point(s) " + join(lib.missing(), ", ") + " (too old?)", file};
             return out;
         }
         if (a.numa_available() < 0) {
