@@ -1,0 +1,906 @@
+"""The state: one DuckDB file that remembers every run hpcx has planned, submitted and harvested.
+
+Only the hpcx process on the login node writes it (jobs write into their run folders; refresh
+ingests those in bulk). DuckDB lets one process open a file read-write; a second gets a lock
+error, which :meth:`StateStore.open` turns into :class:`~hpcx.errors.StateLockedError` naming
+the holder's pid.
+
+Every write happens inside :meth:`StateStore.transaction`, which bumps ``meta.serial`` once and
+numbers the run events it records, so the history has no gaps and a saved plan can tell that
+the state moved on. ``lineage`` is a uuid set when the file is created: a plan made against
+one state file is never applied to another that happens to have the same serial.
+
+``import duckdb`` happens inside the functions that need it, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from hpcx.errors import StateError, StateLockedError
+
+if TYPE_CHECKING:
+    from hpcx.spec import RunSpec
+
+#: Schema version this hpcx writes. A file with a newer one is refused; an older one is migrated.
+SCHEMA_VERSION = 1
+
+RUN_STATUSES = (
+    "pending",
+    "submitted",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "lost",
+    "timeout",
+)
+#: Statuses of a run that is neither finished nor known to be gone.
+IN_FLIGHT_STATUSES = frozenset({"pending", "submitted", "running"})
+#: Statuses of a run that ended without a result and may be run again.
+RETRYABLE_STATUSES = frozenset({"failed", "cancelled", "lost", "timeout"})
+SUBMISSION_STATES = ("intent", "submitted", "failed", "ambiguous")
+
+_STATUS_CHECK = ", ".join(f"'{s}'" for s in RUN_STATUSES)
+_SUBMISSION_CHECK = ", ".join(f"'{s}'" for s in SUBMISSION_STATES)
+
+# Migration N takes a file from schema N-1 to N. Version 1 creates everything. Never edit a
+# released migration: add the next one. Each runs inside one transaction with its version row.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE meta (
+            lineage VARCHAR NOT NULL,
+            serial BIGINT NOT NULL,
+            schema_version INTEGER NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            hpcx_version VARCHAR
+        )""",
+        f"""CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            base_id VARCHAR NOT NULL,
+            experiment VARCHAR NOT NULL,
+            status VARCHAR NOT NULL CHECK (status IN ({_STATUS_CHECK})),
+            identity JSON,
+            spec JSON,
+            settings_digest VARCHAR,
+            code_hash VARCHAR,
+            source VARCHAR,
+            overrides JSON,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            executor VARCHAR,
+            job_id VARCHAR,
+            run_dir VARCHAR,
+            submission_key VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            started_at TIMESTAMP,
+            ended_at TIMESTAMP,
+            exit_code INTEGER,
+            end_reason VARCHAR,
+            host VARCHAR,
+            numa_node INTEGER,
+            gpus JSON
+        )""",
+        """CREATE TABLE run_events (
+            serial BIGINT NOT NULL,
+            seq INTEGER NOT NULL,
+            run_id VARCHAR NOT NULL,
+            at TIMESTAMP NOT NULL,
+            event VARCHAR NOT NULL,
+            from_status VARCHAR,
+            to_status VARCHAR,
+            detail JSON,
+            PRIMARY KEY (serial, seq)
+        )""",
+        f"""CREATE TABLE submissions (
+            key VARCHAR PRIMARY KEY,
+            executor VARCHAR NOT NULL,
+            state VARCHAR NOT NULL CHECK (state IN ({_SUBMISSION_CHECK})),
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            job_ids JSON,
+            run_ids JSON,
+            detail JSON,
+            serial BIGINT NOT NULL
+        )""",
+        """CREATE TABLE metrics (
+            run_id VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            step BIGINT,
+            value DOUBLE,
+            time DOUBLE,
+            serial BIGINT NOT NULL
+        )""",
+        """CREATE TABLE run_meta (
+            run_id VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            value JSON,
+            serial BIGINT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        )""",
+        """CREATE TABLE probes (
+            id VARCHAR PRIMARY KEY,
+            host VARCHAR,
+            at TIMESTAMP NOT NULL,
+            report JSON NOT NULL,
+            serial BIGINT NOT NULL
+        )""",
+    ],
+}
+
+#: Run columns that :meth:`Transaction.set_status` may set besides ``status``.
+SETTABLE_RUN_FIELDS = frozenset(
+    {
+        "executor",
+        "job_id",
+        "run_dir",
+        "submission_key",
+        "started_at",
+        "ended_at",
+        "exit_code",
+        "end_reason",
+        "host",
+        "numa_node",
+        "gpus",
+    }
+)
+_JSON_RUN_FIELDS = frozenset({"gpus"})
+
+# Below this many rows a parametrised VALUES list is quickest; above it, a temporary CSV file
+# read by DuckDB's own reader. Measured on this machine (duckdb 2.0, 2 cores): list parameters
+# through ``unnest`` cost about 1 us per value (1M metric rows: 7 s), ``executemany`` about
+# 1 ms per row, and CSV written by the csv module then ``read_csv`` about 3 us per row (1M: 3 s).
+_VALUES_MAX_ROWS = 200
+
+
+class SnapRun(NamedTuple):
+    """What the planner needs to know about one run in the state (nothing more: speed)."""
+
+    run_id: str
+    base_id: str
+    experiment: str
+    status: str
+    settings_digest: str | None
+    code_hash: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """The runs in the state at one serial. ``lineage`` is None for a state not yet created."""
+
+    lineage: str | None
+    serial: int
+    runs: dict[str, SnapRun]
+
+    @classmethod
+    def empty(cls) -> StateSnapshot:
+        return cls(lineage=None, serial=0, runs={})
+
+
+@dataclass(frozen=True, slots=True)
+class StateInfo:
+    path: str
+    lineage: str
+    serial: int
+    schema_version: int
+    created_at: datetime
+    hpcx_version: str | None
+    runs_by_status: dict[str, int]
+    events: int
+    metrics: int
+    submissions: int
+    probes: int
+    size_bytes: int
+
+
+def _now() -> datetime:
+    # Naive UTC throughout the file: TIMESTAMP columns hold UTC wall time.
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _describe_pid(pid: int) -> str:
+    """``hpcx apply`` for a pid running hpcx, else the program name, else ``?``."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "?"
+    argv = [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+    if not argv:
+        return "?"
+    for i, arg in enumerate(argv):
+        if os.path.basename(arg) == "hpcx" or arg in ("hpcx.cli", "hpcx"):
+            rest = [a for a in argv[i + 1 :] if not a.startswith("-")]
+            return "hpcx " + rest[0] if rest else "hpcx"
+    return os.path.basename(argv[0])
+
+
+def _translate_error(exc: Exception, path: Path) -> StateError:
+    """Turn a duckdb error on open or read into a StateError that names the file."""
+    msg = str(exc)
+    shown = str(path)
+    if "Could not set lock" in msg or "Conflicting lock" in msg:
+        m = re.search(r"PID (\d+)", msg)
+        if m:
+            pid = int(m.group(1))
+            who = _describe_pid(pid)
+            holder = f"pid {pid}" + (f" ({who}?)" if who != "?" else "")
+        else:
+            holder = "another process"
+        return StateLockedError(
+            f"state {shown} is locked by {holder}",
+            hint="wait for it to finish, or stop it; DuckDB lets one process write a state file "
+            "at a time",
+        )
+    if "not a valid DuckDB database file" in msg:
+        return StateError(
+            f"{shown} is not a DuckDB state file",
+            hint="point --state (or HPCX_STATE) at an hpcx state, or move this file aside",
+        )
+    first = msg.splitlines()[0] if msg else repr(exc)
+    return StateError(
+        f"state {shown} is unreadable (corrupt or truncated?): {first}",
+        hint="restore it from a backup (.hpcx/backups/) or move it aside to start afresh",
+    )
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def spec_to_dict(spec: RunSpec) -> dict[str, Any]:
+    """A RunSpec as plain JSON-able data (tuples become lists)."""
+    return {
+        "experiment": spec.experiment,
+        "run_id": spec.run_id,
+        "base_id": spec.base_id,
+        "index": spec.index,
+        "identity": spec.identity,
+        "params": spec.params,
+        "workload": spec.workload,
+        "command": list(spec.command) if spec.command is not None else None,
+        "env": spec.env,
+        "cwd": spec.cwd,
+        "placement": spec.placement,
+        "seed": spec.seed,
+        "repeat": spec.repeat,
+        "resources": spec.resources,
+        "executor": spec.executor,
+        "retries": spec.retries,
+        "tags": list(spec.tags),
+        "overrides": list(spec.overrides),
+        "source": spec.source,
+        "settings_digest": spec.settings_digest,
+        "code_hash": spec.code_hash,
+        "extra": spec.extra,
+    }
+
+
+def spec_from_dict(data: Mapping[str, Any]) -> RunSpec:
+    """The inverse of :func:`spec_to_dict`."""
+    from hpcx.spec import RunSpec
+
+    d = dict(data)
+    d["command"] = tuple(d["command"]) if d.get("command") is not None else None
+    d["tags"] = tuple(d.get("tags") or ())
+    d["overrides"] = tuple(d.get("overrides") or ())
+    d.setdefault("extra", {})
+    return RunSpec(**d)
+
+
+def _bulk_insert(
+    con: Any,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[Any]],
+    tmp_dir: Path,
+) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order; each column is (name, duckdb type))."""
+    if not rows:
+        return
+    names = ", ".join(name for name, _ in columns)
+    if len(rows) <= _VALUES_MAX_ROWS:
+        one = "(" + ", ".join(f"?::{typ}" for _, typ in columns) + ")"
+        sql = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(rows))
+        con.execute(sql, [v for row in rows for v in row])
+        return
+    # QUOTE_NONNUMERIC quotes every string and leaves None bare, so '' and NULL stay apart
+    # (allow_quoted_nulls=false); floats are written with repr, which round-trips.
+    fd, name = tempfile.mkstemp(prefix=".hpcx-bulk-", suffix=".csv", dir=tmp_dir)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
+        types = "{" + ", ".join(f"'{n}': '{_csv_type(t)}'" for n, t in columns) + "}"
+        casts = ", ".join(f"{n}::{t}" for n, t in columns)
+        con.execute(
+            f"INSERT INTO {table} ({names}) SELECT {casts} FROM read_csv(?, header=false, "
+            f"columns={types}, auto_detect=false, quote='\"', escape='\"', delim=',', "
+            "nullstr='', allow_quoted_nulls=false, strict_mode=false)",
+            [name],
+        )
+    finally:
+        os.unlink(name)
+
+
+def _csv_type(typ: str) -> str:
+    # JSON columns travel as text; TIMESTAMP as ISO text; numbers as themselves.
+    return "VARCHAR" if typ in ("JSON", "TIMESTAMP") else typ
+
+
+class StateStore:
+    """An open state file. Use :meth:`open`; close it (or use it as a context manager)."""
+
+    def __init__(self, con: Any, path: Path, *, read_only: bool) -> None:
+        self._con = con
+        self.path = path
+        self.read_only = read_only
+        self._tx: Transaction | None = None
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | os.PathLike[str], *, create: bool = True, read_only: bool = False
+    ) -> StateStore:
+        """Open (and, when ``create`` and not ``read_only``, create) the state at ``path``.
+
+        Raises StateLockedError when another process holds it, StateError when it is missing
+        (and not to be created), not a DuckDB file, corrupt, or from a newer hpcx.
+        """
+        import duckdb
+
+        p = Path(path)
+        exists = p.exists()
+        if not exists and (read_only or not create):
+            raise StateError(
+                f"no state at {p}",
+                hint="run `hpcx apply` to create one, or pass --state PATH / set HPCX_STATE",
+            )
+        if p.is_dir():
+            raise StateError(f"state path {p} is a directory", hint="pass the file, not its folder")
+        if not exists:
+            p.parent.mkdir(parents=True, exist_ok=True)
+        elif p.stat().st_size == 0:
+            # DuckDB would refuse it too; say so before it tries.
+            raise StateError(
+                f"{p} is empty: not a DuckDB state file",
+                hint="move the empty file aside, or restore it from a backup (.hpcx/backups/)",
+            )
+        try:
+            con = duckdb.connect(str(p), read_only=read_only)
+        except duckdb.Error as exc:
+            raise _translate_error(exc, p) from None
+        store = cls(con, p, read_only=read_only)
+        try:
+            store._prepare()
+        except StateError:
+            con.close()
+            raise
+        except duckdb.Error as exc:
+            con.close()
+            raise _translate_error(exc, p) from None
+        return store
+
+    def _prepare(self) -> None:
+        rows = self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        tables = {r[0] for r in rows}
+        if "schema_version" not in tables:
+            if tables:
+                raise StateError(
+                    f"{self.path} is a DuckDB file but not an hpcx state (no schema_version table)",
+                    hint="point --state (or HPCX_STATE) at an hpcx state",
+                )
+            if self.read_only:
+                raise StateError(
+                    f"{self.path} is an empty DuckDB database, not an hpcx state",
+                    hint="point --state (or HPCX_STATE) at an hpcx state",
+                )
+            # A new file (or one whose creation never committed): create everything.
+            current = 0
+        else:
+            row = self._con.execute("SELECT max(version) FROM schema_version").fetchone()
+            current = int(row[0]) if row and row[0] is not None else 0
+        if current > SCHEMA_VERSION:
+            raise StateError(
+                f"state {self.path} has schema v{current}, written by a newer hpcx; this hpcx "
+                f"reads up to v{SCHEMA_VERSION}",
+                hint="upgrade hpcx (pip install -U hpcx)",
+            )
+        if current < SCHEMA_VERSION:
+            if self.read_only:
+                raise StateError(
+                    f"state {self.path} has schema v{current}; this hpcx needs v{SCHEMA_VERSION}",
+                    hint="run a writing command (hpcx state upgrade) once to migrate it",
+                )
+            self._migrate(current)
+
+    def _migrate(self, current: int) -> None:
+        from hpcx import __version__
+
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            if current == 0:
+                con.execute(
+                    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+                    "applied_at TIMESTAMP NOT NULL, hpcx_version VARCHAR)"
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for stmt in MIGRATIONS[version]:
+                    con.execute(stmt)
+                con.execute(
+                    "INSERT INTO schema_version VALUES (?, ?, ?)", [version, _now(), __version__]
+                )
+            if current == 0:
+                con.execute(
+                    "INSERT INTO meta VALUES (?, 0, ?, ?, ?)",
+                    [str(uuid.uuid4()), SCHEMA_VERSION, _now(), __version__],
+                )
+            else:
+                con.execute("UPDATE meta SET schema_version = ?", [SCHEMA_VERSION])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def connection(self) -> Any:
+        """The underlying duckdb connection (for read-only SQL by other modules)."""
+        return self._con
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _guard_read(self, fn: Callable[[], Any]) -> Any:
+        import duckdb
+
+        try:
+            return fn()
+        except duckdb.Error as exc:
+            raise _translate_error(exc, self.path) from None
+
+    def meta(self) -> tuple[str, int]:
+        """(lineage, serial)."""
+        row = self._guard_read(
+            lambda: self._con.execute("SELECT lineage, serial FROM meta").fetchone()
+        )
+        if row is None:
+            raise StateError(f"state {self.path} has no meta row", hint="restore it from a backup")
+        return str(row[0]), int(row[1])
+
+    def snapshot(self) -> StateSnapshot:
+        """Every run with the fields the planner needs, in update order (oldest first)."""
+
+        def read() -> tuple[tuple[str, int], list[tuple[Any, ...]]]:
+            con = self._con
+            meta = con.execute("SELECT lineage, serial FROM meta").fetchone()
+            rows = con.execute(
+                "SELECT run_id, base_id, experiment, status, settings_digest, code_hash, attempts "
+                "FROM runs ORDER BY updated_at, run_id"
+            ).fetchall()
+            return (str(meta[0]), int(meta[1])), rows
+
+        (lineage, serial), rows = self._guard_read(read)
+        make = SnapRun._make
+        return StateSnapshot(lineage=lineage, serial=serial, runs={r[0]: make(r) for r in rows})
+
+    def info(self) -> StateInfo:
+        def read() -> StateInfo:
+            con = self._con
+            m = con.execute(
+                "SELECT lineage, serial, schema_version, created_at, hpcx_version FROM meta"
+            ).fetchone()
+            by_status = dict(
+                con.execute(
+                    "SELECT status, count(*) FROM runs GROUP BY status ORDER BY 1"
+                ).fetchall()
+            )
+
+            def count(table: str) -> int:
+                return int(con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+            return StateInfo(
+                path=str(self.path),
+                lineage=m[0],
+                serial=int(m[1]),
+                schema_version=int(m[2]),
+                created_at=m[3],
+                hpcx_version=m[4],
+                runs_by_status={k: int(v) for k, v in by_status.items()},
+                events=count("run_events"),
+                metrics=count("metrics"),
+                submissions=count("submissions"),
+                probes=count("probes"),
+                size_bytes=self.path.stat().st_size,
+            )
+
+        result: StateInfo = self._guard_read(read)
+        return result
+
+    def run_specs(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored spec JSON of the given runs (those that exist)."""
+        ids = list(run_ids)
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, spec FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
+            ).fetchall()
+        )
+        return {r[0]: json.loads(r[1]) for r in rows if r[1] is not None}
+
+    def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The event history (of one run, or all), oldest first."""
+        sql = (
+            "SELECT serial, seq, run_id, at, event, from_status, to_status, detail FROM run_events"
+        )
+        params: list[Any] = []
+        if run_id is not None:
+            sql += " WHERE run_id = ?"
+            params.append(run_id)
+        sql += " ORDER BY serial, seq"
+        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        keys = ("serial", "seq", "run_id", "at", "event", "from_status", "to_status", "detail")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            d["detail"] = json.loads(d["detail"]) if d["detail"] is not None else None
+            out.append(d)
+        return out
+
+    # -- writing -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One atomic write: bumps the serial once; everything inside commits or nothing does.
+
+        Nested calls join the outer transaction.
+        """
+        if self.read_only:
+            raise StateError(f"state {self.path} is open read-only")
+        if self._tx is not None:
+            yield self._tx
+            return
+        con = self._con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            serial = int(
+                con.execute("UPDATE meta SET serial = serial + 1 RETURNING serial").fetchone()[0]
+            )
+            tx = Transaction(self, serial)
+            self._tx = tx
+            yield tx
+            tx._flush()
+            con.execute("COMMIT")
+        except BaseException:
+            try:
+                con.execute("ROLLBACK")
+            finally:
+                self._tx = None
+            raise
+        self._tx = None
+
+    def record_runs(self, specs: Iterable[RunSpec], **kw: Any) -> int:
+        with self.transaction() as tx:
+            return tx.record_runs(specs, **kw)
+
+    def set_status(self, run_ids: Iterable[str], status: str, **kw: Any) -> int:
+        with self.transaction() as tx:
+            return tx.set_status(run_ids, status, **kw)
+
+    def add_metrics(self, rows: Iterable[Sequence[Any]]) -> int:
+        with self.transaction() as tx:
+            return tx.add_metrics(rows)
+
+    def record_probe(self, report: Mapping[str, Any], *, host: str | None = None) -> str:
+        with self.transaction() as tx:
+            return tx.record_probe(report, host=host)
+
+
+_RUN_INSERT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "VARCHAR"),
+    ("base_id", "VARCHAR"),
+    ("experiment", "VARCHAR"),
+    ("status", "VARCHAR"),
+    ("identity", "JSON"),
+    ("spec", "JSON"),
+    ("settings_digest", "VARCHAR"),
+    ("code_hash", "VARCHAR"),
+    ("source", "VARCHAR"),
+    ("overrides", "JSON"),
+    ("attempts", "INTEGER"),
+    ("executor", "VARCHAR"),
+    ("submission_key", "VARCHAR"),
+    ("created_at", "TIMESTAMP"),
+    ("updated_at", "TIMESTAMP"),
+)
+_EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("serial", "BIGINT"),
+    ("seq", "INTEGER"),
+    ("run_id", "VARCHAR"),
+    ("at", "TIMESTAMP"),
+    ("event", "VARCHAR"),
+    ("from_status", "VARCHAR"),
+    ("to_status", "VARCHAR"),
+    ("detail", "JSON"),
+)
+_METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "VARCHAR"),
+    ("name", "VARCHAR"),
+    ("step", "BIGINT"),
+    ("value", "DOUBLE"),
+    ("time", "DOUBLE"),
+    ("serial", "BIGINT"),
+)
+
+
+class Transaction:
+    """The write API, valid inside ``with store.transaction() as tx``. ``tx.serial`` is the
+    serial this transaction gives the state."""
+
+    def __init__(self, store: StateStore, serial: int) -> None:
+        self._store = store
+        self._con = store._con
+        self.serial = serial
+        self.at = _now()
+        self._events: list[tuple[Any, ...]] = []
+
+    def _tmp_dir(self) -> Path:
+        return self._store.path.parent
+
+    def event(
+        self,
+        run_id: str,
+        event: str,
+        from_status: str | None,
+        to_status: str | None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Queue one history row; they are written together when the transaction commits."""
+        self._events.append(
+            (
+                self.serial,
+                len(self._events),
+                run_id,
+                self.at,
+                event,
+                from_status,
+                to_status,
+                _json(detail),
+            )
+        )
+
+    def _flush(self) -> None:
+        if self._events:
+            _bulk_insert(self._con, "run_events", _EVENT_COLUMNS, self._events, self._tmp_dir())
+            self._events = []
+
+    def _statuses(self, run_ids: list[str]) -> dict[str, str]:
+        rows = self._con.execute(
+            "SELECT run_id, status FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [run_ids],
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def record_runs(
+        self,
+        specs: Iterable[RunSpec],
+        *,
+        status: str = "pending",
+        event: str = "recorded",
+        executor: str | None = None,
+        submission_key: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Insert new runs with ``status``; for runs already present, replace their spec and
+        settings (the plan's "update") and leave their status alone. Returns how many were new.
+        """
+        _check_status(status)
+        specs = list(specs)
+        if not specs:
+            return 0
+        by_id = {s.run_id: s for s in specs}
+        existing = self._statuses(list(by_id))
+        now = self.at
+        new_rows = []
+        for s in by_id.values():
+            if s.run_id in existing:
+                continue
+            new_rows.append(
+                (
+                    s.run_id,
+                    s.base_id,
+                    s.experiment,
+                    status,
+                    _json(s.identity),
+                    _json(spec_to_dict(s)),
+                    s.settings_digest,
+                    s.code_hash,
+                    s.source,
+                    _json(list(s.overrides)),
+                    0,
+                    executor if executor is not None else _executor_kind(s),
+                    submission_key,
+                    now,
+                    now,
+                )
+            )
+            self.event(s.run_id, event, None, status, detail)
+        _bulk_insert(self._con, "runs", _RUN_INSERT_COLUMNS, new_rows, self._tmp_dir())
+        updated = [by_id[rid] for rid in existing]
+        if updated:
+            self._con.execute(
+                "CREATE OR REPLACE TEMP TABLE _hpcx_upd (run_id VARCHAR, spec VARCHAR, "
+                "settings_digest VARCHAR, source VARCHAR, overrides VARCHAR)"
+            )
+            _bulk_insert(
+                self._con,
+                "_hpcx_upd",
+                (
+                    ("run_id", "VARCHAR"),
+                    ("spec", "VARCHAR"),
+                    ("settings_digest", "VARCHAR"),
+                    ("source", "VARCHAR"),
+                    ("overrides", "VARCHAR"),
+                ),
+                [
+                    (
+                        s.run_id,
+                        _json(spec_to_dict(s)),
+                        s.settings_digest,
+                        s.source,
+                        _json(list(s.overrides)),
+                    )
+                    for s in updated
+                ],
+                self._tmp_dir(),
+            )
+            self._con.execute(
+                "UPDATE runs SET spec = u.spec::JSON, settings_digest = u.settings_digest, "
+                "source = u.source, overrides = u.overrides::JSON, updated_at = ? "
+                "FROM _hpcx_upd u WHERE runs.run_id = u.run_id",
+                [now],
+            )
+            self._con.execute("DROP TABLE _hpcx_upd")
+            for s in updated:
+                st = existing[s.run_id]
+                self.event(s.run_id, "settings-updated", st, st, detail)
+        return len(new_rows)
+
+    def set_status(
+        self,
+        run_ids: Iterable[str],
+        status: str,
+        *,
+        event: str,
+        detail: Mapping[str, Any] | None = None,
+        fields: Mapping[str, Any] | None = None,
+        bump_attempts: bool = False,
+    ) -> int:
+        """Move runs to ``status`` (recording one event each), optionally setting run columns
+        (``SETTABLE_RUN_FIELDS``, same value for all) and counting an attempt."""
+        _check_status(status)
+        ids = list(dict.fromkeys(run_ids))
+        if not ids:
+            return 0
+        current = self._statuses(ids)
+        missing = [r for r in ids if r not in current]
+        if missing:
+            raise StateError(
+                f"{len(missing)} run(s) not in the state: {', '.join(missing[:3])}"
+                + (" ..." if len(missing) > 3 else "")
+            )
+        sets = ["status = ?", "updated_at = ?"]
+        params: list[Any] = [status, self.at]
+        for key, value in (fields or {}).items():
+            if key not in SETTABLE_RUN_FIELDS:
+                raise ValueError(f"set_status cannot set run field {key!r}")
+            sets.append(f"{key} = ?")
+            params.append(_json(value) if key in _JSON_RUN_FIELDS else value)
+        if bump_attempts:
+            sets.append("attempts = attempts + 1")
+        params.append(ids)
+        self._con.execute(
+            f"UPDATE runs SET {', '.join(sets)} WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            params,
+        )
+        for rid in ids:
+            self.event(rid, event, current[rid], status, detail)
+        return len(ids)
+
+    def add_metrics(self, rows: Iterable[Sequence[Any]]) -> int:
+        """Bulk-insert metric rows ``(run_id, name, step, value, time)``; step and time may be
+        None; time is seconds since the epoch, as the program wrote it."""
+        serial = self.serial
+        data = [(r[0], r[1], r[2], r[3], r[4], serial) for r in rows]
+        _bulk_insert(self._con, "metrics", _METRIC_COLUMNS, data, self._tmp_dir())
+        return len(data)
+
+    def set_run_meta(self, run_id: str, values: Mapping[str, Any]) -> None:
+        """Set key/value metadata of a run (hostname, git commit, package versions...)."""
+        for key, value in values.items():
+            self._con.execute(
+                "INSERT OR REPLACE INTO run_meta VALUES (?, ?, ?::JSON, ?)",
+                [run_id, key, _json(value), self.serial],
+            )
+
+    def record_probe(self, report: Mapping[str, Any], *, host: str | None = None) -> str:
+        """Store one probe report; returns its id."""
+        pid = str(uuid.uuid4())
+        host = (
+            host
+            if host is not None
+            else str(report.get("host") or report.get("hostname") or "") or None
+        )
+        self._con.execute(
+            "INSERT INTO probes VALUES (?, ?, ?, ?::JSON, ?)",
+            [pid, host, self.at, _json(report), self.serial],
+        )
+        return pid
+
+    def record_submission(
+        self,
+        key: str,
+        *,
+        executor: str,
+        state: str,
+        run_ids: Sequence[str] = (),
+        job_ids: Sequence[str] = (),
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Create or update a submission (``intent`` before the scheduler is called)."""
+        if state not in SUBMISSION_STATES:
+            raise ValueError(f"unknown submission state {state!r}")
+        row = self._con.execute("SELECT 1 FROM submissions WHERE key = ?", [key]).fetchone()
+        if row is None:
+            self._con.execute(
+                "INSERT INTO submissions VALUES (?, ?, ?, ?, ?, ?::JSON, ?::JSON, ?::JSON, ?)",
+                [
+                    key,
+                    executor,
+                    state,
+                    self.at,
+                    self.at,
+                    _json(list(job_ids)),
+                    _json(list(run_ids)),
+                    _json(detail),
+                    self.serial,
+                ],
+            )
+        else:
+            self._con.execute(
+                "UPDATE submissions SET state = ?, updated_at = ?, job_ids = ?::JSON, "
+                "detail = coalesce(?::JSON, detail), serial = ? WHERE key = ?",
+                [state, self.at, _json(list(job_ids)), _json(detail), self.serial, key],
+            )
+
+
+def _check_status(status: str) -> None:
+    if status not in RUN_STATUSES:
+        raise ValueError(f"unknown run status {status!r}; one of {', '.join(RUN_STATUSES)}")
+
+
+def _executor_kind(spec: RunSpec) -> str | None:
+    kind = spec.executor.get("kind") or spec.executor.get("type") or spec.executor.get("name")
+    return str(kind) if kind is not None else None
