@@ -1,3 +1,90 @@
-"""`hpcx validate` (placeholder until its module lands)."""
+"""``hpcx validate`` and ``hpcx schema``: check manifests, print the manifest JSON Schema."""
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from hpcx.cli._app import EXIT_ERROR, EXIT_OK, app
+
+
+def _default_paths() -> list[Path]:
+    here = Path("manifests")
+    if here.is_dir():
+        return [here]
+    typer.echo("error: no paths given and no ./manifests folder", err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+def validate(
+    paths: list[Path] = typer.Argument(
+        None, help="Manifest files or folders (default: ./manifests).", show_default=False
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a value: path=value (YAML), e.g. params.model.depth=8."
+    ),
+    max_runs: int = typer.Option(1_000_000, "--max-runs", help="Refuse sweeps larger than this."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print problems only."),
+) -> None:
+    """Check manifests: every problem as file:line:col: $.json.path: message. Exit 1 on any."""
+    from hpcx.manifest import validate_paths_with_state
+
+    targets = list(paths) if paths else _default_paths()
+    state, problems = validate_paths_with_state(targets, overrides=set_, max_runs=max_runs)
+    if as_json:
+        doc = {
+            "ok": not problems,
+            "problems": [
+                {
+                    "file": p.path,
+                    "line": p.line,
+                    "col": p.col,
+                    "json_path": p.json_path,
+                    "message": p.message,
+                    "text": str(p),
+                }
+                for p in problems
+            ],
+            "experiments": []
+            if state is None
+            else [{"name": e.name, "path": e.path, "runs": e.run_count} for e in state.experiments],
+            "runs": 0 if state is None else len(state.runs),
+        }
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        raise typer.Exit(EXIT_ERROR if problems else EXIT_OK)
+    if problems:
+        for p in problems:
+            typer.echo(str(p))
+        files = len({p.path for p in problems})
+        n = len(problems)
+        typer.echo(
+            f"{n} problem{'s' if n != 1 else ''} in {files} file{'s' if files != 1 else ''}",
+            err=True,
+        )
+        raise typer.Exit(EXIT_ERROR)
+    assert state is not None
+    if not quiet:
+        for e in state.experiments:
+            typer.echo(
+                f"ok  {e.path}: {e.name} ({e.run_count} run{'s' if e.run_count != 1 else ''})"
+            )
+        typer.echo(f"{len(state.experiments)} experiments, {len(state.runs)} runs, no problems")
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command()
+def schema(
+    path: bool = typer.Option(False, "--path", help="Print where the schema file is instead."),
+) -> None:
+    """Print the manifest JSON Schema (draft 2020-12), for editors and other tools."""
+    from hpcx.manifest import schema_path, schema_text
+
+    if path:
+        typer.echo(str(schema_path()))
+        return
+    sys.stdout.write(schema_text())
