@@ -24,6 +24,7 @@ Imports are kept light: this runs once per run, and its start-up is hpcx's overh
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -103,21 +104,9 @@ def _node_cpus(node: int) -> set[int] | None:
     return cpus
 
 
-def _gpu_numa_node(gpu: str) -> int | None:
-    """The NUMA node of a GPU, through hpcx.placement when it can tell."""
-    try:
-        from hpcx import placement  # written alongside; optional here
-    except ImportError:
-        return None
-    fn = getattr(placement, "gpu_numa_node", None)
-    if fn is None:
-        return None
-    node = fn(int(gpu)) if gpu.isdigit() else fn(gpu)
-    return node if isinstance(node, int) and node >= 0 else None
-
-
 def bind_numa(node: int) -> str:
-    """Bind this process (and so what it execs) to a NUMA node; say how it was done."""
+    """Fallback binding when hpcx.placement is not importable: CPUs from sysfs, then
+    hpcx.native for memory too when it loads."""
     cpus = _node_cpus(node)
     if cpus is None:
         try:
@@ -130,46 +119,65 @@ def bind_numa(node: int) -> str:
             f"NUMA node {node} does not exist on {rundir.hostname()} (nodes: {have or 'none'})"
         )
     try:
-        from hpcx import native  # type: ignore[attr-defined]
+        from hpcx import native
 
         native.bind(node, memory=True)
         return "native (cpus + memory)"
     except Exception as exc:  # ImportError, NativeUnavailableError, NumaError
         reason = f"{type(exc).__name__}: {exc}"
-    # Without the native module CPU affinity still holds; memory follows first touch there.
     try:
         os.sched_setaffinity(0, cpus)
     except OSError as exc:
         raise PlacementFailed(f"cannot bind to NUMA node {node}: {exc}") from exc
-    return f"sched_setaffinity (cpus only; memory policy not set: {reason})"
+    return f"cpus only (memory policy not set: {reason})"
 
 
 def apply_placement(placement: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """Apply ``placement`` to this process and ``env``; return what was actually used."""
+    """Apply ``placement`` to this process and ``env``; return what was actually used.
+
+    Uses hpcx.placement (the same checks as ``hpcx exec``): the node must exist and have
+    CPUs, ``local-to-gpu`` resolves through sysfs, GPU numbers are PCI bus order.
+    """
     used: dict[str, Any] = {}
     # Explicit GPUs from the manifest win; else the ones the local queue assigned this run.
-    gpus = placement.get("gpus") or [g for g in env.get("HPCX_ASSIGNED_GPUS", "").split(",") if g]
+    gpus = [str(g) for g in placement.get("gpus") or []] or [
+        g for g in env.get("HPCX_ASSIGNED_GPUS", "").split(",") if g
+    ]
+    numa = placement.get("numa")
+    if numa in (None, "none", ""):
+        numa = None
     if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    if numa is not None:
+        if isinstance(numa, bool) or not isinstance(numa, int | str):
+            raise PlacementFailed(f"unknown numa placement {numa!r}")
+        try:
+            from hpcx import placement as pl
+        except ImportError:  # older tree without hpcx.placement
+            if not isinstance(numa, int):
+                raise PlacementFailed(f"numa {numa!r} needs hpcx.placement") from None
+            used["numa_binding"] = bind_numa(numa)
+            used["numa_node"] = numa
+        else:
+            import warnings
+
+            from hpcx.errors import HpcxError
+
+            gpu = gpus[0] if numa == pl.LOCAL_TO_GPU and gpus else None
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    resolved = pl.resolve(numa, gpu)
+                    notes = pl.apply_binding(resolved)
+            except HpcxError as exc:
+                raise PlacementFailed(str(exc)) from exc
+            used["numa_node"] = resolved.numa_node
+            used["numa_binding"] = "; ".join(notes) or "cpus + memory"
     if env.get("CUDA_VISIBLE_DEVICES"):
         used["gpus"] = env["CUDA_VISIBLE_DEVICES"].split(",")
-    numa = placement.get("numa")
-    if numa == "local-to-gpu":
-        if not gpus:
-            raise PlacementFailed("numa: local-to-gpu needs a GPU in placement.gpus")
-        node = _gpu_numa_node(str(gpus[0]))
-        if node is None:
-            raise PlacementFailed(f"cannot tell the NUMA node of GPU {gpus[0]} on this node")
-        numa = node
-    if isinstance(numa, int) and not isinstance(numa, bool):
-        used["numa_binding"] = bind_numa(numa)
-        used["numa_node"] = numa
-    elif numa not in (None, "none"):
-        raise PlacementFailed(f"unknown numa placement {numa!r}")
-    try:
+    with contextlib.suppress(OSError):
         used["cpus"] = sorted(os.sched_getaffinity(0))
-    except OSError:
-        pass
     return used
 
 

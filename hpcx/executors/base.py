@@ -189,8 +189,16 @@ class Executor(ABC):
         self.options: dict[str, Any] = dict(options or {})
         self.python: str = str(self.options.get("python") or sys.executable)
 
-    def prepare(self, runs: Sequence[RunSpec], runs_root: str | os.PathLike[str]) -> list[RunDir]:
+    def prepare(
+        self,
+        runs: Sequence[RunSpec],
+        runs_root: str | os.PathLike[str],
+        *,
+        key: str | None = None,
+    ) -> list[RunDir]:
         """Create (or start a new attempt in) each run's folder with its spec.json.
+
+        ``key`` (the submission key these runs will go out under) is recorded in spec.json.
 
         Writes without a per-file fsync and syncs once at the end: 10,000 fsyncs would cost
         seconds. Raises RunActiveError for a run whose current attempt is still active.
@@ -200,6 +208,7 @@ class Executor(ABC):
         for spec in runs:
             path = rundir.run_path(root, spec.experiment, spec.run_id)
             doc = spec_document(spec, path, python=self.python)
+            doc["submission"] = {"key": key, "executor": self.kind}
             out.append(rundir.create(root, spec.experiment, spec.run_id, doc, fsync=False))
         if out:
             rundir.sync()

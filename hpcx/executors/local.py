@@ -151,8 +151,8 @@ class LocalQueue:
             task.assigned = [self.free_gpus.pop(0) for _ in range(task.gpus)]
             env = {**os.environ, "HPCX_ASSIGNED_GPUS": ",".join(task.assigned)}
         argv = [self.python, "-m", "hpcx.job", task.run_dir, "--attempt", str(task.attempt)]
-        log = open(os.path.join(task.run_dir, f".wrapper-{task.attempt}.log"), "ab")
-        try:
+        # The wrapper's own messages (not the program's), e.g. "already claimed".
+        with open(os.path.join(task.run_dir, f".wrapper-{task.attempt}.log"), "ab") as log:
             task.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -162,8 +162,6 @@ class LocalQueue:
                 start_new_session=True,  # a terminal's Ctrl-C reaches the queue only
                 close_fds=True,
             )
-        finally:
-            log.close()
         task.started = time.monotonic()
         if task.time_limit is not None:
             task.deadline = task.started + task.time_limit

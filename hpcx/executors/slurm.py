@@ -1,0 +1,793 @@
+"""The SLURM executor: job arrays through ``sbatch --parsable``, status through one ``squeue``.
+
+A submission (one key) lives in ``<runs_root>/.submissions/<key>/``::
+
+    submission.json   the intent (chunks, run folders) before sbatch; job ids added after each
+    chunk-NNN.sbatch  the script of one array (or of a single job)
+    chunk-NNN.tasks   line i = RUN_DIR<TAB>ATTEMPT for array task i
+    slurm-%A_%a.out   sbatch's own output (the wrapper's; the program's goes to the run folder)
+
+Runs with the same resources and options share an array; arrays are split to the cluster's
+MaxArraySize (task ids must stay below it) and the whole submission must fit MaxJobCount.
+Every job is named ``hpcx-<key>`` with ``hpcx:<key>:<chunk>`` in its comment, so ``squeue``
+finds it by name after a crash (:meth:`SlurmExecutor.reconcile`).
+
+Nothing here runs a shell: sbatch, squeue, scancel and scontrol get argument lists and an
+explicit environment without the caller's ``SBATCH_*``/``SLURM_*`` variables (those would
+otherwise change the job silently: ``SBATCH_PARTITION`` overrides the script's partition).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from hpcx import rundir
+from hpcx.executors.base import (
+    Executor,
+    InvalidOptionError,
+    ObservedStatus,
+    SchedulerError,
+    Submission,
+    SubmitError,
+    observe_run_dir,
+    write_stop,
+)
+from hpcx.rundir import RunDir
+
+SUBMISSION_FILE = "submission.json"
+
+#: Long sbatch options an executor config may pass through, and whether they take a value.
+ALLOWED_OPTIONS: dict[str, bool] = {
+    "account": True,
+    "qos": True,
+    "constraint": True,
+    "reservation": True,
+    "exclusive": False,
+    "mail-type": True,
+    "mail-user": True,
+    "nice": True,
+    "begin": True,
+    "deadline": True,
+    "exclude": True,
+    "nodelist": True,
+    "ntasks": True,
+    "ntasks-per-node": True,
+    "mem-per-cpu": True,
+    "mem-per-gpu": True,
+    "cpus-per-gpu": True,
+    "gpus-per-task": True,
+    "gpus-per-node": True,
+    "hint": True,
+    "licenses": True,
+    "signal": True,
+    "switches": True,
+    "threads-per-core": True,
+    "cores-per-socket": True,
+    "sockets-per-node": True,
+    "wckey": True,
+    "priority": True,
+    "tmp": True,
+    "gpu-bind": True,
+    "cpu-freq": True,
+    "network": True,
+    "core-spec": True,
+    "profile": True,
+    "distribution": True,
+    "oversubscribe": False,
+    "contiguous": False,
+    "spread-job": False,
+    "get-user-env": False,
+}
+
+#: Options hpcx sets itself, or that would change what runs or where its output goes.
+REFUSED_OPTIONS = frozenset(
+    {
+        "array",
+        "output",
+        "error",
+        "input",
+        "wrap",
+        "job-name",
+        "comment",
+        "parsable",
+        "export",
+        "export-file",
+        "chdir",
+        "open-mode",
+        "test-only",
+        "requeue",
+        "no-requeue",
+        "wait",
+        "hold",
+        "dependency",
+        "kill-on-invalid-dep",
+        "partition",
+        "gres",
+        "mem",
+        "time",
+        "cpus-per-task",
+        "nodes",
+        "batch",
+        "clusters",
+        "container",
+        "uid",
+        "gid",
+    }
+)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TIME = re.compile(r"^(\d+-)?\d+(:\d+){0,2}$|^\d+-\d+$")
+_MEMORY = re.compile(r"^(\d+)([KMGT]?)B?$", re.IGNORECASE)
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:@%+=/\-\[\]]+$")
+_AMBIGUOUS = (
+    "socket timed out",
+    "unable to contact slurm controller",
+    "zero bytes were transmitted",
+    "communication connection failure",
+    "timed out",
+)
+
+_SQUEUE_FINAL = {
+    "COMPLETED": "lost",  # ended cleanly but wrote no status: the wrapper never ran it
+    "CANCELLED": "cancelled",
+    "TIMEOUT": "timeout",
+    "PREEMPTED": "cancelled",
+    "DEADLINE": "timeout",
+    "FAILED": "failed",
+    "NODE_FAIL": "failed",
+    "BOOT_FAIL": "failed",
+    "OUT_OF_MEMORY": "failed",
+    "REVOKED": "cancelled",
+    "SPECIAL_EXIT": "failed",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Values reaching #SBATCH
+
+
+def check_value(what: str, value: object) -> str:
+    """A value for an ``#SBATCH`` line: no control characters (a newline would start a new
+    directive), and nothing that needs quoting (sbatch's own parser has no escapes)."""
+    text = str(value)
+    if _CONTROL.search(text):
+        raise InvalidOptionError(f"{what}: control characters are not allowed: {text!r}")
+    if not text or not _SAFE_VALUE.match(text):
+        raise InvalidOptionError(
+            f"{what}: {text!r} is not a plain SLURM value",
+            hint="letters, digits and _ . , : @ % + = / - [ ] only",
+        )
+    return text
+
+
+def check_path(what: str, path: str) -> str:
+    if _CONTROL.search(path):
+        raise InvalidOptionError(f"{what}: control characters are not allowed in {path!r}")
+    return path
+
+
+def normalise_time(value: object) -> str:
+    if isinstance(value, bool):
+        raise InvalidOptionError(f"resources.time: not a time limit: {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise InvalidOptionError(f"resources.time: must be positive, got {value}")
+        return str(value)
+    text = check_value("resources.time", value)
+    if not _TIME.match(text):
+        raise InvalidOptionError(
+            f"resources.time: {text!r} is not a SLURM time",
+            hint="minutes, MM:SS, HH:MM:SS or D-HH:MM:SS",
+        )
+    return text
+
+
+def normalise_memory(value: object) -> str:
+    if isinstance(value, bool):
+        raise InvalidOptionError(f"resources.memory: not a size: {value!r}")
+    if isinstance(value, int):
+        return f"{value}M"
+    m = _MEMORY.match(check_value("resources.memory", value))
+    if not m:
+        raise InvalidOptionError(f"resources.memory: {value!r} is not a size like 32G or 4000M")
+    return m.group(1) + (m.group(2).upper() or "M")
+
+
+def _positive_int(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOptionError(f"{what}: must be a positive integer, got {value!r}")
+    return value
+
+
+def resource_options(resources: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """``resources`` of a run as sbatch long options, in a fixed order."""
+    out: list[tuple[str, str | None]] = []
+    if resources.get("partition"):
+        out.append(("partition", check_value("resources.partition", resources["partition"])))
+    if resources.get("nodes") is not None:
+        out.append(("nodes", str(_positive_int("resources.nodes", resources["nodes"]))))
+    gpus = resources.get("gpus")
+    if gpus:
+        n = _positive_int("resources.gpus", gpus)
+        kind = resources.get("gpu_type")
+        gres = f"gpu:{check_value('resources.gpu_type', kind)}:{n}" if kind else f"gpu:{n}"
+        out.append(("gres", gres))
+    if resources.get("cpus") is not None:
+        out.append(("cpus-per-task", str(_positive_int("resources.cpus", resources["cpus"]))))
+    if resources.get("memory") is not None:
+        out.append(("mem", normalise_memory(resources["memory"])))
+    if resources.get("time") is not None:
+        out.append(("time", normalise_time(resources["time"])))
+    return out
+
+
+def extra_options(options: object) -> list[tuple[str, str | None]]:
+    """Validate pass-through sbatch options: a mapping {name: value | True} or a list of
+    ``--name=value`` / ``--flag`` strings. Only allow-listed long options get through."""
+    pairs: list[tuple[str, object]] = []
+    if options is None:
+        return []
+    if isinstance(options, Mapping):
+        pairs = [(str(k), v) for k, v in options.items()]
+    elif isinstance(options, list | tuple):
+        for item in options:
+            text = str(item)
+            if _CONTROL.search(text):
+                raise InvalidOptionError(f"sbatch option: control characters in {text!r}")
+            if not text.startswith("--"):
+                raise InvalidOptionError(
+                    f"sbatch option {text!r}: only long options (--name=value) are accepted"
+                )
+            name, sep, value = text[2:].partition("=")
+            pairs.append((name, value if sep else True))
+    else:
+        raise InvalidOptionError(f"executor.sbatch: expected a mapping or a list, got {options!r}")
+    out: list[tuple[str, str | None]] = []
+    for raw_name, raw_value in pairs:
+        value: object = raw_value
+        name = raw_name.removeprefix("--")
+        if _CONTROL.search(name):
+            raise InvalidOptionError(f"sbatch option: control characters in {name!r}")
+        if name in REFUSED_OPTIONS:
+            raise InvalidOptionError(
+                f"sbatch option --{name} is set by hpcx and cannot be passed through",
+                hint="partition, gres, mem, time, cpus and nodes come from `resources`",
+            )
+        if name not in ALLOWED_OPTIONS:
+            raise InvalidOptionError(
+                f"sbatch option --{name} is not in hpcx's allow-list",
+                hint="allowed: " + ", ".join(sorted(ALLOWED_OPTIONS)),
+            )
+        takes_value = ALLOWED_OPTIONS[name]
+        if not takes_value:
+            if value not in (True, None, ""):
+                raise InvalidOptionError(f"sbatch option --{name} takes no value")
+            if value is not False:
+                out.append((name, None))
+            continue
+        if value is True or value is None or value == "":
+            raise InvalidOptionError(f"sbatch option --{name} needs a value")
+        out.append((name, check_value(f"sbatch option --{name}", value)))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The script: a pure function
+
+
+def render_sbatch(
+    *,
+    job_name: str,
+    comment: str,
+    output: str,
+    python: str,
+    options: Sequence[tuple[str, str | None]] = (),
+    array: str | None = None,
+    tasks_file: str | None = None,
+    run_dir: str | None = None,
+    attempt: int | None = None,
+) -> str:
+    """The sbatch script text. Pure: the same inputs give the same bytes (golden-tested).
+
+    Either ``array`` + ``tasks_file`` (task i runs line i) or ``run_dir`` + ``attempt``.
+    ``options`` are already validated (:func:`resource_options`, :func:`extra_options`).
+    """
+    if (array is None) != (tasks_file is None) or (array is None) == (run_dir is None):
+        raise ValueError("give array + tasks_file, or run_dir")
+    lines = ["#!/bin/bash"]
+    directives: list[tuple[str, str | None]] = [
+        ("job-name", check_value("job name", job_name)),
+        ("comment", check_value("comment", comment)),
+        ("output", check_path("output", output)),
+    ]
+    if array is not None:
+        directives.append(("array", check_value("array", array)))
+    directives += list(options)
+    directives.append(("no-requeue", None))
+    for name, value in directives:
+        check_value("sbatch option", name)
+        if value is None:
+            lines.append(f"#SBATCH --{name}")
+        elif name == "output":
+            # A path may hold spaces: sbatch's parser takes a double-quoted value whole.
+            if '"' in value:
+                raise InvalidOptionError(f"output path may not contain a double quote: {value!r}")
+            lines.append(
+                f'#SBATCH --{name}="{value}"' if " " in value else f"#SBATCH --{name}={value}"
+            )
+        else:
+            lines.append(f"#SBATCH --{name}={value}")
+    lines.append("")
+    lines.append("# Generated by hpcx. Each run's spec, logs and status are in its run folder.")
+    if tasks_file is not None:
+        cmd = [python, "-m", "hpcx.job", "--tasks", check_path("tasks file", tasks_file)]
+    else:
+        assert run_dir is not None
+        cmd = [python, "-m", "hpcx.job", check_path("run folder", run_dir)]
+        if attempt is not None:
+            cmd += ["--attempt", str(int(attempt))]
+    lines.append("exec " + " ".join(shlex.quote(check_path("python", c)) for c in cmd))
+    return "\n".join(lines) + "\n"
+
+
+def array_spec(n: int, throttle: int | None) -> str:
+    text = f"0-{n - 1}" if n > 1 else "0"
+    return f"{text}%{throttle}" if throttle else text
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def clean_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without SBATCH_*/SLURM_* (except SLURM_CONF, which names the
+    cluster rather than changing a job)."""
+    env = dict(os.environ if environ is None else environ)
+    return {
+        k: v
+        for k, v in env.items()
+        if not (k.startswith(("SBATCH_", "SLURM_", "SALLOC_")) and k != "SLURM_CONF")
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_array_size: int = 1001
+    max_job_count: int = 10000
+    accounting: bool = False
+
+
+def parse_config(text: str) -> Limits:
+    conf: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            conf[key.strip()] = value.strip()
+
+    def num(key: str, default: int) -> int:
+        try:
+            return int(conf.get(key, "").split()[0])
+        except (ValueError, IndexError):
+            return default
+
+    acct = conf.get("AccountingStorageType", "accounting_storage/none")
+    return Limits(
+        max_array_size=num("MaxArraySize", 1001),
+        max_job_count=num("MaxJobCount", 10000),
+        accounting=bool(acct) and acct != "accounting_storage/none",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    index: int
+    runs: tuple[RunDir, ...]
+    options: tuple[tuple[str, str | None], ...]
+
+
+class SlurmExecutor(Executor):
+    """Options: ``sbatch`` (pass-through options, allow-listed), ``array_throttle`` (the
+    ``%N`` of each array), ``python`` (interpreter on the nodes, default this one),
+    ``sbatch_timeout`` (seconds), ``max_array_size`` (cap below the cluster's own)."""
+
+    kind = "slurm"
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(options)
+        throttle = self.options.get("array_throttle")
+        self.throttle = None if throttle in (None, 0) else _positive_int("array_throttle", throttle)
+        self.extra = extra_options(self.options.get("sbatch"))
+        self.timeout = float(self.options.get("sbatch_timeout", 60))
+        self.env = clean_env()
+        self._limits: Limits | None = None
+
+    # -- commands
+
+    def _cmd(
+        self, argv: list[str], *, timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(
+                argv,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout or self.timeout,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise SchedulerError(f"{argv[0]} not found: is SLURM installed here?") from exc
+
+    def limits(self) -> Limits:
+        if self._limits is None:
+            proc = self._cmd(["scontrol", "show", "config"])
+            if proc.returncode != 0:
+                raise SchedulerError(f"scontrol show config failed: {proc.stderr.strip()}")
+            limits = parse_config(proc.stdout)
+            cap = self.options.get("max_array_size")
+            if cap:
+                limits = replace(limits, max_array_size=min(limits.max_array_size, int(cap)))
+            self._limits = limits
+        return self._limits
+
+    # -- submit
+
+    def _chunks(self, run_dirs: Sequence[RunDir]) -> list[_Chunk]:
+        groups: dict[tuple[tuple[str, str | None], ...], list[RunDir]] = {}
+        for rd in run_dirs:
+            spec = rundir.read_json(rd.spec_path)
+            opts = tuple(resource_options(spec.get("resources") or {}) + self.extra)
+            groups.setdefault(opts, []).append(rd)
+        size = max(1, self.limits().max_array_size)
+        chunks: list[_Chunk] = []
+        for opts, rds in groups.items():
+            for start in range(0, len(rds), size):
+                chunks.append(_Chunk(len(chunks), tuple(rds[start : start + size]), opts))
+        return chunks
+
+    def render(self, key: str, chunk: _Chunk, folder: Path) -> str:
+        common = {
+            "job_name": f"hpcx-{key}",
+            "comment": f"hpcx:{key}:{chunk.index}",
+            "python": self.python,
+            "options": chunk.options,
+        }
+        if len(chunk.runs) == 1:
+            rd = chunk.runs[0]
+            return render_sbatch(
+                output=str(folder / "slurm-%j.out"),
+                run_dir=str(rd.path),
+                attempt=rd.attempt,
+                **common,  # type: ignore[arg-type]
+            )
+        return render_sbatch(
+            output=str(folder / "slurm-%A_%a.out"),
+            array=array_spec(len(chunk.runs), self.throttle),
+            tasks_file=str(folder / f"chunk-{chunk.index:03d}.tasks"),
+            **common,  # type: ignore[arg-type]
+        )
+
+    def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
+        if not run_dirs:
+            raise SubmitError("nothing to submit")
+        check_value("submission key", key)
+        limits = self.limits()
+        if len(run_dirs) > limits.max_job_count:
+            raise SubmitError(
+                f"{len(run_dirs)} runs exceed the cluster's MaxJobCount ({limits.max_job_count})",
+                hint="apply a subset (by experiment or filter), or ask for a larger MaxJobCount",
+            )
+        root = run_dirs[0].path.parent.parent
+        folder = self.submission_folder(root, key)
+        folder.mkdir(parents=True, exist_ok=False)
+        chunks = self._chunks(run_dirs)
+        scripts: list[Path] = []
+        for chunk in chunks:
+            base = folder / f"chunk-{chunk.index:03d}"
+            for rd in chunk.runs:
+                check_path("run folder", str(rd.path))
+                if "\t" in str(rd.path):
+                    raise InvalidOptionError(f"run folder may not contain a tab: {rd.path}")
+            if len(chunk.runs) > 1:
+                rundir.atomic_write_text(
+                    base.with_suffix(".tasks"),
+                    "".join(f"{rd.path}\t{rd.attempt}\n" for rd in chunk.runs),
+                    fsync=False,
+                )
+            script = base.with_suffix(".sbatch")
+            rundir.atomic_write_text(script, self.render(key, chunk, folder), fsync=False)
+            scripts.append(script)
+            for rd in chunk.runs:
+                _link(script, rd.script_path)
+        intent: dict[str, Any] = {
+            "key": key,
+            "executor": self.kind,
+            "folder": str(folder),
+            "created_at": rundir.utcnow(),
+            "chunks": [
+                {
+                    "index": c.index,
+                    "script": str(scripts[c.index]),
+                    "array": len(c.runs) > 1,
+                    "runs": [[rd.run_id, str(rd.path), rd.attempt] for rd in c.runs],
+                    "job_id": None,
+                }
+                for c in chunks
+            ],
+        }
+        rundir.sync()
+        rundir.atomic_write_json(folder / SUBMISSION_FILE, intent)
+
+        job_ids: list[str | None] = [None] * len(chunks)
+        for chunk in chunks:
+            try:
+                job_ids[chunk.index] = self._sbatch(scripts[chunk.index], folder)
+            except SubmitError as exc:
+                exc.partial = (
+                    self._submission(key, folder, chunks, job_ids) if any(job_ids) else None
+                )
+                self._record(folder, intent, job_ids)
+                raise
+        self._record(folder, intent, job_ids)
+        return self._submission(key, folder, chunks, job_ids)
+
+    def _sbatch(self, script: Path, folder: Path) -> str:
+        try:
+            proc = subprocess.run(
+                ["sbatch", "--parsable", str(script)],
+                env=self.env,
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SubmitError(
+                f"sbatch did not answer within {self.timeout:g}s",
+                ambiguous=True,
+                hint="the job may have been accepted: reconcile by key before submitting again",
+            ) from exc
+        except FileNotFoundError as exc:
+            raise SubmitError("sbatch not found: is SLURM installed here?") from exc
+        err = proc.stderr.strip()
+        if proc.returncode != 0:
+            ambiguous = any(s in err.lower() for s in _AMBIGUOUS)
+            raise SubmitError(
+                f"sbatch failed: {err or f'exit code {proc.returncode}'}",
+                ambiguous=ambiguous,
+                hint=(
+                    "the controller may have accepted the job: reconcile by key first"
+                    if ambiguous
+                    else None
+                ),
+            )
+        first = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        job_id = first.split(";", 1)[0]
+        if not job_id.isdigit():
+            raise SubmitError(f"sbatch printed no job id: {proc.stdout!r} {err!r}", ambiguous=True)
+        return job_id
+
+    def _record(self, folder: Path, intent: dict[str, Any], job_ids: list[str | None]) -> None:
+        for c, jid in zip(intent["chunks"], job_ids, strict=True):
+            c["job_id"] = jid
+        intent["submitted_at"] = rundir.utcnow()
+        rundir.atomic_write_json(folder / SUBMISSION_FILE, intent)
+
+    def _submission(
+        self, key: str, folder: Path, chunks: Sequence[_Chunk], job_ids: Sequence[str | None]
+    ) -> Submission:
+        run_jobs: dict[str, str] = {}
+        run_dirs: dict[str, str] = {}
+        for chunk, jid in zip(chunks, job_ids, strict=True):
+            if jid is None:
+                continue
+            for i, rd in enumerate(chunk.runs):
+                run_jobs[rd.run_id] = f"{jid}_{i}" if len(chunk.runs) > 1 else jid
+                run_dirs[rd.run_id] = str(rd.path)
+        return Submission(
+            key=key,
+            executor=self.kind,
+            job_ids=tuple(j for j in job_ids if j is not None),
+            run_ids=tuple(run_jobs),
+            run_jobs=run_jobs,
+            run_dirs=run_dirs,
+            folder=str(folder),
+            submitted_at=rundir.utcnow(),
+            detail={"chunks": len(chunks), "arrays": sum(1 for c in chunks if len(c.runs) > 1)},
+        )
+
+    # -- status
+
+    def squeue(self, names: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """job id (``123`` or ``123_4``) -> (state, reason) for jobs with these names: one call."""
+        names = sorted(set(names))
+        if not names:
+            return {}
+        proc = self._cmd(
+            ["squeue", "-h", "-r", "-t", "all", "--name=" + ",".join(names), "-o", "%i|%T|%r|%k"]
+        )
+        if proc.returncode != 0:
+            raise SchedulerError(f"squeue failed: {proc.stderr.strip()}")
+        out: dict[str, tuple[str, str]] = {}
+        for line in proc.stdout.splitlines():
+            parts = line.split("|")
+            if len(parts) >= 3:
+                out[parts[0].strip()] = (parts[1].strip(), parts[2].strip())
+        return out
+
+    def sacct(self, job_ids: Iterable[str]) -> dict[str, str]:
+        ids = sorted(set(job_ids))
+        if not ids or not self.limits().accounting:
+            return {}
+        proc = self._cmd(["sacct", "-n", "-P", "-X", "-j", ",".join(ids), "-o", "JobID,State"])
+        if proc.returncode != 0:
+            if "accounting storage is disabled" in proc.stderr.lower():
+                self._limits = replace(self.limits(), accounting=False)
+                return {}
+            raise SchedulerError(f"sacct failed: {proc.stderr.strip()}")
+        out = {}
+        for line in proc.stdout.splitlines():
+            jid, _, state = line.partition("|")
+            out[jid.strip()] = state.split()[0] if state.split() else ""
+        return out
+
+    def poll(self, submissions: Iterable[Submission]) -> dict[str, ObservedStatus]:
+        subs = list(submissions)
+        # The scheduler first, the files second: a job that ends in between is then seen
+        # final in its file, never "gone from squeue without a status".
+        queue = self.squeue(f"hpcx-{s.key}" for s in subs)
+        files: dict[str, ObservedStatus] = {}
+        for sub in subs:
+            for rid in sub.run_ids:
+                files[rid] = observe_run_dir(rid, sub.run_dirs[rid], sub.run_jobs.get(rid))
+        missing = [
+            sub.run_jobs[rid]
+            for sub in subs
+            for rid in sub.run_ids
+            if not files[rid].final and sub.run_jobs.get(rid) not in queue
+        ]
+        acct = self.sacct({j.split("_")[0] for j in missing}) if missing else {}
+        out: dict[str, ObservedStatus] = {}
+        for sub in subs:
+            for rid in sub.run_ids:
+                out[rid] = _merge(files[rid], sub.run_jobs.get(rid), queue, acct)
+        return out
+
+    def cancel(
+        self, submissions: Iterable[Submission], run_ids: Iterable[str] | None = None
+    ) -> None:
+        wanted = None if run_ids is None else set(run_ids)
+        targets: list[str] = []
+        for sub in submissions:
+            for rid in sub.run_ids:
+                if wanted is not None and rid not in wanted:
+                    continue
+                path = sub.run_dirs[rid]
+                if observe_run_dir(rid, path).final:
+                    continue
+                # Say why before signalling: the wrapper records "cancelled", not a guess.
+                write_stop(path, "cancelled")
+                if rid in sub.run_jobs:
+                    targets.append(sub.run_jobs[rid])
+        if not targets:
+            return
+        proc = self._cmd(["scancel", *sorted(set(targets))])
+        if proc.returncode != 0 and "invalid job id" not in proc.stderr.lower():
+            raise SchedulerError(f"scancel failed: {proc.stderr.strip()}")
+
+    def reconcile(self, key: str, runs_root: str | os.PathLike[str]) -> Submission | None:
+        """Find the jobs of ``key`` by name (``squeue``, then ``sacct``, then the run folders'
+        status files, which carry their SLURM job ids) and rebuild the Submission."""
+        folder = self.submission_folder(runs_root, key)
+        try:
+            intent = rundir.read_json(folder / SUBMISSION_FILE)
+        except (OSError, ValueError):
+            return None  # the intent file is written before any sbatch: nothing went out
+        proc = self._cmd(["squeue", "-h", "-t", "all", f"--name=hpcx-{key}", "-o", "%F|%k"])
+        if proc.returncode != 0:
+            raise SchedulerError(f"squeue failed: {proc.stderr.strip()}")
+        found: dict[int, str] = {}
+        for line in proc.stdout.splitlines():
+            jid, _, comment = line.partition("|")
+            parts = comment.strip().split(":")
+            if len(parts) == 3 and parts[0] == "hpcx" and parts[1] == key and parts[2].isdigit():
+                found[int(parts[2])] = jid.strip()
+        if self.limits().accounting and len(found) < len(intent["chunks"]):
+            acct = self._cmd(
+                ["sacct", "-n", "-P", "-X", f"--name=hpcx-{key}", "-o", "JobID,Comment"]
+            )
+            for line in acct.stdout.splitlines():
+                jid, _, comment = line.partition("|")
+                parts = comment.strip().split(":")
+                if len(parts) == 3 and parts[1] == key and parts[2].isdigit():
+                    found.setdefault(int(parts[2]), jid.split("_")[0].strip())
+        chunks: list[_Chunk] = []
+        job_ids: list[str | None] = []
+        for c in intent["chunks"]:
+            runs = tuple(
+                RunDir(Path(p), Path(p).parent.name, rid, int(a)) for rid, p, a in c["runs"]
+            )
+            chunks.append(_Chunk(int(c["index"]), runs, ()))
+            job_ids.append(found.get(int(c["index"])) or _job_from_files(runs))
+        if not any(job_ids):
+            return None
+        self._record(folder, intent, job_ids)
+        return self._submission(key, folder, chunks, job_ids)
+
+
+def _job_from_files(runs: Sequence[RunDir]) -> str | None:
+    """A job long gone from squeue (MinJobAge) without accounting: its wrapper wrote its ids."""
+    for rd in runs:
+        doc = rundir.read_status(rd.path)
+        if doc is None or doc.get("attempt") != rd.attempt:
+            continue
+        job = doc.get("job") or {}
+        jid = job.get("SLURM_ARRAY_JOB_ID") or job.get("SLURM_JOB_ID")
+        if jid:
+            return str(jid)
+    return None
+
+
+def _link(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(src, tmp)
+    except OSError:
+        tmp.write_bytes(src.read_bytes())
+    os.replace(tmp, dst)
+
+
+def _merge(
+    f: ObservedStatus,
+    job_id: str | None,
+    queue: Mapping[str, tuple[str, str]],
+    acct: Mapping[str, str],
+) -> ObservedStatus:
+    if f.final:
+        return f
+    if job_id is not None and job_id in queue:
+        state, reason = queue[job_id]
+        if state == "PENDING":
+            return replace(f, state="queued", source="scheduler", reason=reason, job_id=job_id)
+        if state in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING", "REQUEUED"):
+            if f.state in ("claimed", "running"):
+                return f
+            return replace(f, state="running", source="scheduler", job_id=job_id)
+        mapped = _SQUEUE_FINAL.get(state, "lost")
+        return replace(
+            f,
+            state=mapped,
+            source="scheduler",
+            job_id=job_id,
+            reason=f"SLURM says {state}; the job left no final status",
+        )
+    if job_id is not None and job_id in acct:
+        state = acct[job_id]
+        if state in ("PENDING", "RUNNING", "REQUEUED"):
+            return replace(
+                f, state="queued" if state == "PENDING" else "running", source="scheduler"
+            )
+        return replace(
+            f,
+            state=_SQUEUE_FINAL.get(state, "lost"),
+            source="scheduler",
+            reason=f"sacct says {state}; the job left no final status",
+        )
+    if f.state == "cancelled":  # cancelled before it started: only its .stop file says so
+        return f
+    return replace(
+        f,
+        state="lost",
+        source="scheduler",
+        job_id=job_id,
+        reason="the scheduler no longer knows the job and it left no final status",
+    )
