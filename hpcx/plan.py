@@ -187,7 +187,8 @@ def make_plan(
                 append(RunChange(noop, REASON_IN_FLIGHT, run, run.run_id, run.experiment, status))
             continue
         if base_index is None:
-            # Later runs overwrite earlier ones: the snapshot is in update order.
+            # Later runs overwrite earlier ones: the snapshot is oldest first, so the newest
+            # version of a base_id wins.
             base_index = {r.base_id: r for r in state.values()}
         old = base_index.get(run.base_id)
         if old is not None and old.code_hash != run.code_hash:

@@ -84,7 +84,7 @@ def reason_text(change: RunChange) -> str:
     elif change.action is Action.NOOP and change.reason == "in-flight" and change.prior_status:
         text = f"in flight ({change.prior_status})"
     elif change.action is Action.ORPHAN and change.prior_status:
-        text += f" ({change.prior_status})"
+        text = f"no longer in any manifest, was {change.prior_status}; results kept"
     return text
 
 
@@ -213,22 +213,27 @@ def render_text(
         out.append(f"{experiment}  ({len(changes):,} runs: {_counts_phrase(counts)})")
         if swept:
             out.append(f"  varies: {', '.join(swept)}")
-        shown = [c for c in changes if full or c.action is not Action.NOOP]
-        # Changing runs first, in action order; within an action, manifest order.
-        order = {a: i for i, a in enumerate(ACTION_ORDER)}
-        shown.sort(key=lambda c: order[c.action])
-        listed = shown if full else shown[:limit]
-        width = max((len(SYMBOLS[c.action]) for c in listed), default=1)
-        for c in listed:
-            values = varying(c.run, swept)
-            line = f"  {SYMBOLS[c.action]:<{width}} {c.run_id[:12]}"
-            if values:
-                line += f"  {values}"
-            line += f"  ({reason_text(c)})"
-            out.append(line)
-        rest = len(shown) - len(listed)
-        if rest > 0:
-            out.append(f"  ... and {rest:,} more (--full to list every run)")
+        by_action: dict[Action, list[RunChange]] = {a: [] for a in ACTION_ORDER}
+        for c in changes:
+            by_action[c.action].append(c)
+        for action in ACTION_ORDER:
+            group = by_action[action]
+            if not group or (action is Action.NOOP and not full):
+                continue
+            # Large sweeps: the first ``limit`` runs of each action, then a count.
+            listed = group if full else group[:limit]
+            symbol = SYMBOLS[action]
+            for c in listed:
+                values = varying(c.run, swept)
+                line = f"  {symbol} {c.run_id[:12]}"
+                if values:
+                    line += f"  {values}"
+                line += f"  ({reason_text(c)})"
+                out.append(line)
+            rest = len(group) - len(listed)
+            if rest > 0:
+                more = f"  {' ' * len(symbol)} ... and {rest:,} more {_COUNT_WORDS[action]}"
+                out.append(more + " (--full to list every run)")
         if not full and counts[Action.NOOP]:
             out.append(f"  = {counts[Action.NOOP]:,} unchanged")
         out.append("")
@@ -300,7 +305,7 @@ def render_markdown(
     plan: Plan,
     *,
     full: bool = False,
-    limit: int = 50,
+    limit: int = 20,
     context: RenderContext | None = None,
 ) -> str:
     """The plan for a pull-request comment: the total, a table per experiment, details folded."""
@@ -339,9 +344,20 @@ def render_markdown(
         if not shown:
             continue
         swept = plan.swept.get(name, ())
-        listed = shown if full else shown[:limit]
+        order = {a: i for i, a in enumerate(ACTION_ORDER)}
+        shown.sort(key=lambda c: order[c.action])
+        if full:
+            listed = shown
+        else:
+            # The first ``limit`` runs of each action, so no action hides behind another.
+            seen: dict[Action, int] = {}
+            listed = []
+            for c in shown:
+                seen[c.action] = seen.get(c.action, 0) + 1
+                if seen[c.action] <= limit:
+                    listed.append(c)
         out.append(
-            f"<details><summary><code>{_md_cell(name)}</code>: {len(shown):,} listed</summary>"
+            f"<details><summary><code>{_md_cell(name)}</code>: {len(shown):,} runs</summary>"
         )
         out.append("")
         out.append("| | run | parameters | reason |")

@@ -16,6 +16,7 @@ one state file is never applied to another that happens to have the same serial.
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import os
 import re
@@ -96,7 +97,7 @@ MIGRATIONS: dict[int, list[str]] = {
             serial BIGINT NOT NULL,
             seq INTEGER NOT NULL,
             run_id VARCHAR NOT NULL,
-            at TIMESTAMP NOT NULL,
+            "at" TIMESTAMP NOT NULL,
             event VARCHAR NOT NULL,
             from_status VARCHAR,
             to_status VARCHAR,
@@ -132,7 +133,7 @@ MIGRATIONS: dict[int, list[str]] = {
         """CREATE TABLE probes (
             id VARCHAR PRIMARY KEY,
             host VARCHAR,
-            at TIMESTAMP NOT NULL,
+            "at" TIMESTAMP NOT NULL,
             report JSON NOT NULL,
             serial BIGINT NOT NULL
         )""",
@@ -311,28 +312,45 @@ def _bulk_insert(
     """Insert ``rows`` (tuples in ``columns`` order; each column is (name, duckdb type))."""
     if not rows:
         return
-    names = ", ".join(name for name, _ in columns)
+    names = ", ".join(f'"{name}"' for name, _ in columns)
     if len(rows) <= _VALUES_MAX_ROWS:
         one = "(" + ", ".join(f"?::{typ}" for _, typ in columns) + ")"
         sql = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(rows))
         con.execute(sql, [v for row in rows for v in row])
         return
-    # QUOTE_NONNUMERIC quotes every string and leaves None bare, so '' and NULL stay apart
-    # (allow_quoted_nulls=false); floats are written with repr, which round-trips.
+    # QUOTE_NONNUMERIC quotes every string and leaves numbers bare; _CSV_NULL counts as a
+    # number to the csv module, so NULL goes out as a bare \N that no string can be mistaken
+    # for (strings are quoted; allow_quoted_nulls=false). Floats are written with repr.
+    null = _CSV_NULL
     fd, name = tempfile.mkstemp(prefix=".hpcx-bulk-", suffix=".csv", dir=tmp_dir)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(rows)
+            csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(
+                [null if v is None else v for v in row] for row in rows
+            )
         types = "{" + ", ".join(f"'{n}': '{_csv_type(t)}'" for n, t in columns) + "}"
-        casts = ", ".join(f"{n}::{t}" for n, t in columns)
+        casts = ", ".join(f'"{n}"::{t}' for n, t in columns)
         con.execute(
             f"INSERT INTO {table} ({names}) SELECT {casts} FROM read_csv(?, header=false, "
             f"columns={types}, auto_detect=false, quote='\"', escape='\"', delim=',', "
-            "nullstr='', allow_quoted_nulls=false, strict_mode=false)",
+            "nullstr='\\N', allow_quoted_nulls=false, strict_mode=false)",
             [name],
         )
     finally:
         os.unlink(name)
+
+
+class _CsvNull:
+    """Written bare (the csv module takes it for a number) as ``\\N``: DuckDB's NULL here."""
+
+    def __float__(self) -> float:  # makes PyNumber_Check true: QUOTE_NONNUMERIC leaves it bare
+        return 0.0
+
+    def __str__(self) -> str:
+        return "\\N"
+
+
+_CSV_NULL = _CsvNull()
 
 
 def _csv_type(typ: str) -> str:
@@ -492,20 +510,29 @@ class StateStore:
         return str(row[0]), int(row[1])
 
     def snapshot(self) -> StateSnapshot:
-        """Every run with the fields the planner needs, in update order (oldest first)."""
+        """Every run with the fields the planner needs, oldest first (insertion order)."""
 
         def read() -> tuple[tuple[str, int], list[tuple[Any, ...]]]:
             con = self._con
             meta = con.execute("SELECT lineage, serial FROM meta").fetchone()
             rows = con.execute(
                 "SELECT run_id, base_id, experiment, status, settings_digest, code_hash, attempts "
-                "FROM runs ORDER BY updated_at, run_id"
+                "FROM runs ORDER BY rowid"
             ).fetchall()
             return (str(meta[0]), int(meta[1])), rows
 
-        (lineage, serial), rows = self._guard_read(read)
-        make = SnapRun._make
-        return StateSnapshot(lineage=lineage, serial=serial, runs={r[0]: make(r) for r in rows})
+        # 100k small objects at once: the cyclic GC would walk them several times over for
+        # nothing (none can form a cycle); pausing it halves the time.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            (lineage, serial), rows = self._guard_read(read)
+            make = SnapRun._make
+            runs = {r[0]: make(r) for r in rows}
+        finally:
+            if was_enabled:
+                gc.enable()
+        return StateSnapshot(lineage=lineage, serial=serial, runs=runs)
 
     def info(self) -> StateInfo:
         def read() -> StateInfo:
@@ -553,7 +580,8 @@ class StateStore:
     def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The event history (of one run, or all), oldest first."""
         sql = (
-            "SELECT serial, seq, run_id, at, event, from_status, to_status, detail FROM run_events"
+            'SELECT serial, seq, run_id, "at", event, from_status, to_status, detail '
+            "FROM run_events"
         )
         params: list[Any] = []
         if run_id is not None:
