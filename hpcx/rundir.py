@@ -245,7 +245,7 @@ def _next_attempt(
         previous = int(read_json(final / SPEC).get("attempt", 1))
     except (OSError, ValueError):
         previous = _highest_attempt(final)
-    current = read_status(final)
+    current = observe(final)
     if current is not None and current.get("state") in ACTIVE_STATES:
         from hpcx.executors.base import RunActiveError
 
@@ -344,17 +344,22 @@ def observe(path: str | os.PathLike[str]) -> dict[str, Any]:
     return doc
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """The start time of ``pid`` in clock ticks since boot (/proc/PID/stat field 22)."""
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat from field 3 on (state, ppid, ...), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             raw = f.read()
     except OSError:
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rfind(b")") + 2 :].split()
+    return raw[raw.rfind(b")") + 2 :].split()
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The start time of ``pid`` in clock ticks since boot (/proc/PID/stat field 22)."""
+    fields = _proc_stat(pid)
     try:
-        return int(fields[19])
+        return int(fields[19]) if fields else None
     except (IndexError, ValueError):
         return None
 
@@ -367,10 +372,15 @@ def pid_alive(pid: int, start_ticks: int | None = None) -> bool:
         return False
     except PermissionError:
         pass
-    if start_ticks is None:
+    fields = _proc_stat(pid)
+    if fields is not None and fields[0] in (b"Z", b"X"):
+        return False  # exited, not yet reaped by its parent
+    if start_ticks is None or fields is None:
         return True
-    now = process_start_ticks(pid)
-    return now is None or now == start_ticks
+    try:
+        return int(fields[19]) == start_ticks
+    except (IndexError, ValueError):
+        return True
 
 
 def iter_run_dirs(runs_root: str | os.PathLike[str]) -> Iterable[Path]:

@@ -245,8 +245,8 @@ def extra_options(options: object) -> list[tuple[str, str | None]]:
                 raise InvalidOptionError(
                     f"sbatch option {text!r}: only long options (--name=value) are accepted"
                 )
-            name, sep, value = text[2:].partition("=")
-            pairs.append((name, value if sep else True))
+            name, sep, rest = text[2:].partition("=")
+            pairs.append((name, rest if sep else True))
     else:
         raise InvalidOptionError(f"executor.sbatch: expected a mapping or a list, got {options!r}")
     out: list[tuple[str, str | None]] = []
