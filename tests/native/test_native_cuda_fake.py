@@ -107,9 +107,7 @@ def test_copies_produce_figures_and_free_everything(
     assert_all_freed(out)
 
 
-def test_missing_entry_point_is_named(
-    run_py: RunPy, fake_cuda_missing_htod: Path
-) -> None:
+def test_missing_entry_point_is_named(run_py: RunPy, fake_cuda_missing_htod: Path) -> None:
     caps = probe(run_py, fake_cuda_missing_htod, "native.capabilities()")["result"]
     assert caps["cuda"] is False
     assert "cuMemcpyHtoDAsync_v2" in caps["cuda_error"]
@@ -145,9 +143,7 @@ def test_driver_error_raises_cuda_error_and_frees_everything(
     assert out["live"]["context_depth"] == 0
 
 
-def test_pinned_host_allocation_failure_without_numa_node(
-    run_py: RunPy, fake_cuda: Path
-) -> None:
+def test_pinned_host_allocation_failure_without_numa_node(run_py: RunPy, fake_cuda: Path) -> None:
     call = "native.gpu_copy_bandwidth(0, None, 'd2h', size=1 << 20, samples=2)"
     out = probe(run_py, fake_cuda, call, FAKE_CUDA_FAIL="cuMemAllocHost_v2")
     assert out["error"][0] == "hpcx.errors.CudaError"
