@@ -5,9 +5,10 @@ Off by default (it compiles the module, about a minute): run with
     HPCX_ASAN=1 .venv/bin/python -m pytest -q tests/native/test_native_asan.py
 
 It configures CMake with HPCX_SANITIZE=address,undefined into build/asan (kept between runs),
-then runs the bad-input, fake-driver and NUMA tests in a child pytest with libasan (and
-libstdc++, for ASan's exception interceptor) preloaded, since Python itself is not instrumented, and HPCX_NATIVE_SO pointing at the sanitized module.
-Leak detection is off: CPython keeps allocations alive until exit by design.
+then runs the bad-input, fake-driver and NUMA tests in a child pytest with HPCX_NATIVE_SO
+pointing at the sanitized module and, since Python itself is not instrumented, libasan
+preloaded (with libstdc++, which ASan's exception interceptor needs). Leak detection is off:
+CPython keeps allocations alive until exit by design.
 """
 
 from __future__ import annotations
