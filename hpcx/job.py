@@ -81,7 +81,13 @@ def parse_time_limit(value: Any) -> float | None:
 
 
 def slurm_job_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
-    keys = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_JOB_NODELIST")
+    keys = (
+        "SLURM_JOB_ID",
+        "SLURM_ARRAY_JOB_ID",
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_JOB_NODELIST",
+        "SLURM_JOB_PARTITION",
+    )
     return {k: environ[k] for k in keys if environ.get(k)}
 
 
