@@ -30,6 +30,7 @@ again is the person's explicit request. ``detail.attempts`` says how many times 
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -39,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from hpcx.errors import PlanError, StalePlanError
 from hpcx.spec import DesiredState, RunSpec
@@ -89,9 +90,13 @@ _RETRYABLE = frozenset({"failed", "cancelled", "lost", "timeout"})
 OrphanScope = Literal["all", "experiments"]
 
 
-@dataclass(frozen=True, slots=True)
-class RunChange:
-    """One run's fate. ``run`` is the desired spec (None for orphans)."""
+class RunChange(NamedTuple):
+    """One run's fate. ``run`` is the desired spec (None for orphans).
+
+    Immutable data like the other plan types, but a NamedTuple rather than a frozen
+    dataclass: a plan makes one per run, and a frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` per field) took 0.30 s for 150,000 of them here, a NamedTuple 0.09 s.
+    """
 
     action: Action
     reason: str
@@ -142,6 +147,25 @@ def make_plan(
     "experiments" only those of experiments the desired state names (for a plan of a subset
     of the manifests, where the other experiments' runs are not orphans, merely not asked about).
     """
+    # One small tuple per run: with 100k specs alive, the cyclic GC would walk all of them
+    # many times over while these are made (none can form a cycle). Pausing it took a
+    # 100k x 100k plan from 1.0 s to 0.3 s here.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _make_plan(desired, snapshot, orphan_scope, git, now)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _make_plan(
+    desired: DesiredState,
+    snapshot: StateSnapshot,
+    orphan_scope: OrphanScope,
+    git: Mapping[str, Any] | None,
+    now: datetime | None,
+) -> Plan:
     state = snapshot.runs
     changes: list[RunChange] = []
     append = changes.append

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import subprocess
@@ -98,7 +99,7 @@ def test_events_record_every_transition_without_gaps(store: StateStore) -> None:
     assert [e["event"] for e in ev] == ["recorded", "submitted", "started", "ended"]
     assert [e["serial"] for e in ev] == [1, 2, 3, 4]
     assert ev[0]["from_status"] is None
-    for prev, cur in zip(ev, ev[1:], strict=False):
+    for prev, cur in itertools.pairwise(ev):
         assert cur["from_status"] == prev["to_status"]
     assert ev[-1]["detail"] == {"exit": 3}
     row = store.connection.execute(
@@ -270,9 +271,11 @@ def test_truncated_state_gets_state_error_naming_it(tmp_path: Path) -> None:
     for cut in (5000, 16384, len(data) // 4):
         p.write_bytes(data[:cut])
         for ro in (True, False):
-            with pytest.raises(StateError, match=r"state\.duckdb") as ei:
-                with StateStore.open(p, read_only=ro) as s:
-                    s.snapshot()
+            with (
+                pytest.raises(StateError, match=r"state\.duckdb") as ei,
+                StateStore.open(p, read_only=ro) as s,
+            ):
+                s.snapshot()
             assert "Traceback" not in str(ei.value) and ei.value.hint
         assert p.stat().st_size == cut  # nothing wrote over it
 
