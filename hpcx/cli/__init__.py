@@ -14,6 +14,7 @@ from hpcx.errors import HpcxError, ManifestError
 # Command modules register themselves on `app` when imported. Keep their top level light.
 from hpcx.cli import plan as _plan  # noqa: E402,F401  # isort: skip
 from hpcx.cli import probe as _probe  # noqa: E402,F401  # isort: skip
+from hpcx.cli import query as _query  # noqa: E402,F401  # isort: skip
 from hpcx.cli import validate as _validate  # noqa: E402,F401  # isort: skip
 
 __all__ = ["app", "main"]

@@ -1,0 +1,3 @@
+"""`hpcx query`, `hpcx export`, `hpcx report` (placeholder until its module lands)."""
+
+from __future__ import annotations
