@@ -133,8 +133,9 @@ def test_pageable_path_runs_and_records_no_pinning(metrics_env: Path, tmp_path: 
     from hpcx.workloads import vit
 
     params = tiny() | {"pinned": False, "dtype": "bfloat16"}
-    vit.run(_ctx(params, tmp_path))
+    vit.run(_ctx(params, tmp_path, placement={"numa": "none"}))
     mf = read_metrics(metrics_env)
+    assert mf.meta["numa"]["ok"] is None  # nothing to compare against: not a failure
     assert mf.meta["pinned"] == {"requested": False, "effective": False, "reason": None}
     assert mf.meta["dtype"] == "bfloat16"
     assert _values(mf)["throughput_samples_per_s"] > 0
@@ -170,3 +171,16 @@ def test_compiled_run_reports_compile_time(metrics_env: Path, tmp_path: Path) ->
     summary = vit.run(_ctx(tiny() | {"compile": True}, tmp_path))
     assert summary["compile_s"] > 0
     assert summary["batches"] == 8 and summary["throughput_samples_per_s"] > 0
+
+
+def test_batches_off_the_requested_node_are_flagged(
+    metrics_env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hpcx.workloads import vit
+
+    bound = vit._mems_allowed()
+    other = max(bound, default=0) + 1  # a node this process cannot place memory on
+    vit.run(_ctx(tiny() | {"num_samples": 8}, tmp_path, placement={"numa": other}))
+    numa = read_metrics(metrics_env).meta["numa"]
+    assert numa["requested_node"] == other and numa["ok"] is False
+    assert f"requested node {other}" in capsys.readouterr().err
