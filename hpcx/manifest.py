@@ -69,9 +69,8 @@ _OVERRIDE = re.compile(r"^(\+?)([A-Za-z0-9_$-]+(?:\.[A-Za-z0-9_-]+)*)=(.*)$", re
 # schema
 
 
-def schema_path() -> Path:
-    """The JSON Schema file: inside the installed package (``hpcx/schemas/``), else the repo's
-    ``schemas/`` (an editable install does not copy it into the package)."""
+def packaged_schema_path() -> Path | None:
+    """The copy shipped inside the installed package (``hpcx/schemas/``), if there is one."""
     from importlib.resources import files
 
     try:
@@ -80,7 +79,22 @@ def schema_path() -> Path:
             return Path(str(packaged))
     except (ModuleNotFoundError, FileNotFoundError, NotADirectoryError):  # pragma: no cover
         pass
-    return Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_FILE
+    return None
+
+
+def schema_path() -> Path:
+    """The JSON Schema file hpcx validates with.
+
+    Running from a source checkout (an editable install imports ``hpcx`` from the repo), the
+    repo's ``schemas/`` is the truth: an editable install may hold a copy made at install
+    time that has since gone stale. Installed from a wheel, it is the copy inside the package
+    (pyproject force-includes ``schemas/`` as ``hpcx/schemas/``).
+    """
+    source = Path(__file__).resolve().parent.parent / "schemas" / SCHEMA_FILE
+    if source.is_file():
+        return source
+    packaged = packaged_schema_path()
+    return packaged if packaged is not None else source
 
 
 def schema_text() -> str:

@@ -25,7 +25,7 @@ from typing import Any
 #: Largest manifest read, in bytes. Real manifests are a few KiB.
 MAX_BYTES = 1024 * 1024
 #: Most nodes expanded through aliases in one document.
-MAX_ALIAS_NODES = 100_000
+MAX_ALIAS_NODES = 10_000
 #: Deepest nesting of mappings and sequences.
 MAX_DEPTH = 64
 

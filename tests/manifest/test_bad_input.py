@@ -1,0 +1,206 @@
+"""Hostile and broken input: each is one clear problem at file:line:col, fast, never a traceback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from conftest import HEADER, simple
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hpcx import yamlload
+from hpcx.manifest import _validator, validate_paths
+
+
+def only(write, body: str, *, header: bool = True) -> str:
+    f = write("e.yaml", body, header=header)
+    _validator()  # the schema's one-off import and compile is not what is timed
+    t = time.process_time()  # CPU time: the machine running the tests may be busy
+    problems = validate_paths([f])
+    assert time.process_time() - t < 0.5
+    assert len(problems) == 1, problems
+    return str(problems[0])
+
+
+def test_yaml_syntax_error(write) -> None:
+    assert only(write, "metadata: {name: [e\n") == (
+        "e.yaml:4:1: $: YAML syntax error: while parsing a flow sequence expected ',' or ']', but got '<stream end>'"
+    )
+
+
+def test_duplicate_key(write) -> None:
+    assert only(write, "metadata: {name: e}\nmetadata: {name: f}\n") == (
+        "e.yaml:4:1: $.metadata: duplicate key 'metadata' (first at line 3)"
+    )
+
+
+def test_python_object_tag(write) -> None:
+    assert only(write, "metadata: !!python/object/apply:os.system [ls]\n") == (
+        "e.yaml:3:11: $.metadata: tag !!python/object/apply:os.system is not allowed (YAML core only)"
+    )
+
+
+def test_custom_tag(write) -> None:
+    assert only(write, simple(params="{x: !env HOME}")) == (
+        "e.yaml:6:15: $.spec.params.x: tag !env is not allowed (YAML core only)"
+    )
+
+
+def test_alias_bomb(write) -> None:
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    msg = only(write, "\n".join(lines) + "\n", header=False)
+    assert "aliases expand to more than 10000 nodes (alias bomb?)" in msg
+    assert msg.startswith("e.yaml:")
+
+
+def test_recursive_alias(write) -> None:
+    msg = only(write, "a: &a [*a]\n", header=False)
+    assert "nesting deeper than 64 levels" in msg
+
+
+def test_file_over_the_size_cap(tmp_path: Path) -> None:
+    f = tmp_path / "big.yaml"
+    f.write_bytes(b"# " + b"x" * yamlload.MAX_BYTES + b"\n")
+    (p,) = validate_paths([f])
+    assert str(p) == f"big.yaml: $: file is {yamlload.MAX_BYTES + 3} bytes, over the 1048576-byte cap"
+
+
+def test_non_utf8_bytes(tmp_path: Path) -> None:
+    f = tmp_path / "e.yaml"
+    f.write_bytes(HEADER.encode() + b"metadata: {name: caf\xe9}\n")
+    (p,) = validate_paths([f])
+    assert str(p) == "e.yaml:3:21: $: not UTF-8: byte 0xe9 is invalid"
+
+
+def test_control_character(write) -> None:
+    assert only(write, "metadata: {name: a\x07}\n") == "e.yaml:3:19: $: YAML: character #x07 is not allowed"
+
+
+def test_wrong_type(write) -> None:
+    assert only(write, simple() + "  retries: [1]\n") == "e.yaml:7:12: $.spec.retries: expected an integer, got list [1]"
+
+
+def test_unknown_key_did_you_mean(write) -> None:
+    assert only(write, simple().replace("params:", "parms:")) == (
+        "e.yaml:6:3: $.spec.parms: unknown key 'parms' (did you mean 'params'?)"
+    )
+
+
+def test_unknown_api_version_names_the_known_ones(write) -> None:
+    body = "apiVersion: hpcx/v9\nkind: Experiment\n" + simple()
+    assert only(write, body, header=False) == "e.yaml:1:13: $.apiVersion: unknown apiVersion \"hpcx/v9\": this hpcx reads hpcx/v1"
+
+
+def test_bad_enum_did_you_mean(write) -> None:
+    assert only(write, simple() + "  executor: {type: slrum}\n") == (
+        "e.yaml:7:20: $.spec.executor.type: \"slrum\" is not one of 'local', 'slurm' (did you mean 'slurm'?)"
+    )
+
+
+def test_bad_time_limit(write) -> None:
+    msg = only(write, simple() + "  resources: {time: '1h'}\n")
+    assert msg.startswith("e.yaml:7:21: $.spec.resources.time: \"1h\" is not valid: MM, MM:SS, HH:MM:SS")
+
+
+def test_two_experiments_with_one_name(write, tmp_path: Path) -> None:
+    write("a.yaml", simple(name="same", params="{x: 1}"))
+    write("b.yaml", simple(name="same", params="{x: 2}"))
+    (p,) = validate_paths([tmp_path])
+    assert str(p) == "b.yaml:3:18: $.metadata.name: experiment name 'same' is already used by a.yaml:3"
+
+
+def test_placeholder_naming_an_absent_param(write) -> None:
+    body = "metadata: {name: e}\nspec:\n  command: [run, '{params.lr}', '{params.lrr}']\n  params: {lr: 1}\n"
+    assert only(write, body) == (
+        "e.yaml:5:33: $.spec.command[2]: placeholder {params.lrr} names no parameter (did you mean 'params.lr'?)"
+    )
+
+
+def test_unknown_placeholder_and_lone_brace(write) -> None:
+    body = "metadata: {name: e}\nspec:\n  command: [run, '{runid}']\n"
+    assert "unknown placeholder {runid} (did you mean 'run_id'?)" in only(write, body)
+    body = "metadata: {name: e}\nspec:\n  command: [run, 'a{b']\n"
+    assert "unmatched '{'" in only(write, body)
+
+
+def test_seed_placeholder_without_a_seed(write) -> None:
+    body = "metadata: {name: e}\nspec:\n  command: [run, '{seed}']\n"
+    assert "no seed is set" in only(write, body)
+
+
+def test_workload_and_command_together(write) -> None:
+    body = "metadata: {name: e}\nspec: {workload: vit-pipeline, command: [x]}\n"
+    assert only(write, body) == "e.yaml:4:7: $.spec: give either workload or command, not both"
+
+
+def test_unknown_workload(write) -> None:
+    assert "unknown workload 'vit-pipelin' (did you mean 'vit-pipeline'?)" in only(
+        write, simple().replace("vit-pipeline", "vit-pipelin")
+    )
+
+
+def test_merge_keys_are_refused(write) -> None:
+    assert "merge keys (<<) are not supported" in only(write, "<<: {a: 1}\n")
+
+
+def test_every_problem_is_reported_not_just_the_first(write) -> None:
+    body = "metadata: {name: e, colour: red}\nspec:\n  workload: vit-pipeline\n  retries: -1\n  resources: {gpus: x}\n"
+    problems = validate_paths([write("e.yaml", body)])
+    assert [p.json_path for p in problems] == ["$.metadata.colour", "$.spec.retries", "$.spec.resources.gpus"]
+
+
+def test_missing_paths_are_problems(tmp_path: Path) -> None:
+    (p,) = validate_paths([tmp_path / "nope.yaml"])
+    assert "no such file or folder" in str(p)
+
+
+# ---------------------------------------------------------------------------- generated input
+
+hostile = st.lists(
+    st.sampled_from(
+        [*"ab:{}[]!&*-?|>'\"#%@`,\n\t \\\x00\x07\u2028é$()", "!!python/object:os.system", "<<", "&a", "*a"]
+    ),
+    max_size=80,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=hostile)
+def test_hostile_text_never_tracebacks(tmp_path_factory, text: str) -> None:
+    d = tmp_path_factory.mktemp("h")
+    f = d / "e.yaml"
+    f.write_bytes(text.encode("utf-8", "surrogatepass"))
+    for p in validate_paths([f]):
+        assert str(p).startswith("e.yaml")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=st.dictionaries(st.sampled_from(["workload", "command", "params", "sweep", "env", "placement", "resources", "identity", "seed", "x"]), json_values, max_size=5))
+def test_generated_manifests_never_traceback(tmp_path_factory, spec: dict) -> None:
+    import json
+
+    d = tmp_path_factory.mktemp("g")
+    f = d / "e.yaml"
+    doc = {"apiVersion": "hpcx/v1", "kind": "Experiment", "metadata": {"name": "g"}, "spec": spec}
+    f.write_text(json.dumps(doc))  # JSON is YAML
+    for p in validate_paths([f], overrides=["params.x=1"]):
+        assert str(p).split(":")[0] in ("e.yaml", "--set params.x=1")
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=40))
+def test_generated_overrides_never_traceback(text: str) -> None:
+    from hpcx.manifest import _parse_overrides, _Problems
+
+    _parse_overrides([text], _Problems())
