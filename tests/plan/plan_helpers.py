@@ -1,17 +1,15 @@
-"""Fixtures for the state and plan tests: real DuckDB files in tmp_path, RunSpecs built here."""
+"""Helpers for the state and plan tests: RunSpecs and desired states built by hand.
+
+(A uniquely named module, not conftest, so ``from plan_helpers import ...`` cannot pick up
+another folder's conftest.)"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from hpcx.spec import DesiredState, ExperimentInfo, RunSpec
-from hpcx.state import StateStore
 
 
 def _h(obj: Any) -> str:
@@ -75,20 +73,3 @@ def desired_of(runs: list[RunSpec], digests: dict[str, str] | None = None) -> De
         for n in names
     ]
     return DesiredState(runs=runs, experiments=exps, digests=digests or {})
-
-
-@pytest.fixture
-def state_path(tmp_path: Path) -> Path:
-    return tmp_path / ".hpcx" / "state.duckdb"
-
-
-@pytest.fixture
-def store(state_path: Path) -> Any:
-    s = StateStore.open(state_path)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def run_factory() -> Callable[..., RunSpec]:
-    return make_run

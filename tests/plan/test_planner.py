@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import desired_of, make_run
+from plan_helpers import desired_of, make_run
 
 from hpcx.plan import Action, make_plan
 from hpcx.state import SnapRun, StateSnapshot, StateStore

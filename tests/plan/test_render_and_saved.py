@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import desired_of, make_run
+from plan_helpers import desired_of, make_run
 
 from hpcx.errors import PlanError, StalePlanError
 from hpcx.plan import Action, Plan, load_saved_plan, make_plan, read_saved_plan, save_plan

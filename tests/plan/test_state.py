@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import make_run
+from plan_helpers import make_run
 
 from hpcx import state as state_mod
 from hpcx.errors import StateError, StateLockedError
