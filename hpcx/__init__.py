@@ -2,12 +2,29 @@
 
 The Python API under the ``hpcx`` command. Importing this package is cheap: duckdb, torch and
 the native module are imported only by the functions that need them.
+
+Programs that hpcx runs report results with :func:`log_metric`, :func:`log_metrics` and
+:func:`log_meta` (the metrics protocol, ``docs/metrics-protocol.md``).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import HpcxError
 
 __version__ = "0.1.0"
 
-__all__ = ["HpcxError", "__version__"]
+__all__ = ["HpcxError", "__version__", "log_meta", "log_metric", "log_metrics"]
+
+if TYPE_CHECKING:
+    from hpcx.metrics import log_meta, log_metric, log_metrics
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: `import hpcx` stays cheap for the CLI; the metrics helpers load on first use.
+    if name in ("log_metric", "log_metrics", "log_meta"):
+        from hpcx import metrics
+
+        return getattr(metrics, name)
+    raise AttributeError(f"module 'hpcx' has no attribute {name!r}")
