@@ -1,3 +1,201 @@
-"""`hpcx query`, `hpcx export`, `hpcx report` (placeholder until its module lands)."""
+"""``hpcx query``, ``hpcx export``, ``hpcx report``: SQL, files and figures from the state.
+
+Thin: parse, call :mod:`hpcx.query` / :mod:`hpcx.export` / :mod:`hpcx.report`, render. duckdb is
+imported inside those modules, so ``hpcx --help`` stays instant.
+"""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from hpcx.cli._app import EXIT_OK, app, emit_json
+
+_QUERY_FORMATS = ("table", "csv", "json", "parquet", "markdown")
+
+
+def _state_option() -> Any:
+    return typer.Option(
+        None,
+        "--state",
+        help="State file (default: .hpcx/state.duckdb at the project root; $HPCX_STATE).",
+    )
+
+
+@app.command("query")
+def query_command(
+    sql: str | None = typer.Argument(
+        None, help='SQL over the views (see --list); "-" reads it from stdin.'
+    ),
+    state: str | None = _state_option(),
+    fmt: str = typer.Option(
+        "table", "--format", "-f", help="table | csv | json | parquet | markdown."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file (needed for parquet) instead of stdout."
+    ),
+    list_views: bool = typer.Option(False, "--list", help="Show the views and their columns."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Stop the query after this many s."),
+    memory_limit: str = typer.Option("2GB", "--memory-limit", help="DuckDB memory limit."),
+) -> None:
+    """Run read-only SQL over the state (views: runs, results, metrics, events, probes, ...)."""
+    from hpcx.project import resolve_state_path
+    from hpcx.query import (
+        QueryError,
+        QuerySession,
+        render_markdown,
+        render_table,
+        to_jsonable,
+        write_csv,
+        write_csv_file,
+        write_parquet,
+    )
+
+    if fmt not in _QUERY_FORMATS:
+        raise QueryError(f"unknown format {fmt!r}", hint="one of: " + ", ".join(_QUERY_FORMATS))
+    if not list_views and not sql:
+        raise QueryError(
+            "no SQL given",
+            hint='hpcx query "SELECT status, count(*) FROM runs GROUP BY 1"; '
+            "hpcx query --list shows the views",
+        )
+    if fmt == "parquet" and output is None:
+        raise QueryError("parquet is binary: name a file with -o FILE.parquet")
+    path = resolve_state_path(state)
+    with QuerySession.open(path, memory_limit=memory_limit, timeout_s=timeout) as session:
+        if list_views:
+            _print_views(session.views, fmt)
+            raise typer.Exit(EXIT_OK)
+        text = sys.stdin.read() if sql == "-" else str(sql)
+        result = session.query(text)
+    if fmt == "parquet":
+        assert output is not None
+        write_parquet(result, output)
+    elif fmt == "csv" and output is not None:
+        write_csv_file(result, output)
+    elif fmt == "csv":
+        write_csv(result, sys.stdout)
+    else:
+        if fmt == "json":
+            import json
+
+            body = json.dumps(to_jsonable(result), indent=2, default=str) + "\n"
+        elif fmt == "markdown":
+            body = render_markdown(result) + "\n"
+        else:
+            body = render_table(result) + "\n"
+        if output is not None:
+            _write_text(output, body)
+        else:
+            sys.stdout.write(body)
+    if output is not None:
+        typer.echo(f"wrote {len(result.rows)} row(s) to {output}", err=True)
+    sys.stdout.flush()
+
+
+def _write_text(path: Path, body: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(body)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _print_views(views: dict[str, list[tuple[str, str]]], fmt: str) -> None:
+    if fmt == "json":
+        emit_json({v: [{"name": c, "type": t} for c, t in cols] for v, cols in views.items()})
+        return
+    for view, cols in views.items():
+        typer.echo(f"{view} ({len(cols)} columns)")
+        width = max((len(c) for c, _ in cols), default=0)
+        for c, t in cols:
+            typer.echo(f"  {c.ljust(width)}  {t}")
+        typer.echo("")
+
+
+@app.command("export")
+def export_command(
+    file: Path = typer.Argument(..., help="Output file: .csv or .parquet."),
+    state: str | None = _state_option(),
+    experiment: list[str] = typer.Option(
+        [], "--experiment", "-e", help="Only this experiment (repeatable)."
+    ),
+    tag: list[str] = typer.Option(
+        [], "--tag", "-t", help="Only runs with this tag (repeatable: all)."
+    ),
+    status: list[str] = typer.Option(
+        [], "--status", "-s", help="Only runs in this status (repeatable: any)."
+    ),
+    fmt: str | None = typer.Option(None, "--format", help="csv | parquet (default: from FILE)."),
+) -> None:
+    """One row per run: id, experiment, description, parameters, final metrics, status, commit."""
+    from hpcx.export import export_runs
+    from hpcx.project import resolve_state_path
+    from hpcx.query import QueryError
+    from hpcx.state import RUN_STATUSES
+
+    bad = [s for s in status if s not in RUN_STATUSES]
+    if bad:
+        raise QueryError(
+            f"unknown status {', '.join(bad)}", hint="one of: " + ", ".join(RUN_STATUSES)
+        )
+    summary = export_runs(
+        resolve_state_path(state),
+        file,
+        fmt=fmt,
+        experiments=experiment,
+        tags=tag,
+        statuses=status,
+    )
+    typer.echo(
+        f"wrote {summary.rows} run(s), {len(summary.columns)} columns, to {summary.path} "
+        f"({summary.format})"
+    )
+
+
+@app.command("report")
+def report_command(
+    experiments: list[str] = typer.Argument(None, help="Experiments to report (default: all)."),
+    state: str | None = _state_option(),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Output file (default: report.html, or report.md)."
+    ),
+    fmt: str = typer.Option("html", "--format", help="html (one self-contained file) | md."),
+    manifests: list[Path] = typer.Option(
+        [], "--manifests", help="Manifest files/folders whose `reports:` to draw (repeatable)."
+    ),
+    title: str | None = typer.Option(None, "--title", help="The report's title."),
+) -> None:
+    """An offline HTML (or markdown + SVG) report: summary, best results, sweep plots."""
+    from hpcx.project import resolve_state_path
+    from hpcx.query import QueryError
+    from hpcx.report import build_report
+
+    if fmt not in ("html", "md"):
+        raise QueryError(f"unknown report format {fmt!r}", hint="html or md")
+    out = output or Path("report.html" if fmt == "html" else "report.md")
+    summary = build_report(
+        resolve_state_path(state),
+        out,
+        experiments=list(experiments or []),
+        fmt=fmt,
+        manifests=list(manifests),
+        title=title,
+    )
+    typer.echo(
+        f"wrote {summary.path}: {summary.experiments} experiment(s), {summary.runs} run(s), "
+        f"{summary.figures} figure(s)"
+        + (f", {len(summary.warnings)} warning(s)" if summary.warnings else "")
+    )
+    for w in summary.warnings:
+        typer.echo(f"warning: {w}", err=True)

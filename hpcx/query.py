@@ -1,0 +1,660 @@
+"""Read-only SQL over the state: the engine of ``hpcx query``, ``export`` and ``report``.
+
+A :class:`QuerySession` opens the state file so that a query can neither change it nor reach
+anything else, each guarantee enforced by DuckDB itself and checked by a test:
+
+* ``read_only=True``: the file is never written (INSERT, UPDATE, DELETE, CREATE on it fail);
+* ``enable_external_access=false``: no file but the state is read or written (``COPY ... TO``,
+  ``EXPORT DATABASE``, ``ATTACH``, ``read_csv('/etc/passwd')``, ``glob``, ``INSTALL``);
+* ``autoinstall_known_extensions`` / ``autoload_known_extensions`` off, so a query cannot pull
+  an extension in (``LOAD`` is refused too);
+* ``lock_configuration=true`` (set last, after the views exist): ``SET``/``PRAGMA`` cannot undo
+  any of the above, nor raise the memory limit;
+* ``memory_limit`` and a wall-clock limit: a timer thread interrupts the connection.
+
+On top of that, hpcx runs only SELECT-like statements (SELECT, WITH, FROM, DESCRIBE, SHOW,
+SUMMARIZE, EXPLAIN), so a refused statement gets a message that says why before DuckDB is even
+asked. The built-in views are TEMP views: they live in the session's memory, never in the file.
+
+Writing results (CSV, Parquet) is never done by this connection: the caller gets rows back and
+writes them in Python, or hands a CSV to a *separate* in-memory connection (:func:`write_parquet`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import difflib
+import json
+import math
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpcx.errors import HpcxError, StateError
+
+#: The built-in views, in the order ``--list`` shows them.
+VIEW_NAMES = ("runs", "results", "metrics", "events", "probes", "probe_gpus", "submissions")
+#: Statement types a query may contain.
+_ALLOWED_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
+#: Run columns that a metric column may not shadow in ``results`` (it is then ``metric.NAME``).
+DEFAULT_MEMORY_LIMIT = "2GB"
+DEFAULT_TIMEOUT_S = 60.0
+
+# Spec sections flattened into one column per leaf, under their own prefix.
+_FLATTENED = ("params", "placement", "resources")
+
+
+class QueryError(HpcxError):
+    """A query was refused, failed, or ran out of time or memory."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """Rows of one query with their column names and DuckDB type names."""
+
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        for row in self.rows:
+            yield dict(zip(self.columns, row, strict=True))
+
+    def column(self, name: str) -> list[Any]:
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _column_type(types: set[str]) -> str:
+    """The SQL type of a flattened leaf from the JSON types seen for it."""
+    kinds = types - {"NULL"}
+    if not kinds:
+        return "VARCHAR"
+    if kinds <= {"UBIGINT", "BIGINT"}:
+        return "BIGINT"
+    if kinds <= {"UBIGINT", "BIGINT", "DOUBLE"}:
+        return "DOUBLE"
+    if kinds == {"BOOLEAN"}:
+        return "BOOLEAN"
+    if kinds <= {"ARRAY", "OBJECT"}:
+        return "JSON"
+    return "VARCHAR"
+
+
+def _leaf_expr(source: str, path: str, typ: str) -> str:
+    if typ == "VARCHAR":
+        return f"json_extract_string({source}, {_lit(path)})"
+    if typ == "JSON":
+        return f"json_extract({source}, {_lit(path)})"
+    return f"TRY_CAST(json_extract({source}, {_lit(path)}) AS {typ})"
+
+
+def _dotted(fullkey: str) -> str:
+    """``$.model."a.b"`` -> ``model.a.b`` (the column name's tail)."""
+    body = fullkey[2:] if fullkey.startswith("$.") else fullkey.lstrip("$")
+    return body.replace('"', "")
+
+
+class QuerySession:
+    """A read-only, sandboxed connection to a state file with the built-in views.
+
+    Use :meth:`open`; close it (or use it as a context manager).
+    """
+
+    def __init__(self, con: Any, path: Path, timeout_s: float | None) -> None:
+        self._con = con
+        self.path = path
+        self.timeout_s = timeout_s
+        self.views: dict[str, list[tuple[str, str]]] = {}
+        self.metric_names: list[str] = []
+        self.param_columns: list[str] = []
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        memory_limit: str = DEFAULT_MEMORY_LIMIT,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        threads: int | None = None,
+    ) -> QuerySession:
+        import duckdb
+
+        p = Path(path)
+        if not p.exists():
+            raise StateError(
+                f"no state at {p}",
+                hint="run `hpcx apply` to create one, or pass --state PATH / set HPCX_STATE",
+            )
+        if p.is_dir():
+            raise StateError(f"state path {p} is a directory", hint="pass the file, not its folder")
+        if p.stat().st_size == 0:
+            raise StateError(f"{p} is empty: not a DuckDB state file")
+        config: dict[str, Any] = {
+            "enable_external_access": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "allow_community_extensions": False,
+            "memory_limit": memory_limit,
+            # Spilling writes temporary files: a query that needs more than the limit fails.
+            "temp_directory": "",
+        }
+        if threads is not None:
+            config["threads"] = threads
+        try:
+            con = duckdb.connect(str(p), read_only=True, config=config)
+        except duckdb.Error as exc:
+            from hpcx.state import _translate_error
+
+            raise _translate_error(exc, p) from None
+        session = cls(con, p, timeout_s)
+        try:
+            session._check_schema()
+            session._create_views()
+            con.execute("SET lock_configuration = true")
+        except duckdb.Error as exc:
+            con.close()
+            from hpcx.state import _translate_error
+
+            raise _translate_error(exc, p) from None
+        except BaseException:
+            con.close()
+            raise
+        return session
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def __enter__(self) -> QuerySession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- views -----------------------------------------------------------------------------
+
+    def _check_schema(self) -> None:
+        from hpcx.state import SCHEMA_VERSION
+
+        con = self._con
+        self._db = str(con.execute("SELECT current_database()").fetchone()[0])
+        tables = {
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [self._db]
+            ).fetchall()
+        }
+        if "schema_version" not in tables:
+            raise StateError(
+                f"{self.path} is not an hpcx state (no schema_version table)",
+                hint="point --state (or HPCX_STATE) at an hpcx state",
+            )
+        version = con.execute(f"SELECT max(version) FROM {self._t('schema_version')}").fetchone()[0]
+        if version is None or int(version) != SCHEMA_VERSION:
+            raise StateError(
+                f"state {self.path} has schema v{version}; this hpcx reads v{SCHEMA_VERSION}",
+                hint="run a writing command (hpcx state upgrade) once to migrate it"
+                if version is not None and int(version) < SCHEMA_VERSION
+                else "upgrade hpcx",
+            )
+
+    def _t(self, table: str) -> str:
+        # The temp views shadow the tables' names: name the file's tables with their database.
+        return f"{_ident(self._db)}.main.{_ident(table)}"
+
+    def _leaves(self, section: str) -> list[tuple[str, str]]:
+        """(json path, SQL type) of every leaf of ``spec.<section>`` across all runs."""
+        rows = self._con.execute(
+            f"""SELECT t.fullkey, list(DISTINCT t.type)
+            FROM (SELECT DISTINCT json_extract(spec, '$.{section}') AS doc
+                  FROM {self._t("runs")}) d, json_tree(d.doc) t
+            WHERE t.type <> 'OBJECT' AND t.fullkey <> '$'
+              AND NOT regexp_matches(t.fullkey, '\\[[0-9]+\\]')
+            GROUP BY t.fullkey ORDER BY min(t.id), t.fullkey"""
+        ).fetchall()
+        return [(r[0], _column_type(set(r[1]))) for r in rows]
+
+    def _create_views(self) -> None:
+        con = self._con
+        t = self._t
+        # -- runs: one row per run, every spec leaf a column --------------------------------
+        flat: list[str] = []
+        seen: set[str] = set()
+        for section in _FLATTENED:
+            src = f"json_extract(r.spec, '$.{section}')"
+            for path, typ in self._leaves(section):
+                name = f"{section}.{_dotted(path)}"
+                if name in seen:
+                    continue
+                seen.add(name)
+                flat.append(f"{_leaf_expr(src, path, typ)} AS {_ident(name)}")
+                if section == "params":
+                    self.param_columns.append(name)
+        meta_keys = [
+            r[0]
+            for r in con.execute(f"SELECT DISTINCT key FROM {t('run_meta')} ORDER BY 1").fetchall()
+        ]
+        meta_cols = [
+            f"json_extract_string(m.meta, {_lit('$.' + json.dumps(k))}) AS {_ident('meta.' + k)}"
+            for k in meta_keys
+        ]
+        flat_sql = "".join(f",\n  {c}" for c in flat + meta_cols)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW runs AS
+            WITH m AS (
+                SELECT run_id, json_group_object(key, value) AS meta
+                FROM {t("run_meta")} GROUP BY run_id
+            )
+            SELECT
+              r.run_id, r.experiment, r.status,
+              json_extract_string(r.spec, '$.workload') AS workload,
+              coalesce(json_extract_string(m.meta, '$.description'),
+                       json_extract_string(r.spec, '$.extra.description')) AS description,
+              TRY_CAST(json_extract(r.spec, '$.seed') AS BIGINT) AS seed,
+              TRY_CAST(json_extract(r.spec, '$.repeat') AS BIGINT) AS "repeat",
+              TRY_CAST(json_extract(r.spec, '$.index') AS BIGINT) AS "index",
+              CAST(json_extract(r.spec, '$.tags') AS VARCHAR[]) AS tags{flat_sql},
+              json_extract(r.spec, '$.params') AS params,
+              json_extract(r.spec, '$.placement') AS placement,
+              r.host, r.numa_node, r.gpus, r.job_id, r.executor,
+              coalesce(json_extract_string(m.meta, '$.git_commit'),
+                       json_extract_string(m.meta, '$.git.commit'),
+                       json_extract_string(r.spec, '$.extra.git_commit')) AS git_commit,
+              r.created_at, r.updated_at, r.started_at, r.ended_at,
+              epoch(r.ended_at) - epoch(r.started_at) AS duration_s,
+              r.attempts, r.exit_code, r.end_reason,
+              r.run_dir, r.source, r.base_id, r.code_hash, r.settings_digest,
+              json_extract(r.spec, '$.command') AS command,
+              r.spec
+            FROM {t("runs")} r LEFT JOIN m USING (run_id)"""
+        )
+        # -- metrics: long form --------------------------------------------------------------
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW metrics AS
+            SELECT m.run_id, r.experiment, m.name, m.step, m.value, m.time,
+                   make_timestamp(CAST(m.time * 1e6 AS BIGINT)) AS "at", m.serial
+            FROM {t("metrics")} m LEFT JOIN {t("runs")} r USING (run_id)"""
+        )
+        # -- results: runs + the final (last step) value of each metric ----------------------
+        self.metric_names = [
+            r[0]
+            for r in con.execute(f"SELECT DISTINCT name FROM {t('metrics')} ORDER BY 1").fetchall()
+        ]
+        run_cols = {c for c, _ in self._describe("runs")}
+        metric_cols = []
+        for name in self.metric_names:
+            col = name if name not in run_cols else f"metric.{name}"
+            metric_cols.append(
+                f"arg_max(f.value, f.ord) FILTER (WHERE f.name = {_lit(name)}) AS {_ident(col)}"
+            )
+        pivot = "".join(f",\n  {c}" for c in metric_cols)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW results AS
+            WITH f AS (
+                SELECT run_id, name, value,
+                       -- last step wins; then the latest time, then the latest ingest
+                       (coalesce(step, -9223372036854775807), coalesce(time, 0), serial) AS ord
+                FROM {t("metrics")}
+            ), p AS (
+                SELECT f.run_id{pivot} FROM f GROUP BY f.run_id
+            )
+            SELECT r.* EXCLUDE (spec, params, placement, command), p.* EXCLUDE (run_id)
+            FROM runs r LEFT JOIN p USING (run_id)"""
+            if metric_cols
+            else """CREATE OR REPLACE TEMP VIEW results AS
+            SELECT * EXCLUDE (spec, params, placement, command) FROM runs"""
+        )
+        # -- events, probes, submissions -----------------------------------------------------
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW events AS
+            SELECT e.serial, e.seq, e.run_id, r.experiment, e."at", e.event,
+                   e.from_status, e.to_status, e.detail
+            FROM {t("run_events")} e LEFT JOIN {t("runs")} r USING (run_id)"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW probes AS
+            SELECT id AS probe_id, host, "at",
+                   json_extract_string(report, '$.source') AS source,
+                   json_extract_string(report, '$.hpcx_version') AS hpcx_version,
+                   json_array_length(json_extract(report, '$.gpus')) AS gpu_count,
+                   json_array_length(json_extract(report, '$.topology.nodes')) AS numa_nodes,
+                   TRY_CAST(json_extract(report, '$.duration_s') AS DOUBLE) AS duration_s,
+                   report, serial
+            FROM {t("probes")}"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW probe_gpus AS
+            SELECT p.id AS probe_id, p.host, p."at",
+                   TRY_CAST(json_extract(g.value, '$.index') AS INTEGER) AS gpu,
+                   json_extract_string(g.value, '$.name') AS name,
+                   json_extract_string(g.value, '$.bdf') AS bdf,
+                   TRY_CAST(json_extract(g.value, '$.numa_node') AS INTEGER) AS numa_node,
+                   TRY_CAST(json_extract(g.value, '$.total_memory') AS BIGINT) AS total_memory,
+                   g.value AS gpu_report
+            FROM {t("probes")} p, json_each(json_extract(p.report, '$.gpus')) g"""
+        )
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW submissions AS
+            SELECT key, executor, state, created_at, updated_at, job_ids, run_ids, detail, serial
+            FROM {t("submissions")}"""
+        )
+        self.views = {name: self._describe(name) for name in VIEW_NAMES}
+
+    def _describe(self, view: str) -> list[tuple[str, str]]:
+        rows = self._con.execute(f"DESCRIBE {_ident(view)}").fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _check_statements(self, sql: str) -> None:
+        import duckdb
+
+        try:
+            statements = self._con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise self._error(exc, sql) from None
+        if not statements:
+            raise QueryError("empty query", hint='try: hpcx query "SELECT * FROM runs LIMIT 10"')
+        for st in statements:
+            kind = str(st.type).rsplit(".", 1)[-1]
+            if kind not in _ALLOWED_STATEMENTS:
+                raise QueryError(
+                    f"hpcx query is read-only: {kind} statements are refused",
+                    hint="only SELECT (WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN) runs here; "
+                    "the state changes through hpcx apply / refresh, and files are written with "
+                    "-o FILE or hpcx export",
+                )
+
+    def query(self, sql: str, params: Sequence[Any] | None = None) -> QueryResult:
+        """Run ``sql`` (SELECT-like statements only; the last one's rows are returned)."""
+        import duckdb
+
+        self._check_statements(sql)
+        timer: threading.Timer | None = None
+        fired = threading.Event()
+        if self.timeout_s is not None and self.timeout_s > 0:
+
+            def interrupt() -> None:
+                fired.set()
+                self._con.interrupt()
+
+            timer = threading.Timer(self.timeout_s, interrupt)
+            timer.daemon = True
+            timer.start()
+        try:
+            cur = self._con.execute(sql, params) if params is not None else self._con.execute(sql)
+            desc = cur.description or []
+            rows = cur.fetchall() if desc else []
+        except duckdb.Error as exc:
+            if fired.is_set():
+                raise QueryError(
+                    f"query stopped after the time limit of {self.timeout_s:g} s",
+                    hint="narrow it (WHERE, LIMIT) or raise --timeout",
+                ) from None
+            raise self._error(exc, sql) from None
+        except KeyboardInterrupt:
+            self._con.interrupt()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        return QueryResult(
+            columns=[d[0] for d in desc], types=[str(d[1]) for d in desc], rows=list(rows)
+        )
+
+    def _error(self, exc: Exception, sql: str) -> QueryError:
+        msg = str(exc).strip()
+        hint = _hint_for(msg, sql, self.views)
+        lowered = msg.lower()
+        if "out of memory" in lowered or "memory_limit" in lowered:
+            hint = "the query needs more memory than --memory-limit allows; narrow it"
+        return QueryError(msg, hint=hint)
+
+
+def _hint_for(msg: str, sql: str, views: dict[str, list[tuple[str, str]]]) -> str:
+    names = list(views)
+    m = re.search(r"Table with name (\S+) does not exist", msg)
+    if m:
+        missing = m.group(1).strip('"')
+        close = difflib.get_close_matches(missing.lower(), names, n=1, cutoff=0.5)
+        if close:
+            return f"did you mean view {close[0]}? (hpcx query --list shows every view)"
+        return "the views are: " + ", ".join(names) + " (hpcx query --list shows their columns)"
+    m = re.search(r'column "?([^"\s]+)"? not found', msg, re.IGNORECASE)
+    if m or "Referenced column" in msg:
+        missing = m.group(1) if m else ""
+        cols = sorted({c for v in views.values() for c, _ in v})
+        close = difflib.get_close_matches(missing, cols, n=1, cutoff=0.6) if missing else []
+        if close:
+            return (
+                f'did you mean column "{close[0]}"? Dotted names need double quotes: '
+                f'SELECT "params.model.depth" FROM runs'
+            )
+        return 'dotted column names need double quotes: SELECT "params.model.depth" FROM runs'
+    if "Permission Error" in msg or "file system operations are disabled" in msg:
+        return "hpcx query reads the state and nothing else; write results with -o FILE"
+    if "lock" in msg.lower() and "configuration" in msg.lower():
+        return "settings are fixed for the session; use --memory-limit / --timeout"
+    if "syntax error" in msg.lower() or "Parser Error" in msg:
+        return 'check the SQL; e.g. hpcx query "SELECT status, count(*) FROM runs GROUP BY 1"'
+    return "hpcx query --list shows the views and their columns"
+
+
+# -- writing results (outside the query connection) -----------------------------------------
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    return value
+
+
+def write_csv(result: QueryResult, fh: Any) -> None:
+    """CSV with a header; NULL is an empty field, lists and structs are JSON."""
+    w = csv.writer(fh, lineterminator="\n")
+    w.writerow(result.columns)
+    for row in result.rows:
+        w.writerow(["" if v is None else _cell(v) for v in row])
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def write_csv_file(result: QueryResult, path: Path) -> None:
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            write_csv(result, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink(tmp)
+        raise
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+_PARQUET_TYPES = {
+    "BOOLEAN",
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "DATE",
+    "TIMESTAMP",
+    "TIMESTAMP WITH TIME ZONE",
+    "VARCHAR",
+}
+
+
+def write_parquet(result: QueryResult, path: Path) -> None:
+    """Parquet through a separate in-memory DuckDB connection that reads a CSV hpcx wrote.
+
+    The query connection never writes: the rows travel as CSV (types given explicitly, so
+    nothing is guessed) to a fresh connection whose only statement is our own COPY.
+    """
+    import duckdb
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, csv_tmp = tempfile.mkstemp(prefix=".hpcx-export-", suffix=".csv", dir=path.parent)
+    out_fd, out_tmp = _atomic_target(path)
+    os.close(out_fd)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_ALL)
+            for row in result.rows:
+                w.writerow(["\\N" if v is None else _cell(v) for v in row])
+        types = [t if t in _PARQUET_TYPES else "VARCHAR" for t in result.types]
+        cols = (
+            "{"
+            + ", ".join(f"{_lit(c)}: {_lit(t)}" for c, t in zip(result.columns, types, strict=True))
+            + "}"
+        )
+        con = duckdb.connect(":memory:")
+        try:
+            src = (
+                f"read_csv({_lit(csv_tmp)}, header=false, columns={cols}, auto_detect=false, "
+                "quote='\"', escape='\"', nullstr='\\N', allow_quoted_nulls=true)"
+                if result.columns
+                else "(SELECT 1 WHERE false)"
+            )
+            con.execute(f"COPY (SELECT * FROM {src}) TO {_lit(out_tmp)} (FORMAT parquet)")
+        finally:
+            con.close()
+        os.replace(out_tmp, path)
+    except BaseException:
+        _unlink(out_tmp)
+        raise
+    finally:
+        _unlink(csv_tmp)
+
+
+def to_jsonable(result: QueryResult) -> list[dict[str, Any]]:
+    out = []
+    for rec in result.records():
+        out.append({k: _json_value(v) for k, v in rec.items()})
+    return out
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, str) and v[:1] in "[{" and v[-1:] in "]}":
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_json_value(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _json_value(x) for k, x in v.items()}
+    return str(v)
+
+
+def format_value(v: Any, *, digits: int = 6) -> str:
+    """A cell as text for tables: NULL blank, floats to ``digits`` significant digits."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.{digits}g}"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, default=str)
+    return str(v)
+
+
+def render_table(result: QueryResult, *, max_width: int = 40) -> str:
+    """An aligned plain-text table (numbers right-aligned), with a row count line."""
+    cells = [[_clip(format_value(v), max_width) for v in row] for row in result.rows]
+    headers = [_clip(c, max_width) for c in result.columns]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, c in enumerate(row):
+            widths[i] = max(widths[i], len(c))
+    numeric = [_is_numeric_type(t) for t in result.types]
+
+    def line(values: list[str]) -> str:
+        parts = [
+            v.rjust(widths[i]) if numeric[i] else v.ljust(widths[i]) for i, v in enumerate(values)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    out.extend(line(r) for r in cells)
+    n = len(result.rows)
+    out.append(f"({n} row{'s' if n != 1 else ''})")
+    return "\n".join(out)
+
+
+def render_markdown(result: QueryResult) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|").replace("\n", " ")
+
+    numeric = [_is_numeric_type(t) for t in result.types]
+    out = [
+        "| " + " | ".join(esc(c) for c in result.columns) + " |",
+        "|" + "|".join("---:" if n else "---" for n in numeric) + "|",
+    ]
+    for row in result.rows:
+        out.append("| " + " | ".join(esc(format_value(v)) for v in row) + " |")
+    return "\n".join(out)
+
+
+def _clip(s: str, width: int) -> str:
+    s = s.replace("\n", " ")
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def _is_numeric_type(t: str) -> bool:
+    return t.split("(")[0] in {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "FLOAT",
+        "DOUBLE",
+        "DECIMAL",
+    }
