@@ -29,7 +29,7 @@ from hpcx import gitinfo
 from hpcx.errors import ManifestError
 from hpcx.identity import IDENTITY_VERSION, canonical_json, normalize, run_id_for
 from hpcx.spec import DesiredState, ExperimentInfo, RunSpec
-from hpcx.sweep import Axis, Matcher, RunPath, SweepPlan, expand, get_path, set_paths
+from hpcx.sweep import Axis, Matcher, RunPath, SweepPlan, expand, get_path
 from hpcx.yamlload import JsonPath, Loaded, Position, Problem, json_path_str, load_file, parse_value
 
 __all__ = [
@@ -457,7 +457,7 @@ def _apply_override(doc: _Doc, ov: _Override) -> str | None:
 def _describe(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
-        return {"range": "a range {start, stop, step}"}.get(name, name)
+        return "a range {start, stop, step}" if name == "range" else str(name)
     if "enum" in schema:
         return " or ".join(repr(v) for v in schema["enum"])
     t = schema.get("type")
@@ -751,11 +751,13 @@ def _prepare(
         problems.add(
             _pos(doc, ("spec", "workload")),
             ("spec", "workload"),
-            f"unknown workload {workload!r}{_did_you_mean(workload, BUILTIN_WORKLOADS)}; built-in: {', '.join(BUILTIN_WORKLOADS)}",
+            f"unknown workload {workload!r}{_did_you_mean(workload, BUILTIN_WORKLOADS)}; "
+            f"built-in: {', '.join(BUILTIN_WORKLOADS)}",
         )
     executor = dict(spec.get("executor") or {})
     executor.setdefault("type", "local")
     wrong = _SLURM_ONLY if executor["type"] == "local" else _LOCAL_ONLY
+    jp: JsonPath
     for k in wrong:
         if k in executor:
             jp = ("spec", "executor", k)
@@ -778,7 +780,8 @@ def _prepare(
                 problems.add(
                     _pos(doc, jp, key=True),
                     jp,
-                    f"{_dotted(path)!r} overlaps {_dotted(other)!r} (at {json_path_str(ojp)}): each value can be swept once",
+                    f"{_dotted(path)!r} overlaps {_dotted(other)!r} (at "
+                    f"{json_path_str(ojp)}): each value can be swept once",
                 )
                 return False
         seen_paths[path] = jp
@@ -832,8 +835,9 @@ def _prepare(
             path = _check_run_path(key, params, doc, jp, problems)
             if path is None:
                 continue
-            if path[0] == "placement" and (msg := _placement_value_problem(path[1], value)):
-                problems.add(_pos(doc, jp), jp, msg)
+            bad = _placement_value_problem(path[1], value) if path[0] == "placement" else None
+            if bad:
+                problems.add(_pos(doc, jp), jp, bad)
                 continue
             assignments.append((path, value))
         plan.includes.append(assignments)
@@ -924,7 +928,8 @@ def _prepare(
             problems.add(
                 _pos(doc, jp),
                 jp,
-                f"{dotted!r}: identity.include names fields under {', '.join(_SETTINGS_ROOTS)}{_did_you_mean(parts[0], _SETTINGS_ROOTS)}",
+                f"{dotted!r}: identity.include names fields under "
+                f"{', '.join(_SETTINGS_ROOTS)}{_did_you_mean(parts[0], _SETTINGS_ROOTS)}",
             )
             continue
         if parts[0] in ("resources", "executor"):
@@ -1111,7 +1116,7 @@ def _fast_constructor(cls: type) -> Any:
         ns[f"_s{i}"] = getattr(cls, n).__set__
         body.append(f"    _s{i}(o, {n})")
     body.append("    return o")
-    exec("\n".join(body), ns)  # noqa: S102 - field names come from the dataclass itself
+    exec("\n".join(body), ns)
     return ns["make"]
 
 
@@ -1132,8 +1137,10 @@ def _load(
         return None, problems.sorted()
     files = _discover(paths, problems)
     if project_root is None:
-        first = files[0] if files else Path(paths[0])
-        project_root = gitinfo.repo_root(first) or (first if first.is_dir() else first.parent)
+        start_at = files[0] if files else Path(paths[0])
+        project_root = gitinfo.repo_root(start_at) or (
+            start_at if start_at.is_dir() else start_at.parent
+        )
     root = Path(project_root).resolve()
     parsed_overrides = _parse_overrides(overrides, problems)
     loader = _Loader(root, problems)
@@ -1155,7 +1162,8 @@ def _load(
             problems.add(
                 _pos(doc, jp, default=label),
                 jp,
-                f"unknown apiVersion {_short(data['apiVersion'])}: this hpcx reads {', '.join(API_VERSIONS)}",
+                f"unknown apiVersion {_short(data['apiVersion'])}: "
+                f"this hpcx reads {', '.join(API_VERSIONS)}",
             )
             continue
         abstract = isinstance(data, dict) and data.get("abstract") is True
@@ -1191,7 +1199,8 @@ def _load(
             problems.add(
                 (f"--set {ov.text}", None, None),
                 ov.path,
-                f"applies to no experiment: {_dotted(ov.path[1:])} does not exist{hint} (prefix + to add a new parameter)",
+                f"applies to no experiment: {_dotted(ov.path[1:])} does "
+                f"not exist{hint} (prefix + to add a new parameter)",
             )
     total = 0
     for exp in experiments:
@@ -1200,11 +1209,12 @@ def _load(
     if total > max_runs:
         for exp in experiments:
             n = exp.plan.upper_count()
-            jp = ("spec", "sweep")
+            sjp: JsonPath = ("spec", "sweep")
             problems.add(
-                _pos(exp.doc, jp),
-                jp,
-                f"sweep asks for {n:,} runs; all manifests together ask for {total:,}, over the limit of {max_runs:,} (--max-runs)",
+                _pos(exp.doc, sjp),
+                sjp,
+                f"sweep asks for {n:,} runs; all manifests together ask for "
+                f"{total:,}, over the limit of {max_runs:,} (--max-runs)",
             )
     if problems.items:
         return None, problems.sorted()
@@ -1241,11 +1251,11 @@ def _load(
         gc_was_enabled = gc.isenabled()
         gc.disable()  # 100k small dicts trigger needless collections; nothing here is cyclic
         try:
-            first = len(runs)
+            first_new = len(runs)
             for rid, bid, ident, params, placement, seed, rep in expand(exp.plan, base, head, ch):
                 j = by_id.get(rid)
                 if j is not None:
-                    if j < first:  # asked for by an earlier experiment too: run it once
+                    if j < first_new:  # asked for by an earlier experiment too: run it once
                         also = runs[j].extra.setdefault("also_in", [])
                         if name not in also:
                             also.append(name)
@@ -1278,7 +1288,7 @@ def _load(
                     )
                 )
                 index += 1
-            shared = sum(1 for r in runs[:first] if name in r.extra.get("also_in", ()))
+            shared = sum(1 for r in runs[:first_new] if name in r.extra.get("also_in", ()))
             count = index + shared
         finally:
             if gc_was_enabled:
@@ -1320,7 +1330,9 @@ def load_desired(
     max_runs: int = DEFAULT_MAX_RUNS,
     project_root: Path | None = None,
 ) -> DesiredState:
-    """Every run the manifests under ``paths`` ask for; raises ``ManifestError`` listing every problem."""
+    """Every run the manifests under ``paths`` ask for.
+
+    Raises ``ManifestError`` listing every problem."""
     state, problems = _load(paths, overrides, max_runs, project_root)
     if state is None:
         n = len(problems)

@@ -128,7 +128,7 @@ def _compile_setter(paths: Sequence[RunPath]) -> Callable[[dict[str, Any], Seque
     placement = f"n{index[('placement',)]}" if ("placement",) in index else "base['placement']"
     lines.append(f"    return {params}, {placement}")
     namespace: dict[str, Any] = {}
-    exec("\n".join(lines), namespace)  # noqa: S102 - generated from validated keys via repr
+    exec("\n".join(lines), namespace)
     fn: Callable[[dict[str, Any], Sequence[Any]], Any] = namespace["apply"]
     return fn
 
@@ -147,7 +147,7 @@ class _Template:
         pos = 0
         for at, i, tok in found:
             out.append(text[pos:at].replace("{", "{{").replace("}", "}}"))
-            out.append("{%d}" % i)
+            out.append(f"{{{i}}}")
             pos = at + len(tok)
         out.append(text[pos:].replace("{", "{{").replace("}", "}}"))
         self.fmt = "".join(out)

@@ -254,7 +254,7 @@ def parse_text(raw: bytes, name: str) -> Loaded | Problem:
         return Problem(name, mark.line + 1, mark.column + 1, "$", f"YAML syntax error: {msg}")
     except RecursionError:
         return Problem(name, None, None, "$", "YAML nesting too deep")
-    except Exception as exc:  # noqa: BLE001 - ruamel raises a few unmarked kinds
+    except Exception as exc:
         return Problem(name, None, None, "$", f"YAML error: {exc}")
     if node is None:
         return Problem(name, 1, 1, "$", "empty document")

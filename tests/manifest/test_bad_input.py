@@ -25,7 +25,7 @@ def only(write, body: str, *, header: bool = True) -> str:
 
 def test_yaml_syntax_error(write) -> None:
     assert only(write, "metadata: {name: [e\n") == (
-        "e.yaml:4:1: $: YAML syntax error: while parsing a flow sequence expected ',' or ']', but got '<stream end>'"
+        "e.yaml:4:1: $: YAML syntax error: while parsing a flow sequence expected ',' or ']', but got '<stream end>'"  # noqa: E501
     )
 
 
@@ -37,7 +37,7 @@ def test_duplicate_key(write) -> None:
 
 def test_python_object_tag(write) -> None:
     assert only(write, "metadata: !!python/object/apply:os.system [ls]\n") == (
-        "e.yaml:3:11: $.metadata: tag !!python/object/apply:os.system is not allowed (YAML core only)"
+        "e.yaml:3:11: $.metadata: tag !!python/object/apply:os.system is not allowed (YAML core only)"  # noqa: E501
     )
 
 
@@ -66,7 +66,9 @@ def test_file_over_the_size_cap(tmp_path: Path) -> None:
     f = tmp_path / "big.yaml"
     f.write_bytes(b"# " + b"x" * yamlload.MAX_BYTES + b"\n")
     (p,) = validate_paths([f])
-    assert str(p) == f"big.yaml: $: file is {yamlload.MAX_BYTES + 3} bytes, over the 1048576-byte cap"
+    assert (
+        str(p) == f"big.yaml: $: file is {yamlload.MAX_BYTES + 3} bytes, over the 1048576-byte cap"
+    )
 
 
 def test_non_utf8_bytes(tmp_path: Path) -> None:
@@ -77,11 +79,17 @@ def test_non_utf8_bytes(tmp_path: Path) -> None:
 
 
 def test_control_character(write) -> None:
-    assert only(write, "metadata: {name: a\x07}\n") == "e.yaml:3:19: $: YAML: character #x07 is not allowed"
+    assert (
+        only(write, "metadata: {name: a\x07}\n")
+        == "e.yaml:3:19: $: YAML: character #x07 is not allowed"
+    )
 
 
 def test_wrong_type(write) -> None:
-    assert only(write, simple() + "  retries: [1]\n") == "e.yaml:7:12: $.spec.retries: expected an integer, got list [1]"
+    assert (
+        only(write, simple() + "  retries: [1]\n")
+        == "e.yaml:7:12: $.spec.retries: expected an integer, got list [1]"
+    )
 
 
 def test_unknown_key_did_you_mean(write) -> None:
@@ -92,31 +100,38 @@ def test_unknown_key_did_you_mean(write) -> None:
 
 def test_unknown_api_version_names_the_known_ones(write) -> None:
     body = "apiVersion: hpcx/v9\nkind: Experiment\n" + simple()
-    assert only(write, body, header=False) == "e.yaml:1:13: $.apiVersion: unknown apiVersion \"hpcx/v9\": this hpcx reads hpcx/v1"
+    assert (
+        only(write, body, header=False)
+        == 'e.yaml:1:13: $.apiVersion: unknown apiVersion "hpcx/v9": this hpcx reads hpcx/v1'
+    )
 
 
 def test_bad_enum_did_you_mean(write) -> None:
     assert only(write, simple() + "  executor: {type: slrum}\n") == (
-        "e.yaml:7:20: $.spec.executor.type: \"slrum\" is not one of 'local', 'slurm' (did you mean 'slurm'?)"
+        "e.yaml:7:20: $.spec.executor.type: \"slrum\" is not one of 'local', 'slurm' (did you mean 'slurm'?)"  # noqa: E501
     )
 
 
 def test_bad_time_limit(write) -> None:
     msg = only(write, simple() + "  resources: {time: '1h'}\n")
-    assert msg.startswith("e.yaml:7:21: $.spec.resources.time: \"1h\" is not valid: MM, MM:SS, HH:MM:SS")
+    assert msg.startswith(
+        'e.yaml:7:21: $.spec.resources.time: "1h" is not valid: MM, MM:SS, HH:MM:SS'
+    )
 
 
 def test_two_experiments_with_one_name(write, tmp_path: Path) -> None:
     write("a.yaml", simple(name="same", params="{x: 1}"))
     write("b.yaml", simple(name="same", params="{x: 2}"))
     (p,) = validate_paths([tmp_path])
-    assert str(p) == "b.yaml:3:18: $.metadata.name: experiment name 'same' is already used by a.yaml:3"
+    assert (
+        str(p) == "b.yaml:3:18: $.metadata.name: experiment name 'same' is already used by a.yaml:3"
+    )
 
 
 def test_placeholder_naming_an_absent_param(write) -> None:
-    body = "metadata: {name: e}\nspec:\n  command: [run, '{params.lr}', '{params.lrr}']\n  params: {lr: 1}\n"
+    body = "metadata: {name: e}\nspec:\n  command: [run, '{params.lr}', '{params.lrr}']\n  params: {lr: 1}\n"  # noqa: E501
     assert only(write, body) == (
-        "e.yaml:5:33: $.spec.command[2]: placeholder {params.lrr} names no parameter (did you mean 'params.lr'?)"
+        "e.yaml:5:33: $.spec.command[2]: placeholder {params.lrr} names no parameter (did you mean 'params.lr'?)"  # noqa: E501
     )
 
 
@@ -148,9 +163,13 @@ def test_merge_keys_are_refused(write) -> None:
 
 
 def test_every_problem_is_reported_not_just_the_first(write) -> None:
-    body = "metadata: {name: e, colour: red}\nspec:\n  workload: vit-pipeline\n  retries: -1\n  resources: {gpus: x}\n"
+    body = "metadata: {name: e, colour: red}\nspec:\n  workload: vit-pipeline\n  retries: -1\n  resources: {gpus: x}\n"  # noqa: E501
     problems = validate_paths([write("e.yaml", body)])
-    assert [p.json_path for p in problems] == ["$.metadata.colour", "$.spec.retries", "$.spec.resources.gpus"]
+    assert [p.json_path for p in problems] == [
+        "$.metadata.colour",
+        "$.spec.retries",
+        "$.spec.resources.gpus",
+    ]
 
 
 def test_missing_paths_are_problems(tmp_path: Path) -> None:
@@ -162,13 +181,21 @@ def test_missing_paths_are_problems(tmp_path: Path) -> None:
 
 hostile = st.lists(
     st.sampled_from(
-        [*"ab:{}[]!&*-?|>'\"#%@`,\n\t \\\x00\x07\u2028é$()", "!!python/object:os.system", "<<", "&a", "*a"]
+        [
+            *"ab:{}[]!&*-?|>'\"#%@`,\n\t \\\x00\x07\u2028é$()",
+            "!!python/object:os.system",
+            "<<",
+            "&a",
+            "*a",
+        ]
     ),
     max_size=80,
 ).map("".join)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=hostile)
 def test_hostile_text_never_tracebacks(tmp_path_factory, text: str) -> None:
     d = tmp_path_factory.mktemp("h")
@@ -179,14 +206,41 @@ def test_hostile_text_never_tracebacks(tmp_path_factory, text: str) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(spec=st.dictionaries(st.sampled_from(["workload", "command", "params", "sweep", "env", "placement", "resources", "identity", "seed", "x"]), json_values, max_size=5))
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    spec=st.dictionaries(
+        st.sampled_from(
+            [
+                "workload",
+                "command",
+                "params",
+                "sweep",
+                "env",
+                "placement",
+                "resources",
+                "identity",
+                "seed",
+                "x",
+            ]
+        ),
+        json_values,
+        max_size=5,
+    )
+)
 def test_generated_manifests_never_traceback(tmp_path_factory, spec: dict) -> None:
     import json
 

@@ -39,7 +39,9 @@ def test_validate_json_and_set(write) -> None:
     doc = json.loads(result.stdout)
     assert result.exit_code == 0 and doc["ok"] and doc["runs"] == 1
     result = runner.invoke(app, ["validate", str(f), "--json", "--set", "oops"])
-    assert result.exit_code == 1 and json.loads(result.stdout)["problems"][0]["file"] == "--set oops"
+    assert (
+        result.exit_code == 1 and json.loads(result.stdout)["problems"][0]["file"] == "--set oops"
+    )
 
 
 def test_validate_max_runs(write) -> None:
@@ -57,7 +59,11 @@ def test_schema_prints_valid_json() -> None:
 
 def test_validate_repo_manifests_as_a_process() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "hpcx", "validate", "manifests"], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "hpcx", "validate", "manifests"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no problems" in proc.stdout

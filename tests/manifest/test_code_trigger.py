@@ -77,7 +77,9 @@ def test_missing_code_path_is_an_error(repo: Path) -> None:
     text = MANIFEST.replace("[train.py, lib]", "[nothere.py]")
     (repo / "manifests" / "e.yaml").write_text(text)
     (p,) = validate_paths([repo / "manifests"])
-    assert str(p).startswith("manifests/e.yaml:7:20: $.spec.identity.code: code trigger: nothere.py: no files")
+    assert str(p).startswith(
+        "manifests/e.yaml:7:20: $.spec.identity.code: code trigger: nothere.py: no files"
+    )
 
 
 def test_code_trigger_outside_a_git_repository_is_a_clear_error(tmp_path: Path) -> None:

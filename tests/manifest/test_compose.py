@@ -6,7 +6,9 @@ from hpcx.manifest import load_desired, validate_paths
 
 
 def test_bases_merge_in_order_then_the_file(write) -> None:
-    write("a.yaml", "abstract: true\nspec:\n  params: {x: 1, y: 1, nested: {p: 1, q: 1}, l: [1, 2]}\n")
+    write(
+        "a.yaml", "abstract: true\nspec:\n  params: {x: 1, y: 1, nested: {p: 1, q: 1}, l: [1, 2]}\n"
+    )
     write("b.yaml", "abstract: true\nspec:\n  params: {y: 2, nested: {q: 2}, l: [9]}\n")
     f = write(
         "exp.yaml",
@@ -25,7 +27,9 @@ def test_bases_merge_in_order_then_the_file(write) -> None:
 def test_later_base_wins_over_earlier(write) -> None:
     write("a.yaml", "abstract: true\nspec:\n  params: {v: a}\n")
     write("b.yaml", "abstract: true\nspec:\n  params: {v: b}\n")
-    f = write("e.yaml", "extends: [b.yaml, a.yaml]\nmetadata: {name: e}\nspec: {workload: vit-pipeline}\n")
+    f = write(
+        "e.yaml", "extends: [b.yaml, a.yaml]\nmetadata: {name: e}\nspec: {workload: vit-pipeline}\n"
+    )
     assert load_desired([f]).runs[0].params == {"v": "a"}
 
 
@@ -48,13 +52,21 @@ def test_extends_cycle_is_an_error_naming_the_chain(write) -> None:
 
 
 def test_missing_base_is_an_error_at_the_entry(write) -> None:
-    f = write("e.yaml", "extends: [nope.yaml]\nmetadata: {name: e}\nspec: {workload: vit-pipeline}\n")
+    f = write(
+        "e.yaml", "extends: [nope.yaml]\nmetadata: {name: e}\nspec: {workload: vit-pipeline}\n"
+    )
     (p,) = validate_paths([f])
-    assert str(p) == "e.yaml:3:11: $.extends[0]: base manifest not found: nope.yaml (looked for nope.yaml)"
+    assert (
+        str(p)
+        == "e.yaml:3:11: $.extends[0]: base manifest not found: nope.yaml (looked for nope.yaml)"
+    )
 
 
 def test_name_and_abstract_are_not_inherited(write) -> None:
-    write("base.yaml", "abstract: true\nmetadata: {name: base, owner: me}\nspec: {workload: vit-pipeline}\n")
+    write(
+        "base.yaml",
+        "abstract: true\nmetadata: {name: base, owner: me}\nspec: {workload: vit-pipeline}\n",
+    )
     f = write("e.yaml", "extends: base.yaml\nmetadata: {description: d}\nspec: {}\n")
     (p,) = validate_paths([f])
     assert "missing required key 'name'" in str(p)
@@ -79,4 +91,4 @@ def test_error_in_a_base_points_into_the_base(write) -> None:
     write("base.yaml", "abstract: true\nspec:\n  workload: vit-pipeline\n  retries: many\n")
     f = write("e.yaml", "extends: base.yaml\nmetadata: {name: e}\nspec: {}\n")
     (p,) = validate_paths([f])
-    assert str(p) == "base.yaml:6:12: $.spec.retries: expected an integer, got string \"many\""
+    assert str(p) == 'base.yaml:6:12: $.spec.retries: expected an integer, got string "many"'

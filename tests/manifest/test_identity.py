@@ -26,7 +26,13 @@ def test_canonical_json_golden() -> None:
 
 
 def test_run_id_golden() -> None:
-    ident = {"v": 1, "workload": "vit-pipeline", "params": {"batch_size": 32}, "placement": {}, "seed": None}
+    ident = {
+        "v": 1,
+        "workload": "vit-pipeline",
+        "params": {"batch_size": 32},
+        "placement": {},
+        "seed": None,
+    }
     text = '{"params":{"batch_size":32},"placement":{},"seed":null,"v":1,"workload":"vit-pipeline"}'
     assert canonical_json(ident) == text
     assert run_id_for(ident) == hashlib.sha256(text.encode()).hexdigest()[:16] == "def9d2a5c4fbbf4d"
@@ -69,8 +75,13 @@ def test_key_order_is_irrelevant(write) -> None:
 
 def test_resources_executor_tags_and_retries_are_not_identity(write) -> None:
     base = one(write, simple(), "a.yaml")
-    body = simple(name="other") + "  resources: {time: '02:00:00', gpus: 2}\n  retries: 3\n  executor: {type: slurm}\n"
-    body = body.replace("metadata: {name: other}", "metadata: {name: other, tags: [x], description: d}")
+    body = (
+        simple(name="other")
+        + "  resources: {time: '02:00:00', gpus: 2}\n  retries: 3\n  executor: {type: slurm}\n"
+    )
+    body = body.replace(
+        "metadata: {name: other}", "metadata: {name: other, tags: [x], description: d}"
+    )
     changed = one(write, body, "b.yaml")
     assert changed.run_id == base.run_id
     assert changed.settings_digest != base.settings_digest
@@ -83,8 +94,17 @@ def test_env_and_cwd_change_settings_but_not_identity(write) -> None:
 
 
 def test_identity_include_makes_a_setting_part_of_identity(write) -> None:
-    a = one(write, simple() + "  resources: {gpu_type: a100}\n  identity: {include: [resources.gpu_type]}\n", "a.yaml")
-    b = one(write, simple(name="o") + "  resources: {gpu_type: h100}\n  identity: {include: [resources.gpu_type]}\n", "b.yaml")
+    a = one(
+        write,
+        simple() + "  resources: {gpu_type: a100}\n  identity: {include: [resources.gpu_type]}\n",
+        "a.yaml",
+    )
+    b = one(
+        write,
+        simple(name="o")
+        + "  resources: {gpu_type: h100}\n  identity: {include: [resources.gpu_type]}\n",
+        "b.yaml",
+    )
     assert a.run_id != b.run_id
     assert a.identity["include"] == {"resources.gpu_type": "a100"}
 
@@ -92,7 +112,9 @@ def test_identity_include_makes_a_setting_part_of_identity(write) -> None:
 def test_identity_include_of_an_identity_field_is_an_error(write) -> None:
     from hpcx.manifest import validate_paths
 
-    (p,) = validate_paths([write("e.yaml", simple() + "  identity: {include: [params.batch_size]}\n")])
+    (p,) = validate_paths(
+        [write("e.yaml", simple() + "  identity: {include: [params.batch_size]}\n")]
+    )
     assert "already part of the identity" in str(p)
 
 

@@ -56,7 +56,9 @@ def test_every_run_id_is_the_hash_of_its_identity() -> None:
 SCHEMAS = [schema_path()] + ([p] if (p := packaged_schema_path()) else [])
 
 
-@pytest.mark.parametrize("schema_file", SCHEMAS, ids=lambda p: "source" if p == SCHEMAS[0] else "packaged")
+@pytest.mark.parametrize(
+    "schema_file", SCHEMAS, ids=lambda p: "source" if p == SCHEMAS[0] else "packaged"
+)
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
 def test_each_file_validates_against_the_installed_schema(path: Path, schema_file: Path) -> None:
     # From a source checkout schema_path() is the repo's schemas/ file; the copy inside the

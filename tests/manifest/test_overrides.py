@@ -61,12 +61,17 @@ def test_override_of_a_missing_param_suggests_and_plus_adds(write) -> None:
 
 def test_bad_override_syntax(write) -> None:
     f = write("e.yaml", simple(params=P))
-    problems = [str(p) for p in validate_paths([f], overrides=["novalue", "params..x=1", "params.batch_size=[1,", "kind=Other"])]
+    problems = [
+        str(p)
+        for p in validate_paths(
+            [f], overrides=["novalue", "params..x=1", "params.batch_size=[1,", "kind=Other"]
+        )
+    ]
     assert problems == [
         "--set kind=Other: $.kind: kind cannot be overridden",
-        "--set novalue: $: expected path=value, with a dotted path (for example params.model.depth=8)",
-        "--set params..x=1: $: expected path=value, with a dotted path (for example params.model.depth=8)",
-        "--set params.batch_size=[1,: $.spec.params.batch_size: bad value '[1,': YAML syntax error: "
+        "--set novalue: $: expected path=value, with a dotted path (for example params.model.depth=8)",  # noqa: E501
+        "--set params..x=1: $: expected path=value, with a dotted path (for example params.model.depth=8)",  # noqa: E501
+        "--set params.batch_size=[1,: $.spec.params.batch_size: bad value '[1,': YAML syntax error: "  # noqa: E501
         "while parsing a flow node expected the node content, but found '<stream end>'",
     ]
 

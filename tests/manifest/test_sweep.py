@@ -24,14 +24,21 @@ def test_no_sweep_is_one_run(write) -> None:
 def test_grid_is_a_cartesian_product_last_axis_fastest(write) -> None:
     rs = runs(write, "grid: {a: [1, 2], m.d: [10, 20, 30]}")
     assert [(r.params["a"], r.params["m"]["d"]) for r in rs] == [
-        (1, 10), (1, 20), (1, 30), (2, 10), (2, 20), (2, 30)
+        (1, 10),
+        (1, 20),
+        (1, 30),
+        (2, 10),
+        (2, 20),
+        (2, 30),
     ]
     assert [r.index for r in rs] == list(range(6))
 
 
 def test_params_prefix_and_bare_paths_are_the_same_axis(write) -> None:
     assert len(runs(write, "grid: {params.a: [1, 2]}")) == 2
-    problems = validate_paths([write("e.yaml", simple(params=P, sweep="grid: {a: [1], params.a: [2]}"))])
+    problems = validate_paths(
+        [write("e.yaml", simple(params=P, sweep="grid: {a: [1], params.a: [2]}"))]
+    )
     assert "overlaps" in str(problems[0])
 
 
@@ -42,9 +49,24 @@ def test_unswept_subtrees_are_shared_and_swept_ones_copied(write) -> None:
 
 
 def test_integer_and_float_ranges(write) -> None:
-    assert [r.params["a"] for r in runs(write, "grid: {a: {start: 2, stop: 12, step: 2}}")] == [2, 4, 6, 8, 10]
-    assert [r.params["a"] for r in runs(write, "grid: {a: {start: 0, stop: 0.35, step: 0.1}}")] == [0, 0.1, 0.2, 0.3]
-    assert [r.params["a"] for r in runs(write, "grid: {a: {start: 3, stop: 0, step: -1}}")] == [3, 2, 1]
+    assert [r.params["a"] for r in runs(write, "grid: {a: {start: 2, stop: 12, step: 2}}")] == [
+        2,
+        4,
+        6,
+        8,
+        10,
+    ]
+    assert [r.params["a"] for r in runs(write, "grid: {a: {start: 0, stop: 0.35, step: 0.1}}")] == [
+        0,
+        0.1,
+        0.2,
+        0.3,
+    ]
+    assert [r.params["a"] for r in runs(write, "grid: {a: {start: 3, stop: 0, step: -1}}")] == [
+        3,
+        2,
+        1,
+    ]
 
 
 def test_zip_pairs_values(write) -> None:
@@ -56,7 +78,10 @@ def test_zip_pairs_values(write) -> None:
 def test_zip_lists_of_different_length_are_an_error(write) -> None:
     f = write("e.yaml", simple(params=P, sweep="zip:\n  - {m.d: [1, 2, 3], m.w: [10, 20]}"))
     (p,) = validate_paths([f])
-    assert str(p) == "e.yaml:9:9: $.spec.sweep.zip[0]: zip group lists differ in length (m.d: 3, m.w: 2)"
+    assert (
+        str(p)
+        == "e.yaml:9:9: $.spec.sweep.zip[0]: zip group lists differ in length (m.d: 3, m.w: 2)"
+    )
 
 
 def test_include_adds_points_on_the_base_params(write) -> None:
@@ -104,7 +129,9 @@ def test_seeds_multiply_runs_and_join_identity(write) -> None:
 
 
 def test_repeats_count_up_from_spec_seed(write) -> None:
-    body = simple(params=P, sweep="repeats: 3").replace("workload: vit-pipeline", "workload: vit-pipeline\n  seed: 100")
+    body = simple(params=P, sweep="repeats: 3").replace(
+        "workload: vit-pipeline", "workload: vit-pipeline\n  seed: 100"
+    )
     rs = load_desired([write("e.yaml", body)]).runs
     assert [r.seed for r in rs] == [100, 101, 102]
 
@@ -121,17 +148,26 @@ def test_placement_axes(write) -> None:
 
 
 def test_bad_placement_value_in_a_sweep(write) -> None:
-    (p,) = validate_paths([write("e.yaml", simple(params=P, sweep="grid:\n  placement.numa: [0, far]"))])
-    assert str(p).startswith("e.yaml:9:27: $.spec.sweep.grid['placement.numa'][1]: \"far\" is not a NUMA placement")
+    (p,) = validate_paths(
+        [write("e.yaml", simple(params=P, sweep="grid:\n  placement.numa: [0, far]"))]
+    )
+    assert str(p).startswith(
+        "e.yaml:9:27: $.spec.sweep.grid['placement.numa'][1]: \"far\" is not a NUMA placement"
+    )
 
 
 def test_empty_grid_list_is_an_error_with_position(write) -> None:
     (p,) = validate_paths([write("e.yaml", simple(params=P, sweep="grid: {a: []}"))])
-    assert str(p) == "e.yaml:8:15: $.spec.sweep.grid.a: must not be empty (an empty sweep axis yields no runs)"
+    assert (
+        str(p)
+        == "e.yaml:8:15: $.spec.sweep.grid.a: must not be empty (an empty sweep axis yields no runs)"  # noqa: E501
+    )
 
 
 def test_empty_range_is_an_error(write) -> None:
-    (p,) = validate_paths([write("e.yaml", simple(params=P, sweep="grid: {a: {start: 5, stop: 1}}"))])
+    (p,) = validate_paths(
+        [write("e.yaml", simple(params=P, sweep="grid: {a: {start: 5, stop: 1}}"))]
+    )
     assert "empty sweep: range(5, 1, 1) has no values" in str(p)
 
 
@@ -144,7 +180,12 @@ def test_sweep_path_naming_no_parameter_suggests_one(write) -> None:
 
 
 def test_huge_sweep_is_refused_before_expanding(write) -> None:
-    f = write("e.yaml", simple(params=P, sweep="grid:\n  a: {start: 0, stop: 1000000}\n  b: {start: 0, stop: 1000000}"))
+    f = write(
+        "e.yaml",
+        simple(
+            params=P, sweep="grid:\n  a: {start: 0, stop: 1000000}\n  b: {start: 0, stop: 1000000}"
+        ),
+    )
     t = time.perf_counter()
     with pytest.raises(ManifestError) as info:
         load_desired([f])
@@ -160,6 +201,9 @@ def test_max_runs_is_adjustable(write) -> None:
 
 
 def test_swept_paths_are_reported_for_rendering(write) -> None:
-    f = write("e.yaml", simple(params=P, sweep="grid: {a: [1, 2]}\nzip:\n  - {m.d: [1], m.w: [2]}\nseeds: [1, 2]"))
+    f = write(
+        "e.yaml",
+        simple(params=P, sweep="grid: {a: [1, 2]}\nzip:\n  - {m.d: [1], m.w: [2]}\nseeds: [1, 2]"),
+    )
     (info,) = load_desired([f]).experiments
     assert info.swept == ("params.a", "params.m.d", "params.m.w", "seed")
