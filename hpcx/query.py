@@ -489,10 +489,18 @@ def write_csv_file(result: QueryResult, path: Path) -> None:
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             write_csv(result, fh)
+        chmod_default(tmp)
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
         raise
+
+
+def chmod_default(path: str) -> None:
+    """mkstemp makes 0600 files; results are for sharing: the usual 0666 & ~umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
 
 
 def _unlink(path: str) -> None:
@@ -554,6 +562,7 @@ def write_parquet(result: QueryResult, path: Path) -> None:
             con.execute(f"COPY (SELECT * FROM {src}) TO {_lit(out_tmp)} (FORMAT parquet)")
         finally:
             con.close()
+        chmod_default(out_tmp)
         os.replace(out_tmp, path)
     except BaseException:
         _unlink(out_tmp)

@@ -1,0 +1,895 @@
+"""``hpcx report``: one self-contained HTML file (or markdown + SVG) of what the state holds.
+
+What goes in, per experiment: runs by status, the best configurations (mean over repeats), and
+figures chosen from the sweep: the primary metric against each swept parameter, one series per
+combination of the others (parameters swept together in a ``zip`` count as one); for the ViT
+studies also throughput by NUMA node per GPU (local versus remote, from ``hpcx probe``) and
+compiled versus eager, which fall out of the same rule with friendlier labels. Where a
+configuration ran more than once, the mark is the mean and the bar mean ± one standard
+deviation. Reports declared in manifests (``spec.reports``: title, sql, chart, x, y, group) run
+through the same read-only :class:`~hpcx.query.QuerySession` and are drawn the same way.
+
+The HTML has inline CSS and inline SVG only: no script, font, image or stylesheet is fetched,
+so it opens on an offline login node and attaches to an email as one file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from hpcx import charts
+from hpcx.charts import Chart, Point, Series
+from hpcx.query import QueryError, QueryResult, QuerySession, chmod_default, format_value
+
+#: Metrics tried first as an experiment's headline, in this order.
+PRIMARY_METRICS = (
+    "throughput_samples_per_s",
+    "throughput",
+    "samples_per_s",
+    "tokens_per_s",
+    "accuracy",
+    "val_accuracy",
+    "val_acc",
+    "acc",
+    "top1",
+    "reward",
+    "return",
+    "val_loss",
+    "loss",
+)
+#: Most series one figure gets before the others are averaged over.
+MAX_SERIES = 8
+#: Most swept parameters that get their own figure per experiment.
+MAX_SWEEP_FIGURES = 6
+_LOWER_IS_BETTER = ("loss", "latency", "error", "_ms", "_s", "time", "bytes")
+
+
+@dataclass(slots=True)
+class ReportSummary:
+    path: Path
+    experiments: int
+    runs: int
+    figures: int
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Figure:
+    chart: Chart | None
+    table: QueryResult | None = None
+    error: str | None = None
+    source: str | None = None  # where a declared report came from
+
+
+@dataclass(slots=True)
+class ExperimentSection:
+    name: str
+    description: str | None
+    runs: int
+    by_status: dict[str, int]
+    swept: list[str]
+    primary: str | None
+    best: list[dict[str, Any]]
+    figures: list[Figure]
+
+
+# -- labels -----------------------------------------------------------------------------------
+
+
+def column_label(col: str) -> str:
+    """``params.model.depth`` -> ``depth``; ``placement.numa`` -> ``NUMA node``."""
+    special = {
+        "placement.numa": "NUMA node",
+        "placement.gpus": "GPU",
+        "params.compile": "torch.compile",
+        "seed": "seed",
+    }
+    if col in special:
+        return special[col]
+    tail = col.split(".")[-1]
+    return tail.replace("_", " ")
+
+
+def metric_label(name: str) -> str:
+    """``throughput_samples_per_s`` -> ``throughput (samples/s)``; ``h2d_gbps`` -> ``h2d
+    (GB/s)``."""
+    if name.startswith("throughput_") and name.endswith("_per_s"):
+        return f"throughput ({name[len('throughput_') : -len('_per_s')].replace('_', ' ')}/s)"
+    for suffix, unit in (
+        ("_gbps", "GB/s"),
+        ("_per_s", "/s"),
+        ("_ms", "ms"),
+        ("_bytes", "bytes"),
+        ("_s", "s"),
+    ):
+        for infix in (suffix + "_", suffix):
+            if infix in name and (name.endswith(suffix) or infix.endswith("_")):
+                head, _, rest = name.partition(infix)
+                extra = f" {rest.replace('_', ' ')}" if rest else ""
+                return f"{head.replace('_', ' ')}{extra} ({unit})"
+    return name.replace("_", " ")
+
+
+def value_label(col: str, v: Any) -> str:
+    if v is None:
+        return "—"
+    if col == "params.compile" and isinstance(v, bool):
+        return "compiled" if v else "eager"
+    if col == "placement.gpus":
+        try:
+            gpus = json.loads(v) if isinstance(v, str) else v
+        except ValueError:
+            gpus = v
+        if isinstance(gpus, list):
+            return ("GPU " if len(gpus) == 1 else "GPUs ") + ",".join(str(g) for g in gpus)
+        return f"GPU {gpus}"
+    if col == "placement.numa":
+        return f"NUMA {v}" if str(v).lstrip("-").isdigit() else str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return charts.fmt_num(v)
+    return str(v)
+
+
+def lower_is_better(metric: str) -> bool:
+    if "per_s" in metric or "gbps" in metric or "throughput" in metric:
+        return False
+    return any(k in metric for k in _LOWER_IS_BETTER)
+
+
+def _sort_key(v: Any) -> tuple[int, float, str]:
+    if isinstance(v, bool):
+        return (0, float(v), "")
+    if isinstance(v, (int, float)):
+        return (0, float(v), "")
+    s = str(v)
+    try:
+        return (0, float(s), "")
+    except ValueError:
+        pass
+    if s.startswith("[") and s.endswith("]"):
+        try:
+            first = json.loads(s)
+            if isinstance(first, list) and first and isinstance(first[0], (int, float)):
+                return (1, float(first[0]), s)
+        except ValueError:
+            pass
+    return (2, 0.0, s)
+
+
+def _aggregate(values: list[float]) -> tuple[float, float | None, float | None]:
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None, None
+    sd = statistics.stdev(values)
+    return mean, mean - sd, mean + sd
+
+
+# -- choosing figures -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Rows:
+    """An experiment's runs that have results, as columns of Python values."""
+
+    cols: dict[str, list[Any]]
+    n: int
+
+    def get(self, col: str) -> list[Any]:
+        return self.cols.get(col, [None] * self.n)
+
+
+def _swept(rows: _Rows, candidates: Sequence[str]) -> list[str]:
+    out = []
+    for c in candidates:
+        vals = {json.dumps(v, default=str) for v in rows.get(c) if v is not None}
+        if len(vals) > 1:
+            out.append(c)
+    return out
+
+
+def _zip_groups(rows: _Rows, swept: list[str]) -> list[list[str]]:
+    """Swept columns that move together (a ``zip`` axis) grouped; the first one represents."""
+    groups: list[list[str]] = []
+    for c in swept:
+        vc = [json.dumps(v, default=str) for v in rows.get(c)]
+        for g in groups:
+            va = [json.dumps(v, default=str) for v in rows.get(g[0])]
+            if len(set(zip(va, vc, strict=True))) == len(set(va)) == len(set(vc)):
+                g.append(c)
+                break
+        else:
+            groups.append([c])
+    return groups
+
+
+def _series_key(rows: _Rows, cols: Sequence[str], i: int) -> str:
+    return ", ".join(
+        f"{column_label(c)}={value_label(c, rows.get(c)[i])}"
+        if c not in ("params.compile", "placement.numa", "placement.gpus")
+        else value_label(c, rows.get(c)[i])
+        for c in cols
+    )
+
+
+def _points(
+    rows: _Rows, metric: str, x_col: str, group_cols: Sequence[str], *, numeric_x: bool
+) -> tuple[list[Series], list[str], int]:
+    """Series of aggregated points; returns (series, x categories in order, max repeats)."""
+    ys = rows.get(metric)
+    xs = rows.get(x_col)
+    buckets: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    raw_x: dict[Any, Any] = {}
+    order: dict[str, tuple[Any, ...]] = {}
+    for i in range(rows.n):
+        y, x = ys[i], xs[i]
+        if y is None or x is None or (isinstance(y, float) and not math.isfinite(y)):
+            continue
+        key = _series_key(rows, group_cols, i) if group_cols else metric_label(metric)
+        order.setdefault(key, tuple(_sort_key(rows.get(c)[i]) for c in group_cols))
+        xk = float(x) if numeric_x else value_label(x_col, x)
+        raw_x.setdefault(xk, x)
+        buckets[key][xk].append(float(y))
+    series = []
+    most = 1
+    for key in sorted(buckets, key=lambda k: order[k]):
+        pts = []
+        for xk, vals in buckets[key].items():
+            mean, lo, hi = _aggregate(vals)
+            most = max(most, len(vals))
+            pts.append(Point(x=xk, y=mean, lo=lo, hi=hi, n=len(vals)))
+        pts.sort(key=lambda p: _sort_key(raw_x[p.x]))
+        series.append(Series(name=key, points=pts))
+    cats = [value_label(x_col, v) for v in sorted(set(raw_x.values()), key=_sort_key)]
+    cats = list(dict.fromkeys(cats))
+    return series, cats, most
+
+
+def _is_numeric(values: Iterable[Any]) -> bool:
+    vals = [v for v in values if v is not None]
+    return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+
+
+def _repeats_note(most: int) -> str | None:
+    return f"mean ± std over up to {most} repeats" if most > 1 else None
+
+
+def sweep_figures(rows: _Rows, swept: list[str], metric: str) -> list[Chart]:
+    """The primary metric against each swept parameter, grouped by the others."""
+    out: list[Chart] = []
+    groups = _zip_groups(rows, swept)
+    reps = [g[0] for g in groups]
+    numa_fig = "placement.numa" in reps
+    for g in groups[:MAX_SWEEP_FIGURES]:
+        x_col = g[0]
+        if numa_fig and x_col in ("placement.numa", "placement.gpus"):
+            continue  # drawn as the NUMA figure
+        others = [c for c in reps if c != x_col]
+        group_cols, averaged = _choose_groups(rows, others)
+        xs = rows.get(x_col)
+        distinct = {json.dumps(v) for v in xs if v is not None}
+        numeric = _is_numeric(xs) and len(distinct) >= 3
+        series, cats, most = _points(rows, metric, x_col, group_cols, numeric_x=numeric)
+        if not series:
+            continue
+        x_label = column_label(x_col)
+        if len(g) > 1:
+            x_label += " (with " + ", ".join(column_label(c) for c in g[1:]) + ")"
+        notes = [n for n in (_repeats_note(most),) if n]
+        if averaged:
+            notes.append("averaged over " + ", ".join(column_label(c) for c in averaged))
+        title_x = "eager vs compiled" if x_col == "params.compile" else column_label(x_col)
+        out.append(
+            Chart(
+                title=f"{metric_label(metric)} vs {title_x}"
+                if x_col != "params.compile"
+                else f"{metric_label(metric)}: {title_x}",
+                kind="line" if numeric else "bar",
+                x_label=x_label,
+                y_label=metric_label(metric),
+                series=series,
+                categories=cats,
+                subtitle="; ".join(notes) or None,
+                log_x=numeric and _wide(xs),
+                legend_title=", ".join(column_label(c) for c in group_cols) or None,
+            )
+        )
+    return out
+
+
+def _wide(xs: Sequence[Any]) -> bool:
+    vals = [float(v) for v in xs if v is not None]
+    return bool(vals) and min(vals) > 0 and max(vals) / min(vals) >= 32
+
+
+def _choose_groups(rows: _Rows, others: list[str]) -> tuple[list[str], list[str]]:
+    """Group by every other swept parameter when that makes few series; else by the one with
+    the most values that still fits, averaging over the rest."""
+
+    def combos(cols: Sequence[str]) -> int:
+        return len(
+            {tuple(json.dumps(rows.get(c)[i], default=str) for c in cols) for i in range(rows.n)}
+        )
+
+    if not others or combos(others) <= MAX_SERIES:
+        return others, []
+    fitting = [c for c in others if combos([c]) <= MAX_SERIES]
+    if not fitting:
+        return [], others
+    best = max(fitting, key=lambda c: combos([c]))
+    return [best], [c for c in others if c != best]
+
+
+def numa_figures(rows: _Rows, metrics: Sequence[str], gpu_node: dict[int, int]) -> list[Chart]:
+    """Throughput (and H2D bandwidth) by NUMA node for each GPU, local versus remote."""
+    if "placement.numa" not in rows.cols:
+        return []
+    out = []
+    gpu_col = "placement.gpus" if "placement.gpus" in rows.cols else None
+    for metric in metrics:
+        ys = rows.get(metric)
+        if not any(y is not None for y in ys):
+            continue
+        buckets: dict[tuple[Any, Any], list[float]] = defaultdict(list)
+        for i in range(rows.n):
+            if ys[i] is None:
+                continue
+            gpu = rows.get(gpu_col)[i] if gpu_col else None
+            buckets[(json.dumps(_gpu_value(gpu)), rows.get("placement.numa")[i])].append(
+                float(ys[i])
+            )
+        nodes = sorted({k[1] for k in buckets}, key=_sort_key)
+        gpus = sorted({k[0] for k in buckets}, key=_sort_key)
+        series = []
+        most = 1
+        for node in nodes:
+            pts = []
+            for g in gpus:
+                vals = buckets.get((g, node))
+                if not vals:
+                    continue
+                mean, lo, hi = _aggregate(vals)
+                most = max(most, len(vals))
+                note = _locality(json.loads(g), node, gpu_node)
+                pts.append(
+                    Point(x=_gpu_label(json.loads(g)), y=mean, lo=lo, hi=hi, n=len(vals), note=note)
+                )
+            series.append(Series(name=value_label("placement.numa", node), points=pts))
+        notes = [n for n in (_repeats_note(most),) if n]
+        if gpu_node:
+            notes.append("local = the GPU's own NUMA node (from hpcx probe)")
+        out.append(
+            Chart(
+                title=f"{metric_label(metric)} by NUMA node per GPU",
+                kind="bar",
+                x_label="GPU",
+                y_label=metric_label(metric),
+                series=series,
+                categories=[_gpu_label(json.loads(g)) for g in gpus],
+                subtitle="; ".join(notes) or None,
+                legend_title="host memory on",
+            )
+        )
+    return out
+
+
+def _gpu_value(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return v
+    if isinstance(v, list) and len(v) == 1:
+        return v[0]
+    return v
+
+
+def _gpu_label(v: Any) -> str:
+    if v is None:
+        return "default GPU"
+    if isinstance(v, list):
+        return "GPUs " + ",".join(str(g) for g in v)
+    return f"GPU {v}"
+
+
+def _locality(gpu: Any, node: Any, gpu_node: dict[int, int]) -> str | None:
+    try:
+        want = gpu_node[int(gpu)]
+        return "local" if int(node) == want else "remote"
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# -- building ---------------------------------------------------------------------------------
+
+
+def _choose_primary(metrics: Sequence[str], rows: _Rows) -> str | None:
+    have = [m for m in metrics if any(v is not None for v in rows.get(m))]
+    for m in PRIMARY_METRICS:
+        if m in have:
+            return m
+    return have[0] if have else None
+
+
+def _best(rows: _Rows, swept: list[str], metric: str, limit: int = 5) -> list[dict[str, Any]]:
+    ys = rows.get(metric)
+    buckets: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for i in range(rows.n):
+        if ys[i] is not None:
+            buckets[tuple(json.dumps(rows.get(c)[i], default=str) for c in swept)].append(i)
+    ranked = []
+    for idx in buckets.values():
+        vals = [float(ys[i]) for i in idx]
+        mean, _lo, hi = _aggregate(vals)
+        sd = (hi - mean) if hi is not None else None
+        best_i = (min if lower_is_better(metric) else max)(idx, key=lambda i: float(ys[i]))
+        ranked.append(
+            {
+                "config": {column_label(c): value_label(c, rows.get(c)[idx[0]]) for c in swept},
+                "mean": mean,
+                "std": sd,
+                "n": len(vals),
+                "run_id": rows.get("run_id")[best_i],
+            }
+        )
+    ranked.sort(key=lambda r: r["mean"], reverse=not lower_is_better(metric))
+    return ranked[:limit]
+
+
+def _declared_reports(
+    session: QuerySession, experiments: Sequence[str], manifests: Sequence[Path]
+) -> tuple[list[tuple[dict[str, Any], str]], list[str]]:
+    """(report, where it was declared) from the runs' specs and from manifest files."""
+    found: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+    warnings: list[str] = []
+    res = session.query(
+        "SELECT experiment, any_value(json_extract(spec, '$.extra.reports'))::VARCHAR "
+        "FROM runs WHERE json_extract(spec, '$.extra.reports') IS NOT NULL "
+        "AND experiment IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 ORDER BY 1",
+        [list(experiments)],
+    )
+    for exp, text in res.rows:
+        for rep in json.loads(text) or []:
+            if isinstance(rep, dict) and rep.get("sql"):
+                found.setdefault((str(rep.get("title")), rep["sql"]), (rep, f"experiment {exp}"))
+    if manifests:
+        from hpcx.manifest import load_desired
+
+        desired = load_desired(list(manifests))
+        for info in desired.experiments:
+            if experiments and info.name not in experiments:
+                continue
+            doc = info.document or {}
+            for rep in (doc.get("spec") or {}).get("reports") or []:
+                if isinstance(rep, dict) and rep.get("sql"):
+                    found.setdefault(
+                        (str(rep.get("title")), rep["sql"]), (rep, f"{info.path} ({info.name})")
+                    )
+    return list(found.values()), warnings
+
+
+def declared_figure(session: QuerySession, rep: dict[str, Any], source: str) -> Figure:
+    title = str(rep.get("title") or "Report")
+    try:
+        result = session.query(str(rep["sql"]))
+    except QueryError as exc:
+        return Figure(chart=None, error=f"{title}: {exc}", source=source)
+    kind = str(rep.get("chart") or "table")
+    if kind == "table" or not result.rows:
+        return Figure(chart=None, table=result, source=source)
+    x = rep.get("x") or result.columns[0]
+    y_spec = rep.get("y") or [c for c in result.columns if c != x][:1]
+    y_cols = [y_spec] if isinstance(y_spec, str) else list(y_spec)
+    group = rep.get("group")
+    missing = [c for c in [x, *y_cols, *([group] if group else [])] if c not in result.columns]
+    if missing:
+        return Figure(
+            chart=None,
+            error=f"{title}: column(s) {', '.join(missing)} not in the query's result "
+            f"({', '.join(result.columns)})",
+            source=source,
+        )
+    cols = {c: result.column(c) for c in result.columns}
+    rows = _Rows(cols=cols, n=len(result.rows))
+    series: list[Series] = []
+    cats: list[str] = []
+    most = 1
+    numeric = kind != "bar" and _is_numeric(rows.get(x))
+    for yc in y_cols:
+        s, c, m = _points(rows, yc, x, [group] if group else [], numeric_x=numeric)
+        if len(y_cols) > 1:
+            s = [Series(name=f"{yc}: {one.name}" if group else yc, points=one.points) for one in s]
+        series.extend(s)
+        cats.extend(v for v in c if v not in cats)
+        most = max(most, m)
+    chart = Chart(
+        title=title,
+        kind=kind if kind in ("line", "bar", "scatter") and (numeric or kind == "bar") else "bar",
+        x_label=str(x),
+        y_label=", ".join(y_cols),
+        series=series,
+        categories=cats,
+        subtitle=_repeats_note(most),
+        legend_title=str(group) if group else None,
+    )
+    return Figure(chart=chart, source=source)
+
+
+def collect(
+    session: QuerySession, experiments: Sequence[str], manifests: Sequence[Path]
+) -> tuple[list[ExperimentSection], list[Figure], list[str]]:
+    warnings: list[str] = []
+    all_exps = [
+        r[0]
+        for r in session.query(
+            "SELECT experiment FROM runs GROUP BY 1 ORDER BY min(created_at), 1"
+        ).rows
+    ]
+    unknown = [e for e in experiments if e not in all_exps]
+    if unknown:
+        raise QueryError(
+            f"no experiment named {', '.join(unknown)} in the state",
+            hint="experiments in the state: " + (", ".join(all_exps) or "none"),
+        )
+    chosen = list(experiments) or all_exps
+    res_cols = [c for c, _ in session.views["results"]]
+    run_cols = {c for c, _ in session.views["runs"]}
+    metric_cols = [c for c in res_cols if c not in run_cols]
+    param_cols = [c for c in res_cols if c.startswith(("params.", "placement."))]
+    gpu_node = _gpu_numa(session)
+    sections: list[ExperimentSection] = []
+    wanted = ["run_id", "experiment", "status", "description", "seed", *param_cols, *metric_cols]
+    select = ", ".join('"' + c.replace('"', '""') + '"' for c in wanted)
+    result = session.query(
+        f"SELECT {select} FROM results WHERE experiment IN (SELECT unnest(?::VARCHAR[])) "
+        'ORDER BY experiment, "index", run_id',
+        [chosen],
+    )
+    by_exp: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in result.rows:
+        by_exp[row[1]].append(row)
+    status_rows = session.query(
+        "SELECT experiment, status, count(*) FROM runs "
+        "WHERE experiment IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2",
+        [chosen],
+    ).rows
+    statuses: dict[str, dict[str, int]] = defaultdict(dict)
+    for exp, st, n in status_rows:
+        statuses[exp][st] = int(n)
+    for exp in chosen:
+        exp_rows = by_exp.get(exp, [])
+        ok = [r for r in exp_rows if any(r[wanted.index(m)] is not None for m in metric_cols)]
+        cols = {c: [r[i] for r in ok] for i, c in enumerate(wanted)}
+        rows = _Rows(cols=cols, n=len(ok))
+        swept = _swept(rows, param_cols)
+        primary = _choose_primary(metric_cols, rows)
+        figures: list[Figure] = []
+        if primary is not None:
+            numa_metrics = [primary] + [m for m in ("h2d_gbps",) if m in metric_cols]
+            if "placement.numa" in swept:
+                figures.extend(Figure(chart=c) for c in numa_figures(rows, numa_metrics, gpu_node))
+            figures.extend(Figure(chart=c) for c in sweep_figures(rows, swept, primary))
+        reps = [g[0] for g in _zip_groups(rows, swept)]
+        best = _best(rows, reps, primary) if primary else []
+        descs = {r[3] for r in exp_rows if r[3]}
+        sections.append(
+            ExperimentSection(
+                name=exp,
+                description=next(iter(descs)) if len(descs) == 1 else None,
+                runs=sum(statuses[exp].values()),
+                by_status=statuses[exp],
+                swept=swept,
+                primary=primary,
+                best=best,
+                figures=figures,
+            )
+        )
+    declared, more = _declared_reports(session, chosen, manifests)
+    warnings.extend(more)
+    extra = [declared_figure(session, rep, src) for rep, src in declared]
+    for f in extra:
+        if f.error:
+            warnings.append(f.error)
+    return sections, extra, warnings
+
+
+def _gpu_numa(session: QuerySession) -> dict[int, int]:
+    """GPU index -> its NUMA node, from the latest probe of each host (the last host wins)."""
+    rows = session.query(
+        "SELECT gpu, numa_node FROM probe_gpus WHERE gpu IS NOT NULL AND numa_node >= 0 "
+        'ORDER BY "at"'
+    ).rows
+    return {int(g): int(n) for g, n in rows}
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+_CSS = """
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial,
+  sans-serif; margin: 0; color: #222; background: #f6f7f9; line-height: 1.45; }
+main { max-width: 1460px; margin: 0 auto; padding: 24px 28px 48px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 6px; padding-top: 8px; border-top: 1px solid #dde1e6; }
+h3 { font-size: 15px; margin: 18px 0 8px; color: #444; }
+.meta { color: #666; font-size: 13px; margin-bottom: 16px; }
+.desc { color: #444; margin: 2px 0 10px; }
+table { border-collapse: collapse; background: #fff; font-size: 13px; margin: 6px 0 12px; }
+th, td { padding: 5px 10px; border-bottom: 1px solid #e8eaed; text-align: left; }
+th { background: #eef1f5; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.badge { display: inline-block; padding: 1px 7px; border-radius: 9px; font-size: 12px;
+  margin-right: 4px; color: #fff; }
+.st-succeeded { background: #3a8a3f; } .st-failed { background: #c0392b; }
+.st-running, .st-submitted { background: #2d6cb5; } .st-pending { background: #8a8f98; }
+.st-cancelled, .st-lost, .st-timeout { background: #b7791f; }
+.figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 16px; }
+figure { margin: 0; background: #fff; border: 1px solid #e1e4e8; border-radius: 6px;
+  padding: 8px; }
+figure svg { width: 100%; height: auto; display: block; }
+.error { color: #a11; background: #fdecea; padding: 8px 12px; border-radius: 4px; }
+.src { color: #777; font-size: 12px; margin: 4px 0 0; }
+code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; font-size: 12px; }
+"""
+
+
+def _status_badges(by_status: dict[str, int]) -> str:
+    order = [
+        "succeeded",
+        "failed",
+        "running",
+        "submitted",
+        "pending",
+        "timeout",
+        "lost",
+        "cancelled",
+    ]
+    return "".join(
+        f'<span class="badge st-{escape(s)}">{by_status[s]} {escape(s)}</span>'
+        for s in sorted(by_status, key=lambda s: order.index(s) if s in order else 99)
+    )
+
+
+def _best_text(sec: ExperimentSection) -> str:
+    if not sec.best or sec.primary is None:
+        return "—"
+    b = sec.best[0]
+    cfg = ", ".join(
+        v if k in ("GPU", "NUMA node", "torch.compile") else f"{k}={v}"
+        for k, v in b["config"].items()
+    )
+    return f"{charts.fmt_value(b['mean'])}" + (f" ({cfg})" if cfg else "")
+
+
+def _table_html(result: QueryResult, limit: int = 50) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in result.columns)
+    body = []
+    for row in result.rows[:limit]:
+        cells = []
+        for v in row:
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            text = charts.fmt_value(float(v)) if isinstance(v, float) else format_value(v)
+            cells.append(
+                f'<td class="num">{escape(text)}</td>' if num else f"<td>{escape(text)}</td>"
+            )
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = (
+        f'<p class="src">{len(result.rows) - limit} more row(s) not shown</p>'
+        if len(result.rows) > limit
+        else ""
+    )
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>{more}"
+
+
+def _best_html(sec: ExperimentSection) -> str:
+    if not sec.best or sec.primary is None:
+        return ""
+    keys = list(sec.best[0]["config"])
+    head = "".join(f"<th>{escape(k)}</th>" for k in ["#", *keys])
+    head += f"<th>{escape(metric_label(sec.primary))}</th><th>n</th><th>best run</th>"
+    rows = []
+    for i, b in enumerate(sec.best, 1):
+        val = charts.fmt_value(b["mean"])
+        if b["std"] is not None:
+            val += f" ± {charts.fmt_value(b['std'])}"
+        rows.append(
+            f"<tr><td>{i}</td>"
+            + "".join(f"<td>{escape(str(b['config'][k]))}</td>" for k in keys)
+            + f'<td class="num">{escape(val)}</td><td class="num">{b["n"]}</td>'
+            f"<td><code>{escape(str(b['run_id'])[:12])}</code></td></tr>"
+        )
+    better = "lower" if lower_is_better(sec.primary) else "higher"
+    return (
+        f"<h3>Best configurations ({better} {escape(metric_label(sec.primary))} is better)</h3>"
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def render_html(
+    title: str,
+    state_desc: str,
+    sections: list[ExperimentSection],
+    declared: list[Figure],
+) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # Nothing may be fetched: say so to the browser too.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">",
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>",
+        f"<h1>{escape(title)}</h1>",
+        f'<div class="meta">Generated {now} from {escape(state_desc)} by hpcx.</div>',
+        "<h2>Summary</h2>",
+        "<table><tr><th>experiment</th><th>runs</th><th>status</th><th>headline metric</th>"
+        "<th>best (mean over repeats)</th></tr>",
+    ]
+    for sec in sections:
+        parts.append(
+            f'<tr><td><a href="#exp-{escape(sec.name)}">{escape(sec.name)}</a></td>'
+            f'<td class="num">{sec.runs}</td><td>{_status_badges(sec.by_status)}</td>'
+            f"<td>{escape(metric_label(sec.primary)) if sec.primary else '—'}</td>"
+            f"<td>{escape(_best_text(sec))}</td></tr>"
+        )
+    parts.append("</table>")
+    for sec in sections:
+        parts.append(f'<h2 id="exp-{escape(sec.name)}">{escape(sec.name)}</h2>')
+        if sec.description:
+            parts.append(f'<p class="desc">{escape(sec.description)}</p>')
+        swept = ", ".join(column_label(c) for c in sec.swept) or "nothing"
+        parts.append(
+            f'<div class="meta">{sec.runs} run(s) {_status_badges(sec.by_status)} · '
+            f"swept: {escape(swept)}</div>"
+        )
+        parts.append(_best_html(sec))
+        if sec.figures:
+            parts.append('<div class="figs">')
+            for f in sec.figures:
+                if f.chart is not None:
+                    parts.append(f"<figure>{charts.render_svg(f.chart)}</figure>")
+            parts.append("</div>")
+        elif sec.primary is None:
+            parts.append('<p class="meta">No metrics recorded yet.</p>')
+    if declared:
+        parts.append("<h2>Reports declared in manifests</h2>")
+        parts.append('<div class="figs">')
+        for f in declared:
+            if f.error:
+                parts.append(f'<figure><p class="error">{escape(f.error)}</p></figure>')
+            elif f.chart is not None:
+                parts.append(
+                    f"<figure>{charts.render_svg(f.chart)}"
+                    f'<p class="src">declared in {escape(f.source or "?")}</p></figure>'
+                )
+            elif f.table is not None:
+                parts.append(
+                    f"<figure>{_table_html(f.table)}"
+                    f'<p class="src">declared in {escape(f.source or "?")}</p></figure>'
+                )
+        parts.append("</div>")
+    parts.append("</main></body></html>\n")
+    return "\n".join(parts)
+
+
+def render_markdown_report(
+    title: str,
+    state_desc: str,
+    sections: list[ExperimentSection],
+    declared: list[Figure],
+    fig_dir: Path,
+    rel: str,
+) -> tuple[str, dict[Path, str]]:
+    """The markdown text and the SVG files (path -> text) it links to."""
+    files: dict[Path, str] = {}
+    n = 0
+
+    def add(chart: Chart) -> str:
+        nonlocal n
+        n += 1
+        name = f"fig-{n:02d}.svg"
+        files[fig_dir / name] = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n' + charts.render_svg(chart) + "\n"
+        )
+        return f"![{chart.title}]({rel}/{name})"
+
+    out = [f"# {title}", "", f"Generated from {state_desc} by hpcx.", "", "## Summary", ""]
+    out.append("| experiment | runs | status | best |")
+    out.append("|---|---:|---|---|")
+    for sec in sections:
+        st = ", ".join(f"{v} {k}" for k, v in sorted(sec.by_status.items()))
+        out.append(f"| {sec.name} | {sec.runs} | {st} | {_best_text(sec)} |")
+    for sec in sections:
+        out += ["", f"## {sec.name}", ""]
+        if sec.description:
+            out += [sec.description, ""]
+        if sec.best and sec.primary:
+            keys = list(sec.best[0]["config"])
+            out.append("| " + " | ".join(["#", *keys, metric_label(sec.primary), "n"]) + " |")
+            out.append("|" + "---|" * (len(keys) + 1) + "---:|---:|")
+            for i, b in enumerate(sec.best, 1):
+                val = charts.fmt_value(b["mean"])
+                if b["std"] is not None:
+                    val += f" ± {charts.fmt_value(b['std'])}"
+                cells = [str(i), *(str(b["config"][k]) for k in keys), val, str(b["n"])]
+                out.append("| " + " | ".join(cells) + " |")
+            out.append("")
+        for f in sec.figures:
+            if f.chart is not None:
+                out += [add(f.chart), ""]
+    if declared:
+        out += ["", "## Reports declared in manifests", ""]
+        for f in declared:
+            if f.error:
+                out += [f"> **error**: {f.error}", ""]
+            elif f.chart is not None:
+                out += [add(f.chart), "", f"_declared in {f.source}_", ""]
+            elif f.table is not None:
+                from hpcx.query import render_markdown
+
+                out += [render_markdown(f.table), "", f"_declared in {f.source}_", ""]
+    return "\n".join(out) + "\n", files
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        chmod_default(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def build_report(
+    state: Path,
+    out: Path,
+    *,
+    experiments: Sequence[str] = (),
+    fmt: str = "html",
+    manifests: Sequence[Path] = (),
+    title: str | None = None,
+) -> ReportSummary:
+    with QuerySession.open(state) as session:
+        sections, declared, warnings = collect(session, experiments, manifests)
+    heading = title or (
+        "hpcx report: " + ", ".join(s.name for s in sections) if sections else "hpcx report"
+    )
+    state_desc = str(state)
+    figures = sum(1 for s in sections for f in s.figures if f.chart) + sum(
+        1 for f in declared if f.chart
+    )
+    if fmt == "md":
+        fig_dir = out.parent / f"{out.stem}_files"
+        text, files = render_markdown_report(
+            heading, state_desc, sections, declared, fig_dir, fig_dir.name
+        )
+        for p, svg in files.items():
+            _write_atomic(p, svg)
+        _write_atomic(out, text)
+    else:
+        _write_atomic(out, render_html(heading, state_desc, sections, declared))
+    return ReportSummary(
+        path=out,
+        experiments=len(sections),
+        runs=sum(s.runs for s in sections),
+        figures=figures,
+        warnings=warnings,
+    )
