@@ -55,7 +55,8 @@ Loaded& loaded() {
 #undef HPCX_RESOLVE
         std::string file = DynLib::file_of(reinterpret_cast<void*>(a.cuInit), tried);
         if (!lib.missing().empty()) {
-            out.status = {false, file + " lacks entry point(s) " + join(lib.missing(), ", ") + " (too old?)", file};
+            std::string missing = join(lib.missing(), ", ");
+            out.status = {false, file + " lacks entry point(s) " + missing + " (too old?)", file};
             return out;
         }
         out.library_ok = true;

@@ -72,7 +72,8 @@ Loaded& loaded() {
         lib.resolve(a.numa_node_to_cpus, "numa_node_to_cpus");
         std::string file = DynLib::file_of(reinterpret_cast<void*>(a.numa_max_node), tried);
         if (!lib.missing().empty()) {
-            out.status = {false, file + " lacks entry point(s) " + join(lib.missing(), ", ") + " (too old?)", file};
+            std::string missing = join(lib.missing(), ", ");
+            out.status = {false, file + " lacks entry point(s) " + missing + " (too old?)", file};
             return out;
         }
         if (a.numa_available() < 0) {
@@ -226,7 +227,9 @@ std::pair<std::string, std::vector<int>> memory_policy() {
     }
     std::vector<int> nodes;
     for (unsigned long i = 0; i < kMaskBits; ++i) {
-        if (mask[i / kBitsPerLong] & (1UL << (i % kBitsPerLong))) nodes.push_back(static_cast<int>(i));
+        if (mask[i / kBitsPerLong] & (1UL << (i % kBitsPerLong))) {
+            nodes.push_back(static_cast<int>(i));
+        }
     }
     return {mode_name(mode), nodes};
 }
@@ -250,15 +253,10 @@ std::vector<int> page_nodes(const void* p, std::size_t size, std::size_t max_pag
     return st;
 }
 
-Buffer::Buffer(std::size_t size, int node, bool check_free) {
+Buffer::Buffer(std::size_t size, int node) {
     if (size == 0) throw std::invalid_argument("NumaBuffer: size must be > 0");
     check_node(node, "NumaBuffer", true, false);
-    if (check_free) {
-        check_fits(node, size, "NumaBuffer");
-    } else {
-        long long total = node_memory(node, nullptr);
-        if (total > 0 && size > static_cast<unsigned long long>(total)) check_fits(node, size, "NumaBuffer");
-    }
+    check_fits(node, size, "NumaBuffer");
     void* p = api().numa_alloc_onnode(size, node);
     if (!p) {
         throw NumaError("numa_alloc_onnode(" + std::to_string(size) + ", " +

@@ -47,7 +47,7 @@ std::vector<int> page_nodes(const void* p, std::size_t size, std::size_t max_pag
 // A pre-faulted buffer on one node (numa_alloc_onnode), freed on destruction.
 class Buffer {
   public:
-    Buffer(std::size_t size, int node, bool check_free = true);
+    Buffer(std::size_t size, int node);
     ~Buffer();
     Buffer(Buffer&& other) noexcept;
     Buffer& operator=(Buffer&&) = delete;
