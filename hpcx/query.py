@@ -438,10 +438,19 @@ def _hint_for(msg: str, sql: str, views: dict[str, list[tuple[str, str]]]) -> st
         if close:
             return f"did you mean view {close[0]}? (hpcx query --list shows every view)"
         return "the views are: " + ", ".join(names) + " (hpcx query --list shows their columns)"
+    cols = sorted({c for v in views.values() for c, _ in v})
+    m = re.search(r'Referenced table "([^"]+)" not found', msg)
+    if m:
+        # SELECT params.model.depth: DuckDB read "params.model" as a table; the user meant
+        # the dotted column, which needs double quotes.
+        dotted = re.search(re.escape(m.group(1)) + r"\.[\w.]+", sql)
+        wanted = dotted.group(0) if dotted else m.group(1)
+        close = difflib.get_close_matches(wanted, cols, n=1, cutoff=0.6)
+        name = close[0] if close else wanted
+        return f'dotted column names need double quotes: SELECT "{name}" FROM runs'
     m = re.search(r'column "?([^"\s]+)"? not found', msg, re.IGNORECASE)
     if m or "Referenced column" in msg:
         missing = m.group(1) if m else ""
-        cols = sorted({c for v in views.values() for c, _ in v})
         close = difflib.get_close_matches(missing, cols, n=1, cutoff=0.6) if missing else []
         if close:
             return (

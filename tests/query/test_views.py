@@ -1,0 +1,147 @@
+"""The built-in views: their columns and contents on a state built with the real StateStore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcx.query import VIEW_NAMES, QuerySession
+
+
+@pytest.fixture(scope="module")
+def session(built_state: tuple[Path, dict[str, Any]]) -> Any:
+    s = QuerySession.open(built_state[0])
+    yield s
+    s.close()
+
+
+def cols(session: QuerySession, view: str) -> dict[str, str]:
+    return dict(session.views[view])
+
+
+def test_every_view_exists_and_is_described(session: QuerySession) -> None:
+    assert list(session.views) == list(VIEW_NAMES)
+    for view in VIEW_NAMES:
+        assert session.query(f"SELECT count(*) FROM {view}").rows[0][0] >= 0
+
+
+def test_runs_has_one_row_per_run_and_a_column_per_param(
+    session: QuerySession, built_state: tuple[Path, dict[str, Any]]
+) -> None:
+    facts = built_state[1]
+    c = cols(session, "runs")
+    for name in (
+        "run_id",
+        "experiment",
+        "status",
+        "host",
+        "job_id",
+        "git_commit",
+        "tags",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "numa_node",
+        "seed",
+        "repeat",
+    ):
+        assert name in c, name
+    assert c["params.model.depth"] == "BIGINT"
+    assert c["params.compile"] == "BOOLEAN"
+    assert c["params.device"] == "VARCHAR"
+    assert c["placement.gpus"] == "JSON"
+    # an int in some runs and "local-to-gpu" in others: text
+    assert c["placement.numa"] == "VARCHAR"
+    n = session.query("SELECT count(*), count(DISTINCT run_id) FROM runs").rows[0]
+    assert n == (facts["runs"], facts["runs"])
+    s, depth, dim, rep = facts["scaling"][5]
+    row = session.query(
+        'SELECT "params.model.depth", "params.model.dim", "repeat", status, host, job_id '
+        "FROM runs WHERE run_id = ?",
+        [s.run_id],
+    ).rows[0]
+    assert row == (depth, dim, rep, "succeeded", "gpu-node-01", "4242")
+    first = session.query(
+        "SELECT git_commit, description, tags FROM runs WHERE run_id = ?", [facts["first"]]
+    ).rows[0]
+    assert first == ("abc1234", "first", ["vit"])
+
+
+def test_results_holds_the_last_step_of_each_metric(
+    session: QuerySession, built_state: tuple[Path, dict[str, Any]]
+) -> None:
+    facts = built_state[1]
+    c = cols(session, "results")
+    assert {"throughput_samples_per_s", "latency_ms_p50", "h2d_gbps"} <= set(c)
+    assert "spec" not in c
+    s = facts["scaling"][0][0]
+    tput = session.query(
+        "SELECT throughput_samples_per_s FROM results WHERE run_id = ?", [s.run_id]
+    ).rows[0][0]
+    last = session.query(
+        "SELECT value FROM metrics WHERE run_id = ? AND name = 'throughput_samples_per_s' "
+        "ORDER BY step DESC LIMIT 1",
+        [s.run_id],
+    ).rows[0][0]
+    first = session.query(
+        "SELECT min(value) FROM metrics WHERE run_id = ? AND name = 'throughput_samples_per_s'",
+        [s.run_id],
+    ).rows[0][0]
+    assert tput == pytest.approx(last) and tput > first
+    failed = session.query(
+        "SELECT status, throughput_samples_per_s FROM results WHERE run_id = ?",
+        [facts["failed"][0]],
+    ).rows[0]
+    assert failed == ("failed", None)
+    assert session.query("SELECT count(*) FROM results").rows[0][0] == facts["runs"]
+
+
+def test_metrics_events_probes_contents(
+    session: QuerySession, built_state: tuple[Path, dict[str, Any]]
+) -> None:
+    assert list(cols(session, "metrics")) == [
+        "run_id",
+        "experiment",
+        "name",
+        "step",
+        "value",
+        "time",
+        "at",
+        "serial",
+    ]
+    per_exp = dict(session.query("SELECT experiment, count(*) FROM metrics GROUP BY 1").rows)
+    # scaling: 17 ok runs x (3 steps + 1 latency); numa: 12 x 2; compile: 6 x 1
+    assert per_exp == {"scaling-study": 68, "numa-study": 24, "compile-study": 6}
+    ev = session.query(
+        "SELECT event, from_status, to_status FROM events WHERE run_id = ? ORDER BY serial, seq",
+        [built_state[1]["failed"][0]],
+    ).rows
+    assert ev == [("recorded", None, "pending"), ("finished", "pending", "failed")]
+    probe = session.query("SELECT host, source, gpu_count, numa_nodes FROM probes").rows
+    assert probe == [("gpu-node-01", "live", 2, 2)]
+    gpus = session.query("SELECT gpu, numa_node, name FROM probe_gpus ORDER BY gpu").rows
+    assert gpus == [(0, 0, "H100"), (1, 1, "H100")]
+
+
+def test_joins_across_views_answer_the_study_question(session: QuerySession) -> None:
+    # local versus remote: join results with the probe's GPU-to-NUMA affinity
+    rows = session.query(
+        """SELECT (r."placement.numa"::INT = g.numa_node) AS local,
+                  avg(r.throughput_samples_per_s) AS tput
+           FROM results r JOIN probe_gpus g ON g.gpu = r."placement.gpus"->>'$[0]'
+           WHERE r.experiment = 'numa-study' GROUP BY 1 ORDER BY 1"""
+    ).rows
+    assert [r[0] for r in rows] == [False, True]
+    assert rows[1][1] > rows[0][1]
+
+
+def test_views_are_temporary_and_the_raw_tables_stay_reachable(session: QuerySession) -> None:
+    db = session.query("SELECT current_database()").rows[0][0]
+    temp = session.query(
+        "SELECT count(*) FROM duckdb_views() WHERE temporary AND view_name = 'runs'"
+    ).rows[0][0]
+    assert temp == 1
+    raw = session.query(f'SELECT count(*) FROM "{db}".main.runs').rows[0][0]
+    assert raw == session.query("SELECT count(*) FROM runs").rows[0][0]
