@@ -213,12 +213,14 @@ class Wrapper:
             "job": slurm_job_env(),
         }
 
-    # Status writes are fsynced: this file is the lasting truth about the run.
+    # Only the final status is fsynced: it is the lasting truth about the run. An
+    # intermediate one lost in a crash reads as pending/lost, which is what it is then.
     def write(self, state: str, **fields: Any) -> None:
         self.status.update(fields)
         self.status["state"] = state
         self.status["updated_at"] = rundir.utcnow()
-        rundir.atomic_write_json(self.rd.status_path, self.status)
+        final = state in rundir.FINAL_STATES
+        rundir.atomic_write_json(self.rd.status_path, self.status, fsync=final)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self.stop_signal is None:

@@ -28,8 +28,6 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import secrets
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +55,7 @@ _ATTEMPT_FILES = (SPEC, STATUS, METRICS, STDOUT, STDERR, SCRIPT)
 
 
 def hostname() -> str:
-    return socket.gethostname().split(".", 1)[0]
+    return os.uname().nodename.split(".", 1)[0]
 
 
 def utcnow() -> str:
@@ -75,7 +73,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     crash leaves the old file or the new one. Bulk writers pass ``fsync=False`` and call
     :func:`sync` once at the end (one ``sync`` instead of thousands of ``fsync``).
     """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -221,7 +219,7 @@ def create(
     parent.mkdir(parents=True, exist_ok=True)
     if not final.exists():
         doc = {**spec, "attempt": 1}
-        tmp = parent / f".tmp-{run_id}-{secrets.token_hex(4)}"
+        tmp = parent / f".tmp-{run_id}-{os.urandom(4).hex()}"
         tmp.mkdir()
         try:
             atomic_write_json(tmp / SPEC, doc, fsync=fsync)
@@ -257,7 +255,7 @@ def _next_attempt(
     archive = final / ATTEMPTS / str(previous)
     present = [name for name in _ATTEMPT_FILES if (final / name).exists()]
     if present and not archive.exists():
-        tmp = final / ATTEMPTS / f".tmp-{previous}-{secrets.token_hex(4)}"
+        tmp = final / ATTEMPTS / f".tmp-{previous}-{os.urandom(4).hex()}"
         tmp.mkdir(parents=True)
         for name in present:
             if name == SPEC:
@@ -305,9 +303,10 @@ def claim(rd: RunDir, attempt: int | None = None) -> dict[str, Any] | None:
         except (OSError, ValueError):
             holder = {}
         return holder
+    # No fsync: O_EXCL creation is what makes the claim exclusive; after a node crash the
+    # attempt is lost anyway and the next apply starts a new one.
     try:
         os.write(fd, json.dumps(me).encode())
-        os.fsync(fd)
     finally:
         os.close(fd)
     return None
