@@ -1,0 +1,120 @@
+"""`hpcx plan` against `snakemake -n` on the same 10,000-job sweep with half already done.
+
+Snakemake decides "done" from output files; hpcx from its state. Each side gets its own
+equivalent of "half done": 5,000 output files for Snakemake, 5,000 succeeded runs in the state
+for hpcx. Both are whole processes, timed wall to wall, median of --repeat runs.
+
+Snakemake comes from PyPI into a separate bench environment, never the project's:
+
+    python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install snakemake
+    .venv/bin/python bench/plan_vs_snakemake.py [--snakemake /tmp/benchvenv/bin/snakemake]
+
+Aim (issue 3): hpcx at least 20 times faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SNAKEFILE = """\
+N = {n}
+
+rule all:
+    input: expand("results/{{i}}.txt", i=range(N))
+
+rule run:
+    output: "results/{{i}}.txt"
+    params: lr=0.1
+    shell: "python train.py --x {{wildcards.i}} --lr {{params.lr}} > {{output}}"
+"""
+
+MANIFEST = """\
+apiVersion: hpcx/v1
+kind: Experiment
+metadata:
+  name: sweep
+spec:
+  command: [python, train.py, "--x={{params.x}}", "--lr={{params.lr}}"]
+  params: {{x: 0, lr: 0.1}}
+  sweep:
+    grid:
+      x: {{start: 0, stop: {n}}}
+  resources: {{cpus: 1, time: 10}}
+"""
+
+
+def timed(cmd: list[str], cwd: Path, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if res.returncode not in ok:
+        raise SystemExit(f"{' '.join(cmd[:2])} failed ({res.returncode}):\n{res.stderr[-2000:]}")
+    return wall, res.stdout + res.stderr
+
+
+def setup_snakemake(root: Path, n: int) -> None:
+    root.mkdir(parents=True)
+    (root / "Snakefile").write_text(SNAKEFILE.format(n=n))
+    (root / "results").mkdir()
+    for i in range(0, n, 2):  # half done
+        (root / "results" / f"{i}.txt").write_text("done\n")
+
+
+def setup_hpcx(root: Path, n: int) -> None:
+    from hpcx.manifest import load_desired
+    from hpcx.state import StateStore
+
+    (root / "manifests").mkdir(parents=True)
+    (root / "manifests" / "sweep.yaml").write_text(MANIFEST.format(n=n))
+    (root / ".hpcx").mkdir()
+    runs = load_desired([root / "manifests"], project_root=root).runs[::2]  # half done
+    with StateStore.open(root / ".hpcx" / "state.duckdb") as store, store.transaction() as tx:
+        tx.record_runs(runs)
+        tx.set_status([r.run_id for r in runs], "succeeded", event="harvested")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--snakemake", default="/tmp/benchvenv/bin/snakemake")
+    a = ap.parse_args()
+    if not Path(a.snakemake).exists():
+        raise SystemExit(f"no snakemake at {a.snakemake}; see this script's docstring")
+    base = Path(tempfile.mkdtemp(prefix="hpcx-bench-smk-"))
+    try:
+        smk, hp = base / "snakemake", base / "hpcx"
+        setup_snakemake(smk, a.jobs)
+        setup_hpcx(hp, a.jobs)
+        version = subprocess.run([a.snakemake, "--version"], capture_output=True, text=True)
+        smk_cmd = [a.snakemake, "-n", "--cores", "1", "--rerun-triggers", "mtime"]
+        hpcx_cmd = [str(Path(sys.executable).with_name("hpcx")), "plan", "--detailed-exitcode"]
+        smk_times, hpcx_times = [], []
+        smk_out = hp_out = ""
+        for _ in range(a.repeat):
+            w, smk_out = timed(smk_cmd, smk)
+            smk_times.append(w)
+            w, hp_out = timed(hpcx_cmd, hp, ok=(0, 2))
+            hpcx_times.append(w)
+        smk_jobs = next(
+            (ln for ln in smk_out.splitlines() if ln.strip().startswith("run ")), "?"
+        ).strip()
+        s, h = statistics.median(smk_times), statistics.median(hpcx_times)
+        print(f"{a.jobs:,}-job sweep, half done, median of {a.repeat}:")
+        print(f"  snakemake -n ({version.stdout.strip()}): {s:6.2f} s   (jobs to run: {smk_jobs})")
+        print(f"  hpcx plan:                {h:6.2f} s   ({hp_out.strip().splitlines()[-1]})")
+        ratio = s / h
+        print(f"  hpcx is {ratio:.1f}x faster   aim >= 20x: {'OK' if ratio >= 20 else 'MISSED'}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
