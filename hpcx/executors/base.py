@@ -159,7 +159,11 @@ ProgressFn = Callable[[str, ObservedStatus], None]
 def run_argv(spec: RunSpec, run_dir: Path, python: str | None = None) -> list[str]:
     """The argv a run executes: its command, or the built-in workload runner."""
     if spec.command is not None:
-        return [str(a) for a in spec.command]
+        # Placeholders ({params.x}, {run_id}, {run_dir}, {seed}) are filled in here, where the
+        # run folder is known; each argument stays one argument (no shell ever sees them).
+        from hpcx.manifest import render_command
+
+        return render_command(spec, str(run_dir))
     if spec.workload is None:
         raise ExecutorError(f"run {spec.run_id} has neither a workload nor a command")
     exe = python or sys.executable
@@ -174,6 +178,11 @@ def spec_document(spec: RunSpec, run_dir: Path, *, python: str | None = None) ->
     doc["overrides"] = list(spec.overrides)
     doc["run_format"] = rundir.RUN_FORMAT
     doc["argv"] = run_argv(spec, run_dir, python)
+    if spec.env or spec.cwd is not None:
+        from hpcx.manifest import render_cwd, render_env
+
+        doc["env"] = render_env(spec, str(run_dir))
+        doc["cwd"] = render_cwd(spec, str(run_dir))
     doc["prepared_at"] = rundir.utcnow()
     return doc
 

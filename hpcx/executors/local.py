@@ -390,10 +390,10 @@ class LocalExecutor(Executor):
         out: dict[str, ObservedStatus] = {}
         host = rundir.hostname()
         for sub in submissions:
-            runner_alive = True
-            if sub.detail.get("detached"):
-                h, _, pid = sub.job_ids[0].rpartition(":")
-                runner_alive = h != host or rundir.pid_alive(int(pid))
+            # The queue runs in the apply process (foreground) or a detached runner: either
+            # way, once that process is gone, a run it never started will never start.
+            h, _, pid = sub.job_ids[0].rpartition(":")
+            runner_alive = h != host or int(pid) == os.getpid() or rundir.pid_alive(int(pid))
             for rid in sub.run_ids:
                 obs = observe_run_dir(rid, sub.run_dirs[rid], sub.run_jobs.get(rid))
                 if obs.state == "pending" and not runner_alive:
