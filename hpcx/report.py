@@ -188,13 +188,21 @@ class _Rows:
     n: int
 
     def get(self, col: str) -> list[Any]:
-        return self.cols.get(col, [None] * self.n)
+        got = self.cols.get(col)
+        return got if got is not None else [None] * self.n
+
+    def keys(self, col: str) -> list[Any]:
+        """The column as hashable values (lists and dicts as JSON text)."""
+        vals = self.get(col)
+        if all(not isinstance(v, (list, dict)) for v in vals):
+            return vals
+        return [json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for v in vals]
 
 
 def _swept(rows: _Rows, candidates: Sequence[str]) -> list[str]:
     out = []
     for c in candidates:
-        vals = {json.dumps(v, default=str) for v in rows.get(c) if v is not None}
+        vals = {v for v in rows.keys(c) if v is not None}
         if len(vals) > 1:
             out.append(c)
     return out
@@ -204,9 +212,9 @@ def _zip_groups(rows: _Rows, swept: list[str]) -> list[list[str]]:
     """Swept columns that move together (a ``zip`` axis) grouped; the first one represents."""
     groups: list[list[str]] = []
     for c in swept:
-        vc = [json.dumps(v, default=str) for v in rows.get(c)]
+        vc = rows.keys(c)
         for g in groups:
-            va = [json.dumps(v, default=str) for v in rows.get(g[0])]
+            va = rows.keys(g[0])
             if len(set(zip(va, vc, strict=True))) == len(set(va)) == len(set(vc)):
                 g.append(c)
                 break
@@ -233,14 +241,28 @@ def _points(
     buckets: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
     raw_x: dict[Any, Any] = {}
     order: dict[str, tuple[Any, ...]] = {}
+    group_keys = list(zip(*(rows.keys(c) for c in group_cols), strict=True)) if group_cols else None
+    names: dict[tuple[Any, ...], str] = {}
+    x_keys: dict[Any, Any] = {}
+    plain = metric_label(metric)
     for i in range(rows.n):
         y, x = ys[i], xs[i]
         if y is None or x is None or (isinstance(y, float) and not math.isfinite(y)):
             continue
-        key = _series_key(rows, group_cols, i) if group_cols else metric_label(metric)
-        order.setdefault(key, tuple(_sort_key(rows.get(c)[i]) for c in group_cols))
-        xk = float(x) if numeric_x else value_label(x_col, x)
-        raw_x.setdefault(xk, x)
+        if group_keys is None:
+            key = plain
+        else:
+            gk = group_keys[i]
+            key = names.get(gk) or names.setdefault(gk, _series_key(rows, group_cols, i))
+            if key not in order:
+                order[key] = tuple(_sort_key(rows.get(c)[i]) for c in group_cols)
+        order.setdefault(key, ())
+        hx = json.dumps(x) if isinstance(x, (list, dict)) else x
+        if hx in x_keys:
+            xk = x_keys[hx]
+        else:
+            xk = x_keys[hx] = float(x) if numeric_x else value_label(x_col, x)
+            raw_x.setdefault(xk, x)
         buckets[key][xk].append(float(y))
     series = []
     most = 1
@@ -319,9 +341,7 @@ def _choose_groups(rows: _Rows, others: list[str]) -> tuple[list[str], list[str]
     the most values that still fits, averaging over the rest."""
 
     def combos(cols: Sequence[str]) -> int:
-        return len(
-            {tuple(json.dumps(rows.get(c)[i], default=str) for c in cols) for i in range(rows.n)}
-        )
+        return len(set(zip(*(rows.keys(c) for c in cols), strict=True)))
 
     if not others or combos(others) <= MAX_SERIES:
         return others, []
@@ -425,10 +445,11 @@ def _choose_primary(metrics: Sequence[str], rows: _Rows) -> str | None:
 
 def _best(rows: _Rows, swept: list[str], metric: str, limit: int = 5) -> list[dict[str, Any]]:
     ys = rows.get(metric)
-    buckets: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    buckets: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    keys = list(zip(*(rows.keys(c) for c in swept), strict=True)) if swept else [()] * rows.n
     for i in range(rows.n):
         if ys[i] is not None:
-            buckets[tuple(json.dumps(rows.get(c)[i], default=str) for c in swept)].append(i)
+            buckets[keys[i]].append(i)
     ranked = []
     for idx in buckets.values():
         vals = [float(ys[i]) for i in idx]
