@@ -857,6 +857,71 @@ class Transaction:
             self.event(rid, event, current[rid], status, detail)
         return len(ids)
 
+    def update_runs(
+        self,
+        updates: Sequence[Mapping[str, Any]],
+        *,
+        event: str,
+        bump_attempts: bool = False,
+    ) -> int:
+        """Per-run changes in bulk: each mapping has ``run_id``, ``status`` and any of
+        ``SETTABLE_RUN_FIELDS`` (missing fields keep their value). One event per run whose
+        status changes, or whose ``detail`` key is given. Unknown runs are an error.
+        """
+        if not updates:
+            return 0
+        for u in updates:
+            _check_status(u["status"])
+            bad = set(u) - SETTABLE_RUN_FIELDS - {"run_id", "status", "detail"}
+            if bad:
+                raise ValueError(f"update_runs cannot set run field(s) {sorted(bad)}")
+        ids = [u["run_id"] for u in updates]
+        current = self._statuses(ids)
+        missing = [r for r in ids if r not in current]
+        if missing:
+            raise StateError(f"{len(missing)} run(s) not in the state: {', '.join(missing[:3])}")
+        fields = sorted({k for u in updates for k in u} & SETTABLE_RUN_FIELDS)
+        types = {
+            "started_at": "TIMESTAMP",
+            "ended_at": "TIMESTAMP",
+            "exit_code": "INTEGER",
+            "numa_node": "INTEGER",
+        }
+        cols: list[tuple[str, str]] = [("run_id", "VARCHAR"), ("status", "VARCHAR")]
+        cols += [(f, types.get(f, "VARCHAR")) for f in fields]
+        # A has_<field> flag per column tells "set to NULL" from "leave alone".
+        cols += [(f"has_{f}", "BOOLEAN") for f in fields]
+        rows = []
+        for u in updates:
+            row: list[Any] = [u["run_id"], u["status"]]
+            for f in fields:
+                v = u.get(f)
+                row.append(_json(v) if f in _JSON_RUN_FIELDS and v is not None else v)
+            row += [f in u for f in fields]
+            rows.append(tuple(row))
+        self._con.execute(
+            "CREATE OR REPLACE TEMP TABLE _hpcx_runupd ("
+            + ", ".join(f'"{n}" {t}' for n, t in cols)
+            + ")"
+        )
+        _bulk_insert(self._con, "_hpcx_runupd", cols, rows, self._tmp_dir())
+        sets = ["status = u.status", "updated_at = ?"]
+        for f in fields:
+            value = f"u.{f}::JSON" if f in _JSON_RUN_FIELDS else f"u.{f}"
+            sets.append(f"{f} = CASE WHEN u.has_{f} THEN {value} ELSE runs.{f} END")
+        if bump_attempts:
+            sets.append("attempts = runs.attempts + 1")
+        self._con.execute(
+            f"UPDATE runs SET {', '.join(sets)} FROM _hpcx_runupd u WHERE runs.run_id = u.run_id",
+            [self.at],
+        )
+        self._con.execute("DROP TABLE _hpcx_runupd")
+        for u in updates:
+            rid = u["run_id"]
+            if current[rid] != u["status"] or "detail" in u:
+                self.event(rid, event, current[rid], u["status"], u.get("detail"))
+        return len(updates)
+
     def add_metrics(self, rows: Iterable[Sequence[Any]]) -> int:
         """Bulk-insert metric rows ``(run_id, name, step, value, time)``; step and time may be
         None; time is seconds since the epoch, as the program wrote it."""

@@ -1,0 +1,371 @@
+"""Applying a plan: record the intent, submit, record the job ids, and (locally) run.
+
+The order is what makes ``apply`` safe to repeat and to kill at any moment:
+
+1. **intent**: one state transaction records the runs (``pending``) and a submission row in
+   state ``intent`` under a key made *before* anything leaves this process;
+2. **submit**: the executor prepares the run folders and hands them to the scheduler, every
+   job carrying that key in its name;
+3. **record**: a second transaction stores the job ids and moves the runs to ``submitted``.
+
+A process killed between 1 and 3 leaves an ``intent`` submission; the next ``refresh`` (which
+``apply`` runs first) asks the executor to ``reconcile`` that key: runs the scheduler knows are
+adopted, the rest are marked ``lost`` and planned again. So no run is submitted twice, and
+none is forgotten. The state is open only while it is written, never while runs execute, so
+``hpcx status`` and ``hpcx query`` can read it meanwhile; the writer lock (:mod:`hpcx.lock`)
+keeps a second ``apply`` or ``refresh`` out for the whole command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpcx.errors import HpcxError, PlanError
+
+if TYPE_CHECKING:
+    from hpcx.executors.base import ObservedStatus, Submission
+    from hpcx.plan import Plan, RunChange
+    from hpcx.spec import RunSpec
+
+#: Where run folders go, under the project root, unless --runs-root / $HPCX_RUNS_ROOT say.
+RUNS_DIR = "runs"
+RUNS_ENV = "HPCX_RUNS_ROOT"
+
+#: Plan actions that send a run to an executor.
+SUBMITTING = frozenset({"create", "retry", "stale"})
+
+
+def resolve_runs_root(explicit: str | os.PathLike[str] | None, root: Path) -> Path:
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    env = os.environ.get(RUNS_ENV)
+    if env:
+        return Path(env).expanduser().absolute()
+    return root / RUNS_DIR
+
+
+# --------------------------------------------------------------------------------------------
+# Selecting a subset of a plan
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which changes of a plan to apply. Empty fields select everything."""
+
+    experiments: frozenset[str] = frozenset()
+    actions: frozenset[str] = frozenset()
+    #: (dotted path, value) pairs a run must match, e.g. ("params.batch_size", 8).
+    where: tuple[tuple[str, Any], ...] = ()
+    run_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        experiments: Iterable[str] = (),
+        actions: Iterable[str] = (),
+        where: Iterable[str] = (),
+        run_ids: Iterable[str] = (),
+    ) -> Selection:
+        from hpcx.plan import Action
+
+        known = {a.value for a in Action}
+        acts = frozenset(actions)
+        bad = acts - known
+        if bad:
+            raise PlanError(
+                f"unknown action(s) {', '.join(sorted(bad))}",
+                hint=f"choose from {', '.join(sorted(SUBMITTING | {'update'}))}",
+            )
+        pairs = []
+        for item in where:
+            path, sep, raw = item.partition("=")
+            if not sep or not path.strip():
+                raise PlanError(
+                    f"--where {item!r} is not path=value", hint="e.g. --where batch_size=8"
+                )
+            pairs.append((path.strip(), _parse_scalar(raw)))
+        return cls(frozenset(experiments), acts, tuple(pairs), frozenset(run_ids))
+
+    def matches(self, change: RunChange) -> bool:
+        if self.experiments and change.experiment not in self.experiments:
+            return False
+        if self.actions and change.action.value not in self.actions:
+            return False
+        if self.run_ids and not any(change.run_id.startswith(r) for r in self.run_ids):
+            return False
+        if self.where:
+            if change.run is None:
+                return False
+            from hpcx.manifest import run_value
+
+            for path, value in self.where:
+                dotted = path if path.split(".")[0] in _TOP_LEVEL else f"params.{path}"
+                try:
+                    if run_value(change.run, dotted) != value:
+                        return False
+                except (KeyError, HpcxError):
+                    return False
+        return True
+
+
+_TOP_LEVEL = frozenset({"params", "placement", "resources", "seed", "repeat", "experiment"})
+
+
+def _parse_scalar(raw: str) -> Any:
+    from ruamel.yaml import YAML
+
+    try:
+        return YAML(typ="safe").load(raw)
+    except Exception:  # any unparsable text is taken as the string it is
+        return raw
+
+
+# --------------------------------------------------------------------------------------------
+# Outcome
+
+
+@dataclass(slots=True)
+class ApplyOutcome:
+    """What one apply did. ``observed`` holds the final state of runs it waited for."""
+
+    submissions: list[Submission] = field(default_factory=list)
+    submitted: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    not_submitted: dict[str, str] = field(default_factory=dict)
+    ambiguous: list[str] = field(default_factory=list)
+    observed: dict[str, ObservedStatus] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for obs in self.observed.values():
+            counts[obs.state] = counts.get(obs.state, 0) + 1
+        return {
+            "submitted": len(self.submitted),
+            "updated": len(self.updated),
+            "not_submitted": self.not_submitted,
+            "ambiguous_submissions": self.ambiguous,
+            "submissions": [
+                {
+                    "key": s.key,
+                    "executor": s.executor,
+                    "job_ids": list(s.job_ids),
+                    "runs": len(s.run_ids),
+                }
+                for s in self.submissions
+            ],
+            "finished": counts,
+            "interrupted": self.interrupted,
+        }
+
+
+ProgressFn = Callable[[str, "ObservedStatus"], None]
+
+
+# --------------------------------------------------------------------------------------------
+# Applying
+
+
+def _executor_group(spec: RunSpec) -> tuple[str, str]:
+    options = dict(spec.executor)
+    kind = str(options.pop("kind", None) or "local")
+    return kind, json.dumps(options, sort_keys=True, default=str)
+
+
+def apply_changes(
+    changes: Sequence[RunChange],
+    *,
+    state_path: Path,
+    runs_root: Path,
+    wait: bool = True,
+    detach: bool = False,
+    progress: ProgressFn | None = None,
+    on_submitted: Callable[[Submission], None] | None = None,
+) -> ApplyOutcome:
+    """Apply ``changes`` (already selected). The caller holds the writer lock.
+
+    ``wait``: for the local executor in the foreground, run the queue here to the end, then
+    harvest. ``detach``: the local queue runs in a background process instead.
+    KeyboardInterrupt stops the local queue cleanly (its runs recorded ``cancelled``), is
+    harvested, and re-raised as ``outcome.interrupted``.
+    """
+    from hpcx.executors import SubmitError, get_executor, new_key
+    from hpcx.plan import Action
+    from hpcx.state import StateStore
+
+    outcome = ApplyOutcome()
+    updates = [c.run for c in changes if c.action == Action.UPDATE and c.run is not None]
+    to_submit = [c for c in changes if c.action.value in SUBMITTING and c.run is not None]
+
+    if updates:
+        with StateStore.open(state_path) as store, store.transaction() as tx:
+            tx.record_runs(updates, event="settings-updated")
+        outcome.updated = [r.run_id for r in updates]
+
+    groups: dict[tuple[str, str], list[RunChange]] = {}
+    for c in to_submit:
+        assert c.run is not None
+        groups.setdefault(_executor_group(c.run), []).append(c)
+
+    waiting: list[tuple[Any, Submission]] = []
+    for (kind, options_json), group in groups.items():
+        options = json.loads(options_json)
+        if kind == "local" and detach:
+            options["detach"] = True
+        ex = get_executor(kind, options, progress=progress)
+        key = new_key()
+        runs = [c.run for c in group if c.run is not None]
+        ids = [r.run_id for r in runs]
+
+        # 1. intent
+        with StateStore.open(state_path) as store, store.transaction() as tx:
+            existing = set(store.run_specs(ids))
+            tx.record_runs(
+                runs, status="pending", event="planned", executor=kind, submission_key=key
+            )
+            again = [rid for rid in ids if rid in existing]
+            if again:
+                tx.update_runs(
+                    [
+                        {
+                            "run_id": rid,
+                            "status": "pending",
+                            "submission_key": key,
+                            "executor": kind,
+                            "job_id": None,
+                            "exit_code": None,
+                            "end_reason": None,
+                            "started_at": None,
+                            "ended_at": None,
+                        }
+                        for rid in again
+                    ],
+                    event="retry",
+                )
+            tx.record_submission(
+                key,
+                executor=kind,
+                state="intent",
+                run_ids=ids,
+                detail={"options": options, "runs_root": str(runs_root)},
+            )
+
+        # 2. submit (the state is closed: nothing holds it while the scheduler answers)
+        sub: Submission | None = None
+        error: HpcxError | None = None
+        try:
+            dirs = ex.prepare(runs, runs_root, key=key)
+            sub = ex.submit(key, dirs)
+        except SubmitError as exc:
+            error = exc
+            sub = exc.partial
+            if exc.ambiguous:
+                outcome.ambiguous.append(key)
+        except HpcxError as exc:
+            error = exc
+
+        # 3. record
+        with StateStore.open(state_path) as store, store.transaction() as tx:
+            if sub is not None:
+                _record_submitted(tx, sub, options)
+                outcome.submissions.append(sub)
+                outcome.submitted.extend(sub.run_ids)
+                if on_submitted is not None:
+                    on_submitted(sub)
+            gone = [rid for rid in ids if sub is None or rid not in sub.run_jobs]
+            if error is not None and key in outcome.ambiguous:
+                # The scheduler may hold them: the next refresh reconciles by name first.
+                tx.record_submission(
+                    key,
+                    executor=kind,
+                    state="ambiguous",
+                    job_ids=list(sub.job_ids) if sub else [],
+                    detail={"error": str(error)},
+                )
+            elif gone:
+                reason = f"not submitted: {error}" if error else "not submitted"
+                tx.update_runs(
+                    [{"run_id": rid, "status": "failed", "end_reason": reason} for rid in gone],
+                    event="submit-failed",
+                )
+                for rid in gone:
+                    outcome.not_submitted[rid] = reason
+                if sub is None:
+                    tx.record_submission(
+                        key, executor=kind, state="failed", detail={"error": str(error)}
+                    )
+        if sub is not None and wait and kind == "local" and not detach:
+            waiting.append((ex, sub))
+
+    from hpcx.harvest import harvest_submissions
+
+    for ex, sub in waiting:
+        if outcome.interrupted:
+            # Never started: their stop files make them read as cancelled, to run next time.
+            ex.cancel([sub])
+        else:
+            try:
+                ex.wait(sub, progress=progress)
+            except KeyboardInterrupt:
+                outcome.interrupted = True
+        result = harvest_submissions(state_path, [sub], executor=ex)
+        outcome.observed.update(result.observed)
+    return outcome
+
+
+def _record_submitted(tx: Any, sub: Submission, options: Mapping[str, Any]) -> None:
+    tx.record_submission(
+        sub.key,
+        executor=sub.executor,
+        state="submitted",
+        run_ids=list(sub.run_ids),
+        job_ids=list(sub.job_ids),
+        detail={
+            "options": dict(options),
+            "runs_root": str(Path(sub.folder).parent.parent),
+            "submission": sub.to_json(),
+        },
+    )
+    tx.update_runs(
+        [
+            {
+                "run_id": rid,
+                "status": "submitted",
+                "job_id": sub.run_jobs.get(rid),
+                "run_dir": sub.run_dirs.get(rid),
+                "submission_key": sub.key,
+            }
+            for rid in sub.run_ids
+        ],
+        event="submitted",
+        bump_attempts=True,
+    )
+
+
+def apply_plan(
+    plan: Plan,
+    *,
+    state_path: Path,
+    runs_root: Path,
+    selection: Selection | None = None,
+    wait: bool = True,
+    detach: bool = False,
+    progress: ProgressFn | None = None,
+) -> ApplyOutcome:
+    """Apply the selected changes of ``plan``; the caller holds the writer lock."""
+    sel = selection or Selection()
+    changes = [c for c in plan.changes if sel.matches(c)]
+    return apply_changes(
+        changes,
+        state_path=state_path,
+        runs_root=runs_root,
+        wait=wait,
+        detach=detach,
+        progress=progress,
+    )

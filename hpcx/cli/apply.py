@@ -1,0 +1,525 @@
+"""`hpcx apply`, `refresh`, `status`, `cancel`, `logs`, `show`, `force-unlock`.
+
+Thin: parse, take the writer lock where the state is written, call :mod:`hpcx.apply` /
+:mod:`hpcx.harvest`, render. Heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from hpcx.cli._app import EXIT_ERROR, EXIT_OK, app, emit_json
+
+_STATE_HELP = "State file (default: .hpcx/state.duckdb at the project root; $HPCX_STATE)."
+_RUNS_HELP = "Where run folders go (default: runs/ at the project root; $HPCX_RUNS_ROOT)."
+
+
+def _paths(state: str | None, runs_root: str | None) -> tuple[Path, Path, Path]:
+    from hpcx.apply import resolve_runs_root
+    from hpcx.project import find_project_root, resolve_state_path
+
+    root = find_project_root()
+    return root, resolve_state_path(state, root=root), resolve_runs_root(runs_root, root)
+
+
+class _Progress:
+    """Finished runs as a bar on a terminal, as one line per run otherwise (logs, CI)."""
+
+    FINAL = frozenset({"succeeded", "failed", "cancelled", "timeout", "lost"})
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.quiet = quiet
+        self.bar: Any = None
+        self.task: Any = None
+        if not quiet and sys.stderr.isatty() and total > 0:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            self.task = self.bar.add_task("runs", total=total)
+            self.bar.start()
+
+    def __call__(self, run_id: str, obs: Any) -> None:
+        if obs.state not in self.FINAL:
+            return
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done)
+        elif not self.quiet:
+            extra = f" ({obs.reason})" if obs.reason and obs.state != "succeeded" else ""
+            typer.echo(f"[{self.done}/{self.total}] {run_id} {obs.state}{extra}", err=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command("apply")
+def apply_command(
+    paths: list[Path] = typer.Argument(
+        None,
+        help="Manifest files or folders (default: manifests/), or one saved plan (plan.json).",
+    ),
+    set_: list[str] = typer.Option([], "--set", help="Override a value: path=value (repeatable)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking for confirmation."),
+    experiment: list[str] = typer.Option(
+        [], "--experiment", "-e", help="Only these experiments (repeatable)."
+    ),
+    action: list[str] = typer.Option(
+        [], "--action", help="Only these actions: create, retry, stale, update (repeatable)."
+    ),
+    where: list[str] = typer.Option(
+        [], "--where", help="Only runs whose value matches: path=value, e.g. batch_size=8."
+    ),
+    detach: bool = typer.Option(
+        False, "--detach", help="Local runs go on in the background; watch with `hpcx status`."
+    ),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="Return once submitted (SLURM always does; see `hpcx refresh`)."
+    ),
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    runs_root: str | None = typer.Option(None, "--runs-root", help=_RUNS_HELP),
+    max_runs: int | None = typer.Option(None, "--max-runs", help="Refuse sweeps larger than this."),
+    lock_timeout: float = typer.Option(
+        0.0, "--lock-timeout", help="Wait this many seconds for another apply/refresh to end."
+    ),
+    full: bool = typer.Option(False, "--full", help="List every run in the plan shown."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON (needs --yes)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan or progress output."),
+) -> None:
+    """Submit what the plan says: new, failed-before and stale runs; record updated settings.
+
+    Runs `refresh` first (unless given a saved plan), shows the plan, asks, submits, and for
+    the local executor runs the queue here with a progress bar. Ctrl-C stops cleanly: stopped
+    runs are recorded cancelled and the next apply takes them up again.
+    """
+    import gc
+
+    gc.disable()  # a short-lived process building many small objects: see `hpcx plan`
+    from hpcx import lock
+    from hpcx.apply import Selection, apply_plan
+    from hpcx.cli.plan import _git_info, _load_desired
+    from hpcx.errors import HpcxError, PlanError
+    from hpcx.harvest import refresh
+    from hpcx.plan import load_saved_plan, make_plan, summary_line
+    from hpcx.plan_render import RenderContext, render_text
+    from hpcx.project import default_manifest_paths, display_path
+    from hpcx.state import StateSnapshot, StateStore
+
+    root, state_path, runs = _paths(state, runs_root)
+    selection = Selection.parse(experiments=experiment, actions=action, where=where)
+    if as_json and not yes:
+        raise PlanError("--json needs --yes (there is no one to ask)")
+    paths = list(paths or [])
+    saved = len(paths) == 1 and paths[0].suffix == ".json"
+
+    with lock.acquire(state_path, "hpcx apply", timeout=lock_timeout):
+        if saved:
+            if set_:
+                raise PlanError("--set cannot change a saved plan", hint="make a new plan")
+            if state_path.exists():
+                with StateStore.open(state_path, read_only=True) as store:
+                    plan = load_saved_plan(paths[0], store)
+            else:
+                plan = load_saved_plan(paths[0], None)
+            manifest_paths = [Path(p) for p in plan.manifest_digests]
+        else:
+            if state_path.exists():
+                refresh(state_path, runs_root=runs)
+            manifest_paths = paths or default_manifest_paths(root)
+            desired = _load_desired(manifest_paths, set_, max_runs, root)
+            if state_path.exists():
+                with StateStore.open(state_path, read_only=True) as store:
+                    snapshot = store.snapshot()
+            else:
+                snapshot = StateSnapshot.empty()
+            git = _git_info(root, sorted(desired.digests))
+            plan = make_plan(
+                desired, snapshot, orphan_scope="experiments" if paths else "all", git=git
+            )
+
+        selected = [c for c in plan.changes if selection.matches(c)]
+        todo = [c for c in selected if c.action.value in ("create", "retry", "stale", "update")]
+        if not quiet and not as_json:
+            ctx = RenderContext(
+                state_path=display_path(state_path, root),
+                state_exists=state_path.exists(),
+                manifest_paths=[display_path(p, root) for p in manifest_paths],
+            )
+            sys.stdout.write(render_text(plan, full=full, context=ctx))
+            if len(selected) != len(plan.changes):
+                counts: dict[str, int] = {}
+                for c in selected:
+                    counts[c.action.value] = counts.get(c.action.value, 0) + 1
+                typer.echo(f"Selected: {summary_line(counts)}")
+        if not todo:
+            if as_json:
+                emit_json({"submitted": 0, "message": "no changes"})
+            elif not quiet:
+                typer.echo("Nothing to apply.")
+            raise typer.Exit(EXIT_OK)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise PlanError(
+                    "refusing to apply without confirmation (stdin is not a terminal)",
+                    hint="pass --yes",
+                )
+            if not typer.confirm(f"Apply {len(todo)} change(s)?", default=False):
+                typer.echo("Cancelled; nothing applied.")
+                raise typer.Exit(EXIT_ERROR)
+
+        n_submit = sum(1 for c in todo if c.action.value != "update")
+        progress = _Progress(n_submit, quiet or as_json)
+        try:
+            outcome = apply_plan(
+                plan,
+                state_path=state_path,
+                runs_root=runs,
+                selection=selection,
+                wait=not no_wait,
+                detach=detach,
+                progress=progress,
+            )
+        except HpcxError:
+            progress.close()
+            raise
+        progress.close()
+
+    result = outcome.to_dict()
+    if as_json:
+        emit_json(result)
+    elif not quiet:
+        _print_outcome(result, detach=detach, no_wait=no_wait)
+    failed = any(result["finished"].get(s) for s in ("failed", "timeout", "lost"))
+    if outcome.interrupted:
+        typer.echo(
+            "interrupted: stopped runs are recorded cancelled; apply again to resume", err=True
+        )
+        raise typer.Exit(130)
+    if outcome.not_submitted or failed:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> None:
+    lines = []
+    for s in result["submissions"]:
+        jobs = ", ".join(s["job_ids"][:5]) + (" ..." if len(s["job_ids"]) > 5 else "")
+        lines.append(f"Submitted {s['runs']} run(s) to {s['executor']} as {s['key']} (jobs {jobs})")
+    if result["updated"]:
+        lines.append(f"Recorded new settings of {result['updated']} run(s)")
+    for rid, reason in list(result["not_submitted"].items())[:10]:
+        lines.append(f"NOT submitted {rid}: {reason}")
+    for key in result["ambiguous_submissions"]:
+        lines.append(
+            f"Submission {key} may or may not have reached the scheduler; "
+            "`hpcx refresh` will find out before anything is submitted again"
+        )
+    if result["finished"]:
+        done = ", ".join(f"{n} {s}" for s, n in sorted(result["finished"].items()))
+        lines.append(f"Finished: {done}")
+    elif result["submissions"] and (
+        detach or no_wait or any(s["executor"] != "local" for s in result["submissions"])
+    ):
+        lines.append("Runs are on their way: `hpcx status` to watch, `hpcx refresh` to harvest.")
+    typer.echo("\n".join(lines))
+
+
+@app.command("refresh")
+def refresh_command(
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    runs_root: str | None = typer.Option(None, "--runs-root", help=_RUNS_HELP),
+    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+    as_json: bool = typer.Option(False, "--json", help="Print what changed as JSON."),
+) -> None:
+    """Sync with the schedulers and harvest finished runs' status and metrics into the state."""
+    from hpcx import lock
+    from hpcx.errors import StateError
+    from hpcx.harvest import refresh
+
+    _, state_path, runs = _paths(state, runs_root)
+    if not state_path.exists():
+        raise StateError(f"no state at {state_path}", hint="`hpcx apply` creates it")
+    with lock.acquire(state_path, "hpcx refresh", timeout=lock_timeout):
+        result = refresh(state_path, runs_root=runs)
+    doc = result.to_dict()
+    if as_json:
+        emit_json(doc)
+        return
+    for p in doc["problems"][:50]:
+        typer.echo(f"warning: {p}", err=True)
+    states = (
+        ", ".join(f"{n} {s}" for s, n in sorted(doc["by_state"].items())) or "nothing in flight"
+    )
+    typer.echo(
+        f"Polled {doc['polled']} run(s): {states}. Updated {doc['changed']}, harvested "
+        f"{doc['finished']} finished run(s) and {doc['metrics']} metric value(s)."
+    )
+    for key, what in doc["reconciled"].items():
+        typer.echo(f"Reconciled submission {key}: {what}")
+
+
+def _open_read(state_path: Path) -> Any:
+    """Open the state read-only, retrying briefly while a writer holds it for a moment."""
+    import time
+
+    from hpcx.errors import StateError, StateLockedError
+    from hpcx.state import StateStore
+
+    if not state_path.exists():
+        raise StateError(f"no state at {state_path}", hint="`hpcx apply` creates it")
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            return StateStore.open(state_path, read_only=True)
+        except StateLockedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@app.command("status")
+def status_command(
+    experiment: list[str] = typer.Option([], "--experiment", "-e", help="Only these experiments."),
+    status: list[str] = typer.Option([], "--status", "-s", help="Only runs in these statuses."),
+    runs_list: bool = typer.Option(False, "--runs", help="List the runs, not just counts."),
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Runs by status, per experiment (as of the last apply/refresh)."""
+    _, state_path, _ = _paths(state, None)
+    where, params = _filters(experiment, status)
+    with _open_read(state_path) as store:
+        con = store.connection
+        counts = con.execute(
+            f"SELECT experiment, status, count(*) FROM runs {where} GROUP BY ALL ORDER BY ALL",
+            params,
+        ).fetchall()
+        rows = (
+            con.execute(
+                "SELECT run_id, experiment, status, attempts, job_id, host, exit_code, end_reason, "
+                f"updated_at FROM runs {where} ORDER BY experiment, updated_at",
+                params,
+            ).fetchall()
+            if runs_list or as_json
+            else []
+        )
+    by_exp: dict[str, dict[str, int]] = {}
+    for exp, st, n in counts:
+        by_exp.setdefault(exp, {})[st] = int(n)
+    if as_json:
+        keys = (
+            "run_id",
+            "experiment",
+            "status",
+            "attempts",
+            "job_id",
+            "host",
+            "exit_code",
+            "end_reason",
+            "updated_at",
+        )
+        emit_json({"experiments": by_exp, "runs": [dict(zip(keys, r, strict=True)) for r in rows]})
+        return
+    if not by_exp:
+        typer.echo("No runs match.")
+        return
+    width = max(len(e) for e in by_exp)
+    for exp, sts in by_exp.items():
+        total = sum(sts.values())
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(sts.items()))
+        typer.echo(f"{exp:<{width}}  {total:>6} run(s): {parts}")
+    for r in rows:
+        reason = f"  ({r[7]})" if r[7] else ""
+        typer.echo(f"  {r[0]}  {r[1]:<{width}}  {r[2]:<9}  job {r[4] or '-'}{reason}")
+
+
+def _filters(experiment: list[str], status: list[str]) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if experiment:
+        clauses.append("experiment IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(experiment)
+    if status:
+        clauses.append("status IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(status)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _resolve_run(con: Any, prefix: str) -> tuple[str, str | None]:
+    from hpcx.errors import HpcxError
+
+    rows = con.execute(
+        "SELECT run_id, run_dir FROM runs WHERE starts_with(run_id, ?) LIMIT 3", [prefix]
+    ).fetchall()
+    if not rows:
+        raise HpcxError(f"no run {prefix!r} in the state", hint="`hpcx status --runs` lists them")
+    if len(rows) > 1:
+        raise HpcxError(
+            f"{prefix!r} names several runs ({', '.join(r[0] for r in rows)}, ...)",
+            hint="give more characters of the run id",
+        )
+    return rows[0][0], rows[0][1]
+
+
+@app.command("cancel")
+def cancel_command(
+    runs: list[str] = typer.Argument(None, help="Run ids (or unique prefixes) to cancel."),
+    experiment: list[str] = typer.Option(
+        [], "--experiment", "-e", help="Every in-flight run of these."
+    ),
+    all_: bool = typer.Option(False, "--all", help="Every run in flight."),
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+) -> None:
+    """Cancel runs in flight (scancel for SLURM; a signal for local runs), then harvest them."""
+    from hpcx import lock
+    from hpcx.errors import HpcxError
+    from hpcx.executors import Submission, get_executor
+    from hpcx.harvest import harvest_submissions, in_flight_submissions
+
+    _, state_path, _ = _paths(state, None)
+    if not (runs or experiment or all_):
+        raise HpcxError("say what to cancel", hint="run ids, --experiment NAME, or --all")
+    with lock.acquire(state_path, "hpcx cancel", timeout=lock_timeout):
+        with _open_read(state_path) as store:
+            con = store.connection
+            wanted = {_resolve_run(con, r)[0] for r in runs or []}
+            if experiment:
+                wanted |= {
+                    r[0]
+                    for r in con.execute(
+                        "SELECT run_id FROM runs WHERE experiment IN (SELECT unnest(?::VARCHAR[]))",
+                        [experiment],
+                    ).fetchall()
+                }
+        subs: list[Submission] = []
+        for row in in_flight_submissions(state_path):
+            if row["state"] != "submitted" or not row["detail"].get("submission"):
+                continue
+            sub = Submission.from_json(row["detail"]["submission"])
+            ids = set(row["run_ids"]) if all_ else set(row["run_ids"]) & wanted
+            if ids:
+                get_executor(sub.executor, row["detail"].get("options")).cancel([sub], ids)
+                subs.append(sub)
+        result = harvest_submissions(state_path, subs)
+    n = sum(1 for o in result.observed.values() if o.state == "cancelled")
+    typer.echo(f"Cancelled {n} run(s).")
+
+
+@app.command("logs")
+def logs_command(
+    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    stderr: bool = typer.Option(False, "--stderr", help="Show stderr.log instead of stdout.log."),
+    tail: int = typer.Option(0, "--tail", "-n", help="Only the last N lines."),
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+) -> None:
+    """Print a run's captured stdout (or stderr)."""
+    from hpcx.errors import HpcxError
+
+    _, state_path, _ = _paths(state, None)
+    with _open_read(state_path) as store:
+        run_id, run_dir = _resolve_run(store.connection, run)
+    if not run_dir:
+        raise HpcxError(f"run {run_id} has no run folder yet (never submitted)")
+    path = Path(run_dir) / ("stderr.log" if stderr else "stdout.log")
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        raise HpcxError(f"{path} does not exist (the run has not started)") from None
+    if tail > 0:
+        text = "\n".join(text.splitlines()[-tail:]) + "\n"
+    sys.stdout.write(text)
+
+
+@app.command("show")
+def show_command(
+    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """A run's spec, command, placement, history and results."""
+    import json
+
+    _, state_path, _ = _paths(state, None)
+    with _open_read(state_path) as store:
+        con = store.connection
+        run_id, _ = _resolve_run(con, run)
+        cols = [d[0] for d in con.execute("SELECT * FROM runs LIMIT 0").description]
+        row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        rec = dict(zip(cols, row, strict=True))
+        events = store.events(run_id)
+        metrics = con.execute(
+            "SELECT name, arg_max(value, coalesce(step, 0)), count(*) FROM metrics "
+            "WHERE run_id = ? GROUP BY name ORDER BY name",
+            [run_id],
+        ).fetchall()
+        meta = dict(
+            con.execute("SELECT key, value FROM run_meta WHERE run_id = ?", [run_id]).fetchall()
+        )
+    spec = json.loads(rec.pop("spec") or "{}")
+    rec.pop("identity", None)
+    doc = {
+        "run": {
+            k: (str(v) if v is not None and not isinstance(v, (int, float, str)) else v)
+            for k, v in rec.items()
+        },
+        "spec": spec,
+        "metrics": {m[0]: {"last": m[1], "count": int(m[2])} for m in metrics},
+        "meta": {k: json.loads(v) if isinstance(v, str) else v for k, v in meta.items()},
+        "history": [{**e, "at": str(e["at"])} for e in events],
+    }
+    if as_json:
+        emit_json(doc)
+        return
+    r = doc["run"]
+    out = [
+        f"run {r['run_id']}  ({r['experiment']})",
+        f"  status:    {r['status']}" + (f" ({r['end_reason']})" if r.get("end_reason") else ""),
+        f"  attempts:  {r['attempts']}   executor: {r['executor']}   job: {r['job_id'] or '-'}",
+        f"  host:      {r['host'] or '-'}   numa node: {r['numa_node']}   gpus: {r['gpus'] or '-'}",
+        f"  times:     started {r['started_at'] or '-'}, ended {r['ended_at'] or '-'}",
+        f"  run dir:   {r['run_dir'] or '-'}",
+        f"  source:    {r['source']}",
+    ]
+    if spec.get("workload"):
+        out.append(f"  workload:  {spec['workload']}")
+    if spec.get("command"):
+        out.append(f"  command:   {json.dumps(spec['command'])}")
+    out.append("  params:    " + json.dumps(spec.get("params"), sort_keys=True))
+    out.append("  placement: " + json.dumps(spec.get("placement"), sort_keys=True))
+    if doc["metrics"]:
+        out.append("  results:")
+        for name, m in doc["metrics"].items():
+            out.append(
+                f"    {name} = {m['last']:.6g}"
+                + (f"  ({m['count']} values)" if m["count"] > 1 else "")
+            )
+    out.append("  history:")
+    for e in doc["history"]:
+        out.append(
+            f"    {e['at']}  {e['event']:<16} {e['from_status'] or '-'} -> {e['to_status'] or '-'}"
+        )
+    typer.echo("\n".join(out))
+
+
+@app.command("force-unlock")
+def force_unlock_command(
+    lock_id: str = typer.Argument(..., help="The lock id that the lock error names."),
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+) -> None:
+    """Remove a writer lock left by a process that is gone for good (e.g. on another host)."""
+    from hpcx.lock import force_unlock
+
+    _, state_path, _ = _paths(state, None)
+    holder = force_unlock(state_path, lock_id)
+    typer.echo(f"Removed the lock of {holder.describe()}")

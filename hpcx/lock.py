@@ -1,0 +1,171 @@
+"""The writer lock: one `apply`/`refresh`/`cancel` per state at a time, across hosts.
+
+DuckDB's own file lock only lasts while a connection is open, and hpcx keeps the state closed
+while runs execute (so `hpcx status` and `hpcx query` can read it meanwhile). This lock spans
+the whole command. It is a file created with ``O_CREAT | O_EXCL`` beside the state, holding
+who took it: exclusive creation is atomic on local filesystems and on NFSv3+ and Lustre, where
+``fcntl`` locks are often unreliable or off. A holder that died on this host is detected (its
+pid is gone, or now belongs to another process) and its lock taken over; a holder on another
+host cannot be checked from here, so `hpcx force-unlock ID` exists for that case.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hpcx.errors import StateLockedError
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    id: str
+    pid: int
+    host: str
+    command: str
+    since: str
+    start_ticks: int | None = None
+
+    def describe(self) -> str:
+        try:
+            since = datetime.fromisoformat(self.since).astimezone().strftime("%H:%M:%S")
+        except ValueError:
+            since = self.since
+        return f"`{self.command}` (pid {self.pid} on {self.host}, since {since}; lock id {self.id})"
+
+
+def lock_path(state_path: str | os.PathLike[str]) -> Path:
+    p = Path(state_path)
+    return p.with_name(p.name + ".lock")
+
+
+def read_lock(path: Path) -> LockInfo | None:
+    try:
+        doc: dict[str, Any] = json.loads(path.read_text())
+        return LockInfo(
+            id=str(doc["id"]),
+            pid=int(doc["pid"]),
+            host=str(doc["host"]),
+            command=str(doc.get("command", "hpcx")),
+            since=str(doc.get("since", "")),
+            start_ticks=doc.get("start_ticks"),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        # Half-written by a holder killed mid-write: treat as held by nobody we can check.
+        return LockInfo(id="unreadable", pid=-1, host="?", command="?", since="")
+
+
+def _holder_dead(info: LockInfo) -> bool:
+    from hpcx.rundir import hostname, pid_alive
+
+    if info.id == "unreadable":
+        return False
+    if info.host != hostname():
+        return False
+    return not pid_alive(info.pid, info.start_ticks)
+
+
+class StateLock:
+    """Held while a writing command runs. Use :func:`acquire` as a context manager."""
+
+    def __init__(self, path: Path, info: LockInfo) -> None:
+        self.path = path
+        self.info = info
+
+    def release(self) -> None:
+        current = read_lock(self.path)
+        if current is not None and current.id == self.info.id:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+def _try_create(path: Path, info: LockInfo) -> bool:
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, json.dumps(_as_dict(info)).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def _as_dict(info: LockInfo) -> dict[str, Any]:
+    return {s: getattr(info, s) for s in LockInfo.__slots__}
+
+
+@contextlib.contextmanager
+def acquire(
+    state_path: str | os.PathLike[str], command: str, *, timeout: float = 0.0
+) -> Iterator[StateLock]:
+    """Take the writer lock of ``state_path`` for ``command``; wait up to ``timeout`` seconds.
+
+    Raises StateLockedError naming the holder when it stays held.
+    """
+    from hpcx.rundir import hostname, process_start_ticks
+
+    path = lock_path(state_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = LockInfo(
+        id=uuid.uuid4().hex[:12],
+        pid=os.getpid(),
+        host=hostname() or socket.gethostname(),
+        command=command,
+        since=datetime.now(UTC).isoformat(timespec="seconds"),
+        start_ticks=process_start_ticks(os.getpid()),
+    )
+    deadline = time.monotonic() + max(0.0, timeout)
+    while True:
+        if _try_create(path, me):
+            break
+        holder = read_lock(path)
+        if holder is None:
+            continue  # released between our two calls: try again at once
+        if _holder_dead(holder):
+            # Move the dead holder's lock aside atomically: of several processes racing to
+            # take over, exactly one rename succeeds; the others see a fresh lock next round.
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(path, path.with_name(f"{path.name}.stale-{holder.id}"))
+            continue
+        if time.monotonic() >= deadline:
+            raise StateLockedError(
+                f"state is locked by {holder.describe()}",
+                hint=(
+                    "wait for it to finish (or pass --lock-timeout SECONDS); if that process is "
+                    f"gone for good, run `hpcx force-unlock {holder.id}`"
+                ),
+            )
+        time.sleep(0.2)
+    lock = StateLock(path, me)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def force_unlock(state_path: str | os.PathLike[str], lock_id: str) -> LockInfo:
+    """Remove the lock if its id is ``lock_id`` (the id the lock error names)."""
+    path = lock_path(state_path)
+    holder = read_lock(path)
+    if holder is None:
+        raise StateLockedError(f"state {state_path} is not locked", hint="nothing to unlock")
+    if holder.id != lock_id:
+        raise StateLockedError(
+            f"the lock's id is {holder.id}, not {lock_id}: it is held by {holder.describe()}",
+            hint="pass the id the lock error names",
+        )
+    path.unlink()
+    return holder
