@@ -15,7 +15,9 @@ from hpcx.errors import HpcxError, ManifestError
 from hpcx.cli import apply as _apply  # noqa: E402,F401  # isort: skip
 from hpcx.cli import plan as _plan  # noqa: E402,F401  # isort: skip
 from hpcx.cli import probe as _probe  # noqa: E402,F401  # isort: skip
+from hpcx.cli import project as _project  # noqa: E402,F401  # isort: skip
 from hpcx.cli import query as _query  # noqa: E402,F401  # isort: skip
+from hpcx.cli import state_cmds as _state_cmds  # noqa: E402,F401  # isort: skip
 from hpcx.cli import validate as _validate  # noqa: E402,F401  # isort: skip
 
 __all__ = ["app", "main"]

@@ -1,0 +1,3 @@
+"""placeholder until its module lands."""
+
+from __future__ import annotations
