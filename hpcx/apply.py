@@ -173,8 +173,9 @@ ProgressFn = Callable[[str, "ObservedStatus"], None]
 
 
 def _executor_group(spec: RunSpec) -> tuple[str, str]:
+    # The manifest names the executor with `type` (`kind` is accepted too).
     options = dict(spec.executor)
-    kind = str(options.pop("kind", None) or "local")
+    kind = str(options.pop("type", None) or options.pop("kind", None) or "local")
     return kind, json.dumps(options, sort_keys=True, default=str)
 
 
