@@ -7,7 +7,8 @@ every problem). Each problem reads ``file:line:col: $.json.path: message``.
 Discovery: a path may be a file or a folder; a folder is searched recursively for ``*.yaml`` and
 ``*.yml`` (hidden files and folders skipped), sorted by path, and every file found must be a
 manifest. A manifest with ``abstract: true`` is a base: it is checked, composes into others
-through ``extends``, and yields no runs.
+through ``extends``, and yields no runs. A ``kind: Cluster`` profile (``hpcx/cluster.py``) is
+checked against its own schema and yields no runs either.
 
 See docs/manifests.md for the language and the identity scheme.
 """
@@ -30,6 +31,7 @@ from hpcx.errors import ManifestError
 from hpcx.identity import IDENTITY_VERSION, canonical_json, normalize, run_id_for
 from hpcx.spec import DesiredState, ExperimentInfo, RunSpec
 from hpcx.sweep import Axis, Matcher, RunPath, SweepPlan, expand, get_path
+from hpcx.workloads import known_workloads
 from hpcx.yamlload import JsonPath, Loaded, Position, Problem, json_path_str, load_file, parse_value
 
 __all__ = [
@@ -52,8 +54,8 @@ __all__ = [
 
 #: The manifest versions this hpcx reads.
 API_VERSIONS = ("hpcx/v1",)
-#: Workloads hpcx runs by name (``spec.workload``).
-BUILTIN_WORKLOADS = ("vit-pipeline",)
+#: Workloads hpcx runs by name (``spec.workload``): the registry in :mod:`hpcx.workloads`.
+BUILTIN_WORKLOADS = tuple(known_workloads())
 DEFAULT_MAX_RUNS = 1_000_000
 SCHEMA_FILE = "manifest.v1.schema.json"
 
@@ -724,6 +726,59 @@ def _check_placeholders(
             problems.add(where, jp, f"unknown placeholder {{{name}}}{_did_you_mean(name, options)}")
 
 
+#: Sweep values checked against a workload's parameter schema, per axis (more are sampled).
+_AXIS_CHECK_LIMIT = 64
+
+
+def _check_workload_params(
+    workload: str,
+    params: dict[str, Any],
+    axes_raw: list[tuple[list[RunPath], list[Any], JsonPath]],
+    doc: _Doc,
+    problems: _Problems,
+) -> None:
+    """A built-in workload's params, and each value its sweep gives them, against the
+    workload's own schema and rules, so `hpcx validate` catches `depth: -1` before a run
+    fails on a node. Problems point at the param (or the sweep axis that set it)."""
+    from hpcx.workloads import ParamsError, validate_params
+
+    def report(err: ParamsError, jp_default: JsonPath | None) -> None:
+        for text in err.problems:
+            dotted, _, message = text.partition(": ")
+            if jp_default is None and dotted.startswith("params"):
+                jp: JsonPath = ("spec", *dotted.split("."))
+            else:
+                jp = jp_default or ("spec", "params")
+            problems.add(_pos(doc, jp), jp, f"{dotted}: {message or text}")
+
+    try:
+        validate_params(workload, params)
+    except ParamsError as err:
+        report(err, None)
+        return
+    for paths, raws, jp in axes_raw:
+        params_paths = [p for p in paths if p[0] == "params"]
+        if not params_paths:
+            continue
+        columns = [r if isinstance(r, list) else list(_range_values(r)) for r in raws]
+        n = min(len(c) for c in columns) if columns else 0
+        idx = range(n) if n <= _AXIS_CHECK_LIMIT else [0, n // 2, n - 1]
+        for i in idx:
+            trial = json.loads(json.dumps(params))
+            for path, col in zip(paths, columns, strict=False):
+                if path[0] != "params":
+                    continue
+                node = trial
+                for k in path[1:-1]:
+                    node = node.setdefault(k, {})
+                node[path[-1]] = col[i]
+            try:
+                validate_params(workload, trial)
+            except ParamsError as err:
+                report(err, jp)
+                return
+
+
 def _prepare(
     label: str,
     doc: _Doc,
@@ -966,6 +1021,11 @@ def _prepare(
     if len(problems.items) > start:
         return None
 
+    if workload is not None:
+        _check_workload_params(workload, params, axes_raw, doc, problems)
+        if len(problems.items) > start:
+            return None
+
     # Ranges stay lazy: the run count is checked before anything large is built.
     for paths, raws, _jp in axes_raw:
         cols = [r if isinstance(r, list) else _LazyRange(r) for r in raws]
@@ -990,6 +1050,8 @@ def _prepare(
     extra: dict[str, Any] = {}
     if spec.get("results"):
         extra["results"] = spec["results"]
+    if spec.get("reports"):
+        extra["reports"] = spec["reports"]
     return _Experiment(
         name=meta["name"],
         label=label,
@@ -1165,6 +1227,13 @@ def _load(
                 f"unknown apiVersion {_short(data['apiVersion'])}: "
                 f"this hpcx reads {', '.join(API_VERSIONS)}",
             )
+            continue
+        if isinstance(data, dict) and data.get("kind") == "Cluster":
+            # A cluster profile (hpcx/cluster.py) may live beside the experiments: it yields no
+            # runs; it is checked against its own schema so `hpcx validate` covers it too.
+            from hpcx.cluster import profile_problems
+
+            problems.extend(profile_problems(data, label, doc.positions))
             continue
         abstract = isinstance(data, dict) and data.get("abstract") is True
         applied: list[str] = []

@@ -83,9 +83,16 @@ class RunContext:
 
 
 def _registry() -> dict[str, WorkloadInfo]:
-    from hpcx.workloads import vit  # torch-free at import time
+    from hpcx.workloads import noop, vit  # torch-free at import time
 
     return {
+        noop.NAME: WorkloadInfo(
+            name=noop.NAME,
+            entry="hpcx.workloads.noop:run",
+            description=noop.DESCRIPTION,
+            params_schema=noop.PARAMS_SCHEMA,
+            defaults=noop.DEFAULTS,
+        ),
         vit.NAME: WorkloadInfo(
             name=vit.NAME,
             entry="hpcx.workloads.vit:run",

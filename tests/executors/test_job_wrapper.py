@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import make_spec
+from executor_helpers import make_spec
 
 from hpcx import rundir
 from hpcx.executors.local import LocalExecutor

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import make_spec
+from executor_helpers import make_spec
 
 from hpcx import rundir
 from hpcx.executors import ObservedStatus, new_key
@@ -52,7 +52,7 @@ def test_time_limit_kills_and_records_timeout(tmp_path: Path) -> None:
 RUNNER = """
 import sys
 sys.path.insert(0, {here!r})
-from conftest import make_spec
+from executor_helpers import make_spec
 from hpcx.executors import new_key
 from hpcx.executors.local import LocalExecutor
 ex = LocalExecutor({{"max_parallel": 2, "kill_grace": 2}})

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_spec
+from executor_helpers import make_spec
 from slurm_cluster import SlurmCluster
 
 from hpcx import rundir

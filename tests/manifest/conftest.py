@@ -7,8 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-HEADER = "apiVersion: hpcx/v1\nkind: Experiment\n"
+from manifest_helpers import HEADER
 
 
 @pytest.fixture
@@ -23,10 +22,3 @@ def write(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _write
-
-
-def simple(name: str = "exp", params: str = "{batch_size: 32}", sweep: str = "") -> str:
-    out = f"metadata: {{name: {name}}}\nspec:\n  workload: vit-pipeline\n  params: {params}\n"
-    if sweep:
-        out += "  sweep:\n" + textwrap.indent(textwrap.dedent(sweep).strip("\n"), "    ") + "\n"
-    return out

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from conftest import HEADER, simple
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from manifest_helpers import HEADER, simple
 
 from hpcx import yamlload
 from hpcx.manifest import _validator, validate_paths
@@ -154,7 +154,7 @@ def test_workload_and_command_together(write) -> None:
 
 def test_unknown_workload(write) -> None:
     assert "unknown workload 'vit-pipelin' (did you mean 'vit-pipeline'?)" in only(
-        write, simple().replace("vit-pipeline", "vit-pipelin")
+        write, simple(workload="vit-pipelin")
     )
 
 
@@ -258,3 +258,24 @@ def test_generated_overrides_never_traceback(text: str) -> None:
     from hpcx.manifest import _parse_overrides, _Problems
 
     _parse_overrides([text], _Problems())
+
+
+def test_a_built_in_workloads_params_are_checked_where_they_are_written(write) -> None:
+    msg = only(write, simple(params="{model: {depth: -1}}", workload="vit-pipeline"))
+    assert msg.startswith("e.yaml:6:27: ")
+    assert "$.spec.params.model.depth: params.model.depth: must be >= 1, got -1" in msg
+
+
+def test_a_bad_value_in_a_sweep_points_at_the_sweep_axis(write) -> None:
+    body = simple(
+        params="{model: {dim: 512, heads: 8}}",
+        workload="vit-pipeline",
+        sweep="grid: {model.heads: [8, 7]}",
+    )
+    msg = only(write, body)
+    assert "$.spec.sweep.grid['model.heads']" in msg
+    assert "params.model.dim: must be a multiple of params.model.heads (7)" in msg
+
+
+def test_a_misspelt_workload_param_is_an_error(write) -> None:
+    assert "detph" in only(write, simple(params="{model: {detph: 4}}", workload="vit-pipeline"))

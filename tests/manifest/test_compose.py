@@ -16,7 +16,7 @@ def test_bases_merge_in_order_then_the_file(write) -> None:
         extends: [a.yaml, b.yaml]
         metadata: {name: exp}
         spec:
-          workload: vit-pipeline
+          workload: noop
           params: {nested: {r: 3}}
         """,
     )
@@ -27,14 +27,12 @@ def test_bases_merge_in_order_then_the_file(write) -> None:
 def test_later_base_wins_over_earlier(write) -> None:
     write("a.yaml", "abstract: true\nspec:\n  params: {v: a}\n")
     write("b.yaml", "abstract: true\nspec:\n  params: {v: b}\n")
-    f = write(
-        "e.yaml", "extends: [b.yaml, a.yaml]\nmetadata: {name: e}\nspec: {workload: vit-pipeline}\n"
-    )
+    f = write("e.yaml", "extends: [b.yaml, a.yaml]\nmetadata: {name: e}\nspec: {workload: noop}\n")
     assert load_desired([f]).runs[0].params == {"v": "a"}
 
 
 def test_bases_compose_transitively_relative_to_their_own_file(write) -> None:
-    write("bases/root.yaml", "abstract: true\nspec:\n  workload: vit-pipeline\n  params: {a: 1}\n")
+    write("bases/root.yaml", "abstract: true\nspec:\n  workload: noop\n  params: {a: 1}\n")
     write("bases/mid.yaml", "abstract: true\nextends: root.yaml\nspec:\n  params: {b: 2}\n")
     f = write("sub/e.yaml", "extends: ../bases/mid.yaml\nmetadata: {name: e}\nspec: {}\n")
     state = load_desired([f])
@@ -45,16 +43,14 @@ def test_bases_compose_transitively_relative_to_their_own_file(write) -> None:
 def test_extends_cycle_is_an_error_naming_the_chain(write) -> None:
     write("a.yaml", "abstract: true\nextends: b.yaml\n")
     write("b.yaml", "abstract: true\nextends: a.yaml\n")
-    f = write("e.yaml", "extends: a.yaml\nmetadata: {name: e}\nspec: {workload: vit-pipeline}\n")
+    f = write("e.yaml", "extends: a.yaml\nmetadata: {name: e}\nspec: {workload: noop}\n")
     problems = [str(p) for p in validate_paths([f])]
     assert any("extends cycle: a.yaml -> b.yaml -> a.yaml" in p for p in problems), problems
     assert any(p.startswith("b.yaml:4:10: $.extends: ") for p in problems), problems
 
 
 def test_missing_base_is_an_error_at_the_entry(write) -> None:
-    f = write(
-        "e.yaml", "extends: [nope.yaml]\nmetadata: {name: e}\nspec: {workload: vit-pipeline}\n"
-    )
+    f = write("e.yaml", "extends: [nope.yaml]\nmetadata: {name: e}\nspec: {workload: noop}\n")
     (p,) = validate_paths([f])
     assert (
         str(p)
@@ -65,7 +61,7 @@ def test_missing_base_is_an_error_at_the_entry(write) -> None:
 def test_name_and_abstract_are_not_inherited(write) -> None:
     write(
         "base.yaml",
-        "abstract: true\nmetadata: {name: base, owner: me}\nspec: {workload: vit-pipeline}\n",
+        "abstract: true\nmetadata: {name: base, owner: me}\nspec: {workload: noop}\n",
     )
     f = write("e.yaml", "extends: base.yaml\nmetadata: {description: d}\nspec: {}\n")
     (p,) = validate_paths([f])
@@ -77,7 +73,7 @@ def test_name_and_abstract_are_not_inherited(write) -> None:
 
 
 def test_a_folder_is_one_desired_state_and_abstract_files_yield_no_runs(write, tmp_path) -> None:
-    write("bases/b.yaml", "abstract: true\nspec: {workload: vit-pipeline, params: {x: 1}}\n")
+    write("bases/b.yaml", "abstract: true\nspec: {workload: noop, params: {x: 1}}\n")
     write("one.yaml", "extends: bases/b.yaml\nmetadata: {name: one}\nspec: {}\n")
     write("two.yaml", "extends: bases/b.yaml\nmetadata: {name: two}\nspec: {params: {x: 2}}\n")
     (tmp_path / ".hidden").mkdir()
@@ -88,7 +84,7 @@ def test_a_folder_is_one_desired_state_and_abstract_files_yield_no_runs(write, t
 
 
 def test_error_in_a_base_points_into_the_base(write) -> None:
-    write("base.yaml", "abstract: true\nspec:\n  workload: vit-pipeline\n  retries: many\n")
+    write("base.yaml", "abstract: true\nspec:\n  workload: noop\n  retries: many\n")
     f = write("e.yaml", "extends: base.yaml\nmetadata: {name: e}\nspec: {}\n")
     (p,) = validate_paths([f])
     assert str(p) == 'base.yaml:6:12: $.spec.retries: expected an integer, got string "many"'

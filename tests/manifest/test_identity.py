@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from conftest import simple
+from manifest_helpers import simple
 
 from hpcx.identity import IDENTITY_VERSION, canonical_json, run_id_for
 from hpcx.manifest import load_desired
@@ -39,7 +39,7 @@ def test_run_id_golden() -> None:
 
 
 def test_manifest_run_id_golden(write) -> None:
-    run = one(write, simple(params="{batch_size: 32, model: {depth: 6}}"))
+    run = one(write, simple(params="{batch_size: 32, model: {depth: 6}}", workload="vit-pipeline"))
     assert run.identity == {
         "v": 1,
         "workload": "vit-pipeline",

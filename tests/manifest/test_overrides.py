@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import simple
+from manifest_helpers import simple
 
 from hpcx.manifest import load_desired, validate_paths
 
@@ -20,14 +20,14 @@ def test_override_sets_a_param_and_is_recorded(write) -> None:
 
 
 def test_override_applies_after_extends(write) -> None:
-    write("base.yaml", "abstract: true\nspec: {workload: vit-pipeline, params: {x: 1}}\n")
+    write("base.yaml", "abstract: true\nspec: {workload: noop, params: {x: 1}}\n")
     f = write("e.yaml", "extends: base.yaml\nmetadata: {name: e}\nspec: {params: {x: 2}}\n")
     (run,) = load_desired([f], overrides=["params.x=3"]).runs
     assert run.params["x"] == 3
 
 
 def test_override_does_not_leak_into_the_cached_base(write, tmp_path) -> None:
-    write("base.yaml", "abstract: true\nspec: {workload: vit-pipeline, params: {m: {x: 1}}}\n")
+    write("base.yaml", "abstract: true\nspec: {workload: noop, params: {m: {x: 1}}}\n")
     write("a.yaml", "extends: base.yaml\nmetadata: {name: a}\nspec: {params: {y: 1}}\n")
     write("b.yaml", "extends: base.yaml\nmetadata: {name: b}\nspec: {params: {y: 2}}\n")
     state = load_desired([tmp_path], overrides=["params.m.x=5"])

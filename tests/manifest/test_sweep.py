@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import simple
+from manifest_helpers import simple
 
 from hpcx.errors import ManifestError
 from hpcx.manifest import load_desired, run_value, validate_paths
@@ -130,7 +130,7 @@ def test_seeds_multiply_runs_and_join_identity(write) -> None:
 
 def test_repeats_count_up_from_spec_seed(write) -> None:
     body = simple(params=P, sweep="repeats: 3").replace(
-        "workload: vit-pipeline", "workload: vit-pipeline\n  seed: 100"
+        "workload: noop", "workload: noop\n  seed: 100"
     )
     rs = load_desired([write("e.yaml", body)]).runs
     assert [r.seed for r in rs] == [100, 101, 102]
