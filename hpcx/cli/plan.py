@@ -93,6 +93,12 @@ def plan_command(
         "the experiments planned). Default: all for the default manifests/, experiments when "
         "PATHS are given.",
     ),
+    cluster: Path | None = typer.Option(
+        None,
+        "--cluster",
+        help="Check every run's resources against this cluster profile (kind: Cluster). "
+        "Default: the profile among PATHS or in clusters/, for the runs bound for SLURM.",
+    ),
 ) -> None:
     """Show what `hpcx apply` would do: runs to create, retry, update, stale, orphaned."""
     import gc
@@ -126,6 +132,10 @@ def plan_command(
             hint="pass manifest files or folders: hpcx plan PATH...",
         )
     desired = _load_desired(manifest_paths, set_, max_runs, root)
+    # Resources against the cluster profile, before anything could be submitted (exit 1).
+    from hpcx.cluster import check_plan
+
+    check_plan(desired.runs, cluster, manifest_paths, root)
 
     state_path = resolve_state_path(state, root=root)
     state_exists = state_path.exists()
