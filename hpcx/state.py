@@ -244,15 +244,58 @@ def _translate_error(exc: Exception, path: Path) -> StateError:
             hint="wait for it to finish, or stop it; DuckDB lets one process write a state file "
             "at a time",
         )
-    if "not a valid DuckDB database file" in msg:
+    if "not a valid DuckDB database file" in msg or ("sqlite" in msg.lower() and "xtension" in msg):
+        what = "a SQLite database, not" if "sqlite" in msg.lower() else "not"
         return StateError(
-            f"{shown} is not a DuckDB state file",
-            hint="point --state (or HPCX_STATE) at an hpcx state, or move this file aside",
+            f"{shown} is {what} a DuckDB state file",
+            hint=_restore_hint(path, "point --state (or HPCX_STATE) at an hpcx state"),
+        )
+    if _disk_full(exc):
+        return StateError(
+            f"could not write the state {shown}: the disk is full ({msg.splitlines()[0]})",
+            hint="free space and run the command again; this write was rolled back and what "
+            "was recorded before it is intact",
         )
     first = msg.splitlines()[0] if msg else repr(exc)
     return StateError(
         f"state {shown} is unreadable (corrupt or truncated?): {first}",
-        hint="restore it from a backup (.hpcx/backups/) or move it aside to start afresh",
+        hint=_restore_hint(path, "nothing was written over it"),
+    )
+
+
+def _restore_hint(path: Path, first: str) -> str:
+    """``first``, then which backup to restore (see :func:`hpcx.backup.restore_hint`)."""
+    from hpcx.backup import restore_hint
+
+    return f"{first}; {restore_hint(path)}"
+
+
+def _disk_full(exc: BaseException) -> bool:
+    import errno
+
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left on device" in str(exc) or "Disk quota exceeded" in str(exc)
+
+
+def _is_damage(exc: BaseException) -> bool:
+    """A duckdb error that says the file is damaged or cannot be written (not a bug in a
+    query): these become a StateError naming the backup to restore."""
+    import duckdb
+
+    if isinstance(exc, duckdb.IOException):
+        return True
+    msg = str(exc)
+    return isinstance(exc, duckdb.Error) and any(
+        s in msg
+        for s in (
+            "Corrupt database file",
+            "checksum",
+            "Could not read enough bytes",
+            "No space left on device",
+            "database has been invalidated",
+            "Serialization Error",
+        )
     )
 
 
@@ -358,6 +401,10 @@ def _csv_type(typ: str) -> str:
     return "VARCHAR" if typ in ("JSON", "TIMESTAMP") else typ
 
 
+#: No extension is installed or loaded behind hpcx's back (json and parquet are built in).
+_CONNECT_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+
+
 class StateStore:
     """An open state file. Use :meth:`open`; close it (or use it as a context manager)."""
 
@@ -388,17 +435,31 @@ class StateStore:
                 hint="run `hpcx apply` to create one, or pass --state PATH / set HPCX_STATE",
             )
         if p.is_dir():
-            raise StateError(f"state path {p} is a directory", hint="pass the file, not its folder")
+            raise StateError(
+                f"state path {p} is a directory",
+                hint=_restore_hint(p, "pass the file, not its folder"),
+            )
         if not exists:
             p.parent.mkdir(parents=True, exist_ok=True)
         elif p.stat().st_size == 0:
             # DuckDB would refuse it too; say so before it tries.
             raise StateError(
                 f"{p} is empty: not a DuckDB state file",
-                hint="move the empty file aside, or restore it from a backup (.hpcx/backups/)",
+                hint=_restore_hint(p, "move the empty file aside"),
             )
+        else:
+            # Not DuckDB's magic: say so before DuckDB tries (for a SQLite file it would
+            # fetch and load its SQLite reader).
+            from hpcx.backup import foreign_file
+
+            foreign = foreign_file(p)
+            if foreign is not None:
+                raise StateError(
+                    f"{p} is {foreign}",
+                    hint=_restore_hint(p, "point --state (or HPCX_STATE) at an hpcx state"),
+                )
         try:
-            con = duckdb.connect(str(p), read_only=read_only)
+            con = duckdb.connect(str(p), read_only=read_only, config=_CONNECT_CONFIG)
         except duckdb.Error as exc:
             raise _translate_error(exc, p) from None
         store = cls(con, p, read_only=read_only)
@@ -419,7 +480,7 @@ class StateStore:
             if tables:
                 raise StateError(
                     f"{self.path} is a DuckDB file but not an hpcx state (no schema_version table)",
-                    hint="point --state (or HPCX_STATE) at an hpcx state",
+                    hint=_restore_hint(self.path, "point --state (or HPCX_STATE) at an hpcx state"),
                 )
             if self.read_only:
                 raise StateError(
@@ -435,7 +496,7 @@ class StateStore:
             raise StateError(
                 f"state {self.path} has schema v{current}, written by a newer hpcx; this hpcx "
                 f"reads up to v{SCHEMA_VERSION}",
-                hint="upgrade hpcx (pip install -U hpcx)",
+                hint=_restore_hint(self.path, "upgrade hpcx (pip install -U hpcx)"),
             )
         if current < SCHEMA_VERSION:
             if self.read_only:
@@ -443,6 +504,11 @@ class StateStore:
                     f"state {self.path} has schema v{current}; this hpcx needs v{SCHEMA_VERSION}",
                     hint="run a writing command (hpcx state upgrade) once to migrate it",
                 )
+            if current > 0:
+                # A migration rewrites tables: keep the file as it was first.
+                from hpcx.backup import backup_open_state
+
+                backup_open_state(self._con, self.path)
             self._migrate(current)
 
     def _migrate(self, current: int) -> None:
@@ -482,8 +548,19 @@ class StateStore:
     def __enter__(self) -> StateStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except Exception as close_exc:
+            if exc is None:
+                if _disk_full(close_exc) or _is_damage(close_exc):
+                    raise _translate_error(close_exc, self.path) from None
+                raise
+        # A damaged file or a full disk met while reading or writing through this store:
+        # the caller gets the clear error (naming the backup), not duckdb's.
+        if exc is not None and not isinstance(exc, StateError):
+            if _disk_full(exc) or (type(exc).__module__.startswith("duckdb") and _is_damage(exc)):
+                raise _translate_error(exc, self.path) from None
 
     @property
     def connection(self) -> Any:

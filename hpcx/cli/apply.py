@@ -109,6 +109,7 @@ def apply_command(
     gc.disable()  # a short-lived process building many small objects: see `hpcx plan`
     from hpcx import lock
     from hpcx.apply import Selection, apply_plan
+    from hpcx.backup import backup_before_write
     from hpcx.cli.plan import _git_info, _load_desired
     from hpcx.errors import HpcxError, PlanError
     from hpcx.harvest import refresh
@@ -125,6 +126,7 @@ def apply_command(
     saved = len(paths) == 1 and paths[0].suffix == ".json"
 
     with lock.acquire(state_path, "hpcx apply", timeout=lock_timeout):
+        backup_before_write(state_path)  # refuses a damaged state before anything is written
         if saved:
             if set_:
                 raise PlanError("--set cannot change a saved plan", hint="make a new plan")
@@ -244,6 +246,7 @@ def refresh_command(
 ) -> None:
     """Sync with the schedulers and harvest finished runs' status and metrics into the state."""
     from hpcx import lock
+    from hpcx.backup import backup_before_write
     from hpcx.errors import StateError
     from hpcx.harvest import refresh
 
@@ -251,6 +254,7 @@ def refresh_command(
     if not state_path.exists():
         raise StateError(f"no state at {state_path}", hint="`hpcx apply` creates it")
     with lock.acquire(state_path, "hpcx refresh", timeout=lock_timeout):
+        backup_before_write(state_path)
         result = refresh(state_path, runs_root=runs)
     doc = result.to_dict()
     if as_json:
@@ -383,6 +387,7 @@ def cancel_command(
 ) -> None:
     """Cancel runs in flight (scancel for SLURM; a signal for local runs), then harvest them."""
     from hpcx import lock
+    from hpcx.backup import backup_before_write
     from hpcx.errors import HpcxError
     from hpcx.executors import Submission, get_executor
     from hpcx.harvest import harvest_submissions, in_flight_submissions
@@ -391,6 +396,7 @@ def cancel_command(
     if not (runs or experiment or all_):
         raise HpcxError("say what to cancel", hint="run ids, --experiment NAME, or --all")
     with lock.acquire(state_path, "hpcx cancel", timeout=lock_timeout):
+        backup_before_write(state_path)
         with _open_read(state_path) as store:
             con = store.connection
             wanted = {_resolve_run(con, r)[0] for r in runs or []}

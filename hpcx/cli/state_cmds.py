@@ -1,5 +1,128 @@
-"""``hpcx state check``, ``hpcx state restore`` and ``hpcx state backups`` (filled in next)."""
+"""``hpcx state check``, ``hpcx state restore`` and ``hpcx state backups``.
+
+Thin: parse, call :mod:`hpcx.backup`, render. duckdb is imported there, inside the functions.
+"""
 
 from __future__ import annotations
 
-from hpcx.cli.plan import state_app  # noqa: F401
+import typer
+
+from hpcx.cli._app import EXIT_ERROR, EXIT_OK, emit_json
+from hpcx.cli.plan import state_app
+
+_STATE_HELP = "State file (default: .hpcx/state.duckdb at the project root; $HPCX_STATE)."
+
+
+@state_app.command("check")
+def state_check(
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+) -> None:
+    """Read every block and table of the state (read-only) and check its invariants.
+
+    Exit 0 when clean, 1 with one line per finding.
+    """
+    from hpcx.backup import check_state, restore_hint
+    from hpcx.project import resolve_state_path
+
+    path = resolve_state_path(state)
+    result = check_state(path)
+    if as_json:
+        doc = result.to_dict()
+        if not result.readable:
+            doc["hint"] = restore_hint(path)
+        emit_json(doc)
+        raise typer.Exit(EXIT_OK if result.ok else EXIT_ERROR)
+    if result.ok:
+        rows = sum(result.rows.values())
+        typer.echo(
+            f"ok  {path}: serial {result.serial}, schema v{result.schema_version}, "
+            f"{result.rows.get('runs', 0):,} runs, {rows:,} rows in {len(result.rows)} tables "
+            "read in full, no problems"
+        )
+        raise typer.Exit(EXIT_OK)
+    for f in result.findings:
+        typer.echo(str(f))
+    n = len(result.findings)
+    typer.echo(f"{n} problem{'s' if n != 1 else ''} in {path}", err=True)
+    if not result.readable:
+        typer.echo(f"hint: {restore_hint(path)}", err=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+@state_app.command("backups")
+def state_backups(
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """List the state's backups, newest first: time (UTC), serial, size."""
+    from hpcx.backup import backups_dir, keep_count, list_backups
+    from hpcx.project import resolve_state_path
+
+    path = resolve_state_path(state)
+    found = list_backups(path)
+    if as_json:
+        emit_json(
+            [
+                {"path": str(b.path), "time": b.time.isoformat() + "Z", "serial": b.serial,
+                 "size_bytes": b.size}
+                for b in found
+            ]
+        )
+        return
+    if not found:
+        typer.echo(f"No backups in {backups_dir(path)}.")
+        return
+    for b in found:
+        typer.echo(f"{b.time:%Y-%m-%d %H:%M:%S} UTC  serial {b.serial:>6}  {b.size:>14,} B  {b.path}")
+    typer.echo(f"{len(found)} backup(s); the newest {keep_count()} are kept ($HPCX_BACKUPS).")
+
+
+@state_app.command("restore")
+def state_restore(
+    backup: str | None = typer.Argument(
+        None, help="Backup file to restore (default: the newest that passes `hpcx state check`)."
+    ),
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    force: bool = typer.Option(False, "--force", help="Restore a backup that fails the check."),
+    runs_root: str | None = typer.Option(
+        None, "--runs-root", help="Where run folders go (default: runs/; $HPCX_RUNS_ROOT)."
+    ),
+    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+) -> None:
+    """Put a backup in place of the state; the current file is kept as state.duckdb.broken-TIME."""
+    from hpcx import lock
+    from hpcx.apply import resolve_runs_root
+    from hpcx.backup import backup_before_write, restore, unknown_submissions
+    from hpcx.errors import StateError
+    from hpcx.project import find_project_root, resolve_state_path
+
+    root = find_project_root()
+    path = resolve_state_path(state, root=root)
+    runs = resolve_runs_root(runs_root, root)
+    with lock.acquire(path, "hpcx state restore", timeout=lock_timeout):
+        # A state that still reads is backed up like before any write; a damaged one is
+        # simply moved aside below.
+        try:
+            backup_before_write(path)
+        except StateError:
+            pass
+        done = restore(path, backup, force=force)
+    lines = [f"Restored {done.backup} (serial {done.serial}) to {done.state}."]
+    if done.moved_aside is not None:
+        lines.append(f"The file it replaces is kept as {done.moved_aside}.")
+    lines.append(
+        f"Runs submitted after serial {done.serial} are not in it. `hpcx refresh` reconciles "
+        "the submissions it holds; every submission is also recorded on disk in "
+        f"{runs}/.submissions/<key>/submission.json."
+    )
+    unknown = unknown_submissions(path, runs)
+    if unknown:
+        shown = ", ".join(p.name for p in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        lines.append(
+            f"warning: {len(unknown)} submission(s) on disk are not in the restored state "
+            f"({shown}): their runs were submitted after this backup. Look at their "
+            "submission.json (and `squeue`) before `hpcx apply`, which would submit those "
+            "runs again."
+        )
+    typer.echo("\n".join(lines))
