@@ -559,7 +559,7 @@ class StateStore:
         # A damaged file or a full disk met while reading or writing through this store:
         # the caller gets the clear error (naming the backup), not duckdb's.
         if exc is not None and not isinstance(exc, StateError):
-            if _disk_full(exc) or (type(exc).__module__.startswith("duckdb") and _is_damage(exc)):
+            if _disk_full(exc) or _is_damage(exc):
                 raise _translate_error(exc, self.path) from None
 
     @property

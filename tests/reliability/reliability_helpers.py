@@ -1,0 +1,72 @@
+"""Builders shared by the reliability tests (a uniquely named module, not conftest)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from hpcx.spec import RunSpec
+from hpcx.state import StateStore
+
+
+def _h(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def make_spec(experiment: str, index: int, params: dict[str, Any]) -> RunSpec:
+    identity = {"command": ["true"], "params": params, "placement": {}, "seed": None, "v": 1}
+    return RunSpec(
+        experiment=experiment,
+        run_id=_h(identity),
+        base_id=_h(identity),
+        index=index,
+        identity=identity,
+        params=params,
+        workload=None,
+        command=("true",),
+        env={},
+        cwd=None,
+        placement={},
+        seed=None,
+        repeat=0,
+        resources={"cpus": 1},
+        executor={"kind": "local"},
+        retries=0,
+        tags=(),
+        overrides=(),
+        source=f"manifests/{experiment}.yaml",
+        settings_digest=_h({"cpus": 1}),
+        extra={},
+    )
+
+
+def build_state(path: Path, runs: int) -> list[str]:
+    """A state with ``runs`` runs: a third succeeded (with metrics and run_meta), a third
+    failed, a third still submitted; one submission; one probe. Returns the run ids."""
+    specs = [make_spec(f"exp{i % 3}", i, {"i": i, "name": f"r{i}"}) for i in range(runs)]
+    ids = [s.run_id for s in specs]
+    with StateStore.open(path) as store:
+        with store.transaction() as tx:
+            tx.record_submission("sub-1", executor="local", state="intent", run_ids=ids)
+            tx.record_runs(specs, submission_key="sub-1")
+        with store.transaction() as tx:
+            tx.record_submission("sub-1", executor="local", state="submitted", run_ids=ids)
+            tx.set_status(ids, "submitted", event="submitted", fields={"job_id": "1"})
+        done, failed = ids[0::3], ids[1::3]
+        with store.transaction() as tx:
+            tx.set_status(done, "succeeded", event="finished", fields={"exit_code": 0})
+            tx.set_status(failed, "failed", event="finished", fields={"exit_code": 1})
+            tx.add_metrics(
+                [(r, name, k, float(k), 1.7e9 + k) for r in done for name in "ab" for k in range(5)]
+            )
+            for r in done[:20]:
+                tx.set_run_meta(r, {"host": "node1", "git": {"commit": "abc"}})
+        store.record_probe({"host": "node1", "numa_nodes": 2})
+    return ids
+
+
+def serial_of(path: Path) -> int:
+    with StateStore.open(path, read_only=True) as store:
+        return store.meta()[1]

@@ -1,0 +1,220 @@
+"""Damaged, foreign and too-new state files: every command gives one clear error naming the
+newest backup to restore, never a traceback, and nothing is written over the file."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hpcx.backup import check_state, list_backups
+
+MANIFEST = """\
+apiVersion: hpcx/v1
+kind: Experiment
+metadata:
+  name: tiny
+spec:
+  command: [python3, -c, "pass", "{params.v}"]
+  params: {v: 1}
+  resources: {cpus: 1, time: 5}
+"""
+
+HEADER = 3 * 4096  # DuckDB's file header and its two database headers
+BLOCK = 262144
+
+
+def _block_offset(path: Path, table: str, column: str) -> int:
+    """A byte in the middle of the data of ``table.column``'s first persisted segment."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.execute(
+            f"SELECT block_id, block_offset FROM pragma_storage_info('{table}') "
+            "WHERE column_name = ? AND persistent AND block_id >= 0 ORDER BY block_id",
+            [column],
+        ).fetchall()
+    finally:
+        con.close()
+    block_id, offset = rows[0]
+    return HEADER + block_id * BLOCK + 8 + offset + 64
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def truncated_half(p: Path) -> None:
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+def truncated_to_header(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[:HEADER])
+
+
+def flipped_runs_block(p: Path) -> None:
+    _flip(p, _block_offset(p, "runs", "run_id"))
+
+
+def flipped_metrics_block(p: Path) -> None:
+    _flip(p, _block_offset(p, "metrics", "value"))
+
+
+def flipped_db_header(p: Path) -> None:
+    _flip(p, 4096 + 100)
+    _flip(p, 8192 + 100)
+
+
+def flipped_magic(p: Path) -> None:
+    _flip(p, 9)
+
+
+def newer_schema(p: Path) -> None:
+    con = duckdb.connect(str(p))
+    con.execute("INSERT INTO schema_version VALUES (99, now(), 'hpcx 99')")
+    con.execute("UPDATE meta SET schema_version = 99")
+    con.close()
+
+
+def text_file(p: Path) -> None:
+    p.write_text("serial: 3\nthis is not a database\n" * 50)
+
+
+def zero_bytes(p: Path) -> None:
+    p.write_bytes(b"")
+
+
+def sqlite_file(p: Path) -> None:
+    p.unlink()
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE runs (run_id TEXT)")
+    con.commit()
+    con.close()
+
+
+def directory(p: Path) -> None:
+    p.unlink()
+    p.mkdir()
+    (p / "x").write_text("x")
+
+
+DAMAGE: dict[str, Callable[[Path], None]] = {
+    f.__name__: f
+    for f in (
+        truncated_half,
+        truncated_to_header,
+        flipped_runs_block,
+        flipped_metrics_block,
+        flipped_db_header,
+        flipped_magic,
+        newer_schema,
+        text_file,
+        zero_bytes,
+        sqlite_file,
+        directory,
+    )
+}
+
+COMMANDS = {
+    "plan": ["plan"],
+    "status": ["status"],
+    "query": ["query", "SELECT count(*) FROM runs"],
+    "apply": ["apply", "--yes"],
+    "refresh": ["refresh"],
+    "state-check": ["state", "check"],
+    "state-info": ["state", "info"],
+}
+
+#: DuckDB reads lazily: a read-only command that never touches the damaged blocks (metrics,
+#: or whatever lies past a cut in the middle) answers from the intact ones. The writing
+#: commands and `state check` read everything first and must refuse.
+MAY_SUCCEED = {
+    (d, c)
+    for d in ("flipped_metrics_block", "truncated_half")
+    for c in ("plan", "status", "query", "state-info")
+}
+
+#: hpcx/query.py words these three itself, without the backup to restore (reported).
+QUERY_OWN_MESSAGES = {("zero_bytes", "query"), ("directory", "query"), ("newer_schema", "query")}
+
+
+def _snapshot(p: Path) -> object:
+    if p.is_dir():
+        return sorted((q.name, q.read_bytes()) for q in p.iterdir())
+    return p.read_bytes()
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_state_gets_one_clear_error_naming_newest_backup_and_is_left_alone(
+    project: Path, state: Path, cli, damage: str, command: str, request: pytest.FixtureRequest
+) -> None:
+    if (damage, command) in QUERY_OWN_MESSAGES:
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True, reason="hpcx/query.py's own message lacks the backup to restore"
+            )
+        )
+    (project / "manifests" / "tiny.yaml").write_text(MANIFEST)
+    newest = list_backups(state)[0].path
+    DAMAGE[damage](state)
+    before = _snapshot(state)
+    backups_before = [b.path for b in list_backups(state)]
+
+    res = cli(*COMMANDS[command])
+
+    assert "Traceback" not in res.err + res.out
+    assert _snapshot(state) == before, "the damaged file was written over"
+    assert not Path(str(state) + ".wal").exists()
+    assert [b.path for b in list_backups(state)] == backups_before
+    assert not (project / "runs").exists() or not any((project / "runs").iterdir())
+    if (damage, command) in MAY_SUCCEED and res.code == 0:
+        return
+    assert res.code == 1, res
+    text = res.out + res.err
+    assert f"hpcx state restore {newest}" in text, text
+    if command != "state-check":
+        errors = [ln for ln in res.err.splitlines() if ln.startswith("error: ")]
+        assert len(errors) == 1, res.err
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_check_reports_each_damage_and_restore_brings_back_the_backup(
+    project: Path, state: Path, cli, damage: str
+) -> None:
+    serial = check_state(state).serial
+    DAMAGE[damage](state)
+    before = _snapshot(state)
+    res = cli("state", "check", "--json")
+    assert res.code == 1 and '"ok": false' in res.out
+
+    res = cli("state", "restore")
+    assert res.code == 0, res
+    assert f"(serial {serial})" in res.out and "hpcx refresh" in res.out
+    assert ".submissions/<key>/submission.json" in res.out
+    assert check_state(state).ok
+    aside = [p for p in state.parent.iterdir() if p.name.startswith("state.duckdb.broken-")]
+    assert len(aside) == 1 and _snapshot(aside[0]) == before  # kept, byte for byte
+    assert cli("status").code == 0
+
+
+def test_no_backup_says_so(project: Path, template_state: Path, cli) -> None:
+    (project / "manifests" / "tiny.yaml").write_text(MANIFEST)
+    state = project / ".hpcx" / "state.duckdb"
+    shutil.copyfile(template_state, state)
+    truncated_to_header(state)
+    res = cli("status")
+    assert res.code == 1 and "there is no backup in" in res.err
+
+
+def test_sqlite_file_is_named_and_no_extension_is_fetched(project: Path, state: Path, cli) -> None:
+    (project / "manifests" / "tiny.yaml").write_text(MANIFEST)
+    sqlite_file(state)
+    res = cli("plan")
+    assert "SQLite database" in res.err and "Traceback" not in res.err
