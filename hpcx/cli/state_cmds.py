@@ -93,7 +93,7 @@ def state_restore(
     """Put a backup in place of the state; the current file is kept as state.duckdb.broken-TIME."""
     from hpcx import lock
     from hpcx.apply import resolve_runs_root
-    from hpcx.backup import backup_before_write, restore, unknown_submissions
+    from hpcx.backup import backup_before_write, choose_backup, restore, unknown_submissions
     from hpcx.errors import StateError
     from hpcx.project import find_project_root, resolve_state_path
 
@@ -101,13 +101,15 @@ def state_restore(
     path = resolve_state_path(state, root=root)
     runs = resolve_runs_root(runs_root, root)
     with lock.acquire(path, "hpcx state restore", timeout=lock_timeout):
+        # Chosen before the current state is itself backed up, or that would be the newest.
+        chosen = backup if backup is not None else str(choose_backup(path)[0].path)
         # A state that still reads is backed up like before any write; a damaged one is
         # simply moved aside below.
         try:
             backup_before_write(path)
         except StateError:
             pass
-        done = restore(path, backup, force=force)
+        done = restore(path, chosen, force=force)
     lines = [f"Restored {done.backup} (serial {done.serial}) to {done.state}."]
     if done.moved_aside is not None:
         lines.append(f"The file it replaces is kept as {done.moved_aside}.")
