@@ -1,0 +1,70 @@
+"""Git review: the pre-commit hook's entry on changed manifests, as pre-commit runs it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+from project_helpers import HPCX, REPO, clean_env
+from ruamel.yaml import YAML
+
+from hpcx.init import init_project
+
+HOOKS = YAML(typ="safe").load((REPO / ".pre-commit-hooks.yaml").read_text())
+
+
+@pytest.fixture(params=[h["id"] for h in HOOKS])
+def hook(request: pytest.FixtureRequest) -> dict:  # type: ignore[type-arg]
+    return next(h for h in HOOKS if h["id"] == request.param)
+
+
+def run_hook(hook: dict, root: Path, changed: list[str]) -> subprocess.CompletedProcess[str]:  # type: ignore[type-arg]
+    """What pre-commit does: the entry, then the changed files its `files` regex matches."""
+    files = [f for f in changed if re.search(hook["files"], f)]
+    argv = shlex.split(hook["entry"])
+    assert argv[0] == "hpcx"
+    if not files:
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    return subprocess.run(
+        [HPCX, *argv[1:], *(files if hook.get("pass_filenames", True) else [])],
+        cwd=root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_hooks_select_manifests_and_profiles(hook: dict) -> None:  # type: ignore[type-arg]
+    pattern = re.compile(hook["files"])
+    for yes in (
+        "manifests/a.yaml",
+        "manifests/bases/vit.yml",
+        "clusters/greene.yaml",
+        "sub/manifests/b.yaml",
+    ):
+        assert pattern.search(yes), yes
+    for no in ("docs/a.yaml", ".github/workflows/ci.yaml", "manifests/README.md", "train.py"):
+        assert not pattern.search(no), no
+    assert hook["pass_filenames"] is True
+
+
+def test_hook_fails_a_bad_manifest_with_file_and_line(tmp_path: Path, hook: dict) -> None:  # type: ignore[type-arg]
+    init_project(tmp_path, "rl")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    bad = tmp_path / "manifests" / "rl.yaml"
+    text = bad.read_text().replace("num_envs: 16", "num_envs: 16\n    bogus: 1", 1)
+    text = text.replace("--lr={params.learning_rate}", "--lr={params.learnig_rate}")
+    bad.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "learnig_rate" in t)
+    proc = run_hook(hook, tmp_path, ["manifests/rl.yaml", "README.md", "train.py"])
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert re.search(rf"manifests/rl\.yaml:{line}:\d+: .*learnig_rate", proc.stdout), proc.stdout
+    # a good change passes, quietly
+    bad.write_text(text.replace("learnig_rate", "learning_rate"))
+    proc = run_hook(hook, tmp_path, ["manifests/rl.yaml", "clusters/example.yaml"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == ""
