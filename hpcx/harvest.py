@@ -175,8 +175,7 @@ def ingest(
                 tx.update_runs(updates, event="observed")
                 if metric_rows:
                     tx.add_metrics(metric_rows)
-                for rid, meta in metas.items():
-                    tx.set_run_meta(rid, meta)
+                tx.set_run_meta_many(metas)
         result.changed += len(updates)
         result.metrics += len(metric_rows)
     return result

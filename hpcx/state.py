@@ -1009,11 +1009,42 @@ class Transaction:
 
     def set_run_meta(self, run_id: str, values: Mapping[str, Any]) -> None:
         """Set key/value metadata of a run (hostname, git commit, package versions...)."""
-        for key, value in values.items():
-            self._con.execute(
-                "INSERT OR REPLACE INTO run_meta VALUES (?, ?, ?::JSON, ?)",
-                [run_id, key, _json(value), self.serial],
-            )
+        self.set_run_meta_many({run_id: values})
+
+    def set_run_meta_many(self, by_run: Mapping[str, Mapping[str, Any]]) -> int:
+        """Set metadata of many runs in bulk (replacing keys already set); returns rows written.
+
+        One temporary table and two statements, whatever the count: a statement per key cost
+        about 1 ms here, which made harvesting 10,000 runs' metadata take a minute and a half.
+        """
+        rows = [
+            (run_id, str(key), _json(value), self.serial)
+            for run_id, values in by_run.items()
+            for key, value in values.items()
+        ]
+        if not rows:
+            return 0
+        cols = (
+            ("run_id", "VARCHAR"),
+            ("key", "VARCHAR"),
+            ("value", "VARCHAR"),
+            ("serial", "BIGINT"),
+        )
+        self._con.execute(
+            "CREATE OR REPLACE TEMP TABLE _hpcx_meta (run_id VARCHAR, key VARCHAR, value VARCHAR, "
+            "serial BIGINT)"
+        )
+        _bulk_insert(self._con, "_hpcx_meta", cols, rows, self._tmp_dir())
+        self._con.execute(
+            "DELETE FROM run_meta USING _hpcx_meta m "
+            "WHERE run_meta.run_id = m.run_id AND run_meta.key = m.key"
+        )
+        self._con.execute(
+            "INSERT INTO run_meta SELECT run_id, key, value::JSON, serial FROM _hpcx_meta "
+            "QUALIFY row_number() OVER (PARTITION BY run_id, key ORDER BY rowid DESC) = 1"
+        )
+        self._con.execute("DROP TABLE _hpcx_meta")
+        return len(rows)
 
     def record_probe(self, report: Mapping[str, Any], *, host: str | None = None) -> str:
         """Store one probe report; returns its id."""
