@@ -141,6 +141,8 @@ class ApplyOutcome:
     ambiguous: list[str] = field(default_factory=list)
     observed: dict[str, ObservedStatus] = field(default_factory=dict)
     interrupted: bool = False
+    #: Problems the harvest met in run folders ("run <id>: metrics.jsonl line 3: ...").
+    problems: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -162,6 +164,7 @@ class ApplyOutcome:
             ],
             "finished": counts,
             "interrupted": self.interrupted,
+            "problems": self.problems,
         }
 
 
@@ -176,6 +179,10 @@ def _executor_group(spec: RunSpec) -> tuple[str, str]:
     # The manifest names the executor with `type` (`kind` is accepted too).
     options = dict(spec.executor)
     kind = str(options.pop("type", None) or options.pop("kind", None) or "local")
+    if "sbatch_args" in options and "sbatch" not in options:
+        # The manifest's name for the SLURM executor's pass-through options (`sbatch`):
+        # without this they were silently dropped.
+        options["sbatch"] = options.pop("sbatch_args")
     return kind, json.dumps(options, sort_keys=True, default=str)
 
 
@@ -197,15 +204,15 @@ def apply_changes(
     harvested, and re-raised as ``outcome.interrupted``.
     """
     from hpcx.executors import SubmitError, get_executor, new_key
+    from hpcx.lock import open_for_write
     from hpcx.plan import Action
-    from hpcx.state import StateStore
 
     outcome = ApplyOutcome()
     updates = [c.run for c in changes if c.action == Action.UPDATE and c.run is not None]
     to_submit = [c for c in changes if c.action.value in SUBMITTING and c.run is not None]
 
     if updates:
-        with StateStore.open(state_path) as store, store.transaction() as tx:
+        with open_for_write(state_path) as store, store.transaction() as tx:
             tx.record_runs(updates, event="settings-updated")
         outcome.updated = [r.run_id for r in updates]
 
@@ -217,7 +224,9 @@ def apply_changes(
     waiting: list[tuple[Any, Submission]] = []
     for (kind, options_json), group in groups.items():
         options = json.loads(options_json)
-        if kind == "local" and detach:
+        if kind == "local" and (detach or not wait):
+            # Nothing runs a foreground local queue once this process returns: not waiting
+            # means running it detached (else `apply --no-wait` left every local run lost).
             options["detach"] = True
         ex = get_executor(kind, options, progress=progress)
         key = new_key()
@@ -225,7 +234,7 @@ def apply_changes(
         ids = [r.run_id for r in runs]
 
         # 1. intent
-        with StateStore.open(state_path) as store, store.transaction() as tx:
+        with open_for_write(state_path) as store, store.transaction() as tx:
             existing = set(store.run_specs(ids))
             tx.record_runs(
                 runs, status="pending", event="planned", executor=kind, submission_key=key
@@ -272,7 +281,7 @@ def apply_changes(
             error = exc
 
         # 3. record
-        with StateStore.open(state_path) as store, store.transaction() as tx:
+        with open_for_write(state_path) as store, store.transaction() as tx:
             if sub is not None:
                 _record_submitted(tx, sub, options)
                 outcome.submissions.append(sub)
@@ -301,7 +310,7 @@ def apply_changes(
                     tx.record_submission(
                         key, executor=kind, state="failed", detail={"error": str(error)}
                     )
-        if sub is not None and wait and kind == "local" and not detach:
+        if sub is not None and kind == "local" and not options.get("detach"):
             waiting.append((ex, sub))
 
     from hpcx.harvest import harvest_submissions
@@ -317,6 +326,7 @@ def apply_changes(
                 outcome.interrupted = True
         result = harvest_submissions(state_path, [sub], executor=ex)
         outcome.observed.update(result.observed)
+        outcome.problems.extend(result.problems)
     return outcome
 
 

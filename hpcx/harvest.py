@@ -108,13 +108,13 @@ def ingest(
 ) -> HarvestResult:
     """Write what was observed into the state: statuses, times, placement, metrics, meta."""
     from hpcx import rundir
-    from hpcx.state import StateStore
+    from hpcx.lock import open_for_write
 
     result = result or HarvestResult()
     result.observed.update(observed)
     if not observed:
         return result
-    with StateStore.open(state_path) as store:
+    with open_for_write(state_path) as store:
         ids = list(observed)
         con = store.connection
         rows = con.execute(
@@ -202,9 +202,9 @@ def harvest_submissions(
 
 def in_flight_submissions(state_path: Path) -> list[dict[str, Any]]:
     """Submissions that still have a run in flight: key, executor, state, detail, run ids."""
-    from hpcx.state import StateStore
+    from hpcx.lock import open_for_write
 
-    with StateStore.open(state_path) as store:
+    with open_for_write(state_path) as store:
         rows = store.connection.execute(
             "SELECT s.key, s.executor, s.state, s.detail, list(r.run_id ORDER BY r.run_id) "
             "FROM submissions s JOIN runs r ON r.submission_key = s.key "
@@ -227,7 +227,7 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
     """Reconcile unfinished submissions, poll every run in flight, and ingest. The caller holds
     the writer lock."""
     from hpcx.executors import Submission, get_executor
-    from hpcx.state import StateStore
+    from hpcx.lock import open_for_write
 
     result = HarvestResult()
     if not state_path.exists():
@@ -244,7 +244,7 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
         root = Path(detail.get("runs_root") or runs_root or ".")
         ex = get_executor(row["executor"], options)
         found = ex.reconcile(row["key"], root)
-        with StateStore.open(state_path) as store, store.transaction() as tx:
+        with open_for_write(state_path) as store, store.transaction() as tx:
             if found is not None:
                 from hpcx.apply import _record_submitted
 

@@ -169,3 +169,27 @@ def force_unlock(state_path: str | os.PathLike[str], lock_id: str) -> LockInfo:
         )
     path.unlink()
     return holder
+
+
+#: How long a writer (holding the writer lock) waits for readers to let go of the state file.
+READER_WAIT_S = 30.0
+
+
+def open_for_write(state_path: str | os.PathLike[str], *, timeout: float = READER_WAIT_S) -> Any:
+    """Open the state read-write, waiting while readers (`hpcx status`, `hpcx query`) hold it.
+
+    DuckDB lets a file be open by many readers or one writer. Holders of the writer lock are
+    the only writers, so whatever else holds the file is a reader that lets go in moments;
+    without this wait a `hpcx status` at the wrong instant made `apply` fail between its
+    submit and its record step.
+    """
+    from hpcx.state import StateStore
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return StateStore.open(state_path)
+        except StateLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)

@@ -214,6 +214,8 @@ def apply_command(
 
 
 def _print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> None:
+    for p in result.get("problems", [])[:50]:
+        typer.echo(f"warning: {p}", err=True)
     lines = []
     for s in result["submissions"]:
         jobs = ", ".join(s["job_ids"][:5]) + (" ..." if len(s["job_ids"]) > 5 else "")

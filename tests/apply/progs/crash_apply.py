@@ -1,0 +1,59 @@
+"""Run the hpcx CLI with the apply process killed (SIGKILL, no cleanup) at a named point.
+
+    python crash_apply.py POINT hpcx-args...
+
+POINT: ``before-submit`` (the intent is recorded, the executor's submit is never called),
+``after-submit`` (submit returned, the state has not recorded it), ``mid-array`` (SLURM: after
+the first sbatch of several chunks). Nothing in hpcx is patched but these two functions.
+"""
+
+import os
+import signal
+import sys
+
+from hpcx.executors.local import LocalExecutor
+from hpcx.executors.slurm import SlurmExecutor
+
+point = sys.argv[1]
+
+
+def die() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def wrap(cls):
+    real = cls.submit
+
+    def submit(self, key, run_dirs):
+        if point == "before-submit":
+            die()
+        sub = real(self, key, run_dirs)
+        if point == "after-submit":
+            die()
+        return sub
+
+    cls.submit = submit
+
+
+wrap(LocalExecutor)
+wrap(SlurmExecutor)
+
+if point == "mid-array":
+    real_sbatch = SlurmExecutor._sbatch
+    calls = []
+
+    def sbatch(self, script, folder):
+        if calls:
+            die()
+        job = real_sbatch(self, script, folder)
+        calls.append(job)
+        return job
+
+    SlurmExecutor._sbatch = sbatch
+
+from hpcx.cli import main  # noqa: E402
+
+sys.argv = ["hpcx", *sys.argv[2:]]
+main()
