@@ -22,12 +22,24 @@ cluster_app = typer.Typer(
 app.add_typer(cluster_app, name="cluster")
 
 
+def _complete_template(incomplete: str) -> list[str]:
+    from hpcx.init import list_templates
+
+    return [t.name for t in list_templates() if t.name.startswith(incomplete)]
+
+
 @app.command("init")
 def init_command(
     directory: Path = typer.Argument(
         Path("."), help="The project folder (created if missing; default: here)."
     ),
-    template: str = typer.Option("blank", "--template", "-t", help="Which template (--list)."),
+    template: str = typer.Option(
+        "blank",
+        "--template",
+        "-t",
+        help="Which template (--list).",
+        autocompletion=_complete_template,
+    ),
     list_: bool = typer.Option(False, "--list", help="List the templates and exit."),
     as_json: bool = typer.Option(False, "--json", help="With --list: print them as JSON."),
     force: bool = typer.Option(False, "--force", help="Overwrite files that exist already."),

@@ -68,3 +68,19 @@ def test_hook_fails_a_bad_manifest_with_file_and_line(tmp_path: Path, hook: dict
     proc = run_hook(hook, tmp_path, ["manifests/rl.yaml", "clusters/example.yaml"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == ""
+
+
+def test_shell_completion_knows_commands_and_templates(tmp_path: Path) -> None:
+    """What `hpcx --install-completion` installs asks hpcx itself (typer/click protocol)."""
+
+    def complete(words: str) -> list[str]:
+        env = clean_env({"_HPCX_COMPLETE": "complete_bash", "COMP_WORDS": words})
+        env["COMP_CWORD"] = str(len(words.split()) - (0 if words.endswith(" ") else 1))
+        proc = subprocess.run(
+            [HPCX], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
+        )
+        return proc.stdout.split()
+
+    assert {"init", "advise", "cluster"} <= set(complete("hpcx "))
+    assert complete("hpcx cluster d") == ["discover"]
+    assert complete("hpcx init --template l") == ["llm-finetune"]
