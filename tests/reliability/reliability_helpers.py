@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,14 @@ def build_state(path: Path, runs: int) -> list[str]:
 def serial_of(path: Path) -> int:
     with StateStore.open(path, read_only=True) as store:
         return store.meta()[1]
+
+
+def dump_yaml(doc: Any) -> str:
+    """``doc`` as YAML text: JSON (a YAML subset), with every character YAML would read as a
+    line break or not accept raw (C1 controls, NEL, LS, PS, BOM, DEL) escaped. ruamel's own
+    dumper writes some strings unquoted that its parser then rejects (``?'`` in flow style)."""
+    text = json.dumps(doc, ensure_ascii=False, indent=1)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n"
+
+
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
