@@ -84,3 +84,30 @@ def test_shell_completion_knows_commands_and_templates(tmp_path: Path) -> None:
     assert {"init", "advise", "cluster"} <= set(complete("hpcx "))
     assert complete("hpcx cluster d") == ["discover"]
     assert complete("hpcx init --template l") == ["llm-finetune"]
+
+
+def test_ci_workflow_example_parses_and_its_plan_step_works(tmp_path: Path) -> None:
+    """The workflow in docs/git-review.md is valid YAML whose steps validate, then plan as
+    markdown with --detailed-exitcode (2: changes; 1: errors fail the job)."""
+    text = (REPO / "docs" / "git-review.md").read_text()
+    block = re.search(r"```yaml\n(name: hpcx plan\n.*?)```", text, re.S)
+    assert block, "the workflow example is missing"
+    wf = YAML(typ="safe").load(block.group(1))
+    steps = wf["jobs"]["plan"]["steps"]
+    runs = "\n".join(s.get("run", "") for s in steps)
+    assert "hpcx validate manifests/" in runs
+    assert "hpcx plan --markdown --detailed-exitcode" in runs
+    assert wf["permissions"]["pull-requests"] == "write"
+
+    init_project(tmp_path, "image-classification")
+    env = clean_env()
+    plan = subprocess.run(
+        [HPCX, "plan", "--markdown", "--detailed-exitcode"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert plan.returncode == 2, plan.stderr
+    assert "image-classification" in plan.stdout and "**" in plan.stdout

@@ -148,3 +148,13 @@ def test_templates_ship_as_package_data() -> None:
     assert set(names) == set(TEMPLATES)
     assert "train.py" in names["rl"].files and "manifests/rl.yaml" in names["rl"].files
     assert "clusters/example.yaml" in names["rl"].files
+
+
+def test_schema_only_refreshes_the_copies(tmp_path: Path) -> None:
+    init_project(tmp_path, "blank")
+    stale = tmp_path / ".hpcx" / "schema" / "manifest.v1.schema.json"
+    stale.write_text("{}")
+    proc = hpcx(tmp_path, "init", "--schema-only")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(stale.read_text())["title"]
+    assert (tmp_path / ".hpcx" / "schema" / "cluster.v1.schema.json").is_file()
