@@ -107,7 +107,23 @@ def ingest(
     result: HarvestResult | None = None,
 ) -> HarvestResult:
     """Write what was observed into the state: statuses, times, placement, metrics, meta."""
-    from hpcx import rundir
+    import gc
+
+    # Tens of thousands of small rows, none in a cycle: the cyclic GC would only walk them.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _ingest(state_path, observed, result)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _ingest(
+    state_path: Path,
+    observed: Mapping[str, ObservedStatus],
+    result: HarvestResult | None,
+) -> HarvestResult:
     from hpcx.lock import open_for_write
 
     result = result or HarvestResult()
@@ -150,17 +166,17 @@ def ingest(
                 upd["end_reason"] = obs.reason
                 if obs.run_dir:
                     run_dir = Path(obs.run_dir)
-                    doc = rundir.read_status(run_dir) or {}
-                    used = doc.get("placement") or {}
+                    used = obs.placement or {}
                     if isinstance(used.get("numa_node"), int):
                         upd["numa_node"] = used["numa_node"]
                     if used.get("gpus"):
                         upd["gpus"] = used["gpus"]
                     mrows, meta = _metrics_rows(rid, run_dir, result, rid in wants_stdout)
                     metric_rows.extend(mrows)
-                    meta.update(
-                        {k: doc[k] for k in ("duration_s", "attempt", "signal") if k in doc}
-                    )
+                    if obs.duration_s is not None:
+                        meta["duration_s"] = obs.duration_s
+                    if obs.attempt is not None:
+                        meta["attempt"] = obs.attempt
                     if used:
                         meta["placement"] = used
                     if meta:
@@ -248,7 +264,34 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
             if found is not None:
                 from hpcx.apply import _record_submitted
 
-                _record_submitted(tx, found, options)
+                # Count an attempt only for runs not already recorded submitted (an ambiguous
+                # submission records what did go out before the failure).
+                pending = {
+                    r[0]
+                    for r in store.connection.execute(
+                        "SELECT run_id FROM runs WHERE submission_key = ? AND status = 'pending'",
+                        [row["key"]],
+                    ).fetchall()
+                }
+                _record_submitted(tx, found, options, bump=pending)
+                # Runs of chunks that never reached the scheduler (the apply died between two
+                # sbatch calls, or a later one failed): lost, so the next plan retries them.
+                # Left alone they stayed `pending` forever, never polled, never planned again.
+                missing = [rid for rid in row["run_ids"] if rid not in found.run_jobs]
+                if missing:
+                    tx.update_runs(
+                        [
+                            {
+                                "run_id": rid,
+                                "status": "lost",
+                                "end_reason": "its part of the submission never reached the "
+                                "scheduler",
+                            }
+                            for rid in missing
+                        ],
+                        event="reconciled",
+                    )
+                    result.changed += len(missing)
                 subs.append(found)
                 result.reconciled[row["key"]] = "adopted"
             else:

@@ -143,6 +143,10 @@ class ObservedStatus:
     ended_at: str | None = None
     host: str | None = None
     run_dir: str | None = None
+    #: What status.json says was in force (numa_node, gpus, cpus...), once the run started.
+    placement: dict[str, Any] | None = None
+    #: Seconds the program ran (status.json ``duration_s``), once it ended.
+    duration_s: float | None = None
 
     @property
     def final(self) -> bool:
@@ -295,6 +299,8 @@ def observe_run_dir(
         ended_at=doc.get("ended_at"),
         host=doc.get("host"),
         run_dir=str(path),
+        placement=doc.get("placement"),
+        duration_s=doc.get("duration_s"),
     )
 
 

@@ -219,3 +219,19 @@ def test_reader_reads_a_thousand_files_quickly(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - t
     assert total == 5000
     assert elapsed < 2.0, f"read 1000 small files in {elapsed:.2f}s"
+
+
+def test_two_objects_on_one_line_are_an_error_not_two_metrics(tmp_path) -> None:
+    # The reader parses a whole file as one JSON array when it can; a line holding two values
+    # must still be refused by number, as a line-by-line reader would.
+    from hpcx.metrics import read_metrics
+
+    p = tmp_path / "metrics.jsonl"
+    p.write_text(
+        '{"name": "a", "value": 1}\n'
+        '{"name": "b", "value": 2}, {"name": "c", "value": 3}\n'
+        '{"name": "d", "value": 4}\n'
+    )
+    mf = read_metrics(p)
+    assert [r.name for r in mf.rows] == ["a", "d"]
+    assert [e.line for e in mf.errors] == [2]
