@@ -402,7 +402,10 @@ def _csv_type(typ: str) -> str:
 
 
 #: No extension is installed or loaded behind hpcx's back (json and parquet are built in).
-_CONNECT_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+_CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
 
 
 class StateStore:
@@ -558,9 +561,9 @@ class StateStore:
                 raise
         # A damaged file or a full disk met while reading or writing through this store:
         # the caller gets the clear error (naming the backup), not duckdb's.
-        if exc is not None and not isinstance(exc, StateError):
-            if _disk_full(exc) or _is_damage(exc):
-                raise _translate_error(exc, self.path) from None
+        damaged = isinstance(exc, Exception) and (_disk_full(exc) or _is_damage(exc))
+        if damaged and isinstance(exc, Exception) and not isinstance(exc, StateError):
+            raise _translate_error(exc, self.path) from None
 
     @property
     def connection(self) -> Any:

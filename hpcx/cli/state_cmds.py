@@ -5,6 +5,8 @@ Thin: parse, call :mod:`hpcx.backup`, render. duckdb is imported there, inside t
 
 from __future__ import annotations
 
+import contextlib
+
 import typer
 
 from hpcx.cli._app import EXIT_ERROR, EXIT_OK, emit_json
@@ -64,8 +66,12 @@ def state_backups(
     if as_json:
         emit_json(
             [
-                {"path": str(b.path), "time": b.time.isoformat() + "Z", "serial": b.serial,
-                 "size_bytes": b.size}
+                {
+                    "path": str(b.path),
+                    "time": b.time.isoformat() + "Z",
+                    "serial": b.serial,
+                    "size_bytes": b.size,
+                }
                 for b in found
             ]
         )
@@ -74,7 +80,9 @@ def state_backups(
         typer.echo(f"No backups in {backups_dir(path)}.")
         return
     for b in found:
-        typer.echo(f"{b.time:%Y-%m-%d %H:%M:%S} UTC  serial {b.serial:>6}  {b.size:>14,} B  {b.path}")
+        typer.echo(
+            f"{b.time:%Y-%m-%d %H:%M:%S} UTC  serial {b.serial:>6}  {b.size:>14,} B  {b.path}"
+        )
     typer.echo(f"{len(found)} backup(s); the newest {keep_count()} are kept ($HPCX_BACKUPS).")
 
 
@@ -105,10 +113,8 @@ def state_restore(
         chosen = backup if backup is not None else str(choose_backup(path)[0].path)
         # A state that still reads is backed up like before any write; a damaged one is
         # simply moved aside below.
-        try:
+        with contextlib.suppress(StateError):
             backup_before_write(path)
-        except StateError:
-            pass
         done = restore(path, chosen, force=force)
     lines = [f"Restored {done.backup} (serial {done.serial}) to {done.state}."]
     if done.moved_aside is not None:

@@ -56,10 +56,9 @@ def test_write_on_full_disk_fails_clearly_and_loses_nothing(small_disk: Path) ->
     serial = serial_of(state)
     filler = _fill(small_disk)
     more = [make_spec("late", 1000 + i, {"blob": "x" * 2000, "i": i}) for i in range(3000)]
-    with pytest.raises(StateError) as ei:
-        with StateStore.open(state) as store:
-            store.record_runs(more)
-            store.add_metrics([(s.run_id, "m", k, 1.0, 0.0) for s in more for k in range(20)])
+    with pytest.raises(StateError) as ei, StateStore.open(state) as store:
+        store.record_runs(more)
+        store.add_metrics([(s.run_id, "m", k, 1.0, 0.0) for s in more for k in range(20)])
     assert "disk is full" in str(ei.value), ei.value
     filler.unlink()
     checked = check_state(state)
@@ -121,6 +120,6 @@ def test_cli_apply_on_full_disk_is_one_clear_error(small_disk: Path, project: Pa
 def test_cli_apply_with_no_room_for_the_lock_is_one_clear_error(
     small_disk: Path, project: Path, cli
 ) -> None:
-    state, serial, res = _apply_on_full_disk(small_disk, project, cli, leave=0)
+    _, _, res = _apply_on_full_disk(small_disk, project, cli, leave=0)
     assert res.code == 1 and "disk is full" in res.err
     assert not list(small_disk.glob("*.lock"))

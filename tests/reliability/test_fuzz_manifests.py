@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from conftest import run_cli
-from reliability_helpers import dump_yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_helpers import dump_yaml
 
 from hpcx.errors import ManifestError
 from hpcx.manifest import load_desired, validate_paths
@@ -30,13 +30,43 @@ VALID: dict[str, Any] = {
 }
 
 KEYS = st.sampled_from(
-    ["apiVersion", "kind", "metadata", "spec", "name", "params", "sweep", "grid", "command",
-     "workload", "resources", "placement", "seeds", "include", "exclude", "zip", "extends",
-     "env", "cwd", "retries", "executor", "repeat", "start", "stop", "step", "{x}", "", "$ref"]
+    [
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+        "name",
+        "params",
+        "sweep",
+        "grid",
+        "command",
+        "workload",
+        "resources",
+        "placement",
+        "seeds",
+        "include",
+        "exclude",
+        "zip",
+        "extends",
+        "env",
+        "cwd",
+        "retries",
+        "executor",
+        "repeat",
+        "start",
+        "stop",
+        "step",
+        "{x}",
+        "",
+        "$ref",
+    ]
 ) | st.text(max_size=12)
 LEAF = (
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70)
-    | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=30)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
     | st.sampled_from(["{params.lr}", "{nope}", "{{", "}", "1e400", "-.inf", "0x1F", "~"])
 )
 VALUES = st.recursive(
@@ -74,14 +104,28 @@ def mutated(draw: st.DrawFn) -> str:
 
 
 GARBAGE = st.text(
-    alphabet=st.sampled_from(list(":-[]{}&*!|>'\"%@`#,? \n\t") + ["a", "1", "\u00e9", "\ufeff"]),
+    alphabet=st.sampled_from([*":-[]{}&*!|>'\"%@`#,? \n\t", "a", "1", "\u00e9", "\ufeff"]),
     max_size=200,
 )
 YAMLISH = st.lists(
     st.sampled_from(
-        ["apiVersion: hpcx/v1\n", "kind: Experiment\n", "metadata:\n", "  name: x\n",
-         "spec:\n", "  params: {a: [1, 2\n", "  - &a b\n", "*a\n", "!!python/name:os.system\n",
-         "\t- tab\n", "key: 'unterminated\n", "---\n", "...\n", "? complex\n", "%YAML 1.1\n"]
+        [
+            "apiVersion: hpcx/v1\n",
+            "kind: Experiment\n",
+            "metadata:\n",
+            "  name: x\n",
+            "spec:\n",
+            "  params: {a: [1, 2\n",
+            "  - &a b\n",
+            "*a\n",
+            "!!python/name:os.system\n",
+            "\t- tab\n",
+            "key: 'unterminated\n",
+            "---\n",
+            "...\n",
+            "? complex\n",
+            "%YAML 1.1\n",
+        ]
     ),
     max_size=12,
 ).map("".join)

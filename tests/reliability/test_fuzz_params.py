@@ -28,12 +28,48 @@ PROGRAM = (
 )
 
 NASTY = st.sampled_from(
-    ["'", '"', "$(rm -rf ~)", "`id`", "\\", "\n", "\r\n", "$HOME", "${x}", "; ls", "&&", "|",
-     "*", "?", "~", "-", "--flag", "{params.v}", "{{", "}}", "%s", "\t", " ", "\u00e9", "\u4e2d",
-     "\U0001f600", "\u202e", "\u2028", "\u0085", "\ufeff", "#", "!", "null", "true", "1e3"]
+    [
+        "'",
+        '"',
+        "$(rm -rf ~)",
+        "`id`",
+        "\\",
+        "\n",
+        "\r\n",
+        "$HOME",
+        "${x}",
+        "; ls",
+        "&&",
+        "|",
+        "*",
+        "?",
+        "~",
+        "-",
+        "--flag",
+        "{params.v}",
+        "{{",
+        "}}",
+        "%s",
+        "\t",
+        " ",
+        "\u00e9",
+        "\u4e2d",
+        "\U0001f600",
+        "\u202e",
+        "\u2028",
+        "\u0085",
+        "\ufeff",
+        "#",
+        "!",
+        "null",
+        "true",
+        "1e3",
+    ]
 )
-VALUE = st.lists(NASTY | st.text(max_size=20), min_size=1, max_size=6).map("".join).filter(
-    lambda v: "\x00" not in v and v not in ("",)
+VALUE = (
+    st.lists(NASTY | st.text(max_size=20), min_size=1, max_size=6)
+    .map("".join)
+    .filter(lambda v: "\x00" not in v and v not in ("",))
 )
 LONG = st.integers(10_000, 100_000).map(lambda n: ("a'b\"c$(x)`y`\n\u00e9" * (n // 12 + 1))[:n])
 
@@ -75,8 +111,7 @@ def _apply(values: list[str]) -> None:
         res = run_cli("apply", "--yes", "--quiet", str(path))
         assert res.code == 0, res
         got = sorted(
-            json.loads(p.read_text(encoding="utf-8"))[0]
-            for p in (root / "runs").rglob("argv.json")
+            json.loads(p.read_text(encoding="utf-8"))[0] for p in (root / "runs").rglob("argv.json")
         )
         assert got == sorted(values)
     finally:
@@ -110,7 +145,9 @@ def test_very_long_values_reach_the_program() -> None:
 
 
 def test_fixed_nasty_values_reach_the_program() -> None:
-    _apply(["$(touch /tmp/hpcx-pwned)", "`touch /tmp/hpcx-pwned`", "a\nb", "'\"", "\u202e\U0001f600"])
+    _apply(
+        ["$(touch /tmp/hpcx-pwned)", "`touch /tmp/hpcx-pwned`", "a\nb", "'\"", "\u202e\U0001f600"]
+    )
     assert not Path("/tmp/hpcx-pwned").exists()
 
 
