@@ -363,7 +363,9 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
                 ).fetchone()[0]
             )
             if n:
-                bad("invariant", f"{n} {table} row(s) newer than the state's serial {result.serial}")
+                bad(
+                    "invariant", f"{n} {table} row(s) newer than the state's serial {result.serial}"
+                )
         return result
     except duckdb.Error as exc:
         return bad("unreadable", _first_line(exc))
@@ -537,9 +539,7 @@ def _cannot_backup(state: Path, exc: OSError) -> StateError:
     )
 
 
-def _store(
-    state: Path, folder: Path, keep: int, checked: CheckResult, copied: Path | None
-) -> Path:
+def _store(state: Path, folder: Path, keep: int, checked: CheckResult, copied: Path | None) -> Path:
     stamp = datetime.now(UTC).strftime(_TIME_FMT)
     final = folder / f"{state.stem}-{stamp}-s{checked.serial}.duckdb"
     try:
