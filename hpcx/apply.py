@@ -296,7 +296,12 @@ def apply_changes(
                     executor=kind,
                     state="ambiguous",
                     job_ids=list(sub.job_ids) if sub else [],
-                    detail={"error": str(error)},
+                    # The whole detail is replaced: keep what refresh needs to reconcile.
+                    detail={
+                        "options": options,
+                        "runs_root": str(runs_root),
+                        "error": str(error),
+                    },
                 )
             elif gone:
                 reason = f"not submitted: {error}" if error else "not submitted"
@@ -330,7 +335,11 @@ def apply_changes(
     return outcome
 
 
-def _record_submitted(tx: Any, sub: Submission, options: Mapping[str, Any]) -> None:
+def _record_submitted(
+    tx: Any, sub: Submission, options: Mapping[str, Any], *, bump: Iterable[str] | None = None
+) -> None:
+    """Record the job ids of ``sub`` and move its runs to ``submitted``, counting an attempt
+    for each run (or only for the runs in ``bump``)."""
     tx.record_submission(
         sub.key,
         executor=sub.executor,
@@ -343,20 +352,24 @@ def _record_submitted(tx: Any, sub: Submission, options: Mapping[str, Any]) -> N
             "submission": sub.to_json(),
         },
     )
+    updates = [
+        {
+            "run_id": rid,
+            "status": "submitted",
+            "job_id": sub.run_jobs.get(rid),
+            "run_dir": sub.run_dirs.get(rid),
+            "submission_key": sub.key,
+        }
+        for rid in sub.run_ids
+    ]
+    if bump is None:
+        tx.update_runs(updates, event="submitted", bump_attempts=True)
+        return
+    counted = set(bump)
     tx.update_runs(
-        [
-            {
-                "run_id": rid,
-                "status": "submitted",
-                "job_id": sub.run_jobs.get(rid),
-                "run_dir": sub.run_dirs.get(rid),
-                "submission_key": sub.key,
-            }
-            for rid in sub.run_ids
-        ],
-        event="submitted",
-        bump_attempts=True,
+        [u for u in updates if u["run_id"] in counted], event="submitted", bump_attempts=True
     )
+    tx.update_runs([u for u in updates if u["run_id"] not in counted], event="submitted")
 
 
 def apply_plan(

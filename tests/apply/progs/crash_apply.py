@@ -4,13 +4,16 @@
 
 POINT: ``before-submit`` (the intent is recorded, the executor's submit is never called),
 ``after-submit`` (submit returned, the state has not recorded it), ``mid-array`` (SLURM: after
-the first sbatch of several chunks). Nothing in hpcx is patched but these two functions.
+the first sbatch of several chunks); or, without a kill, an sbatch whose answer is lost
+(``ambiguous-accepted``: the job went in, sbatch "timed out") or that never got through
+(``ambiguous-refused``). Nothing in hpcx is patched but these functions.
 """
 
 import os
 import signal
 import sys
 
+from hpcx.executors.base import SubmitError
 from hpcx.executors.local import LocalExecutor
 from hpcx.executors.slurm import SlurmExecutor
 
@@ -52,6 +55,16 @@ if point == "mid-array":
         return job
 
     SlurmExecutor._sbatch = sbatch
+
+if point.startswith("ambiguous-"):
+    real_sbatch2 = SlurmExecutor._sbatch
+
+    def sbatch2(self, script, folder):
+        if point == "ambiguous-accepted":
+            real_sbatch2(self, script, folder)
+        raise SubmitError("sbatch: error: Socket timed out on send/recv operation", ambiguous=True)
+
+    SlurmExecutor._sbatch = sbatch2
 
 from hpcx.cli import main  # noqa: E402
 
