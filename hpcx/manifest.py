@@ -690,6 +690,21 @@ def _range_values(raw: dict[str, Any]) -> list[Any]:
     return [round(start + i * step, 12) for i in range(n)]
 
 
+def _nul_paths(obj: Any, jp: JsonPath) -> Iterable[JsonPath]:
+    """JSON paths of every string (value or key) below ``obj`` holding a NUL character."""
+    if isinstance(obj, str):
+        if "\x00" in obj:
+            yield jp
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(k, str) and "\x00" in k:
+                yield (*jp, k)
+            yield from _nul_paths(v, (*jp, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _nul_paths(v, (*jp, i))
+
+
 def _check_placeholders(
     text: str, params: dict[str, Any], has_seed: bool, doc: _Doc, jp: JsonPath, problems: _Problems
 ) -> None:
@@ -954,6 +969,16 @@ def _prepare(
     else:
         plan.seeds = [base_seed]
     has_seed = plan.seeds != [None]
+
+    # --- NUL: no program can receive it in an argument or the environment (execve stops at
+    # it), so a value holding one is refused here rather than failing on a node later.
+    for jp_nul in _nul_paths(spec, ("spec",)):
+        problems.add(
+            _pos(doc, jp_nul),
+            jp_nul,
+            "contains a NUL character (\\0), which no program can receive in its arguments "
+            "or environment; remove it",
+        )
 
     # --- placeholders
     command: tuple[str, ...] | None = None

@@ -142,10 +142,14 @@ class QuerySession:
                 f"no state at {p}",
                 hint="run `hpcx apply` to create one, or pass --state PATH / set HPCX_STATE",
             )
+        from hpcx.backup import restore_hint
+
         if p.is_dir():
-            raise StateError(f"state path {p} is a directory", hint="pass the file, not its folder")
+            raise StateError(
+                f"state path {p} is a directory, not a state file", hint=restore_hint(p)
+            )
         if p.stat().st_size == 0:
-            raise StateError(f"{p} is empty: not a DuckDB state file")
+            raise StateError(f"{p} is empty: not a DuckDB state file", hint=restore_hint(p))
         config: dict[str, Any] = {
             "enable_external_access": False,
             "autoinstall_known_extensions": False,
@@ -192,6 +196,7 @@ class QuerySession:
     # -- views -----------------------------------------------------------------------------
 
     def _check_schema(self) -> None:
+        from hpcx.backup import restore_hint
         from hpcx.state import SCHEMA_VERSION
 
         con = self._con
@@ -213,7 +218,7 @@ class QuerySession:
                 f"state {self.path} has schema v{version}; this hpcx reads v{SCHEMA_VERSION}",
                 hint="run a writing command (hpcx state upgrade) once to migrate it"
                 if version is not None and int(version) < SCHEMA_VERSION
-                else "upgrade hpcx",
+                else "upgrade hpcx, or " + restore_hint(self.path),
             )
 
     def _t(self, table: str) -> str:

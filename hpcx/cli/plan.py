@@ -229,12 +229,18 @@ def state_info(
 @state_app.command("upgrade")
 def state_upgrade(
     state: str | None = typer.Option(None, "--state", help="State file (default: the project's)."),
+    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
 ) -> None:
     """Migrate the state file to this hpcx's schema version (creating it if missing)."""
+    from hpcx import lock
     from hpcx.project import resolve_state_path
     from hpcx.state import StateStore
 
     path = resolve_state_path(state)
-    with StateStore.open(path, create=True) as store:
+    # A migration writes the whole schema: never beside a running apply or refresh.
+    with (
+        lock.acquire(path, "hpcx state upgrade", timeout=lock_timeout),
+        StateStore.open(path, create=True) as store,
+    ):
         info = store.info()
     typer.echo(f"state {info.path}: schema v{info.schema_version}, serial {info.serial}")

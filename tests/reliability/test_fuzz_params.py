@@ -151,11 +151,6 @@ def test_fixed_nasty_values_reach_the_program() -> None:
     assert not Path("/tmp/hpcx-pwned").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hpcx/manifest.py accepts NUL in parameter values; the run then fails on the node "
-    "('embedded null byte') instead of validate refusing it (reported)",
-)
 def test_nul_in_a_value_is_refused_before_anything_is_recorded(project: Path) -> None:
     path = project / "m.yaml"
     path.write_text(_manifest(["ok", "a\x00b"]), encoding="utf-8")
