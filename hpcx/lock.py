@@ -103,6 +103,39 @@ def _try_create(path: Path, info: LockInfo) -> bool:
     return True
 
 
+#: A takeover guard older than this was left by a process that died while taking over.
+_GUARD_STALE_S = 10.0
+
+
+def _take_over(path: Path, dead: LockInfo) -> None:
+    """Remove ``dead``'s lock, unless it is no longer the lock at ``path``.
+
+    Several processes may find the same dead holder. A bare rename or unlink by each is
+    wrong: the slower one would remove the fresh lock the faster one has just created, and
+    both would write. So the check and the removal happen under a guard file (``O_EXCL``, so
+    it works on NFS too): whoever holds it re-reads the lock and removes it only if it is
+    still the dead holder's; the others retry in a moment and find the new holder alive.
+    """
+    guard = path.with_name(path.name + ".takeover")
+    try:
+        fd = os.open(guard, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        with contextlib.suppress(OSError):
+            if time.time() - guard.stat().st_mtime > _GUARD_STALE_S:
+                guard.unlink()
+        time.sleep(0.05)
+        return
+    os.close(fd)
+    try:
+        current = read_lock(path)
+        if current is not None and current.id == dead.id:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            guard.unlink()
+
+
 def _as_dict(info: LockInfo) -> dict[str, Any]:
     return {s: getattr(info, s) for s in LockInfo.__slots__}
 
@@ -135,10 +168,7 @@ def acquire(
         if holder is None:
             continue  # released between our two calls: try again at once
         if _holder_dead(holder):
-            # Move the dead holder's lock aside atomically: of several processes racing to
-            # take over, exactly one rename succeeds; the others see a fresh lock next round.
-            with contextlib.suppress(FileNotFoundError):
-                os.rename(path, path.with_name(f"{path.name}.stale-{holder.id}"))
+            _take_over(path, holder)
             continue
         if time.monotonic() >= deadline:
             raise StateLockedError(

@@ -164,7 +164,8 @@ def apply_command(
                 counts: dict[str, int] = {}
                 for c in selected:
                     counts[c.action.value] = counts.get(c.action.value, 0) + 1
-                typer.echo(f"Selected: {summary_line(counts)}")
+                # summary_line says "Plan: ..."; this line is about the selection.
+                typer.echo("Selected: " + summary_line(counts).removeprefix("Plan: "))
         if not todo:
             if as_json:
                 emit_json({"submitted": 0, "message": "no changes"})

@@ -145,3 +145,36 @@ def test_a_live_holder_on_this_host_is_not_taken_over(project) -> None:
     assert time.monotonic() - t0 >= 1.0
     assert f"(pid {me} on {hostname()}" in out.stderr
     assert lock.exists()
+
+
+def test_two_processes_taking_over_one_dead_lock_never_both_hold_it(tmp_path: Path) -> None:
+    """Regression: both saw the dead holder; the later one's rename moved the earlier one's
+    fresh lock aside, and both ran as writers."""
+    from apply_helpers import HERE, PY, clean_env
+
+    state = tmp_path / ".hpcx" / "state.duckdb"
+    state.parent.mkdir()
+    lock = state.with_name("state.duckdb.lock")
+    lock.write_text(
+        json.dumps(
+            {
+                "id": "deaddeaddead",
+                "pid": _dead_pid(),
+                "host": hostname(),
+                "command": "hpcx apply",
+                "since": "2026-01-01T10:31:00+00:00",
+            }
+        )
+    )
+    log = tmp_path / "held.log"
+    racer = str(HERE / "progs" / "lock_racer.py")
+    procs = [
+        subprocess.Popen([PY, racer, str(state), str(log), "1.0", delay], env=clean_env())
+        for delay in ("0.1", "0.6")
+    ]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    spans = sorted((d["enter"], d["exit"]) for d in map(json.loads, log.read_text().splitlines()))
+    assert len(spans) == 2
+    assert spans[0][1] <= spans[1][0], f"both held the lock at once: {spans}"
+    assert not lock.exists()
+    assert sorted(p.name for p in state.parent.iterdir()) == []  # no litter left behind
