@@ -143,3 +143,44 @@ def test_sigkill_while_local_runs_execute_keeps_them_and_reruns_only_the_unstart
     for folder in run_folders(root, "mid"):
         assert successes_in(folder) == 1
     assert_history_has_no_gap(root)
+
+
+def test_sigkill_after_a_detached_submit_adopts_the_running_queue_without_resubmitting(
+    project, tmp_path: Path
+) -> None:
+    log = tmp_path / "executions.log"
+    root = project(
+        {
+            "det": manifest(
+                "det",
+                ["--log", str(log), "--metric", "v", "{params.x}"],
+                params={"x": 0},
+                grid={"x": list(range(N))},
+            )
+        }
+    )
+    proc = subprocess.run(
+        [PY, CRASH, "after-submit", "apply", "--yes", "--detach"],
+        cwd=root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    out = hpcx(root, "refresh", check=True)
+    assert ": adopted" in out.stdout
+
+    def done() -> bool:
+        hpcx(root, "refresh", check=True)
+        return {r["status"] for r in runs(root).values()} == {"succeeded"}
+
+    from apply_helpers import wait_for
+
+    wait_for(done, 60, "the detached runs to be harvested", interval=0.3)
+    state = runs(root)
+    assert {r["attempts"] for r in state.values()} == {1}
+    assert sorted(ln.split()[0] for ln in log_lines(log)) == sorted(state)
+    assert "Nothing to apply." in hpcx(root, "apply", "--yes", check=True).stdout
+    assert query(root, "SELECT count(*) FROM metrics WHERE name = 'v'")[0][0] == N
+    assert_history_has_no_gap(root)

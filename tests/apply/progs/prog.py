@@ -3,6 +3,7 @@
 --metric NAME VALUE   append a metric line to $HPCX_METRICS
 --steps N             append N "loss" lines with step 0..N-1
 --garbage             append a malformed line between good ones
+--torn                end the metrics file with half a line (no newline), as a killed writer
 --log PATH            append "<run_id> <attempt> <pid>" to a shared log (one write, O_APPEND)
 --sleep S             sleep S seconds (after logging "started" to the log, if any)
 --sleep-unless PATH S sleep S seconds unless PATH exists
@@ -51,6 +52,9 @@ while i < len(args):
         append(metrics, '{"name": "ok_before", "value": 1}\n')
         append(metrics, "this is not json\n")
         append(metrics, '{"name": "ok_after", "value": 2}\n')
+        i += 1
+    elif a == "--torn":
+        append(metrics, '{"name": "torn", "val')
         i += 1
     elif a == "--log":
         append(args[i + 1], f"{run_id} {os.environ.get('HPCX_ATTEMPT')} {os.getpid()}\n")
