@@ -12,6 +12,7 @@ host cannot be checked from here, so `hpcx force-unlock ID` exists for that case
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -91,15 +92,61 @@ class StateLock:
 
 
 def _try_create(path: Path, info: LockInfo) -> bool:
+    """Create the lock whole, or return False when it exists.
+
+    The content goes to a private file first, which is then hard-linked to the lock's name:
+    ``link`` fails when the name exists, as exclusive as ``O_EXCL`` (NFS included), and the
+    lock appears with its content. Creating the lock itself with ``O_EXCL`` and writing after
+    left an empty lock, read as held by nobody checkable, whenever the writer was killed in
+    between or the disk was full.
+    """
+    from hpcx.errors import StateError
+
+    data = json.dumps(_as_dict(info)).encode()
+    tmp = path.with_name(f".{path.name}.{info.id}.tmp")
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            return _try_create_in_place(path, data)  # a filesystem without hard links
+        return True
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise StateError(
+            f"cannot take the writer lock {path}: "
+            + ("the disk is full" if full else (exc.strerror or str(exc))),
+            hint="free some space there" if full else "check that folder's permissions",
+        ) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _try_create_in_place(path: Path, data: bytes) -> bool:
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
     try:
-        os.write(fd, json.dumps(_as_dict(info)).encode())
+        os.write(fd, data)
         os.fsync(fd)
-    finally:
+    except OSError:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
     return True
 
 

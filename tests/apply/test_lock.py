@@ -178,3 +178,25 @@ def test_two_processes_taking_over_one_dead_lock_never_both_hold_it(tmp_path: Pa
     assert spans[0][1] <= spans[1][0], f"both held the lock at once: {spans}"
     assert not lock.exists()
     assert sorted(p.name for p in state.parent.iterdir()) == []  # no litter left behind
+
+
+def test_a_writer_killed_while_taking_the_lock_leaves_no_lock_behind(project) -> None:
+    """Regression: the lock file was created empty and written after; a writer killed in
+    between (or a full disk) left an empty lock that every later command read as held by
+    `?` (pid -1 on ?) until someone ran force-unlock."""
+    from apply_helpers import CRASH, PY, clean_env
+
+    root = project({"t": manifest("t", [], params={"i": 0})})
+    hpcx(root, "apply", "--yes", check=True)
+    proc = subprocess.run(
+        [PY, CRASH, "lock-write", "refresh"],
+        cwd=root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == -9, proc.stderr
+    assert not _lock_file(root).exists()
+    out = hpcx(root, "refresh")
+    assert out.returncode == 0, out.stderr

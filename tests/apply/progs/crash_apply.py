@@ -6,7 +6,9 @@ POINT: ``before-submit`` (the intent is recorded, the executor's submit is never
 ``after-submit`` (submit returned, the state has not recorded it), ``mid-array`` (SLURM: after
 the first sbatch of several chunks); or, without a kill, an sbatch whose answer is lost
 (``ambiguous-accepted``: the job went in, sbatch "timed out") or that never got through
-(``ambiguous-refused``). Nothing in hpcx is patched but these functions.
+(``ambiguous-refused``); or ``lock-write``: killed while taking the writer lock, after
+deciding to take it and before its content is written. Nothing in hpcx is patched but
+these functions.
 """
 
 import os
@@ -55,6 +57,17 @@ if point == "mid-array":
         return job
 
     SlurmExecutor._sbatch = sbatch
+
+if point == "lock-write":
+    import json
+    import types
+
+    import hpcx.lock
+
+    def dumps(*args, **kwargs):
+        die()
+
+    hpcx.lock.json = types.SimpleNamespace(dumps=dumps, loads=json.loads)
 
 if point.startswith("ambiguous-"):
     real_sbatch2 = SlurmExecutor._sbatch
