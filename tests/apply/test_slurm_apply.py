@@ -237,3 +237,43 @@ def test_an_ambiguous_sbatch_is_reconciled_by_name_before_anything_is_resubmitte
     assert sorted(ln.split()[0] for ln in log_lines(log)) == sorted(runs(root))
     assert "Nothing to apply." in hpcx(root, "apply", "--yes", env=_env(slurm_cluster)).stdout
     assert_history_has_no_gap(root)
+
+
+@pytest.mark.slow  # ~25 s: sbatch and squeue retry a dead controller for about 10 s each
+def test_a_controller_that_goes_down_mid_apply_loses_nothing(
+    slurm_cluster: Any, project, tmp_path: Path
+) -> None:
+    log = tmp_path / "executions.log"
+    root = project(
+        {"cd": _slurm_manifest("cd", ["--log", str(log), "--", "{params.x}"], {"x": [0, 1]})}
+    )
+    try:
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [PY, CRASH, "controller-down", "apply", "--yes"],
+            cwd=root,
+            env=clean_env(_env(slurm_cluster)),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        took = time.monotonic() - t0
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert proc.returncode in (0, 1), proc.stderr
+        assert "NOT submitted" in proc.stdout or "may or may not" in proc.stdout, proc.stdout
+        # While the controller is down, refresh says so in one line and changes nothing.
+        down = hpcx(root, "refresh", env=_env(slurm_cluster), timeout=120)
+        assert down.returncode == 1 and "Traceback" not in down.stderr, down.stderr
+        assert "squeue" in down.stderr or "scontrol" in down.stderr, down.stderr
+    finally:
+        slurm_cluster.start_controller()
+        slurm_cluster.wait_idle()
+    assert log_lines(log) == []
+    hpcx(root, "refresh", env=_env(slurm_cluster), check=True)
+    assert {r["status"] for r in runs(root).values()} <= {"lost", "failed"}
+    out = hpcx(root, "apply", "--yes", env=_env(slurm_cluster), check=True)
+    assert "2 to retry" in out.stdout
+    _refresh_until(root, slurm_cluster, {"succeeded"}, 2)
+    assert sorted(ln.split()[0] for ln in log_lines(log)) == sorted(runs(root))
+    assert_history_has_no_gap(root)
+    assert took < 120

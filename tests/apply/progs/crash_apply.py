@@ -7,7 +7,8 @@ POINT: ``before-submit`` (the intent is recorded, the executor's submit is never
 the first sbatch of several chunks); or, without a kill, an sbatch whose answer is lost
 (``ambiguous-accepted``: the job went in, sbatch "timed out") or that never got through
 (``ambiguous-refused``); or ``lock-write``: killed while taking the writer lock, after
-deciding to take it and before its content is written. Nothing in hpcx is patched but
+deciding to take it and before its content is written; ``controller-down``: slurmctld
+stopped just before the first sbatch. Nothing in hpcx is patched but
 these functions.
 """
 
@@ -57,6 +58,28 @@ if point == "mid-array":
         return job
 
     SlurmExecutor._sbatch = sbatch
+
+if point == "controller-down":
+    # Stop slurmctld (by its pid file beside $SLURM_CONF) just before the first sbatch.
+    import time
+
+    real_sbatch3 = SlurmExecutor._sbatch
+
+    def sbatch3(self, script, folder):
+        pidfile = os.path.join(os.path.dirname(os.environ["SLURM_CONF"]), "slurmctld.pid")
+        with open(pidfile) as f:
+            pid = int(f.read())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        return real_sbatch3(self, script, folder)
+
+    SlurmExecutor._sbatch = sbatch3
 
 if point == "lock-write":
     import json
