@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "executors"))
 
-from conftest import make_spec
+from executor_helpers import make_spec
 
 from hpcx.executors import new_key
 from hpcx.executors.local import LocalExecutor, default_parallelism

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "executors"))
 
-from conftest import make_spec
+from executor_helpers import make_spec
 from slurm_cluster import SlurmCluster
 
 from hpcx.executors import new_key

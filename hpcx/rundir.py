@@ -127,8 +127,13 @@ def sync() -> None:
 def append_line(path: Path, obj: Mapping[str, Any], *, fsync: bool = True) -> None:
     """Append one JSON line with a single ``write`` on an O_APPEND descriptor."""
     line = (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     try:
+        # A program killed mid-line leaves a torn last line: start ours on a fresh line, so
+        # the torn one stays one bad line and ours is read (the reader reports the torn one).
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
         os.write(fd, line)
         if fsync:
             os.fsync(fd)

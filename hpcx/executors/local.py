@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import os
 import selectors
 import signal
@@ -74,13 +75,86 @@ class _Task:
     attempt: int
     time_limit: float | None
     gpus: int
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | _Forked | None = None
     pidfd: int | None = None
     started: float = 0.0
     deadline: float | None = None
     kill_at: float | None = None
     stop_reason: str | None = None
     assigned: list[str] = field(default_factory=list)
+
+
+class _Forked:
+    """A wrapper forked by the zygote: not our child, so its exit is seen through a pidfd or
+    by its pid disappearing (the zygote's kernel reaps it), and its exit code is unknown; the
+    run folder's status.json says what happened."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return -1
+        except PermissionError:
+            return None
+        return None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            time.sleep(0.005)
+        return self.returncode
+
+
+class _Zygote:
+    """The fork server (:mod:`hpcx.executors.zygote`), started on first use."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self.proc: subprocess.Popen[str] | None = None
+        self.broken = False
+
+    def spawn(self, run_dir: str, attempt: int, log: str, env: Mapping[str, str]) -> int | None:
+        if self.broken:
+            return None
+        try:
+            if self.proc is None:
+                self.proc = subprocess.Popen(
+                    [self.python, "-m", "hpcx.executors.zygote"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            req = {"run_dir": run_dir, "attempt": attempt, "log": log, "env": dict(env)}
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+            answer = json.loads(self.proc.stdout.readline() or "{}")
+        except (OSError, ValueError):
+            answer = {}
+        pid = answer.get("pid")
+        if not isinstance(pid, int):
+            # Fall back to one interpreter per run from now on, rather than fail the runs.
+            self.broken = True
+            self.close()
+            return None
+        return pid
+
+    def close(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
+            self.proc = None
 
 
 class LocalQueue:
@@ -114,6 +188,11 @@ class LocalQueue:
         self.running: dict[int, _Task] = {}
         self.sel = selectors.DefaultSelector()
         self.results: dict[str, ObservedStatus] = {}
+        # Wrappers fork from a warm zygote (a few ms each) unless HPCX_NO_ZYGOTE=1, or it
+        # cannot start, in which case each is its own `python -m hpcx.job` (60-100 ms).
+        self.zygote: _Zygote | None = (
+            None if os.environ.get("HPCX_NO_ZYGOTE") == "1" else _Zygote(python)
+        )
 
     # -- the loop
 
@@ -127,6 +206,8 @@ class LocalQueue:
             raise
         finally:
             self.sel.close()
+            if self.zygote is not None:
+                self.zygote.close()
         return self.results
 
     def _start_some(self) -> None:
@@ -146,22 +227,30 @@ class LocalQueue:
             self._start(task)
 
     def _start(self, task: _Task) -> None:
-        env = None
+        extra: dict[str, str] = {}
         if task.gpus and self.free_gpus:
             task.assigned = [self.free_gpus.pop(0) for _ in range(task.gpus)]
-            env = {**os.environ, "HPCX_ASSIGNED_GPUS": ",".join(task.assigned)}
-        argv = [self.python, "-m", "hpcx.job", task.run_dir, "--attempt", str(task.attempt)]
+            extra["HPCX_ASSIGNED_GPUS"] = ",".join(task.assigned)
         # The wrapper's own messages (not the program's), e.g. "already claimed".
-        with open(os.path.join(task.run_dir, f".wrapper-{task.attempt}.log"), "ab") as log:
-            task.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,  # a terminal's Ctrl-C reaches the queue only
-                close_fds=True,
-            )
+        log_path = os.path.join(task.run_dir, f".wrapper-{task.attempt}.log")
+        pid = (
+            self.zygote.spawn(task.run_dir, task.attempt, log_path, extra) if self.zygote else None
+        )
+        if pid is not None:
+            task.proc = _Forked(pid)
+        else:
+            argv = [self.python, "-m", "hpcx.job", task.run_dir, "--attempt", str(task.attempt)]
+            env = {**os.environ, **extra} if extra else None
+            with open(log_path, "ab") as log:
+                task.proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    start_new_session=True,  # a terminal's Ctrl-C reaches the queue only
+                    close_fds=True,
+                )
         task.started = time.monotonic()
         if task.time_limit is not None:
             task.deadline = task.started + task.time_limit
@@ -237,7 +326,13 @@ class LocalQueue:
             "attempt": task.attempt,
             "host": rundir.hostname(),
         }
-        holder = "wrapper exited" if rc is not None and rc >= 0 else "wrapper killed"
+        holder = (
+            "wrapper ended"
+            if isinstance(task.proc, _Forked)
+            else "wrapper exited"
+            if rc is not None and rc >= 0
+            else "wrapper killed"
+        )
         rundir.atomic_write_json(
             Path(task.run_dir) / rundir.STATUS,
             {

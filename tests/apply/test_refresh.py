@@ -9,7 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from apply_helpers import (
     PY,
     clean_env,
@@ -159,12 +158,6 @@ def test_apply_and_refresh_wait_for_a_reader_holding_the_state(project) -> None:
     assert [r["status"] for r in runs(root).values()] == ["succeeded"] * 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hpcx/job.py appends the wrapper's summary lines right after a program's torn last "
-    "line: the two merge into one bad line and hpcx.duration_s is lost (job.py should start "
-    "its lines on a fresh line)",
-)
 def test_a_program_leaving_a_torn_last_line_keeps_the_wrappers_summary(project) -> None:
     root = project({"tn": manifest("tn", ["--metric", "v", "1", "--torn"], params={"i": 0})})
     out = hpcx(root, "apply", "--yes", check=True)
