@@ -107,7 +107,9 @@ def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
 
 
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+    # One line, sorted keys: json's C encoder only runs without `indent`, and prepare writes
+    # a spec.json per run (10,000 of them for a big sweep). `jq . spec.json` pretty-prints.
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str) + "\n"
 
 
 def fsync_dir(path: Path) -> None:

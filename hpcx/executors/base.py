@@ -25,7 +25,7 @@ import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +176,9 @@ def run_argv(spec: RunSpec, run_dir: Path, python: str | None = None) -> list[st
 
 def spec_document(spec: RunSpec, run_dir: Path, *, python: str | None = None) -> dict[str, Any]:
     """spec.json for a run (without ``attempt``, which the run folder sets)."""
-    doc = asdict(spec)
+    # A shallow dict of the fields: asdict() deep-copies every nested param (a third of the
+    # time of preparing 10,000 runs); json serialises the nested values as they are.
+    doc = {f.name: getattr(spec, f.name) for f in fields(spec)}
     doc["command"] = list(spec.command) if spec.command is not None else None
     doc["tags"] = list(spec.tags)
     doc["overrides"] = list(spec.overrides)
