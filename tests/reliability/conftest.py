@@ -4,44 +4,12 @@ every table filled, one backup taken."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import io
 import shutil
-import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from reliability_helpers import build_state
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(*args: str) -> Result:
-    """``hpcx ARGS`` through :func:`hpcx.cli.main` in this process (errors printed as the
-    real command prints them). An unexpected exception propagates: a test sees the bug."""
-    from hpcx.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["hpcx", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-        gc.enable()  # plan and apply switch the cyclic GC off for their short process
-    return Result(code, out.getvalue(), err.getvalue())
+from reliability_helpers import Result, build_state, run_cli
 
 
 @pytest.fixture

@@ -112,11 +112,6 @@ def test_cli_apply_on_full_disk_is_one_clear_error(small_disk: Path, project: Pa
     assert not list(small_disk.glob("*.lock")), "the writer lock was left behind"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hpcx/lock.py: a full disk while writing the lock file raises OSError (traceback) "
-    "and leaves an empty lock that later commands read as held (reported)",
-)
 def test_cli_apply_with_no_room_for_the_lock_is_one_clear_error(
     small_disk: Path, project: Path, cli
 ) -> None:

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_helpers import dump_yaml
+from reliability_helpers import dump_yaml, run_cli
 
 from hpcx.errors import ManifestError
 from hpcx.manifest import load_desired, validate_paths
