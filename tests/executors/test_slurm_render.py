@@ -132,3 +132,31 @@ def test_limits_read_from_scontrol_show_config() -> None:
     limits = parse_config(text)
     assert (limits.max_array_size, limits.max_job_count, limits.accounting) == (4, 20000, False)
     assert parse_config("AccountingStorageType = accounting_storage/slurmdbd\n").accounting
+
+
+def test_setup_lines_go_before_the_wrapper_verbatim() -> None:
+    from hpcx.executors.slurm import render_sbatch
+
+    text = render_sbatch(
+        job_name="hpcx-k",
+        comment="hpcx:k:0",
+        output="/runs/.submissions/k/slurm-%j.out",
+        python="/venv/bin/python",
+        run_dir="/runs/e/r",
+        attempt=1,
+        setup=["module load cuda/12.4", "export OMP_NUM_THREADS=4"],
+    )
+    lines = text.splitlines()
+    i = lines.index("module load cuda/12.4")
+    assert lines[i + 1] == "export OMP_NUM_THREADS=4"
+    assert lines[i + 2].startswith("exec /venv/bin/python -m hpcx.job /runs/e/r")
+
+
+def test_a_setup_line_with_a_newline_is_refused() -> None:
+    import pytest
+
+    from hpcx.executors.base import InvalidOptionError
+    from hpcx.executors.slurm import SlurmExecutor
+
+    with pytest.raises(InvalidOptionError, match="setup line"):
+        SlurmExecutor({"setup": ["module load x\n#SBATCH --partition=evil"]})
