@@ -195,6 +195,8 @@ def apply_changes(
     detach: bool = False,
     progress: ProgressFn | None = None,
     on_submitted: Callable[[Submission], None] | None = None,
+    project_root: Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> ApplyOutcome:
     """Apply ``changes`` (already selected). The caller holds the writer lock.
 
@@ -202,6 +204,11 @@ def apply_changes(
     harvest. ``detach``: the local queue runs in a background process instead.
     KeyboardInterrupt stops the local queue cleanly (its runs recorded ``cancelled``), is
     harvested, and re-raised as ``outcome.interrupted``.
+
+    ``project_root``: runs without a ``cwd`` run there, and a relative ``cwd`` is taken from
+    there (not from wherever apply was started). ``provenance``: what
+    :func:`hpcx.provenance.collect` found; each run's share lands in ``run_meta`` with its
+    intent, and a dirty tree's diff beside its run folder.
     """
     from hpcx.executors import SubmitError, get_executor, new_key
     from hpcx.lock import open_for_write
@@ -210,6 +217,8 @@ def apply_changes(
     outcome = ApplyOutcome()
     updates = [c.run for c in changes if c.action == Action.UPDATE and c.run is not None]
     to_submit = [c for c in changes if c.action.value in SUBMITTING and c.run is not None]
+    if project_root is not None:
+        to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
 
     if updates:
         with open_for_write(state_path) as store, store.transaction() as tx:
@@ -265,6 +274,13 @@ def apply_changes(
                 run_ids=ids,
                 detail={"options": options, "runs_root": str(runs_root)},
             )
+            if provenance is not None:
+                from hpcx.provenance import run_meta
+
+                root = project_root or Path.cwd()
+                tx.set_run_meta_many(
+                    {r.run_id: run_meta(provenance, r.experiment, r.source, root) for r in runs}
+                )
 
         # 2. submit (the state is closed: nothing holds it while the scheduler answers)
         sub: Submission | None = None
@@ -272,6 +288,12 @@ def apply_changes(
         try:
             dirs = ex.prepare(runs, runs_root, key=key)
             sub = ex.submit(key, dirs)
+            if provenance is not None and provenance.get("diff"):
+                from hpcx.provenance import save_diff
+
+                # Into the submission folder that submit made (its name is the key, made
+                # exclusively), then linked into each run folder.
+                save_diff(provenance, Path(sub.folder), [d.path for d in dirs])
         except SubmitError as exc:
             error = exc
             sub = exc.partial
@@ -381,6 +403,8 @@ def apply_plan(
     wait: bool = True,
     detach: bool = False,
     progress: ProgressFn | None = None,
+    project_root: Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> ApplyOutcome:
     """Apply the selected changes of ``plan``; the caller holds the writer lock."""
     sel = selection or Selection()
@@ -392,4 +416,63 @@ def apply_plan(
         wait=wait,
         detach=detach,
         progress=progress,
+        project_root=project_root,
+        provenance=provenance,
     )
+
+
+def _with_cwd(run: RunSpec | None, root: Path) -> RunSpec | None:
+    """The run with its working directory made absolute against the project root. A cwd that
+    starts with a placeholder (``{run_dir}/work``) is left for rendering."""
+    if run is None:
+        return None
+    import dataclasses
+
+    cwd = run.cwd
+    if cwd is None:
+        return dataclasses.replace(run, cwd=str(root))
+    if cwd.startswith("{") or Path(cwd).is_absolute():
+        return run
+    return dataclasses.replace(run, cwd=str(root / cwd))
+
+
+def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> None:
+    """Refuse, before anything is recorded, runs bound for this machine whose placement it
+    cannot honour (a NUMA node or GPU it does not have), instead of failing each on start.
+
+    Each distinct placement is checked once against the topology; the error lists every
+    problem with the experiment and how many runs ask for it.
+    """
+    from hpcx.placement import resolve
+    from hpcx.topology import read_topology
+
+    asked: dict[tuple[str, str, str], int] = {}
+    for run in runs:
+        if _executor_group(run)[0] != "local":
+            continue
+        numa = run.placement.get("numa")
+        gpus = run.placement.get("gpus") or []
+        key = (run.experiment, json.dumps(numa), json.dumps(gpus))
+        asked[key] = asked.get(key, 0) + 1
+    if not asked:
+        return
+    topo = topology if topology is not None else read_topology()
+    problems = []
+    for (experiment, numa_j, gpus_j), n in sorted(asked.items()):
+        numa, gpus = json.loads(numa_j), json.loads(gpus_j)
+        node = None if numa in (None, "none") else numa
+        try:
+            for gpu in gpus or [None]:
+                if node is None and gpu is None:
+                    continue
+                resolve(node, gpu, topology=topo)
+        except HpcxError as exc:
+            what = f"numa={numa}" + (f", gpus={gpus}" if gpus else "")
+            problems.append(f"{experiment}: {n} run(s) ask for {what}: {exc}")
+    if problems:
+        raise PlanError(
+            "this machine cannot honour the placement these runs ask for:\n  "
+            + "\n  ".join(problems),
+            hint="run them through SLURM on nodes that have these (executor: {type: slurm}), "
+            "or narrow the sweep with --where / --set",
+        )

@@ -68,7 +68,9 @@ def collect(
         info["git_root"] = str(root)
         info["git_commit"] = gitinfo.head_commit(root)
         info["git_branch"] = gitinfo.branch(root)
-        dirty = gitinfo.dirty_paths(root)
+        # Dirty = tracked files differ from HEAD (as `git describe --dirty` says): untracked
+        # files, hpcx's own .hpcx/ and runs/ among them, are not the code that ran.
+        dirty = gitinfo._git(root, "diff", "HEAD", "--name-only").decode().split()
         info["git_dirty"] = bool(dirty)
         files = []
         for s in sorted(set(sources)):
@@ -78,7 +80,7 @@ def collect(
             except ValueError:
                 continue
         info["manifest_blobs"] = _blob_ids(root, [f for f in files if (root / f).exists()])
-        if dirty and info["git_commit"]:
+        if dirty:
             info["diff"] = gitinfo._git(root, "diff", "HEAD", "--binary").decode(
                 "utf-8", "replace"
             )

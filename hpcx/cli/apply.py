@@ -94,6 +94,9 @@ def apply_command(
     lock_timeout: float = typer.Option(
         0.0, "--lock-timeout", help="Wait this many seconds for another apply/refresh to end."
     ),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="Cluster profile to check resources against (kind: Cluster)."
+    ),
     full: bool = typer.Option(False, "--full", help="List every run in the plan shown."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON (needs --yes)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan or progress output."),
@@ -107,10 +110,11 @@ def apply_command(
     import gc
 
     gc.disable()  # a short-lived process building many small objects: see `hpcx plan`
-    from hpcx import lock
-    from hpcx.apply import Selection, apply_plan
+    from hpcx import lock, provenance
+    from hpcx.apply import Selection, apply_plan, check_local_placements
     from hpcx.backup import backup_before_write
     from hpcx.cli.plan import _git_info, _load_desired
+    from hpcx.cluster import check_plan
     from hpcx.errors import HpcxError, PlanError
     from hpcx.harvest import refresh
     from hpcx.plan import load_saved_plan, make_plan, summary_line
@@ -137,10 +141,12 @@ def apply_command(
                 plan = load_saved_plan(paths[0], None)
             manifest_paths = [Path(p) for p in plan.manifest_digests]
         else:
-            if state_path.exists():
-                refresh(state_path, runs_root=runs)
+            # Manifests first: bad input is refused before anything (even a refresh) writes.
             manifest_paths = paths or default_manifest_paths(root)
             desired = _load_desired(manifest_paths, set_, max_runs, root)
+            check_plan(desired.runs, cluster, manifest_paths, root)
+            if state_path.exists():
+                refresh(state_path, runs_root=runs)
             if state_path.exists():
                 with StateStore.open(state_path, read_only=True) as store:
                     snapshot = store.snapshot()
@@ -182,6 +188,16 @@ def apply_command(
                 typer.echo("Cancelled; nothing applied.")
                 raise typer.Exit(EXIT_ERROR)
 
+        check_local_placements(c.run for c in todo if c.run is not None)
+        experiments = (
+            {
+                e.name: {"description": e.description, "owner": e.owner, "tags": list(e.tags)}
+                for e in desired.experiments
+            }
+            if not saved
+            else {}
+        )
+        prov = provenance.collect(root, plan.manifest_digests, experiments)
         n_submit = sum(1 for c in todo if c.action.value != "update")
         progress = _Progress(n_submit, quiet or as_json)
         try:
@@ -193,6 +209,8 @@ def apply_command(
                 wait=not no_wait,
                 detach=detach,
                 progress=progress,
+                project_root=root,
+                provenance=prov,
             )
         except HpcxError:
             progress.close()
@@ -513,6 +531,17 @@ def show_command(
                 f"    {name} = {m['last']:.6g}"
                 + (f"  ({m['count']} values)" if m["count"] > 1 else "")
             )
+    meta = doc["meta"]
+    if meta.get("git_commit") or meta.get("manifest_path"):
+        dirty = " (dirty: git.diff in the run folder)" if meta.get("git_dirty") else ""
+        out.append(
+            f"  provenance: {meta.get('manifest_path', '-')} @ "
+            f"{str(meta.get('git_commit') or '-')[:12]} on {meta.get('git_branch') or '-'}"
+            f"{dirty}; applied {meta.get('applied_at', '-')} by {meta.get('applied_by', '-')}"
+            f" with hpcx {meta.get('hpcx_version', '-')}"
+        )
+    for note in meta.get("notes") or []:
+        out.append(f"  note:      {note.get('at')} {note.get('by')}: {note.get('text')}")
     out.append("  history:")
     for e in doc["history"]:
         out.append(
@@ -532,3 +561,105 @@ def force_unlock_command(
     _, state_path, _ = _paths(state, None)
     holder = force_unlock(state_path, lock_id)
     typer.echo(f"Removed the lock of {holder.describe()}")
+
+
+@app.command("note")
+def note_command(
+    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    text: str = typer.Argument(..., help="The note."),
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+) -> None:
+    """Attach a note to a run (kept in the state with who wrote it and when)."""
+    import getpass
+    import json
+    from datetime import UTC, datetime
+
+    from hpcx import lock
+    from hpcx.backup import backup_before_write
+
+    _, state_path, _ = _paths(state, None)
+    with lock.acquire(state_path, "hpcx note", timeout=lock_timeout):
+        backup_before_write(state_path)
+        with lock.open_for_write(state_path) as store:
+            run_id, _ = _resolve_run(store.connection, run)
+            row = store.connection.execute(
+                "SELECT value FROM run_meta WHERE run_id = ? AND key = 'notes'", [run_id]
+            ).fetchone()
+            notes = json.loads(row[0]) if row and row[0] else []
+            notes.append(
+                {
+                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "by": getpass.getuser(),
+                    "text": text,
+                }
+            )
+            with store.transaction() as tx:
+                tx.set_run_meta(run_id, {"notes": notes})
+    typer.echo(f"Noted on {run_id} ({len(notes)} note(s)).")
+
+
+@app.command("rerun")
+def rerun_command(
+    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Rerun without asking."),
+    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    runs_root: str | None = typer.Option(None, "--runs-root", help=_RUNS_HELP),
+    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+) -> None:
+    """Run exactly that run again (same spec, a new attempt), whatever its status was.
+
+    The spec comes from the state, not the manifests, so the rerun is the very run recorded
+    (use `hpcx plan` / `apply` for what the manifests ask for now). Its earlier attempt's
+    files are kept under attempts/ in its run folder.
+    """
+    import json
+
+    from hpcx import lock, provenance
+    from hpcx.apply import apply_changes, check_local_placements
+    from hpcx.backup import backup_before_write
+    from hpcx.errors import HpcxError, PlanError
+    from hpcx.plan import Action, RunChange
+    from hpcx.state import spec_from_dict
+
+    root, state_path, runs = _paths(state, runs_root)
+    with lock.acquire(state_path, "hpcx rerun", timeout=lock_timeout):
+        backup_before_write(state_path)
+        with _open_read(state_path) as store:
+            run_id, _ = _resolve_run(store.connection, run)
+            status, spec_json = store.connection.execute(
+                "SELECT status, spec FROM runs WHERE run_id = ?", [run_id]
+            ).fetchone()
+        if status in ("pending", "submitted", "running"):
+            raise HpcxError(
+                f"run {run_id} is {status}: it is still in flight",
+                hint="`hpcx refresh` to see whether it ended, or `hpcx cancel` it first",
+            )
+        spec = spec_from_dict(json.loads(spec_json))
+        change = RunChange(Action.RETRY, "rerun-requested", spec, run_id, spec.experiment, status)
+        typer.echo(f"↻ {run_id}  ({spec.experiment}; was {status}): rerun requested")
+        if not yes:
+            if not sys.stdin.isatty():
+                raise PlanError("refusing to rerun without confirmation", hint="pass --yes")
+            if not typer.confirm("Rerun it?", default=False):
+                raise typer.Exit(EXIT_ERROR)
+        check_local_placements([spec])
+        prov = provenance.collect(root, [spec.source], {})
+        progress = _Progress(1, False)
+        try:
+            outcome = apply_changes(
+                [change],
+                state_path=state_path,
+                runs_root=runs,
+                progress=progress,
+                project_root=root,
+                provenance=prov,
+            )
+        finally:
+            progress.close()
+    result = outcome.to_dict()
+    _print_outcome(result, detach=False, no_wait=False)
+    if outcome.not_submitted or any(
+        result["finished"].get(s) for s in ("failed", "timeout", "lost")
+    ):
+        raise typer.Exit(EXIT_ERROR)
