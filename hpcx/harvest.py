@@ -249,6 +249,8 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
     if not state_path.exists():
         return result
     subs: list[Submission] = []
+    if runs_root is not None:
+        subs.extend(adopt_unknown_submissions(state_path, runs_root, result))
     for row in in_flight_submissions(state_path):
         detail = row["detail"]
         options = dict(detail.get("options") or {})
@@ -322,3 +324,66 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
         result.metrics += polled.metrics
         result.problems.extend(polled.problems)
     return result
+
+
+def adopt_unknown_submissions(
+    state_path: Path, runs_root: Path, result: HarvestResult | None = None
+) -> list[Submission]:
+    """Submissions on disk (``<runs_root>/.submissions/<key>/submission.json``) that the state
+    does not hold, recorded into it, so their runs are polled and harvested, not resubmitted.
+
+    This is what a state restored from a backup lacks: everything submitted after the backup
+    was taken. The runs come back from their run folders' spec.json. Returns the adopted
+    submissions, for the caller to poll.
+    """
+    import dataclasses
+    import os
+
+    from hpcx import rundir
+    from hpcx.apply import _record_submitted
+    from hpcx.backup import unknown_submissions
+    from hpcx.executors import Submission
+    from hpcx.lock import open_for_write
+    from hpcx.spec import RunSpec
+    from hpcx.state import spec_from_dict
+
+    folders = unknown_submissions(state_path, runs_root)
+    if not folders:
+        return []
+    names = {f.name for f in dataclasses.fields(RunSpec)}
+    adopted: list[Submission] = []
+    for folder in folders:
+        try:
+            sub = Submission.from_json(rundir.read_json(folder / "submission.json"))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an intent that never submitted anything: nothing to adopt
+        specs = []
+        for rid in sub.run_ids:
+            try:
+                doc = rundir.read_json(Path(sub.run_dirs[rid]) / rundir.SPEC)
+                specs.append(spec_from_dict({k: v for k, v in doc.items() if k in names}))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        ids = {s.run_id for s in specs}
+        if not ids:
+            continue
+        sub = dataclasses.replace(
+            sub,
+            run_ids=tuple(r for r in sub.run_ids if r in ids),
+            run_jobs={r: j for r, j in sub.run_jobs.items() if r in ids},
+            run_dirs={r: d for r, d in sub.run_dirs.items() if r in ids},
+        )
+        with open_for_write(state_path) as store, store.transaction() as tx:
+            tx.record_runs(
+                specs,
+                status="pending",
+                event="adopted",
+                executor=sub.executor,
+                submission_key=sub.key,
+            )
+            options = {"runs_root": os.fspath(runs_root)}
+            _record_submitted(tx, sub, options)
+        adopted.append(sub)
+        if result is not None:
+            result.reconciled[sub.key] = "adopted from disk"
+    return adopted

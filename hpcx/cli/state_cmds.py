@@ -128,9 +128,9 @@ def state_restore(
     if unknown:
         shown = ", ".join(p.name for p in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         lines.append(
-            f"warning: {len(unknown)} submission(s) on disk are not in the restored state "
-            f"({shown}): their runs were submitted after this backup. Look at their "
-            "submission.json (and `squeue`) before `hpcx apply`, which would submit those "
-            "runs again."
+            f"note: {len(unknown)} submission(s) on disk are not in the restored state "
+            f"({shown}): their runs were submitted after this backup. The next `hpcx refresh` "
+            "(which `hpcx apply` runs first) adopts them from their submission folders, so "
+            "they are harvested, not submitted again."
         )
     typer.echo("\n".join(lines))

@@ -89,6 +89,7 @@ def test_restore_skips_a_damaged_newest_backup_and_names_unknown_submissions(
     assert res.code == 0, res
     assert f"Restored {good.path} (serial {good.serial})" in res.out
     assert "1 submission(s) on disk are not in the restored state" in res.out
+    assert "adopts them" in res.out
     assert "20990101T000000-later" in res.out
     assert serial_of(state) == good.serial
 
