@@ -81,9 +81,7 @@ def collect(
                 continue
         info["manifest_blobs"] = _blob_ids(root, [f for f in files if (root / f).exists()])
         if dirty:
-            info["diff"] = gitinfo._git(root, "diff", "HEAD", "--binary").decode(
-                "utf-8", "replace"
-            )
+            info["diff"] = gitinfo._git(root, "diff", "HEAD", "--binary").decode("utf-8", "replace")
     except (HpcxError, OSError) as exc:
         info["git_error"] = str(exc)
     return info

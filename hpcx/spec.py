@@ -68,6 +68,7 @@ class DesiredState:
 
     runs: list[RunSpec]
     experiments: list[ExperimentInfo]
-    # sha256 of each manifest file's bytes (bases included), keyed by path; a saved plan records them.
+    # sha256 of each manifest file's bytes (bases included), keyed by path; saved plans
+    # record them.
     digests: dict[str, str]
     overrides: tuple[str, ...] = ()

@@ -12,13 +12,13 @@ from hpcx.cli._app import EXIT_ERROR, app
 from hpcx.errors import HpcxError, ManifestError
 
 # Command modules register themselves on `app` when imported. Keep their top level light.
-from hpcx.cli import validate as _validate  # noqa: E402,F401  # isort: skip
-from hpcx.cli import plan as _plan  # noqa: E402,F401  # isort: skip
-from hpcx.cli import apply as _apply  # noqa: E402,F401  # isort: skip
-from hpcx.cli import query as _query  # noqa: E402,F401  # isort: skip
-from hpcx.cli import probe as _probe  # noqa: E402,F401  # isort: skip
-from hpcx.cli import project as _project  # noqa: E402,F401  # isort: skip
-from hpcx.cli import state_cmds as _state_cmds  # noqa: E402,F401  # isort: skip
+from hpcx.cli import validate as _validate  # noqa: F401  # isort: skip
+from hpcx.cli import plan as _plan  # noqa: F401  # isort: skip
+from hpcx.cli import apply as _apply  # noqa: F401  # isort: skip
+from hpcx.cli import query as _query  # noqa: F401  # isort: skip
+from hpcx.cli import probe as _probe  # noqa: F401  # isort: skip
+from hpcx.cli import project as _project  # noqa: F401  # isort: skip
+from hpcx.cli import state_cmds as _state_cmds  # noqa: F401  # isort: skip
 
 __all__ = ["app", "main"]
 

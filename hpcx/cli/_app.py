@@ -17,7 +17,9 @@ from hpcx import __version__
 
 app = typer.Typer(
     name="hpcx",
-    help="Declarative, git-native experiments on GPU clusters: validate, plan, apply, query, probe.",
+    help=(
+        "Declarative, git-native experiments on GPU clusters: validate, plan, apply, query, probe."
+    ),
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
