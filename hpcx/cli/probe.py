@@ -110,6 +110,14 @@ def probe_cmd(
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="With checks: print PASS and SKIP lines too."
     ),
+    record: bool = typer.Option(
+        False,
+        "--record",
+        help="Also store the report in the state (the `probes` view), beside the results.",
+    ),
+    state: str | None = typer.Option(
+        None, "--state", help="State file for --record (default: the project's; $HPCX_STATE)."
+    ),
 ) -> None:
     """Check this node: NUMA layout, GPU affinity, PCIe links, CPU and GPU copy bandwidth."""
     from hpcx.errors import HpcxError
@@ -156,6 +164,9 @@ def probe_cmd(
 
     findings = check(report, profile) if checking else []
     failed = [f for f in findings if f.status == "fail"]
+    if record:
+        probe_id = _record(report.to_dict(), findings, state)
+        typer.echo(f"recorded as probe {probe_id}", err=True)
     if json_out:
         doc = report.to_dict()
         if checking:
@@ -178,6 +189,29 @@ def probe_cmd(
     else:
         typer.echo(format_report(report))
     raise typer.Exit(EXIT_ERROR if failed else EXIT_OK)
+
+
+def _record(doc: dict[str, Any], findings: list[Any], state: str | None) -> str:
+    """Store one report in the state under the writer lock (after a backup)."""
+    from hpcx import lock
+    from hpcx.backup import backup_before_write
+    from hpcx.project import resolve_state_path
+
+    path = resolve_state_path(state)
+    if findings:
+        failed = [f for f in findings if f.status == "fail"]
+        doc = {
+            **doc,
+            "checks": {
+                "ok": not failed,
+                "failed": len(failed),
+                "findings": [f.to_dict() for f in findings],
+            },
+        }
+    with lock.acquire(path, "hpcx probe --record", timeout=30):
+        backup_before_write(path)
+        with lock.open_for_write(path) as store:
+            return str(store.record_probe(doc))
 
 
 @app.command(

@@ -183,3 +183,36 @@ def test_probe_help_does_not_import_heavy_modules() -> None:
         env={**os.environ},
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_probe_record_stores_the_report_in_the_state_for_the_probes_view(tmp_path) -> None:
+    import duckdb
+
+    state = tmp_path / "state.duckdb"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpcx",
+            "probe",
+            "--quick",
+            "--record",
+            "--state",
+            str(state),
+            "--expect-numa-nodes",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "recorded as probe" in proc.stderr
+    con = duckdb.connect(str(state), read_only=True)
+    try:
+        (report,) = con.execute("SELECT report FROM probes").fetchone()
+    finally:
+        con.close()
+    doc = json.loads(report)
+    assert doc["checks"]["ok"] is True
+    assert len(doc["topology"]["nodes"]) >= 1
