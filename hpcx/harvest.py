@@ -16,6 +16,7 @@ reached a scheduler become ``lost``, which the next plan retries.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,13 +80,13 @@ def _ts(text: str | None) -> datetime | None:
 
 
 def _metrics_rows(
-    run_id: str, run_dir: Path, result: HarvestResult, stdout_json: bool
+    run_id: str, run_dir: str, result: HarvestResult, stdout_json: bool
 ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     from hpcx.metrics import read_final_json, read_metrics
 
     rows: list[tuple[Any, ...]] = []
     try:
-        mf = read_metrics(run_dir / "metrics.jsonl", missing_ok=True)
+        mf = read_metrics(os.path.join(run_dir, "metrics.jsonl"), missing_ok=True)
     except OSError as exc:
         result.problems.append(f"run {run_id}: cannot read metrics.jsonl: {exc.strerror or exc}")
         return rows, {}
@@ -93,7 +94,7 @@ def _metrics_rows(
         result.problems.append(f"run {run_id}: metrics.jsonl line {err.line}: {err.reason}")
     rows = [(run_id, r.name, r.step, r.value, r.time) for r in mf.rows]
     if stdout_json:
-        for name, value in read_final_json(run_dir / "stdout.log").items():
+        for name, value in read_final_json(os.path.join(run_dir, "stdout.log")).items():
             rows.append((run_id, name, None, value, None))
     meta = dict(mf.meta)
     if mf.errors:
@@ -165,7 +166,7 @@ def _ingest(
                 upd["exit_code"] = obs.exit_code
                 upd["end_reason"] = obs.reason
                 if obs.run_dir:
-                    run_dir = Path(obs.run_dir)
+                    run_dir = obs.run_dir
                     used = obs.placement or {}
                     if isinstance(used.get("numa_node"), int):
                         upd["numa_node"] = used["numa_node"]

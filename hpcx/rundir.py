@@ -143,9 +143,9 @@ def append_line(path: Path, obj: Mapping[str, Any], *, fsync: bool = True) -> No
         os.close(fd)
 
 
-def read_json(path: Path) -> Any:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+def read_json(path: str | os.PathLike[str]) -> Any:
+    with open(path, "rb") as f:
+        return json.loads(f.read())
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,7 +326,8 @@ def claim(rd: RunDir, attempt: int | None = None) -> dict[str, Any] | None:
 def read_status(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The run's status.json as written, or None when there is none (or it is unreadable)."""
     try:
-        doc = read_json(Path(path) / STATUS)
+        # os.path, not pathlib: refresh reads one of these per run (tens of thousands).
+        doc = read_json(os.path.join(os.fspath(path), STATUS))
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
