@@ -1,0 +1,344 @@
+"""The kill campaign: `hpcx apply` / `hpcx refresh` SIGKILLed (the whole process group) at
+seeded random moments, then `refresh` + `apply` to completion, with the invariants of
+campaign_helpers.check_round after every round: each desired run executed exactly once (the
+shared log, the claims, the status files and the state agree), no gap in the history, every
+metric produced in the state exactly once, `hpcx state check` clean, nothing left in flight.
+
+Scenarios: the local executor's foreground apply killed mid-sweep; `refresh` killed
+mid-harvest of many finished runs; two to four applies racing on one state (with and without
+one of them killed); SLURM applies killed while sbatch submits array chunks (the jobs that
+went in are adopted by reconcile, never resubmitted).
+
+Bounded by default (20 kill moments in all, under 3 minutes on 2 cores); the `long` params
+are marked slow (HPCX_SLOW=1) and deliver more than 100. `pytest -s` prints one summary line
+per campaign; the figures in docs/reliability.md come from those lines.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from campaign_helpers import (
+    Tally,
+    check_round,
+    hpcx,
+    kill_at,
+    query,
+    recover,
+    rng_for,
+    spawn_group,
+    sweep_project,
+    timed,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "executors"))
+from slurm_cluster import slurm_cluster  # noqa: F401
+
+
+@dataclass(frozen=True)
+class Budget:
+    runs: int
+    campaigns: int
+    kills: int  # per campaign (local), or in all (the other scenarios)
+
+
+# 20 kill moments in the default run: local 10, refresh 4, race 2 (of 4 rounds), SLURM 4.
+LOCAL = {"ci": Budget(runs=40, campaigns=10, kills=10), "long": Budget(200, 60, 48)}
+REFRESH = {"ci": Budget(runs=60, campaigns=1, kills=4), "long": Budget(300, 1, 32)}
+RACE = {"ci": Budget(runs=20, campaigns=4, kills=2), "long": Budget(60, 12, 6)}
+SLURM = {"ci": Budget(runs=9, campaigns=4, kills=4), "long": Budget(12, 16, 16)}
+SIZES = [pytest.param("ci", id="ci"), pytest.param("long", id="long", marks=pytest.mark.slow)]
+
+
+def _say(tally: Tally) -> None:
+    print("\n" + tally.line(), flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The local executor
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_local_apply_killed_at_random_moments_runs_each_run_exactly_once(
+    tmp_path: Path, size: str
+) -> None:
+    budget = LOCAL[size]
+    rng = rng_for(7001 if size == "ci" else 7100)
+    # T: how long an undisturbed apply of the same sweep takes here, now.
+    cal_log = tmp_path / "calibrate.log"
+    cal = sweep_project(tmp_path / "calibrate", cal_log, budget.runs)
+    period = timed(cal, ["apply", "--yes", "-q"])
+    total = Tally(f"local apply ({size}, T={period:.1f}s)", runs=budget.runs)
+    check_round(cal, cal_log, total, final=True)
+
+    # Kill applies of one sweep until one of them finishes it before its moment comes (or
+    # the sweep has taken its share of kills), recover, check, and start a fresh sweep.
+    c = 0
+    while total.kills < budget.kills:
+        assert c < budget.campaigns, f"{total.kills} kills in {c} sweeps: moments keep missing"
+        log = tmp_path / f"exec-{c}.log"
+        root = sweep_project(tmp_path / f"p{c}", log, budget.runs)
+        tally = Tally(f"local sweep {c}", runs=budget.runs)
+        while total.kills + tally.kills < budget.kills and tally.kills < 6:
+            apply = spawn_group(root, ["apply", "--yes", "-q"])
+            killed = kill_at(apply, rng.uniform(0, period), tally)
+            check_round(root, log, tally)  # mid-sweep: nothing doubled so far
+            if not killed:
+                break
+            if rng.random() < 0.3 and (root / ".hpcx" / "state.duckdb").exists():
+                # Sometimes a refresh between kills (it reconciles the dead intent first).
+                hpcx(root, "refresh", check=True)
+        recover(root, tally)
+        check_round(root, log, tally, final=True)
+        _say(tally)
+        for f in (
+            "kills",
+            "missed",
+            "rounds",
+            "recoveries",
+            "duplicates",
+            "lost",
+            "zygote_tracebacks",
+            "empty_states",
+        ):
+            setattr(total, f, getattr(total, f) + getattr(tally, f))
+        c += 1
+    assert total.duplicates == 0 and total.lost == 0
+    _say(total)
+
+
+# --------------------------------------------------------------------------------------------
+# refresh killed mid-harvest
+
+
+def _restore(snapshot: Path, root: Path) -> None:
+    shutil.rmtree(root)
+    shutil.copytree(snapshot, root, symlinks=True)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_refresh_killed_mid_harvest_ingests_every_metric_exactly_once(
+    tmp_path: Path, size: str
+) -> None:
+    budget = REFRESH[size]
+    rng = rng_for(8001 if size == "ci" else 8100)
+    log = tmp_path / "exec.log"
+    root = sweep_project(tmp_path / "p", log, budget.runs)
+    # Many finished, unharvested runs: a detached queue runs them; no one refreshes.
+    hpcx(root, "apply", "--yes", "-q", "--detach", check=True)
+    folders = [p for p in (root / "runs" / "kc").iterdir() if not p.name.startswith(".")]
+    deadline = time.monotonic() + 300
+    while True:
+        states = collections.Counter(
+            json.loads((f / "status.json").read_text())["state"]
+            if (f / "status.json").exists()
+            else "pending"
+            for f in folders
+        )
+        if states == {"succeeded": budget.runs}:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.2)
+    assert query(root, "SELECT count(*) FROM metrics")[0][0] == 0
+    snapshot = tmp_path / "snapshot"
+    # The detached runner may still be writing its last bytes: let it end first.
+    time.sleep(0.5)
+    shutil.copytree(root, snapshot, symlinks=True)
+    period = timed(root, ["refresh"])
+    tally = Tally(f"refresh mid-harvest ({size}, T={period:.1f}s)", runs=budget.runs)
+    check_round(root, log, tally, final=True)
+    expected = query(root, "SELECT count(*) FROM metrics")[0][0]
+    assert expected == 3 * budget.runs  # v, hpcx.duration_s, hpcx.exit_code
+
+    rounds = 0
+    while tally.kills < budget.kills:
+        rounds += 1
+        assert rounds <= 4 * budget.kills
+        _restore(snapshot, root)
+        # One kill, sometimes two in a row (the second refresh finds the first's leftovers).
+        for _ in range(1 + (rng.random() < 0.3)):
+            proc = spawn_group(root, ["refresh"])
+            kill_at(proc, rng.uniform(0, period), tally)
+            check_round(root, log, tally)
+        hpcx(root, "refresh", check=True)
+        check_round(root, log, tally, final=True)
+        assert query(root, "SELECT count(*) FROM metrics")[0][0] == expected
+        dup = query(
+            root,
+            "SELECT count(*) FROM (SELECT run_id, name, step FROM metrics "
+            "GROUP BY ALL HAVING count(*) > 1)",
+        )[0][0]
+        assert dup == 0
+    _say(tally)
+    assert tally.duplicates == 0 and tally.lost == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Racing applies
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_racing_applies_submit_each_run_exactly_once(tmp_path: Path, size: str) -> None:
+    budget = RACE[size]
+    rng = rng_for(9001 if size == "ci" else 9100)
+    cal = sweep_project(tmp_path / "calibrate", tmp_path / "calibrate.log", budget.runs)
+    period = timed(cal, ["apply", "--yes", "-q"])
+    tally = Tally(f"racing applies ({size}, T={period:.1f}s)", runs=budget.runs)
+    racers_seen: collections.Counter[int] = collections.Counter()
+    # Every other round kills one racer at a random moment; the others must finish the job.
+    kill_rounds = set(range(1, budget.campaigns, 2)[: budget.kills])
+    for r in range(budget.campaigns):
+        log = tmp_path / f"exec-{r}.log"
+        root = sweep_project(tmp_path / f"p{r}", log, budget.runs)
+        n = rng.randint(2, 4)
+        racers_seen[n] += 1
+        procs = [
+            spawn_group(root, ["apply", "--yes", "-q", "--lock-timeout", "60"]) for _ in range(n)
+        ]
+        victim = rng.randrange(n) if r in kill_rounds else None
+        if victim is not None:
+            kill_at(procs[victim], rng.uniform(0, period), tally)
+        for i, p in enumerate(procs):
+            if i == victim:
+                continue
+            _, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err.decode()
+        check_round(root, log, tally)
+        if victim is None:
+            # Nobody died: exactly one submission per run, one attempt each, nothing lost.
+            sub_ids = [
+                rid
+                for (ids,) in query(root, "SELECT run_ids FROM submissions")
+                for rid in json.loads(ids)
+            ]
+            assert len(sub_ids) == len(set(sub_ids)) == budget.runs
+            assert {s for (s,) in query(root, "SELECT state FROM submissions")} == {"submitted"}
+            assert {a for (a,) in query(root, "SELECT attempts FROM runs")} == {1}
+        recover(root, tally, apply_args=["--lock-timeout", "60"])
+        check_round(root, log, tally, final=True)
+    tally.name += f" racers {dict(sorted(racers_seen.items()))}"
+    _say(tally)
+    assert tally.duplicates == 0 and tally.lost == 0
+
+
+# --------------------------------------------------------------------------------------------
+# SLURM
+
+
+def _squeue_tasks(cluster: Any, key: str) -> list[str]:
+    out = cluster.run("squeue", "-h", "-r", "-t", "all", f"--name=hpcx-{key}", "-o", "%i")
+    return [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("size", SIZES)
+def test_slurm_apply_killed_during_sbatch_arrays_adopts_and_never_resubmits(
+    slurm_cluster: Any,  # noqa: F811
+    tmp_path: Path,
+    size: str,
+) -> None:
+    budget = SLURM[size]
+    rng = rng_for(6001 if size == "ci" else 6100)
+    env = {"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]}
+    opts: dict[str, Any] = {
+        "executor": {"type": "slurm"},
+        "resources": {"partition": "debug", "cpus": 1, "time": "00:05:00"},
+    }
+    with slurm_cluster.limits(MaxArraySize=3):
+        cal_log = tmp_path / "calibrate.log"
+        cal = sweep_project(tmp_path / "calibrate", cal_log, budget.runs, **opts)
+        period = timed(cal, ["apply", "--yes", "-q"], env=env)  # returns once submitted
+        tally = Tally(f"slurm apply ({size}, T={period:.1f}s)", runs=budget.runs)
+        recover(cal, tally, env=env)
+        check_round(cal, cal_log, tally, final=True, env=env)
+        rounds = 0
+        while tally.kills < budget.kills:
+            rounds += 1
+            assert rounds <= 4 * budget.kills
+            log = tmp_path / f"exec-{rounds}.log"
+            root = sweep_project(tmp_path / f"p{rounds}", log, budget.runs, **opts)
+            proc = spawn_group(root, ["apply", "--yes", "-q"], env=env)
+            kill_at(proc, rng.uniform(0, period), tally)
+            check_round(root, log, tally, env=env)
+            recover(root, tally, env=env)
+            check_round(root, log, tally, final=True, env=env)
+            # The scheduler's own record: one array task per run across every submission of
+            # this project (a resubmitted run would have two).
+            keys = [k for (k,) in query(root, "SELECT key FROM submissions")]
+            tasks = [t for k in keys for t in _squeue_tasks(slurm_cluster, k)]
+            assert len(tasks) == budget.runs, (keys, tasks)
+            job_ids = sorted(j for (j,) in query(root, "SELECT job_id FROM runs"))
+            assert sorted(tasks) == job_ids
+    _say(tally)
+    assert tally.duplicates == 0 and tally.lost == 0
+
+
+# --------------------------------------------------------------------------------------------
+# What the campaign found
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: hpcx/backup.py backup_before_write (check_state) refuses an empty DuckDB file "
+    "(no tables: an apply killed after DuckDB created the file, before the schema committed), "
+    "though StateStore._prepare would create the schema in it; every apply/refresh then "
+    "fails until the file is moved aside by hand",
+)
+def test_an_apply_killed_while_creating_the_state_does_not_brick_the_project(
+    tmp_path: Path,
+) -> None:
+    import duckdb
+
+    log = tmp_path / "exec.log"
+    root = sweep_project(tmp_path / "p", log, 3)
+    state = root / ".hpcx" / "state.duckdb"
+    state.parent.mkdir()
+    duckdb.connect(str(state)).close()  # exactly what the killed apply left: 12 KiB, no tables
+    out = hpcx(root, "apply", "--yes", "-q")
+    assert out.returncode == 0, out.stderr
+    assert len(log.read_text().splitlines()) == 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: hpcx/executors/zygote.py main() writes the forked pid to a queue that may be "
+    "gone (apply SIGKILLed) and dies with a BrokenPipeError traceback on the stderr it "
+    "inherited from apply (the user's terminal); it should exit quietly",
+)
+def test_zygote_exits_quietly_when_its_queue_is_gone(tmp_path: Path) -> None:
+    import subprocess
+
+    from campaign_helpers import clean_env
+
+    run_dir = tmp_path / "nowhere"  # the child fails fast; only the zygote's answer matters
+    z = subprocess.Popen(
+        [sys.executable, "-m", "hpcx.executors.zygote"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+        cwd=Path(__file__).resolve().parent.parent.parent,
+    )
+    assert z.stdin is not None and z.stdout is not None and z.stderr is not None
+    z.stdout.close()  # the queue is gone: nobody reads the answer
+    req = {"run_dir": str(run_dir), "attempt": 1, "log": str(tmp_path / "w.log"), "env": {}}
+    z.stdin.write((json.dumps(req) + "\n").encode())
+    z.stdin.close()
+    err = z.stderr.read().decode()
+    z.wait(timeout=30)
+    assert "Traceback" not in err, err
+
+
+def test_campaign_budget_is_twenty_kills_by_default() -> None:
+    ci = LOCAL["ci"].kills + REFRESH["ci"].kills + RACE["ci"].kills + SLURM["ci"].kills
+    long = LOCAL["long"].kills + REFRESH["long"].kills + RACE["long"].kills + SLURM["long"].kills
+    assert ci == 20
+    assert long >= 100
