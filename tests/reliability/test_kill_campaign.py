@@ -51,9 +51,9 @@ class Budget:
 
 
 # 20 kill moments in the default run: local 10, refresh 4, race 2 (of 4 rounds), SLURM 4.
-LOCAL = {"ci": Budget(runs=40, campaigns=10, kills=10), "long": Budget(200, 60, 48)}
+LOCAL = {"ci": Budget(runs=40, campaigns=10, kills=10), "long": Budget(120, 60, 48)}
 REFRESH = {"ci": Budget(runs=60, campaigns=1, kills=4), "long": Budget(300, 1, 32)}
-RACE = {"ci": Budget(runs=20, campaigns=4, kills=2), "long": Budget(60, 12, 6)}
+RACE = {"ci": Budget(runs=20, campaigns=4, kills=2), "long": Budget(40, 12, 6)}
 SLURM = {"ci": Budget(runs=9, campaigns=4, kills=4), "long": Budget(12, 16, 16)}
 SIZES = [pytest.param("ci", id="ci"), pytest.param("long", id="long", marks=pytest.mark.slow)]
 
