@@ -120,6 +120,49 @@ def ingest(
             gc.enable()
 
 
+#: Below this many finished runs, metrics files are read in this process; above it, in a pool
+#: of forked workers, one per core (reading and validating is most of a big harvest's time).
+PARALLEL_MIN_RUNS = 4000
+
+
+def _read_chunk(
+    items: Sequence[tuple[str, str, bool]],
+) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], list[str]]:
+    """Metric rows, metadata and problems of finished runs' folders (a pool worker's job)."""
+    scratch = HarvestResult()
+    rows: list[tuple[Any, ...]] = []
+    metas: dict[str, dict[str, Any]] = {}
+    for rid, run_dir, stdout_json in items:
+        mrows, meta = _metrics_rows(rid, run_dir, scratch, stdout_json)
+        rows.extend(mrows)
+        if meta:
+            metas[rid] = meta
+    return rows, metas, scratch.problems
+
+
+def _read_finished(
+    items: list[tuple[str, str, bool]],
+) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], list[str]]:
+    workers = min(os.cpu_count() or 1, 8)
+    if len(items) < PARALLEL_MIN_RUNS or workers < 2:
+        return _read_chunk(items)
+    import multiprocessing
+
+    # Forked here, with the state closed and no other thread of ours running: the workers only
+    # read files and send rows back.
+    step = -(-len(items) // (workers * 4))
+    chunks = [items[i : i + step] for i in range(0, len(items), step)]
+    rows: list[tuple[Any, ...]] = []
+    metas: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for r, m, p in pool.imap(_read_chunk, chunks):
+            rows.extend(r)
+            metas.update(m)
+            problems.extend(p)
+    return rows, metas, problems
+
+
 def _ingest(
     state_path: Path,
     observed: Mapping[str, ObservedStatus],
@@ -131,70 +174,73 @@ def _ingest(
     result.observed.update(observed)
     if not observed:
         return result
+    ids = list(observed)
     with open_for_write(state_path) as store:
-        ids = list(observed)
-        con = store.connection
-        rows = con.execute(
+        rows = store.connection.execute(
             "SELECT run_id, status, "
             "coalesce(json_extract(spec, '$.extra.results.stdout_json')::VARCHAR, 'false') "
             "FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
             [ids],
         ).fetchall()
-        current = {r[0]: r[1] for r in rows}
-        wants_stdout = {r[0] for r in rows if r[2] == "true"}
-        updates: list[dict[str, Any]] = []
-        metric_rows: list[tuple[Any, ...]] = []
-        metas: dict[str, dict[str, Any]] = {}
-        for rid, obs in observed.items():
-            if rid not in current:
-                continue
-            status = _STATUS_OF.get(obs.state, "lost")
-            old = current[rid]
-            if old in ("succeeded", "failed", "cancelled", "timeout", "lost") and old == status:
-                continue  # already harvested: idempotent
-            if status == old and status in ("submitted", "running"):
-                continue
-            upd: dict[str, Any] = {"run_id": rid, "status": status}
-            if obs.job_id:
-                upd["job_id"] = obs.job_id
-            if obs.started_at:
-                upd["started_at"] = _ts(obs.started_at)
-            if obs.host:
-                upd["host"] = obs.host
-            if obs.final:
-                upd["ended_at"] = _ts(obs.ended_at) or datetime.now(UTC).replace(tzinfo=None)
-                upd["exit_code"] = obs.exit_code
-                upd["end_reason"] = obs.reason
-                if obs.run_dir:
-                    run_dir = obs.run_dir
-                    used = obs.placement or {}
-                    if isinstance(used.get("numa_node"), int):
-                        upd["numa_node"] = used["numa_node"]
-                    if used.get("gpus"):
-                        upd["gpus"] = used["gpus"]
-                    mrows, meta = _metrics_rows(rid, run_dir, result, rid in wants_stdout)
-                    metric_rows.extend(mrows)
-                    if obs.duration_s is not None:
-                        meta["duration_s"] = obs.duration_s
-                    if obs.attempt is not None:
-                        meta["attempt"] = obs.attempt
-                    if used:
-                        meta["placement"] = used
-                    if meta:
-                        metas[rid] = meta
-                result.finished += 1
-            upd["detail"] = {"source": obs.source, "reason": obs.reason} if obs.reason else None
-            if upd["detail"] is None:
-                del upd["detail"]
-            updates.append(upd)
-        if updates or metric_rows:
-            with store.transaction() as tx:
-                tx.update_runs(updates, event="observed")
-                if metric_rows:
-                    tx.add_metrics(metric_rows)
-                tx.set_run_meta_many(metas)
-        result.changed += len(updates)
-        result.metrics += len(metric_rows)
+    # The state is closed while the run folders are read (we hold the writer lock: nobody
+    # else writes meanwhile); reopened for the one transaction that records it all.
+    current = {r[0]: r[1] for r in rows}
+    wants_stdout = {r[0] for r in rows if r[2] == "true"}
+    updates: list[dict[str, Any]] = []
+    metas: dict[str, dict[str, Any]] = {}
+    to_read: list[tuple[str, str, bool]] = []
+    for rid, obs in observed.items():
+        if rid not in current:
+            continue
+        status = _STATUS_OF.get(obs.state, "lost")
+        old = current[rid]
+        if old in ("succeeded", "failed", "cancelled", "timeout", "lost") and old == status:
+            continue  # already harvested: idempotent
+        if status == old and status in ("submitted", "running"):
+            continue
+        upd: dict[str, Any] = {"run_id": rid, "status": status}
+        if obs.job_id:
+            upd["job_id"] = obs.job_id
+        if obs.started_at:
+            upd["started_at"] = _ts(obs.started_at)
+        if obs.host:
+            upd["host"] = obs.host
+        if obs.final:
+            upd["ended_at"] = _ts(obs.ended_at) or datetime.now(UTC).replace(tzinfo=None)
+            upd["exit_code"] = obs.exit_code
+            upd["end_reason"] = obs.reason
+            if obs.run_dir:
+                used = obs.placement or {}
+                if isinstance(used.get("numa_node"), int):
+                    upd["numa_node"] = used["numa_node"]
+                if used.get("gpus"):
+                    upd["gpus"] = used["gpus"]
+                to_read.append((rid, obs.run_dir, rid in wants_stdout))
+                meta: dict[str, Any] = {}
+                if obs.duration_s is not None:
+                    meta["duration_s"] = obs.duration_s
+                if obs.attempt is not None:
+                    meta["attempt"] = obs.attempt
+                if used:
+                    meta["placement"] = used
+                if meta:
+                    metas[rid] = meta
+            result.finished += 1
+        if obs.reason:
+            upd["detail"] = {"source": obs.source, "reason": obs.reason}
+        updates.append(upd)
+    metric_rows, file_metas, problems = _read_finished(to_read)
+    result.problems.extend(problems)
+    for rid, meta in file_metas.items():
+        metas[rid] = {**meta, **metas.get(rid, {})}
+    if updates or metric_rows:
+        with open_for_write(state_path) as store, store.transaction() as tx:
+            tx.update_runs(updates, event="observed")
+            if metric_rows:
+                tx.add_metrics(metric_rows)
+            tx.set_run_meta_many(metas)
+    result.changed += len(updates)
+    result.metrics += len(metric_rows)
     return result
 
 
