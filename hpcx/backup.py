@@ -488,6 +488,10 @@ def backup_before_write(
     state = Path(state_path).absolute()
     if not state.exists():
         return None
+    from hpcx.state import is_uncreated
+
+    if is_uncreated(state):
+        return None  # nothing recorded yet: the writer about to run creates the schema
     n_keep = keep_count() if keep is None else keep
     if state.is_dir():
         raise StateError(

@@ -136,8 +136,10 @@ class QuerySession:
     ) -> QuerySession:
         import duckdb
 
+        from hpcx.state import is_uncreated
+
         p = Path(path)
-        if not p.exists():
+        if not p.exists() or is_uncreated(p):
             raise StateError(
                 f"no state at {p}",
                 hint="run `hpcx apply` to create one, or pass --state PATH / set HPCX_STATE",

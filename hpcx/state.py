@@ -408,6 +408,32 @@ _CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
 }
 
 
+def is_uncreated(path: str | os.PathLike[str]) -> bool:
+    """True for a DuckDB file holding no table at all: a state whose creation never committed
+    (the writing command was killed between DuckDB creating the file and the schema's
+    transaction). Readers treat it as no state yet; the next writer creates the schema in it.
+    """
+    import duckdb
+
+    p = Path(path)
+    try:
+        if not p.is_file() or p.stat().st_size == 0:
+            return False
+        with open(p, "rb") as f:
+            if f.read(12)[8:12] != b"DUCK":
+                return False
+        con = duckdb.connect(str(p), read_only=True, config={"autoload_known_extensions": False})
+    except (OSError, duckdb.Error):
+        return False
+    try:
+        row = con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
+        return row is not None and row[0] == 0
+    except duckdb.Error:
+        return False
+    finally:
+        con.close()
+
+
 class StateStore:
     """An open state file. Use :meth:`open`; close it (or use it as a context manager)."""
 

@@ -120,7 +120,7 @@ def apply_command(
     from hpcx.plan import load_saved_plan, make_plan, summary_line
     from hpcx.plan_render import RenderContext, render_text
     from hpcx.project import default_manifest_paths, display_path
-    from hpcx.state import StateSnapshot, StateStore
+    from hpcx.state import StateSnapshot, StateStore, is_uncreated
 
     root, state_path, runs = _paths(state, runs_root)
     selection = Selection.parse(experiments=experiment, actions=action, where=where)
@@ -134,7 +134,7 @@ def apply_command(
         if saved:
             if set_:
                 raise PlanError("--set cannot change a saved plan", hint="make a new plan")
-            if state_path.exists():
+            if state_path.exists() and not is_uncreated(state_path):
                 with StateStore.open(state_path, read_only=True) as store:
                     plan = load_saved_plan(paths[0], store)
             else:
@@ -146,8 +146,8 @@ def apply_command(
             desired = _load_desired(manifest_paths, set_, max_runs, root)
             check_plan(desired.runs, cluster, manifest_paths, root)
             if state_path.exists():
-                refresh(state_path, runs_root=runs)
-            if state_path.exists():
+                refresh(state_path, runs_root=runs)  # creates the schema in an uncreated file
+            if state_path.exists() and not is_uncreated(state_path):
                 with StateStore.open(state_path, read_only=True) as store:
                     snapshot = store.snapshot()
             else:
@@ -299,10 +299,10 @@ def _open_read(state_path: Path) -> Any:
     import time
 
     from hpcx.errors import StateError, StateLockedError
-    from hpcx.state import StateStore
+    from hpcx.state import StateStore, is_uncreated
 
-    if not state_path.exists():
-        raise StateError(f"no state at {state_path}", hint="`hpcx apply` creates it")
+    if not state_path.exists() or is_uncreated(state_path):
+        raise StateError(f"no state at {state_path} yet", hint="`hpcx apply` creates it")
     deadline = time.monotonic() + 5.0
     while True:
         try:

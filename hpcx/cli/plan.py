@@ -138,7 +138,10 @@ def plan_command(
     check_plan(desired.runs, cluster, manifest_paths, root)
 
     state_path = resolve_state_path(state, root=root)
-    state_exists = state_path.exists()
+    from hpcx.state import is_uncreated
+
+    # A file whose creation never committed (a killed apply) is no state yet, as no file is.
+    state_exists = state_path.exists() and not is_uncreated(state_path)
     if state_exists:
         # Read-only: plan never creates, migrates or modifies the state.
         with StateStore.open(state_path, read_only=True) as store:

@@ -26,8 +26,17 @@ def state_check(
     """
     from hpcx.backup import check_state, restore_hint
     from hpcx.project import resolve_state_path
+    from hpcx.state import is_uncreated
 
     path = resolve_state_path(state)
+    if is_uncreated(path):
+        # An interrupted first write: nothing was ever recorded; the next writer creates it.
+        msg = "was never created (its first write was interrupted); the next apply creates it"
+        if as_json:
+            emit_json({"ok": True, "uncreated": True, "path": str(path), "message": msg})
+        else:
+            typer.echo(f"ok  {path}: {msg}")
+        raise typer.Exit(EXIT_OK)
     result = check_state(path)
     if as_json:
         doc = result.to_dict()

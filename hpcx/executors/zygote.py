@@ -69,8 +69,11 @@ def main() -> int:
             req = json.loads(line)
             pid = os.fork()
         except (ValueError, OSError) as exc:
-            out.write(json.dumps({"error": str(exc)}) + "\n")
-            out.flush()
+            try:
+                out.write(json.dumps({"error": str(exc)}) + "\n")
+                out.flush()
+            except OSError:
+                return 0
             continue
         if pid == 0:
             code = 1
@@ -82,8 +85,15 @@ def main() -> int:
                     sys.stderr.flush()
                 finally:
                     os._exit(code)
-        out.write(json.dumps({"pid": pid}) + "\n")
-        out.flush()
+        try:
+            out.write(json.dumps({"pid": pid}) + "\n")
+            out.flush()
+        except (BrokenPipeError, OSError):
+            # The queue is gone (its apply was killed). The child runs on in its own session
+            # and its status.json tells the next refresh; the zygote just leaves, quietly.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+            return 0
     return 0
 
 

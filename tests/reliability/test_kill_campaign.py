@@ -285,13 +285,6 @@ def test_slurm_apply_killed_during_sbatch_arrays_adopts_and_never_resubmits(
 # What the campaign found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: hpcx/backup.py backup_before_write (check_state) refuses an empty DuckDB file "
-    "(no tables: an apply killed after DuckDB created the file, before the schema committed), "
-    "though StateStore._prepare would create the schema in it; every apply/refresh then "
-    "fails until the file is moved aside by hand",
-)
 def test_an_apply_killed_while_creating_the_state_does_not_brick_the_project(
     tmp_path: Path,
 ) -> None:
@@ -307,12 +300,6 @@ def test_an_apply_killed_while_creating_the_state_does_not_brick_the_project(
     assert len(log.read_text().splitlines()) == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: hpcx/executors/zygote.py main() writes the forked pid to a queue that may be "
-    "gone (apply SIGKILLed) and dies with a BrokenPipeError traceback on the stderr it "
-    "inherited from apply (the user's terminal); it should exit quietly",
-)
 def test_zygote_exits_quietly_when_its_queue_is_gone(tmp_path: Path) -> None:
     import subprocess
 
@@ -342,3 +329,19 @@ def test_campaign_budget_is_twenty_kills_by_default() -> None:
     long = LOCAL["long"].kills + REFRESH["long"].kills + RACE["long"].kills + SLURM["long"].kills
     assert ci == 20
     assert long >= 100
+
+
+def test_readers_take_an_uncreated_state_for_no_state_and_check_says_so(tmp_path: Path) -> None:
+    import duckdb
+
+    root = sweep_project(tmp_path / "p", tmp_path / "exec.log", 2)
+    state = root / ".hpcx" / "state.duckdb"
+    state.parent.mkdir()
+    duckdb.connect(str(state)).close()
+    plan = hpcx(root, "plan")
+    assert plan.returncode == 0 and "2 to create" in plan.stdout, plan.stderr
+    check = hpcx(root, "state", "check")
+    assert check.returncode == 0 and "never created" in check.stdout
+    status = hpcx(root, "status")
+    assert status.returncode == 1 and "no state at" in status.stderr
+    assert "Traceback" not in plan.stderr + check.stderr + status.stderr
