@@ -1077,6 +1077,8 @@ def _prepare(
         extra["results"] = spec["results"]
     if spec.get("reports"):
         extra["reports"] = spec["reports"]
+    if spec.get("trackers"):
+        extra["trackers"] = spec["trackers"]
     return _Experiment(
         name=meta["name"],
         label=label,

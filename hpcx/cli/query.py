@@ -125,7 +125,10 @@ def _print_views(views: dict[str, list[tuple[str, str]]], fmt: str) -> None:
 
 @app.command("export")
 def export_command(
-    file: Path = typer.Argument(..., help="Output file: .csv or .parquet."),
+    file: Path | None = typer.Argument(None, help="Output file: .csv or .parquet."),
+    mlflow: Path | None = typer.Option(
+        None, "--mlflow", help="Write an MLflow file store into this new folder instead."
+    ),
     state: str | None = _state_option(),
     experiment: list[str] = typer.Option(
         [], "--experiment", "-e", help="Only this experiment (repeatable)."
@@ -149,6 +152,23 @@ def export_command(
         raise QueryError(
             f"unknown status {', '.join(bad)}", hint="one of: " + ", ".join(RUN_STATUSES)
         )
+    if mlflow is not None:
+        from hpcx.export import export_mlflow
+
+        done = export_mlflow(
+            resolve_state_path(state),
+            mlflow,
+            experiments=experiment,
+            tags=tag,
+            statuses=status,
+        )
+        typer.echo(
+            f"wrote {done.rows} run(s) as an MLflow store in {done.path} "
+            f"(open it: mlflow ui --backend-store-uri {done.path})"
+        )
+        return
+    if file is None:
+        raise QueryError("give an output FILE (.csv or .parquet), or --mlflow DIR")
     summary = export_runs(
         resolve_state_path(state),
         file,

@@ -174,6 +174,26 @@ def run_argv(spec: RunSpec, run_dir: Path, python: str | None = None) -> list[st
     return [exe, "-m", "hpcx.workloads", "run", spec.workload, str(run_dir / rundir.SPEC)]
 
 
+def _tracker_env(spec: RunSpec) -> dict[str, str]:
+    """Environment for the trackers a manifest asks for (``spec.trackers``): for W&B the
+    project, entity, run name = the run id (as the seed's SLURM scripts set), group = the
+    experiment, and tags, so `wandb.init()` in the program needs no arguments."""
+    trackers = spec.extra.get("trackers") or {}
+    env: dict[str, str] = {}
+    wandb = trackers.get("wandb")
+    if isinstance(wandb, dict) and wandb.get("project"):
+        env["WANDB_PROJECT"] = str(wandb["project"])
+        if wandb.get("entity"):
+            env["WANDB_ENTITY"] = str(wandb["entity"])
+        env["WANDB_RUN_NAME"] = spec.run_id
+        env["WANDB_NAME"] = spec.run_id
+        env["WANDB_RUN_GROUP"] = spec.experiment
+        tags = [*spec.tags, *(wandb.get("tags") or [])]
+        if tags:
+            env["WANDB_TAGS"] = ",".join(str(t) for t in tags)
+    return env
+
+
 def spec_document(spec: RunSpec, run_dir: Path, *, python: str | None = None) -> dict[str, Any]:
     """spec.json for a run (without ``attempt``, which the run folder sets)."""
     # A shallow dict of the fields: asdict() deep-copies every nested param (a third of the
@@ -189,6 +209,10 @@ def spec_document(spec: RunSpec, run_dir: Path, *, python: str | None = None) ->
 
         doc["env"] = render_env(spec, str(run_dir))
         doc["cwd"] = render_cwd(spec, str(run_dir))
+    tracker_env = _tracker_env(spec)
+    if tracker_env:
+        # The manifest's own env wins over what the tracker settings imply.
+        doc["env"] = {**tracker_env, **(doc.get("env") or {})}
     doc["prepared_at"] = rundir.utcnow()
     return doc
 
