@@ -73,6 +73,13 @@ def test_seed_example_applies_locally_and_metrics_reach_the_state(
     experiment, runs, metric = SEED_EXAMPLES[template]
     root = tmp_path / template
     init_project(root, template)
+    # Reviewed and committed, as the workflow asks: provenance then carries the commit.
+    import subprocess
+
+    for argv in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "experiment"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *argv], cwd=root, check=True
+        )
     proc = hpcx(root, "apply", "--yes", timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with duckdb.connect(str(root / ".hpcx" / "state.duckdb"), read_only=True) as con:
@@ -91,6 +98,22 @@ def test_seed_example_applies_locally_and_metrics_reach_the_state(
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [{"n": runs}]
+    # The seed's export: one row per run with its id, description, parameters, metrics,
+    # status, git commit and creation time.
+    proc = hpcx(root, "export", "results.csv", "--experiment", experiment)
+    assert proc.returncode == 0, proc.stderr
+    import csv
+
+    with open(root / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == runs
+    cols = list(rows[0])
+    for col in ("run_id", "experiment", "description", "status", "git_commit", "created_at"):
+        assert col in cols, cols
+    assert metric in cols and any(c.startswith("params.") for c in cols), cols
+    assert {r["status"] for r in rows} == {"succeeded"}
+    assert all(r["git_commit"] for r in rows), "provenance reaches the export"
+    assert all(r["description"] for r in rows)
 
 
 def test_vit_numa_base_is_the_repositorys(tmp_path: Path) -> None:
