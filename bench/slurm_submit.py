@@ -5,6 +5,10 @@ then measures prepare (run folders + spec.json) and submit (tasks files, scripts
 array) up to the last job id recorded. Target: 10,000 runs <= 10 s. The jobs are cancelled
 before they run. Needs root, slurm-wlm and munge.
 
+Side by side, when submitit is importable (`pip install submitit`; not a dependency):
+submitit's `executor.batch()` on the same sizes, timed the same way (start to the last job id),
+which fails above the cluster's MaxArraySize (1001 by default) where hpcx splits the array.
+
     .venv/bin/python bench/slurm_submit.py [N ...]
 """
 
@@ -23,6 +27,30 @@ from slurm_cluster import SlurmCluster
 
 from hpcx.executors import new_key
 from hpcx.executors.slurm import SlurmExecutor
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def submitit_batch(n: int, folder: Path, cluster: SlurmCluster) -> str:
+    """submitit's executor.batch() of n jobs: the time to the last job id, or its error."""
+    try:
+        import submitit
+    except ImportError:
+        return "submitit not installed"
+    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    ex.update_parameters(slurm_partition="debug", timeout_min=5)
+    t0 = time.perf_counter()
+    try:
+        with ex.batch():
+            jobs = [ex.submit(_noop, i) for i in range(n)]
+        ids = [j.job_id for j in jobs]
+    except Exception as exc:  # what a user of submitit would see
+        return f"FAILED after {time.perf_counter() - t0:.2f}s: {str(exc).splitlines()[0][:90]}"
+    took = time.perf_counter() - t0
+    cluster.run("scancel", *{i.split("_")[0] for i in ids}, check=False)
+    return f"{took:6.2f}s ({len(ids)} job ids)"
 
 
 def main() -> None:
@@ -50,6 +78,9 @@ def main() -> None:
                 flush=True,
             )
             cluster.run("scancel", *sub.job_ids, check=False)
+            print(
+                f"           submitit executor.batch(): {submitit_batch(n, root / 'sub', cluster)}"
+            )
 
 
 if __name__ == "__main__":
