@@ -207,12 +207,18 @@ def render_text(
         out.append("")
 
     groups = changes_by_experiment(plan.changes)
+    shared = _shared_runs(plan.changes)
     for experiment, changes in groups.items():
         counts = _counts(changes)
         swept = plan.swept.get(experiment, ())
         out.append(f"{experiment}  ({len(changes):,} runs: {_counts_phrase(counts)})")
         if swept:
             out.append(f"  varies: {', '.join(swept)}")
+        for owner, n in sorted(shared.pop(experiment, {}).items()):
+            out.append(
+                f"  also asks for {n:,} run(s) listed under {owner} (the same runs: "
+                "identity does not include the experiment's name)"
+            )
         by_action: dict[Action, list[RunChange]] = {a: [] for a in ACTION_ORDER}
         for c in changes:
             by_action[c.action].append(c)
@@ -237,11 +243,29 @@ def render_text(
         if not full and counts[Action.NOOP]:
             out.append(f"  = {counts[Action.NOOP]:,} unchanged")
         out.append("")
+    # Experiments all of whose runs another experiment already asks for.
+    for experiment, owners in sorted(shared.items()):
+        out.append(f"{experiment}  (no runs of its own)")
+        for owner, n in sorted(owners.items()):
+            out.append(f"  asks for {n:,} run(s) listed under {owner} (the same runs)")
+        out.append("")
     if not groups:
         out.append("No runs: the manifests ask for none and the state holds none.")
         out.append("")
     out.append(summary_line(plan.counts()))
     return "\n".join(out) + "\n"
+
+
+def _shared_runs(changes: Sequence[RunChange]) -> dict[str, dict[str, int]]:
+    """experiment -> {experiment that lists the run: count} for runs two experiments share."""
+    out: dict[str, dict[str, int]] = {}
+    for c in changes:
+        if c.run is None:
+            continue
+        for other in c.run.extra.get("also_in") or ():
+            per = out.setdefault(str(other), {})
+            per[c.experiment] = per.get(c.experiment, 0) + 1
+    return out
 
 
 def render_json(plan: Plan, *, context: RenderContext | None = None) -> dict[str, Any]:

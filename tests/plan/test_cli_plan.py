@@ -243,3 +243,26 @@ def test_state_info_reports_counts(project: Path) -> None:
     info = json.loads(res.stdout)
     assert info["runs"] == 2 and info["serial"] == 2 and info["schema_version"] == 1
     assert info["runs_by_status"] == {"succeeded": 2}
+
+
+def test_runs_two_experiments_share_are_listed_once_and_noted_under_the_other(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "manifests").mkdir()
+    body = (
+        "apiVersion: hpcx/v1\nkind: Experiment\nmetadata: {{name: {name}}}\nspec:\n"
+        '  command: [echo, "{{params.x}}"]\n  params: {{x: 1}}\n  sweep: {{grid: {{x: {xs}}}}}\n'
+    )
+    (tmp_path / "manifests" / "a.yaml").write_text(body.format(name="a", xs="[1, 2, 3]"))
+    (tmp_path / "manifests" / "b.yaml").write_text(body.format(name="b", xs="[2, 3, 4]"))
+    (tmp_path / "manifests" / "c.yaml").write_text(body.format(name="c", xs="[1, 2]"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcx", "plan"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "b  (1 runs: 1 to create)" in out
+    assert "also asks for 2 run(s) listed under a" in out
+    assert "c  (no runs of its own)" in out and "asks for 2 run(s) listed under a" in out
+    assert "Plan: 4 to create" in out
