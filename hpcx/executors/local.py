@@ -38,6 +38,7 @@ from hpcx.executors.base import (
     ObservedStatus,
     ProgressFn,
     Submission,
+    observe_many,
     observe_run_dir,
     write_stop,
 )
@@ -482,15 +483,19 @@ class LocalExecutor(Executor):
         return self.poll([submission])
 
     def poll(self, submissions: Iterable[Submission]) -> dict[str, ObservedStatus]:
+        subs = list(submissions)
+        seen = observe_many(
+            [(rid, sub.run_dirs[rid], sub.run_jobs.get(rid)) for sub in subs for rid in sub.run_ids]
+        )
         out: dict[str, ObservedStatus] = {}
         host = rundir.hostname()
-        for sub in submissions:
+        for sub in subs:
             # The queue runs in the apply process (foreground) or a detached runner: either
             # way, once that process is gone, a run it never started will never start.
             h, _, pid = sub.job_ids[0].rpartition(":")
             runner_alive = h != host or int(pid) == os.getpid() or rundir.pid_alive(int(pid))
             for rid in sub.run_ids:
-                obs = observe_run_dir(rid, sub.run_dirs[rid], sub.run_jobs.get(rid))
+                obs = seen[rid]
                 if obs.state == "pending" and not runner_alive:
                     obs = _replace(obs, state="lost", reason="the local queue runner is gone")
                 out[rid] = obs

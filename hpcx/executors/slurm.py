@@ -36,6 +36,7 @@ from hpcx.executors.base import (
     SchedulerError,
     Submission,
     SubmitError,
+    observe_many,
     observe_run_dir,
     write_stop,
 )
@@ -665,10 +666,9 @@ class SlurmExecutor(Executor):
         # The scheduler first, the files second: a job that ends in between is then seen
         # final in its file, never "gone from squeue without a status".
         queue = self.squeue(f"hpcx-{s.key}" for s in subs)
-        files: dict[str, ObservedStatus] = {}
-        for sub in subs:
-            for rid in sub.run_ids:
-                files[rid] = observe_run_dir(rid, sub.run_dirs[rid], sub.run_jobs.get(rid))
+        files = observe_many(
+            [(rid, sub.run_dirs[rid], sub.run_jobs.get(rid)) for sub in subs for rid in sub.run_ids]
+        )
         missing = [
             sub.run_jobs[rid]
             for sub in subs

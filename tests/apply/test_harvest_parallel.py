@@ -1,5 +1,6 @@
-"""A big harvest reads run folders in a pool of forked workers: the same rows, metadata and
-problems as reading them in this process."""
+"""A big harvest reads run folders (status files while polling, then metrics files) in a pool
+of forked workers: the same statuses, rows, metadata and problems as reading them in this
+process."""
 
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ def test_pool_and_serial_harvest_land_the_same_results(
     bad = sorted((tmp_path / "runs" / "bench").iterdir())[7]
     with open(bad / "metrics.jsonl", "a") as f:
         f.write("{not json\n")
+    from hpcx.executors import base
+
     monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)
+    monkeypatch.setattr(base, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)
     result = harvest.refresh(state, runs_root=tmp_path / "runs")
     assert result.finished == n
     assert result.metrics == n * len(bench.METRICS) * 3
