@@ -329,3 +329,21 @@ def test_cli_reports_lock_without_traceback(held_state: tuple[Path, int], tmp_pa
     assert res.returncode == 1
     assert f"locked by pid {pid}" in res.stderr
     assert "Traceback" not in res.stderr and "hint:" in res.stderr
+
+
+@pytest.mark.parametrize("numpy_from", [1, 10**9])
+def test_bulk_metrics_land_the_same_through_numpy_or_csv(tmp_path, monkeypatch, numpy_from) -> None:
+    import hpcx.state as st
+
+    monkeypatch.setattr(st, "_NUMPY_MIN_ROWS", numpy_from)
+    rows = [
+        (f"r{i % 7}", f"m{i % 3}", (i if i % 4 else None), i / 3, (1e9 + i if i % 5 else None))
+        for i in range(500)
+    ]
+    with st.StateStore.open(tmp_path / "s.duckdb") as store:
+        with store.transaction() as tx:
+            assert tx.add_metrics(rows) == 500
+        got = store.connection.execute(
+            "SELECT run_id, name, step, value, time FROM metrics ORDER BY value"
+        ).fetchall()
+    assert got == sorted(rows, key=lambda r: r[3])
