@@ -379,6 +379,16 @@ def _parse_overrides(overrides: Sequence[str], problems: _Problems) -> list[_Ove
     return out
 
 
+def _shallow_copy(node: Any) -> Any:
+    """A copy of one level of a dict or list (others as they are): an override writes into
+    copies along its path, never into the cached base documents it came from."""
+    if isinstance(node, dict):
+        return dict(node)
+    if isinstance(node, list):
+        return list(node)
+    return node
+
+
 def _apply_override(doc: _Doc, ov: _Override) -> str | None:
     """Set the override in ``doc`` (copy on write); ``"skip"`` where it does not apply."""
     path = list(ov.path)
@@ -401,16 +411,7 @@ def _apply_override(doc: _Doc, ov: _Override) -> str | None:
             if last:
                 cur[idx] = ov.value
             else:
-                child = cur[idx]
-                child = (
-                    dict(child)
-                    if isinstance(child, dict)
-                    else list(child)
-                    if isinstance(child, list)
-                    else child
-                )
-                cur[idx] = child
-                cur = child
+                cur[idx] = cur = _shallow_copy(cur[idx])
             continue
         if not isinstance(cur, dict):
             return f"{'.'.join(path[:i])} is a {_typename(cur)}, not a mapping"
@@ -431,16 +432,7 @@ def _apply_override(doc: _Doc, ov: _Override) -> str | None:
         elif last:
             cur[key] = ov.value
         if not last:
-            child = cur[key]
-            child = (
-                dict(child)
-                if isinstance(child, dict)
-                else list(child)
-                if isinstance(child, list)
-                else child
-            )
-            cur[key] = child
-            cur = child
+            cur[key] = cur = _shallow_copy(cur[key])
     doc.data = new_root
     target = tuple(real)
     n = len(target)

@@ -668,8 +668,8 @@ def _clip(s: str, width: int) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
-def _is_numeric_type(t: str) -> bool:
-    return t.split("(")[0] in {
+_NUMERIC_TYPES = frozenset(
+    {
         "TINYINT",
         "SMALLINT",
         "INTEGER",
@@ -683,3 +683,8 @@ def _is_numeric_type(t: str) -> bool:
         "DOUBLE",
         "DECIMAL",
     }
+)
+
+
+def _is_numeric_type(t: str) -> bool:
+    return t.split("(")[0] in _NUMERIC_TYPES
