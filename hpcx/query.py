@@ -524,19 +524,27 @@ def _unlink(path: str) -> None:
         os.unlink(path)
 
 
-_PARQUET_TYPES = {
+_NUMERIC_TYPES = frozenset(
+    {
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "FLOAT",
+        "DOUBLE",
+        "DECIMAL",
+    }
+)
+
+
+# Types the Parquet export writes as they are (DECIMAL goes as text, to keep its digits).
+_PARQUET_TYPES = (_NUMERIC_TYPES - {"DECIMAL"}) | {
     "BOOLEAN",
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "HUGEINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-    "FLOAT",
-    "DOUBLE",
     "DATE",
     "TIMESTAMP",
     "TIMESTAMP WITH TIME ZONE",
@@ -666,24 +674,6 @@ def render_markdown(result: QueryResult) -> str:
 def _clip(s: str, width: int) -> str:
     s = s.replace("\n", " ")
     return s if len(s) <= width else s[: width - 1] + "…"
-
-
-_NUMERIC_TYPES = frozenset(
-    {
-        "TINYINT",
-        "SMALLINT",
-        "INTEGER",
-        "BIGINT",
-        "HUGEINT",
-        "UTINYINT",
-        "USMALLINT",
-        "UINTEGER",
-        "UBIGINT",
-        "FLOAT",
-        "DOUBLE",
-        "DECIMAL",
-    }
-)
 
 
 def _is_numeric_type(t: str) -> bool:
