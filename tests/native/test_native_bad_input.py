@@ -110,9 +110,11 @@ def test_any_bad_node_raises(node: int, size: int) -> None:
 @settings(max_examples=60, deadline=None)
 @given(size=bad_sizes)
 def test_any_bad_size_raises(size: int) -> None:
-    with pytest.raises(ValueError):
+    # This VM's node total moves (memory ballooning): a size above the total read at import
+    # may be below it now, and then it is "more than is free" (NumaError), still an error.
+    with pytest.raises((ValueError, NumaError)):
         native.NumaBuffer(size, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises((ValueError, NumaError)):
         native.cpu_copy_bandwidth(0, 0, size=size, samples=1)
     with pytest.raises(EXPECTED):
         native.gpu_copy_bandwidth(0, 0, "h2d", size=size)
