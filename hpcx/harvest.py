@@ -223,6 +223,9 @@ def _ingest(
                     meta["attempt"] = obs.attempt
                 if used:
                     meta["placement"] = used
+                # Flat keys, so the runs view has a column per figure (meta.contention.heavy).
+                for key, value in (obs.contention or {}).items():
+                    meta[f"contention.{key}"] = value
                 if meta:
                     metas[rid] = meta
             result.finished += 1

@@ -180,6 +180,22 @@ def apply_placement(placement: dict[str, Any], env: dict[str, str]) -> dict[str,
                 raise PlacementFailed(str(exc)) from exc
             used["numa_node"] = resolved.numa_node
             used["numa_binding"] = "; ".join(notes) or "cpus + memory"
+    assigned = env.get("HPCX_ASSIGNED_CPUS", "")
+    if assigned:
+        # The local queue holds these cores for this run: pin to them (within the NUMA
+        # binding above, which they were chosen from), so runs side by side never share one.
+        want = {int(c) for c in assigned.split(",") if c.strip().isdigit()}
+        try:
+            allowed = os.sched_getaffinity(0)
+            if want & allowed:
+                os.sched_setaffinity(0, want & allowed)
+                used["cpus_held"] = sorted(want & allowed)
+        except OSError as exc:
+            raise PlacementFailed(
+                f"cannot pin to the cores the queue holds ({assigned}): {exc}"
+            ) from exc
+    if env.get("HPCX_EXCLUSIVE") == "1":
+        used["exclusive"] = True
     if env.get("CUDA_VISIBLE_DEVICES"):
         used["gpus"] = env["CUDA_VISIBLE_DEVICES"].split(",")
     with contextlib.suppress(OSError):
@@ -318,7 +334,11 @@ class Wrapper:
         if self.stop_signal is not None:
             return self._stopped(None), 128 + self.stop_signal
 
+        from hpcx import contention
+
+        cores = [int(c) for c in used.get("cpus") or []]
         cwd = spec.get("cwd") or None
+        before = contention.sample(cores)
         with open(self.rd.stdout_path, "wb") as out, open(self.rd.stderr_path, "wb") as err:
             try:
                 self.child = subprocess.Popen(
@@ -341,6 +361,9 @@ class Wrapper:
                 self._forward(self.stop_signal)
             self.write("running", pid=self.child.pid, started_at=rundir.utcnow())
             rc = self.child.wait()
+            self.status["contention"] = contention.measure(
+                before, contention.sample(cores), cores
+            )
         signal.setitimer(signal.ITIMER_REAL, 0)
 
         if self.stop_signal is not None:

@@ -147,6 +147,8 @@ class ObservedStatus:
     placement: dict[str, Any] | None = None
     #: Seconds the program ran (status.json ``duration_s``), once it ended.
     duration_s: float | None = None
+    #: What other processes took of the run's cores while it ran (hpcx.contention).
+    contention: dict[str, Any] | None = None
 
     @property
     def final(self) -> bool:
@@ -327,6 +329,7 @@ def observe_run_dir(
         run_dir=str(path),
         placement=doc.get("placement"),
         duration_s=doc.get("duration_s"),
+        contention=doc.get("contention") if isinstance(doc.get("contention"), dict) else None,
     )
 
 

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from hpcx.executors.base import (
     observe_run_dir,
     write_stop,
 )
+from hpcx.executors.slots import Demand, Hold, Ledger, demand_of, machine_cores
 from hpcx.job import parse_time_limit
 from hpcx.rundir import RunDir
 
@@ -75,14 +76,22 @@ class _Task:
     run_dir: str
     attempt: int
     time_limit: float | None
-    gpus: int
+    demand: Demand
     proc: subprocess.Popen[bytes] | _Forked | None = None
     pidfd: int | None = None
     started: float = 0.0
     deadline: float | None = None
     kill_at: float | None = None
     stop_reason: str | None = None
-    assigned: list[str] = field(default_factory=list)
+    hold: Hold | None = None
+
+
+def _task_demand(task: Mapping[str, Any], cores: Sequence[int]) -> Demand:
+    """A queue entry's demand; a queue file written before demands existed asks one core."""
+    doc = task.get("demand")
+    if isinstance(doc, Mapping):
+        return Demand.from_json(doc, cores)
+    return Demand(cpus=1, candidates=tuple(cores), gpus=int(task.get("gpus") or 0))
 
 
 class _Forked:
@@ -159,36 +168,52 @@ class _Zygote:
 
 
 class LocalQueue:
-    """Runs a queue of prepared runs to the end. Used in the foreground and by ``--detach``."""
+    """Runs a queue of prepared runs to the end. Used in the foreground and by ``--detach``.
+
+    A run starts when the slots it asks for (:mod:`hpcx.executors.slots`: cores, GPUs, or the
+    whole machine for a measurement) are free in the machine-wide ledger, which other hpcx
+    queues on this machine use too; ``max_parallel`` caps the runs at once on top of that and
+    never lets a run start beside one whose slots it needs. Runs start in queue order: a big
+    run at the head is not starved by small ones behind it.
+    """
+
+    #: Seconds between tries while the head of the queue waits for slots another queue holds.
+    SLOT_POLL = 0.2
 
     def __init__(
         self,
         tasks: Sequence[Mapping[str, Any]],
         *,
-        max_parallel: int,
+        max_parallel: int | None,
         kill_grace: float,
         python: str,
         gpus: Sequence[str] | None = None,
         progress: ProgressFn | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
+        cores = machine_cores()
         self.pending = collections.deque(
             _Task(
                 run_id=t["run_id"],
                 run_dir=t["run_dir"],
                 attempt=int(t["attempt"]),
                 time_limit=t.get("time_limit"),
-                gpus=int(t.get("gpus") or 0),
+                demand=_task_demand(t, cores),
             )
             for t in tasks
         )
-        self.max_parallel = max(1, max_parallel)
+        self.max_parallel = max(1, max_parallel) if max_parallel else None
         self.kill_grace = kill_grace
         self.python = python
-        self.free_gpus = list(gpus if gpus is not None else visible_gpus())
+        self.gpus = list(gpus if gpus is not None else visible_gpus())
+        self.ledger = ledger or Ledger()
         self.progress = progress
         self.running: dict[int, _Task] = {}
         self.sel = selectors.DefaultSelector()
         self.results: dict[str, ObservedStatus] = {}
+        #: True while the head of the queue waits for slots held outside this queue.
+        self.blocked = False
+        self._told_blocked: str | None = None
         # Wrappers fork from a warm zygote (a few ms each) unless HPCX_NO_ZYGOTE=1, or it
         # cannot start, in which case each is its own `python -m hpcx.job` (60-100 ms).
         self.zygote: _Zygote | None = (
@@ -212,26 +237,66 @@ class LocalQueue:
         return self.results
 
     def _start_some(self) -> None:
-        while self.pending and len(self.running) < self.max_parallel:
+        self.blocked = False
+        while self.pending:
+            if self.max_parallel is not None and len(self.running) >= self.max_parallel:
+                return
             task = self.pending[0]
-            if task.gpus and self.free_gpus and task.gpus > len(self.free_gpus):
-                if not self.running:
-                    raise ExecutorError(
-                        f"run {task.run_id} asks for {task.gpus} GPUs; this machine has "
-                        f"{len(self.free_gpus)} free"
-                    )
-                return  # wait for GPUs to free up; keep the order
-            self.pending.popleft()
+            d = task.demand
+            if self.gpus and (d.gpus > len(self.gpus)):
+                raise ExecutorError(
+                    f"run {task.run_id} asks for {d.gpus} GPUs; this machine has "
+                    f"{len(self.gpus)} ({','.join(self.gpus)})"
+                )
             if observe_run_dir(task.run_id, task.run_dir).state == "cancelled":
+                self.pending.popleft()
                 self._finish(task)  # cancelled before it started
                 continue
+            holder = {
+                "pid": os.getpid(),
+                "host": rundir.hostname(),
+                "run_id": task.run_id,
+                "run_dir": task.run_dir,
+                "since": rundir.utcnow(),
+            }
+            hold = self.ledger.try_hold(d, self.gpus, holder)
+            if hold is None:
+                # Wait, in order, for this queue's runs to end or another queue to let go.
+                self.blocked = True
+                self._tell_blocked(task)
+                return
+            self.pending.popleft()
+            task.hold = hold
             self._start(task)
+
+    def _tell_blocked(self, task: _Task) -> None:
+        """Say once per waiting run when it waits for slots held by another hpcx queue."""
+        if self._told_blocked == task.run_id:
+            return
+        mine = {t.run_id for t in self.running.values()}
+        others = [h for h in self.ledger.holders(task.demand) if h.get("run_id") not in mine]
+        if not others:
+            return
+        self._told_blocked = task.run_id
+        who = "; ".join(
+            f"run {h.get('run_id')} (queue pid {h.get('pid')} on {h.get('host')})"
+            for h in others[:3]
+        )
+        print(
+            f"hpcx: run {task.run_id} waits for {task.demand.describe()}, held by {who}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _start(self, task: _Task) -> None:
         extra: dict[str, str] = {}
-        if task.gpus and self.free_gpus:
-            task.assigned = [self.free_gpus.pop(0) for _ in range(task.gpus)]
-            extra["HPCX_ASSIGNED_GPUS"] = ",".join(task.assigned)
+        assert task.hold is not None
+        if task.hold.gpus:
+            extra["HPCX_ASSIGNED_GPUS"] = ",".join(task.hold.gpus)
+        # The wrapper pins the run to the cores it holds (and records the contention there).
+        extra["HPCX_ASSIGNED_CPUS"] = ",".join(str(c) for c in task.hold.cores)
+        if task.demand.exclusive:
+            extra["HPCX_EXCLUSIVE"] = "1"
         # The wrapper's own messages (not the program's), e.g. "already claimed".
         log_path = os.path.join(task.run_dir, f".wrapper-{task.attempt}.log")
         pid = (
@@ -267,11 +332,15 @@ class LocalQueue:
 
     def _wait_some(self) -> None:
         if not self.running:
+            if self.blocked:
+                time.sleep(self.SLOT_POLL)  # only other queues' runs can free the slots
             return
         now = time.monotonic()
         wakeups = [t.kill_at or t.deadline for t in self.running.values()]
         soonest = min((w for w in wakeups if w is not None), default=None)
         timeout = None if soonest is None else max(0.0, soonest - now)
+        if self.blocked:
+            timeout = self.SLOT_POLL if timeout is None else min(timeout, self.SLOT_POLL)
         if any(t.pidfd is None for t in self.running.values()):
             timeout = 0.01 if timeout is None else min(timeout, 0.01)
         for key, _ in self.sel.select(timeout):
@@ -297,9 +366,14 @@ class LocalQueue:
                 self.sel.unregister(task.pidfd)
             os.close(task.pidfd)
             task.pidfd = None
-        self.free_gpus.extend(task.assigned)
-        task.assigned = []
-        self._settle(task)
+        try:
+            self._settle(task)
+        finally:
+            # Only once the wrapper and the program are gone (``_settle`` kills a program
+            # that outlived its wrapper) may another run have its cores.
+            if task.hold is not None:
+                task.hold.release()
+                task.hold = None
         self._finish(task)
 
     def _finish(self, task: _Task) -> None:
@@ -388,7 +462,8 @@ class LocalQueue:
 
 
 class LocalExecutor(Executor):
-    """Options: ``max_parallel`` (default: cores, or GPUs when there are GPUs), ``detach``
+    """Options: ``max_parallel`` (a cap on runs at once over the resource scheduling; default
+    none), ``detach``
     (run the queue in a background process), ``kill_grace`` (seconds, default 10),
     ``python`` (the interpreter for the wrapper, default this one)."""
 
@@ -398,7 +473,9 @@ class LocalExecutor(Executor):
         self, options: Mapping[str, Any] | None = None, *, progress: ProgressFn | None = None
     ) -> None:
         super().__init__(options)
-        self.max_parallel = int(self.options.get("max_parallel") or default_parallelism())
+        cap = self.options.get("max_parallel")
+        #: None: as many runs at once as their resources allow.
+        self.max_parallel: int | None = int(cap) if cap else None
         self.detach = bool(self.options.get("detach", False))
         self.kill_grace = float(self.options.get("kill_grace", 10.0))
         self.progress = progress
@@ -410,18 +487,17 @@ class LocalExecutor(Executor):
         folder = self.submission_folder(root, key)
         folder.mkdir(parents=True, exist_ok=False)
         tasks = []
+        cores = machine_cores()
         for rd in run_dirs:
             spec = rundir.read_json(rd.spec_path)
             res = spec.get("resources") or {}
-            placement = spec.get("placement") or {}
-            want = res.get("gpus") if not placement.get("gpus") else 0
             tasks.append(
                 {
                     "run_id": rd.run_id,
                     "run_dir": str(rd.path),
                     "attempt": rd.attempt,
                     "time_limit": parse_time_limit(res.get("time")),
-                    "gpus": int(want) if isinstance(want, int) else 0,
+                    "demand": demand_of(spec, cores).to_json(),
                 }
             )
         queue = {
@@ -474,7 +550,7 @@ class LocalExecutor(Executor):
         queue = rundir.read_json(Path(submission.folder) / QUEUE_FILE)
         q = LocalQueue(
             queue["tasks"],
-            max_parallel=int(queue["max_parallel"]),
+            max_parallel=queue.get("max_parallel"),
             kill_grace=float(queue["kill_grace"]),
             python=str(queue["python"]),
             progress=progress or self.progress,
@@ -548,7 +624,7 @@ def _main(argv: list[str]) -> int:
         signal.signal(sig, on_term)
     q = LocalQueue(
         queue["tasks"],
-        max_parallel=int(queue["max_parallel"]),
+        max_parallel=queue.get("max_parallel"),
         kill_grace=float(queue["kill_grace"]),
         python=str(queue["python"]),
     )

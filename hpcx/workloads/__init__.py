@@ -63,6 +63,9 @@ class WorkloadInfo:
     params_schema: dict[str, Any]
     defaults: dict[str, Any]
     check: str | None = None
+    #: A measurement: by default its runs hold every core (resources.cpus) and run alone
+    #: (resources.exclusive) on the local executor, so no other run hpcx starts disturbs it.
+    benchmark: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ def _registry() -> dict[str, WorkloadInfo]:
             params_schema=vit.PARAMS_SCHEMA,
             defaults=vit.DEFAULTS,
             check="hpcx.workloads.vit:check_params",
+            benchmark=True,
         ),
     }
 

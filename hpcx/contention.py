@@ -1,0 +1,125 @@
+"""How much of a run's cores went to other processes while it ran.
+
+The job wrapper takes a :class:`Sample` before it starts the program and another after it
+ends; :func:`measure` turns the pair and the program's own CPU time into the figures each run
+records (``status.json`` ``contention``, then run metadata ``contention.*``):
+
+- ``load_start``, ``load_end``: the 1-minute load average (``/proc/loadavg``). It lags by a
+  minute, so it is context, not the verdict.
+- ``cores``: the cores the run was pinned to.
+- ``other_cpu_s``: busy time of those cores (``/proc/stat``: user, nice, system, irq,
+  softirq, steal) less the CPU time of the wrapper and the program with the children it waited
+  for (``getrusage``). What is left is what other processes took on the run's cores.
+- ``other_frac``: that as a fraction of the cores' wall time (``other_cpu_s / (wall * cores)``).
+- ``heavy``: ``other_frac >= HEAVY_FRAC``: the run was measured under contention, and
+  ``status``, ``show`` and the report say so.
+
+The wrapper imports this for every run: it reads two small files and imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+#: A run whose cores gave at least this fraction of their time to other processes is flagged.
+HEAVY_FRAC = 0.10
+
+# /proc/stat cpuN fields: user nice system idle iowait irq softirq steal guest guest_nice.
+# guest time is already counted in user; idle and iowait are not busy.
+_BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    wall: float
+    busy_s: float | None
+    own_cpu_s: float
+    load1: float | None
+
+
+def _clock_ticks() -> int:
+    try:
+        return int(os.sysconf("SC_CLK_TCK"))
+    except (ValueError, OSError):
+        return 100
+
+
+def busy_seconds(cores: Iterable[int], stat_text: str | None = None) -> float | None:
+    """Busy seconds of ``cores`` since boot from ``/proc/stat`` (or the given text)."""
+    want = {f"cpu{c}" for c in cores}
+    if stat_text is None:
+        try:
+            with open("/proc/stat", encoding="ascii") as f:
+                stat_text = f.read()
+        except OSError:
+            return None
+    ticks = 0
+    found = 0
+    for line in stat_text.splitlines():
+        name, _, rest = line.partition(" ")
+        if name in want:
+            values = rest.split()
+            ticks += sum(int(values[i]) for i in _BUSY_FIELDS if i < len(values))
+            found += 1
+    if found == 0:
+        return None
+    return ticks / _clock_ticks()
+
+
+def load1() -> float | None:
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process and the children it has waited for."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        total += ru.ru_utime + ru.ru_stime
+    return total
+
+
+def sample(cores: Iterable[int]) -> Sample:
+    return Sample(
+        wall=time.monotonic(),
+        busy_s=busy_seconds(cores),
+        own_cpu_s=own_cpu_seconds(),
+        load1=load1(),
+    )
+
+
+def measure(start: Sample, end: Sample, cores: list[int]) -> dict[str, Any]:
+    """The contention figures between two samples of the same cores."""
+    wall = max(end.wall - start.wall, 1e-9)
+    out: dict[str, Any] = {
+        "load_start": start.load1,
+        "load_end": end.load1,
+        "cores": cores,
+        "wall_s": round(wall, 6),
+    }
+    if start.busy_s is None or end.busy_s is None or not cores:
+        out.update(other_cpu_s=None, other_frac=None, heavy=None)
+        return out
+    busy = max(0.0, end.busy_s - start.busy_s)
+    own = max(0.0, end.own_cpu_s - start.own_cpu_s)
+    other = max(0.0, busy - own)
+    frac = min(1.0, other / (wall * len(cores)))
+    # /proc/stat counts in ticks (1/100 s per core): a fifth of a second of others' time is
+    # within that error for a short run and never makes it "heavy" on its own.
+    heavy = frac >= HEAVY_FRAC and other >= 0.2
+    out.update(
+        other_cpu_s=round(other, 3),
+        own_cpu_s=round(own, 3),
+        other_frac=round(frac, 4),
+        heavy=heavy,
+    )
+    return out
