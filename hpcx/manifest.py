@@ -730,7 +730,14 @@ def _check_placeholders(
             continue
         if name not in _RUN_FIELDS:
             options = [*_RUN_FIELDS, *("params." + p for p in _leaf_paths(params))]
-            problems.add(where, jp, f"unknown placeholder {{{name}}}{_did_you_mean(name, options)}")
+            hint = _did_you_mean(name, options)
+            literal = "{{" + m.group(1) + "}}"
+            problems.add(
+                where,
+                jp,
+                f"unknown placeholder {{{name}}}{hint}; for literal braces write {{{{ and }}}}: "
+                f"{literal!r}",
+            )
 
 
 #: Sweep values checked against a workload's parameter schema, per axis (more are sampled).
@@ -1489,7 +1496,10 @@ def _render(text: str, run: RunSpec, run_dir: str) -> str:
         }
         if name in values:
             return _format_value(values[name])
-        raise ManifestError(f"{run.source}: unknown placeholder {tok}")
+        raise ManifestError(
+            f"{run.source}: unknown placeholder {tok}",
+            hint="write {{ and }} for a literal brace",
+        )
 
     return _PLACEHOLDER.sub(sub, text)
 

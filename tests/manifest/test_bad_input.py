@@ -279,3 +279,18 @@ def test_a_bad_value_in_a_sweep_points_at_the_sweep_axis(write) -> None:
 
 def test_a_misspelt_workload_param_is_an_error(write) -> None:
     assert "detph" in only(write, simple(params="{model: {detph: 4}}", workload="vit-pipeline"))
+
+
+def test_a_literal_brace_is_told_to_escape_and_the_escape_reaches_the_program(write) -> None:
+    """Regression: `{"a": 1}` in an argument said only "unknown placeholder"."""
+    body = "metadata: {name: e}\nspec:\n  command: [run, '--json={\"a\": 1}']\n"
+    msg = only(write, body)
+    assert 'unknown placeholder {"a": 1}' in msg
+    assert "for literal braces write {{ and }}: '{{\"a\": 1}}'" in msg
+
+    from hpcx.manifest import load_desired, render_command
+
+    escaped = "metadata: {name: e}\nspec:\n  command: [run, '--json={{\"a\": {params.x}}}']\n"
+    f = write("ok.yaml", escaped + "  params: {x: 1}\n")
+    (run,) = load_desired([f]).runs
+    assert render_command(run, "/r") == ["run", '--json={"a": 1}']
