@@ -189,6 +189,8 @@ class _Doc:
     positions: dict[JsonPath, Position]
     key_positions: dict[JsonPath, Position]
     files: list[Path]  # this file and every base it pulls in
+    # Params that refer to swept values (``${params.x}``), resolved per run at expansion.
+    dynamic: Any = None
 
 
 class _Problems:
@@ -442,6 +444,52 @@ def _apply_override(doc: _Doc, ov: _Override) -> str | None:
     doc.positions[target] = (f"--set {ov.text}", None, None)
     doc.key_positions[target] = (f"--set {ov.text}", None, None)
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# interpolation
+
+
+def _swept_paths(spec: dict[str, Any]) -> frozenset[str]:
+    """The dotted paths a sweep sets (before it is checked: odd shapes are skipped here and
+    reported by the schema check)."""
+    sweep = spec.get("sweep")
+    if not isinstance(sweep, dict):
+        return frozenset()
+    keys: list[str] = []
+    if isinstance(sweep.get("grid"), dict):
+        keys.extend(sweep["grid"])
+    for group in sweep.get("zip") or []:
+        if isinstance(group, dict):
+            keys.extend(group)
+    for point in sweep.get("include") or []:
+        if isinstance(point, dict):
+            keys.extend(point)
+    out = {_dotted(_run_path(str(k))) for k in keys}
+    if sweep.get("seeds") is not None or sweep.get("repeats") is not None:
+        out.add("seed")
+    return frozenset(out)
+
+
+def _interpolate(doc: _Doc, problems: _Problems) -> None:
+    """Resolve ``${env:...}`` and ``${field}`` references in the spec (hpcx/interpolate.py),
+    once, here at load (plan) time: runs record and hash the resolved values."""
+    import os
+
+    from hpcx.interpolate import resolve_spec
+
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
+        return
+
+    def report(jp: tuple[str | int, ...], message: str) -> None:
+        full: JsonPath = ("spec", *jp)
+        problems.add(_pos(doc, full), full, message)
+
+    spec, dynamic = resolve_spec(data["spec"], os.environ, _swept_paths(data["spec"]), report)
+    if spec is not data["spec"]:
+        doc.data = {**data, "spec": spec}
+    doc.dynamic = dynamic if dynamic else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -1272,6 +1320,10 @@ def _load(
                 elif outcome != "skip":
                     problems.add((f"--set {ov.text}", None, None), ov.path, f"{label}: {outcome}")
         before = len(problems.items)
+        if not abstract:
+            _interpolate(doc, problems)
+            if len(problems.items) > before:
+                continue
         _schema_problems(doc, abstract, problems)
         if abstract or len(problems.items) > before:
             continue
@@ -1347,7 +1399,10 @@ def _load(
         gc.disable()  # 100k small dicts trigger needless collections; nothing here is cyclic
         try:
             first_new = len(runs)
-            for rid, bid, ident, params, placement, seed, rep in expand(exp.plan, base, head, ch):
+            derive = exp.doc.dynamic.apply if exp.doc.dynamic else None
+            for rid, bid, ident, params, placement, seed, rep in expand(
+                exp.plan, base, head, ch, derive
+            ):
                 j = by_id.get(rid)
                 if j is not None:
                     if j < first_new:  # asked for by an earlier experiment too: run it once
