@@ -450,25 +450,52 @@ def _apply_override(doc: _Doc, ov: _Override) -> str | None:
 # interpolation
 
 
-def _swept_paths(spec: dict[str, Any]) -> frozenset[str]:
-    """The dotted paths a sweep sets (before it is checked: odd shapes are skipped here and
-    reported by the schema check)."""
+def _sweep_keys(spec: dict[str, Any]) -> list[tuple[str, JsonPath]]:
+    """Each path a sweep sets, dotted (``params.model.dim``), with the JSON path of its key.
+    Before the sweep is checked: odd shapes are skipped here and reported by the schema."""
     sweep = spec.get("sweep")
     if not isinstance(sweep, dict):
-        return frozenset()
-    keys: list[str] = []
+        return []
+    out: list[tuple[str, JsonPath]] = []
     if isinstance(sweep.get("grid"), dict):
-        keys.extend(sweep["grid"])
-    for group in sweep.get("zip") or []:
-        if isinstance(group, dict):
-            keys.extend(group)
-    for point in sweep.get("include") or []:
-        if isinstance(point, dict):
-            keys.extend(point)
-    out = {_dotted(_run_path(str(k))) for k in keys}
-    if sweep.get("seeds") is not None or sweep.get("repeats") is not None:
+        out.extend((str(k), ("spec", "sweep", "grid", k)) for k in sweep["grid"])
+    for section in ("zip", "include"):
+        entries = sweep.get(section)
+        for i, group in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(group, dict):
+                out.extend((str(k), ("spec", "sweep", section, i, k)) for k in group)
+    return [(_dotted(_run_path(k)), jp) for k, jp in out]
+
+
+def _swept_paths(spec: dict[str, Any]) -> frozenset[str]:
+    """The dotted paths a sweep sets, and ``seed`` where it sweeps seeds."""
+    out = {dotted for dotted, _ in _sweep_keys(spec)}
+    sweep = spec.get("sweep")
+    if isinstance(sweep, dict) and (
+        sweep.get("seeds") is not None or sweep.get("repeats") is not None
+    ):
         out.add("seed")
     return frozenset(out)
+
+
+def _override_hits_sweep(doc: _Doc, ov: _Override) -> str | None:
+    """Why ``--set params.x=...`` cannot work here: a sweep axis sets ``params.x`` (or a path
+    above or below it) in every run, so the value would be silently replaced."""
+    spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
+    if ov.path[:2] != ("spec", "params") or not isinstance(spec, dict):
+        return None
+    target = _dotted(ov.path[1:])
+    for dotted, jp in _sweep_keys(spec):
+        if dotted == target or dotted.startswith(target + ".") or target.startswith(dotted + "."):
+            where = _pos(doc, jp, key=True)
+            at = f"{where[0]}:{where[1]}" if where[1] else where[0]
+            section = "an include entry" if jp[2] == "include" else f"the {jp[2]} axis"
+            return (
+                f"{target} is swept by {section} {jp[-1]!r} at {at} ({json_path_str(jp)}): "
+                f"the sweep sets it in every run; edit the sweep instead "
+                f"(e.g. --set sweep.grid.{jp[-1]}=[...])"
+            )
+    return None
 
 
 def _interpolate(doc: _Doc, problems: _Problems) -> None:
@@ -1313,7 +1340,7 @@ def _load(
         applied: list[str] = []
         if not abstract:
             for ov in parsed_overrides:
-                outcome = _apply_override(doc, ov)
+                outcome = _override_hits_sweep(doc, ov) or _apply_override(doc, ov)
                 if outcome is None:
                     ov.applied += 1
                     applied.append(ov.text)
