@@ -911,6 +911,15 @@ def _prepare(
                 f"{k} does not apply to executor type {executor['type']!r}",
             )
 
+    if executor["type"] == "slurm":
+        # The checks the SLURM executor makes when apply builds it, so validate refuses
+        # what apply would (a --job-name in sbatch_args, a control character in setup, ...).
+        from hpcx.executors.slurm import option_problems
+
+        for sub, message in option_problems(executor, spec.get("resources") or {}):
+            jp = ("spec", *sub)
+            problems.add(_pos(doc, jp), jp, message)
+
     # --- the sweep
     sweep = spec.get("sweep") or {}
     plan = SweepPlan()
