@@ -30,6 +30,7 @@ from hpcx.errors import HpcxError, PlanError
 if TYPE_CHECKING:
     from hpcx.executors.base import ObservedStatus, Submission
     from hpcx.plan import Plan, RunChange
+    from hpcx.selection import Unmatched
     from hpcx.spec import RunSpec
 
 #: Where run folders go, under the project root, unless --runs-root / $HPCX_RUNS_ROOT say.
@@ -105,7 +106,7 @@ class Selection:
             from hpcx.manifest import run_value
 
             for path, value in self.where:
-                dotted = path if path.split(".")[0] in _TOP_LEVEL else f"params.{path}"
+                dotted = _where_path(path)
                 try:
                     if run_value(change.run, dotted) != value:
                         return False
@@ -113,8 +114,82 @@ class Selection:
                     return False
         return True
 
+    def unmatched(
+        self, changes: Sequence[RunChange], *, aliases: Mapping[str, str] | None = None
+    ) -> list[Unmatched]:
+        """Each selector that matches no change of the plan (noops count: a selector that
+        picks runs with nothing to do matched them). ``--action`` is what to do, not which
+        runs, so an action with nothing to do is "Nothing to apply", not an error.
+        ``aliases`` maps manifest file stems to experiment names, for the suggestion."""
+        from hpcx.selection import Unmatched, unknown_names
+
+        out = unknown_names(
+            "-e", sorted(self.experiments), {c.experiment for c in changes}, aliases=aliases
+        )
+        from hpcx.manifest import _leaf_paths
+
+        for path, value in self.where:
+            dotted = _where_path(path)
+            probe = Selection(where=((path, value),))
+            if any(probe.matches(c) for c in changes):
+                continue
+            runs = [c.run for c in changes if c.run is not None]
+            seen = [v for r in runs if (v := _run_get(r, dotted)) is not _ABSENT]
+            text = f"{path}={_show(value)}"
+            if not seen:
+                known = {
+                    p
+                    for r in runs[:1000]
+                    for p in _leaf_paths({"params": r.params, "placement": r.placement})
+                }
+                known |= {p.removeprefix("params.") for p in known if p.startswith("params.")}
+                from hpcx.selection import did_you_mean
+
+                hint = did_you_mean(path, known)
+                out.append(Unmatched("--where", text, f"no run has a value at {dotted}{hint}"))
+            else:
+                values = sorted({_show(v) for v in seen})
+                shown = ", ".join(values[:10]) + (", ..." if len(values) > 10 else "")
+                out.append(
+                    Unmatched(
+                        "--where", text, f"no run has {dotted} = {_show(value)} (values: {shown})"
+                    )
+                )
+        if not out and not self.actions and not any(self.matches(c) for c in changes):
+            # Each selector matches some run, but no run matches them all.
+            out.append(Unmatched("selection", self.describe(), "no run matches all of it together"))
+        return out
+
+    def describe(self) -> str:
+        parts = [f"-e {e}" for e in sorted(self.experiments)]
+        parts += [f"--where {p}={_show(v)}" for p, v in self.where]
+        parts += [f"--action {a}" for a in sorted(self.actions)]
+        return " ".join(parts)
+
 
 _TOP_LEVEL = frozenset({"params", "placement", "resources", "seed", "repeat", "experiment"})
+_ABSENT = object()
+
+
+def _where_path(path: str) -> str:
+    return path if path.split(".")[0] in _TOP_LEVEL else f"params.{path}"
+
+
+def _run_get(run: RunSpec, dotted: str) -> Any:
+    """The value at ``dotted`` in a run, or ``_ABSENT`` (not ``None``: null is a value)."""
+    from hpcx.sweep import get_path
+
+    parts = dotted.split(".")
+    if parts == ["seed"]:
+        return run.seed
+    try:
+        return get_path({"params": run.params, "placement": run.placement}, parts)
+    except KeyError:
+        return _ABSENT
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _parse_scalar(raw: str) -> Any:

@@ -61,3 +61,7 @@ class PlanError(HpcxError):
 
 class StalePlanError(PlanError):
     """A saved plan was made against a state that has since moved on."""
+
+
+class SelectionError(HpcxError):
+    """A selector (an experiment name, --where, a status, a tag, ...) matched nothing."""

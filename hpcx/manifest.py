@@ -189,6 +189,8 @@ class _Doc:
     positions: dict[JsonPath, Position]
     key_positions: dict[JsonPath, Position]
     files: list[Path]  # this file and every base it pulls in
+    # Params that refer to swept values (``${params.x}``), resolved per run at expansion.
+    dynamic: Any = None
 
 
 class _Problems:
@@ -442,6 +444,79 @@ def _apply_override(doc: _Doc, ov: _Override) -> str | None:
     doc.positions[target] = (f"--set {ov.text}", None, None)
     doc.key_positions[target] = (f"--set {ov.text}", None, None)
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# interpolation
+
+
+def _sweep_keys(spec: dict[str, Any]) -> list[tuple[str, JsonPath]]:
+    """Each path a sweep sets, dotted (``params.model.dim``), with the JSON path of its key.
+    Before the sweep is checked: odd shapes are skipped here and reported by the schema."""
+    sweep = spec.get("sweep")
+    if not isinstance(sweep, dict):
+        return []
+    out: list[tuple[str, JsonPath]] = []
+    if isinstance(sweep.get("grid"), dict):
+        out.extend((str(k), ("spec", "sweep", "grid", k)) for k in sweep["grid"])
+    for section in ("zip", "include"):
+        entries = sweep.get(section)
+        for i, group in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(group, dict):
+                out.extend((str(k), ("spec", "sweep", section, i, k)) for k in group)
+    return [(_dotted(_run_path(k)), jp) for k, jp in out]
+
+
+def _swept_paths(spec: dict[str, Any]) -> frozenset[str]:
+    """The dotted paths a sweep sets, and ``seed`` where it sweeps seeds."""
+    out = {dotted for dotted, _ in _sweep_keys(spec)}
+    sweep = spec.get("sweep")
+    if isinstance(sweep, dict) and (
+        sweep.get("seeds") is not None or sweep.get("repeats") is not None
+    ):
+        out.add("seed")
+    return frozenset(out)
+
+
+def _override_hits_sweep(doc: _Doc, ov: _Override) -> str | None:
+    """Why ``--set params.x=...`` cannot work here: a sweep axis sets ``params.x`` (or a path
+    above or below it) in every run, so the value would be silently replaced."""
+    spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
+    if ov.path[:2] != ("spec", "params") or not isinstance(spec, dict):
+        return None
+    target = _dotted(ov.path[1:])
+    for dotted, jp in _sweep_keys(spec):
+        if dotted == target or dotted.startswith(target + ".") or target.startswith(dotted + "."):
+            where = _pos(doc, jp, key=True)
+            at = f"{where[0]}:{where[1]}" if where[1] else where[0]
+            section = "an include entry" if jp[2] == "include" else f"the {jp[2]} axis"
+            return (
+                f"{target} is swept by {section} {jp[-1]!r} at {at} ({json_path_str(jp)}): "
+                f"the sweep sets it in every run; edit the sweep instead "
+                f"(e.g. --set sweep.grid.{jp[-1]}=[...])"
+            )
+    return None
+
+
+def _interpolate(doc: _Doc, problems: _Problems) -> None:
+    """Resolve ``${env:...}`` and ``${field}`` references in the spec (hpcx/interpolate.py),
+    once, here at load (plan) time: runs record and hash the resolved values."""
+    import os
+
+    from hpcx.interpolate import resolve_spec
+
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
+        return
+
+    def report(jp: tuple[str | int, ...], message: str) -> None:
+        full: JsonPath = ("spec", *jp)
+        problems.add(_pos(doc, full), full, message)
+
+    spec, dynamic = resolve_spec(data["spec"], os.environ, _swept_paths(data["spec"]), report)
+    if spec is not data["spec"]:
+        doc.data = {**data, "spec": spec}
+    doc.dynamic = dynamic if dynamic else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -730,7 +805,14 @@ def _check_placeholders(
             continue
         if name not in _RUN_FIELDS:
             options = [*_RUN_FIELDS, *("params." + p for p in _leaf_paths(params))]
-            problems.add(where, jp, f"unknown placeholder {{{name}}}{_did_you_mean(name, options)}")
+            hint = _did_you_mean(name, options)
+            literal = "{{" + m.group(1) + "}}"
+            problems.add(
+                where,
+                jp,
+                f"unknown placeholder {{{name}}}{hint}; for literal braces write {{{{ and }}}}: "
+                f"{literal!r}",
+            )
 
 
 #: Sweep values checked against a workload's parameter schema, per axis (more are sampled).
@@ -828,6 +910,15 @@ def _prepare(
                 jp,
                 f"{k} does not apply to executor type {executor['type']!r}",
             )
+
+    if executor["type"] == "slurm":
+        # The checks the SLURM executor makes when apply builds it, so validate refuses
+        # what apply would (a --job-name in sbatch_args, a control character in setup, ...).
+        from hpcx.executors.slurm import option_problems
+
+        for sub, message in option_problems(executor, spec.get("resources") or {}):
+            jp = ("spec", *sub)
+            problems.add(_pos(doc, jp), jp, message)
 
     # --- the sweep
     sweep = spec.get("sweep") or {}
@@ -1258,13 +1349,17 @@ def _load(
         applied: list[str] = []
         if not abstract:
             for ov in parsed_overrides:
-                outcome = _apply_override(doc, ov)
+                outcome = _override_hits_sweep(doc, ov) or _apply_override(doc, ov)
                 if outcome is None:
                     ov.applied += 1
                     applied.append(ov.text)
                 elif outcome != "skip":
                     problems.add((f"--set {ov.text}", None, None), ov.path, f"{label}: {outcome}")
         before = len(problems.items)
+        if not abstract:
+            _interpolate(doc, problems)
+            if len(problems.items) > before:
+                continue
         _schema_problems(doc, abstract, problems)
         if abstract or len(problems.items) > before:
             continue
@@ -1340,7 +1435,10 @@ def _load(
         gc.disable()  # 100k small dicts trigger needless collections; nothing here is cyclic
         try:
             first_new = len(runs)
-            for rid, bid, ident, params, placement, seed, rep in expand(exp.plan, base, head, ch):
+            derive = exp.doc.dynamic.apply if exp.doc.dynamic else None
+            for rid, bid, ident, params, placement, seed, rep in expand(
+                exp.plan, base, head, ch, derive
+            ):
                 j = by_id.get(rid)
                 if j is not None:
                     if j < first_new:  # asked for by an earlier experiment too: run it once
@@ -1489,7 +1587,10 @@ def _render(text: str, run: RunSpec, run_dir: str) -> str:
         }
         if name in values:
             return _format_value(values[name])
-        raise ManifestError(f"{run.source}: unknown placeholder {tok}")
+        raise ManifestError(
+            f"{run.source}: unknown placeholder {tok}",
+            hint="write {{ and }} for a literal brace",
+        )
 
     return _PLACEHOLDER.sub(sub, text)
 

@@ -455,16 +455,11 @@ def _hint_for(msg: str, sql: str, views: dict[str, list[tuple[str, str]]]) -> st
         close = difflib.get_close_matches(wanted, cols, n=1, cutoff=0.6)
         name = close[0] if close else wanted
         return f'dotted column names need double quotes: SELECT "{name}" FROM runs'
-    m = re.search(r'column "?([^"\s]+)"? not found', msg, re.IGNORECASE)
+    m = re.search(r'column "?([^"\s]+)"? not found', msg, re.IGNORECASE) or re.search(
+        r'does not have a column named "([^"]+)"', msg
+    )
     if m or "Referenced column" in msg:
-        missing = m.group(1) if m else ""
-        close = difflib.get_close_matches(missing, cols, n=1, cutoff=0.6) if missing else []
-        if close:
-            return (
-                f'did you mean column "{close[0]}"? Dotted names need double quotes: '
-                f'SELECT "params.model.depth" FROM runs'
-            )
-        return 'dotted column names need double quotes: SELECT "params.model.depth" FROM runs'
+        return _column_hint(m.group(1) if m else "", sql, views)
     if "Permission Error" in msg or "file system operations are disabled" in msg:
         return "hpcx query reads the state and nothing else; write results with -o FILE"
     if "lock" in msg.lower() and "configuration" in msg.lower():
@@ -472,6 +467,31 @@ def _hint_for(msg: str, sql: str, views: dict[str, list[tuple[str, str]]]) -> st
     if "syntax error" in msg.lower() or "Parser Error" in msg:
         return 'check the SQL; e.g. hpcx query "SELECT status, count(*) FROM runs GROUP BY 1"'
     return "hpcx query --list shows the views and their columns"
+
+
+def _column_hint(missing: str, sql: str, views: dict[str, list[tuple[str, str]]]) -> str:
+    """A did-you-mean over the columns of the views the query reads (all views when it names
+    none). The dotted-name advice only where it applies: the name is the tail of a dotted
+    column (``depth`` for ``params.model.depth``), which must be written quoted."""
+    named = [v for v in views if re.search(rf"\b{re.escape(v)}\b", sql, re.IGNORECASE)]
+    scope = named or list(views)
+    cols = list(dict.fromkeys(c for v in scope for c, _ in views[v]))
+    where = " or ".join(scope) if len(scope) <= 3 else "the views"
+    listing = f"hpcx query --list shows the columns of {where}"
+    if not missing:
+        return listing
+    dotted = [c for c in cols if "." in c and c.lower().endswith("." + missing.lower())]
+    if dotted:
+        return f'dotted column names need double quotes: SELECT "{dotted[0]}" FROM {scope[0]}' + (
+            f" (or {', '.join(repr(d) for d in dotted[1:3])})" if len(dotted) > 1 else ""
+        )
+    lowered = {c.lower(): c for c in cols}
+    close = difflib.get_close_matches(missing.lower(), list(lowered), n=3, cutoff=0.6)
+    if close:
+        options = ", ".join(f'"{lowered[c]}"' for c in close)
+        quote = " (quoted, as it has dots)" if "." in lowered[close[0]] else ""
+        return f"did you mean column {options}{quote}? {listing}"
+    return f"no column {missing!r} in {where}; {listing}"
 
 
 # -- writing results (outside the query connection) -----------------------------------------

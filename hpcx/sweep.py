@@ -158,13 +158,16 @@ def expand(
     base: dict[str, Any],
     head: dict[str, Any],
     code: str | None,
+    derive: Callable[[dict[str, Any], dict[str, Any], Any], dict[str, Any]] | None = None,
 ) -> Iterator[tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any], Any, int]]:
     """Every point of ``plan`` over ``base`` (``{"params": ..., "placement": ...}``), in order,
     as ``(run_id, base_id, identity, params, placement, seed, repeat)``.
 
     ``head`` holds the constant identity fields (``v``, workload or command, include); ``code``
-    joins the run id but not the base id. Order: the product (last axis fastest, each point
-    once per seed), then the includes. Duplicates are the caller's to drop.
+    joins the run id but not the base id. ``derive(params, placement, seed)`` (params that
+    refer to swept values, :mod:`hpcx.interpolate`) gives each run's final params; its ids are
+    then hashed from the canonical JSON, the slower general path. Order: the product (last
+    axis fastest, each point once per seed), then the includes. Duplicates are the caller's to drop.
     """
     axes = plan.axes
     all_paths = [p for a in axes for p in a.paths]
@@ -222,6 +225,13 @@ def expand(
         params, placement = apply(base, values)
         slot_texts.append("")
         for r, seed in seeds:
+            if derive is not None:
+                own = derive(params, placement, seed)
+                identity = ident(own, placement, seed, True)
+                rid = _sha(canonical_json(identity))
+                bid = rid if same_ids else _sha(canonical_json(ident(own, placement, seed, False)))
+                yield rid, bid, identity, own, placement, seed, r
+                continue
             slot_texts[-1] = seed_texts[r]
             rid = sha(fmt_run.format(*slot_texts).encode()).hexdigest()[:n]
             bid = rid if same_ids else sha(fmt_base.format(*slot_texts).encode()).hexdigest()[:n]
@@ -235,10 +245,11 @@ def expand(
         root = set_paths(base, assignments)
         params, placement = root["params"], root["placement"]
         for r, seed in seeds:
-            identity = ident(params, placement, seed, True)
+            own = params if derive is None else derive(params, placement, seed)
+            identity = ident(own, placement, seed, True)
             rid = _sha(canonical_json(identity))
-            bid = rid if same_ids else _sha(canonical_json(ident(params, placement, seed, False)))
-            yield rid, bid, identity, params, placement, seed, r
+            bid = rid if same_ids else _sha(canonical_json(ident(own, placement, seed, False)))
+            yield rid, bid, identity, own, placement, seed, r
 
 
 def _sha(text: str) -> str:

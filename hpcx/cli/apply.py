@@ -120,6 +120,7 @@ def apply_command(
     from hpcx.plan import load_saved_plan, make_plan, summary_line
     from hpcx.plan_render import RenderContext, render_text
     from hpcx.project import default_manifest_paths, display_path
+    from hpcx.selection import known_list, raise_unmatched
     from hpcx.state import StateSnapshot, StateStore, is_uncreated
 
     root, state_path, runs = _paths(state, runs_root)
@@ -157,6 +158,14 @@ def apply_command(
                 desired, snapshot, orphan_scope="experiments" if paths else "all", git=git
             )
 
+        aliases = {} if saved else {Path(e.path).stem: e.name for e in desired.experiments}
+        unmatched = selection.unmatched(plan.changes, aliases=aliases)
+        raise_unmatched(
+            unmatched,
+            hint=known_list({c.experiment for c in plan.changes})
+            if any(u.option == "-e" for u in unmatched)
+            else "`hpcx plan --full` lists every run and its values",
+        )
         selected = [c for c in plan.changes if selection.matches(c)]
         todo = [c for c in selected if c.action.value in ("create", "retry", "stale", "update")]
         if not quiet and not as_json:
@@ -322,14 +331,37 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Runs by status, per experiment (as of the last apply/refresh)."""
+    from hpcx.selection import Unmatched, known_list, raise_unmatched, unknown_names
+    from hpcx.state import RUN_STATUSES
+
     _, state_path, _ = _paths(state, None)
     where, params = _filters(experiment, status)
     with _open_read(state_path) as store:
         con = store.connection
-        counts = con.execute(
-            f"SELECT experiment, status, count(*) FROM runs {where} GROUP BY ALL ORDER BY ALL",
-            params,
+        # Every experiment's counts, filtered here: the names the selectors may take come
+        # from the same rows, so a selector that matches nothing is named, not "No runs match".
+        all_counts = con.execute(
+            "SELECT experiment, status, count(*) FROM runs GROUP BY ALL ORDER BY ALL"
         ).fetchall()
+        known = {r[0] for r in all_counts}
+        unmatched = unknown_names("-e", experiment, known)
+        unmatched += unknown_names("--status", status, RUN_STATUSES, what="status")
+        for st in dict.fromkeys(status):
+            if st in RUN_STATUSES and not any(
+                r[1] == st and (not experiment or r[0] in experiment) for r in all_counts
+            ):
+                unmatched.append(Unmatched("--status", st, f"no run is {st}"))
+        counts = [
+            r
+            for r in all_counts
+            if (not experiment or r[0] in experiment) and (not status or r[1] in status)
+        ]
+        raise_unmatched(
+            unmatched,
+            hint=known_list(known)
+            if any(u.option == "-e" for u in unmatched)
+            else "`hpcx status` shows every run's status",
+        )
         rows = (
             con.execute(
                 "SELECT run_id, experiment, status, attempts, job_id, host, exit_code, end_reason, "
@@ -412,6 +444,7 @@ def cancel_command(
     from hpcx.errors import HpcxError
     from hpcx.executors import Submission, get_executor
     from hpcx.harvest import harvest_submissions, in_flight_submissions
+    from hpcx.selection import known_list, raise_unmatched, unknown_names
 
     _, state_path, _ = _paths(state, None)
     if not (runs or experiment or all_):
@@ -422,13 +455,10 @@ def cancel_command(
             con = store.connection
             wanted = {_resolve_run(con, r)[0] for r in runs or []}
             if experiment:
-                wanted |= {
-                    r[0]
-                    for r in con.execute(
-                        "SELECT run_id FROM runs WHERE experiment IN (SELECT unnest(?::VARCHAR[]))",
-                        [experiment],
-                    ).fetchall()
-                }
+                rows = con.execute("SELECT run_id, experiment FROM runs").fetchall()
+                known = {r[1] for r in rows}
+                raise_unmatched(unknown_names("-e", experiment, known), hint=known_list(known))
+                wanted |= {r[0] for r in rows if r[1] in experiment}
         subs: list[Submission] = []
         for row in in_flight_submissions(state_path):
             if row["state"] != "submitted" or not row["detail"].get("submission"):

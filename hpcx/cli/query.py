@@ -145,6 +145,7 @@ def export_command(
     from hpcx.export import export_runs
     from hpcx.project import resolve_state_path
     from hpcx.query import QueryError
+    from hpcx.selection import check_state_selection
     from hpcx.state import RUN_STATUSES
 
     bad = [s for s in status if s not in RUN_STATUSES]
@@ -152,6 +153,9 @@ def export_command(
         raise QueryError(
             f"unknown status {', '.join(bad)}", hint="one of: " + ", ".join(RUN_STATUSES)
         )
+    check_state_selection(
+        resolve_state_path(state), experiments=experiment, tags=tag, statuses=status
+    )
     if mlflow is not None:
         from hpcx.export import export_mlflow
 
@@ -200,9 +204,13 @@ def report_command(
     from hpcx.project import resolve_state_path
     from hpcx.query import QueryError
     from hpcx.report import build_report
+    from hpcx.selection import check_state_selection
 
     if fmt not in ("html", "md"):
         raise QueryError(f"unknown report format {fmt!r}", hint="html or md")
+    check_state_selection(
+        resolve_state_path(state), experiments=experiments or [], experiment_option="experiment"
+    )
     out = output or Path("report.html" if fmt == "html" else "report.md")
     summary = build_report(
         resolve_state_path(state),

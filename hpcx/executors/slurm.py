@@ -288,6 +288,42 @@ def extra_options(options: object) -> list[tuple[str, str | None]]:
     return out
 
 
+def option_problems(
+    executor: Mapping[str, Any], resources: Mapping[str, Any]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every problem ``apply`` would refuse in a manifest's SLURM settings, as (path under
+    ``spec``, message): the same checks the executor makes when it is built, one item at a
+    time so that ``hpcx validate`` reports each, not just the first."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+
+    def check(path: tuple[str | int, ...], fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except InvalidOptionError as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            out.append((path, f"{exc}{hint}"))
+
+    key = "sbatch_args" if "sbatch_args" in executor else "sbatch"
+    sbatch = executor.get(key)
+    if isinstance(sbatch, list | tuple):
+        for i, item in enumerate(sbatch):
+            check(("executor", key, i), extra_options, [item])
+    elif isinstance(sbatch, Mapping):
+        for name, value in sbatch.items():
+            check(("executor", key, str(name)), extra_options, {name: value})
+    elif sbatch is not None:
+        check(("executor", key), extra_options, sbatch)
+    throttle = executor.get("array_throttle")
+    if throttle not in (None, 0):
+        check(("executor", "array_throttle"), _positive_int, "array_throttle", throttle)
+    setup = executor.get("setup")
+    if isinstance(setup, list):
+        for i, line in enumerate(setup):
+            check(("executor", "setup", i), check_line, "setup line", line)
+    check(("resources",), resource_options, resources)
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # The script: a pure function
 

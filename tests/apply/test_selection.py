@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from apply_helpers import hpcx, manifest, query, runs
+from apply_helpers import hpcx, manifest, query, runs, state_path
 
 from hpcx.apply import Selection, _executor_group
 from hpcx.errors import PlanError
@@ -102,3 +102,86 @@ def test_the_manifests_executor_type_and_sbatch_args_reach_the_executor() -> Non
     assert kind == "local" and json.loads(opts) == {"max_parallel": 2}
     assert _executor_group(spec({}))[0] == "local"
     assert _executor_group(spec({"kind": "slurm"}))[0] == "slurm"
+
+
+def test_a_selector_that_matches_nothing_is_exit_1_naming_it_with_a_suggestion(project) -> None:
+    """Regression: `apply -e nope` said "Nothing to apply." and exited 0."""
+    root = project(
+        {
+            # File stem numa_study, experiment numa-study: users type either.
+            "numa_study": manifest(
+                "numa-study", ["{params.x}"], params={"x": 1}, grid={"x": [1, 2]}
+            ),
+            "other": manifest("other", ["{params.y}"], params={"y": 0}),
+        }
+    )
+    out = hpcx(root, "apply", "--yes", "-e", "nope")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "-e nope: no such experiment" in out.stderr
+    assert "known experiments: numa-study, other" in out.stderr
+    assert "Nothing to apply" not in out.stdout
+
+    out = hpcx(root, "apply", "--yes", "-e", "numa_study", "-e", "othr")
+    assert out.returncode == 1
+    assert "-e numa_study: no such experiment (did you mean 'numa-study'?" in out.stderr
+    assert "-e othr: no such experiment (did you mean 'other'?)" in out.stderr
+
+    out = hpcx(root, "apply", "--yes", "--where", "x=9")
+    assert out.returncode == 1 and "--where x=9: no run has params.x = 9 (values: 1, 2)" in (
+        out.stderr
+    )
+    out = hpcx(root, "apply", "--yes", "--where", "xx=1")
+    assert out.returncode == 1 and "no run has a value at params.xx (did you mean 'x'?)" in (
+        out.stderr
+    )
+    # Each matches some run, none matches both.
+    out = hpcx(root, "apply", "--yes", "-e", "other", "--where", "x=1")
+    assert out.returncode == 1 and "no run matches all of it together" in out.stderr
+    assert not state_path(root).exists() or query(root, "SELECT count(*) FROM runs")[0][0] == 0
+
+    # Matching runs with nothing to do is not an error.
+    hpcx(root, "apply", "--yes", check=True)
+    out = hpcx(root, "apply", "--yes", "-e", "numa-study", check=True)
+    assert "Nothing to apply." in out.stdout
+    out = hpcx(root, "apply", "--yes", "--action", "retry", check=True)
+    assert "Nothing to apply." in out.stdout
+
+
+def test_status_cancel_export_and_report_name_what_matched_nothing(project, tmp_path) -> None:
+    root = project({"numa_study": manifest("numa-study", ["{params.x}"], params={"x": 1})})
+    hpcx(root, "apply", "--yes", check=True)
+
+    assert "numa-study" in hpcx(root, "status", "-e", "numa-study", check=True).stdout
+    out = hpcx(root, "status", "-e", "numa_study")
+    assert out.returncode == 1 and "did you mean 'numa-study'?" in out.stderr
+    out = hpcx(root, "status", "--status", "succeded")
+    assert out.returncode == 1 and "no such status (did you mean 'succeeded'?)" in out.stderr
+    out = hpcx(root, "status", "--status", "failed")
+    assert out.returncode == 1 and "--status failed: no run is failed" in out.stderr
+
+    out = hpcx(root, "cancel", "-e", "numa-stduy")
+    assert out.returncode == 1 and "did you mean 'numa-study'?" in out.stderr
+    out = hpcx(root, "cancel", "-e", "numa-study", check=True)  # known, nothing in flight
+    assert "Cancelled 0 run(s)." in out.stdout
+
+    csv = tmp_path / "out.csv"
+    out = hpcx(root, "export", str(csv), "-e", "numa_study")
+    assert out.returncode == 1 and "did you mean 'numa-study'?" in out.stderr
+    out = hpcx(root, "export", str(csv), "--tag", "nosuchtag")
+    assert out.returncode == 1 and "--tag nosuchtag: no such tag on any run" in out.stderr
+    assert not csv.exists()
+    hpcx(root, "export", str(csv), "-e", "numa-study", check=True)
+
+    out = hpcx(root, "report", "numa_study", "-o", str(tmp_path / "r.html"))
+    assert out.returncode == 1 and "experiment numa_study: no such experiment" in out.stderr
+    assert "did you mean 'numa-study'?" in out.stderr
+
+
+def test_did_you_mean_treats_underscore_and_dash_alike_and_knows_file_stems() -> None:
+    from hpcx.selection import did_you_mean, unknown_names
+
+    assert did_you_mean("numa_study", ["numa-study", "scaling"]) == " (did you mean 'numa-study'?)"
+    assert did_you_mean("zzz", ["numa-study"]) == ""
+    hint = did_you_mean("quick", ["quick-test"], aliases={"quick": "quick-test"})
+    assert "did you mean 'quick-test'? 'quick' is a manifest file" in hint
+    assert [u.value for u in unknown_names("-e", ["a", "b", "a"], ["a"])] == ["b"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from manifest_helpers import HEADER, simple
@@ -279,3 +283,56 @@ def test_a_bad_value_in_a_sweep_points_at_the_sweep_axis(write) -> None:
 
 def test_a_misspelt_workload_param_is_an_error(write) -> None:
     assert "detph" in only(write, simple(params="{model: {detph: 4}}", workload="vit-pipeline"))
+
+
+def test_a_literal_brace_is_told_to_escape_and_the_escape_reaches_the_program(write) -> None:
+    """Regression: `{"a": 1}` in an argument said only "unknown placeholder"."""
+    body = "metadata: {name: e}\nspec:\n  command: [run, '--json={\"a\": 1}']\n"
+    msg = only(write, body)
+    assert 'unknown placeholder {"a": 1}' in msg
+    assert "for literal braces write {{ and }}: '{{\"a\": 1}}'" in msg
+
+    from hpcx.manifest import load_desired, render_command
+
+    escaped = "metadata: {name: e}\nspec:\n  command: [run, '--json={{\"a\": {params.x}}}']\n"
+    f = write("ok.yaml", escaped + "  params: {x: 1}\n")
+    (run,) = load_desired([f]).runs
+    assert render_command(run, "/r") == ["run", '--json={"a": 1}']
+
+
+def test_validate_refuses_each_slurm_option_that_apply_refuses(write) -> None:
+    """Regression: `hpcx validate` passed a `--job-name` in sbatch_args that apply refused.
+    Each case is refused by both: validate at its value, the executor apply builds alike."""
+    from hpcx.apply import _executor_group
+    from hpcx.executors.base import InvalidOptionError
+    from hpcx.executors.slurm import SlurmExecutor
+    from hpcx.manifest import load_desired
+
+    cases = {
+        "sbatch_args: ['--job-name=x']": "sbatch option --job-name is set by hpcx",
+        "sbatch_args: ['--array=1-3']": "sbatch option --array is set by hpcx",
+        "sbatch_args: ['--parsable']": "sbatch option --parsable is set by hpcx",
+        "sbatch_args: ['--frobnicate']": "--frobnicate is not in hpcx's allow-list",
+        "sbatch_args: ['-J x']": "only long options",
+        'setup: ["module load a\\u0007"]': "control characters",
+    }
+    for executor, message in cases.items():
+        body = (
+            "metadata: {name: e}\nspec:\n  workload: noop\n  params: {x: 1}\n"
+            f"  executor: {{type: slurm, {executor}}}\n"
+        )
+        problems = [str(p) for p in validate_paths([write("e.yaml", body)])]
+        assert len(problems) == 1 and message in problems[0], (executor, problems)
+        assert problems[0].startswith("e.yaml:7:") and "$.spec.executor." in problems[0]
+        good = body.replace(executor, "sbatch_args: ['--exclusive']")
+        (run,) = load_desired([write("ok.yaml", good)]).runs
+        bad = dict(run.executor, **{k: v for k, v in _parse_flow(executor).items()})
+        _, options = _executor_group(dataclasses.replace(run, executor=bad))
+        with pytest.raises(InvalidOptionError, match=re.escape(message)):
+            SlurmExecutor(json.loads(options))
+
+
+def _parse_flow(text: str) -> dict:
+    from hpcx.yamlload import parse_value
+
+    return dict(parse_value("{" + text + "}", "t"))

@@ -86,3 +86,30 @@ def test_override_values_cannot_smuggle_tags(write) -> None:
     f = write("e.yaml", simple(params=P))
     (p,) = validate_paths([f], overrides=["params.batch_size=!!python/object:os.system x"])
     assert "is not allowed" in str(p)
+
+
+def test_override_of_a_swept_param_is_an_error_naming_the_axis(write) -> None:
+    """Regression: the sweep silently replaced the --set value in every run."""
+    sweep = """
+        grid:
+          model.depth: [2, 4]
+        zip:
+          - batch_size: [8, 16]
+        include:
+          - {model.depth: 12}
+    """
+    f = write("e.yaml", simple(params=P, sweep=sweep))
+    (p,) = validate_paths([f], overrides=["params.model.depth=8"])
+    assert str(p) == (
+        "--set params.model.depth=8: $.spec.params.model.depth: e.yaml: params.model.depth is "
+        "swept by the grid axis 'model.depth' at e.yaml:9 ($.spec.sweep.grid['model.depth']): "
+        "the sweep sets it in every run; edit the sweep instead "
+        "(e.g. --set sweep.grid.model.depth=[...])"
+    )
+    # A parent path is swept too; zip axes are named as such.
+    (p,) = validate_paths([f], overrides=["params.model={depth: 3}"])
+    assert "swept by the grid axis 'model.depth'" in str(p)
+    (p,) = validate_paths([f], overrides=["params.batch_size=4"])
+    assert "swept by the zip axis 'batch_size' at e.yaml:11" in str(p)
+    # An unswept param is still fine.
+    assert validate_paths([f], overrides=["+params.lr=0.1"]) == []

@@ -146,3 +146,21 @@ def test_bad_sql_gets_duckdbs_message_and_a_hint(state: Path) -> Any:
         with pytest.raises(QueryError) as err:
             s.query("SELEC 1")
         assert "syntax error" in str(err.value).lower()
+
+
+def test_an_unknown_column_gets_a_did_you_mean_over_that_views_columns(state: Path) -> None:
+    """Regression: every unknown column got advice about quoting dotted names."""
+    cases = {
+        "SELECT statu FROM runs": 'did you mean column "status"?',
+        "SELECT r.statu FROM runs r": 'did you mean column "status"?',
+        "SELECT nosuchcol FROM runs": "no column 'nosuchcol' in runs; hpcx query --list",
+        # The tail of a dotted column: the one case where quoting is the answer.
+        "SELECT depth FROM results": 'need double quotes: SELECT "params.model.depth" FROM results',
+    }
+    with QuerySession.open(state) as s:
+        for sql, want in cases.items():
+            with pytest.raises(QueryError) as err:
+                s.query(sql)
+            assert err.value.hint and want in err.value.hint, (sql, err.value.hint)
+            if "depth" not in sql:
+                assert "double quotes" not in err.value.hint
