@@ -485,11 +485,8 @@ def show_command(
         row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).fetchone()
         rec = dict(zip(cols, row, strict=True))
         events = store.events(run_id)
-        metrics = con.execute(
-            "SELECT name, arg_max(value, coalesce(step, 0)), count(*) FROM metrics "
-            "WHERE run_id = ? GROUP BY name ORDER BY name",
-            [run_id],
-        ).fetchall()
+        # The latest attempt's values only: after a rerun the earlier try's are history.
+        metrics_attempt, metrics = store.latest_metrics(run_id)
         meta = dict(
             con.execute("SELECT key, value FROM run_meta WHERE run_id = ?", [run_id]).fetchall()
         )
@@ -501,7 +498,8 @@ def show_command(
             for k, v in rec.items()
         },
         "spec": spec,
-        "metrics": {m[0]: {"last": m[1], "count": int(m[2])} for m in metrics},
+        "metrics": {m[0]: {"last": m[1], "count": m[2]} for m in metrics},
+        "metrics_attempt": metrics_attempt,
         "meta": {k: json.loads(v) if isinstance(v, str) else v for k, v in meta.items()},
         "history": [{**e, "at": str(e["at"])} for e in events],
     }
@@ -525,7 +523,8 @@ def show_command(
     out.append("  params:    " + json.dumps(spec.get("params"), sort_keys=True))
     out.append("  placement: " + json.dumps(spec.get("placement"), sort_keys=True))
     if doc["metrics"]:
-        out.append("  results:")
+        of = f" (attempt {metrics_attempt})" if metrics_attempt is not None else ""
+        out.append(f"  results{of}:")
         for name, m in doc["metrics"].items():
             out.append(
                 f"    {name} = {m['last']:.6g}"
