@@ -405,12 +405,20 @@ def cancel_command(
     all_: bool = typer.Option(False, "--all", help="Every run in flight."),
     state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
     lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+    wait: float = typer.Option(
+        15.0,
+        "--wait",
+        min=0.0,
+        help="Seconds to wait for signalled runs to end before harvesting them.",
+    ),
 ) -> None:
     """Cancel runs in flight (scancel for SLURM; a signal for local runs), then harvest them."""
+    import time
+
     from hpcx import lock
     from hpcx.backup import backup_before_write
     from hpcx.errors import HpcxError
-    from hpcx.executors import Submission, get_executor
+    from hpcx.executors import Executor, Submission, get_executor
     from hpcx.harvest import harvest_submissions, in_flight_submissions
 
     _, state_path, _ = _paths(state, None)
@@ -430,17 +438,51 @@ def cancel_command(
                     ).fetchall()
                 }
         subs: list[Submission] = []
+        asked: set[str] = set()
+        stoppers: list[tuple[Executor, Submission]] = []
         for row in in_flight_submissions(state_path):
             if row["state"] != "submitted" or not row["detail"].get("submission"):
                 continue
             sub = Submission.from_json(row["detail"]["submission"])
             ids = set(row["run_ids"]) if all_ else set(row["run_ids"]) & wanted
             if ids:
-                get_executor(sub.executor, row["detail"].get("options")).cancel([sub], ids)
+                ex = get_executor(sub.executor, row["detail"].get("options"))
+                ex.cancel([sub], ids)
                 subs.append(sub)
+                asked |= ids
+                stoppers.append((ex, sub))
+        # A signalled run ends once its wrapper has stopped the program (a local run) or the
+        # scheduler has ended the job: until then it reads as running, and harvesting at once
+        # recorded nothing and said "Cancelled 0". Wait for that, bounded by --wait.
+        deadline = time.monotonic() + wait
+        while stoppers:
+            seen = {rid: o for ex, sub in stoppers for rid, o in ex.poll([sub]).items()}
+            if all(seen[r].final for r in asked if r in seen) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
         result = harvest_submissions(state_path, subs)
-    n = sum(1 for o in result.observed.values() if o.state == "cancelled")
+    if not asked:
+        typer.echo("Cancelled 0 run(s): none of them is in flight.")
+        return
+    states = {rid: result.observed[rid].state for rid in asked if rid in result.observed}
+    n = sum(1 for st in states.values() if st == "cancelled")
     typer.echo(f"Cancelled {n} run(s).")
+    stopping = sum(1 for rid in asked if rid in result.observed and not result.observed[rid].final)
+    if stopping:
+        typer.echo(
+            f"{stopping} run(s) asked to stop have not ended yet (after {wait:g} s): "
+            "`hpcx refresh` records them once they do."
+        )
+    ended: dict[str, int] = {}
+    for rid, st in states.items():
+        if st != "cancelled" and result.observed[rid].final:
+            ended[st] = ended.get(st, 0) + 1
+    if ended:
+        typer.echo(
+            "Ended on their own before the cancel reached them: "
+            + ", ".join(f"{k} {st}" for st, k in sorted(ended.items()))
+            + "."
+        )
 
 
 @app.command("logs")
