@@ -1,6 +1,6 @@
 """``hpcx export``: the seed's results export, one row per run, as CSV or Parquet.
 
-Columns, in order: ``run_id, experiment, description``, the parameter columns
+Columns, in order: ``run_id, experiment, description, seed, repeat``, the parameter columns
 (``params.*`` then ``placement.*``, flattened as in the ``runs`` view), the final value of each
 metric, then ``status, git_commit, created_at, tags, host, job_id``. Parameter and metric
 columns that are empty for every exported run (another experiment's) are left out.
@@ -20,7 +20,9 @@ from typing import Any
 from hpcx.query import QueryError, QueryResult, QuerySession, write_csv_file, write_parquet
 
 FORMATS = ("csv", "parquet")
-_HEAD = ("run_id", "experiment", "description")
+# seed and repeat are part of a run's identity but not of its params: without them the runs of
+# a seeds/repeats sweep exported as identical rows.
+_HEAD = ("run_id", "experiment", "description", "seed", "repeat")
 _TAIL = ("status", "git_commit", "created_at", "tags", "host", "job_id")
 
 
