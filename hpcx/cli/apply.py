@@ -575,8 +575,15 @@ def show_command(
     meta = doc["meta"]
     if meta.get("git_commit") or meta.get("manifest_path"):
         dirty = " (dirty: git.diff in the run folder)" if meta.get("git_dirty") else ""
+        untracked = ""
+        if meta.get("manifest_tracked") is False:
+            # Not in the commit: the copy beside the run is the only record of what it said.
+            has_diff = bool(r["run_dir"]) and (Path(r["run_dir"]) / "git.diff").exists()
+            dirty = dirty or " (dirty)"
+            dirty = dirty if has_diff else " (dirty)"
+            untracked = " (not tracked by git; as applied: manifest.yaml in the run folder)"
         out.append(
-            f"  provenance: {meta.get('manifest_path', '-')} @ "
+            f"  provenance: {meta.get('manifest_path', '-')}{untracked} @ "
             f"{str(meta.get('git_commit') or '-')[:12]} on {meta.get('git_branch') or '-'}"
             f"{dirty}; applied {meta.get('applied_at', '-')} by {meta.get('applied_by', '-')}"
             f" with hpcx {meta.get('hpcx_version', '-')}"
