@@ -84,3 +84,14 @@ def test_mlflow_export_is_read_back_by_mlflows_own_client(project, monkeypatch) 
         assert [m.step for m in history] == [0, 1, 2]
         assert [round(m.value, 4) for m in history] == [1.0, 0.5, 0.3333]
     assert os.path.isdir(root / "mlruns" / exp.experiment_id)
+
+
+def test_the_schema_says_what_trackers_do_environment_only() -> None:
+    """hpcx sends W&B nothing: the schema (editor hover text) must not promise metrics."""
+    from hpcx.manifest import schema_path
+
+    doc = json.loads(schema_path().read_text())
+    trackers = doc["properties"]["spec"]["properties"]["trackers"]
+    text = trackers["description"] + trackers["properties"]["wandb"]["description"]
+    assert "receive the run's metrics" not in text
+    assert "sends them nothing" in text and "WANDB_PROJECT" in text
