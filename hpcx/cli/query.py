@@ -171,7 +171,7 @@ def export_command(
         )
         return
     if file is None:
-        raise QueryError("give an output FILE (.csv or .parquet), or --mlflow DIR")
+        raise QueryError("give an output FILE (.csv or .parquet), or --mlflow URI")
     summary = export_runs(
         resolve_state_path(state),
         file,
