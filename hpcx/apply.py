@@ -369,6 +369,16 @@ def apply_changes(
                 # Into the submission folder that submit made (its name is the key, made
                 # exclusively), then linked into each run folder.
                 save_diff(provenance, Path(sub.folder), [d.path for d in dirs])
+            if provenance is not None:
+                from hpcx.provenance import save_manifests
+
+                # The manifest as applied, beside each run (git may not hold it).
+                source = {r.run_id: r.source for r in runs}
+                save_manifests(
+                    provenance,
+                    Path(sub.folder),
+                    {d.run_id: (d.path, source[d.run_id]) for d in dirs},
+                )
         except SubmitError as exc:
             error = exc
             sub = exc.partial

@@ -1,6 +1,7 @@
-"""``hpcx export``: the seed's results export, one row per run, as CSV or Parquet.
+"""``hpcx export``: the seed's results export, one row per run, as CSV or Parquet; or the
+same runs logged to MLflow through MLflow's own client (:func:`export_mlflow`).
 
-Columns, in order: ``run_id, experiment, description``, the parameter columns
+Columns, in order: ``run_id, experiment, description, seed, repeat``, the parameter columns
 (``params.*`` then ``placement.*``, flattened as in the ``runs`` view), the final value of each
 metric, then ``status, git_commit, created_at, tags, host, job_id``. Parameter and metric
 columns that are empty for every exported run (another experiment's) are left out.
@@ -20,7 +21,9 @@ from typing import Any
 from hpcx.query import QueryError, QueryResult, QuerySession, write_csv_file, write_parquet
 
 FORMATS = ("csv", "parquet")
-_HEAD = ("run_id", "experiment", "description")
+# seed and repeat are part of a run's identity but not of its params: without them the runs of
+# a seeds/repeats sweep exported as identical rows.
+_HEAD = ("run_id", "experiment", "description", "seed", "repeat")
 _TAIL = ("status", "git_commit", "created_at", "tags", "host", "job_id")
 
 
@@ -132,17 +135,36 @@ def _unknown_experiments(session: QuerySession, names: Sequence[str]) -> list[st
 # MLflow
 
 
-#: MLflow's RunStatus numbers, by hpcx run status.
+#: MLflow's run status names, by hpcx run status.
 _MLFLOW_STATUS = {
-    "succeeded": 3,  # FINISHED
-    "failed": 4,  # FAILED
-    "timeout": 4,
-    "lost": 4,
-    "cancelled": 5,  # KILLED
-    "pending": 2,  # SCHEDULED
-    "submitted": 2,
-    "running": 1,  # RUNNING
+    "succeeded": "FINISHED",
+    "failed": "FAILED",
+    "timeout": "FAILED",
+    "lost": "FAILED",
+    "cancelled": "KILLED",
+    "pending": "SCHEDULED",
+    "submitted": "SCHEDULED",
+    "running": "RUNNING",
 }
+#: Tags that tie an MLflow run to the hpcx run (and attempt) it mirrors.
+TAG_RUN_ID = "hpcx.run_id"
+TAG_ATTEMPT = "hpcx.attempt"
+TAG_STATUS = "hpcx.status"
+#: What MLflow takes per log_batch call.
+_BATCH_METRICS = 1000
+_BATCH_PARAMS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class MlflowSummary:
+    tracking_uri: str
+    #: MLflow runs made for hpcx runs it did not hold yet.
+    logged: int
+    #: hpcx runs whose MLflow run was for another attempt or status: that one was deleted and
+    #: a new one logged.
+    replaced: int
+    #: hpcx runs whose MLflow run already says the same attempt and status: left alone.
+    unchanged: int
 
 
 def _ms(value: Any) -> int:
@@ -159,53 +181,54 @@ def _ms(value: Any) -> int:
     return 0
 
 
-def _yaml_value(v: Any) -> str:
-    import json
+def tracking_uri(target: str) -> str:
+    """An MLflow tracking URI from what the user gave: a URI (``http://``, ``https://``,
+    ``sqlite:///``, ``file://``, ...) as it is, or a folder path as a ``file://`` URI."""
+    import re
 
-    if v is None:
-        return "null"
-    if isinstance(v, int | float) and not isinstance(v, bool):
-        return str(v)
-    return json.dumps(str(v))  # a JSON string is a valid YAML scalar
-
-
-def _write_meta(path: Path, fields: dict[str, Any]) -> None:
-    path.write_text("".join(f"{k}: {_yaml_value(v)}\n" for k, v in fields.items()))
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", target) or target.startswith("databricks"):
+        return target
+    return Path(target).absolute().as_uri()
 
 
-def _write_key(folder: Path, key: str, text: str) -> None:
-    """MLflow stores a key as a file path: ``train/loss`` is ``metrics/train/loss``."""
-    parts = [p for p in key.split("/") if p not in ("", ".", "..")]
-    if not parts:
-        return
-    path = folder.joinpath(*parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+def _client(uri: str) -> Any:
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError:
+        raise QueryError(
+            "exporting to MLflow needs MLflow's client, which is not installed",
+            hint="pip install 'hpcx[mlflow]' (the mlflow extra), then run the export again",
+        ) from None
+    return MlflowClient(tracking_uri=uri)
 
 
 def export_mlflow(
     state: Path,
-    out: Path,
+    target: str,
     *,
     experiments: Sequence[str] = (),
     tags: Sequence[str] = (),
     statuses: Sequence[str] = (),
-) -> ExportSummary:
-    """Write runs, parameters and metrics as an MLflow file store (``mlflow ui
-    --backend-store-uri DIR`` opens it): one MLflow experiment per hpcx experiment, one MLflow
-    run per hpcx run (its id is the hpcx run id), every metric value with its step.
+) -> MlflowSummary:
+    """Log the selected runs to an MLflow tracking server or store through MLflow's own client:
+    one MLflow experiment per hpcx experiment (found by name, else created), one MLflow run
+    per hpcx run, named and tagged (``hpcx.run_id``) with its run id, with the export's
+    columns as params (seed, repeat, ``params.*``, ``placement.*``) and every metric value of
+    the run's latest attempt with its step.
 
-    Written into a temporary folder beside ``out`` and renamed into place; refuses to write
-    into an existing folder (MLflow keeps its own state there).
+    Exporting again is safe: an hpcx run whose MLflow run already carries the same attempt
+    and status is left alone; one whose attempt or status changed (a rerun, a run that has
+    finished since) gets its old MLflow run deleted and a new one logged. ``target`` is any
+    tracking URI (``http://host:port``, ``sqlite:///file.db``) or a folder (MLflow's file
+    store: hpcx sets ``MLFLOW_ALLOW_FILE_STORE=true`` for it, which MLflow 3 asks for).
     """
     import os
-    import shutil
-    import tempfile
 
-    if out.exists():
-        raise QueryError(
-            f"{out} exists", hint="give a new folder: hpcx writes a whole MLflow store"
-        )
+    uri = tracking_uri(target)
+    if uri.startswith("file:") and "MLFLOW_ALLOW_FILE_STORE" not in os.environ:
+        # MLflow 3 keeps its file store behind this switch; asking for a folder is asking for it.
+        os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    client = _client(uri)
     with QuerySession.open(state) as session:
         unknown = _unknown_experiments(session, experiments)
         if unknown:
@@ -213,80 +236,129 @@ def export_mlflow(
         runs = select_runs(session, experiments=experiments, tags=tags, statuses=statuses)
         ids = runs.column("run_id")
         extra = session.query(
-            "SELECT run_id, started_at, ended_at FROM runs "
+            "SELECT run_id, started_at, ended_at, attempts FROM runs "
             "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
             [ids],
         )
         metrics = session.query(
             "SELECT run_id, name, coalesce(step, 0), value, time FROM metrics "
-            "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id, name, step",
+            "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) "
+            "QUALIFY coalesce(attempt, -1) = max(coalesce(attempt, -1)) "
+            "OVER (PARTITION BY run_id) ORDER BY run_id, name, step",
             [ids],
         )
-    times = {r[0]: (r[1], r[2]) for r in extra.rows}
-    param_cols = [c for c in runs.columns if c.startswith(("params.", "placement."))]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    times = {r[0]: (r[1], r[2], int(r[3] or 0)) for r in extra.rows}
+    by_run: dict[str, list[tuple[str, int, float, Any]]] = {}
+    for rid, name, step, value, t in metrics.rows:
+        by_run.setdefault(rid, []).append((name, int(step), float(value), t))
+    param_cols = [c for c in runs.columns if c in ("seed", "repeat")] + [
+        c for c in runs.columns if c.startswith(("params.", "placement."))
+    ]
     try:
-        exp_ids: dict[str, str] = {}
-        uri = (out.absolute()).as_uri()
-        for rec in runs.records():
-            exp = str(rec["experiment"])
-            if exp not in exp_ids:
-                exp_ids[exp] = str(len(exp_ids) + 1)
-                edir = tmp / exp_ids[exp]
-                edir.mkdir()
-                _write_meta(
-                    edir / "meta.yaml",
-                    {
-                        "artifact_location": f"{uri}/{exp_ids[exp]}",
-                        "creation_time": _ms(rec.get("created_at")),
-                        "experiment_id": exp_ids[exp],
-                        "last_update_time": _ms(rec.get("created_at")),
-                        "lifecycle_stage": "active",
-                        "name": exp,
-                    },
-                )
-            rid = str(rec["run_id"])
-            rdir = tmp / exp_ids[exp] / rid
-            for sub in ("params", "metrics", "tags", "artifacts"):
-                (rdir / sub).mkdir(parents=True)
-            started, ended = times.get(rid, (None, None))
-            _write_meta(
-                rdir / "meta.yaml",
-                {
-                    "artifact_uri": f"{uri}/{exp_ids[exp]}/{rid}/artifacts",
-                    "end_time": _ms(ended) or None,
-                    "entry_point_name": "",
-                    "experiment_id": exp_ids[exp],
-                    "lifecycle_stage": "active",
-                    "run_id": rid,
-                    "run_name": rid,
-                    "run_uuid": rid,
-                    "source_name": "",
-                    "source_type": 4,
-                    "source_version": str(rec.get("git_commit") or ""),
-                    "start_time": _ms(started) or _ms(rec.get("created_at")),
-                    "status": _MLFLOW_STATUS.get(str(rec.get("status")), 4),
-                    "user_id": "hpcx",
-                },
-            )
-            for col in param_cols:
-                if rec.get(col) is not None:
-                    _write_key(rdir / "params", col, str(rec[col]))
-            (rdir / "tags" / "mlflow.runName").write_text(rid)
-            (rdir / "tags" / "hpcx.experiment").write_text(exp)
-            (rdir / "tags" / "hpcx.status").write_text(str(rec.get("status")))
-            if rec.get("git_commit"):
-                (rdir / "tags" / "mlflow.source.git.commit").write_text(str(rec["git_commit"]))
-        lines: dict[tuple[str, str], list[str]] = {}
-        for rid, name, step, value, t in metrics.rows:
-            stamp = int((t or 0) * 1000) or _ms(times.get(rid, (None, None))[1])
-            lines.setdefault((rid, name), []).append(f"{stamp} {value!r} {int(step)}\n")
-        exp_of = dict(zip(ids, runs.column("experiment"), strict=True))
-        for (rid, name), rows in lines.items():
-            _write_key(tmp / exp_ids[str(exp_of[rid])] / rid / "metrics", name, "".join(rows))
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        return _log_runs(client, uri, list(runs.records()), param_cols, times, by_run)
+    except QueryError:
         raise
-    return ExportSummary(path=out, format="mlflow", rows=len(ids), columns=param_cols)
+    except Exception as exc:  # MLflow's own errors: a server down, a refused value
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise QueryError(
+            f"MLflow at {uri} refused the export: {first}",
+            hint="check that the tracking server is up and the URI is right; runs already "
+            "logged are skipped when the export runs again",
+        ) from None
+
+
+def _log_runs(
+    client: Any,
+    uri: str,
+    records: list[dict[str, Any]],
+    param_cols: list[str],
+    times: dict[str, tuple[Any, Any, int]],
+    by_run: dict[str, list[tuple[str, int, float, Any]]],
+) -> MlflowSummary:
+    from mlflow.entities import Metric, Param
+
+    exp_ids: dict[str, str] = {}
+    existing: dict[str, dict[str, list[Any]]] = {}
+    logged = replaced = unchanged = 0
+    for rec in records:
+        exp = str(rec["experiment"])
+        if exp not in exp_ids:
+            found = client.get_experiment_by_name(exp)
+            exp_ids[exp] = (
+                found.experiment_id
+                if found is not None
+                else client.create_experiment(exp, tags={"hpcx.experiment": exp})
+            )
+            existing[exp] = _mirrored(client, exp_ids[exp])
+        rid = str(rec["run_id"])
+        status = str(rec.get("status"))
+        started, ended, attempt = times.get(rid, (None, None, 0))
+        old = existing[exp].get(rid, [])
+        if any(
+            r.data.tags.get(TAG_ATTEMPT) == str(attempt) and r.data.tags.get(TAG_STATUS) == status
+            for r in old
+        ):
+            unchanged += 1
+            continue
+        for r in old:
+            client.delete_run(r.info.run_id)
+        run_tags = {
+            TAG_RUN_ID: rid,
+            TAG_ATTEMPT: str(attempt),
+            TAG_STATUS: status,
+            "hpcx.experiment": exp,
+        }
+        if rec.get("git_commit"):
+            run_tags["mlflow.source.git.commit"] = str(rec["git_commit"])
+        if rec.get("description"):
+            run_tags["mlflow.note.content"] = str(rec["description"])
+        run = client.create_run(
+            exp_ids[exp],
+            start_time=_ms(started) or _ms(rec.get("created_at")) or None,
+            tags=run_tags,
+            run_name=rid,
+        )
+        mid = run.info.run_id
+        params = [Param(c, str(rec[c])) for c in param_cols if rec.get(c) is not None]
+        fallback = _ms(ended) or _ms(started) or _ms(rec.get("created_at"))
+        values = [
+            Metric(name, value, int((t or 0) * 1000) or fallback, step)
+            for name, step, value, t in by_run.get(rid, [])
+        ]
+        for i in range(0, len(params), _BATCH_PARAMS):
+            client.log_batch(mid, params=params[i : i + _BATCH_PARAMS])
+        for i in range(0, len(values), _BATCH_METRICS):
+            client.log_batch(mid, metrics=values[i : i + _BATCH_METRICS])
+        mstatus = _MLFLOW_STATUS.get(status, "FAILED")
+        if mstatus in ("FINISHED", "FAILED", "KILLED"):
+            client.set_terminated(mid, status=mstatus, end_time=_ms(ended) or None)
+        elif mstatus != "RUNNING":
+            client.update_run(mid, status=mstatus)
+        if old:
+            replaced += 1
+        else:
+            logged += 1
+    return MlflowSummary(uri, logged=logged, replaced=replaced, unchanged=unchanged)
+
+
+def _mirrored(client: Any, experiment_id: str) -> dict[str, list[Any]]:
+    """hpcx run id -> the MLflow runs (not deleted) of this experiment that mirror it."""
+    from mlflow.entities import ViewType
+
+    out: dict[str, list[Any]] = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{TAG_RUN_ID}` != ''",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=1000,
+            page_token=token,
+        )
+        for r in page:
+            rid = r.data.tags.get(TAG_RUN_ID)
+            if rid:
+                out.setdefault(rid, []).append(r)
+        token = page.token
+        if not token:
+            return out

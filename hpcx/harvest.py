@@ -80,7 +80,7 @@ def _ts(text: str | None) -> datetime | None:
 
 
 def _metrics_rows(
-    run_id: str, run_dir: str, result: HarvestResult, stdout_json: bool
+    run_id: str, run_dir: str, result: HarvestResult, stdout_json: bool, attempt: int | None
 ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     from hpcx.metrics import read_final_json, read_metrics
 
@@ -92,10 +92,13 @@ def _metrics_rows(
         return rows, {}
     for err in mf.errors:
         result.problems.append(f"run {run_id}: metrics.jsonl line {err.line}: {err.reason}")
-    rows = [(run_id, r.name, r.step, r.value, r.time) for r in mf.rows]
+    # The run folder's metrics.jsonl is the current attempt's (earlier attempts' files are
+    # moved under attempts/): each row carries that attempt, so a rerun's values never mix
+    # with the earlier try's.
+    rows = [(run_id, r.name, r.step, r.value, r.time, attempt) for r in mf.rows]
     if stdout_json:
         for name, value in read_final_json(os.path.join(run_dir, "stdout.log")).items():
-            rows.append((run_id, name, None, value, None))
+            rows.append((run_id, name, None, value, None, attempt))
     meta = dict(mf.meta)
     if mf.errors:
         meta["hpcx.metrics_errors"] = [f"line {e.line}: {e.reason}" for e in mf.errors]
@@ -126,14 +129,14 @@ PARALLEL_MIN_RUNS = 4000
 
 
 def _read_chunk(
-    items: Sequence[tuple[str, str, bool]],
+    items: Sequence[tuple[str, str, bool, int | None]],
 ) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], list[str]]:
     """Metric rows, metadata and problems of finished runs' folders (a pool worker's job)."""
     scratch = HarvestResult()
     rows: list[tuple[Any, ...]] = []
     metas: dict[str, dict[str, Any]] = {}
-    for rid, run_dir, stdout_json in items:
-        mrows, meta = _metrics_rows(rid, run_dir, scratch, stdout_json)
+    for rid, run_dir, stdout_json, attempt in items:
+        mrows, meta = _metrics_rows(rid, run_dir, scratch, stdout_json, attempt)
         rows.extend(mrows)
         if meta:
             metas[rid] = meta
@@ -141,7 +144,7 @@ def _read_chunk(
 
 
 def _read_finished(
-    items: list[tuple[str, str, bool]],
+    items: list[tuple[str, str, bool, int | None]],
 ) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], list[str]]:
     workers = min(os.cpu_count() or 1, 8)
     if len(items) < PARALLEL_MIN_RUNS or workers < 2:
@@ -178,17 +181,18 @@ def _ingest(
     with open_for_write(state_path) as store:
         rows = store.connection.execute(
             "SELECT run_id, status, "
-            "coalesce(json_extract(spec, '$.extra.results.stdout_json')::VARCHAR, 'false') "
-            "FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            "coalesce(json_extract(spec, '$.extra.results.stdout_json')::VARCHAR, 'false'), "
+            "attempts FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
             [ids],
         ).fetchall()
     # The state is closed while the run folders are read (we hold the writer lock: nobody
     # else writes meanwhile); reopened for the one transaction that records it all.
     current = {r[0]: r[1] for r in rows}
     wants_stdout = {r[0] for r in rows if r[2] == "true"}
+    attempts = {r[0]: r[3] for r in rows}
     updates: list[dict[str, Any]] = []
     metas: dict[str, dict[str, Any]] = {}
-    to_read: list[tuple[str, str, bool]] = []
+    to_read: list[tuple[str, str, bool, int | None]] = []
     for rid, obs in observed.items():
         if rid not in current:
             continue
@@ -215,7 +219,9 @@ def _ingest(
                     upd["numa_node"] = used["numa_node"]
                 if used.get("gpus"):
                     upd["gpus"] = used["gpus"]
-                to_read.append((rid, obs.run_dir, rid in wants_stdout))
+                # The attempt the run folder says (status.json); else the state's count.
+                attempt = obs.attempt if obs.attempt is not None else attempts.get(rid)
+                to_read.append((rid, obs.run_dir, rid in wants_stdout, attempt))
                 meta: dict[str, Any] = {}
                 if obs.duration_s is not None:
                     meta["duration_s"] = obs.duration_s

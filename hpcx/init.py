@@ -15,7 +15,11 @@ so the comment works in every clone. ``schema="installed"`` points at the schema
 installed package instead (an absolute path: this machine only); ``schema="none"`` drops the
 comment.
 
-Nothing is overwritten unless ``force``: an existing file is an error naming every one.
+Into an existing folder or repository, only what is missing is added: a file that exists is
+left as it is and listed as left. ``force`` replaces the template's own files (manifests,
+``train.py``, the example cluster profile) with fresh copies, but never a ``README.md`` (the
+project's, not the template's); an existing ``.gitignore`` is extended with hpcx's lines when
+it lacks them, never replaced.
 """
 
 from __future__ import annotations
@@ -59,7 +63,10 @@ __pycache__/
 
 
 class InitError(HpcxError):
-    """A template is unknown, or the project's files exist already."""
+    """A template or schema mode is unknown, or the target is not a folder."""
+
+#: Files of a project that ``force`` never replaces: they are the project's, not hpcx's.
+NEVER_REPLACED = frozenset({"README.md"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,10 @@ class InitResult:
     template: str
     written: tuple[str, ...]
     overwritten: tuple[str, ...]
+    #: Files of the template that existed and were left as they were.
+    left: tuple[str, ...] = ()
+    #: Existing files that got lines added (a .gitignore without hpcx's).
+    extended: tuple[str, ...] = ()
 
 
 def _templates_root() -> Traversable:
@@ -194,8 +205,9 @@ def init_project(
     force: bool = False,
     schema: str = "copy",
 ) -> InitResult:
-    """Write ``template`` into ``root`` (created if missing). Raises :class:`InitError` for an
-    unknown template or, without ``force``, when any file it would write exists."""
+    """Write ``template`` into ``root`` (created if missing), adding only what is missing; with
+    ``force``, existing template files are replaced too, except those in
+    :data:`NEVER_REPLACED`. Raises :class:`InitError` for an unknown template."""
     if schema not in SCHEMA_MODES:
         raise InitError(f"--schema must be one of {', '.join(SCHEMA_MODES)}, not {schema!r}")
     names = [t.name for t in list_templates()]
@@ -225,18 +237,19 @@ def init_project(
             raw = _render(target, raw.decode("utf-8"), schema, fill).encode("utf-8")
         planned[target] = raw
     gitignore = dest / ".gitignore"
-    if not gitignore.exists():
+    had_gitignore = gitignore.exists()
+    if not had_gitignore:
         planned[".gitignore"] = GITIGNORE.encode()
     elif "runs/" not in gitignore.read_text(errors="replace").split():
         # An existing .gitignore (an existing repository) is extended, never replaced.
         planned[".gitignore"] = gitignore.read_bytes().rstrip(b"\n") + b"\n\n" + GITIGNORE.encode()
     existing = [t for t in planned if t != ".gitignore" and (dest / t).exists()]
-    if existing and not force:
-        raise InitError(
-            f"{len(existing)} file{'s' if len(existing) != 1 else ''} of template "
-            f"{template!r} exist already in {dest}: {', '.join(sorted(existing))}",
-            hint="nothing was written; pass --force to overwrite them, or pick another folder",
-        )
+    replaced = [t for t in existing if force and t not in NEVER_REPLACED]
+    left = sorted(set(existing) - set(replaced))
+    if ".gitignore" not in planned and had_gitignore:
+        left.append(".gitignore")  # it has hpcx's lines already
+    for t in left:
+        planned.pop(t, None)
     written = []
     for target, data in planned.items():
         path = dest / target
@@ -247,4 +260,12 @@ def init_project(
         written.append(target)
     if schema == "copy":
         written.extend(write_schemas(dest))
-    return InitResult(dest, template, tuple(sorted(written)), tuple(sorted(existing)))
+    extended = (".gitignore",) if ".gitignore" in planned and had_gitignore else ()
+    return InitResult(
+        dest,
+        template,
+        tuple(sorted(written)),
+        tuple(sorted(replaced)),
+        tuple(sorted(left)),
+        extended,
+    )

@@ -1,11 +1,13 @@
 """Provenance: where every run came from, recorded when it is submitted.
 
 Per run, into the state's ``run_meta`` (and so into ``hpcx show``, the ``runs`` view and the
-export): the manifest's path and git blob id, the repository's commit and branch, whether the
-tree was dirty (and then the diff itself, saved once per submission and linked into each run
-folder as ``git.diff``), the submission time, who submitted from where, the hpcx version, and
-the experiment's description, owner and tags. Git trouble never stops an apply: the fields are
-then empty and ``git_error`` says why.
+export): the manifest's path, sha256, whether git tracks it and (tracked) its git blob id, the
+repository's commit and branch, whether the tree was dirty (and then the diff itself, saved
+once per submission and linked into each run folder as ``git.diff``), the submission time, who
+submitted from where, the hpcx version, and the experiment's description, owner and tags. The
+manifest's own bytes are saved the same way as ``manifest.yaml`` in each run folder, so a run
+from a manifest git does not track (whose blob is in no object store) can still be read back.
+Git trouble never stops an apply: the git fields are then empty and ``git_error`` says why.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from typing import Any
 
 from hpcx.errors import HpcxError
 
+#: The name of the manifest's copy in each run folder.
+MANIFEST_COPY = "manifest.yaml"
+
 
 def _blob_ids(root: Path, files: list[str]) -> dict[str, str]:
     from hpcx.gitinfo import _git
@@ -27,6 +32,31 @@ def _blob_ids(root: Path, files: list[str]) -> dict[str, str]:
         return {}
     out = _git(root, "hash-object", "--", *files).decode().split()
     return dict(zip(files, out, strict=False))
+
+
+def _tracked(root: Path, files: list[str]) -> set[str]:
+    """Those of ``files`` (relative to ``root``) that git tracks."""
+    from hpcx.gitinfo import _git
+
+    if not files:
+        return set()
+    out = _git(root, "ls-files", "-z", "--", *(":(literal)" + f for f in files))
+    return {n for n in out.decode("utf-8", "surrogateescape").split("\0") if n}
+
+
+def _manifest_files(project_root: Path, sources: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """source -> {sha256, text} of every manifest file that can be read."""
+    import hashlib
+
+    out: dict[str, dict[str, Any]] = {}
+    for s in sorted(set(sources)):
+        p = Path(s) if Path(s).is_absolute() else project_root / s
+        try:
+            raw = p.read_bytes()
+        except OSError:
+            continue
+        out[s] = {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": raw}
+    return out
 
 
 def collect(
@@ -55,6 +85,9 @@ def collect(
         "git_branch": None,
         "git_dirty": None,
         "manifest_blobs": {},
+        "manifest_tracked": {},
+        # By source as given: what the manifest held when applied (kept even outside git).
+        "manifests": _manifest_files(project_root, sources),
         "experiments": dict(experiments or {}),
         "diff": None,
     }
@@ -79,7 +112,12 @@ def collect(
                 files.append(str(p.resolve().relative_to(root.resolve())))
             except ValueError:
                 continue
-        info["manifest_blobs"] = _blob_ids(root, [f for f in files if (root / f).exists()])
+        present = [f for f in files if (root / f).exists()]
+        tracked = _tracked(root, present)
+        info["manifest_tracked"] = {f: f in tracked for f in present}
+        # Only a tracked manifest's blob is worth naming: an untracked file's blob id is in
+        # no object store, so nothing could ever be read back by it.
+        info["manifest_blobs"] = _blob_ids(root, [f for f in present if f in tracked])
         if dirty:
             info["diff"] = gitinfo._git(root, "diff", "HEAD", "--binary").decode("utf-8", "replace")
     except (HpcxError, OSError) as exc:
@@ -98,12 +136,20 @@ def run_meta(info: Mapping[str, Any], experiment: str, source: str, root: Path) 
             rel = str(p.resolve().relative_to(Path(groot).resolve()))
         except ValueError:
             rel = source
+    tracked = info.get("manifest_tracked", {}).get(rel) if groot else None
+    dirty = info.get("git_dirty")
+    if tracked is False:
+        # The commit does not hold the manifest that made this run: not a clean tree.
+        dirty = True
+    copy = info.get("manifests", {}).get(source)
     meta = {
         "manifest_path": rel,
         "manifest_blob": info.get("manifest_blobs", {}).get(rel),
+        "manifest_tracked": tracked,
+        "manifest_sha256": copy["sha256"] if copy else None,
         "git_commit": info.get("git_commit"),
         "git_branch": info.get("git_branch"),
-        "git_dirty": info.get("git_dirty"),
+        "git_dirty": dirty,
         "applied_at": info.get("applied_at"),
         "applied_by": info.get("applied_by"),
         "applied_from": info.get("applied_from"),
@@ -136,3 +182,36 @@ def save_diff(info: Mapping[str, Any], submission_folder: Path, run_dirs: Iterab
             os.link(master, target)
         except OSError:
             atomic_write_text(target, diff, fsync=False)
+
+
+def save_manifests(
+    info: Mapping[str, Any],
+    submission_folder: Path,
+    run_dirs: Mapping[str, tuple[Path, str]],
+) -> None:
+    """Write each manifest's bytes as applied once into the submission folder
+    (``manifests/<sha256>.yaml``) and link it into each run folder (``run_dirs``: run id ->
+    (folder, source)) as ``manifest.yaml``."""
+    copies = info.get("manifests") or {}
+    if not copies:
+        return
+    from hpcx.rundir import atomic_write_bytes
+
+    made: dict[str, Path] = {}
+    for folder, source in run_dirs.values():
+        copy = copies.get(source)
+        if copy is None:
+            continue
+        master = made.get(copy["sha256"])
+        if master is None:
+            master = submission_folder / "manifests" / f"{copy['sha256']}.yaml"
+            master.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(master, copy["bytes"], fsync=False)
+            made[copy["sha256"]] = master
+        target = Path(folder) / MANIFEST_COPY
+        try:
+            if target.exists():
+                target.unlink()
+            os.link(master, target)
+        except OSError:
+            atomic_write_bytes(target, copy["bytes"], fsync=False)

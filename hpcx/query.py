@@ -297,7 +297,7 @@ class QuerySession:
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW metrics AS
             SELECT m.run_id, r.experiment, m.name, m.step, m.value, m.time,
-                   make_timestamp(CAST(m.time * 1e6 AS BIGINT)) AS "at", m.serial
+                   make_timestamp(CAST(m.time * 1e6 AS BIGINT)) AS "at", m.serial, m.attempt
             FROM {t("metrics")} m LEFT JOIN {t("runs")} r USING (run_id)"""
         )
         # -- results: runs + the final (last step) value of each metric ----------------------
@@ -320,6 +320,11 @@ class QuerySession:
                        -- last step wins; then the latest time, then the latest ingest
                        (coalesce(step, -9223372036854775807), coalesce(time, 0), serial) AS ord
                 FROM {t("metrics")}
+                -- only the run's latest attempt that reported metrics: a rerun replaces
+                -- the earlier try's values instead of mixing with them (NULL: an earlier
+                -- attempt from before attempts were recorded)
+                QUALIFY coalesce(attempt, -1)
+                        = max(coalesce(attempt, -1)) OVER (PARTITION BY run_id)
             ), p AS (
                 SELECT f.run_id{pivot} FROM f GROUP BY f.run_id
             )

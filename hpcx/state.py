@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from hpcx.spec import RunSpec
 
 #: Schema version this hpcx writes. A file with a newer one is refused; an older one is migrated.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 RUN_STATUSES = (
     "pending",
@@ -137,6 +137,26 @@ MIGRATIONS: dict[int, list[str]] = {
             report JSON NOT NULL,
             serial BIGINT NOT NULL
         )""",
+    ],
+    # v2: each metric row says which attempt of its run wrote it. Without it a rerun's values
+    # mixed with the earlier attempt's (same names and steps), and `hpcx show` could print the
+    # old one. Rows already there: the run's latest ingest (one harvest per finished attempt)
+    # gets the attempt that harvest recorded (run_meta 'attempt', else the run's attempt
+    # count); rows from earlier ingests keep NULL: an earlier attempt whose number was never
+    # recorded.
+    2: [
+        "ALTER TABLE metrics ADD COLUMN attempt INTEGER",
+        """UPDATE metrics SET attempt = b.attempt
+        FROM (
+            SELECT m.run_id, max(m.serial) AS serial,
+                   coalesce(any_value(TRY_CAST(rm.value::VARCHAR AS INTEGER)),
+                            any_value(r.attempts)) AS attempt
+            FROM metrics m
+            LEFT JOIN run_meta rm ON rm.run_id = m.run_id AND rm.key = 'attempt'
+            LEFT JOIN runs r ON r.run_id = m.run_id
+            GROUP BY m.run_id
+        ) b
+        WHERE metrics.run_id = b.run_id AND metrics.serial = b.serial""",
     ],
 }
 
@@ -389,15 +409,17 @@ _NUMPY_MIN_ROWS = 20_000
 
 
 def _metrics_via_numpy(con: Any, rows: Sequence[Sequence[Any]], serial: int) -> bool:
-    """Insert metric rows ``(run_id, name, step, value, time)`` as numpy columns registered
-    with DuckDB (no temporary file, no per-value formatting). False when numpy is missing."""
+    """Insert metric rows ``(run_id, name, step, value, time, attempt)`` as numpy columns
+    registered with DuckDB (no temporary file, no per-value formatting). False when numpy is
+    missing."""
     try:
         import numpy as np
     except ImportError:
         return False
-    run_id, name, step, value, when = (list(c) for c in zip(*rows, strict=True))
+    run_id, name, step, value, when, attempt = (list(c) for c in zip(*rows, strict=True))
     has_step = np.array([s is not None for s in step], dtype=bool)
     has_time = np.array([t is not None for t in when], dtype=bool)
+    has_attempt = np.array([a is not None for a in attempt], dtype=bool)
     cols = {
         "run_id": np.array(run_id, dtype=object),
         "name": np.array(name, dtype=object),
@@ -406,12 +428,15 @@ def _metrics_via_numpy(con: Any, rows: Sequence[Sequence[Any]], serial: int) -> 
         "value": np.array(value, dtype=np.float64),
         "time": np.array([t if t is not None else 0.0 for t in when], dtype=np.float64),
         "has_time": has_time,
+        "attempt": np.array([a if a is not None else 0 for a in attempt], dtype=np.int64),
+        "has_attempt": has_attempt,
     }
     con.register("_hpcx_metrics_np", cols)
     try:
         con.execute(
-            "INSERT INTO metrics SELECT run_id, name, "
-            "CASE WHEN has_step THEN step END, value, CASE WHEN has_time THEN time END, ? "
+            "INSERT INTO metrics (run_id, name, step, value, time, serial, attempt) "
+            "SELECT run_id, name, CASE WHEN has_step THEN step END, value, "
+            "CASE WHEN has_time THEN time END, ?, CASE WHEN has_attempt THEN attempt END "
             "FROM _hpcx_metrics_np",
             [serial],
         )
@@ -720,6 +745,24 @@ class StateStore:
         )
         return {r[0]: json.loads(r[1]) for r in rows if r[1] is not None}
 
+    def latest_metrics(self, run_id: str) -> tuple[int | None, list[tuple[str, float, int]]]:
+        """The run's latest attempt that reported metrics, and per metric name (sorted) its
+        final value (last step, then latest time, then latest ingest) and how many values that
+        attempt reported. Earlier attempts' rows are left out: they describe another try."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                """SELECT name, arg_max(value, (coalesce(step, -9223372036854775807),
+                                                coalesce(time, 0), serial)),
+                          count(*), any_value(attempt)
+                FROM (SELECT * FROM metrics WHERE run_id = ?
+                      QUALIFY coalesce(attempt, -1) = max(coalesce(attempt, -1)) OVER ())
+                GROUP BY name ORDER BY name""",
+                [run_id],
+            ).fetchall()
+        )
+        attempt = rows[0][3] if rows else None
+        return attempt, [(r[0], float(r[1]), int(r[2])) for r in rows]
+
     def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The event history (of one run, or all), oldest first."""
         sql = (
@@ -823,6 +866,7 @@ _METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("value", "DOUBLE"),
     ("time", "DOUBLE"),
     ("serial", "BIGINT"),
+    ("attempt", "INTEGER"),
 )
 
 
@@ -1066,13 +1110,17 @@ class Transaction:
         return len(updates)
 
     def add_metrics(self, rows: Iterable[Sequence[Any]]) -> int:
-        """Bulk-insert metric rows ``(run_id, name, step, value, time)``; step and time may be
-        None; time is seconds since the epoch, as the program wrote it."""
+        """Bulk-insert metric rows ``(run_id, name, step, value, time[, attempt])``; step, time
+        and attempt may be None (or attempt left out); time is seconds since the epoch, as the
+        program wrote it; attempt is the run's attempt that wrote the row. All rows have the
+        same shape (the first row's decides, so a big batch is not copied to check)."""
         serial = self.serial
         rows = rows if isinstance(rows, list) else list(rows)
+        if rows and len(rows[0]) < 6:
+            rows = [(*r, None) for r in rows]
         if len(rows) >= _NUMPY_MIN_ROWS and _metrics_via_numpy(self._con, rows, serial):
             return len(rows)
-        data = [(r[0], r[1], r[2], r[3], r[4], serial) for r in rows]
+        data = [(r[0], r[1], r[2], r[3], r[4], serial, r[5]) for r in rows]
         _bulk_insert(self._con, "metrics", _METRIC_COLUMNS, data, self._tmp_dir())
         return len(data)
 

@@ -437,12 +437,20 @@ def cancel_command(
     all_: bool = typer.Option(False, "--all", help="Every run in flight."),
     state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
     lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+    wait: float = typer.Option(
+        15.0,
+        "--wait",
+        min=0.0,
+        help="Seconds to wait for signalled runs to end before harvesting them.",
+    ),
 ) -> None:
     """Cancel runs in flight (scancel for SLURM; a signal for local runs), then harvest them."""
+    import time
+
     from hpcx import lock
     from hpcx.backup import backup_before_write
     from hpcx.errors import HpcxError
-    from hpcx.executors import Submission, get_executor
+    from hpcx.executors import Executor, Submission, get_executor
     from hpcx.harvest import harvest_submissions, in_flight_submissions
     from hpcx.selection import known_list, raise_unmatched, unknown_names
 
@@ -460,17 +468,51 @@ def cancel_command(
                 raise_unmatched(unknown_names("-e", experiment, known), hint=known_list(known))
                 wanted |= {r[0] for r in rows if r[1] in experiment}
         subs: list[Submission] = []
+        asked: set[str] = set()
+        stoppers: list[tuple[Executor, Submission]] = []
         for row in in_flight_submissions(state_path):
             if row["state"] != "submitted" or not row["detail"].get("submission"):
                 continue
             sub = Submission.from_json(row["detail"]["submission"])
             ids = set(row["run_ids"]) if all_ else set(row["run_ids"]) & wanted
             if ids:
-                get_executor(sub.executor, row["detail"].get("options")).cancel([sub], ids)
+                ex = get_executor(sub.executor, row["detail"].get("options"))
+                ex.cancel([sub], ids)
                 subs.append(sub)
+                asked |= ids
+                stoppers.append((ex, sub))
+        # A signalled run ends once its wrapper has stopped the program (a local run) or the
+        # scheduler has ended the job: until then it reads as running, and harvesting at once
+        # recorded nothing and said "Cancelled 0". Wait for that, bounded by --wait.
+        deadline = time.monotonic() + wait
+        while stoppers:
+            seen = {rid: o for ex, sub in stoppers for rid, o in ex.poll([sub]).items()}
+            if all(seen[r].final for r in asked if r in seen) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
         result = harvest_submissions(state_path, subs)
-    n = sum(1 for o in result.observed.values() if o.state == "cancelled")
+    if not asked:
+        typer.echo("Cancelled 0 run(s): none of them is in flight.")
+        return
+    states = {rid: result.observed[rid].state for rid in asked if rid in result.observed}
+    n = sum(1 for st in states.values() if st == "cancelled")
     typer.echo(f"Cancelled {n} run(s).")
+    stopping = sum(1 for rid in asked if rid in result.observed and not result.observed[rid].final)
+    if stopping:
+        typer.echo(
+            f"{stopping} run(s) asked to stop have not ended yet (after {wait:g} s): "
+            "`hpcx refresh` records them once they do."
+        )
+    ended: dict[str, int] = {}
+    for rid, st in states.items():
+        if st != "cancelled" and result.observed[rid].final:
+            ended[st] = ended.get(st, 0) + 1
+    if ended:
+        typer.echo(
+            "Ended on their own before the cancel reached them: "
+            + ", ".join(f"{k} {st}" for st, k in sorted(ended.items()))
+            + "."
+        )
 
 
 @app.command("logs")
@@ -515,11 +557,8 @@ def show_command(
         row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).fetchone()
         rec = dict(zip(cols, row, strict=True))
         events = store.events(run_id)
-        metrics = con.execute(
-            "SELECT name, arg_max(value, coalesce(step, 0)), count(*) FROM metrics "
-            "WHERE run_id = ? GROUP BY name ORDER BY name",
-            [run_id],
-        ).fetchall()
+        # The latest attempt's values only: after a rerun the earlier try's are history.
+        metrics_attempt, metrics = store.latest_metrics(run_id)
         meta = dict(
             con.execute("SELECT key, value FROM run_meta WHERE run_id = ?", [run_id]).fetchall()
         )
@@ -531,7 +570,8 @@ def show_command(
             for k, v in rec.items()
         },
         "spec": spec,
-        "metrics": {m[0]: {"last": m[1], "count": int(m[2])} for m in metrics},
+        "metrics": {m[0]: {"last": m[1], "count": m[2]} for m in metrics},
+        "metrics_attempt": metrics_attempt,
         "meta": {k: json.loads(v) if isinstance(v, str) else v for k, v in meta.items()},
         "history": [{**e, "at": str(e["at"])} for e in events],
     }
@@ -555,7 +595,8 @@ def show_command(
     out.append("  params:    " + json.dumps(spec.get("params"), sort_keys=True))
     out.append("  placement: " + json.dumps(spec.get("placement"), sort_keys=True))
     if doc["metrics"]:
-        out.append("  results:")
+        of = f" (attempt {metrics_attempt})" if metrics_attempt is not None else ""
+        out.append(f"  results{of}:")
         for name, m in doc["metrics"].items():
             out.append(
                 f"    {name} = {m['last']:.6g}"
@@ -564,8 +605,15 @@ def show_command(
     meta = doc["meta"]
     if meta.get("git_commit") or meta.get("manifest_path"):
         dirty = " (dirty: git.diff in the run folder)" if meta.get("git_dirty") else ""
+        untracked = ""
+        if meta.get("manifest_tracked") is False:
+            # Not in the commit: the copy beside the run is the only record of what it said.
+            has_diff = bool(r["run_dir"]) and (Path(r["run_dir"]) / "git.diff").exists()
+            dirty = dirty or " (dirty)"
+            dirty = dirty if has_diff else " (dirty)"
+            untracked = " (not tracked by git; as applied: manifest.yaml in the run folder)"
         out.append(
-            f"  provenance: {meta.get('manifest_path', '-')} @ "
+            f"  provenance: {meta.get('manifest_path', '-')}{untracked} @ "
             f"{str(meta.get('git_commit') or '-')[:12]} on {meta.get('git_branch') or '-'}"
             f"{dirty}; applied {meta.get('applied_at', '-')} by {meta.get('applied_by', '-')}"
             f" with hpcx {meta.get('hpcx_version', '-')}"

@@ -42,7 +42,12 @@ def init_command(
     ),
     list_: bool = typer.Option(False, "--list", help="List the templates and exit."),
     as_json: bool = typer.Option(False, "--json", help="With --list: print them as JSON."),
-    force: bool = typer.Option(False, "--force", help="Overwrite files that exist already."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Replace the template's files that exist (manifests, train.py, cluster profile); "
+        "an existing README.md is never replaced, a .gitignore only extended.",
+    ),
     schema: str = typer.Option(
         "copy",
         "--schema",
@@ -74,8 +79,13 @@ def init_command(
     shown = directory if str(directory) != "." else Path(".")
     typer.echo(f"Initialised an hpcx project from template {template!r} in {result.root}:")
     for rel in result.written:
-        mark = "  (overwritten)" if rel in result.overwritten else ""
-        typer.echo(f"  {shown / rel}{mark}")
+        verb = "replaced" if rel in result.overwritten else "added"
+        verb = "extended" if rel in result.extended else verb
+        typer.echo(f"  {verb:<8} {shown / rel}")
+    for rel in result.left:
+        typer.echo(f"  {'left':<8} {shown / rel}  (exists; kept as it is)")
+    if result.left and not force:
+        typer.echo("--force replaces the template's own files that exist (never a README.md).")
     cd = "" if str(directory) == "." else f"cd {directory} && "
     typer.echo(f"Next: {cd}hpcx validate && hpcx plan")
 

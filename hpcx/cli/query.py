@@ -126,8 +126,11 @@ def _print_views(views: dict[str, list[tuple[str, str]]], fmt: str) -> None:
 @app.command("export")
 def export_command(
     file: Path | None = typer.Argument(None, help="Output file: .csv or .parquet."),
-    mlflow: Path | None = typer.Option(
-        None, "--mlflow", help="Write an MLflow file store into this new folder instead."
+    mlflow: str | None = typer.Option(
+        None,
+        "--mlflow",
+        help="Log the runs to MLflow instead: a tracking URI (http://host:port, "
+        "sqlite:///mlflow.db) or a folder; needs the mlflow extra.",
     ),
     state: str | None = _state_option(),
     experiment: list[str] = typer.Option(
@@ -167,12 +170,12 @@ def export_command(
             statuses=status,
         )
         typer.echo(
-            f"wrote {done.rows} run(s) as an MLflow store in {done.path} "
-            f"(open it: mlflow ui --backend-store-uri {done.path})"
+            f"MLflow at {done.tracking_uri}: logged {done.logged} new run(s), replaced "
+            f"{done.replaced} (a new attempt or status), left {done.unchanged} unchanged"
         )
         return
     if file is None:
-        raise QueryError("give an output FILE (.csv or .parquet), or --mlflow DIR")
+        raise QueryError("give an output FILE (.csv or .parquet), or --mlflow URI")
     summary = export_runs(
         resolve_state_path(state),
         file,

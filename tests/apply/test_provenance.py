@@ -3,6 +3,7 @@ this machine cannot honour refused before anything is recorded."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -30,8 +31,46 @@ def test_a_clean_tree_records_commit_branch_and_manifest_blob(project) -> None:
     assert meta["manifest_path"] == "manifests/prov.yaml"
     assert meta["manifest_blob"] == blob
     assert meta["hpcx_version"]
+    assert meta["manifest_tracked"] is True
+    text = (root / "manifests" / "prov.yaml").read_bytes()
+    assert meta["manifest_sha256"] == hashlib.sha256(text).hexdigest()
     run_dir = Path(query(root, "SELECT run_dir FROM runs")[0][0])
     assert not (run_dir / "git.diff").exists()
+    assert (run_dir / "manifest.yaml").read_bytes() == text
+
+
+def test_an_untracked_manifest_is_not_called_clean_and_its_content_is_kept(project) -> None:
+    root = project({"prov": manifest("prov", ["--metric", "x", "1"])})
+    text = manifest("loose", ["--metric", "x", "2"])
+    (root / "manifests" / "loose.yaml").write_text(text)  # never added to git
+    hpcx(root, "apply", "--yes", "-q", "manifests/loose.yaml", check=True)
+    run_id, run_dir = query(root, "SELECT run_id, run_dir FROM runs")[0]
+    meta = _meta(root, run_id)
+    assert meta["manifest_path"] == "manifests/loose.yaml"
+    assert meta["manifest_tracked"] is False
+    # The commit does not hold what made this run: not clean, and no blob id that git's
+    # object store lacks.
+    assert meta["git_dirty"] is True
+    assert "manifest_blob" not in meta
+    assert meta["manifest_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    (root / "manifests" / "loose.yaml").write_text("edited afterwards\n")
+    assert (Path(run_dir) / "manifest.yaml").read_text() == text
+    shown = hpcx(root, "show", run_id, check=True).stdout
+    assert "manifests/loose.yaml (not tracked by git; as applied: manifest.yaml" in shown
+
+
+def test_outside_a_repository_the_manifest_content_is_still_kept(tmp_path: Path) -> None:
+    root = tmp_path / "nogit"
+    (root / "manifests").mkdir(parents=True)
+    text = manifest("ng", ["--metric", "x", "1"])
+    (root / "manifests" / "ng.yaml").write_text(text)
+    hpcx(root, "apply", "--yes", "-q", check=True)
+    run_id, run_dir = query(root, "SELECT run_id, run_dir FROM runs")[0]
+    meta = _meta(root, run_id)
+    assert meta["git_error"] == "not in a git repository"
+    assert "git_dirty" not in meta and "manifest_tracked" not in meta
+    assert meta["manifest_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    assert (Path(run_dir) / "manifest.yaml").read_text() == text
 
 
 def test_a_dirty_tree_saves_its_diff_beside_the_run(project) -> None:

@@ -186,7 +186,7 @@ def test_newer_schema_version_is_refused_with_clear_error(state_path: Path) -> N
     )
     con.close()
     for ro in (False, True):
-        with pytest.raises(StateError, match=r"newer hpcx.*reads up to v1") as ei:
+        with pytest.raises(StateError, match=rf"newer hpcx.*reads up to v{SCHEMA_VERSION}") as ei:
             StateStore.open(state_path, read_only=ro)
         assert "upgrade hpcx" in (ei.value.hint or "")
 
@@ -197,14 +197,15 @@ def test_older_schema_is_migrated_on_write_open_and_refused_read_only(
     with StateStore.open(state_path) as s:
         s.record_runs([make_run()])
         lineage = s.meta()[0]
-    # A hypothetical v2 that adds a column: the v1 file must be upgraded in place.
-    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(state_mod.MIGRATIONS, 2, ["ALTER TABLE runs ADD COLUMN priority INTEGER"])
-    with pytest.raises(StateError, match="schema v1; this hpcx needs v2"):
+    # A hypothetical next version that adds a column: the file must be upgraded in place.
+    old, new = SCHEMA_VERSION, SCHEMA_VERSION + 1
+    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", new)
+    monkeypatch.setitem(state_mod.MIGRATIONS, new, ["ALTER TABLE runs ADD COLUMN priority INTEGER"])
+    with pytest.raises(StateError, match=f"schema v{old}; this hpcx needs v{new}"):
         StateStore.open(state_path, read_only=True)
     with StateStore.open(state_path) as s:
         assert s.meta()[0] == lineage
-        assert s.info().schema_version == 2
+        assert s.info().schema_version == new
         cols = {r[0] for r in s.connection.execute("DESCRIBE runs").fetchall()}
         assert "priority" in cols
         versions = [
@@ -213,7 +214,7 @@ def test_older_schema_is_migrated_on_write_open_and_refused_read_only(
                 "SELECT version FROM schema_version ORDER BY 1"
             ).fetchall()
         ]
-        assert versions == [1, 2]
+        assert versions == list(range(1, new + 1))
         assert len(s.snapshot().runs) == 1
 
 
@@ -221,16 +222,17 @@ def test_failed_migration_leaves_file_at_old_version(
     state_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     StateStore.open(state_path).close()
-    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", 2)
+    old, new = SCHEMA_VERSION, SCHEMA_VERSION + 1
+    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", new)
     monkeypatch.setitem(
-        state_mod.MIGRATIONS, 2, ["ALTER TABLE runs ADD COLUMN x INTEGER", "BOGUS SQL"]
+        state_mod.MIGRATIONS, new, ["ALTER TABLE runs ADD COLUMN x INTEGER", "BOGUS SQL"]
     )
     with pytest.raises(StateError):
         StateStore.open(state_path)
-    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", 1)
+    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", old)
     with StateStore.open(state_path) as s:
         cols = {r[0] for r in s.connection.execute("DESCRIBE runs").fetchall()}
-        assert "x" not in cols and s.info().schema_version == 1
+        assert "x" not in cols and s.info().schema_version == old
 
 
 # -- bad files ------------------------------------------------------------------------------

@@ -126,19 +126,54 @@ def test_vit_numa_base_is_the_repositorys(tmp_path: Path) -> None:
     assert ours.data["spec"]["workload"] == "vit-pipeline"  # type: ignore[union-attr]
 
 
-def test_init_refuses_to_overwrite_and_force_does(tmp_path: Path) -> None:
+def test_init_leaves_existing_files_and_force_replaces_the_templates_own(tmp_path: Path) -> None:
     init_project(tmp_path, "rl")
     train = tmp_path / "train.py"
     train.write_text("# my own training script\n")
     proc = hpcx(tmp_path, "init", ".", "--template", "rl")
-    assert proc.returncode == 1
-    assert "exist already" in proc.stderr and "train.py" in proc.stderr
-    assert "--force" in proc.stderr
-    assert train.read_text() == "# my own training script\n"  # nothing written
+    assert proc.returncode == 0, proc.stderr
+    assert "left     train.py  (exists; kept as it is)" in proc.stdout
+    assert "--force replaces" in proc.stdout
+    assert train.read_text() == "# my own training script\n"  # left alone
     proc = hpcx(tmp_path, "init", ".", "--template", "rl", "--force")
     assert proc.returncode == 0, proc.stderr
-    assert "(overwritten)" in proc.stdout
+    assert "replaced train.py" in proc.stdout
     assert "argparse" in train.read_text()
+
+
+def test_init_into_an_existing_repository_adds_only_what_is_missing(tmp_path: Path) -> None:
+    """`hpcx init .` where a repository with a README and a .gitignore lives: the README is
+    kept (even with --force), the .gitignore extended, the rest added and listed."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    readme = tmp_path / "README.md"
+    readme.write_text("# my project\n")
+    (tmp_path / ".gitignore").write_text("*.pyc\n")
+    proc = hpcx(tmp_path, "init", ".", "--template", "rl")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "left     README.md  (exists; kept as it is)" in out
+    assert "extended .gitignore" in out
+    assert "added    manifests/rl.yaml" in out and "added    train.py" in out
+    assert readme.read_text() == "# my project\n"
+    assert (tmp_path / ".gitignore").read_text().startswith("*.pyc\n")
+    assert (tmp_path / "manifests" / "rl.yaml").is_file()
+    assert hpcx(tmp_path, "validate").returncode == 0
+    forced = hpcx(tmp_path, "init", ".", "--template", "rl", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert readme.read_text() == "# my project\n"  # never replaced
+    assert "left     README.md" in forced.stdout and "left     .gitignore" in forced.stdout
+    assert "replaced manifests/rl.yaml" in forced.stdout
+    assert (tmp_path / ".gitignore").read_text().count("runs/") == 1
+
+
+def test_init_into_a_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "afile"
+    target.write_text("x")
+    proc = hpcx(tmp_path, "init", "afile")
+    assert proc.returncode == 1 and "is not a folder" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_init_into_a_repository_extends_its_gitignore(tmp_path: Path) -> None:

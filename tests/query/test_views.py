@@ -110,6 +110,7 @@ def test_metrics_events_probes_contents(
         "time",
         "at",
         "serial",
+        "attempt",
     ]
     per_exp = dict(session.query("SELECT experiment, count(*) FROM metrics GROUP BY 1").rows)
     # scaling: 17 ok runs x (3 steps + 1 latency); numa: 12 x 2; compile: 6 x 1

@@ -115,7 +115,7 @@ INVARIANT_BREAKS = {
         "latest event does not end in their status",
     ),
     "orphaned-metrics": (
-        ["INSERT INTO metrics VALUES ('nope', 'm', 0, 1.0, 0.0, 1)"],
+        ["INSERT INTO metrics VALUES ('nope', 'm', 0, 1.0, 0.0, 1, 1)"],
         "orphaned metrics",
     ),
     "event-gap": (
@@ -150,11 +150,12 @@ def test_check_finds_each_broken_invariant(project: Path, state: Path, cli, name
 def test_migration_backs_up_the_old_schema_first(project: Path, state: Path, monkeypatch):
     serial = serial_of(state)
     shutil.rmtree(state.parent / "backups")
-    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(state_mod.MIGRATIONS, 2, ["ALTER TABLE runs ADD COLUMN note VARCHAR"])
+    old, new = state_mod.SCHEMA_VERSION, state_mod.SCHEMA_VERSION + 1
+    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", new)
+    monkeypatch.setitem(state_mod.MIGRATIONS, new, ["ALTER TABLE runs ADD COLUMN note VARCHAR"])
     with StateStore.open(state) as store:
-        assert store.info().schema_version == 2
+        assert store.info().schema_version == new
     (made,) = list_backups(state)
     assert made.serial == serial
-    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", 1)
-    assert check_state(made.path).schema_version == 1
+    monkeypatch.setattr(state_mod, "SCHEMA_VERSION", old)
+    assert check_state(made.path).schema_version == old
