@@ -720,6 +720,36 @@ class StateStore:
         )
         return {r[0]: json.loads(r[1]) for r in rows if r[1] is not None}
 
+    def finished_runs(
+        self, experiments: Sequence[str] = (), run_ids: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Runs that ended with a run folder (for ``refresh --reharvest``): run_id, experiment,
+        status, run_dir, spec; only these experiments and run ids (or id prefixes) if given."""
+        sql = (
+            "SELECT run_id, experiment, status, run_dir, spec FROM runs "
+            "WHERE status IN ('succeeded', 'failed', 'cancelled', 'timeout') "
+            "AND run_dir IS NOT NULL"
+        )
+        params: list[Any] = []
+        if experiments:
+            sql += " AND experiment IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(experiments))
+        if run_ids:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM (SELECT unnest(?::VARCHAR[]) AS p) "
+                "WHERE starts_with(run_id, p))"
+            )
+            params.append(list(run_ids))
+        sql += " ORDER BY experiment, run_id"
+        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        keys = ("run_id", "experiment", "status", "run_dir", "spec")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            d["spec"] = json.loads(d["spec"]) if d["spec"] is not None else {}
+            out.append(d)
+        return out
+
     def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The event history (of one run, or all), oldest first."""
         sql = (
@@ -1075,6 +1105,22 @@ class Transaction:
         data = [(r[0], r[1], r[2], r[3], r[4], serial) for r in rows]
         _bulk_insert(self._con, "metrics", _METRIC_COLUMNS, data, self._tmp_dir())
         return len(data)
+
+    def clear_harvest(self, run_ids: Sequence[str], meta_keys: Sequence[str] = ()) -> int:
+        """Drop what a harvest read from these runs' folders (every metric row, and the meta
+        keys named or under ``units.``), before they are read again; returns metric rows
+        dropped. What apply recorded (provenance, attempt, placement) is left alone."""
+        ids = list(run_ids)
+        row = self._con.execute(
+            "DELETE FROM metrics WHERE run_id IN (SELECT unnest(?::VARCHAR[])) RETURNING 1",
+            [ids],
+        ).fetchall()
+        self._con.execute(
+            "DELETE FROM run_meta WHERE run_id IN (SELECT unnest(?::VARCHAR[])) "
+            "AND (starts_with(key, 'units.') OR key IN (SELECT unnest(?::VARCHAR[])))",
+            [ids, list(meta_keys)],
+        )
+        return len(row)
 
     def set_run_meta(self, run_id: str, values: Mapping[str, Any]) -> None:
         """Set key/value metadata of a run (hostname, git commit, package versions...)."""
