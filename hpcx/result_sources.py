@@ -334,6 +334,9 @@ def _read_regex_source(
         m = rx.search(line[:MAX_LINE])
         if m is None:
             continue
+        if matched >= MAX_MATCHES:
+            got.problems.append(f"{label}): more than {MAX_MATCHES} matches; the rest left out")
+            break
         step: int | None = None
         raw_step = m.group(STEP_GROUP) if STEP_GROUP in rx.groupindex else None
         if raw_step is not None:
@@ -366,9 +369,6 @@ def _read_regex_source(
                 got.units[g] = units[g]
         matched += 1
         if take != "all":
-            break
-        if matched >= MAX_MATCHES:
-            got.problems.append(f"{label}): more than {MAX_MATCHES} matches; the rest left out")
             break
     if matched == 0 and expect:
         got.problems.append(f"{label}): no line matches {rx.pattern!r}")

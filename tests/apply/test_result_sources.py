@@ -328,3 +328,31 @@ def test_take_first_last_and_step_groups(tmp_path) -> None:
 def test_check_sources_accepts_good_rules() -> None:
     assert check_sources(FIRST_RULES) == []
     assert check_sources([{"regex": "(?P<a>1)", "from": "logs/./train.log"}]) == []
+
+
+def test_a_json_file_that_is_not_json_or_too_big_is_reported_not_read(
+    tmp_path, monkeypatch
+) -> None:
+    sources = [{"file": "metrics.json", "fields": {"a": "a"}}]
+    (tmp_path / "metrics.json").write_text('{"a": 1')
+    got = read_sources(str(tmp_path), sources)
+    assert got.rows == []
+    assert got.problems[0].startswith("results.sources[0] (metrics.json): not JSON: ")
+    monkeypatch.setattr(result_sources, "MAX_BYTES", 16)
+    (tmp_path / "metrics.json").write_text('{"a": 1, "padding": "more than sixteen bytes"}')
+    got = read_sources(str(tmp_path), sources)
+    assert got.rows == []
+    assert got.problems == ["results.sources[0] (metrics.json): larger than 0 MiB, not read"]
+
+
+def test_take_all_keeps_at_most_max_matches_rows(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(result_sources, "MAX_MATCHES", 5)
+    (tmp_path / "stdout.log").write_text("".join(f"v {i}\n" for i in range(5)))
+    exactly = read_sources(str(tmp_path), [{"regex": r"v (?P<v>\d+)", "take": "all"}])
+    assert len(exactly.rows) == 5 and exactly.problems == []
+    (tmp_path / "stdout.log").write_text("".join(f"v {i}\n" for i in range(20)))
+    got = read_sources(str(tmp_path), [{"regex": r"v (?P<v>\d+)", "take": "all"}])
+    assert got.rows == [("v", i, float(i)) for i in range(5)]
+    assert got.problems == [
+        "results.sources[0] (stdout.log): more than 5 matches; the rest left out"
+    ]
