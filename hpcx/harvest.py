@@ -80,9 +80,19 @@ def _ts(text: str | None) -> datetime | None:
 
 
 def _metrics_rows(
-    run_id: str, run_dir: str, result: HarvestResult, stdout_json: bool, attempt: int | None
+    run_id: str,
+    run_dir: str,
+    result: HarvestResult,
+    results: Mapping[str, Any] | None,
+    expect: bool,
+    attempt: int | None,
 ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+    """A finished run folder's metric rows and meta: the metrics file, then what the
+    manifest's ``results`` rules take from stdout and the files the program wrote."""
     from hpcx.metrics import read_final_json, read_metrics
+    from hpcx.result_sources import read_sources
+
+    results = results or {}
 
     rows: list[tuple[Any, ...]] = []
     try:
@@ -96,12 +106,19 @@ def _metrics_rows(
     # moved under attempts/): each row carries that attempt, so a rerun's values never mix
     # with the earlier try's.
     rows = [(run_id, r.name, r.step, r.value, r.time, attempt) for r in mf.rows]
-    if stdout_json:
+    if results.get("stdout_json") is True:
         for name, value in read_final_json(os.path.join(run_dir, "stdout.log")).items():
             rows.append((run_id, name, None, value, None, attempt))
     meta = dict(mf.meta)
     if mf.errors:
         meta["hpcx.metrics_errors"] = [f"line {e.line}: {e.reason}" for e in mf.errors]
+    if results.get("sources"):
+        got = read_sources(run_dir, results["sources"], expect=expect)
+        rows.extend((run_id, name, step, value, None, attempt) for name, step, value in got.rows)
+        meta.update({f"units.{name}": unit for name, unit in got.units.items()})
+        result.problems.extend(f"run {run_id}: {p}" for p in got.problems)
+        if got.problems:
+            meta["hpcx.results_errors"] = got.problems
     return rows, meta
 
 
@@ -128,15 +145,20 @@ def ingest(
 PARALLEL_MIN_RUNS = 4000
 
 
+#: A finished run to read: run id, run folder, its ``results`` rules, and whether it succeeded
+#: (only then is a missing result file or match reported), and the attempt its rows belong to.
+_ToRead = tuple[str, str, Mapping[str, Any] | None, bool, int | None]
+
+
 def _read_chunk(
-    items: Sequence[tuple[str, str, bool, int | None]],
+    items: Sequence[_ToRead],
 ) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], list[str]]:
     """Metric rows, metadata and problems of finished runs' folders (a pool worker's job)."""
     scratch = HarvestResult()
     rows: list[tuple[Any, ...]] = []
     metas: dict[str, dict[str, Any]] = {}
-    for rid, run_dir, stdout_json, attempt in items:
-        mrows, meta = _metrics_rows(rid, run_dir, scratch, stdout_json, attempt)
+    for rid, run_dir, results, expect, attempt in items:
+        mrows, meta = _metrics_rows(rid, run_dir, scratch, results, expect, attempt)
         rows.extend(mrows)
         if meta:
             metas[rid] = meta
@@ -144,7 +166,7 @@ def _read_chunk(
 
 
 def _read_finished(
-    items: list[tuple[str, str, bool, int | None]],
+    items: list[_ToRead],
 ) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], list[str]]:
     workers = min(os.cpu_count() or 1, 8)
     if len(items) < PARALLEL_MIN_RUNS or workers < 2:
@@ -181,18 +203,18 @@ def _ingest(
     with open_for_write(state_path) as store:
         rows = store.connection.execute(
             "SELECT run_id, status, "
-            "coalesce(json_extract(spec, '$.extra.results.stdout_json')::VARCHAR, 'false'), "
-            "attempts FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            "json_extract(spec, '$.extra.results')::VARCHAR, attempts "
+            "FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
             [ids],
         ).fetchall()
     # The state is closed while the run folders are read (we hold the writer lock: nobody
     # else writes meanwhile); reopened for the one transaction that records it all.
     current = {r[0]: r[1] for r in rows}
-    wants_stdout = {r[0] for r in rows if r[2] == "true"}
+    rules = {r[0]: json.loads(r[2]) for r in rows if r[2]}
     attempts = {r[0]: r[3] for r in rows}
     updates: list[dict[str, Any]] = []
     metas: dict[str, dict[str, Any]] = {}
-    to_read: list[tuple[str, str, bool, int | None]] = []
+    to_read: list[_ToRead] = []
     for rid, obs in observed.items():
         if rid not in current:
             continue
@@ -221,7 +243,9 @@ def _ingest(
                     upd["gpus"] = used["gpus"]
                 # The attempt the run folder says (status.json); else the state's count.
                 attempt = obs.attempt if obs.attempt is not None else attempts.get(rid)
-                to_read.append((rid, obs.run_dir, rid in wants_stdout, attempt))
+                to_read.append(
+                    (rid, obs.run_dir, rules.get(rid), status == "succeeded", attempt)
+                )
                 meta: dict[str, Any] = {}
                 if obs.duration_s is not None:
                     meta["duration_s"] = obs.duration_s
@@ -443,3 +467,95 @@ def adopt_unknown_submissions(
         if result is not None:
             result.reconciled[sub.key] = "adopted from disk"
     return adopted
+
+
+@dataclass(slots=True)
+class ReharvestResult:
+    """What ``refresh --reharvest`` did."""
+
+    #: Finished runs whose folders were read again.
+    runs: int = 0
+    #: Metric rows they gave (replacing the rows they had).
+    metrics: int = 0
+    #: Metric rows dropped first.
+    dropped: int = 0
+    #: Runs whose recorded settings (results rules among them) were replaced by the manifests'.
+    settings_updated: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "metrics": self.metrics,
+            "dropped": self.dropped,
+            "settings_updated": self.settings_updated,
+            "problems": self.problems,
+        }
+
+
+def reharvest(
+    state_path: Path,
+    *,
+    experiments: Sequence[str] = (),
+    run_ids: Sequence[str] = (),
+    desired: Mapping[str, Any] | None = None,
+) -> ReharvestResult:
+    """Read finished runs' folders again and replace their metric rows, without rerunning.
+
+    ``desired``: run id -> RunSpec from the current manifests. Their ``results`` rules win over
+    the recorded ones (the point is to edit a rule and re-read), and a run whose settings
+    differ gets the new spec recorded, as apply records an ``update``. Runs no manifest holds
+    any more are read with the rules recorded for them. The caller holds the writer lock.
+    Raises :class:`~hpcx.errors.HpcxError` when the selection matches no finished run.
+    """
+    from hpcx import rundir
+    from hpcx.errors import HpcxError
+    from hpcx.lock import open_for_write
+    from hpcx.state import spec_to_dict
+
+    with open_for_write(state_path) as store:
+        found = store.finished_runs(experiments, run_ids)
+    unmatched = [p for p in run_ids if not any(r["run_id"].startswith(p) for r in found)]
+    if not found or unmatched:
+        what = []
+        if experiments:
+            what.append("experiment(s) " + ", ".join(experiments))
+        if unmatched:
+            what.append("run id(s) " + ", ".join(unmatched))
+        raise HpcxError(
+            "no finished run to re-read" + (f" for {' and '.join(what)}" if what else ""),
+            hint="`hpcx status --runs` lists the runs and their status; only runs that ended "
+            "(succeeded, failed, cancelled, timeout) are re-read",
+        )
+    desired = desired or {}
+    out = ReharvestResult()
+    updated = []
+    items: list[_ToRead] = []
+    attempts: dict[str, int | None] = {}
+    for r in found:
+        rid, spec = r["run_id"], r["spec"]
+        new = desired.get(rid)
+        if new is not None and new.settings_digest != spec.get("settings_digest"):
+            updated.append(new)
+            spec = spec_to_dict(new)
+        rules = (spec.get("extra") or {}).get("results")
+        # The folder holds the current attempt's files: its rows are the ones re-read.
+        doc = rundir.read_status(r["run_dir"]) or {}
+        attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else r["attempts"]
+        attempts[rid] = attempt
+        items.append((rid, r["run_dir"], rules, r["status"] == "succeeded", attempt))
+    rows, metas, problems = _read_finished(items)
+    out.problems.extend(problems)
+    with open_for_write(state_path) as store, store.transaction() as tx:
+        if updated:
+            tx.record_runs(updated, detail={"by": "refresh --reharvest"})
+        out.dropped = tx.clear_harvest(
+            attempts, ("hpcx.metrics_errors", "hpcx.results_errors")
+        )
+        if rows:
+            tx.add_metrics(rows)
+        tx.set_run_meta_many(metas)
+    out.runs = len(found)
+    out.metrics = len(rows)
+    out.settings_updated = len(updated)
+    return out

@@ -1126,6 +1126,13 @@ def _prepare(
         else:
             code_hash = got
 
+    # --- result sources: what JSON Schema cannot say (regexes compile, named groups, paths)
+    from hpcx.result_sources import check_sources
+
+    for sub, message in check_sources((spec.get("results") or {}).get("sources")):
+        jp_src: JsonPath = ("spec", "results", "sources", *sub)
+        problems.add(_pos(doc, jp_src), jp_src, message)
+
     if len(problems.items) > start:
         return None
 
@@ -1150,6 +1157,11 @@ def _prepare(
         "cwd": cwd,
         "tags": list(tags),
     }
+    if spec.get("results"):
+        # Not identity (a finished run's results are re-read, never rerun, when the rules
+        # change) but a setting: a changed rule is an `update`. Only when present, so the
+        # digest of every run without results stays what it was.
+        settings["results"] = spec["results"]
     swept = [_dotted(p) for paths, _, _ in axes_raw for p in paths]
     for assignments in plan.includes:
         swept.extend(_dotted(p) for p, _ in assignments if _dotted(p) not in swept)

@@ -41,7 +41,7 @@ _REASON_TEXT = {
     "succeeded": "succeeded",
     "in-flight": "in flight",
     "failed-before": "{status} before",
-    "settings-changed": "settings changed (resources/executor/tags), identity unchanged",
+    "settings-changed": "settings changed (resources/executor/tags/results), identity unchanged",
     "code-changed": "code changed (was {old_run_id:.12})",
     "not-in-manifests": "no longer in any manifest; results kept",
 }

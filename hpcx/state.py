@@ -763,6 +763,37 @@ class StateStore:
         attempt = rows[0][3] if rows else None
         return attempt, [(r[0], float(r[1]), int(r[2])) for r in rows]
 
+    def finished_runs(
+        self, experiments: Sequence[str] = (), run_ids: Sequence[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Runs that ended with a run folder (for ``refresh --reharvest``): run_id, experiment,
+        status, run_dir, spec, attempts; only these experiments and run ids (or id prefixes)
+        if given."""
+        sql = (
+            "SELECT run_id, experiment, status, run_dir, spec, attempts FROM runs "
+            "WHERE status IN ('succeeded', 'failed', 'cancelled', 'timeout') "
+            "AND run_dir IS NOT NULL"
+        )
+        params: list[Any] = []
+        if experiments:
+            sql += " AND experiment IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(experiments))
+        if run_ids:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM (SELECT unnest(?::VARCHAR[]) AS p) "
+                "WHERE starts_with(run_id, p))"
+            )
+            params.append(list(run_ids))
+        sql += " ORDER BY experiment, run_id"
+        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        keys = ("run_id", "experiment", "status", "run_dir", "spec", "attempts")
+        out = []
+        for r in rows:
+            d = dict(zip(keys, r, strict=True))
+            d["spec"] = json.loads(d["spec"]) if d["spec"] is not None else {}
+            out.append(d)
+        return out
+
     def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The event history (of one run, or all), oldest first."""
         sql = (
@@ -1123,6 +1154,30 @@ class Transaction:
         data = [(r[0], r[1], r[2], r[3], r[4], serial, r[5]) for r in rows]
         _bulk_insert(self._con, "metrics", _METRIC_COLUMNS, data, self._tmp_dir())
         return len(data)
+
+    def clear_harvest(
+        self, run_attempts: Mapping[str, int | None], meta_keys: Sequence[str] = ()
+    ) -> int:
+        """Drop what a harvest read from these runs' folders before they are read again: the
+        metric rows of each run's given (current) attempt and rows without an attempt, and
+        the meta keys named or under ``units.``; returns metric rows dropped. Earlier
+        attempts' rows stay (their folders are not read again), and what apply recorded
+        (provenance, attempt, placement) is left alone."""
+        ids = list(run_attempts)
+        attempts = [run_attempts[r] for r in ids]
+        row = self._con.execute(
+            "DELETE FROM metrics USING (SELECT unnest(?::VARCHAR[]) AS rid, "
+            "unnest(?::BIGINT[]) AS att) c WHERE metrics.run_id = c.rid "
+            "AND (metrics.attempt IS NULL OR c.att IS NULL OR metrics.attempt = c.att) "
+            "RETURNING 1",
+            [ids, attempts],
+        ).fetchall()
+        self._con.execute(
+            "DELETE FROM run_meta WHERE run_id IN (SELECT unnest(?::VARCHAR[])) "
+            "AND (starts_with(key, 'units.') OR key IN (SELECT unnest(?::VARCHAR[])))",
+            [ids, list(meta_keys)],
+        )
+        return len(row)
 
     def set_run_meta(self, run_id: str, values: Mapping[str, Any]) -> None:
         """Set key/value metadata of a run (hostname, git commit, package versions...)."""

@@ -269,6 +269,24 @@ def _print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> No
 
 @app.command("refresh")
 def refresh_command(
+    run_ids: list[str] = typer.Argument(
+        None, help="With --reharvest: only these runs (ids or unique prefixes)."
+    ),
+    reharvest: bool = typer.Option(
+        False,
+        "--reharvest",
+        help="Also re-read finished runs' folders with the manifests' current results rules, "
+        "replacing their metrics (nothing reruns).",
+    ),
+    experiment: list[str] = typer.Option(
+        [], "--experiment", "-e", help="With --reharvest: only these experiments."
+    ),
+    manifest: list[Path] = typer.Option(
+        [],
+        "--manifest",
+        help="With --reharvest: manifest files or folders holding the rules (default: "
+        "manifests/; without any, the rules recorded with each run).",
+    ),
     state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
     runs_root: str | None = typer.Option(None, "--runs-root", help=_RUNS_HELP),
     lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
@@ -277,19 +295,36 @@ def refresh_command(
     """Sync with the schedulers and harvest finished runs' status and metrics into the state."""
     from hpcx import lock
     from hpcx.backup import backup_before_write
-    from hpcx.errors import StateError
+    from hpcx.errors import HpcxError, StateError
     from hpcx.harvest import refresh
 
-    _, state_path, runs = _paths(state, runs_root)
+    root, state_path, runs = _paths(state, runs_root)
+    if (run_ids or experiment or manifest) and not reharvest:
+        raise HpcxError(
+            "run ids, --experiment and --manifest select what --reharvest re-reads",
+            hint="add --reharvest, or leave them out for a plain refresh",
+        )
     if not state_path.exists():
         raise StateError(f"no state at {state_path}", hint="`hpcx apply` creates it")
+    desired = _reharvest_rules(root, manifest) if reharvest else None
     with lock.acquire(state_path, "hpcx refresh", timeout=lock_timeout):
         backup_before_write(state_path)
         result = refresh(state_path, runs_root=runs)
+        again = None
+        if reharvest:
+            from hpcx.harvest import reharvest as reharvest_runs
+
+            again = reharvest_runs(
+                state_path, experiments=experiment, run_ids=run_ids or [], desired=desired
+            )
     doc = result.to_dict()
+    if again is not None:
+        doc["reharvest"] = again.to_dict()
     if as_json:
         emit_json(doc)
         return
+    if again is not None:
+        doc["problems"] = doc["problems"] + again.problems
     for p in doc["problems"][:50]:
         typer.echo(f"warning: {p}", err=True)
     states = (
@@ -301,6 +336,30 @@ def refresh_command(
     )
     for key, what in doc["reconciled"].items():
         typer.echo(f"Reconciled submission {key}: {what}")
+    if again is not None:
+        updated = (
+            f"; recorded the manifests' settings for {again.settings_updated} run(s)"
+            if again.settings_updated
+            else ""
+        )
+        typer.echo(
+            f"Re-read {again.runs} finished run(s): {again.metrics} metric value(s) in place of "
+            f"{again.dropped}{updated}."
+        )
+
+
+def _reharvest_rules(root: Path, paths: list[Path]) -> dict[str, Any]:
+    """Run id -> RunSpec from the manifests (given, or manifests/ when it exists): their
+    results rules are what --reharvest reads with. Empty without manifests."""
+    from hpcx.cli.plan import _load_desired
+    from hpcx.project import default_manifest_paths
+
+    if not paths:
+        paths = [p for p in default_manifest_paths(root) if p.exists()]
+        if not paths:
+            return {}
+    desired = _load_desired(paths, [], None, root)
+    return {run.run_id: run for run in desired.runs}
 
 
 def _open_read(state_path: Path) -> Any:
