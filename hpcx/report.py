@@ -59,6 +59,12 @@ MAX_SERIES = 8
 #: Most swept parameters that get their own figure per experiment.
 MAX_SWEEP_FIGURES = 6
 _LOWER_IS_BETTER = ("loss", "latency", "error", "_ms", "_s", "time", "bytes")
+#: Most curves one per-step figure gets (one per run, else one per configuration).
+MAX_CURVES = 12
+#: Most per-step metrics drawn as curves per experiment.
+MAX_CURVE_FIGURES = 4
+#: Most steps drawn per curve; longer curves are thinned evenly (the last step always kept).
+MAX_CURVE_POINTS = 500
 #: Repeats of one configuration whose stdev/mean is above this are flagged as noisy.
 DEFAULT_NOISE_CV = 0.10
 #: The contention keys the job wrapper records in each run's metadata (``meta.<key>``).
@@ -778,6 +784,7 @@ def collect(
         *param_cols,
         *metric_cols,
         *contention_cols,
+        "repeat",
     ]
     select = ", ".join('"' + c.replace('"', '""') + '"' for c in wanted)
     result = session.query(
@@ -813,6 +820,8 @@ def collect(
                     Figure(chart=c) for c in numa_figures(rows, numa_metrics, gpu_node, quality)
                 )
             figures.extend(Figure(chart=c) for c in sweep_figures(rows, swept, primary, quality))
+            stepped = _stepped_metrics(session, exp)
+            figures.extend(Figure(chart=c) for c in curve_figures(rows, reps, stepped, primary))
         best = _best(rows, reps, primary, quality=quality) if primary else []
         descs = {r[3] for r in exp_rows if r[3]}
         sections.append(
@@ -877,6 +886,112 @@ def _noisy(rows: _Rows, reps: list[str], metric: str, quality: _Quality) -> list
             config = ", ".join(f"{column_label(c)}={value_label(c, rows.get(c)[i])}" for c in reps)
             out.append({"config": config or "all runs", "cv": cv, "n": n, "metric": metric})
     out.sort(key=lambda d: -float(d["cv"]))
+    return out
+
+
+def _stepped_metrics(session: QuerySession, experiment: str) -> dict[str, dict[str, list[Any]]]:
+    """Metrics logged at more than one step by some run: name -> run_id -> [(step, value)].
+
+    Where the metrics view has an ``attempt`` column (a requeued run logs again), only each
+    run's latest attempt is drawn; a step logged twice keeps its latest value."""
+    cols = {c for c, _ in session.views["metrics"]}
+    latest = (
+        "QUALIFY coalesce(attempt, 0) = max(coalesce(attempt, 0)) OVER (PARTITION BY run_id)"
+        if "attempt" in cols
+        else ""
+    )
+    ties = [c for c in ("time", "serial") if c in cols]
+    order = ", ".join(ties) or "step"
+    res = session.query(
+        f"""WITH m AS (
+              SELECT run_id, name, step, value{"".join(", " + c for c in ties)}
+              FROM metrics
+              WHERE experiment = ? AND step IS NOT NULL AND isfinite(value) {latest}
+            ), one AS (
+              SELECT run_id, name, step, arg_max(value, ({order})) AS value FROM m GROUP BY ALL
+            ), stepped AS (
+              SELECT name FROM one GROUP BY name, run_id HAVING count(*) > 1
+            )
+            SELECT name, run_id, step, value FROM one
+            WHERE name IN (SELECT name FROM stepped) ORDER BY name, run_id, step""",
+        [experiment],
+    )
+    out: dict[str, dict[str, list[Any]]] = {}
+    for name, run_id, step, value in res.rows:
+        out.setdefault(name, {}).setdefault(run_id, []).append((int(step), float(value)))
+    return out
+
+
+def curve_figures(
+    rows: _Rows,
+    reps: list[str],
+    stepped: dict[str, dict[str, list[Any]]],
+    primary: str | None,
+) -> list[Chart]:
+    """A metric logged per step (a learning curve, per-batch latency) as one curve per run,
+    x = step. With more runs than MAX_CURVES, one curve per configuration: the mean over its
+    repeats at each step; past MAX_CURVES configurations, the first ones (the caption says)."""
+    index = {rid: i for i, rid in enumerate(rows.get("run_id"))}
+    names = sorted(stepped, key=lambda m: (m != primary, m))[:MAX_CURVE_FIGURES]
+    repeats = rows.get("repeat")
+    seeds = rows.get("seed")
+    out = []
+    for metric in names:
+        by_run = {rid: pts for rid, pts in stepped[metric].items() if rid in index}
+        if not by_run:
+            continue
+        notes = []
+        curves: dict[str, dict[int, list[float]]] = {}
+        order: dict[str, int] = {}
+        per_run = len(by_run) <= MAX_CURVES
+        for rid in sorted(by_run, key=lambda r: index[r]):
+            i = index[rid]
+            label = _series_key(rows, reps, i) if reps else ""
+            if per_run:
+                extra = [
+                    f"{k}={v}"
+                    for k, v, vals in (("seed", seeds[i], seeds), ("repeat", repeats[i], repeats))
+                    if v is not None and len({x for x in vals if x is not None}) > 1
+                ]
+                label = ", ".join(t for t in (label, *extra) if t) or str(rid)[:12]
+            else:
+                label = label or "all runs"
+            order.setdefault(label, i)
+            at_step = curves.setdefault(label, {})
+            for step, value in by_run[rid]:
+                at_step.setdefault(step, []).append(value)
+        if not per_run:
+            notes.append(f"mean over repeats of {len(by_run)} runs")
+        labels = sorted(curves, key=lambda k: order[k])
+        if len(labels) > MAX_CURVES:
+            notes.append(f"first {MAX_CURVES} of {len(labels)} configurations shown")
+            labels = labels[:MAX_CURVES]
+        series = []
+        thinned = False
+        for label in labels:
+            steps = sorted(curves[label])
+            if len(steps) > MAX_CURVE_POINTS:
+                k = math.ceil(len(steps) / MAX_CURVE_POINTS)
+                steps = steps[::k] + ([steps[-1]] if (len(steps) - 1) % k else [])
+                thinned = True
+            pts = []
+            for step in steps:
+                mean, lo, hi = _aggregate(curves[label][step])
+                pts.append(Point(x=float(step), y=mean, lo=lo, hi=hi, n=len(curves[label][step])))
+            series.append(Series(name=label, points=pts))
+        if thinned:
+            notes.append(f"at most {MAX_CURVE_POINTS} steps drawn per curve")
+        out.append(
+            Chart(
+                title=f"{metric_label(metric)} per step",
+                kind="line",
+                x_label="step",
+                y_label=metric_label(metric),
+                series=series,
+                subtitle="; ".join(notes) or None,
+                legend_title=", ".join(column_label(c) for c in reps) or None,
+            )
+        )
     return out
 
 

@@ -134,3 +134,54 @@ def test_a_state_without_contention_metadata_flags_nothing(
 def test_noise_cv_must_be_positive(quality_state: tuple[Path, dict[str, Any]]) -> None:
     with pytest.raises(QueryError, match="positive"):
         build_report(quality_state[0], Path("unused.html"), noise_cv=float("nan"))
+
+
+def test_a_metric_logged_per_step_is_drawn_as_one_curve_per_run(
+    quality_state: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    with QuerySession.open(quality_state[0]) as session:
+        sections, _, _ = collect(session, ["bench-study"], [])
+    charts = {f.chart.title: f.chart for f in sections[0].figures if f.chart}
+    curve = charts["loss per step"]
+    assert curve.kind == "line" and curve.x_label == "step"
+    # nine runs (3 batch sizes x 3 repeats), five steps each
+    assert [s.name for s in curve.series][:3] == [
+        "batch size=8, repeat=0",
+        "batch size=8, repeat=1",
+        "batch size=8, repeat=2",
+    ]
+    assert len(curve.series) == 9 and all(len(s.points) == 5 for s in curve.series)
+    first = curve.series[0].points
+    assert [p.x for p in first] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert first[0].y == pytest.approx(2.0 + 0.08) and first[-1].y == pytest.approx(0.4 + 0.08)
+    # a metric logged once per run is not a curve
+    assert "throughput (samples/s) per step" not in charts
+    # and the markdown report carries the curve as an SVG of its own
+    out = tmp_path / "r.md"
+    build_report(quality_state[0], out, fmt="md", experiments=["bench-study"])
+    svgs = [p.read_text() for p in sorted((tmp_path / "r_files").glob("*.svg"))]
+    (svg,) = [t for t in svgs if "<title>loss per step</title>" in t]
+    assert svg.count("data-series=") == 9 and svg.count("data-point=") == 45
+
+
+def test_long_curves_are_thinned_and_many_runs_become_configurations() -> None:
+    from hpcx.report import MAX_CURVE_POINTS, MAX_CURVES, _Rows, curve_figures
+
+    n = MAX_CURVES + 3
+    rows = _Rows(
+        cols={
+            "run_id": [f"r{i}" for i in range(n)],
+            "params.lr": [0.1 * (i % 5 + 1) for i in range(n)],
+            "repeat": [i // 5 for i in range(n)],
+            "seed": [None] * n,
+        },
+        n=n,
+    )
+    stepped = {"loss": {f"r{i}": [(s, 1.0 / (s + 1)) for s in range(1200)] for i in range(n)}}
+    (chart,) = curve_figures(rows, ["params.lr"], stepped, None)
+    # 15 runs of 5 learning rates: one mean curve per learning rate
+    assert len(chart.series) == 5 and all(p.n == 3 for p in chart.series[0].points)
+    pts = chart.series[0].points
+    assert len(pts) <= MAX_CURVE_POINTS + 1 and pts[-1].x == 1199.0 and pts[0].x == 0.0
+    assert chart.subtitle is not None and "mean over repeats of 15 runs" in chart.subtitle
+    assert f"at most {MAX_CURVE_POINTS} steps drawn per curve" in chart.subtitle
