@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import statistics
 import tempfile
 from collections import defaultdict
@@ -93,6 +94,7 @@ class Figure:
     table: QueryResult | None = None
     error: str | None = None
     source: str | None = None  # where a declared report came from
+    title: str | None = None  # a declared table's heading (a chart carries its own)
 
 
 @dataclass(slots=True)
@@ -668,6 +670,26 @@ def _declared_reports(
     return list(found.values()), warnings
 
 
+#: The views that hold runs, and so are narrowed to the selected experiments.
+_RUN_VIEWS = ("runs", "results", "metrics", "events")
+
+
+def scoped_sql(sql: str, experiments: Sequence[str]) -> str:
+    """``sql`` with the run views narrowed to ``experiments``: each is shadowed by a CTE of
+    the same name over the session's view (``temp.main.<view>``), so ``SELECT ... FROM runs``
+    in a declared report sees only the experiments chosen on the command line."""
+    names = ", ".join("'" + e.replace("'", "''") + "'" for e in experiments)
+    ctes = ", ".join(
+        f"{v} AS (SELECT * FROM temp.main.{v} WHERE experiment IN ({names}))" for v in _RUN_VIEWS
+    )
+    body = sql.strip().rstrip(";").strip()
+    m = re.match(r"(?is)^((?:\s|--[^\n]*\n|/\*.*?\*/)*)with(\s+recursive)?\s", body)
+    if m:
+        rest = body[m.end() :]
+        return f"{m.group(1)}WITH{m.group(2) or ''} {ctes}, {rest}"
+    return f"WITH {ctes}\n{body}"
+
+
 def declared_figure(
     session: QuerySession,
     rep: dict[str, Any],
@@ -675,6 +697,7 @@ def declared_figure(
     *,
     noise_cv: float = DEFAULT_NOISE_CV,
     heavy: frozenset[str] = frozenset(),
+    experiments: Sequence[str] | None = None,
 ) -> Figure:
     """One declared report. Its points are flagged as the experiments' are: noisy when the
     values behind a point vary by more than ``noise_cv`` (the report's own ``noise_cv`` wins),
@@ -682,13 +705,14 @@ def declared_figure(
     title = str(rep.get("title") or "Report")
     own_cv = _float(rep.get("noise_cv"))
     threshold = own_cv if own_cv is not None and own_cv > 0 else noise_cv
+    sql = str(rep["sql"])
     try:
-        result = session.query(str(rep["sql"]))
+        result = session.query(scoped_sql(sql, experiments) if experiments is not None else sql)
     except QueryError as exc:
         return Figure(chart=None, error=f"{title}: {exc}", source=source)
     kind = str(rep.get("chart") or "table")
     if kind == "table" or not result.rows:
-        return Figure(chart=None, table=result, source=source)
+        return Figure(chart=None, table=result, source=source, title=title)
     x = rep.get("x") or result.columns[0]
     y_spec = rep.get("y") or [c for c in result.columns if c != x][:1]
     y_cols = [y_spec] if isinstance(y_spec, str) else list(y_spec)
@@ -762,9 +786,16 @@ def collect(
     ]
     unknown = [e for e in experiments if e not in all_exps]
     if unknown:
+        import difflib
+
+        close = [
+            m for e in unknown for m in difflib.get_close_matches(e, all_exps, n=1, cutoff=0.6)
+        ]
         raise QueryError(
             f"no experiment named {', '.join(unknown)} in the state",
-            hint="experiments in the state: " + (", ".join(all_exps) or "none"),
+            hint=(f"did you mean {', '.join(close)}? " if close else "")
+            + "experiments in the state: "
+            + (", ".join(all_exps) or "none"),
         )
     chosen = list(experiments) or all_exps
     res_cols = [c for c, _ in session.views["results"]]
@@ -841,11 +872,14 @@ def collect(
         )
     declared, more = _declared_reports(session, chosen, manifests)
     warnings.extend(more)
+    # Declared SQL sees only the selected experiments' runs; with no selection, everything.
+    scope = chosen if experiments else None
     heavy = frozenset(
         str(c["run_id"]) for sec in sections for c in sec.contended if c.get("run_id")
     )
     extra = [
-        declared_figure(session, rep, src, noise_cv=noise_cv, heavy=heavy) for rep, src in declared
+        declared_figure(session, rep, src, noise_cv=noise_cv, heavy=heavy, experiments=scope)
+        for rep, src in declared
     ]
     for f in extra:
         if f.error:
@@ -1240,7 +1274,7 @@ def render_html(
                 )
             elif f.table is not None:
                 parts.append(
-                    f"<figure>{_table_html(f.table)}"
+                    f"<figure><h3>{escape(f.title or '')}</h3>{_table_html(f.table)}"
                     f'<p class="src">declared in {escape(f.source or "?")}</p></figure>'
                 )
         parts.append("</div>")
@@ -1308,7 +1342,8 @@ def render_markdown_report(
             elif f.table is not None:
                 from hpcx.query import render_markdown
 
-                out += [render_markdown(f.table), "", f"_declared in {f.source}_", ""]
+                out += [f"**{f.title}**", "", render_markdown(f.table), ""]
+                out += [f"_declared in {f.source}_", ""]
     return "\n".join(out) + "\n", files
 
 

@@ -185,3 +185,93 @@ def test_long_curves_are_thinned_and_many_runs_become_configurations() -> None:
     assert len(pts) <= MAX_CURVE_POINTS + 1 and pts[-1].x == 1199.0 and pts[0].x == 0.0
     assert chart.subtitle is not None and "mean over repeats of 15 runs" in chart.subtitle
     assert f"at most {MAX_CURVE_POINTS} steps drawn per curve" in chart.subtitle
+
+
+MANIFEST = """apiVersion: hpcx/v1
+kind: Experiment
+metadata:
+  name: {name}
+spec:
+  command: [python, -c, "pass"]
+  reports:
+    - title: {title}
+      sql: SELECT experiment, count(*) AS runs FROM results GROUP BY 1 ORDER BY 1
+      noise_cv: 0.2
+"""
+
+
+def _declared_tables(text: str) -> str:
+    return text.split("## Reports declared in manifests", 1)[-1]
+
+
+def test_declared_reports_see_only_the_experiments_selected(
+    quality_state: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    state = str(quality_state[0])
+    mdir = tmp_path / "manifests"
+    mdir.mkdir()
+    for name in ("bench-study", "tiny-study"):
+        (mdir / f"{name}.yaml").write_text(MANIFEST.format(name=name, title=f"Count {name}"))
+    out = tmp_path / "sel.md"
+    base = ["report", "--state", state, "--format", "md", "-o", str(out)]
+    res = CliRunner().invoke(app, [*base, "bench-study", "--manifests", str(mdir)])
+    assert res.exit_code == 0, res.output
+    declared = _declared_tables(out.read_text())
+    # bench-study's own declared table (from its runs' spec) counts bench-study only, and the
+    # manifest's report for tiny-study, which was not selected, is left out
+    assert "| bench-study | 9 |" in declared and "tiny-study" not in declared
+    assert "**Count bench-study**" in declared and "Count tiny-study" not in declared
+    assert "**Runs per experiment**" in declared
+    assert "_declared in experiment bench-study_" in declared
+    assert "Tiny variants" not in declared
+    # the same report with no selection counts every experiment
+    res = CliRunner().invoke(app, base)
+    assert res.exit_code == 0, res.output
+    everything = _declared_tables(out.read_text())
+    assert "| bench-study | 9 |" in everything and "| tiny-study | 3 |" in everything
+    # two selected: both, and nothing else
+    res = CliRunner().invoke(app, [*base, "tiny-study", "bench-study"])
+    assert res.exit_code == 0
+    both = _declared_tables(out.read_text())
+    assert "| bench-study | 9 |" in both and "| tiny-study | 3 |" in both
+
+
+def test_scoped_sql_keeps_the_reports_own_ctes_and_comments(
+    quality_state: tuple[Path, dict[str, Any]],
+) -> None:
+    from hpcx.report import scoped_sql
+
+    sql = (
+        "-- per experiment\nWITH x AS (SELECT experiment FROM runs) "
+        "SELECT experiment, count(*) AS n FROM x GROUP BY 1 ORDER BY 1;"
+    )
+    with QuerySession.open(quality_state[0]) as session:
+        assert session.query(scoped_sql(sql, ["tiny-study"])).rows == [("tiny-study", 3)]
+        rows = session.query(scoped_sql("FROM metrics SELECT DISTINCT experiment", ["bench-study"]))
+        assert rows.rows == [("bench-study",)]
+        assert len(session.query(sql).rows) == 2
+
+
+def test_a_selected_experiment_that_does_not_exist_is_an_error_with_a_suggestion(
+    quality_state: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hpcx",
+            "report",
+            "--state",
+            str(quality_state[0]),
+            "-o",
+            str(tmp_path / "r.html"),
+            "bench-study",
+            "bench-stdy",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1
+    assert "no experiment named bench-stdy in the state" in res.stderr
+    assert "did you mean bench-study?" in res.stderr
+    assert not (tmp_path / "r.html").exists()
