@@ -637,3 +637,180 @@ def _legend(chart: Chart, series: list[Series], labels: list[str], x: float, y: 
 
 def _num(x: float | str) -> float:
     return float(x)
+
+
+_MPL_MARKERS = {"circle": "o", "square": "s", "diamond": "D", "triangle": "^"}
+
+
+def render_png(chart: Chart, *, width: float = 6.8, height: float = 4.0, dpi: int = 200) -> bytes:
+    """The chart as PNG bytes, drawn by matplotlib's Agg backend (no display, no browser).
+
+    The same figure as :func:`render_svg` from the same data and rules (log axis, zero floor,
+    distinct labels, flag marks and key); matplotlib is imported here only, so it is needed
+    only by ``--figures png`` (the ``png`` extra)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    series = [s for s in chart.series if s.points]
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    log, _spread = y_scale(chart)
+    values = [p.y for s in series for p in s.points if math.isfinite(p.y)]
+    floor = 0.0 if values and min(values) >= 0 else -math.inf
+    labels = short_labels([s.name for s in series], 26)
+    flag_marks: list[tuple[float, float, str]] = []
+
+    def err(p: Point) -> tuple[list[float], list[float]] | None:
+        if p.lo is None or p.hi is None or p.n <= 1:
+            return None
+        lo = max(p.lo, floor) if not log else max(p.lo, min(values) / 10)
+        return [p.y - lo], [p.hi - p.y]
+
+    if chart.kind == "bar":
+        cats = chart.categories or _categories(series)
+        n_s = max(1, len(series))
+        bw = 0.78 / n_s
+        for si, s in enumerate(series):
+            color = PALETTE[si % len(PALETTE)]
+            for p in s.points:
+                if str(p.x) not in cats:
+                    continue
+                x = cats.index(str(p.x)) - 0.39 + bw * (si + 0.5)
+                e = err(p)
+                ax.bar(
+                    x,
+                    p.y,
+                    bw * 0.92,
+                    color=color,
+                    label=labels[si] if p is s.points[0] else None,
+                    yerr=(e[0], e[1]) if e else None,
+                    capsize=3,
+                    error_kw={"elinewidth": 1, "ecolor": "#333"},
+                )
+                top_y = p.hi if e and p.hi is not None else p.y
+                if p.note:
+                    ax.annotate(
+                        p.note,
+                        (x, top_y),
+                        xytext=(0, 3),
+                        textcoords="offset points",
+                        ha="center",
+                        fontsize=7,
+                    )
+                flag_marks.extend((x, top_y, f) for f in p.flags)
+        ax.set_xticks(range(len(cats)), short_labels(cats, 24))
+        if len(cats) > 8 or max((len(c) for c in cats), default=0) > 12:
+            ax.tick_params(axis="x", labelrotation=35)
+            for t in ax.get_xticklabels():
+                t.set_horizontalalignment("right")
+    else:
+        for si, s in enumerate(series):
+            color = PALETTE[si % len(PALETTE)]
+            pts = sorted(s.points, key=lambda p: _num(p.x))
+            xs = [_num(p.x) for p in pts]
+            ys = [p.y for p in pts]
+            dense = len(pts) > DENSE_POINTS
+            ax.plot(
+                xs,
+                ys,
+                linestyle="-" if chart.kind == "line" else "none",
+                marker=None
+                if dense and chart.kind == "line"
+                else _MPL_MARKERS[MARKERS[si % len(MARKERS)]],
+                markersize=5,
+                linewidth=1.4 if dense else 2,
+                color=color,
+                label=labels[si],
+            )
+            for p in pts:
+                e = err(p)
+                if e:
+                    ax.errorbar(
+                        [_num(p.x)],
+                        [p.y],
+                        yerr=(e[0], e[1]),
+                        fmt="none",
+                        ecolor=color,
+                        capsize=3,
+                        elinewidth=1,
+                    )
+                top_y = p.hi if e and p.hi is not None else p.y
+                flag_marks.extend((_num(p.x), top_y, f) for f in p.flags)
+        if all(float(_num(p.x)).is_integer() for s in series for p in s.points):
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps, sizes: no 0.5
+        all_x = [_num(p.x) for s in series for p in s.points]
+        if chart.log_x and all_x and min(all_x) > 0:
+            ax.set_xscale("log", base=2)
+    # flag marks, stacked above their point like the SVG's
+    stacked: dict[tuple[float, float], int] = {}
+    for x, y, f in flag_marks:
+        k = stacked.get((x, y), 0)
+        stacked[(x, y)] = k + 1
+        color, shape, _ = FLAG_STYLES[f]
+        ax.annotate(
+            "○" if shape == "ring" else "▲",
+            (x, y),
+            xytext=(0, 6 + 11 * k),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color=color,
+            fontweight="bold",
+        )
+    if log:
+        ax.set_yscale("log")
+        l0, l1, _ticks = _log_ticks(min(y for y in values if y > 0), max(values))
+        ax.set_ylim(10**l0, 10 ** (l1 + 0.15))
+    elif floor == 0.0:
+        lo_all = min(values) if values else 0.0
+        hi_all = max(values) if values else 1.0
+        if chart.kind == "bar" or lo_all <= 0.5 * hi_all:
+            ax.set_ylim(bottom=0)
+        else:
+            ax.set_ylim(bottom=max(0.0, ax.get_ylim()[0]))
+        ax.set_ylim(top=ax.get_ylim()[1] * (1.08 if flag_marks else 1.0))
+    ax.set_xlabel(chart.x_label, fontsize=9)
+    ax.set_ylabel(chart.y_label, fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.grid(axis="y", color="#e6e6e6")
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    lines = [t for t in (chart.subtitle, scale_note(chart)) if t]
+    flags = _flags_used(series)
+    if flags:
+        lines.append(
+            "   ".join(
+                ("○ " if FLAG_STYLES[f][1] == "ring" else "▲ ") + flag_text(chart, f) for f in flags
+            )
+        )
+    for k, text in enumerate(reversed(lines)):
+        ax.annotate(
+            text,
+            (0, 1),
+            xycoords="axes fraction",
+            xytext=(0, 6 + 12 * k),
+            textcoords="offset points",
+            fontsize=7.5,
+            color="#666",
+        )
+    ax.set_title(chart.title, loc="left", fontsize=10.5, fontweight="bold", pad=8 + 12 * len(lines))
+    if len(series) > 1:
+        ax.legend(
+            title=_clip(chart.legend_title, 28) if chart.legend_title else None,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            fontsize=7,
+            title_fontsize=7.5,
+            frameon=False,
+        )
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    return buf.getvalue()

@@ -1289,17 +1289,20 @@ def render_markdown_report(
     declared: list[Figure],
     fig_dir: Path,
     rel: str,
-) -> tuple[str, dict[Path, str]]:
-    """The markdown text and the SVG files (path -> text) it links to."""
-    files: dict[Path, str] = {}
+    figures: str = "svg",
+) -> tuple[str, dict[Path, str | bytes]]:
+    """The markdown text and the figure files (path -> SVG text or PNG bytes) it links to."""
+    files: dict[Path, str | bytes] = {}
     n = 0
 
     def add(chart: Chart) -> str:
         nonlocal n
         n += 1
-        name = f"fig-{n:02d}.svg"
+        name = f"fig-{n:02d}.{figures}"
         files[fig_dir / name] = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n' + charts.render_svg(chart) + "\n"
+            charts.render_png(chart)
+            if figures == "png"
+            else '<?xml version="1.0" encoding="UTF-8"?>\n' + charts.render_svg(chart) + "\n"
         )
         return f"![{chart.title}]({rel}/{name})"
 
@@ -1378,17 +1381,36 @@ def _warnings_markdown(sections: list[ExperimentSection]) -> list[str]:
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic(path: Path, body: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body if isinstance(body, bytes) else body.encode("utf-8"))
         chmod_default(tmp)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _check_figures(fmt: str, figures: str) -> None:
+    if figures not in ("svg", "png"):
+        raise QueryError(f"unknown figure format {figures!r}", hint="svg or png")
+    if figures == "png" and fmt != "md":
+        raise QueryError(
+            "--figures png is for --format md",
+            hint="the HTML report embeds its figures as SVG; for PNG files: "
+            "hpcx report --format md --figures png -o DIR/report.md",
+        )
+    if figures == "png":
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise QueryError(
+                "PNG figures need matplotlib, which is not installed",
+                hint="pip install 'hpcx[png]' (or: pip install matplotlib)",
+            )
 
 
 def build_report(
@@ -1400,7 +1422,11 @@ def build_report(
     manifests: Sequence[Path] = (),
     title: str | None = None,
     noise_cv: float = DEFAULT_NOISE_CV,
+    figures: str = "svg",
 ) -> ReportSummary:
+    """Write the report; ``figures`` (markdown only) is ``svg`` or ``png`` (needs matplotlib,
+    the ``png`` extra)."""
+    _check_figures(fmt, figures)
     if not (math.isfinite(noise_cv) and noise_cv > 0):
         raise QueryError(
             f"--noise-cv must be a positive number, not {noise_cv:g}",
@@ -1420,16 +1446,16 @@ def build_report(
         "hpcx report: " + ", ".join(s.name for s in sections) if sections else "hpcx report"
     )
     state_desc = str(state)
-    figures = sum(1 for s in sections for f in s.figures if f.chart) + sum(
+    n_figures = sum(1 for s in sections for f in s.figures if f.chart) + sum(
         1 for f in declared if f.chart
     )
     if fmt == "md":
         fig_dir = out.parent / f"{out.stem}_files"
         text, files = render_markdown_report(
-            heading, state_desc, sections, declared, fig_dir, fig_dir.name
+            heading, state_desc, sections, declared, fig_dir, fig_dir.name, figures
         )
-        for p, svg in files.items():
-            _write_atomic(p, svg)
+        for p, body in files.items():
+            _write_atomic(p, body)
         _write_atomic(out, text)
     else:
         _write_atomic(out, render_html(heading, state_desc, sections, declared))
@@ -1437,6 +1463,6 @@ def build_report(
         path=out,
         experiments=len(sections),
         runs=sum(s.runs for s in sections),
-        figures=figures,
+        figures=n_figures,
         warnings=warnings,
     )

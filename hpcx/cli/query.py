@@ -200,6 +200,9 @@ def report_command(
         "--noise-cv",
         help="Flag configurations whose repeats vary more than this (stdev/mean).",
     ),
+    figures: str = typer.Option(
+        "svg", "--figures", help="svg | png: the figure files of --format md (png: hpcx[png])."
+    ),
 ) -> None:
     """An offline HTML (or markdown + SVG) report: summary, best results, sweep plots."""
     from hpcx.project import resolve_state_path
@@ -217,6 +220,7 @@ def report_command(
         manifests=list(manifests),
         title=title,
         noise_cv=noise_cv,
+        figures=figures,
     )
     typer.echo(
         f"wrote {summary.path}: {summary.experiments} experiment(s), {summary.runs} run(s), "
