@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from query_cdp import Browser, find_chromium
 from report_fixtures import build_quality_state
 from typer.testing import CliRunner
 
@@ -18,6 +19,9 @@ from hpcx.charts import Chart
 from hpcx.cli import app
 from hpcx.query import QueryError, QuerySession
 from hpcx.report import build_report, collect
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+CHROMIUM = find_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +279,69 @@ def test_a_selected_experiment_that_does_not_exist_is_an_error_with_a_suggestion
     assert "no experiment named bench-stdy in the state" in res.stderr
     assert "did you mean bench-study?" in res.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+BROWSER_JS = """JSON.stringify({
+  warnings: Array.from(document.querySelectorAll('div.warn')).map(d => ({
+    id: d.id, text: d.textContent, height: d.getBoundingClientRect().height})),
+  figures: Array.from(document.querySelectorAll('svg.chart')).map(svg => ({
+    title: svg.querySelector('title').textContent,
+    scale: svg.dataset.scale,
+    series: Array.from(svg.querySelectorAll('g.series')).map(g => [
+      g.dataset.series, g.querySelectorAll('[data-point]').length]),
+    flags: Array.from(svg.querySelectorAll('g.flag')).map(g => [
+      g.dataset.flag, g.getBoundingClientRect().height]),
+    key: Array.from(svg.querySelectorAll('g.flag-key text')).map(t => t.textContent),
+    caption: (svg.querySelector('text.caption') || {}).textContent || null,
+    bars: Array.from(svg.querySelectorAll('rect[data-point]')).map(r => [
+      r.dataset.x, r.getBoundingClientRect().height]),
+    legend: Array.from(svg.querySelectorAll('g.legend text')).map(t => t.textContent),
+    below_zero: Array.from(svg.querySelectorAll('text[text-anchor=end]')).some(
+      t => t.textContent.trim().startsWith('-')),
+  })),
+  table_flags: Array.from(document.querySelectorAll('td span.flag')).map(s => s.textContent),
+})"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it)")
+def test_flags_log_axis_and_curves_render_in_chromium(
+    quality_state: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    import json
+
+    assert CHROMIUM is not None
+    out = tmp_path / "quality.html"
+    build_report(quality_state[0], out)
+    with Browser(CHROMIUM) as browser:
+        browser.open(out.as_uri())
+        got = json.loads(browser.evaluate(BROWSER_JS))
+        problems = browser.problems()
+        requests = browser.requests()
+        browser.screenshot(ARTIFACTS / "report-quality.png")
+    assert problems == [] and requests == [out.as_uri()]
+    assert [w["id"] for w in got["warnings"]] == ["contention", "noisy"]
+    assert quality_state[1]["contended"][:12] in got["warnings"][0]["text"]
+    assert all(w["height"] > 20 for w in got["warnings"])
+    figs = {f["title"]: f for f in got["figures"]}
+    assert set(figs) == {
+        "throughput (samples/s) vs batch size",
+        "loss per step",
+        "throughput (samples/s) vs variant",
+        "Tiny variants",
+    }
+    sweep = figs["throughput (samples/s) vs batch size"]
+    assert sorted(f for f, _ in sweep["flags"]) == ["contention", "noisy"]
+    assert all(h > 5 for _, h in sweep["flags"])  # drawn, not zero-sized
+    assert sweep["key"] == ["noisy: CV over repeats > 10%", "measured under contention"]
+    curves = figs["loss per step"]
+    assert len(curves["series"]) == 9 and all(n == 5 for _, n in curves["series"])
+    assert len(set(curves["legend"])) == len(curves["legend"]) > 1
+    for title in ("throughput (samples/s) vs variant", "Tiny variants"):
+        bars = figs[title]
+        assert bars["scale"] == "log"
+        assert bars["caption"] == "log scale: values span 10,000x"
+        heights = dict(bars["bars"])
+        assert heights["c"] >= 1.0 and heights["c"] < heights["b"] < heights["a"]
+    assert not any(f["below_zero"] for f in got["figures"])
+    assert got["table_flags"] == ["contention", "noisy"]
+    assert (ARTIFACTS / "report-quality.png").stat().st_size > 30_000
