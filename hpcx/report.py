@@ -9,6 +9,12 @@ configuration ran more than once, the mark is the mean and the bar mean ± one s
 deviation. Reports declared in manifests (``spec.reports``: title, sql, chart, x, y, group) run
 through the same read-only :class:`~hpcx.query.QuerySession` and are drawn the same way.
 
+A report must not mislead. Runs whose metadata says they were measured under contention
+(``meta.contention.heavy``, recorded by the job wrapper) and configurations whose repeats vary
+by more than a coefficient of variation (stdev/mean, default :data:`DEFAULT_NOISE_CV`) are
+flagged on the figures (a mark, explained in the figure's key), in the tables (a CV and a flags
+column) and in a warning block at the top that names them.
+
 The HTML has inline CSS and inline SVG only: no script, font, image or stylesheet is fetched,
 so it opens on an offline login node and attaches to an email as one file.
 """
@@ -18,10 +24,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import statistics
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -53,6 +60,23 @@ MAX_SERIES = 8
 #: Most swept parameters that get their own figure per experiment.
 MAX_SWEEP_FIGURES = 6
 _LOWER_IS_BETTER = ("loss", "latency", "error", "_ms", "_s", "time", "bytes")
+#: Most curves one per-step figure gets (one per run, else one per configuration).
+MAX_CURVES = 12
+#: Most per-step metrics drawn as curves per experiment.
+MAX_CURVE_FIGURES = 4
+#: Most steps drawn per curve; longer curves are thinned evenly (the last step always kept).
+MAX_CURVE_POINTS = 500
+#: Repeats of one configuration whose stdev/mean is above this are flagged as noisy.
+DEFAULT_NOISE_CV = 0.10
+#: The contention keys the job wrapper records in each run's metadata (``meta.<key>``).
+CONTENTION_COLS = (
+    "meta.contention.heavy",
+    "meta.contention.other_frac",
+    "meta.contention.load_start",
+    "meta.contention.load_end",
+)
+#: (flags, tooltip detail) for the runs (row indices) and values behind one plotted point.
+Flagger = Callable[[list[int], list[float]], tuple[tuple[str, ...], str | None]]
 
 
 @dataclass(slots=True)
@@ -70,6 +94,7 @@ class Figure:
     table: QueryResult | None = None
     error: str | None = None
     source: str | None = None  # where a declared report came from
+    title: str | None = None  # a declared table's heading (a chart carries its own)
 
 
 @dataclass(slots=True)
@@ -82,6 +107,11 @@ class ExperimentSection:
     primary: str | None
     best: list[dict[str, Any]]
     figures: list[Figure]
+    #: Runs measured under contention: run_id, other_frac, load_start, load_end.
+    contended: list[dict[str, Any]] = field(default_factory=list)
+    #: Configurations whose repeats are noisy: config (text), cv, n.
+    noisy: list[dict[str, Any]] = field(default_factory=list)
+    noise_cv: float = DEFAULT_NOISE_CV
 
 
 # -- labels -----------------------------------------------------------------------------------
@@ -199,6 +229,102 @@ class _Rows:
         return [json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for v in vals]
 
 
+def _truthy(v: Any) -> bool:
+    """A metadata flag as stored (``meta.*`` columns are text: ``true``/``false``)."""
+    if isinstance(v, bool):
+        return v
+    return v is not None and str(v).strip().lower() in ("true", "1", "yes")
+
+
+def _float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _cv(values: list[float]) -> float | None:
+    """stdev/|mean| over repeats; None with fewer than two or a zero mean."""
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    return statistics.stdev(values) / abs(mean) if mean else None
+
+
+def pct(v: float) -> str:
+    return f"{v * 100:.3g}%"
+
+
+@dataclass(slots=True)
+class _Quality:
+    """Which of an experiment's values are doubtful: a run measured under contention (its own
+    metadata says so), or a configuration whose repeats (runs that differ only by seed or
+    repeat) vary by more than ``threshold`` (stdev/mean)."""
+
+    rows: _Rows
+    config: list[tuple[Any, ...]]  # per row: its configuration's swept values
+    heavy: list[bool]
+    threshold: float
+    cache: dict[str, dict[tuple[Any, ...], tuple[float | None, int]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: _Rows, swept: Sequence[str], threshold: float) -> _Quality:
+        config = list(zip(*(rows.keys(c) for c in swept), strict=True)) if swept else []
+        return cls(
+            rows=rows,
+            config=config or [()] * rows.n,
+            heavy=[_truthy(v) for v in rows.get("meta.contention.heavy")],
+            threshold=threshold,
+        )
+
+    def cvs(self, metric: str) -> dict[tuple[Any, ...], tuple[float | None, int]]:
+        """Configuration -> (CV of ``metric`` over its repeats, how many)."""
+        if metric not in self.cache:
+            groups: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+            for i, y in enumerate(self.rows.get(metric)):
+                if _float(y) is not None:
+                    groups[self.config[i]].append(float(y))
+            self.cache[metric] = {k: (_cv(v), len(v)) for k, v in groups.items()}
+        return self.cache[metric]
+
+    def noisy(self, cv: float | None) -> bool:
+        return cv is not None and cv > self.threshold
+
+    def flagger(self, metric: str) -> Flagger:
+        cvs = self.cvs(metric)
+        fracs = self.rows.get("meta.contention.other_frac")
+
+        def flag(idx: list[int], vals: list[float]) -> tuple[tuple[str, ...], str | None]:
+            flags: list[str] = []
+            detail: list[str] = []
+            worst = max(
+                (cv for cv in (cvs.get(self.config[i], (None, 0))[0] for i in idx) if cv),
+                default=None,
+            )
+            if self.noisy(worst):
+                assert worst is not None
+                flags.append("noisy")
+                detail.append(f"CV {pct(worst)} over repeats > {pct(self.threshold)}")
+            hv = [i for i in idx if self.heavy[i]]
+            if hv:
+                flags.append("contention")
+                fr = [f for f in (_float(fracs[i]) for i in hv) if f is not None]
+                detail.append(
+                    f"{len(hv)} of {len(idx)} run(s) measured under contention"
+                    + (f" (other processes used up to {pct(max(fr))} of its cores)" if fr else "")
+                )
+            return tuple(flags), "; ".join(detail) or None
+
+        return flag
+
+    def flag_key(self) -> dict[str, str]:
+        return {
+            "noisy": f"noisy: CV over repeats > {pct(self.threshold)}",
+            "contention": "measured under contention",
+        }
+
+
 def _swept(rows: _Rows, candidates: Sequence[str]) -> list[str]:
     out = []
     for c in candidates:
@@ -233,12 +359,19 @@ def _series_key(rows: _Rows, cols: Sequence[str], i: int) -> str:
 
 
 def _points(
-    rows: _Rows, metric: str, x_col: str, group_cols: Sequence[str], *, numeric_x: bool
+    rows: _Rows,
+    metric: str,
+    x_col: str,
+    group_cols: Sequence[str],
+    *,
+    numeric_x: bool,
+    flagger: Flagger | None = None,
 ) -> tuple[list[Series], list[str], int]:
     """Series of aggregated points; returns (series, x categories in order, max repeats)."""
     ys = rows.get(metric)
     xs = rows.get(x_col)
     buckets: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    members: dict[str, dict[Any, list[int]]] = defaultdict(lambda: defaultdict(list))
     raw_x: dict[Any, Any] = {}
     order: dict[str, tuple[Any, ...]] = {}
     group_keys = list(zip(*(rows.keys(c) for c in group_cols), strict=True)) if group_cols else None
@@ -264,6 +397,7 @@ def _points(
             xk = x_keys[hx] = float(x) if numeric_x else value_label(x_col, x)
             raw_x.setdefault(xk, x)
         buckets[key][xk].append(float(y))
+        members[key][xk].append(i)
     series = []
     most = 1
     for key in sorted(buckets, key=lambda k: order[k]):
@@ -271,7 +405,8 @@ def _points(
         for xk, vals in buckets[key].items():
             mean, lo, hi = _aggregate(vals)
             most = max(most, len(vals))
-            pts.append(Point(x=xk, y=mean, lo=lo, hi=hi, n=len(vals)))
+            flags, detail = flagger(members[key][xk], vals) if flagger else ((), None)
+            pts.append(Point(x=xk, y=mean, lo=lo, hi=hi, n=len(vals), flags=flags, detail=detail))
         pts.sort(key=lambda p: _sort_key(raw_x[p.x]))
         series.append(Series(name=key, points=pts))
     cats = [value_label(x_col, v) for v in sorted(set(raw_x.values()), key=_sort_key)]
@@ -288,9 +423,12 @@ def _repeats_note(most: int) -> str | None:
     return f"mean ± std over up to {most} repeats" if most > 1 else None
 
 
-def sweep_figures(rows: _Rows, swept: list[str], metric: str) -> list[Chart]:
+def sweep_figures(
+    rows: _Rows, swept: list[str], metric: str, quality: _Quality | None = None
+) -> list[Chart]:
     """The primary metric against each swept parameter, grouped by the others."""
     out: list[Chart] = []
+    flagger = quality.flagger(metric) if quality else None
     groups = _zip_groups(rows, swept)
     reps = [g[0] for g in groups]
     numa_fig = "placement.numa" in reps
@@ -303,7 +441,9 @@ def sweep_figures(rows: _Rows, swept: list[str], metric: str) -> list[Chart]:
         xs = rows.get(x_col)
         distinct = {json.dumps(v) for v in xs if v is not None}
         numeric = _is_numeric(xs) and len(distinct) >= 3
-        series, cats, most = _points(rows, metric, x_col, group_cols, numeric_x=numeric)
+        series, cats, most = _points(
+            rows, metric, x_col, group_cols, numeric_x=numeric, flagger=flagger
+        )
         if not series:
             continue
         x_label = column_label(x_col)
@@ -326,6 +466,7 @@ def sweep_figures(rows: _Rows, swept: list[str], metric: str) -> list[Chart]:
                 subtitle="; ".join(notes) or None,
                 log_x=numeric and _wide(xs),
                 legend_title=", ".join(column_label(c) for c in group_cols) or None,
+                flag_key=quality.flag_key() if quality else {},
             )
         )
     return out
@@ -352,7 +493,12 @@ def _choose_groups(rows: _Rows, others: list[str]) -> tuple[list[str], list[str]
     return [best], [c for c in others if c != best]
 
 
-def numa_figures(rows: _Rows, metrics: Sequence[str], gpu_node: dict[int, int]) -> list[Chart]:
+def numa_figures(
+    rows: _Rows,
+    metrics: Sequence[str],
+    gpu_node: dict[int, int],
+    quality: _Quality | None = None,
+) -> list[Chart]:
     """Throughput (and H2D bandwidth) by NUMA node for each GPU, local versus remote."""
     if "placement.numa" not in rows.cols:
         return []
@@ -362,14 +508,16 @@ def numa_figures(rows: _Rows, metrics: Sequence[str], gpu_node: dict[int, int]) 
         ys = rows.get(metric)
         if not any(y is not None for y in ys):
             continue
+        flagger = quality.flagger(metric) if quality else None
         buckets: dict[tuple[Any, Any], list[float]] = defaultdict(list)
+        members: dict[tuple[Any, Any], list[int]] = defaultdict(list)
         for i in range(rows.n):
             if ys[i] is None:
                 continue
             gpu = rows.get(gpu_col)[i] if gpu_col else None
-            buckets[(json.dumps(_gpu_value(gpu)), rows.get("placement.numa")[i])].append(
-                float(ys[i])
-            )
+            bk = (json.dumps(_gpu_value(gpu)), rows.get("placement.numa")[i])
+            buckets[bk].append(float(ys[i]))
+            members[bk].append(i)
         nodes = sorted({k[1] for k in buckets}, key=_sort_key)
         gpus = sorted({k[0] for k in buckets}, key=_sort_key)
         series = []
@@ -383,8 +531,18 @@ def numa_figures(rows: _Rows, metrics: Sequence[str], gpu_node: dict[int, int]) 
                 mean, lo, hi = _aggregate(vals)
                 most = max(most, len(vals))
                 note = _locality(json.loads(g), node, gpu_node)
+                flags, detail = flagger(members[(g, node)], vals) if flagger else ((), None)
                 pts.append(
-                    Point(x=_gpu_label(json.loads(g)), y=mean, lo=lo, hi=hi, n=len(vals), note=note)
+                    Point(
+                        x=_gpu_label(json.loads(g)),
+                        y=mean,
+                        lo=lo,
+                        hi=hi,
+                        n=len(vals),
+                        note=note,
+                        flags=flags,
+                        detail=detail,
+                    )
                 )
             series.append(Series(name=value_label("placement.numa", node), points=pts))
         notes = [n for n in (_repeats_note(most),) if n]
@@ -400,6 +558,7 @@ def numa_figures(rows: _Rows, metrics: Sequence[str], gpu_node: dict[int, int]) 
                 categories=[_gpu_label(json.loads(g)) for g in gpus],
                 subtitle="; ".join(notes) or None,
                 legend_title="host memory on",
+                flag_key=quality.flag_key() if quality else {},
             )
         )
     return out
@@ -443,7 +602,13 @@ def _choose_primary(metrics: Sequence[str], rows: _Rows) -> str | None:
     return have[0] if have else None
 
 
-def _best(rows: _Rows, swept: list[str], metric: str, limit: int = 5) -> list[dict[str, Any]]:
+def _best(
+    rows: _Rows,
+    swept: list[str],
+    metric: str,
+    limit: int = 5,
+    quality: _Quality | None = None,
+) -> list[dict[str, Any]]:
     ys = rows.get(metric)
     buckets: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     keys = list(zip(*(rows.keys(c) for c in swept), strict=True)) if swept else [()] * rows.n
@@ -456,8 +621,12 @@ def _best(rows: _Rows, swept: list[str], metric: str, limit: int = 5) -> list[di
         mean, _lo, hi = _aggregate(vals)
         sd = (hi - mean) if hi is not None else None
         best_i = (min if lower_is_better(metric) else max)(idx, key=lambda i: float(ys[i]))
+        cv = _cv(vals)
         ranked.append(
             {
+                "cv": cv,
+                "noisy": quality.noisy(cv) if quality else False,
+                "contended": sum(1 for i in idx if quality.heavy[i]) if quality else 0,
                 "config": {column_label(c): value_label(c, rows.get(c)[idx[0]]) for c in swept},
                 "mean": mean,
                 "std": sd,
@@ -501,15 +670,49 @@ def _declared_reports(
     return list(found.values()), warnings
 
 
-def declared_figure(session: QuerySession, rep: dict[str, Any], source: str) -> Figure:
+#: The views that hold runs, and so are narrowed to the selected experiments.
+_RUN_VIEWS = ("runs", "results", "metrics", "events")
+
+
+def scoped_sql(sql: str, experiments: Sequence[str]) -> str:
+    """``sql`` with the run views narrowed to ``experiments``: each is shadowed by a CTE of
+    the same name over the session's view (``temp.main.<view>``), so ``SELECT ... FROM runs``
+    in a declared report sees only the experiments chosen on the command line."""
+    names = ", ".join("'" + e.replace("'", "''") + "'" for e in experiments)
+    ctes = ", ".join(
+        f"{v} AS (SELECT * FROM temp.main.{v} WHERE experiment IN ({names}))" for v in _RUN_VIEWS
+    )
+    body = sql.strip().rstrip(";").strip()
+    m = re.match(r"(?is)^((?:\s|--[^\n]*\n|/\*.*?\*/)*)with(\s+recursive)?\s", body)
+    if m:
+        rest = body[m.end() :]
+        return f"{m.group(1)}WITH{m.group(2) or ''} {ctes}, {rest}"
+    return f"WITH {ctes}\n{body}"
+
+
+def declared_figure(
+    session: QuerySession,
+    rep: dict[str, Any],
+    source: str,
+    *,
+    noise_cv: float = DEFAULT_NOISE_CV,
+    heavy: frozenset[str] = frozenset(),
+    experiments: Sequence[str] | None = None,
+) -> Figure:
+    """One declared report. Its points are flagged as the experiments' are: noisy when the
+    values behind a point vary by more than ``noise_cv`` (the report's own ``noise_cv`` wins),
+    under contention when the query returns a ``run_id`` column naming a contended run."""
     title = str(rep.get("title") or "Report")
+    own_cv = _float(rep.get("noise_cv"))
+    threshold = own_cv if own_cv is not None and own_cv > 0 else noise_cv
+    sql = str(rep["sql"])
     try:
-        result = session.query(str(rep["sql"]))
+        result = session.query(scoped_sql(sql, experiments) if experiments is not None else sql)
     except QueryError as exc:
         return Figure(chart=None, error=f"{title}: {exc}", source=source)
     kind = str(rep.get("chart") or "table")
     if kind == "table" or not result.rows:
-        return Figure(chart=None, table=result, source=source)
+        return Figure(chart=None, table=result, source=source, title=title)
     x = rep.get("x") or result.columns[0]
     y_spec = rep.get("y") or [c for c in result.columns if c != x][:1]
     y_cols = [y_spec] if isinstance(y_spec, str) else list(y_spec)
@@ -528,8 +731,23 @@ def declared_figure(session: QuerySession, rep: dict[str, Any], source: str) -> 
     cats: list[str] = []
     most = 1
     numeric = kind != "bar" and _is_numeric(rows.get(x))
+    run_ids = rows.get("run_id")
+
+    def flagger(idx: list[int], vals: list[float]) -> tuple[tuple[str, ...], str | None]:
+        flags: list[str] = []
+        detail: list[str] = []
+        cv = _cv(vals)
+        if cv is not None and cv > threshold:
+            flags.append("noisy")
+            detail.append(f"CV {pct(cv)} over {len(vals)} values > {pct(threshold)}")
+        hv = [i for i in idx if run_ids[i] in heavy]
+        if hv:
+            flags.append("contention")
+            detail.append(f"{len(hv)} of {len(idx)} run(s) measured under contention")
+        return tuple(flags), "; ".join(detail) or None
+
     for yc in y_cols:
-        s, c, m = _points(rows, yc, x, [group] if group else [], numeric_x=numeric)
+        s, c, m = _points(rows, yc, x, [group] if group else [], numeric_x=numeric, flagger=flagger)
         if len(y_cols) > 1:
             s = [Series(name=f"{yc}: {one.name}" if group else yc, points=one.points) for one in s]
         series.extend(s)
@@ -544,12 +762,20 @@ def declared_figure(session: QuerySession, rep: dict[str, Any], source: str) -> 
         categories=cats,
         subtitle=_repeats_note(most),
         legend_title=str(group) if group else None,
+        flag_key={
+            "noisy": f"noisy: CV > {pct(threshold)}",
+            "contention": "measured under contention",
+        },
     )
     return Figure(chart=chart, source=source)
 
 
 def collect(
-    session: QuerySession, experiments: Sequence[str], manifests: Sequence[Path]
+    session: QuerySession,
+    experiments: Sequence[str],
+    manifests: Sequence[Path],
+    *,
+    noise_cv: float = DEFAULT_NOISE_CV,
 ) -> tuple[list[ExperimentSection], list[Figure], list[str]]:
     warnings: list[str] = []
     all_exps = [
@@ -560,9 +786,16 @@ def collect(
     ]
     unknown = [e for e in experiments if e not in all_exps]
     if unknown:
+        import difflib
+
+        close = [
+            m for e in unknown for m in difflib.get_close_matches(e, all_exps, n=1, cutoff=0.6)
+        ]
         raise QueryError(
             f"no experiment named {', '.join(unknown)} in the state",
-            hint="experiments in the state: " + (", ".join(all_exps) or "none"),
+            hint=(f"did you mean {', '.join(close)}? " if close else "")
+            + "experiments in the state: "
+            + (", ".join(all_exps) or "none"),
         )
     chosen = list(experiments) or all_exps
     res_cols = [c for c, _ in session.views["results"]]
@@ -571,7 +804,19 @@ def collect(
     param_cols = [c for c in res_cols if c.startswith(("params.", "placement."))]
     gpu_node = _gpu_numa(session)
     sections: list[ExperimentSection] = []
-    wanted = ["run_id", "experiment", "status", "description", "seed", *param_cols, *metric_cols]
+    # Older states (and SLURM runs) have no contention keys: those runs are simply not flagged.
+    contention_cols = [c for c in CONTENTION_COLS if c in run_cols]
+    wanted = [
+        "run_id",
+        "experiment",
+        "status",
+        "description",
+        "seed",
+        *param_cols,
+        *metric_cols,
+        *contention_cols,
+        "repeat",
+    ]
     select = ", ".join('"' + c.replace('"', '""') + '"' for c in wanted)
     result = session.query(
         f"SELECT {select} FROM results WHERE experiment IN (SELECT unnest(?::VARCHAR[])) "
@@ -596,14 +841,19 @@ def collect(
         rows = _Rows(cols=cols, n=len(ok))
         swept = _swept(rows, param_cols)
         primary = _choose_primary(metric_cols, rows)
+        reps = [g[0] for g in _zip_groups(rows, swept)]
+        quality = _Quality.of(rows, reps, noise_cv)
         figures: list[Figure] = []
         if primary is not None:
             numa_metrics = [primary] + [m for m in ("h2d_gbps",) if m in metric_cols]
             if "placement.numa" in swept:
-                figures.extend(Figure(chart=c) for c in numa_figures(rows, numa_metrics, gpu_node))
-            figures.extend(Figure(chart=c) for c in sweep_figures(rows, swept, primary))
-        reps = [g[0] for g in _zip_groups(rows, swept)]
-        best = _best(rows, reps, primary) if primary else []
+                figures.extend(
+                    Figure(chart=c) for c in numa_figures(rows, numa_metrics, gpu_node, quality)
+                )
+            figures.extend(Figure(chart=c) for c in sweep_figures(rows, swept, primary, quality))
+            stepped = _stepped_metrics(session, exp)
+            figures.extend(Figure(chart=c) for c in curve_figures(rows, reps, stepped, primary))
+        best = _best(rows, reps, primary, quality=quality) if primary else []
         descs = {r[3] for r in exp_rows if r[3]}
         sections.append(
             ExperimentSection(
@@ -615,15 +865,168 @@ def collect(
                 primary=primary,
                 best=best,
                 figures=figures,
+                contended=_contended(exp_rows, wanted),
+                noisy=_noisy(rows, reps, primary, quality) if primary else [],
+                noise_cv=noise_cv,
             )
         )
     declared, more = _declared_reports(session, chosen, manifests)
     warnings.extend(more)
-    extra = [declared_figure(session, rep, src) for rep, src in declared]
+    # Declared SQL sees only the selected experiments' runs; with no selection, everything.
+    scope = chosen if experiments else None
+    heavy = frozenset(
+        str(c["run_id"]) for sec in sections for c in sec.contended if c.get("run_id")
+    )
+    extra = [
+        declared_figure(session, rep, src, noise_cv=noise_cv, heavy=heavy, experiments=scope)
+        for rep, src in declared
+    ]
     for f in extra:
         if f.error:
             warnings.append(f.error)
     return sections, extra, warnings
+
+
+def _contended(rows: list[tuple[Any, ...]], cols: list[str]) -> list[dict[str, Any]]:
+    """The runs whose metadata says they were measured under contention."""
+    if "meta.contention.heavy" not in cols:
+        return []
+    at = {c: cols.index(c) for c in cols}
+
+    def get(r: tuple[Any, ...], c: str) -> float | None:
+        return _float(r[at[c]]) if c in at else None
+
+    return [
+        {
+            "run_id": r[0],
+            "other_frac": get(r, "meta.contention.other_frac"),
+            "load_start": get(r, "meta.contention.load_start"),
+            "load_end": get(r, "meta.contention.load_end"),
+        }
+        for r in rows
+        if _truthy(r[at["meta.contention.heavy"]])
+    ]
+
+
+def _noisy(rows: _Rows, reps: list[str], metric: str, quality: _Quality) -> list[dict[str, Any]]:
+    """The configurations whose repeats of ``metric`` vary more than the threshold."""
+    first: dict[tuple[Any, ...], int] = {}
+    for i, key in enumerate(quality.config):
+        first.setdefault(key, i)
+    out: list[dict[str, Any]] = []
+    for key, (cv, n) in quality.cvs(metric).items():
+        if quality.noisy(cv):
+            i = first[key]
+            config = ", ".join(f"{column_label(c)}={value_label(c, rows.get(c)[i])}" for c in reps)
+            out.append({"config": config or "all runs", "cv": cv, "n": n, "metric": metric})
+    out.sort(key=lambda d: -float(d["cv"]))
+    return out
+
+
+def _stepped_metrics(session: QuerySession, experiment: str) -> dict[str, dict[str, list[Any]]]:
+    """Metrics logged at more than one step by some run: name -> run_id -> [(step, value)].
+
+    Where the metrics view has an ``attempt`` column (a requeued run logs again), only each
+    run's latest attempt is drawn; a step logged twice keeps its latest value."""
+    cols = {c for c, _ in session.views["metrics"]}
+    latest = (
+        "QUALIFY coalesce(attempt, 0) = max(coalesce(attempt, 0)) OVER (PARTITION BY run_id)"
+        if "attempt" in cols
+        else ""
+    )
+    ties = [c for c in ("time", "serial") if c in cols]
+    order = ", ".join(ties) or "step"
+    res = session.query(
+        f"""WITH m AS (
+              SELECT run_id, name, step, value{"".join(", " + c for c in ties)}
+              FROM metrics
+              WHERE experiment = ? AND step IS NOT NULL AND isfinite(value) {latest}
+            ), one AS (
+              SELECT run_id, name, step, arg_max(value, ({order})) AS value FROM m GROUP BY ALL
+            ), stepped AS (
+              SELECT name FROM one GROUP BY name, run_id HAVING count(*) > 1
+            )
+            SELECT name, run_id, step, value FROM one
+            WHERE name IN (SELECT name FROM stepped) ORDER BY name, run_id, step""",
+        [experiment],
+    )
+    out: dict[str, dict[str, list[Any]]] = {}
+    for name, run_id, step, value in res.rows:
+        out.setdefault(name, {}).setdefault(run_id, []).append((int(step), float(value)))
+    return out
+
+
+def curve_figures(
+    rows: _Rows,
+    reps: list[str],
+    stepped: dict[str, dict[str, list[Any]]],
+    primary: str | None,
+) -> list[Chart]:
+    """A metric logged per step (a learning curve, per-batch latency) as one curve per run,
+    x = step. With more runs than MAX_CURVES, one curve per configuration: the mean over its
+    repeats at each step; past MAX_CURVES configurations, the first ones (the caption says)."""
+    index = {rid: i for i, rid in enumerate(rows.get("run_id"))}
+    names = sorted(stepped, key=lambda m: (m != primary, m))[:MAX_CURVE_FIGURES]
+    repeats = rows.get("repeat")
+    seeds = rows.get("seed")
+    out = []
+    for metric in names:
+        by_run = {rid: pts for rid, pts in stepped[metric].items() if rid in index}
+        if not by_run:
+            continue
+        notes = []
+        curves: dict[str, dict[int, list[float]]] = {}
+        order: dict[str, int] = {}
+        per_run = len(by_run) <= MAX_CURVES
+        for rid in sorted(by_run, key=lambda r: index[r]):
+            i = index[rid]
+            label = _series_key(rows, reps, i) if reps else ""
+            if per_run:
+                extra = [
+                    f"{k}={v}"
+                    for k, v, vals in (("seed", seeds[i], seeds), ("repeat", repeats[i], repeats))
+                    if v is not None and len({x for x in vals if x is not None}) > 1
+                ]
+                label = ", ".join(t for t in (label, *extra) if t) or str(rid)[:12]
+            else:
+                label = label or "all runs"
+            order.setdefault(label, i)
+            at_step = curves.setdefault(label, {})
+            for step, value in by_run[rid]:
+                at_step.setdefault(step, []).append(value)
+        if not per_run:
+            notes.append(f"mean over repeats of {len(by_run)} runs")
+        labels = sorted(curves, key=lambda k: order[k])
+        if len(labels) > MAX_CURVES:
+            notes.append(f"first {MAX_CURVES} of {len(labels)} configurations shown")
+            labels = labels[:MAX_CURVES]
+        series = []
+        thinned = False
+        for label in labels:
+            steps = sorted(curves[label])
+            if len(steps) > MAX_CURVE_POINTS:
+                k = math.ceil(len(steps) / MAX_CURVE_POINTS)
+                steps = steps[::k] + ([steps[-1]] if (len(steps) - 1) % k else [])
+                thinned = True
+            pts = []
+            for step in steps:
+                mean, lo, hi = _aggregate(curves[label][step])
+                pts.append(Point(x=float(step), y=mean, lo=lo, hi=hi, n=len(curves[label][step])))
+            series.append(Series(name=label, points=pts))
+        if thinned:
+            notes.append(f"at most {MAX_CURVE_POINTS} steps drawn per curve")
+        out.append(
+            Chart(
+                title=f"{metric_label(metric)} per step",
+                kind="line",
+                x_label="step",
+                y_label=metric_label(metric),
+                series=series,
+                subtitle="; ".join(notes) or None,
+                legend_title=", ".join(column_label(c) for c in reps) or None,
+            )
+        )
+    return out
 
 
 def _gpu_numa(session: QuerySession) -> dict[int, int]:
@@ -664,6 +1067,14 @@ figure svg { width: 100%; height: auto; display: block; }
 .error { color: #a11; background: #fdecea; padding: 8px 12px; border-radius: 4px; }
 .src { color: #777; font-size: 12px; margin: 4px 0 0; }
 code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; font-size: 12px; }
+.warn { background: #fff6e6; border-left: 4px solid #b7791f; padding: 8px 14px; margin: 10px 0;
+  border-radius: 4px; font-size: 13.5px; }
+.warn.contention { background: #fdecea; border-left-color: #c0392b; }
+.warn ul { margin: 4px 0 0; padding-left: 20px; }
+.flag { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 11.5px;
+  margin-right: 3px; border: 1px solid; }
+.flag-noisy { color: #8a5a12; border-color: #b7791f; background: #fff6e6; }
+.flag-contention { color: #a11; border-color: #c0392b; background: #fdecea; }
 """
 
 
@@ -720,16 +1131,25 @@ def _best_html(sec: ExperimentSection) -> str:
         return ""
     keys = list(sec.best[0]["config"])
     head = "".join(f"<th>{escape(k)}</th>" for k in ["#", *keys])
-    head += f"<th>{escape(metric_label(sec.primary))}</th><th>n</th><th>best run</th>"
+    head += (
+        f"<th>{escape(metric_label(sec.primary))}</th><th>n</th><th>CV</th><th>flags</th>"
+        "<th>best run</th>"
+    )
     rows = []
     for i, b in enumerate(sec.best, 1):
         val = charts.fmt_value(b["mean"])
         if b["std"] is not None:
             val += f" ± {charts.fmt_value(b['std'])}"
+        flags = "".join(
+            f'<span class="flag flag-{k}" title="{escape(t)}">{escape(k)}</span>'
+            for k, t in _row_flags(b, sec.noise_cv)
+        )
         rows.append(
             f"<tr><td>{i}</td>"
             + "".join(f"<td>{escape(str(b['config'][k]))}</td>" for k in keys)
             + f'<td class="num">{escape(val)}</td><td class="num">{b["n"]}</td>'
+            f'<td class="num">{escape(pct(b["cv"])) if b.get("cv") is not None else "—"}</td>'
+            f"<td>{flags}</td>"
             f"<td><code>{escape(str(b['run_id'])[:12])}</code></td></tr>"
         )
     better = "lower" if lower_is_better(sec.primary) else "higher"
@@ -737,6 +1157,60 @@ def _best_html(sec: ExperimentSection) -> str:
         f"<h3>Best configurations ({better} {escape(metric_label(sec.primary))} is better)</h3>"
         f"<table><tr>{head}</tr>{''.join(rows)}</table>"
     )
+
+
+def _row_flags(b: dict[str, Any], noise_cv: float) -> list[tuple[str, str]]:
+    """(flag, explanation) for one row of the best-configurations table."""
+    out = []
+    if b.get("noisy"):
+        out.append(("noisy", f"CV over repeats above {pct(noise_cv)}"))
+    if b.get("contended"):
+        out.append(("contention", f"{b['contended']} of {b['n']} run(s) measured under contention"))
+    return out
+
+
+def _contention_line(c: dict[str, Any]) -> str:
+    parts = []
+    if c.get("other_frac") is not None:
+        parts.append(f"other processes used {pct(c['other_frac'])} of its cores")
+    if c.get("load_start") is not None and c.get("load_end") is not None:
+        parts.append(f"load {c['load_start']:.3g} → {c['load_end']:.3g}")
+    return "; ".join(parts)
+
+
+def _warnings_html(sections: list[ExperimentSection]) -> str:
+    """The warning blocks at the top: contended runs by name, noisy configurations."""
+    out = []
+    contended = [(sec.name, c) for sec in sections for c in sec.contended]
+    if contended:
+        items = "".join(
+            f"<li>{escape(exp)}: <code>{escape(str(c['run_id'])[:12])}</code>"
+            + (f" ({escape(_contention_line(c))})" if _contention_line(c) else "")
+            + "</li>"
+            for exp, c in contended
+        )
+        out.append(
+            '<div class="warn contention" id="contention"><strong>Measured under contention: '
+            f"{len(contended)} run(s).</strong> Other processes were busy on the cores these runs "
+            "held, so their timings are doubtful; they are marked "
+            '<span class="flag flag-contention">contention</span> in the tables and with a red '
+            f"triangle on the figures.<ul>{items}</ul></div>"
+        )
+    noisy = [(sec, n) for sec in sections for n in sec.noisy]
+    if noisy:
+        items = "".join(
+            f"<li>{escape(sec.name)}: {escape(n['config'])}: {escape(metric_label(n['metric']))} "
+            f"CV {escape(pct(n['cv']))} over {n['n']} repeats</li>"
+            for sec, n in noisy
+        )
+        out.append(
+            f'<div class="warn noisy" id="noisy"><strong>Noisy: {len(noisy)} configuration(s) '
+            f"vary by more than {escape(pct(noisy[0][0].noise_cv))} (stdev/mean) over their "
+            "repeats.</strong> They are marked "
+            '<span class="flag flag-noisy">noisy</span> in the tables and with a ring on the '
+            f"figures.<ul>{items}</ul></div>"
+        )
+    return "".join(out)
 
 
 def render_html(
@@ -756,6 +1230,7 @@ def render_html(
         f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>",
         f"<h1>{escape(title)}</h1>",
         f'<div class="meta">Generated {now} from {escape(state_desc)} by hpcx.</div>',
+        _warnings_html(sections),
         "<h2>Summary</h2>",
         "<table><tr><th>experiment</th><th>runs</th><th>status</th><th>headline metric</th>"
         "<th>best (mean over repeats)</th></tr>",
@@ -799,7 +1274,7 @@ def render_html(
                 )
             elif f.table is not None:
                 parts.append(
-                    f"<figure>{_table_html(f.table)}"
+                    f"<figure><h3>{escape(f.title or '')}</h3>{_table_html(f.table)}"
                     f'<p class="src">declared in {escape(f.source or "?")}</p></figure>'
                 )
         parts.append("</div>")
@@ -814,21 +1289,26 @@ def render_markdown_report(
     declared: list[Figure],
     fig_dir: Path,
     rel: str,
-) -> tuple[str, dict[Path, str]]:
-    """The markdown text and the SVG files (path -> text) it links to."""
-    files: dict[Path, str] = {}
+    figures: str = "svg",
+) -> tuple[str, dict[Path, str | bytes]]:
+    """The markdown text and the figure files (path -> SVG text or PNG bytes) it links to."""
+    files: dict[Path, str | bytes] = {}
     n = 0
 
     def add(chart: Chart) -> str:
         nonlocal n
         n += 1
-        name = f"fig-{n:02d}.svg"
+        name = f"fig-{n:02d}.{figures}"
         files[fig_dir / name] = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n' + charts.render_svg(chart) + "\n"
+            charts.render_png(chart)
+            if figures == "png"
+            else '<?xml version="1.0" encoding="UTF-8"?>\n' + charts.render_svg(chart) + "\n"
         )
         return f"![{chart.title}]({rel}/{name})"
 
-    out = [f"# {title}", "", f"Generated from {state_desc} by hpcx.", "", "## Summary", ""]
+    out = [f"# {title}", "", f"Generated from {state_desc} by hpcx.", ""]
+    out += _warnings_markdown(sections)
+    out += ["## Summary", ""]
     out.append("| experiment | runs | status | best |")
     out.append("|---|---:|---|---|")
     for sec in sections:
@@ -840,13 +1320,16 @@ def render_markdown_report(
             out += [sec.description, ""]
         if sec.best and sec.primary:
             keys = list(sec.best[0]["config"])
-            out.append("| " + " | ".join(["#", *keys, metric_label(sec.primary), "n"]) + " |")
-            out.append("|" + "---|" * (len(keys) + 1) + "---:|---:|")
+            head = ["#", *keys, metric_label(sec.primary), "n", "CV", "flags"]
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * (len(keys) + 1) + "---:|---:|---:|---|")
             for i, b in enumerate(sec.best, 1):
                 val = charts.fmt_value(b["mean"])
                 if b["std"] is not None:
                     val += f" ± {charts.fmt_value(b['std'])}"
-                cells = [str(i), *(str(b["config"][k]) for k in keys), val, str(b["n"])]
+                cv = pct(b["cv"]) if b.get("cv") is not None else "—"
+                flags = ", ".join(f"**{k}**" for k, _ in _row_flags(b, sec.noise_cv))
+                cells = [str(i), *(str(b["config"][k]) for k in keys), val, str(b["n"]), cv, flags]
                 out.append("| " + " | ".join(cells) + " |")
             out.append("")
         for f in sec.figures:
@@ -862,21 +1345,72 @@ def render_markdown_report(
             elif f.table is not None:
                 from hpcx.query import render_markdown
 
-                out += [render_markdown(f.table), "", f"_declared in {f.source}_", ""]
+                out += [f"**{f.title}**", "", render_markdown(f.table), ""]
+                out += [f"_declared in {f.source}_", ""]
     return "\n".join(out) + "\n", files
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _warnings_markdown(sections: list[ExperimentSection]) -> list[str]:
+    out: list[str] = []
+    contended = [(sec.name, c) for sec in sections for c in sec.contended]
+    if contended:
+        out.append(
+            f"> **Measured under contention: {len(contended)} run(s).** Other processes were "
+            "busy on the cores these runs held, so their timings are doubtful; they are marked "
+            "**contention** in the tables and with a red triangle on the figures."
+        )
+        out.append(">")
+        for exp, c in contended:
+            line = _contention_line(c)
+            out.append(f"> - {exp}: `{str(c['run_id'])[:12]}`" + (f" ({line})" if line else ""))
+        out.append("")
+    noisy = [(sec, n) for sec in sections for n in sec.noisy]
+    if noisy:
+        out.append(
+            f"> **Noisy: {len(noisy)} configuration(s) vary by more than "
+            f"{pct(noisy[0][0].noise_cv)} (stdev/mean) over their repeats.** They are marked "
+            "**noisy** in the tables and with a ring on the figures."
+        )
+        out.append(">")
+        for sec, n in noisy:
+            out.append(
+                f"> - {sec.name}: {n['config']}: {metric_label(n['metric'])} CV {pct(n['cv'])} "
+                f"over {n['n']} repeats"
+            )
+        out.append("")
+    return out
+
+
+def _write_atomic(path: Path, body: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body if isinstance(body, bytes) else body.encode("utf-8"))
         chmod_default(tmp)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _check_figures(fmt: str, figures: str) -> None:
+    if figures not in ("svg", "png"):
+        raise QueryError(f"unknown figure format {figures!r}", hint="svg or png")
+    if figures == "png" and fmt != "md":
+        raise QueryError(
+            "--figures png is for --format md",
+            hint="the HTML report embeds its figures as SVG; for PNG files: "
+            "hpcx report --format md --figures png -o DIR/report.md",
+        )
+    if figures == "png":
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise QueryError(
+                "PNG figures need matplotlib, which is not installed",
+                hint="pip install 'hpcx[png]' (or: pip install matplotlib)",
+            )
 
 
 def build_report(
@@ -887,23 +1421,41 @@ def build_report(
     fmt: str = "html",
     manifests: Sequence[Path] = (),
     title: str | None = None,
+    noise_cv: float = DEFAULT_NOISE_CV,
+    figures: str = "svg",
 ) -> ReportSummary:
+    """Write the report; ``figures`` (markdown only) is ``svg`` or ``png`` (needs matplotlib,
+    the ``png`` extra)."""
+    _check_figures(fmt, figures)
+    if not (math.isfinite(noise_cv) and noise_cv > 0):
+        raise QueryError(
+            f"--noise-cv must be a positive number, not {noise_cv:g}",
+            hint="a coefficient of variation such as 0.1 (10%)",
+        )
     with QuerySession.open(state) as session:
-        sections, declared, warnings = collect(session, experiments, manifests)
+        sections, declared, warnings = collect(session, experiments, manifests, noise_cv=noise_cv)
+    contended = sum(len(s.contended) for s in sections)
+    if contended:
+        warnings.append(f"{contended} run(s) measured under contention (flagged in the report)")
+    noisy = sum(len(s.noisy) for s in sections)
+    if noisy:
+        warnings.append(
+            f"{noisy} configuration(s) noisy over repeats (CV > {pct(noise_cv)}; flagged)"
+        )
     heading = title or (
         "hpcx report: " + ", ".join(s.name for s in sections) if sections else "hpcx report"
     )
     state_desc = str(state)
-    figures = sum(1 for s in sections for f in s.figures if f.chart) + sum(
+    n_figures = sum(1 for s in sections for f in s.figures if f.chart) + sum(
         1 for f in declared if f.chart
     )
     if fmt == "md":
         fig_dir = out.parent / f"{out.stem}_files"
         text, files = render_markdown_report(
-            heading, state_desc, sections, declared, fig_dir, fig_dir.name
+            heading, state_desc, sections, declared, fig_dir, fig_dir.name, figures
         )
-        for p, svg in files.items():
-            _write_atomic(p, svg)
+        for p, body in files.items():
+            _write_atomic(p, body)
         _write_atomic(out, text)
     else:
         _write_atomic(out, render_html(heading, state_desc, sections, declared))
@@ -911,6 +1463,6 @@ def build_report(
         path=out,
         experiments=len(sections),
         runs=sum(s.runs for s in sections),
-        figures=figures,
+        figures=n_figures,
         warnings=warnings,
     )

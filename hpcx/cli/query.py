@@ -202,6 +202,14 @@ def report_command(
         [], "--manifests", help="Manifest files/folders whose `reports:` to draw (repeatable)."
     ),
     title: str | None = typer.Option(None, "--title", help="The report's title."),
+    noise_cv: float = typer.Option(
+        0.10,
+        "--noise-cv",
+        help="Flag configurations whose repeats vary more than this (stdev/mean).",
+    ),
+    figures: str = typer.Option(
+        "svg", "--figures", help="svg | png: the figure files of --format md (png: hpcx[png])."
+    ),
 ) -> None:
     """An offline HTML (or markdown + SVG) report: summary, best results, sweep plots."""
     from hpcx.project import resolve_state_path
@@ -222,6 +230,8 @@ def report_command(
         fmt=fmt,
         manifests=list(manifests),
         title=title,
+        noise_cv=noise_cv,
+        figures=figures,
     )
     typer.echo(
         f"wrote {summary.path}: {summary.experiments} experiment(s), {summary.runs} run(s), "

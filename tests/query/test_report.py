@@ -28,6 +28,11 @@ EXPECTED = {
     "throughput (samples/s) vs depth": {"dim=128": 3, "dim=256": 3, "dim=512": 3},
     "throughput (samples/s) vs dim": {"depth=2": 3, "depth=4": 3, "depth=8": 3},
     "Compile speed-up by batch size": {"compiled=false": 3, "compiled=true": 3},
+    # throughput is logged at three steps: 17 runs are more than 12 curves, so one mean curve
+    # per configuration (depth x dim)
+    "throughput (samples/s) per step": {
+        f"depth={d}, dim={m}": 3 for d in (2, 4, 8) for m in (128, 256, 512)
+    },
 }
 
 FIGURES_JS = """JSON.stringify(Array.from(document.querySelectorAll('svg.chart')).map(svg => ({
