@@ -521,9 +521,26 @@ def _with_cwd(run: RunSpec | None, root: Path) -> RunSpec | None:
     return dataclasses.replace(run, cwd=str(root / cwd))
 
 
+def _local_cpu_problems(runs: Sequence[RunSpec]) -> list[str]:
+    """Runs asking for more cores than this machine (or their NUMA node) has: the local queue
+    would otherwise wait for them forever or quietly give them fewer."""
+    from hpcx.executors.slots import check_fits, machine_cores
+
+    cores = machine_cores()
+    found: dict[tuple[str, str], int] = {}
+    for run in runs:
+        doc = {"resources": run.resources, "placement": run.placement, "workload": run.workload}
+        why = check_fits(doc, cores, "")
+        if why:
+            key = (run.experiment, why.strip())
+            found[key] = found.get(key, 0) + 1
+    return [f"{exp}: {n} run(s){why}" for (exp, why), n in sorted(found.items())]
+
+
 def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> None:
     """Refuse, before anything is recorded, runs bound for this machine whose placement it
-    cannot honour (a NUMA node or GPU it does not have), instead of failing each on start.
+    cannot honour (a NUMA node or GPU it does not have, more cores than it has), instead of
+    failing (or waiting for ever) on start.
 
     Each distinct placement is checked once against the topology; the error lists every
     problem with the experiment and how many runs ask for it.
@@ -532,9 +549,11 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> Non
     from hpcx.topology import read_topology
 
     asked: dict[tuple[str, str, str], int] = {}
+    runs_local: list[RunSpec] = []
     for run in runs:
         if _executor_group(run)[0] != "local":
             continue
+        runs_local.append(run)
         numa = run.placement.get("numa")
         gpus = run.placement.get("gpus") or []
         key = (run.experiment, json.dumps(numa), json.dumps(gpus))
@@ -554,6 +573,7 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> Non
         except HpcxError as exc:
             what = f"numa={numa}" + (f", gpus={gpus}" if gpus else "")
             problems.append(f"{experiment}: {n} run(s) ask for {what}: {exc}")
+    problems.extend(_local_cpu_problems(runs_local))
     if problems:
         raise PlanError(
             "this machine cannot honour the placement these runs ask for:\n  "

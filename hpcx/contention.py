@@ -123,3 +123,30 @@ def measure(start: Sample, end: Sample, cores: list[int]) -> dict[str, Any]:
         heavy=heavy,
     )
     return out
+
+
+def from_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """The contention figures among a run's flat metadata keys (``contention.*``)."""
+    prefix = "contention."
+    return {k[len(prefix) :]: v for k, v in meta.items() if k.startswith(prefix)}
+
+
+def describe(figures: dict[str, Any]) -> str | None:
+    """One line for people: what others took of the run's cores, and the load around it."""
+    if not figures:
+        return None
+    cores = figures.get("cores") or []
+    parts = []
+    frac = figures.get("other_frac")
+    if isinstance(frac, int | float):
+        parts.append(
+            f"other processes took {frac:.0%} of its {len(cores)} core(s)"
+            f" ({figures.get('other_cpu_s', 0):.2f} CPU s)"
+        )
+    load0, load1_ = figures.get("load_start"), figures.get("load_end")
+    if isinstance(load0, int | float) and isinstance(load1_, int | float):
+        parts.append(f"load {load0:.2f} -> {load1_:.2f}")
+    text = "; ".join(parts) or "not measured"
+    if figures.get("heavy"):
+        text += "  WARNING: measured under contention; its figures are not to be trusted"
+    return text

@@ -745,6 +745,33 @@ class StateStore:
         )
         return {r[0]: json.loads(r[1]) for r in rows if r[1] is not None}
 
+    def contended_runs(self, experiments: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """Runs whose latest harvest recorded ``contention.heavy`` (measured while other
+        processes took a share of their cores): run_id, experiment, other_frac, load_start."""
+        sql = (
+            "SELECT r.run_id, r.experiment, "
+            "max(CASE WHEN m.key = 'contention.other_frac' THEN m.value END)::VARCHAR, "
+            "max(CASE WHEN m.key = 'contention.load_start' THEN m.value END)::VARCHAR "
+            "FROM runs r JOIN run_meta m USING (run_id) "
+            "WHERE r.run_id IN (SELECT run_id FROM run_meta "
+            "WHERE key = 'contention.heavy' AND value::VARCHAR = 'true')"
+        )
+        params: list[Any] = []
+        if experiments:
+            sql += " AND r.experiment IN (SELECT unnest(?::VARCHAR[]))"
+            params.append(list(experiments))
+        sql += " GROUP BY ALL ORDER BY r.experiment, r.run_id"
+        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        return [
+            {
+                "run_id": r[0],
+                "experiment": r[1],
+                "other_frac": json.loads(r[2]) if r[2] is not None else None,
+                "load_start": json.loads(r[3]) if r[3] is not None else None,
+            }
+            for r in rows
+        ]
+
     def latest_metrics(self, run_id: str) -> tuple[int | None, list[tuple[str, float, int]]]:
         """The run's latest attempt that reported metrics, and per metric name (sorted) its
         final value (last step, then latest time, then latest ingest) and how many values that

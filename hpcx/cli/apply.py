@@ -430,6 +430,7 @@ def status_command(
             if runs_list or as_json
             else []
         )
+        contended = store.contended_runs(experiment)
     by_exp: dict[str, dict[str, int]] = {}
     for exp, st, n in counts:
         by_exp.setdefault(exp, {})[st] = int(n)
@@ -445,7 +446,13 @@ def status_command(
             "end_reason",
             "updated_at",
         )
-        emit_json({"experiments": by_exp, "runs": [dict(zip(keys, r, strict=True)) for r in rows]})
+        emit_json(
+            {
+                "experiments": by_exp,
+                "runs": [dict(zip(keys, r, strict=True)) for r in rows],
+                "contended": contended,
+            }
+        )
         return
     if not by_exp:
         typer.echo("No runs match.")
@@ -458,6 +465,20 @@ def status_command(
     for r in rows:
         reason = f"  ({r[7]})" if r[7] else ""
         typer.echo(f"  {r[0]}  {r[1]:<{width}}  {r[2]:<9}  job {r[4] or '-'}{reason}")
+    if contended:
+        # Measurements taken while other processes used the run's cores: say so every time.
+        listed = ", ".join(
+            f"{c['experiment']}/{c['run_id']}"
+            + (f" ({c['other_frac']:.0%})" if isinstance(c["other_frac"], int | float) else "")
+            for c in contended[:5]
+        )
+        more = f" and {len(contended) - 5} more" if len(contended) > 5 else ""
+        typer.echo(
+            f"warning: {len(contended)} run(s) measured under contention (other processes took "
+            f"a share of their cores): {listed}{more}; `hpcx show RUN` has the figures; "
+            "rerun them on a quiet machine (`hpcx rerun RUN`)",
+            err=True,
+        )
 
 
 def _filters(experiment: list[str], status: list[str]) -> tuple[str, list[Any]]:
@@ -653,6 +674,11 @@ def show_command(
         out.append(f"  command:   {json.dumps(spec['command'])}")
     out.append("  params:    " + json.dumps(spec.get("params"), sort_keys=True))
     out.append("  placement: " + json.dumps(spec.get("placement"), sort_keys=True))
+    from hpcx import contention
+
+    seen = contention.describe(contention.from_meta(doc["meta"]))
+    if seen:
+        out.append(f"  contention: {seen}")
     if doc["metrics"]:
         of = f" (attempt {metrics_attempt})" if metrics_attempt is not None else ""
         out.append(f"  results{of}:")

@@ -172,7 +172,7 @@ def check_fits(spec: Mapping[str, Any], machine: Sequence[int], where: str) -> s
     if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > len(demand.candidates):
         scope = f"NUMA node {demand.numa}" if demand.numa is not None else "this machine"
         return (
-            f"{where} asks for resources.cpus={cpus}; {scope} has {len(demand.candidates)} "
+            f"{where} ask for resources.cpus={cpus}; {scope} has {len(demand.candidates)} "
             "usable core(s)"
         )
     return None

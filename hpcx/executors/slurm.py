@@ -235,6 +235,10 @@ def resource_options(resources: Mapping[str, Any]) -> list[tuple[str, str | None
         out.append(("mem", normalise_memory(resources["memory"])))
     if resources.get("time") is not None:
         out.append(("time", normalise_time(resources["time"])))
+    if resources.get("exclusive") is True:
+        # Only an explicit request: a benchmark workload's default exclusivity is the local
+        # executor's; on a cluster, holding whole nodes is the user's call.
+        out.append(("exclusive", None))
     return out
 
 

@@ -21,6 +21,7 @@ import platform
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -297,6 +298,10 @@ def _nsys_reexec(ctx: RunContext) -> dict[str, float]:
     return metrics.parse_final_json(proc.stdout)
 
 
+#: Per-batch latencies are logged as a curve up to this many timed batches.
+PER_BATCH_MAX = 1000
+
+
 def run(ctx: RunContext) -> dict[str, float]:
     """Run the pipeline; log summary metrics and one meta line; return the summary."""
     from hpcx.workloads import WorkloadError
@@ -480,6 +485,14 @@ def run(ctx: RunContext) -> dict[str, float]:
         "latency_ms_p50": _percentile(lat_sorted, 0.50) * 1e3,
         "latency_ms_p95": _percentile(lat_sorted, 0.95) * 1e3,
         "latency_ms_mean": sum(lat) / n_timed * 1e3,
+        # The spread of per-batch times beside the mean: a figure with a wide spread is
+        # a noisy one, whatever its mean says.
+        "latency_ms_std": statistics.pstdev(lat) * 1e3 if n_timed > 1 else 0.0,
+        "latency_cv": (statistics.pstdev(lat) / statistics.fmean(lat))
+        if n_timed > 1 and statistics.fmean(lat) > 0
+        else 0.0,
+        "latency_ms_min": lat_sorted[0] * 1e3,
+        "latency_ms_max": lat_sorted[-1] * 1e3,
         "samples": samples,
         "batches": n_timed,
         "timed_s": timed_s,
@@ -554,6 +567,11 @@ def run(ctx: RunContext) -> dict[str, float]:
     }
     metrics.log_meta(meta)
     metrics.log_metrics(summary)
+    if n_timed <= PER_BATCH_MAX:
+        # Per-batch latency as a curve (step = batch): the report draws it, and drift over a
+        # run (thermal, a neighbour starting) shows where a mean hides it.
+        for i, x in enumerate(lat):
+            metrics.log_metric("batch_latency_ms", x * 1e3, step=i)
     return summary
 
 
