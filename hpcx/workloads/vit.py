@@ -570,8 +570,8 @@ def run(ctx: RunContext) -> dict[str, float]:
     if n_timed <= PER_BATCH_MAX:
         # Per-batch latency as a curve (step = batch): the report draws it, and drift over a
         # run (thermal, a neighbour starting) shows where a mean hides it.
-        for i, x in enumerate(lat):
-            metrics.log_metric("batch_latency_ms", x * 1e3, step=i)
+        for i, seconds in enumerate(lat):
+            metrics.log_metric("batch_latency_ms", seconds * 1e3, step=i)
     return summary
 
 

@@ -46,7 +46,7 @@ def test_the_quick_test_study_runs_one_run_at_a_time_and_records_contention(tmp_
         "ORDER BY started_at",
     )
     assert len(rows) == 2
-    (_, s0, e0), (_, s1, e1) = rows
+    (_, _, e0), (_, s1, _) = rows
     assert e0 <= s1, f"the two measurements overlapped: {rows}"
     meta = view(
         root,

@@ -33,7 +33,8 @@ SPAN = textwrap.dedent(
     while time.time() < end:
         pass
     with open(os.path.join(d, "span.json"), "w") as f:
-        f.write('{"t0": %r, "t1": %r, "cpus": %s}' % (t0, time.time(), sorted(os.sched_getaffinity(0))))
+        cpus = sorted(os.sched_getaffinity(0))
+        f.write('{"t0": %r, "t1": %r, "cpus": %s}' % (t0, time.time(), cpus))
     """
 )
 
@@ -68,7 +69,9 @@ def test_commands_default_to_one_core_and_benchmarks_to_the_whole_machine() -> N
     vit = demand_of({"workload": "vit-pipeline", "resources": {}}, CORES)
     assert (vit.cpus, vit.exclusive) == (len(CORES), True)
     # A benchmark may give its exclusivity up, and then holds what it asks for.
-    shared = demand_of({"workload": "vit-pipeline", "resources": {"exclusive": False, "cpus": 1}}, CORES)
+    shared = demand_of(
+        {"workload": "vit-pipeline", "resources": {"exclusive": False, "cpus": 1}}, CORES
+    )
     assert (shared.cpus, shared.exclusive) == (1, False)
     # A command may declare itself a measurement.
     measured = demand_of({"command": ["x"], "resources": {"exclusive": True, "cpus": 1}}, CORES)
@@ -100,7 +103,8 @@ def test_placed_gpus_are_held_exactly_and_counted_gpus_from_the_free_ones(tmp_pa
     a = ledger.try_hold(Demand(cpus=1, candidates=(0,), gpu_ids=("1",)), ["0", "1"], {})
     assert a is not None and a.gpus == ["1"]
     # The same GPU again waits; a count takes the other one.
-    assert ledger.try_hold(Demand(cpus=1, candidates=(0, 1), gpu_ids=("1",)), ["0", "1"], {}) is None
+    same = Demand(cpus=1, candidates=(0, 1), gpu_ids=("1",))
+    assert ledger.try_hold(same, ["0", "1"], {}) is None
     b = ledger.try_hold(Demand(cpus=1, candidates=(0, 1), gpus=1), ["0", "1"], {})
     assert b is not None and b.gpus == ["0"] and b.cores == [1]
     a.release()
