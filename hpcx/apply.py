@@ -521,9 +521,10 @@ def _with_cwd(run: RunSpec | None, root: Path) -> RunSpec | None:
     return dataclasses.replace(run, cwd=str(root / cwd))
 
 
-def _local_cpu_problems(runs: Sequence[RunSpec]) -> list[str]:
-    """Runs asking for more cores than this machine (or their NUMA node) has: the local queue
-    would otherwise wait for them forever or quietly give them fewer."""
+def _local_cpu_warnings(runs: Sequence[RunSpec]) -> list[str]:
+    """Runs asking for more cores than this machine (or their NUMA node) has. They run, holding
+    every core there is (a manifest written for a cluster node still tries out on a laptop),
+    and this says so rather than give them fewer quietly."""
     from hpcx.executors.slots import check_fits, machine_cores
 
     cores = machine_cores()
@@ -534,13 +535,16 @@ def _local_cpu_problems(runs: Sequence[RunSpec]) -> list[str]:
         if why:
             key = (run.experiment, why.strip())
             found[key] = found.get(key, 0) + 1
-    return [f"{exp}: {n} run(s){why}" for (exp, why), n in sorted(found.items())]
+    return [
+        f"{exp}: {n} run(s){why}: each holds all of them, so it gets fewer than it asks"
+        for (exp, why), n in sorted(found.items())
+    ]
 
 
-def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> None:
+def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> list[str]:
     """Refuse, before anything is recorded, runs bound for this machine whose placement it
-    cannot honour (a NUMA node or GPU it does not have, more cores than it has), instead of
-    failing (or waiting for ever) on start.
+    cannot honour (a NUMA node or GPU it does not have), instead of failing each on start.
+    Returns warnings to show: runs asking for more cores than there are (they get them all).
 
     Each distinct placement is checked once against the topology; the error lists every
     problem with the experiment and how many runs ask for it.
@@ -559,7 +563,7 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> Non
         key = (run.experiment, json.dumps(numa), json.dumps(gpus))
         asked[key] = asked.get(key, 0) + 1
     if not asked:
-        return
+        return []
     topo = topology if topology is not None else read_topology()
     problems = []
     for (experiment, numa_j, gpus_j), n in sorted(asked.items()):
@@ -573,7 +577,6 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> Non
         except HpcxError as exc:
             what = f"numa={numa}" + (f", gpus={gpus}" if gpus else "")
             problems.append(f"{experiment}: {n} run(s) ask for {what}: {exc}")
-    problems.extend(_local_cpu_problems(runs_local))
     if problems:
         raise PlanError(
             "this machine cannot honour the placement these runs ask for:\n  "
@@ -581,3 +584,4 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> Non
             hint="run them through SLURM on nodes that have these (executor: {type: slurm}), "
             "or narrow the sweep with --where / --set",
         )
+    return _local_cpu_warnings(runs_local)

@@ -197,7 +197,8 @@ def apply_command(
                 typer.echo("Cancelled; nothing applied.")
                 raise typer.Exit(EXIT_ERROR)
 
-        check_local_placements(c.run for c in todo if c.run is not None)
+        for warning in check_local_placements(c.run for c in todo if c.run is not None):
+            typer.echo(f"warning: {warning}", err=True)
         experiments = (
             {
                 e.name: {"description": e.description, "owner": e.owner, "tags": list(e.tags)}
@@ -806,7 +807,8 @@ def rerun_command(
                 raise PlanError("refusing to rerun without confirmation", hint="pass --yes")
             if not typer.confirm("Rerun it?", default=False):
                 raise typer.Exit(EXIT_ERROR)
-        check_local_placements([spec])
+        for warning in check_local_placements([spec]):
+            typer.echo(f"warning: {warning}", err=True)
         prov = provenance.collect(root, [spec.source], {})
         progress = _Progress(1, False)
         try:

@@ -126,8 +126,8 @@ def demand_of(spec: Mapping[str, Any], machine: Sequence[int]) -> Demand:
 
     ``machine``: this machine's usable cores. A NUMA placement narrows the candidates to that
     node's usable cores (``local-to-gpu`` is resolved by the wrapper, so it counts as the whole
-    machine here). Asking for more cores than the candidates is refused earlier, by
-    :func:`check_fits`; here it is clamped so an old queue file still runs.
+    machine here). Asking for more cores than the candidates holds them all (``apply`` warns,
+    through :func:`check_fits`): a manifest written for a cluster node still tries out here.
     """
     res = spec.get("resources") or {}
     placement = spec.get("placement") or {}
