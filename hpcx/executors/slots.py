@@ -244,48 +244,44 @@ class Ledger:
             raise
         return fd
 
+    def _take(
+        self, hold: Hold, kind: str, names: Sequence[Any], need: int, strict: bool
+    ) -> list[Any] | None:
+        """Lock ``need`` of ``names`` (in order) into ``hold``; ``strict``: each one tried
+        must be free. None when that cannot be had (what was locked stays in ``hold``)."""
+        taken: list[Any] = []
+        for name in names:
+            if len(taken) == need:
+                break
+            fd = self._lock(f"{kind}-{name}")
+            if fd is None:
+                if strict:
+                    return None
+                continue
+            hold.fds.append(fd)
+            taken.append(name)
+        return taken if len(taken) == need else None
+
     def try_hold(
         self, demand: Demand, gpus_available: Sequence[str], holder: Mapping[str, Any]
     ) -> Hold | None:
         """Take the demand's slots now, or take nothing and return None."""
         hold = Hold(cores=[], gpus=[])
+        if demand.gpu_ids:
+            gpu_names, need = list(demand.gpu_ids), len(demand.gpu_ids)
+        elif demand.exclusive and demand.numa is None:
+            gpu_names, need = list(gpus_available), len(gpus_available)
+        else:
+            gpu_names, need = list(gpus_available), min(demand.gpus, len(gpus_available))
         try:
             want = len(demand.candidates) if demand.exclusive else demand.cpus
-            for core in demand.candidates:
-                if len(hold.cores) == want:
-                    break
-                fd = self._lock(f"cpu-{core}")
-                if fd is None:
-                    if demand.exclusive:
-                        hold.release()
-                        return None
-                    continue
-                hold.fds.append(fd)
-                hold.cores.append(core)
-            if len(hold.cores) < want:
+            cores = self._take(hold, "cpu", demand.candidates, want, demand.exclusive)
+            strict = bool(demand.gpu_ids) or demand.exclusive
+            gpus = None if cores is None else self._take(hold, "gpu", gpu_names, need, strict)
+            if cores is None or gpus is None:
                 hold.release()
                 return None
-            if demand.gpu_ids:
-                gpu_names = list(demand.gpu_ids)
-                need = len(gpu_names)
-            elif demand.exclusive and demand.numa is None:
-                gpu_names, need = list(gpus_available), len(gpus_available)
-            else:
-                gpu_names, need = list(gpus_available), min(demand.gpus, len(gpus_available))
-            for gpu in gpu_names:
-                if len(hold.gpus) == need:
-                    break
-                fd = self._lock(f"gpu-{gpu}")
-                if fd is None:
-                    if demand.gpu_ids or demand.exclusive:
-                        hold.release()
-                        return None
-                    continue
-                hold.fds.append(fd)
-                hold.gpus.append(gpu)
-            if len(hold.gpus) < need:
-                hold.release()
-                return None
+            hold.cores, hold.gpus = cores, gpus
         except BaseException:
             hold.release()
             raise
