@@ -162,7 +162,7 @@ def test_status_cancel_export_and_report_name_what_matched_nothing(project, tmp_
     out = hpcx(root, "cancel", "-e", "numa-stduy")
     assert out.returncode == 1 and "did you mean 'numa-study'?" in out.stderr
     out = hpcx(root, "cancel", "-e", "numa-study", check=True)  # known, nothing in flight
-    assert "Cancelled 0 run(s)." in out.stdout
+    assert "Cancelled 0 run(s)" in out.stdout and "none of them is in flight" in out.stdout
 
     csv = tmp_path / "out.csv"
     out = hpcx(root, "export", str(csv), "-e", "numa_study")
