@@ -276,8 +276,9 @@ def test_a_selected_experiment_that_does_not_exist_is_an_error_with_a_suggestion
         text=True,
     )
     assert res.returncode == 1
-    assert "no experiment named bench-stdy in the state" in res.stderr
-    assert "did you mean bench-study?" in res.stderr
+    # The CLI's shared selection check names it (hpcx.selection), before the report starts.
+    assert "experiment bench-stdy: no such experiment" in res.stderr
+    assert "did you mean 'bench-study'?" in res.stderr
     assert not (tmp_path / "r.html").exists()
 
 
