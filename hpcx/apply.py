@@ -536,7 +536,7 @@ def _local_cpu_warnings(runs: Sequence[RunSpec]) -> list[str]:
             key = (run.experiment, why.strip())
             found[key] = found.get(key, 0) + 1
     return [
-        f"{exp}: {n} run(s){why}: each holds all of them, so it gets fewer than it asks"
+        f"{exp}: {n} run(s) {why}: each holds all of them, so it gets fewer than it asks"
         for (exp, why), n in sorted(found.items())
     ]
 

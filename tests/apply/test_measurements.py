@@ -100,6 +100,6 @@ def test_more_cores_than_the_machine_has_runs_on_all_of_them_with_a_warning(
     doc["spec"]["resources"] = {"cpus": len(machine_cores()) + 7}
     root = make_project(tmp_path / "proj", {"big": json.dumps(doc)})
     proc = hpcx(root, "apply", "--yes", check=True)
-    assert f"resources.cpus={len(machine_cores()) + 7}" in proc.stderr
+    assert f"1 run(s) ask for resources.cpus={len(machine_cores()) + 7}" in proc.stderr
     assert "gets fewer than it asks" in proc.stderr
     assert view(root, "SELECT \"meta.contention.cores\" FROM runs")[0][0] == machine_cores()

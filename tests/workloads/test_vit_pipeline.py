@@ -33,7 +33,8 @@ def cpu_run(module_run_dir: Path) -> tuple[subprocess.CompletedProcess[str], Met
 
 
 def _values(mf: MetricsFile) -> dict[str, float]:
-    return {r.name: r.value for r in mf.rows}
+    """The summary metrics (no step); per-batch rows are the curve, checked on their own."""
+    return {r.name: r.value for r in mf.rows if r.step is None}
 
 
 def test_run_reports_sane_throughput_and_latency(cpu_run: Any) -> None:
@@ -60,6 +61,21 @@ def test_samples_are_num_samples_rounded_up_to_whole_batches(cpu_run: Any) -> No
 def test_summary_is_the_last_stdout_line_and_matches_the_metrics_file(cpu_run: Any) -> None:
     proc, mf = cpu_run
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == pytest.approx(_values(mf))
+
+
+def test_the_spread_of_batch_times_is_reported_beside_the_mean(cpu_run: Any) -> None:
+    _, mf = cpu_run
+    v = _values(mf)
+    curve = sorted((r.step, r.value) for r in mf.rows if r.name == "batch_latency_ms")
+    assert [s for s, _ in curve] == list(range(int(v["batches"])))
+    lat = [x for _, x in curve]
+    mean = sum(lat) / len(lat)
+    assert v["latency_ms_min"] == pytest.approx(min(lat))
+    assert v["latency_ms_max"] == pytest.approx(max(lat))
+    assert v["latency_ms_mean"] == pytest.approx(mean)
+    std = (sum((x - mean) ** 2 for x in lat) / len(lat)) ** 0.5
+    assert v["latency_ms_std"] == pytest.approx(std)
+    assert v["latency_cv"] == pytest.approx(std / mean)
 
 
 def test_pinned_on_cpu_is_recorded_as_not_applied_with_the_reason(cpu_run: Any) -> None:
