@@ -159,8 +159,9 @@ def own_state(built_state: tuple[Path, dict[str, Any]], tmp_path: Path) -> str:
         ["query", "SELECT count(*) AS n FROM runs"],
         ["export", "{tmp}/e.csv"],
         ["report", "-o", "{tmp}/r.html"],
+        ["status"],
     ],
-    ids=["query", "export", "report"],
+    ids=["query", "export", "report", "status"],
 )
 def test_readers_wait_for_a_writer_holding_the_file_for_a_second(
     own_state: str, tmp_path: Path, args: list[str]
@@ -193,3 +194,14 @@ def test_a_bad_reader_wait_is_named(own_state: str) -> None:
     res, _ = hpcx("query", "--state", own_state, "SELECT 1",
                   env={"HPCX_TEST_RSS": os.devnull, "HPCX_READER_WAIT": "soon"})
     assert res.returncode == 1 and "HPCX_READER_WAIT='soon' is not a number" in res.stderr
+
+
+def test_status_gives_up_after_hpcx_reader_wait(own_state: str) -> None:
+    holder = Holder(own_state)
+    try:
+        res, took = hpcx("status", "--state", own_state,
+                         env={"HPCX_TEST_RSS": os.devnull, "HPCX_READER_WAIT": "0.3"})
+    finally:
+        holder.release()
+    assert res.returncode == 1 and took < 4.5, (took, res.stderr)
+    assert "is locked by pid" in res.stderr

@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -224,3 +225,63 @@ def test_csv_keeps_the_string_backslash_n(state: str, tmp_path: Path) -> None:
     with out.open(newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows == [["i", "s", "u"], ["1", "\\N", ""], ["2", "", "x"], ["3", 'a"b,c', "\\N"]]
+
+
+# -- the markdown report and -f markdown escape what they copy ------------------------------
+
+HOSTILE = "<script>alert(1)</script> a|b\nnext line"
+
+
+def test_query_markdown_escapes_html_pipes_and_newlines_in_names_and_values(state: str) -> None:
+    sql = "SELECT '<script>alert(1)</script> a|b' || chr(10) || 'next line' AS \"<b>x|y</b>\""
+    res = invoke("query", "--state", state, "-f", "markdown", sql)
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == "| &lt;b&gt;x\\|y&lt;/b&gt; |"
+    assert lines[2] == "| &lt;script&gt;alert(1)&lt;/script&gt; a\\|b next line |"
+    assert len(lines) == 3 and "<script>" not in res.output
+
+
+def test_markdown_report_escapes_titles_descriptions_params_and_aliases(tmp_path: Path) -> None:
+    from query_helpers import make_spec
+
+    from hpcx.state import StateStore
+
+    report = {
+        "title": "<img src=x onerror=alert(2)>\nTitle",
+        "sql": f"SELECT 'v' AS \"{HOSTILE}\", 1.0 AS n",
+        "chart": "table",
+    }
+    specs = [
+        make_spec(
+            "<i>exp</i>",
+            i,
+            {"name": f"{HOSTILE} {i}", "bs": i},
+            extra={"description": HOSTILE, "reports": [report]},
+        )
+        for i in range(2)
+    ]
+    state = tmp_path / "state.duckdb"
+    with StateStore.open(state) as store:
+        store.record_runs(specs)
+        store.set_status([s.run_id for s in specs], "succeeded", event="finished")
+        store.add_metrics(
+            [(s.run_id, "throughput_samples_per_s", None, 10.0 + i, 1.7e9) for i, s in
+             enumerate(specs)]
+        )
+    out = tmp_path / "report.md"
+    res = invoke(
+        "report", "--state", str(state), "--format", "md", "-o", str(out), "--title", HOSTILE
+    )
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    for raw in ("<script>", "<img", "<i>", "</b>"):
+        assert raw not in text, raw
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; a\\|b next line" in text
+    assert text.startswith("# &lt;script&gt;alert(1)&lt;/script&gt; a\\|b next line\n")
+    # every table row still has as many cells as its header
+    for block in text.split("\n\n"):
+        rows = [ln for ln in block.splitlines() if ln.startswith("|")]
+        if rows:
+            widths = {len(re.split(r"(?<!\\)\|", r)) for r in rows}
+            assert len(widths) == 1, rows
