@@ -65,3 +65,7 @@ class StalePlanError(PlanError):
 
 class SelectionError(HpcxError):
     """A selector (an experiment name, --where, a status, a tag, ...) matched nothing."""
+
+
+class OutputError(HpcxError):
+    """An output file (``-o``, an export, a report) cannot be written where it was asked."""

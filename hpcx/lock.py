@@ -18,13 +18,15 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hpcx.errors import StateLockedError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,3 +272,47 @@ def open_for_write(state_path: str | os.PathLike[str], *, timeout: float = READE
             if time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
+
+
+#: How long a reader (`query`, `report`, `export`) waits, by default, for a writer that holds
+#: the state file for a moment; ``$HPCX_READER_WAIT`` (seconds) changes it.
+READER_WAIT_DEFAULT_S = 5.0
+
+
+def reader_wait_s() -> float:
+    """Seconds a reader retries while a writer holds the state: ``$HPCX_READER_WAIT``, else
+    :data:`READER_WAIT_DEFAULT_S`. A value that is not a number of seconds >= 0 is an error."""
+    from hpcx.errors import StateError
+
+    raw = os.environ.get("HPCX_READER_WAIT")
+    if raw is None or not raw.strip():
+        return READER_WAIT_DEFAULT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        raise StateError(
+            f"HPCX_READER_WAIT={raw!r} is not a number of seconds",
+            hint="set it to how long readers wait for a writer, e.g. 5 (0: do not wait)",
+        )
+    return value
+
+
+def retry_while_locked(open_fn: Callable[[], T], wait_s: float) -> T:
+    """``open_fn()``, retried for up to ``wait_s`` seconds while it raises StateLockedError.
+
+    An apply or refresh holds the state file read-write only while it records (DuckDB lets
+    no reader in meanwhile); a reader started in that window waits it out instead of failing.
+    Past ``wait_s`` the last StateLockedError (naming the holder) is raised.
+    """
+    deadline = time.monotonic() + max(0.0, wait_s)
+    delay = 0.05
+    while True:
+        try:
+            return open_fn()
+        except StateLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.25)

@@ -31,7 +31,8 @@ import os
 import re
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ _ALLOWED_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 #: Run columns that a metric column may not shadow in ``results`` (it is then ``metric.NAME``).
 DEFAULT_MEMORY_LIMIT = "2GB"
 DEFAULT_TIMEOUT_S = 60.0
+#: Rows fetched from DuckDB at a time when a result is streamed to its output.
+STREAM_BATCH_ROWS = 10_000
 
 # Spec sections flattened into one column per leaf, under their own prefix.
 _FLATTENED = ("params", "placement", "resources")
@@ -122,6 +125,8 @@ class QuerySession:
         self.views: dict[str, list[tuple[str, str]]] = {}
         self.metric_names: list[str] = []
         self.param_columns: list[str] = []
+        self.memory_limit = DEFAULT_MEMORY_LIMIT
+        self.memory_limit_bytes = 0
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -133,11 +138,25 @@ class QuerySession:
         memory_limit: str = DEFAULT_MEMORY_LIMIT,
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         threads: int | None = None,
+        reader_wait_s: float | None = None,
     ) -> QuerySession:
+        """Open ``path`` read-only with the views. ``memory_limit`` is a DuckDB size
+        (``500MB``, ``2GiB``), checked first: a bad one is a QueryError naming the option, not
+        a damaged state. While a writer holds the file for a moment (an apply recording its
+        submissions) the open is retried for ``reader_wait_s`` seconds (default
+        :func:`hpcx.lock.reader_wait_s`, ``$HPCX_READER_WAIT``, 5 s)."""
         import duckdb
 
+        from hpcx.lock import reader_wait_s as default_wait
+        from hpcx.lock import retry_while_locked
         from hpcx.state import is_uncreated
 
+        limit_bytes = memory_limit_bytes(memory_limit)
+        if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s >= 0):
+            raise QueryError(
+                f"--timeout must be a number of seconds (0: none), not {timeout_s:g}",
+                hint="e.g. --timeout 60",
+            )
         p = Path(path)
         if not p.exists() or is_uncreated(p):
             raise StateError(
@@ -163,13 +182,20 @@ class QuerySession:
         }
         if threads is not None:
             config["threads"] = threads
-        try:
-            con = duckdb.connect(str(p), read_only=True, config=config)
-        except duckdb.Error as exc:
-            from hpcx.state import _translate_error
 
-            raise _translate_error(exc, p) from None
+        def connect() -> Any:
+            try:
+                return duckdb.connect(str(p), read_only=True, config=config)
+            except duckdb.Error as exc:
+                from hpcx.state import _translate_error
+
+                raise _translate_error(exc, p) from None
+
+        wait = default_wait() if reader_wait_s is None else reader_wait_s
+        con = retry_while_locked(connect, wait)
         session = cls(con, p, timeout_s)
+        session.memory_limit = memory_limit
+        session.memory_limit_bytes = limit_bytes
         try:
             session._check_schema()
             session._create_views()
@@ -432,6 +458,87 @@ class QuerySession:
             columns=[d[0] for d in desc], types=[str(d[1]) for d in desc], rows=list(rows)
         )
 
+    def stream(self, sql: str, *, batch_rows: int = STREAM_BATCH_ROWS) -> RowStream:
+        """Run ``sql`` and hand its rows out in batches, under the session's limits.
+
+        The time limit covers the whole iteration, the caller's writing included: a timer
+        interrupts DuckDB while it computes, and each batch checks the clock, so a result
+        that is cheap to compute but slow to write (20 million rows as CSV) stops too. Rows
+        are fetched ``batch_rows`` at a time (DuckDB streams them), so what the command holds
+        is one batch, not the result.
+        """
+        self._check_statements(sql)
+        start = time.monotonic()
+        deadline = start + self.timeout_s if self.timeout_s else None
+        fired = threading.Event()
+        timer: threading.Timer | None = None
+        if deadline is not None:
+
+            def interrupt() -> None:
+                fired.set()
+                self._con.interrupt()
+
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), interrupt)
+            timer.daemon = True
+            timer.start()
+        try:
+            cur = self._con.execute(sql)
+        except BaseException as exc:
+            if timer is not None:
+                timer.cancel()
+            raise self._stream_error(exc, sql, fired) from None
+        desc = cur.description or []
+        return RowStream(
+            columns=[d[0] for d in desc],
+            types=[str(d[1]) for d in desc],
+            batches=self._batches(cur, bool(desc), batch_rows, deadline, fired, timer, sql),
+            timeout_s=self.timeout_s,
+        )
+
+    def _batches(
+        self,
+        cur: Any,
+        has_rows: bool,
+        batch_rows: int,
+        deadline: float | None,
+        fired: threading.Event,
+        timer: threading.Timer | None,
+        sql: str,
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        try:
+            while has_rows:
+                if fired.is_set() or (deadline is not None and time.monotonic() > deadline):
+                    raise self._time_error()
+                try:
+                    batch = cur.fetchmany(batch_rows)
+                except BaseException as exc:
+                    raise self._stream_error(exc, sql, fired) from None
+                if not batch:
+                    return
+                yield batch
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _time_error(self) -> QueryError:
+        return QueryError(
+            f"query stopped after the time limit of {self.timeout_s:g} s "
+            "(writing its output included)",
+            hint="narrow it (WHERE, LIMIT) or raise --timeout",
+        )
+
+    def _stream_error(self, exc: BaseException, sql: str, fired: threading.Event) -> BaseException:
+        import duckdb
+
+        if isinstance(exc, KeyboardInterrupt):
+            self._con.interrupt()
+            return exc
+        if not isinstance(exc, duckdb.Error):
+            return exc
+        if fired.is_set():
+            return self._time_error()
+        return self._error(exc, sql)
+
     def _error(self, exc: Exception, sql: str) -> QueryError:
         msg = str(exc).strip()
         hint = _hint_for(msg, sql, self.views)
@@ -439,6 +546,74 @@ class QuerySession:
         if "out of memory" in lowered or "memory_limit" in lowered:
             hint = "the query needs more memory than --memory-limit allows; narrow it"
         return QueryError(msg, hint=hint)
+
+
+@dataclass(slots=True)
+class RowStream:
+    """A query's columns and its rows in batches (see :meth:`QuerySession.stream`); ``rows``
+    counts the rows handed out so far."""
+
+    columns: list[str]
+    types: list[str]
+    batches: Iterator[list[tuple[Any, ...]]]
+    timeout_s: float | None = None
+    rows: int = 0
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        for batch in self.batches:
+            self.rows += len(batch)
+            yield from batch
+
+    @classmethod
+    def of(cls, result: QueryResult) -> RowStream:
+        return cls(result.columns, result.types, iter([result.rows]))
+
+
+_SIZE_UNITS = {
+    "bytes": 1,
+    "b": 1,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+    "tib": 1 << 40,
+    "pib": 1 << 50,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+}
+
+
+def memory_limit_bytes(limit: str) -> int:
+    """The bytes a ``--memory-limit`` value stands for, as DuckDB reads it (``500MB``,
+    ``2GiB``, ``50%`` of the machine). A value DuckDB refuses, or a negative one (which DuckDB
+    would take as no limit), is a QueryError naming the option."""
+    import duckdb
+
+    text = str(limit).strip()
+
+    def bad(detail: str = "") -> QueryError:
+        return QueryError(
+            f"--memory-limit {limit!r} is not a size" + (f": {detail}" if detail else ""),
+            hint="a size such as 500MB, 2GB or 1GiB (1000^i: KB, MB, GB, TB; 1024^i: KiB, "
+            "MiB, GiB, TiB), or a share of the machine's memory such as 50%",
+        )
+
+    if not text or text.startswith("-"):
+        raise bad()
+    try:
+        con = duckdb.connect(":memory:", config={"memory_limit": text})
+    except duckdb.Error as exc:
+        raise bad(str(exc).splitlines()[0]) from None
+    try:
+        row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    finally:
+        con.close()
+    shown = str(row[0]) if row else ""
+    m = re.fullmatch(r"([0-9.]+)\s*([A-Za-z]+)", shown.strip())
+    if not m or m.group(2).lower() not in _SIZE_UNITS:
+        return 0  # a form DuckDB prints that we do not know: leave it to DuckDB alone
+    return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
 
 
 def _hint_for(msg: str, sql: str, views: dict[str, list[tuple[str, str]]]) -> str:
@@ -512,29 +687,23 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_csv(result: QueryResult, fh: Any) -> None:
+def _rows(data: QueryResult | RowStream) -> Iterable[tuple[Any, ...]]:
+    return data.rows if isinstance(data, QueryResult) else data
+
+
+def write_csv(result: QueryResult | RowStream, fh: Any) -> None:
     """CSV with a header; NULL is an empty field, lists and structs are JSON."""
     w = csv.writer(fh, lineterminator="\n")
     w.writerow(result.columns)
-    for row in result.rows:
+    for row in _rows(result):
         w.writerow(["" if v is None else _cell(v) for v in row])
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def write_csv_file(result: QueryResult | RowStream, path: Path) -> None:
+    from hpcx.outputs import open_output
 
-
-def write_csv_file(result: QueryResult, path: Path) -> None:
-    fd, tmp = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            write_csv(result, fh)
-        chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink(tmp)
-        raise
+    with open_output(path) as fh:
+        write_csv(result, fh)
 
 
 def chmod_default(path: str) -> None:
@@ -577,47 +746,121 @@ _PARQUET_TYPES = (_NUMERIC_TYPES - {"DECIMAL"}) | {
 }
 
 
-def write_parquet(result: QueryResult, path: Path) -> None:
+def check_parquet_columns(columns: Sequence[str]) -> None:
+    """Parquet needs distinct column names (CSV and JSON do not): a repeated one is an error
+    that names it, not a file whose second column silently replaces the first."""
+    seen: dict[str, int] = {}
+    for c in columns:
+        seen[c] = seen.get(c, 0) + 1
+    dup = [c for c, n in seen.items() if n > 1]
+    if dup:
+        raise QueryError(
+            "Parquet needs distinct column names; the query has "
+            + ", ".join(f"{c!r} {seen[c]} times" for c in dup),
+            hint="give each column its own name with AS (SELECT a.x AS a_x, b.x AS b_x ...), "
+            "or write CSV or JSON",
+        )
+
+
+def _csv_field(v: Any) -> str:
+    """A field of the Parquet staging CSV: NULL is an empty *unquoted* field, every value is
+    quoted, so a value that reads like a NULL marker (``\\N``, the empty string) stays a
+    value (the CSV reader runs with ``allow_quoted_nulls=false``)."""
+    if v is None:
+        return ""
+    return '"' + str(_cell(v)).replace('"', '""') + '"'
+
+
+def write_parquet(
+    result: QueryResult | RowStream,
+    path: Path,
+    *,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    timeout_s: float | None = None,
+) -> None:
     """Parquet through a separate in-memory DuckDB connection that reads a CSV hpcx wrote.
 
     The query connection never writes: the rows travel as CSV (types given explicitly, so
-    nothing is guessed) to a fresh connection whose only statement is our own COPY.
+    nothing is guessed) to a fresh connection whose only statement is our own COPY. The rows
+    stream into the CSV batch by batch; the COPY runs under the same memory limit and the
+    time left of ``timeout_s`` (counted from here).
     """
     import duckdb
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, csv_tmp = tempfile.mkstemp(prefix=".hpcx-export-", suffix=".csv", dir=path.parent)
-    out_fd, out_tmp = _atomic_target(path)
-    os.close(out_fd)
+    from hpcx.outputs import output_temp, resolve_output
+
+    check_parquet_columns(result.columns)
+    start = time.monotonic()
+    target = resolve_output(path)
+    fd, csv_tmp = tempfile.mkstemp(prefix=".hpcx-export-", suffix=".csv", dir=target.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh, lineterminator="\n", quoting=csv.QUOTE_ALL)
-            for row in result.rows:
-                w.writerow(["\\N" if v is None else _cell(v) for v in row])
-        types = [t if t in _PARQUET_TYPES else "VARCHAR" for t in result.types]
-        cols = (
-            "{"
-            + ", ".join(f"{_lit(c)}: {_lit(t)}" for c, t in zip(result.columns, types, strict=True))
-            + "}"
-        )
-        con = duckdb.connect(":memory:")
-        try:
-            src = (
-                f"read_csv({_lit(csv_tmp)}, header=false, columns={cols}, auto_detect=false, "
-                "quote='\"', escape='\"', nullstr='\\N', allow_quoted_nulls=true)"
-                if result.columns
-                else "(SELECT 1 WHERE false)"
+        with output_temp(path) as out_tmp:
+            with open(csv_tmp, "w", newline="", encoding="utf-8") as fh:
+                for row in _rows(result):
+                    fh.write(",".join(_csv_field(v) for v in row) + "\n")
+            types = [t if t in _PARQUET_TYPES else "VARCHAR" for t in result.types]
+            cols = (
+                "{"
+                + ", ".join(
+                    f"{_lit(c)}: {_lit(t)}" for c, t in zip(result.columns, types, strict=True)
+                )
+                + "}"
             )
-            con.execute(f"COPY (SELECT * FROM {src}) TO {_lit(out_tmp)} (FORMAT parquet)")
-        finally:
-            con.close()
-        chmod_default(out_tmp)
-        os.replace(out_tmp, path)
-    except BaseException:
-        _unlink(out_tmp)
-        raise
+            con = duckdb.connect(
+                ":memory:", config={"memory_limit": memory_limit, "temp_directory": ""}
+            )
+            timer: threading.Timer | None = None
+            fired = threading.Event()
+            if timeout_s:
+
+                def interrupt() -> None:
+                    fired.set()
+                    con.interrupt()
+
+                left = max(0.0, timeout_s - (time.monotonic() - start))
+                timer = threading.Timer(left, interrupt)
+                timer.daemon = True
+                timer.start()
+            try:
+                src = (
+                    f"read_csv({_lit(csv_tmp)}, header=false, columns={cols}, "
+                    "auto_detect=false, quote='\"', escape='\"', nullstr='', "
+                    "allow_quoted_nulls=false)"
+                    if result.columns
+                    else "(SELECT 1 WHERE false)"
+                )
+                con.execute(f"COPY (SELECT * FROM {src}) TO {_lit(str(out_tmp))} (FORMAT parquet)")
+            except duckdb.Error as exc:
+                if fired.is_set():
+                    raise QueryError(
+                        f"writing the Parquet file stopped at the time limit of {timeout_s:g} s",
+                        hint="narrow the query or raise --timeout; no file was written",
+                    ) from None
+                raise QueryError(
+                    f"writing the Parquet file failed: {str(exc).splitlines()[0]}",
+                    hint="no file was written",
+                ) from None
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                con.close()
+            # DuckDB recreates the file it copies to: give it the mode every output gets.
+            chmod_default(str(out_tmp))
     finally:
         _unlink(csv_tmp)
+
+
+def write_json(result: QueryResult | RowStream, fh: Any) -> None:
+    """A JSON list of objects, one row at a time (the same text as ``json.dumps(..., indent=2)``
+    of the whole list)."""
+    first = True
+    for row in _rows(result):
+        rec = {k: _json_value(v) for k, v in zip(result.columns, row, strict=True)}
+        body = json.dumps(rec, indent=2, default=str).replace("\n", "\n  ")
+        fh.write(("[\n  " if first else ",\n  ") + body)
+        first = False
+    fh.write("[]\n" if first else "\n]\n")
 
 
 def to_jsonable(result: QueryResult) -> list[dict[str, Any]]:
@@ -659,13 +902,38 @@ def format_value(v: Any, *, digits: int = 6) -> str:
     return str(v)
 
 
-def render_table(result: QueryResult, *, max_width: int = 40) -> str:
-    """An aligned plain-text table (numbers right-aligned), with a row count line."""
-    cells = [[_clip(format_value(v), max_width) for v in row] for row in result.rows]
+#: What the table format counts per cell and per row it holds, beyond the characters: the
+#: Python objects' overhead, so the estimate stays on the safe side of the real use.
+_CELL_OVERHEAD = 56
+_ROW_OVERHEAD = 72
+
+
+def render_table(
+    result: QueryResult | RowStream, *, max_width: int = 40, memory_bytes: int = 0
+) -> str:
+    """An aligned plain-text table (numbers right-aligned), with a row count line.
+
+    Aligning needs every row first; with ``memory_bytes`` the cells held are counted and past
+    that many bytes the table is refused (a QueryError that points to -f csv, which streams).
+    """
+    cells: list[list[str]] = []
+    held = 0
+    for values in _rows(result):
+        texts = [_clip(format_value(v), max_width) for v in values]
+        cells.append(texts)
+        if memory_bytes:
+            held += _ROW_OVERHEAD + sum(len(t) + _CELL_OVERHEAD for t in texts)
+            if held > memory_bytes:
+                raise QueryError(
+                    f"the table format holds every row to align them, and past {len(cells):,} "
+                    "rows it needs more than --memory-limit; stopped before printing anything",
+                    hint="use -f csv, json or markdown (they stream rows out), narrow the "
+                    "query (WHERE, LIMIT), or raise --memory-limit",
+                )
     headers = [_clip(c, max_width) for c in result.columns]
     widths = [len(h) for h in headers]
-    for row in cells:
-        for i, c in enumerate(row):
+    for texts in cells:
+        for i, c in enumerate(texts):
             widths[i] = max(widths[i], len(c))
     numeric = [_is_numeric_type(t) for t in result.types]
 
@@ -677,23 +945,36 @@ def render_table(result: QueryResult, *, max_width: int = 40) -> str:
 
     out = [line(headers), "  ".join("-" * w for w in widths)]
     out.extend(line(r) for r in cells)
-    n = len(result.rows)
+    n = len(cells)
     out.append(f"({n} row{'s' if n != 1 else ''})")
     return "\n".join(out)
 
 
-def render_markdown(result: QueryResult) -> str:
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|").replace("\n", " ")
+def markdown_cell(text: str) -> str:
+    """Text made safe for a markdown table cell (or any one-line markdown): HTML is escaped
+    (a renderer would run a ``<script>`` in a value), a pipe cannot end the cell, and a line
+    break cannot end the row."""
+    import html
 
+    one_line = re.sub(r"[\r\n\u2028\u2029]+", " ", text)
+    return html.escape(one_line, quote=False).replace("|", "\\|")
+
+
+def render_markdown(result: QueryResult | RowStream) -> str:
+    import io
+
+    buf = io.StringIO()
+    write_markdown(result, buf)
+    return buf.getvalue().rstrip("\n")
+
+
+def write_markdown(result: QueryResult | RowStream, fh: Any) -> None:
+    """A pipe table, row by row; every cell through :func:`markdown_cell`."""
     numeric = [_is_numeric_type(t) for t in result.types]
-    out = [
-        "| " + " | ".join(esc(c) for c in result.columns) + " |",
-        "|" + "|".join("---:" if n else "---" for n in numeric) + "|",
-    ]
-    for row in result.rows:
-        out.append("| " + " | ".join(esc(format_value(v)) for v in row) + " |")
-    return "\n".join(out)
+    fh.write("| " + " | ".join(markdown_cell(c) for c in result.columns) + " |\n")
+    fh.write("|" + "|".join("---:" if n else "---" for n in numeric) + "|\n")
+    for row in _rows(result):
+        fh.write("| " + " | ".join(markdown_cell(format_value(v)) for v in row) + " |\n")
 
 
 def _clip(s: str, width: int) -> str:

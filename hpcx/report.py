@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import statistics
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ from typing import Any
 
 from hpcx import charts
 from hpcx.charts import Chart, Point, Series
-from hpcx.query import QueryError, QueryResult, QuerySession, chmod_default, format_value
+from hpcx.query import QueryError, QueryResult, QuerySession, format_value
 
 #: Metrics tried first as an experiment's headline, in this order.
 PRIMARY_METRICS = (
@@ -1304,24 +1302,27 @@ def render_markdown_report(
             if figures == "png"
             else '<?xml version="1.0" encoding="UTF-8"?>\n' + charts.render_svg(chart) + "\n"
         )
-        return f"![{chart.title}]({rel}/{name})"
+        alt = _md(chart.title).replace("[", "\\[").replace("]", "\\]")
+        return f"![{alt}]({rel}/{name})"
 
-    out = [f"# {title}", "", f"Generated from {state_desc} by hpcx.", ""]
+    # Every text from the state, a manifest or the command line goes through _md: HTML
+    # escaped (a renderer would run a <script> in a title), pipes and line breaks neutral.
+    out = [f"# {_md(title)}", "", f"Generated from {_md(state_desc)} by hpcx.", ""]
     out += _warnings_markdown(sections)
     out += ["## Summary", ""]
     out.append("| experiment | runs | status | best |")
     out.append("|---|---:|---|---|")
     for sec in sections:
         st = ", ".join(f"{v} {k}" for k, v in sorted(sec.by_status.items()))
-        out.append(f"| {sec.name} | {sec.runs} | {st} | {_best_text(sec)} |")
+        out.append(f"| {_md(sec.name)} | {sec.runs} | {_md(st)} | {_md(_best_text(sec))} |")
     for sec in sections:
-        out += ["", f"## {sec.name}", ""]
+        out += ["", f"## {_md(sec.name)}", ""]
         if sec.description:
-            out += [sec.description, ""]
+            out += [_md(sec.description), ""]
         if sec.best and sec.primary:
             keys = list(sec.best[0]["config"])
             head = ["#", *keys, metric_label(sec.primary), "n", "CV", "flags"]
-            out.append("| " + " | ".join(head) + " |")
+            out.append("| " + " | ".join(_md(h) for h in head) + " |")
             out.append("|" + "---|" * (len(keys) + 1) + "---:|---:|---:|---|")
             for i, b in enumerate(sec.best, 1):
                 val = charts.fmt_value(b["mean"])
@@ -1329,8 +1330,8 @@ def render_markdown_report(
                     val += f" ± {charts.fmt_value(b['std'])}"
                 cv = pct(b["cv"]) if b.get("cv") is not None else "—"
                 flags = ", ".join(f"**{k}**" for k, _ in _row_flags(b, sec.noise_cv))
-                cells = [str(i), *(str(b["config"][k]) for k in keys), val, str(b["n"]), cv, flags]
-                out.append("| " + " | ".join(cells) + " |")
+                cells = [str(i), *(str(b["config"][k]) for k in keys), val, str(b["n"]), cv]
+                out.append("| " + " | ".join(_md(c) for c in cells) + f" | {flags} |")
             out.append("")
         for f in sec.figures:
             if f.chart is not None:
@@ -1339,15 +1340,21 @@ def render_markdown_report(
         out += ["", "## Reports declared in manifests", ""]
         for f in declared:
             if f.error:
-                out += [f"> **error**: {f.error}", ""]
+                out += [f"> **error**: {_md(f.error)}", ""]
             elif f.chart is not None:
-                out += [add(f.chart), "", f"_declared in {f.source}_", ""]
+                out += [add(f.chart), "", f"_declared in {_md(f.source)}_", ""]
             elif f.table is not None:
                 from hpcx.query import render_markdown
 
-                out += [f"**{f.title}**", "", render_markdown(f.table), ""]
-                out += [f"_declared in {f.source}_", ""]
+                out += [f"**{_md(f.title)}**", "", render_markdown(f.table), ""]
+                out += [f"_declared in {_md(f.source)}_", ""]
     return "\n".join(out) + "\n", files
+
+
+def _md(text: object) -> str:
+    from hpcx.query import markdown_cell
+
+    return markdown_cell(str(text))
 
 
 def _warnings_markdown(sections: list[ExperimentSection]) -> list[str]:
@@ -1362,7 +1369,10 @@ def _warnings_markdown(sections: list[ExperimentSection]) -> list[str]:
         out.append(">")
         for exp, c in contended:
             line = _contention_line(c)
-            out.append(f"> - {exp}: `{str(c['run_id'])[:12]}`" + (f" ({line})" if line else ""))
+            out.append(
+                f"> - {_md(exp)}: `{_md(str(c['run_id'])[:12])}`"
+                + (f" ({_md(line)})" if line else "")
+            )
         out.append("")
     noisy = [(sec, n) for sec in sections for n in sec.noisy]
     if noisy:
@@ -1374,24 +1384,11 @@ def _warnings_markdown(sections: list[ExperimentSection]) -> list[str]:
         out.append(">")
         for sec, n in noisy:
             out.append(
-                f"> - {sec.name}: {n['config']}: {metric_label(n['metric'])} CV {pct(n['cv'])} "
-                f"over {n['n']} repeats"
+                f"> - {_md(sec.name)}: {_md(str(n['config']))}: {_md(metric_label(n['metric']))} "
+                f"CV {pct(n['cv'])} over {n['n']} repeats"
             )
         out.append("")
     return out
-
-
-def _write_atomic(path: Path, body: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(body if isinstance(body, bytes) else body.encode("utf-8"))
-        chmod_default(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _check_figures(fmt: str, figures: str) -> None:
@@ -1426,7 +1423,10 @@ def build_report(
 ) -> ReportSummary:
     """Write the report; ``figures`` (markdown only) is ``svg`` or ``png`` (needs matplotlib,
     the ``png`` extra)."""
+    from hpcx.outputs import resolve_output, write_output
+
     _check_figures(fmt, figures)
+    resolve_output(out)  # refused before the work: a device, a FIFO, a missing folder
     if not (math.isfinite(noise_cv) and noise_cv > 0):
         raise QueryError(
             f"--noise-cv must be a positive number, not {noise_cv:g}",
@@ -1454,11 +1454,14 @@ def build_report(
         text, files = render_markdown_report(
             heading, state_desc, sections, declared, fig_dir, fig_dir.name, figures
         )
+        if files:
+            # The figures' folder is the report's own (named after it): made beside it.
+            fig_dir.mkdir(exist_ok=True)
         for p, body in files.items():
-            _write_atomic(p, body)
-        _write_atomic(out, text)
+            write_output(p, body)
+        write_output(out, text)
     else:
-        _write_atomic(out, render_html(heading, state_desc, sections, declared))
+        write_output(out, render_html(heading, state_desc, sections, declared))
     return ReportSummary(
         path=out,
         experiments=len(sections),

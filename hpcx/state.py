@@ -277,6 +277,22 @@ def _translate_error(exc: Exception, path: Path) -> StateError:
             "was recorded before it is intact",
         )
     first = msg.splitlines()[0] if msg else repr(exc)
+    # Only real damage advises a restore: a file the system will not let hpcx write (or
+    # read), or a bad option value, is not corrupt, and restoring over it would not help.
+    denied = _access_denied(exc)
+    if denied is not None:
+        return StateError(
+            f"cannot use the state {shown}: {denied} ({first})",
+            hint="the file is not damaged: make it and its folder writable by you (chmod u+w, "
+            "chattr -i, or remount the filesystem read-write), or point --state at a copy; "
+            "commands that only read (status, query, report) still work",
+        )
+    if _bad_option(exc):
+        return StateError(
+            f"a setting for opening the state was refused: {first}",
+            hint="check the option's value (for example --memory-limit 2GB); the state "
+            f"{shown} was not opened and is untouched",
+        )
     return StateError(
         f"state {shown} is unreadable (corrupt or truncated?): {first}",
         hint=_restore_hint(path, "nothing was written over it"),
@@ -288,6 +304,43 @@ def _restore_hint(path: Path, first: str) -> str:
     from hpcx.backup import restore_hint
 
     return f"{first}; {restore_hint(path)}"
+
+
+def _access_denied(exc: BaseException) -> str | None:
+    """What the system refused, for an error that says the file (or its WAL, or its folder)
+    may not be opened or written: ``read-only ...`` or ``permission denied``; else None."""
+    import errno
+
+    if isinstance(exc, OSError):
+        code = exc.errno
+    else:
+        msg = str(exc)
+        code = (
+            errno.EROFS
+            if "Read-only file system" in msg
+            else errno.EPERM
+            if "Operation not permitted" in msg
+            else errno.EACCES
+            if "Permission denied" in msg
+            else None
+        )
+    if code == errno.EROFS:
+        return "it is on a read-only filesystem"
+    if code == errno.EPERM:
+        return "the file or its folder is read-only (immutable: chattr +i?)"
+    if code == errno.EACCES:
+        return "permission denied on the file or its folder"
+    return None
+
+
+def _bad_option(exc: BaseException) -> bool:
+    """DuckDB refusing a configuration value (``memory_limit='abc'``), not the file."""
+    import duckdb
+
+    msg = str(exc).lower()
+    return isinstance(exc, duckdb.ParserException | duckdb.InvalidInputException) and any(
+        w in msg for w in ("memory", "unit", "setting", "configuration", "option")
+    )
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -315,6 +368,10 @@ def _is_damage(exc: BaseException) -> bool:
             "No space left on device",
             "database has been invalidated",
             "Serialization Error",
+            # cannot be written: turned into "read-only", not "corrupt", by _translate_error
+            "Permission denied",
+            "Operation not permitted",
+            "Read-only file system",
         )
     )
 

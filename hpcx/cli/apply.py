@@ -365,21 +365,17 @@ def _reharvest_rules(root: Path, paths: list[Path]) -> dict[str, Any]:
 
 def _open_read(state_path: Path) -> Any:
     """Open the state read-only, retrying briefly while a writer holds it for a moment."""
-    import time
 
-    from hpcx.errors import StateError, StateLockedError
+    from hpcx.errors import StateError
     from hpcx.state import StateStore, is_uncreated
 
     if not state_path.exists() or is_uncreated(state_path):
         raise StateError(f"no state at {state_path} yet", hint="`hpcx apply` creates it")
-    deadline = time.monotonic() + 5.0
-    while True:
-        try:
-            return StateStore.open(state_path, read_only=True)
-        except StateLockedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    from hpcx.lock import reader_wait_s, retry_while_locked
+
+    return retry_while_locked(
+        lambda: StateStore.open(state_path, read_only=True), reader_wait_s()
+    )
 
 
 @app.command("status")

@@ -42,15 +42,11 @@ def query_command(
     memory_limit: str = typer.Option("2GB", "--memory-limit", help="DuckDB memory limit."),
 ) -> None:
     """Run read-only SQL over the state (views: runs, results, metrics, events, probes, ...)."""
+    from hpcx.outputs import open_output, resolve_output
     from hpcx.project import resolve_state_path
     from hpcx.query import (
         QueryError,
         QuerySession,
-        render_markdown,
-        render_table,
-        to_jsonable,
-        write_csv,
-        write_csv_file,
         write_parquet,
     )
 
@@ -64,51 +60,52 @@ def query_command(
         )
     if fmt == "parquet" and output is None:
         raise QueryError("parquet is binary: name a file with -o FILE.parquet")
+    if output is not None:
+        resolve_output(output)  # a path that cannot take the file is refused before the query
     path = resolve_state_path(state)
     with QuerySession.open(path, memory_limit=memory_limit, timeout_s=timeout) as session:
         if list_views:
             _print_views(session.views, fmt)
             raise typer.Exit(EXIT_OK)
         text = sys.stdin.read() if sql == "-" else str(sql)
-        result = session.query(text)
-    if fmt == "parquet":
-        assert output is not None
-        write_parquet(result, output)
-    elif fmt == "csv" and output is not None:
-        write_csv_file(result, output)
-    elif fmt == "csv":
-        write_csv(result, sys.stdout)
-    else:
-        if fmt == "json":
-            import json
-
-            body = json.dumps(to_jsonable(result), indent=2, default=str) + "\n"
-        elif fmt == "markdown":
-            body = render_markdown(result) + "\n"
+        # The rows stream from DuckDB to the output under the limits: what the command holds
+        # is one batch (the table format, which aligns, holds its cells, counted against
+        # --memory-limit), and the time limit covers the writing too.
+        stream = session.stream(text)
+        if fmt == "parquet":
+            assert output is not None
+            write_parquet(stream, output, memory_limit=memory_limit, timeout_s=timeout)
+        elif output is not None:
+            with open_output(output) as fh:
+                _write_format(fmt, stream, fh, session.memory_limit_bytes)
         else:
-            body = render_table(result) + "\n"
-        if output is not None:
-            _write_text(output, body)
-        else:
-            sys.stdout.write(body)
+            try:
+                _write_format(fmt, stream, sys.stdout, session.memory_limit_bytes)
+            except QueryError:
+                if stream.rows and fmt != "table":
+                    sys.stdout.flush()
+                    typer.echo(
+                        f"warning: the output above is partial: {stream.rows} row(s) were "
+                        "written before the query stopped",
+                        err=True,
+                    )
+                raise
     if output is not None:
-        typer.echo(f"wrote {len(result.rows)} row(s) to {output}", err=True)
+        typer.echo(f"wrote {stream.rows} row(s) to {output}", err=True)
     sys.stdout.flush()
 
 
-def _write_text(path: Path, body: str) -> None:
-    import os
-    import tempfile
+def _write_format(fmt: str, stream: Any, fh: Any, memory_bytes: int) -> None:
+    from hpcx.query import render_table, write_csv, write_json, write_markdown
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(body)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    if fmt == "csv":
+        write_csv(stream, fh)
+    elif fmt == "json":
+        write_json(stream, fh)
+    elif fmt == "markdown":
+        write_markdown(stream, fh)
+    else:
+        fh.write(render_table(stream, memory_bytes=memory_bytes) + "\n")
 
 
 def _print_views(views: dict[str, list[tuple[str, str]]], fmt: str) -> None:

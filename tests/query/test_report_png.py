@@ -35,6 +35,7 @@ def test_markdown_report_writes_png_figures_it_links_to(
     import matplotlib.image
 
     out = tmp_path / "slides" / "report.md"
+    out.parent.mkdir()  # hpcx never creates the folder of an output file
     res = CliRunner().invoke(
         app,
         [

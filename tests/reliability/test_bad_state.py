@@ -3,9 +3,11 @@ newest backup to restore, never a traceback, and nothing is written over the fil
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -218,3 +220,111 @@ def test_sqlite_file_is_named_and_no_extension_is_fetched(project: Path, state: 
     sqlite_file(state)
     res = cli("plan")
     assert "SQLite database" in res.err and "Traceback" not in res.err
+
+
+# -- what is wrong, said as it is: read-only, locked, a bad option are not "corrupt" ---------
+
+
+@pytest.fixture
+def immutable(state: Path) -> Iterator[Path]:
+    res = subprocess.run(["chattr", "+i", str(state)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"chattr +i does not work here: {res.stderr.strip()}")
+    try:
+        yield state
+    finally:
+        subprocess.run(["chattr", "-i", str(state)], check=False)
+
+
+@pytest.mark.parametrize("command", ["refresh", "apply"])
+def test_an_immutable_state_is_called_read_only_not_corrupt(
+    project: Path, immutable: Path, cli, command: str
+) -> None:
+    (project / "manifests" / "tiny.yaml").write_text(MANIFEST)
+    before = immutable.read_bytes()
+    res = cli(*COMMANDS[command])
+    assert res.code == 1 and "Traceback" not in res.err
+    assert "read-only" in res.err and "chattr -i" in res.err, res.err
+    assert "corrupt" not in res.err and "hpcx state restore" not in res.err
+    assert "is not damaged" in res.err
+    assert immutable.read_bytes() == before
+    # reading still works
+    assert cli("query", "SELECT count(*) FROM runs").code == 0
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path, template_state: Path) -> Iterator[Path]:
+    """The state on a tmpfs remounted read-only."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {res.stderr.strip()}")
+    try:
+        shutil.copyfile(template_state, mnt / "state.duckdb")
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        yield mnt / "state.duckdb"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_state_on_a_read_only_filesystem_is_named_so(
+    project: Path, read_only_disk: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPCX_STATE", str(read_only_disk))
+    assert cli("query", "SELECT count(*) FROM runs").code == 0
+    assert cli("status").code == 0
+    res = cli("refresh")
+    assert res.code == 1 and "Traceback" not in res.err
+    assert "Read-only file system" in res.err or "read-only filesystem" in res.err, res.err
+    assert "corrupt" not in res.err and "restore" not in res.err
+
+
+@pytest.mark.parametrize(
+    "message, expected",
+    [
+        ('IO Error: Cannot open file "{p}": Permission denied', "permission denied"),
+        ('IO Error: Cannot open file "{p}": Operation not permitted', "read-only (immutable"),
+        ('IO Error: Cannot open file "{p}": Read-only file system', "read-only filesystem"),
+        (
+            'TransactionContext Error: Failed to commit: Cannot open file "{p}.wal": '
+            "Operation not permitted",
+            "read-only (immutable",
+        ),
+    ],
+)
+def test_the_classifier_names_each_access_error(
+    tmp_path: Path, message: str, expected: str
+) -> None:
+    """DuckDB's own wording for each errno (EACCES cannot be made as root: chmod does not
+    stop it, so that one is checked on the message DuckDB gives)."""
+    from hpcx.errors import StateLockedError
+    from hpcx.state import _translate_error
+
+    p = tmp_path / "state.duckdb"
+    err = _translate_error(duckdb.IOException(message.format(p=p)), p)
+    assert not isinstance(err, StateLockedError)
+    assert expected in str(err) and "corrupt" not in str(err)
+    assert "restore" not in (err.hint or "")
+
+
+def test_the_classifier_names_a_bad_option_and_a_lock(tmp_path: Path) -> None:
+    from hpcx.errors import StateLockedError
+    from hpcx.state import _translate_error
+
+    p = tmp_path / "state.duckdb"
+    bad = _translate_error(duckdb.ParserException("Parser Error: Memory must have a number"), p)
+    assert "setting" in str(bad) and "--memory-limit" in (bad.hint or "")
+    assert "corrupt" not in str(bad)
+    locked = _translate_error(
+        duckdb.IOException(f'IO Error: Could not set lock on file "{p}": Conflicting lock is '
+                           f"held in /usr/bin/python3 (PID {os.getpid()})"),
+        p,
+    )
+    assert isinstance(locked, StateLockedError) and f"pid {os.getpid()}" in str(locked)
+    damaged = _translate_error(duckdb.IOException("IO Error: Corrupt database file"), p)
+    assert "corrupt" in str(damaged) and "backup" in (damaged.hint or "")
