@@ -32,8 +32,10 @@ def did_you_mean(word: str, known: Iterable[str], aliases: Mapping[str, str] | N
     if aliases:
         for alias, target in aliases.items():
             if target in names and (alias == word or _norm(alias) == _norm(word)):
-                return f" (did you mean {target!r}? {word!r} is a manifest file; select by its "
-                "experiment name)"
+                return (
+                    f" (did you mean {target!r}? {word!r} is a manifest file; select by its "
+                    "experiment name)"
+                )
     by_norm: dict[str, str] = {}
     for n in names:
         by_norm.setdefault(_norm(n), n)

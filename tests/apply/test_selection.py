@@ -183,5 +183,7 @@ def test_did_you_mean_treats_underscore_and_dash_alike_and_knows_file_stems() ->
     assert did_you_mean("numa_study", ["numa-study", "scaling"]) == " (did you mean 'numa-study'?)"
     assert did_you_mean("zzz", ["numa-study"]) == ""
     hint = did_you_mean("quick", ["quick-test"], aliases={"quick": "quick-test"})
-    assert "did you mean 'quick-test'? 'quick' is a manifest file" in hint
+    assert hint == (
+        " (did you mean 'quick-test'? 'quick' is a manifest file; select by its experiment name)"
+    )
     assert [u.value for u in unknown_names("-e", ["a", "b", "a"], ["a"])] == ["b"]
