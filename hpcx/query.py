@@ -98,6 +98,21 @@ def _column_type(types: set[str]) -> str:
     return "VARCHAR"
 
 
+def _meta_column(key: str, types: list[str] | None) -> str:
+    """The runs view's ``meta.<key>`` column, typed by the JSON types its values have."""
+    kinds = {t for t in (types or []) if t != "NULL"}
+    path = _lit("$." + json.dumps(key))
+    if kinds and kinds <= {"BIGINT", "UBIGINT"}:
+        expr = f"TRY_CAST(json_extract(m.meta, {path}) AS BIGINT)"
+    elif kinds and kinds <= {"BIGINT", "UBIGINT", "DOUBLE"}:
+        expr = f"TRY_CAST(json_extract(m.meta, {path}) AS DOUBLE)"
+    elif kinds == {"BOOLEAN"}:
+        expr = f"TRY_CAST(json_extract(m.meta, {path}) AS BOOLEAN)"
+    else:
+        expr = f"json_extract_string(m.meta, {path})"
+    return f"{expr} AS {_ident('meta.' + key)}"
+
+
 def _leaf_expr(source: str, path: str, typ: str) -> str:
     if typ == "VARCHAR":
         return f"json_extract_string({source}, {_lit(path)})"
@@ -281,14 +296,13 @@ class QuerySession:
                 flat.append(f"{_leaf_expr(src, path, typ)} AS {_ident(name)}")
                 if section == "params":
                     self.param_columns.append(name)
-        meta_keys = [
-            r[0]
-            for r in con.execute(f"SELECT DISTINCT key FROM {t('run_meta')} ORDER BY 1").fetchall()
-        ]
-        meta_cols = [
-            f"json_extract_string(m.meta, {_lit('$.' + json.dumps(k))}) AS {_ident('meta.' + k)}"
-            for k in meta_keys
-        ]
+        # A meta key whose every value is a number (or a boolean) is a column of that type:
+        # as text, max() compared '9.5' > '20.1' and `> 0.6` was a type error.
+        meta_keys = con.execute(
+            f"SELECT key, list(DISTINCT json_type(value)) FROM {t('run_meta')} "
+            "GROUP BY key ORDER BY 1"
+        ).fetchall()
+        meta_cols = [_meta_column(k, types) for k, types in meta_keys]
         flat_sql = "".join(f",\n  {c}" for c in flat + meta_cols)
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW runs AS

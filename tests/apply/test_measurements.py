@@ -59,6 +59,15 @@ def test_the_quick_test_study_runs_one_run_at_a_time_and_records_contention(tmp_
         assert cores == machine_cores()
         assert 0.0 <= float(frac) <= 1.0 and heavy in (True, False)
         assert placement["exclusive"] is True
+    # Numeric and boolean meta keys are typed columns (as text, max('9.5','20.1') was 9.5).
+    types = view(
+        root,
+        'SELECT typeof("meta.contention.other_frac"), typeof("meta.contention.heavy"), '
+        'max("meta.duration_s") OVER () FROM runs WHERE "meta.contention.other_frac" >= 0',
+    )
+    durations = [r[0] for r in view(root, 'SELECT "meta.duration_s" FROM runs')]
+    assert [t[:2] for t in types] == [("DOUBLE", "BOOLEAN")] * 2
+    assert types[0][2] == max(durations)
     # The workload reports its spread beside its mean, and its per-batch curve.
     names = {r[0] for r in query(root, "SELECT DISTINCT name FROM metrics")}
     assert {"latency_ms_std", "latency_cv", "latency_ms_min", "latency_ms_max"} <= names
