@@ -332,8 +332,46 @@ class _Loader:
         positions.update(loaded.positions)
         kpositions.update(loaded.key_positions)
         doc = _Doc(merged, positions, kpositions, files) if ok else None
+        if doc is not None:
+            self._check_hidden_params(doc, own_data, self.label(path))
         self.composed[path] = doc
         return doc
+
+    def _check_hidden_params(self, doc: _Doc, own: dict[str, Any], label: str) -> None:
+        """A param this file sets that a grid or zip axis inherited from a base sets in every
+        run: the value would never be used, so it is an error naming the axis, not a quiet
+        loss. (A file that sets both its params and its own axis knows the axis wins.)"""
+        own_spec = own.get("spec")
+        params = own_spec.get("params") if isinstance(own_spec, dict) else None
+        spec = doc.data.get("spec") if isinstance(doc.data, dict) else None
+        if not isinstance(params, dict) or not isinstance(spec, dict):
+            return
+        for dotted, jp in _sweep_keys(spec):
+            if jp[2] == "include":
+                continue  # an include entry adds points; the param still holds elsewhere
+            axis_at = _pos(doc, jp, key=True)
+            if axis_at[0] == label or not dotted.startswith("params."):
+                continue
+            parts = dotted.split(".")[1:]
+            node: Any = params
+            for depth, part in enumerate(parts):
+                if not isinstance(node, dict) or part not in node:
+                    break
+                node = node[part]
+                if depth == len(parts) - 1 or not isinstance(node, dict):
+                    jp_param: JsonPath = ("spec", "params", *parts[: depth + 1])
+                    at = f"{axis_at[0]}:{axis_at[1]}" if axis_at[1] else axis_at[0]
+                    self.problems.add(
+                        _pos(doc, jp_param, key=True),
+                        jp_param,
+                        f"params.{'.'.join(parts[: depth + 1])} is set here, but the "
+                        f"{jp[2]} axis {jp[-1]!r} inherited from {at} sets {dotted} in every "
+                        f"run, so this value is never used; set the axis instead "
+                        f"(spec.sweep.{jp[2]}"
+                        + (f".{jp[-1]}: [...]" if jp[2] == "grid" else " entry")
+                        + ") or remove this value",
+                    )
+                    break
 
 
 # --------------------------------------------------------------------------------------------

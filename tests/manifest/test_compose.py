@@ -88,3 +88,31 @@ def test_error_in_a_base_points_into_the_base(write) -> None:
     f = write("e.yaml", "extends: base.yaml\nmetadata: {name: e}\nspec: {}\n")
     (p,) = validate_paths([f])
     assert str(p) == 'base.yaml:6:12: $.spec.retries: expected an integer, got string "many"'
+
+
+def test_a_param_an_inherited_axis_replaces_is_an_error_naming_the_axis(write) -> None:
+    write(
+        "base.yaml",
+        "metadata: {name: base}\nspec:\n  workload: noop\n  params: {bs: 4, lr: 0.1}\n"
+        "  sweep:\n    grid: {bs: [4, 8]}\n",
+    )
+    f = write(
+        "child.yaml",
+        "extends: base.yaml\nmetadata: {name: child}\nspec:\n  params: {bs: 16, lr: 0.2}\n",
+    )
+    (p,) = validate_paths([f])
+    text = str(p)
+    child_line = f.read_text().splitlines().index("  params: {bs: 16, lr: 0.2}") + 1
+    base_line = (f.parent / "base.yaml").read_text().splitlines().index("    grid: {bs: [4, 8]}")
+    assert text.startswith(f"child.yaml:{child_line}:")
+    assert "$.spec.params.bs" in text
+    assert f"grid axis 'bs' inherited from base.yaml:{base_line + 1}" in text
+    assert "never used" in text
+    # lr is not swept: the child's value holds; a file setting its own axis is not flagged.
+    ok = write(
+        "own.yaml",
+        "extends: base.yaml\nmetadata: {name: own}\nspec:\n  params: {lr: 0.2}\n"
+        "  sweep:\n    grid: {bs: [16]}\n",
+    )
+    assert validate_paths([ok]) == []
+    assert [r.params["bs"] for r in load_desired([ok]).runs] == [16]
