@@ -61,6 +61,24 @@ def _load_desired(paths: list[Path], overrides: list[str], max_runs: int | None,
     return load_desired(paths, **kwargs)
 
 
+def _select_experiments(desired: Any, names: list[str]) -> Any:
+    """The desired state narrowed to these experiments; a name that is none of them is an
+    error with a did-you-mean (a manifest's file name suggests its experiment's)."""
+    import dataclasses
+
+    from hpcx.selection import known_list, raise_unmatched, unknown_names
+
+    known = {e.name for e in desired.experiments}
+    aliases = {Path(e.path).stem: e.name for e in desired.experiments}
+    raise_unmatched(unknown_names("-e", names, known, aliases=aliases), hint=known_list(known))
+    wanted = set(names)
+    return dataclasses.replace(
+        desired,
+        runs=[r for r in desired.runs if r.experiment in wanted],
+        experiments=[e for e in desired.experiments if e.name in wanted],
+    )
+
+
 @app.command("plan")
 def plan_command(
     paths: list[Path] = typer.Argument(
@@ -99,6 +117,12 @@ def plan_command(
         help="Check every run's resources against this cluster profile (kind: Cluster). "
         "Default: the profile among PATHS or in clusters/, for the runs bound for SLURM.",
     ),
+    experiment: list[str] = typer.Option(
+        [],
+        "--experiment",
+        "-e",
+        help="Plan only these experiments (repeatable); orphans are then only theirs.",
+    ),
 ) -> None:
     """Show what `hpcx apply` would do: runs to create, retry, update, stale, orphaned."""
     import gc
@@ -132,6 +156,8 @@ def plan_command(
             hint="pass manifest files or folders: hpcx plan PATH...",
         )
     desired = _load_desired(manifest_paths, set_, max_runs, root)
+    if experiment:
+        desired = _select_experiments(desired, experiment)
     # Resources against the cluster profile, before anything could be submitted (exit 1).
     from hpcx.cluster import check_plan
 
@@ -149,7 +175,7 @@ def plan_command(
     else:
         snapshot = StateSnapshot.empty()
 
-    scope = orphans or ("experiments" if explicit else "all")
+    scope = orphans or ("experiments" if explicit or experiment else "all")
     git = _git_info(root, sorted(desired.digests))
     plan = make_plan(desired, snapshot, orphan_scope=scope, git=git)  # type: ignore[arg-type]
 

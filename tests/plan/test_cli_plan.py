@@ -267,3 +267,19 @@ def test_runs_two_experiments_share_are_listed_once_and_noted_under_the_other(tm
     assert "also asks for 2 run(s) listed under a" in out
     assert "c  (no runs of its own)" in out and "asks for 2 run(s) listed under a" in out
     assert "Plan: 4 to create" in out
+
+
+def test_plan_e_narrows_to_one_experiment_and_names_a_typo(project: Path) -> None:
+    other = SWEEP.replace("name: toy", "name: other-study")
+    other = other.replace("lr: [0.1, 0.2, 0.3]", "lr: [9]")
+    _record(project, "succeeded")  # toy's runs
+    (project / "manifests" / "other_study.yaml").write_text(other)
+    res = hpcx(project, "plan", "-e", "other-study", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert {c["experiment"] for c in doc["changes"]} == {"other-study"}
+    # toy's recorded runs are not reported orphaned by a plan of another experiment.
+    assert doc["summary"]["orphan"] == 0 and doc["summary"]["create"] == 2
+    res = hpcx(project, "plan", "-e", "other_study")
+    assert res.returncode == 1
+    assert "did you mean 'other-study'?" in res.stderr and "is a manifest file" in res.stderr
