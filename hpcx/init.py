@@ -126,7 +126,8 @@ def _template_files(name: str) -> list[tuple[str, Traversable]]:
     folder = _templates_root() / name
     meta = _meta(folder)
     entries = [(_target(rel), node) for rel, node in _walk(folder, PurePosixPath())]
-    if meta.get("cluster_example", name in ("image-classification", "llm-finetune", "rl")):
+    seeds = ("image-classification", "llm-finetune", "rl", "vit-numa")
+    if meta.get("cluster_example", name in seeds):
         example = _templates_root() / "_clusters" / "example.yaml"
         if example.is_file():
             entries.append(("clusters/example.yaml", example))

@@ -261,6 +261,12 @@ def _print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> No
     if result["finished"]:
         done = ", ".join(f"{n} {s}" for s, n in sorted(result["finished"].items()))
         lines.append(f"Finished: {done}")
+        bad = [s for s in ("failed", "timeout", "lost") if result["finished"].get(s)]
+        if bad:
+            flags = " ".join(f"-s {s}" for s in bad)
+            lines.append(
+                f"`hpcx status --runs {flags}` lists them; `hpcx logs RUN --stderr` shows why"
+            )
     elif result["submissions"] and (
         detach or no_wait or any(s["executor"] != "local" for s in result["submissions"])
     ):

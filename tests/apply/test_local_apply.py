@@ -189,3 +189,12 @@ def test_hostile_parameters_reach_the_program_verbatim_and_run_nothing(
         seen.add(s)
     assert seen == set(values)
     assert not pwned.exists()
+
+
+def test_a_failed_apply_says_where_to_look(project, tmp_path: Path) -> None:
+    marker = tmp_path / "never-made"
+    root = project({"bad": manifest("bad", ["--fail-unless", str(marker)])})
+    res = hpcx(root, "apply", "--yes")
+    assert "Finished: 1 failed" in res.stdout
+    assert "`hpcx status --runs -s failed` lists them" in res.stdout
+    assert "`hpcx logs RUN --stderr` shows why" in res.stdout
