@@ -406,7 +406,10 @@ def _parse_overrides(overrides: Sequence[str], problems: _Problems) -> list[_Ove
             problems.add(where, parts[:1], f"{parts[0]} cannot be overridden")
             continue
         if parts[0] not in ("spec", "metadata"):
-            parts = ("spec", *parts)
+            # A bare path names a spec field (resources.time=...) or, as in sweep axes and
+            # Hydra's overrides, a parameter (model.depth=8 is params.model.depth).
+            spec_fields = _schema()["properties"]["spec"]["properties"]
+            parts = ("spec", *parts) if parts[0] in spec_fields else ("spec", "params", *parts)
         if len(parts) < 2:
             problems.add(where, parts, "the path names a whole section; name a field inside it")
             continue
@@ -1572,10 +1575,15 @@ def load_desired(
     state, problems = _load(paths, overrides, max_runs, project_root)
     if state is None:
         n = len(problems)
+        only_set = all(str(p).startswith("--set ") for p in problems)
         raise ManifestError(
-            f"{n} problem{'s' if n != 1 else ''} in the manifests",
+            f"{n} problem{'s' if n != 1 else ''} "
+            + ("with --set" if only_set else "in the manifests"),
             problems=[str(p) for p in problems],
-            hint="run `hpcx validate` on the files for the full list",
+            # `hpcx validate` of the files would not show what a --set did.
+            hint="fix the --set above (validate takes --set too)"
+            if only_set
+            else "run `hpcx validate` on the files for the full list",
         )
     return state
 

@@ -113,3 +113,13 @@ def test_override_of_a_swept_param_is_an_error_naming_the_axis(write) -> None:
     assert "swept by the zip axis 'batch_size' at e.yaml:11" in str(p)
     # An unswept param is still fine.
     assert validate_paths([f], overrides=["+params.lr=0.1"]) == []
+
+
+def test_a_bare_path_that_is_no_spec_field_names_a_param_as_sweep_axes_do(write) -> None:
+    """Regression: `--set model.depth=3` became spec.model and was blamed on the file."""
+    f = write("e.yaml", simple(params=P))
+    (run,) = load_desired([f], overrides=["model.depth=3", "resources.time=5"]).runs
+    assert run.params["model"]["depth"] == 3 and run.resources == {"time": 5}
+    (p,) = validate_paths([f], overrides=["modle.depth=3"])
+    assert str(p).startswith("--set modle.depth=3: $.spec.params.modle.depth: ")
+    assert "did you mean 'params.model.depth'?" in str(p)
