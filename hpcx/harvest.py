@@ -515,6 +515,15 @@ def reharvest(
 
     with open_for_write(state_path) as store:
         found = store.finished_runs(experiments, run_ids)
+        if experiments and not found:
+            from hpcx.selection import known_list, raise_unmatched, unknown_names
+
+            # Name a typo as such (numa_study vs numa-study), with the experiments there are.
+            known = {r["experiment"] for r in store.finished_runs()}
+            raise_unmatched(
+                unknown_names("-e", experiments, known, what="experiment with finished runs"),
+                hint=known_list(known),
+            )
     unmatched = [p for p in run_ids if not any(r["run_id"].startswith(p) for r in found)]
     if not found or unmatched:
         what = []

@@ -153,7 +153,10 @@ def test_reharvest_selection_by_experiment_and_run_id_prefix(project) -> None:
     rows = metric_count(root)
     bad = hpcx(root, "refresh", "--reharvest", "-e", "nope")
     assert bad.returncode == 1
-    assert "no finished run to re-read for experiment(s) nope" in bad.stderr, bad.stderr
+    assert "-e nope: no such experiment with finished runs" in bad.stderr, bad.stderr
+    assert "known experiments: seed" in bad.stderr
+    typo = hpcx(root, "refresh", "--reharvest", "-e", "sede")
+    assert typo.returncode == 1 and "did you mean 'seed'?" in typo.stderr
     bad = hpcx(root, "refresh", "--reharvest", "ffffffffffff")
     assert bad.returncode == 1
     assert "run id(s) ffffffffffff" in bad.stderr, bad.stderr
