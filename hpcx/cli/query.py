@@ -86,7 +86,7 @@ def query_command(
         elif fmt == "markdown":
             body = render_markdown(result) + "\n"
         else:
-            body = render_table(result) + "\n"
+            body = render_table(_printable(result)) + "\n"
         if output is not None:
             _write_text(output, body)
         else:
@@ -94,6 +94,17 @@ def query_command(
     if output is not None:
         typer.echo(f"wrote {len(result.rows)} row(s) to {output}", err=True)
     sys.stdout.flush()
+
+
+def _printable(result: Any) -> Any:
+    """The result with control characters in its strings escaped (``\x1b``), for a table
+    meant for a terminal: names and values a run wrote must not drive it."""
+    import dataclasses
+
+    from hpcx.termtext import printable
+
+    rows = [tuple(printable(v) if isinstance(v, str) else v for v in row) for row in result.rows]
+    return dataclasses.replace(result, columns=[printable(c) for c in result.columns], rows=rows)
 
 
 def _write_text(path: Path, body: str) -> None:

@@ -1,0 +1,133 @@
+"""A run's output is data, never control: whatever a run writes into its folder (metric
+lines DuckDB cannot store, a FIFO, forged provenance, terminal escapes) is reported for that
+run and never stops a refresh, an apply, or a later experiment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from apply_helpers import HERE, hpcx, query, runs
+
+HOSTILE = str(HERE / "progs" / "hostile.py")
+PY = sys.executable
+
+POISON = ["step", "bigvalue", "bigtime", "hugetime", "deep", "surrogate"]
+
+
+def hostile(name: str, kinds: list[str]) -> str:
+    """An experiment sweeping ``kind`` over ``kinds``: each run writes good lines around
+    one hostile line of its kind (progs/hostile.py)."""
+    doc = {
+        "apiVersion": "hpcx/v1",
+        "kind": "Experiment",
+        "metadata": {"name": name},
+        "spec": {
+            "command": [PY, HOSTILE, "{params.kind}"],
+            "params": {"kind": kinds[0], "exp": name},
+            "sweep": {"grid": {"kind": kinds}},
+        },
+    }
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _kinds(root: Path) -> dict[str, str]:
+    return {rid: r["params"]["kind"] for rid, r in runs(root).items()}
+
+
+def _names(root: Path, rid: str) -> list[str]:
+    rows = query(
+        root,
+        "SELECT name FROM metrics WHERE run_id = ? AND name NOT LIKE 'hpcx.%' ORDER BY name",
+        [rid],
+    )
+    return [r[0] for r in rows]
+
+
+def test_poison_lines_are_reported_and_the_rest_of_the_sweep_lands(project) -> None:
+    root = project({"p": hostile("p", ["ok", *POISON])})
+    out = hpcx(root, "apply", "--yes")
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 0, out.stderr
+    kinds = _kinds(root)
+    assert {r["status"] for r in runs(root).values()} == {"succeeded"}
+    for rid, kind in kinds.items():
+        # Every run's good lines landed, the poisoned runs' as well as the healthy one's.
+        assert _names(root, rid) == ["good_after", "good_before"], kind
+        if kind != "ok":
+            # The bad line is line 2 of its run's file, reported by run and line.
+            assert f"warning: run {rid}: metrics.jsonl line 2: " in out.stderr, (kind, out.stderr)
+    by_kind = {k: r for r, k in kinds.items()}
+    warned = {
+        k: next(line for line in out.stderr.splitlines() if f"run {by_kind[k]}:" in line)
+        for k in POISON
+    }
+    assert "step" in warned["step"] and "int64" in warned["step"]
+    assert "int64" in warned["bigvalue"]
+    assert "time" in warned["bigtime"] and "time" in warned["hugetime"]
+    assert "nested" in warned["deep"]
+    assert "UTF-8" in warned["surrogate"]
+    # The whole metrics view reads (a time of 1e300 broke its timestamp column).
+    assert query(root, "SELECT count(*) FROM metrics")[0][0] > 0
+    sel = hpcx(root, "query", "SELECT * FROM metrics", "--format", "csv")
+    assert sel.returncode == 0, sel.stderr
+    # A later experiment applies and refreshes fine.
+    (root / "manifests" / "later.yaml").write_text(hostile("later", ["ok"]))
+    later = hpcx(root, "apply", "--yes")
+    assert later.returncode == 0, later.stderr
+    assert hpcx(root, "refresh", check=True).returncode == 0
+    assert len(runs(root)) == len(POISON) + 2
+    assert {r["status"] for r in runs(root).values()} == {"succeeded"}
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_in_place_of_the_metrics_file_is_skipped_not_waited_on(project) -> None:
+    root = project({"f": hostile("f", ["ok", "fifo"])})
+    out = hpcx(root, "apply", "--yes", timeout=50)
+    assert "Traceback" not in out.stderr, out.stderr
+    kinds = _kinds(root)
+    fifo = next(r for r, k in kinds.items() if k == "fifo")
+    ok = next(r for r, k in kinds.items() if k == "ok")
+    assert f"warning: run {fifo}: metrics.jsonl: not a regular file (a FIFO)" in out.stderr
+    assert _names(root, ok) == ["good_after", "good_before"]
+    assert {r["status"] for r in runs(root).values()} == {"succeeded"}
+
+
+def test_a_run_cannot_overwrite_the_provenance_apply_recorded(project) -> None:
+    root = project({"fg": hostile("fg", ["forge"])})
+    hpcx(root, "apply", "--yes", check=True)
+    (rid,) = runs(root)
+    meta = {k: json.loads(v) for k, v in query(root, "SELECT key, value FROM run_meta")}
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert meta["git_commit"] == head
+    assert meta["applied_by"] != "mallory"
+    assert meta["manifest_sha256"] != "0" * 64
+    assert meta.get("contention.heavy") != 12345  # the wrapper's figure, or none
+    assert "hpcx.quarantined" not in meta
+    # What the run said is kept, under its own names.
+    assert meta["run.git_commit"] == "forged"
+    assert meta["run.applied_by"] == "mallory"
+    assert meta["run.contention.heavy"] == 12345
+    assert meta["own"] == "mine"
+    shown = hpcx(root, "show", rid, check=True).stdout
+    assert f"@ {head[:12]} on main" in shown and "mallory" not in shown
+
+
+def test_terminal_escapes_in_names_and_meta_are_shown_escaped(project) -> None:
+    root = project({"es": hostile("es", ["escape"])})
+    hpcx(root, "apply", "--yes", check=True)
+    (rid,) = runs(root)
+    q = hpcx(root, "query", "SELECT name FROM metrics WHERE name LIKE '%red%'", check=True)
+    assert "\x1b" not in q.stdout
+    assert "\\x1b[31mred\\x1b[0m" in q.stdout
+    # A meta value with an escape, read back through a query table.
+    q = hpcx(root, "query", "SELECT value FROM run_meta WHERE key = 'note'", check=True)
+    assert "\x1b" not in q.stdout and "\x07" not in q.stdout
+    shown = hpcx(root, "show", rid, check=True).stdout
+    assert "\x1b" not in shown
+    assert "\\x1b[31mred\\x1b[0m = 1" in shown
