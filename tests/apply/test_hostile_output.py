@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from apply_helpers import HERE, hpcx, query, runs
+from apply_helpers import HERE, hpcx, query, run_folders, runs, state_path, wait_for
 
 HOSTILE = str(HERE / "progs" / "hostile.py")
 PY = sys.executable
@@ -131,3 +131,50 @@ def test_terminal_escapes_in_names_and_meta_are_shown_escaped(project) -> None:
     shown = hpcx(root, "show", rid, check=True).stdout
     assert "\x1b" not in shown
     assert "\\x1b[31mred\\x1b[0m = 1" in shown
+
+
+def _final_on_disk(root: Path, experiment: str, n: int) -> bool:
+    folders = run_folders(root, experiment)
+    states = []
+    for f in folders:
+        try:
+            states.append(json.loads((f / "status.json").read_text())["state"])
+        except (OSError, ValueError, KeyError):
+            return False
+    return len(states) == n and set(states) <= {"succeeded", "failed"}
+
+
+def test_a_run_the_state_still_refuses_is_quarantined_and_the_rest_lands(
+    project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last line of defence: with the reader's int64 check switched off, DuckDB itself
+    refuses the step of 2**63. That run is quarantined (its status recorded, why in
+    hpcx.quarantined); the other runs of the same refresh land with their metrics."""
+    from hpcx import lock, metrics
+    from hpcx.harvest import refresh
+
+    kinds = ["ok", "step", "bigvalue", "surrogate"]
+    root = project({"q": hostile("q", kinds)})
+    hpcx(root, "apply", "--yes", "--detach", check=True)
+    wait_for(lambda: _final_on_disk(root, "q", len(kinds)), 60, "the runs to finish")
+    monkeypatch.setattr(metrics, "INT64_MAX", 2**70)  # let 2**63 through to the state
+    state = state_path(root)
+    with lock.acquire(state, "test refresh"):
+        result = refresh(state, runs_root=root / "runs")
+    kinds_of = _kinds(root)
+    step = next(r for r, k in kinds_of.items() if k == "step")
+    assert {r["status"] for r in runs(root).values()} == {"succeeded"}
+    quarantined = [p for p in result.problems if "quarantined" in p]
+    assert len(quarantined) == 1 and quarantined[0].startswith(f"run {step}: quarantined: ")
+    meta = dict(query(root, "SELECT run_id, value FROM run_meta WHERE key = 'hpcx.quarantined'"))
+    assert list(meta) == [step] and "the state refused its results" in json.loads(meta[step])
+    assert _names(root, step) == []
+    for rid, kind in kinds_of.items():
+        if kind != "step":
+            assert _names(root, rid) == ["good_after", "good_before"], kind
+    # Fixed on disk, a reharvest reads it again and lifts the quarantine.
+    monkeypatch.undo()
+    out = hpcx(root, "refresh", "--reharvest", step)
+    assert out.returncode == 0, out.stderr
+    assert _names(root, step) == ["good_after", "good_before"]
+    assert not query(root, "SELECT 1 FROM run_meta WHERE key = 'hpcx.quarantined'")
