@@ -231,7 +231,9 @@ MAX_META_KEYS = 10_000
 #: Longest line, in bytes; a longer one is refused unparsed.
 MAX_LINE_BYTES = 1 << 20
 #: Lines read per file by default; the rest of a longer file is reported, not read.
+#: ``HPCX_MAX_METRICS_LINES`` in the refreshing process's environment changes it.
 MAX_LINES = 1_000_000
+MAX_LINES_ENV = "HPCX_MAX_METRICS_LINES"
 #: The file is read this many bytes at a time (plus at most one partial line carried over).
 CHUNK_BYTES = 4 << 20
 
@@ -433,7 +435,7 @@ def _scan(
                     LineError(
                         no,
                         f"over the limit of {max_lines:,} lines per run: this line and the "
-                        "rest of the file were not read",
+                        f"rest of the file were not read (${MAX_LINES_ENV} raises the limit)",
                     )
                 )
                 stop = True
@@ -532,14 +534,15 @@ def read_metrics(
     path: str | os.PathLike[str],
     *,
     missing_ok: bool = False,
-    max_lines: int = MAX_LINES,
+    max_lines: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> MetricsFile:
     """Read a metrics file; bad lines go to ``errors`` (number + reason), good ones to ``rows``.
 
     Blank lines are ignored. A last line without its newline that does not parse is reported as
     truncated (the writer died mid-line); one that parses is accepted. Lines past ``max_lines``
-    are not read (one error says so). The file must be a regular file (see
+    (default :data:`MAX_LINES`, or ``$HPCX_MAX_METRICS_LINES``) are not read (one error says
+    so). The file must be a regular file (see
     :func:`open_regular`): anything else raises :class:`UnreadableFile`.
     """
     rows, errors, meta, exists = read_metric_rows(
@@ -548,17 +551,36 @@ def read_metrics(
     return MetricsFile(rows, errors, meta, exists)
 
 
+def _max_lines() -> int:
+    raw = os.environ.get(MAX_LINES_ENV)
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n > 0:
+            return n
+        warnings.warn(
+            f"{MAX_LINES_ENV}={raw!r} is not a positive integer; using {MAX_LINES:,}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return MAX_LINES
+
+
 def read_metric_rows(
     path: str | os.PathLike[str],
     make: Callable[[str, float, int | None, float | None, int], Any],
     *,
     missing_ok: bool = False,
-    max_lines: int = MAX_LINES,
+    max_lines: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
 ) -> tuple[list[Any], list[LineError], dict[str, Any], bool]:
     """:func:`read_metrics` building each row with ``make(name, value, step, time, line)``
     (the harvest builds its insert tuples directly: one object per row, not two).
     Returns (rows, errors, meta, exists)."""
+    if max_lines is None:
+        max_lines = _max_lines()
     try:
         fd = open_regular(path)
     except FileNotFoundError:

@@ -379,3 +379,17 @@ def test_parse_final_json_leaves_out_what_cannot_be_stored() -> None:
     assert parse_final_json('{"ok": 1}\n' + deep) == {"ok": 1.0}  # the deep one unread
     got = parse_final_json('{"big": ' + "9" * 400 + ', "s\\ud800": 1, "ok": 2}')
     assert got == {"ok": 2.0}
+
+
+def test_the_line_cap_is_raised_through_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(f'{{"name":"x","value":{i}}}\n' for i in range(10)))
+    monkeypatch.setenv("HPCX_MAX_METRICS_LINES", "4")
+    mf = read_metrics(path)
+    assert len(mf.rows) == 4 and "HPCX_MAX_METRICS_LINES" in mf.errors[0].reason
+    monkeypatch.setenv("HPCX_MAX_METRICS_LINES", "many")
+    with pytest.warns(RuntimeWarning, match="not a positive integer"):
+        mf = read_metrics(path)
+    assert len(mf.rows) == 10 and mf.errors == []
