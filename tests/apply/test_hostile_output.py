@@ -178,3 +178,37 @@ def test_a_run_the_state_still_refuses_is_quarantined_and_the_rest_lands(
     assert out.returncode == 0, out.stderr
     assert _names(root, step) == ["good_after", "good_before"]
     assert not query(root, "SELECT 1 FROM run_meta WHERE key = 'hpcx.quarantined'")
+
+
+def test_a_run_whose_folder_cannot_be_read_is_quarantined_and_the_rest_lands(
+    project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anything raised while one run's folder is read (here forced, for the "deep" run)
+    quarantines that run alone."""
+    from hpcx import harvest, lock
+
+    kinds = ["ok", "deep"]
+    root = project({"r": hostile("r", kinds)})
+    hpcx(root, "apply", "--yes", "--detach", check=True)
+    wait_for(lambda: _final_on_disk(root, "r", len(kinds)), 60, "the runs to finish")
+    kinds_of = _kinds(root)
+    deep = next(r for r, k in kinds_of.items() if k == "deep")
+    real = harvest._metrics_rows
+
+    def flaky(run_id: str, *args: object, **kw: object) -> object:
+        if run_id == deep:
+            raise MemoryError("forced while reading")
+        return real(run_id, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(harvest, "_metrics_rows", flaky)
+    state = state_path(root)
+    with lock.acquire(state, "test refresh"):
+        result = harvest.refresh(state, runs_root=root / "runs")
+    assert [p for p in result.problems if "quarantined" in p] == [
+        f"run {deep}: quarantined: its folder could not be read: MemoryError: forced while reading"
+    ]
+    assert {r["status"] for r in runs(root).values()} == {"succeeded"}
+    ok = next(r for r, k in kinds_of.items() if k == "ok")
+    assert _names(root, ok) == ["good_after", "good_before"] and _names(root, deep) == []
+    meta = dict(query(root, "SELECT run_id, value FROM run_meta WHERE key = 'hpcx.quarantined'"))
+    assert list(meta) == [deep]
