@@ -234,6 +234,8 @@ MAX_LINE_BYTES = 1 << 20
 #: ``HPCX_MAX_METRICS_LINES`` in the refreshing process's environment changes it.
 MAX_LINES = 1_000_000
 MAX_LINES_ENV = "HPCX_MAX_METRICS_LINES"
+#: Bad lines listed one by one per file; the rest are counted in one more error.
+MAX_ERRORS = 1000
 #: The file is read this many bytes at a time (plus at most one partial line carried over).
 CHUNK_BYTES = 4 << 20
 
@@ -403,6 +405,8 @@ def _scan(
     append = rows.append
     err = errors.append
     no = 0  # the number of the last line seen
+    capped: LineError | None = None  # the line past max_lines, if the file has one
+    unlisted = first_unlisted = 0  # bad lines past MAX_ERRORS: counted, not kept
     carry = b""  # a partial line from the previous chunk
     skipping = False  # inside a line already refused as too long
     eof = False
@@ -431,12 +435,10 @@ def _scan(
                 no -= 1  # the rest of a line counted when it was refused
                 continue
             if no > max_lines:
-                err(
-                    LineError(
-                        no,
-                        f"over the limit of {max_lines:,} lines per run: this line and the "
-                        f"rest of the file were not read (${MAX_LINES_ENV} raises the limit)",
-                    )
+                capped = LineError(
+                    no,
+                    f"over the limit of {max_lines:,} lines per run: this line and the "
+                    f"rest of the file were not read (${MAX_LINES_ENV} raises the limit)",
                 )
                 stop = True
                 break
@@ -517,8 +519,19 @@ def _scan(
                 if tt is int:
                     t = float(t)
             append(make(good, value, step, t, ln))
+        if len(errors) > MAX_ERRORS:
+            # A file of garbage must not cost a LineError (and a problem line) per line.
+            unlisted += len(errors) - MAX_ERRORS
+            first_unlisted = first_unlisted or errors[MAX_ERRORS].line
+            del errors[MAX_ERRORS:]
         if stop:
             break
+    if unlisted:
+        errors.append(
+            LineError(first_unlisted, f"and {unlisted:,} more bad line(s) from here on, not listed")
+        )
+    if capped is not None:
+        errors.append(capped)
     return rows, errors, meta
 
 

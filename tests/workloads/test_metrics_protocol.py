@@ -393,3 +393,16 @@ def test_the_line_cap_is_raised_through_the_environment(
     with pytest.warns(RuntimeWarning, match="not a positive integer"):
         mf = read_metrics(path)
     assert len(mf.rows) == 10 and mf.errors == []
+
+
+def test_a_file_of_garbage_lists_its_first_bad_lines_and_counts_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "MAX_ERRORS", 5)
+    path = tmp_path / "m.jsonl"
+    path.write_text("garbage\n" * 20 + '{"name":"x","value":1}\n' + "more\n" * 3)
+    mf = read_metrics(path, max_lines=23, chunk_bytes=32)
+    assert [r.line for r in mf.rows] == [21]
+    assert [e.line for e in mf.errors] == [1, 2, 3, 4, 5, 6, 24]
+    assert mf.errors[5].reason == "and 17 more bad line(s) from here on, not listed"
+    assert "over the limit of 23 lines" in mf.errors[6].reason
