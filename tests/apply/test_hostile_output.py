@@ -18,10 +18,10 @@ PY = sys.executable
 POISON = ["step", "bigvalue", "bigtime", "hugetime", "deep", "surrogate"]
 
 
-def hostile(name: str, kinds: list[str]) -> str:
+def hostile(name: str, kinds: list[str], results: dict[str, object] | None = None) -> str:
     """An experiment sweeping ``kind`` over ``kinds``: each run writes good lines around
     one hostile line of its kind (progs/hostile.py)."""
-    doc = {
+    doc: dict[str, object] = {
         "apiVersion": "hpcx/v1",
         "kind": "Experiment",
         "metadata": {"name": name},
@@ -29,6 +29,7 @@ def hostile(name: str, kinds: list[str]) -> str:
             "command": [PY, HOSTILE, "{params.kind}"],
             "params": {"kind": kinds[0], "exp": name},
             "sweep": {"grid": {"kind": kinds}},
+            **({"results": results} if results else {}),
         },
     }
     return json.dumps(doc, indent=2) + "\n"
@@ -94,6 +95,20 @@ def test_a_fifo_in_place_of_the_metrics_file_is_skipped_not_waited_on(project) -
     assert f"warning: run {fifo}: metrics.jsonl: not a regular file (a FIFO)" in out.stderr
     assert _names(root, ok) == ["good_after", "good_before"]
     assert {r["status"] for r in runs(root).values()} == {"succeeded"}
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_where_a_results_source_reads_is_skipped_not_waited_on(project) -> None:
+    results = {"sources": [{"file": "result.json", "fields": {"acc": "acc"}}]}
+    root = project({"rf": hostile("rf", ["fifofile"], results)})
+    out = hpcx(root, "apply", "--yes", timeout=50)
+    assert "Traceback" not in out.stderr, out.stderr
+    (rid,) = runs(root)
+    assert (
+        f"warning: run {rid}: results.sources[0] (result.json): cannot read: not a regular "
+        "file (a FIFO)" in out.stderr
+    )
+    assert _names(root, rid) == ["good_after", "good_before"]
 
 
 def test_a_run_cannot_overwrite_the_provenance_apply_recorded(project) -> None:

@@ -12,6 +12,7 @@ surrogate   a lone surrogate in the name
 forge       a meta line naming apply's provenance keys and the wrapper's contention keys
 escape      a metric name and a meta value carrying terminal escape sequences
 fifo        replace metrics.jsonl by a FIFO (after the good lines)
+fifofile    make result.json (a file the manifest's results.sources reads) a FIFO
 """
 
 import json
@@ -61,6 +62,10 @@ for kind in sys.argv[1:]:
     if kind == "fifo":
         os.unlink(metrics)
         os.mkfifo(metrics)
+        continue
+    if kind == "fifofile":
+        os.mkfifo(os.path.join(os.environ["HPCX_RUN_DIR"], "result.json"))
+        append('{"name": "good_after", "value": 2.0, "step": 1}\n')
         continue
     append(LINES[kind])
     append('{"name": "good_after", "value": 2.0, "step": 1}\n')
