@@ -5,6 +5,7 @@ run and never stops a refresh, an apply, or a later experiment."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,23 @@ def test_a_run_whose_folder_cannot_be_read_is_quarantined_and_the_rest_lands(
     assert _names(root, ok) == ["good_after", "good_before"] and _names(root, deep) == []
     meta = dict(query(root, "SELECT run_id, value FROM run_meta WHERE key = 'hpcx.quarantined'"))
     assert list(meta) == [deep]
+
+
+@pytest.mark.timeout(90)
+def test_a_fifo_in_place_of_status_json_does_not_hang_refresh(project) -> None:
+    """What a run's leftover process could do after the wrapper's last write."""
+    kinds = ["ok", "step"]
+    root = project({"sf": hostile("sf", kinds)})
+    hpcx(root, "apply", "--yes", "--detach", check=True)
+    wait_for(lambda: _final_on_disk(root, "sf", len(kinds)), 60, "the runs to finish")
+    kinds_of = _kinds(root)
+    victim = next(r for r, k in kinds_of.items() if k == "step")
+    status = Path(runs(root)[victim]["run_dir"]) / "status.json"
+    status.unlink()
+    os.mkfifo(status)
+    out = hpcx(root, "refresh", timeout=60)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    ok = next(r for r, k in kinds_of.items() if k == "ok")
+    assert runs(root)[ok]["status"] == "succeeded"
+    assert _names(root, ok) == ["good_after", "good_before"]
+    assert runs(root)[victim]["status"] != "succeeded"  # no status to trust: not harvested
