@@ -307,20 +307,35 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+#: Meta keys a harvest writes from a run folder, dropped before the folder is read again.
+_HARVEST_KEYS = ("hpcx.metrics_errors", "hpcx.results_errors", QUARANTINE_KEY)
+
+
 def _commit(
     state_path: Path,
     updates: Sequence[Mapping[str, Any]],
     rows: list[tuple[Any, ...]],
     metas: Mapping[str, Mapping[str, Any]],
-) -> None:
+    clear: Mapping[str, int | None] | None = None,
+    specs: Sequence[Any] = (),
+) -> int:
+    """One transaction: ``specs`` recorded (a reharvest's new settings), the ``clear`` runs'
+    earlier harvest dropped (run id -> attempt), then statuses, rows and meta. Returns the
+    metric rows dropped."""
     from hpcx.lock import open_for_write
 
+    dropped = 0
     with open_for_write(state_path) as store, store.transaction() as tx:
+        if specs:
+            tx.record_runs(specs, detail={"by": "refresh --reharvest"})
+        if clear:
+            dropped = tx.clear_harvest(clear, _HARVEST_KEYS)
         if updates:
             tx.update_runs(updates, event="observed")
         if rows:
             tx.add_metrics(rows)
         tx.set_run_meta_many(metas)
+    return dropped
 
 
 def _write_isolated(
@@ -328,7 +343,9 @@ def _write_isolated(
     updates: list[dict[str, Any]],
     rows: list[tuple[Any, ...]],
     metas: dict[str, dict[str, Any]],
-    result: HarvestResult,
+    result: HarvestResult | ReharvestResult,
+    clear: Mapping[str, int | None] | None = None,
+    specs: Sequence[Any] = (),
 ) -> int:
     """Record the harvest in one transaction; returns the metric rows that landed.
 
@@ -338,38 +355,50 @@ def _write_isolated(
     commits on its own), and each of those is quarantined: its status is recorded, its
     metrics and meta are not, and ``hpcx.quarantined`` says why. Trouble with the state
     itself (locked, full disk, damage: an :class:`~hpcx.errors.HpcxError` or OSError) is
-    not a run's fault and is raised as it is.
+    not a run's fault and is raised as it is. ``clear`` and ``specs``: see :func:`_commit`
+    (a reharvest's; a ReharvestResult's ``dropped`` is counted here).
     """
     from hpcx.errors import HpcxError
 
+    def dropped(n: int) -> None:
+        if isinstance(result, ReharvestResult):
+            result.dropped += n
+
     try:
-        _commit(state_path, updates, rows, metas)
+        dropped(_commit(state_path, updates, rows, metas, clear, specs))
         return len(rows)
     except (HpcxError, OSError):
         raise
     except Exception as first:
         failure = first
+    if specs:
+        _commit(state_path, [], [], {}, specs=specs)  # settings are hpcx's, never refused
     upd_of = {u["run_id"]: u for u in updates}
     rows_of: dict[str, list[tuple[Any, ...]]] = {}
     for r in rows:
         rows_of.setdefault(r[0], []).append(r)
-    ids = sorted(set(upd_of) | set(rows_of) | set(metas))
+    ids = sorted(set(upd_of) | set(rows_of) | set(metas) | set(clear or ()))
     landed = 0
+
+    def cleared(group: list[str]) -> dict[str, int | None] | None:
+        return {rid: clear[rid] for rid in group if rid in clear} if clear else None
 
     def attempt(group: list[str]) -> Exception | None:
         nonlocal landed
         part = [r for rid in group for r in rows_of.get(rid, ())]
         try:
-            _commit(
+            n = _commit(
                 state_path,
                 [upd_of[rid] for rid in group if rid in upd_of],
                 part,
                 {rid: metas[rid] for rid in group if rid in metas},
+                cleared(group),
             )
         except (HpcxError, OSError):
             raise
         except Exception as exc:
             return exc
+        dropped(n)
         landed += len(part)
         return None
 
@@ -384,12 +413,14 @@ def _write_isolated(
         (rid,) = group
         reason = f"the state refused its results: {_describe(exc)}"
         try:
-            _commit(
+            n = _commit(
                 state_path,
                 [upd_of[rid]] if rid in upd_of else [],
                 [],
                 {rid: {QUARANTINE_KEY: reason}},
+                cleared(group),
             )
+            dropped(n)
         except Exception:
             # Not even its status could be written: not the run's data after all.
             raise failure from None
@@ -671,16 +702,9 @@ def reharvest(
         items.append((rid, r["run_dir"], rules, r["status"] == "succeeded", attempt))
     rows, metas, problems = _read_finished(items)
     out.problems.extend(problems)
-    with open_for_write(state_path) as store, store.transaction() as tx:
-        if updated:
-            tx.record_runs(updated, detail={"by": "refresh --reharvest"})
-        out.dropped = tx.clear_harvest(
-            attempts, ("hpcx.metrics_errors", "hpcx.results_errors", QUARANTINE_KEY)
-        )
-        if rows:
-            tx.add_metrics(rows)
-        tx.set_run_meta_many(metas)
+    # One transaction, or (should the state refuse a run's results) one per good group and
+    # the refused run quarantined, as a refresh does.
+    out.metrics = _write_isolated(state_path, [], rows, metas, out, attempts, updated)
     out.runs = len(found)
-    out.metrics = len(rows)
     out.settings_updated = len(updated)
     return out

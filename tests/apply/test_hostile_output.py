@@ -167,7 +167,7 @@ def test_a_run_the_state_still_refuses_is_quarantined_and_the_rest_lands(
     refuses the step of 2**63. That run is quarantined (its status recorded, why in
     hpcx.quarantined); the other runs of the same refresh land with their metrics."""
     from hpcx import lock, metrics
-    from hpcx.harvest import refresh
+    from hpcx.harvest import refresh, reharvest
 
     kinds = ["ok", "step", "bigvalue", "surrogate"]
     root = project({"q": hostile("q", kinds)})
@@ -188,6 +188,13 @@ def test_a_run_the_state_still_refuses_is_quarantined_and_the_rest_lands(
     for rid, kind in kinds_of.items():
         if kind != "step":
             assert _names(root, rid) == ["good_after", "good_before"], kind
+    # A reharvest meets the same refusal: the same run is quarantined, the others re-read.
+    with lock.acquire(state, "test reharvest"):
+        again = reharvest(state, experiments=["q"])
+    assert [p.split(":")[0] for p in again.problems if "quarantined" in p] == [f"run {step}"]
+    assert again.runs == len(kinds) and again.dropped == again.metrics
+    for rid, kind in kinds_of.items():
+        assert _names(root, rid) == ([] if kind == "step" else ["good_after", "good_before"])
     # Fixed on disk, a reharvest reads it again and lifts the quarantine.
     monkeypatch.undo()
     out = hpcx(root, "refresh", "--reharvest", step)
