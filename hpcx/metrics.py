@@ -199,9 +199,19 @@ def log_metrics(values: Mapping[str, Number], step: int | None = None) -> None:
 def log_meta(meta: Mapping[str, Any]) -> None:
     """Append a meta line: run metadata (placement, versions, ...), free-form JSON.
 
-    Values must be JSON-serialisable; NaN and infinities are refused (they are not JSON).
+    Values must be JSON-serialisable; NaN and infinities are refused (they are not JSON), and
+    so is what the reader would refuse (see ``docs/metrics-protocol.md``): a ValueError here
+    rather than a meta line dropped at harvest time.
     """
     line = json.dumps({"meta": dict(meta)}, separators=(",", ":"), allow_nan=False, default=str)
+    try:
+        why = _meta_line(_loads(line)["meta"], {})
+    except RecursionError:
+        why = f"nested deeper than {MAX_META_DEPTH} levels"
+    if why is None and len(line) >= MAX_LINE_BYTES:
+        why = f"a meta line of {len(line):,} bytes (the limit is {MAX_LINE_BYTES:,})"
+    if why:
+        raise ValueError(f"log_meta: {why}")
     _append((line + "\n").encode())
 
 

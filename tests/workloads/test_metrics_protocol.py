@@ -406,3 +406,20 @@ def test_a_file_of_garbage_lists_its_first_bad_lines_and_counts_the_rest(
     assert [e.line for e in mf.errors] == [1, 2, 3, 4, 5, 6, 24]
     assert mf.errors[5].reason == "and 17 more bad line(s) from here on, not listed"
     assert "over the limit of 23 lines" in mf.errors[6].reason
+
+
+def test_log_meta_refuses_what_the_reader_would(metrics_env: Path) -> None:
+    deep: object = 1
+    for _ in range(40):
+        deep = [deep]
+    for bad, match in [
+        ({"x": 10**30}, "int64"),
+        ({"x": "\ud800"}, "UTF-8"),
+        ({"x": deep}, "nested deeper"),
+        ({"x": "s" * 70000}, "70,000"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            metrics.log_meta(bad)
+    metrics.log_meta({"ok": [1, 2], "n": 2**63 - 1})
+    mf = read_metrics(metrics_env)
+    assert mf.meta == {"ok": [1, 2], "n": 2**63 - 1} and mf.errors == []
