@@ -457,15 +457,6 @@ def _scan(
                 continue
             if raw.strip():
                 numbered.append((no, raw))
-        if not stop and len(carry) > MAX_LINE_BYTES and not skipping:
-            # A line longer than the limit that has not ended yet: refuse it now and drop
-            # its bytes up to its newline, so a huge line never sits in memory.
-            no += 1
-            err(LineError(no, f"line over the {MAX_LINE_BYTES:,} byte limit"))
-            carry = b""
-            skipping = True
-        elif skipping and carry:
-            carry = b""  # still inside the refused line
         last = no if (eof and not tail_complete and lines and lines[-1].strip()) else -1
         for ln, obj in _parse(numbered, last, errors):
             if type(obj) is not dict:
@@ -529,6 +520,18 @@ def _scan(
                 if tt is int:
                     t = float(t)
             append(make(good, value, step, t, ln))
+        if not stop and len(carry) > MAX_LINE_BYTES and not skipping:
+            # A line longer than the limit that has not ended yet: refuse it now and drop
+            # its bytes up to its newline, so a huge line never sits in memory.
+            no += 1
+            err(LineError(no, f"line over the {MAX_LINE_BYTES:,} byte limit"))
+            carry = b""
+            skipping = True
+        elif skipping and carry:
+            carry = b""  # still inside the refused line
+        # In line order (a chunk finds parse errors, then bounds errors); timsort makes this
+        # about linear, the list being sorted but for this chunk's part.
+        errors.sort(key=_line_of)
         if len(errors) > MAX_ERRORS:
             # A file of garbage must not cost a LineError (and a problem line) per line.
             unlisted += len(errors) - MAX_ERRORS
@@ -543,6 +546,10 @@ def _scan(
     if capped is not None:
         errors.append(capped)
     return rows, errors, meta
+
+
+def _line_of(e: LineError) -> int:
+    return e.line
 
 
 def _short(v: object) -> str:

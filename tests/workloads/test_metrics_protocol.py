@@ -423,3 +423,51 @@ def test_log_meta_refuses_what_the_reader_would(metrics_env: Path) -> None:
     metrics.log_meta({"ok": [1, 2], "n": 2**63 - 1})
     mf = read_metrics(metrics_env)
     assert mf.meta == {"ok": [1, 2], "n": 2**63 - 1} and mf.errors == []
+
+
+def test_streamed_reading_matches_a_line_by_line_oracle_at_every_chunk_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeded random files (good, blank, junk, torn, meta and over-long lines, with and
+    without a final newline) read in chunks of 1 byte to 1 MiB: the same rows, the same
+    errors in line order, as reading each line alone says."""
+    import random
+
+    monkeypatch.setattr(metrics, "MAX_LINE_BYTES", 60)
+    rng = random.Random(11)
+    path = tmp_path / "m.jsonl"
+    for _ in range(300):
+        parts = []
+        for i in range(rng.randint(0, 12)):
+            k = rng.random()
+            if k < 0.4:
+                parts.append(json.dumps({"name": "a" * rng.randint(1, 5), "value": i}))
+            elif k < 0.55:
+                parts.append(json.dumps({"name": "L", "value": 1, "p": "p" * rng.randint(40, 200)}))
+            elif k < 0.65:
+                parts.append("")
+            elif k < 0.75:
+                parts.append("junk")
+            elif k < 0.85:
+                parts.append(f'{{"meta": {{"k{i}": 1}}}}')
+            else:
+                parts.append('{"name":"t","val')
+        text = "\n".join(parts) + ("\n" if rng.random() < 0.5 else "")
+        path.write_text(text)
+        lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+        rows, bad = [], []
+        for no, raw in enumerate(lines, 1):
+            if len(raw) > 60:
+                bad.append(no)
+            elif raw.strip():
+                try:
+                    obj = json.loads(raw)
+                except ValueError:
+                    bad.append(no)
+                    continue
+                if "name" in obj:
+                    rows.append(no)
+        for size in (1, 2, 3, 5, 8, 13, 61, 64, 100, 1 << 20):
+            got = read_metrics(path, chunk_bytes=size)
+            assert [r.line for r in got.rows] == rows, (size, text)
+            assert [e.line for e in got.errors] == bad, (size, text)
