@@ -88,30 +88,50 @@ def _metrics_rows(
     attempt: int | None,
 ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     """A finished run folder's metric rows and meta: the metrics file, then what the
-    manifest's ``results`` rules take from stdout and the files the program wrote."""
-    from hpcx.metrics import read_final_json, read_metrics
+    manifest's ``results`` rules take from stdout and the files the program wrote.
+
+    What the run wrote is data: a file that is not a regular one (a FIFO, a device, a
+    symlink) or cannot be read is reported and skipped, and the run's own meta keys never
+    replace what hpcx recorded (:func:`hpcx.provenance.own_meta`)."""
+    from hpcx.metrics import UnreadableFile, read_final_json, read_metric_rows
+    from hpcx.provenance import own_meta
     from hpcx.result_sources import read_sources
 
     results = results or {}
 
-    rows: list[tuple[Any, ...]] = []
-    try:
-        mf = read_metrics(os.path.join(run_dir, "metrics.jsonl"), missing_ok=True)
-    except OSError as exc:
-        result.problems.append(f"run {run_id}: cannot read metrics.jsonl: {exc.strerror or exc}")
-        return rows, {}
-    for err in mf.errors:
-        result.problems.append(f"run {run_id}: metrics.jsonl line {err.line}: {err.reason}")
     # The run folder's metrics.jsonl is the current attempt's (earlier attempts' files are
     # moved under attempts/): each row carries that attempt, so a rerun's values never mix
-    # with the earlier try's.
-    rows = [(run_id, r.name, r.step, r.value, r.time, attempt) for r in mf.rows]
+    # with the earlier try's. Rows are built as the insert wants them, one tuple per line.
+    def make(name: str, value: float, step: int | None, t: float | None, _line: int) -> Any:
+        return (run_id, name, step, value, t, attempt)
+
+    rows: list[tuple[Any, ...]] = []
+    meta: dict[str, Any] = {}
+    try:
+        rows, errors, file_meta, _ = read_metric_rows(
+            os.path.join(run_dir, "metrics.jsonl"), make, missing_ok=True
+        )
+    except UnreadableFile as exc:
+        result.problems.append(f"run {run_id}: metrics.jsonl: {exc.strerror}; not read")
+        meta["hpcx.metrics_errors"] = [f"metrics.jsonl: {exc.strerror}"]
+        errors, file_meta = [], {}
+    except OSError as exc:
+        result.problems.append(f"run {run_id}: cannot read metrics.jsonl: {exc.strerror or exc}")
+        meta["hpcx.metrics_errors"] = [f"cannot read metrics.jsonl: {exc.strerror or exc}"]
+        errors, file_meta = [], {}
+    for err in errors:
+        result.problems.append(f"run {run_id}: metrics.jsonl line {err.line}: {err.reason}")
     if results.get("stdout_json") is True:
-        for name, value in read_final_json(os.path.join(run_dir, "stdout.log")).items():
+        try:
+            final = read_final_json(os.path.join(run_dir, "stdout.log"))
+        except OSError as exc:
+            result.problems.append(f"run {run_id}: stdout.log: {exc.strerror or exc}; not read")
+            final = {}
+        for name, value in final.items():
             rows.append((run_id, name, None, value, None, attempt))
-    meta = dict(mf.meta)
-    if mf.errors:
-        meta["hpcx.metrics_errors"] = [f"line {e.line}: {e.reason}" for e in mf.errors]
+    meta.update(own_meta(file_meta))
+    if errors:
+        meta["hpcx.metrics_errors"] = [f"line {e.line}: {e.reason}" for e in errors]
     if results.get("sources"):
         got = read_sources(run_dir, results["sources"], expect=expect)
         rows.extend((run_id, name, step, value, None, attempt) for name, step, value in got.rows)
@@ -158,7 +178,12 @@ def _read_chunk(
     rows: list[tuple[Any, ...]] = []
     metas: dict[str, dict[str, Any]] = {}
     for rid, run_dir, results, expect, attempt in items:
-        mrows, meta = _metrics_rows(rid, run_dir, scratch, results, expect, attempt)
+        try:
+            mrows, meta = _metrics_rows(rid, run_dir, scratch, results, expect, attempt)
+        except Exception as exc:
+            reason = f"its folder could not be read: {_describe(exc)}"
+            scratch.problems.append(f"run {rid}: quarantined: {reason}")
+            mrows, meta = [], {QUARANTINE_KEY: reason}
         rows.extend(mrows)
         if meta:
             metas[rid] = meta
@@ -267,14 +292,145 @@ def _ingest(
     for rid, meta in file_metas.items():
         metas[rid] = {**meta, **metas.get(rid, {})}
     if updates or metric_rows:
-        with open_for_write(state_path) as store, store.transaction() as tx:
-            tx.update_runs(updates, event="observed")
-            if metric_rows:
-                tx.add_metrics(metric_rows)
-            tx.set_run_meta_many(metas)
+        result.metrics += _write_isolated(state_path, updates, metric_rows, metas, result)
     result.changed += len(updates)
-    result.metrics += len(metric_rows)
     return result
+
+
+#: The run_meta key of a run whose results could not be read or stored: the reason.
+QUARANTINE_KEY = "hpcx.quarantined"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+#: Meta keys a harvest writes from a run folder, dropped before the folder is read again.
+_HARVEST_KEYS = ("hpcx.metrics_errors", "hpcx.results_errors", QUARANTINE_KEY)
+
+
+def _commit(
+    state_path: Path,
+    updates: Sequence[Mapping[str, Any]],
+    rows: list[tuple[Any, ...]],
+    metas: Mapping[str, Mapping[str, Any]],
+    clear: Mapping[str, int | None] | None = None,
+    specs: Sequence[Any] = (),
+) -> int:
+    """One transaction: ``specs`` recorded (a reharvest's new settings), the ``clear`` runs'
+    earlier harvest dropped (run id -> attempt), then statuses, rows and meta. Returns the
+    metric rows dropped."""
+    from hpcx.lock import open_for_write
+
+    dropped = 0
+    with open_for_write(state_path) as store, store.transaction() as tx:
+        if specs:
+            tx.record_runs(specs, detail={"by": "refresh --reharvest"})
+        if clear:
+            dropped = tx.clear_harvest(clear, _HARVEST_KEYS)
+        if updates:
+            tx.update_runs(updates, event="observed")
+        if rows:
+            tx.add_metrics(rows)
+        tx.set_run_meta_many(metas)
+    return dropped
+
+
+def _write_isolated(
+    state_path: Path,
+    updates: list[dict[str, Any]],
+    rows: list[tuple[Any, ...]],
+    metas: dict[str, dict[str, Any]],
+    result: HarvestResult | ReharvestResult,
+    clear: Mapping[str, int | None] | None = None,
+    specs: Sequence[Any] = (),
+) -> int:
+    """Record the harvest in one transaction; returns the metric rows that landed.
+
+    The reader checks every line against what the state can store, so this is one bulk
+    write. Should the state still refuse something a run wrote, no run may take the others
+    down with it: the runs are halved until the one(s) refused are found (each good half
+    commits on its own), and each of those is quarantined: its status is recorded, its
+    metrics and meta are not, and ``hpcx.quarantined`` says why. Trouble with the state
+    itself (locked, full disk, damage: an :class:`~hpcx.errors.HpcxError` or OSError) is
+    not a run's fault and is raised as it is. ``clear`` and ``specs``: see :func:`_commit`
+    (a reharvest's; a ReharvestResult's ``dropped`` is counted here).
+    """
+    from hpcx.errors import HpcxError
+
+    def dropped(n: int) -> None:
+        if isinstance(result, ReharvestResult):
+            result.dropped += n
+
+    try:
+        dropped(_commit(state_path, updates, rows, metas, clear, specs))
+        return len(rows)
+    except (HpcxError, OSError):
+        raise
+    except Exception as first:
+        failure = first
+    if specs:
+        _commit(state_path, [], [], {}, specs=specs)  # settings are hpcx's, never refused
+    upd_of = {u["run_id"]: u for u in updates}
+    rows_of: dict[str, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        rows_of.setdefault(r[0], []).append(r)
+    ids = sorted(set(upd_of) | set(rows_of) | set(metas) | set(clear or ()))
+    landed = 0
+
+    def cleared(group: list[str]) -> dict[str, int | None] | None:
+        return {rid: clear[rid] for rid in group if rid in clear} if clear else None
+
+    def attempt(group: list[str]) -> Exception | None:
+        nonlocal landed
+        part = [r for rid in group for r in rows_of.get(rid, ())]
+        try:
+            n = _commit(
+                state_path,
+                [upd_of[rid] for rid in group if rid in upd_of],
+                part,
+                {rid: metas[rid] for rid in group if rid in metas},
+                cleared(group),
+            )
+        except (HpcxError, OSError):
+            raise
+        except Exception as exc:
+            return exc
+        dropped(n)
+        landed += len(part)
+        return None
+
+    def settle(group: list[str], exc: Exception) -> None:
+        if len(group) > 1:
+            half = len(group) // 2
+            for part in (group[:half], group[half:]):
+                err = attempt(part)
+                if err is not None:
+                    settle(part, err)
+            return
+        (rid,) = group
+        reason = f"the state refused its results: {_describe(exc)}"
+        try:
+            n = _commit(
+                state_path,
+                [upd_of[rid]] if rid in upd_of else [],
+                [],
+                {rid: {QUARANTINE_KEY: reason}},
+                cleared(group),
+            )
+            dropped(n)
+        except Exception:
+            # Not even its status could be written: not the run's data after all.
+            raise failure from None
+        result.problems.append(
+            f"run {rid}: quarantined: {reason}; its status is recorded, its metrics and meta "
+            f"are not (fix or remove what it wrote, then `hpcx refresh --reharvest {rid}`)"
+        )
+
+    settle(ids, failure)
+    return landed
 
 
 def harvest_submissions(
@@ -555,16 +711,9 @@ def reharvest(
         items.append((rid, r["run_dir"], rules, r["status"] == "succeeded", attempt))
     rows, metas, problems = _read_finished(items)
     out.problems.extend(problems)
-    with open_for_write(state_path) as store, store.transaction() as tx:
-        if updated:
-            tx.record_runs(updated, detail={"by": "refresh --reharvest"})
-        out.dropped = tx.clear_harvest(
-            attempts, ("hpcx.metrics_errors", "hpcx.results_errors")
-        )
-        if rows:
-            tx.add_metrics(rows)
-        tx.set_run_meta_many(metas)
+    # One transaction, or (should the state refuse a run's results) one per good group and
+    # the refused run quarantined, as a refresh does.
+    out.metrics = _write_isolated(state_path, [], rows, metas, out, attempts, updated)
     out.runs = len(found)
-    out.metrics = len(rows)
     out.settings_updated = len(updated)
     return out

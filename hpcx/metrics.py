@@ -22,14 +22,15 @@ This module imports nothing heavy; ``hpcx.log_metric`` is this module's :func:`l
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import stat
 import threading
 import time
 import warnings
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 __all__ = [
@@ -37,13 +38,17 @@ __all__ = [
     "LineError",
     "MetricRow",
     "MetricsFile",
+    "UnreadableFile",
     "log_meta",
     "log_metric",
     "log_metrics",
     "metrics_path",
+    "open_regular",
     "parse_final_json",
     "read_final_json",
+    "read_metric_rows",
     "read_metrics",
+    "read_regular",
 ]
 
 #: The environment variable that names the run's metrics file.
@@ -131,6 +136,12 @@ def _check_value(name: object, value: object) -> float | None:
     """The value to write, None to skip it (non-finite), or TypeError/ValueError for a misuse."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"metric name must be a non-empty string, got {name!r}")
+    if len(name) > MAX_NAME or not _utf8_ok(name) or "\x00" in name:
+        # The reader would refuse the line: say so here, where the caller can fix it.
+        raise ValueError(
+            f"metric name must be valid UTF-8 text of at most {MAX_NAME} characters, "
+            f"got {name[:40]!r}"
+        )
     if isinstance(value, bool) or not isinstance(value, int | float):
         # numpy and torch scalars convert; strings and containers are a caller's bug
         try:
@@ -139,6 +150,8 @@ def _check_value(name: object, value: object) -> float | None:
             raise TypeError(
                 f"metric {name!r}: value must be a number, got {type(value).__name__}"
             ) from None
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"metric {name!r}: integer value outside int64 (use a float)")
     if not math.isfinite(value):
         # A NaN loss is worth knowing but not worth crashing a long job over; the protocol
         # carries finite numbers only, so it is dropped with one warning per metric name.
@@ -156,6 +169,8 @@ def _line(name: str, value: float, step: int | None, now: float) -> str:
     if step is not None:
         if isinstance(step, bool) or not isinstance(step, int):
             raise TypeError(f"metric {name!r}: step must be an int, got {type(step).__name__}")
+        if not INT64_MIN <= step <= INT64_MAX:
+            raise ValueError(f"metric {name!r}: step {step} is outside int64 (what hpcx stores)")
         rec["step"] = step
     rec["time"] = now
     return json.dumps(rec, separators=(",", ":")) + "\n"
@@ -184,9 +199,19 @@ def log_metrics(values: Mapping[str, Number], step: int | None = None) -> None:
 def log_meta(meta: Mapping[str, Any]) -> None:
     """Append a meta line: run metadata (placement, versions, ...), free-form JSON.
 
-    Values must be JSON-serialisable; NaN and infinities are refused (they are not JSON).
+    Values must be JSON-serialisable; NaN and infinities are refused (they are not JSON), and
+    so is what the reader would refuse (see ``docs/metrics-protocol.md``): a ValueError here
+    rather than a meta line dropped at harvest time.
     """
     line = json.dumps({"meta": dict(meta)}, separators=(",", ":"), allow_nan=False, default=str)
+    try:
+        why = _meta_line(_loads(line)["meta"], {})
+    except RecursionError:
+        why = f"nested deeper than {MAX_META_DEPTH} levels"
+    if why is None and len(line) >= MAX_LINE_BYTES:
+        why = f"a meta line of {len(line):,} bytes (the limit is {MAX_LINE_BYTES:,})"
+    if why:
+        raise ValueError(f"log_meta: {why}")
     _append((line + "\n").encode())
 
 
@@ -196,88 +221,407 @@ def log_meta(meta: Mapping[str, Any]) -> None:
 _loads = json.loads
 _isfinite = math.isfinite
 
+# Bounds every line is checked against before it reaches the state: what DuckDB can store
+# (BIGINT steps, DOUBLE values and times the views turn into timestamps, valid UTF-8) and
+# what keeps one run from costing the harvest unbounded time or memory. A line outside them
+# is reported for its run and line, like any malformed line; the rest of the file lands.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+#: Times are unix seconds within years 1..9999 (what a timestamp column and Python hold).
+TIME_MIN = -62135596800.0
+TIME_MAX = 253402300799.0
+#: Longest metric name and meta key, in characters.
+MAX_NAME = 4096
+#: Longest string inside a meta value, in characters.
+MAX_META_STRING = 65536
+#: Deepest nesting of a meta value (an object in an object ... counts one per level).
+MAX_META_DEPTH = 32
+#: Most distinct meta keys one run may set.
+MAX_META_KEYS = 10_000
+#: Longest line, in bytes; a longer one is refused unparsed.
+MAX_LINE_BYTES = 1 << 20
+#: Lines read per file by default; the rest of a longer file is reported, not read.
+#: ``HPCX_MAX_METRICS_LINES`` in the refreshing process's environment changes it.
+MAX_LINES = 1_000_000
+MAX_LINES_ENV = "HPCX_MAX_METRICS_LINES"
+#: Bad lines listed one by one per file; the rest are counted in one more error.
+MAX_ERRORS = 1000
+#: The file is read this many bytes at a time (plus at most one partial line carried over).
+CHUNK_BYTES = 4 << 20
 
-def read_metrics(path: str | os.PathLike[str], *, missing_ok: bool = False) -> MetricsFile:
+
+class UnreadableFile(OSError):
+    """A run folder's file that is not a regular file (FIFO, device, directory, symlink)."""
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a directory",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFLNK: "a symlink",
+}
+
+
+def open_regular(path: str | os.PathLike[str]) -> int:
+    """Open a file a run wrote, for reading, without ever blocking or following a link.
+
+    ``O_NONBLOCK`` so a FIFO does not hang the open; ``O_NOFOLLOW`` so a symlink (to a device,
+    to another run's or user's file) is not followed; then ``fstat`` must say a regular file.
+    Raises :class:`UnreadableFile` (naming what it is) or the open's :class:`OSError`.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnreadableFile(errno.ELOOP, "not a regular file (a symlink)") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = _KINDS.get(stat.S_IFMT(mode), "not a file")
+            raise UnreadableFile(errno.EINVAL, f"not a regular file ({kind})")
+        # Regular files never block; clear the flag anyway so reads behave as usual.
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike[str], limit: int | None = None) -> bytes:
+    """The bytes of a regular file (at most ``limit``), opened as :func:`open_regular` does."""
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as f:
+        return f.read() if limit is None else f.read(limit)
+
+
+def _chunks(fd: int, size: int) -> Iterator[bytes]:
+    while True:
+        data = os.read(fd, size)
+        if not data:
+            return
+        yield data
+
+
+def _utf8_ok(s: str) -> bool:
+    """False for a string with a lone surrogate (JSON's ``"\\ud800"``), which is not UTF-8."""
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _meta_problem(v: Any, depth: int = 1) -> str | None:
+    """Why a meta value cannot be stored as it is, or None."""
+    tv = type(v)
+    if tv is str:
+        if len(v) > MAX_META_STRING:
+            return f"a string of {len(v):,} characters (the limit is {MAX_META_STRING:,})"
+        if not _utf8_ok(v):
+            return "a string that is not valid UTF-8 (a lone surrogate)"
+        return None
+    if tv is int:
+        if not INT64_MIN <= v <= INT64_MAX:
+            return "an integer outside int64"
+        return None
+    if tv is float:
+        return None if _isfinite(v) else f"a non-finite number ({v!r})"
+    if v is None or tv is bool:
+        return None
+    if depth > MAX_META_DEPTH:
+        return f"nested deeper than {MAX_META_DEPTH} levels"
+    if tv is list:
+        for x in v:
+            p = _meta_problem(x, depth + 1)
+            if p:
+                return p
+        return None
+    if tv is dict:
+        for k, x in v.items():
+            if len(k) > MAX_NAME or not _utf8_ok(k):
+                return f"a key that is too long or not valid UTF-8 ({k[:40]!r})"
+            p = _meta_problem(x, depth + 1)
+            if p:
+                return p
+        return None
+    return f"a {tv.__name__}"
+
+
+def _meta_line(m: dict[str, Any], meta: dict[str, Any]) -> str | None:
+    """Merge one meta line's keys into ``meta``, or say why the line is refused (whole)."""
+    for k, v in m.items():
+        if not k or len(k) > MAX_NAME or not _utf8_ok(k):
+            return (
+                f"meta key must be a non-empty valid UTF-8 string of at most {MAX_NAME} "
+                f"characters, got {k[:40]!r}"
+            )
+        p = _meta_problem(v)
+        if p:
+            return f"meta {k[:40]!r}: {p}"
+    new = sum(1 for k in m if k not in meta)
+    if len(meta) + new > MAX_META_KEYS:
+        return f"more than {MAX_META_KEYS:,} meta keys in one run"
+    meta.update(m)
+    return None
+
+
+def _parse(numbered: list[tuple[int, bytes]], last: int, errors: list[LineError]) -> list[Any]:
+    """(line, object) for each line that parses; the others go to ``errors``."""
+    if not numbered:
+        return []
+    # Fast path: the whole chunk as one JSON array, one parser call instead of one per
+    # line (about 3x faster on small metric lines). Any bad line, or a line that is not
+    # exactly one value, makes it fail or miscount, and then each line is read alone so
+    # the bad one is reported by number.
+    try:
+        objs = _loads(b"[" + b",".join(raw for _, raw in numbered) + b"]")
+    except (ValueError, RecursionError):
+        objs = None
+    if type(objs) is list and len(objs) == len(numbered):
+        return [(no, obj) for (no, _), obj in zip(numbered, objs, strict=True)]
+    parsed = []
+    for no, raw in numbered:
+        try:
+            parsed.append((no, _loads(raw)))
+        except RecursionError:
+            errors.append(LineError(no, "JSON nested too deep to read"))
+        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both
+            if no == last:
+                errors.append(LineError(no, f"truncated last line (no newline, {e})"))
+            else:
+                errors.append(LineError(no, f"not JSON: {e}"))
+    return parsed
+
+
+def _scan(
+    fd: int,
+    make: Callable[[str, float, int | None, float | None, int], Any],
+    max_lines: int,
+    chunk_bytes: int,
+) -> tuple[list[Any], list[LineError], dict[str, Any]]:
+    """The streaming reader behind :func:`read_metrics`: ``make`` builds each row."""
+    rows: list[Any] = []
+    errors: list[LineError] = []
+    meta: dict[str, Any] = {}
+    # Accepted names, each held once: the same name on a million lines is one string (memory)
+    # and is checked once (time).
+    names: dict[str, str] = {}
+    append = rows.append
+    err = errors.append
+    no = 0  # the number of the last line seen
+    capped: LineError | None = None  # the line past max_lines, if the file has one
+    unlisted = first_unlisted = 0  # bad lines past MAX_ERRORS: counted, not kept
+    carry = b""  # a partial line from the previous chunk
+    skipping = False  # inside a line already refused as too long
+    eof = False
+    it = _chunks(fd, chunk_bytes)
+    while not eof:
+        data = next(it, None)
+        if data is None:
+            eof = True
+            if not carry and not skipping:
+                break
+            data = b""
+        buf = carry + data if carry else data
+        lines = buf.split(b"\n")
+        if eof:
+            carry = b""
+            tail_complete = False  # the file's last line has no newline
+        else:
+            carry = lines.pop()
+            tail_complete = True
+        numbered: list[tuple[int, bytes]] = []
+        stop = False
+        for raw in lines:
+            no += 1
+            if skipping:
+                skipping = False
+                no -= 1  # the rest of a line counted when it was refused
+                continue
+            if no > max_lines:
+                capped = LineError(
+                    no,
+                    f"over the limit of {max_lines:,} lines per run: this line and the "
+                    f"rest of the file were not read (${MAX_LINES_ENV} raises the limit)",
+                )
+                stop = True
+                break
+            if len(raw) > MAX_LINE_BYTES:
+                err(LineError(no, f"line of {len(raw):,} bytes, over the {MAX_LINE_BYTES:,} limit"))
+                continue
+            if raw.strip():
+                numbered.append((no, raw))
+        last = no if (eof and not tail_complete and lines and lines[-1].strip()) else -1
+        for ln, obj in _parse(numbered, last, errors):
+            if type(obj) is not dict:
+                err(LineError(ln, f"not a JSON object: {type(obj).__name__}"))
+                continue
+            name = obj.get("name")
+            if name is None:
+                m = obj.get("meta")
+                if type(m) is dict:
+                    why = _meta_line(m, meta)
+                    if why:
+                        err(LineError(ln, why))
+                else:
+                    err(LineError(ln, "neither a metric ('name', 'value') nor a meta line"))
+                continue
+            value: Any = obj.get("value")
+            tv = type(value)
+            if tv is float:
+                if not _isfinite(value):
+                    err(LineError(ln, f"value is not finite: {value!r}"))
+                    continue
+            elif tv is int:
+                if not INT64_MIN <= value <= INT64_MAX:
+                    err(LineError(ln, f"integer value outside int64 ({_short(value)})"))
+                    continue
+                value = float(value)
+            else:
+                err(LineError(ln, f"value must be a number, got {_jtype(value)}"))
+                continue
+            good = names.get(name) if type(name) is str else None
+            if good is None:
+                if type(name) is not str or not name:
+                    err(LineError(ln, f"name must be a non-empty string, got {_short(name)}"))
+                    continue
+                if len(name) > MAX_NAME:
+                    err(LineError(ln, f"name of {len(name):,} characters (limit {MAX_NAME})"))
+                    continue
+                if not _utf8_ok(name) or "\x00" in name:
+                    err(LineError(ln, f"name is not valid UTF-8 text: {name[:40]!r}"))
+                    continue
+                names[name] = good = name
+            step = obj.get("step")
+            if step is not None:
+                if type(step) is not int:
+                    err(LineError(ln, f"step must be an integer, got {_short(step)}"))
+                    continue
+                if not INT64_MIN <= step <= INT64_MAX:
+                    err(LineError(ln, f"step outside int64 ({_short(step)})"))
+                    continue
+            t = obj.get("time")
+            if t is not None:
+                tt = type(t)
+                if (tt is not int and tt is not float) or not TIME_MIN <= t <= TIME_MAX:
+                    err(
+                        LineError(
+                            ln,
+                            "time must be unix seconds within years 1..9999, got " + _short(t),
+                        )
+                    )
+                    continue
+                if tt is int:
+                    t = float(t)
+            append(make(good, value, step, t, ln))
+        if not stop and len(carry) > MAX_LINE_BYTES and not skipping:
+            # A line longer than the limit that has not ended yet: refuse it now and drop
+            # its bytes up to its newline, so a huge line never sits in memory.
+            no += 1
+            err(LineError(no, f"line over the {MAX_LINE_BYTES:,} byte limit"))
+            carry = b""
+            skipping = True
+        elif skipping and carry:
+            carry = b""  # still inside the refused line
+        # In line order (a chunk finds parse errors, then bounds errors); timsort makes this
+        # about linear, the list being sorted but for this chunk's part.
+        errors.sort(key=_line_of)
+        if len(errors) > MAX_ERRORS:
+            # A file of garbage must not cost a LineError (and a problem line) per line.
+            unlisted += len(errors) - MAX_ERRORS
+            first_unlisted = first_unlisted or errors[MAX_ERRORS].line
+            del errors[MAX_ERRORS:]
+        if stop:
+            break
+    if unlisted:
+        errors.append(
+            LineError(first_unlisted, f"and {unlisted:,} more bad line(s) from here on, not listed")
+        )
+    if capped is not None:
+        errors.append(capped)
+    return rows, errors, meta
+
+
+def _line_of(e: LineError) -> int:
+    return e.line
+
+
+def _short(v: object) -> str:
+    """``repr`` cut to 60 characters (a 400-digit number is not worth printing whole)."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**30:
+        return f"an integer of {len(str(abs(v)))} digits"
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def read_metrics(
+    path: str | os.PathLike[str],
+    *,
+    missing_ok: bool = False,
+    max_lines: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> MetricsFile:
     """Read a metrics file; bad lines go to ``errors`` (number + reason), good ones to ``rows``.
 
     Blank lines are ignored. A last line without its newline that does not parse is reported as
-    truncated (the writer died mid-line); one that parses is accepted.
+    truncated (the writer died mid-line); one that parses is accepted. Lines past ``max_lines``
+    (default :data:`MAX_LINES`, or ``$HPCX_MAX_METRICS_LINES``) are not read (one error says
+    so). The file must be a regular file (see
+    :func:`open_regular`): anything else raises :class:`UnreadableFile`.
     """
+    rows, errors, meta, exists = read_metric_rows(
+        path, MetricRow, missing_ok=missing_ok, max_lines=max_lines, chunk_bytes=chunk_bytes
+    )
+    return MetricsFile(rows, errors, meta, exists)
+
+
+def _max_lines() -> int:
+    raw = os.environ.get(MAX_LINES_ENV)
+    if raw:
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n > 0:
+            return n
+        warnings.warn(
+            f"{MAX_LINES_ENV}={raw!r} is not a positive integer; using {MAX_LINES:,}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return MAX_LINES
+
+
+def read_metric_rows(
+    path: str | os.PathLike[str],
+    make: Callable[[str, float, int | None, float | None, int], Any],
+    *,
+    missing_ok: bool = False,
+    max_lines: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> tuple[list[Any], list[LineError], dict[str, Any], bool]:
+    """:func:`read_metrics` building each row with ``make(name, value, step, time, line)``
+    (the harvest builds its insert tuples directly: one object per row, not two).
+    Returns (rows, errors, meta, exists)."""
+    if max_lines is None:
+        max_lines = _max_lines()
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        fd = open_regular(path)
     except FileNotFoundError:
         if missing_ok:
-            return MetricsFile([], [], {}, exists=False)
+            return [], [], {}, False
         raise
-    rows: list[MetricRow] = []
-    errors: list[LineError] = []
-    meta: dict[str, Any] = {}
-    lines = data.split(b"\n")
-    last = len(lines)
-    # data ending in "\n" leaves an empty final element: the file's last line is complete.
-    numbered = [(no, raw) for no, raw in enumerate(lines, 1) if raw.strip()]
-    parsed: list[tuple[int, Any]] | None = None
-    if numbered:
-        # Fast path: the whole file as one JSON array, one parser call instead of one per
-        # line (about 3x faster on small metric lines). Any bad line, or a line that is not
-        # exactly one value, makes it fail or miscount, and then each line is read alone so
-        # the bad one is reported by number.
-        try:
-            objs = _loads(b"[" + b",".join(raw for _, raw in numbered) + b"]")
-        except ValueError:
-            objs = None
-        if type(objs) is list and len(objs) == len(numbered):
-            parsed = [(no, obj) for (no, _), obj in zip(numbered, objs, strict=True)]
-    if parsed is None:
-        parsed = []
-        for no, raw in numbered:
-            try:
-                parsed.append((no, _loads(raw)))
-            except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both
-                if no == last:
-                    errors.append(LineError(no, f"truncated last line (no newline, {e})"))
-                else:
-                    errors.append(LineError(no, f"not JSON: {e}"))
-    for no, obj in parsed:
-        if type(obj) is not dict:
-            errors.append(LineError(no, f"not a JSON object: {type(obj).__name__}"))
-            continue
-        name = obj.get("name")
-        if name is None:
-            m = obj.get("meta")
-            if type(m) is dict:
-                meta.update(m)
-            else:
-                errors.append(LineError(no, "neither a metric ('name', 'value') nor a meta line"))
-            continue
-        value: Any = obj.get("value")
-        tv = type(value)
-        if tv is float:
-            if not _isfinite(value):
-                errors.append(LineError(no, f"value is not finite: {value!r}"))
-                continue
-        elif tv is int:
-            value = float(value)
-        else:
-            errors.append(LineError(no, f"value must be a number, got {_jtype(value)}"))
-            continue
-        if type(name) is not str or not name:
-            errors.append(LineError(no, f"name must be a non-empty string, got {name!r}"))
-            continue
-        step = obj.get("step")
-        if step is not None and type(step) is not int:
-            errors.append(LineError(no, f"step must be an integer, got {step!r}"))
-            continue
-        t = obj.get("time")
-        if t is not None:
-            if type(t) is int:
-                t = float(t)
-            elif type(t) is not float or not _isfinite(t):
-                errors.append(LineError(no, f"time must be a finite number, got {t!r}"))
-                continue
-        rows.append(MetricRow(name, value, step, t, no))
-    return MetricsFile(rows, errors, meta)
+    try:
+        rows, errors, meta = _scan(fd, make, max_lines, chunk_bytes)
+    finally:
+        os.close(fd)
+    return rows, errors, meta, True
 
 
 def _jtype(v: object) -> str:
@@ -301,29 +645,47 @@ def parse_final_json(stdout_text: str) -> dict[str, float]:
             continue
         try:
             obj = _loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(obj, dict):
             out: dict[str, float] = {}
-            _flatten(obj, "", out)
+            _flatten(obj, "", out, 1)
             return out
     return {}
 
 
-def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, float]) -> None:
+def _flatten(obj: dict[str, Any], prefix: str, out: dict[str, float], depth: int) -> None:
+    # The same bounds as metric lines: what cannot be stored is left out, like a string.
+    if depth > MAX_META_DEPTH:
+        return
     for k, v in obj.items():
         key = f"{prefix}{k}"
+        if len(key) > MAX_NAME or not _utf8_ok(key) or "\x00" in key:
+            continue
         tv = type(v)
         if tv is dict:
-            _flatten(v, key + ".", out)
-        elif (tv is int or tv is float) and _isfinite(v):
+            _flatten(v, key + ".", out, depth + 1)
+        elif tv is int and INT64_MIN <= v <= INT64_MAX:
             out[key] = float(v)
+        elif tv is float and _isfinite(v):
+            out[key] = v
 
 
 def read_final_json(path: str | os.PathLike[str]) -> dict[str, float]:
-    """:func:`parse_final_json` over a file (a run's captured stdout); ``{}`` when missing."""
+    """:func:`parse_final_json` over the last 4 MiB of a file (a run's captured stdout);
+    ``{}`` when missing. A file that is not a regular one raises :class:`UnreadableFile`."""
     try:
-        text = Path(path).read_text(errors="replace")
+        # Only the tail matters (the last JSON line); a run's stdout may be gigabytes.
+        fd = open_regular(path)
     except FileNotFoundError:
         return {}
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > _FINAL_JSON_TAIL:
+            f.seek(size - _FINAL_JSON_TAIL)
+        text = f.read(_FINAL_JSON_TAIL).decode("utf-8", "replace")
     return parse_final_json(text)
+
+
+#: How much of the end of stdout is searched for the final JSON line.
+_FINAL_JSON_TAIL = 4 << 20

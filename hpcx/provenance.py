@@ -215,3 +215,48 @@ def save_manifests(
             os.link(master, target)
         except OSError:
             atomic_write_bytes(target, copy["bytes"], fsync=False)
+
+
+#: The ``run_meta`` keys hpcx records itself: :func:`run_meta`'s provenance, the harvest's
+#: figures (duration, attempt, placement) and ``hpcx note``'s notes. A run's own meta lines
+#: never write these.
+RECORDED_KEYS = frozenset(
+    {
+        "manifest_path",
+        "manifest_blob",
+        "manifest_tracked",
+        "manifest_sha256",
+        "git_commit",
+        "git_branch",
+        "git_dirty",
+        "git_error",
+        "applied_at",
+        "applied_by",
+        "applied_from",
+        "hpcx_version",
+        "description",
+        "owner",
+        "tags",
+        "duration_s",
+        "attempt",
+        "placement",
+        "notes",
+    }
+)
+#: Key prefixes hpcx owns: the wrapper's contention figures, hpcx's own notes on the run
+#: (errors, quarantine), result units from the manifest's rules.
+RECORDED_PREFIXES = ("contention.", "hpcx.", "units.")
+#: Where a run's own meta key that collides with a recorded one lands instead.
+RUN_PREFIX = "run."
+
+
+def own_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's own meta (its meta lines, merged) with every key hpcx records renamed to
+    ``run.<key>``: what the run said is kept, and never replaces what apply, the wrapper or
+    the harvest recorded (a forged ``git_commit`` lands as ``run.git_commit``)."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if key in RECORDED_KEYS or key.startswith(RECORDED_PREFIXES):
+            key = RUN_PREFIX + key
+        out[key] = value
+    return out

@@ -922,6 +922,12 @@ _CELL_OVERHEAD = 56
 _ROW_OVERHEAD = 72
 
 
+def printable(text: str) -> str:
+    from hpcx.termtext import printable as escape
+
+    return escape(text)
+
+
 def render_table(
     result: QueryResult | RowStream, *, max_width: int = 40, memory_bytes: int = 0
 ) -> str:
@@ -933,7 +939,8 @@ def render_table(
     cells: list[list[str]] = []
     held = 0
     for values in _rows(result):
-        texts = [_clip(format_value(v), max_width) for v in values]
+        # What a run wrote (names, meta) is shown with control characters escaped, never raw.
+        texts = [_clip(printable(format_value(v)), max_width) for v in values]
         cells.append(texts)
         if memory_bytes:
             held += _ROW_OVERHEAD + sum(len(t) + _CELL_OVERHEAD for t in texts)
@@ -944,7 +951,7 @@ def render_table(
                     hint="use -f csv, json or markdown (they stream rows out), narrow the "
                     "query (WHERE, LIMIT), or raise --memory-limit",
                 )
-    headers = [_clip(c, max_width) for c in result.columns]
+    headers = [_clip(printable(c), max_width) for c in result.columns]
     widths = [len(h) for h in headers]
     for texts in cells:
         for i, c in enumerate(texts):

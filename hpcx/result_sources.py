@@ -208,7 +208,10 @@ def _inside(run_dir: str, rel: str) -> str | None:
 
 def _read_tail(path: str) -> tuple[bytes, bool]:
     """At most MAX_BYTES of the file's end, from a line start; True when cut."""
-    with open(path, "rb") as f:
+    from hpcx.metrics import open_regular
+
+    # Never follow a link or block on a FIFO a run left (UnreadableFile is an OSError).
+    with os.fdopen(open_regular(path), "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size <= MAX_BYTES:
             return f.read(MAX_BYTES + 1)[:MAX_BYTES], False
@@ -219,6 +222,8 @@ def _read_tail(path: str) -> tuple[bytes, bool]:
 
 
 def _number(value: Any) -> float | None:
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        return None  # outside int64, as the metrics protocol refuses it
     if type(value) is int or type(value) is float:
         f = float(value)
         return f if math.isfinite(f) else None
@@ -260,8 +265,9 @@ def _read_json_source(
         if os.path.getsize(path) > MAX_BYTES:
             got.problems.append(f"{label}: larger than {MAX_BYTES >> 20} MiB, not read")
             return
-        with open(path, "rb") as f:
-            doc = json.loads(f.read())
+        from hpcx.metrics import read_regular
+
+        doc = json.loads(read_regular(path))
     except FileNotFoundError:
         if expect:
             got.problems.append(f"{label}: no such file in the run folder")
@@ -271,6 +277,9 @@ def _read_json_source(
         return
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError both
         got.problems.append(f"{label}: not JSON: {exc}")
+        return
+    except RecursionError:
+        got.problems.append(f"{label}: not read: JSON nested too deep")
         return
     for name, spec in (src.get("fields") or {}).items():
         dotted, unit = _field_rule(spec)

@@ -144,8 +144,14 @@ def append_line(path: Path, obj: Mapping[str, Any], *, fsync: bool = True) -> No
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    with open(path, "rb") as f:
-        return json.loads(f.read())
+    from hpcx.metrics import read_regular
+
+    # A run may leave a FIFO or a symlink where hpcx reads: never block on it or follow it
+    # (UnreadableFile is an OSError); JSON nested too deep for the parser is a ValueError.
+    try:
+        return json.loads(read_regular(path))
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deep to read") from None
 
 
 # --------------------------------------------------------------------------------------------

@@ -713,7 +713,10 @@ def show_command(
         out.append(
             f"    {e['at']}  {e['event']:<16} {e['from_status'] or '-'} -> {e['to_status'] or '-'}"
         )
-    typer.echo("\n".join(out))
+    from hpcx.termtext import printable
+
+    # Names and notes are what a run or a user wrote: a terminal escape is shown, not obeyed.
+    typer.echo(printable("\n".join(out), keep="\n"))
 
 
 @app.command("force-unlock")

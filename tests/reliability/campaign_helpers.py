@@ -173,6 +173,27 @@ def _folder_facts(folder: Path) -> tuple[int, int]:
     return ok, len(list(folder.glob(".claim-*")))
 
 
+#: Lines a run may write that the state cannot store (issue 11): each must be reported and
+#: skipped, never block the refresh, never cost the run's other lines. The marker key lets
+#: the campaign's own oracle (_metrics_file) leave them out; the reader ignores it.
+HOSTILE_LINES = (
+    '{"name": "v", "value": 1.0, "step": 9223372036854775808, "kc_hostile": 1}',
+    '{"name": "big", "value": ' + "9" * 400 + ', "kc_hostile": 1}',
+    '{"name": "t", "value": 1.0, "time": ' + "9" * 400 + ', "kc_hostile": 1}',
+    '{"name": "t", "value": 1.0, "time": 1e300, "kc_hostile": 1}',
+    '{"name": "deep", "value": 1.0, "x": ' + "[" * 100000 + "]" * 100000 + "}",
+    '{"name": "bad\\ud800", "value": 1.0, "kc_hostile": 1}',
+    '{"meta": {"git_commit": "forged", "x": NaN}, "kc_hostile": 1}',
+)
+
+
+def append_hostile(folder: Path, rng: random.Random) -> None:
+    """Append one to three hostile lines (drawn by ``rng``) to a run folder's metrics file."""
+    lines = [rng.choice(HOSTILE_LINES) for _ in range(rng.randint(1, 3))]
+    with open(folder / "metrics.jsonl", "a", encoding="utf-8", errors="surrogatepass") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
 def _metrics_file(folder: Path) -> collections.Counter[tuple[Any, ...]]:
     out: collections.Counter[tuple[Any, ...]] = collections.Counter()
     try:
@@ -181,7 +202,12 @@ def _metrics_file(folder: Path) -> collections.Counter[tuple[Any, ...]]:
         return out
     for line in text.splitlines():
         if line.strip():
-            d = json.loads(line)
+            try:
+                d = json.loads(line)
+            except RecursionError:
+                continue  # a hostile line (nested too deep to read)
+            if "kc_hostile" in d or "name" not in d:
+                continue
             out[(d["name"], d.get("step"), float(d["value"]))] += 1
     return out
 

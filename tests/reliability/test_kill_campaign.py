@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from campaign_helpers import (
     Tally,
+    append_hostile,
     check_round,
     hpcx,
     kill_at,
@@ -148,10 +149,19 @@ def test_refresh_killed_mid_harvest_ingests_every_metric_exactly_once(
         assert time.monotonic() < deadline, states
         time.sleep(0.2)
     assert query(root, "SELECT count(*) FROM metrics")[0][0] == 0
+    # A third of the runs also wrote lines the state cannot store: reported, never blocking,
+    # and never costing their run's or anyone's good lines (the counts below still hold).
+    hostile = rng.sample(sorted(folders), len(folders) // 3)
+    for f in hostile:
+        append_hostile(f, rng)
     snapshot = tmp_path / "snapshot"
     # The detached runner may still be writing its last bytes: let it end first.
     time.sleep(0.5)
     shutil.copytree(root, snapshot, symlinks=True)
+    first = hpcx(root, "refresh", check=True)
+    assert all(f"run {f.name}: metrics.jsonl line " in first.stderr for f in hostile)
+    assert "Traceback" not in first.stderr
+    _restore(snapshot, root)
     period = timed(root, ["refresh"])
     tally = Tally(f"refresh mid-harvest ({size}, T={period:.1f}s)", runs=budget.runs)
     check_round(root, log, tally, final=True)
