@@ -30,6 +30,12 @@ _TOKEN = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
 _ENV = re.compile(r"^env:([A-Za-z_][A-Za-z0-9_]*)(?:,(.*))?$", re.S)
 
 
+def escape(text: str) -> str:
+    """``text`` written so that interpolation gives it back unchanged (each ``${`` as
+    ``$${``): for values a program generates into a manifest."""
+    return text.replace("${", "$${")
+
+
 class InterpolationError(Exception):
     """One problem at one value (internal: the manifest loader reports it with a position)."""
 

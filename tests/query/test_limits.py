@@ -104,7 +104,15 @@ def test_streamed_csv_memory_stays_bounded(state: str, tmp_path: Path) -> None:
     assert "wrote 3000000 row(s)" in res.stderr
     assert sum(1 for _ in out.open()) == 3_000_001
     peak_mib = int(rss.read_text()) / 1024
-    assert peak_mib < 300, peak_mib
+    # Against the same command over 3 rows, measured here: the floor moves with what DuckDB
+    # and Python map on this machine (it read ~600 MB once mid-suite for the whole command);
+    # holding 3 million rows would add ~500 MB on top of it.
+    small, _ = hpcx("query", "--state", state, "-f", "csv", "-o", str(tmp_path / "small.csv"),
+                    "--memory-limit", "100MB", "SELECT range AS i FROM range(3)",
+                    timeout=120, env={"HPCX_TEST_RSS": str(rss)})
+    assert small.returncode == 0, small.stderr
+    floor_mib = int(rss.read_text()) / 1024
+    assert peak_mib - floor_mib < 150, (peak_mib, floor_mib)
 
 
 @pytest.mark.parametrize("bad", ["abc", "-1GB", "0", "12 parsecs"])

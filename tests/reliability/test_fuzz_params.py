@@ -74,7 +74,11 @@ LONG = st.integers(10_000, 100_000).map(lambda n: ("a'b\"c$(x)`y`\n\u00e9" * (n 
 
 
 def _manifest(values: list[str]) -> str:
-    # Strings that look like placeholders are placeholders: `{{`/`}}` stand for braces.
+    # Strings that look like placeholders are placeholders: `{{`/`}}` stand for braces; and
+    # `${...}` is interpolation, which `$${` escapes (hpcx.interpolate.escape).
+    from hpcx.interpolate import escape
+
+    values = [escape(v) for v in values]
     return dump_yaml(
         {
             "apiVersion": "hpcx/v1",
@@ -145,7 +149,16 @@ def test_very_long_values_reach_the_program() -> None:
 
 def test_fixed_nasty_values_reach_the_program() -> None:
     _apply(
-        ["$(touch /tmp/hpcx-pwned)", "`touch /tmp/hpcx-pwned`", "a\nb", "'\"", "\u202e\U0001f600"]
+        [
+            "$(touch /tmp/hpcx-pwned)",
+            "`touch /tmp/hpcx-pwned`",
+            "a\nb",
+            "'\"",
+            "\u202e\U0001f600",
+            "${env:HOME}",
+            "$${x}",
+            "${x",
+        ]
     )
     assert not Path("/tmp/hpcx-pwned").exists()
 
