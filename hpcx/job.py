@@ -32,7 +32,7 @@ import sys
 import time
 from typing import Any
 
-from hpcx import rundir
+from hpcx import contention, rundir
 from hpcx.rundir import RunDir
 
 #: Seconds between forwarding a stop signal to the program and killing it.
@@ -333,8 +333,6 @@ class Wrapper:
 
         if self.stop_signal is not None:
             return self._stopped(None), 128 + self.stop_signal
-
-        from hpcx import contention
 
         cores = [int(c) for c in used.get("cpus") or []]
         cwd = spec.get("cwd") or None
