@@ -214,6 +214,8 @@ class ApplyOutcome:
     updated: list[str] = field(default_factory=list)
     not_submitted: dict[str, str] = field(default_factory=dict)
     ambiguous: list[str] = field(default_factory=list)
+    #: Per ambiguous key: runs that surely went out ("sent"), of "total", and the "error".
+    ambiguous_detail: dict[str, dict[str, Any]] = field(default_factory=dict)
     observed: dict[str, ObservedStatus] = field(default_factory=dict)
     interrupted: bool = False
     #: Problems the harvest met in run folders ("run <id>: metrics.jsonl line 3: ...").
@@ -228,6 +230,7 @@ class ApplyOutcome:
             "updated": len(self.updated),
             "not_submitted": self.not_submitted,
             "ambiguous_submissions": self.ambiguous,
+            "ambiguous_detail": self.ambiguous_detail,
             "submissions": [
                 {
                     "key": s.key,
@@ -398,6 +401,11 @@ def apply_changes(
             gone = [rid for rid in ids if sub is None or rid not in sub.run_jobs]
             if error is not None and key in outcome.ambiguous:
                 # The scheduler may hold them: the next refresh reconciles by name first.
+                outcome.ambiguous_detail[key] = {
+                    "sent": len(sub.run_ids) if sub else 0,
+                    "total": len(ids),
+                    "error": str(error),
+                }
                 tx.record_submission(
                     key,
                     executor=kind,
