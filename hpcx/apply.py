@@ -41,6 +41,71 @@ RUNS_ENV = "HPCX_RUNS_ROOT"
 SUBMITTING = frozenset({"create", "retry", "stale"})
 
 
+#: The marker in a runs folder naming the state (lineage) that owns it.
+RUNS_OWNER = ".hpcx-owner.json"
+
+
+class RunsRootOwnedError(HpcxError):
+    """The runs folder belongs to another state (another project, or a state made anew)."""
+
+
+def check_runs_root_owner(state_path: Path, runs_root: Path, *, create: bool) -> None:
+    """Refuse a runs folder that another state owns; mark it ours on first use.
+
+    Two states sharing one runs folder would each adopt the other's submissions from disk
+    (:func:`hpcx.harvest.adopt_unknown_submissions`) and run each other's runs again. The
+    marker holds the owner's lineage (a uuid made with its state file; a restored backup keeps
+    it) and path. ``create``: make the runs folder if it is missing (apply); a refresh marks
+    only a folder that exists. Takes the state's lineage from the file, creating the state
+    when there is none yet (apply is about to). The caller holds the writer lock.
+    """
+    from hpcx import rundir
+    from hpcx.lock import open_for_write
+
+    marker = runs_root / RUNS_OWNER
+    if not create and not runs_root.exists():
+        return
+    with open_for_write(state_path) as store:
+        lineage = store.meta()[0]
+    try:
+        doc = rundir.read_json(marker)
+    except FileNotFoundError:
+        doc = None
+    except (OSError, ValueError) as exc:
+        raise RunsRootOwnedError(
+            f"cannot read {marker}: {getattr(exc, 'strerror', None) or exc}",
+            hint=f"it names the state that owns {runs_root}; if this project's state "
+            f"({state_path}) is the owner, delete the file and it is written again",
+        ) from exc
+    if isinstance(doc, dict) and doc.get("lineage") == lineage:
+        return
+    if doc is not None:
+        other = doc.get("state") if isinstance(doc, dict) else None
+        their = doc.get("lineage") if isinstance(doc, dict) else None
+        raise RunsRootOwnedError(
+            f"runs folder {runs_root} belongs to the state {other or '?'} (lineage {their}), "
+            f"not to this command's state {state_path} (lineage {lineage}): two states "
+            "sharing one runs folder would run and adopt each other's runs",
+            hint="give this project its own runs folder (--runs-root, or $HPCX_RUNS_ROOT); "
+            f"if that other state is gone for good and this one takes the folder over "
+            f"(its runs are then adopted), delete {marker}",
+        )
+    runs_root.mkdir(parents=True, exist_ok=True)
+    owner = {
+        "lineage": lineage,
+        "state": str(state_path.absolute()),
+        "host": rundir.hostname(),
+        "since": rundir.utcnow(),
+    }
+    try:
+        rundir.atomic_write_json(marker, owner)
+    except OSError as exc:
+        raise RunsRootOwnedError(
+            f"cannot write {marker}: {exc.strerror or exc}",
+            hint="the runs folder must be writable (and have room) to submit runs into it",
+        ) from exc
+
+
 def resolve_runs_root(explicit: str | os.PathLike[str] | None, root: Path) -> Path:
     if explicit:
         return Path(explicit).expanduser().absolute()
@@ -214,6 +279,8 @@ class ApplyOutcome:
     updated: list[str] = field(default_factory=list)
     not_submitted: dict[str, str] = field(default_factory=dict)
     ambiguous: list[str] = field(default_factory=list)
+    #: Per ambiguous key: runs that surely went out ("sent"), of "total", and the "error".
+    ambiguous_detail: dict[str, dict[str, Any]] = field(default_factory=dict)
     observed: dict[str, ObservedStatus] = field(default_factory=dict)
     interrupted: bool = False
     #: Problems the harvest met in run folders ("run <id>: metrics.jsonl line 3: ...").
@@ -228,6 +295,7 @@ class ApplyOutcome:
             "updated": len(self.updated),
             "not_submitted": self.not_submitted,
             "ambiguous_submissions": self.ambiguous,
+            "ambiguous_detail": self.ambiguous_detail,
             "submissions": [
                 {
                     "key": s.key,
@@ -295,6 +363,8 @@ def apply_changes(
     if project_root is not None:
         to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
 
+    if to_submit:
+        check_runs_root_owner(state_path, runs_root, create=True)
     if updates:
         with open_for_write(state_path) as store, store.transaction() as tx:
             tx.record_runs(updates, event="settings-updated")
@@ -398,6 +468,11 @@ def apply_changes(
             gone = [rid for rid in ids if sub is None or rid not in sub.run_jobs]
             if error is not None and key in outcome.ambiguous:
                 # The scheduler may hold them: the next refresh reconciles by name first.
+                outcome.ambiguous_detail[key] = {
+                    "sent": len(sub.run_ids) if sub else 0,
+                    "total": len(ids),
+                    "error": str(error),
+                }
                 tx.record_submission(
                     key,
                     executor=kind,

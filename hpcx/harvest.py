@@ -486,6 +486,10 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
         return result
     subs: list[Submission] = []
     if runs_root is not None:
+        from hpcx.apply import check_runs_root_owner
+
+        # Before adopting anything from it: another state's runs are not ours to adopt.
+        check_runs_root_owner(state_path, runs_root, create=False)
         subs.extend(adopt_unknown_submissions(state_path, runs_root, result))
     for row in in_flight_submissions(state_path):
         detail = row["detail"]

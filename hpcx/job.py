@@ -236,7 +236,33 @@ class Wrapper:
         self.status["state"] = state
         self.status["updated_at"] = rundir.utcnow()
         final = state in rundir.FINAL_STATES
+        if state == "running":
+            # Only informative: a full disk now must not fail a program that has started.
+            with contextlib.suppress(OSError):
+                rundir.atomic_write_json(self.rd.status_path, self.status, fsync=False)
+            return
         rundir.atomic_write_json(self.rd.status_path, self.status, fsync=final)
+
+    def write_final(self, state: str, **fields: Any) -> None:
+        """The final status: into status.json, else (a full disk) into the space reserved at
+        the start (``.final-N``), which readers take over a status left claimed/running."""
+        try:
+            self.write(state, **fields)
+        except OSError as exc:
+            try:
+                rundir.write_final(self.rd, self.attempt, self.status)
+            except OSError as exc2:
+                _say(
+                    f"hpcx.job: cannot record the final status {state!r}: {exc}; "
+                    f"nor in {self.rd.final_path(self.attempt).name}: {exc2}"
+                )
+                raise exc from None
+            _say(
+                f"hpcx.job: status.json not writable ({exc.strerror or exc}); final status "
+                f"{state!r} kept in {self.rd.final_path(self.attempt).name}"
+            )
+            return
+        rundir.drop_final(self.rd, self.attempt)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self.stop_signal is None:
@@ -272,7 +298,18 @@ class Wrapper:
         final: dict[str, Any] = {"state": "failed", "reason": "wrapper did not finish"}
         exit_code = 1
         try:
+            # Room for the final status first: a run that cannot be recorded does not start
+            # (it would finish unrecorded, be taken for lost, and run again).
+            rundir.reserve_final(self.rd, self.attempt)
             self.write("claimed")
+        except OSError as exc:
+            rundir.drop_final(self.rd, self.attempt)
+            _say(
+                f"hpcx.job: cannot record run {self.rd.run_id} attempt {self.attempt} in "
+                f"{self.rd.path}: {exc.strerror or exc}; not running it"
+            )
+            return 1
+        try:
             spec = rundir.read_json(self.rd.spec_path)
             final, exit_code = self._run(spec)
         except BaseException as exc:
@@ -287,20 +324,32 @@ class Wrapper:
             ended = time.time()
             state = final.pop("state")
             duration = ended - self.started
-            try:
-                rundir.append_line(
-                    self.rd.metrics_path,
-                    {"name": "hpcx.duration_s", "value": round(duration, 6), "time": ended},
-                    fsync=False,
+            current = rundir.current_attempt(self.rd.path)
+            if current != self.attempt:
+                # The run moved on to another attempt meanwhile: its status.json and
+                # metrics.jsonl are that attempt's now, never ours to write.
+                _say(
+                    f"hpcx.job: run {self.rd.run_id} is at attempt {current} now, not "
+                    f"{self.attempt}: its {state} status is not recorded"
                 )
-                if final.get("exit_code") is not None:
+                rundir.drop_final(self.rd, self.attempt)
+            else:
+                # The summary metrics are a convenience: a full disk must not cost the status.
+                with contextlib.suppress(OSError):
                     rundir.append_line(
                         self.rd.metrics_path,
-                        {"name": "hpcx.exit_code", "value": final["exit_code"], "time": ended},
+                        {"name": "hpcx.duration_s", "value": round(duration, 6), "time": ended},
                         fsync=False,
                     )
-            finally:
-                self.write(state, ended_at=rundir.utcnow(), duration_s=round(duration, 6), **final)
+                    if final.get("exit_code") is not None:
+                        rundir.append_line(
+                            self.rd.metrics_path,
+                            {"name": "hpcx.exit_code", "value": final["exit_code"], "time": ended},
+                            fsync=False,
+                        )
+                self.write_final(
+                    state, ended_at=rundir.utcnow(), duration_s=round(duration, 6), **final
+                )
         return exit_code
 
     def _run(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -333,6 +382,12 @@ class Wrapper:
 
         if self.stop_signal is not None:
             return self._stopped(None), 128 + self.stop_signal
+        said = self._stop_reason()
+        if said is not None:
+            # A stop written after the check in main() but before the program starts (its
+            # writer saw no active run to signal): honour it, the program never starts.
+            state = said if said in ("timeout", "cancelled") else "cancelled"
+            return {"state": state, "reason": f"{state} before the program started"}, 0
 
         cores = [int(c) for c in used.get("cpus") or []]
         cwd = spec.get("cwd") or None
@@ -438,16 +493,50 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give RUN_DIR or --tasks")
     rd = RunDir.open(path)
     attempt = attempt or rd.attempt
+    # Before the claim, so a stale copy (a requeue, a job the scheduler kept while its run
+    # moved on, a cancelled one that started anyway) writes nothing at all.
+    why = stale_reason(rd, attempt)
+    if why is not None:
+        _say(f"hpcx.job: run {rd.experiment}/{rd.run_id} attempt {attempt}: {why}; not running it")
+        return 0
     holder = rundir.claim(rd, attempt)
     if holder is not None:
-        print(
+        _say(
             f"hpcx.job: run {rd.experiment}/{rd.run_id} attempt {attempt} is already claimed "
             f"by pid {holder.get('pid')} on {holder.get('host')} at {holder.get('time')}; "
-            "not running it again",
-            file=sys.stderr,
+            "not running it again"
         )
         return 0
+    # Again after the claim: a new attempt prepared between the check and the claim wins.
+    why = stale_reason(rd, attempt)
+    if why is not None:
+        _say(f"hpcx.job: run {rd.experiment}/{rd.run_id} attempt {attempt}: {why}; not running it")
+        return 0
     return Wrapper(rd, attempt).run()
+
+
+def stale_reason(rd: RunDir, attempt: int) -> str | None:
+    """Why ``attempt`` of this run must not run (or write) now, or None while it may.
+
+    It must be the attempt the run folder's spec.json names (a later one supersedes it), and
+    no ``.stop-N`` file may name it (a cancel or timeout that came before it started, e.g.
+    written while the scheduler could not be reached to remove the job).
+    """
+    current = rundir.current_attempt(rd.path)
+    if current is None:
+        return "the run folder has no readable spec.json"
+    if current != attempt:
+        return f"it is not the current attempt (the run folder is at attempt {current})"
+    stop = rundir.stop_reason(rd.path, attempt)
+    if stop is not None:
+        return f"a stop file says {stop!r} (.stop-{attempt})"
+    return None
+
+
+def _say(text: str) -> None:
+    """A line on stderr (the wrapper's log), never an error: that log may be on a full disk."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,12 @@ A run folder is ``<runs_root>/<experiment>/<run_id>/``::
                      $HPCX_METRICS, the wrapper appends hpcx.duration_s and hpcx.exit_code
     .claim-N         created with O_CREAT|O_EXCL by the wrapper that runs attempt N
     .stop-N          why attempt N is being stopped (timeout|cancelled), written by whoever
-                     signals it, read by the wrapper to name the reason
+                     signals it, read by the wrapper to name the reason; a wrapper that
+                     finds it before it starts does not run (nor a wrapper whose attempt is
+                     no longer the one spec.json names)
+    .final-N         space reserved by the wrapper of attempt N when it starts, for its final
+                     status should status.json not be writable then (a full disk); removed
+                     once status.json holds the final status
     attempts/N/      the files of earlier attempts, moved aside when attempt N+1 is prepared
 
 Only the job wrapper writes ``status.json``, and every file here is written to a temporary
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -197,6 +203,9 @@ class RunDir:
     def stop_path(self, attempt: int | None = None) -> Path:
         return self.path / f".stop-{attempt or self.attempt}"
 
+    def final_path(self, attempt: int | None = None) -> Path:
+        return self.path / f".final-{attempt or self.attempt}"
+
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDir:
         """A RunDir for an existing folder, with the attempt its spec.json names."""
@@ -319,10 +328,95 @@ def claim(rd: RunDir, attempt: int | None = None) -> dict[str, Any] | None:
     # No fsync: O_EXCL creation is what makes the claim exclusive; after a node crash the
     # attempt is lost anyway and the next apply starts a new one.
     try:
-        os.write(fd, json.dumps(me).encode())
+        # Who holds it is only informative: the O_EXCL file is the claim, even empty (a full
+        # disk), and a copy that finds it does not run.
+        with contextlib.suppress(OSError):
+            os.write(fd, json.dumps(me).encode())
     finally:
         os.close(fd)
     return None
+
+
+def current_attempt(path: str | os.PathLike[str]) -> int | None:
+    """The attempt the run folder is prepared for (spec.json), or None when unreadable."""
+    try:
+        doc = read_json(os.path.join(os.fspath(path), SPEC))
+        attempt = doc.get("attempt", 1)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None
+
+
+def stop_reason(path: str | os.PathLike[str], attempt: int) -> str | None:
+    """What ``.stop-N`` says for this attempt (``cancelled``, ``timeout``), or None."""
+    try:
+        with open(os.path.join(os.fspath(path), f".stop-{attempt}"), "rb") as f:
+            text = f.read(64).decode(errors="replace").strip()
+    except OSError:
+        return None
+    return text or "cancelled"
+
+
+# --------------------------------------------------------------------------------------------
+# The reserved final status (a full disk)
+
+#: Bytes reserved per attempt for its final status: a status.json is 1-3 KB; a big one (a
+#: 512-core cpu list) is cut to its essential fields (:func:`write_final`).
+FINAL_RESERVE = 16384
+
+
+def reserve_final(rd: RunDir, attempt: int) -> None:
+    """Reserve the space of ``.final-N`` now, while there is some: :func:`write_final` then
+    writes into blocks already allocated. Raises OSError (ENOSPC) when it cannot."""
+    path = rd.final_path(attempt)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, FINAL_RESERVE)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate here
+                raise
+            os.pwrite(fd, b" " * FINAL_RESERVE, 0)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def write_final(rd: RunDir, attempt: int, doc: Mapping[str, Any]) -> None:
+    """Write the final status into the reserved ``.final-N``, in place (no new blocks)."""
+    data = dumps(doc).encode()
+    if len(data) > FINAL_RESERVE:
+        keep = ("run_format", "experiment", "run_id", "attempt", "host", "state", "exit_code",
+                "reason", "signal", "started_at", "ended_at", "duration_s", "job")  # fmt: skip
+        data = dumps({k: doc[k] for k in keep if k in doc}).encode()[:FINAL_RESERVE]
+    fd = os.open(rd.final_path(attempt), os.O_WRONLY)
+    try:
+        os.pwrite(fd, data + b" " * max(0, FINAL_RESERVE - len(data)), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def drop_final(rd: RunDir, attempt: int) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(rd.final_path(attempt))
+
+
+def _read_final(path: str, attempt: object) -> dict[str, Any] | None:
+    if not isinstance(attempt, int):
+        return None
+    try:
+        with open(os.path.join(path, f".final-{attempt}"), "rb") as f:
+            raw = f.read(FINAL_RESERVE + 1).strip(b" \0\n")
+        doc = json.loads(raw) if raw else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("state") not in FINAL_STATES:
+        return None
+    return {**doc, "recovered_from": f".final-{attempt}"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,13 +424,23 @@ def claim(rd: RunDir, attempt: int | None = None) -> dict[str, Any] | None:
 
 
 def read_status(path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The run's status.json as written, or None when there is none (or it is unreadable)."""
+    """The run's status.json as written, or None when there is none (or it is unreadable).
+
+    A status.json left claimed/running whose wrapper wrote its final status into the
+    reserved ``.final-N`` instead (status.json could not be written: a full disk) reads as
+    that final status, so a run that finished is never taken for lost and run again.
+    """
+    where = os.fspath(path)
     try:
         # os.path, not pathlib: refresh reads one of these per run (tens of thousands).
-        doc = read_json(os.path.join(os.fspath(path), STATUS))
+        doc = read_json(os.path.join(where, STATUS))
     except (OSError, ValueError):
         return None
-    return doc if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        return None
+    if doc.get("state") in ACTIVE_STATES:
+        return _read_final(where, doc.get("attempt")) or doc
+    return doc
 
 
 def observe(path: str | os.PathLike[str]) -> dict[str, Any]:

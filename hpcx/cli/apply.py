@@ -238,6 +238,19 @@ def apply_command(
             "interrupted: stopped runs are recorded cancelled; apply again to resume", err=True
         )
         raise typer.Exit(130)
+    if outcome.ambiguous:
+        # Not a success: part of the sweep is in an unknown state until a refresh reconciles
+        # it (nothing is submitted twice meanwhile: the runs stay in flight).
+        typer.echo(
+            f"error: {len(outcome.ambiguous)} submission(s) only partly confirmed by the scheduler",
+            err=True,
+        )
+        typer.echo(
+            "hint: run `hpcx refresh` (it adopts the jobs the scheduler holds and marks the "
+            "rest lost), then `hpcx apply` to submit what did not go out",
+            err=True,
+        )
+        raise typer.Exit(EXIT_ERROR)
     if outcome.not_submitted or failed:
         raise typer.Exit(EXIT_ERROR)
 
@@ -254,8 +267,12 @@ def _print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> No
     for rid, reason in list(result["not_submitted"].items())[:10]:
         lines.append(f"NOT submitted {rid}: {reason}")
     for key in result["ambiguous_submissions"]:
+        amb = result.get("ambiguous_detail", {}).get(key) or {}
+        sent, total = amb.get("sent", 0), amb.get("total", 0)
         lines.append(
-            f"Submission {key} may or may not have reached the scheduler; "
+            f"Submission {key}: {sent} of {total} run(s) went out, then the scheduler's answer "
+            f"was unclear ({amb.get('error', 'no answer')}): the other {total - sent} "
+            "may or may not have reached the scheduler; "
             "`hpcx refresh` will find out before anything is submitted again"
         )
     if result["finished"]:
@@ -553,6 +570,7 @@ def cancel_command(
         subs: list[Submission] = []
         asked: set[str] = set()
         stoppers: list[tuple[Executor, Submission]] = []
+        unreached: list[tuple[str, int, HpcxError]] = []
         for row in in_flight_submissions(state_path):
             if row["state"] != "submitted" or not row["detail"].get("submission"):
                 continue
@@ -560,7 +578,13 @@ def cancel_command(
             ids = set(row["run_ids"]) if all_ else set(row["run_ids"]) & wanted
             if ids:
                 ex = get_executor(sub.executor, row["detail"].get("options"))
-                ex.cancel([sub], ids)
+                try:
+                    ex.cancel([sub], ids)
+                except HpcxError as exc:
+                    # The scheduler could not be reached: these runs stay as they were
+                    # (cancel pending); the other submissions are still cancelled.
+                    unreached.append((sub.key, len(ids), exc))
+                    continue
                 subs.append(sub)
                 asked |= ids
                 stoppers.append((ex, sub))
@@ -574,7 +598,11 @@ def cancel_command(
                 break
             time.sleep(0.2)
         result = harvest_submissions(state_path, subs)
+    if unreached:
+        _cancel_unreached(unreached)
     if not asked:
+        if unreached:
+            raise typer.Exit(EXIT_ERROR)
         typer.echo("Cancelled 0 run(s): none of them is in flight.")
         return
     states = {rid: result.observed[rid].state for rid in asked if rid in result.observed}
@@ -596,6 +624,16 @@ def cancel_command(
             + ", ".join(f"{k} {st}" for st, k in sorted(ended.items()))
             + "."
         )
+    if unreached:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _cancel_unreached(unreached: list[tuple[str, int, Any]]) -> None:
+    for key, n, exc in unreached:
+        typer.echo(f"error: submission {key}: {n} run(s) NOT cancelled: {exc}", err=True)
+    hints = {exc.hint for _, _, exc in unreached if exc.hint}
+    for hint in sorted(hints):
+        typer.echo(f"hint: {hint}", err=True)
 
 
 @app.command("logs")

@@ -133,7 +133,8 @@ OBSERVED_STATES = (
 class ObservedStatus:
     run_id: str
     state: str
-    #: "run_dir" when status.json decided it, "scheduler" when squeue/sacct did.
+    #: "run_dir" when status.json decided it, "scheduler" when squeue/sacct did,
+    #: "stop_file" when only a ``.stop-N`` file says the run (never started) was stopped.
     source: str
     job_id: str | None = None
     attempt: int | None = None
@@ -311,14 +312,17 @@ def observe_run_dir(
     """What a run folder says about its current attempt."""
     doc = rundir.observe(path)
     state = doc.get("state", "pending")
+    source = "run_dir"
     if state == "pending":
         stop = _pending_stop(Path(path))
         if stop is not None:
-            state = stop
+            # Only a stop file says so: an executor whose scheduler still holds the job
+            # checks with it (source "stop_file") rather than take the run as ended.
+            state, source = stop, "stop_file"
     return ObservedStatus(
         run_id=run_id,
         state=state,
-        source="run_dir",
+        source=source,
         job_id=job_id or _job_of(doc),
         attempt=doc.get("attempt"),
         exit_code=doc.get("exit_code"),
@@ -368,20 +372,22 @@ def _job_of(doc: Mapping[str, Any]) -> str | None:
 
 def _pending_stop(path: Path) -> str | None:
     """A run cancelled before its wrapper started has only its .stop-N file to say so."""
-    try:
-        attempt = int(rundir.read_json(path / rundir.SPEC).get("attempt", 1))
-        text = (path / f".stop-{attempt}").read_text().strip()
-    except (OSError, ValueError):
-        return None
+    attempt = rundir.current_attempt(path)
+    text = rundir.stop_reason(path, attempt) if attempt is not None else None
     return text if text in ("cancelled", "timeout") else None
 
 
 def write_stop(path: str | os.PathLike[str], reason: str, attempt: int | None = None) -> None:
-    """Say why a run is being stopped, before signalling it (the wrapper reads it)."""
+    """Say why a run is being stopped, before signalling it (the wrapper reads it; one that
+    has not started yet then never starts the program). Raises ExecutorError when the file
+    cannot be written (a full disk)."""
     p = Path(path)
     if attempt is None:
-        try:
-            attempt = int(rundir.read_json(p / rundir.SPEC).get("attempt", 1))
-        except (OSError, ValueError):
-            attempt = 1
-    rundir.atomic_write_text(p / f".stop-{attempt}", reason + "\n", fsync=False)
+        attempt = rundir.current_attempt(p) or 1
+    try:
+        rundir.atomic_write_text(p / f".stop-{attempt}", reason + "\n", fsync=False)
+    except OSError as exc:
+        raise ExecutorError(
+            f"cannot write {p / f'.stop-{attempt}'}: {exc.strerror or exc}",
+            hint="free space in the runs folder, then cancel again",
+        ) from exc

@@ -307,7 +307,11 @@ class LocalQueue:
         else:
             argv = [self.python, "-m", "hpcx.job", task.run_dir, "--attempt", str(task.attempt)]
             env = {**os.environ, **extra} if extra else None
-            with open(log_path, "ab") as log:
+            try:
+                log: Any = open(log_path, "ab")  # noqa: SIM115 - closed below
+            except OSError:  # a full disk: the wrapper's messages are lost, not the run
+                log = subprocess.DEVNULL
+            try:
                 task.proc = subprocess.Popen(
                     argv,
                     stdin=subprocess.DEVNULL,
@@ -317,6 +321,9 @@ class LocalQueue:
                     start_new_session=True,  # a terminal's Ctrl-C reaches the queue only
                     close_fds=True,
                 )
+            finally:
+                if log is not subprocess.DEVNULL:
+                    log.close()
         task.started = time.monotonic()
         if task.time_limit is not None:
             task.deadline = task.started + task.time_limit
@@ -394,6 +401,9 @@ class LocalQueue:
             with contextlib.suppress(OSError):
                 os.killpg(doc["pid"], signal.SIGKILL)
         rc = task.proc.returncode if task.proc is not None else None
+        stop = rundir.stop_reason(task.run_dir, task.attempt)
+        if doc is None and stop is not None:
+            return  # stopped before it started: its stop file says so (read as cancelled)
         state = task.stop_reason or "failed"
         base = doc or {
             "run_format": rundir.RUN_FORMAT,
@@ -408,23 +418,36 @@ class LocalQueue:
             if rc is not None and rc >= 0
             else "wrapper killed"
         )
-        rundir.atomic_write_json(
-            Path(task.run_dir) / rundir.STATUS,
-            {
-                **base,
-                "state": state,
-                "reason": f"{state if task.stop_reason else 'failed'}: {holder} "
-                f"({rc}) without a final status; recorded by the local executor",
-                "ended_at": rundir.utcnow(),
-                "updated_at": rundir.utcnow(),
-            },
-        )
+        try:
+            rundir.atomic_write_json(
+                Path(task.run_dir) / rundir.STATUS,
+                {
+                    **base,
+                    "state": state,
+                    "reason": f"{state if task.stop_reason else 'failed'}: {holder} "
+                    f"({rc}) without a final status; recorded by the local executor",
+                    "ended_at": rundir.utcnow(),
+                    "updated_at": rundir.utcnow(),
+                },
+            )
+        except OSError as exc:
+            # A full disk: the queue goes on with the other runs. This one reads as pending
+            # (never started: the wrapper refuses to start a run it could not record) or
+            # lost, and the next apply runs it again.
+            _warn(
+                f"hpcx: cannot record how run {task.run_id} ended ({exc.strerror or exc}) in "
+                f"{task.run_dir}; the next refresh reports it lost and apply runs it again"
+            )
 
     # -- stopping
 
     def _signal_stop(self, task: _Task, reason: str) -> None:
         task.stop_reason = reason
-        write_stop(task.run_dir, reason, task.attempt)
+        try:
+            write_stop(task.run_dir, reason, task.attempt)
+        except ExecutorError as exc:
+            # Stop it all the same; the wrapper then records the signal, this queue the reason.
+            _warn(f"hpcx: run {task.run_id}: {exc}")
         if task.proc is not None:
             with contextlib.suppress(OSError):
                 os.killpg(task.proc.pid, signal.SIGTERM)
@@ -445,7 +468,9 @@ class LocalQueue:
         try:
             while self.pending:
                 task = self.pending.popleft()
-                write_stop(task.run_dir, reason, task.attempt)
+                with contextlib.suppress(ExecutorError):
+                    # Unwritten (a full disk), the run reads pending, then lost: run again.
+                    write_stop(task.run_dir, reason, task.attempt)
                 self._finish(task)
             for task in self.running.values():
                 if task.stop_reason is None:
@@ -479,6 +504,8 @@ class LocalExecutor(Executor):
         self.detach = bool(self.options.get("detach", False))
         self.kill_grace = float(self.options.get("kill_grace", 10.0))
         self.progress = progress
+        #: Keys of submissions whose foreground queue this executor ran to its end.
+        self._ended: set[str] = set()
 
     def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
         if not run_dirs:
@@ -556,6 +583,9 @@ class LocalExecutor(Executor):
             progress=progress or self.progress,
         )
         q.run()
+        # The queue has ended: a run it did not start (its wrapper could not record it, e.g.
+        # on a full disk) never will. poll reports those lost, so the next apply runs them.
+        self._ended.add(submission.key)
         return self.poll([submission])
 
     def poll(self, submissions: Iterable[Submission]) -> dict[str, ObservedStatus]:
@@ -570,9 +600,17 @@ class LocalExecutor(Executor):
             # way, once that process is gone, a run it never started will never start.
             h, _, pid = sub.job_ids[0].rpartition(":")
             runner_alive = h != host or int(pid) == os.getpid() or rundir.pid_alive(int(pid))
+            ended = sub.key in self._ended
             for rid in sub.run_ids:
                 obs = seen[rid]
-                if obs.state == "pending" and not runner_alive:
+                if obs.state == "pending" and ended:
+                    obs = _replace(
+                        obs,
+                        state="lost",
+                        reason="the local queue ended without starting it (its wrapper could "
+                        "not record it: see .wrapper-N.log in its folder)",
+                    )
+                elif obs.state == "pending" and not runner_alive:
                     obs = _replace(obs, state="lost", reason="the local queue runner is gone")
                 out[rid] = obs
         return out
@@ -590,8 +628,12 @@ class LocalExecutor(Executor):
                 doc = rundir.observe(path)
                 if doc.get("state") in rundir.FINAL_STATES or doc.get("state") == "lost":
                     continue
-                # The queue skips a run whose stop file exists; a running one is signalled.
+                # The queue skips a run whose stop file exists, a wrapper about to start
+                # finds it and does not run; a running one is signalled. The stop file goes
+                # first and the status is read again after it: a wrapper writes "claimed"
+                # before it reads the stop file, so one of the two sees the other.
                 write_stop(path, "cancelled", doc.get("attempt"))
+                doc = rundir.observe(path)
                 if doc.get("state") in rundir.ACTIVE_STATES and doc.get("host") == host:
                     with contextlib.suppress(OSError):
                         os.killpg(int(doc["wrapper_pid"]), signal.SIGTERM)
@@ -602,6 +644,11 @@ class LocalExecutor(Executor):
             return Submission.from_json(rundir.read_json(path))
         except (OSError, ValueError, KeyError):
             return None
+
+
+def _warn(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
 
 
 def _replace(obs: ObservedStatus, **kw: Any) -> ObservedStatus:

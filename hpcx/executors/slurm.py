@@ -468,6 +468,8 @@ class SlurmExecutor(Executor):
         self.timeout = float(self.options.get("sbatch_timeout", 60))
         self.env = clean_env()
         self._limits: Limits | None = None
+        #: Job ids whose pending cancel this process has sent again (see _retry_cancels).
+        self._recancelled: set[str] = set()
 
     # -- commands
 
@@ -485,6 +487,11 @@ class SlurmExecutor(Executor):
             )
         except FileNotFoundError as exc:
             raise SchedulerError(f"{argv[0]} not found: is SLURM installed here?") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise SchedulerError(
+                f"{argv[0]} did not answer within {timeout or self.timeout:g}s",
+                hint="is the SLURM controller up? (`scontrol ping`)",
+            ) from exc
 
     def limits(self) -> Limits:
         if self._limits is None:
@@ -720,7 +727,51 @@ class SlurmExecutor(Executor):
         for sub in subs:
             for rid in sub.run_ids:
                 out[rid] = _merge(files[rid], sub.run_jobs.get(rid), queue, acct)
+        self._retry_cancels(out, queue)
         return out
+
+    def _retry_cancels(
+        self, out: dict[str, ObservedStatus], queue: Mapping[str, tuple[str, str]]
+    ) -> None:
+        """Jobs the scheduler still holds whose run a stop file says was cancelled: a
+        ``cancel`` that could not reach the scheduler. Cancel them now (once per process),
+        so the run is not taken for cancelled while its job may still start and the next
+        apply submits it again: a stale attempt would run beside the new one."""
+        pending: dict[str, str] = {}
+        for rid, obs in out.items():
+            if obs.final or obs.job_id is None or obs.job_id not in queue or not obs.run_dir:
+                continue
+            if obs.job_id in self._recancelled:
+                continue
+            attempt = obs.attempt or rundir.current_attempt(obs.run_dir)
+            if attempt is not None and rundir.stop_reason(obs.run_dir, attempt) == "cancelled":
+                pending[rid] = obs.job_id
+        if not pending:
+            return
+        try:
+            proc = self._cmd(["scancel", *sorted(set(pending.values()))])
+            failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
+            why = proc.stderr.strip()
+        except SchedulerError as exc:
+            failed, why = True, str(exc)
+        if failed:
+            for rid in pending:
+                out[rid] = replace(out[rid], reason=f"cancel pending: scancel failed: {why}")
+            return
+        self._recancelled.update(pending.values())
+        for rid in pending:
+            obs = out[rid]
+            if obs.state == "queued":
+                # Removed before it started (and its wrapper would refuse the stop file).
+                out[rid] = replace(
+                    obs,
+                    state="cancelled",
+                    source="scheduler",
+                    reason="cancelled: the cancel that could not reach the scheduler was "
+                    "sent again",
+                )
+            else:
+                out[rid] = replace(obs, reason="cancel pending: scancel sent again")
 
     def cancel(
         self, submissions: Iterable[Submission], run_ids: Iterable[str] | None = None
@@ -740,9 +791,24 @@ class SlurmExecutor(Executor):
                     targets.append(sub.run_jobs[rid])
         if not targets:
             return
-        proc = self._cmd(["scancel", *sorted(set(targets))])
-        if proc.returncode != 0 and "invalid job id" not in proc.stderr.lower():
-            raise SchedulerError(f"scancel failed: {proc.stderr.strip()}")
+        jobs = sorted(set(targets))
+        try:
+            proc = self._cmd(["scancel", *jobs])
+            failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
+            why = proc.stderr.strip() or f"exit code {proc.returncode}"
+        except SchedulerError as exc:
+            failed, why = True, str(exc)
+        if failed:
+            # The stop files stay: they mark the cancel pending. A job that starts anyway
+            # finds its stop file and does not run the program; a refresh that reaches the
+            # scheduler cancels the jobs it still holds before anything is submitted again.
+            raise SchedulerError(
+                f"scancel failed: {why}: {len(jobs)} job(s) not cancelled",
+                hint="the runs stay as they were, marked cancel pending (a .stop file in "
+                "each run folder: a job that starts anyway does not run its program); "
+                "`hpcx refresh` cancels them once the scheduler answers (`scontrol ping`)",
+            )
+        self._recancelled.update(jobs)
 
     def reconcile(self, key: str, runs_root: str | os.PathLike[str]) -> Submission | None:
         """Find the jobs of ``key`` by name (``squeue``, then ``sacct``, then the run folders'
@@ -807,13 +873,23 @@ def _link(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
+_HELD = frozenset({"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING"})
+
+
 def _merge(
     f: ObservedStatus,
     job_id: str | None,
     queue: Mapping[str, tuple[str, str]],
     acct: Mapping[str, str],
 ) -> ObservedStatus:
-    if f.final:
+    if f.final and f.source == "stop_file":
+        # A stop file never outranks a job the scheduler still holds: the cancel may not have
+        # reached it (the controller was down), and the job may still start.
+        held = queue.get(job_id or "", ("", ""))[0] in _HELD | {"REQUEUED"}
+        if not held:
+            return f
+        f = replace(f, state="pending", source="run_dir")
+    elif f.final:
         return f
     if job_id is not None and job_id in queue:
         state, reason = queue[job_id]

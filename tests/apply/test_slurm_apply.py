@@ -217,8 +217,10 @@ def test_an_ambiguous_sbatch_is_reconciled_by_name_before_anything_is_resubmitte
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 0, proc.stderr
+    # Not a success: what went out is unknown until a refresh reconciles it.
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "may or may not have reached the scheduler" in proc.stdout
+    assert "`hpcx refresh`" in proc.stderr
     ((key, detail),) = query(root, "SELECT key, detail FROM submissions WHERE state = 'ambiguous'")
     assert json.loads(detail)["runs_root"] == str(root / "runs")  # kept for the reconcile
     # Not planned again while ambiguous: the runs are still in flight.
@@ -277,3 +279,78 @@ def test_a_controller_that_goes_down_mid_apply_loses_nothing(
     assert sorted(ln.split()[0] for ln in log_lines(log)) == sorted(runs(root))
     assert_history_has_no_gap(root)
     assert took < 120
+
+
+def test_an_ambiguous_partial_submission_exits_1_and_is_reconciled(
+    slurm_cluster: Any, project, tmp_path: Path
+) -> None:
+    log = tmp_path / "executions.log"
+    n = 4
+    root = project(
+        {"ap": _slurm_manifest("ap", ["--log", str(log), "--", "{params.x}"], {"x": [0, 1, 2, 3]})}
+    )
+    with slurm_cluster.limits(MaxArraySize=2):
+        proc = subprocess.run(
+            [PY, CRASH, "partial-ambiguous", "apply", "--yes"],
+            cwd=root,
+            env=clean_env(_env(slurm_cluster)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "2 of 4 run(s) went out" in proc.stdout, proc.stdout
+    assert "the other 2 may or may not have reached the scheduler" in proc.stdout
+    assert "then `hpcx apply` to submit what did not go out" in proc.stderr, proc.stderr
+    ((key,),) = query(root, "SELECT key FROM submissions WHERE state = 'ambiguous'")
+    out = hpcx(root, "refresh", env=_env(slurm_cluster), check=True)
+    assert f"Reconciled submission {key}: adopted" in out.stdout
+    _refresh_until(root, slurm_cluster, {"succeeded", "lost"}, n)
+    assert "2 to retry" in hpcx(root, "apply", "--yes", env=_env(slurm_cluster), check=True).stdout
+    _refresh_until(root, slurm_cluster, {"succeeded"}, n)
+    assert sorted(ln.split()[0] for ln in log_lines(log)) == sorted(runs(root))  # once each
+    assert_history_has_no_gap(root)
+
+
+@pytest.mark.slow  # ~60 s: scancel retries a dead controller; each round waits for --begin
+def test_a_cancel_that_cannot_reach_the_controller_never_lets_a_stale_attempt_run(
+    slurm_cluster: Any, project, tmp_path: Path
+) -> None:
+    log = tmp_path / "executions.log"
+    root = project(
+        {
+            "st": _slurm_manifest(
+                "st",
+                ["--log", str(log), "--", "{params.x}"],
+                {"x": [0, 1]},
+                # Pending for a while, so the outage and the cancel happen before they start.
+                sbatch_args=["--begin=now+15"],
+            )
+        }
+    )
+    hpcx(root, "apply", "--yes", env=_env(slurm_cluster), check=True)
+    ((key,),) = query(root, "SELECT key FROM submissions")
+    assert {j[1] for j in _squeue(slurm_cluster, key)} == {"PENDING"}
+    try:
+        slurm_cluster.stop_controller()
+        out = hpcx(root, "cancel", "--all", env=_env(slurm_cluster), timeout=180)
+        # Says so, exits 1, and the runs stay as they were (cancel pending).
+        assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+        assert "2 run(s) NOT cancelled" in out.stderr and "hpcx refresh" in out.stderr
+        assert {r["status"] for r in runs(root).values()} == {"submitted"}
+    finally:
+        slurm_cluster.start_controller()
+        slurm_cluster.wait_idle()
+    # The controller came back with the jobs still pending: the stop files do not outrank
+    # them; the refresh cancels them, and only then are the runs cancelled.
+    assert {j[1] for j in _squeue(slurm_cluster, key)} == {"PENDING"}
+    hpcx(root, "refresh", env=_env(slurm_cluster), check=True)
+    assert {r["status"] for r in runs(root).values()} == {"cancelled"}
+    assert {j[1] for j in _squeue(slurm_cluster, key)} == {"CANCELLED"}
+    out = hpcx(root, "apply", "--yes", env=_env(slurm_cluster), check=True)
+    assert "2 to retry" in out.stdout
+    _refresh_until(root, slurm_cluster, {"succeeded"}, 2, timeout=120)
+    assert sorted(ln.split()[0] for ln in log_lines(log)) == sorted(runs(root))  # once each
+    for folder in run_folders(root, "st"):
+        assert claims(folder) == [".claim-2"] and successes_in(folder) == 1
+    assert_history_has_no_gap(root)

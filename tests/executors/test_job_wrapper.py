@@ -190,5 +190,58 @@ def test_second_attempt_runs_and_first_is_kept(tmp_path: Path) -> None:
     # The stale first attempt, started again (a requeue), does not run.
     p = wrapper(rd2, "--attempt", "1")
     _, err = p.communicate(timeout=30)
-    assert p.returncode == 0 and "already claimed" in err
+    assert p.returncode == 0 and "not the current attempt" in err
     assert os.path.exists(rd.path / ".claim-2")
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def test_a_stale_attempt_that_never_ran_neither_runs_nor_writes(tmp_path: Path) -> None:
+    # Attempts 1-4 were prepared and never started (cancelled while pending, lost with the
+    # controller...): no claim of attempt 2 exists to stop a late copy of its job.
+    marker = tmp_path / "ran"
+    cmd = ["sh", "-c", f'touch {marker}; echo \'{{"name":"m","value":1}}\' >> "$HPCX_METRICS"']
+    for _ in range(5):
+        rd = prepare(tmp_path, cmd)
+    assert rd.attempt == 5
+    before = _snapshot(rd.path)
+    p = wrapper(rd, "--attempt", "2")
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert "not the current attempt (the run folder is at attempt 5)" in err
+    assert not marker.exists()
+    assert _snapshot(rd.path) == before  # no status, no metrics, not even a claim
+
+
+def test_an_attempt_a_stop_file_names_does_not_start_its_program(tmp_path: Path) -> None:
+    # `cancel` wrote the stop file but could not remove the job (controller down): when the
+    # job starts anyway, the wrapper honours the cancel.
+    marker = tmp_path / "ran"
+    rd = prepare(tmp_path, ["touch", str(marker)])
+    (rd.path / ".stop-1").write_text("cancelled\n")
+    before = _snapshot(rd.path)
+    p = wrapper(rd)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 0 and "a stop file says 'cancelled'" in err, err
+    assert not marker.exists() and _snapshot(rd.path) == before
+
+
+def test_a_wrapper_whose_run_moved_on_writes_no_final_status(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    rd = prepare(tmp_path, ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done"])
+    p = wrapper(rd)
+    wait_state(rd, {"running"})
+    # A new attempt is prepared under it (what rundir.create does, forced past its check).
+    (rd.path / "attempts" / "1").mkdir(parents=True)
+    os.rename(rd.status_path, rd.path / "attempts" / "1" / "status.json")
+    spec = rundir.read_json(rd.spec_path)
+    rundir.atomic_write_json(rd.spec_path, {**spec, "attempt": 2})
+    go.touch()
+    _, err = p.communicate(timeout=30)
+    assert "is at attempt 2 now, not 1" in err, err
+    assert not rd.status_path.exists() and not rd.metrics_path.exists()
+    assert not (rd.path / ".final-1").exists()

@@ -65,6 +65,7 @@ class Tally:
     lost: int = 0
     zygote_tracebacks: int = 0
     empty_states: int = 0  # empty state files set aside (a known bug, see empty_state)
+    stale_restarts: int = 0  # wrappers of a non-current attempt started (none may run)
     t0: float = field(default_factory=time.monotonic)
 
     def line(self) -> str:
@@ -75,6 +76,7 @@ class Tally:
             f"lost {self.lost}, {time.monotonic() - self.t0:.1f} s"
             + (f", zygote tracebacks {self.zygote_tracebacks}" if self.zygote_tracebacks else "")
             + (f", empty states set aside {self.empty_states}" if self.empty_states else "")
+            + (f", stale attempts restarted {self.stale_restarts}" if self.stale_restarts else "")
         )
 
 
@@ -340,6 +342,48 @@ def recover(
             raise AssertionError(f"nothing to apply yet not all succeeded: {counts}")
         assert time.monotonic() < deadline, f"not recovered after {limit}s: {counts}"
     raise AssertionError("recovery loop did not converge")
+
+
+def restart_stale_attempt(
+    root: Path, rng: random.Random, tally: Tally, *, experiment: str = "kc"
+) -> None:
+    """Start the job wrapper for an attempt of a run that is not its current one, as a requeued
+    or forgotten scheduler job would: an earlier attempt (whose claim may never have been
+    taken: it was lost before it started) or, for a run at its first attempt, a later one.
+    It must run nothing (check_round counts executions) and write nothing of its own."""
+    folders = []
+    for folder in run_folders(root, experiment):
+        try:
+            folders.append((folder, int(json.loads((folder / "spec.json").read_text())["attempt"])))
+        except (OSError, ValueError, KeyError):
+            continue
+    if not folders:
+        return
+    older = [(f, a) for f, a in folders if a > 1]
+    folder, current = rng.choice(older or folders)
+    stale = rng.randint(1, current - 1) if current > 1 else current + 1
+    had_claim = (folder / f".claim-{stale}").exists()
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcx.job", str(folder), "--attempt", str(stale)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    tally.stale_restarts += 1
+    assert proc.returncode == 0, (folder, stale, proc.stderr)
+    assert "not the current attempt" in proc.stderr, (folder, stale, proc.stderr)
+    assert (folder / f".claim-{stale}").exists() == had_claim, (folder, stale)
+    # status.json is only ever the current attempt's (an earlier one's moved to attempts/).
+    assert _status_attempt(folder / "status.json") != stale, (folder, stale)
+
+
+def _status_attempt(path: Path) -> int | None:
+    try:
+        attempt = json.loads(path.read_text()).get("attempt")
+    except (OSError, ValueError):
+        return None
+    return attempt if isinstance(attempt, int) else None
 
 
 def rng_for(seed: int) -> random.Random:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import build_state, make_spec, serial_of
 
+from hpcx import rundir
 from hpcx.backup import backup_before_write, check_state
 from hpcx.errors import StateError
 from hpcx.state import StateStore
@@ -118,3 +119,85 @@ def test_cli_apply_with_no_room_for_the_lock_is_one_clear_error(
     _, _, res = _apply_on_full_disk(small_disk, project, cli, leave=0)
     assert res.code == 1 and "disk is full" in res.err
     assert not list(small_disk.glob("*.lock"))
+
+
+_FILLING_PROG = """
+import os, sys
+v = int(sys.argv[1])
+with open(sys.argv[2], "a") as f:
+    f.write(f"{v} {os.environ['HPCX_ATTEMPT']}\\n")
+with open(os.environ["HPCX_METRICS"], "a") as f:
+    f.write('{"name": "v", "value": %d}\\n' % v)
+if v == 0:  # fill the runs folder's disk to the last byte, then succeed
+    fd = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT, 0o644)
+    for chunk in (65536, 1):
+        try:
+            while True:
+                os.write(fd, b"\\0" * chunk)
+        except OSError:
+            pass
+"""
+
+
+def test_a_disk_filling_mid_queue_loses_no_finished_run_and_reruns_only_the_rest(
+    small_disk: Path, project: Path, cli, tmp_path: Path
+) -> None:
+    # The first run fills the runs folder's disk and succeeds: its wrapper cannot write
+    # status.json. The queue must go on without a traceback, the runs after it must not
+    # start (they could not be recorded), and once space is freed the next apply must take
+    # the finished run as succeeded (never run it again) and run only the others.
+    runs_root = small_disk / "runs"
+    log = tmp_path / "executions.log"
+    filler = small_disk / "filler"
+    prog = tmp_path / "prog.py"
+    prog.write_text(_FILLING_PROG)
+    (project / "manifests" / "f.yaml").write_text(
+        "apiVersion: hpcx/v1\nkind: Experiment\nmetadata: {name: f}\nspec:\n"
+        f"  command: [python3, {prog}, '{{params.v}}', {log}, {filler}]\n"
+        "  params: {v: 0}\n  sweep: {grid: {v: [0, 1, 2]}}\n"
+        "  resources: {cpus: 1}\n  executor: {type: local, max_parallel: 1}\n"
+    )
+    res = cli("apply", "--yes", "--runs-root", str(runs_root))
+    assert res.code == 1 and "Traceback" not in res.err, res
+    assert "1 succeeded" in res.out and "2 lost" in res.out, res.out
+    assert [ln.split()[0] for ln in log.read_text().splitlines()] == ["0"]
+
+    filler.unlink()
+    res = cli("apply", "--yes", "--runs-root", str(runs_root))
+    assert res.code == 0, res
+    assert "2 to retry" in res.out, res.out
+    ran = sorted(log.read_text().splitlines())
+    assert [ln.split()[0] for ln in ran] == ["0", "1", "2"], ran  # each executed once
+    with StateStore.open(project / ".hpcx" / "state.duckdb", read_only=True) as store:
+        con = store.connection
+        assert {r[0] for r in con.execute("SELECT status FROM runs").fetchall()} == {
+            "succeeded"
+        }
+        values = con.execute("SELECT value FROM metrics WHERE name = 'v' ORDER BY 1").fetchall()
+    assert [v for (v,) in values] == [0, 1, 2]
+
+
+def test_cancel_on_a_full_disk_says_so_and_cancels_once_there_is_room(
+    small_disk: Path, project: Path, cli
+) -> None:
+    import time
+
+    runs_root = small_disk / "runs"
+    (project / "manifests" / "c.yaml").write_text(
+        "apiVersion: hpcx/v1\nkind: Experiment\nmetadata: {name: c}\nspec:\n"
+        "  command: [sleep, '60']\n  params: {v: 0}\n  resources: {cpus: 1}\n"
+    )
+    assert cli("apply", "--yes", "--detach", "--runs-root", str(runs_root)).code == 0
+    (run,) = [p for p in (runs_root / "c").iterdir() if not p.name.startswith(".")]
+    deadline = time.monotonic() + 30
+    while (rundir.read_status(run) or {}).get("state") != "running":
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
+    filler = _fill(small_disk)
+    res = cli("cancel", "--all", "--wait", "0")
+    assert res.code == 1 and "Traceback" not in res.err, res
+    assert "1 run(s) NOT cancelled" in res.err and "No space left" in res.err, res.err
+    assert "free space" in res.err
+    filler.unlink()
+    res = cli("cancel", "--all", "--wait", "20")
+    assert res.code == 0 and "Cancelled 1 run(s)." in res.out, res

@@ -34,6 +34,7 @@ from campaign_helpers import (
     kill_at,
     query,
     recover,
+    restart_stale_attempt,
     rng_for,
     spawn_group,
     sweep_project,
@@ -97,6 +98,11 @@ def test_local_apply_killed_at_random_moments_runs_each_run_exactly_once(
             if rng.random() < 0.3 and (root / ".hpcx" / "state.duckdb").exists():
                 # Sometimes a refresh between kills (it reconciles the dead intent first).
                 hpcx(root, "refresh", check=True)
+            if rng.random() < 0.5:
+                # Sometimes a stale copy of an old attempt starts (a requeued job): it must
+                # neither run nor write (check_round counts executions and claims).
+                restart_stale_attempt(root, rng, tally)
+                check_round(root, log, tally)
         recover(root, tally)
         check_round(root, log, tally, final=True)
         _say(tally)
@@ -109,6 +115,7 @@ def test_local_apply_killed_at_random_moments_runs_each_run_exactly_once(
             "lost",
             "zygote_tracebacks",
             "empty_states",
+            "stale_restarts",
         ):
             setattr(total, f, getattr(total, f) + getattr(tally, f))
         c += 1

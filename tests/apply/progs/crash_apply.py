@@ -6,7 +6,8 @@ POINT: ``before-submit`` (the intent is recorded, the executor's submit is never
 ``after-submit`` (submit returned, the state has not recorded it), ``mid-array`` (SLURM: after
 the first sbatch of several chunks); or, without a kill, an sbatch whose answer is lost
 (``ambiguous-accepted``: the job went in, sbatch "timed out") or that never got through
-(``ambiguous-refused``); or ``lock-write``: killed while taking the writer lock, after
+(``ambiguous-refused``), or the first chunk went out and the next one's answer is lost
+(``partial-ambiguous``); or ``lock-write``: killed while taking the writer lock, after
 deciding to take it and before its content is written; ``controller-down``: slurmctld
 stopped just before the first sbatch. Nothing in hpcx is patched but
 these functions.
@@ -101,6 +102,19 @@ if point.startswith("ambiguous-"):
         raise SubmitError("sbatch: error: Socket timed out on send/recv operation", ambiguous=True)
 
     SlurmExecutor._sbatch = sbatch2
+
+if point == "partial-ambiguous":
+    # The first chunk goes out; the next sbatch's answer is lost (a timeout).
+    real_sbatch4 = SlurmExecutor._sbatch
+    sent = []
+
+    def sbatch4(self, script, folder):
+        if sent:
+            raise SubmitError("sbatch: error: Socket timed out", ambiguous=True)
+        sent.append(real_sbatch4(self, script, folder))
+        return sent[-1]
+
+    SlurmExecutor._sbatch = sbatch4
 
 from hpcx.cli import main  # noqa: E402
 
