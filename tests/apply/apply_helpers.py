@@ -28,7 +28,8 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("HPCX_", "SLURM_", "SBATCH_")) and k != "PYTEST_CURRENT_TEST"
+        if (not k.startswith(("HPCX_", "SLURM_", "SBATCH_")) or k == "HPCX_SLOTS_DIR")
+        and k != "PYTEST_CURRENT_TEST"
     }
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})

@@ -17,7 +17,11 @@ EXAMPLE_PROFILE = REPO / "hpcx" / "templates" / "_clusters" / "example.yaml"
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HPCX_", "SLURM_", "SBATCH_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HPCX_", "SLURM_", "SBATCH_")) or k == "HPCX_SLOTS_DIR"
+    }
     # The stand-in train.py runs as `python train.py`: the venv's python first; no GPUs, so
     # the local executor ignores resources.gpus (written for the cluster).
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
