@@ -34,6 +34,7 @@ import datetime as _dt
 import errno
 import json
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +136,14 @@ def sync() -> None:
 def append_line(path: Path, obj: Mapping[str, Any], *, fsync: bool = True) -> None:
     """Append one JSON line with a single ``write`` on an O_APPEND descriptor."""
     line = (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    # The run owns its folder: a symlink or FIFO it left where hpcx appends is refused (an
+    # OSError), never followed into a file elsewhere or blocked on.
+    fd = os.open(
+        path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644
+    )
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
         # A program killed mid-line leaves a torn last line: start ours on a fresh line, so
         # the torn one stays one bad line and ours is read (the reader reports the torn one).
         size = os.fstat(fd).st_size

@@ -245,3 +245,23 @@ def test_a_wrapper_whose_run_moved_on_writes_no_final_status(tmp_path: Path) -> 
     assert "is at attempt 2 now, not 1" in err, err
     assert not rd.status_path.exists() and not rd.metrics_path.exists()
     assert not (rd.path / ".final-1").exists()
+
+
+def test_a_metrics_file_the_run_turned_into_a_symlink_is_not_followed(tmp_path: Path) -> None:
+    """The wrapper appends its summary lines to metrics.jsonl: a run that replaced it with a
+    link must not have them written into the link's target (any file the user can write)."""
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me\n")
+    swap = (
+        "import os; m = os.environ['HPCX_METRICS']\n"
+        "if os.path.lexists(m): os.unlink(m)\n"
+        f"os.symlink({str(outside)!r}, m)"
+    )
+    rd = prepare(tmp_path / "runs", [PY, "-c", swap])
+    proc = wrapper(rd)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert outside.read_text() == "keep me\n"
+    status = rundir.read_status(rd.path)
+    assert status is not None and status["state"] == "succeeded"
+    assert "Traceback" not in err
