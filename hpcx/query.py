@@ -214,6 +214,9 @@ class QuerySession:
         try:
             session._check_schema()
             session._create_views()
+            # stdout is the command's data (CSV, JSON, a table): DuckDB's progress bar for a
+            # long query must never be drawn into it.
+            con.execute("SET enable_progress_bar = false")
             con.execute("SET lock_configuration = true")
         except duckdb.Error as exc:
             con.close()
@@ -824,6 +827,7 @@ def write_parquet(
             con = duckdb.connect(
                 ":memory:", config={"memory_limit": memory_limit, "temp_directory": ""}
             )
+            con.execute("SET enable_progress_bar = false")
             timer: threading.Timer | None = None
             fired = threading.Event()
             if timeout_s:

@@ -608,6 +608,8 @@ class StateStore:
                 )
         try:
             con = duckdb.connect(str(p), read_only=read_only, config=_CONNECT_CONFIG)
+            # A long statement must not draw DuckDB's progress bar into a command's output.
+            con.execute("SET enable_progress_bar = false")
         except duckdb.Error as exc:
             raise _translate_error(exc, p) from None
         store = cls(con, p, read_only=read_only)

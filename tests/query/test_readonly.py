@@ -164,3 +164,14 @@ def test_an_unknown_column_gets_a_did_you_mean_over_that_views_columns(state: Pa
             assert err.value.hint and want in err.value.hint, (sql, err.value.hint)
             if "depth" not in sql:
                 assert "double quotes" not in err.value.hint
+
+
+def test_no_progress_bar_is_drawn_into_a_commands_output(state: Path) -> None:
+    """Regression (seen in CI): DuckDB drew its progress bar for a long query into stdout,
+    which is the command's data (CSV, JSON, the table)."""
+    with QuerySession.open(state) as s:
+        (row,) = s.query("SELECT current_setting('enable_progress_bar') AS on").rows
+    assert row == (False,)
+    with StateStore.open(state, read_only=True) as store:
+        got = store.connection.execute("SELECT current_setting('enable_progress_bar')").fetchone()
+    assert got == (False,)
