@@ -3,7 +3,7 @@ same runs logged to MLflow through MLflow's own client (:func:`export_mlflow`).
 
 Columns, in order: ``run_id, experiment, description, seed, repeat``, the parameter columns
 (``params.*`` then ``placement.*``, flattened as in the ``runs`` view), the final value of each
-metric, then ``status, git_commit, created_at, tags, host, job_id``. Parameter and metric
+metric, then ``status, git_commit, created_at, tags, notes, host, job_id``. Parameter and metric
 columns that are empty for every exported run (another experiment's) are left out.
 
 The rows come from the read-only :class:`~hpcx.query.QuerySession`; the file is written by
@@ -24,7 +24,7 @@ FORMATS = ("csv", "parquet")
 # seed and repeat are part of a run's identity but not of its params: without them the runs of
 # a seeds/repeats sweep exported as identical rows.
 _HEAD = ("run_id", "experiment", "description", "seed", "repeat")
-_TAIL = ("status", "git_commit", "created_at", "tags", "host", "job_id")
+_TAIL = ("status", "git_commit", "created_at", "tags", "notes", "host", "job_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,14 +71,17 @@ def select_runs(
         where.append("status IN (SELECT unnest(?::VARCHAR[]))")
         args.append(list(statuses))
     wanted = list(_HEAD) + param_cols + metric_cols + list(_TAIL)
-    select = ", ".join(
-        "array_to_string(tags, ';') AS tags" if c == "tags" else _q(c) for c in wanted
-    )
+    # `hpcx note` keeps a run's notes in its metadata (a JSON list); the seed's CSV had a
+    # notes column: the texts, joined. NULL where no run was ever noted.
+    notes = '"meta.notes"' if "meta.notes" in available else "NULL"
+    special = {"tags": "array_to_string(tags, ';') AS tags", "notes": f"{notes} AS notes"}
+    select = ", ".join(special.get(c, _q(c)) for c in wanted)
     sql = f"SELECT {select} FROM results"
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += ' ORDER BY experiment, "index", run_id'
     result = session.query(sql, args)
+    result = _join_notes(result)
     # Drop parameter and metric columns that no exported run has a value for.
     optional = set(param_cols) | set(metric_cols)
     keep = [
@@ -93,6 +96,28 @@ def select_runs(
         types=[result.types[i] for i in keep],
         rows=[tuple(r[i] for i in keep) for r in result.rows],
     )
+
+
+def _join_notes(result: QueryResult) -> QueryResult:
+    """The notes column as the notes' texts joined with `` | `` (newest last)."""
+    import json
+
+    i = result.columns.index("notes")
+    rows = []
+    for row in result.rows:
+        raw = row[i]
+        text = None
+        if isinstance(raw, str):
+            try:
+                items = json.loads(raw)
+            except ValueError:
+                items = None
+            if isinstance(items, list):
+                texts = [str(n.get("text")) for n in items if isinstance(n, dict) and n.get("text")]
+                text = " | ".join(texts) or None
+        rows.append((*row[:i], text, *row[i + 1 :]))
+    types = [*result.types[:i], "VARCHAR", *result.types[i + 1 :]]
+    return QueryResult(columns=result.columns, types=types, rows=rows)
 
 
 def _q(name: str) -> str:

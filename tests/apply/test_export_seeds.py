@@ -47,3 +47,21 @@ def test_three_seeds_export_as_three_distinct_rows(project, tmp_path: Path) -> N
     hpcx(root, "export", str(pq), check=True)
     got = duckdb.sql(f"SELECT seed, \"repeat\" FROM '{pq}' ORDER BY seed").fetchall()
     assert got == [(7, 0), (8, 1), (9, 2)]
+
+
+def test_notes_export_as_the_seeds_notes_column(project, tmp_path: Path) -> None:
+    root = project({"seeded": _manifest()})
+    hpcx(root, "apply", "--yes", "-q", check=True)
+    out = tmp_path / "before.csv"
+    hpcx(root, "export", str(out), check=True)
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(r["notes"] == "" for r in rows)  # the column is there before any note
+    rid = rows[0]["run_id"]
+    hpcx(root, "note", rid, "odd loss spike", check=True)
+    hpcx(root, "note", rid, "rerun on a quiet node", check=True)
+    hpcx(root, "export", str(out), check=True)
+    with out.open() as fh:
+        noted = {r["run_id"]: r["notes"] for r in csv.DictReader(fh)}
+    assert noted[rid] == "odd loss spike | rerun on a quiet node"
+    assert sum(1 for v in noted.values() if v) == 1

@@ -111,7 +111,7 @@ def test_export_csv_round_trip_one_row_per_run(
     assert len(rows) == facts["runs"] == len({r["run_id"] for r in rows})
     cols = list(rows[0])
     assert cols[:3] == ["run_id", "experiment", "description"]
-    assert cols[-6:] == ["status", "git_commit", "created_at", "tags", "host", "job_id"]
+    assert cols[-7:] == ["status", "git_commit", "created_at", "tags", "notes", "host", "job_id"]
     assert {"params.model.depth", "placement.numa", "throughput_samples_per_s"} <= set(cols)
     first = next(r for r in rows if r["run_id"] == facts["first"])
     assert (first["git_commit"], first["description"], first["tags"]) == ("abc1234", "first", "vit")
