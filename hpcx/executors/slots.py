@@ -96,19 +96,9 @@ def node_cores(node: int, root: str = "/") -> set[int] | None:
         text = Path(root, f"sys/devices/system/node/node{node}/cpulist").read_text().strip()
     except OSError:
         return None
-    return parse_cpulist(text)
+    from hpcx.topology import parse_cpulist  # the one parser (strides, stray NULs)
 
-
-def parse_cpulist(text: str) -> set[int]:
-    """``0-3,8,10-11`` as a set of ints."""
-    cpus: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        cpus.update(range(int(lo), int(hi or lo) + 1))
-    return cpus
+    return set(parse_cpulist(text))
 
 
 def is_benchmark(workload: str | None) -> bool:
