@@ -270,11 +270,12 @@ class LocalQueue:
             self._start(task)
 
     def _tell_blocked(self, task: _Task) -> None:
-        """Say once per waiting run when it waits for slots held by another hpcx queue."""
-        if self._told_blocked == task.run_id:
+        """Say once per waiting run when it waits for slots held by another hpcx queue: once
+        none of this queue's runs is left to wait for (the usual wait, one not worth a line or
+        a look at the lock files on every poll)."""
+        if self._told_blocked == task.run_id or self.running:
             return
-        mine = {t.run_id for t in self.running.values()}
-        others = [h for h in self.ledger.holders(task.demand) if h.get("run_id") not in mine]
+        others = self.ledger.holders(task.demand)
         if not others:
             return
         self._told_blocked = task.run_id

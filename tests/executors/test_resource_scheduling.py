@@ -305,3 +305,52 @@ def test_a_run_alone_on_its_cores_records_its_own_time_as_its_own(tmp_path: Path
     assert seen["own_cpu_s"] >= 0.6
     assert 0.0 <= seen["other_frac"] <= 1.0
     assert seen["other_cpu_s"] <= seen["wall_s"] * len(CORES) + 0.05
+
+
+def test_a_run_waiting_for_another_queues_slots_says_who_holds_them(
+    tmp_path: Path, _own_ledger: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Another process holds every core until its stdin closes; the run waits, says so, runs.
+    holder = subprocess.Popen(
+        [
+            PY,
+            "-c",
+            "import sys; from pathlib import Path; "
+            "from hpcx.executors.slots import Demand, Ledger; "
+            f"h = Ledger(Path({str(_own_ledger)!r})).try_hold(Demand(cpus={len(CORES)}, "
+            f"candidates={tuple(CORES)!r}), [], {{'run_id': 'elsewhere', 'pid': 1}}); "
+            "print('held' if h else 'no', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    ex = LocalExecutor({})
+    rd = ex.prepare([make_spec([PY, "-c", "pass"], index=0)], tmp_path / "runs")[0]
+    sub = ex.submit(new_key(), [rd])
+
+    import threading
+
+    seen: list[str] = []
+
+    def release_after_the_message() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            err = capsys.readouterr().err
+            if "held by run elsewhere" in err:
+                seen.append(err)
+                break
+            time.sleep(0.05)
+        assert holder.stdin is not None
+        holder.stdin.close()
+
+    waiter = threading.Thread(target=release_after_the_message)
+    waiter.start()
+    try:
+        result = ex.wait(sub)
+    finally:
+        waiter.join()
+        holder.wait()
+    assert seen and f"run {rd.run_id} waits for 1 core(s)" in seen[0]
+    assert result[rd.run_id].state == "succeeded"
