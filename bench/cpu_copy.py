@@ -1,4 +1,4 @@
-"""CPU copy bandwidth: hpcx.native.cpu_copy_bandwidth against numpy.copyto, side by side.
+"""CPU copy bandwidth: hpcx.node.native.cpu_copy_bandwidth against numpy.copyto, side by side.
 
 Both copy the same number of bytes between two buffers on the same NUMA node, from a thread on
 that node's CPUs (the process is bound first, so numpy's arrays are placed there too), with a
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from hpcx import native
+from hpcx.node import native
 
 
 def numpy_copy_gbps(size: int, samples: int) -> list[float]:

@@ -17,9 +17,9 @@ import statistics
 import sys
 import time
 
-from hpcx import native
 from hpcx.errors import HpcxError
-from hpcx.topology import read_topology
+from hpcx.node import native
+from hpcx.node.topology import read_topology
 
 
 def parse_size(text: str) -> int:

@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from hpcx import rundir
-from hpcx.executors.base import Submission
-from hpcx.harvest import refresh
-from hpcx.spec import RunSpec
-from hpcx.state import StateStore
+from hpcx.manifest.spec import RunSpec
+from hpcx.run.executors.base import Submission
+from hpcx.run.harvest import refresh
+from hpcx.state.store import StateStore
+from hpcx.util.proc import utcnow
 
 METRICS = ("loss", "accuracy", "throughput", "latency_ms")
 
@@ -66,7 +66,7 @@ def setup(n: int, root: Path) -> Path:
         d = runs_root / "bench" / s.run_id
         d.mkdir(parents=True)
         (d / "spec.json").write_text(json.dumps({"run_id": s.run_id, "attempt": 1}))
-        now = rundir.utcnow()
+        now = utcnow()
         (d / "status.json").write_text(
             json.dumps(
                 {
@@ -94,7 +94,7 @@ def setup(n: int, root: Path) -> Path:
         run_jobs={r: "bench:1" for r in run_dirs},
         run_dirs=run_dirs,
         folder=str(runs_root / ".submissions" / key),
-        submitted_at=rundir.utcnow(),
+        submitted_at=utcnow(),
     )
     with StateStore.open(state) as store, store.transaction() as tx:
         tx.record_runs(specs, status="pending", submission_key=key, executor="local")

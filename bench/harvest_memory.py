@@ -23,7 +23,7 @@ from harvest import setup
 CHILD = """
 import sys, time
 from pathlib import Path
-from hpcx.harvest import refresh
+from hpcx.run.harvest import refresh
 t0 = time.perf_counter()
 r = refresh(Path(sys.argv[1]), runs_root=Path(sys.argv[2]))
 print(f"rows {r.metrics} problems {len(r.problems)} in {time.perf_counter() - t0:.2f} s")

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "executor
 
 from executor_helpers import make_spec
 
-from hpcx.executors import new_key
-from hpcx.executors.local import LocalExecutor, default_parallelism
+from hpcx.run.executors import new_key
+from hpcx.run.executors.local import LocalExecutor, default_parallelism
 
 
 def floor(argv: list[str], n: int, parallel: int) -> float:

@@ -44,8 +44,8 @@ def write_manifest(root: Path, start: int, stop: int) -> None:
 
 
 def build(root: Path, runs: int) -> None:
-    from hpcx.manifest import load_desired
-    from hpcx.state import StateStore
+    from hpcx.manifest.loader import load_desired
+    from hpcx.state.store import StateStore
 
     per = runs // 10
     # The state: the sweep over x in [0, per) (all succeeded) ...
@@ -101,10 +101,10 @@ def stages(root: Path) -> None:
     """Where the time goes, stage by stage, in this process."""
     import gc
 
-    from hpcx.manifest import load_desired
-    from hpcx.plan import make_plan
-    from hpcx.plan_render import render_json, render_text
-    from hpcx.state import StateStore
+    from hpcx.manifest.loader import load_desired
+    from hpcx.plan.planner import make_plan
+    from hpcx.plan.render import render_json, render_text
+    from hpcx.state.store import StateStore
 
     gc.collect()
     t = [time.perf_counter()]

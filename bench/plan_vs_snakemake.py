@@ -68,8 +68,8 @@ def setup_snakemake(root: Path, n: int) -> None:
 
 
 def setup_hpcx(root: Path, n: int) -> None:
-    from hpcx.manifest import load_desired
-    from hpcx.state import StateStore
+    from hpcx.manifest.loader import load_desired
+    from hpcx.state.store import StateStore
 
     (root / "manifests").mkdir(parents=True)
     (root / "manifests" / "sweep.yaml").write_text(MANIFEST.format(n=n))

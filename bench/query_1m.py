@@ -29,7 +29,7 @@ FROM metrics GROUP BY experiment, name ORDER BY experiment, name"""
 def build(path: Path, runs: int, rows: int) -> None:
     from query_helpers import make_spec, vit_params
 
-    from hpcx.state import StateStore
+    from hpcx.state.store import StateStore
 
     specs = [
         make_spec(f"exp{i % 4}", i, vit_params(2 + i % 8, 64 * (1 + i % 5)), repeat=i // 40)
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    from hpcx.query import QuerySession
+    from hpcx.results.query import QuerySession
 
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state.duckdb"
@@ -71,7 +71,7 @@ def main() -> None:
             result = session.query(SQL)
             times.append(time.perf_counter() - t)
         csv_path = Path(tmp) / "metrics.csv"
-        from hpcx.query import write_csv_file
+        from hpcx.results.query import write_csv_file
 
         write_csv_file(session.query("SELECT * FROM metrics"), csv_path)
         session.close()

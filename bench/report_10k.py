@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "query"))
 def build(path: Path, runs: int) -> None:
     from query_helpers import make_spec, throughput, vit_params
 
-    from hpcx.state import StateStore
+    from hpcx.state.store import StateStore
 
     specs, rows = [], []
     i = 0
@@ -54,7 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10_000)
     args = ap.parse_args()
-    from hpcx.report import build_report
+    from hpcx.results.report import build_report
 
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state.duckdb"

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "executor
 from executor_helpers import make_spec
 from slurm_cluster import SlurmCluster
 
-from hpcx.executors import new_key
-from hpcx.executors.slurm import SlurmExecutor
+from hpcx.run.executors import new_key
+from hpcx.run.executors.slurm import SlurmExecutor
 
 
 def _noop(i: int) -> int:

@@ -64,7 +64,7 @@ def bench_cli(repeats: int = 7) -> None:
 
 
 def bench_expand(repeats: int = 5) -> None:
-    from hpcx.manifest import load_desired
+    from hpcx.manifest.loader import load_desired
 
     with tempfile.TemporaryDirectory() as d:
         f = Path(d) / "big.yaml"

@@ -69,3 +69,28 @@ class SelectionError(HpcxError):
 
 class OutputError(HpcxError):
     """An output file (``-o``, an export, a report) cannot be written where it was asked."""
+
+
+class ExecutorError(HpcxError):
+    """An executor could not do what it was asked."""
+
+
+class RunActiveError(ExecutorError):
+    """A run folder's current attempt is still claimed or running."""
+
+
+class InvalidOptionError(ExecutorError):
+    """An executor option or a value bound for the scheduler is not acceptable."""
+
+
+class WorkloadError(HpcxError):
+    """A workload could not run (unknown name, device missing, tool not installed, ...)."""
+
+
+class ParamsError(WorkloadError):
+    """A workload's params are invalid. ``problems`` holds one line per finding, each starting
+    with the parameter's dotted path (``params.model.depth: ...``)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = problems or []

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-# The local queue's slot ledger (hpcx/executors/slots.py) is machine-wide by design: runs of
+# The local queue's slot ledger (hpcx/run/executors/slots.py) is machine-wide by design: runs of
 # another hpcx on this machine hold cores this suite's runs would wait for, and the tests that
 # count runs side by side would read fewer. The suite keeps a ledger of its own, which the
 # CLI subprocesses the tests start inherit (apply_helpers.clean_env passes it on).

@@ -1,7 +1,7 @@
 """`hpcx apply`, `refresh`, `status`, `cancel`, `logs`, `show`, `force-unlock`.
 
-Thin: parse, take the writer lock where the state is written, call :mod:`hpcx.apply` /
-:mod:`hpcx.harvest`, render. Heavy imports happen inside the commands.
+Thin: parse, take the writer lock where the state is written, call :mod:`hpcx.run.apply` /
+:mod:`hpcx.run.harvest`, render. Heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ _RUNS_HELP = "Where run folders go (default: runs/ at the project root; $HPCX_RU
 
 
 def _paths(state: str | None, runs_root: str | None) -> tuple[Path, Path, Path]:
-    from hpcx.apply import resolve_runs_root
-    from hpcx.project import find_project_root, resolve_state_path
+    from hpcx.project.paths import find_project_root, resolve_state_path
+    from hpcx.run.apply import resolve_runs_root
 
     root = find_project_root()
     return root, resolve_state_path(state, root=root), resolve_runs_root(runs_root, root)
@@ -110,18 +110,19 @@ def apply_command(
     import gc
 
     gc.disable()  # a short-lived process building many small objects: see `hpcx plan`
-    from hpcx import lock, provenance
-    from hpcx.apply import Selection, apply_plan, check_local_placements
-    from hpcx.backup import backup_before_write
     from hpcx.cli.plan import _git_info, _load_desired
-    from hpcx.cluster import check_plan
     from hpcx.errors import HpcxError, PlanError
-    from hpcx.harvest import refresh
-    from hpcx.plan import load_saved_plan, make_plan, summary_line
-    from hpcx.plan_render import RenderContext, render_text
-    from hpcx.project import default_manifest_paths, display_path
-    from hpcx.selection import known_list, raise_unmatched
-    from hpcx.state import StateSnapshot, StateStore, is_uncreated
+    from hpcx.plan.fit import check_plan
+    from hpcx.plan.planner import load_saved_plan, make_plan, summary_line
+    from hpcx.plan.render import RenderContext, render_text
+    from hpcx.project.paths import default_manifest_paths, display_path
+    from hpcx.run import provenance
+    from hpcx.run.apply import Selection, apply_plan, check_local_placements
+    from hpcx.run.harvest import refresh
+    from hpcx.state import lock
+    from hpcx.state.backup import backup_before_write
+    from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
+    from hpcx.util.selection import known_list, raise_unmatched
 
     root, state_path, runs = _paths(state, runs_root)
     selection = Selection.parse(experiments=experiment, actions=action, where=where)
@@ -317,10 +318,10 @@ def refresh_command(
     as_json: bool = typer.Option(False, "--json", help="Print what changed as JSON."),
 ) -> None:
     """Sync with the schedulers and harvest finished runs' status and metrics into the state."""
-    from hpcx import lock
-    from hpcx.backup import backup_before_write
     from hpcx.errors import HpcxError, StateError
-    from hpcx.harvest import refresh
+    from hpcx.run.harvest import refresh
+    from hpcx.state import lock
+    from hpcx.state.backup import backup_before_write
 
     root, state_path, runs = _paths(state, runs_root)
     if (run_ids or experiment or manifest) and not reharvest:
@@ -336,7 +337,7 @@ def refresh_command(
         result = refresh(state_path, runs_root=runs)
         again = None
         if reharvest:
-            from hpcx.harvest import reharvest as reharvest_runs
+            from hpcx.run.harvest import reharvest as reharvest_runs
 
             again = reharvest_runs(
                 state_path, experiments=experiment, run_ids=run_ids or [], desired=desired
@@ -376,7 +377,7 @@ def _reharvest_rules(root: Path, paths: list[Path]) -> dict[str, Any]:
     """Run id -> RunSpec from the manifests (given, or manifests/ when it exists): their
     results rules are what --reharvest reads with. Empty without manifests."""
     from hpcx.cli.plan import _load_desired
-    from hpcx.project import default_manifest_paths
+    from hpcx.project.paths import default_manifest_paths
 
     if not paths:
         paths = [p for p in default_manifest_paths(root) if p.exists()]
@@ -390,11 +391,11 @@ def _open_read(state_path: Path) -> Any:
     """Open the state read-only, retrying briefly while a writer holds it for a moment."""
 
     from hpcx.errors import StateError
-    from hpcx.state import StateStore, is_uncreated
+    from hpcx.state.store import StateStore, is_uncreated
 
     if not state_path.exists() or is_uncreated(state_path):
         raise StateError(f"no state at {state_path} yet", hint="`hpcx apply` creates it")
-    from hpcx.lock import reader_wait_s, retry_while_locked
+    from hpcx.state.lock import reader_wait_s, retry_while_locked
 
     return retry_while_locked(
         lambda: StateStore.open(state_path, read_only=True), reader_wait_s()
@@ -410,8 +411,8 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Runs by status, per experiment (as of the last apply/refresh)."""
-    from hpcx.selection import Unmatched, known_list, raise_unmatched, unknown_names
-    from hpcx.state import RUN_STATUSES
+    from hpcx.state.store import RUN_STATUSES
+    from hpcx.util.selection import Unmatched, known_list, raise_unmatched, unknown_names
 
     _, state_path, _ = _paths(state, None)
     where, params = _filters(experiment, status)
@@ -547,12 +548,12 @@ def cancel_command(
     """Cancel runs in flight (scancel for SLURM; a signal for local runs), then harvest them."""
     import time
 
-    from hpcx import lock
-    from hpcx.backup import backup_before_write
     from hpcx.errors import HpcxError
-    from hpcx.executors import Executor, Submission, get_executor
-    from hpcx.harvest import harvest_submissions, in_flight_submissions
-    from hpcx.selection import known_list, raise_unmatched, unknown_names
+    from hpcx.run.executors import Executor, Submission, get_executor
+    from hpcx.run.harvest import harvest_submissions, in_flight_submissions
+    from hpcx.state import lock
+    from hpcx.state.backup import backup_before_write
+    from hpcx.util.selection import known_list, raise_unmatched, unknown_names
 
     _, state_path, _ = _paths(state, None)
     if not (runs or experiment or all_):
@@ -715,8 +716,7 @@ def show_command(
         out.append(f"  command:   {json.dumps(spec['command'])}")
     out.append("  params:    " + json.dumps(spec.get("params"), sort_keys=True))
     out.append("  placement: " + json.dumps(spec.get("placement"), sort_keys=True))
-    from hpcx import contention
-
+    from hpcx.run import contention
     seen = contention.describe(contention.from_meta(doc["meta"]))
     if seen:
         out.append(f"  contention: {seen}")
@@ -751,7 +751,7 @@ def show_command(
         out.append(
             f"    {e['at']}  {e['event']:<16} {e['from_status'] or '-'} -> {e['to_status'] or '-'}"
         )
-    from hpcx.termtext import printable
+    from hpcx.util.termtext import printable
 
     # Names and notes are what a run or a user wrote: a terminal escape is shown, not obeyed.
     typer.echo(printable("\n".join(out), keep="\n"))
@@ -763,7 +763,7 @@ def force_unlock_command(
     state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
 ) -> None:
     """Remove a writer lock left by a process that is gone for good (e.g. on another host)."""
-    from hpcx.lock import force_unlock
+    from hpcx.state.lock import force_unlock
 
     _, state_path, _ = _paths(state, None)
     holder = force_unlock(state_path, lock_id)
@@ -782,8 +782,8 @@ def note_command(
     import json
     from datetime import UTC, datetime
 
-    from hpcx import lock
-    from hpcx.backup import backup_before_write
+    from hpcx.state import lock
+    from hpcx.state.backup import backup_before_write
 
     _, state_path, _ = _paths(state, None)
     with lock.acquire(state_path, "hpcx note", timeout=lock_timeout):
@@ -822,12 +822,13 @@ def rerun_command(
     """
     import json
 
-    from hpcx import lock, provenance
-    from hpcx.apply import apply_changes, check_local_placements
-    from hpcx.backup import backup_before_write
     from hpcx.errors import HpcxError, PlanError
-    from hpcx.plan import Action, RunChange
-    from hpcx.state import spec_from_dict
+    from hpcx.plan.planner import Action, RunChange
+    from hpcx.run import provenance
+    from hpcx.run.apply import apply_changes, check_local_placements
+    from hpcx.state import lock
+    from hpcx.state.backup import backup_before_write
+    from hpcx.state.store import spec_from_dict
 
     root, state_path, runs = _paths(state, runs_root)
     with lock.acquire(state_path, "hpcx rerun", timeout=lock_timeout):

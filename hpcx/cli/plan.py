@@ -29,7 +29,7 @@ def _git_info(root: Path, manifest_files: list[str]) -> dict[str, Any]:
 
     info: dict[str, Any] = {"root": None, "commit": None, "branch": None, "dirty_paths": []}
     try:
-        from hpcx import gitinfo
+        from hpcx.manifest import gitinfo
     except ImportError:
         return info
     try:
@@ -50,7 +50,7 @@ def _load_desired(paths: list[Path], overrides: list[str], max_runs: int | None,
     from hpcx.errors import ManifestError
 
     try:
-        from hpcx.manifest import load_desired
+        from hpcx.manifest.loader import load_desired
     except ImportError as exc:  # the loader lands in its own change
         raise ManifestError(
             f"the manifest loader is not available ({exc})", hint="reinstall hpcx"
@@ -66,7 +66,7 @@ def _select_experiments(desired: Any, names: list[str]) -> Any:
     error with a did-you-mean (a manifest's file name suggests its experiment's)."""
     import dataclasses
 
-    from hpcx.selection import known_list, raise_unmatched, unknown_names
+    from hpcx.util.selection import known_list, raise_unmatched, unknown_names
 
     known = {e.name for e in desired.experiments}
     aliases = {Path(e.path).stem: e.name for e in desired.experiments}
@@ -132,15 +132,15 @@ def plan_command(
     # plan here). Reference counting still frees what it can.
     gc.disable()
     from hpcx.errors import ManifestError, PlanError
-    from hpcx.plan import make_plan, save_plan
-    from hpcx.plan_render import RenderContext, render_json, render_markdown, render_text
-    from hpcx.project import (
+    from hpcx.plan.planner import make_plan, save_plan
+    from hpcx.plan.render import RenderContext, render_json, render_markdown, render_text
+    from hpcx.project.paths import (
         default_manifest_paths,
         display_path,
         find_project_root,
         resolve_state_path,
     )
-    from hpcx.state import StateSnapshot, StateStore
+    from hpcx.state.store import StateSnapshot, StateStore
 
     if as_json and markdown:
         raise PlanError("--json and --markdown exclude each other")
@@ -159,12 +159,12 @@ def plan_command(
     if experiment:
         desired = _select_experiments(desired, experiment)
     # Resources against the cluster profile, before anything could be submitted (exit 1).
-    from hpcx.cluster import check_plan
+    from hpcx.plan.fit import check_plan
 
     check_plan(desired.runs, cluster, manifest_paths, root)
 
     state_path = resolve_state_path(state, root=root)
-    from hpcx.state import is_uncreated
+    from hpcx.state.store import is_uncreated
 
     # A file whose creation never committed (a killed apply) is no state yet, as no file is.
     state_exists = state_path.exists() and not is_uncreated(state_path)
@@ -208,8 +208,8 @@ def state_info(
 ) -> None:
     """Where the state is, its lineage, serial, schema version and what it holds."""
     from hpcx.errors import StateError
-    from hpcx.project import resolve_state_path
-    from hpcx.state import StateStore
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.state.store import StateStore
 
     path = resolve_state_path(state)
     if not path.exists():
@@ -261,9 +261,9 @@ def state_upgrade(
     lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
 ) -> None:
     """Migrate the state file to this hpcx's schema version (creating it if missing)."""
-    from hpcx import lock
-    from hpcx.project import resolve_state_path
-    from hpcx.state import StateStore
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.state import lock
+    from hpcx.state.store import StateStore
 
     path = resolve_state_path(state)
     # A migration writes the whole schema: never beside a running apply or refresh.

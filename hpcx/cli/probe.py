@@ -1,7 +1,7 @@
 """`hpcx probe` and `hpcx exec`: node checks and NUMA-bound execution.
 
-Thin on purpose: parse, call :mod:`hpcx.probe` / :mod:`hpcx.placement`, render, pick the exit
-code. Nothing heavy is imported at module level (``hpcx --help`` stays instant).
+Thin on purpose: parse, call :mod:`hpcx.node.probe` / :mod:`hpcx.node.placement`, render, pick
+the exit code. Nothing heavy is imported at module level (``hpcx --help`` stays instant).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import typer
 from hpcx.cli._app import EXIT_ERROR, EXIT_OK, app, emit_json, fail
 
 if TYPE_CHECKING:
-    from hpcx.probe import Progress
+    from hpcx.node.probe import Progress
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -121,7 +121,7 @@ def probe_cmd(
 ) -> None:
     """Check this node: NUMA layout, GPU affinity, PCIe links, CPU and GPU copy bandwidth."""
     from hpcx.errors import HpcxError
-    from hpcx.probe import (
+    from hpcx.node.probe import (
         DEFAULT_CPU_SAMPLES,
         DEFAULT_CPU_SIZE,
         DEFAULT_GPU_SAMPLES,
@@ -193,9 +193,9 @@ def probe_cmd(
 
 def _record(doc: dict[str, Any], findings: list[Any], state: str | None) -> str:
     """Store one report in the state under the writer lock (after a backup)."""
-    from hpcx import lock
-    from hpcx.backup import backup_before_write
-    from hpcx.project import resolve_state_path
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.state import lock
+    from hpcx.state.backup import backup_before_write
 
     path = resolve_state_path(state)
     if findings:
@@ -234,7 +234,7 @@ def exec_cmd(
     --membind), with CUDA_VISIBLE_DEVICES set for --gpu. Exit 127 if the command is not
     found, 126 if it cannot be run, 1 for a bad placement; otherwise the command's own."""
     from hpcx.errors import HpcxError
-    from hpcx.placement import CommandNotFound, exec_command, resolve
+    from hpcx.node.placement import CommandNotFound, exec_command, resolve
 
     if not command:
         fail("no command given", hint="hpcx exec --numa 0 -- python train.py")

@@ -1,7 +1,8 @@
 """``hpcx init``, ``hpcx advise`` and ``hpcx cluster discover|show``: start a project, describe
 the cluster, choose a partition.
 
-Thin: parse, call :mod:`hpcx.init` / :mod:`hpcx.cluster`, render. Nothing heavy at import.
+Thin: parse, call :mod:`hpcx.project.scaffold` / :mod:`hpcx.cluster.profiles`, render.
+Nothing heavy at import.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ app.add_typer(cluster_app, name="cluster")
 
 
 def _complete_template(incomplete: str) -> list[str]:
-    from hpcx.init import list_templates
+    from hpcx.project.scaffold import list_templates
 
     return [t.name for t in list_templates() if t.name.startswith(incomplete)]
 
@@ -60,7 +61,7 @@ def init_command(
 ) -> None:
     """Start a project from a template: manifests, .gitignore, README (and a stand-in
     train.py and an example cluster profile for the seed's examples)."""
-    from hpcx.init import init_project, list_templates, write_schemas
+    from hpcx.project.scaffold import init_project, list_templates, write_schemas
 
     if list_:
         templates = list_templates()
@@ -91,7 +92,7 @@ def init_command(
 
 
 def _resolve_profile(explicit: Path | None, manifest_paths: list[Path], root: Path) -> Any:
-    from hpcx.cluster import resolve_profile
+    from hpcx.cluster.profiles import resolve_profile
 
     return resolve_profile(explicit, manifest_paths, root)
 
@@ -110,9 +111,11 @@ def advise_command(
 ) -> None:
     """Rank the partitions that fit each experiment's runs, and say why (GPUs, GPU memory,
     fp8 need, priority, queue length)."""
-    from hpcx.cluster import ClusterProfileError, advise, queue_lengths
-    from hpcx.manifest import load_desired
-    from hpcx.project import find_project_root
+    from hpcx.cluster.discover import queue_lengths
+    from hpcx.cluster.profiles import ClusterProfileError
+    from hpcx.manifest.loader import load_desired
+    from hpcx.plan.fit import advise
+    from hpcx.project.paths import find_project_root
 
     root = find_project_root()
     profile = _resolve_profile(cluster, list(paths), root)
@@ -182,9 +185,10 @@ def cluster_discover(
     as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
 ) -> None:
     """Read a profile from the live SLURM cluster (sinfo, scontrol show partition/node)."""
-    from hpcx.cluster import discover, profile_yaml
-    from hpcx.init import SCHEMA_DIR
-    from hpcx.project import find_project_root
+    from hpcx.cluster.discover import discover
+    from hpcx.cluster.profiles import profile_yaml
+    from hpcx.project.paths import find_project_root
+    from hpcx.project.scaffold import SCHEMA_DIR
 
     doc = discover(name=name)
     if as_json:
@@ -194,7 +198,7 @@ def cluster_discover(
         sys.stdout.write(profile_yaml(doc))
         return
     if output.exists() and not force:
-        from hpcx.init import InitError
+        from hpcx.project.scaffold import InitError
 
         raise InitError(f"{output} exists already", hint="pass --force to overwrite it")
     root = find_project_root(output.absolute().parent)
@@ -221,8 +225,8 @@ def cluster_show(
     """Check a profile and print its partitions as a table."""
     from dataclasses import asdict
 
-    from hpcx.cluster import ClusterProfileError, profile_table
-    from hpcx.project import find_project_root
+    from hpcx.cluster.profiles import ClusterProfileError, profile_table
+    from hpcx.project.paths import find_project_root
 
     root = find_project_root()
     profile = _resolve_profile(file, [], root)

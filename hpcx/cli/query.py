@@ -1,7 +1,8 @@
 """``hpcx query``, ``hpcx export``, ``hpcx report``: SQL, files and figures from the state.
 
-Thin: parse, call :mod:`hpcx.query` / :mod:`hpcx.export` / :mod:`hpcx.report`, render. duckdb is
-imported inside those modules, so ``hpcx --help`` stays instant.
+Thin: parse, call :mod:`hpcx.results.query` / :mod:`hpcx.results.export` /
+:mod:`hpcx.results.report`, render. duckdb is imported inside those modules, so ``hpcx --help``
+stays instant.
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def query_command(
     memory_limit: str = typer.Option("2GB", "--memory-limit", help="DuckDB memory limit."),
 ) -> None:
     """Run read-only SQL over the state (views: runs, results, metrics, events, probes, ...)."""
-    from hpcx.outputs import open_output, resolve_output
-    from hpcx.project import resolve_state_path
-    from hpcx.query import (
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.results.outputs import open_output, resolve_output
+    from hpcx.results.query import (
         QueryError,
         QuerySession,
         write_parquet,
@@ -96,7 +97,7 @@ def query_command(
 
 
 def _write_format(fmt: str, stream: Any, fh: Any, memory_bytes: int) -> None:
-    from hpcx.query import render_table, write_csv, write_json, write_markdown
+    from hpcx.results.query import render_table, write_csv, write_json, write_markdown
 
     if fmt == "csv":
         write_csv(stream, fh)
@@ -142,11 +143,10 @@ def export_command(
     fmt: str | None = typer.Option(None, "--format", help="csv | parquet (default: from FILE)."),
 ) -> None:
     """One row per run: id, experiment, description, parameters, final metrics, status, commit."""
-    from hpcx.export import export_runs
-    from hpcx.project import resolve_state_path
-    from hpcx.query import QueryError
-    from hpcx.selection import check_state_selection
-    from hpcx.state import RUN_STATUSES
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.results.export import export_runs
+    from hpcx.results.query import QueryError, check_state_selection
+    from hpcx.state.store import RUN_STATUSES
 
     bad = [s for s in status if s not in RUN_STATUSES]
     if bad:
@@ -157,7 +157,7 @@ def export_command(
         resolve_state_path(state), experiments=experiment, tags=tag, statuses=status
     )
     if mlflow is not None:
-        from hpcx.export import export_mlflow
+        from hpcx.results.export import export_mlflow
 
         done = export_mlflow(
             resolve_state_path(state),
@@ -209,10 +209,9 @@ def report_command(
     ),
 ) -> None:
     """An offline HTML (or markdown + SVG) report: summary, best results, sweep plots."""
-    from hpcx.project import resolve_state_path
-    from hpcx.query import QueryError
-    from hpcx.report import build_report
-    from hpcx.selection import check_state_selection
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.results.query import QueryError, check_state_selection
+    from hpcx.results.report import build_report
 
     if fmt not in ("html", "md"):
         raise QueryError(f"unknown report format {fmt!r}", hint="html or md")

@@ -1,6 +1,6 @@
 """``hpcx state check``, ``hpcx state restore`` and ``hpcx state backups``.
 
-Thin: parse, call :mod:`hpcx.backup`, render. duckdb is imported there, inside the functions.
+Thin: parse, call :mod:`hpcx.state.backup`, render. duckdb is imported there, inside the functions.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ def state_check(
 
     Exit 0 when clean, 1 with one line per finding.
     """
-    from hpcx.backup import check_state, restore_hint
-    from hpcx.project import resolve_state_path
-    from hpcx.state import is_uncreated
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.state.backup import check_state, restore_hint
+    from hpcx.state.store import is_uncreated
 
     path = resolve_state_path(state)
     if is_uncreated(path):
@@ -67,8 +67,8 @@ def state_backups(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """List the state's backups, newest first: time (UTC), serial, size."""
-    from hpcx.backup import backups_dir, keep_count, list_backups
-    from hpcx.project import resolve_state_path
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.state.backup import backups_dir, keep_count, list_backups
 
     path = resolve_state_path(state)
     found = list_backups(path)
@@ -108,11 +108,11 @@ def state_restore(
     lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
 ) -> None:
     """Put a backup in place of the state; the current file is kept as state.duckdb.broken-TIME."""
-    from hpcx import lock
-    from hpcx.apply import resolve_runs_root
-    from hpcx.backup import backup_before_write, choose_backup, restore, unknown_submissions
     from hpcx.errors import StateError
-    from hpcx.project import find_project_root, resolve_state_path
+    from hpcx.project.paths import find_project_root, resolve_state_path
+    from hpcx.run.apply import resolve_runs_root
+    from hpcx.state import lock
+    from hpcx.state.backup import backup_before_write, choose_backup, restore, unknown_submissions
 
     root = find_project_root()
     path = resolve_state_path(state, root=root)

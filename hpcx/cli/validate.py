@@ -32,7 +32,7 @@ def validate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print problems only."),
 ) -> None:
     """Check manifests: every problem as file:line:col: $.json.path: message. Exit 1 on any."""
-    from hpcx.manifest import validate_paths_with_state
+    from hpcx.manifest.loader import validate_paths_with_state
 
     targets = list(paths) if paths else _default_paths()
     state, problems = validate_paths_with_state(targets, overrides=set_, max_runs=max_runs)
@@ -82,7 +82,7 @@ def schema(
     path: bool = typer.Option(False, "--path", help="Print where the schema file is instead."),
 ) -> None:
     """Print the manifest JSON Schema (draft 2020-12), for editors and other tools."""
-    from hpcx.manifest import schema_path, schema_text
+    from hpcx.manifest.loader import schema_path, schema_text
 
     if path:
         typer.echo(str(schema_path()))

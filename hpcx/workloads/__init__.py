@@ -15,11 +15,11 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-from hpcx.errors import HpcxError
+from hpcx.errors import ParamsError, WorkloadError
+from hpcx.workloads.context import RunContext
 
 __all__ = [
     "WORKLOADS",
@@ -32,20 +32,6 @@ __all__ = [
     "validate_params",
     "workload_params_schema",
 ]
-
-
-# These belong in hpcx/errors.py once its owner takes them; they subclass the one root.
-class WorkloadError(HpcxError):
-    """A workload could not run (unknown name, device missing, tool not installed, ...)."""
-
-
-class ParamsError(WorkloadError):
-    """A workload's params are invalid. ``problems`` holds one line per finding, each starting
-    with the parameter's dotted path (``params.model.depth: ...``)."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems: list[str] = problems or []
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,23 +52,6 @@ class WorkloadInfo:
     #: A measurement: by default its runs hold every core (resources.cpus) and run alone
     #: (resources.exclusive) on the local executor, so no other run hpcx starts disturbs it.
     benchmark: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RunContext:
-    """What a workload's entry function receives: the validated run, nothing global."""
-
-    workload: str
-    params: dict[str, Any]
-    seed: int | None = None
-    placement: dict[str, Any] = field(default_factory=dict)
-    run_id: str | None = None
-    experiment: str | None = None
-    #: The run folder (``HPCX_RUN_DIR``): traces and profiles go here. None outside hpcx.
-    run_dir: Path | None = None
-    #: The runner's arguments (``run NAME SPEC``), for a workload that must re-launch itself
-    #: (``profile: nsys``); None when called in-process.
-    argv: tuple[str, ...] | None = None
 
 
 def _registry() -> dict[str, WorkloadInfo]:

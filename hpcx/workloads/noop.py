@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hpcx.workloads import RunContext
+    from hpcx.workloads.context import RunContext
 
 NAME = "noop"
 DESCRIPTION = "Runs nothing; reports its numeric params as metrics (pipeline checks, overhead)."

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from hpcx import metrics
 
 if TYPE_CHECKING:
-    from hpcx.workloads import RunContext
+    from hpcx.workloads.context import RunContext
 
 NAME = "vit-pipeline"
 DESCRIPTION = (
@@ -216,14 +216,13 @@ def page_nodes(addr: int, nbytes: int, max_pages: int = 1024) -> tuple[dict[int,
 
 
 def _native_report() -> dict[str, Any]:
-    """What ``hpcx.native`` says: its capabilities and the thread's memory policy.
+    """What ``hpcx.node.native`` says: its capabilities and the thread's memory policy.
 
     The native module is optional here (a run must not fail for want of a build); what could
     not be loaded is reported instead.
     """
     try:
-        from hpcx import native
-
+        from hpcx.node import native
         caps = native.capabilities()
     except Exception as e:  # an import or load failure is reported, not raised
         return {"available": False, "error": f"{type(e).__name__}: {e}"}
@@ -278,7 +277,7 @@ def _percentile(sorted_xs: list[float], q: float) -> float:
 
 def _nsys_reexec(ctx: RunContext) -> dict[str, float]:
     """Run this same workload again under ``nsys profile``; the child writes the metrics."""
-    from hpcx.workloads import WorkloadError
+    from hpcx.errors import WorkloadError
 
     nsys = shutil.which("nsys")
     if nsys is None:
@@ -304,7 +303,7 @@ PER_BATCH_MAX = 1000
 
 def run(ctx: RunContext) -> dict[str, float]:
     """Run the pipeline; log summary metrics and one meta line; return the summary."""
-    from hpcx.workloads import WorkloadError
+    from hpcx.errors import WorkloadError
 
     p = ctx.params
     if p["profile"] == "nsys" and not os.environ.get("HPCX_UNDER_NSYS"):

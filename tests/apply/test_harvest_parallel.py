@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcx import harvest
+from hpcx.run import harvest
 
 
 def _bench_setup():
@@ -34,7 +34,7 @@ def test_pool_and_serial_harvest_land_the_same_results(
     bad = sorted((tmp_path / "runs" / "bench").iterdir())[7]
     with open(bad / "metrics.jsonl", "a") as f:
         f.write("{not json\n")
-    from hpcx.executors import base
+    from hpcx.run.executors import base
 
     monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)
     monkeypatch.setattr(base, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)

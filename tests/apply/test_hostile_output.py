@@ -166,8 +166,9 @@ def test_a_run_the_state_still_refuses_is_quarantined_and_the_rest_lands(
     """The last line of defence: with the reader's int64 check switched off, DuckDB itself
     refuses the step of 2**63. That run is quarantined (its status recorded, why in
     hpcx.quarantined); the other runs of the same refresh land with their metrics."""
-    from hpcx import lock, metrics
-    from hpcx.harvest import refresh, reharvest
+    from hpcx import metrics
+    from hpcx.run.harvest import refresh, reharvest
+    from hpcx.state import lock
 
     kinds = ["ok", "step", "bigvalue", "surrogate"]
     root = project({"q": hostile("q", kinds)})
@@ -208,8 +209,8 @@ def test_a_run_whose_folder_cannot_be_read_is_quarantined_and_the_rest_lands(
 ) -> None:
     """Anything raised while one run's folder is read (here forced, for the "deep" run)
     quarantines that run alone."""
-    from hpcx import harvest, lock
-
+    from hpcx.run import harvest
+    from hpcx.state import lock
     kinds = ["ok", "deep"]
     root = project({"r": hostile("r", kinds)})
     hpcx(root, "apply", "--yes", "--detach", check=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from apply_helpers import HPCX, hpcx, manifest, runs, spawn, state_path, wait_for
 
-from hpcx.rundir import hostname, process_start_ticks
+from hpcx.util.proc import hostname, process_start_ticks
 
 LOCKED = re.compile(
     r"state is locked by `hpcx apply` \(pid (\d+) on (\S+), since \d\d:\d\d:\d\d; "

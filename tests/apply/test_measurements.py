@@ -13,7 +13,7 @@ from typing import Any
 
 from apply_helpers import hpcx, make_project, manifest, query
 
-from hpcx.executors.slots import machine_cores
+from hpcx.run.executors.slots import machine_cores
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable

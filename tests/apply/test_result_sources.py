@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from apply_helpers import hpcx, metric_count, query, runs, successes_in
 
-from hpcx import result_sources
-from hpcx.result_sources import check_sources, read_sources
+from hpcx.manifest import result_sources
+from hpcx.manifest.result_sources import check_sources, read_sources
 
 PY = sys.executable
 

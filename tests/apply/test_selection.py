@@ -8,8 +8,8 @@ import json
 import pytest
 from apply_helpers import hpcx, manifest, query, runs, state_path
 
-from hpcx.apply import Selection, _executor_group
 from hpcx.errors import PlanError
+from hpcx.run.apply import Selection, _executor_group
 
 
 def test_selection_flags_apply_only_the_chosen_runs(project, tmp_path) -> None:
@@ -70,7 +70,7 @@ def test_where_parses_values_and_refuses_nonsense() -> None:
 def test_the_manifests_executor_type_and_sbatch_args_reach_the_executor() -> None:
     """Regression: `type` (the manifest's key) was ignored, so `type: slurm` ran locally;
     `sbatch_args` (the manifest's key) never reached the executor's `sbatch` option."""
-    from hpcx.spec import RunSpec
+    from hpcx.manifest.spec import RunSpec
 
     def spec(executor: dict) -> RunSpec:
         return RunSpec(
@@ -178,7 +178,7 @@ def test_status_cancel_export_and_report_name_what_matched_nothing(project, tmp_
 
 
 def test_did_you_mean_treats_underscore_and_dash_alike_and_knows_file_stems() -> None:
-    from hpcx.selection import did_you_mean, unknown_names
+    from hpcx.util.selection import did_you_mean, unknown_names
 
     assert did_you_mean("numa_study", ["numa-study", "scaling"]) == " (did you mean 'numa-study'?)"
     assert did_you_mean("zzz", ["numa-study"]) == ""

@@ -229,7 +229,7 @@ def test_mlflow_export_to_a_server_that_is_down_is_one_clear_error(project) -> N
 
 def test_the_schema_says_what_trackers_do_environment_only() -> None:
     """hpcx sends W&B nothing: the schema (editor hover text) must not promise metrics."""
-    from hpcx.manifest import schema_path
+    from hpcx.manifest.loader import schema_path
 
     doc = json.loads(schema_path().read_text())
     trackers = doc["properties"]["spec"]["properties"]["trackers"]

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from hpcx.spec import RunSpec
+from hpcx.manifest.spec import RunSpec
 
 MakeSpec = Callable[..., RunSpec]
 

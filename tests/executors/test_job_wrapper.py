@@ -12,9 +12,11 @@ from pathlib import Path
 
 from executor_helpers import make_spec
 
-from hpcx import rundir
-from hpcx.executors.local import LocalExecutor
-from hpcx.rundir import RunDir
+from hpcx.run import rundir
+from hpcx.run.executors.local import LocalExecutor
+from hpcx.run.rundir import RunDir
+from hpcx.util.files import atomic_write_json, read_json
+from hpcx.util.proc import hostname, pid_alive
 
 PY = sys.executable
 NASTY = [
@@ -68,7 +70,7 @@ def test_success_writes_status_logs_and_summary_metrics(tmp_path: Path) -> None:
     status = rundir.read_status(rd.path)
     assert status is not None
     assert status["state"] == "succeeded" and status["exit_code"] == 0
-    assert status["host"] == rundir.hostname() and status["attempt"] == 1
+    assert status["host"] == hostname() and status["attempt"] == 1
     assert rd.stdout_path.read_text() == "out\n" and rd.stderr_path.read_text() == "err\n"
     names = [json.loads(line)["name"] for line in rd.metrics_path.read_text().splitlines()]
     assert names == ["loss", "hpcx.duration_s", "hpcx.exit_code"]
@@ -109,7 +111,7 @@ def test_sigterm_is_forwarded_and_recorded_cancelled(tmp_path: Path) -> None:
     assert status["state"] == "cancelled" and status["stop_signal"] == "SIGTERM"
     assert status["signal"] == "SIGTERM"
     child = running["pid"]
-    assert isinstance(child, int) and not rundir.pid_alive(child)
+    assert isinstance(child, int) and not pid_alive(child)
 
 
 def test_stop_file_names_the_reason(tmp_path: Path) -> None:
@@ -184,7 +186,7 @@ def test_second_attempt_runs_and_first_is_kept(tmp_path: Path) -> None:
     rd2 = prepare(tmp_path, ["sh", "-c", "exit 1"])
     assert rd2.attempt == 2
     wrapper(rd2).wait(timeout=30)
-    assert rundir.read_json(rd.path / "attempts" / "1" / "status.json")["attempt"] == 1
+    assert read_json(rd.path / "attempts" / "1" / "status.json")["attempt"] == 1
     status = rundir.read_status(rd.path)
     assert status is not None and status["attempt"] == 2
     # The stale first attempt, started again (a requeue), does not run.
@@ -238,8 +240,8 @@ def test_a_wrapper_whose_run_moved_on_writes_no_final_status(tmp_path: Path) -> 
     # A new attempt is prepared under it (what rundir.create does, forced past its check).
     (rd.path / "attempts" / "1").mkdir(parents=True)
     os.rename(rd.status_path, rd.path / "attempts" / "1" / "status.json")
-    spec = rundir.read_json(rd.spec_path)
-    rundir.atomic_write_json(rd.spec_path, {**spec, "attempt": 2})
+    spec = read_json(rd.spec_path)
+    atomic_write_json(rd.spec_path, {**spec, "attempt": 2})
     go.touch()
     _, err = p.communicate(timeout=30)
     assert "is at attempt 2 now, not 1" in err, err

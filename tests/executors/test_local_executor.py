@@ -11,9 +11,10 @@ from pathlib import Path
 
 from executor_helpers import make_spec
 
-from hpcx import rundir
-from hpcx.executors import ObservedStatus, new_key
-from hpcx.executors.local import LocalExecutor
+from hpcx.run import rundir
+from hpcx.run.executors import ObservedStatus, new_key
+from hpcx.run.executors.local import LocalExecutor
+from hpcx.util.proc import hostname, pid_alive
 
 PY = sys.executable
 STAMP = 'date +%s.%N > "$HPCX_RUN_DIR/t0"; sleep 0.4; date +%s.%N > "$HPCX_RUN_DIR/t1"'
@@ -46,15 +47,15 @@ def test_time_limit_kills_and_records_timeout(tmp_path: Path) -> None:
     obs = result[rd.run_id]
     assert obs.state == "timeout" and "time limit" in (obs.reason or "")
     status = rundir.read_status(rd.path)
-    assert status is not None and not rundir.pid_alive(int(status["pid"]))
+    assert status is not None and not pid_alive(int(status["pid"]))
 
 
 RUNNER = """
 import sys
 sys.path.insert(0, {here!r})
 from executor_helpers import make_spec
-from hpcx.executors import new_key
-from hpcx.executors.local import LocalExecutor
+from hpcx.run.executors import new_key
+from hpcx.run.executors.local import LocalExecutor
 ex = LocalExecutor({{"max_parallel": 2, "kill_grace": 2}})
 dirs = ex.prepare([make_spec(["sleep", "60"], index=i) for i in range(3)], {root!r})
 print("\\n".join(str(d.path) for d in dirs), flush=True)
@@ -82,11 +83,11 @@ def test_sigint_cancels_running_and_queued_runs(tmp_path: Path) -> None:
     children = [int((rundir.read_status(p) or {})["pid"]) for p in paths[:2]]
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 130
-    from hpcx.executors.base import observe_run_dir
+    from hpcx.run.executors.base import observe_run_dir
 
     final = [observe_run_dir(p.name, p).state for p in paths]
     assert final == ["cancelled", "cancelled", "cancelled"]
-    assert not any(rundir.pid_alive(pid) for pid in children)
+    assert not any(pid_alive(pid) for pid in children)
     # The next apply takes them up again: a new attempt can be prepared for each.
     again = LocalExecutor().prepare(
         [make_spec(["sleep", "60"], index=i) for i in range(3)], tmp_path
@@ -100,7 +101,7 @@ def test_detached_queue_returns_at_once_and_finishes(tmp_path: Path) -> None:
     t0 = time.monotonic()
     sub = ex.submit(new_key(), dirs)
     assert time.monotonic() - t0 < 2
-    assert sub.detail["detached"] and sub.job_ids[0] != f"{rundir.hostname()}:{os.getpid()}"
+    assert sub.detail["detached"] and sub.job_ids[0] != f"{hostname()}:{os.getpid()}"
     result = ex.wait(sub, interval=0.2, timeout=30)
     assert {o.state for o in result.values()} == {"succeeded"}
     assert ex.reconcile(sub.key, tmp_path) == sub
@@ -117,7 +118,7 @@ def test_detached_queue_killed_reports_unstarted_runs_lost(tmp_path: Path) -> No
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while rundir.pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     polled: dict[str, ObservedStatus] = ex.poll([sub])
     assert polled[dirs[1].run_id].state == "lost"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from executor_helpers import make_spec
 
-from hpcx import contention, rundir
-from hpcx.executors import new_key
-from hpcx.executors.local import LocalExecutor
-from hpcx.executors.slots import Demand, Ledger, check_fits, demand_of, machine_cores
+from hpcx.run import contention, rundir
+from hpcx.run.executors import new_key
+from hpcx.run.executors.local import LocalExecutor
+from hpcx.run.executors.slots import Demand, Ledger, check_fits, demand_of, machine_cores
 
 PY = sys.executable
 CORES = machine_cores()
@@ -85,7 +85,7 @@ def test_a_numa_placement_narrows_the_cores_to_that_node() -> None:
 
 
 def _node0() -> list[int]:
-    from hpcx.executors.slots import node_cores
+    from hpcx.run.executors.slots import node_cores
 
     cores = node_cores(0)
     assert cores, "this machine has a NUMA node 0 in sysfs"
@@ -136,7 +136,7 @@ def test_slots_held_by_another_process_are_respected_and_freed_when_it_dies(tmp_
             PY,
             "-c",
             "import sys, time; from pathlib import Path; "
-            "from hpcx.executors.slots import Demand, Ledger; "
+            "from hpcx.run.executors.slots import Demand, Ledger; "
             f"h = Ledger(Path({str(path)!r})).try_hold(Demand(cpus=1, candidates=(0,)), [], "
             "{'run_id': 'other'}); print('held' if h else 'no', flush=True); time.sleep(60)",
         ],
@@ -157,7 +157,7 @@ def test_slots_held_by_another_process_are_respected_and_freed_when_it_dies(tmp_
 
 
 def test_a_ledger_folder_that_is_a_symlink_is_refused(tmp_path: Path) -> None:
-    from hpcx.executors.slots import SlotsError
+    from hpcx.run.executors.slots import SlotsError
 
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
@@ -316,7 +316,7 @@ def test_a_run_waiting_for_another_queues_slots_says_who_holds_them(
             PY,
             "-c",
             "import sys; from pathlib import Path; "
-            "from hpcx.executors.slots import Demand, Ledger; "
+            "from hpcx.run.executors.slots import Demand, Ledger; "
             f"h = Ledger(Path({str(_own_ledger)!r})).try_hold(Demand(cpus={len(CORES)}, "
             f"candidates={tuple(CORES)!r}), [], {{'run_id': 'elsewhere', 'pid': 1}}); "
             "print('held' if h else 'no', flush=True); sys.stdin.read()",

@@ -9,41 +9,43 @@ from pathlib import Path
 
 import pytest
 
-from hpcx import rundir
-from hpcx.executors import RunActiveError
+from hpcx.run import rundir
+from hpcx.run.executors import RunActiveError
+from hpcx.util.files import atomic_write_json, read_json
+from hpcx.util.proc import hostname, process_start_ticks
 
 
 def test_create_writes_spec_and_leaves_no_temporary_names(tmp_path: Path) -> None:
     rd = rundir.create(tmp_path, "exp", "abc", {"argv": ["true"]})
     assert rd.attempt == 1
-    assert rundir.read_json(rd.spec_path)["attempt"] == 1
+    assert read_json(rd.spec_path)["attempt"] == 1
     assert [p.name for p in (tmp_path / "exp").iterdir()] == ["abc"]
     assert sorted(p.name for p in rd.path.iterdir()) == ["spec.json"]
 
 
 def test_new_attempt_moves_previous_files_to_attempts(tmp_path: Path) -> None:
     rd = rundir.create(tmp_path, "exp", "abc", {"argv": ["true"]})
-    rundir.atomic_write_json(rd.status_path, {"state": "failed", "attempt": 1})
+    atomic_write_json(rd.status_path, {"state": "failed", "attempt": 1})
     rd.stdout_path.write_text("first\n")
     rd2 = rundir.create(tmp_path, "exp", "abc", {"argv": ["true"]})
     assert rd2.attempt == 2
     old = rd.path / "attempts" / "1"
-    assert rundir.read_json(old / "status.json")["state"] == "failed"
+    assert read_json(old / "status.json")["state"] == "failed"
     assert (old / "stdout.log").read_text() == "first\n"
-    assert rundir.read_json(old / "spec.json")["attempt"] == 1
+    assert read_json(old / "spec.json")["attempt"] == 1
     assert not rd.status_path.exists()
-    assert rundir.read_json(rd.spec_path)["attempt"] == 2
+    assert read_json(rd.spec_path)["attempt"] == 2
 
 
 def test_new_attempt_refused_while_current_one_runs(tmp_path: Path) -> None:
     rd = rundir.create(tmp_path, "exp", "abc", {"argv": ["true"]})
-    rundir.atomic_write_json(
+    atomic_write_json(
         rd.status_path,
         {
             "state": "running",
-            "host": rundir.hostname(),
+            "host": hostname(),
             "wrapper_pid": os.getpid(),
-            "wrapper_start_ticks": rundir.process_start_ticks(os.getpid()),
+            "wrapper_start_ticks": process_start_ticks(os.getpid()),
         },
     )
     with pytest.raises(RunActiveError):
@@ -54,8 +56,8 @@ def test_running_status_of_dead_wrapper_reads_as_lost(tmp_path: Path) -> None:
     rd = rundir.create(tmp_path, "exp", "abc", {"argv": ["true"]})
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    rundir.atomic_write_json(
-        rd.status_path, {"state": "running", "host": rundir.hostname(), "wrapper_pid": dead.pid}
+    atomic_write_json(
+        rd.status_path, {"state": "running", "host": hostname(), "wrapper_pid": dead.pid}
     )
     assert rundir.observe(rd.path)["state"] == "lost"
     # A lost attempt may be replaced by a new one.

@@ -12,9 +12,9 @@ import pytest
 from executor_helpers import make_spec
 from slurm_cluster import SlurmCluster
 
-from hpcx import rundir
-from hpcx.executors import Submission, SubmitError, new_key
-from hpcx.executors.slurm import SlurmExecutor
+from hpcx.run import rundir
+from hpcx.run.executors import Submission, SubmitError, new_key
+from hpcx.run.executors.slurm import SlurmExecutor
 
 pytestmark = pytest.mark.slurm
 PY = sys.executable

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.executors import InvalidOptionError
-from hpcx.executors.slurm import (
+from hpcx.run.executors import InvalidOptionError
+from hpcx.run.executors.slurm import (
     array_spec,
     clean_env,
     extra_options,
@@ -135,7 +135,7 @@ def test_limits_read_from_scontrol_show_config() -> None:
 
 
 def test_setup_lines_go_before_the_wrapper_verbatim() -> None:
-    from hpcx.executors.slurm import render_sbatch
+    from hpcx.run.executors.slurm import render_sbatch
 
     text = render_sbatch(
         job_name="hpcx-k",
@@ -155,8 +155,8 @@ def test_setup_lines_go_before_the_wrapper_verbatim() -> None:
 def test_a_setup_line_with_a_newline_is_refused() -> None:
     import pytest
 
-    from hpcx.executors.base import InvalidOptionError
-    from hpcx.executors.slurm import SlurmExecutor
+    from hpcx.errors import InvalidOptionError
+    from hpcx.run.executors.slurm import SlurmExecutor
 
     with pytest.raises(InvalidOptionError, match="setup line"):
         SlurmExecutor({"setup": ["module load x\n#SBATCH --partition=evil"]})

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from executor_helpers import make_spec
 
-from hpcx.executors.base import observe_run_dir, write_stop
-from hpcx.executors.local import LocalExecutor
-from hpcx.executors.slurm import _merge
+from hpcx.run.executors.base import observe_run_dir, write_stop
+from hpcx.run.executors.local import LocalExecutor
+from hpcx.run.executors.slurm import _merge
 
 
 def _cancelled_before_start(tmp_path: Path) -> str:

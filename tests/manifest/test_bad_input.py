@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from manifest_helpers import HEADER, simple
 
-from hpcx import yamlload
-from hpcx.manifest import _validator, validate_paths
+from hpcx.manifest.loader import _validator, validate_paths
+from hpcx.util import yamlload
 
 
 def only(write, body: str, *, header: bool = True) -> str:
@@ -259,7 +259,7 @@ def test_generated_manifests_never_traceback(tmp_path_factory, spec: dict) -> No
 @settings(max_examples=100, deadline=None)
 @given(text=st.text(max_size=40))
 def test_generated_overrides_never_traceback(text: str) -> None:
-    from hpcx.manifest import _parse_overrides, _Problems
+    from hpcx.manifest.loader import _parse_overrides, _Problems
 
     _parse_overrides([text], _Problems())
 
@@ -292,7 +292,7 @@ def test_a_literal_brace_is_told_to_escape_and_the_escape_reaches_the_program(wr
     assert 'unknown placeholder {"a": 1}' in msg
     assert "for literal braces write {{ and }}: '{{\"a\": 1}}'" in msg
 
-    from hpcx.manifest import load_desired, render_command
+    from hpcx.manifest.loader import load_desired, render_command
 
     escaped = "metadata: {name: e}\nspec:\n  command: [run, '--json={{\"a\": {params.x}}}']\n"
     f = write("ok.yaml", escaped + "  params: {x: 1}\n")
@@ -303,10 +303,10 @@ def test_a_literal_brace_is_told_to_escape_and_the_escape_reaches_the_program(wr
 def test_validate_refuses_each_slurm_option_that_apply_refuses(write) -> None:
     """Regression: `hpcx validate` passed a `--job-name` in sbatch_args that apply refused.
     Each case is refused by both: validate at its value, the executor apply builds alike."""
-    from hpcx.apply import _executor_group
-    from hpcx.executors.base import InvalidOptionError
-    from hpcx.executors.slurm import SlurmExecutor
-    from hpcx.manifest import load_desired
+    from hpcx.errors import InvalidOptionError
+    from hpcx.manifest.loader import load_desired
+    from hpcx.run.apply import _executor_group
+    from hpcx.run.executors.slurm import SlurmExecutor
 
     cases = {
         "sbatch_args: ['--job-name=x']": "sbatch option --job-name is set by hpcx",
@@ -333,6 +333,6 @@ def test_validate_refuses_each_slurm_option_that_apply_refuses(write) -> None:
 
 
 def _parse_flow(text: str) -> dict:
-    from hpcx.yamlload import parse_value
+    from hpcx.util.yamlload import parse_value
 
     return dict(parse_value("{" + text + "}", "t"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcx import gitinfo
-from hpcx.manifest import load_desired, validate_paths
+from hpcx.manifest import gitinfo
+from hpcx.manifest.loader import load_desired, validate_paths
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hpcx.manifest import load_desired, validate_paths
+from hpcx.manifest.loader import load_desired, validate_paths
 
 
 def test_bases_merge_in_order_then_the_file(write) -> None:

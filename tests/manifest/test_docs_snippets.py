@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from hpcx.cluster import load_profile
-from hpcx.manifest import validate_paths_with_state
+from hpcx.cluster.profiles import load_profile
+from hpcx.manifest.loader import validate_paths_with_state
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md")])

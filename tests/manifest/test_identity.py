@@ -7,8 +7,8 @@ import hashlib
 import pytest
 from manifest_helpers import simple
 
-from hpcx.identity import IDENTITY_VERSION, canonical_json, run_id_for
-from hpcx.manifest import load_desired
+from hpcx.manifest.identity import IDENTITY_VERSION, canonical_json, run_id_for
+from hpcx.manifest.loader import load_desired
 
 
 def one(write, body: str, name: str = "e.yaml"):
@@ -110,7 +110,7 @@ def test_identity_include_makes_a_setting_part_of_identity(write) -> None:
 
 
 def test_identity_include_of_an_identity_field_is_an_error(write) -> None:
-    from hpcx.manifest import validate_paths
+    from hpcx.manifest.loader import validate_paths
 
     (p,) = validate_paths(
         [write("e.yaml", simple() + "  identity: {include: [params.batch_size]}\n")]
@@ -137,7 +137,7 @@ def test_same_run_in_two_experiments_is_planned_once(write, tmp_path) -> None:
 def test_fast_construction_equals_the_dataclass(write) -> None:
     from dataclasses import asdict
 
-    from hpcx.spec import RunSpec
+    from hpcx.manifest.spec import RunSpec
 
     run = one(write, simple())
     assert RunSpec(**asdict(run)) == run

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcx.manifest import load_desired, validate_paths
+from hpcx.manifest.loader import load_desired, validate_paths
 
 BODY = """\
 metadata: {{name: e}}
@@ -49,7 +49,7 @@ def test_a_reference_to_a_swept_param_takes_each_runs_value(write, monkeypatch) 
 def test_the_env_value_is_identity_and_recorded_so_rerun_never_rereads_it(
     write, monkeypatch
 ) -> None:
-    from hpcx.state import spec_from_dict, spec_to_dict
+    from hpcx.state.store import spec_from_dict, spec_to_dict
 
     f = write("e.yaml", BODY.format(sweep=""))
     monkeypatch.setenv("HPCX_T_DATA", "/data/a")

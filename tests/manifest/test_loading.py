@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from hpcx.identity import run_id_for
-from hpcx.manifest import load_desired, packaged_schema_path, schema_path, validate_paths
-from hpcx.yamlload import load_file
+from hpcx.manifest.identity import run_id_for
+from hpcx.manifest.loader import load_desired, packaged_schema_path, schema_path, validate_paths
+from hpcx.util.yamlload import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from manifest_helpers import simple
 
-from hpcx.manifest import load_desired, validate_paths
+from hpcx.manifest.loader import load_desired, validate_paths
 
 P = "{batch_size: 32, model: {depth: 6}}"
 

@@ -8,7 +8,7 @@ import pytest
 from manifest_helpers import simple
 
 from hpcx.errors import ManifestError
-from hpcx.manifest import load_desired, run_value, validate_paths
+from hpcx.manifest.loader import load_desired, run_value, validate_paths
 
 P = "{a: 0, b: 0, m: {d: 0, w: 0}, s: x}"
 

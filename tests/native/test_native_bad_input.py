@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpcx import native
 from hpcx.errors import HpcxError, NativeUnavailableError, NumaError
+from hpcx.node import native
 
 NODES = native.numa_node_count()
 NODE_MEMORY = native.node_memory(0)[0]

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from hpcx import native
+from hpcx.node import native
 
 SIZE = 64 << 20  # above this machine's 32 MiB L3 and quick enough for a test
 

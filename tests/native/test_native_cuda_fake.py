@@ -15,7 +15,7 @@ RunPy = Callable[..., Any]
 # expression), with the fake driver's live-resource counters read through ctypes afterwards.
 PROBE = """
 import ctypes, dataclasses, json, os
-from hpcx import native
+from hpcx.node import native
 result, error = None, None
 try:
     value = {call}
@@ -57,7 +57,7 @@ def test_driver_is_opened_on_first_use_not_on_import(run_py: RunPy, fake_cuda: P
         f"""
         import json
         import hpcx._native
-        from hpcx import native
+        from hpcx.node import native
         maps = lambda: open("/proc/self/maps").read().count({str(fake_cuda)!r})
         before = maps()
         native.cuda_devices()
@@ -155,7 +155,7 @@ def test_process_stays_usable_after_a_driver_error(run_py: RunPy, fake_cuda: Pat
     got = run_py(
         """
         import json, os
-        from hpcx import native
+        from hpcx.node import native
         from hpcx.errors import CudaError
         os.environ["FAKE_CUDA_FAIL"] = "cuMemAlloc_v2"
         try:

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from hpcx import native
 from hpcx.errors import NativeUnavailableError
+from hpcx.node import native
 
 RunPy = Callable[..., Any]
 
@@ -84,7 +84,7 @@ def test_bound_child_gets_node_cpus_and_bind_policy(
     got = run_py(
         """
         import json, os
-        from hpcx import native
+        from hpcx.node import native
         native.bind(0)
         print(json.dumps({"cpus": sorted(os.sched_getaffinity(0)),
                           "policy": native.memory_policy()}))
@@ -98,7 +98,7 @@ def test_bind_without_memory_leaves_memory_policy_default(run_py: RunPy) -> None
     got = run_py(
         """
         import json
-        from hpcx import native
+        from hpcx.node import native
         native.bind(0, memory=False)
         print(json.dumps(native.memory_policy()))
         """
@@ -116,7 +116,7 @@ def test_bind_replaces_a_narrower_affinity_on_every_thread(
     got = run_py(
         f"""
         import json, os, threading
-        from hpcx import native
+        from hpcx.node import native
         os.sched_setaffinity(0, {{{first}}})
         seen = {{}}
         go = threading.Event()
@@ -151,7 +151,7 @@ def test_binding_survives_exec(run_py: RunPy, cpulist: Callable[[int], set[int]]
     out = run_py(
         """
         import os
-        from hpcx import native
+        from hpcx.node import native
         native.bind(0)
         os.execvp("numactl", ["numactl", "--show"])
         """,
@@ -168,7 +168,7 @@ def test_missing_build_is_reported_not_raised_on_import(run_py: RunPy) -> None:
         """
         import json, sys
         sys.modules["hpcx._native"] = None  # as if never built: importing it fails
-        from hpcx import native
+        from hpcx.node import native
         from hpcx.errors import NativeUnavailableError
         caps = native.capabilities()
         try:
@@ -193,7 +193,7 @@ def test_import_is_cheap_and_opens_no_library(run_py: RunPy) -> None:
     got = run_py(
         """
         import json, sys
-        import hpcx.native
+        import hpcx.node.native
         print(json.dumps({"native_loaded": "hpcx._native" in sys.modules,
                           "maps": open("/proc/self/maps").read().count("libnuma")}))
         """
@@ -206,7 +206,7 @@ def test_libnuma_loads_lazily_on_first_use(run_py: RunPy) -> None:
         """
         import json
         import hpcx._native
-        from hpcx import native
+        from hpcx.node import native
         before = open("/proc/self/maps").read().count("libnuma")
         native.numa_node_count()
         after = open("/proc/self/maps").read().count("libnuma")
@@ -221,7 +221,7 @@ def test_missing_libnuma_raises_native_unavailable(run_py: RunPy) -> None:
     got = run_py(
         """
         import json
-        from hpcx import native
+        from hpcx.node import native
         from hpcx.errors import NativeUnavailableError
         caps = native.capabilities()
         out = {"numa": caps.numa, "error": caps.numa_error, "lib": caps.numa_library}

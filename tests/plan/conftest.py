@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcx.state import StateStore
+from hpcx.state.store import StateStore
 
 
 @pytest.fixture

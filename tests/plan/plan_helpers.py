@@ -9,7 +9,7 @@ import hashlib
 import json
 from typing import Any
 
-from hpcx.spec import DesiredState, ExperimentInfo, RunSpec
+from hpcx.manifest.spec import DesiredState, ExperimentInfo, RunSpec
 
 
 def _h(obj: Any) -> str:

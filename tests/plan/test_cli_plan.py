@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from hpcx.errors import StalePlanError
-from hpcx.manifest import load_desired
-from hpcx.plan import load_saved_plan
-from hpcx.state import SCHEMA_VERSION, StateStore
+from hpcx.manifest.loader import load_desired
+from hpcx.plan.planner import load_saved_plan
+from hpcx.state.store import SCHEMA_VERSION, StateStore
 
 HPCX = str(Path(sys.executable).with_name("hpcx"))
 

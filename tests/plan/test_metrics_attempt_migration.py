@@ -9,9 +9,9 @@ import duckdb
 import pytest
 from plan_helpers import make_run
 
-import hpcx.state as state_mod
-from hpcx.query import QuerySession
-from hpcx.state import SCHEMA_VERSION, StateStore
+import hpcx.state.store as state_mod
+from hpcx.results.query import QuerySession
+from hpcx.state.store import SCHEMA_VERSION, StateStore
 
 
 def _v1_state(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from plan_helpers import desired_of, make_run
 
-from hpcx.plan import Action, make_plan
-from hpcx.state import SnapRun, StateSnapshot, StateStore
+from hpcx.plan.planner import Action, make_plan
+from hpcx.state.store import SnapRun, StateSnapshot, StateStore
 
 
 def _by_id(plan):  # type: ignore[no-untyped-def]

@@ -9,10 +9,10 @@ import pytest
 from plan_helpers import desired_of, make_run
 
 from hpcx.errors import PlanError, StalePlanError
-from hpcx.plan import Action, Plan, load_saved_plan, make_plan, read_saved_plan, save_plan
-from hpcx.plan_render import RenderContext, render_json, render_markdown, render_text
-from hpcx.spec import DesiredState
-from hpcx.state import StateStore
+from hpcx.manifest.spec import DesiredState
+from hpcx.plan.planner import Action, Plan, load_saved_plan, make_plan, read_saved_plan, save_plan
+from hpcx.plan.render import RenderContext, render_json, render_markdown, render_text
+from hpcx.state.store import StateStore
 
 
 def _mixed_plan(store: StateStore, n_new: int = 30) -> Plan:
@@ -210,7 +210,7 @@ def test_saved_plan_against_another_state_or_no_state_is_stale(
 
 
 def test_saved_plan_of_empty_state_is_stale_once_state_exists(tmp_path: Path) -> None:
-    from hpcx.state import StateSnapshot
+    from hpcx.state.store import StateSnapshot
 
     out = tmp_path / "plan.json"
     save_plan(make_plan(desired_of([make_run()]), StateSnapshot.empty()), out)

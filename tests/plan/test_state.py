@@ -14,9 +14,9 @@ import duckdb
 import pytest
 from plan_helpers import make_run
 
-from hpcx import state as state_mod
 from hpcx.errors import StateError, StateLockedError
-from hpcx.state import SCHEMA_VERSION, StateStore
+from hpcx.state import store as state_mod
+from hpcx.state.store import SCHEMA_VERSION, StateStore
 
 
 def test_open_creates_file_with_lineage_serial_zero_and_schema_version(state_path: Path) -> None:
@@ -335,7 +335,7 @@ def test_cli_reports_lock_without_traceback(held_state: tuple[Path, int], tmp_pa
 
 @pytest.mark.parametrize("numpy_from", [1, 10**9])
 def test_bulk_metrics_land_the_same_through_numpy_or_csv(tmp_path, monkeypatch, numpy_from) -> None:
-    import hpcx.state as st
+    import hpcx.state.store as st
 
     monkeypatch.setattr(st, "_NUMPY_MIN_ROWS", numpy_from)
     rows = [

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hpcx.probe import (
+from hpcx.node.probe import (
     CheckProfile,
     GpuBandwidth,
     GpuInfo,
@@ -24,7 +24,7 @@ from hpcx.probe import (
     run_probe,
     with_overrides,
 )
-from hpcx.topology import Link, LinkHop, NumaNode, Topology
+from hpcx.node.topology import Link, LinkHop, NumaNode, Topology
 
 Snapshot = Callable[[str], Path]
 
@@ -184,7 +184,7 @@ def test_profile_validation_and_overrides() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# run_probe's measuring path, through a stand-in for hpcx.native
+# run_probe's measuring path, through a stand-in for hpcx.node.native
 
 
 @dataclass
@@ -253,7 +253,7 @@ class FakeNative:
 
 
 def test_run_probe_measures_every_gpu_node_pair_and_joins_by_bus_id(snapshot: Snapshot) -> None:
-    import hpcx.probe as probe_mod
+    import hpcx.node.probe as probe_mod
 
     fake = FakeNative()
     stages: list[str] = []

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hpcx.cli import app
-from hpcx.topology import read_topology
+from hpcx.node.topology import read_topology
 
 Snapshot = Callable[[str], Path]
 runner = CliRunner()
@@ -41,8 +41,7 @@ def test_quick_json_on_this_machine_is_valid_and_has_the_live_nodes() -> None:
 
 
 def test_full_probe_measures_the_cpu_matrix_when_libnuma_is_there() -> None:
-    from hpcx import native
-
+    from hpcx.node import native
     if not native.capabilities().numa:
         pytest.skip("libnuma not available")
     code, out, _ = probe("--json", "--size", "16M", "--samples", "2")
@@ -172,7 +171,8 @@ def test_bad_size_is_a_usage_error() -> None:
 def test_probe_help_does_not_import_heavy_modules() -> None:
     code = (
         "import sys, hpcx.cli; "
-        "bad = [m for m in ('duckdb', 'torch', 'hpcx._native', 'hpcx.native', 'hpcx.probe') "
+        "bad = [m for m in ('duckdb', 'torch', 'hpcx._native', 'hpcx.node.native', "
+        "'hpcx.node.probe') "
         "if m in sys.modules]; print(bad)"
     )
     out = subprocess.run(

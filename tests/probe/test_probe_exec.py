@@ -1,4 +1,4 @@
-"""`hpcx exec` and hpcx.placement: binding a child, no shell, clear errors."""
+"""`hpcx exec` and hpcx.node.placement: binding a child, no shell, clear errors."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hpcx.errors import HpcxError, NativeUnavailableError, NumaError
-from hpcx.placement import (
+from hpcx.node.placement import (
     BindingWarning,
     CommandNotFound,
     Placement,
@@ -20,7 +20,7 @@ from hpcx.placement import (
     find_command,
     resolve,
 )
-from hpcx.topology import read_topology
+from hpcx.node.topology import read_topology
 
 Snapshot = Callable[[str], Path]
 HPCX = [sys.executable, "-m", "hpcx"]
@@ -48,8 +48,7 @@ def test_exec_binds_the_command_to_the_nodes_cpus() -> None:
 
 
 def test_exec_binds_memory_too_when_libnuma_is_there() -> None:
-    from hpcx import native
-
+    from hpcx.node import native
     if not native.capabilities().numa:
         pytest.skip("libnuma not available")
     node = read_topology().cpu_nodes[0].id
@@ -144,8 +143,7 @@ def test_resolve_rejects_bad_gpus_and_cpu_less_nodes(snapshot: Snapshot) -> None
 def test_binding_falls_back_to_cpu_affinity_without_libnuma(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from hpcx import native
-
+    from hpcx.node import native
     def no_numa(node: int, *, memory: bool = True) -> None:
         raise NativeUnavailableError("libnuma.so.1: cannot open shared object file")
 

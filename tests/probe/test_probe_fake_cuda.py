@@ -26,8 +26,7 @@ def fake_libcuda(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_probe_measures_every_gpu_through_the_driver(fake_libcuda: Path) -> None:
-    from hpcx import native
-
+    from hpcx.node import native
     if not native.capabilities().native:
         pytest.skip("native module not built")
     env = {**os.environ, "HPCX_LIBCUDA": str(fake_libcuda)}

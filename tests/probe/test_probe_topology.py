@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hwloc_oracle import SNAPSHOTS, HwlocView
 
-from hpcx.topology import (
+from hpcx.node.topology import (
     Link,
     format_cpulist,
     normalize_bdf,
@@ -23,7 +23,7 @@ from hpcx.topology import (
 Snapshot = Callable[[str], Path]
 Hwloc = Callable[[Path], HwlocView]
 
-# Where the reader deliberately differs from hwloc, and why (see hpcx/topology.py's notes).
+# Where the reader deliberately differs from hwloc, and why (see hpcx/node/topology.py's notes).
 MERGED_BY_HWLOC = {"8em64t-2s2ca2c-buggynuma"}  # identical node cpusets: hwloc keeps node 0
 
 

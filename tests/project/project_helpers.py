@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hpcx.spec import RunSpec
+from hpcx.manifest.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
 HPCX = str(Path(sys.executable).with_name("hpcx"))

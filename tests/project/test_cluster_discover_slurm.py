@@ -11,7 +11,8 @@ import pytest
 from project_helpers import hpcx
 from slurm_cluster import SlurmCluster
 
-from hpcx.cluster import discover, load_profile, queue_lengths
+from hpcx.cluster.discover import discover, queue_lengths
+from hpcx.cluster.profiles import load_profile
 
 pytestmark = pytest.mark.slurm
 

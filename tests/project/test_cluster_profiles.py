@@ -10,20 +10,16 @@ from pathlib import Path
 import pytest
 from project_helpers import EXAMPLE_PROFILE, hpcx, run_spec
 
-from hpcx.cluster import (
+from hpcx.cluster.discover import discover, parse_gres, parse_scontrol_line, queue_lengths
+from hpcx.cluster.profiles import (
     ClusterProfileError,
-    advise,
-    check_fit,
-    discover,
     load_profile,
-    parse_gres,
-    parse_scontrol_line,
     profile_from_document,
     profile_problems,
     profile_yaml,
-    queue_lengths,
 )
-from hpcx.init import init_project
+from hpcx.plan.fit import advise, check_fit
+from hpcx.project.scaffold import init_project
 
 
 @pytest.fixture(scope="module")

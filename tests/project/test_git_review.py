@@ -11,7 +11,7 @@ import pytest
 from project_helpers import HPCX, REPO, clean_env
 from ruamel.yaml import YAML
 
-from hpcx.init import init_project
+from hpcx.project.scaffold import init_project
 
 HOOKS = YAML(typ="safe").load((REPO / ".pre-commit-hooks.yaml").read_text())
 

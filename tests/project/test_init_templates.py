@@ -12,8 +12,8 @@ import duckdb
 import pytest
 from project_helpers import REPO, hpcx
 
-from hpcx.init import InitError, init_project, list_templates
-from hpcx.yamlload import load_file
+from hpcx.project.scaffold import InitError, init_project, list_templates
+from hpcx.util.yamlload import load_file
 
 TEMPLATES = ["vit-numa", "image-classification", "llm-finetune", "rl", "blank"]
 SEED_EXAMPLES = {

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hpcx.spec import RunSpec
-from hpcx.state import StateStore
+from hpcx.manifest.spec import RunSpec
+from hpcx.state.store import StateStore
 
 #: What the compile study's manifest declares (carried in each run's spec extra).
 DECLARED_REPORTS = [

@@ -9,7 +9,7 @@ from typing import Any
 
 from query_helpers import make_spec
 
-from hpcx.state import StateStore
+from hpcx.state.store import StateStore
 
 #: Declared in bench-study's spec: its SQL sees every experiment unless the report scopes it.
 COUNT_REPORT = {

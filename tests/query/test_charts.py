@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from hpcx.charts import Chart, Point, Series, render_svg, short_labels
+from hpcx.results.charts import Chart, Point, Series, render_svg, short_labels
 
 NS = "{http://www.w3.org/2000/svg}"
 

@@ -245,7 +245,7 @@ def test_query_markdown_escapes_html_pipes_and_newlines_in_names_and_values(stat
 def test_markdown_report_escapes_titles_descriptions_params_and_aliases(tmp_path: Path) -> None:
     from query_helpers import make_spec
 
-    from hpcx.state import StateStore
+    from hpcx.state.store import StateStore
 
     report = {
         "title": "<img src=x onerror=alert(2)>\nTitle",

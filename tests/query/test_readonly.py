@@ -11,8 +11,8 @@ import duckdb
 import pytest
 from query_helpers import build_state
 
-from hpcx.query import QueryError, QuerySession
-from hpcx.state import StateStore
+from hpcx.results.query import QueryError, QuerySession
+from hpcx.state.store import StateStore
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from query_cdp import Browser, find_chromium
 
-from hpcx.report import build_report
+from hpcx.results.report import build_report
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM = find_chromium()
@@ -112,7 +112,7 @@ def test_markdown_report_writes_svg_figures_beside_it(
 def test_unknown_experiment_is_a_clear_error(
     built_state: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from hpcx.query import QueryError
+    from hpcx.results.query import QueryError
 
     with pytest.raises(QueryError, match="no experiment named nope"):
         build_report(built_state[0], tmp_path / "r.html", experiments=["nope"])

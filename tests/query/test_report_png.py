@@ -15,8 +15,8 @@ from report_fixtures import build_quality_state
 from typer.testing import CliRunner
 
 from hpcx.cli import app
-from hpcx.query import QueryError
-from hpcx.report import build_report
+from hpcx.results.query import QueryError
+from hpcx.results.report import build_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

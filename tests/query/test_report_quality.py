@@ -15,10 +15,10 @@ from query_cdp import Browser, find_chromium
 from report_fixtures import build_quality_state
 from typer.testing import CliRunner
 
-from hpcx.charts import Chart
 from hpcx.cli import app
-from hpcx.query import QueryError, QuerySession
-from hpcx.report import build_report, collect
+from hpcx.results.charts import Chart
+from hpcx.results.query import QueryError, QuerySession
+from hpcx.results.report import build_report, collect
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM = find_chromium()
@@ -103,7 +103,7 @@ def test_noise_cv_moves_the_threshold_on_the_command_line(
 def test_a_declared_report_can_set_its_own_noise_threshold(
     quality_state: tuple[Path, dict[str, Any]],
 ) -> None:
-    from hpcx.report import declared_figure
+    from hpcx.results.report import declared_figure
 
     rep = {
         "title": "by batch",
@@ -169,7 +169,7 @@ def test_a_metric_logged_per_step_is_drawn_as_one_curve_per_run(
 
 
 def test_long_curves_are_thinned_and_many_runs_become_configurations() -> None:
-    from hpcx.report import MAX_CURVE_POINTS, MAX_CURVES, _Rows, curve_figures
+    from hpcx.results.report import MAX_CURVE_POINTS, MAX_CURVES, _Rows, curve_figures
 
     n = MAX_CURVES + 3
     rows = _Rows(
@@ -243,7 +243,7 @@ def test_declared_reports_see_only_the_experiments_selected(
 def test_scoped_sql_keeps_the_reports_own_ctes_and_comments(
     quality_state: tuple[Path, dict[str, Any]],
 ) -> None:
-    from hpcx.report import scoped_sql
+    from hpcx.results.report import scoped_sql
 
     sql = (
         "-- per experiment\nWITH x AS (SELECT experiment FROM runs) "
@@ -276,7 +276,7 @@ def test_a_selected_experiment_that_does_not_exist_is_an_error_with_a_suggestion
         text=True,
     )
     assert res.returncode == 1
-    # The CLI's shared selection check names it (hpcx.selection), before the report starts.
+    # The CLI's shared selection check names it (hpcx.util.selection), before the report starts.
     assert "experiment bench-stdy: no such experiment" in res.stderr
     assert "did you mean 'bench-study'?" in res.stderr
     assert not (tmp_path / "r.html").exists()

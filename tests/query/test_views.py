@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hpcx.query import VIEW_NAMES, QuerySession
+from hpcx.results.query import VIEW_NAMES, QuerySession
 
 
 @pytest.fixture(scope="module")

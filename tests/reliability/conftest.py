@@ -40,7 +40,7 @@ def template_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def state(project: Path, template_state: Path) -> Iterator[Path]:
     """The template state copied into the project, with one backup of it taken."""
-    from hpcx.backup import backup_before_write
+    from hpcx.state.backup import backup_before_write
 
     path = project / ".hpcx" / "state.duckdb"
     shutil.copyfile(template_state, path)

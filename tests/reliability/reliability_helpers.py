@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcx.spec import RunSpec
-from hpcx.state import StateStore
+from hpcx.manifest.spec import RunSpec
+from hpcx.state.store import StateStore
 
 
 def _h(obj: Any) -> str:

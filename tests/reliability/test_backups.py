@@ -11,9 +11,9 @@ import duckdb
 import pytest
 from reliability_helpers import serial_of
 
-import hpcx.state as state_mod
-from hpcx.backup import backup_before_write, check_state, list_backups
-from hpcx.state import StateStore
+import hpcx.state.store as state_mod
+from hpcx.state.backup import backup_before_write, check_state, list_backups
+from hpcx.state.store import StateStore
 
 
 def test_refresh_backs_up_once_per_serial_with_serial_in_the_name(project: Path, state: Path, cli):

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hpcx.backup import check_state, list_backups
+from hpcx.state.backup import check_state, list_backups
 
 MANIFEST = """\
 apiVersion: hpcx/v1
@@ -142,7 +142,7 @@ MAY_SUCCEED = {
     for c in ("plan", "status", "query", "state-info")
 }
 
-#: hpcx/query.py words these three itself, without the backup to restore (reported).
+#: hpcx/results/query.py words these three itself, without the backup to restore (reported).
 QUERY_OWN_MESSAGES: set[tuple[str, str]] = set()
 
 
@@ -160,7 +160,8 @@ def test_damaged_state_gets_one_clear_error_naming_newest_backup_and_is_left_alo
     if (damage, command) in QUERY_OWN_MESSAGES:
         request.applymarker(
             pytest.mark.xfail(
-                strict=True, reason="hpcx/query.py's own message lacks the backup to restore"
+                strict=True,
+                reason="hpcx/results/query.py's own message lacks the backup to restore",
             )
         )
     (project / "manifests" / "tiny.yaml").write_text(MANIFEST)
@@ -303,7 +304,7 @@ def test_the_classifier_names_each_access_error(
     """DuckDB's own wording for each errno (EACCES cannot be made as root: chmod does not
     stop it, so that one is checked on the message DuckDB gives)."""
     from hpcx.errors import StateLockedError
-    from hpcx.state import _translate_error
+    from hpcx.state.store import _translate_error
 
     p = tmp_path / "state.duckdb"
     err = _translate_error(duckdb.IOException(message.format(p=p)), p)
@@ -314,7 +315,7 @@ def test_the_classifier_names_each_access_error(
 
 def test_the_classifier_names_a_bad_option_and_a_lock(tmp_path: Path) -> None:
     from hpcx.errors import StateLockedError
-    from hpcx.state import _translate_error
+    from hpcx.state.store import _translate_error
 
     p = tmp_path / "state.duckdb"
     bad = _translate_error(duckdb.ParserException("Parser Error: Memory must have a number"), p)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from reliability_helpers import build_state, make_spec, serial_of
 
-from hpcx import rundir
-from hpcx.backup import backup_before_write, check_state
 from hpcx.errors import StateError
-from hpcx.state import StateStore
+from hpcx.run import rundir
+from hpcx.state.backup import backup_before_write, check_state
+from hpcx.state.store import StateStore
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from reliability_helpers import dump_yaml, run_cli
 
 from hpcx.errors import ManifestError
-from hpcx.manifest import load_desired, validate_paths
+from hpcx.manifest.loader import load_desired, validate_paths
 
 VALID: dict[str, Any] = {
     "apiVersion": "hpcx/v1",

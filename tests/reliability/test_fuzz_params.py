@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reliability_helpers import dump_yaml, run_cli
 
-from hpcx.manifest import validate_paths
+from hpcx.manifest.loader import validate_paths
 
 PROGRAM = (
     "import json, sys\n"
@@ -75,8 +75,8 @@ LONG = st.integers(10_000, 100_000).map(lambda n: ("a'b\"c$(x)`y`\n\u00e9" * (n 
 
 def _manifest(values: list[str]) -> str:
     # Strings that look like placeholders are placeholders: `{{`/`}}` stand for braces; and
-    # `${...}` is interpolation, which `$${` escapes (hpcx.interpolate.escape).
-    from hpcx.interpolate import escape
+    # `${...}` is interpolation, which `$${` escapes (hpcx.manifest.interpolate.escape).
+    from hpcx.manifest.interpolate import escape
 
     values = [escape(v) for v in values]
     return dump_yaml(

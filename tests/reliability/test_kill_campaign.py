@@ -324,7 +324,7 @@ def test_zygote_exits_quietly_when_its_queue_is_gone(tmp_path: Path) -> None:
 
     run_dir = tmp_path / "nowhere"  # the child fails fast; only the zygote's answer matters
     z = subprocess.Popen(
-        [sys.executable, "-m", "hpcx.executors.zygote"],
+        [sys.executable, "-m", "hpcx.run.executors.zygote"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

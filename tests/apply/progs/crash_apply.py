@@ -17,9 +17,9 @@ import os
 import signal
 import sys
 
-from hpcx.executors.base import SubmitError
-from hpcx.executors.local import LocalExecutor
-from hpcx.executors.slurm import SlurmExecutor
+from hpcx.run.executors.base import SubmitError
+from hpcx.run.executors.local import LocalExecutor
+from hpcx.run.executors.slurm import SlurmExecutor
 
 point = sys.argv[1]
 
@@ -86,12 +86,12 @@ if point == "lock-write":
     import json
     import types
 
-    import hpcx.lock
+    import hpcx.state.lock
 
     def dumps(*args, **kwargs):
         die()
 
-    hpcx.lock.json = types.SimpleNamespace(dumps=dumps, loads=json.loads)
+    hpcx.state.lock.json = types.SimpleNamespace(dumps=dumps, loads=json.loads)
 
 if point.startswith("ambiguous-"):
     real_sbatch2 = SlurmExecutor._sbatch

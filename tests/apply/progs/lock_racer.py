@@ -9,7 +9,7 @@ import json
 import sys
 import time
 
-from hpcx import lock
+from hpcx.state import lock
 
 state, log, hold, delay = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 real_dead = lock._holder_dead

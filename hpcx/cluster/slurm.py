@@ -1,0 +1,275 @@
+"""SLURM's vocabulary as hpcx writes it into ``#SBATCH`` lines: which options a manifest may pass
+through, which hpcx sets itself, and the checks every value gets (no control characters, time
+and memory in SLURM's forms). One home, so ``hpcx validate`` refuses exactly what the SLURM
+executor would refuse at ``apply`` (:func:`option_problems`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from hpcx.errors import InvalidOptionError
+
+#: Long sbatch options an executor config may pass through, and whether they take a value.
+ALLOWED_OPTIONS: dict[str, bool] = {
+    "account": True,
+    "qos": True,
+    "constraint": True,
+    "reservation": True,
+    "exclusive": False,
+    "mail-type": True,
+    "mail-user": True,
+    "nice": True,
+    "begin": True,
+    "deadline": True,
+    "exclude": True,
+    "nodelist": True,
+    "ntasks": True,
+    "ntasks-per-node": True,
+    "mem-per-cpu": True,
+    "mem-per-gpu": True,
+    "cpus-per-gpu": True,
+    "gpus-per-task": True,
+    "gpus-per-node": True,
+    "hint": True,
+    "licenses": True,
+    "signal": True,
+    "switches": True,
+    "threads-per-core": True,
+    "cores-per-socket": True,
+    "sockets-per-node": True,
+    "wckey": True,
+    "priority": True,
+    "tmp": True,
+    "gpu-bind": True,
+    "cpu-freq": True,
+    "network": True,
+    "core-spec": True,
+    "profile": True,
+    "distribution": True,
+    "oversubscribe": False,
+    "contiguous": False,
+    "spread-job": False,
+    "get-user-env": False,
+}
+
+#: Options hpcx sets itself, or that would change what runs or where its output goes.
+REFUSED_OPTIONS = frozenset(
+    {
+        "array",
+        "output",
+        "error",
+        "input",
+        "wrap",
+        "job-name",
+        "comment",
+        "parsable",
+        "export",
+        "export-file",
+        "chdir",
+        "open-mode",
+        "test-only",
+        "requeue",
+        "no-requeue",
+        "wait",
+        "hold",
+        "dependency",
+        "kill-on-invalid-dep",
+        "partition",
+        "gres",
+        "mem",
+        "time",
+        "cpus-per-task",
+        "nodes",
+        "batch",
+        "clusters",
+        "container",
+        "uid",
+        "gid",
+    }
+)
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TIME = re.compile(r"^(\d+-)?\d+(:\d+){0,2}$|^\d+-\d+$")
+_MEMORY = re.compile(r"^(\d+)([KMGT]?)B?$", re.IGNORECASE)
+_SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:@%+=/\-\[\]]+$")
+
+
+# --------------------------------------------------------------------------------------------
+# Values reaching #SBATCH
+
+
+def check_line(what: str, value: object) -> str:
+    """One line of shell for the job script: text with no control characters (a newline or
+    carriage return would smuggle in another line), not blank."""
+    text = str(value)
+    if _CONTROL.search(text) or not text.strip():
+        raise InvalidOptionError(f"{what}: one non-blank line without control characters: {text!r}")
+    return text
+
+
+def check_value(what: str, value: object) -> str:
+    """A value for an ``#SBATCH`` line: no control characters (a newline would start a new
+    directive), and nothing that needs quoting (sbatch's own parser has no escapes)."""
+    text = str(value)
+    if _CONTROL.search(text):
+        raise InvalidOptionError(f"{what}: control characters are not allowed: {text!r}")
+    if not text or not _SAFE_VALUE.match(text):
+        raise InvalidOptionError(
+            f"{what}: {text!r} is not a plain SLURM value",
+            hint="letters, digits and _ . , : @ % + = / - [ ] only",
+        )
+    return text
+
+
+def check_path(what: str, path: str) -> str:
+    if _CONTROL.search(path):
+        raise InvalidOptionError(f"{what}: control characters are not allowed in {path!r}")
+    return path
+
+
+def normalise_time(value: object) -> str:
+    if isinstance(value, bool):
+        raise InvalidOptionError(f"resources.time: not a time limit: {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise InvalidOptionError(f"resources.time: must be positive, got {value}")
+        return str(value)
+    text = check_value("resources.time", value)
+    if not _TIME.match(text):
+        raise InvalidOptionError(
+            f"resources.time: {text!r} is not a SLURM time",
+            hint="minutes, MM:SS, HH:MM:SS or D-HH:MM:SS",
+        )
+    return text
+
+
+def normalise_memory(value: object) -> str:
+    if isinstance(value, bool):
+        raise InvalidOptionError(f"resources.memory: not a size: {value!r}")
+    if isinstance(value, int):
+        return f"{value}M"
+    m = _MEMORY.match(check_value("resources.memory", value))
+    if not m:
+        raise InvalidOptionError(f"resources.memory: {value!r} is not a size like 32G or 4000M")
+    return m.group(1) + (m.group(2).upper() or "M")
+
+
+def _positive_int(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOptionError(f"{what}: must be a positive integer, got {value!r}")
+    return value
+
+
+def resource_options(resources: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """``resources`` of a run as sbatch long options, in a fixed order."""
+    out: list[tuple[str, str | None]] = []
+    if resources.get("partition"):
+        out.append(("partition", check_value("resources.partition", resources["partition"])))
+    if resources.get("nodes") is not None:
+        out.append(("nodes", str(_positive_int("resources.nodes", resources["nodes"]))))
+    gpus = resources.get("gpus")
+    if gpus:
+        n = _positive_int("resources.gpus", gpus)
+        kind = resources.get("gpu_type")
+        gres = f"gpu:{check_value('resources.gpu_type', kind)}:{n}" if kind else f"gpu:{n}"
+        out.append(("gres", gres))
+    if resources.get("cpus") is not None:
+        out.append(("cpus-per-task", str(_positive_int("resources.cpus", resources["cpus"]))))
+    if resources.get("memory") is not None:
+        out.append(("mem", normalise_memory(resources["memory"])))
+    if resources.get("time") is not None:
+        out.append(("time", normalise_time(resources["time"])))
+    if resources.get("exclusive") is True:
+        # Only an explicit request: a benchmark workload's default exclusivity is the local
+        # executor's; on a cluster, holding whole nodes is the user's call.
+        out.append(("exclusive", None))
+    return out
+
+
+def extra_options(options: object) -> list[tuple[str, str | None]]:
+    """Validate pass-through sbatch options: a mapping {name: value | True} or a list of
+    ``--name=value`` / ``--flag`` strings. Only allow-listed long options get through."""
+    pairs: list[tuple[str, object]] = []
+    if options is None:
+        return []
+    if isinstance(options, Mapping):
+        pairs = [(str(k), v) for k, v in options.items()]
+    elif isinstance(options, list | tuple):
+        for item in options:
+            text = str(item)
+            if _CONTROL.search(text):
+                raise InvalidOptionError(f"sbatch option: control characters in {text!r}")
+            if not text.startswith("--"):
+                raise InvalidOptionError(
+                    f"sbatch option {text!r}: only long options (--name=value) are accepted"
+                )
+            name, sep, rest = text[2:].partition("=")
+            pairs.append((name, rest if sep else True))
+    else:
+        raise InvalidOptionError(f"executor.sbatch: expected a mapping or a list, got {options!r}")
+    out: list[tuple[str, str | None]] = []
+    for raw_name, raw_value in pairs:
+        value: object = raw_value
+        name = raw_name.removeprefix("--")
+        if _CONTROL.search(name):
+            raise InvalidOptionError(f"sbatch option: control characters in {name!r}")
+        if name in REFUSED_OPTIONS:
+            raise InvalidOptionError(
+                f"sbatch option --{name} is set by hpcx and cannot be passed through",
+                hint="partition, gres, mem, time, cpus and nodes come from `resources`",
+            )
+        if name not in ALLOWED_OPTIONS:
+            raise InvalidOptionError(
+                f"sbatch option --{name} is not in hpcx's allow-list",
+                hint="allowed: " + ", ".join(sorted(ALLOWED_OPTIONS)),
+            )
+        takes_value = ALLOWED_OPTIONS[name]
+        if not takes_value:
+            if value not in (True, None, ""):
+                raise InvalidOptionError(f"sbatch option --{name} takes no value")
+            if value is not False:
+                out.append((name, None))
+            continue
+        if value is True or value is None or value == "":
+            raise InvalidOptionError(f"sbatch option --{name} needs a value")
+        out.append((name, check_value(f"sbatch option --{name}", value)))
+    return out
+
+
+def option_problems(
+    executor: Mapping[str, Any], resources: Mapping[str, Any]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Every problem ``apply`` would refuse in a manifest's SLURM settings, as (path under
+    ``spec``, message): the same checks the executor makes when it is built, one item at a
+    time so that ``hpcx validate`` reports each, not just the first."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+
+    def check(path: tuple[str | int, ...], fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except InvalidOptionError as exc:
+            hint = f" ({exc.hint})" if exc.hint else ""
+            out.append((path, f"{exc}{hint}"))
+
+    key = "sbatch_args" if "sbatch_args" in executor else "sbatch"
+    sbatch = executor.get(key)
+    if isinstance(sbatch, list | tuple):
+        for i, item in enumerate(sbatch):
+            check(("executor", key, i), extra_options, [item])
+    elif isinstance(sbatch, Mapping):
+        for name, value in sbatch.items():
+            check(("executor", key, str(name)), extra_options, {name: value})
+    elif sbatch is not None:
+        check(("executor", key), extra_options, sbatch)
+    throttle = executor.get("array_throttle")
+    if throttle not in (None, 0):
+        check(("executor", "array_throttle"), _positive_int, "array_throttle", throttle)
+    setup = executor.get("setup")
+    if isinstance(setup, list):
+        for i, line in enumerate(setup):
+            check(("executor", "setup", i), check_line, "setup line", line)
+    check(("resources",), resource_options, resources)
+    return out

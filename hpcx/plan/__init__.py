@@ -1,0 +1,26 @@
+"""The plan: what the manifests want against what the state has, decided purely.
+
+In: the manifests' runs and a :class:`~hpcx.state.StateSnapshot`. Out: a :class:`Plan` (one
+:class:`RunChange` per run: create, replace, retry, keep, delete, each with its reason), saved
+plan files that remember the state's serial, and the text ``hpcx plan`` prints.
+"""
+
+from hpcx.plan.planner import (
+    Action,
+    Plan,
+    RunChange,
+    load_saved_plan,
+    make_plan,
+    save_plan,
+    summary_line,
+)
+
+__all__ = [
+    "Action",
+    "Plan",
+    "RunChange",
+    "load_saved_plan",
+    "make_plan",
+    "save_plan",
+    "summary_line",
+]

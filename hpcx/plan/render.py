@@ -1,0 +1,400 @@
+"""Rendering a :class:`~hpcx.plan.planner.Plan`: text for people, JSON for scripts,
+markdown for a PR.
+
+Pure functions from a plan (and a little context) to a string or a JSON-able dict; the CLI
+prints them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hpcx.manifest.spec import RunSpec
+from hpcx.plan.planner import (
+    CHANGING_ACTIONS,
+    SAVED_PLAN_FORMAT,
+    SYMBOLS,
+    Action,
+    Plan,
+    RunChange,
+    changes_by_experiment,
+    summary_line,
+)
+
+#: Runs listed per experiment before the rest are summarised (``--full`` lists all).
+DEFAULT_LIMIT = 10
+
+#: Order in which actions are listed and counted.
+ACTION_ORDER = (
+    Action.CREATE,
+    Action.RETRY,
+    Action.UPDATE,
+    Action.STALE,
+    Action.ORPHAN,
+    Action.NOOP,
+)
+
+_REASON_TEXT = {
+    "new": "new",
+    "succeeded": "succeeded",
+    "in-flight": "in flight",
+    "failed-before": "{status} before",
+    "settings-changed": "settings changed (resources/executor/tags/results), identity unchanged",
+    "code-changed": "code changed (was {old_run_id:.12})",
+    "not-in-manifests": "no longer in any manifest; results kept",
+}
+
+_COUNT_WORDS = {
+    Action.CREATE: "to create",
+    Action.RETRY: "to retry",
+    Action.UPDATE: "to update",
+    Action.STALE: "stale",
+    Action.ORPHAN: "orphaned",
+    Action.NOOP: "unchanged",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RenderContext:
+    """What the plan does not know about itself: where things are, for the header."""
+
+    state_path: str | None = None
+    state_exists: bool = True
+    manifest_paths: Sequence[str] = ()
+
+
+def reason_text(change: RunChange) -> str:
+    """A reason in words, with its detail."""
+    template = _REASON_TEXT.get(change.reason, change.reason)
+    detail: dict[str, Any] = {"status": change.prior_status or "", "old_run_id": ""}
+    if change.detail:
+        detail.update({k: ("" if v is None else v) for k, v in change.detail.items()})
+    try:
+        text = template.format(**detail)
+    except (KeyError, ValueError, IndexError):
+        text = template
+    if change.action is Action.RETRY:
+        attempts = detail.get("attempts")
+        if attempts:
+            text += f", {attempts} attempt{'s' if attempts != 1 else ''}"
+        if detail.get("settings_changed"):
+            text += ", settings changed"
+    elif change.action is Action.NOOP and change.reason == "in-flight" and change.prior_status:
+        text = f"in flight ({change.prior_status})"
+    elif change.action is Action.ORPHAN and change.prior_status:
+        text = f"no longer in any manifest, was {change.prior_status}; results kept"
+    return text
+
+
+def _lookup(run: RunSpec, dotted: str) -> tuple[bool, Any]:
+    """The value at a dotted path: first from the run's top level (params, placement, seed...),
+    then inside params (manifests write sweeps over ``model.depth`` or ``params.model.depth``)."""
+    roots: dict[str, Any] = {
+        "params": run.params,
+        "placement": run.placement,
+        "seed": run.seed,
+        "repeat": run.repeat,
+        "resources": run.resources,
+        "executor": run.executor,
+        "env": run.env,
+    }
+    for base in (roots, run.params):
+        node: Any = base
+        ok = True
+        for part in dotted.split("."):
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                ok = False
+                break
+        if ok:
+            return True, node
+    return False, None
+
+
+def _short_names(paths: Sequence[str]) -> dict[str, str]:
+    """The shortest dotted suffix of each path that is unique among ``paths``."""
+    out: dict[str, str] = {}
+    for p in paths:
+        parts = p.split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            if sum(1 for q in paths if q == suffix or q.endswith("." + suffix)) == 1:
+                out[p] = suffix
+                break
+        else:
+            out[p] = p
+        if out[p].startswith("params.") and out[p] != p:
+            out[p] = out[p][len("params.") :]
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return value if value and " " not in value and "=" not in value else json.dumps(value)
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def varying(run: RunSpec | None, swept: Sequence[str]) -> str:
+    """``depth=6 numa=0``: the run's values of its experiment's swept parameters."""
+    if run is None or not swept:
+        return ""
+    names = _short_names(swept)
+    parts = []
+    for path in swept:
+        found, value = _lookup(run, path)
+        if found:
+            parts.append(f"{names[path]}={_fmt(value)}")
+    return " ".join(parts)
+
+
+def _counts(changes: Iterable[RunChange]) -> dict[Action, int]:
+    out = dict.fromkeys(ACTION_ORDER, 0)
+    for c in changes:
+        out[c.action] += 1
+    return out
+
+
+def _counts_phrase(counts: Mapping[Action, int]) -> str:
+    return ", ".join(f"{counts[a]:,} {_COUNT_WORDS[a]}" for a in ACTION_ORDER if counts[a])
+
+
+def _git_lines(plan: Plan) -> list[str]:
+    git = plan.git or {}
+    lines = []
+    dirty = list(git.get("dirty_paths") or [])
+    if git.get("commit"):
+        at = f"{git['commit'][:12]}" + (f" on {git['branch']}" if git.get("branch") else "")
+        lines.append(
+            f"Git: {at}" + (", manifests have uncommitted changes" if dirty else ", clean")
+        )
+    elif git.get("root") is None and "root" in git:
+        lines.append("Git: manifests are not in a git repository")
+    if dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        lines.append(f"  uncommitted: {shown}")
+    return lines
+
+
+def render_text(
+    plan: Plan,
+    *,
+    full: bool = False,
+    limit: int = DEFAULT_LIMIT,
+    context: RenderContext | None = None,
+) -> str:
+    """The plan for people: header, one block per experiment, the one-line total."""
+    ctx = context or RenderContext()
+    out: list[str] = []
+    if ctx.state_path is not None:
+        if ctx.state_exists:
+            lineage = (plan.lineage or "")[:8]
+            out.append(f"State: {ctx.state_path} (serial {plan.serial}, lineage {lineage})")
+        else:
+            out.append(f"State: {ctx.state_path} (none yet; apply creates it)")
+    if plan.overrides:
+        out.append("Overrides: " + " ".join(plan.overrides))
+    out.extend(_git_lines(plan))
+    if out:
+        out.append("")
+
+    groups = changes_by_experiment(plan.changes)
+    shared = _shared_runs(plan.changes)
+    for experiment, changes in groups.items():
+        counts = _counts(changes)
+        swept = plan.swept.get(experiment, ())
+        out.append(f"{experiment}  ({len(changes):,} runs: {_counts_phrase(counts)})")
+        if swept:
+            out.append(f"  varies: {', '.join(swept)}")
+        for owner, n in sorted(shared.pop(experiment, {}).items()):
+            out.append(
+                f"  also asks for {n:,} run(s) listed under {owner} (the same runs: "
+                "identity does not include the experiment's name)"
+            )
+        by_action: dict[Action, list[RunChange]] = {a: [] for a in ACTION_ORDER}
+        for c in changes:
+            by_action[c.action].append(c)
+        for action in ACTION_ORDER:
+            group = by_action[action]
+            if not group or (action is Action.NOOP and not full):
+                continue
+            # Large sweeps: the first ``limit`` runs of each action, then a count.
+            listed = group if full else group[:limit]
+            symbol = SYMBOLS[action]
+            for c in listed:
+                values = varying(c.run, swept)
+                line = f"  {symbol} {c.run_id[:12]}"
+                if values:
+                    line += f"  {values}"
+                line += f"  ({reason_text(c)})"
+                out.append(line)
+            rest = len(group) - len(listed)
+            if rest > 0:
+                more = f"  {' ' * len(symbol)} ... and {rest:,} more {_COUNT_WORDS[action]}"
+                out.append(more + " (--full to list every run)")
+        if not full and counts[Action.NOOP]:
+            out.append(f"  = {counts[Action.NOOP]:,} unchanged")
+        out.append("")
+    # Experiments all of whose runs another experiment already asks for.
+    for experiment, owners in sorted(shared.items()):
+        out.append(f"{experiment}  (no runs of its own)")
+        for owner, n in sorted(owners.items()):
+            out.append(f"  asks for {n:,} run(s) listed under {owner} (the same runs)")
+        out.append("")
+    if not groups:
+        out.append("No runs: the manifests ask for none and the state holds none.")
+        out.append("")
+    out.append(summary_line(plan.counts()))
+    return "\n".join(out) + "\n"
+
+
+def _shared_runs(changes: Sequence[RunChange]) -> dict[str, dict[str, int]]:
+    """experiment -> {experiment that lists the run: count} for runs two experiments share."""
+    out: dict[str, dict[str, int]] = {}
+    for c in changes:
+        if c.run is None:
+            continue
+        for other in c.run.extra.get("also_in") or ():
+            per = out.setdefault(str(other), {})
+            per[c.experiment] = per.get(c.experiment, 0) + 1
+    return out
+
+
+def render_json(plan: Plan, *, context: RenderContext | None = None) -> dict[str, Any]:
+    """The plan for scripts. Keys (stable, documented in docs/state-and-plan.md):
+
+    format, format_version, created_at, state {path, exists, lineage, serial}, manifests
+    {paths, digests}, overrides, git {root, commit, branch, dirty_paths, dirty}, summary
+    {create, noop, retry, update, stale, orphan}, has_changes, experiments [{name, swept,
+    summary}], changes [{action, symbol, reason, run_id, experiment, prior_status, detail,
+    params}].
+    """
+    ctx = context or RenderContext()
+    git = dict(plan.git or {})
+    git.setdefault("dirty_paths", [])
+    git["dirty"] = bool(git["dirty_paths"])
+    groups = changes_by_experiment(plan.changes)
+    return {
+        "format": "hpcx-plan-report",
+        "format_version": SAVED_PLAN_FORMAT,
+        "created_at": plan.created_at,
+        "state": {
+            "path": ctx.state_path,
+            "exists": ctx.state_exists,
+            "lineage": plan.lineage,
+            "serial": plan.serial,
+        },
+        "manifests": {"paths": list(ctx.manifest_paths), "digests": plan.manifest_digests},
+        "overrides": list(plan.overrides),
+        "git": git,
+        "summary": plan.counts(),
+        "has_changes": plan.has_changes,
+        "experiments": [
+            {
+                "name": name,
+                "swept": list(plan.swept.get(name, ())),
+                "summary": {a.value: n for a, n in _counts(changes).items()},
+            }
+            for name, changes in groups.items()
+        ],
+        "changes": [
+            {
+                "action": c.action.value,
+                "symbol": SYMBOLS[c.action],
+                "reason": c.reason,
+                "run_id": c.run_id,
+                "experiment": c.experiment,
+                "prior_status": c.prior_status,
+                "detail": dict(c.detail) if c.detail is not None else None,
+                "params": c.run.params if c.run is not None else None,
+            }
+            for c in plan.changes
+        ],
+    }
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("`", "'")
+
+
+def render_markdown(
+    plan: Plan,
+    *,
+    full: bool = False,
+    limit: int = 20,
+    context: RenderContext | None = None,
+) -> str:
+    """The plan for a pull-request comment: the total, a table per experiment, details folded."""
+    out = ["### hpcx plan", "", f"**{summary_line(plan.counts())}**", ""]
+    git = plan.git or {}
+    dirty = list(git.get("dirty_paths") or [])
+    if dirty:
+        out.append(
+            "> **Warning:** manifests have uncommitted changes: "
+            + ", ".join(f"`{_md_cell(p)}`" for p in dirty[:10])
+            + (f" and {len(dirty) - 10} more" if len(dirty) > 10 else "")
+        )
+        out.append("")
+    if git.get("commit"):
+        out.append(f"Planned at commit `{git['commit'][:12]}`, state serial {plan.serial}.")
+        out.append("")
+    if plan.overrides:
+        out.append("Overrides: " + " ".join(f"`{_md_cell(o)}`" for o in plan.overrides))
+        out.append("")
+    groups = changes_by_experiment(plan.changes)
+    header = ["experiment"] + [_COUNT_WORDS[a] for a in ACTION_ORDER]
+    out.append("| " + " | ".join(header) + " |")
+    out.append("|" + "|".join(["---"] + ["---:"] * len(ACTION_ORDER)) + "|")
+    for name, changes in groups.items():
+        counts = _counts(changes)
+        out.append(
+            "| "
+            + " | ".join([f"`{_md_cell(name)}`"] + [f"{counts[a]:,}" for a in ACTION_ORDER])
+            + " |"
+        )
+    out.append("")
+    for name, changes in groups.items():
+        shown = [
+            c for c in changes if full or c.action in CHANGING_ACTIONS or c.action is Action.ORPHAN
+        ]
+        if not shown:
+            continue
+        swept = plan.swept.get(name, ())
+        order = {a: i for i, a in enumerate(ACTION_ORDER)}
+        shown.sort(key=lambda c: order[c.action])
+        if full:
+            listed = shown
+        else:
+            # The first ``limit`` runs of each action, so no action hides behind another.
+            seen: dict[Action, int] = {}
+            listed = []
+            for c in shown:
+                seen[c.action] = seen.get(c.action, 0) + 1
+                if seen[c.action] <= limit:
+                    listed.append(c)
+        out.append(
+            f"<details><summary><code>{_md_cell(name)}</code>: {len(shown):,} runs</summary>"
+        )
+        out.append("")
+        out.append("| | run | parameters | reason |")
+        out.append("|---|---|---|---|")
+        for c in listed:
+            out.append(
+                f"| {SYMBOLS[c.action]} | `{c.run_id[:12]}` | {_md_cell(varying(c.run, swept))} "
+                f"| {_md_cell(reason_text(c))} |"
+            )
+        if len(shown) > len(listed):
+            out.append(f"| | | ... and {len(shown) - len(listed):,} more | |")
+        out.append("")
+        out.append("</details>")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"

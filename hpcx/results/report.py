@@ -1,0 +1,1471 @@
+"""``hpcx report``: one self-contained HTML file (or markdown + SVG) of what the state holds.
+
+What goes in, per experiment: runs by status, the best configurations (mean over repeats), and
+figures chosen from the sweep: the primary metric against each swept parameter, one series per
+combination of the others (parameters swept together in a ``zip`` count as one); for the ViT
+studies also throughput by NUMA node per GPU (local versus remote, from ``hpcx probe``) and
+compiled versus eager, which fall out of the same rule with friendlier labels. Where a
+configuration ran more than once, the mark is the mean and the bar mean ± one standard
+deviation. Reports declared in manifests (``spec.reports``: title, sql, chart, x, y, group) run
+through the same read-only :class:`~hpcx.results.query.QuerySession` and are drawn the same way.
+
+A report must not mislead. Runs whose metadata says they were measured under contention
+(``meta.contention.heavy``, recorded by the job wrapper) and configurations whose repeats vary
+by more than a coefficient of variation (stdev/mean, default :data:`DEFAULT_NOISE_CV`) are
+flagged on the figures (a mark, explained in the figure's key), in the tables (a CV and a flags
+column) and in a warning block at the top that names them.
+
+The HTML has inline CSS and inline SVG only: no script, font, image or stylesheet is fetched,
+so it opens on an offline login node and attaches to an email as one file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from hpcx.results import charts
+from hpcx.results.charts import Chart, Point, Series
+from hpcx.results.query import QueryError, QueryResult, QuerySession, format_value
+
+#: Metrics tried first as an experiment's headline, in this order.
+PRIMARY_METRICS = (
+    "throughput_samples_per_s",
+    "throughput",
+    "samples_per_s",
+    "tokens_per_s",
+    "accuracy",
+    "val_accuracy",
+    "val_acc",
+    "acc",
+    "top1",
+    "reward",
+    "return",
+    "val_loss",
+    "loss",
+)
+#: Most series one figure gets before the others are averaged over.
+MAX_SERIES = 8
+#: Most swept parameters that get their own figure per experiment.
+MAX_SWEEP_FIGURES = 6
+_LOWER_IS_BETTER = ("loss", "latency", "error", "_ms", "_s", "time", "bytes")
+#: Most curves one per-step figure gets (one per run, else one per configuration).
+MAX_CURVES = 12
+#: Most per-step metrics drawn as curves per experiment.
+MAX_CURVE_FIGURES = 4
+#: Most steps drawn per curve; longer curves are thinned evenly (the last step always kept).
+MAX_CURVE_POINTS = 500
+#: Repeats of one configuration whose stdev/mean is above this are flagged as noisy.
+DEFAULT_NOISE_CV = 0.10
+#: The contention keys the job wrapper records in each run's metadata (``meta.<key>``).
+CONTENTION_COLS = (
+    "meta.contention.heavy",
+    "meta.contention.other_frac",
+    "meta.contention.load_start",
+    "meta.contention.load_end",
+)
+#: (flags, tooltip detail) for the runs (row indices) and values behind one plotted point.
+Flagger = Callable[[list[int], list[float]], tuple[tuple[str, ...], str | None]]
+
+
+@dataclass(slots=True)
+class ReportSummary:
+    path: Path
+    experiments: int
+    runs: int
+    figures: int
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Figure:
+    chart: Chart | None
+    table: QueryResult | None = None
+    error: str | None = None
+    source: str | None = None  # where a declared report came from
+    title: str | None = None  # a declared table's heading (a chart carries its own)
+
+
+@dataclass(slots=True)
+class ExperimentSection:
+    name: str
+    description: str | None
+    runs: int
+    by_status: dict[str, int]
+    swept: list[str]
+    primary: str | None
+    best: list[dict[str, Any]]
+    figures: list[Figure]
+    #: Runs measured under contention: run_id, other_frac, load_start, load_end.
+    contended: list[dict[str, Any]] = field(default_factory=list)
+    #: Configurations whose repeats are noisy: config (text), cv, n.
+    noisy: list[dict[str, Any]] = field(default_factory=list)
+    noise_cv: float = DEFAULT_NOISE_CV
+
+
+# -- labels -----------------------------------------------------------------------------------
+
+
+def column_label(col: str) -> str:
+    """``params.model.depth`` -> ``depth``; ``placement.numa`` -> ``NUMA node``."""
+    special = {
+        "placement.numa": "NUMA node",
+        "placement.gpus": "GPU",
+        "params.compile": "torch.compile",
+        "seed": "seed",
+    }
+    if col in special:
+        return special[col]
+    tail = col.split(".")[-1]
+    return tail.replace("_", " ")
+
+
+def metric_label(name: str) -> str:
+    """``throughput_samples_per_s`` -> ``throughput (samples/s)``; ``h2d_gbps`` -> ``h2d
+    (GB/s)``."""
+    if name.startswith("throughput_") and name.endswith("_per_s"):
+        return f"throughput ({name[len('throughput_') : -len('_per_s')].replace('_', ' ')}/s)"
+    for suffix, unit in (
+        ("_gbps", "GB/s"),
+        ("_per_s", "/s"),
+        ("_ms", "ms"),
+        ("_bytes", "bytes"),
+        ("_s", "s"),
+    ):
+        for infix in (suffix + "_", suffix):
+            if infix in name and (name.endswith(suffix) or infix.endswith("_")):
+                head, _, rest = name.partition(infix)
+                extra = f" {rest.replace('_', ' ')}" if rest else ""
+                return f"{head.replace('_', ' ')}{extra} ({unit})"
+    return name.replace("_", " ")
+
+
+def value_label(col: str, v: Any) -> str:
+    if v is None:
+        return "—"
+    if col == "params.compile" and isinstance(v, bool):
+        return "compiled" if v else "eager"
+    if col == "placement.gpus":
+        try:
+            gpus = json.loads(v) if isinstance(v, str) else v
+        except ValueError:
+            gpus = v
+        if isinstance(gpus, list):
+            return ("GPU " if len(gpus) == 1 else "GPUs ") + ",".join(str(g) for g in gpus)
+        return f"GPU {gpus}"
+    if col == "placement.numa":
+        return f"NUMA {v}" if str(v).lstrip("-").isdigit() else str(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return charts.fmt_num(v)
+    return str(v)
+
+
+def lower_is_better(metric: str) -> bool:
+    if "per_s" in metric or "gbps" in metric or "throughput" in metric:
+        return False
+    return any(k in metric for k in _LOWER_IS_BETTER)
+
+
+def _sort_key(v: Any) -> tuple[int, float, str]:
+    if isinstance(v, bool):
+        return (0, float(v), "")
+    if isinstance(v, (int, float)):
+        return (0, float(v), "")
+    s = str(v)
+    try:
+        return (0, float(s), "")
+    except ValueError:
+        pass
+    if s.startswith("[") and s.endswith("]"):
+        try:
+            first = json.loads(s)
+            if isinstance(first, list) and first and isinstance(first[0], (int, float)):
+                return (1, float(first[0]), s)
+        except ValueError:
+            pass
+    return (2, 0.0, s)
+
+
+def _aggregate(values: list[float]) -> tuple[float, float | None, float | None]:
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None, None
+    sd = statistics.stdev(values)
+    return mean, mean - sd, mean + sd
+
+
+# -- choosing figures -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Rows:
+    """An experiment's runs that have results, as columns of Python values."""
+
+    cols: dict[str, list[Any]]
+    n: int
+
+    def get(self, col: str) -> list[Any]:
+        got = self.cols.get(col)
+        return got if got is not None else [None] * self.n
+
+    def keys(self, col: str) -> list[Any]:
+        """The column as hashable values (lists and dicts as JSON text)."""
+        vals = self.get(col)
+        if all(not isinstance(v, (list, dict)) for v in vals):
+            return vals
+        return [json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for v in vals]
+
+
+def _truthy(v: Any) -> bool:
+    """A metadata flag as stored (``meta.*`` columns are text: ``true``/``false``)."""
+    if isinstance(v, bool):
+        return v
+    return v is not None and str(v).strip().lower() in ("true", "1", "yes")
+
+
+def _float(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _cv(values: list[float]) -> float | None:
+    """stdev/|mean| over repeats; None with fewer than two or a zero mean."""
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    return statistics.stdev(values) / abs(mean) if mean else None
+
+
+def pct(v: float) -> str:
+    return f"{v * 100:.3g}%"
+
+
+@dataclass(slots=True)
+class _Quality:
+    """Which of an experiment's values are doubtful: a run measured under contention (its own
+    metadata says so), or a configuration whose repeats (runs that differ only by seed or
+    repeat) vary by more than ``threshold`` (stdev/mean)."""
+
+    rows: _Rows
+    config: list[tuple[Any, ...]]  # per row: its configuration's swept values
+    heavy: list[bool]
+    threshold: float
+    cache: dict[str, dict[tuple[Any, ...], tuple[float | None, int]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: _Rows, swept: Sequence[str], threshold: float) -> _Quality:
+        config = list(zip(*(rows.keys(c) for c in swept), strict=True)) if swept else []
+        return cls(
+            rows=rows,
+            config=config or [()] * rows.n,
+            heavy=[_truthy(v) for v in rows.get("meta.contention.heavy")],
+            threshold=threshold,
+        )
+
+    def cvs(self, metric: str) -> dict[tuple[Any, ...], tuple[float | None, int]]:
+        """Configuration -> (CV of ``metric`` over its repeats, how many)."""
+        if metric not in self.cache:
+            groups: dict[tuple[Any, ...], list[float]] = defaultdict(list)
+            for i, y in enumerate(self.rows.get(metric)):
+                if _float(y) is not None:
+                    groups[self.config[i]].append(float(y))
+            self.cache[metric] = {k: (_cv(v), len(v)) for k, v in groups.items()}
+        return self.cache[metric]
+
+    def noisy(self, cv: float | None) -> bool:
+        return cv is not None and cv > self.threshold
+
+    def flagger(self, metric: str) -> Flagger:
+        cvs = self.cvs(metric)
+        fracs = self.rows.get("meta.contention.other_frac")
+
+        def flag(idx: list[int], vals: list[float]) -> tuple[tuple[str, ...], str | None]:
+            flags: list[str] = []
+            detail: list[str] = []
+            worst = max(
+                (cv for cv in (cvs.get(self.config[i], (None, 0))[0] for i in idx) if cv),
+                default=None,
+            )
+            if self.noisy(worst):
+                assert worst is not None
+                flags.append("noisy")
+                detail.append(f"CV {pct(worst)} over repeats > {pct(self.threshold)}")
+            hv = [i for i in idx if self.heavy[i]]
+            if hv:
+                flags.append("contention")
+                fr = [f for f in (_float(fracs[i]) for i in hv) if f is not None]
+                detail.append(
+                    f"{len(hv)} of {len(idx)} run(s) measured under contention"
+                    + (f" (other processes used up to {pct(max(fr))} of its cores)" if fr else "")
+                )
+            return tuple(flags), "; ".join(detail) or None
+
+        return flag
+
+    def flag_key(self) -> dict[str, str]:
+        return {
+            "noisy": f"noisy: CV over repeats > {pct(self.threshold)}",
+            "contention": "measured under contention",
+        }
+
+
+def _swept(rows: _Rows, candidates: Sequence[str]) -> list[str]:
+    out = []
+    for c in candidates:
+        vals = {v for v in rows.keys(c) if v is not None}
+        if len(vals) > 1:
+            out.append(c)
+    return out
+
+
+def _zip_groups(rows: _Rows, swept: list[str]) -> list[list[str]]:
+    """Swept columns that move together (a ``zip`` axis) grouped; the first one represents."""
+    groups: list[list[str]] = []
+    for c in swept:
+        vc = rows.keys(c)
+        for g in groups:
+            va = rows.keys(g[0])
+            if len(set(zip(va, vc, strict=True))) == len(set(va)) == len(set(vc)):
+                g.append(c)
+                break
+        else:
+            groups.append([c])
+    return groups
+
+
+def _series_key(rows: _Rows, cols: Sequence[str], i: int) -> str:
+    return ", ".join(
+        f"{column_label(c)}={value_label(c, rows.get(c)[i])}"
+        if c not in ("params.compile", "placement.numa", "placement.gpus")
+        else value_label(c, rows.get(c)[i])
+        for c in cols
+    )
+
+
+def _points(
+    rows: _Rows,
+    metric: str,
+    x_col: str,
+    group_cols: Sequence[str],
+    *,
+    numeric_x: bool,
+    flagger: Flagger | None = None,
+) -> tuple[list[Series], list[str], int]:
+    """Series of aggregated points; returns (series, x categories in order, max repeats)."""
+    ys = rows.get(metric)
+    xs = rows.get(x_col)
+    buckets: dict[str, dict[Any, list[float]]] = defaultdict(lambda: defaultdict(list))
+    members: dict[str, dict[Any, list[int]]] = defaultdict(lambda: defaultdict(list))
+    raw_x: dict[Any, Any] = {}
+    order: dict[str, tuple[Any, ...]] = {}
+    group_keys = list(zip(*(rows.keys(c) for c in group_cols), strict=True)) if group_cols else None
+    names: dict[tuple[Any, ...], str] = {}
+    x_keys: dict[Any, Any] = {}
+    plain = metric_label(metric)
+    for i in range(rows.n):
+        y, x = ys[i], xs[i]
+        if y is None or x is None or (isinstance(y, float) and not math.isfinite(y)):
+            continue
+        if group_keys is None:
+            key = plain
+        else:
+            gk = group_keys[i]
+            key = names.get(gk) or names.setdefault(gk, _series_key(rows, group_cols, i))
+            if key not in order:
+                order[key] = tuple(_sort_key(rows.get(c)[i]) for c in group_cols)
+        order.setdefault(key, ())
+        hx = json.dumps(x) if isinstance(x, (list, dict)) else x
+        if hx in x_keys:
+            xk = x_keys[hx]
+        else:
+            xk = x_keys[hx] = float(x) if numeric_x else value_label(x_col, x)
+            raw_x.setdefault(xk, x)
+        buckets[key][xk].append(float(y))
+        members[key][xk].append(i)
+    series = []
+    most = 1
+    for key in sorted(buckets, key=lambda k: order[k]):
+        pts = []
+        for xk, vals in buckets[key].items():
+            mean, lo, hi = _aggregate(vals)
+            most = max(most, len(vals))
+            flags, detail = flagger(members[key][xk], vals) if flagger else ((), None)
+            pts.append(Point(x=xk, y=mean, lo=lo, hi=hi, n=len(vals), flags=flags, detail=detail))
+        pts.sort(key=lambda p: _sort_key(raw_x[p.x]))
+        series.append(Series(name=key, points=pts))
+    cats = [value_label(x_col, v) for v in sorted(set(raw_x.values()), key=_sort_key)]
+    cats = list(dict.fromkeys(cats))
+    return series, cats, most
+
+
+def _is_numeric(values: Iterable[Any]) -> bool:
+    vals = [v for v in values if v is not None]
+    return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
+
+
+def _repeats_note(most: int) -> str | None:
+    return f"mean ± std over up to {most} repeats" if most > 1 else None
+
+
+def sweep_figures(
+    rows: _Rows, swept: list[str], metric: str, quality: _Quality | None = None
+) -> list[Chart]:
+    """The primary metric against each swept parameter, grouped by the others."""
+    out: list[Chart] = []
+    flagger = quality.flagger(metric) if quality else None
+    groups = _zip_groups(rows, swept)
+    reps = [g[0] for g in groups]
+    numa_fig = "placement.numa" in reps
+    for g in groups[:MAX_SWEEP_FIGURES]:
+        x_col = g[0]
+        if numa_fig and x_col in ("placement.numa", "placement.gpus"):
+            continue  # drawn as the NUMA figure
+        others = [c for c in reps if c != x_col]
+        group_cols, averaged = _choose_groups(rows, others)
+        xs = rows.get(x_col)
+        distinct = {json.dumps(v) for v in xs if v is not None}
+        numeric = _is_numeric(xs) and len(distinct) >= 3
+        series, cats, most = _points(
+            rows, metric, x_col, group_cols, numeric_x=numeric, flagger=flagger
+        )
+        if not series:
+            continue
+        x_label = column_label(x_col)
+        if len(g) > 1:
+            x_label += " (with " + ", ".join(column_label(c) for c in g[1:]) + ")"
+        notes = [n for n in (_repeats_note(most),) if n]
+        if averaged:
+            notes.append("averaged over " + ", ".join(column_label(c) for c in averaged))
+        title_x = "eager vs compiled" if x_col == "params.compile" else column_label(x_col)
+        out.append(
+            Chart(
+                title=f"{metric_label(metric)} vs {title_x}"
+                if x_col != "params.compile"
+                else f"{metric_label(metric)}: {title_x}",
+                kind="line" if numeric else "bar",
+                x_label=x_label,
+                y_label=metric_label(metric),
+                series=series,
+                categories=cats,
+                subtitle="; ".join(notes) or None,
+                log_x=numeric and _wide(xs),
+                legend_title=", ".join(column_label(c) for c in group_cols) or None,
+                flag_key=quality.flag_key() if quality else {},
+            )
+        )
+    return out
+
+
+def _wide(xs: Sequence[Any]) -> bool:
+    vals = [float(v) for v in xs if v is not None]
+    return bool(vals) and min(vals) > 0 and max(vals) / min(vals) >= 32
+
+
+def _choose_groups(rows: _Rows, others: list[str]) -> tuple[list[str], list[str]]:
+    """Group by every other swept parameter when that makes few series; else by the one with
+    the most values that still fits, averaging over the rest."""
+
+    def combos(cols: Sequence[str]) -> int:
+        return len(set(zip(*(rows.keys(c) for c in cols), strict=True)))
+
+    if not others or combos(others) <= MAX_SERIES:
+        return others, []
+    fitting = [c for c in others if combos([c]) <= MAX_SERIES]
+    if not fitting:
+        return [], others
+    best = max(fitting, key=lambda c: combos([c]))
+    return [best], [c for c in others if c != best]
+
+
+def numa_figures(
+    rows: _Rows,
+    metrics: Sequence[str],
+    gpu_node: dict[int, int],
+    quality: _Quality | None = None,
+) -> list[Chart]:
+    """Throughput (and H2D bandwidth) by NUMA node for each GPU, local versus remote."""
+    if "placement.numa" not in rows.cols:
+        return []
+    out = []
+    gpu_col = "placement.gpus" if "placement.gpus" in rows.cols else None
+    for metric in metrics:
+        ys = rows.get(metric)
+        if not any(y is not None for y in ys):
+            continue
+        flagger = quality.flagger(metric) if quality else None
+        buckets: dict[tuple[Any, Any], list[float]] = defaultdict(list)
+        members: dict[tuple[Any, Any], list[int]] = defaultdict(list)
+        for i in range(rows.n):
+            if ys[i] is None:
+                continue
+            gpu = rows.get(gpu_col)[i] if gpu_col else None
+            bk = (json.dumps(_gpu_value(gpu)), rows.get("placement.numa")[i])
+            buckets[bk].append(float(ys[i]))
+            members[bk].append(i)
+        nodes = sorted({k[1] for k in buckets}, key=_sort_key)
+        gpus = sorted({k[0] for k in buckets}, key=_sort_key)
+        series = []
+        most = 1
+        for node in nodes:
+            pts = []
+            for g in gpus:
+                vals = buckets.get((g, node))
+                if not vals:
+                    continue
+                mean, lo, hi = _aggregate(vals)
+                most = max(most, len(vals))
+                note = _locality(json.loads(g), node, gpu_node)
+                flags, detail = flagger(members[(g, node)], vals) if flagger else ((), None)
+                pts.append(
+                    Point(
+                        x=_gpu_label(json.loads(g)),
+                        y=mean,
+                        lo=lo,
+                        hi=hi,
+                        n=len(vals),
+                        note=note,
+                        flags=flags,
+                        detail=detail,
+                    )
+                )
+            series.append(Series(name=value_label("placement.numa", node), points=pts))
+        notes = [n for n in (_repeats_note(most),) if n]
+        if gpu_node:
+            notes.append("local = the GPU's own NUMA node (from hpcx probe)")
+        out.append(
+            Chart(
+                title=f"{metric_label(metric)} by NUMA node per GPU",
+                kind="bar",
+                x_label="GPU",
+                y_label=metric_label(metric),
+                series=series,
+                categories=[_gpu_label(json.loads(g)) for g in gpus],
+                subtitle="; ".join(notes) or None,
+                legend_title="host memory on",
+                flag_key=quality.flag_key() if quality else {},
+            )
+        )
+    return out
+
+
+def _gpu_value(v: Any) -> Any:
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return v
+    if isinstance(v, list) and len(v) == 1:
+        return v[0]
+    return v
+
+
+def _gpu_label(v: Any) -> str:
+    if v is None:
+        return "default GPU"
+    if isinstance(v, list):
+        return "GPUs " + ",".join(str(g) for g in v)
+    return f"GPU {v}"
+
+
+def _locality(gpu: Any, node: Any, gpu_node: dict[int, int]) -> str | None:
+    try:
+        want = gpu_node[int(gpu)]
+        return "local" if int(node) == want else "remote"
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+# -- building ---------------------------------------------------------------------------------
+
+
+def _choose_primary(metrics: Sequence[str], rows: _Rows) -> str | None:
+    have = [m for m in metrics if any(v is not None for v in rows.get(m))]
+    for m in PRIMARY_METRICS:
+        if m in have:
+            return m
+    return have[0] if have else None
+
+
+def _best(
+    rows: _Rows,
+    swept: list[str],
+    metric: str,
+    limit: int = 5,
+    quality: _Quality | None = None,
+) -> list[dict[str, Any]]:
+    ys = rows.get(metric)
+    buckets: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    keys = list(zip(*(rows.keys(c) for c in swept), strict=True)) if swept else [()] * rows.n
+    for i in range(rows.n):
+        if ys[i] is not None:
+            buckets[keys[i]].append(i)
+    ranked = []
+    for idx in buckets.values():
+        vals = [float(ys[i]) for i in idx]
+        mean, _lo, hi = _aggregate(vals)
+        sd = (hi - mean) if hi is not None else None
+        best_i = (min if lower_is_better(metric) else max)(idx, key=lambda i: float(ys[i]))
+        cv = _cv(vals)
+        ranked.append(
+            {
+                "cv": cv,
+                "noisy": quality.noisy(cv) if quality else False,
+                "contended": sum(1 for i in idx if quality.heavy[i]) if quality else 0,
+                "config": {column_label(c): value_label(c, rows.get(c)[idx[0]]) for c in swept},
+                "mean": mean,
+                "std": sd,
+                "n": len(vals),
+                "run_id": rows.get("run_id")[best_i],
+            }
+        )
+    ranked.sort(key=lambda r: r["mean"], reverse=not lower_is_better(metric))
+    return ranked[:limit]
+
+
+def _declared_reports(
+    session: QuerySession, experiments: Sequence[str], manifests: Sequence[Path]
+) -> tuple[list[tuple[dict[str, Any], str]], list[str]]:
+    """(report, where it was declared) from the runs' specs and from manifest files."""
+    found: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
+    warnings: list[str] = []
+    res = session.query(
+        "SELECT experiment, any_value(json_extract(spec, '$.extra.reports'))::VARCHAR "
+        "FROM runs WHERE json_extract(spec, '$.extra.reports') IS NOT NULL "
+        "AND experiment IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 ORDER BY 1",
+        [list(experiments)],
+    )
+    for exp, text in res.rows:
+        for rep in json.loads(text) or []:
+            if isinstance(rep, dict) and rep.get("sql"):
+                found.setdefault((str(rep.get("title")), rep["sql"]), (rep, f"experiment {exp}"))
+    if manifests:
+        from hpcx.manifest.loader import load_desired
+
+        desired = load_desired(list(manifests))
+        for info in desired.experiments:
+            if experiments and info.name not in experiments:
+                continue
+            doc = info.document or {}
+            for rep in (doc.get("spec") or {}).get("reports") or []:
+                if isinstance(rep, dict) and rep.get("sql"):
+                    found.setdefault(
+                        (str(rep.get("title")), rep["sql"]), (rep, f"{info.path} ({info.name})")
+                    )
+    return list(found.values()), warnings
+
+
+#: The views that hold runs, and so are narrowed to the selected experiments.
+_RUN_VIEWS = ("runs", "results", "metrics", "events")
+
+
+def scoped_sql(sql: str, experiments: Sequence[str]) -> str:
+    """``sql`` with the run views narrowed to ``experiments``: each is shadowed by a CTE of
+    the same name over the session's view (``temp.main.<view>``), so ``SELECT ... FROM runs``
+    in a declared report sees only the experiments chosen on the command line."""
+    names = ", ".join("'" + e.replace("'", "''") + "'" for e in experiments)
+    ctes = ", ".join(
+        f"{v} AS (SELECT * FROM temp.main.{v} WHERE experiment IN ({names}))" for v in _RUN_VIEWS
+    )
+    body = sql.strip().rstrip(";").strip()
+    m = re.match(r"(?is)^((?:\s|--[^\n]*\n|/\*.*?\*/)*)with(\s+recursive)?\s", body)
+    if m:
+        rest = body[m.end() :]
+        return f"{m.group(1)}WITH{m.group(2) or ''} {ctes}, {rest}"
+    return f"WITH {ctes}\n{body}"
+
+
+def declared_figure(
+    session: QuerySession,
+    rep: dict[str, Any],
+    source: str,
+    *,
+    noise_cv: float = DEFAULT_NOISE_CV,
+    heavy: frozenset[str] = frozenset(),
+    experiments: Sequence[str] | None = None,
+) -> Figure:
+    """One declared report. Its points are flagged as the experiments' are: noisy when the
+    values behind a point vary by more than ``noise_cv`` (the report's own ``noise_cv`` wins),
+    under contention when the query returns a ``run_id`` column naming a contended run."""
+    title = str(rep.get("title") or "Report")
+    own_cv = _float(rep.get("noise_cv"))
+    threshold = own_cv if own_cv is not None and own_cv > 0 else noise_cv
+    sql = str(rep["sql"])
+    try:
+        result = session.query(scoped_sql(sql, experiments) if experiments is not None else sql)
+    except QueryError as exc:
+        return Figure(chart=None, error=f"{title}: {exc}", source=source)
+    kind = str(rep.get("chart") or "table")
+    if kind == "table" or not result.rows:
+        return Figure(chart=None, table=result, source=source, title=title)
+    x = rep.get("x") or result.columns[0]
+    y_spec = rep.get("y") or [c for c in result.columns if c != x][:1]
+    y_cols = [y_spec] if isinstance(y_spec, str) else list(y_spec)
+    group = rep.get("group")
+    missing = [c for c in [x, *y_cols, *([group] if group else [])] if c not in result.columns]
+    if missing:
+        return Figure(
+            chart=None,
+            error=f"{title}: column(s) {', '.join(missing)} not in the query's result "
+            f"({', '.join(result.columns)})",
+            source=source,
+        )
+    cols = {c: result.column(c) for c in result.columns}
+    rows = _Rows(cols=cols, n=len(result.rows))
+    series: list[Series] = []
+    cats: list[str] = []
+    most = 1
+    numeric = kind != "bar" and _is_numeric(rows.get(x))
+    run_ids = rows.get("run_id")
+
+    def flagger(idx: list[int], vals: list[float]) -> tuple[tuple[str, ...], str | None]:
+        flags: list[str] = []
+        detail: list[str] = []
+        cv = _cv(vals)
+        if cv is not None and cv > threshold:
+            flags.append("noisy")
+            detail.append(f"CV {pct(cv)} over {len(vals)} values > {pct(threshold)}")
+        hv = [i for i in idx if run_ids[i] in heavy]
+        if hv:
+            flags.append("contention")
+            detail.append(f"{len(hv)} of {len(idx)} run(s) measured under contention")
+        return tuple(flags), "; ".join(detail) or None
+
+    for yc in y_cols:
+        s, c, m = _points(rows, yc, x, [group] if group else [], numeric_x=numeric, flagger=flagger)
+        if len(y_cols) > 1:
+            s = [Series(name=f"{yc}: {one.name}" if group else yc, points=one.points) for one in s]
+        series.extend(s)
+        cats.extend(v for v in c if v not in cats)
+        most = max(most, m)
+    chart = Chart(
+        title=title,
+        kind=kind if kind in ("line", "bar", "scatter") and (numeric or kind == "bar") else "bar",
+        x_label=str(x),
+        y_label=", ".join(y_cols),
+        series=series,
+        categories=cats,
+        subtitle=_repeats_note(most),
+        legend_title=str(group) if group else None,
+        flag_key={
+            "noisy": f"noisy: CV > {pct(threshold)}",
+            "contention": "measured under contention",
+        },
+    )
+    return Figure(chart=chart, source=source)
+
+
+def collect(
+    session: QuerySession,
+    experiments: Sequence[str],
+    manifests: Sequence[Path],
+    *,
+    noise_cv: float = DEFAULT_NOISE_CV,
+) -> tuple[list[ExperimentSection], list[Figure], list[str]]:
+    warnings: list[str] = []
+    all_exps = [
+        r[0]
+        for r in session.query(
+            "SELECT experiment FROM runs GROUP BY 1 ORDER BY min(created_at), 1"
+        ).rows
+    ]
+    unknown = [e for e in experiments if e not in all_exps]
+    if unknown:
+        import difflib
+
+        close = [
+            m for e in unknown for m in difflib.get_close_matches(e, all_exps, n=1, cutoff=0.6)
+        ]
+        raise QueryError(
+            f"no experiment named {', '.join(unknown)} in the state",
+            hint=(f"did you mean {', '.join(close)}? " if close else "")
+            + "experiments in the state: "
+            + (", ".join(all_exps) or "none"),
+        )
+    chosen = list(experiments) or all_exps
+    res_cols = [c for c, _ in session.views["results"]]
+    run_cols = {c for c, _ in session.views["runs"]}
+    metric_cols = [c for c in res_cols if c not in run_cols]
+    param_cols = [c for c in res_cols if c.startswith(("params.", "placement."))]
+    gpu_node = _gpu_numa(session)
+    sections: list[ExperimentSection] = []
+    # Older states (and SLURM runs) have no contention keys: those runs are simply not flagged.
+    contention_cols = [c for c in CONTENTION_COLS if c in run_cols]
+    wanted = [
+        "run_id",
+        "experiment",
+        "status",
+        "description",
+        "seed",
+        *param_cols,
+        *metric_cols,
+        *contention_cols,
+        "repeat",
+    ]
+    select = ", ".join('"' + c.replace('"', '""') + '"' for c in wanted)
+    result = session.query(
+        f"SELECT {select} FROM results WHERE experiment IN (SELECT unnest(?::VARCHAR[])) "
+        'ORDER BY experiment, "index", run_id',
+        [chosen],
+    )
+    by_exp: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in result.rows:
+        by_exp[row[1]].append(row)
+    status_rows = session.query(
+        "SELECT experiment, status, count(*) FROM runs "
+        "WHERE experiment IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2",
+        [chosen],
+    ).rows
+    statuses: dict[str, dict[str, int]] = defaultdict(dict)
+    for exp, st, n in status_rows:
+        statuses[exp][st] = int(n)
+    for exp in chosen:
+        exp_rows = by_exp.get(exp, [])
+        ok = [r for r in exp_rows if any(r[wanted.index(m)] is not None for m in metric_cols)]
+        cols = {c: [r[i] for r in ok] for i, c in enumerate(wanted)}
+        rows = _Rows(cols=cols, n=len(ok))
+        swept = _swept(rows, param_cols)
+        primary = _choose_primary(metric_cols, rows)
+        reps = [g[0] for g in _zip_groups(rows, swept)]
+        quality = _Quality.of(rows, reps, noise_cv)
+        figures: list[Figure] = []
+        if primary is not None:
+            numa_metrics = [primary] + [m for m in ("h2d_gbps",) if m in metric_cols]
+            if "placement.numa" in swept:
+                figures.extend(
+                    Figure(chart=c) for c in numa_figures(rows, numa_metrics, gpu_node, quality)
+                )
+            figures.extend(Figure(chart=c) for c in sweep_figures(rows, swept, primary, quality))
+            stepped = _stepped_metrics(session, exp)
+            figures.extend(Figure(chart=c) for c in curve_figures(rows, reps, stepped, primary))
+        best = _best(rows, reps, primary, quality=quality) if primary else []
+        descs = {r[3] for r in exp_rows if r[3]}
+        sections.append(
+            ExperimentSection(
+                name=exp,
+                description=next(iter(descs)) if len(descs) == 1 else None,
+                runs=sum(statuses[exp].values()),
+                by_status=statuses[exp],
+                swept=swept,
+                primary=primary,
+                best=best,
+                figures=figures,
+                contended=_contended(exp_rows, wanted),
+                noisy=_noisy(rows, reps, primary, quality) if primary else [],
+                noise_cv=noise_cv,
+            )
+        )
+    declared, more = _declared_reports(session, chosen, manifests)
+    warnings.extend(more)
+    # Declared SQL sees only the selected experiments' runs; with no selection, everything.
+    scope = chosen if experiments else None
+    heavy = frozenset(
+        str(c["run_id"]) for sec in sections for c in sec.contended if c.get("run_id")
+    )
+    extra = [
+        declared_figure(session, rep, src, noise_cv=noise_cv, heavy=heavy, experiments=scope)
+        for rep, src in declared
+    ]
+    for f in extra:
+        if f.error:
+            warnings.append(f.error)
+    return sections, extra, warnings
+
+
+def _contended(rows: list[tuple[Any, ...]], cols: list[str]) -> list[dict[str, Any]]:
+    """The runs whose metadata says they were measured under contention."""
+    if "meta.contention.heavy" not in cols:
+        return []
+    at = {c: cols.index(c) for c in cols}
+
+    def get(r: tuple[Any, ...], c: str) -> float | None:
+        return _float(r[at[c]]) if c in at else None
+
+    return [
+        {
+            "run_id": r[0],
+            "other_frac": get(r, "meta.contention.other_frac"),
+            "load_start": get(r, "meta.contention.load_start"),
+            "load_end": get(r, "meta.contention.load_end"),
+        }
+        for r in rows
+        if _truthy(r[at["meta.contention.heavy"]])
+    ]
+
+
+def _noisy(rows: _Rows, reps: list[str], metric: str, quality: _Quality) -> list[dict[str, Any]]:
+    """The configurations whose repeats of ``metric`` vary more than the threshold."""
+    first: dict[tuple[Any, ...], int] = {}
+    for i, key in enumerate(quality.config):
+        first.setdefault(key, i)
+    out: list[dict[str, Any]] = []
+    for key, (cv, n) in quality.cvs(metric).items():
+        if quality.noisy(cv):
+            i = first[key]
+            config = ", ".join(f"{column_label(c)}={value_label(c, rows.get(c)[i])}" for c in reps)
+            out.append({"config": config or "all runs", "cv": cv, "n": n, "metric": metric})
+    out.sort(key=lambda d: -float(d["cv"]))
+    return out
+
+
+def _stepped_metrics(session: QuerySession, experiment: str) -> dict[str, dict[str, list[Any]]]:
+    """Metrics logged at more than one step by some run: name -> run_id -> [(step, value)].
+
+    Where the metrics view has an ``attempt`` column (a requeued run logs again), only each
+    run's latest attempt is drawn; a step logged twice keeps its latest value."""
+    cols = {c for c, _ in session.views["metrics"]}
+    latest = (
+        "QUALIFY coalesce(attempt, 0) = max(coalesce(attempt, 0)) OVER (PARTITION BY run_id)"
+        if "attempt" in cols
+        else ""
+    )
+    ties = [c for c in ("time", "serial") if c in cols]
+    order = ", ".join(ties) or "step"
+    res = session.query(
+        f"""WITH m AS (
+              SELECT run_id, name, step, value{"".join(", " + c for c in ties)}
+              FROM metrics
+              WHERE experiment = ? AND step IS NOT NULL AND isfinite(value) {latest}
+            ), one AS (
+              SELECT run_id, name, step, arg_max(value, ({order})) AS value FROM m GROUP BY ALL
+            ), stepped AS (
+              SELECT name FROM one GROUP BY name, run_id HAVING count(*) > 1
+            )
+            SELECT name, run_id, step, value FROM one
+            WHERE name IN (SELECT name FROM stepped) ORDER BY name, run_id, step""",
+        [experiment],
+    )
+    out: dict[str, dict[str, list[Any]]] = {}
+    for name, run_id, step, value in res.rows:
+        out.setdefault(name, {}).setdefault(run_id, []).append((int(step), float(value)))
+    return out
+
+
+def curve_figures(
+    rows: _Rows,
+    reps: list[str],
+    stepped: dict[str, dict[str, list[Any]]],
+    primary: str | None,
+) -> list[Chart]:
+    """A metric logged per step (a learning curve, per-batch latency) as one curve per run,
+    x = step. With more runs than MAX_CURVES, one curve per configuration: the mean over its
+    repeats at each step; past MAX_CURVES configurations, the first ones (the caption says)."""
+    index = {rid: i for i, rid in enumerate(rows.get("run_id"))}
+    names = sorted(stepped, key=lambda m: (m != primary, m))[:MAX_CURVE_FIGURES]
+    repeats = rows.get("repeat")
+    seeds = rows.get("seed")
+    out = []
+    for metric in names:
+        by_run = {rid: pts for rid, pts in stepped[metric].items() if rid in index}
+        if not by_run:
+            continue
+        notes = []
+        curves: dict[str, dict[int, list[float]]] = {}
+        order: dict[str, int] = {}
+        per_run = len(by_run) <= MAX_CURVES
+        for rid in sorted(by_run, key=lambda r: index[r]):
+            i = index[rid]
+            label = _series_key(rows, reps, i) if reps else ""
+            if per_run:
+                extra = [
+                    f"{k}={v}"
+                    for k, v, vals in (("seed", seeds[i], seeds), ("repeat", repeats[i], repeats))
+                    if v is not None and len({x for x in vals if x is not None}) > 1
+                ]
+                label = ", ".join(t for t in (label, *extra) if t) or str(rid)[:12]
+            else:
+                label = label or "all runs"
+            order.setdefault(label, i)
+            at_step = curves.setdefault(label, {})
+            for step, value in by_run[rid]:
+                at_step.setdefault(step, []).append(value)
+        if not per_run:
+            notes.append(f"mean over repeats of {len(by_run)} runs")
+        labels = sorted(curves, key=lambda k: order[k])
+        if len(labels) > MAX_CURVES:
+            notes.append(f"first {MAX_CURVES} of {len(labels)} configurations shown")
+            labels = labels[:MAX_CURVES]
+        series = []
+        thinned = False
+        for label in labels:
+            steps = sorted(curves[label])
+            if len(steps) > MAX_CURVE_POINTS:
+                k = math.ceil(len(steps) / MAX_CURVE_POINTS)
+                steps = steps[::k] + ([steps[-1]] if (len(steps) - 1) % k else [])
+                thinned = True
+            pts = []
+            for step in steps:
+                mean, lo, hi = _aggregate(curves[label][step])
+                pts.append(Point(x=float(step), y=mean, lo=lo, hi=hi, n=len(curves[label][step])))
+            series.append(Series(name=label, points=pts))
+        if thinned:
+            notes.append(f"at most {MAX_CURVE_POINTS} steps drawn per curve")
+        out.append(
+            Chart(
+                title=f"{metric_label(metric)} per step",
+                kind="line",
+                x_label="step",
+                y_label=metric_label(metric),
+                series=series,
+                subtitle="; ".join(notes) or None,
+                legend_title=", ".join(column_label(c) for c in reps) or None,
+            )
+        )
+    return out
+
+
+def _gpu_numa(session: QuerySession) -> dict[int, int]:
+    """GPU index -> its NUMA node, from the latest probe of each host (the last host wins)."""
+    rows = session.query(
+        "SELECT gpu, numa_node FROM probe_gpus WHERE gpu IS NOT NULL AND numa_node >= 0 "
+        'ORDER BY "at"'
+    ).rows
+    return {int(g): int(n) for g, n in rows}
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+_CSS = """
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial,
+  sans-serif; margin: 0; color: #222; background: #f6f7f9; line-height: 1.45; }
+main { max-width: 1460px; margin: 0 auto; padding: 24px 28px 48px; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 6px; padding-top: 8px; border-top: 1px solid #dde1e6; }
+h3 { font-size: 15px; margin: 18px 0 8px; color: #444; }
+.meta { color: #666; font-size: 13px; margin-bottom: 16px; }
+.desc { color: #444; margin: 2px 0 10px; }
+table { border-collapse: collapse; background: #fff; font-size: 13px; margin: 6px 0 12px; }
+th, td { padding: 5px 10px; border-bottom: 1px solid #e8eaed; text-align: left; }
+th { background: #eef1f5; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.badge { display: inline-block; padding: 1px 7px; border-radius: 9px; font-size: 12px;
+  margin-right: 4px; color: #fff; }
+.st-succeeded { background: #3a8a3f; } .st-failed { background: #c0392b; }
+.st-running, .st-submitted { background: #2d6cb5; } .st-pending { background: #8a8f98; }
+.st-cancelled, .st-lost, .st-timeout { background: #b7791f; }
+.figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 16px; }
+figure { margin: 0; background: #fff; border: 1px solid #e1e4e8; border-radius: 6px;
+  padding: 8px; }
+figure svg { width: 100%; height: auto; display: block; }
+.error { color: #a11; background: #fdecea; padding: 8px 12px; border-radius: 4px; }
+.src { color: #777; font-size: 12px; margin: 4px 0 0; }
+code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; font-size: 12px; }
+.warn { background: #fff6e6; border-left: 4px solid #b7791f; padding: 8px 14px; margin: 10px 0;
+  border-radius: 4px; font-size: 13.5px; }
+.warn.contention { background: #fdecea; border-left-color: #c0392b; }
+.warn ul { margin: 4px 0 0; padding-left: 20px; }
+.flag { display: inline-block; padding: 0 6px; border-radius: 8px; font-size: 11.5px;
+  margin-right: 3px; border: 1px solid; }
+.flag-noisy { color: #8a5a12; border-color: #b7791f; background: #fff6e6; }
+.flag-contention { color: #a11; border-color: #c0392b; background: #fdecea; }
+"""
+
+
+def _status_badges(by_status: dict[str, int]) -> str:
+    order = [
+        "succeeded",
+        "failed",
+        "running",
+        "submitted",
+        "pending",
+        "timeout",
+        "lost",
+        "cancelled",
+    ]
+    return "".join(
+        f'<span class="badge st-{escape(s)}">{by_status[s]} {escape(s)}</span>'
+        for s in sorted(by_status, key=lambda s: order.index(s) if s in order else 99)
+    )
+
+
+def _best_text(sec: ExperimentSection) -> str:
+    if not sec.best or sec.primary is None:
+        return "—"
+    b = sec.best[0]
+    cfg = ", ".join(
+        v if k in ("GPU", "NUMA node", "torch.compile") else f"{k}={v}"
+        for k, v in b["config"].items()
+    )
+    return f"{charts.fmt_value(b['mean'])}" + (f" ({cfg})" if cfg else "")
+
+
+def _table_html(result: QueryResult, limit: int = 50) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in result.columns)
+    body = []
+    for row in result.rows[:limit]:
+        cells = []
+        for v in row:
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            text = charts.fmt_value(float(v)) if isinstance(v, float) else format_value(v)
+            cells.append(
+                f'<td class="num">{escape(text)}</td>' if num else f"<td>{escape(text)}</td>"
+            )
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    more = (
+        f'<p class="src">{len(result.rows) - limit} more row(s) not shown</p>'
+        if len(result.rows) > limit
+        else ""
+    )
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>{more}"
+
+
+def _best_html(sec: ExperimentSection) -> str:
+    if not sec.best or sec.primary is None:
+        return ""
+    keys = list(sec.best[0]["config"])
+    head = "".join(f"<th>{escape(k)}</th>" for k in ["#", *keys])
+    head += (
+        f"<th>{escape(metric_label(sec.primary))}</th><th>n</th><th>CV</th><th>flags</th>"
+        "<th>best run</th>"
+    )
+    rows = []
+    for i, b in enumerate(sec.best, 1):
+        val = charts.fmt_value(b["mean"])
+        if b["std"] is not None:
+            val += f" ± {charts.fmt_value(b['std'])}"
+        flags = "".join(
+            f'<span class="flag flag-{k}" title="{escape(t)}">{escape(k)}</span>'
+            for k, t in _row_flags(b, sec.noise_cv)
+        )
+        rows.append(
+            f"<tr><td>{i}</td>"
+            + "".join(f"<td>{escape(str(b['config'][k]))}</td>" for k in keys)
+            + f'<td class="num">{escape(val)}</td><td class="num">{b["n"]}</td>'
+            f'<td class="num">{escape(pct(b["cv"])) if b.get("cv") is not None else "—"}</td>'
+            f"<td>{flags}</td>"
+            f"<td><code>{escape(str(b['run_id'])[:12])}</code></td></tr>"
+        )
+    better = "lower" if lower_is_better(sec.primary) else "higher"
+    return (
+        f"<h3>Best configurations ({better} {escape(metric_label(sec.primary))} is better)</h3>"
+        f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def _row_flags(b: dict[str, Any], noise_cv: float) -> list[tuple[str, str]]:
+    """(flag, explanation) for one row of the best-configurations table."""
+    out = []
+    if b.get("noisy"):
+        out.append(("noisy", f"CV over repeats above {pct(noise_cv)}"))
+    if b.get("contended"):
+        out.append(("contention", f"{b['contended']} of {b['n']} run(s) measured under contention"))
+    return out
+
+
+def _contention_line(c: dict[str, Any]) -> str:
+    parts = []
+    if c.get("other_frac") is not None:
+        parts.append(f"other processes used {pct(c['other_frac'])} of its cores")
+    if c.get("load_start") is not None and c.get("load_end") is not None:
+        parts.append(f"load {c['load_start']:.3g} → {c['load_end']:.3g}")
+    return "; ".join(parts)
+
+
+def _warnings_html(sections: list[ExperimentSection]) -> str:
+    """The warning blocks at the top: contended runs by name, noisy configurations."""
+    out = []
+    contended = [(sec.name, c) for sec in sections for c in sec.contended]
+    if contended:
+        items = "".join(
+            f"<li>{escape(exp)}: <code>{escape(str(c['run_id'])[:12])}</code>"
+            + (f" ({escape(_contention_line(c))})" if _contention_line(c) else "")
+            + "</li>"
+            for exp, c in contended
+        )
+        out.append(
+            '<div class="warn contention" id="contention"><strong>Measured under contention: '
+            f"{len(contended)} run(s).</strong> Other processes were busy on the cores these runs "
+            "held, so their timings are doubtful; they are marked "
+            '<span class="flag flag-contention">contention</span> in the tables and with a red '
+            f"triangle on the figures.<ul>{items}</ul></div>"
+        )
+    noisy = [(sec, n) for sec in sections for n in sec.noisy]
+    if noisy:
+        items = "".join(
+            f"<li>{escape(sec.name)}: {escape(n['config'])}: {escape(metric_label(n['metric']))} "
+            f"CV {escape(pct(n['cv']))} over {n['n']} repeats</li>"
+            for sec, n in noisy
+        )
+        out.append(
+            f'<div class="warn noisy" id="noisy"><strong>Noisy: {len(noisy)} configuration(s) '
+            f"vary by more than {escape(pct(noisy[0][0].noise_cv))} (stdev/mean) over their "
+            "repeats.</strong> They are marked "
+            '<span class="flag flag-noisy">noisy</span> in the tables and with a ring on the '
+            f"figures.<ul>{items}</ul></div>"
+        )
+    return "".join(out)
+
+
+def render_html(
+    title: str,
+    state_desc: str,
+    sections: list[ExperimentSection],
+    declared: list[Figure],
+) -> str:
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        # Nothing may be fetched: say so to the browser too.
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'; img-src data:\">",
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body><main>",
+        f"<h1>{escape(title)}</h1>",
+        f'<div class="meta">Generated {now} from {escape(state_desc)} by hpcx.</div>',
+        _warnings_html(sections),
+        "<h2>Summary</h2>",
+        "<table><tr><th>experiment</th><th>runs</th><th>status</th><th>headline metric</th>"
+        "<th>best (mean over repeats)</th></tr>",
+    ]
+    for sec in sections:
+        parts.append(
+            f'<tr><td><a href="#exp-{escape(sec.name)}">{escape(sec.name)}</a></td>'
+            f'<td class="num">{sec.runs}</td><td>{_status_badges(sec.by_status)}</td>'
+            f"<td>{escape(metric_label(sec.primary)) if sec.primary else '—'}</td>"
+            f"<td>{escape(_best_text(sec))}</td></tr>"
+        )
+    parts.append("</table>")
+    for sec in sections:
+        parts.append(f'<h2 id="exp-{escape(sec.name)}">{escape(sec.name)}</h2>')
+        if sec.description:
+            parts.append(f'<p class="desc">{escape(sec.description)}</p>')
+        swept = ", ".join(column_label(c) for c in sec.swept) or "nothing"
+        parts.append(
+            f'<div class="meta">{sec.runs} run(s) {_status_badges(sec.by_status)} · '
+            f"swept: {escape(swept)}</div>"
+        )
+        parts.append(_best_html(sec))
+        if sec.figures:
+            parts.append('<div class="figs">')
+            for f in sec.figures:
+                if f.chart is not None:
+                    parts.append(f"<figure>{charts.render_svg(f.chart)}</figure>")
+            parts.append("</div>")
+        elif sec.primary is None:
+            parts.append('<p class="meta">No metrics recorded yet.</p>')
+    if declared:
+        parts.append("<h2>Reports declared in manifests</h2>")
+        parts.append('<div class="figs">')
+        for f in declared:
+            if f.error:
+                parts.append(f'<figure><p class="error">{escape(f.error)}</p></figure>')
+            elif f.chart is not None:
+                parts.append(
+                    f"<figure>{charts.render_svg(f.chart)}"
+                    f'<p class="src">declared in {escape(f.source or "?")}</p></figure>'
+                )
+            elif f.table is not None:
+                parts.append(
+                    f"<figure><h3>{escape(f.title or '')}</h3>{_table_html(f.table)}"
+                    f'<p class="src">declared in {escape(f.source or "?")}</p></figure>'
+                )
+        parts.append("</div>")
+    parts.append("</main></body></html>\n")
+    return "\n".join(parts)
+
+
+def render_markdown_report(
+    title: str,
+    state_desc: str,
+    sections: list[ExperimentSection],
+    declared: list[Figure],
+    fig_dir: Path,
+    rel: str,
+    figures: str = "svg",
+) -> tuple[str, dict[Path, str | bytes]]:
+    """The markdown text and the figure files (path -> SVG text or PNG bytes) it links to."""
+    files: dict[Path, str | bytes] = {}
+    n = 0
+
+    def add(chart: Chart) -> str:
+        nonlocal n
+        n += 1
+        name = f"fig-{n:02d}.{figures}"
+        files[fig_dir / name] = (
+            charts.render_png(chart)
+            if figures == "png"
+            else '<?xml version="1.0" encoding="UTF-8"?>\n' + charts.render_svg(chart) + "\n"
+        )
+        alt = _md(chart.title).replace("[", "\\[").replace("]", "\\]")
+        return f"![{alt}]({rel}/{name})"
+
+    # Every text from the state, a manifest or the command line goes through _md: HTML
+    # escaped (a renderer would run a <script> in a title), pipes and line breaks neutral.
+    out = [f"# {_md(title)}", "", f"Generated from {_md(state_desc)} by hpcx.", ""]
+    out += _warnings_markdown(sections)
+    out += ["## Summary", ""]
+    out.append("| experiment | runs | status | best |")
+    out.append("|---|---:|---|---|")
+    for sec in sections:
+        st = ", ".join(f"{v} {k}" for k, v in sorted(sec.by_status.items()))
+        out.append(f"| {_md(sec.name)} | {sec.runs} | {_md(st)} | {_md(_best_text(sec))} |")
+    for sec in sections:
+        out += ["", f"## {_md(sec.name)}", ""]
+        if sec.description:
+            out += [_md(sec.description), ""]
+        if sec.best and sec.primary:
+            keys = list(sec.best[0]["config"])
+            head = ["#", *keys, metric_label(sec.primary), "n", "CV", "flags"]
+            out.append("| " + " | ".join(_md(h) for h in head) + " |")
+            out.append("|" + "---|" * (len(keys) + 1) + "---:|---:|---:|---|")
+            for i, b in enumerate(sec.best, 1):
+                val = charts.fmt_value(b["mean"])
+                if b["std"] is not None:
+                    val += f" ± {charts.fmt_value(b['std'])}"
+                cv = pct(b["cv"]) if b.get("cv") is not None else "—"
+                flags = ", ".join(f"**{k}**" for k, _ in _row_flags(b, sec.noise_cv))
+                cells = [str(i), *(str(b["config"][k]) for k in keys), val, str(b["n"]), cv]
+                out.append("| " + " | ".join(_md(c) for c in cells) + f" | {flags} |")
+            out.append("")
+        for f in sec.figures:
+            if f.chart is not None:
+                out += [add(f.chart), ""]
+    if declared:
+        out += ["", "## Reports declared in manifests", ""]
+        for f in declared:
+            if f.error:
+                out += [f"> **error**: {_md(f.error)}", ""]
+            elif f.chart is not None:
+                out += [add(f.chart), "", f"_declared in {_md(f.source)}_", ""]
+            elif f.table is not None:
+                from hpcx.results.query import render_markdown
+
+                out += [f"**{_md(f.title)}**", "", render_markdown(f.table), ""]
+                out += [f"_declared in {_md(f.source)}_", ""]
+    return "\n".join(out) + "\n", files
+
+
+def _md(text: object) -> str:
+    from hpcx.results.query import markdown_cell
+
+    return markdown_cell(str(text))
+
+
+def _warnings_markdown(sections: list[ExperimentSection]) -> list[str]:
+    out: list[str] = []
+    contended = [(sec.name, c) for sec in sections for c in sec.contended]
+    if contended:
+        out.append(
+            f"> **Measured under contention: {len(contended)} run(s).** Other processes were "
+            "busy on the cores these runs held, so their timings are doubtful; they are marked "
+            "**contention** in the tables and with a red triangle on the figures."
+        )
+        out.append(">")
+        for exp, c in contended:
+            line = _contention_line(c)
+            out.append(
+                f"> - {_md(exp)}: `{_md(str(c['run_id'])[:12])}`"
+                + (f" ({_md(line)})" if line else "")
+            )
+        out.append("")
+    noisy = [(sec, n) for sec in sections for n in sec.noisy]
+    if noisy:
+        out.append(
+            f"> **Noisy: {len(noisy)} configuration(s) vary by more than "
+            f"{pct(noisy[0][0].noise_cv)} (stdev/mean) over their repeats.** They are marked "
+            "**noisy** in the tables and with a ring on the figures."
+        )
+        out.append(">")
+        for sec, n in noisy:
+            out.append(
+                f"> - {_md(sec.name)}: {_md(str(n['config']))}: {_md(metric_label(n['metric']))} "
+                f"CV {pct(n['cv'])} over {n['n']} repeats"
+            )
+        out.append("")
+    return out
+
+
+def _check_figures(fmt: str, figures: str) -> None:
+    if figures not in ("svg", "png"):
+        raise QueryError(f"unknown figure format {figures!r}", hint="svg or png")
+    if figures == "png" and fmt != "md":
+        raise QueryError(
+            "--figures png is for --format md",
+            hint="the HTML report embeds its figures as SVG; for PNG files: "
+            "hpcx report --format md --figures png -o DIR/report.md",
+        )
+    if figures == "png":
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise QueryError(
+                "PNG figures need matplotlib, which is not installed",
+                hint="pip install 'hpcx[png]' (or: pip install matplotlib)",
+            )
+
+
+def build_report(
+    state: Path,
+    out: Path,
+    *,
+    experiments: Sequence[str] = (),
+    fmt: str = "html",
+    manifests: Sequence[Path] = (),
+    title: str | None = None,
+    noise_cv: float = DEFAULT_NOISE_CV,
+    figures: str = "svg",
+) -> ReportSummary:
+    """Write the report; ``figures`` (markdown only) is ``svg`` or ``png`` (needs matplotlib,
+    the ``png`` extra)."""
+    from hpcx.results.outputs import resolve_output, write_output
+
+    _check_figures(fmt, figures)
+    resolve_output(out)  # refused before the work: a device, a FIFO, a missing folder
+    if not (math.isfinite(noise_cv) and noise_cv > 0):
+        raise QueryError(
+            f"--noise-cv must be a positive number, not {noise_cv:g}",
+            hint="a coefficient of variation such as 0.1 (10%)",
+        )
+    with QuerySession.open(state) as session:
+        sections, declared, warnings = collect(session, experiments, manifests, noise_cv=noise_cv)
+    contended = sum(len(s.contended) for s in sections)
+    if contended:
+        warnings.append(f"{contended} run(s) measured under contention (flagged in the report)")
+    noisy = sum(len(s.noisy) for s in sections)
+    if noisy:
+        warnings.append(
+            f"{noisy} configuration(s) noisy over repeats (CV > {pct(noise_cv)}; flagged)"
+        )
+    heading = title or (
+        "hpcx report: " + ", ".join(s.name for s in sections) if sections else "hpcx report"
+    )
+    state_desc = str(state)
+    n_figures = sum(1 for s in sections for f in s.figures if f.chart) + sum(
+        1 for f in declared if f.chart
+    )
+    if fmt == "md":
+        fig_dir = out.parent / f"{out.stem}_files"
+        text, files = render_markdown_report(
+            heading, state_desc, sections, declared, fig_dir, fig_dir.name, figures
+        )
+        if files:
+            # The figures' folder is the report's own (named after it): made beside it.
+            fig_dir.mkdir(exist_ok=True)
+        for p, body in files.items():
+            write_output(p, body)
+        write_output(out, text)
+    else:
+        write_output(out, render_html(heading, state_desc, sections, declared))
+    return ReportSummary(
+        path=out,
+        experiments=len(sections),
+        runs=sum(s.runs for s in sections),
+        figures=n_figures,
+        warnings=warnings,
+    )

@@ -1,0 +1,663 @@
+"""Applying a plan: record the intent, submit, record the job ids, and (locally) run.
+
+The order is what makes ``apply`` safe to repeat and to kill at any moment:
+
+1. **intent**: one state transaction records the runs (``pending``) and a submission row in
+   state ``intent`` under a key made *before* anything leaves this process;
+2. **submit**: the executor prepares the run folders and hands them to the scheduler, every
+   job carrying that key in its name;
+3. **record**: a second transaction stores the job ids and moves the runs to ``submitted``.
+
+A process killed between 1 and 3 leaves an ``intent`` submission; the next ``refresh`` (which
+``apply`` runs first) asks the executor to ``reconcile`` that key: runs the scheduler knows are
+adopted, the rest are marked ``lost`` and planned again. So no run is submitted twice, and
+none is forgotten. The state is open only while it is written, never while runs execute, so
+``hpcx status`` and ``hpcx query`` can read it meanwhile; the writer lock (:mod:`hpcx.state.lock`)
+keeps a second ``apply`` or ``refresh`` out for the whole command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpcx.errors import HpcxError, PlanError
+from hpcx.util.files import atomic_write_json, read_json
+from hpcx.util.proc import hostname, utcnow
+
+if TYPE_CHECKING:
+    from hpcx.manifest.spec import RunSpec
+    from hpcx.plan.planner import Plan, RunChange
+    from hpcx.run.executors.base import ObservedStatus, Submission
+    from hpcx.util.selection import Unmatched
+
+#: Where run folders go, under the project root, unless --runs-root / $HPCX_RUNS_ROOT say.
+RUNS_DIR = "runs"
+RUNS_ENV = "HPCX_RUNS_ROOT"
+
+#: Plan actions that send a run to an executor.
+SUBMITTING = frozenset({"create", "retry", "stale"})
+
+
+#: The marker in a runs folder naming the state (lineage) that owns it.
+RUNS_OWNER = ".hpcx-owner.json"
+
+
+class RunsRootOwnedError(HpcxError):
+    """The runs folder belongs to another state (another project, or a state made anew)."""
+
+
+def check_runs_root_owner(state_path: Path, runs_root: Path, *, create: bool) -> None:
+    """Refuse a runs folder that another state owns; mark it ours on first use.
+
+    Two states sharing one runs folder would each adopt the other's submissions from disk
+    (:func:`hpcx.run.harvest.adopt_unknown_submissions`) and run each other's runs again. The
+    marker holds the owner's lineage (a uuid made with its state file; a restored backup keeps
+    it) and path. ``create``: make the runs folder if it is missing (apply); a refresh marks
+    only a folder that exists. Takes the state's lineage from the file, creating the state
+    when there is none yet (apply is about to). The caller holds the writer lock.
+    """
+    from hpcx.state.lock import open_for_write
+
+    marker = runs_root / RUNS_OWNER
+    if not create and not runs_root.exists():
+        return
+    with open_for_write(state_path) as store:
+        lineage = store.meta()[0]
+    try:
+        doc = read_json(marker)
+    except FileNotFoundError:
+        doc = None
+    except (OSError, ValueError) as exc:
+        raise RunsRootOwnedError(
+            f"cannot read {marker}: {getattr(exc, 'strerror', None) or exc}",
+            hint=f"it names the state that owns {runs_root}; if this project's state "
+            f"({state_path}) is the owner, delete the file and it is written again",
+        ) from exc
+    if isinstance(doc, dict) and doc.get("lineage") == lineage:
+        return
+    if doc is not None:
+        other = doc.get("state") if isinstance(doc, dict) else None
+        their = doc.get("lineage") if isinstance(doc, dict) else None
+        raise RunsRootOwnedError(
+            f"runs folder {runs_root} belongs to the state {other or '?'} (lineage {their}), "
+            f"not to this command's state {state_path} (lineage {lineage}): two states "
+            "sharing one runs folder would run and adopt each other's runs",
+            hint="give this project its own runs folder (--runs-root, or $HPCX_RUNS_ROOT); "
+            f"if that other state is gone for good and this one takes the folder over "
+            f"(its runs are then adopted), delete {marker}",
+        )
+    runs_root.mkdir(parents=True, exist_ok=True)
+    owner = {
+        "lineage": lineage,
+        "state": str(state_path.absolute()),
+        "host": hostname(),
+        "since": utcnow(),
+    }
+    try:
+        atomic_write_json(marker, owner)
+    except OSError as exc:
+        raise RunsRootOwnedError(
+            f"cannot write {marker}: {exc.strerror or exc}",
+            hint="the runs folder must be writable (and have room) to submit runs into it",
+        ) from exc
+
+
+def resolve_runs_root(explicit: str | os.PathLike[str] | None, root: Path) -> Path:
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    env = os.environ.get(RUNS_ENV)
+    if env:
+        return Path(env).expanduser().absolute()
+    return root / RUNS_DIR
+
+
+# --------------------------------------------------------------------------------------------
+# Selecting a subset of a plan
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which changes of a plan to apply. Empty fields select everything."""
+
+    experiments: frozenset[str] = frozenset()
+    actions: frozenset[str] = frozenset()
+    #: (dotted path, value) pairs a run must match, e.g. ("params.batch_size", 8).
+    where: tuple[tuple[str, Any], ...] = ()
+    run_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        experiments: Iterable[str] = (),
+        actions: Iterable[str] = (),
+        where: Iterable[str] = (),
+        run_ids: Iterable[str] = (),
+    ) -> Selection:
+        from hpcx.plan.planner import Action
+
+        known = {a.value for a in Action}
+        acts = frozenset(actions)
+        bad = acts - known
+        if bad:
+            raise PlanError(
+                f"unknown action(s) {', '.join(sorted(bad))}",
+                hint=f"choose from {', '.join(sorted(SUBMITTING | {'update'}))}",
+            )
+        pairs = []
+        for item in where:
+            path, sep, raw = item.partition("=")
+            if not sep or not path.strip():
+                raise PlanError(
+                    f"--where {item!r} is not path=value", hint="e.g. --where batch_size=8"
+                )
+            pairs.append((path.strip(), _parse_scalar(raw)))
+        return cls(frozenset(experiments), acts, tuple(pairs), frozenset(run_ids))
+
+    def matches(self, change: RunChange) -> bool:
+        if self.experiments and change.experiment not in self.experiments:
+            return False
+        if self.actions and change.action.value not in self.actions:
+            return False
+        if self.run_ids and not any(change.run_id.startswith(r) for r in self.run_ids):
+            return False
+        if self.where:
+            if change.run is None:
+                return False
+            from hpcx.manifest.loader import run_value
+
+            for path, value in self.where:
+                dotted = _where_path(path)
+                try:
+                    if run_value(change.run, dotted) != value:
+                        return False
+                except (KeyError, HpcxError):
+                    return False
+        return True
+
+    def unmatched(
+        self, changes: Sequence[RunChange], *, aliases: Mapping[str, str] | None = None
+    ) -> list[Unmatched]:
+        """Each selector that matches no change of the plan (noops count: a selector that
+        picks runs with nothing to do matched them). ``--action`` is what to do, not which
+        runs, so an action with nothing to do is "Nothing to apply", not an error.
+        ``aliases`` maps manifest file stems to experiment names, for the suggestion."""
+        from hpcx.util.selection import Unmatched, unknown_names
+
+        out = unknown_names(
+            "-e", sorted(self.experiments), {c.experiment for c in changes}, aliases=aliases
+        )
+        from hpcx.manifest.loader import _leaf_paths
+
+        for path, value in self.where:
+            dotted = _where_path(path)
+            probe = Selection(where=((path, value),))
+            if any(probe.matches(c) for c in changes):
+                continue
+            runs = [c.run for c in changes if c.run is not None]
+            seen = [v for r in runs if (v := _run_get(r, dotted)) is not _ABSENT]
+            text = f"{path}={_show(value)}"
+            if not seen:
+                known = {
+                    p
+                    for r in runs[:1000]
+                    for p in _leaf_paths({"params": r.params, "placement": r.placement})
+                }
+                known |= {p.removeprefix("params.") for p in known if p.startswith("params.")}
+                from hpcx.util.selection import did_you_mean
+
+                hint = did_you_mean(path, known)
+                out.append(Unmatched("--where", text, f"no run has a value at {dotted}{hint}"))
+            else:
+                values = sorted({_show(v) for v in seen})
+                shown = ", ".join(values[:10]) + (", ..." if len(values) > 10 else "")
+                out.append(
+                    Unmatched(
+                        "--where", text, f"no run has {dotted} = {_show(value)} (values: {shown})"
+                    )
+                )
+        if not out and not self.actions and not any(self.matches(c) for c in changes):
+            # Each selector matches some run, but no run matches them all.
+            out.append(Unmatched("selection", self.describe(), "no run matches all of it together"))
+        return out
+
+    def describe(self) -> str:
+        parts = [f"-e {e}" for e in sorted(self.experiments)]
+        parts += [f"--where {p}={_show(v)}" for p, v in self.where]
+        parts += [f"--action {a}" for a in sorted(self.actions)]
+        return " ".join(parts)
+
+
+_TOP_LEVEL = frozenset({"params", "placement", "resources", "seed", "repeat", "experiment"})
+_ABSENT = object()
+
+
+def _where_path(path: str) -> str:
+    return path if path.split(".")[0] in _TOP_LEVEL else f"params.{path}"
+
+
+def _run_get(run: RunSpec, dotted: str) -> Any:
+    """The value at ``dotted`` in a run, or ``_ABSENT`` (not ``None``: null is a value)."""
+    from hpcx.manifest.sweep import get_path
+
+    parts = dotted.split(".")
+    if parts == ["seed"]:
+        return run.seed
+    try:
+        return get_path({"params": run.params, "placement": run.placement}, parts)
+    except KeyError:
+        return _ABSENT
+
+
+def _show(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _parse_scalar(raw: str) -> Any:
+    from ruamel.yaml import YAML
+
+    try:
+        return YAML(typ="safe").load(raw)
+    except Exception:  # any unparsable text is taken as the string it is
+        return raw
+
+
+# --------------------------------------------------------------------------------------------
+# Outcome
+
+
+@dataclass(slots=True)
+class ApplyOutcome:
+    """What one apply did. ``observed`` holds the final state of runs it waited for."""
+
+    submissions: list[Submission] = field(default_factory=list)
+    submitted: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    not_submitted: dict[str, str] = field(default_factory=dict)
+    ambiguous: list[str] = field(default_factory=list)
+    #: Per ambiguous key: runs that surely went out ("sent"), of "total", and the "error".
+    ambiguous_detail: dict[str, dict[str, Any]] = field(default_factory=dict)
+    observed: dict[str, ObservedStatus] = field(default_factory=dict)
+    interrupted: bool = False
+    #: Problems the harvest met in run folders ("run <id>: metrics.jsonl line 3: ...").
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for obs in self.observed.values():
+            counts[obs.state] = counts.get(obs.state, 0) + 1
+        return {
+            "submitted": len(self.submitted),
+            "updated": len(self.updated),
+            "not_submitted": self.not_submitted,
+            "ambiguous_submissions": self.ambiguous,
+            "ambiguous_detail": self.ambiguous_detail,
+            "submissions": [
+                {
+                    "key": s.key,
+                    "executor": s.executor,
+                    "job_ids": list(s.job_ids),
+                    "runs": len(s.run_ids),
+                }
+                for s in self.submissions
+            ],
+            "finished": counts,
+            "interrupted": self.interrupted,
+            "problems": self.problems,
+        }
+
+
+ProgressFn = Callable[[str, "ObservedStatus"], None]
+
+
+# --------------------------------------------------------------------------------------------
+# Applying
+
+
+def _executor_group(spec: RunSpec) -> tuple[str, str]:
+    # The manifest names the executor with `type` (`kind` is accepted too).
+    options = dict(spec.executor)
+    kind = str(options.pop("type", None) or options.pop("kind", None) or "local")
+    if "sbatch_args" in options and "sbatch" not in options:
+        # The manifest's name for the SLURM executor's pass-through options (`sbatch`):
+        # without this they were silently dropped.
+        options["sbatch"] = options.pop("sbatch_args")
+    return kind, json.dumps(options, sort_keys=True, default=str)
+
+
+def apply_changes(
+    changes: Sequence[RunChange],
+    *,
+    state_path: Path,
+    runs_root: Path,
+    wait: bool = True,
+    detach: bool = False,
+    progress: ProgressFn | None = None,
+    on_submitted: Callable[[Submission], None] | None = None,
+    project_root: Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> ApplyOutcome:
+    """Apply ``changes`` (already selected). The caller holds the writer lock.
+
+    ``wait``: for the local executor in the foreground, run the queue here to the end, then
+    harvest. ``detach``: the local queue runs in a background process instead.
+    KeyboardInterrupt stops the local queue cleanly (its runs recorded ``cancelled``), is
+    harvested, and re-raised as ``outcome.interrupted``.
+
+    ``project_root``: runs without a ``cwd`` run there, and a relative ``cwd`` is taken from
+    there (not from wherever apply was started). ``provenance``: what
+    :func:`hpcx.run.provenance.collect` found; each run's share lands in ``run_meta`` with its
+    intent, and a dirty tree's diff beside its run folder.
+    """
+    from hpcx.plan.planner import Action
+    from hpcx.run.executors import SubmitError, get_executor, new_key
+    from hpcx.state.lock import open_for_write
+
+    outcome = ApplyOutcome()
+    updates = [c.run for c in changes if c.action == Action.UPDATE and c.run is not None]
+    to_submit = [c for c in changes if c.action.value in SUBMITTING and c.run is not None]
+    if project_root is not None:
+        to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
+
+    if to_submit:
+        check_runs_root_owner(state_path, runs_root, create=True)
+    if updates:
+        with open_for_write(state_path) as store, store.transaction() as tx:
+            tx.record_runs(updates, event="settings-updated")
+        outcome.updated = [r.run_id for r in updates]
+
+    groups: dict[tuple[str, str], list[RunChange]] = {}
+    for c in to_submit:
+        assert c.run is not None
+        groups.setdefault(_executor_group(c.run), []).append(c)
+
+    waiting: list[tuple[Any, Submission]] = []
+    for (kind, options_json), group in groups.items():
+        options = json.loads(options_json)
+        if kind == "local" and (detach or not wait):
+            # Nothing runs a foreground local queue once this process returns: not waiting
+            # means running it detached (else `apply --no-wait` left every local run lost).
+            options["detach"] = True
+        ex = get_executor(kind, options, progress=progress)
+        key = new_key()
+        runs = [c.run for c in group if c.run is not None]
+        ids = [r.run_id for r in runs]
+
+        # 1. intent
+        with open_for_write(state_path) as store, store.transaction() as tx:
+            existing = set(store.run_specs(ids))
+            tx.record_runs(
+                runs, status="pending", event="planned", executor=kind, submission_key=key
+            )
+            again = [rid for rid in ids if rid in existing]
+            if again:
+                tx.update_runs(
+                    [
+                        {
+                            "run_id": rid,
+                            "status": "pending",
+                            "submission_key": key,
+                            "executor": kind,
+                            "job_id": None,
+                            "exit_code": None,
+                            "end_reason": None,
+                            "started_at": None,
+                            "ended_at": None,
+                        }
+                        for rid in again
+                    ],
+                    event="retry",
+                )
+            tx.record_submission(
+                key,
+                executor=kind,
+                state="intent",
+                run_ids=ids,
+                detail={"options": options, "runs_root": str(runs_root)},
+            )
+            if provenance is not None:
+                from hpcx.run.provenance import run_meta
+
+                root = project_root or Path.cwd()
+                tx.set_run_meta_many(
+                    {r.run_id: run_meta(provenance, r.experiment, r.source, root) for r in runs}
+                )
+
+        # 2. submit (the state is closed: nothing holds it while the scheduler answers)
+        sub: Submission | None = None
+        error: HpcxError | None = None
+        try:
+            dirs = ex.prepare(runs, runs_root, key=key)
+            sub = ex.submit(key, dirs)
+            if provenance is not None and provenance.get("diff"):
+                from hpcx.run.provenance import save_diff
+
+                # Into the submission folder that submit made (its name is the key, made
+                # exclusively), then linked into each run folder.
+                save_diff(provenance, Path(sub.folder), [d.path for d in dirs])
+            if provenance is not None:
+                from hpcx.run.provenance import save_manifests
+
+                # The manifest as applied, beside each run (git may not hold it).
+                source = {r.run_id: r.source for r in runs}
+                save_manifests(
+                    provenance,
+                    Path(sub.folder),
+                    {d.run_id: (d.path, source[d.run_id]) for d in dirs},
+                )
+        except SubmitError as exc:
+            error = exc
+            sub = exc.partial
+            if exc.ambiguous:
+                outcome.ambiguous.append(key)
+        except HpcxError as exc:
+            error = exc
+
+        # 3. record
+        with open_for_write(state_path) as store, store.transaction() as tx:
+            if sub is not None:
+                _record_submitted(tx, sub, options)
+                outcome.submissions.append(sub)
+                outcome.submitted.extend(sub.run_ids)
+                if on_submitted is not None:
+                    on_submitted(sub)
+            gone = [rid for rid in ids if sub is None or rid not in sub.run_jobs]
+            if error is not None and key in outcome.ambiguous:
+                # The scheduler may hold them: the next refresh reconciles by name first.
+                outcome.ambiguous_detail[key] = {
+                    "sent": len(sub.run_ids) if sub else 0,
+                    "total": len(ids),
+                    "error": str(error),
+                }
+                tx.record_submission(
+                    key,
+                    executor=kind,
+                    state="ambiguous",
+                    job_ids=list(sub.job_ids) if sub else [],
+                    # The whole detail is replaced: keep what refresh needs to reconcile.
+                    detail={
+                        "options": options,
+                        "runs_root": str(runs_root),
+                        "error": str(error),
+                    },
+                )
+            elif gone:
+                reason = f"not submitted: {error}" if error else "not submitted"
+                tx.update_runs(
+                    [{"run_id": rid, "status": "failed", "end_reason": reason} for rid in gone],
+                    event="submit-failed",
+                )
+                for rid in gone:
+                    outcome.not_submitted[rid] = reason
+                if sub is None:
+                    tx.record_submission(
+                        key, executor=kind, state="failed", detail={"error": str(error)}
+                    )
+        if sub is not None and kind == "local" and not options.get("detach"):
+            waiting.append((ex, sub))
+
+    from hpcx.run.harvest import harvest_submissions
+
+    for ex, sub in waiting:
+        if outcome.interrupted:
+            # Never started: their stop files make them read as cancelled, to run next time.
+            ex.cancel([sub])
+        else:
+            try:
+                ex.wait(sub, progress=progress)
+            except KeyboardInterrupt:
+                outcome.interrupted = True
+        result = harvest_submissions(state_path, [sub], executor=ex)
+        outcome.observed.update(result.observed)
+        outcome.problems.extend(result.problems)
+    return outcome
+
+
+def _record_submitted(
+    tx: Any, sub: Submission, options: Mapping[str, Any], *, bump: Iterable[str] | None = None
+) -> None:
+    """Record the job ids of ``sub`` and move its runs to ``submitted``, counting an attempt
+    for each run (or only for the runs in ``bump``)."""
+    tx.record_submission(
+        sub.key,
+        executor=sub.executor,
+        state="submitted",
+        run_ids=list(sub.run_ids),
+        job_ids=list(sub.job_ids),
+        detail={
+            "options": dict(options),
+            "runs_root": str(Path(sub.folder).parent.parent),
+            "submission": sub.to_json(),
+        },
+    )
+    updates = [
+        {
+            "run_id": rid,
+            "status": "submitted",
+            "job_id": sub.run_jobs.get(rid),
+            "run_dir": sub.run_dirs.get(rid),
+            "submission_key": sub.key,
+        }
+        for rid in sub.run_ids
+    ]
+    if bump is None:
+        tx.update_runs(updates, event="submitted", bump_attempts=True)
+        return
+    counted = set(bump)
+    tx.update_runs(
+        [u for u in updates if u["run_id"] in counted], event="submitted", bump_attempts=True
+    )
+    tx.update_runs([u for u in updates if u["run_id"] not in counted], event="submitted")
+
+
+def apply_plan(
+    plan: Plan,
+    *,
+    state_path: Path,
+    runs_root: Path,
+    selection: Selection | None = None,
+    wait: bool = True,
+    detach: bool = False,
+    progress: ProgressFn | None = None,
+    project_root: Path | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> ApplyOutcome:
+    """Apply the selected changes of ``plan``; the caller holds the writer lock."""
+    sel = selection or Selection()
+    changes = [c for c in plan.changes if sel.matches(c)]
+    return apply_changes(
+        changes,
+        state_path=state_path,
+        runs_root=runs_root,
+        wait=wait,
+        detach=detach,
+        progress=progress,
+        project_root=project_root,
+        provenance=provenance,
+    )
+
+
+def _with_cwd(run: RunSpec | None, root: Path) -> RunSpec | None:
+    """The run with its working directory made absolute against the project root. A cwd that
+    starts with a placeholder (``{run_dir}/work``) is left for rendering."""
+    if run is None:
+        return None
+    import dataclasses
+
+    cwd = run.cwd
+    if cwd is None:
+        return dataclasses.replace(run, cwd=str(root))
+    if cwd.startswith("{") or Path(cwd).is_absolute():
+        return run
+    return dataclasses.replace(run, cwd=str(root / cwd))
+
+
+def _local_cpu_warnings(runs: Sequence[RunSpec]) -> list[str]:
+    """Runs asking for more cores than this machine (or their NUMA node) has. They run, holding
+    every core there is (a manifest written for a cluster node still tries out on a laptop),
+    and this says so rather than give them fewer quietly."""
+    from hpcx.run.executors.slots import check_fits, machine_cores
+
+    cores = machine_cores()
+    found: dict[tuple[str, str], int] = {}
+    for run in runs:
+        doc = {"resources": run.resources, "placement": run.placement, "workload": run.workload}
+        why = check_fits(doc, cores, "")
+        if why:
+            key = (run.experiment, why.strip())
+            found[key] = found.get(key, 0) + 1
+    return [
+        f"{exp}: {n} run(s) {why}: each holds all of them, so it gets fewer than it asks"
+        for (exp, why), n in sorted(found.items())
+    ]
+
+
+def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> list[str]:
+    """Refuse, before anything is recorded, runs bound for this machine whose placement it
+    cannot honour (a NUMA node or GPU it does not have), instead of failing each on start.
+    Returns warnings to show: runs asking for more cores than there are (they get them all).
+
+    Each distinct placement is checked once against the topology; the error lists every
+    problem with the experiment and how many runs ask for it.
+    """
+    from hpcx.node.placement import resolve
+    from hpcx.node.topology import read_topology
+
+    asked: dict[tuple[str, str, str], int] = {}
+    runs_local: list[RunSpec] = []
+    for run in runs:
+        if _executor_group(run)[0] != "local":
+            continue
+        runs_local.append(run)
+        numa = run.placement.get("numa")
+        gpus = run.placement.get("gpus") or []
+        key = (run.experiment, json.dumps(numa), json.dumps(gpus))
+        asked[key] = asked.get(key, 0) + 1
+    if not asked:
+        return []
+    topo = topology if topology is not None else read_topology()
+    problems = []
+    for (experiment, numa_j, gpus_j), n in sorted(asked.items()):
+        numa, gpus = json.loads(numa_j), json.loads(gpus_j)
+        node = None if numa in (None, "none") else numa
+        try:
+            for gpu in gpus or [None]:
+                if node is None and gpu is None:
+                    continue
+                resolve(node, gpu, topology=topo)
+        except HpcxError as exc:
+            what = f"numa={numa}" + (f", gpus={gpus}" if gpus else "")
+            problems.append(f"{experiment}: {n} run(s) ask for {what}: {exc}")
+    if problems:
+        raise PlanError(
+            "this machine cannot honour the placement these runs ask for:\n  "
+            + "\n  ".join(problems),
+            hint="run them through SLURM on nodes that have these (executor: {type: slurm}), "
+            "or narrow the sweep with --where / --set",
+        )
+    return _local_cpu_warnings(runs_local)

@@ -1,0 +1,383 @@
+"""The executor API: small steps that the ``apply``/``refresh`` orchestration calls in order.
+
+The order, and why (see docs/executors.md)::
+
+    ex = get_executor(kind, options)
+    dirs = ex.prepare(runs, runs_root)           # run folders + spec.json (no scheduler yet)
+    key = new_key()                              # made BEFORE submitting ...
+    state.record_intent(key, ex.kind, run_ids)   # ... and recorded, so a crash is reconcilable
+    sub = ex.submit(key, dirs)                   # sbatch / start the local queue
+    state.record_submission(sub)                 # job ids
+    ex.wait(sub)                                 # local foreground: runs the queue here
+    observed = ex.poll([sub])                    # batched: one squeue + the run folders
+    state.ingest(observed)                       # refresh reads metrics of the final ones
+
+After a crash between ``record_intent`` and ``record_submission``: ``ex.reconcile(key,
+runs_root)`` finds what was submitted under that key (by job name for SLURM) and returns its
+Submission, or None if nothing went out (then the runs are planned again).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from hpcx.errors import ExecutorError
+from hpcx.manifest.spec import RunSpec
+from hpcx.run import rundir
+from hpcx.run.rundir import RunDir
+from hpcx.util.files import atomic_write_text, sync
+from hpcx.util.proc import utcnow
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class SubmitError(ExecutorError):
+    """A submission failed. ``partial`` holds what did go out (chunks submitted before it)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial: Submission | None = None,
+        ambiguous: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.partial = partial
+        #: True when the scheduler may have accepted the job despite the error (a timeout):
+        #: call ``reconcile(key)`` before submitting these runs again.
+        self.ambiguous = ambiguous
+
+
+class SchedulerError(ExecutorError):
+    """A scheduler command (squeue, scancel, scontrol) failed."""
+
+
+# --------------------------------------------------------------------------------------------
+# Values
+
+
+def new_key() -> str:
+    """A submission key: time-ordered, unique, safe in job names, file names and SQL."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What went out under one key. ``run_jobs`` maps run id to its job id (``123`` or
+    ``123_4`` for an array task; ``host:pid`` of the queue runner for the local executor)."""
+
+    key: str
+    executor: str
+    job_ids: tuple[str, ...]
+    run_ids: tuple[str, ...]
+    run_jobs: dict[str, str]
+    run_dirs: dict[str, str]
+    folder: str
+    submitted_at: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Submission:
+        return cls(
+            key=doc["key"],
+            executor=doc["executor"],
+            job_ids=tuple(doc["job_ids"]),
+            run_ids=tuple(doc["run_ids"]),
+            run_jobs=dict(doc["run_jobs"]),
+            run_dirs=dict(doc["run_dirs"]),
+            folder=doc["folder"],
+            submitted_at=doc["submitted_at"],
+            detail=dict(doc.get("detail") or {}),
+        )
+
+
+#: States a poll reports. pending/queued: not started; claimed/running: active; the four
+#: final ones come from status.json; lost: the job is gone and left no final status.
+OBSERVED_STATES = (
+    "pending",
+    "queued",
+    "claimed",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "timeout",
+    "lost",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedStatus:
+    run_id: str
+    state: str
+    #: "run_dir" when status.json decided it, "scheduler" when squeue/sacct did,
+    #: "stop_file" when only a ``.stop-N`` file says the run (never started) was stopped.
+    source: str
+    job_id: str | None = None
+    attempt: int | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    host: str | None = None
+    run_dir: str | None = None
+    #: What status.json says was in force (numa_node, gpus, cpus...), once the run started.
+    placement: dict[str, Any] | None = None
+    #: Seconds the program ran (status.json ``duration_s``), once it ended.
+    duration_s: float | None = None
+    #: What other processes took of the run's cores while it ran (hpcx.run.contention).
+    contention: dict[str, Any] | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.state in rundir.FINAL_STATES or self.state == "lost"
+
+
+ProgressFn = Callable[[str, ObservedStatus], None]
+
+
+# --------------------------------------------------------------------------------------------
+# spec.json
+
+
+def run_argv(spec: RunSpec, run_dir: Path, python: str | None = None) -> list[str]:
+    """The argv a run executes: its command, or the built-in workload runner."""
+    if spec.command is not None:
+        # Placeholders ({params.x}, {run_id}, {run_dir}, {seed}) are filled in here, where the
+        # run folder is known; each argument stays one argument (no shell ever sees them).
+        from hpcx.manifest.loader import render_command
+
+        return render_command(spec, str(run_dir))
+    if spec.workload is None:
+        raise ExecutorError(f"run {spec.run_id} has neither a workload nor a command")
+    exe = python or sys.executable
+    return [exe, "-m", "hpcx.workloads", "run", spec.workload, str(run_dir / rundir.SPEC)]
+
+
+def _tracker_env(spec: RunSpec) -> dict[str, str]:
+    """Environment for the trackers a manifest asks for (``spec.trackers``): for W&B the
+    project, entity, run name = the run id (as the seed's SLURM scripts set), group = the
+    experiment, and tags, so `wandb.init()` in the program needs no arguments."""
+    trackers = spec.extra.get("trackers") or {}
+    env: dict[str, str] = {}
+    wandb = trackers.get("wandb")
+    if isinstance(wandb, dict) and wandb.get("project"):
+        env["WANDB_PROJECT"] = str(wandb["project"])
+        if wandb.get("entity"):
+            env["WANDB_ENTITY"] = str(wandb["entity"])
+        env["WANDB_RUN_NAME"] = spec.run_id
+        env["WANDB_NAME"] = spec.run_id
+        env["WANDB_RUN_GROUP"] = spec.experiment
+        tags = [*spec.tags, *(wandb.get("tags") or [])]
+        if tags:
+            env["WANDB_TAGS"] = ",".join(str(t) for t in tags)
+    return env
+
+
+def spec_document(spec: RunSpec, run_dir: Path, *, python: str | None = None) -> dict[str, Any]:
+    """spec.json for a run (without ``attempt``, which the run folder sets)."""
+    # A shallow dict of the fields: asdict() deep-copies every nested param (a third of the
+    # time of preparing 10,000 runs); json serialises the nested values as they are.
+    doc = {f.name: getattr(spec, f.name) for f in fields(spec)}
+    doc["command"] = list(spec.command) if spec.command is not None else None
+    doc["tags"] = list(spec.tags)
+    doc["overrides"] = list(spec.overrides)
+    doc["run_format"] = rundir.RUN_FORMAT
+    doc["argv"] = run_argv(spec, run_dir, python)
+    if spec.env or spec.cwd is not None:
+        from hpcx.manifest.loader import render_cwd, render_env
+
+        doc["env"] = render_env(spec, str(run_dir))
+        doc["cwd"] = render_cwd(spec, str(run_dir))
+    tracker_env = _tracker_env(spec)
+    if tracker_env:
+        # The manifest's own env wins over what the tracker settings imply.
+        doc["env"] = {**tracker_env, **(doc.get("env") or {})}
+    doc["prepared_at"] = utcnow()
+    return doc
+
+
+# --------------------------------------------------------------------------------------------
+# The base class
+
+
+class Executor(ABC):
+    kind: str = ""
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        self.options: dict[str, Any] = dict(options or {})
+        self.python: str = str(self.options.get("python") or sys.executable)
+
+    def prepare(
+        self,
+        runs: Sequence[RunSpec],
+        runs_root: str | os.PathLike[str],
+        *,
+        key: str | None = None,
+    ) -> list[RunDir]:
+        """Create (or start a new attempt in) each run's folder with its spec.json.
+
+        ``key`` (the submission key these runs will go out under) is recorded in spec.json.
+
+        Writes without a per-file fsync and syncs once at the end: 10,000 fsyncs would cost
+        seconds. Raises RunActiveError for a run whose current attempt is still active.
+        """
+        out = []
+        root = Path(runs_root).absolute()
+        for spec in runs:
+            path = rundir.run_path(root, spec.experiment, spec.run_id)
+            doc = spec_document(spec, path, python=self.python)
+            doc["submission"] = {"key": key, "executor": self.kind}
+            out.append(rundir.create(root, spec.experiment, spec.run_id, doc, fsync=False))
+        if out:
+            sync()
+        return out
+
+    @staticmethod
+    def submission_folder(runs_root: str | os.PathLike[str], key: str) -> Path:
+        return Path(runs_root).absolute() / ".submissions" / key
+
+    @abstractmethod
+    def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
+        """Send prepared runs to the scheduler under ``key`` (made and recorded beforehand)."""
+
+    @abstractmethod
+    def poll(self, submissions: Iterable[Submission]) -> dict[str, ObservedStatus]:
+        """The state of every run of these submissions, with one batched scheduler call."""
+
+    @abstractmethod
+    def cancel(
+        self, submissions: Iterable[Submission], run_ids: Iterable[str] | None = None
+    ) -> None:
+        """Stop these runs (all runs of the submissions when ``run_ids`` is None)."""
+
+    @abstractmethod
+    def reconcile(self, key: str, runs_root: str | os.PathLike[str]) -> Submission | None:
+        """What went out under ``key`` after a crash or an ambiguous failure; None if nothing."""
+
+    def wait(
+        self,
+        submission: Submission,
+        *,
+        progress: ProgressFn | None = None,
+        interval: float = 2.0,
+        timeout: float | None = None,
+    ) -> dict[str, ObservedStatus]:
+        """Poll until every run of ``submission`` is final (or ``timeout`` passes)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        seen: dict[str, str] = {}
+        while True:
+            observed = self.poll([submission])
+            for rid, obs in observed.items():
+                if progress is not None and seen.get(rid) != obs.state:
+                    progress(rid, obs)
+                seen[rid] = obs.state
+            if all(o.final for o in observed.values()):
+                return observed
+            if deadline is not None and time.monotonic() >= deadline:
+                return observed
+            time.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading run folders
+
+
+def observe_run_dir(
+    run_id: str, path: str | os.PathLike[str], job_id: str | None = None
+) -> ObservedStatus:
+    """What a run folder says about its current attempt."""
+    doc = rundir.observe(path)
+    state = doc.get("state", "pending")
+    source = "run_dir"
+    if state == "pending":
+        stop = _pending_stop(Path(path))
+        if stop is not None:
+            # Only a stop file says so: an executor whose scheduler still holds the job
+            # checks with it (source "stop_file") rather than take the run as ended.
+            state, source = stop, "stop_file"
+    return ObservedStatus(
+        run_id=run_id,
+        state=state,
+        source=source,
+        job_id=job_id or _job_of(doc),
+        attempt=doc.get("attempt"),
+        exit_code=doc.get("exit_code"),
+        reason=doc.get("reason"),
+        started_at=doc.get("started_at"),
+        ended_at=doc.get("ended_at"),
+        host=doc.get("host"),
+        run_dir=str(path),
+        placement=doc.get("placement"),
+        duration_s=doc.get("duration_s"),
+        contention=doc.get("contention") if isinstance(doc.get("contention"), dict) else None,
+    )
+
+
+#: Above this many run folders, observe_many reads them in a pool of forked workers.
+PARALLEL_MIN_RUNS = 4000
+
+
+def _observe_chunk(items: Sequence[tuple[str, str, str | None]]) -> list[ObservedStatus]:
+    return [observe_run_dir(rid, path, job) for rid, path, job in items]
+
+
+def observe_many(items: Sequence[tuple[str, str, str | None]]) -> dict[str, ObservedStatus]:
+    """``observe_run_dir`` for many ``(run_id, run_dir, job_id)``: in this process for a few,
+    in a pool of forked workers (one per core) for tens of thousands, where reading the
+    status files is most of a refresh's time."""
+    workers = min(os.cpu_count() or 1, 8)
+    if len(items) < PARALLEL_MIN_RUNS or workers < 2:
+        return {o.run_id: o for o in _observe_chunk(items)}
+    import multiprocessing
+
+    step = -(-len(items) // (workers * 4))
+    chunks = [items[i : i + step] for i in range(0, len(items), step)]
+    out: dict[str, ObservedStatus] = {}
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for part in pool.imap(_observe_chunk, chunks):
+            out.update((o.run_id, o) for o in part)
+    return out
+
+
+def _job_of(doc: Mapping[str, Any]) -> str | None:
+    job = doc.get("job") or {}
+    if job.get("SLURM_ARRAY_JOB_ID") and job.get("SLURM_ARRAY_TASK_ID") is not None:
+        return f"{job['SLURM_ARRAY_JOB_ID']}_{job['SLURM_ARRAY_TASK_ID']}"
+    return job.get("SLURM_JOB_ID")
+
+
+def _pending_stop(path: Path) -> str | None:
+    """A run cancelled before its wrapper started has only its .stop-N file to say so."""
+    attempt = rundir.current_attempt(path)
+    text = rundir.stop_reason(path, attempt) if attempt is not None else None
+    return text if text in ("cancelled", "timeout") else None
+
+
+def write_stop(path: str | os.PathLike[str], reason: str, attempt: int | None = None) -> None:
+    """Say why a run is being stopped, before signalling it (the wrapper reads it; one that
+    has not started yet then never starts the program). Raises ExecutorError when the file
+    cannot be written (a full disk)."""
+    p = Path(path)
+    if attempt is None:
+        attempt = rundir.current_attempt(p) or 1
+    try:
+        atomic_write_text(p / f".stop-{attempt}", reason + "\n", fsync=False)
+    except OSError as exc:
+        raise ExecutorError(
+            f"cannot write {p / f'.stop-{attempt}'}: {exc.strerror or exc}",
+            hint="free space in the runs folder, then cancel again",
+        ) from exc

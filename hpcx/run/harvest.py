@@ -1,0 +1,725 @@
+"""Refresh: bring the state up to date with the schedulers and the run folders.
+
+Only runs the state still has in flight (pending, submitted, running) are looked at, so a
+refresh is incremental and a second one adds nothing. Per executor there is one batched poll
+(one ``squeue`` for SLURM); a run folder's ``status.json`` is the truth once the run ended.
+Finished runs' metrics files are read in a plain loop (faster than DuckDB's ``read_json`` over
+many small files, measured) and land in one transaction in bulk. A malformed metrics line is
+reported against its run and skipped; every other run's results still land.
+
+Submissions left in ``intent`` or ``ambiguous`` (an apply killed between recording its intent
+and recording the job ids, or an sbatch that timed out) are reconciled first: the executor
+looks for jobs carrying the submission key; found ones are adopted, and runs that never
+reached a scheduler become ``lost``, which the next plan retries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from hpcx.util.files import read_json
+
+if TYPE_CHECKING:
+    from hpcx.run.executors.base import Executor, ObservedStatus, Submission
+
+#: Observed state (executor) -> run status (state file).
+_STATUS_OF = {
+    "pending": "submitted",
+    "queued": "submitted",
+    "claimed": "running",
+    "running": "running",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "timeout": "timeout",
+    "lost": "lost",
+}
+
+
+@dataclass(slots=True)
+class HarvestResult:
+    observed: dict[str, ObservedStatus] = field(default_factory=dict)
+    #: Runs whose status changed in the state.
+    changed: int = 0
+    finished: int = 0
+    metrics: int = 0
+    #: "run <id>: metrics.jsonl line 3: ..." for every file problem met.
+    problems: list[str] = field(default_factory=list)
+    #: Submission key -> "adopted" | "lost" for reconciled submissions.
+    reconciled: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        by_state: dict[str, int] = {}
+        for o in self.observed.values():
+            by_state[o.state] = by_state.get(o.state, 0) + 1
+        return {
+            "polled": len(self.observed),
+            "changed": self.changed,
+            "finished": self.finished,
+            "metrics": self.metrics,
+            "by_state": by_state,
+            "problems": self.problems,
+            "reconciled": self.reconciled,
+        }
+
+
+def _ts(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def _metrics_rows(
+    run_id: str,
+    run_dir: str,
+    result: HarvestResult,
+    results: Mapping[str, Any] | None,
+    expect: bool,
+    attempt: int | None,
+) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
+    """A finished run folder's metric rows and meta: the metrics file, then what the
+    manifest's ``results`` rules take from stdout and the files the program wrote.
+
+    What the run wrote is data: a file that is not a regular one (a FIFO, a device, a
+    symlink) or cannot be read is reported and skipped, and the run's own meta keys never
+    replace what hpcx recorded (:func:`hpcx.run.provenance.own_meta`)."""
+    from hpcx.manifest.result_sources import read_sources
+    from hpcx.metrics import UnreadableFile, read_final_json, read_metric_rows
+    from hpcx.run.provenance import own_meta
+
+    results = results or {}
+
+    # The run folder's metrics.jsonl is the current attempt's (earlier attempts' files are
+    # moved under attempts/): each row carries that attempt, so a rerun's values never mix
+    # with the earlier try's. Rows are built as the insert wants them, one tuple per line.
+    def make(name: str, value: float, step: int | None, t: float | None, _line: int) -> Any:
+        return (run_id, name, step, value, t, attempt)
+
+    rows: list[tuple[Any, ...]] = []
+    meta: dict[str, Any] = {}
+    try:
+        rows, errors, file_meta, _ = read_metric_rows(
+            os.path.join(run_dir, "metrics.jsonl"), make, missing_ok=True
+        )
+    except UnreadableFile as exc:
+        result.problems.append(f"run {run_id}: metrics.jsonl: {exc.strerror}; not read")
+        meta["hpcx.metrics_errors"] = [f"metrics.jsonl: {exc.strerror}"]
+        errors, file_meta = [], {}
+    except OSError as exc:
+        result.problems.append(f"run {run_id}: cannot read metrics.jsonl: {exc.strerror or exc}")
+        meta["hpcx.metrics_errors"] = [f"cannot read metrics.jsonl: {exc.strerror or exc}"]
+        errors, file_meta = [], {}
+    for err in errors:
+        result.problems.append(f"run {run_id}: metrics.jsonl line {err.line}: {err.reason}")
+    if results.get("stdout_json") is True:
+        try:
+            final = read_final_json(os.path.join(run_dir, "stdout.log"))
+        except OSError as exc:
+            result.problems.append(f"run {run_id}: stdout.log: {exc.strerror or exc}; not read")
+            final = {}
+        for name, value in final.items():
+            rows.append((run_id, name, None, value, None, attempt))
+    meta.update(own_meta(file_meta))
+    if errors:
+        meta["hpcx.metrics_errors"] = [f"line {e.line}: {e.reason}" for e in errors]
+    if results.get("sources"):
+        got = read_sources(run_dir, results["sources"], expect=expect)
+        rows.extend((run_id, name, step, value, None, attempt) for name, step, value in got.rows)
+        meta.update({f"units.{name}": unit for name, unit in got.units.items()})
+        result.problems.extend(f"run {run_id}: {p}" for p in got.problems)
+        if got.problems:
+            meta["hpcx.results_errors"] = got.problems
+    return rows, meta
+
+
+def ingest(
+    state_path: Path,
+    observed: Mapping[str, ObservedStatus],
+    result: HarvestResult | None = None,
+) -> HarvestResult:
+    """Write what was observed into the state: statuses, times, placement, metrics, meta."""
+    import gc
+
+    # Tens of thousands of small rows, none in a cycle: the cyclic GC would only walk them.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _ingest(state_path, observed, result)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+#: Below this many finished runs, metrics files are read in this process; above it, in a pool
+#: of forked workers, one per core (reading and validating is most of a big harvest's time).
+PARALLEL_MIN_RUNS = 4000
+
+
+#: A finished run to read: run id, run folder, its ``results`` rules, and whether it succeeded
+#: (only then is a missing result file or match reported), and the attempt its rows belong to.
+_ToRead = tuple[str, str, Mapping[str, Any] | None, bool, int | None]
+
+
+def _read_chunk(
+    items: Sequence[_ToRead],
+) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], list[str]]:
+    """Metric rows, metadata and problems of finished runs' folders (a pool worker's job)."""
+    scratch = HarvestResult()
+    rows: list[tuple[Any, ...]] = []
+    metas: dict[str, dict[str, Any]] = {}
+    for rid, run_dir, results, expect, attempt in items:
+        try:
+            mrows, meta = _metrics_rows(rid, run_dir, scratch, results, expect, attempt)
+        except Exception as exc:
+            reason = f"its folder could not be read: {_describe(exc)}"
+            scratch.problems.append(f"run {rid}: quarantined: {reason}")
+            mrows, meta = [], {QUARANTINE_KEY: reason}
+        rows.extend(mrows)
+        if meta:
+            metas[rid] = meta
+    return rows, metas, scratch.problems
+
+
+def _read_finished(
+    items: list[_ToRead],
+) -> tuple[list[tuple[Any, ...]], dict[str, dict[str, Any]], list[str]]:
+    workers = min(os.cpu_count() or 1, 8)
+    if len(items) < PARALLEL_MIN_RUNS or workers < 2:
+        return _read_chunk(items)
+    import multiprocessing
+
+    # Forked here, with the state closed and no other thread of ours running: the workers only
+    # read files and send rows back.
+    step = -(-len(items) // (workers * 4))
+    chunks = [items[i : i + step] for i in range(0, len(items), step)]
+    rows: list[tuple[Any, ...]] = []
+    metas: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for r, m, p in pool.imap(_read_chunk, chunks):
+            rows.extend(r)
+            metas.update(m)
+            problems.extend(p)
+    return rows, metas, problems
+
+
+def _ingest(
+    state_path: Path,
+    observed: Mapping[str, ObservedStatus],
+    result: HarvestResult | None,
+) -> HarvestResult:
+    from hpcx.state.lock import open_for_write
+
+    result = result or HarvestResult()
+    result.observed.update(observed)
+    if not observed:
+        return result
+    ids = list(observed)
+    with open_for_write(state_path) as store:
+        rows = store.connection.execute(
+            "SELECT run_id, status, "
+            "json_extract(spec, '$.extra.results')::VARCHAR, attempts "
+            "FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [ids],
+        ).fetchall()
+    # The state is closed while the run folders are read (we hold the writer lock: nobody
+    # else writes meanwhile); reopened for the one transaction that records it all.
+    current = {r[0]: r[1] for r in rows}
+    rules = {r[0]: json.loads(r[2]) for r in rows if r[2]}
+    attempts = {r[0]: r[3] for r in rows}
+    updates: list[dict[str, Any]] = []
+    metas: dict[str, dict[str, Any]] = {}
+    to_read: list[_ToRead] = []
+    for rid, obs in observed.items():
+        if rid not in current:
+            continue
+        status = _STATUS_OF.get(obs.state, "lost")
+        old = current[rid]
+        if old in ("succeeded", "failed", "cancelled", "timeout", "lost") and old == status:
+            continue  # already harvested: idempotent
+        if status == old and status in ("submitted", "running"):
+            continue
+        upd: dict[str, Any] = {"run_id": rid, "status": status}
+        if obs.job_id:
+            upd["job_id"] = obs.job_id
+        if obs.started_at:
+            upd["started_at"] = _ts(obs.started_at)
+        if obs.host:
+            upd["host"] = obs.host
+        if obs.final:
+            upd["ended_at"] = _ts(obs.ended_at) or datetime.now(UTC).replace(tzinfo=None)
+            upd["exit_code"] = obs.exit_code
+            upd["end_reason"] = obs.reason
+            if obs.run_dir:
+                used = obs.placement or {}
+                if isinstance(used.get("numa_node"), int):
+                    upd["numa_node"] = used["numa_node"]
+                if used.get("gpus"):
+                    upd["gpus"] = used["gpus"]
+                # The attempt the run folder says (status.json); else the state's count.
+                attempt = obs.attempt if obs.attempt is not None else attempts.get(rid)
+                to_read.append(
+                    (rid, obs.run_dir, rules.get(rid), status == "succeeded", attempt)
+                )
+                meta: dict[str, Any] = {}
+                if obs.duration_s is not None:
+                    meta["duration_s"] = obs.duration_s
+                if obs.attempt is not None:
+                    meta["attempt"] = obs.attempt
+                if used:
+                    meta["placement"] = used
+                # Flat keys, so the runs view has a column per figure (meta.contention.heavy).
+                for key, value in (obs.contention or {}).items():
+                    meta[f"contention.{key}"] = value
+                if meta:
+                    metas[rid] = meta
+            result.finished += 1
+        if obs.reason:
+            upd["detail"] = {"source": obs.source, "reason": obs.reason}
+        updates.append(upd)
+    metric_rows, file_metas, problems = _read_finished(to_read)
+    result.problems.extend(problems)
+    for rid, meta in file_metas.items():
+        metas[rid] = {**meta, **metas.get(rid, {})}
+    if updates or metric_rows:
+        result.metrics += _write_isolated(state_path, updates, metric_rows, metas, result)
+    result.changed += len(updates)
+    return result
+
+
+#: The run_meta key of a run whose results could not be read or stored: the reason.
+QUARANTINE_KEY = "hpcx.quarantined"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+#: Meta keys a harvest writes from a run folder, dropped before the folder is read again.
+_HARVEST_KEYS = ("hpcx.metrics_errors", "hpcx.results_errors", QUARANTINE_KEY)
+
+
+def _commit(
+    state_path: Path,
+    updates: Sequence[Mapping[str, Any]],
+    rows: list[tuple[Any, ...]],
+    metas: Mapping[str, Mapping[str, Any]],
+    clear: Mapping[str, int | None] | None = None,
+    specs: Sequence[Any] = (),
+) -> int:
+    """One transaction: ``specs`` recorded (a reharvest's new settings), the ``clear`` runs'
+    earlier harvest dropped (run id -> attempt), then statuses, rows and meta. Returns the
+    metric rows dropped."""
+    from hpcx.state.lock import open_for_write
+
+    dropped = 0
+    with open_for_write(state_path) as store, store.transaction() as tx:
+        if specs:
+            tx.record_runs(specs, detail={"by": "refresh --reharvest"})
+        if clear:
+            dropped = tx.clear_harvest(clear, _HARVEST_KEYS)
+        if updates:
+            tx.update_runs(updates, event="observed")
+        if rows:
+            tx.add_metrics(rows)
+        tx.set_run_meta_many(metas)
+    return dropped
+
+
+def _write_isolated(
+    state_path: Path,
+    updates: list[dict[str, Any]],
+    rows: list[tuple[Any, ...]],
+    metas: dict[str, dict[str, Any]],
+    result: HarvestResult | ReharvestResult,
+    clear: Mapping[str, int | None] | None = None,
+    specs: Sequence[Any] = (),
+) -> int:
+    """Record the harvest in one transaction; returns the metric rows that landed.
+
+    The reader checks every line against what the state can store, so this is one bulk
+    write. Should the state still refuse something a run wrote, no run may take the others
+    down with it: the runs are halved until the one(s) refused are found (each good half
+    commits on its own), and each of those is quarantined: its status is recorded, its
+    metrics and meta are not, and ``hpcx.quarantined`` says why. Trouble with the state
+    itself (locked, full disk, damage: an :class:`~hpcx.errors.HpcxError` or OSError) is
+    not a run's fault and is raised as it is. ``clear`` and ``specs``: see :func:`_commit`
+    (a reharvest's; a ReharvestResult's ``dropped`` is counted here).
+    """
+    from hpcx.errors import HpcxError
+
+    def dropped(n: int) -> None:
+        if isinstance(result, ReharvestResult):
+            result.dropped += n
+
+    try:
+        dropped(_commit(state_path, updates, rows, metas, clear, specs))
+        return len(rows)
+    except (HpcxError, OSError):
+        raise
+    except Exception as first:
+        failure = first
+    if specs:
+        _commit(state_path, [], [], {}, specs=specs)  # settings are hpcx's, never refused
+    upd_of = {u["run_id"]: u for u in updates}
+    rows_of: dict[str, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        rows_of.setdefault(r[0], []).append(r)
+    ids = sorted(set(upd_of) | set(rows_of) | set(metas) | set(clear or ()))
+    landed = 0
+
+    def cleared(group: list[str]) -> dict[str, int | None] | None:
+        return {rid: clear[rid] for rid in group if rid in clear} if clear else None
+
+    def attempt(group: list[str]) -> Exception | None:
+        nonlocal landed
+        part = [r for rid in group for r in rows_of.get(rid, ())]
+        try:
+            n = _commit(
+                state_path,
+                [upd_of[rid] for rid in group if rid in upd_of],
+                part,
+                {rid: metas[rid] for rid in group if rid in metas},
+                cleared(group),
+            )
+        except (HpcxError, OSError):
+            raise
+        except Exception as exc:
+            return exc
+        dropped(n)
+        landed += len(part)
+        return None
+
+    def settle(group: list[str], exc: Exception) -> None:
+        if len(group) > 1:
+            half = len(group) // 2
+            for part in (group[:half], group[half:]):
+                err = attempt(part)
+                if err is not None:
+                    settle(part, err)
+            return
+        (rid,) = group
+        reason = f"the state refused its results: {_describe(exc)}"
+        try:
+            n = _commit(
+                state_path,
+                [upd_of[rid]] if rid in upd_of else [],
+                [],
+                {rid: {QUARANTINE_KEY: reason}},
+                cleared(group),
+            )
+            dropped(n)
+        except Exception:
+            # Not even its status could be written: not the run's data after all.
+            raise failure from None
+        result.problems.append(
+            f"run {rid}: quarantined: {reason}; its status is recorded, its metrics and meta "
+            f"are not (fix or remove what it wrote, then `hpcx refresh --reharvest {rid}`)"
+        )
+
+    settle(ids, failure)
+    return landed
+
+
+def harvest_submissions(
+    state_path: Path,
+    submissions: Sequence[Submission],
+    *,
+    executor: Executor | None = None,
+) -> HarvestResult:
+    """Poll these submissions (one batched call per executor kind) and ingest."""
+    from hpcx.run.executors import get_executor
+
+    by_kind: dict[str, list[Submission]] = {}
+    for s in submissions:
+        by_kind.setdefault(s.executor, []).append(s)
+    observed: dict[str, ObservedStatus] = {}
+    for kind, subs in by_kind.items():
+        ex = executor if executor is not None and executor.kind == kind else get_executor(kind)
+        observed.update(ex.poll(subs))
+    return ingest(state_path, observed)
+
+
+def in_flight_submissions(state_path: Path) -> list[dict[str, Any]]:
+    """Submissions that still have a run in flight: key, executor, state, detail, run ids."""
+    from hpcx.state.lock import open_for_write
+
+    with open_for_write(state_path) as store:
+        rows = store.connection.execute(
+            "SELECT s.key, s.executor, s.state, s.detail, list(r.run_id ORDER BY r.run_id) "
+            "FROM submissions s JOIN runs r ON r.submission_key = s.key "
+            "WHERE r.status IN ('pending', 'submitted', 'running') "
+            "GROUP BY s.key, s.executor, s.state, s.detail ORDER BY s.key"
+        ).fetchall()
+    return [
+        {
+            "key": r[0],
+            "executor": r[1],
+            "state": r[2],
+            "detail": json.loads(r[3]) if r[3] else {},
+            "run_ids": list(r[4]),
+        }
+        for r in rows
+    ]
+
+
+def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult:
+    """Reconcile unfinished submissions, poll every run in flight, and ingest. The caller holds
+    the writer lock."""
+    from hpcx.run.executors import Submission, get_executor
+    from hpcx.state.lock import open_for_write
+
+    result = HarvestResult()
+    if not state_path.exists():
+        return result
+    subs: list[Submission] = []
+    if runs_root is not None:
+        from hpcx.run.apply import check_runs_root_owner
+
+        # Before adopting anything from it: another state's runs are not ours to adopt.
+        check_runs_root_owner(state_path, runs_root, create=False)
+        subs.extend(adopt_unknown_submissions(state_path, runs_root, result))
+    for row in in_flight_submissions(state_path):
+        detail = row["detail"]
+        options = dict(detail.get("options") or {})
+        if row["state"] == "submitted" and detail.get("submission"):
+            subs.append(Submission.from_json(detail["submission"]))
+            continue
+        if row["state"] not in ("intent", "ambiguous"):
+            continue
+        root = Path(detail.get("runs_root") or runs_root or ".")
+        ex = get_executor(row["executor"], options)
+        found = ex.reconcile(row["key"], root)
+        with open_for_write(state_path) as store, store.transaction() as tx:
+            if found is not None:
+                from hpcx.run.apply import _record_submitted
+
+                # Count an attempt only for runs not already recorded submitted (an ambiguous
+                # submission records what did go out before the failure).
+                pending = {
+                    r[0]
+                    for r in store.connection.execute(
+                        "SELECT run_id FROM runs WHERE submission_key = ? AND status = 'pending'",
+                        [row["key"]],
+                    ).fetchall()
+                }
+                _record_submitted(tx, found, options, bump=pending)
+                # Runs of chunks that never reached the scheduler (the apply died between two
+                # sbatch calls, or a later one failed): lost, so the next plan retries them.
+                # Left alone they stayed `pending` forever, never polled, never planned again.
+                missing = [rid for rid in row["run_ids"] if rid not in found.run_jobs]
+                if missing:
+                    tx.update_runs(
+                        [
+                            {
+                                "run_id": rid,
+                                "status": "lost",
+                                "end_reason": "its part of the submission never reached the "
+                                "scheduler",
+                            }
+                            for rid in missing
+                        ],
+                        event="reconciled",
+                    )
+                    result.changed += len(missing)
+                subs.append(found)
+                result.reconciled[row["key"]] = "adopted"
+            else:
+                tx.record_submission(
+                    row["key"],
+                    executor=row["executor"],
+                    state="failed",
+                    detail={**detail, "reconciled": "nothing reached the scheduler"},
+                )
+                tx.update_runs(
+                    [
+                        {
+                            "run_id": rid,
+                            "status": "lost",
+                            "end_reason": "its submission never reached the scheduler",
+                        }
+                        for rid in row["run_ids"]
+                    ],
+                    event="reconciled",
+                )
+                result.reconciled[row["key"]] = "lost"
+                result.changed += len(row["run_ids"])
+    if subs:
+        polled = harvest_submissions(state_path, subs)
+        result.observed.update(polled.observed)
+        result.changed += polled.changed
+        result.finished += polled.finished
+        result.metrics += polled.metrics
+        result.problems.extend(polled.problems)
+    return result
+
+
+def adopt_unknown_submissions(
+    state_path: Path, runs_root: Path, result: HarvestResult | None = None
+) -> list[Submission]:
+    """Submissions on disk (``<runs_root>/.submissions/<key>/submission.json``) that the state
+    does not hold, recorded into it, so their runs are polled and harvested, not resubmitted.
+
+    This is what a state restored from a backup lacks: everything submitted after the backup
+    was taken. The runs come back from their run folders' spec.json. Returns the adopted
+    submissions, for the caller to poll.
+    """
+    import dataclasses
+    import os
+
+    from hpcx.manifest.spec import RunSpec
+    from hpcx.run import rundir
+    from hpcx.run.apply import _record_submitted
+    from hpcx.run.executors import Submission
+    from hpcx.state.backup import unknown_submissions
+    from hpcx.state.lock import open_for_write
+    from hpcx.state.store import spec_from_dict
+
+    folders = unknown_submissions(state_path, runs_root)
+    if not folders:
+        return []
+    names = {f.name for f in dataclasses.fields(RunSpec)}
+    adopted: list[Submission] = []
+    for folder in folders:
+        try:
+            sub = Submission.from_json(read_json(folder / "submission.json"))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # an intent that never submitted anything: nothing to adopt
+        specs = []
+        for rid in sub.run_ids:
+            try:
+                doc = read_json(Path(sub.run_dirs[rid]) / rundir.SPEC)
+                specs.append(spec_from_dict({k: v for k, v in doc.items() if k in names}))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        ids = {s.run_id for s in specs}
+        if not ids:
+            continue
+        sub = dataclasses.replace(
+            sub,
+            run_ids=tuple(r for r in sub.run_ids if r in ids),
+            run_jobs={r: j for r, j in sub.run_jobs.items() if r in ids},
+            run_dirs={r: d for r, d in sub.run_dirs.items() if r in ids},
+        )
+        with open_for_write(state_path) as store, store.transaction() as tx:
+            tx.record_runs(
+                specs,
+                status="pending",
+                event="adopted",
+                executor=sub.executor,
+                submission_key=sub.key,
+            )
+            options = {"runs_root": os.fspath(runs_root)}
+            _record_submitted(tx, sub, options)
+        adopted.append(sub)
+        if result is not None:
+            result.reconciled[sub.key] = "adopted from disk"
+    return adopted
+
+
+@dataclass(slots=True)
+class ReharvestResult:
+    """What ``refresh --reharvest`` did."""
+
+    #: Finished runs whose folders were read again.
+    runs: int = 0
+    #: Metric rows they gave (replacing the rows they had).
+    metrics: int = 0
+    #: Metric rows dropped first.
+    dropped: int = 0
+    #: Runs whose recorded settings (results rules among them) were replaced by the manifests'.
+    settings_updated: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "metrics": self.metrics,
+            "dropped": self.dropped,
+            "settings_updated": self.settings_updated,
+            "problems": self.problems,
+        }
+
+
+def reharvest(
+    state_path: Path,
+    *,
+    experiments: Sequence[str] = (),
+    run_ids: Sequence[str] = (),
+    desired: Mapping[str, Any] | None = None,
+) -> ReharvestResult:
+    """Read finished runs' folders again and replace their metric rows, without rerunning.
+
+    ``desired``: run id -> RunSpec from the current manifests. Their ``results`` rules win over
+    the recorded ones (the point is to edit a rule and re-read), and a run whose settings
+    differ gets the new spec recorded, as apply records an ``update``. Runs no manifest holds
+    any more are read with the rules recorded for them. The caller holds the writer lock.
+    Raises :class:`~hpcx.errors.HpcxError` when the selection matches no finished run.
+    """
+    from hpcx.errors import HpcxError
+    from hpcx.run import rundir
+    from hpcx.state.lock import open_for_write
+    from hpcx.state.store import spec_to_dict
+
+    with open_for_write(state_path) as store:
+        found = store.finished_runs(experiments, run_ids)
+        if experiments and not found:
+            from hpcx.util.selection import known_list, raise_unmatched, unknown_names
+
+            # Name a typo as such (numa_study vs numa-study), with the experiments there are.
+            known = {r["experiment"] for r in store.finished_runs()}
+            raise_unmatched(
+                unknown_names("-e", experiments, known, what="experiment with finished runs"),
+                hint=known_list(known),
+            )
+    unmatched = [p for p in run_ids if not any(r["run_id"].startswith(p) for r in found)]
+    if not found or unmatched:
+        what = []
+        if experiments:
+            what.append("experiment(s) " + ", ".join(experiments))
+        if unmatched:
+            what.append("run id(s) " + ", ".join(unmatched))
+        raise HpcxError(
+            "no finished run to re-read" + (f" for {' and '.join(what)}" if what else ""),
+            hint="`hpcx status --runs` lists the runs and their status; only runs that ended "
+            "(succeeded, failed, cancelled, timeout) are re-read",
+        )
+    desired = desired or {}
+    out = ReharvestResult()
+    updated = []
+    items: list[_ToRead] = []
+    attempts: dict[str, int | None] = {}
+    for r in found:
+        rid, spec = r["run_id"], r["spec"]
+        new = desired.get(rid)
+        if new is not None and new.settings_digest != spec.get("settings_digest"):
+            updated.append(new)
+            spec = spec_to_dict(new)
+        rules = (spec.get("extra") or {}).get("results")
+        # The folder holds the current attempt's files: its rows are the ones re-read.
+        doc = rundir.read_status(r["run_dir"]) or {}
+        attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else r["attempts"]
+        attempts[rid] = attempt
+        items.append((rid, r["run_dir"], rules, r["status"] == "succeeded", attempt))
+    rows, metas, problems = _read_finished(items)
+    out.problems.extend(problems)
+    # One transaction, or (should the state refuse a run's results) one per good group and
+    # the refused run quarantined, as a refresh does.
+    out.metrics = _write_isolated(state_path, [], rows, metas, out, attempts, updated)
+    out.runs = len(found)
+    out.settings_updated = len(updated)
+    return out

@@ -1,0 +1,383 @@
+"""Run folders: the layout, atomic writes, the per-attempt claim, and reading a run's status.
+
+A run folder is ``<runs_root>/<experiment>/<run_id>/``::
+
+    spec.json        the resolved RunSpec, the argv to run, attempt and submission info
+    job.sbatch       the generated script (SLURM; a hard link to the submission's script)
+    stdout.log       the program's stdout (current attempt)
+    stderr.log       the program's stderr (current attempt)
+    status.json      written by the job wrapper (see STATES)
+    metrics.jsonl    JSON lines {name, value, step?, time?}; the program appends through
+                     $HPCX_METRICS, the wrapper appends hpcx.duration_s and hpcx.exit_code
+    .claim-N         created with O_CREAT|O_EXCL by the wrapper that runs attempt N
+    .stop-N          why attempt N is being stopped (timeout|cancelled), written by whoever
+                     signals it, read by the wrapper to name the reason; a wrapper that
+                     finds it before it starts does not run (nor a wrapper whose attempt is
+                     no longer the one spec.json names)
+    .final-N         space reserved by the wrapper of attempt N when it starts, for its final
+                     status should status.json not be writable then (a full disk); removed
+                     once status.json holds the final status
+    attempts/N/      the files of earlier attempts, moved aside when attempt N+1 is prepared
+
+Only the job wrapper writes ``status.json``, and every file here is written to a temporary
+name in the same folder and renamed, so a reader sees the old file or the new one, never half.
+``metrics.jsonl`` is the exception: it is appended to (each line one ``write``), since the
+program streams metrics into it while it runs.
+
+This module is imported by the wrapper on compute nodes: it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpcx.util.files import (
+    atomic_write_json,
+    dumps,
+    fsync_dir,
+    read_json,
+)
+from hpcx.util.proc import hostname, pid_alive, utcnow
+
+#: Bumped when the layout of spec.json / status.json changes incompatibly.
+RUN_FORMAT = 1
+
+SPEC = "spec.json"
+STATUS = "status.json"
+METRICS = "metrics.jsonl"
+STDOUT = "stdout.log"
+STDERR = "stderr.log"
+SCRIPT = "job.sbatch"
+ATTEMPTS = "attempts"
+
+#: States written by the wrapper. ``pending`` (no status yet) and ``lost`` (a wrapper that died
+#: without a final word) are only ever *reported* by readers, never written.
+ACTIVE_STATES = frozenset({"claimed", "running"})
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
+STATES = ACTIVE_STATES | FINAL_STATES
+
+# Files that belong to one attempt and move to attempts/N/ when the next attempt is prepared.
+_ATTEMPT_FILES = (SPEC, STATUS, METRICS, STDOUT, STDERR, SCRIPT)
+
+
+# --------------------------------------------------------------------------------------------
+# The folder
+
+
+@dataclass(frozen=True, slots=True)
+class RunDir:
+    """One run's folder and the attempt it is prepared for."""
+
+    path: Path
+    experiment: str
+    run_id: str
+    attempt: int = 1
+
+    @property
+    def spec_path(self) -> Path:
+        return self.path / SPEC
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.path / STDOUT
+
+    @property
+    def stderr_path(self) -> Path:
+        return self.path / STDERR
+
+    @property
+    def script_path(self) -> Path:
+        return self.path / SCRIPT
+
+    def claim_path(self, attempt: int | None = None) -> Path:
+        return self.path / f".claim-{attempt or self.attempt}"
+
+    def stop_path(self, attempt: int | None = None) -> Path:
+        return self.path / f".stop-{attempt or self.attempt}"
+
+    def final_path(self, attempt: int | None = None) -> Path:
+        return self.path / f".final-{attempt or self.attempt}"
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> RunDir:
+        """A RunDir for an existing folder, with the attempt its spec.json names."""
+        p = Path(path).absolute()
+        spec = read_json(p / SPEC)
+        return cls(p, spec["experiment"], spec["run_id"], int(spec.get("attempt", 1)))
+
+
+def run_path(runs_root: str | os.PathLike[str], experiment: str, run_id: str) -> Path:
+    for part in (experiment, run_id):
+        if not part or part in (".", "..") or "/" in part or "\0" in part or part.startswith("."):
+            raise ValueError(f"not usable as a folder name: {part!r}")
+    return Path(runs_root).absolute() / experiment / run_id
+
+
+def create(
+    runs_root: str | os.PathLike[str],
+    experiment: str,
+    run_id: str,
+    spec: Mapping[str, Any],
+    *,
+    fsync: bool = True,
+) -> RunDir:
+    """Create the run folder with ``spec.json``, or start a new attempt in an existing one.
+
+    A new folder is built under a temporary name and renamed into place, so it appears whole.
+    An existing folder keeps its earlier attempt's files under ``attempts/N/`` and gets a new
+    ``spec.json`` with ``attempt`` = N + 1. ``spec`` must not hold ``attempt``; this sets it.
+    Refuses a folder whose current attempt is still active (claimed or running, not lost).
+    """
+    final = run_path(runs_root, experiment, run_id)
+    parent = final.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if not final.exists():
+        doc = {**spec, "attempt": 1}
+        tmp = parent / f".tmp-{run_id}-{os.urandom(4).hex()}"
+        tmp.mkdir()
+        try:
+            atomic_write_json(tmp / SPEC, doc, fsync=fsync)
+            os.rename(tmp, final)
+        except OSError:
+            _rmtree(tmp)
+            if not (final / SPEC).exists():
+                raise
+            # Another process created it at the same moment: take the new-attempt path.
+        else:
+            if fsync:
+                fsync_dir(parent)
+            return RunDir(final, experiment, run_id, 1)
+    return _next_attempt(final, experiment, run_id, spec, fsync=fsync)
+
+
+def _next_attempt(
+    final: Path, experiment: str, run_id: str, spec: Mapping[str, Any], *, fsync: bool
+) -> RunDir:
+    try:
+        previous = int(read_json(final / SPEC).get("attempt", 1))
+    except (OSError, ValueError):
+        previous = _highest_attempt(final)
+    current = observe(final)
+    if current is not None and current.get("state") in ACTIVE_STATES:
+        from hpcx.errors import RunActiveError
+
+        raise RunActiveError(
+            f"run {experiment}/{run_id} attempt {previous} is {current['state']} "
+            f"(pid {current.get('wrapper_pid')} on {current.get('host')}); not starting another",
+            hint="cancel it first, or wait for it to end",
+        )
+    archive = final / ATTEMPTS / str(previous)
+    present = [name for name in _ATTEMPT_FILES if (final / name).exists()]
+    if present and not archive.exists():
+        tmp = final / ATTEMPTS / f".tmp-{previous}-{os.urandom(4).hex()}"
+        tmp.mkdir(parents=True)
+        for name in present:
+            if name == SPEC:
+                # The spec is replaced below; keep a copy so the old attempt stays whole.
+                (tmp / SPEC).write_bytes((final / SPEC).read_bytes())
+            else:
+                os.rename(final / name, tmp / name)
+        os.rename(tmp, archive)
+    attempt = max(previous, _highest_attempt(final)) + 1
+    atomic_write_json(final / SPEC, {**spec, "attempt": attempt}, fsync=fsync)
+    return RunDir(final, experiment, run_id, attempt)
+
+
+def _highest_attempt(final: Path) -> int:
+    try:
+        names = os.listdir(final / ATTEMPTS)
+    except OSError:
+        return 0
+    return max((int(n) for n in names if n.isdigit()), default=0)
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Claim
+
+
+def claim(rd: RunDir, attempt: int | None = None) -> dict[str, Any] | None:
+    """Claim an attempt of a run for this process: ``None`` if we got it, else the holder.
+
+    ``O_CREAT|O_EXCL`` is atomic on local filesystems and on NFSv3+/Lustre, so exactly one of
+    several wrappers started for the same attempt runs the program.
+    """
+    path = rd.claim_path(attempt)
+    me = {"host": hostname(), "pid": os.getpid(), "time": utcnow()}
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        try:
+            holder: dict[str, Any] = read_json(path)
+        except (OSError, ValueError):
+            holder = {}
+        return holder
+    # No fsync: O_EXCL creation is what makes the claim exclusive; after a node crash the
+    # attempt is lost anyway and the next apply starts a new one.
+    try:
+        # Who holds it is only informative: the O_EXCL file is the claim, even empty (a full
+        # disk), and a copy that finds it does not run.
+        with contextlib.suppress(OSError):
+            os.write(fd, json.dumps(me).encode())
+    finally:
+        os.close(fd)
+    return None
+
+
+def current_attempt(path: str | os.PathLike[str]) -> int | None:
+    """The attempt the run folder is prepared for (spec.json), or None when unreadable."""
+    try:
+        doc = read_json(os.path.join(os.fspath(path), SPEC))
+        attempt = doc.get("attempt", 1)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else None
+
+
+def stop_reason(path: str | os.PathLike[str], attempt: int) -> str | None:
+    """What ``.stop-N`` says for this attempt (``cancelled``, ``timeout``), or None."""
+    try:
+        with open(os.path.join(os.fspath(path), f".stop-{attempt}"), "rb") as f:
+            text = f.read(64).decode(errors="replace").strip()
+    except OSError:
+        return None
+    return text or "cancelled"
+
+
+# --------------------------------------------------------------------------------------------
+# The reserved final status (a full disk)
+
+#: Bytes reserved per attempt for its final status: a status.json is 1-3 KB; a big one (a
+#: 512-core cpu list) is cut to its essential fields (:func:`write_final`).
+FINAL_RESERVE = 16384
+
+
+def reserve_final(rd: RunDir, attempt: int) -> None:
+    """Reserve the space of ``.final-N`` now, while there is some: :func:`write_final` then
+    writes into blocks already allocated. Raises OSError (ENOSPC) when it cannot."""
+    path = rd.final_path(attempt)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, FINAL_RESERVE)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # no fallocate here
+                raise
+            os.pwrite(fd, b" " * FINAL_RESERVE, 0)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+
+
+def write_final(rd: RunDir, attempt: int, doc: Mapping[str, Any]) -> None:
+    """Write the final status into the reserved ``.final-N``, in place (no new blocks)."""
+    data = dumps(doc).encode()
+    if len(data) > FINAL_RESERVE:
+        keep = ("run_format", "experiment", "run_id", "attempt", "host", "state", "exit_code",
+                "reason", "signal", "started_at", "ended_at", "duration_s", "job")  # fmt: skip
+        data = dumps({k: doc[k] for k in keep if k in doc}).encode()[:FINAL_RESERVE]
+    fd = os.open(rd.final_path(attempt), os.O_WRONLY)
+    try:
+        os.pwrite(fd, data + b" " * max(0, FINAL_RESERVE - len(data)), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def drop_final(rd: RunDir, attempt: int) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(rd.final_path(attempt))
+
+
+def _read_final(path: str, attempt: object) -> dict[str, Any] | None:
+    if not isinstance(attempt, int):
+        return None
+    try:
+        with open(os.path.join(path, f".final-{attempt}"), "rb") as f:
+            raw = f.read(FINAL_RESERVE + 1).strip(b" \0\n")
+        doc = json.loads(raw) if raw else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("state") not in FINAL_STATES:
+        return None
+    return {**doc, "recovered_from": f".final-{attempt}"}
+
+
+# --------------------------------------------------------------------------------------------
+# Status
+
+
+def read_status(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The run's status.json as written, or None when there is none (or it is unreadable).
+
+    A status.json left claimed/running whose wrapper wrote its final status into the
+    reserved ``.final-N`` instead (status.json could not be written: a full disk) reads as
+    that final status, so a run that finished is never taken for lost and run again.
+    """
+    where = os.fspath(path)
+    try:
+        # os.path, not pathlib: refresh reads one of these per run (tens of thousands).
+        doc = read_json(os.path.join(where, STATUS))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    if doc.get("state") in ACTIVE_STATES:
+        return _read_final(where, doc.get("attempt")) or doc
+    return doc
+
+
+def observe(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The run's status as a reader should report it.
+
+    ``pending`` when no wrapper has written anything yet; ``lost`` when the status says
+    claimed/running but its wrapper process, on this very host, is gone (or its pid now
+    belongs to another process). Runs active on another host are reported as written: only
+    the scheduler can tell about those.
+    """
+    doc = read_status(path)
+    if doc is None:
+        return {"state": "pending"}
+    if doc.get("state") in ACTIVE_STATES and doc.get("host") == hostname():
+        pid = doc.get("wrapper_pid")
+        if isinstance(pid, int) and not pid_alive(pid, doc.get("wrapper_start_ticks")):
+            return {**doc, "state": "lost", "written_state": doc.get("state")}
+    return doc
+
+
+def iter_run_dirs(runs_root: str | os.PathLike[str]) -> Iterable[Path]:
+    """Every run folder under a runs root (folders holding a spec.json)."""
+    root = Path(runs_root)
+    try:
+        experiments = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return
+    for exp in experiments:
+        if exp.name.startswith("."):
+            continue
+        for run in sorted(exp.iterdir()):
+            if not run.name.startswith(".") and (run / SPEC).exists():
+                yield run

@@ -1,0 +1,12 @@
+"""The state file: one DuckDB database, one writer at a time.
+
+In: what ``apply`` submitted and ``refresh`` harvested. Out: snapshots for the planner, rows for
+the commands, and the read-only views the query engine serves. The schema, every status set and
+the migrations live in :mod:`hpcx.state.store`; the writer lock in :mod:`hpcx.state.lock`;
+backups and the consistency check in :mod:`hpcx.state.backup`. No SQL outside this package
+except the read-only query engine over its views.
+"""
+
+from hpcx.state.store import StateInfo, StateSnapshot, StateStore, Transaction, is_uncreated
+
+__all__ = ["StateInfo", "StateSnapshot", "StateStore", "Transaction", "is_uncreated"]
