@@ -6,16 +6,21 @@ that :mod:`hpcx.plan.fit` checks runs against, profile YAML for ``hpcx cluster d
 the option checks that ``hpcx validate`` and the SLURM executor share. Knows nothing of runs.
 """
 
-from hpcx.cluster.discover import discover, queue_lengths
-from hpcx.cluster.profiles import (
-    ClusterProfile,
-    ClusterProfileError,
-    Partition,
-    ResourceFitError,
-    find_profiles,
-    load_profile,
-    resolve_profile,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hpcx.cluster.discover import discover, queue_lengths
+    from hpcx.cluster.profiles import (
+        ClusterProfile,
+        ClusterProfileError,
+        Partition,
+        ResourceFitError,
+        find_profiles,
+        load_profile,
+        resolve_profile,
+    )
 
 __all__ = [
     "ClusterProfile",
@@ -28,3 +33,16 @@ __all__ = [
     "queue_lengths",
     "resolve_profile",
 ]
+
+_HOMES = {"discover": "discover", "queue_lengths": "discover"}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the job wrapper imports hpcx.cluster.units on every compute node, and importing
+    # the package must not load the profile reader and discovery along with it.
+    if name not in __all__:
+        raise AttributeError(f"module 'hpcx.cluster' has no attribute {name!r}")
+    import importlib
+
+    module = importlib.import_module(f"hpcx.cluster.{_HOMES.get(name, 'profiles')}")
+    return getattr(module, name)

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from hpcx.cluster.units import parse_memory, time_text_seconds
 from hpcx.errors import InvalidOptionError
 
 #: Long sbatch options an executor config may pass through, and whether they take a value.
@@ -92,8 +93,6 @@ REFUSED_OPTIONS = frozenset(
 )
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TIME = re.compile(r"^(\d+-)?\d+(:\d+){0,2}$|^\d+-\d+$")
-_MEMORY = re.compile(r"^(\d+)([KMGT]?)B?$", re.IGNORECASE)
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9_.,:@%+=/\-\[\]]+$")
 
 
@@ -138,11 +137,13 @@ def normalise_time(value: object) -> str:
             raise InvalidOptionError(f"resources.time: must be positive, got {value}")
         return str(value)
     text = check_value("resources.time", value)
-    if not _TIME.match(text):
+    try:
+        time_text_seconds(text)
+    except ValueError:
         raise InvalidOptionError(
             f"resources.time: {text!r} is not a SLURM time",
             hint="minutes, MM:SS, HH:MM:SS or D-HH:MM:SS",
-        )
+        ) from None
     return text
 
 
@@ -151,10 +152,11 @@ def normalise_memory(value: object) -> str:
         raise InvalidOptionError(f"resources.memory: not a size: {value!r}")
     if isinstance(value, int):
         return f"{value}M"
-    m = _MEMORY.match(check_value("resources.memory", value))
-    if not m:
+    size = parse_memory(check_value("resources.memory", value))
+    sbatch = None if size is None else size.sbatch
+    if sbatch is None:
         raise InvalidOptionError(f"resources.memory: {value!r} is not a size like 32G or 4000M")
-    return m.group(1) + (m.group(2).upper() or "M")
+    return sbatch
 
 
 def _positive_int(what: str, value: object) -> int:

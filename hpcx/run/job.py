@@ -32,6 +32,7 @@ import sys
 import time
 from typing import Any
 
+from hpcx.cluster.units import time_limit_seconds
 from hpcx.run import contention, rundir
 from hpcx.run.rundir import RunDir
 from hpcx.util.files import append_line, atomic_write_json, read_json
@@ -45,41 +46,6 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 class PlacementFailed(Exception):
     """The placement the run asks for cannot be honoured on this node."""
-
-
-def parse_time_limit(value: Any) -> float | None:
-    """A SLURM-style time limit in seconds: minutes as a number, or [D-]HH:MM:SS, MM:SS, etc."""
-    if value is None or value == "" or value == "none":
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"not a time limit: {value!r}")
-    if isinstance(value, int | float):
-        return float(value) * 60.0
-    text = str(value).strip()
-    if text in ("infinite", "unlimited", "UNLIMITED", "INFINITE"):
-        return None
-    days = 0
-    if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
-        parts = [int(p) for p in text.split(":")]
-        # D-HH, D-HH:MM, D-HH:MM:SS
-        while len(parts) < 3:
-            parts.append(0)
-        h, m, s = parts
-    else:
-        parts = [int(p) for p in text.split(":")]
-        if len(parts) == 1:
-            h, m, s = 0, parts[0], 0
-        elif len(parts) == 2:
-            h, m, s = 0, parts[0], parts[1]
-        elif len(parts) == 3:
-            h, m, s = parts
-        else:
-            raise ValueError(f"not a time limit: {value!r}")
-    if min(days, h, m, s) < 0:
-        raise ValueError(f"not a time limit: {value!r}")
-    return float(((days * 24 + h) * 60 + m) * 60 + s)
 
 
 def slurm_job_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
@@ -362,7 +328,7 @@ class Wrapper:
             self.grace = float(options["kill_grace"])
         resources = spec.get("resources") or {}
         try:
-            self.time_limit = parse_time_limit(resources.get("time"))
+            self.time_limit = time_limit_seconds(resources.get("time"))
         except ValueError:
             self.time_limit = None
 

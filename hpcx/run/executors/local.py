@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpcx.cluster.units import time_limit_seconds
 from hpcx.errors import ExecutorError
 from hpcx.run import rundir
 from hpcx.run.executors.base import (
@@ -43,7 +44,6 @@ from hpcx.run.executors.base import (
     write_stop,
 )
 from hpcx.run.executors.slots import Demand, Hold, Ledger, demand_of, machine_cores
-from hpcx.run.job import parse_time_limit
 from hpcx.run.rundir import RunDir
 from hpcx.util.files import atomic_write_json, read_json
 from hpcx.util.proc import hostname, pid_alive, utcnow
@@ -526,7 +526,7 @@ class LocalExecutor(Executor):
                     "run_id": rd.run_id,
                     "run_dir": str(rd.path),
                     "attempt": rd.attempt,
-                    "time_limit": parse_time_limit(res.get("time")),
+                    "time_limit": time_limit_seconds(res.get("time")),
                     "demand": demand_of(spec, cores).to_json(),
                 }
             )
