@@ -14,8 +14,9 @@ The rules, the same for every format:
   leaves no file (and an existing one untouched);
 * the mode is ``0666 & ~umask``, whatever the format (the temporary file is created with it).
 
-:mod:`hpcx.run.rundir` has the atomic writer of run folders; it takes the whole content as bytes
-and fsyncs, where outputs stream (a query's rows go out batch by batch, under its limits).
+The temporary file and the rename are :func:`hpcx.util.files.atomic_replace`'s, without fsync:
+outputs stream (a query's rows go out batch by batch, under its limits) and are for reading
+now, where run folders' files must survive a crash.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, overload
 
 from hpcx.errors import OutputError
+from hpcx.util.files import atomic_replace
 
 _NOT_REGULAR = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -79,19 +81,6 @@ def resolve_output(path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _create_temp(target: Path) -> tuple[int, Path]:
-    for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
-        try:
-            # 0o666: the umask applies, as for any file a tool creates; every format the same.
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise _write_error(target, exc) from None
-    raise OutputError(f"cannot find a free temporary name beside {target}")
-
-
 def _write_error(target: Path, exc: OSError) -> OutputError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputError(
@@ -102,11 +91,6 @@ def _write_error(target: Path, exc: OSError) -> OutputError:
         f"cannot write {target}: {exc.strerror or exc}",
         hint=f"check that {target.parent} is a folder you can write; no file was written",
     )
-
-
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
 
 
 @overload
@@ -141,18 +125,13 @@ def output_temp(path: str | os.PathLike[str]) -> Iterator[Path]:
     """An empty temporary file beside the output's target, for a writer that takes a path
     (DuckDB's COPY); renamed over the target when the block ends normally, removed otherwise."""
     target = resolve_output(path)
-    fd, tmp = _create_temp(target)
-    os.close(fd)
     try:
-        yield tmp
-        resolve_output(path)  # still a file we may replace (nothing swapped in meanwhile)
-        os.replace(tmp, target)
+        # 0o666: the umask applies, as for any file a tool creates; every format the same.
+        with atomic_replace(target, mode=0o666, fsync=False) as tmp:
+            yield tmp
+            resolve_output(path)  # still a file we may replace (nothing swapped in meanwhile)
     except OSError as exc:
-        _unlink(tmp)
         raise _write_error(target, exc) from None
-    except BaseException:
-        _unlink(tmp)
-        raise
 
 
 def write_output(path: str | os.PathLike[str], body: str | bytes) -> None:

@@ -168,19 +168,13 @@ def save_diff(info: Mapping[str, Any], submission_folder: Path, run_dirs: Iterab
     diff = info.get("diff")
     if not diff:
         return
-    from hpcx.util.files import atomic_write_text
+    from hpcx.util.files import atomic_write_text, link_or_copy
 
     submission_folder.mkdir(parents=True, exist_ok=True)
     master = submission_folder / "git.diff"
     atomic_write_text(master, diff, fsync=False)
     for rd in run_dirs:
-        target = Path(rd) / "git.diff"
-        try:
-            if target.exists():
-                target.unlink()
-            os.link(master, target)
-        except OSError:
-            atomic_write_text(target, diff, fsync=False)
+        link_or_copy(master, Path(rd) / "git.diff")
 
 
 def save_manifests(
@@ -194,7 +188,7 @@ def save_manifests(
     copies = info.get("manifests") or {}
     if not copies:
         return
-    from hpcx.util.files import atomic_write_bytes
+    from hpcx.util.files import atomic_write_bytes, link_or_copy
 
     made: dict[str, Path] = {}
     for folder, source in run_dirs.values():
@@ -207,13 +201,7 @@ def save_manifests(
             master.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(master, copy["bytes"], fsync=False)
             made[copy["sha256"]] = master
-        target = Path(folder) / MANIFEST_COPY
-        try:
-            if target.exists():
-                target.unlink()
-            os.link(master, target)
-        except OSError:
-            atomic_write_bytes(target, copy["bytes"], fsync=False)
+        link_or_copy(master, Path(folder) / MANIFEST_COPY)
 
 
 #: The ``run_meta`` keys hpcx records itself: :func:`run_meta`'s provenance, the harvest's

@@ -1,5 +1,7 @@
 """Files written so a reader sees the old content or the new, never half: the one atomic-write
-helper (temporary name in the same folder, fsync, rename, fsync of the folder), JSON lines
+helper (temporary name in the same folder, fsync, rename, fsync of the folder) for a whole
+content (:func:`atomic_write_bytes`), for one streamed or written by another program
+(:func:`atomic_replace`) and for one shared by hard link (:func:`link_or_copy`); JSON lines
 appended with one ``write``, and JSON read without following links or blocking on FIFOs."""
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     crash leaves the old file or the new one. Bulk writers pass ``fsync=False`` and call
     :func:`sync` once at the end (one ``sync`` instead of thousands of ``fsync``).
     """
-    tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd, tmp = _create_temp(path, 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -32,18 +33,70 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
             os.fsync(fd)
     except BaseException:
         os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _unlink(tmp)
         raise
     os.close(fd)
+    _put_in_place(tmp, path, fsync=fsync)
+
+
+@contextlib.contextmanager
+def atomic_replace(path: Path, *, mode: int = 0o644, fsync: bool = True) -> Iterator[Path]:
+    """An empty temporary file beside ``path`` for a writer that streams its content or takes
+    a path (DuckDB's COPY); renamed over ``path`` when the block ends normally, removed when it
+    raises. ``mode`` is the new file's (the umask applies); ``fsync`` as for
+    :func:`atomic_write_bytes`."""
+    fd, tmp = _create_temp(path, mode)
+    os.close(fd)
+    try:
+        yield tmp
+        if fsync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    _put_in_place(tmp, path, fsync=fsync)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Put ``src``'s content at ``dst`` in one step: a hard link where the file system allows
+    it (one copy on disk however many run folders share it), else a copy. Not fsynced: the
+    writers that share files this way write many and sync once."""
+    tmp = dst.with_name(f".{dst.name}.{os.urandom(4).hex()}.tmp")
+    try:
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        _unlink(tmp)
+        atomic_write_bytes(dst, Path(src).read_bytes(), fsync=False)
+
+
+def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name beside it", str(path))
+
+
+def _put_in_place(tmp: Path, path: Path, *, fsync: bool) -> None:
     try:
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        _unlink(tmp)
         raise
     if fsync:
         fsync_dir(path.parent)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:

@@ -48,7 +48,7 @@ from hpcx.run.executors.base import (
     write_stop,
 )
 from hpcx.run.rundir import RunDir
-from hpcx.util.files import atomic_write_json, atomic_write_text, read_json, sync
+from hpcx.util.files import atomic_write_json, atomic_write_text, link_or_copy, read_json, sync
 from hpcx.util.proc import utcnow
 
 SUBMISSION_FILE = "submission.json"
@@ -322,7 +322,7 @@ class SlurmExecutor(Executor):
             atomic_write_text(script, self.render(key, chunk, folder), fsync=False)
             scripts.append(script)
             for rd in chunk.runs:
-                _link(script, rd.script_path)
+                link_or_copy(script, rd.script_path)
         intent: dict[str, Any] = {
             "key": key,
             "executor": self.kind,
@@ -609,16 +609,6 @@ def _job_from_files(runs: Sequence[RunDir]) -> str | None:
         if jid:
             return str(jid)
     return None
-
-
-def _link(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    try:
-        tmp.unlink(missing_ok=True)
-        os.link(src, tmp)
-    except OSError:
-        tmp.write_bytes(src.read_bytes())
-    os.replace(tmp, dst)
 
 
 _HELD = frozenset({"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING"})
