@@ -1,10 +1,18 @@
 """The exception tree. Everything hpcx raises on purpose derives from :class:`HpcxError`.
 
 The CLI turns these into one clear message and exit code 1; anything else is a bug and keeps
-its traceback.
+its traceback. Every class lives here, whatever stage raises it (tests/test_errors.py checks);
+the modules that raise them re-import the ones callers know them by. The exceptions to the
+rule, each for its reason: :class:`hpcx.metrics.UnreadableFile` is an :class:`OSError` (callers
+catch it with every other failed read), warning categories are not raised, and a private
+class a module raises and catches itself is control flow, not an error.
+
+This module imports nothing of hpcx: every stage may import it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class HpcxError(Exception):
@@ -39,12 +47,38 @@ class CheckFailed(HpcxError):
     """A probe check profile did not hold."""
 
 
+class ProfileError(HpcxError):
+    """A probe check profile is unreadable or has a key or value hpcx does not know."""
+
+
+class CommandNotFound(HpcxError):
+    """The command to run does not exist or cannot be executed."""
+
+    def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        #: The shell's convention: 127 not found, 126 found but not executable.
+        self.exit_code = exit_code
+
+
+class PlacementFailed(HpcxError):
+    """The placement a run asks for cannot be honoured on this node (the job wrapper fails
+    the run with this reason before the program starts)."""
+
+
 class ManifestError(HpcxError):
     """One or more manifests are invalid. ``problems`` holds every finding."""
 
     def __init__(self, message: str, problems: list[str] | None = None, **kw: str | None) -> None:
         super().__init__(message, **kw)
         self.problems: list[str] = problems or []
+
+
+class ClusterProfileError(ManifestError):
+    """A cluster profile is missing, unreadable or invalid (``problems`` lists every finding)."""
+
+
+class ResourceFitError(ManifestError):
+    """Runs ask for more than their partition offers (``problems``: one line per finding)."""
 
 
 class StateError(HpcxError):
@@ -81,6 +115,41 @@ class RunActiveError(ExecutorError):
 
 class InvalidOptionError(ExecutorError):
     """An executor option or a value bound for the scheduler is not acceptable."""
+
+
+class SubmitError(ExecutorError):
+    """A submission failed. ``partial`` holds what did go out: the
+    :class:`~hpcx.run.executors.Submission` of the chunks submitted before it, or ``None``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial: Any = None,
+        ambiguous: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.partial = partial
+        #: True when the scheduler may have accepted the job despite the error (a timeout):
+        #: call ``reconcile(key)`` before submitting these runs again.
+        self.ambiguous = ambiguous
+
+
+class SchedulerError(ExecutorError):
+    """A scheduler command (squeue, scancel, scontrol) failed."""
+
+
+class SlotsError(HpcxError):
+    """The local queue's slot ledger folder is unusable (not ours, a symlink, not writable)."""
+
+
+class RunsRootOwnedError(HpcxError):
+    """The runs folder belongs to another state (another project, or a state made anew)."""
+
+
+class QueryError(HpcxError):
+    """A query was refused, failed, or ran out of time or memory."""
 
 
 class WorkloadError(HpcxError):

@@ -251,7 +251,12 @@ CHUNK_BYTES = 4 << 20
 
 
 class UnreadableFile(OSError):
-    """A run folder's file that is not a regular file (FIFO, device, directory, symlink)."""
+    """A run folder's file that is not a regular file (FIFO, device, directory, symlink).
+
+    An :class:`OSError`, not an :class:`~hpcx.errors.HpcxError`: every reader of a run's files
+    already handles a failed read (missing, unreadable) with ``except OSError``, and a FIFO or
+    a link where a file should be is one more such failure, reported for its run.
+    """
 
 
 _KINDS = {

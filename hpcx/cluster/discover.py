@@ -13,7 +13,8 @@ import subprocess
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hpcx.cluster.profiles import GPU_MODELS, KIND, ClusterProfileError
+from hpcx.cluster.profiles import GPU_MODELS, KIND
+from hpcx.errors import ClusterProfileError
 
 Runner = Callable[[list[str]], str | None]
 

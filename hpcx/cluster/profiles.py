@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.cluster.units import plain_number, time_minutes
-from hpcx.errors import ManifestError
+from hpcx.errors import ClusterProfileError, ResourceFitError
 from hpcx.util.yamlload import JsonPath, Position, Problem, json_path_str, load_file
 
 __all__ = [
@@ -79,14 +79,6 @@ GPU_MODELS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("mi300", {"gpu_memory_gb": 192, "arch": "CDNA3", "fp8": True}),
     ("mi250", {"gpu_memory_gb": 128, "arch": "CDNA2", "fp8": False}),
 )
-
-
-class ClusterProfileError(ManifestError):
-    """A cluster profile is missing, unreadable or invalid (``problems`` lists every finding)."""
-
-
-class ResourceFitError(ManifestError):
-    """Runs ask for more than their partition offers (``problems``: one line per finding)."""
 
 
 # --------------------------------------------------------------------------------------------

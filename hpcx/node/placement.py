@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from hpcx.errors import HpcxError, NativeUnavailableError, NumaError
+from hpcx.errors import CommandNotFound, HpcxError, NativeUnavailableError, NumaError
 from hpcx.node.topology import Topology, format_cpulist, normalize_bdf, read_topology
 
 __all__ = [
@@ -40,15 +40,6 @@ LOCAL_TO_GPU = "local-to-gpu"
 
 class BindingWarning(UserWarning):
     """Binding was weaker than asked (memory left unbound without libnuma)."""
-
-
-class CommandNotFound(HpcxError):
-    """The command to run does not exist or cannot be executed."""
-
-    def __init__(self, message: str, *, exit_code: int, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        #: The shell's convention: 127 not found, 126 found but not executable.
-        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hpcx import __version__
-from hpcx.errors import HpcxError
+from hpcx.errors import HpcxError, ProfileError
 from hpcx.node.topology import LinkHop, PciDevice, Topology, normalize_bdf, read_topology
 
 __all__ = [
@@ -65,10 +65,6 @@ Progress = Callable[[str, int, int], None]
 def _num(x: float) -> float | None:
     """JSON has no NaN: an unmeasurable pair (a CPU-less node) is null."""
     return round(x, 3) if math.isfinite(x) else None
-
-
-class ProfileError(HpcxError):
-    """A check profile is unreadable or has a key or value hpcx does not know."""
 
 
 # ---------------------------------------------------------------------------------------------

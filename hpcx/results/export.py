@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcx.results.query import QueryError, QueryResult, QuerySession, write_csv_file, write_parquet
+from hpcx.errors import QueryError
+from hpcx.results.query import QueryResult, QuerySession, write_csv_file, write_parquet
 
 FORMATS = ("csv", "parquet")
 # seed and repeat are part of a run's identity but not of its params: without them the runs of

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcx.errors import HpcxError, StateError
+from hpcx.errors import QueryError as QueryError  # known here to callers of the query engine
+from hpcx.errors import StateError
 
 #: The built-in views, in the order ``--list`` shows them.
 VIEW_NAMES = ("runs", "results", "metrics", "events", "probes", "probe_gpus", "submissions")
@@ -51,10 +52,6 @@ STREAM_BATCH_ROWS = 10_000
 
 # Spec sections flattened into one column per leaf, under their own prefix.
 _FLATTENED = ("params", "placement", "resources")
-
-
-class QueryError(HpcxError):
-    """A query was refused, failed, or ran out of time or memory."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,9 +33,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from hpcx.errors import QueryError
 from hpcx.results import charts
 from hpcx.results.charts import Chart, Point, Series
-from hpcx.results.query import QueryError, QueryResult, QuerySession, format_value
+from hpcx.results.query import QueryResult, QuerySession, format_value
 
 #: Metrics tried first as an experiment's headline, in this order.
 PRIMARY_METRICS = (

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import HpcxError, PlanError
+from hpcx.errors import RunsRootOwnedError as RunsRootOwnedError  # known here to apply's callers
 from hpcx.util.files import atomic_write_json, read_json
 from hpcx.util.proc import hostname, utcnow
 
@@ -45,10 +46,6 @@ SUBMITTING = frozenset({"create", "retry", "stale"})
 
 #: The marker in a runs folder naming the state (lineage) that owns it.
 RUNS_OWNER = ".hpcx-owner.json"
-
-
-class RunsRootOwnedError(HpcxError):
-    """The runs folder belongs to another state (another project, or a state made anew)."""
 
 
 def check_runs_root_owner(state_path: Path, runs_root: Path, *, create: bool) -> None:

@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 from hpcx.cluster.units import time_limit_seconds
+from hpcx.errors import PlacementFailed as PlacementFailed  # known here to the wrapper's callers
 from hpcx.run import contention, rundir
 from hpcx.run.rundir import RunDir
 from hpcx.util.files import append_line, atomic_write_json, read_json
@@ -42,10 +43,6 @@ from hpcx.util.proc import hostname, process_start_ticks, utcnow
 DEFAULT_KILL_GRACE = 10.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-
-
-class PlacementFailed(Exception):
-    """The placement the run asks for cannot be honoured on this node."""
 
 
 def slurm_job_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:

@@ -83,6 +83,8 @@ class Loaded:
 
 
 class _Abort(Exception):
+    # Control flow, not an error: the loader raises it to stop at the first fatal problem
+    # and catches it itself, returning the problem.
     def __init__(self, problem: Problem) -> None:
         super().__init__(str(problem))
         self.problem = problem

@@ -8,14 +8,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from hpcx.errors import ExecutorError, InvalidOptionError, RunActiveError
+from hpcx.errors import (
+    ExecutorError,
+    InvalidOptionError,
+    RunActiveError,
+    SchedulerError,
+    SubmitError,
+)
 from hpcx.run.executors.base import (
     Executor,
     ObservedStatus,
     ProgressFn,
-    SchedulerError,
     Submission,
-    SubmitError,
     new_key,
 )
 

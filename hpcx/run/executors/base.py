@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.errors import ExecutorError
+from hpcx.errors import SchedulerError as SchedulerError  # known here to callers of executors
+from hpcx.errors import SubmitError as SubmitError
 from hpcx.manifest.spec import RunSpec
 from hpcx.run import rundir
 from hpcx.run.rundir import RunDir
@@ -38,28 +40,6 @@ from hpcx.util.proc import utcnow
 
 # --------------------------------------------------------------------------------------------
 # Errors
-
-
-class SubmitError(ExecutorError):
-    """A submission failed. ``partial`` holds what did go out (chunks submitted before it)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        partial: Submission | None = None,
-        ambiguous: bool = False,
-        hint: str | None = None,
-    ) -> None:
-        super().__init__(message, hint=hint)
-        self.partial = partial
-        #: True when the scheduler may have accepted the job despite the error (a timeout):
-        #: call ``reconcile(key)`` before submitting these runs again.
-        self.ambiguous = ambiguous
-
-
-class SchedulerError(ExecutorError):
-    """A scheduler command (squeue, scancel, scontrol) failed."""
 
 
 # --------------------------------------------------------------------------------------------

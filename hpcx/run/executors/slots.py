@@ -29,11 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpcx.errors import HpcxError
-
-
-class SlotsError(HpcxError):
-    """The slot ledger's folder is unusable (not ours, a symlink, not writable)."""
+from hpcx.errors import SlotsError as SlotsError  # known here to callers of the ledger
 
 
 @dataclass(frozen=True, slots=True)

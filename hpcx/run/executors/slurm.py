@@ -35,14 +35,12 @@ from hpcx.cluster.slurm import (
     extra_options,
     resource_options,
 )
-from hpcx.errors import InvalidOptionError
+from hpcx.errors import InvalidOptionError, SchedulerError, SubmitError
 from hpcx.run import rundir
 from hpcx.run.executors.base import (
     Executor,
     ObservedStatus,
-    SchedulerError,
     Submission,
-    SubmitError,
     observe_many,
     observe_run_dir,
     write_stop,
