@@ -1,5 +1,6 @@
 // The Python face of the native core: argument conversion, GIL handling and exception
-// registration only. The typed API users see is hpcx/native.py.
+// registration only. The typed API users see is hpcx/node/native.py; hpcx/_native.pyi types
+// this module for mypy (tests/native/test_native_stub.py keeps the two in step).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 

@@ -65,11 +65,12 @@ def _module() -> Any:
 
 
 @contextmanager
-def _native() -> Iterator[Any]:
-    """Yield the compiled module; translate its exceptions into hpcx's."""
+def _native() -> Iterator[None]:
+    """Check the compiled module imports; translate its exceptions into hpcx's. The block
+    imports it itself (``import hpcx._native as mod``), so its calls are typed by the stub."""
     mod = _module()
     try:
-        yield mod
+        yield
     except mod.LibraryUnavailable as exc:
         raise NativeUnavailableError(
             str(exc), hint="set HPCX_LIBNUMA / HPCX_LIBCUDA to the library's path"
@@ -140,21 +141,27 @@ def capabilities() -> Capabilities:
 
 def numa_node_count() -> int:
     """Configured NUMA nodes (``numa_max_node() + 1``)."""
-    with _native() as mod:
+    with _native():
+        import hpcx._native as mod
+
         return int(mod.numa_node_count())
 
 
 def node_cpus(node: int) -> list[int]:
     """The CPUs of a NUMA node, ascending (empty for a CPU-less node)."""
     node = _node("node", node)
-    with _native() as mod:
+    with _native():
+        import hpcx._native as mod
+
         return list(mod.node_cpus(node))
 
 
 def node_memory(node: int) -> tuple[int, int]:
     """(total, free) bytes of a NUMA node's memory; total <= 0 for a memory-less node."""
     node = _node("node", node)
-    with _native() as mod:
+    with _native():
+        import hpcx._native as mod
+
         total, free = mod.node_memory(node)
         return int(total), int(free)
 
@@ -167,13 +174,17 @@ def bind(node: int, *, memory: bool = True) -> None:
     programs started with ``exec`` inherit both, which is how ``hpcx exec`` places a command.
     """
     node = _node("node", node)
-    with _native() as mod:
+    with _native():
+        import hpcx._native as mod
+
         mod.bind(node, memory=bool(memory))
 
 
 def memory_policy() -> tuple[str, list[int]]:
     """The calling thread's memory policy: mode ("default", "bind", ...) and its nodes."""
-    with _native() as mod:
+    with _native():
+        import hpcx._native as mod
+
         mode, nodes = mod.memory_policy()
         return str(mode), list(nodes)
 
@@ -189,7 +200,9 @@ class NumaBuffer:
     def __init__(self, size: int, node: int) -> None:
         size = _int("size", size, minimum=1)
         node = _node("node", node)
-        with _native() as mod:
+        with _native():
+            import hpcx._native as mod
+
             self._buf = mod.NumaBuffer(size, node)
         self._size = size
         self._node = node
@@ -278,7 +291,9 @@ def cpu_copy_bandwidth(
     size = _int("size", size, minimum=1)
     samples = _int("samples", samples, minimum=1, maximum=_MAX_COUNT)
     threads = _int("threads", threads, minimum=1, maximum=_MAX_COUNT)
-    with _native() as mod:
+    with _native():
+        import hpcx._native as mod
+
         median, values, nbytes = mod.cpu_copy_bandwidth(
             mem_node, cpu_node, size, samples, threads, _CPU_WARMUP
         )
@@ -309,9 +324,11 @@ def cpu_bandwidth_matrix(
     samples = _int("samples", samples, minimum=1, maximum=_MAX_COUNT)
     threads = _int("threads", threads, minimum=1, maximum=_MAX_COUNT)
     n = numa_node_count()
-    with _native() as mod:
+    with _native():
+        import hpcx._native as mod
+
         has_cpus = [bool(mod.node_cpus(i)) for i in range(n)]
-        has_memory = [_node_has_memory(mod, i) for i in range(n)]
+        has_memory = [int(mod.node_memory(i)[0]) > 0 for i in range(n)]
     total = n * n
     matrix: list[list[Bandwidth]] = []
     for mem in range(n):
@@ -331,11 +348,6 @@ def cpu_bandwidth_matrix(
     return matrix
 
 
-def _node_has_memory(mod: Any, node: int) -> bool:
-    total, _free = mod.node_memory(node)
-    return int(total) > 0
-
-
 # --- CUDA ---------------------------------------------------------------------------------
 
 
@@ -351,7 +363,9 @@ class CudaDevice:
 
 def cuda_devices() -> list[CudaDevice]:
     """The GPUs the driver sees. NativeUnavailableError without a driver."""
-    with _native() as mod:
+    with _native():
+        import hpcx._native as mod
+
         return [
             CudaDevice(index=int(i), name=str(name), pci_bus_id=str(bus), total_memory=int(mem))
             for i, name, bus, mem in mod.cuda_devices()
@@ -382,7 +396,9 @@ def gpu_copy_bandwidth(
     size = _int("size", size, minimum=1)
     samples = _int("samples", samples, minimum=1, maximum=_MAX_COUNT)
     warmup = _int("warmup", warmup, minimum=0, maximum=_MAX_COUNT)
-    with _native() as mod:
+    with _native():
+        import hpcx._native as mod
+
         median, values, nbytes = mod.gpu_copy_bandwidth(
             device, node, direction, size, samples, warmup, bool(pinned)
         )
