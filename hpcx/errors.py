@@ -39,14 +39,6 @@ class CudaError(HpcxError):
     """A CUDA driver call failed."""
 
 
-class TopologyError(HpcxError):
-    """sysfs could not be read or made no sense."""
-
-
-class CheckFailed(HpcxError):
-    """A probe check profile did not hold."""
-
-
 class ProfileError(HpcxError):
     """A probe check profile is unreadable or has a key or value hpcx does not know."""
 

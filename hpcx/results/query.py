@@ -878,13 +878,6 @@ def write_json(result: QueryResult | RowStream, fh: Any) -> None:
     fh.write("[]\n" if first else "\n]\n")
 
 
-def to_jsonable(result: QueryResult) -> list[dict[str, Any]]:
-    out = []
-    for rec in result.records():
-        out.append({k: _json_value(v) for k, v in rec.items()})
-    return out
-
-
 def _json_value(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None

@@ -33,6 +33,7 @@ import time
 from typing import Any
 
 from hpcx.cluster.units import time_limit_seconds
+from hpcx.errors import HpcxError
 from hpcx.errors import PlacementFailed as PlacementFailed  # known here to the wrapper's callers
 from hpcx.run import contention, rundir
 from hpcx.run.rundir import RunDir
@@ -60,48 +61,6 @@ def slurm_job_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> di
 # Placement
 
 
-def _node_cpus(node: int) -> set[int] | None:
-    try:
-        with open(f"/sys/devices/system/node/node{node}/cpulist") as f:
-            text = f.read().strip()
-    except OSError:
-        return None
-    cpus: set[int] = set()
-    for part in text.split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        cpus.update(range(int(lo), int(hi or lo) + 1))
-    return cpus
-
-
-def bind_numa(node: int) -> str:
-    """Fallback binding when hpcx.node.placement is not importable: CPUs from sysfs, then
-    hpcx.node.native for memory too when it loads."""
-    cpus = _node_cpus(node)
-    if cpus is None:
-        try:
-            have = sorted(
-                int(n[4:]) for n in os.listdir("/sys/devices/system/node") if n[4:].isdigit()
-            )
-        except OSError:
-            have = []
-        raise PlacementFailed(
-            f"NUMA node {node} does not exist on {hostname()} (nodes: {have or 'none'})"
-        )
-    try:
-        from hpcx.node import native
-        native.bind(node, memory=True)
-        return "native (cpus + memory)"
-    except Exception as exc:  # ImportError, NativeUnavailableError, NumaError
-        reason = f"{type(exc).__name__}: {exc}"
-    try:
-        os.sched_setaffinity(0, cpus)
-    except OSError as exc:
-        raise PlacementFailed(f"cannot bind to NUMA node {node}: {exc}") from exc
-    return f"cpus only (memory policy not set: {reason})"
-
-
 def apply_placement(placement: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """Apply ``placement`` to this process and ``env``; return what was actually used.
 
@@ -122,28 +81,20 @@ def apply_placement(placement: dict[str, Any], env: dict[str, str]) -> dict[str,
     if numa is not None:
         if isinstance(numa, bool) or not isinstance(numa, int | str):
             raise PlacementFailed(f"unknown numa placement {numa!r}")
+        import warnings
+
+        from hpcx.node import placement as pl
+
+        gpu = gpus[0] if numa == pl.LOCAL_TO_GPU and gpus else None
         try:
-            from hpcx.node import placement as pl
-        except ImportError:  # older tree without hpcx.node.placement
-            if not isinstance(numa, int):
-                raise PlacementFailed(f"numa {numa!r} needs hpcx.node.placement") from None
-            used["numa_binding"] = bind_numa(numa)
-            used["numa_node"] = numa
-        else:
-            import warnings
-
-            from hpcx.errors import HpcxError
-
-            gpu = gpus[0] if numa == pl.LOCAL_TO_GPU and gpus else None
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    resolved = pl.resolve(numa, gpu)
-                    notes = pl.apply_binding(resolved)
-            except HpcxError as exc:
-                raise PlacementFailed(str(exc)) from exc
-            used["numa_node"] = resolved.numa_node
-            used["numa_binding"] = "; ".join(notes) or "cpus + memory"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                resolved = pl.resolve(numa, gpu)
+                notes = pl.apply_binding(resolved)
+        except HpcxError as exc:
+            raise PlacementFailed(str(exc)) from exc
+        used["numa_node"] = resolved.numa_node
+        used["numa_binding"] = "; ".join(notes) or "cpus + memory"
     assigned = env.get("HPCX_ASSIGNED_CPUS", "")
     if assigned:
         # The local queue holds these cores for this run: pin to them (within the NUMA

@@ -33,7 +33,7 @@ import contextlib
 import errno
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -366,18 +366,3 @@ def observe(path: str | os.PathLike[str]) -> dict[str, Any]:
         if isinstance(pid, int) and not pid_alive(pid, doc.get("wrapper_start_ticks")):
             return {**doc, "state": "lost", "written_state": doc.get("state")}
     return doc
-
-
-def iter_run_dirs(runs_root: str | os.PathLike[str]) -> Iterable[Path]:
-    """Every run folder under a runs root (folders holding a spec.json)."""
-    root = Path(runs_root)
-    try:
-        experiments = sorted(p for p in root.iterdir() if p.is_dir())
-    except OSError:
-        return
-    for exp in experiments:
-        if exp.name.startswith("."):
-            continue
-        for run in sorted(exp.iterdir()):
-            if not run.name.startswith(".") and (run / SPEC).exists():
-                yield run

@@ -84,23 +84,12 @@ class Submission:
         )
 
 
-#: States a poll reports. pending/queued: not started; claimed/running: active; the four
-#: final ones come from status.json; lost: the job is gone and left no final status.
-OBSERVED_STATES = (
-    "pending",
-    "queued",
-    "claimed",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "timeout",
-    "lost",
-)
-
-
 @dataclass(frozen=True, slots=True)
 class ObservedStatus:
+    """A run's state as a poll sees it: pending or queued (not started), claimed or running
+    (active), succeeded, failed, cancelled or timeout (from status.json), or lost (the job is
+    gone and left no final status)."""
+
     run_id: str
     state: str
     #: "run_dir" when status.json decided it, "scheduler" when squeue/sacct did,
