@@ -259,11 +259,13 @@ def _show(value: Any) -> str:
 
 
 def _parse_scalar(raw: str) -> Any:
-    from ruamel.yaml import YAML
+    from hpcx.util.yamlload import parse_value
 
+    if not raw.strip():
+        return None  # YAML's empty document
     try:
-        return YAML(typ="safe").load(raw)
-    except Exception:  # any unparsable text is taken as the string it is
+        return parse_value(raw, "--where")
+    except ValueError:  # any unparsable text is taken as the string it is
         return raw
 
 
