@@ -322,9 +322,10 @@ ProgressFn = Callable[[str, "ObservedStatus"], None]
 
 
 def _executor_group(spec: RunSpec) -> tuple[str, str]:
-    # The manifest names the executor with `type` (`kind` is accepted too).
-    options = dict(spec.executor)
-    kind = str(options.pop("type", None) or options.pop("kind", None) or "local")
+    from hpcx.manifest.spec import executor_kind
+
+    kind = executor_kind(spec.executor)
+    options = {k: v for k, v in spec.executor.items() if k not in ("type", "kind")}
     if "sbatch_args" in options and "sbatch" not in options:
         # The manifest's name for the SLURM executor's pass-through options (`sbatch`):
         # without this they were silently dropped.
