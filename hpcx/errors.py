@@ -73,6 +73,27 @@ class ResourceFitError(ManifestError):
     """Runs ask for more than their partition offers (``problems``: one line per finding)."""
 
 
+class InterpolationError(ManifestError):
+    """One ``${...}`` that cannot be resolved, at one value of a spec. The loader reports it
+    as a problem with the value's position; ``involved`` holds the other values of a cycle,
+    so a cycle is reported once, not per member."""
+
+    def __init__(
+        self,
+        jpath: tuple[str | int, ...],
+        message: str,
+        involved: tuple[tuple[str | int, ...], ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.jpath = jpath
+        self.message = message
+        self.involved = involved
+
+
+class GitInfoError(HpcxError):
+    """git is missing, the path is not in a repository, or a git command failed."""
+
+
 class StateError(HpcxError):
     """The state file is unreadable, locked, too new or otherwise unusable."""
 

@@ -1,7 +1,7 @@
 """``hpcx plan`` and ``hpcx state ...``: compare the manifests with the state, and look at it.
 
-Thin: parse, call the library (manifest loader, state store, planner), render, choose the exit
-code. Everything heavy (duckdb, the manifest loader) is imported inside the commands.
+Thin: parse, call the library (:func:`hpcx.plan.session.plan_manifests`), render, choose the
+exit code. Everything heavy (duckdb, the manifest loader) is imported inside the commands.
 """
 
 from __future__ import annotations
@@ -23,60 +23,17 @@ app.add_typer(state_app, name="state")
 
 
 def _git_info(root: Path, manifest_files: list[str]) -> dict[str, Any]:
-    """{root, commit, branch, dirty_paths} of the repository holding the manifests; git
-    trouble never stops a plan (the fields are then None)."""
-    from hpcx.errors import HpcxError
+    """Kept for hpcx/cli/apply.py: :func:`hpcx.plan.session.git_info`."""
+    from hpcx.plan.session import git_info
 
-    info: dict[str, Any] = {"root": None, "commit": None, "branch": None, "dirty_paths": []}
-    try:
-        from hpcx.manifest import gitinfo
-    except ImportError:
-        return info
-    try:
-        groot = gitinfo.repo_root(root)
-        if groot is None:
-            return info
-        info["root"] = str(groot)
-        info["commit"] = gitinfo.head_commit(groot)
-        info["branch"] = gitinfo.branch(groot)
-        if manifest_files:
-            info["dirty_paths"] = list(gitinfo.dirty_paths(groot, manifest_files))
-    except (HpcxError, OSError):
-        pass
-    return info
+    return git_info(root, manifest_files)
 
 
 def _load_desired(paths: list[Path], overrides: list[str], max_runs: int | None, root: Path) -> Any:
-    from hpcx.errors import ManifestError
+    """Kept for hpcx/cli/apply.py: :func:`hpcx.plan.session.load_desired_at`."""
+    from hpcx.plan.session import load_desired_at
 
-    try:
-        from hpcx.manifest.loader import load_desired
-    except ImportError as exc:  # the loader lands in its own change
-        raise ManifestError(
-            f"the manifest loader is not available ({exc})", hint="reinstall hpcx"
-        ) from None
-    kwargs: dict[str, Any] = {"overrides": tuple(overrides), "project_root": root}
-    if max_runs is not None:
-        kwargs["max_runs"] = max_runs
-    return load_desired(paths, **kwargs)
-
-
-def _select_experiments(desired: Any, names: list[str]) -> Any:
-    """The desired state narrowed to these experiments; a name that is none of them is an
-    error with a did-you-mean (a manifest's file name suggests its experiment's)."""
-    import dataclasses
-
-    from hpcx.util.selection import known_list, raise_unmatched, unknown_names
-
-    known = {e.name for e in desired.experiments}
-    aliases = {Path(e.path).stem: e.name for e in desired.experiments}
-    raise_unmatched(unknown_names("-e", names, known, aliases=aliases), hint=known_list(known))
-    wanted = set(names)
-    return dataclasses.replace(
-        desired,
-        runs=[r for r in desired.runs if r.experiment in wanted],
-        experiments=[e for e in desired.experiments if e.name in wanted],
-    )
+    return load_desired_at(paths, overrides, max_runs, root)
 
 
 @app.command("plan")
@@ -131,61 +88,28 @@ def plan_command(
     # exit: the cyclic GC would only walk them again and again (a third of the time of a 100k
     # plan here). Reference counting still frees what it can.
     gc.disable()
-    from hpcx.errors import ManifestError, PlanError
-    from hpcx.plan.planner import make_plan, save_plan
+    from hpcx.errors import PlanError
     from hpcx.plan.render import RenderContext, render_json, render_markdown, render_text
-    from hpcx.project.paths import (
-        default_manifest_paths,
-        display_path,
-        find_project_root,
-        resolve_state_path,
-    )
-    from hpcx.state.store import StateSnapshot, StateStore
+    from hpcx.plan.session import plan_manifests
+    from hpcx.project.paths import display_path
 
     if as_json and markdown:
         raise PlanError("--json and --markdown exclude each other")
-    if orphans not in (None, "all", "experiments"):
-        raise PlanError(f"--orphans must be 'all' or 'experiments', not {orphans!r}")
-
-    root = find_project_root()
-    explicit = bool(paths)
-    manifest_paths = list(paths) if paths else default_manifest_paths(root)
-    if not explicit and not manifest_paths[0].exists():
-        raise ManifestError(
-            f"no manifests: {display_path(manifest_paths[0])} does not exist",
-            hint="pass manifest files or folders: hpcx plan PATH...",
-        )
-    desired = _load_desired(manifest_paths, set_, max_runs, root)
-    if experiment:
-        desired = _select_experiments(desired, experiment)
-    # Resources against the cluster profile, before anything could be submitted (exit 1).
-    from hpcx.plan.fit import check_plan
-
-    check_plan(desired.runs, cluster, manifest_paths, root)
-
-    state_path = resolve_state_path(state, root=root)
-    from hpcx.state.store import is_uncreated
-
-    # A file whose creation never committed (a killed apply) is no state yet, as no file is.
-    state_exists = state_path.exists() and not is_uncreated(state_path)
-    if state_exists:
-        # Read-only: plan never creates, migrates or modifies the state.
-        with StateStore.open(state_path, read_only=True) as store:
-            snapshot = store.snapshot()
-    else:
-        snapshot = StateSnapshot.empty()
-
-    scope = orphans or ("experiments" if explicit or experiment else "all")
-    git = _git_info(root, sorted(desired.digests))
-    plan = make_plan(desired, snapshot, orphan_scope=scope, git=git)  # type: ignore[arg-type]
-
-    if out is not None:
-        save_plan(plan, out, project_root=str(root))
-
+    planned = plan_manifests(
+        paths or (),
+        overrides=set_,
+        state=state,
+        max_runs=max_runs,
+        orphans=orphans,
+        cluster=cluster,
+        experiments=experiment,
+        save_to=out,
+    )
+    plan, root = planned.plan, planned.root
     ctx = RenderContext(
-        state_path=display_path(state_path, root),
-        state_exists=state_exists,
-        manifest_paths=[display_path(p, root) for p in manifest_paths],
+        state_path=display_path(planned.state_path, root),
+        state_exists=planned.state_exists,
+        manifest_paths=[display_path(p, root) for p in planned.manifest_paths],
     )
     if as_json:
         emit_json(render_json(plan, context=ctx))

@@ -82,7 +82,7 @@ def schema(
     path: bool = typer.Option(False, "--path", help="Print where the schema file is instead."),
 ) -> None:
     """Print the manifest JSON Schema (draft 2020-12), for editors and other tools."""
-    from hpcx.manifest.loader import schema_path, schema_text
+    from hpcx.manifest.schema import schema_path, schema_text
 
     if path:
         typer.echo(str(schema_path()))

@@ -134,15 +134,10 @@ class ClusterProfile:
 
 
 def schema_path() -> Path:
-    """The cluster JSON Schema: the repo's ``schemas/`` in a source checkout, else the copy
-    inside the package (``hpcx/schemas/``, force-included in the wheel)."""
-    source = Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_FILE
-    if source.is_file():
-        return source
-    from importlib.resources import files
+    """The cluster JSON Schema shipped inside the package (``hpcx/schemas/``)."""
+    from hpcx.util.schemas import schema_file
 
-    packaged = Path(str(files("hpcx") / "schemas" / SCHEMA_FILE))
-    return packaged if packaged.is_file() else source
+    return schema_file(SCHEMA_FILE)
 
 
 @lru_cache(maxsize=1)

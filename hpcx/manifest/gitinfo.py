@@ -14,14 +14,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpcx.errors import HpcxError
+from hpcx.errors import GitInfoError
 
 #: Seconds any one git command may take.
 GIT_TIMEOUT = 15.0
-
-
-class GitInfoError(HpcxError):
-    """git is missing, the path is not in a repository, or a git command failed."""
 
 
 def _env() -> dict[str, str]:

@@ -24,6 +24,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpcx.errors import InterpolationError
+from hpcx.manifest.axes import paths_swept
+from hpcx.manifest.document import Doc, Problems, pos
+from hpcx.util.yamlload import JsonPath
+
 JPath = tuple[str | int, ...]
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^{}]*)\}")
@@ -34,16 +39,6 @@ def escape(text: str) -> str:
     """``text`` written so that interpolation gives it back unchanged (each ``${`` as
     ``$${``): for values a program generates into a manifest."""
     return text.replace("${", "$${")
-
-
-class InterpolationError(Exception):
-    """One problem at one value (internal: the manifest loader reports it with a position)."""
-
-    def __init__(self, jpath: JPath, message: str, involved: tuple[JPath, ...] = ()) -> None:
-        super().__init__(message)
-        self.jpath = jpath
-        self.message = message
-        self.involved = involved  # the other values of a cycle: reported once, not per member
 
 
 def has_interpolation(text: str) -> bool:
@@ -274,3 +269,24 @@ def resolve_spec(
     if dynamic:
         dynamic.spec = {k: v for k, v in out.items() if k not in ("params", "placement")}
     return out, dynamic
+
+
+def resolve_document(doc: Doc, problems: Problems) -> None:
+    """Resolve ``${env:...}`` and ``${field}`` references in the document's spec, once, at
+    load (plan) time: runs record and hash the resolved values. Problems go to ``problems``
+    with the position of the value."""
+    import os
+
+    data = doc.data
+    if not isinstance(data, dict) or not isinstance(data.get("spec"), dict):
+        return
+
+    def report(jp: tuple[str | int, ...], message: str) -> None:
+        full: JsonPath = ("spec", *jp)
+        problems.add(pos(doc, full), full, message)
+
+    spec, dynamic = resolve_spec(data["spec"], os.environ, paths_swept(data["spec"]), report)
+    if spec is not data["spec"]:
+        doc.data = {**data, "spec": spec}
+    doc.dynamic = dynamic if dynamic else None
+

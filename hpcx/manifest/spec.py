@@ -7,8 +7,20 @@ pure functions elsewhere.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+#: The key of :attr:`RunSpec.executor` that names the executor (``local``, ``slurm``): the
+#: manifest's own spelling (``executor: {type: slurm}``). The loader always sets it.
+EXECUTOR_KIND_KEY = "type"
+
+
+def executor_kind(executor: Mapping[str, Any]) -> str:
+    """The executor a run goes to, from its ``executor`` options: ``type`` (what the loader
+    sets), else ``kind`` (the spelling a RunSpec built by hand may use), else ``local``."""
+    kind = executor.get(EXECUTOR_KIND_KEY) or executor.get("kind")
+    return str(kind) if kind else "local"
 
 
 @dataclass(frozen=True, slots=True)

@@ -555,22 +555,20 @@ def profile_from_mapping(data: Any, where: str = "profile") -> CheckProfile:
 
 def load_profile(path: Path | str) -> CheckProfile:
     """Read a YAML check profile, validating every key."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+    from hpcx.util.yamlload import MAX_BYTES, Problem, parse_text
 
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_BYTES:
+            raise ProfileError(f"check profile {path} is over the {MAX_BYTES}-byte cap")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ProfileError(f"cannot read check profile {path}: {exc.strerror or exc}") from None
-    try:
-        data = YAML(typ="safe").load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ProfileError(f"{where}: not valid YAML: {problem}") from None
-    return profile_from_mapping(data, str(path))
+    loaded = parse_text(raw, str(path), allow_empty=True)
+    if isinstance(loaded, Problem):
+        where = f"{path}:{loaded.line}" if loaded.line is not None else str(path)
+        raise ProfileError(f"{where}: not valid YAML: {loaded.message}")
+    return profile_from_mapping(loaded.data, str(path))
 
 
 def with_overrides(profile: CheckProfile, **overrides: Any) -> CheckProfile:

@@ -3,6 +3,7 @@
 In: the manifests' runs and a :class:`~hpcx.state.StateSnapshot`. Out: a :class:`Plan` (one
 :class:`RunChange` per run: create, replace, retry, keep, delete, each with its reason), saved
 plan files that remember the state's serial, and the text ``hpcx plan`` prints.
+:func:`plan_manifests` is the whole of ``hpcx plan`` as a library call.
 """
 
 from hpcx.plan.planner import (
@@ -14,13 +15,16 @@ from hpcx.plan.planner import (
     save_plan,
     summary_line,
 )
+from hpcx.plan.session import PlannedManifests, plan_manifests
 
 __all__ = [
     "Action",
     "Plan",
+    "PlannedManifests",
     "RunChange",
     "load_saved_plan",
     "make_plan",
+    "plan_manifests",
     "save_plan",
     "summary_line",
 ]

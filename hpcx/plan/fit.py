@@ -295,8 +295,9 @@ def check_fit(runs: Iterable[RunSpec], profile: ClusterProfile) -> list[Finding]
 
 
 def _executor_type(run: RunSpec) -> str:
-    ex = run.executor or {}
-    return str(ex.get("type") or ex.get("kind") or "local")
+    from hpcx.manifest.spec import executor_kind
+
+    return executor_kind(run.executor or {})
 
 
 def check_plan(

@@ -155,7 +155,7 @@ def list_templates() -> list[TemplateInfo]:
 
 def _schema_sources() -> list[Path]:
     from hpcx.cluster.profiles import schema_path as cluster_schema
-    from hpcx.manifest.loader import schema_path as manifest_schema
+    from hpcx.manifest.schema import schema_path as manifest_schema
 
     return [manifest_schema(), cluster_schema()]
 

@@ -256,11 +256,13 @@ def _show(value: Any) -> str:
 
 
 def _parse_scalar(raw: str) -> Any:
-    from ruamel.yaml import YAML
+    from hpcx.util.yamlload import parse_value
 
+    if not raw.strip():
+        return None  # YAML's empty document
     try:
-        return YAML(typ="safe").load(raw)
-    except Exception:  # any unparsable text is taken as the string it is
+        return parse_value(raw, "--where")
+    except ValueError:  # any unparsable text is taken as the string it is
         return raw
 
 
@@ -317,9 +319,10 @@ ProgressFn = Callable[[str, "ObservedStatus"], None]
 
 
 def _executor_group(spec: RunSpec) -> tuple[str, str]:
-    # The manifest names the executor with `type` (`kind` is accepted too).
-    options = dict(spec.executor)
-    kind = str(options.pop("type", None) or options.pop("kind", None) or "local")
+    from hpcx.manifest.spec import executor_kind
+
+    kind = executor_kind(spec.executor)
+    options = {k: v for k, v in spec.executor.items() if k not in ("type", "kind")}
     if "sbatch_args" in options and "sbatch" not in options:
         # The manifest's name for the SLURM executor's pass-through options (`sbatch`):
         # without this they were silently dropped.

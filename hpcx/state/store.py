@@ -1360,6 +1360,7 @@ def _check_status(status: str) -> None:
         raise ValueError(f"unknown run status {status!r}; one of {', '.join(RUN_STATUSES)}")
 
 
-def _executor_kind(spec: RunSpec) -> str | None:
-    kind = spec.executor.get("kind") or spec.executor.get("type") or spec.executor.get("name")
-    return str(kind) if kind is not None else None
+def _executor_kind(spec: RunSpec) -> str:
+    from hpcx.manifest.spec import executor_kind
+
+    return executor_kind(spec.executor)

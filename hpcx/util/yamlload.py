@@ -1,5 +1,8 @@
 """Safe YAML loading with positions: every value keeps the file, line and column it came from.
 
+The one way hpcx reads YAML: manifests and cluster profiles (:func:`load_file`), probe check
+profiles (:func:`parse_text`), ``--set`` and ``--where`` values (:func:`parse_value`).
+
 ruamel.yaml's round-trip loader keeps positions but constructs whatever tags a document names.
 This module never lets ruamel construct anything: it *composes* the node graph (which runs no
 code) and builds plain Python values itself, accepting only the YAML core schema (mappings,
@@ -224,8 +227,9 @@ def _yaml() -> Any:
     return YAML(typ="safe", pure=True)
 
 
-def parse_text(raw: bytes, name: str) -> Loaded | Problem:
-    """Parse one YAML document from ``raw`` bytes; a :class:`Problem` on any refusal."""
+def parse_text(raw: bytes, name: str, *, allow_empty: bool = False) -> Loaded | Problem:
+    """Parse one YAML document from ``raw`` bytes; a :class:`Problem` on any refusal. An empty
+    document is a problem too, unless ``allow_empty`` (its data is then ``None``)."""
     if len(raw) > MAX_BYTES:
         return Problem(
             name, None, None, "$", f"file is {len(raw)} bytes, over the {MAX_BYTES}-byte cap"
@@ -259,6 +263,8 @@ def parse_text(raw: bytes, name: str) -> Loaded | Problem:
     except Exception as exc:
         return Problem(name, None, None, "$", f"YAML error: {exc}")
     if node is None:
+        if allow_empty:
+            return Loaded(name, None, {}, {}, raw)
         return Problem(name, 1, 1, "$", "empty document")
     builder = _Builder(name)
     try:
@@ -288,7 +294,8 @@ def load_file(path: Path, name: str | None = None) -> Loaded | Problem:
 
 
 def parse_value(text: str, name: str) -> Any:
-    """Parse one YAML scalar or flow value (for ``--set``); raises ``ValueError`` with a reason."""
+    """Parse one YAML scalar or flow value (``--set``, ``--where``); raises ``ValueError`` with
+    a reason. Blank text is the empty string."""
     if text.strip() == "":
         return ""
     result = parse_text(text.encode("utf-8"), name)

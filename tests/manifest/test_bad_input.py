@@ -13,13 +13,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from manifest_helpers import HEADER, simple
 
-from hpcx.manifest.loader import _validator, validate_paths
+from hpcx.manifest.loader import validate_paths
+from hpcx.manifest.schema import validator
 from hpcx.util import yamlload
 
 
 def only(write, body: str, *, header: bool = True) -> str:
     f = write("e.yaml", body, header=header)
-    _validator()  # the schema's one-off import and compile is not what is timed
+    validator()  # the schema's one-off import and compile is not what is timed
     t = time.process_time()  # CPU time: the machine running the tests may be busy
     problems = validate_paths([f])
     assert time.process_time() - t < 0.5
@@ -259,9 +260,10 @@ def test_generated_manifests_never_traceback(tmp_path_factory, spec: dict) -> No
 @settings(max_examples=100, deadline=None)
 @given(text=st.text(max_size=40))
 def test_generated_overrides_never_traceback(text: str) -> None:
-    from hpcx.manifest.loader import _parse_overrides, _Problems
+    from hpcx.manifest.document import Problems
+    from hpcx.manifest.overrides import parse_overrides
 
-    _parse_overrides([text], _Problems())
+    parse_overrides([text], Problems())
 
 
 def test_a_built_in_workloads_params_are_checked_where_they_are_written(write) -> None:

@@ -9,7 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from hpcx.manifest.identity import run_id_for
-from hpcx.manifest.loader import load_desired, packaged_schema_path, schema_path, validate_paths
+from hpcx.manifest.loader import load_desired, schema_path, validate_paths
 from hpcx.util.yamlload import load_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,17 +53,9 @@ def test_every_run_id_is_the_hash_of_its_identity() -> None:
         assert run.base_id == run.run_id  # no code trigger in these manifests
 
 
-SCHEMAS = [schema_path()] + ([p] if (p := packaged_schema_path()) else [])
-
-
-@pytest.mark.parametrize(
-    "schema_file", SCHEMAS, ids=lambda p: "source" if p == SCHEMAS[0] else "packaged"
-)
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
-def test_each_file_validates_against_the_installed_schema(path: Path, schema_file: Path) -> None:
-    # From a source checkout schema_path() is the repo's schemas/ file; the copy inside the
-    # installed package (hpcx/schemas/, made by pip install) is checked too when it exists.
-    schema = json.loads(schema_file.read_text())
+def test_each_file_validates_against_the_installed_schema(path: Path) -> None:
+    schema = json.loads(schema_path().read_text())
     loaded = load_file(path)
     assert not hasattr(loaded, "message"), loaded
     errors = list(Draft202012Validator(schema).iter_errors(loaded.data))  # type: ignore[union-attr]

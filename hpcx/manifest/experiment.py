@@ -1,0 +1,381 @@
+"""One experiment checked past the schema: what JSON Schema cannot say (workload or command,
+executor options, the sweep against its params, placeholders, identity extras, the code
+trigger, result sources, a workload's own params), and its settings digest.
+
+In: a composed, overridden, interpolated document that passed the schema. Out: an
+:class:`Experiment` ready to expand into runs, or ``None`` with the problems added.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpcx.errors import GitInfoError
+from hpcx.manifest import gitinfo
+from hpcx.manifest.axes import AxisSource, CheckedSweep, check_sweep, dotted_path, range_values
+from hpcx.manifest.document import Doc, Problems, did_you_mean, format_value, pos
+from hpcx.manifest.identity import run_id_for
+from hpcx.manifest.placeholders import check_placeholders
+from hpcx.manifest.schema import schema_document
+from hpcx.manifest.spec import EXECUTOR_KIND_KEY
+from hpcx.manifest.sweep import SweepPlan, get_path
+from hpcx.util.yamlload import JsonPath
+from hpcx.workloads import known_workloads
+
+__all__ = ["BUILTIN_WORKLOADS", "Experiment", "prepare"]
+
+#: Workloads hpcx runs by name (``spec.workload``): the registry in :mod:`hpcx.workloads`.
+BUILTIN_WORKLOADS = tuple(known_workloads())
+#: Sweep values checked against a workload's parameter schema, per axis (more are sampled).
+_AXIS_CHECK_LIMIT = 64
+_SETTINGS_ROOTS = ("resources", "env", "cwd", "executor", "retries")
+_SLURM_ONLY = ("sbatch_args", "array_throttle", "setup")
+_LOCAL_ONLY = ("max_parallel",)
+
+
+@dataclass(slots=True)
+class Experiment:
+    """One experiment after every check: the values each of its runs shares, and its sweep."""
+
+    name: str
+    label: str
+    doc: Doc
+    spec: dict[str, Any]
+    plan: SweepPlan
+    workload: str | None
+    command: tuple[str, ...] | None
+    env: dict[str, str]
+    cwd: str | None
+    params: dict[str, Any]
+    placement: dict[str, Any]
+    resources: dict[str, Any]
+    executor: dict[str, Any]
+    retries: int
+    tags: tuple[str, ...]
+    overrides: tuple[str, ...]
+    code_hash: str | None
+    extras: dict[str, Any]
+    swept: tuple[str, ...]
+    settings_digest: str
+    extra: dict[str, Any]
+
+
+def prepare(
+    label: str,
+    doc: Doc,
+    overrides: tuple[str, ...],
+    root: Path,
+    problems: Problems,
+    code_cache: dict[Any, Any],
+) -> Experiment | None:
+    """The experiment of a document that passed the schema, or ``None`` with its problems
+    added. ``code_cache`` holds code-trigger hashes across experiments (one git call per
+    distinct set of paths)."""
+    start = len(problems.items)
+    spec: dict[str, Any] = doc.data["spec"]
+    params: dict[str, Any] = spec.get("params") or {}
+    placement: dict[str, Any] = dict(spec.get("placement") or {})
+    workload = _check_program(spec, doc, problems)
+    executor = _check_executor(spec, doc, problems)
+    sweep = check_sweep(spec, params, placement, doc, problems)
+    _check_nul(spec, doc, problems)
+    command, env, cwd = _program_texts(spec, params, sweep.has_seed, doc, problems)
+    extras = _identity_extras(spec, doc, problems)
+    code_hash = _code_hash(spec, root, code_cache, doc, problems)
+    _check_result_sources(spec, doc, problems)
+    if len(problems.items) > start:
+        return None
+    if workload is not None:
+        _check_workload_params(workload, params, sweep.axes, doc, problems)
+        if len(problems.items) > start:
+            return None
+    sweep.fill_axes()
+    return _experiment(
+        label, doc, overrides, sweep, workload, command, env, cwd, executor, code_hash, extras
+    )
+
+
+def _check_program(spec: dict[str, Any], doc: Doc, problems: Problems) -> str | None:
+    """Exactly one of ``workload`` (a built-in) and ``command``; the workload's name."""
+    workload = spec.get("workload")
+    if (workload is None) == (spec.get("command") is None):
+        msg = (
+            "give either workload or command, not both"
+            if workload is not None
+            else "spec needs a workload or a command"
+        )
+        problems.add(pos(doc, ("spec",)), ("spec",), msg)
+    if workload is not None and workload not in BUILTIN_WORKLOADS:
+        problems.add(
+            pos(doc, ("spec", "workload")),
+            ("spec", "workload"),
+            f"unknown workload {workload!r}{did_you_mean(workload, BUILTIN_WORKLOADS)}; "
+            f"built-in: {', '.join(BUILTIN_WORKLOADS)}",
+        )
+    return workload
+
+
+def _check_executor(spec: dict[str, Any], doc: Doc, problems: Problems) -> dict[str, Any]:
+    """The executor options with the kind always set (``type``, ``local`` by default): the one
+    place it is decided; everything after reads it through
+    :func:`hpcx.manifest.spec.executor_kind`."""
+    executor = dict(spec.get("executor") or {})
+    executor.setdefault(EXECUTOR_KIND_KEY, "local")
+    kind = executor[EXECUTOR_KIND_KEY]
+    jp: JsonPath
+    for k in _SLURM_ONLY if kind == "local" else _LOCAL_ONLY:
+        if k in executor:
+            jp = ("spec", "executor", k)
+            problems.add(
+                pos(doc, jp, key=True),
+                jp,
+                f"{k} does not apply to executor type {kind!r}",
+            )
+    if kind == "slurm":
+        # The checks the SLURM executor makes when apply builds it, so validate refuses
+        # what apply would (a --job-name in sbatch_args, a control character in setup, ...).
+        from hpcx.cluster.slurm import option_problems
+
+        for sub, message in option_problems(executor, spec.get("resources") or {}):
+            jp = ("spec", *sub)
+            problems.add(pos(doc, jp), jp, message)
+    return executor
+
+
+def _check_nul(spec: dict[str, Any], doc: Doc, problems: Problems) -> None:
+    """No program can receive a NUL in an argument or the environment (execve stops at it),
+    so a value holding one is refused here rather than failing on a node later."""
+    for jp_nul in _nul_paths(spec, ("spec",)):
+        problems.add(
+            pos(doc, jp_nul),
+            jp_nul,
+            "contains a NUL character (\\0), which no program can receive in its arguments "
+            "or environment; remove it",
+        )
+
+
+def _program_texts(
+    spec: dict[str, Any], params: dict[str, Any], has_seed: bool, doc: Doc, problems: Problems
+) -> tuple[tuple[str, ...] | None, dict[str, str], str | None]:
+    """The command, environment and working directory as text, their placeholders checked."""
+    command: tuple[str, ...] | None = None
+    command_raw = spec.get("command")
+    if command_raw is not None:
+        command = tuple(a if isinstance(a, str) else format_value(a) for a in command_raw)
+        for i, arg in enumerate(command):
+            check_placeholders(arg, params, has_seed, doc, ("spec", "command", i), problems)
+    env = {
+        k: v if isinstance(v, str) else format_value(v) for k, v in (spec.get("env") or {}).items()
+    }
+    for k, v in env.items():
+        check_placeholders(v, params, has_seed, doc, ("spec", "env", k), problems)
+    cwd = spec.get("cwd")
+    if cwd is not None:
+        check_placeholders(cwd, params, has_seed, doc, ("spec", "cwd"), problems)
+    return command, env, cwd
+
+
+def _identity_extras(spec: dict[str, Any], doc: Doc, problems: Problems) -> dict[str, Any]:
+    """The settings ``identity.include`` adds to the identity, by dotted path."""
+    extras: dict[str, Any] = {}
+    ident = spec.get("identity") or {}
+    for i, dotted in enumerate(ident.get("include") or []):
+        jp: JsonPath = ("spec", "identity", "include", i)
+        parts = dotted.split(".")
+        if parts[0] in ("params", "placement", "seed", "workload", "command"):
+            problems.add(pos(doc, jp), jp, f"{dotted!r} is already part of the identity")
+            continue
+        if parts[0] not in _SETTINGS_ROOTS:
+            problems.add(
+                pos(doc, jp),
+                jp,
+                f"{dotted!r}: identity.include names fields under "
+                f"{', '.join(_SETTINGS_ROOTS)}{did_you_mean(parts[0], _SETTINGS_ROOTS)}",
+            )
+            continue
+        if parts[0] in ("resources", "executor"):
+            props = schema_document()["$defs"][parts[0]]["properties"]
+            if len(parts) != 2 or parts[1] not in props:
+                problems.add(
+                    pos(doc, jp),
+                    jp,
+                    f"{dotted!r} names no {parts[0]} field{did_you_mean(parts[-1], props)}",
+                )
+                continue
+        try:
+            extras[dotted] = get_path(spec, parts)
+        except KeyError:
+            extras[dotted] = None
+    return extras
+
+
+def _code_hash(
+    spec: dict[str, Any], root: Path, code_cache: dict[Any, Any], doc: Doc, problems: Problems
+) -> str | None:
+    """The git tree hash of the paths ``identity.code`` names (the code trigger), if any."""
+    ident = spec.get("identity") or {}
+    if not ident.get("code"):
+        return None
+    key = tuple(ident["code"])
+    if key not in code_cache:
+        try:
+            code_cache[key] = gitinfo.tree_hash(root, list(key))
+        except GitInfoError as exc:
+            code_cache[key] = exc
+    got = code_cache[key]
+    if isinstance(got, Exception):
+        problems.add(
+            pos(doc, ("spec", "identity", "code")),
+            ("spec", "identity", "code"),
+            f"code trigger: {got}",
+        )
+        return None
+    return str(got)
+
+
+def _check_result_sources(spec: dict[str, Any], doc: Doc, problems: Problems) -> None:
+    """What JSON Schema cannot say of result sources: regexes compile, named groups, paths."""
+    from hpcx.manifest.result_sources import check_sources
+
+    for sub, message in check_sources((spec.get("results") or {}).get("sources")):
+        jp_src: JsonPath = ("spec", "results", "sources", *sub)
+        problems.add(pos(doc, jp_src), jp_src, message)
+
+
+def _experiment(
+    label: str,
+    doc: Doc,
+    overrides: tuple[str, ...],
+    sweep: CheckedSweep,
+    workload: str | None,
+    command: tuple[str, ...] | None,
+    env: dict[str, str],
+    cwd: str | None,
+    executor: dict[str, Any],
+    code_hash: str | None,
+    extras: dict[str, Any],
+) -> Experiment:
+    spec: dict[str, Any] = doc.data["spec"]
+    meta: dict[str, Any] = doc.data["metadata"]
+    plan = sweep.plan
+    params: dict[str, Any] = spec.get("params") or {}
+    placement: dict[str, Any] = dict(spec.get("placement") or {})
+    resources = dict(spec.get("resources") or {})
+    tags = tuple(meta.get("tags") or ())
+    retries = int(spec.get("retries", 0))
+    settings = {
+        "resources": resources,
+        "executor": executor,
+        "retries": retries,
+        "env": env,
+        "cwd": cwd,
+        "tags": list(tags),
+    }
+    if spec.get("results"):
+        # Not identity (a finished run's results are re-read, never rerun, when the rules
+        # change) but a setting: a changed rule is an `update`. Only when present, so the
+        # digest of every run without results stays what it was.
+        settings["results"] = spec["results"]
+    swept = [dotted_path(p) for paths, _, _ in sweep.axes for p in paths]
+    for assignments in plan.includes:
+        swept.extend(dotted_path(p) for p, _ in assignments if dotted_path(p) not in swept)
+    if len(plan.seeds) > 1:
+        swept.append("seed")
+    extra: dict[str, Any] = {}
+    if spec.get("results"):
+        extra["results"] = spec["results"]
+    if spec.get("reports"):
+        extra["reports"] = spec["reports"]
+    if spec.get("trackers"):
+        extra["trackers"] = spec["trackers"]
+    return Experiment(
+        name=meta["name"],
+        label=label,
+        doc=doc,
+        spec=spec,
+        plan=plan,
+        workload=workload,
+        command=command,
+        env=env,
+        cwd=cwd,
+        params=params,
+        placement=placement,
+        resources=resources,
+        executor=executor,
+        retries=retries,
+        tags=tags,
+        overrides=overrides,
+        code_hash=code_hash,
+        extras=extras,
+        swept=tuple(swept),
+        settings_digest=run_id_for(settings),
+        extra=extra,
+    )
+
+
+def _nul_paths(obj: Any, jp: JsonPath) -> Iterable[JsonPath]:
+    """JSON paths of every string (value or key) below ``obj`` holding a NUL character."""
+    if isinstance(obj, str):
+        if "\x00" in obj:
+            yield jp
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(k, str) and "\x00" in k:
+                yield (*jp, k)
+            yield from _nul_paths(v, (*jp, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _nul_paths(v, (*jp, i))
+
+
+def _check_workload_params(
+    workload: str,
+    params: dict[str, Any],
+    axes: list[AxisSource],
+    doc: Doc,
+    problems: Problems,
+) -> None:
+    """A built-in workload's params, and each value its sweep gives them, against the
+    workload's own schema and rules, so `hpcx validate` catches `depth: -1` before a run
+    fails on a node. Problems point at the param (or the sweep axis that set it)."""
+    from hpcx.workloads import ParamsError, validate_params
+
+    def report(err: ParamsError, jp_default: JsonPath | None) -> None:
+        for text in err.problems:
+            dotted, _, message = text.partition(": ")
+            if jp_default is None and dotted.startswith("params"):
+                jp: JsonPath = ("spec", *dotted.split("."))
+            else:
+                jp = jp_default or ("spec", "params")
+            problems.add(pos(doc, jp), jp, f"{dotted}: {message or text}")
+
+    try:
+        validate_params(workload, params)
+    except ParamsError as err:
+        report(err, None)
+        return
+    for paths, raws, jp in axes:
+        params_paths = [p for p in paths if p[0] == "params"]
+        if not params_paths:
+            continue
+        columns = [r if isinstance(r, list) else list(range_values(r)) for r in raws]
+        n = min(len(c) for c in columns) if columns else 0
+        idx = range(n) if n <= _AXIS_CHECK_LIMIT else [0, n // 2, n - 1]
+        for i in idx:
+            trial = json.loads(json.dumps(params))
+            for path, col in zip(paths, columns, strict=False):
+                if path[0] != "params":
+                    continue
+                node = trial
+                for k in path[1:-1]:
+                    node = node.setdefault(k, {})
+                node[path[-1]] = col[i]
+            try:
+                validate_params(workload, trial)
+            except ParamsError as err:
+                report(err, jp)
+                return

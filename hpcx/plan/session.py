@@ -1,0 +1,160 @@
+"""``plan_manifests()``: the use case behind ``hpcx plan``, as a library call.
+
+In: manifest paths (or the project's ``manifests/``), ``--set`` overrides, the state file and
+the plan's options. Out: a :class:`PlannedManifests` (the desired runs, the plan, where the
+state is) for a caller to render. Raises :class:`~hpcx.errors.HpcxError`\\ s only; never
+prints, never picks an exit code, and never writes the state (it reads it read-only, if it
+exists). The one write is the saved plan file, where ``save_to`` asks for one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from hpcx.manifest.spec import DesiredState
+from hpcx.plan.planner import OrphanScope, Plan
+
+__all__ = [
+    "PlannedManifests",
+    "git_info",
+    "load_desired_at",
+    "plan_manifests",
+    "select_experiments",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedManifests:
+    """A plan and what it was made from."""
+
+    plan: Plan
+    desired: DesiredState
+    root: Path
+    manifest_paths: list[Path]
+    state_path: Path
+    #: False when there is no state yet (the plan then creates every run).
+    state_exists: bool
+
+
+def plan_manifests(
+    paths: Sequence[Path] = (),
+    *,
+    overrides: Sequence[str] = (),
+    state: str | None = None,
+    max_runs: int | None = None,
+    orphans: str | None = None,
+    cluster: Path | None = None,
+    experiments: Sequence[str] = (),
+    root: Path | None = None,
+    save_to: Path | None = None,
+) -> PlannedManifests:
+    """What ``hpcx apply`` would do with these manifests against the state.
+
+    ``paths`` default to the project's ``manifests/``; ``orphans`` is ``"all"`` or
+    ``"experiments"`` (default: all for the default manifests, experiments when ``paths`` or
+    ``experiments`` narrow the plan); ``cluster`` is a cluster profile every run's resources
+    are checked against (default: the profile among the paths or in ``clusters/``, for the
+    runs bound for SLURM); ``save_to`` saves the plan for ``hpcx apply PLAN``.
+    """
+    from hpcx.errors import ManifestError, PlanError
+    from hpcx.plan.fit import check_plan
+    from hpcx.plan.planner import make_plan, save_plan
+    from hpcx.project.paths import (
+        default_manifest_paths,
+        display_path,
+        find_project_root,
+        resolve_state_path,
+    )
+
+    if orphans not in (None, "all", "experiments"):
+        raise PlanError(f"--orphans must be 'all' or 'experiments', not {orphans!r}")
+    root = root if root is not None else find_project_root()
+    explicit = bool(paths)
+    manifest_paths = list(paths) if paths else default_manifest_paths(root)
+    if not explicit and not manifest_paths[0].exists():
+        raise ManifestError(
+            f"no manifests: {display_path(manifest_paths[0])} does not exist",
+            hint="pass manifest files or folders: hpcx plan PATH...",
+        )
+    desired = load_desired_at(manifest_paths, overrides, max_runs, root)
+    if experiments:
+        desired = select_experiments(desired, experiments)
+    # Resources against the cluster profile, before anything could be submitted.
+    check_plan(desired.runs, cluster, manifest_paths, root)
+    state_path = resolve_state_path(state, root=root)
+    snapshot, state_exists = _snapshot(state_path)
+    scope: OrphanScope = "experiments" if explicit or experiments else "all"
+    if orphans is not None:
+        scope = cast(OrphanScope, orphans)
+    git = git_info(root, sorted(desired.digests))
+    plan = make_plan(desired, snapshot, orphan_scope=scope, git=git)
+    if save_to is not None:
+        save_plan(plan, save_to, project_root=str(root))
+    return PlannedManifests(plan, desired, root, manifest_paths, state_path, state_exists)
+
+
+def _snapshot(state_path: Path) -> tuple[Any, bool]:
+    """The state's snapshot, read-only (a plan never creates, migrates or modifies the state),
+    and whether there is a state; an empty snapshot where there is none."""
+    from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
+
+    # A file whose creation never committed (a killed apply) is no state yet, as no file is.
+    if not state_path.exists() or is_uncreated(state_path):
+        return StateSnapshot.empty(), False
+    with StateStore.open(state_path, read_only=True) as store:
+        return store.snapshot(), True
+
+
+def load_desired_at(
+    paths: Sequence[Path], overrides: Sequence[str], max_runs: int | None, root: Path
+) -> DesiredState:
+    """The desired state of ``paths``, ids relative to the project ``root``; ``max_runs``
+    ``None`` is the loader's default limit."""
+    from hpcx.manifest.loader import load_desired
+
+    kwargs: dict[str, Any] = {"overrides": tuple(overrides), "project_root": root}
+    if max_runs is not None:
+        kwargs["max_runs"] = max_runs
+    return load_desired(paths, **kwargs)
+
+
+def select_experiments(desired: DesiredState, names: Sequence[str]) -> DesiredState:
+    """The desired state narrowed to these experiments; a name that is none of them is an
+    error with a did-you-mean (a manifest's file name suggests its experiment's)."""
+    import dataclasses
+
+    from hpcx.util.selection import known_list, raise_unmatched, unknown_names
+
+    known = {e.name for e in desired.experiments}
+    aliases = {Path(e.path).stem: e.name for e in desired.experiments}
+    raise_unmatched(unknown_names("-e", names, known, aliases=aliases), hint=known_list(known))
+    wanted = set(names)
+    return dataclasses.replace(
+        desired,
+        runs=[r for r in desired.runs if r.experiment in wanted],
+        experiments=[e for e in desired.experiments if e.name in wanted],
+    )
+
+
+def git_info(root: Path, manifest_files: list[str]) -> dict[str, Any]:
+    """{root, commit, branch, dirty_paths} of the repository holding the manifests; git
+    trouble never stops a plan (the fields are then None)."""
+    from hpcx.errors import HpcxError
+    from hpcx.manifest import gitinfo
+
+    info: dict[str, Any] = {"root": None, "commit": None, "branch": None, "dirty_paths": []}
+    try:
+        groot = gitinfo.repo_root(root)
+        if groot is None:
+            return info
+        info["root"] = str(groot)
+        info["commit"] = gitinfo.head_commit(groot)
+        info["branch"] = gitinfo.branch(groot)
+        if manifest_files:
+            info["dirty_paths"] = list(gitinfo.dirty_paths(groot, manifest_files))
+    except (HpcxError, OSError):
+        pass
+    return info

@@ -1,0 +1,29 @@
+"""The JSON Schemas hpcx ships (``hpcx/schemas/``: the manifest and the cluster profile), found
+the one way that works installed from a wheel and editable from a checkout alike:
+``importlib.resources.files("hpcx") / "schemas"``.
+
+The files live inside the package, so an editable install reads the checkout's own copy (never
+one made at install time); the top-level ``schemas`` is a link to them for editors and
+reviewers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpcx.errors import HpcxError
+
+__all__ = ["schema_file"]
+
+
+def schema_file(name: str) -> Path:
+    """The path of the shipped schema ``name`` (``manifest.v1.schema.json``, ...)."""
+    from importlib.resources import files
+
+    path = Path(str(files("hpcx") / "schemas" / name))
+    if not path.is_file():
+        raise HpcxError(
+            f"the JSON Schema {name} is missing from the installed hpcx (looked at {path})",
+            hint="reinstall hpcx (pip install --force-reinstall hpcx)",
+        )
+    return path
