@@ -176,3 +176,7 @@ class ParamsError(WorkloadError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems: list[str] = problems or []
+
+
+class InitError(HpcxError):
+    """A template or schema mode is unknown, or the target is not a folder."""

@@ -198,7 +198,7 @@ def cluster_discover(
         sys.stdout.write(profile_yaml(doc))
         return
     if output.exists() and not force:
-        from hpcx.project.scaffold import InitError
+        from hpcx.errors import InitError
 
         raise InitError(f"{output} exists already", hint="pass --force to overwrite it")
     root = find_project_root(output.absolute().parent)

@@ -32,7 +32,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path, PurePosixPath
 
-from hpcx.errors import HpcxError
+from hpcx.errors import InitError
 
 __all__ = [
     "SCHEMA_DIR",
@@ -61,9 +61,6 @@ runs/
 __pycache__/
 """
 
-
-class InitError(HpcxError):
-    """A template or schema mode is unknown, or the target is not a folder."""
 
 #: Files of a project that ``force`` never replaces: they are the project's, not hpcx's.
 NEVER_REPLACED = frozenset({"README.md"})

@@ -12,7 +12,8 @@ import duckdb
 import pytest
 from project_helpers import REPO, hpcx
 
-from hpcx.project.scaffold import InitError, init_project, list_templates
+from hpcx.errors import InitError
+from hpcx.project.scaffold import init_project, list_templates
 from hpcx.util.yamlload import load_file
 
 TEMPLATES = ["vit-numa", "image-classification", "llm-finetune", "rl", "blank"]
