@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "executors"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from executor_helpers import make_spec
-from slurm_cluster import SlurmCluster
+from support.slurm import SlurmCluster
+from support.specs import command_spec as make_spec
 
 from hpcx.run.executors import new_key
 from hpcx.run.executors.slurm import SlurmExecutor

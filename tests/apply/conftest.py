@@ -1,16 +1,11 @@
-"""Fixtures for the apply/refresh tests: a throwaway git project per test, the real SLURM
-cluster (the executors' fixture, imported from its folder)."""
+"""Fixtures for the end-to-end apply/refresh tests: a throwaway git project per test."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "executors"))
-from apply_helpers import make_project
-from slurm_cluster import slurm_cluster  # noqa: F401
+from support.projects import make_project
 
 
 @pytest.fixture

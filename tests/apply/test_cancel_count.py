@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from apply_helpers import assert_history_has_no_gap, hpcx, manifest, runs, wait_for
+from support.cli import hpcx
+from support.projects import assert_history_has_no_gap, manifest, runs, wait_for
 
 PY = sys.executable
 

@@ -9,13 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from apply_helpers import (
+from support.cli import PY, clean_env, hpcx
+from support.projects import (
     CRASH,
-    PY,
     assert_history_has_no_gap,
     claims,
-    clean_env,
-    hpcx,
     log_lines,
     manifest,
     query,
@@ -117,7 +115,8 @@ def test_sigkill_while_local_runs_execute_keeps_them_and_reruns_only_the_unstart
             )
         }
     )
-    from apply_helpers import spawn, wait_for
+    from support.cli import spawn
+    from support.projects import wait_for
 
     apply = spawn(root, [str(Path(PY).with_name("hpcx")), "apply", "--yes"])
     wait_for(lambda: started.exists() and any(started.iterdir()), 30, "the first run to start")
@@ -175,7 +174,7 @@ def test_sigkill_after_a_detached_submit_adopts_the_running_queue_without_resubm
         hpcx(root, "refresh", check=True)
         return {r["status"] for r in runs(root).values()} == {"succeeded"}
 
-    from apply_helpers import wait_for
+    from support.projects import wait_for
 
     wait_for(done, 60, "the detached runs to be harvested", interval=0.3)
     state = runs(root)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import duckdb
-from apply_helpers import hpcx
+from support.cli import hpcx
 
 PY = sys.executable
 

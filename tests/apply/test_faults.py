@@ -8,14 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apply_helpers import (
-    assert_history_has_no_gap,
-    hpcx,
-    log_lines,
-    manifest,
-    runs,
-    wait_for,
-)
+from support.cli import hpcx
+from support.projects import assert_history_has_no_gap, log_lines, manifest, runs, wait_for
 
 
 def test_a_local_run_over_its_time_limit_is_recorded_timeout_and_retried(project) -> None:

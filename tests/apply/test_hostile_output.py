@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from apply_helpers import HERE, hpcx, query, run_folders, runs, state_path, wait_for
+from support.cli import hpcx
+from support.projects import HERE, query, run_folders, runs, state_path, wait_for
 
 HOSTILE = str(HERE / "progs" / "hostile.py")
 PY = sys.executable

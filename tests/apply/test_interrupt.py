@@ -8,15 +8,13 @@ import os
 import signal
 from pathlib import Path
 
-from apply_helpers import (
-    HPCX,
+from support.cli import HPCX, hpcx, spawn
+from support.projects import (
     assert_history_has_no_gap,
-    hpcx,
     log_lines,
     manifest,
     run_folders,
     runs,
-    spawn,
     wait_for,
 )
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from apply_helpers import (
+from support.cli import hpcx
+from support.projects import (
     assert_history_has_no_gap,
     claims,
-    hpcx,
     manifest,
     metric_count,
     query,

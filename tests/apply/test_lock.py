@@ -11,7 +11,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from apply_helpers import HPCX, hpcx, manifest, runs, spawn, state_path, wait_for
+from support.cli import HPCX, hpcx, spawn
+from support.projects import manifest, runs, state_path, wait_for
 
 from hpcx.util.proc import hostname, process_start_ticks
 
@@ -150,7 +151,8 @@ def test_a_live_holder_on_this_host_is_not_taken_over(project) -> None:
 def test_two_processes_taking_over_one_dead_lock_never_both_hold_it(tmp_path: Path) -> None:
     """Regression: both saw the dead holder; the later one's rename moved the earlier one's
     fresh lock aside, and both ran as writers."""
-    from apply_helpers import HERE, PY, clean_env
+    from support.cli import PY, clean_env
+    from support.projects import HERE
 
     state = tmp_path / ".hpcx" / "state.duckdb"
     state.parent.mkdir()
@@ -184,7 +186,8 @@ def test_a_writer_killed_while_taking_the_lock_leaves_no_lock_behind(project) ->
     """Regression: the lock file was created empty and written after; a writer killed in
     between (or a full disk) left an empty lock that every later command read as held by
     `?` (pid -1 on ?) until someone ran force-unlock."""
-    from apply_helpers import CRASH, PY, clean_env
+    from support.cli import PY, clean_env
+    from support.projects import CRASH
 
     root = project({"t": manifest("t", [], params={"i": 0})})
     hpcx(root, "apply", "--yes", check=True)

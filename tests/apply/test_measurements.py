@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from apply_helpers import hpcx, make_project, manifest, query
+from support.cli import hpcx
+from support.projects import make_project, manifest, query
 
 from hpcx.run.executors.slots import machine_cores
 

@@ -8,7 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from apply_helpers import git, hpcx, manifest, query
+from support.cli import hpcx
+from support.projects import git, manifest, query
 
 PY = sys.executable
 

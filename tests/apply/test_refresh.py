@@ -9,18 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from apply_helpers import (
-    PY,
-    clean_env,
-    hpcx,
-    manifest,
-    metric_count,
-    query,
-    run_folders,
-    runs,
-    state_path,
-    wait_for,
-)
+from support.cli import PY, clean_env, hpcx
+from support.projects import manifest, metric_count, query, run_folders, runs, state_path, wait_for
 
 
 def _all_final_on_disk(root: Path, experiment: str, n: int) -> bool:

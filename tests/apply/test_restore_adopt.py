@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apply_helpers import hpcx, log_lines, manifest, query
+from support.cli import hpcx
+from support.projects import log_lines, manifest, query
 
 
 def test_restore_then_apply_adopts_later_runs_instead_of_resubmitting(project, tmp_path) -> None:

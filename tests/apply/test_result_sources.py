@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apply_helpers import hpcx, metric_count, query, runs, successes_in
+from support.cli import hpcx
+from support.projects import metric_count, query, runs, successes_in
 
 from hpcx.manifest import result_sources
 from hpcx.manifest.result_sources import check_sources, read_sources

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from apply_helpers import hpcx, manifest, query, runs, state_path
+from support.cli import hpcx
+from support.projects import manifest, query, runs, state_path
 
 from hpcx.errors import PlanError
 from hpcx.run.apply import Selection, _executor_group

@@ -8,7 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
-from apply_helpers import hpcx, log_lines, make_project, manifest, runs
+from support.cli import hpcx
+from support.projects import log_lines, make_project, manifest, runs
 
 
 def _projects(tmp_path: Path) -> tuple[Path, Path, dict[str, str], Path]:

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apply_helpers import (
+from support.cli import PY, clean_env, hpcx
+from support.projects import (
     CRASH,
-    PY,
     assert_history_has_no_gap,
     claims,
-    clean_env,
-    hpcx,
     log_lines,
     manifest,
     query,

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from apply_helpers import hpcx, query
+from support.cli import hpcx
+from support.projects import query
 
 PY = sys.executable
 # Literal braces are doubled: a command is a template.

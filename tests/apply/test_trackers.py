@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apply_helpers import hpcx, query
+from support.cli import hpcx
+from support.projects import query
 
 PY = sys.executable
 PROG = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 
-from apply_helpers import hpcx
+from support.cli import hpcx
 
 PY = sys.executable
 PROG = (

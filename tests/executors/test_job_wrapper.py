@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from executor_helpers import make_spec
+from support.specs import command_spec as make_spec
 
 from hpcx.run import rundir
 from hpcx.run.executors.local import LocalExecutor

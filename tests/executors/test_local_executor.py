@@ -9,7 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from executor_helpers import make_spec
+from support.projects import TESTS
+from support.specs import command_spec as make_spec
 
 from hpcx.run import rundir
 from hpcx.run.executors import ObservedStatus, new_key
@@ -52,8 +53,7 @@ def test_time_limit_kills_and_records_timeout(tmp_path: Path) -> None:
 
 RUNNER = """
 import sys
-sys.path.insert(0, {here!r})
-from executor_helpers import make_spec
+from support.specs import command_spec as make_spec
 from hpcx.run.executors import new_key
 from hpcx.run.executors.local import LocalExecutor
 ex = LocalExecutor({{"max_parallel": 2, "kill_grace": 2}})
@@ -68,8 +68,10 @@ except KeyboardInterrupt:
 
 
 def test_sigint_cancels_running_and_queued_runs(tmp_path: Path) -> None:
-    code = RUNNER.format(here=str(Path(__file__).parent), root=str(tmp_path))
-    proc = subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE, text=True)
+    code = RUNNER.format(root=str(tmp_path))
+    # support.specs is importable from tests/, pytest's pythonpath: the child gets it too.
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    proc = subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     paths = [Path(proc.stdout.readline().strip()) for _ in range(3)]
     deadline = time.monotonic() + 20

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from executor_helpers import make_spec
+from support.specs import command_spec as make_spec
 
 from hpcx.run import contention, rundir
 from hpcx.run.executors import new_key

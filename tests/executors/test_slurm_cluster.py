@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from executor_helpers import make_spec
-from slurm_cluster import SlurmCluster
+from support.slurm import SlurmCluster
+from support.specs import command_spec as make_spec
 
 from hpcx.run import rundir
 from hpcx.run.executors import Submission, SubmitError, new_key

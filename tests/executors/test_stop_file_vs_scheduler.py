@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from executor_helpers import make_spec
+from support.specs import command_spec as make_spec
 
 from hpcx.run.executors.base import observe_run_dir, write_stop
 from hpcx.run.executors.local import LocalExecutor

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from plan_helpers import make_run
+from support.specs import make_run
 
 import hpcx.state.store as state_mod
 from hpcx.results.query import QuerySession

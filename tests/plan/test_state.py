@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from plan_helpers import make_run
+from support.specs import make_run
 
 from hpcx.errors import StateError, StateLockedError
 from hpcx.state import store as state_mod

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from project_helpers import hpcx
-from slurm_cluster import SlurmCluster
+from support.cli import hpcx
+from support.slurm import SlurmCluster
 
 from hpcx.cluster.discover import discover, queue_lengths
 from hpcx.cluster.profiles import load_profile

@@ -8,7 +8,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from project_helpers import EXAMPLE_PROFILE, hpcx, run_spec
+from support.cli import hpcx
+from support.projects import REPO
+from support.specs import run_spec
 
 from hpcx.cluster.discover import discover, parse_gres, parse_scontrol_line, queue_lengths
 from hpcx.cluster.profiles import (
@@ -20,6 +22,8 @@ from hpcx.cluster.profiles import (
 )
 from hpcx.plan.fit import advise, check_fit
 from hpcx.project.scaffold import init_project
+
+EXAMPLE_PROFILE = REPO / "hpcx" / "templates" / "_clusters" / "example.yaml"
 
 
 @pytest.fixture(scope="module")

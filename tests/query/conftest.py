@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from query_helpers import build_state
+from support.states import build_state
 
 
 @pytest.fixture(scope="session")

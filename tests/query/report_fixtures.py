@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from query_helpers import make_spec
+from support.states import make_spec
 
 from hpcx.state.store import StateStore
 

@@ -243,7 +243,7 @@ def test_query_markdown_escapes_html_pipes_and_newlines_in_names_and_values(stat
 
 
 def test_markdown_report_escapes_titles_descriptions_params_and_aliases(tmp_path: Path) -> None:
-    from query_helpers import make_spec
+    from support.states import make_spec
 
     from hpcx.state.store import StateStore
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from query_helpers import build_state
+from support.states import build_state
 
 from hpcx.results.query import QueryError, QuerySession
 from hpcx.state.store import StateStore

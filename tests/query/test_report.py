@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from query_cdp import Browser, find_chromium
+from support.chromium import Browser
 
 from hpcx.results.report import build_report
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-CHROMIUM = find_chromium()
 
 # figure title -> {series name: number of points}, for the state in query_helpers.build_state
 EXPECTED = {
@@ -68,10 +67,8 @@ def test_the_html_is_self_contained(report: Path) -> None:
     assert "default-src 'none'" in html  # and the browser is told so
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it)")
-def test_report_renders_in_chromium_with_every_figure(report: Path) -> None:
-    assert CHROMIUM is not None
-    with Browser(CHROMIUM) as browser:
+def test_report_renders_in_chromium_with_every_figure(report: Path, chromium: str) -> None:
+    with Browser(chromium) as browser:
         browser.open(report.as_uri())
         import json
 

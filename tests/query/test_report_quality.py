@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from query_cdp import Browser, find_chromium
 from report_fixtures import build_quality_state
+from support.chromium import Browser
 from typer.testing import CliRunner
 
 from hpcx.cli import app
@@ -21,7 +21,6 @@ from hpcx.results.query import QueryError, QuerySession
 from hpcx.results.report import build_report, collect
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
-CHROMIUM = find_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -304,16 +303,14 @@ BROWSER_JS = """JSON.stringify({
 })"""
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it)")
 def test_flags_log_axis_and_curves_render_in_chromium(
-    quality_state: tuple[Path, dict[str, Any]], tmp_path: Path
+    quality_state: tuple[Path, dict[str, Any]], tmp_path: Path, chromium: str
 ) -> None:
     import json
 
-    assert CHROMIUM is not None
     out = tmp_path / "quality.html"
     build_report(quality_state[0], out)
-    with Browser(CHROMIUM) as browser:
+    with Browser(chromium) as browser:
         browser.open(out.as_uri())
         got = json.loads(browser.evaluate(BROWSER_JS))
         problems = browser.problems()

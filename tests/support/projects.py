@@ -1,39 +1,24 @@
-"""Helpers for the apply/refresh tests: throwaway projects, the real CLI, the real state.
-
-(A uniquely named module, not conftest, so ``from apply_helpers import ...`` cannot pick up
-another folder's conftest.)"""
+"""Throwaway projects for end-to-end tests: manifests running progs/prog.py, a git repository,
+reads of the real state file and the run folders, waiting for them to change."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from support.cli import PY
+
 HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent
+REPO = TESTS.parent
 PROG = str(HERE / "progs" / "prog.py")
 CRASH = str(HERE / "progs" / "crash_apply.py")
-PY = sys.executable
-HPCX = str(Path(sys.executable).with_name("hpcx"))
 
 FINAL = ("succeeded", "failed", "cancelled", "timeout", "lost")
-
-
-def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This environment without anything that would point hpcx or SLURM elsewhere."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if (not k.startswith(("HPCX_", "SLURM_", "SBATCH_")) or k == "HPCX_SLOTS_DIR")
-        and k != "PYTEST_CURRENT_TEST"
-    }
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
 
 
 def manifest(
@@ -74,44 +59,6 @@ def make_project(root: Path, manifests: Mapping[str, str]) -> Path:
     git(root, "add", ".")
     git(root, "commit", "-qm", "init")
     return root
-
-
-def hpcx(
-    root: Path,
-    *args: str,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 120,
-    check: bool | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run the real ``hpcx`` CLI in ``root``. ``check``: assert exit 0 (True) or not (None)."""
-    proc = subprocess.run(
-        [HPCX, *args],
-        cwd=root,
-        env=clean_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    if check:
-        assert proc.returncode == 0, (
-            f"hpcx {' '.join(args)}: {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc
-
-
-def spawn(
-    root: Path, argv: Sequence[str], env: Mapping[str, str] | None = None
-) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        list(argv),
-        cwd=root,
-        env=clean_env(env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
 
 
 def state_path(root: Path) -> Path:

@@ -1,9 +1,10 @@
 """A real one-node SLURM cluster for tests and benches (slurmctld + slurmd + munge, as root).
 
-Usage in pytest: the session fixture ``slurm_cluster`` (skips with the reason when the SLURM
-binaries or root are missing), ``slurm_cluster.limits(MaxArraySize=4)`` to change limits for
-one test (``scontrol reconfigure``, restored afterwards), or ``slurm_cluster_factory(**conf)``
-for a private cluster. Outside pytest (the benches)::
+Usage in pytest (fixtures in support.plugin): the session fixture ``slurm_cluster`` (when the
+SLURM binaries or root are missing, or the cluster does not start: a skip with the reason, a
+failure under ``HPCX_REQUIRE_SLURM=1``), ``slurm_cluster.limits(MaxArraySize=4)`` to change
+limits for one test (``scontrol reconfigure``, restored afterwards), or
+``slurm_cluster_factory(**conf)`` for a private cluster. Outside pytest (the benches)::
 
     with SlurmCluster(tmpdir, MaxJobCount=50000) as cluster:
         subprocess.run(["sbatch", ...], env=cluster.env)
@@ -27,20 +28,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "munge", "munged")
 
 
-def missing_reason() -> str | None:
-    """Why a real cluster cannot be started here, or None."""
-    missing = [b for b in BINARIES if shutil.which(b) is None]
+def missing_reason(
+    which: Callable[[str], str | None] = shutil.which, euid: int | None = None
+) -> str | None:
+    """Why a real cluster cannot be started here, or None (``which`` and ``euid`` stand in for
+    this machine's in the tests of this check)."""
+    missing = [b for b in BINARIES if which(b) is None]
     if missing:
         return (
             f"SLURM/munge binaries not installed: {', '.join(missing)} "
             "(apt-get install slurm-wlm munge)"
         )
-    if os.geteuid() != 0:
+    if (os.geteuid() if euid is None else euid) != 0:
         return "a test SLURM cluster needs root (slurmd runs jobs as any user)"
     return None
 
@@ -308,42 +310,3 @@ class SlurmCluster:
         if wrong:
             raise RuntimeError(f"slurmctld did not take {expect}: it says {wrong}")
         self.wait_idle()
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"))
-    try:
-        cluster.start()
-    except BaseException:
-        cluster.stop()
-        raise
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture
-def slurm_cluster_factory(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Callable[..., SlurmCluster]]:
-    """Start private clusters with custom slurm.conf values; all stopped after the test."""
-    reason = missing_reason()
-    if reason:
-        pytest.skip(reason)
-    started: list[SlurmCluster] = []
-
-    def make(**conf: Any) -> SlurmCluster:
-        cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), **conf)
-        started.append(cluster)
-        return cluster.start()
-
-    try:
-        yield make
-    finally:
-        for c in started:
-            c.stop()

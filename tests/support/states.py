@@ -1,18 +1,16 @@
 """State builders for the query, export and report tests: real DuckDB files made through the
 real StateStore API (record_runs, set_status, add_metrics, set_run_meta, record_probe).
 
-A uniquely named module (not conftest) so ``from query_helpers import ...`` is unambiguous.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from hpcx.manifest.spec import RunSpec
 from hpcx.state.store import StateStore
+from support import specs
 
 #: What the compile study's manifest declares (carried in each run's spec extra).
 DECLARED_REPORTS = [
@@ -29,54 +27,24 @@ DECLARED_REPORTS = [
 ]
 
 
-def _h(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:32]
-
-
 def make_spec(
     experiment: str,
     index: int,
     params: dict[str, Any],
     *,
-    placement: dict[str, Any] | None = None,
-    seed: int | None = None,
-    repeat: int = 0,
     workload: str = "vit-pipeline",
     tags: tuple[str, ...] = ("vit",),
-    extra: dict[str, Any] | None = None,
+    **kw: Any,
 ) -> RunSpec:
-    placement = placement or {}
-    identity = {
-        "workload": workload,
-        "params": params,
-        "placement": placement,
-        "seed": seed,
-        "repeat": repeat,
-        "v": 1,
-    }
-    resources = {"gpus": 1, "time": "01:00:00"}
-    return RunSpec(
-        experiment=experiment,
-        run_id=_h(identity),
-        base_id=_h(identity),
-        index=index,
-        identity=identity,
-        params=params,
+    """A run of the ViT workload on one GPU for an hour (the query and report tests' shape)."""
+    return specs.make_spec(
+        experiment,
+        index,
+        params,
         workload=workload,
-        command=None,
-        env={},
-        cwd=None,
-        placement=placement,
-        seed=seed,
-        repeat=repeat,
-        resources=resources,
-        executor={"kind": "local"},
-        retries=0,
         tags=tags,
-        overrides=(),
-        source=f"manifests/{experiment}.yaml",
-        settings_digest=_h(resources),
-        extra=extra or {},
+        resources={"gpus": 1, "time": "01:00:00"},
+        **kw,
     )
 
 
