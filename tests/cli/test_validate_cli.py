@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from manifest_helpers import simple
+from support.manifests import simple
 from typer.testing import CliRunner
 
 from hpcx.cli import app

@@ -14,7 +14,7 @@ from hpcx.results.report import build_report
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
-# figure title -> {series name: number of points}, for the state in query_helpers.build_state
+# figure title -> {series name: number of points}, for the state in support.states.build_state
 EXPECTED = {
     "throughput (samples/s) vs batch size": {"eager": 3, "compiled": 3},
     "throughput (samples/s): eager vs compiled": {

@@ -1,10 +1,14 @@
 """The suite's shared fixtures, registered as a pytest plugin by tests/conftest.py: the real
-SLURM cluster, Chromium, a state file per test. Helpers the tests import by name live beside
-it: support.cli (the real CLI), support.projects (throwaway projects), support.specs (RunSpecs
-with real ids), support.slurm, support.chromium, support.services (skip or fail)."""
+SLURM cluster, Chromium, a state file per test, a throwaway project, a manifest writer.
+
+Helpers the tests import by name live beside it: support.cli (the real CLI), support.projects
+(throwaway projects), support.specs (RunSpecs with real ids), support.manifests,
+support.states (state files built through the store), support.slurm, support.chromium and
+support.services (skip or fail)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from support.chromium import find_chromium
+from support.manifests import HEADER
+from support.projects import make_project
 from support.services import REQUIRE_CHROMIUM, REQUIRE_SLURM, unavailable
 from support.slurm import SlurmCluster, missing_reason
 
@@ -104,3 +110,28 @@ def store(state_path: Path) -> Iterator[StateStore]:
     s = StateStore.open(state_path)
     yield s
     s.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Callable[[dict[str, str]], Path]:
+    """``project({"name": manifest_text, ...})`` -> the project root (a git repository)."""
+
+    def make(manifests: dict[str, str]) -> Path:
+        return make_project(tmp_path / "proj", manifests)
+
+    return make
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[..., Path]:
+    """``write("a.yaml", body)`` writes a dedented manifest (after the usual header, unless
+    ``header=False``) under a temporary folder and returns its path."""
+
+    def _write(name: str, body: str, *, header: bool = True) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = textwrap.dedent(body).lstrip("\n")
+        path.write_text((HEADER if header else "") + text, encoding="utf-8")
+        return path
+
+    return _write

@@ -1,5 +1,4 @@
-"""Shared helpers of the manifest tests (a uniquely named module: every test folder has a
-conftest.py, so `from conftest import ...` would pick whichever was imported first)."""
+"""Small manifests as text: the header every experiment starts with, and a simple one."""
 
 from __future__ import annotations
 
