@@ -18,9 +18,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "executors"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from executor_helpers import make_spec
+from support.specs import command_spec as make_spec
 
 from hpcx.run.executors import new_key
 from hpcx.run.executors.local import LocalExecutor, default_parallelism

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "query"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 SQL = """SELECT experiment, name, count(*) AS n, avg(value) AS mean, min(value) AS lo,
        max(value) AS hi, stddev_samp(value) AS sd
@@ -27,7 +27,7 @@ FROM metrics GROUP BY experiment, name ORDER BY experiment, name"""
 
 
 def build(path: Path, runs: int, rows: int) -> None:
-    from query_helpers import make_spec, vit_params
+    from support.states import make_spec, vit_params
 
     from hpcx.state.store import StateStore
 

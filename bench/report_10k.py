@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "query"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 
 def build(path: Path, runs: int) -> None:
-    from query_helpers import make_spec, throughput, vit_params
+    from support.states import make_spec, throughput, vit_params
 
     from hpcx.state.store import StateStore
 

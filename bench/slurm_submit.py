@@ -1,6 +1,6 @@
 """Time to submit N runs as job arrays to a real one-node SLURM cluster (default 10,000).
 
-Starts a private cluster (tests/executors/slurm_cluster.py) with MaxJobCount raised above N,
+Starts a private cluster (tests/support/slurm.py) with MaxJobCount raised above N,
 then measures prepare (run folders + spec.json) and submit (tasks files, scripts, sbatch per
 array) up to the last job id recorded. Target: 10,000 runs <= 10 s. The jobs are cancelled
 before they run. Needs root, slurm-wlm and munge.
@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "executors"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from executor_helpers import make_spec
-from slurm_cluster import SlurmCluster
+from support.slurm import SlurmCluster
+from support.specs import command_spec as make_spec
 
 from hpcx.run.executors import new_key
 from hpcx.run.executors.slurm import SlurmExecutor

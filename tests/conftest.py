@@ -1,4 +1,6 @@
-"""Suite-wide switches. Each area keeps its own fixtures in its own folder's conftest."""
+"""Suite-wide switches, and the shared fixtures: tests/support is a plugin (tests/ is on
+pytest's pythonpath, so a test imports ``support.cli``, ``support.specs``, ... by name). A
+folder's conftest keeps the fixtures only that folder uses."""
 
 from __future__ import annotations
 
@@ -7,10 +9,12 @@ import tempfile
 
 import pytest
 
+pytest_plugins = ["support.plugin", "pytester"]
+
 # The local queue's slot ledger (hpcx/run/executors/slots.py) is machine-wide by design: runs of
 # another hpcx on this machine hold cores this suite's runs would wait for, and the tests that
 # count runs side by side would read fewer. The suite keeps a ledger of its own, which the
-# CLI subprocesses the tests start inherit (apply_helpers.clean_env passes it on).
+# CLI subprocesses the tests start inherit (support.cli.clean_env passes it on).
 os.environ["HPCX_SLOTS_DIR"] = tempfile.mkdtemp(prefix="hpcx-test-slots-")
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from manifest_helpers import HEADER, simple
+from support.manifests import HEADER, simple
 
 from hpcx.manifest.loader import validate_paths
 from hpcx.manifest.schema import validator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from manifest_helpers import simple
+from support.manifests import simple
 
 from hpcx.manifest.identity import IDENTITY_VERSION, canonical_json, run_id_for
 from hpcx.manifest.loader import load_desired

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from manifest_helpers import simple
+from support.manifests import simple
 
 from hpcx.manifest.loader import load_desired, validate_paths
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from manifest_helpers import simple
+from support.manifests import simple
 
 from hpcx.errors import ManifestError
 from hpcx.manifest.loader import load_desired, run_value, validate_paths

@@ -87,7 +87,7 @@ def test_native_suites_pass_under_address_sanitizer() -> None:
         [
             sys.executable,
             "-c",
-            "import ctypes, sys; sys.path.insert(0, 'tests/native'); import conftest; "
+            "import ctypes, runpy; runpy.run_path('tests/native/conftest.py'); "
             "import hpcx._native as m; "
             "print(m.__file__, hasattr(ctypes.CDLL(None), '__asan_init'))",
         ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from plan_helpers import desired_of, make_run
+from support.specs import desired_of, make_run
 
 from hpcx.plan.planner import Action, make_plan
 from hpcx.state.store import SnapRun, StateSnapshot, StateStore

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from plan_helpers import desired_of, make_run
+from support.specs import desired_of, make_run
 
 from hpcx.errors import PlanError, StalePlanError
 from hpcx.manifest.spec import DesiredState

@@ -1,10 +1,10 @@
-"""Fixtures for the project tests (init/templates, cluster profiles, advise, git review): the
-real SLURM test cluster comes from the executors' folder."""
+"""Fixtures for the project tests (init and its templates, git review)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "executors"))
-from slurm_cluster import slurm_cluster  # noqa: F401
+
+@pytest.fixture(autouse=True)
+def _no_gpus(no_gpus: None) -> None:
+    """Every test here runs with no GPU visible (support.plugin.no_gpus)."""

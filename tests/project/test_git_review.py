@@ -8,8 +8,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from project_helpers import HPCX, REPO, clean_env
 from ruamel.yaml import YAML
+from support.cli import HPCX, clean_env
+from support.projects import REPO
 
 from hpcx.project.scaffold import init_project
 

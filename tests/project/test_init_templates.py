@@ -10,7 +10,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from project_helpers import REPO, hpcx
+from support.cli import hpcx
+from support.projects import REPO
 
 from hpcx.errors import InitError
 from hpcx.project.scaffold import init_project, list_templates

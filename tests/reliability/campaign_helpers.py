@@ -3,7 +3,7 @@ its own process group, SIGKILL the whole group at a seeded random moment, recove
 ``refresh`` + ``apply`` until nothing is left to do, and check the invariants after every
 round.
 
-What "one successful execution" means here: the test program (tests/apply/progs/prog.py) is
+What "one successful execution" means here: the test program (tests/support/progs/prog.py) is
 run with ``--metric v X --log LOG`` *last*, so its one ``O_APPEND`` line to the shared log is
 written after its metric and just before it exits. Nothing in the campaign kills a wrapper or
 a program (only the ``hpcx`` process group is killed; wrappers run in their own sessions), so
@@ -29,15 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_APPLY = Path(__file__).resolve().parent.parent / "apply"
-if str(_APPLY) not in sys.path:
-    sys.path.insert(0, str(_APPLY))
-
-from apply_helpers import (  # noqa: E402
-    HPCX,
+from support.cli import HPCX, clean_env, hpcx
+from support.projects import (
     assert_history_has_no_gap,
-    clean_env,
-    hpcx,
     log_lines,
     make_project,
     manifest,

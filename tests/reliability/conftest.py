@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from reliability_helpers import Result, build_state, run_cli
+from reliability_helpers import build_state
+from support.cli import Result, run_cli
 
 
 @pytest.fixture

@@ -2,56 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import hashlib
-import io
 import json
 import re
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcx.manifest.spec import RunSpec
+from support.specs import make_spec
+
 from hpcx.state.store import StateStore
-
-
-def _h(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def make_spec(experiment: str, index: int, params: dict[str, Any]) -> RunSpec:
-    identity = {"command": ["true"], "params": params, "placement": {}, "seed": None, "v": 1}
-    return RunSpec(
-        experiment=experiment,
-        run_id=_h(identity),
-        base_id=_h(identity),
-        index=index,
-        identity=identity,
-        params=params,
-        workload=None,
-        command=("true",),
-        env={},
-        cwd=None,
-        placement={},
-        seed=None,
-        repeat=0,
-        resources={"cpus": 1},
-        executor={"kind": "local"},
-        retries=0,
-        tags=(),
-        overrides=(),
-        source=f"manifests/{experiment}.yaml",
-        settings_digest=_h({"cpus": 1}),
-        extra={},
-    )
 
 
 def build_state(path: Path, runs: int) -> list[str]:
     """A state with ``runs`` runs: a third succeeded (with metrics and run_meta), a third
     failed, a third still submitted; one submission; one probe. Returns the run ids."""
-    specs = [make_spec(f"exp{i % 3}", i, {"i": i, "name": f"r{i}"}) for i in range(runs)]
+    specs = [
+        make_spec(f"exp{i % 3}", i, {"i": i, "name": f"r{i}"}, resources={"cpus": 1})
+        for i in range(runs)
+    ]
     ids = [s.run_id for s in specs]
     with StateStore.open(path) as store:
         with store.transaction() as tx:
@@ -87,30 +54,3 @@ def dump_yaml(doc: Any) -> str:
 
 
 _YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff]")
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def run_cli(*args: str) -> Result:
-    """``hpcx ARGS`` through :func:`hpcx.cli.main` in this process (errors printed as the
-    real command prints them). An unexpected exception propagates: a test sees the bug."""
-    from hpcx.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["hpcx", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-        gc.enable()  # plan and apply switch the cyclic GC off for their short process
-    return Result(code, out.getvalue(), err.getvalue())

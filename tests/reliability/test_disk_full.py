@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability_helpers import build_state, make_spec, serial_of
+from reliability_helpers import build_state, serial_of
+from support.specs import make_spec
 
 from hpcx.errors import StateError
 from hpcx.run import rundir

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reliability_helpers import dump_yaml, run_cli
+from reliability_helpers import dump_yaml
+from support.cli import run_cli
 
 from hpcx.errors import ManifestError
 from hpcx.manifest.loader import load_desired, validate_paths

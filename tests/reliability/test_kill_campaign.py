@@ -41,9 +41,6 @@ from campaign_helpers import (
     timed,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "executors"))
-from slurm_cluster import slurm_cluster  # noqa: F401
-
 
 @dataclass(frozen=True)
 class Budget:
@@ -258,7 +255,7 @@ def _squeue_tasks(cluster: Any, key: str) -> list[str]:
 @pytest.mark.slurm
 @pytest.mark.parametrize("size", SIZES)
 def test_slurm_apply_killed_during_sbatch_arrays_adopts_and_never_resubmits(
-    slurm_cluster: Any,  # noqa: F811
+    slurm_cluster: Any,
     tmp_path: Path,
     size: str,
 ) -> None:

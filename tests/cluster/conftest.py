@@ -1,0 +1,10 @@
+"""Fixtures for the cluster tests (profiles, fit, advise, discovery)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_gpus(no_gpus: None) -> None:
+    """Every test here runs with no GPU visible (support.plugin.no_gpus)."""

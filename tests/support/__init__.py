@@ -1,0 +1,1 @@
+"""Shared test helpers and fixtures (a pytest plugin: support.plugin)."""

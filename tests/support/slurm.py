@@ -1,0 +1,312 @@
+"""A real one-node SLURM cluster for tests and benches (slurmctld + slurmd + munge, as root).
+
+Usage in pytest (fixtures in support.plugin): the session fixture ``slurm_cluster`` (when the
+SLURM binaries or root are missing, or the cluster does not start: a skip with the reason, a
+failure under ``HPCX_REQUIRE_SLURM=1``), ``slurm_cluster.limits(MaxArraySize=4)`` to change
+limits for one test (``scontrol reconfigure``, restored afterwards), or
+``slurm_cluster_factory(**conf)`` for a private cluster. Outside pytest (the benches)::
+
+    with SlurmCluster(tmpdir, MaxJobCount=50000) as cluster:
+        subprocess.run(["sbatch", ...], env=cluster.env)
+
+Each cluster has its own slurm.conf in its folder, its own free TCP ports and its own pid
+files, so several may run on one machine; they are stopped by the pids in their pid files,
+never by name. The config follows /work/shared/recipes/slurm-one-node.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+BINARIES = ("slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo", "munge", "munged")
+
+
+def missing_reason(
+    which: Callable[[str], str | None] = shutil.which, euid: int | None = None
+) -> str | None:
+    """Why a real cluster cannot be started here, or None (``which`` and ``euid`` stand in for
+    this machine's in the tests of this check)."""
+    missing = [b for b in BINARIES if which(b) is None]
+    if missing:
+        return (
+            f"SLURM/munge binaries not installed: {', '.join(missing)} "
+            "(apt-get install slurm-wlm munge)"
+        )
+    if (os.geteuid() if euid is None else euid) != 0:
+        return "a test SLURM cluster needs root (slurmd runs jobs as any user)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _real_memory_mb() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                kb = int(line.split()[1])
+                # Leave a margin: slurmd refuses a node whose RealMemory exceeds what it sees.
+                return max(256, kb // 1024 - 512)
+    return 1024
+
+
+def ensure_munge(timeout: float = 10.0) -> None:
+    """Start munged unless a working one answers already."""
+
+    def works() -> bool:
+        try:
+            cred = subprocess.run(["munge", "-n"], capture_output=True, timeout=5, check=True)
+            out = subprocess.run(
+                ["unmunge"], input=cred.stdout, capture_output=True, timeout=5, check=False
+            )
+        except (subprocess.SubprocessError, OSError):
+            return False
+        return b"Success" in out.stdout
+
+    if works():
+        return
+    for d in ("/run/munge", "/var/log/munge", "/var/lib/munge"):
+        os.makedirs(d, exist_ok=True)
+    subprocess.run(["munged", "--force"], capture_output=True, timeout=10, check=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if works():
+            return
+        time.sleep(0.1)
+    raise RuntimeError("munged did not start: `munge -n | unmunge` fails")
+
+
+class SlurmCluster:
+    """One single-node cluster: a slurm.conf in ``workdir``, its daemons, its environment."""
+
+    def __init__(self, workdir: str | os.PathLike[str] | None = None, **conf: Any) -> None:
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="hpcx-slurm-")).absolute()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = subprocess.run(
+            ["hostname", "-s"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        self.cpus = os.cpu_count() or 1
+        self.memory_mb = _real_memory_mb()
+        self.ctld_port = _free_port()
+        self.slurmd_port = _free_port()
+        self.conf: dict[str, Any] = dict(conf)
+        self.conf_path = self.workdir / "slurm.conf"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
+        self.env["SLURM_CONF"] = str(self.conf_path)
+
+    # -- config
+
+    def render_conf(self) -> str:
+        d = self.workdir
+        lines = [
+            "ClusterName=hpcxtest",
+            f"SlurmctldHost={self.host}",
+            f"SlurmctldPort={self.ctld_port}",
+            f"SlurmdPort={self.slurmd_port}",
+            "AuthType=auth/munge",
+            "ProctrackType=proctrack/linuxproc",
+            "TaskPlugin=task/none",
+            f"SlurmctldPidFile={d}/slurmctld.pid",
+            f"SlurmdPidFile={d}/slurmd.pid",
+            f"SlurmdSpoolDir={d}/slurmd",
+            f"StateSaveLocation={d}/state",
+            "SlurmUser=root",
+            "SchedulerType=sched/backfill",
+            "SelectType=select/cons_tres",
+            "SelectTypeParameters=CR_Core",
+            "ReturnToService=2",
+            "JobAcctGatherType=jobacct_gather/none",
+            "AccountingStorageType=accounting_storage/none",
+            "JobCompType=jobcomp/none",
+            f"SlurmctldLogFile={d}/slurmctld.log",
+            f"SlurmdLogFile={d}/slurmd.log",
+            # Short waits keep tests fast: SIGKILL 5 s after SIGTERM, quick scheduling.
+            "KillWait=5",
+            "SchedulerParameters=sched_interval=1,bf_interval=1",
+            "MessageTimeout=10",
+        ]
+        lines += [f"{k}={v}" for k, v in self.conf.items()]
+        lines += [
+            f"NodeName={self.host} CPUs={self.cpus} RealMemory={self.memory_mb} State=UNKNOWN",
+            "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+            "PartitionName=other Nodes=ALL MaxTime=INFINITE State=UP",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def write_conf(self) -> None:
+        for sub in ("slurmd", "state"):
+            (self.workdir / sub).mkdir(exist_ok=True)
+        tmp = self.conf_path.with_suffix(".tmp")
+        tmp.write_text(self.render_conf())
+        os.replace(tmp, self.conf_path)
+
+    # -- daemons
+
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv), env=self.env, capture_output=True, text=True, timeout=timeout, check=check
+        )
+
+    def _pid(self, name: str) -> int | None:
+        try:
+            return int((self.workdir / f"{name}.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _alive(self, name: str) -> bool:
+        pid = self._pid(name)
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _start_daemon(self, name: str, *args: str, timeout: float = 15.0) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.workdir / f"{name}.pid").unlink()
+        proc = subprocess.run(
+            [name, *args], env=self.env, capture_output=True, text=True, timeout=30
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{name} failed to start: {proc.stderr.strip()}\n{self.log_tail(name)}"
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._alive(name):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{name} wrote no live pid file\n{self.log_tail(name)}")
+
+    def _stop_daemon(self, name: str, timeout: float = 15.0) -> None:
+        pid = self._pid(name)
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError):
+            (self.workdir / f"{name}.pid").unlink()
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            text = (self.workdir / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def start_controller(self, *, clean: bool = False) -> None:
+        self._start_daemon("slurmctld", *(["-c"] if clean else []))
+        self.wait_controller()
+
+    def stop_controller(self) -> None:
+        self._stop_daemon("slurmctld")
+
+    def wait_controller(self, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.run("scontrol", "ping", check=False, timeout=10).stdout.find("UP") >= 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"slurmctld does not answer\n{self.log_tail('slurmctld')}")
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            state = self.run("sinfo", "-h", "-o", "%t", check=False, timeout=10).stdout.strip()
+            if state.split("\n")[0] in ("idle", "mix", "alloc"):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"node not idle after {timeout}s (sinfo says {state!r})\n{self.log_tail('slurmd')}"
+        )
+
+    def start(self) -> SlurmCluster:
+        ensure_munge()
+        self.write_conf()
+        self.start_controller(clean=True)
+        self._start_daemon("slurmd", "-c")
+        self.wait_idle()
+        return self
+
+    def stop(self) -> None:
+        if self._alive("slurmctld"):
+            self.run("scancel", "--user", str(os.getuid()), check=False, timeout=10)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                out = self.run("squeue", "-h", "-o", "%i", check=False, timeout=10)
+                if out.returncode != 0 or not out.stdout.strip():
+                    break
+                time.sleep(0.2)
+        self._stop_daemon("slurmd")
+        self._stop_daemon("slurmctld")
+
+    def __enter__(self) -> SlurmCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- limits
+
+    def config(self) -> dict[str, str]:
+        out = self.run("scontrol", "show", "config").stdout
+        conf = {}
+        for line in out.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                conf[key.strip()] = value.strip()
+        return conf
+
+    @contextlib.contextmanager
+    def limits(self, **conf: Any) -> Iterator[SlurmCluster]:
+        """Change slurm.conf values (MaxArraySize=4, ...) for the duration of the block."""
+        before = dict(self.conf)
+        self.conf.update(conf)
+        self._reconfigure(conf)
+        try:
+            yield self
+        finally:
+            self.conf = before
+            self._reconfigure({k: before.get(k) for k in conf})
+
+    def _reconfigure(self, expect: dict[str, Any]) -> None:
+        # `scontrol reconfigure` takes a lower MaxArraySize but does not give a larger one
+        # back (22.05), so restart slurmctld from its saved state; running jobs live on.
+        self.write_conf()
+        self.stop_controller()
+        self.start_controller()
+        seen = self.config()
+        wrong = {
+            k: seen.get(k) for k, v in expect.items() if v is not None and seen.get(k) != str(v)
+        }
+        if wrong:
+            raise RuntimeError(f"slurmctld did not take {expect}: it says {wrong}")
+        self.wait_idle()
