@@ -415,26 +415,23 @@ def status_command(
     from hpcx.util.selection import Unmatched, known_list, raise_unmatched, unknown_names
 
     _, state_path, _ = _paths(state, None)
-    where, params = _filters(experiment, status)
     with _open_read(state_path) as store:
-        con = store.connection
         # Every experiment's counts, filtered here: the names the selectors may take come
         # from the same rows, so a selector that matches nothing is named, not "No runs match".
-        all_counts = con.execute(
-            "SELECT experiment, status, count(*) FROM runs GROUP BY ALL ORDER BY ALL"
-        ).fetchall()
-        known = {r[0] for r in all_counts}
+        all_counts = store.status_counts()
+        known = {r.experiment for r in all_counts}
         unmatched = unknown_names("-e", experiment, known)
         unmatched += unknown_names("--status", status, RUN_STATUSES, what="status")
         for st in dict.fromkeys(status):
             if st in RUN_STATUSES and not any(
-                r[1] == st and (not experiment or r[0] in experiment) for r in all_counts
+                r.status == st and (not experiment or r.experiment in experiment)
+                for r in all_counts
             ):
                 unmatched.append(Unmatched("--status", st, f"no run is {st}"))
         counts = [
             r
             for r in all_counts
-            if (not experiment or r[0] in experiment) and (not status or r[1] in status)
+            if (not experiment or r.experiment in experiment) and (not status or r.status in status)
         ]
         raise_unmatched(
             unmatched,
@@ -442,35 +439,16 @@ def status_command(
             if any(u.option == "-e" for u in unmatched)
             else "`hpcx status` shows every run's status",
         )
-        rows = (
-            con.execute(
-                "SELECT run_id, experiment, status, attempts, job_id, host, exit_code, end_reason, "
-                f"updated_at FROM runs {where} ORDER BY experiment, updated_at",
-                params,
-            ).fetchall()
-            if runs_list or as_json
-            else []
-        )
+        rows = store.run_summaries(experiment, status) if runs_list or as_json else []
         contended = store.contended_runs(experiment)
     by_exp: dict[str, dict[str, int]] = {}
     for exp, st, n in counts:
         by_exp.setdefault(exp, {})[st] = int(n)
     if as_json:
-        keys = (
-            "run_id",
-            "experiment",
-            "status",
-            "attempts",
-            "job_id",
-            "host",
-            "exit_code",
-            "end_reason",
-            "updated_at",
-        )
         emit_json(
             {
                 "experiments": by_exp,
-                "runs": [dict(zip(keys, r, strict=True)) for r in rows],
+                "runs": [r._asdict() for r in rows],
                 "contended": contended,
             }
         )
@@ -484,8 +462,10 @@ def status_command(
         parts = ", ".join(f"{n} {s}" for s, n in sorted(sts.items()))
         typer.echo(f"{exp:<{width}}  {total:>6} run(s): {parts}")
     for r in rows:
-        reason = f"  ({r[7]})" if r[7] else ""
-        typer.echo(f"  {r[0]}  {r[1]:<{width}}  {r[2]:<9}  job {r[4] or '-'}{reason}")
+        reason = f"  ({r.end_reason})" if r.end_reason else ""
+        typer.echo(
+            f"  {r.run_id}  {r.experiment:<{width}}  {r.status:<9}  job {r.job_id or '-'}{reason}"
+        )
     if contended:
         # Measurements taken while other processes used the run's cores: say so every time.
         listed = ", ".join(
@@ -500,33 +480,6 @@ def status_command(
             "rerun them on a quiet machine (`hpcx rerun RUN`)",
             err=True,
         )
-
-
-def _filters(experiment: list[str], status: list[str]) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if experiment:
-        clauses.append("experiment IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(experiment)
-    if status:
-        clauses.append("status IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(status)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def _resolve_run(con: Any, prefix: str) -> tuple[str, str | None]:
-    from hpcx.errors import HpcxError
-
-    rows = con.execute(
-        "SELECT run_id, run_dir FROM runs WHERE starts_with(run_id, ?) LIMIT 3", [prefix]
-    ).fetchall()
-    if not rows:
-        raise HpcxError(f"no run {prefix!r} in the state", hint="`hpcx status --runs` lists them")
-    if len(rows) > 1:
-        raise HpcxError(
-            f"{prefix!r} names several runs ({', '.join(r[0] for r in rows)}, ...)",
-            hint="give more characters of the run id",
-        )
-    return rows[0][0], rows[0][1]
 
 
 @app.command("cancel")
@@ -561,24 +514,22 @@ def cancel_command(
     with lock.acquire(state_path, "hpcx cancel", timeout=lock_timeout):
         backup_before_write(state_path)
         with _open_read(state_path) as store:
-            con = store.connection
-            wanted = {_resolve_run(con, r)[0] for r in runs or []}
+            wanted = {store.resolve_run(r).run_id for r in runs or []}
             if experiment:
-                rows = con.execute("SELECT run_id, experiment FROM runs").fetchall()
-                known = {r[1] for r in rows}
+                known = store.experiment_names()
                 raise_unmatched(unknown_names("-e", experiment, known), hint=known_list(known))
-                wanted |= {r[0] for r in rows if r[1] in experiment}
+                wanted |= store.run_ids_of(experiment)
         subs: list[Submission] = []
         asked: set[str] = set()
         stoppers: list[tuple[Executor, Submission]] = []
         unreached: list[tuple[str, int, HpcxError]] = []
         for row in in_flight_submissions(state_path):
-            if row["state"] != "submitted" or not row["detail"].get("submission"):
+            if row.state != "submitted" or not row.detail.get("submission"):
                 continue
-            sub = Submission.from_json(row["detail"]["submission"])
-            ids = set(row["run_ids"]) if all_ else set(row["run_ids"]) & wanted
+            sub = Submission.from_json(row.detail["submission"])
+            ids = set(row.run_ids) if all_ else set(row.run_ids) & wanted
             if ids:
-                ex = get_executor(sub.executor, row["detail"].get("options"))
+                ex = get_executor(sub.executor, row.detail.get("options"))
                 try:
                     ex.cancel([sub], ids)
                 except HpcxError as exc:
@@ -649,7 +600,7 @@ def logs_command(
 
     _, state_path, _ = _paths(state, None)
     with _open_read(state_path) as store:
-        run_id, run_dir = _resolve_run(store.connection, run)
+        run_id, run_dir = store.resolve_run(run)
     if not run_dir:
         raise HpcxError(f"run {run_id} has no run folder yet (never submitted)")
     path = Path(run_dir) / ("stderr.log" if stderr else "stdout.log")
@@ -673,29 +624,19 @@ def show_command(
 
     _, state_path, _ = _paths(state, None)
     with _open_read(state_path) as store:
-        con = store.connection
-        run_id, _ = _resolve_run(con, run)
-        cols = [d[0] for d in con.execute("SELECT * FROM runs LIMIT 0").description]
-        row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        rec = dict(zip(cols, row, strict=True))
-        events = store.events(run_id)
-        # The latest attempt's values only: after a rerun the earlier try's are history.
-        metrics_attempt, metrics = store.latest_metrics(run_id)
-        meta = dict(
-            con.execute("SELECT key, value FROM run_meta WHERE run_id = ?", [run_id]).fetchall()
-        )
-    spec = json.loads(rec.pop("spec") or "{}")
-    rec.pop("identity", None)
+        detail = store.run_detail(store.resolve_run(run).run_id)
+    spec = detail.spec
+    metrics_attempt = detail.metrics_attempt
     doc = {
         "run": {
             k: (str(v) if v is not None and not isinstance(v, (int, float, str)) else v)
-            for k, v in rec.items()
+            for k, v in detail.record.items()
         },
         "spec": spec,
-        "metrics": {m[0]: {"last": m[1], "count": m[2]} for m in metrics},
+        "metrics": {m[0]: {"last": m[1], "count": m[2]} for m in detail.metrics},
         "metrics_attempt": metrics_attempt,
-        "meta": {k: json.loads(v) if isinstance(v, str) else v for k, v in meta.items()},
-        "history": [{**e, "at": str(e["at"])} for e in events],
+        "meta": detail.meta,
+        "history": [{**e, "at": str(e["at"])} for e in detail.events],
     }
     if as_json:
         emit_json(doc)
@@ -779,7 +720,6 @@ def note_command(
 ) -> None:
     """Attach a note to a run (kept in the state with who wrote it and when)."""
     import getpass
-    import json
     from datetime import UTC, datetime
 
     from hpcx.state import lock
@@ -789,21 +729,15 @@ def note_command(
     with lock.acquire(state_path, "hpcx note", timeout=lock_timeout):
         backup_before_write(state_path)
         with lock.open_for_write(state_path) as store:
-            run_id, _ = _resolve_run(store.connection, run)
-            row = store.connection.execute(
-                "SELECT value FROM run_meta WHERE run_id = ? AND key = 'notes'", [run_id]
-            ).fetchone()
-            notes = json.loads(row[0]) if row and row[0] else []
-            notes.append(
-                {
-                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "by": getpass.getuser(),
-                    "text": text,
-                }
-            )
+            run_id = store.resolve_run(run).run_id
             with store.transaction() as tx:
-                tx.set_run_meta(run_id, {"notes": notes})
-    typer.echo(f"Noted on {run_id} ({len(notes)} note(s)).")
+                n = tx.add_note(
+                    run_id,
+                    text,
+                    by=getpass.getuser(),
+                    at=datetime.now(UTC).isoformat(timespec="seconds"),
+                )
+    typer.echo(f"Noted on {run_id} ({n} note(s)).")
 
 
 @app.command("rerun")
@@ -820,30 +754,25 @@ def rerun_command(
     (use `hpcx plan` / `apply` for what the manifests ask for now). Its earlier attempt's
     files are kept under attempts/ in its run folder.
     """
-    import json
-
     from hpcx.errors import HpcxError, PlanError
     from hpcx.plan.planner import Action, RunChange
     from hpcx.run import provenance
     from hpcx.run.apply import apply_changes, check_local_placements
     from hpcx.state import lock
     from hpcx.state.backup import backup_before_write
-    from hpcx.state.store import spec_from_dict
+    from hpcx.state.store import IN_FLIGHT_STATUSES
 
     root, state_path, runs = _paths(state, runs_root)
     with lock.acquire(state_path, "hpcx rerun", timeout=lock_timeout):
         backup_before_write(state_path)
         with _open_read(state_path) as store:
-            run_id, _ = _resolve_run(store.connection, run)
-            status, spec_json = store.connection.execute(
-                "SELECT status, spec FROM runs WHERE run_id = ?", [run_id]
-            ).fetchone()
-        if status in ("pending", "submitted", "running"):
+            stored = store.stored_run(store.resolve_run(run).run_id)
+        run_id, status, spec = stored.run_id, stored.status, stored.spec
+        if status in IN_FLIGHT_STATUSES:
             raise HpcxError(
                 f"run {run_id} is {status}: it is still in flight",
                 hint="`hpcx refresh` to see whether it ended, or `hpcx cancel` it first",
             )
-        spec = spec_from_dict(json.loads(spec_json))
         change = RunChange(Action.RETRY, "rerun-requested", spec, run_id, spec.experiment, status)
         typer.echo(f"↻ {run_id}  ({spec.experiment}; was {status}): rerun requested")
         if not yes:

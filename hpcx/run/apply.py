@@ -19,15 +19,20 @@ keeps a second ``apply`` or ``refresh`` out for the whole command.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import HpcxError, PlanError
-from hpcx.util.files import atomic_write_json, read_json
-from hpcx.util.proc import hostname, utcnow
+from hpcx.run.runs_root import (
+    RUNS_DIR,
+    RUNS_ENV,
+    RUNS_OWNER,
+    RunsRootOwnedError,
+    check_runs_root_owner,
+    resolve_runs_root,
+)
 
 if TYPE_CHECKING:
     from hpcx.manifest.spec import RunSpec
@@ -35,85 +40,23 @@ if TYPE_CHECKING:
     from hpcx.run.executors.base import ObservedStatus, Submission
     from hpcx.util.selection import Unmatched
 
-#: Where run folders go, under the project root, unless --runs-root / $HPCX_RUNS_ROOT say.
-RUNS_DIR = "runs"
-RUNS_ENV = "HPCX_RUNS_ROOT"
+__all__ = [
+    "RUNS_DIR",
+    "RUNS_ENV",
+    "RUNS_OWNER",
+    "SUBMITTING",
+    "ApplyOutcome",
+    "RunsRootOwnedError",
+    "Selection",
+    "apply_changes",
+    "apply_plan",
+    "check_local_placements",
+    "check_runs_root_owner",
+    "resolve_runs_root",
+]
 
 #: Plan actions that send a run to an executor.
 SUBMITTING = frozenset({"create", "retry", "stale"})
-
-
-#: The marker in a runs folder naming the state (lineage) that owns it.
-RUNS_OWNER = ".hpcx-owner.json"
-
-
-class RunsRootOwnedError(HpcxError):
-    """The runs folder belongs to another state (another project, or a state made anew)."""
-
-
-def check_runs_root_owner(state_path: Path, runs_root: Path, *, create: bool) -> None:
-    """Refuse a runs folder that another state owns; mark it ours on first use.
-
-    Two states sharing one runs folder would each adopt the other's submissions from disk
-    (:func:`hpcx.run.harvest.adopt_unknown_submissions`) and run each other's runs again. The
-    marker holds the owner's lineage (a uuid made with its state file; a restored backup keeps
-    it) and path. ``create``: make the runs folder if it is missing (apply); a refresh marks
-    only a folder that exists. Takes the state's lineage from the file, creating the state
-    when there is none yet (apply is about to). The caller holds the writer lock.
-    """
-    from hpcx.state.lock import open_for_write
-
-    marker = runs_root / RUNS_OWNER
-    if not create and not runs_root.exists():
-        return
-    with open_for_write(state_path) as store:
-        lineage = store.meta()[0]
-    try:
-        doc = read_json(marker)
-    except FileNotFoundError:
-        doc = None
-    except (OSError, ValueError) as exc:
-        raise RunsRootOwnedError(
-            f"cannot read {marker}: {getattr(exc, 'strerror', None) or exc}",
-            hint=f"it names the state that owns {runs_root}; if this project's state "
-            f"({state_path}) is the owner, delete the file and it is written again",
-        ) from exc
-    if isinstance(doc, dict) and doc.get("lineage") == lineage:
-        return
-    if doc is not None:
-        other = doc.get("state") if isinstance(doc, dict) else None
-        their = doc.get("lineage") if isinstance(doc, dict) else None
-        raise RunsRootOwnedError(
-            f"runs folder {runs_root} belongs to the state {other or '?'} (lineage {their}), "
-            f"not to this command's state {state_path} (lineage {lineage}): two states "
-            "sharing one runs folder would run and adopt each other's runs",
-            hint="give this project its own runs folder (--runs-root, or $HPCX_RUNS_ROOT); "
-            f"if that other state is gone for good and this one takes the folder over "
-            f"(its runs are then adopted), delete {marker}",
-        )
-    runs_root.mkdir(parents=True, exist_ok=True)
-    owner = {
-        "lineage": lineage,
-        "state": str(state_path.absolute()),
-        "host": hostname(),
-        "since": utcnow(),
-    }
-    try:
-        atomic_write_json(marker, owner)
-    except OSError as exc:
-        raise RunsRootOwnedError(
-            f"cannot write {marker}: {exc.strerror or exc}",
-            hint="the runs folder must be writable (and have room) to submit runs into it",
-        ) from exc
-
-
-def resolve_runs_root(explicit: str | os.PathLike[str] | None, root: Path) -> Path:
-    if explicit:
-        return Path(explicit).expanduser().absolute()
-    env = os.environ.get(RUNS_ENV)
-    if env:
-        return Path(env).expanduser().absolute()
-    return root / RUNS_DIR
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,7 +333,7 @@ def apply_changes(
 
         # 1. intent
         with open_for_write(state_path) as store, store.transaction() as tx:
-            existing = set(store.run_specs(ids))
+            existing = store.existing_runs(ids)
             tx.record_runs(
                 runs, status="pending", event="planned", executor=kind, submission_key=key
             )
@@ -461,7 +404,7 @@ def apply_changes(
         # 3. record
         with open_for_write(state_path) as store, store.transaction() as tx:
             if sub is not None:
-                _record_submitted(tx, sub, options)
+                tx.record_submitted(sub, options)
                 outcome.submissions.append(sub)
                 outcome.submitted.extend(sub.run_ids)
                 if on_submitted is not None:
@@ -516,43 +459,6 @@ def apply_changes(
         outcome.observed.update(result.observed)
         outcome.problems.extend(result.problems)
     return outcome
-
-
-def _record_submitted(
-    tx: Any, sub: Submission, options: Mapping[str, Any], *, bump: Iterable[str] | None = None
-) -> None:
-    """Record the job ids of ``sub`` and move its runs to ``submitted``, counting an attempt
-    for each run (or only for the runs in ``bump``)."""
-    tx.record_submission(
-        sub.key,
-        executor=sub.executor,
-        state="submitted",
-        run_ids=list(sub.run_ids),
-        job_ids=list(sub.job_ids),
-        detail={
-            "options": dict(options),
-            "runs_root": str(Path(sub.folder).parent.parent),
-            "submission": sub.to_json(),
-        },
-    )
-    updates = [
-        {
-            "run_id": rid,
-            "status": "submitted",
-            "job_id": sub.run_jobs.get(rid),
-            "run_dir": sub.run_dirs.get(rid),
-            "submission_key": sub.key,
-        }
-        for rid in sub.run_ids
-    ]
-    if bump is None:
-        tx.update_runs(updates, event="submitted", bump_attempts=True)
-        return
-    counted = set(bump)
-    tx.update_runs(
-        [u for u in updates if u["run_id"] in counted], event="submitted", bump_attempts=True
-    )
-    tx.update_runs([u for u in updates if u["run_id"] not in counted], event="submitted")
 
 
 def apply_plan(

@@ -15,7 +15,6 @@ reached a scheduler become ``lost``, which the next plan retries.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcx.state.store import FINAL_STATUSES
 from hpcx.util.files import read_json
 
 if TYPE_CHECKING:
     from hpcx.run.executors.base import Executor, ObservedStatus, Submission
+    from hpcx.state.records import InFlightSubmission
 
 #: Observed state (executor) -> run status (state file).
 _STATUS_OF = {
@@ -228,26 +229,19 @@ def _ingest(
         return result
     ids = list(observed)
     with open_for_write(state_path) as store:
-        rows = store.connection.execute(
-            "SELECT run_id, status, "
-            "json_extract(spec, '$.extra.results')::VARCHAR, attempts "
-            "FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
-            [ids],
-        ).fetchall()
+        targets = store.harvest_targets(ids)
     # The state is closed while the run folders are read (we hold the writer lock: nobody
     # else writes meanwhile); reopened for the one transaction that records it all.
-    current = {r[0]: r[1] for r in rows}
-    rules = {r[0]: json.loads(r[2]) for r in rows if r[2]}
-    attempts = {r[0]: r[3] for r in rows}
     updates: list[dict[str, Any]] = []
     metas: dict[str, dict[str, Any]] = {}
     to_read: list[_ToRead] = []
     for rid, obs in observed.items():
-        if rid not in current:
+        target = targets.get(rid)
+        if target is None:
             continue
         status = _STATUS_OF.get(obs.state, "lost")
-        old = current[rid]
-        if old in ("succeeded", "failed", "cancelled", "timeout", "lost") and old == status:
+        old = target.status
+        if old in FINAL_STATUSES and old == status:
             continue  # already harvested: idempotent
         if status == old and status in ("submitted", "running"):
             continue
@@ -269,10 +263,8 @@ def _ingest(
                 if used.get("gpus"):
                     upd["gpus"] = used["gpus"]
                 # The attempt the run folder says (status.json); else the state's count.
-                attempt = obs.attempt if obs.attempt is not None else attempts.get(rid)
-                to_read.append(
-                    (rid, obs.run_dir, rules.get(rid), status == "succeeded", attempt)
-                )
+                attempt = obs.attempt if obs.attempt is not None else target.attempts
+                to_read.append((rid, obs.run_dir, target.results, status == "succeeded", attempt))
                 meta: dict[str, Any] = {}
                 if obs.duration_s is not None:
                     meta["duration_s"] = obs.duration_s
@@ -454,27 +446,13 @@ def harvest_submissions(
     return ingest(state_path, observed)
 
 
-def in_flight_submissions(state_path: Path) -> list[dict[str, Any]]:
-    """Submissions that still have a run in flight: key, executor, state, detail, run ids."""
+def in_flight_submissions(state_path: Path) -> list[InFlightSubmission]:
+    """Submissions that still have a run in flight, each with those runs."""
     from hpcx.state.lock import open_for_write
 
     with open_for_write(state_path) as store:
-        rows = store.connection.execute(
-            "SELECT s.key, s.executor, s.state, s.detail, list(r.run_id ORDER BY r.run_id) "
-            "FROM submissions s JOIN runs r ON r.submission_key = s.key "
-            "WHERE r.status IN ('pending', 'submitted', 'running') "
-            "GROUP BY s.key, s.executor, s.state, s.detail ORDER BY s.key"
-        ).fetchall()
-    return [
-        {
-            "key": r[0],
-            "executor": r[1],
-            "state": r[2],
-            "detail": json.loads(r[3]) if r[3] else {},
-            "run_ids": list(r[4]),
-        }
-        for r in rows
-    ]
+        found: list[InFlightSubmission] = store.in_flight_submissions()
+    return found
 
 
 def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult:
@@ -488,40 +466,31 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
         return result
     subs: list[Submission] = []
     if runs_root is not None:
-        from hpcx.run.apply import check_runs_root_owner
+        from hpcx.run.runs_root import check_runs_root_owner
 
         # Before adopting anything from it: another state's runs are not ours to adopt.
         check_runs_root_owner(state_path, runs_root, create=False)
         subs.extend(adopt_unknown_submissions(state_path, runs_root, result))
     for row in in_flight_submissions(state_path):
-        detail = row["detail"]
+        detail = row.detail
         options = dict(detail.get("options") or {})
-        if row["state"] == "submitted" and detail.get("submission"):
+        if row.state == "submitted" and detail.get("submission"):
             subs.append(Submission.from_json(detail["submission"]))
             continue
-        if row["state"] not in ("intent", "ambiguous"):
+        if row.state not in ("intent", "ambiguous"):
             continue
         root = Path(detail.get("runs_root") or runs_root or ".")
-        ex = get_executor(row["executor"], options)
-        found = ex.reconcile(row["key"], root)
+        ex = get_executor(row.executor, options)
+        found = ex.reconcile(row.key, root)
         with open_for_write(state_path) as store, store.transaction() as tx:
             if found is not None:
-                from hpcx.run.apply import _record_submitted
-
                 # Count an attempt only for runs not already recorded submitted (an ambiguous
                 # submission records what did go out before the failure).
-                pending = {
-                    r[0]
-                    for r in store.connection.execute(
-                        "SELECT run_id FROM runs WHERE submission_key = ? AND status = 'pending'",
-                        [row["key"]],
-                    ).fetchall()
-                }
-                _record_submitted(tx, found, options, bump=pending)
+                tx.record_submitted(found, options, count_attempts="pending")
                 # Runs of chunks that never reached the scheduler (the apply died between two
                 # sbatch calls, or a later one failed): lost, so the next plan retries them.
                 # Left alone they stayed `pending` forever, never polled, never planned again.
-                missing = [rid for rid in row["run_ids"] if rid not in found.run_jobs]
+                missing = [rid for rid in row.run_ids if rid not in found.run_jobs]
                 if missing:
                     tx.update_runs(
                         [
@@ -537,11 +506,11 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
                     )
                     result.changed += len(missing)
                 subs.append(found)
-                result.reconciled[row["key"]] = "adopted"
+                result.reconciled[row.key] = "adopted"
             else:
                 tx.record_submission(
-                    row["key"],
-                    executor=row["executor"],
+                    row.key,
+                    executor=row.executor,
                     state="failed",
                     detail={**detail, "reconciled": "nothing reached the scheduler"},
                 )
@@ -552,12 +521,12 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
                             "status": "lost",
                             "end_reason": "its submission never reached the scheduler",
                         }
-                        for rid in row["run_ids"]
+                        for rid in row.run_ids
                     ],
                     event="reconciled",
                 )
-                result.reconciled[row["key"]] = "lost"
-                result.changed += len(row["run_ids"])
+                result.reconciled[row.key] = "lost"
+                result.changed += len(row.run_ids)
     if subs:
         polled = harvest_submissions(state_path, subs)
         result.observed.update(polled.observed)
@@ -583,7 +552,6 @@ def adopt_unknown_submissions(
 
     from hpcx.manifest.spec import RunSpec
     from hpcx.run import rundir
-    from hpcx.run.apply import _record_submitted
     from hpcx.run.executors import Submission
     from hpcx.state.backup import unknown_submissions
     from hpcx.state.lock import open_for_write
@@ -624,7 +592,7 @@ def adopt_unknown_submissions(
                 submission_key=sub.key,
             )
             options = {"runs_root": os.fspath(runs_root)}
-            _record_submitted(tx, sub, options)
+            tx.record_submitted(sub, options)
         adopted.append(sub)
         if result is not None:
             result.reconciled[sub.key] = "adopted from disk"
@@ -673,7 +641,6 @@ def reharvest(
     from hpcx.errors import HpcxError
     from hpcx.run import rundir
     from hpcx.state.lock import open_for_write
-    from hpcx.state.store import spec_to_dict
 
     with open_for_write(state_path) as store:
         found = store.finished_runs(experiments, run_ids)
@@ -681,12 +648,12 @@ def reharvest(
             from hpcx.util.selection import known_list, raise_unmatched, unknown_names
 
             # Name a typo as such (numa_study vs numa-study), with the experiments there are.
-            known = {r["experiment"] for r in store.finished_runs()}
+            known = {r.experiment for r in store.finished_runs()}
             raise_unmatched(
                 unknown_names("-e", experiments, known, what="experiment with finished runs"),
                 hint=known_list(known),
             )
-    unmatched = [p for p in run_ids if not any(r["run_id"].startswith(p) for r in found)]
+    unmatched = [p for p in run_ids if not any(r.run_id.startswith(p) for r in found)]
     if not found or unmatched:
         what = []
         if experiments:
@@ -704,17 +671,16 @@ def reharvest(
     items: list[_ToRead] = []
     attempts: dict[str, int | None] = {}
     for r in found:
-        rid, spec = r["run_id"], r["spec"]
+        rid, rules = r.run_id, r.results
         new = desired.get(rid)
-        if new is not None and new.settings_digest != spec.get("settings_digest"):
+        if new is not None and new.settings_digest != r.settings_digest:
             updated.append(new)
-            spec = spec_to_dict(new)
-        rules = (spec.get("extra") or {}).get("results")
+            rules = new.extra.get("results")
         # The folder holds the current attempt's files: its rows are the ones re-read.
-        doc = rundir.read_status(r["run_dir"]) or {}
-        attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else r["attempts"]
+        doc = rundir.read_status(r.run_dir) or {}
+        attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else r.attempts
         attempts[rid] = attempt
-        items.append((rid, r["run_dir"], rules, r["status"] == "succeeded", attempt))
+        items.append((rid, r.run_dir, rules, r.status == "succeeded", attempt))
     rows, metas, problems = _read_finished(items)
     out.problems.extend(problems)
     # One transaction, or (should the state refuse a run's results) one per good group and

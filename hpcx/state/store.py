@@ -27,9 +27,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from hpcx.errors import StateError, StateLockedError
+from hpcx.errors import HpcxError, StateError, StateLockedError
+from hpcx.state.records import (
+    FinishedRun,
+    HarvestTarget,
+    InFlightSubmission,
+    RunDetail,
+    RunRef,
+    RunSummary,
+    StatusCount,
+    StoredRun,
+    SubmittedJobs,
+)
 
 if TYPE_CHECKING:
     from hpcx.manifest.spec import RunSpec
@@ -48,13 +59,19 @@ RUN_STATUSES = (
     "timeout",
 )
 #: Statuses of a run that is neither finished nor known to be gone.
-IN_FLIGHT_STATUSES = frozenset({"pending", "submitted", "running"})
+IN_FLIGHT_STATUSES = ("pending", "submitted", "running")
+#: Statuses of a run that ended with its run folder written (``lost`` left none to read).
+ENDED_STATUSES = ("succeeded", "failed", "cancelled", "timeout")
+#: Statuses a harvest never moves a run out of again.
+FINAL_STATUSES = (*ENDED_STATUSES, "lost")
 #: Statuses of a run that ended without a result and may be run again.
 RETRYABLE_STATUSES = frozenset({"failed", "cancelled", "lost", "timeout"})
 SUBMISSION_STATES = ("intent", "submitted", "failed", "ambiguous")
 
 _STATUS_CHECK = ", ".join(f"'{s}'" for s in RUN_STATUSES)
 _SUBMISSION_CHECK = ", ".join(f"'{s}'" for s in SUBMISSION_STATES)
+_IN_FLIGHT_SQL = ", ".join(f"'{s}'" for s in IN_FLIGHT_STATUSES)
+_FINISHED_SQL = ", ".join(f"'{s}'" for s in ENDED_STATUSES)
 
 # Migration N takes a file from schema N-1 to N. Version 1 creates everything. Never edit a
 # released migration: add the next one. Each runs inside one transaction with its version row.
@@ -380,6 +397,14 @@ def _json(value: Any) -> str | None:
     if value is None:
         return None
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    """A JSON object read back from a column (None for SQL NULL, JSON null or empty text)."""
+    if not text:
+        return None
+    value: dict[str, Any] | None = json.loads(text)
+    return value
 
 
 def spec_to_dict(spec: RunSpec) -> dict[str, Any]:
@@ -714,7 +739,8 @@ class StateStore:
 
     @property
     def connection(self) -> Any:
-        """The underlying duckdb connection (for read-only SQL by other modules)."""
+        """The underlying duckdb connection, for this package and its tests: code outside
+        ``hpcx/state/`` asks the store's methods (``tests/state/test_front_door.py``)."""
         return self._con
 
     # -- reading -------------------------------------------------------------------------
@@ -851,14 +877,13 @@ class StateStore:
 
     def finished_runs(
         self, experiments: Sequence[str] = (), run_ids: Sequence[str] = ()
-    ) -> list[dict[str, Any]]:
-        """Runs that ended with a run folder (for ``refresh --reharvest``): run_id, experiment,
-        status, run_dir, spec, attempts; only these experiments and run ids (or id prefixes)
-        if given."""
+    ) -> list[FinishedRun]:
+        """Runs that ended with a run folder (for ``refresh --reharvest``), by experiment and
+        run id; only these experiments and run ids (or id prefixes) if given."""
         sql = (
-            "SELECT run_id, experiment, status, run_dir, spec, attempts FROM runs "
-            "WHERE status IN ('succeeded', 'failed', 'cancelled', 'timeout') "
-            "AND run_dir IS NOT NULL"
+            "SELECT run_id, experiment, status, run_dir, attempts, settings_digest, "
+            "json_extract(spec, '$.extra.results')::VARCHAR FROM runs "
+            f"WHERE status IN ({_FINISHED_SQL}) AND run_dir IS NOT NULL"
         )
         params: list[Any] = []
         if experiments:
@@ -872,13 +897,161 @@ class StateStore:
             params.append(list(run_ids))
         sql += " ORDER BY experiment, run_id"
         rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
-        keys = ("run_id", "experiment", "status", "run_dir", "spec", "attempts")
-        out = []
-        for r in rows:
-            d = dict(zip(keys, r, strict=True))
-            d["spec"] = json.loads(d["spec"]) if d["spec"] is not None else {}
-            out.append(d)
-        return out
+        return [
+            FinishedRun(r[0], r[1], r[2], r[3], int(r[4]), r[5], _json_object(r[6]))
+            for r in rows
+        ]
+
+    def status_counts(self) -> list[StatusCount]:
+        """How many runs each experiment has in each status, by experiment then status."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT experiment, status, count(*) FROM runs GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        )
+        return [StatusCount(r[0], r[1], int(r[2])) for r in rows]
+
+    def run_summaries(
+        self, experiments: Sequence[str] = (), statuses: Sequence[str] = ()
+    ) -> list[RunSummary]:
+        """The runs (of these experiments, in these statuses, if given), by experiment and
+        then by when they last changed."""
+        clauses, params = [], []
+        if experiments:
+            clauses.append("experiment IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(list(experiments))
+        if statuses:
+            clauses.append("status IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(list(statuses))
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, experiment, status, attempts, job_id, host, exit_code, "
+                f"end_reason, updated_at FROM runs {where} ORDER BY experiment, updated_at",
+                params,
+            ).fetchall()
+        )
+        return [RunSummary._make(r) for r in rows]
+
+    def experiment_names(self) -> set[str]:
+        """Every experiment that has a run in the state."""
+        rows = self._guard_read(
+            lambda: self._con.execute("SELECT DISTINCT experiment FROM runs").fetchall()
+        )
+        return {r[0] for r in rows}
+
+    def run_ids_of(self, experiments: Sequence[str]) -> set[str]:
+        """The runs of these experiments."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id FROM runs WHERE experiment IN (SELECT unnest(?::VARCHAR[]))",
+                [list(experiments)],
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
+
+    def existing_runs(self, run_ids: Iterable[str]) -> set[str]:
+        """Which of these runs the state holds."""
+        ids = list(run_ids)
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
+
+    def resolve_run(self, prefix: str) -> RunRef:
+        """The one run whose id is ``prefix`` or starts with it, and its run folder.
+
+        Raises HpcxError when no run or several runs match.
+        """
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, run_dir FROM runs WHERE starts_with(run_id, ?) LIMIT 3", [prefix]
+            ).fetchall()
+        )
+        if not rows:
+            raise HpcxError(
+                f"no run {prefix!r} in the state", hint="`hpcx status --runs` lists them"
+            )
+        if len(rows) > 1:
+            raise HpcxError(
+                f"{prefix!r} names several runs ({', '.join(r[0] for r in rows)}, ...)",
+                hint="give more characters of the run id",
+            )
+        return RunRef(rows[0][0], rows[0][1])
+
+    def stored_run(self, run_id: str) -> StoredRun:
+        """The run ``run_id`` (which must exist) with the spec it was last applied with."""
+        row = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, experiment, status, spec FROM runs WHERE run_id = ?", [run_id]
+            ).fetchone()
+        )
+        if row is None:
+            raise HpcxError(
+                f"no run {run_id!r} in the state", hint="`hpcx status --runs` lists them"
+            )
+        return StoredRun(row[0], row[1], row[2], spec_from_dict(json.loads(row[3])))
+
+    def run_detail(self, run_id: str) -> RunDetail:
+        """What ``hpcx show`` prints of the run ``run_id`` (which must exist)."""
+
+        def read() -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+            cur = self._con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+            cols = [d[0] for d in cur.description]
+            row = cur.fetchone()
+            if row is None:
+                raise HpcxError(
+                    f"no run {run_id!r} in the state", hint="`hpcx status --runs` lists them"
+                )
+            meta = self._con.execute(
+                "SELECT key, value FROM run_meta WHERE run_id = ?", [run_id]
+            ).fetchall()
+            return dict(zip(cols, row, strict=True)), meta
+
+        record, meta_rows = self._guard_read(read)
+        events = self.events(run_id)
+        # The latest attempt's values only: after a rerun the earlier try's are history.
+        metrics_attempt, metrics = self.latest_metrics(run_id)
+        spec = json.loads(record.pop("spec") or "{}")
+        record.pop("identity", None)
+        meta = {k: json.loads(v) if isinstance(v, str) else v for k, v in meta_rows}
+        return RunDetail(record, spec, meta, events, metrics_attempt, metrics)
+
+    def harvest_targets(self, run_ids: Iterable[str]) -> dict[str, HarvestTarget]:
+        """For each of these runs the state holds: its status, the ``results`` rules it was
+        applied with, and its attempt count (what a harvest needs to ingest its folder)."""
+        ids = list(run_ids)
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, status, json_extract(spec, '$.extra.results')::VARCHAR, "
+                "attempts FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [ids],
+            ).fetchall()
+        )
+        return {r[0]: HarvestTarget(r[0], r[1], _json_object(r[2]), r[3]) for r in rows}
+
+    def in_flight_submissions(self) -> list[InFlightSubmission]:
+        """Submissions that still have a run in flight, by key, each with those runs."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT s.key, s.executor, s.state, s.detail, list(r.run_id ORDER BY r.run_id) "
+                "FROM submissions s JOIN runs r ON r.submission_key = s.key "
+                f"WHERE r.status IN ({_IN_FLIGHT_SQL}) "
+                "GROUP BY s.key, s.executor, s.state, s.detail ORDER BY s.key"
+            ).fetchall()
+        )
+        return [
+            InFlightSubmission(
+                key=r[0],
+                executor=r[1],
+                state=r[2],
+                detail=json.loads(r[3]) if r[3] else {},
+                run_ids=list(r[4]),
+            )
+            for r in rows
+        ]
 
     def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The event history (of one run, or all), oldest first."""
@@ -1353,6 +1526,71 @@ class Transaction:
                 "detail = coalesce(?::JSON, detail), serial = ? WHERE key = ?",
                 [state, self.at, _json(list(job_ids)), _json(detail), self.serial, key],
             )
+
+
+    def record_submitted(
+        self,
+        sub: SubmittedJobs,
+        options: Mapping[str, Any],
+        *,
+        count_attempts: Literal["all", "pending"] = "all",
+    ) -> None:
+        """Record the job ids of ``sub`` (its submission ``submitted``, with what a refresh
+        needs to poll it) and move its runs to ``submitted``.
+
+        ``count_attempts``: ``all`` counts an attempt for every run of ``sub``; ``pending``
+        only for its runs still ``pending`` here (a reconciled submission: runs an ambiguous
+        one recorded as gone out were counted then).
+        """
+        if count_attempts == "pending":
+            rows = self._con.execute(
+                "SELECT run_id FROM runs WHERE submission_key = ? AND status = 'pending'",
+                [sub.key],
+            ).fetchall()
+            counted: set[str] | None = {r[0] for r in rows}
+        else:
+            counted = None
+        self.record_submission(
+            sub.key,
+            executor=sub.executor,
+            state="submitted",
+            run_ids=list(sub.run_ids),
+            job_ids=list(sub.job_ids),
+            detail={
+                "options": dict(options),
+                # The submission's folder is <runs root>/.submissions/<key>.
+                "runs_root": str(Path(sub.folder).parent.parent),
+                "submission": sub.to_json(),
+            },
+        )
+        updates = [
+            {
+                "run_id": rid,
+                "status": "submitted",
+                "job_id": sub.run_jobs.get(rid),
+                "run_dir": sub.run_dirs.get(rid),
+                "submission_key": sub.key,
+            }
+            for rid in sub.run_ids
+        ]
+        if counted is None:
+            self.update_runs(updates, event="submitted", bump_attempts=True)
+            return
+        self.update_runs(
+            [u for u in updates if u["run_id"] in counted], event="submitted", bump_attempts=True
+        )
+        self.update_runs([u for u in updates if u["run_id"] not in counted], event="submitted")
+
+    def add_note(self, run_id: str, text: str, *, by: str, at: str) -> int:
+        """Append a note (``text``, who wrote it, when) to the run's ``notes``; returns how
+        many notes it has now."""
+        row = self._con.execute(
+            "SELECT value FROM run_meta WHERE run_id = ? AND key = 'notes'", [run_id]
+        ).fetchone()
+        notes: list[Any] = json.loads(row[0]) if row and row[0] else []
+        notes.append({"at": at, "by": by, "text": text})
+        self.set_run_meta(run_id, {"notes": notes})
+        return len(notes)
 
 
 def _check_status(status: str) -> None:
