@@ -411,7 +411,7 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Runs by status, per experiment (as of the last apply/refresh)."""
-    from hpcx.state.store import RUN_STATUSES
+    from hpcx.state.schema import RUN_STATUSES
     from hpcx.util.selection import Unmatched, known_list, raise_unmatched, unknown_names
 
     _, state_path, _ = _paths(state, None)
@@ -760,7 +760,7 @@ def rerun_command(
     from hpcx.run.apply import apply_changes, check_local_placements
     from hpcx.state import lock
     from hpcx.state.backup import backup_before_write
-    from hpcx.state.store import IN_FLIGHT_STATUSES
+    from hpcx.state.schema import IN_FLIGHT_STATUSES
 
     root, state_path, runs = _paths(state, runs_root)
     with lock.acquire(state_path, "hpcx rerun", timeout=lock_timeout):

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcx.state.store import FINAL_STATUSES
+from hpcx.state.schema import FINAL_STATUSES
 from hpcx.util.files import read_json
 
 if TYPE_CHECKING:

@@ -45,154 +45,42 @@ from hpcx.state.records import (
 if TYPE_CHECKING:
     from hpcx.manifest.spec import RunSpec
 
-#: Schema version this hpcx writes. A file with a newer one is refused; an older one is migrated.
-SCHEMA_VERSION = 2
-
-RUN_STATUSES = (
-    "pending",
-    "submitted",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "lost",
-    "timeout",
+from hpcx.state.files import foreign_file, is_uncreated
+from hpcx.state.schema import (
+    ENDED_STATUSES,
+    FINAL_STATUSES,
+    IN_FLIGHT_STATUSES,
+    MIGRATIONS,
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_TABLE,
+    SETTABLE_RUN_FIELDS,
+    SUBMISSION_STATES,
+    sql_list,
 )
-#: Statuses of a run that is neither finished nor known to be gone.
-IN_FLIGHT_STATUSES = ("pending", "submitted", "running")
-#: Statuses of a run that ended with its run folder written (``lost`` left none to read).
-ENDED_STATUSES = ("succeeded", "failed", "cancelled", "timeout")
-#: Statuses a harvest never moves a run out of again.
-FINAL_STATUSES = (*ENDED_STATUSES, "lost")
-#: Statuses of a run that ended without a result and may be run again.
-RETRYABLE_STATUSES = frozenset({"failed", "cancelled", "lost", "timeout"})
-SUBMISSION_STATES = ("intent", "submitted", "failed", "ambiguous")
 
-_STATUS_CHECK = ", ".join(f"'{s}'" for s in RUN_STATUSES)
-_SUBMISSION_CHECK = ", ".join(f"'{s}'" for s in SUBMISSION_STATES)
-_IN_FLIGHT_SQL = ", ".join(f"'{s}'" for s in IN_FLIGHT_STATUSES)
-_FINISHED_SQL = ", ".join(f"'{s}'" for s in ENDED_STATUSES)
+# Re-exported: callers and tests name them through the store. The store reads SCHEMA_VERSION
+# through this module, so a test may set hpcx.state.store.SCHEMA_VERSION to act as another
+# hpcx version.
+__all__ = [
+    "ENDED_STATUSES",
+    "FINAL_STATUSES",
+    "IN_FLIGHT_STATUSES",
+    "MIGRATIONS",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "SUBMISSION_STATES",
+    "StateInfo",
+    "StateSnapshot",
+    "StateStore",
+    "Transaction",
+    "is_uncreated",
+    "spec_from_dict",
+    "spec_to_dict",
+]
 
-# Migration N takes a file from schema N-1 to N. Version 1 creates everything. Never edit a
-# released migration: add the next one. Each runs inside one transaction with its version row.
-MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        """CREATE TABLE meta (
-            lineage VARCHAR NOT NULL,
-            serial BIGINT NOT NULL,
-            schema_version INTEGER NOT NULL,
-            created_at TIMESTAMP NOT NULL,
-            hpcx_version VARCHAR
-        )""",
-        f"""CREATE TABLE runs (
-            run_id VARCHAR PRIMARY KEY,
-            base_id VARCHAR NOT NULL,
-            experiment VARCHAR NOT NULL,
-            status VARCHAR NOT NULL CHECK (status IN ({_STATUS_CHECK})),
-            identity JSON,
-            spec JSON,
-            settings_digest VARCHAR,
-            code_hash VARCHAR,
-            source VARCHAR,
-            overrides JSON,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            executor VARCHAR,
-            job_id VARCHAR,
-            run_dir VARCHAR,
-            submission_key VARCHAR,
-            created_at TIMESTAMP NOT NULL,
-            updated_at TIMESTAMP NOT NULL,
-            started_at TIMESTAMP,
-            ended_at TIMESTAMP,
-            exit_code INTEGER,
-            end_reason VARCHAR,
-            host VARCHAR,
-            numa_node INTEGER,
-            gpus JSON
-        )""",
-        """CREATE TABLE run_events (
-            serial BIGINT NOT NULL,
-            seq INTEGER NOT NULL,
-            run_id VARCHAR NOT NULL,
-            "at" TIMESTAMP NOT NULL,
-            event VARCHAR NOT NULL,
-            from_status VARCHAR,
-            to_status VARCHAR,
-            detail JSON,
-            PRIMARY KEY (serial, seq)
-        )""",
-        f"""CREATE TABLE submissions (
-            key VARCHAR PRIMARY KEY,
-            executor VARCHAR NOT NULL,
-            state VARCHAR NOT NULL CHECK (state IN ({_SUBMISSION_CHECK})),
-            created_at TIMESTAMP NOT NULL,
-            updated_at TIMESTAMP NOT NULL,
-            job_ids JSON,
-            run_ids JSON,
-            detail JSON,
-            serial BIGINT NOT NULL
-        )""",
-        """CREATE TABLE metrics (
-            run_id VARCHAR NOT NULL,
-            name VARCHAR NOT NULL,
-            step BIGINT,
-            value DOUBLE,
-            time DOUBLE,
-            serial BIGINT NOT NULL
-        )""",
-        """CREATE TABLE run_meta (
-            run_id VARCHAR NOT NULL,
-            key VARCHAR NOT NULL,
-            value JSON,
-            serial BIGINT NOT NULL,
-            PRIMARY KEY (run_id, key)
-        )""",
-        """CREATE TABLE probes (
-            id VARCHAR PRIMARY KEY,
-            host VARCHAR,
-            "at" TIMESTAMP NOT NULL,
-            report JSON NOT NULL,
-            serial BIGINT NOT NULL
-        )""",
-    ],
-    # v2: each metric row says which attempt of its run wrote it. Without it a rerun's values
-    # mixed with the earlier attempt's (same names and steps), and `hpcx show` could print the
-    # old one. Rows already there: the run's latest ingest (one harvest per finished attempt)
-    # gets the attempt that harvest recorded (run_meta 'attempt', else the run's attempt
-    # count); rows from earlier ingests keep NULL: an earlier attempt whose number was never
-    # recorded.
-    2: [
-        "ALTER TABLE metrics ADD COLUMN attempt INTEGER",
-        """UPDATE metrics SET attempt = b.attempt
-        FROM (
-            SELECT m.run_id, max(m.serial) AS serial,
-                   coalesce(any_value(TRY_CAST(rm.value::VARCHAR AS INTEGER)),
-                            any_value(r.attempts)) AS attempt
-            FROM metrics m
-            LEFT JOIN run_meta rm ON rm.run_id = m.run_id AND rm.key = 'attempt'
-            LEFT JOIN runs r ON r.run_id = m.run_id
-            GROUP BY m.run_id
-        ) b
-        WHERE metrics.run_id = b.run_id AND metrics.serial = b.serial""",
-    ],
-}
-
-#: Run columns that :meth:`Transaction.set_status` may set besides ``status``.
-SETTABLE_RUN_FIELDS = frozenset(
-    {
-        "executor",
-        "job_id",
-        "run_dir",
-        "submission_key",
-        "started_at",
-        "ended_at",
-        "exit_code",
-        "end_reason",
-        "host",
-        "numa_node",
-        "gpus",
-    }
-)
+_IN_FLIGHT_SQL = sql_list(IN_FLIGHT_STATUSES)
+_FINISHED_SQL = sql_list(ENDED_STATUSES)
 _JSON_RUN_FIELDS = frozenset({"gpus"})
 
 # Below this many rows a parametrised VALUES list is quickest; above it, a temporary CSV file
@@ -552,32 +440,6 @@ _CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
 }
 
 
-def is_uncreated(path: str | os.PathLike[str]) -> bool:
-    """True for a DuckDB file holding no table at all: a state whose creation never committed
-    (the writing command was killed between DuckDB creating the file and the schema's
-    transaction). Readers treat it as no state yet; the next writer creates the schema in it.
-    """
-    import duckdb
-
-    p = Path(path)
-    try:
-        if not p.is_file() or p.stat().st_size == 0:
-            return False
-        with open(p, "rb") as f:
-            if f.read(12)[8:12] != b"DUCK":
-                return False
-        con = duckdb.connect(str(p), read_only=True, config={"autoload_known_extensions": False})
-    except (OSError, duckdb.Error):
-        return False
-    try:
-        row = con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
-        return row is not None and row[0] == 0
-    except duckdb.Error:
-        return False
-    finally:
-        con.close()
-
-
 class StateStore:
     """An open state file. Use :meth:`open`; close it (or use it as a context manager)."""
 
@@ -623,8 +485,6 @@ class StateStore:
         else:
             # Not DuckDB's magic: say so before DuckDB tries (for a SQLite file it would
             # fetch and load its SQLite reader).
-            from hpcx.state.backup import foreign_file
-
             foreign = foreign_file(p)
             if foreign is not None:
                 raise StateError(
@@ -693,10 +553,7 @@ class StateStore:
         con.execute("BEGIN TRANSACTION")
         try:
             if current == 0:
-                con.execute(
-                    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
-                    "applied_at TIMESTAMP NOT NULL, hpcx_version VARCHAR)"
-                )
+                con.execute(SCHEMA_VERSION_TABLE)
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for stmt in MIGRATIONS[version]:
                     con.execute(stmt)
