@@ -7,12 +7,14 @@ Thin: parse, take the writer lock where the state is written, call :mod:`hpcx.ru
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import typer
 
 from hpcx.cli._app import EXIT_ERROR, EXIT_OK, app, emit_json
+from hpcx.run.apply import ApplyHooks
 
 _STATE_HELP = "State file (default: .hpcx/state.duckdb at the project root; $HPCX_STATE)."
 _RUNS_HELP = "Where run folders go (default: runs/ at the project root; $HPCX_RUNS_ROOT)."
@@ -65,6 +67,89 @@ class _Progress:
             self.bar.stop()
 
 
+class _ApplyView(ApplyHooks):
+    """How `hpcx apply` shows its session: the plan as `hpcx plan` renders it, the question,
+    warnings on stderr, and the progress of the runs it waits for."""
+
+    def __init__(
+        self, root: Path, state_path: Path, *, max_runs: int | None, yes: bool, full: bool,
+        quiet: bool,
+    ) -> None:  # fmt: skip
+        self.root = root
+        self.state_path = state_path
+        self.max_runs = max_runs
+        self.yes = yes
+        self.full = full
+        self.quiet = quiet
+        self.bar: _Progress | None = None
+
+    def load(self, paths: list[Path], overrides: Sequence[str], root: Path) -> Any:
+        return _plan_helpers().load(paths, list(overrides), self.max_runs, root)
+
+    def git(self, root: Path, manifest_files: list[str]) -> dict[str, Any]:
+        info: dict[str, Any] = _plan_helpers().git(root, manifest_files)
+        return info
+
+    def show(self, review: Any) -> None:
+        from hpcx.plan.planner import summary_line
+        from hpcx.plan.render import RenderContext, render_text
+        from hpcx.project.paths import display_path
+
+        if self.quiet:
+            return
+        ctx = RenderContext(
+            state_path=display_path(self.state_path, self.root),
+            state_exists=self.state_path.exists(),
+            manifest_paths=[display_path(p, self.root) for p in review.manifest_paths],
+        )
+        sys.stdout.write(render_text(review.plan, full=self.full, context=ctx))
+        if len(review.selected) != len(review.plan.changes):
+            counts: dict[str, int] = {}
+            for c in review.selected:
+                counts[c.action.value] = counts.get(c.action.value, 0) + 1
+            # summary_line says "Plan: ..."; this line is about the selection.
+            typer.echo("Selected: " + summary_line(counts).removeprefix("Plan: "))
+
+    def confirm(self, review: Any) -> bool:
+        from hpcx.errors import PlanError
+
+        if self.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise PlanError(
+                "refusing to apply without confirmation (stdin is not a terminal)",
+                hint="pass --yes",
+            )
+        return bool(typer.confirm(f"Apply {len(review.todo)} change(s)?", default=False))
+
+    def warn(self, message: str) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    def starting(self, review: Any) -> None:
+        self.bar = _Progress(review.to_submit, self.quiet)
+
+    def progress(self, run_id: str, observed: Any) -> None:
+        if self.bar is not None:
+            self.bar(run_id, observed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _PlanHelpers(NamedTuple):
+    load: Any
+    git: Any
+
+
+def _plan_helpers() -> _PlanHelpers:
+    """Manifests to desired runs, and the git facts a plan records, exactly as `hpcx plan`
+    makes them (its helpers in hpcx/cli/plan.py), so apply plans what plan showed."""
+    from hpcx.cli.plan import _git_info, _load_desired
+
+    return _PlanHelpers(_load_desired, _git_info)
+
+
 @app.command("apply")
 def apply_command(
     paths: list[Path] = typer.Argument(
@@ -110,123 +195,42 @@ def apply_command(
     import gc
 
     gc.disable()  # a short-lived process building many small objects: see `hpcx plan`
-    from hpcx.cli.plan import _git_info, _load_desired
-    from hpcx.errors import HpcxError, PlanError
-    from hpcx.plan.fit import check_plan
-    from hpcx.plan.planner import load_saved_plan, make_plan, summary_line
-    from hpcx.plan.render import RenderContext, render_text
-    from hpcx.project.paths import default_manifest_paths, display_path
-    from hpcx.run import provenance
-    from hpcx.run.apply import Selection, apply_plan, check_local_placements
-    from hpcx.run.harvest import refresh
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
-    from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
-    from hpcx.util.selection import known_list, raise_unmatched
+    from hpcx.errors import PlanError
+    from hpcx.run.apply import ApplyRequest, Selection, apply_session
 
     root, state_path, runs = _paths(state, runs_root)
     selection = Selection.parse(experiments=experiment, actions=action, where=where)
     if as_json and not yes:
         raise PlanError("--json needs --yes (there is no one to ask)")
-    paths = list(paths or [])
-    saved = len(paths) == 1 and paths[0].suffix == ".json"
-
-    with lock.acquire(state_path, "hpcx apply", timeout=lock_timeout):
-        backup_before_write(state_path)  # refuses a damaged state before anything is written
-        if saved:
-            if set_:
-                raise PlanError("--set cannot change a saved plan", hint="make a new plan")
-            if state_path.exists() and not is_uncreated(state_path):
-                with StateStore.open(state_path, read_only=True) as store:
-                    plan = load_saved_plan(paths[0], store)
-            else:
-                plan = load_saved_plan(paths[0], None)
-            manifest_paths = [Path(p) for p in plan.manifest_digests]
-        else:
-            # Manifests first: bad input is refused before anything (even a refresh) writes.
-            manifest_paths = paths or default_manifest_paths(root)
-            desired = _load_desired(manifest_paths, set_, max_runs, root)
-            check_plan(desired.runs, cluster, manifest_paths, root)
-            if state_path.exists():
-                refresh(state_path, runs_root=runs)  # creates the schema in an uncreated file
-            if state_path.exists() and not is_uncreated(state_path):
-                with StateStore.open(state_path, read_only=True) as store:
-                    snapshot = store.snapshot()
-            else:
-                snapshot = StateSnapshot.empty()
-            git = _git_info(root, sorted(desired.digests))
-            plan = make_plan(
-                desired, snapshot, orphan_scope="experiments" if paths else "all", git=git
-            )
-
-        aliases = {} if saved else {Path(e.path).stem: e.name for e in desired.experiments}
-        unmatched = selection.unmatched(plan.changes, aliases=aliases)
-        raise_unmatched(
-            unmatched,
-            hint=known_list({c.experiment for c in plan.changes})
-            if any(u.option == "-e" for u in unmatched)
-            else "`hpcx plan --full` lists every run and its values",
-        )
-        selected = [c for c in plan.changes if selection.matches(c)]
-        todo = [c for c in selected if c.action.value in ("create", "retry", "stale", "update")]
-        if not quiet and not as_json:
-            ctx = RenderContext(
-                state_path=display_path(state_path, root),
-                state_exists=state_path.exists(),
-                manifest_paths=[display_path(p, root) for p in manifest_paths],
-            )
-            sys.stdout.write(render_text(plan, full=full, context=ctx))
-            if len(selected) != len(plan.changes):
-                counts: dict[str, int] = {}
-                for c in selected:
-                    counts[c.action.value] = counts.get(c.action.value, 0) + 1
-                # summary_line says "Plan: ..."; this line is about the selection.
-                typer.echo("Selected: " + summary_line(counts).removeprefix("Plan: "))
-        if not todo:
-            if as_json:
-                emit_json({"submitted": 0, "message": "no changes"})
-            elif not quiet:
-                typer.echo("Nothing to apply.")
-            raise typer.Exit(EXIT_OK)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise PlanError(
-                    "refusing to apply without confirmation (stdin is not a terminal)",
-                    hint="pass --yes",
-                )
-            if not typer.confirm(f"Apply {len(todo)} change(s)?", default=False):
-                typer.echo("Cancelled; nothing applied.")
-                raise typer.Exit(EXIT_ERROR)
-
-        for warning in check_local_placements(c.run for c in todo if c.run is not None):
-            typer.echo(f"warning: {warning}", err=True)
-        experiments = (
-            {
-                e.name: {"description": e.description, "owner": e.owner, "tags": list(e.tags)}
-                for e in desired.experiments
-            }
-            if not saved
-            else {}
-        )
-        prov = provenance.collect(root, plan.manifest_digests, experiments)
-        n_submit = sum(1 for c in todo if c.action.value != "update")
-        progress = _Progress(n_submit, quiet or as_json)
-        try:
-            outcome = apply_plan(
-                plan,
-                state_path=state_path,
-                runs_root=runs,
-                selection=selection,
-                wait=not no_wait,
-                detach=detach,
-                progress=progress,
-                project_root=root,
-                provenance=prov,
-            )
-        except HpcxError:
-            progress.close()
-            raise
-        progress.close()
+    request = ApplyRequest(
+        project_root=root,
+        state_path=state_path,
+        runs_root=runs,
+        paths=tuple(paths or ()),
+        overrides=tuple(set_),
+        selection=selection,
+        cluster=cluster,
+        wait=not no_wait,
+        detach=detach,
+        lock_timeout=lock_timeout,
+    )
+    view = _ApplyView(
+        root, state_path, max_runs=max_runs, yes=yes, full=full, quiet=quiet or as_json
+    )
+    try:
+        done = apply_session(request, view)
+    finally:
+        view.close()
+    if done.declined:
+        typer.echo("Cancelled; nothing applied.")
+        raise typer.Exit(EXIT_ERROR)
+    outcome = done.outcome
+    if outcome is None:
+        if as_json:
+            emit_json({"submitted": 0, "message": "no changes"})
+        elif not quiet:
+            typer.echo("Nothing to apply.")
+        raise typer.Exit(EXIT_OK)
 
     result = outcome.to_dict()
     if as_json:
@@ -318,30 +322,20 @@ def refresh_command(
     as_json: bool = typer.Option(False, "--json", help="Print what changed as JSON."),
 ) -> None:
     """Sync with the schedulers and harvest finished runs' status and metrics into the state."""
-    from hpcx.errors import HpcxError, StateError
-    from hpcx.run.harvest import refresh
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
+    from hpcx.run.harvest import refresh_session
 
     root, state_path, runs = _paths(state, runs_root)
-    if (run_ids or experiment or manifest) and not reharvest:
-        raise HpcxError(
-            "run ids, --experiment and --manifest select what --reharvest re-reads",
-            hint="add --reharvest, or leave them out for a plain refresh",
-        )
-    if not state_path.exists():
-        raise StateError(f"no state at {state_path}", hint="`hpcx apply` creates it")
-    desired = _reharvest_rules(root, manifest) if reharvest else None
-    with lock.acquire(state_path, "hpcx refresh", timeout=lock_timeout):
-        backup_before_write(state_path)
-        result = refresh(state_path, runs_root=runs)
-        again = None
-        if reharvest:
-            from hpcx.run.harvest import reharvest as reharvest_runs
-
-            again = reharvest_runs(
-                state_path, experiments=experiment, run_ids=run_ids or [], desired=desired
-            )
+    done = refresh_session(
+        state_path,
+        runs_root=runs,
+        reharvest_runs=reharvest,
+        run_ids=run_ids or [],
+        experiments=experiment,
+        manifests=manifest,
+        load_rules=lambda paths: _reharvest_rules(root, list(paths)),
+        lock_timeout=lock_timeout,
+    )
+    result, again = done.refresh, done.reharvest
     doc = result.to_dict()
     if again is not None:
         doc["reharvest"] = again.to_dict()
@@ -504,15 +498,13 @@ def cancel_command(
     from hpcx.errors import HpcxError
     from hpcx.run.executors import Executor, Submission, get_executor
     from hpcx.run.harvest import harvest_submissions, in_flight_submissions
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
+    from hpcx.state.writer import Writer
     from hpcx.util.selection import known_list, raise_unmatched, unknown_names
 
     _, state_path, _ = _paths(state, None)
     if not (runs or experiment or all_):
         raise HpcxError("say what to cancel", hint="run ids, --experiment NAME, or --all")
-    with lock.acquire(state_path, "hpcx cancel", timeout=lock_timeout):
-        backup_before_write(state_path)
+    with Writer(state_path, "hpcx cancel", timeout=lock_timeout) as writer:
         with _open_read(state_path) as store:
             wanted = {store.resolve_run(r).run_id for r in runs or []}
             if experiment:
@@ -523,7 +515,7 @@ def cancel_command(
         asked: set[str] = set()
         stoppers: list[tuple[Executor, Submission]] = []
         unreached: list[tuple[str, int, HpcxError]] = []
-        for row in in_flight_submissions(state_path):
+        for row in in_flight_submissions(writer):
             if row.state != "submitted" or not row.detail.get("submission"):
                 continue
             sub = Submission.from_json(row.detail["submission"])
@@ -549,7 +541,7 @@ def cancel_command(
             if all(seen[r].final for r in asked if r in seen) or time.monotonic() >= deadline:
                 break
             time.sleep(0.2)
-        result = harvest_submissions(state_path, subs)
+        result = harvest_submissions(writer, subs)
     if unreached:
         _cancel_unreached(unreached)
     if not asked:
@@ -722,21 +714,18 @@ def note_command(
     import getpass
     from datetime import UTC, datetime
 
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
+    from hpcx.state.writer import Writer
 
     _, state_path, _ = _paths(state, None)
-    with lock.acquire(state_path, "hpcx note", timeout=lock_timeout):
-        backup_before_write(state_path)
-        with lock.open_for_write(state_path) as store:
-            run_id = store.resolve_run(run).run_id
-            with store.transaction() as tx:
-                n = tx.add_note(
-                    run_id,
-                    text,
-                    by=getpass.getuser(),
-                    at=datetime.now(UTC).isoformat(timespec="seconds"),
-                )
+    with Writer(state_path, "hpcx note", timeout=lock_timeout) as writer, writer.open() as store:
+        run_id = store.resolve_run(run).run_id
+        with store.transaction() as tx:
+            n = tx.add_note(
+                run_id,
+                text,
+                by=getpass.getuser(),
+                at=datetime.now(UTC).isoformat(timespec="seconds"),
+            )
     typer.echo(f"Noted on {run_id} ({n} note(s)).")
 
 
@@ -758,13 +747,11 @@ def rerun_command(
     from hpcx.plan.planner import Action, RunChange
     from hpcx.run import provenance
     from hpcx.run.apply import apply_changes, check_local_placements
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
     from hpcx.state.schema import IN_FLIGHT_STATUSES
+    from hpcx.state.writer import Writer
 
     root, state_path, runs = _paths(state, runs_root)
-    with lock.acquire(state_path, "hpcx rerun", timeout=lock_timeout):
-        backup_before_write(state_path)
+    with Writer(state_path, "hpcx rerun", timeout=lock_timeout) as writer:
         with _open_read(state_path) as store:
             stored = store.stored_run(store.resolve_run(run).run_id)
         run_id, status, spec = stored.run_id, stored.status, stored.spec
@@ -787,7 +774,7 @@ def rerun_command(
         try:
             outcome = apply_changes(
                 [change],
-                state_path=state_path,
+                writer=writer,
                 runs_root=runs,
                 progress=progress,
                 project_root=root,

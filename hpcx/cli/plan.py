@@ -262,14 +262,14 @@ def state_upgrade(
 ) -> None:
     """Migrate the state file to this hpcx's schema version (creating it if missing)."""
     from hpcx.project.paths import resolve_state_path
-    from hpcx.state import lock
-    from hpcx.state.store import StateStore
+    from hpcx.state.writer import Writer
 
     path = resolve_state_path(state)
-    # A migration writes the whole schema: never beside a running apply or refresh.
+    # A migration writes the whole schema: never beside a running apply or refresh. It backs
+    # the old file up itself (and only when there is something to migrate).
     with (
-        lock.acquire(path, "hpcx state upgrade", timeout=lock_timeout),
-        StateStore.open(path, create=True) as store,
+        Writer(path, "hpcx state upgrade", timeout=lock_timeout, pre_write="none") as writer,
+        writer.open(wait=0) as store,
     ):
         info = store.info()
     typer.echo(f"state {info.path}: schema v{info.schema_version}, serial {info.serial}")

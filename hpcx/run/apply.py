@@ -12,8 +12,9 @@ A process killed between 1 and 3 leaves an ``intent`` submission; the next ``ref
 ``apply`` runs first) asks the executor to ``reconcile`` that key: runs the scheduler knows are
 adopted, the rest are marked ``lost`` and planned again. So no run is submitted twice, and
 none is forgotten. The state is open only while it is written, never while runs execute, so
-``hpcx status`` and ``hpcx query`` can read it meanwhile; the writer lock (:mod:`hpcx.state.lock`)
-keeps a second ``apply`` or ``refresh`` out for the whole command.
+``hpcx status`` and ``hpcx query`` can read it meanwhile; the :class:`~hpcx.state.writer.Writer`
+every step writes through holds the writer lock, which keeps a second ``apply`` or ``refresh``
+out for the whole command.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from hpcx.run.runs_root import (
 )
 
 if TYPE_CHECKING:
-    from hpcx.manifest.spec import RunSpec
+    from hpcx.manifest.spec import DesiredState, RunSpec
     from hpcx.plan.planner import Plan, RunChange
     from hpcx.run.executors.base import ObservedStatus, Submission
+    from hpcx.state.writer import Writer
     from hpcx.util.selection import Unmatched
 
 __all__ = [
@@ -45,11 +47,16 @@ __all__ = [
     "RUNS_ENV",
     "RUNS_OWNER",
     "SUBMITTING",
+    "ApplyHooks",
     "ApplyOutcome",
+    "ApplyRequest",
+    "ApplySessionResult",
+    "PlanReview",
     "RunsRootOwnedError",
     "Selection",
     "apply_changes",
     "apply_plan",
+    "apply_session",
     "check_local_placements",
     "check_runs_root_owner",
     "resolve_runs_root",
@@ -276,7 +283,7 @@ def _executor_group(spec: RunSpec) -> tuple[str, str]:
 def apply_changes(
     changes: Sequence[RunChange],
     *,
-    state_path: Path,
+    writer: Writer,
     runs_root: Path,
     wait: bool = True,
     detach: bool = False,
@@ -285,7 +292,7 @@ def apply_changes(
     project_root: Path | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> ApplyOutcome:
-    """Apply ``changes`` (already selected). The caller holds the writer lock.
+    """Apply ``changes`` (already selected), writing the state through ``writer``.
 
     ``wait``: for the local executor in the foreground, run the queue here to the end, then
     harvest. ``detach``: the local queue runs in a background process instead.
@@ -299,7 +306,6 @@ def apply_changes(
     """
     from hpcx.plan.planner import Action
     from hpcx.run.executors import SubmitError, get_executor, new_key
-    from hpcx.state.lock import open_for_write
 
     outcome = ApplyOutcome()
     updates = [c.run for c in changes if c.action == Action.UPDATE and c.run is not None]
@@ -308,9 +314,9 @@ def apply_changes(
         to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
 
     if to_submit:
-        check_runs_root_owner(state_path, runs_root, create=True)
+        check_runs_root_owner(writer, runs_root, create=True)
     if updates:
-        with open_for_write(state_path) as store, store.transaction() as tx:
+        with writer.transaction() as tx:
             tx.record_runs(updates, event="settings-updated")
         outcome.updated = [r.run_id for r in updates]
 
@@ -332,7 +338,7 @@ def apply_changes(
         ids = [r.run_id for r in runs]
 
         # 1. intent
-        with open_for_write(state_path) as store, store.transaction() as tx:
+        with writer.open() as store, store.transaction() as tx:
             existing = store.existing_runs(ids)
             tx.record_runs(
                 runs, status="pending", event="planned", executor=kind, submission_key=key
@@ -402,7 +408,7 @@ def apply_changes(
             error = exc
 
         # 3. record
-        with open_for_write(state_path) as store, store.transaction() as tx:
+        with writer.transaction() as tx:
             if sub is not None:
                 tx.record_submitted(sub, options)
                 outcome.submissions.append(sub)
@@ -455,7 +461,7 @@ def apply_changes(
                 ex.wait(sub, progress=progress)
             except KeyboardInterrupt:
                 outcome.interrupted = True
-        result = harvest_submissions(state_path, [sub], executor=ex)
+        result = harvest_submissions(writer, [sub], executor=ex)
         outcome.observed.update(result.observed)
         outcome.problems.extend(result.problems)
     return outcome
@@ -464,7 +470,7 @@ def apply_changes(
 def apply_plan(
     plan: Plan,
     *,
-    state_path: Path,
+    writer: Writer,
     runs_root: Path,
     selection: Selection | None = None,
     wait: bool = True,
@@ -473,12 +479,12 @@ def apply_plan(
     project_root: Path | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> ApplyOutcome:
-    """Apply the selected changes of ``plan``; the caller holds the writer lock."""
+    """Apply the selected changes of ``plan``, writing the state through ``writer``."""
     sel = selection or Selection()
     changes = [c for c in plan.changes if sel.matches(c)]
     return apply_changes(
         changes,
-        state_path=state_path,
+        writer=writer,
         runs_root=runs_root,
         wait=wait,
         detach=detach,
@@ -567,3 +573,180 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> lis
             "or narrow the sweep with --where / --set",
         )
     return _local_cpu_warnings(runs_local)
+
+
+# --------------------------------------------------------------------------------------------
+# The apply use case: manifests (or a saved plan) in, submitted and harvested runs out
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyRequest:
+    """What ``hpcx apply`` was asked: the project, its state and runs folder, the manifests
+    (files or folders; default ``manifests/``) or one saved plan (``plan.json``), the
+    ``--set`` overrides, which changes to apply, and how."""
+
+    project_root: Path
+    state_path: Path
+    runs_root: Path
+    paths: tuple[Path, ...] = ()
+    overrides: tuple[str, ...] = ()
+    selection: Selection = field(default_factory=Selection)
+    #: Cluster profile (``--cluster``) to check the runs' resources against.
+    cluster: str | None = None
+    wait: bool = True
+    detach: bool = False
+    lock_timeout: float = 0.0
+
+    @property
+    def saved_plan(self) -> Path | None:
+        """The saved plan to apply, when that is what ``paths`` names."""
+        return self.paths[0] if len(self.paths) == 1 and self.paths[0].suffix == ".json" else None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReview:
+    """The plan an apply is about to carry out, for the caller to show and confirm."""
+
+    plan: Plan
+    #: The changes the selection picked, and of those the ones that do something.
+    selected: list[RunChange]
+    todo: list[RunChange]
+    manifest_paths: list[Path]
+
+    @property
+    def to_submit(self) -> int:
+        """How many runs go to an executor (the rest of ``todo`` only record new settings)."""
+        return sum(1 for c in self.todo if c.action.value != "update")
+
+
+class ApplyHooks:
+    """What :func:`apply_session` asks its caller for along the way. The defaults show
+    nothing, confirm everything and load the manifests with no run limit; the CLI renders the
+    plan, asks, and draws progress."""
+
+    def load(self, paths: list[Path], overrides: Sequence[str], root: Path) -> DesiredState:
+        """The desired state of these manifests (a bad manifest raises)."""
+        from hpcx.manifest.loader import load_desired
+
+        return load_desired(paths, overrides=tuple(overrides), project_root=root)
+
+    def git(self, root: Path, manifest_files: list[str]) -> dict[str, Any]:
+        """The git facts the plan records (root, commit, branch, dirty paths)."""
+        return {"root": None, "commit": None, "branch": None, "dirty_paths": []}
+
+    def show(self, review: PlanReview) -> None:
+        """The plan is made (and refused selectors reported): show it."""
+
+    def confirm(self, review: PlanReview) -> bool:
+        """There is something to apply: go ahead? False: nothing is applied."""
+        return True
+
+    def warn(self, message: str) -> None:
+        """Something the user should know before the runs start."""
+
+    def starting(self, review: PlanReview) -> None:
+        """The changes are about to be applied."""
+
+    def progress(self, run_id: str, observed: ObservedStatus) -> None:
+        """A run the apply waits for was observed (a local queue in the foreground)."""
+
+
+@dataclass(slots=True)
+class ApplySessionResult:
+    """What one ``hpcx apply`` did. ``outcome`` is None when nothing was applied: nothing to
+    do, or ``declined`` at the confirmation."""
+
+    review: PlanReview
+    outcome: ApplyOutcome | None = None
+    declined: bool = False
+
+
+def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> ApplySessionResult:
+    """``hpcx apply`` as a library call: under the writer lock (with the state checked and
+    backed up), load the manifests and check their resources (bad input is refused before
+    anything, even a refresh, writes), refresh, plan against the state (or load a saved plan
+    and check it is still fresh), show it, confirm, then submit and, for a foreground local
+    queue, run and harvest. Raises :class:`~hpcx.errors.HpcxError` for anything refused.
+    """
+    from hpcx.plan.fit import check_plan
+    from hpcx.plan.planner import load_saved_plan, make_plan
+    from hpcx.project.paths import default_manifest_paths
+    from hpcx.run import provenance
+    from hpcx.run.harvest import refresh
+    from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
+    from hpcx.state.writer import Writer
+    from hpcx.util.selection import known_list, raise_unmatched
+
+    hooks = hooks if hooks is not None else ApplyHooks()
+    root, state_path, runs = request.project_root, request.state_path, request.runs_root
+    selection = request.selection
+    saved = request.saved_plan
+    desired: DesiredState | None = None
+    with Writer(state_path, "hpcx apply", timeout=request.lock_timeout) as writer:
+        if saved is not None:
+            if request.overrides:
+                raise PlanError("--set cannot change a saved plan", hint="make a new plan")
+            if state_path.exists() and not is_uncreated(state_path):
+                with StateStore.open(state_path, read_only=True) as store:
+                    plan = load_saved_plan(saved, store)
+            else:
+                plan = load_saved_plan(saved, None)
+            manifest_paths = [Path(p) for p in plan.manifest_digests]
+        else:
+            manifest_paths = list(request.paths) or default_manifest_paths(root)
+            desired = hooks.load(manifest_paths, request.overrides, root)
+            check_plan(desired.runs, request.cluster, manifest_paths, root)
+            if state_path.exists():
+                refresh(writer, runs_root=runs)  # creates the schema in an uncreated file
+            if state_path.exists() and not is_uncreated(state_path):
+                with StateStore.open(state_path, read_only=True) as store:
+                    snapshot = store.snapshot()
+            else:
+                snapshot = StateSnapshot.empty()
+            git = hooks.git(root, sorted(desired.digests))
+            plan = make_plan(
+                desired, snapshot, orphan_scope="experiments" if request.paths else "all", git=git
+            )
+
+        experiments_of = desired.experiments if desired is not None else []
+        aliases = {Path(e.path).stem: e.name for e in experiments_of}
+        unmatched = selection.unmatched(plan.changes, aliases=aliases)
+        raise_unmatched(
+            unmatched,
+            hint=known_list({c.experiment for c in plan.changes})
+            if any(u.option == "-e" for u in unmatched)
+            else "`hpcx plan --full` lists every run and its values",
+        )
+        selected = [c for c in plan.changes if selection.matches(c)]
+        todo = [c for c in selected if c.action.value in SUBMITTING | {"update"}]
+        review = PlanReview(plan, selected, todo, manifest_paths)
+        hooks.show(review)
+        if not todo:
+            return ApplySessionResult(review)
+        if not hooks.confirm(review):
+            return ApplySessionResult(review, declined=True)
+
+        for warning in check_local_placements(c.run for c in todo if c.run is not None):
+            hooks.warn(warning)
+        experiments = (
+            {
+                e.name: {"description": e.description, "owner": e.owner, "tags": list(e.tags)}
+                for e in desired.experiments
+            }
+            if desired is not None
+            else {}
+        )
+        prov = provenance.collect(root, plan.manifest_digests, experiments)
+        hooks.starting(review)
+        outcome = apply_plan(
+            plan,
+            writer=writer,
+            runs_root=runs,
+            selection=selection,
+            wait=request.wait,
+            detach=request.detach,
+            progress=hooks.progress,
+            project_root=root,
+            provenance=prov,
+        )
+    return ApplySessionResult(review, outcome)

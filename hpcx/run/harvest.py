@@ -16,7 +16,7 @@ reached a scheduler become ``lost``, which the next plan retries.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from hpcx.util.files import read_json
 if TYPE_CHECKING:
     from hpcx.run.executors.base import Executor, ObservedStatus, Submission
     from hpcx.state.records import InFlightSubmission
+    from hpcx.state.writer import Writer
 
 #: Observed state (executor) -> run status (state file).
 _STATUS_OF = {
@@ -146,7 +147,7 @@ def _metrics_rows(
 
 
 def ingest(
-    state_path: Path,
+    writer: Writer,
     observed: Mapping[str, ObservedStatus],
     result: HarvestResult | None = None,
 ) -> HarvestResult:
@@ -157,7 +158,7 @@ def ingest(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _ingest(state_path, observed, result)
+        return _ingest(writer, observed, result)
     finally:
         if was_enabled:
             gc.enable()
@@ -217,18 +218,16 @@ def _read_finished(
 
 
 def _ingest(
-    state_path: Path,
+    writer: Writer,
     observed: Mapping[str, ObservedStatus],
     result: HarvestResult | None,
 ) -> HarvestResult:
-    from hpcx.state.lock import open_for_write
-
     result = result or HarvestResult()
     result.observed.update(observed)
     if not observed:
         return result
     ids = list(observed)
-    with open_for_write(state_path) as store:
+    with writer.open() as store:
         targets = store.harvest_targets(ids)
     # The state is closed while the run folders are read (we hold the writer lock: nobody
     # else writes meanwhile); reopened for the one transaction that records it all.
@@ -286,7 +285,7 @@ def _ingest(
     for rid, meta in file_metas.items():
         metas[rid] = {**meta, **metas.get(rid, {})}
     if updates or metric_rows:
-        result.metrics += _write_isolated(state_path, updates, metric_rows, metas, result)
+        result.metrics += _write_isolated(writer, updates, metric_rows, metas, result)
     result.changed += len(updates)
     return result
 
@@ -306,7 +305,7 @@ _HARVEST_KEYS = ("hpcx.metrics_errors", "hpcx.results_errors", QUARANTINE_KEY)
 
 
 def _commit(
-    state_path: Path,
+    writer: Writer,
     updates: Sequence[Mapping[str, Any]],
     rows: list[tuple[Any, ...]],
     metas: Mapping[str, Mapping[str, Any]],
@@ -316,10 +315,8 @@ def _commit(
     """One transaction: ``specs`` recorded (a reharvest's new settings), the ``clear`` runs'
     earlier harvest dropped (run id -> attempt), then statuses, rows and meta. Returns the
     metric rows dropped."""
-    from hpcx.state.lock import open_for_write
-
     dropped = 0
-    with open_for_write(state_path) as store, store.transaction() as tx:
+    with writer.transaction() as tx:
         if specs:
             tx.record_runs(specs, detail={"by": "refresh --reharvest"})
         if clear:
@@ -333,7 +330,7 @@ def _commit(
 
 
 def _write_isolated(
-    state_path: Path,
+    writer: Writer,
     updates: list[dict[str, Any]],
     rows: list[tuple[Any, ...]],
     metas: dict[str, dict[str, Any]],
@@ -359,14 +356,14 @@ def _write_isolated(
             result.dropped += n
 
     try:
-        dropped(_commit(state_path, updates, rows, metas, clear, specs))
+        dropped(_commit(writer, updates, rows, metas, clear, specs))
         return len(rows)
     except (HpcxError, OSError):
         raise
     except Exception as first:
         failure = first
     if specs:
-        _commit(state_path, [], [], {}, specs=specs)  # settings are hpcx's, never refused
+        _commit(writer, [], [], {}, specs=specs)  # settings are hpcx's, never refused
     upd_of = {u["run_id"]: u for u in updates}
     rows_of: dict[str, list[tuple[Any, ...]]] = {}
     for r in rows:
@@ -382,7 +379,7 @@ def _write_isolated(
         part = [r for rid in group for r in rows_of.get(rid, ())]
         try:
             n = _commit(
-                state_path,
+                writer,
                 [upd_of[rid] for rid in group if rid in upd_of],
                 part,
                 {rid: metas[rid] for rid in group if rid in metas},
@@ -408,7 +405,7 @@ def _write_isolated(
         reason = f"the state refused its results: {_describe(exc)}"
         try:
             n = _commit(
-                state_path,
+                writer,
                 [upd_of[rid]] if rid in upd_of else [],
                 [],
                 {rid: {QUARANTINE_KEY: reason}},
@@ -428,7 +425,7 @@ def _write_isolated(
 
 
 def harvest_submissions(
-    state_path: Path,
+    writer: Writer,
     submissions: Sequence[Submission],
     *,
     executor: Executor | None = None,
@@ -443,35 +440,31 @@ def harvest_submissions(
     for kind, subs in by_kind.items():
         ex = executor if executor is not None and executor.kind == kind else get_executor(kind)
         observed.update(ex.poll(subs))
-    return ingest(state_path, observed)
+    return ingest(writer, observed)
 
 
-def in_flight_submissions(state_path: Path) -> list[InFlightSubmission]:
+def in_flight_submissions(writer: Writer) -> list[InFlightSubmission]:
     """Submissions that still have a run in flight, each with those runs."""
-    from hpcx.state.lock import open_for_write
-
-    with open_for_write(state_path) as store:
+    with writer.open() as store:
         found: list[InFlightSubmission] = store.in_flight_submissions()
     return found
 
 
-def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult:
-    """Reconcile unfinished submissions, poll every run in flight, and ingest. The caller holds
-    the writer lock."""
+def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
+    """Reconcile unfinished submissions, poll every run in flight, and ingest."""
     from hpcx.run.executors import Submission, get_executor
-    from hpcx.state.lock import open_for_write
 
     result = HarvestResult()
-    if not state_path.exists():
+    if not writer.path.exists():
         return result
     subs: list[Submission] = []
     if runs_root is not None:
         from hpcx.run.runs_root import check_runs_root_owner
 
         # Before adopting anything from it: another state's runs are not ours to adopt.
-        check_runs_root_owner(state_path, runs_root, create=False)
-        subs.extend(adopt_unknown_submissions(state_path, runs_root, result))
-    for row in in_flight_submissions(state_path):
+        check_runs_root_owner(writer, runs_root, create=False)
+        subs.extend(adopt_unknown_submissions(writer, runs_root, result))
+    for row in in_flight_submissions(writer):
         detail = row.detail
         options = dict(detail.get("options") or {})
         if row.state == "submitted" and detail.get("submission"):
@@ -482,7 +475,7 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
         root = Path(detail.get("runs_root") or runs_root or ".")
         ex = get_executor(row.executor, options)
         found = ex.reconcile(row.key, root)
-        with open_for_write(state_path) as store, store.transaction() as tx:
+        with writer.transaction() as tx:
             if found is not None:
                 # Count an attempt only for runs not already recorded submitted (an ambiguous
                 # submission records what did go out before the failure).
@@ -528,7 +521,7 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
                 result.reconciled[row.key] = "lost"
                 result.changed += len(row.run_ids)
     if subs:
-        polled = harvest_submissions(state_path, subs)
+        polled = harvest_submissions(writer, subs)
         result.observed.update(polled.observed)
         result.changed += polled.changed
         result.finished += polled.finished
@@ -538,7 +531,7 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
 
 
 def adopt_unknown_submissions(
-    state_path: Path, runs_root: Path, result: HarvestResult | None = None
+    writer: Writer, runs_root: Path, result: HarvestResult | None = None
 ) -> list[Submission]:
     """Submissions on disk (``<runs_root>/.submissions/<key>/submission.json``) that the state
     does not hold, recorded into it, so their runs are polled and harvested, not resubmitted.
@@ -554,10 +547,9 @@ def adopt_unknown_submissions(
     from hpcx.run import rundir
     from hpcx.run.executors import Submission
     from hpcx.state.backup import unknown_submissions
-    from hpcx.state.lock import open_for_write
     from hpcx.state.store import spec_from_dict
 
-    folders = unknown_submissions(state_path, runs_root)
+    folders = unknown_submissions(writer.path, runs_root)
     if not folders:
         return []
     names = {f.name for f in dataclasses.fields(RunSpec)}
@@ -583,7 +575,7 @@ def adopt_unknown_submissions(
             run_jobs={r: j for r, j in sub.run_jobs.items() if r in ids},
             run_dirs={r: d for r, d in sub.run_dirs.items() if r in ids},
         )
-        with open_for_write(state_path) as store, store.transaction() as tx:
+        with writer.transaction() as tx:
             tx.record_runs(
                 specs,
                 status="pending",
@@ -624,7 +616,7 @@ class ReharvestResult:
 
 
 def reharvest(
-    state_path: Path,
+    writer: Writer,
     *,
     experiments: Sequence[str] = (),
     run_ids: Sequence[str] = (),
@@ -635,14 +627,13 @@ def reharvest(
     ``desired``: run id -> RunSpec from the current manifests. Their ``results`` rules win over
     the recorded ones (the point is to edit a rule and re-read), and a run whose settings
     differ gets the new spec recorded, as apply records an ``update``. Runs no manifest holds
-    any more are read with the rules recorded for them. The caller holds the writer lock.
+    any more are read with the rules recorded for them.
     Raises :class:`~hpcx.errors.HpcxError` when the selection matches no finished run.
     """
     from hpcx.errors import HpcxError
     from hpcx.run import rundir
-    from hpcx.state.lock import open_for_write
 
-    with open_for_write(state_path) as store:
+    with writer.open() as store:
         found = store.finished_runs(experiments, run_ids)
         if experiments and not found:
             from hpcx.util.selection import known_list, raise_unmatched, unknown_names
@@ -685,7 +676,53 @@ def reharvest(
     out.problems.extend(problems)
     # One transaction, or (should the state refuse a run's results) one per good group and
     # the refused run quarantined, as a refresh does.
-    out.metrics = _write_isolated(state_path, [], rows, metas, out, attempts, updated)
+    out.metrics = _write_isolated(writer, [], rows, metas, out, attempts, updated)
     out.runs = len(found)
     out.settings_updated = len(updated)
+    return out
+
+
+@dataclass(slots=True)
+class RefreshSessionResult:
+    """What one ``hpcx refresh`` did: the refresh, and the reharvest when one was asked."""
+
+    refresh: HarvestResult
+    reharvest: ReharvestResult | None = None
+
+
+def refresh_session(
+    state_path: Path,
+    *,
+    runs_root: Path | None = None,
+    reharvest_runs: bool = False,
+    run_ids: Sequence[str] = (),
+    experiments: Sequence[str] = (),
+    manifests: Sequence[Path] = (),
+    load_rules: Callable[[Sequence[Path]], Mapping[str, Any]] | None = None,
+    lock_timeout: float = 0.0,
+) -> RefreshSessionResult:
+    """``hpcx refresh`` as a library call: under the writer lock (with the state checked and
+    backed up), reconcile, poll and harvest; with ``reharvest_runs``, then read finished runs'
+    folders again (these run ids and experiments, if given) with the results rules that
+    ``load_rules`` reads from ``manifests`` (run id -> RunSpec; the CLI's reads manifests/
+    when none are named); without ``load_rules``, with the rules recorded with each run.
+    Raises :class:`~hpcx.errors.HpcxError`.
+    """
+    from hpcx.errors import HpcxError, StateError
+    from hpcx.state.writer import Writer
+
+    if (run_ids or experiments or manifests) and not reharvest_runs:
+        raise HpcxError(
+            "run ids, --experiment and --manifest select what --reharvest re-reads",
+            hint="add --reharvest, or leave them out for a plain refresh",
+        )
+    if not state_path.exists():
+        raise StateError(f"no state at {state_path}", hint="`hpcx apply` creates it")
+    desired = load_rules(manifests) if reharvest_runs and load_rules is not None else None
+    with Writer(state_path, "hpcx refresh", timeout=lock_timeout) as writer:
+        out = RefreshSessionResult(refresh(writer, runs_root=runs_root))
+        if reharvest_runs:
+            out.reharvest = reharvest(
+                writer, experiments=experiments, run_ids=run_ids, desired=desired
+            )
     return out

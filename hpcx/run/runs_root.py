@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcx.errors import HpcxError
 from hpcx.util.files import atomic_write_json, read_json
 from hpcx.util.proc import hostname, utcnow
+
+if TYPE_CHECKING:
+    from hpcx.state.writer import Writer
 
 #: Where run folders go, under the project root, unless --runs-root / $HPCX_RUNS_ROOT say.
 RUNS_DIR = "runs"
@@ -27,7 +31,7 @@ class RunsRootOwnedError(HpcxError):
     """The runs folder belongs to another state (another project, or a state made anew)."""
 
 
-def check_runs_root_owner(state_path: Path, runs_root: Path, *, create: bool) -> None:
+def check_runs_root_owner(writer: Writer, runs_root: Path, *, create: bool) -> None:
     """Refuse a runs folder that another state owns; mark it ours on first use.
 
     Two states sharing one runs folder would each adopt the other's submissions from disk
@@ -35,14 +39,13 @@ def check_runs_root_owner(state_path: Path, runs_root: Path, *, create: bool) ->
     marker holds the owner's lineage (a uuid made with its state file; a restored backup keeps
     it) and path. ``create``: make the runs folder if it is missing (apply); a refresh marks
     only a folder that exists. Takes the state's lineage from the file, creating the state
-    when there is none yet (apply is about to). The caller holds the writer lock.
+    when there is none yet (apply is about to).
     """
-    from hpcx.state.lock import open_for_write
-
+    state_path = writer.path
     marker = runs_root / RUNS_OWNER
     if not create and not runs_root.exists():
         return
-    with open_for_write(state_path) as store:
+    with writer.open() as store:
         lineage = store.meta()[0]
     try:
         doc = read_json(marker)
