@@ -1,7 +1,9 @@
-"""`hpcx apply`, `refresh`, `status`, `cancel`, `logs`, `show`, `force-unlock`.
+"""`hpcx apply`, `refresh`, `status`, `cancel`, `logs`, `show`, `note`, `rerun`, `force-unlock`.
 
-Thin: parse, take the writer lock where the state is written, call :mod:`hpcx.run.apply` /
-:mod:`hpcx.run.harvest`, render. Heavy imports happen inside the commands.
+Thin: parse, call the library (:func:`hpcx.run.apply.apply_session`,
+:func:`hpcx.run.harvest.refresh_session`, the state's read methods; a writing command through a
+:class:`hpcx.state.writer.Writer`), render, pick the exit code. Heavy imports happen inside the
+commands.
 """
 
 from __future__ import annotations
