@@ -25,6 +25,7 @@ from hpcx.manifest.spec import RunSpec
 from hpcx.run.executors.base import Submission
 from hpcx.run.harvest import refresh
 from hpcx.state.store import StateStore
+from hpcx.state.writer import Writer
 from hpcx.util.proc import utcnow
 
 METRICS = ("loss", "accuracy", "throughput", "latency_ms")
@@ -164,14 +165,16 @@ def main() -> None:
         print(f"setup: {n:,} finished runs in {time.perf_counter() - t0:.1f} s")
         cat_s = time_cat(root / "runs")
         seed_s, how = time_seed_approach(root / "runs", root / "seed.csv")
-        t0 = time.perf_counter()
-        result = refresh(state, runs_root=root / "runs")
-        hpcx_s = time.perf_counter() - t0
-        assert result.finished == n, result.to_dict()
-        assert result.metrics == n * len(METRICS) * 3
-        t0 = time.perf_counter()
-        again = refresh(state, runs_root=root / "runs")
-        second_s = time.perf_counter() - t0
+        # The lock only: the check and backup `hpcx refresh` does first are not what is timed.
+        with Writer(state, "bench refresh", pre_write="none") as writer:
+            t0 = time.perf_counter()
+            result = refresh(writer, runs_root=root / "runs")
+            hpcx_s = time.perf_counter() - t0
+            assert result.finished == n, result.to_dict()
+            assert result.metrics == n * len(METRICS) * 3
+            t0 = time.perf_counter()
+            again = refresh(writer, runs_root=root / "runs")
+            second_s = time.perf_counter() - t0
         assert again.changed == 0 and again.metrics == 0
         print(f"cat of every status and metrics file:   {cat_s:7.2f} s")
         print(f"seed approach (json.load loop, {how}): {seed_s:7.2f} s")

@@ -24,8 +24,10 @@ CHILD = """
 import sys, time
 from pathlib import Path
 from hpcx.run.harvest import refresh
-t0 = time.perf_counter()
-r = refresh(Path(sys.argv[1]), runs_root=Path(sys.argv[2]))
+from hpcx.state.writer import Writer
+with Writer(sys.argv[1], "bench refresh", pre_write="none") as writer:
+    t0 = time.perf_counter()
+    r = refresh(writer, runs_root=Path(sys.argv[2]))
 print(f"rows {r.metrics} problems {len(r.problems)} in {time.perf_counter() - t0:.2f} s")
 for p in r.problems[:3]:
     print("  " + p[:160])

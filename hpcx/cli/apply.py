@@ -1,7 +1,9 @@
-"""`hpcx apply`, `refresh`, `status`, `cancel`, `logs`, `show`, `force-unlock`.
+"""`hpcx apply`, `refresh`, `status`, `cancel`, `logs`, `show`, `note`, `rerun`, `force-unlock`.
 
-Thin: parse, take the writer lock where the state is written, call :mod:`hpcx.run.apply` /
-:mod:`hpcx.run.harvest`, render. Heavy imports happen inside the commands.
+Thin: parse, call the library (:func:`hpcx.run.apply.apply_session`,
+:func:`hpcx.run.harvest.refresh_session`, the state's read methods; a writing command through a
+:class:`hpcx.state.writer.Writer`), render, pick the exit code. Heavy imports happen inside the
+commands.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import typer
 
 from hpcx.cli._app import EXIT_ERROR, EXIT_OK, app, emit_json
+from hpcx.run.apply import ApplyHooks
 
 _STATE_HELP = "State file (default: .hpcx/state.duckdb at the project root; $HPCX_STATE)."
 _RUNS_HELP = "Where run folders go (default: runs/ at the project root; $HPCX_RUNS_ROOT)."
@@ -65,6 +68,69 @@ class _Progress:
             self.bar.stop()
 
 
+class _ApplyView(ApplyHooks):
+    """How `hpcx apply` shows its session: the plan as `hpcx plan` renders it, the question,
+    warnings on stderr, and the progress of the runs it waits for."""
+
+    def __init__(
+        self, root: Path, state_path: Path, *, max_runs: int | None, yes: bool, full: bool,
+        quiet: bool,
+    ) -> None:  # fmt: skip
+        self.root = root
+        self.state_path = state_path
+        self.max_runs = max_runs
+        self.yes = yes
+        self.full = full
+        self.quiet = quiet
+        self.bar: _Progress | None = None
+
+    def show(self, review: Any) -> None:
+        from hpcx.plan.planner import summary_line
+        from hpcx.plan.render import RenderContext, render_text
+        from hpcx.project.paths import display_path
+
+        if self.quiet:
+            return
+        ctx = RenderContext(
+            state_path=display_path(self.state_path, self.root),
+            state_exists=self.state_path.exists(),
+            manifest_paths=[display_path(p, self.root) for p in review.manifest_paths],
+        )
+        sys.stdout.write(render_text(review.plan, full=self.full, context=ctx))
+        if len(review.selected) != len(review.plan.changes):
+            counts: dict[str, int] = {}
+            for c in review.selected:
+                counts[c.action.value] = counts.get(c.action.value, 0) + 1
+            # summary_line says "Plan: ..."; this line is about the selection.
+            typer.echo("Selected: " + summary_line(counts).removeprefix("Plan: "))
+
+    def confirm(self, review: Any) -> bool:
+        from hpcx.errors import PlanError
+
+        if self.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise PlanError(
+                "refusing to apply without confirmation (stdin is not a terminal)",
+                hint="pass --yes",
+            )
+        return bool(typer.confirm(f"Apply {len(review.todo)} change(s)?", default=False))
+
+    def warn(self, message: str) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    def starting(self, review: Any) -> None:
+        self.bar = _Progress(review.to_submit, self.quiet)
+
+    def progress(self, run_id: str, observed: Any) -> None:
+        if self.bar is not None:
+            self.bar(run_id, observed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 @app.command("apply")
 def apply_command(
     paths: list[Path] = typer.Argument(
@@ -110,123 +176,42 @@ def apply_command(
     import gc
 
     gc.disable()  # a short-lived process building many small objects: see `hpcx plan`
-    from hpcx.cli.plan import _git_info, _load_desired
-    from hpcx.errors import HpcxError, PlanError
-    from hpcx.plan.fit import check_plan
-    from hpcx.plan.planner import load_saved_plan, make_plan, summary_line
-    from hpcx.plan.render import RenderContext, render_text
-    from hpcx.project.paths import default_manifest_paths, display_path
-    from hpcx.run import provenance
-    from hpcx.run.apply import Selection, apply_plan, check_local_placements
-    from hpcx.run.harvest import refresh
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
-    from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
-    from hpcx.util.selection import known_list, raise_unmatched
+    from hpcx.errors import PlanError
+    from hpcx.run.apply import ApplyRequest, Selection, apply_session
 
     root, state_path, runs = _paths(state, runs_root)
     selection = Selection.parse(experiments=experiment, actions=action, where=where)
     if as_json and not yes:
         raise PlanError("--json needs --yes (there is no one to ask)")
-    paths = list(paths or [])
-    saved = len(paths) == 1 and paths[0].suffix == ".json"
-
-    with lock.acquire(state_path, "hpcx apply", timeout=lock_timeout):
-        backup_before_write(state_path)  # refuses a damaged state before anything is written
-        if saved:
-            if set_:
-                raise PlanError("--set cannot change a saved plan", hint="make a new plan")
-            if state_path.exists() and not is_uncreated(state_path):
-                with StateStore.open(state_path, read_only=True) as store:
-                    plan = load_saved_plan(paths[0], store)
-            else:
-                plan = load_saved_plan(paths[0], None)
-            manifest_paths = [Path(p) for p in plan.manifest_digests]
-        else:
-            # Manifests first: bad input is refused before anything (even a refresh) writes.
-            manifest_paths = paths or default_manifest_paths(root)
-            desired = _load_desired(manifest_paths, set_, max_runs, root)
-            check_plan(desired.runs, cluster, manifest_paths, root)
-            if state_path.exists():
-                refresh(state_path, runs_root=runs)  # creates the schema in an uncreated file
-            if state_path.exists() and not is_uncreated(state_path):
-                with StateStore.open(state_path, read_only=True) as store:
-                    snapshot = store.snapshot()
-            else:
-                snapshot = StateSnapshot.empty()
-            git = _git_info(root, sorted(desired.digests))
-            plan = make_plan(
-                desired, snapshot, orphan_scope="experiments" if paths else "all", git=git
-            )
-
-        aliases = {} if saved else {Path(e.path).stem: e.name for e in desired.experiments}
-        unmatched = selection.unmatched(plan.changes, aliases=aliases)
-        raise_unmatched(
-            unmatched,
-            hint=known_list({c.experiment for c in plan.changes})
-            if any(u.option == "-e" for u in unmatched)
-            else "`hpcx plan --full` lists every run and its values",
-        )
-        selected = [c for c in plan.changes if selection.matches(c)]
-        todo = [c for c in selected if c.action.value in ("create", "retry", "stale", "update")]
-        if not quiet and not as_json:
-            ctx = RenderContext(
-                state_path=display_path(state_path, root),
-                state_exists=state_path.exists(),
-                manifest_paths=[display_path(p, root) for p in manifest_paths],
-            )
-            sys.stdout.write(render_text(plan, full=full, context=ctx))
-            if len(selected) != len(plan.changes):
-                counts: dict[str, int] = {}
-                for c in selected:
-                    counts[c.action.value] = counts.get(c.action.value, 0) + 1
-                # summary_line says "Plan: ..."; this line is about the selection.
-                typer.echo("Selected: " + summary_line(counts).removeprefix("Plan: "))
-        if not todo:
-            if as_json:
-                emit_json({"submitted": 0, "message": "no changes"})
-            elif not quiet:
-                typer.echo("Nothing to apply.")
-            raise typer.Exit(EXIT_OK)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise PlanError(
-                    "refusing to apply without confirmation (stdin is not a terminal)",
-                    hint="pass --yes",
-                )
-            if not typer.confirm(f"Apply {len(todo)} change(s)?", default=False):
-                typer.echo("Cancelled; nothing applied.")
-                raise typer.Exit(EXIT_ERROR)
-
-        for warning in check_local_placements(c.run for c in todo if c.run is not None):
-            typer.echo(f"warning: {warning}", err=True)
-        experiments = (
-            {
-                e.name: {"description": e.description, "owner": e.owner, "tags": list(e.tags)}
-                for e in desired.experiments
-            }
-            if not saved
-            else {}
-        )
-        prov = provenance.collect(root, plan.manifest_digests, experiments)
-        n_submit = sum(1 for c in todo if c.action.value != "update")
-        progress = _Progress(n_submit, quiet or as_json)
-        try:
-            outcome = apply_plan(
-                plan,
-                state_path=state_path,
-                runs_root=runs,
-                selection=selection,
-                wait=not no_wait,
-                detach=detach,
-                progress=progress,
-                project_root=root,
-                provenance=prov,
-            )
-        except HpcxError:
-            progress.close()
-            raise
-        progress.close()
+    request = ApplyRequest(
+        project_root=root,
+        state_path=state_path,
+        runs_root=runs,
+        paths=tuple(paths or ()),
+        overrides=tuple(set_),
+        selection=selection,
+        cluster=cluster,
+        wait=not no_wait,
+        detach=detach,
+        lock_timeout=lock_timeout,
+    )
+    view = _ApplyView(
+        root, state_path, max_runs=max_runs, yes=yes, full=full, quiet=quiet or as_json
+    )
+    try:
+        done = apply_session(request, view)
+    finally:
+        view.close()
+    if done.declined:
+        typer.echo("Cancelled; nothing applied.")
+        raise typer.Exit(EXIT_ERROR)
+    outcome = done.outcome
+    if outcome is None:
+        if as_json:
+            emit_json({"submitted": 0, "message": "no changes"})
+        elif not quiet:
+            typer.echo("Nothing to apply.")
+        raise typer.Exit(EXIT_OK)
 
     result = outcome.to_dict()
     if as_json:
@@ -318,30 +303,20 @@ def refresh_command(
     as_json: bool = typer.Option(False, "--json", help="Print what changed as JSON."),
 ) -> None:
     """Sync with the schedulers and harvest finished runs' status and metrics into the state."""
-    from hpcx.errors import HpcxError, StateError
-    from hpcx.run.harvest import refresh
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
+    from hpcx.run.harvest import refresh_session
 
     root, state_path, runs = _paths(state, runs_root)
-    if (run_ids or experiment or manifest) and not reharvest:
-        raise HpcxError(
-            "run ids, --experiment and --manifest select what --reharvest re-reads",
-            hint="add --reharvest, or leave them out for a plain refresh",
-        )
-    if not state_path.exists():
-        raise StateError(f"no state at {state_path}", hint="`hpcx apply` creates it")
-    desired = _reharvest_rules(root, manifest) if reharvest else None
-    with lock.acquire(state_path, "hpcx refresh", timeout=lock_timeout):
-        backup_before_write(state_path)
-        result = refresh(state_path, runs_root=runs)
-        again = None
-        if reharvest:
-            from hpcx.run.harvest import reharvest as reharvest_runs
-
-            again = reharvest_runs(
-                state_path, experiments=experiment, run_ids=run_ids or [], desired=desired
-            )
+    done = refresh_session(
+        state_path,
+        runs_root=runs,
+        reharvest_runs=reharvest,
+        run_ids=run_ids or [],
+        experiments=experiment,
+        manifests=manifest,
+        project_root=root,
+        lock_timeout=lock_timeout,
+    )
+    result, again = done.refresh, done.reharvest
     doc = result.to_dict()
     if again is not None:
         doc["reharvest"] = again.to_dict()
@@ -373,20 +348,6 @@ def refresh_command(
         )
 
 
-def _reharvest_rules(root: Path, paths: list[Path]) -> dict[str, Any]:
-    """Run id -> RunSpec from the manifests (given, or manifests/ when it exists): their
-    results rules are what --reharvest reads with. Empty without manifests."""
-    from hpcx.cli.plan import _load_desired
-    from hpcx.project.paths import default_manifest_paths
-
-    if not paths:
-        paths = [p for p in default_manifest_paths(root) if p.exists()]
-        if not paths:
-            return {}
-    desired = _load_desired(paths, [], None, root)
-    return {run.run_id: run for run in desired.runs}
-
-
 def _open_read(state_path: Path) -> Any:
     """Open the state read-only, retrying briefly while a writer holds it for a moment."""
 
@@ -411,30 +372,27 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Runs by status, per experiment (as of the last apply/refresh)."""
-    from hpcx.state.store import RUN_STATUSES
+    from hpcx.state.schema import RUN_STATUSES
     from hpcx.util.selection import Unmatched, known_list, raise_unmatched, unknown_names
 
     _, state_path, _ = _paths(state, None)
-    where, params = _filters(experiment, status)
     with _open_read(state_path) as store:
-        con = store.connection
         # Every experiment's counts, filtered here: the names the selectors may take come
         # from the same rows, so a selector that matches nothing is named, not "No runs match".
-        all_counts = con.execute(
-            "SELECT experiment, status, count(*) FROM runs GROUP BY ALL ORDER BY ALL"
-        ).fetchall()
-        known = {r[0] for r in all_counts}
+        all_counts = store.status_counts()
+        known = {r.experiment for r in all_counts}
         unmatched = unknown_names("-e", experiment, known)
         unmatched += unknown_names("--status", status, RUN_STATUSES, what="status")
         for st in dict.fromkeys(status):
             if st in RUN_STATUSES and not any(
-                r[1] == st and (not experiment or r[0] in experiment) for r in all_counts
+                r.status == st and (not experiment or r.experiment in experiment)
+                for r in all_counts
             ):
                 unmatched.append(Unmatched("--status", st, f"no run is {st}"))
         counts = [
             r
             for r in all_counts
-            if (not experiment or r[0] in experiment) and (not status or r[1] in status)
+            if (not experiment or r.experiment in experiment) and (not status or r.status in status)
         ]
         raise_unmatched(
             unmatched,
@@ -442,35 +400,16 @@ def status_command(
             if any(u.option == "-e" for u in unmatched)
             else "`hpcx status` shows every run's status",
         )
-        rows = (
-            con.execute(
-                "SELECT run_id, experiment, status, attempts, job_id, host, exit_code, end_reason, "
-                f"updated_at FROM runs {where} ORDER BY experiment, updated_at",
-                params,
-            ).fetchall()
-            if runs_list or as_json
-            else []
-        )
+        rows = store.run_summaries(experiment, status) if runs_list or as_json else []
         contended = store.contended_runs(experiment)
     by_exp: dict[str, dict[str, int]] = {}
     for exp, st, n in counts:
         by_exp.setdefault(exp, {})[st] = int(n)
     if as_json:
-        keys = (
-            "run_id",
-            "experiment",
-            "status",
-            "attempts",
-            "job_id",
-            "host",
-            "exit_code",
-            "end_reason",
-            "updated_at",
-        )
         emit_json(
             {
                 "experiments": by_exp,
-                "runs": [dict(zip(keys, r, strict=True)) for r in rows],
+                "runs": [r._asdict() for r in rows],
                 "contended": contended,
             }
         )
@@ -484,8 +423,10 @@ def status_command(
         parts = ", ".join(f"{n} {s}" for s, n in sorted(sts.items()))
         typer.echo(f"{exp:<{width}}  {total:>6} run(s): {parts}")
     for r in rows:
-        reason = f"  ({r[7]})" if r[7] else ""
-        typer.echo(f"  {r[0]}  {r[1]:<{width}}  {r[2]:<9}  job {r[4] or '-'}{reason}")
+        reason = f"  ({r.end_reason})" if r.end_reason else ""
+        typer.echo(
+            f"  {r.run_id}  {r.experiment:<{width}}  {r.status:<9}  job {r.job_id or '-'}{reason}"
+        )
     if contended:
         # Measurements taken while other processes used the run's cores: say so every time.
         listed = ", ".join(
@@ -500,33 +441,6 @@ def status_command(
             "rerun them on a quiet machine (`hpcx rerun RUN`)",
             err=True,
         )
-
-
-def _filters(experiment: list[str], status: list[str]) -> tuple[str, list[Any]]:
-    clauses, params = [], []
-    if experiment:
-        clauses.append("experiment IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(experiment)
-    if status:
-        clauses.append("status IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(status)
-    return ("WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
-def _resolve_run(con: Any, prefix: str) -> tuple[str, str | None]:
-    from hpcx.errors import HpcxError
-
-    rows = con.execute(
-        "SELECT run_id, run_dir FROM runs WHERE starts_with(run_id, ?) LIMIT 3", [prefix]
-    ).fetchall()
-    if not rows:
-        raise HpcxError(f"no run {prefix!r} in the state", hint="`hpcx status --runs` lists them")
-    if len(rows) > 1:
-        raise HpcxError(
-            f"{prefix!r} names several runs ({', '.join(r[0] for r in rows)}, ...)",
-            hint="give more characters of the run id",
-        )
-    return rows[0][0], rows[0][1]
 
 
 @app.command("cancel")
@@ -551,34 +465,30 @@ def cancel_command(
     from hpcx.errors import HpcxError
     from hpcx.run.executors import Executor, Submission, get_executor
     from hpcx.run.harvest import harvest_submissions, in_flight_submissions
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
+    from hpcx.state.writer import Writer
     from hpcx.util.selection import known_list, raise_unmatched, unknown_names
 
     _, state_path, _ = _paths(state, None)
     if not (runs or experiment or all_):
         raise HpcxError("say what to cancel", hint="run ids, --experiment NAME, or --all")
-    with lock.acquire(state_path, "hpcx cancel", timeout=lock_timeout):
-        backup_before_write(state_path)
+    with Writer(state_path, "hpcx cancel", timeout=lock_timeout) as writer:
         with _open_read(state_path) as store:
-            con = store.connection
-            wanted = {_resolve_run(con, r)[0] for r in runs or []}
+            wanted = {store.resolve_run(r).run_id for r in runs or []}
             if experiment:
-                rows = con.execute("SELECT run_id, experiment FROM runs").fetchall()
-                known = {r[1] for r in rows}
+                known = store.experiment_names()
                 raise_unmatched(unknown_names("-e", experiment, known), hint=known_list(known))
-                wanted |= {r[0] for r in rows if r[1] in experiment}
+                wanted |= store.run_ids_of(experiment)
         subs: list[Submission] = []
         asked: set[str] = set()
         stoppers: list[tuple[Executor, Submission]] = []
         unreached: list[tuple[str, int, HpcxError]] = []
-        for row in in_flight_submissions(state_path):
-            if row["state"] != "submitted" or not row["detail"].get("submission"):
+        for row in in_flight_submissions(writer):
+            if row.state != "submitted" or not row.detail.get("submission"):
                 continue
-            sub = Submission.from_json(row["detail"]["submission"])
-            ids = set(row["run_ids"]) if all_ else set(row["run_ids"]) & wanted
+            sub = Submission.from_json(row.detail["submission"])
+            ids = set(row.run_ids) if all_ else set(row.run_ids) & wanted
             if ids:
-                ex = get_executor(sub.executor, row["detail"].get("options"))
+                ex = get_executor(sub.executor, row.detail.get("options"))
                 try:
                     ex.cancel([sub], ids)
                 except HpcxError as exc:
@@ -598,7 +508,7 @@ def cancel_command(
             if all(seen[r].final for r in asked if r in seen) or time.monotonic() >= deadline:
                 break
             time.sleep(0.2)
-        result = harvest_submissions(state_path, subs)
+        result = harvest_submissions(writer, subs)
     if unreached:
         _cancel_unreached(unreached)
     if not asked:
@@ -649,7 +559,7 @@ def logs_command(
 
     _, state_path, _ = _paths(state, None)
     with _open_read(state_path) as store:
-        run_id, run_dir = _resolve_run(store.connection, run)
+        run_id, run_dir = store.resolve_run(run)
     if not run_dir:
         raise HpcxError(f"run {run_id} has no run folder yet (never submitted)")
     path = Path(run_dir) / ("stderr.log" if stderr else "stdout.log")
@@ -673,29 +583,19 @@ def show_command(
 
     _, state_path, _ = _paths(state, None)
     with _open_read(state_path) as store:
-        con = store.connection
-        run_id, _ = _resolve_run(con, run)
-        cols = [d[0] for d in con.execute("SELECT * FROM runs LIMIT 0").description]
-        row = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        rec = dict(zip(cols, row, strict=True))
-        events = store.events(run_id)
-        # The latest attempt's values only: after a rerun the earlier try's are history.
-        metrics_attempt, metrics = store.latest_metrics(run_id)
-        meta = dict(
-            con.execute("SELECT key, value FROM run_meta WHERE run_id = ?", [run_id]).fetchall()
-        )
-    spec = json.loads(rec.pop("spec") or "{}")
-    rec.pop("identity", None)
+        detail = store.run_detail(store.resolve_run(run).run_id)
+    spec = detail.spec
+    metrics_attempt = detail.metrics_attempt
     doc = {
         "run": {
             k: (str(v) if v is not None and not isinstance(v, (int, float, str)) else v)
-            for k, v in rec.items()
+            for k, v in detail.record.items()
         },
         "spec": spec,
-        "metrics": {m[0]: {"last": m[1], "count": m[2]} for m in metrics},
+        "metrics": {m[0]: {"last": m[1], "count": m[2]} for m in detail.metrics},
         "metrics_attempt": metrics_attempt,
-        "meta": {k: json.loads(v) if isinstance(v, str) else v for k, v in meta.items()},
-        "history": [{**e, "at": str(e["at"])} for e in events],
+        "meta": detail.meta,
+        "history": [{**e, "at": str(e["at"])} for e in detail.events],
     }
     if as_json:
         emit_json(doc)
@@ -779,31 +679,21 @@ def note_command(
 ) -> None:
     """Attach a note to a run (kept in the state with who wrote it and when)."""
     import getpass
-    import json
     from datetime import UTC, datetime
 
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
+    from hpcx.state.writer import Writer
 
     _, state_path, _ = _paths(state, None)
-    with lock.acquire(state_path, "hpcx note", timeout=lock_timeout):
-        backup_before_write(state_path)
-        with lock.open_for_write(state_path) as store:
-            run_id, _ = _resolve_run(store.connection, run)
-            row = store.connection.execute(
-                "SELECT value FROM run_meta WHERE run_id = ? AND key = 'notes'", [run_id]
-            ).fetchone()
-            notes = json.loads(row[0]) if row and row[0] else []
-            notes.append(
-                {
-                    "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "by": getpass.getuser(),
-                    "text": text,
-                }
+    with Writer(state_path, "hpcx note", timeout=lock_timeout) as writer, writer.open() as store:
+        run_id = store.resolve_run(run).run_id
+        with store.transaction() as tx:
+            n = tx.add_note(
+                run_id,
+                text,
+                by=getpass.getuser(),
+                at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
-            with store.transaction() as tx:
-                tx.set_run_meta(run_id, {"notes": notes})
-    typer.echo(f"Noted on {run_id} ({len(notes)} note(s)).")
+    typer.echo(f"Noted on {run_id} ({n} note(s)).")
 
 
 @app.command("rerun")
@@ -820,30 +710,23 @@ def rerun_command(
     (use `hpcx plan` / `apply` for what the manifests ask for now). Its earlier attempt's
     files are kept under attempts/ in its run folder.
     """
-    import json
-
     from hpcx.errors import HpcxError, PlanError
     from hpcx.plan.planner import Action, RunChange
     from hpcx.run import provenance
     from hpcx.run.apply import apply_changes, check_local_placements
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
-    from hpcx.state.store import spec_from_dict
+    from hpcx.state.schema import IN_FLIGHT_STATUSES
+    from hpcx.state.writer import Writer
 
     root, state_path, runs = _paths(state, runs_root)
-    with lock.acquire(state_path, "hpcx rerun", timeout=lock_timeout):
-        backup_before_write(state_path)
+    with Writer(state_path, "hpcx rerun", timeout=lock_timeout) as writer:
         with _open_read(state_path) as store:
-            run_id, _ = _resolve_run(store.connection, run)
-            status, spec_json = store.connection.execute(
-                "SELECT status, spec FROM runs WHERE run_id = ?", [run_id]
-            ).fetchone()
-        if status in ("pending", "submitted", "running"):
+            stored = store.stored_run(store.resolve_run(run).run_id)
+        run_id, status, spec = stored.run_id, stored.status, stored.spec
+        if status in IN_FLIGHT_STATUSES:
             raise HpcxError(
                 f"run {run_id} is {status}: it is still in flight",
                 hint="`hpcx refresh` to see whether it ended, or `hpcx cancel` it first",
             )
-        spec = spec_from_dict(json.loads(spec_json))
         change = RunChange(Action.RETRY, "rerun-requested", spec, run_id, spec.experiment, status)
         typer.echo(f"↻ {run_id}  ({spec.experiment}; was {status}): rerun requested")
         if not yes:
@@ -858,7 +741,7 @@ def rerun_command(
         try:
             outcome = apply_changes(
                 [change],
-                state_path=state_path,
+                writer=writer,
                 runs_root=runs,
                 progress=progress,
                 project_root=root,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -20,20 +19,6 @@ state_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(state_app, name="state")
-
-
-def _git_info(root: Path, manifest_files: list[str]) -> dict[str, Any]:
-    """Kept for hpcx/cli/apply.py: :func:`hpcx.plan.session.git_info`."""
-    from hpcx.plan.session import git_info
-
-    return git_info(root, manifest_files)
-
-
-def _load_desired(paths: list[Path], overrides: list[str], max_runs: int | None, root: Path) -> Any:
-    """Kept for hpcx/cli/apply.py: :func:`hpcx.plan.session.load_desired_at`."""
-    from hpcx.plan.session import load_desired_at
-
-    return load_desired_at(paths, overrides, max_runs, root)
 
 
 @app.command("plan")
@@ -186,14 +171,14 @@ def state_upgrade(
 ) -> None:
     """Migrate the state file to this hpcx's schema version (creating it if missing)."""
     from hpcx.project.paths import resolve_state_path
-    from hpcx.state import lock
-    from hpcx.state.store import StateStore
+    from hpcx.state.writer import Writer
 
     path = resolve_state_path(state)
-    # A migration writes the whole schema: never beside a running apply or refresh.
+    # A migration writes the whole schema: never beside a running apply or refresh. It backs
+    # the old file up itself (and only when there is something to migrate).
     with (
-        lock.acquire(path, "hpcx state upgrade", timeout=lock_timeout),
-        StateStore.open(path, create=True) as store,
+        Writer(path, "hpcx state upgrade", timeout=lock_timeout, pre_write="none") as writer,
+        writer.open(wait=0) as store,
     ):
         info = store.info()
     typer.echo(f"state {info.path}: schema v{info.schema_version}, serial {info.serial}")

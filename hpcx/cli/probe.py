@@ -194,8 +194,7 @@ def probe_cmd(
 def _record(doc: dict[str, Any], findings: list[Any], state: str | None) -> str:
     """Store one report in the state under the writer lock (after a backup)."""
     from hpcx.project.paths import resolve_state_path
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write
+    from hpcx.state.writer import Writer
 
     path = resolve_state_path(state)
     if findings:
@@ -208,10 +207,8 @@ def _record(doc: dict[str, Any], findings: list[Any], state: str | None) -> str:
                 "findings": [f.to_dict() for f in findings],
             },
         }
-    with lock.acquire(path, "hpcx probe --record", timeout=30):
-        backup_before_write(path)
-        with lock.open_for_write(path) as store:
-            return str(store.record_probe(doc))
+    with Writer(path, "hpcx probe --record", timeout=30) as writer, writer.open() as store:
+        return str(store.record_probe(doc))
 
 
 @app.command(

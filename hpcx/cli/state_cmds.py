@@ -111,20 +111,20 @@ def state_restore(
     from hpcx.errors import StateError
     from hpcx.project.paths import find_project_root, resolve_state_path
     from hpcx.run.apply import resolve_runs_root
-    from hpcx.state import lock
-    from hpcx.state.backup import backup_before_write, choose_backup, restore, unknown_submissions
+    from hpcx.state.backup import choose_backup, unknown_submissions
+    from hpcx.state.writer import Writer
 
     root = find_project_root()
     path = resolve_state_path(state, root=root)
     runs = resolve_runs_root(runs_root, root)
-    with lock.acquire(path, "hpcx state restore", timeout=lock_timeout):
+    with Writer(path, "hpcx state restore", timeout=lock_timeout, pre_write="none") as writer:
         # Chosen before the current state is itself backed up, or that would be the newest.
         chosen = backup if backup is not None else str(choose_backup(path)[0].path)
         # A state that still reads is backed up like before any write; a damaged one is
         # simply moved aside below.
         with contextlib.suppress(StateError):
-            backup_before_write(path)
-        done = restore(path, chosen, force=force)
+            writer.back_up()
+        done = writer.restore(chosen, force=force)
     lines = [f"Restored {done.backup} (serial {done.serial}) to {done.state}."]
     if done.moved_aside is not None:
         lines.append(f"The file it replaces is kept as {done.moved_aside}.")

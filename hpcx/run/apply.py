@@ -12,105 +12,57 @@ A process killed between 1 and 3 leaves an ``intent`` submission; the next ``ref
 ``apply`` runs first) asks the executor to ``reconcile`` that key: runs the scheduler knows are
 adopted, the rest are marked ``lost`` and planned again. So no run is submitted twice, and
 none is forgotten. The state is open only while it is written, never while runs execute, so
-``hpcx status`` and ``hpcx query`` can read it meanwhile; the writer lock (:mod:`hpcx.state.lock`)
-keeps a second ``apply`` or ``refresh`` out for the whole command.
+``hpcx status`` and ``hpcx query`` can read it meanwhile; the :class:`~hpcx.state.writer.Writer`
+every step writes through holds the writer lock, which keeps a second ``apply`` or ``refresh``
+out for the whole command.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcx.errors import HpcxError, PlanError
-from hpcx.errors import RunsRootOwnedError as RunsRootOwnedError  # known here to apply's callers
-from hpcx.util.files import atomic_write_json, read_json
-from hpcx.util.proc import hostname, utcnow
+from hpcx.errors import HpcxError, PlanError, RunsRootOwnedError
+from hpcx.run.runs_root import (
+    RUNS_DIR,
+    RUNS_ENV,
+    RUNS_OWNER,
+    check_runs_root_owner,
+    resolve_runs_root,
+)
 
 if TYPE_CHECKING:
-    from hpcx.manifest.spec import RunSpec
+    from hpcx.manifest.spec import DesiredState, RunSpec
     from hpcx.plan.planner import Plan, RunChange
     from hpcx.run.executors.base import ObservedStatus, Submission
+    from hpcx.state.writer import Writer
     from hpcx.util.selection import Unmatched
 
-#: Where run folders go, under the project root, unless --runs-root / $HPCX_RUNS_ROOT say.
-RUNS_DIR = "runs"
-RUNS_ENV = "HPCX_RUNS_ROOT"
+__all__ = [
+    "RUNS_DIR",
+    "RUNS_ENV",
+    "RUNS_OWNER",
+    "SUBMITTING",
+    "ApplyHooks",
+    "ApplyOutcome",
+    "ApplyRequest",
+    "ApplySessionResult",
+    "PlanReview",
+    "RunsRootOwnedError",
+    "Selection",
+    "apply_changes",
+    "apply_plan",
+    "apply_session",
+    "check_local_placements",
+    "check_runs_root_owner",
+    "resolve_runs_root",
+]
 
 #: Plan actions that send a run to an executor.
 SUBMITTING = frozenset({"create", "retry", "stale"})
-
-
-#: The marker in a runs folder naming the state (lineage) that owns it.
-RUNS_OWNER = ".hpcx-owner.json"
-
-
-def check_runs_root_owner(state_path: Path, runs_root: Path, *, create: bool) -> None:
-    """Refuse a runs folder that another state owns; mark it ours on first use.
-
-    Two states sharing one runs folder would each adopt the other's submissions from disk
-    (:func:`hpcx.run.harvest.adopt_unknown_submissions`) and run each other's runs again. The
-    marker holds the owner's lineage (a uuid made with its state file; a restored backup keeps
-    it) and path. ``create``: make the runs folder if it is missing (apply); a refresh marks
-    only a folder that exists. Takes the state's lineage from the file, creating the state
-    when there is none yet (apply is about to). The caller holds the writer lock.
-    """
-    from hpcx.state.lock import open_for_write
-
-    marker = runs_root / RUNS_OWNER
-    if not create and not runs_root.exists():
-        return
-    with open_for_write(state_path) as store:
-        lineage = store.meta()[0]
-    try:
-        doc = read_json(marker)
-    except FileNotFoundError:
-        doc = None
-    except (OSError, ValueError) as exc:
-        raise RunsRootOwnedError(
-            f"cannot read {marker}: {getattr(exc, 'strerror', None) or exc}",
-            hint=f"it names the state that owns {runs_root}; if this project's state "
-            f"({state_path}) is the owner, delete the file and it is written again",
-        ) from exc
-    if isinstance(doc, dict) and doc.get("lineage") == lineage:
-        return
-    if doc is not None:
-        other = doc.get("state") if isinstance(doc, dict) else None
-        their = doc.get("lineage") if isinstance(doc, dict) else None
-        raise RunsRootOwnedError(
-            f"runs folder {runs_root} belongs to the state {other or '?'} (lineage {their}), "
-            f"not to this command's state {state_path} (lineage {lineage}): two states "
-            "sharing one runs folder would run and adopt each other's runs",
-            hint="give this project its own runs folder (--runs-root, or $HPCX_RUNS_ROOT); "
-            f"if that other state is gone for good and this one takes the folder over "
-            f"(its runs are then adopted), delete {marker}",
-        )
-    runs_root.mkdir(parents=True, exist_ok=True)
-    owner = {
-        "lineage": lineage,
-        "state": str(state_path.absolute()),
-        "host": hostname(),
-        "since": utcnow(),
-    }
-    try:
-        atomic_write_json(marker, owner)
-    except OSError as exc:
-        raise RunsRootOwnedError(
-            f"cannot write {marker}: {exc.strerror or exc}",
-            hint="the runs folder must be writable (and have room) to submit runs into it",
-        ) from exc
-
-
-def resolve_runs_root(explicit: str | os.PathLike[str] | None, root: Path) -> Path:
-    if explicit:
-        return Path(explicit).expanduser().absolute()
-    env = os.environ.get(RUNS_ENV)
-    if env:
-        return Path(env).expanduser().absolute()
-    return root / RUNS_DIR
 
 
 # --------------------------------------------------------------------------------------------
@@ -333,7 +285,7 @@ def _executor_group(spec: RunSpec) -> tuple[str, str]:
 def apply_changes(
     changes: Sequence[RunChange],
     *,
-    state_path: Path,
+    writer: Writer,
     runs_root: Path,
     wait: bool = True,
     detach: bool = False,
@@ -342,7 +294,7 @@ def apply_changes(
     project_root: Path | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> ApplyOutcome:
-    """Apply ``changes`` (already selected). The caller holds the writer lock.
+    """Apply ``changes`` (already selected), writing the state through ``writer``.
 
     ``wait``: for the local executor in the foreground, run the queue here to the end, then
     harvest. ``detach``: the local queue runs in a background process instead.
@@ -356,7 +308,6 @@ def apply_changes(
     """
     from hpcx.plan.planner import Action
     from hpcx.run.executors import SubmitError, get_executor, new_key
-    from hpcx.state.lock import open_for_write
 
     outcome = ApplyOutcome()
     updates = [c.run for c in changes if c.action == Action.UPDATE and c.run is not None]
@@ -365,9 +316,9 @@ def apply_changes(
         to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
 
     if to_submit:
-        check_runs_root_owner(state_path, runs_root, create=True)
+        check_runs_root_owner(writer, runs_root, create=True)
     if updates:
-        with open_for_write(state_path) as store, store.transaction() as tx:
+        with writer.transaction() as tx:
             tx.record_runs(updates, event="settings-updated")
         outcome.updated = [r.run_id for r in updates]
 
@@ -389,8 +340,8 @@ def apply_changes(
         ids = [r.run_id for r in runs]
 
         # 1. intent
-        with open_for_write(state_path) as store, store.transaction() as tx:
-            existing = set(store.run_specs(ids))
+        with writer.open() as store, store.transaction() as tx:
+            existing = store.existing_runs(ids)
             tx.record_runs(
                 runs, status="pending", event="planned", executor=kind, submission_key=key
             )
@@ -459,9 +410,9 @@ def apply_changes(
             error = exc
 
         # 3. record
-        with open_for_write(state_path) as store, store.transaction() as tx:
+        with writer.transaction() as tx:
             if sub is not None:
-                _record_submitted(tx, sub, options)
+                tx.record_submitted(sub, options)
                 outcome.submissions.append(sub)
                 outcome.submitted.extend(sub.run_ids)
                 if on_submitted is not None:
@@ -512,53 +463,16 @@ def apply_changes(
                 ex.wait(sub, progress=progress)
             except KeyboardInterrupt:
                 outcome.interrupted = True
-        result = harvest_submissions(state_path, [sub], executor=ex)
+        result = harvest_submissions(writer, [sub], executor=ex)
         outcome.observed.update(result.observed)
         outcome.problems.extend(result.problems)
     return outcome
 
 
-def _record_submitted(
-    tx: Any, sub: Submission, options: Mapping[str, Any], *, bump: Iterable[str] | None = None
-) -> None:
-    """Record the job ids of ``sub`` and move its runs to ``submitted``, counting an attempt
-    for each run (or only for the runs in ``bump``)."""
-    tx.record_submission(
-        sub.key,
-        executor=sub.executor,
-        state="submitted",
-        run_ids=list(sub.run_ids),
-        job_ids=list(sub.job_ids),
-        detail={
-            "options": dict(options),
-            "runs_root": str(Path(sub.folder).parent.parent),
-            "submission": sub.to_json(),
-        },
-    )
-    updates = [
-        {
-            "run_id": rid,
-            "status": "submitted",
-            "job_id": sub.run_jobs.get(rid),
-            "run_dir": sub.run_dirs.get(rid),
-            "submission_key": sub.key,
-        }
-        for rid in sub.run_ids
-    ]
-    if bump is None:
-        tx.update_runs(updates, event="submitted", bump_attempts=True)
-        return
-    counted = set(bump)
-    tx.update_runs(
-        [u for u in updates if u["run_id"] in counted], event="submitted", bump_attempts=True
-    )
-    tx.update_runs([u for u in updates if u["run_id"] not in counted], event="submitted")
-
-
 def apply_plan(
     plan: Plan,
     *,
-    state_path: Path,
+    writer: Writer,
     runs_root: Path,
     selection: Selection | None = None,
     wait: bool = True,
@@ -567,12 +481,12 @@ def apply_plan(
     project_root: Path | None = None,
     provenance: Mapping[str, Any] | None = None,
 ) -> ApplyOutcome:
-    """Apply the selected changes of ``plan``; the caller holds the writer lock."""
+    """Apply the selected changes of ``plan``, writing the state through ``writer``."""
     sel = selection or Selection()
     changes = [c for c in plan.changes if sel.matches(c)]
     return apply_changes(
         changes,
-        state_path=state_path,
+        writer=writer,
         runs_root=runs_root,
         wait=wait,
         detach=detach,
@@ -661,3 +575,185 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> lis
             "or narrow the sweep with --where / --set",
         )
     return _local_cpu_warnings(runs_local)
+
+
+# --------------------------------------------------------------------------------------------
+# The apply use case: manifests (or a saved plan) in, submitted and harvested runs out
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyRequest:
+    """What ``hpcx apply`` was asked: the project, its state and runs folder, the manifests
+    (files or folders; default ``manifests/``) or one saved plan (``plan.json``), the
+    ``--set`` overrides, which changes to apply, and how."""
+
+    project_root: Path
+    state_path: Path
+    runs_root: Path
+    paths: tuple[Path, ...] = ()
+    overrides: tuple[str, ...] = ()
+    selection: Selection = field(default_factory=Selection)
+    #: Cluster profile (``--cluster``) to check the runs' resources against.
+    cluster: str | None = None
+    wait: bool = True
+    detach: bool = False
+    lock_timeout: float = 0.0
+
+    @property
+    def saved_plan(self) -> Path | None:
+        """The saved plan to apply, when that is what ``paths`` names."""
+        return self.paths[0] if len(self.paths) == 1 and self.paths[0].suffix == ".json" else None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanReview:
+    """The plan an apply is about to carry out, for the caller to show and confirm."""
+
+    plan: Plan
+    #: The changes the selection picked, and of those the ones that do something.
+    selected: list[RunChange]
+    todo: list[RunChange]
+    manifest_paths: list[Path]
+
+    @property
+    def to_submit(self) -> int:
+        """How many runs go to an executor (the rest of ``todo`` only record new settings)."""
+        return sum(1 for c in self.todo if c.action.value != "update")
+
+
+class ApplyHooks:
+    """What :func:`apply_session` asks its caller for along the way. The defaults show
+    nothing, confirm everything and load the manifests as ``hpcx plan`` does (``max_runs``:
+    the loader's limit when None); the CLI renders the plan, asks, and draws progress."""
+
+    max_runs: int | None = None
+
+    def load(self, paths: list[Path], overrides: Sequence[str], root: Path) -> DesiredState:
+        """The desired state of these manifests (a bad manifest raises), loaded as
+        ``hpcx plan`` loads them, so apply plans what plan showed."""
+        from hpcx.plan.session import load_desired_at
+
+        return load_desired_at(paths, overrides, self.max_runs, root)
+
+    def git(self, root: Path, manifest_files: list[str]) -> dict[str, Any]:
+        """The git facts the plan records (root, commit, branch, dirty paths)."""
+        from hpcx.plan.session import git_info
+
+        return git_info(root, manifest_files)
+
+    def show(self, review: PlanReview) -> None:
+        """The plan is made (and refused selectors reported): show it."""
+
+    def confirm(self, review: PlanReview) -> bool:
+        """There is something to apply: go ahead? False: nothing is applied."""
+        return True
+
+    def warn(self, message: str) -> None:
+        """Something the user should know before the runs start."""
+
+    def starting(self, review: PlanReview) -> None:
+        """The changes are about to be applied."""
+
+    def progress(self, run_id: str, observed: ObservedStatus) -> None:
+        """A run the apply waits for was observed (a local queue in the foreground)."""
+
+
+@dataclass(slots=True)
+class ApplySessionResult:
+    """What one ``hpcx apply`` did. ``outcome`` is None when nothing was applied: nothing to
+    do, or ``declined`` at the confirmation."""
+
+    review: PlanReview
+    outcome: ApplyOutcome | None = None
+    declined: bool = False
+
+
+def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> ApplySessionResult:
+    """``hpcx apply`` as a library call: under the writer lock (with the state checked and
+    backed up), load the manifests and check their resources (bad input is refused before
+    anything, even a refresh, writes), refresh, plan against the state (or load a saved plan
+    and check it is still fresh), show it, confirm, then submit and, for a foreground local
+    queue, run and harvest. Raises :class:`~hpcx.errors.HpcxError` for anything refused.
+    """
+    from hpcx.plan.fit import check_plan
+    from hpcx.plan.planner import load_saved_plan, make_plan
+    from hpcx.project.paths import default_manifest_paths
+    from hpcx.run import provenance
+    from hpcx.run.harvest import refresh
+    from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
+    from hpcx.state.writer import Writer
+    from hpcx.util.selection import known_list, raise_unmatched
+
+    hooks = hooks if hooks is not None else ApplyHooks()
+    root, state_path, runs = request.project_root, request.state_path, request.runs_root
+    selection = request.selection
+    saved = request.saved_plan
+    desired: DesiredState | None = None
+    with Writer(state_path, "hpcx apply", timeout=request.lock_timeout) as writer:
+        if saved is not None:
+            if request.overrides:
+                raise PlanError("--set cannot change a saved plan", hint="make a new plan")
+            if state_path.exists() and not is_uncreated(state_path):
+                with StateStore.open(state_path, read_only=True) as store:
+                    plan = load_saved_plan(saved, store)
+            else:
+                plan = load_saved_plan(saved, None)
+            manifest_paths = [Path(p) for p in plan.manifest_digests]
+        else:
+            manifest_paths = list(request.paths) or default_manifest_paths(root)
+            desired = hooks.load(manifest_paths, request.overrides, root)
+            check_plan(desired.runs, request.cluster, manifest_paths, root)
+            if state_path.exists():
+                refresh(writer, runs_root=runs)  # creates the schema in an uncreated file
+            if state_path.exists() and not is_uncreated(state_path):
+                with StateStore.open(state_path, read_only=True) as store:
+                    snapshot = store.snapshot()
+            else:
+                snapshot = StateSnapshot.empty()
+            git = hooks.git(root, sorted(desired.digests))
+            plan = make_plan(
+                desired, snapshot, orphan_scope="experiments" if request.paths else "all", git=git
+            )
+
+        experiments_of = desired.experiments if desired is not None else []
+        aliases = {Path(e.path).stem: e.name for e in experiments_of}
+        unmatched = selection.unmatched(plan.changes, aliases=aliases)
+        raise_unmatched(
+            unmatched,
+            hint=known_list({c.experiment for c in plan.changes})
+            if any(u.option == "-e" for u in unmatched)
+            else "`hpcx plan --full` lists every run and its values",
+        )
+        selected = [c for c in plan.changes if selection.matches(c)]
+        todo = [c for c in selected if c.action.value in SUBMITTING | {"update"}]
+        review = PlanReview(plan, selected, todo, manifest_paths)
+        hooks.show(review)
+        if not todo:
+            return ApplySessionResult(review)
+        if not hooks.confirm(review):
+            return ApplySessionResult(review, declined=True)
+
+        for warning in check_local_placements(c.run for c in todo if c.run is not None):
+            hooks.warn(warning)
+        experiments = (
+            {
+                e.name: {"description": e.description, "owner": e.owner, "tags": list(e.tags)}
+                for e in desired.experiments
+            }
+            if desired is not None
+            else {}
+        )
+        prov = provenance.collect(root, plan.manifest_digests, experiments)
+        hooks.starting(review)
+        outcome = apply_plan(
+            plan,
+            writer=writer,
+            runs_root=runs,
+            selection=selection,
+            wait=request.wait,
+            detach=request.detach,
+            progress=hooks.progress,
+            project_root=root,
+            provenance=prov,
+        )
+    return ApplySessionResult(review, outcome)

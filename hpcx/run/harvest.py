@@ -15,7 +15,6 @@ reached a scheduler become ``lost``, which the next plan retries.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,10 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpcx.state.schema import FINAL_STATUSES
 from hpcx.util.files import read_json
 
 if TYPE_CHECKING:
+    from hpcx.manifest.spec import RunSpec
     from hpcx.run.executors.base import Executor, ObservedStatus, Submission
+    from hpcx.state.records import InFlightSubmission
+    from hpcx.state.writer import Writer
 
 #: Observed state (executor) -> run status (state file).
 _STATUS_OF = {
@@ -145,7 +148,7 @@ def _metrics_rows(
 
 
 def ingest(
-    state_path: Path,
+    writer: Writer,
     observed: Mapping[str, ObservedStatus],
     result: HarvestResult | None = None,
 ) -> HarvestResult:
@@ -156,7 +159,7 @@ def ingest(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _ingest(state_path, observed, result)
+        return _ingest(writer, observed, result)
     finally:
         if was_enabled:
             gc.enable()
@@ -216,38 +219,29 @@ def _read_finished(
 
 
 def _ingest(
-    state_path: Path,
+    writer: Writer,
     observed: Mapping[str, ObservedStatus],
     result: HarvestResult | None,
 ) -> HarvestResult:
-    from hpcx.state.lock import open_for_write
-
     result = result or HarvestResult()
     result.observed.update(observed)
     if not observed:
         return result
     ids = list(observed)
-    with open_for_write(state_path) as store:
-        rows = store.connection.execute(
-            "SELECT run_id, status, "
-            "json_extract(spec, '$.extra.results')::VARCHAR, attempts "
-            "FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
-            [ids],
-        ).fetchall()
+    with writer.open() as store:
+        targets = store.harvest_targets(ids)
     # The state is closed while the run folders are read (we hold the writer lock: nobody
     # else writes meanwhile); reopened for the one transaction that records it all.
-    current = {r[0]: r[1] for r in rows}
-    rules = {r[0]: json.loads(r[2]) for r in rows if r[2]}
-    attempts = {r[0]: r[3] for r in rows}
     updates: list[dict[str, Any]] = []
     metas: dict[str, dict[str, Any]] = {}
     to_read: list[_ToRead] = []
     for rid, obs in observed.items():
-        if rid not in current:
+        target = targets.get(rid)
+        if target is None:
             continue
         status = _STATUS_OF.get(obs.state, "lost")
-        old = current[rid]
-        if old in ("succeeded", "failed", "cancelled", "timeout", "lost") and old == status:
+        old = target.status
+        if old in FINAL_STATUSES and old == status:
             continue  # already harvested: idempotent
         if status == old and status in ("submitted", "running"):
             continue
@@ -269,10 +263,8 @@ def _ingest(
                 if used.get("gpus"):
                     upd["gpus"] = used["gpus"]
                 # The attempt the run folder says (status.json); else the state's count.
-                attempt = obs.attempt if obs.attempt is not None else attempts.get(rid)
-                to_read.append(
-                    (rid, obs.run_dir, rules.get(rid), status == "succeeded", attempt)
-                )
+                attempt = obs.attempt if obs.attempt is not None else target.attempts
+                to_read.append((rid, obs.run_dir, target.results, status == "succeeded", attempt))
                 meta: dict[str, Any] = {}
                 if obs.duration_s is not None:
                     meta["duration_s"] = obs.duration_s
@@ -294,7 +286,7 @@ def _ingest(
     for rid, meta in file_metas.items():
         metas[rid] = {**meta, **metas.get(rid, {})}
     if updates or metric_rows:
-        result.metrics += _write_isolated(state_path, updates, metric_rows, metas, result)
+        result.metrics += _write_isolated(writer, updates, metric_rows, metas, result)
     result.changed += len(updates)
     return result
 
@@ -314,7 +306,7 @@ _HARVEST_KEYS = ("hpcx.metrics_errors", "hpcx.results_errors", QUARANTINE_KEY)
 
 
 def _commit(
-    state_path: Path,
+    writer: Writer,
     updates: Sequence[Mapping[str, Any]],
     rows: list[tuple[Any, ...]],
     metas: Mapping[str, Mapping[str, Any]],
@@ -324,10 +316,8 @@ def _commit(
     """One transaction: ``specs`` recorded (a reharvest's new settings), the ``clear`` runs'
     earlier harvest dropped (run id -> attempt), then statuses, rows and meta. Returns the
     metric rows dropped."""
-    from hpcx.state.lock import open_for_write
-
     dropped = 0
-    with open_for_write(state_path) as store, store.transaction() as tx:
+    with writer.transaction() as tx:
         if specs:
             tx.record_runs(specs, detail={"by": "refresh --reharvest"})
         if clear:
@@ -341,7 +331,7 @@ def _commit(
 
 
 def _write_isolated(
-    state_path: Path,
+    writer: Writer,
     updates: list[dict[str, Any]],
     rows: list[tuple[Any, ...]],
     metas: dict[str, dict[str, Any]],
@@ -367,14 +357,14 @@ def _write_isolated(
             result.dropped += n
 
     try:
-        dropped(_commit(state_path, updates, rows, metas, clear, specs))
+        dropped(_commit(writer, updates, rows, metas, clear, specs))
         return len(rows)
     except (HpcxError, OSError):
         raise
     except Exception as first:
         failure = first
     if specs:
-        _commit(state_path, [], [], {}, specs=specs)  # settings are hpcx's, never refused
+        _commit(writer, [], [], {}, specs=specs)  # settings are hpcx's, never refused
     upd_of = {u["run_id"]: u for u in updates}
     rows_of: dict[str, list[tuple[Any, ...]]] = {}
     for r in rows:
@@ -390,7 +380,7 @@ def _write_isolated(
         part = [r for rid in group for r in rows_of.get(rid, ())]
         try:
             n = _commit(
-                state_path,
+                writer,
                 [upd_of[rid] for rid in group if rid in upd_of],
                 part,
                 {rid: metas[rid] for rid in group if rid in metas},
@@ -416,7 +406,7 @@ def _write_isolated(
         reason = f"the state refused its results: {_describe(exc)}"
         try:
             n = _commit(
-                state_path,
+                writer,
                 [upd_of[rid]] if rid in upd_of else [],
                 [],
                 {rid: {QUARANTINE_KEY: reason}},
@@ -436,7 +426,7 @@ def _write_isolated(
 
 
 def harvest_submissions(
-    state_path: Path,
+    writer: Writer,
     submissions: Sequence[Submission],
     *,
     executor: Executor | None = None,
@@ -451,77 +441,50 @@ def harvest_submissions(
     for kind, subs in by_kind.items():
         ex = executor if executor is not None and executor.kind == kind else get_executor(kind)
         observed.update(ex.poll(subs))
-    return ingest(state_path, observed)
+    return ingest(writer, observed)
 
 
-def in_flight_submissions(state_path: Path) -> list[dict[str, Any]]:
-    """Submissions that still have a run in flight: key, executor, state, detail, run ids."""
-    from hpcx.state.lock import open_for_write
-
-    with open_for_write(state_path) as store:
-        rows = store.connection.execute(
-            "SELECT s.key, s.executor, s.state, s.detail, list(r.run_id ORDER BY r.run_id) "
-            "FROM submissions s JOIN runs r ON r.submission_key = s.key "
-            "WHERE r.status IN ('pending', 'submitted', 'running') "
-            "GROUP BY s.key, s.executor, s.state, s.detail ORDER BY s.key"
-        ).fetchall()
-    return [
-        {
-            "key": r[0],
-            "executor": r[1],
-            "state": r[2],
-            "detail": json.loads(r[3]) if r[3] else {},
-            "run_ids": list(r[4]),
-        }
-        for r in rows
-    ]
+def in_flight_submissions(writer: Writer) -> list[InFlightSubmission]:
+    """Submissions that still have a run in flight, each with those runs."""
+    with writer.open() as store:
+        found: list[InFlightSubmission] = store.in_flight_submissions()
+    return found
 
 
-def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult:
-    """Reconcile unfinished submissions, poll every run in flight, and ingest. The caller holds
-    the writer lock."""
+def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
+    """Reconcile unfinished submissions, poll every run in flight, and ingest."""
     from hpcx.run.executors import Submission, get_executor
-    from hpcx.state.lock import open_for_write
 
     result = HarvestResult()
-    if not state_path.exists():
+    if not writer.path.exists():
         return result
     subs: list[Submission] = []
     if runs_root is not None:
-        from hpcx.run.apply import check_runs_root_owner
+        from hpcx.run.runs_root import check_runs_root_owner
 
         # Before adopting anything from it: another state's runs are not ours to adopt.
-        check_runs_root_owner(state_path, runs_root, create=False)
-        subs.extend(adopt_unknown_submissions(state_path, runs_root, result))
-    for row in in_flight_submissions(state_path):
-        detail = row["detail"]
+        check_runs_root_owner(writer, runs_root, create=False)
+        subs.extend(adopt_unknown_submissions(writer, runs_root, result))
+    for row in in_flight_submissions(writer):
+        detail = row.detail
         options = dict(detail.get("options") or {})
-        if row["state"] == "submitted" and detail.get("submission"):
+        if row.state == "submitted" and detail.get("submission"):
             subs.append(Submission.from_json(detail["submission"]))
             continue
-        if row["state"] not in ("intent", "ambiguous"):
+        if row.state not in ("intent", "ambiguous"):
             continue
         root = Path(detail.get("runs_root") or runs_root or ".")
-        ex = get_executor(row["executor"], options)
-        found = ex.reconcile(row["key"], root)
-        with open_for_write(state_path) as store, store.transaction() as tx:
+        ex = get_executor(row.executor, options)
+        found = ex.reconcile(row.key, root)
+        with writer.transaction() as tx:
             if found is not None:
-                from hpcx.run.apply import _record_submitted
-
                 # Count an attempt only for runs not already recorded submitted (an ambiguous
                 # submission records what did go out before the failure).
-                pending = {
-                    r[0]
-                    for r in store.connection.execute(
-                        "SELECT run_id FROM runs WHERE submission_key = ? AND status = 'pending'",
-                        [row["key"]],
-                    ).fetchall()
-                }
-                _record_submitted(tx, found, options, bump=pending)
+                tx.record_submitted(found, options, count_attempts="pending")
                 # Runs of chunks that never reached the scheduler (the apply died between two
                 # sbatch calls, or a later one failed): lost, so the next plan retries them.
                 # Left alone they stayed `pending` forever, never polled, never planned again.
-                missing = [rid for rid in row["run_ids"] if rid not in found.run_jobs]
+                missing = [rid for rid in row.run_ids if rid not in found.run_jobs]
                 if missing:
                     tx.update_runs(
                         [
@@ -537,11 +500,11 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
                     )
                     result.changed += len(missing)
                 subs.append(found)
-                result.reconciled[row["key"]] = "adopted"
+                result.reconciled[row.key] = "adopted"
             else:
                 tx.record_submission(
-                    row["key"],
-                    executor=row["executor"],
+                    row.key,
+                    executor=row.executor,
                     state="failed",
                     detail={**detail, "reconciled": "nothing reached the scheduler"},
                 )
@@ -552,14 +515,14 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
                             "status": "lost",
                             "end_reason": "its submission never reached the scheduler",
                         }
-                        for rid in row["run_ids"]
+                        for rid in row.run_ids
                     ],
                     event="reconciled",
                 )
-                result.reconciled[row["key"]] = "lost"
-                result.changed += len(row["run_ids"])
+                result.reconciled[row.key] = "lost"
+                result.changed += len(row.run_ids)
     if subs:
-        polled = harvest_submissions(state_path, subs)
+        polled = harvest_submissions(writer, subs)
         result.observed.update(polled.observed)
         result.changed += polled.changed
         result.finished += polled.finished
@@ -569,7 +532,7 @@ def refresh(state_path: Path, *, runs_root: Path | None = None) -> HarvestResult
 
 
 def adopt_unknown_submissions(
-    state_path: Path, runs_root: Path, result: HarvestResult | None = None
+    writer: Writer, runs_root: Path, result: HarvestResult | None = None
 ) -> list[Submission]:
     """Submissions on disk (``<runs_root>/.submissions/<key>/submission.json``) that the state
     does not hold, recorded into it, so their runs are polled and harvested, not resubmitted.
@@ -583,13 +546,11 @@ def adopt_unknown_submissions(
 
     from hpcx.manifest.spec import RunSpec
     from hpcx.run import rundir
-    from hpcx.run.apply import _record_submitted
     from hpcx.run.executors import Submission
     from hpcx.state.backup import unknown_submissions
-    from hpcx.state.lock import open_for_write
     from hpcx.state.store import spec_from_dict
 
-    folders = unknown_submissions(state_path, runs_root)
+    folders = unknown_submissions(writer.path, runs_root)
     if not folders:
         return []
     names = {f.name for f in dataclasses.fields(RunSpec)}
@@ -615,7 +576,7 @@ def adopt_unknown_submissions(
             run_jobs={r: j for r, j in sub.run_jobs.items() if r in ids},
             run_dirs={r: d for r, d in sub.run_dirs.items() if r in ids},
         )
-        with open_for_write(state_path) as store, store.transaction() as tx:
+        with writer.transaction() as tx:
             tx.record_runs(
                 specs,
                 status="pending",
@@ -624,7 +585,7 @@ def adopt_unknown_submissions(
                 submission_key=sub.key,
             )
             options = {"runs_root": os.fspath(runs_root)}
-            _record_submitted(tx, sub, options)
+            tx.record_submitted(sub, options)
         adopted.append(sub)
         if result is not None:
             result.reconciled[sub.key] = "adopted from disk"
@@ -656,7 +617,7 @@ class ReharvestResult:
 
 
 def reharvest(
-    state_path: Path,
+    writer: Writer,
     *,
     experiments: Sequence[str] = (),
     run_ids: Sequence[str] = (),
@@ -667,26 +628,24 @@ def reharvest(
     ``desired``: run id -> RunSpec from the current manifests. Their ``results`` rules win over
     the recorded ones (the point is to edit a rule and re-read), and a run whose settings
     differ gets the new spec recorded, as apply records an ``update``. Runs no manifest holds
-    any more are read with the rules recorded for them. The caller holds the writer lock.
+    any more are read with the rules recorded for them.
     Raises :class:`~hpcx.errors.HpcxError` when the selection matches no finished run.
     """
     from hpcx.errors import HpcxError
     from hpcx.run import rundir
-    from hpcx.state.lock import open_for_write
-    from hpcx.state.store import spec_to_dict
 
-    with open_for_write(state_path) as store:
+    with writer.open() as store:
         found = store.finished_runs(experiments, run_ids)
         if experiments and not found:
             from hpcx.util.selection import known_list, raise_unmatched, unknown_names
 
             # Name a typo as such (numa_study vs numa-study), with the experiments there are.
-            known = {r["experiment"] for r in store.finished_runs()}
+            known = {r.experiment for r in store.finished_runs()}
             raise_unmatched(
                 unknown_names("-e", experiments, known, what="experiment with finished runs"),
                 hint=known_list(known),
             )
-    unmatched = [p for p in run_ids if not any(r["run_id"].startswith(p) for r in found)]
+    unmatched = [p for p in run_ids if not any(r.run_id.startswith(p) for r in found)]
     if not found or unmatched:
         what = []
         if experiments:
@@ -704,22 +663,86 @@ def reharvest(
     items: list[_ToRead] = []
     attempts: dict[str, int | None] = {}
     for r in found:
-        rid, spec = r["run_id"], r["spec"]
+        rid, rules = r.run_id, r.results
         new = desired.get(rid)
-        if new is not None and new.settings_digest != spec.get("settings_digest"):
+        if new is not None and new.settings_digest != r.settings_digest:
             updated.append(new)
-            spec = spec_to_dict(new)
-        rules = (spec.get("extra") or {}).get("results")
+            rules = new.extra.get("results")
         # The folder holds the current attempt's files: its rows are the ones re-read.
-        doc = rundir.read_status(r["run_dir"]) or {}
-        attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else r["attempts"]
+        doc = rundir.read_status(r.run_dir) or {}
+        attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else r.attempts
         attempts[rid] = attempt
-        items.append((rid, r["run_dir"], rules, r["status"] == "succeeded", attempt))
+        items.append((rid, r.run_dir, rules, r.status == "succeeded", attempt))
     rows, metas, problems = _read_finished(items)
     out.problems.extend(problems)
     # One transaction, or (should the state refuse a run's results) one per good group and
     # the refused run quarantined, as a refresh does.
-    out.metrics = _write_isolated(state_path, [], rows, metas, out, attempts, updated)
+    out.metrics = _write_isolated(writer, [], rows, metas, out, attempts, updated)
     out.runs = len(found)
     out.settings_updated = len(updated)
     return out
+
+
+@dataclass(slots=True)
+class RefreshSessionResult:
+    """What one ``hpcx refresh`` did: the refresh, and the reharvest when one was asked."""
+
+    refresh: HarvestResult
+    reharvest: ReharvestResult | None = None
+
+
+def refresh_session(
+    state_path: Path,
+    *,
+    runs_root: Path | None = None,
+    reharvest_runs: bool = False,
+    run_ids: Sequence[str] = (),
+    experiments: Sequence[str] = (),
+    manifests: Sequence[Path] = (),
+    project_root: Path | None = None,
+    lock_timeout: float = 0.0,
+) -> RefreshSessionResult:
+    """``hpcx refresh`` as a library call: under the writer lock (with the state checked and
+    backed up), reconcile, poll and harvest; with ``reharvest_runs``, then read finished runs'
+    folders again (these run ids and experiments, if given) with the results rules of the
+    ``manifests`` (the project's ``manifests/`` when none are named); without a
+    ``project_root``, with the rules recorded with each run.
+    Raises :class:`~hpcx.errors.HpcxError`.
+    """
+    from hpcx.errors import HpcxError, StateError
+    from hpcx.state.writer import Writer
+
+    if (run_ids or experiments or manifests) and not reharvest_runs:
+        raise HpcxError(
+            "run ids, --experiment and --manifest select what --reharvest re-reads",
+            hint="add --reharvest, or leave them out for a plain refresh",
+        )
+    if not state_path.exists():
+        raise StateError(f"no state at {state_path}", hint="`hpcx apply` creates it")
+    desired = (
+        manifest_rules(project_root, manifests)
+        if reharvest_runs and project_root is not None
+        else None
+    )
+    with Writer(state_path, "hpcx refresh", timeout=lock_timeout) as writer:
+        out = RefreshSessionResult(refresh(writer, runs_root=runs_root))
+        if reharvest_runs:
+            out.reharvest = reharvest(
+                writer, experiments=experiments, run_ids=run_ids, desired=desired
+            )
+    return out
+
+
+def manifest_rules(root: Path, paths: Sequence[Path]) -> dict[str, RunSpec]:
+    """Run id -> RunSpec from the manifests (given, or ``manifests/`` under ``root`` when it
+    exists), loaded as ``hpcx plan`` loads them: their results rules are what ``--reharvest``
+    reads with. Empty without manifests."""
+    from hpcx.plan.session import load_desired_at
+    from hpcx.project.paths import default_manifest_paths
+
+    if not paths:
+        paths = [p for p in default_manifest_paths(root) if p.exists()]
+        if not paths:
+            return {}
+    desired = load_desired_at(paths, [], None, root)
+    return {run.run_id: run for run in desired.runs}

@@ -2,11 +2,15 @@
 
 In: what ``apply`` submitted and ``refresh`` harvested. Out: snapshots for the planner, rows for
 the commands, and the read-only views the query engine serves. The schema, every status set and
-the migrations live in :mod:`hpcx.state.store`; the writer lock in :mod:`hpcx.state.lock`;
-backups and the consistency check in :mod:`hpcx.state.backup`. No SQL outside this package
-except the read-only query engine over its views.
+the migrations live in :mod:`hpcx.state.schema`; the store and its typed reads and writes in
+:mod:`hpcx.state.store` (the rows it returns in :mod:`hpcx.state.records`); the writer lock in
+:mod:`hpcx.state.lock`; backups and the consistency check in :mod:`hpcx.state.backup`; what a
+file is before it is opened in :mod:`hpcx.state.files`; the :class:`Writer` that every
+writing command holds (lock, check, backup) in :mod:`hpcx.state.writer`. No SQL outside this
+package except the read-only query engine over its views.
 """
 
 from hpcx.state.store import StateInfo, StateSnapshot, StateStore, Transaction, is_uncreated
+from hpcx.state.writer import Writer
 
-__all__ = ["StateInfo", "StateSnapshot", "StateStore", "Transaction", "is_uncreated"]
+__all__ = ["StateInfo", "StateSnapshot", "StateStore", "Transaction", "Writer", "is_uncreated"]

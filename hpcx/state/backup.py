@@ -34,6 +34,34 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.errors import HpcxError, StateError
+from hpcx.state.files import foreign_file, is_uncreated
+from hpcx.state.schema import (
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+    SERIAL_TABLES,
+    SUBMISSION_STATES,
+    TABLES,
+    sql_list,
+)
+
+__all__ = [
+    "Backup",
+    "CheckResult",
+    "Finding",
+    "Restored",
+    "backup_before_write",
+    "backup_open_state",
+    "backups_dir",
+    "check_state",
+    "choose_backup",
+    "foreign_file",
+    "keep_count",
+    "list_backups",
+    "prune",
+    "restore",
+    "restore_hint",
+    "unknown_submissions",
+]
 
 BACKUPS_ENV = "HPCX_BACKUPS"
 DEFAULT_KEEP = 10
@@ -241,8 +269,6 @@ _INVARIANTS: tuple[tuple[str, str, str], ...] = (
     ),
 )
 
-_SERIAL_TABLES = ("run_events", "metrics", "run_meta", "submissions", "probes")
-
 
 def _connect_ro(path: Path) -> Any:
     import duckdb
@@ -265,8 +291,6 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
     never changes the file (and waits for no lock but DuckDB's own).
     """
     import duckdb
-
-    from hpcx.state.store import RUN_STATUSES, SCHEMA_VERSION, SUBMISSION_STATES
 
     p = Path(path)
     result = CheckResult(path=str(p))
@@ -299,8 +323,6 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
             ]
         except duckdb.Error as exc:
             return bad("unreadable", _first_line(exc))
-        needed = {"schema_version", "meta", "runs", "run_events", "submissions", "metrics"}
-        needed |= {"run_meta", "probes"}
         if "schema_version" not in tables:
             return bad("unreadable", "a DuckDB file but not an hpcx state (no schema_version)")
         # Read every column of every row of every table: each block is loaded and its
@@ -325,7 +347,7 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
                 bad("unreadable", f"table {table}: {_first_line(exc)}")
         if not result.readable:
             return result
-        missing = sorted(needed - set(tables))
+        missing = sorted(TABLES - set(tables))
         if missing:
             return bad("unreadable", f"tables missing: {', '.join(missing)}")
         version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
@@ -345,8 +367,8 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
         if not invariants:
             return result
         fill = {
-            "statuses": ", ".join(f"'{s}'" for s in RUN_STATUSES),
-            "sub_states": ", ".join(f"'{s}'" for s in SUBMISSION_STATES),
+            "statuses": sql_list(RUN_STATUSES),
+            "sub_states": sql_list(SUBMISSION_STATES),
         }
         for what, sql, sel in _INVARIANTS:
             try:
@@ -356,7 +378,7 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
                     bad("invariant", f"{n} {what}: {_ids(rows, n)}")
             except duckdb.Error as exc:
                 bad("unreadable", f"checking {what}: {_first_line(exc)}")
-        for table in _SERIAL_TABLES:
+        for table in SERIAL_TABLES:
             n = int(
                 con.execute(
                     f"SELECT count(*) FROM {table} WHERE serial > ?", [result.serial]
@@ -488,8 +510,6 @@ def backup_before_write(
     state = Path(state_path).absolute()
     if not state.exists():
         return None
-    from hpcx.state.store import is_uncreated
-
     if is_uncreated(state):
         return None  # nothing recorded yet: the writer about to run creates the schema
     n_keep = keep_count() if keep is None else keep
@@ -654,26 +674,7 @@ def restore(
     )
 
 
-# -- helpers for hpcx.state.store ------------------------------------------------------------------
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def foreign_file(path: str | os.PathLike[str]) -> str | None:
-    """What the file at ``path`` is when it plainly is not a DuckDB database (its header lacks
-    DuckDB's magic), else None. Read before DuckDB opens it: DuckDB answers a SQLite file by
-    fetching and loading its SQLite reader."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except OSError:
-        return None
-    if head.startswith(_SQLITE_MAGIC):
-        return "a SQLite database, not a DuckDB state file"
-    if len(head) < 12 or head[8:12] != b"DUCK":
-        return "not a DuckDB state file"
-    return None
-
+# -- helpers for hpcx.state.store ------------------------------------------------------------
 
 def backup_open_state(con: Any, state_path: str | os.PathLike[str]) -> Path | None:
     """Back up a state that ``con`` holds open read-write (so nobody else writes it), before

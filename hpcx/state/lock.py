@@ -7,6 +7,9 @@ who took it: exclusive creation is atomic on local filesystems and on NFSv3+ and
 ``fcntl`` locks are often unreliable or off. A holder that died on this host is detected (its
 pid is gone, or now belongs to another process) and its lock taken over; a holder on another
 host cannot be checked from here, so `hpcx force-unlock ID` exists for that case.
+
+Commands take it through :class:`hpcx.state.writer.Writer`, which also checks and backs up the
+state before the first write.
 """
 
 from __future__ import annotations
@@ -248,30 +251,6 @@ def force_unlock(state_path: str | os.PathLike[str], lock_id: str) -> LockInfo:
         )
     path.unlink()
     return holder
-
-
-#: How long a writer (holding the writer lock) waits for readers to let go of the state file.
-READER_WAIT_S = 30.0
-
-
-def open_for_write(state_path: str | os.PathLike[str], *, timeout: float = READER_WAIT_S) -> Any:
-    """Open the state read-write, waiting while readers (`hpcx status`, `hpcx query`) hold it.
-
-    DuckDB lets a file be open by many readers or one writer. Holders of the writer lock are
-    the only writers, so whatever else holds the file is a reader that lets go in moments;
-    without this wait a `hpcx status` at the wrong instant made `apply` fail between its
-    submit and its record step.
-    """
-    from hpcx.state.store import StateStore
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return StateStore.open(state_path)
-        except StateLockedError:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(0.05)
 
 
 #: How long a reader (`query`, `report`, `export`) waits, by default, for a writer that holds

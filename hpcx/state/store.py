@@ -27,155 +27,60 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from hpcx.errors import StateError, StateLockedError
+from hpcx.errors import HpcxError, StateError, StateLockedError
+from hpcx.state.records import (
+    FinishedRun,
+    HarvestTarget,
+    InFlightSubmission,
+    RunDetail,
+    RunRef,
+    RunSummary,
+    StatusCount,
+    StoredRun,
+    SubmittedJobs,
+)
 
 if TYPE_CHECKING:
     from hpcx.manifest.spec import RunSpec
 
-#: Schema version this hpcx writes. A file with a newer one is refused; an older one is migrated.
-SCHEMA_VERSION = 2
-
-RUN_STATUSES = (
-    "pending",
-    "submitted",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-    "lost",
-    "timeout",
+from hpcx.state.files import foreign_file, is_uncreated
+from hpcx.state.schema import (
+    ENDED_STATUSES,
+    FINAL_STATUSES,
+    IN_FLIGHT_STATUSES,
+    MIGRATIONS,
+    RUN_STATUSES,
+    SCHEMA_VERSION,
+    SCHEMA_VERSION_TABLE,
+    SETTABLE_RUN_FIELDS,
+    SUBMISSION_STATES,
+    sql_list,
 )
-#: Statuses of a run that is neither finished nor known to be gone.
-IN_FLIGHT_STATUSES = frozenset({"pending", "submitted", "running"})
-#: Statuses of a run that ended without a result and may be run again.
-RETRYABLE_STATUSES = frozenset({"failed", "cancelled", "lost", "timeout"})
-SUBMISSION_STATES = ("intent", "submitted", "failed", "ambiguous")
 
-_STATUS_CHECK = ", ".join(f"'{s}'" for s in RUN_STATUSES)
-_SUBMISSION_CHECK = ", ".join(f"'{s}'" for s in SUBMISSION_STATES)
+# Re-exported: callers and tests name them through the store. The store reads SCHEMA_VERSION
+# through this module, so a test may set hpcx.state.store.SCHEMA_VERSION to act as another
+# hpcx version.
+__all__ = [
+    "ENDED_STATUSES",
+    "FINAL_STATUSES",
+    "IN_FLIGHT_STATUSES",
+    "MIGRATIONS",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "SUBMISSION_STATES",
+    "StateInfo",
+    "StateSnapshot",
+    "StateStore",
+    "Transaction",
+    "is_uncreated",
+    "spec_from_dict",
+    "spec_to_dict",
+]
 
-# Migration N takes a file from schema N-1 to N. Version 1 creates everything. Never edit a
-# released migration: add the next one. Each runs inside one transaction with its version row.
-MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        """CREATE TABLE meta (
-            lineage VARCHAR NOT NULL,
-            serial BIGINT NOT NULL,
-            schema_version INTEGER NOT NULL,
-            created_at TIMESTAMP NOT NULL,
-            hpcx_version VARCHAR
-        )""",
-        f"""CREATE TABLE runs (
-            run_id VARCHAR PRIMARY KEY,
-            base_id VARCHAR NOT NULL,
-            experiment VARCHAR NOT NULL,
-            status VARCHAR NOT NULL CHECK (status IN ({_STATUS_CHECK})),
-            identity JSON,
-            spec JSON,
-            settings_digest VARCHAR,
-            code_hash VARCHAR,
-            source VARCHAR,
-            overrides JSON,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            executor VARCHAR,
-            job_id VARCHAR,
-            run_dir VARCHAR,
-            submission_key VARCHAR,
-            created_at TIMESTAMP NOT NULL,
-            updated_at TIMESTAMP NOT NULL,
-            started_at TIMESTAMP,
-            ended_at TIMESTAMP,
-            exit_code INTEGER,
-            end_reason VARCHAR,
-            host VARCHAR,
-            numa_node INTEGER,
-            gpus JSON
-        )""",
-        """CREATE TABLE run_events (
-            serial BIGINT NOT NULL,
-            seq INTEGER NOT NULL,
-            run_id VARCHAR NOT NULL,
-            "at" TIMESTAMP NOT NULL,
-            event VARCHAR NOT NULL,
-            from_status VARCHAR,
-            to_status VARCHAR,
-            detail JSON,
-            PRIMARY KEY (serial, seq)
-        )""",
-        f"""CREATE TABLE submissions (
-            key VARCHAR PRIMARY KEY,
-            executor VARCHAR NOT NULL,
-            state VARCHAR NOT NULL CHECK (state IN ({_SUBMISSION_CHECK})),
-            created_at TIMESTAMP NOT NULL,
-            updated_at TIMESTAMP NOT NULL,
-            job_ids JSON,
-            run_ids JSON,
-            detail JSON,
-            serial BIGINT NOT NULL
-        )""",
-        """CREATE TABLE metrics (
-            run_id VARCHAR NOT NULL,
-            name VARCHAR NOT NULL,
-            step BIGINT,
-            value DOUBLE,
-            time DOUBLE,
-            serial BIGINT NOT NULL
-        )""",
-        """CREATE TABLE run_meta (
-            run_id VARCHAR NOT NULL,
-            key VARCHAR NOT NULL,
-            value JSON,
-            serial BIGINT NOT NULL,
-            PRIMARY KEY (run_id, key)
-        )""",
-        """CREATE TABLE probes (
-            id VARCHAR PRIMARY KEY,
-            host VARCHAR,
-            "at" TIMESTAMP NOT NULL,
-            report JSON NOT NULL,
-            serial BIGINT NOT NULL
-        )""",
-    ],
-    # v2: each metric row says which attempt of its run wrote it. Without it a rerun's values
-    # mixed with the earlier attempt's (same names and steps), and `hpcx show` could print the
-    # old one. Rows already there: the run's latest ingest (one harvest per finished attempt)
-    # gets the attempt that harvest recorded (run_meta 'attempt', else the run's attempt
-    # count); rows from earlier ingests keep NULL: an earlier attempt whose number was never
-    # recorded.
-    2: [
-        "ALTER TABLE metrics ADD COLUMN attempt INTEGER",
-        """UPDATE metrics SET attempt = b.attempt
-        FROM (
-            SELECT m.run_id, max(m.serial) AS serial,
-                   coalesce(any_value(TRY_CAST(rm.value::VARCHAR AS INTEGER)),
-                            any_value(r.attempts)) AS attempt
-            FROM metrics m
-            LEFT JOIN run_meta rm ON rm.run_id = m.run_id AND rm.key = 'attempt'
-            LEFT JOIN runs r ON r.run_id = m.run_id
-            GROUP BY m.run_id
-        ) b
-        WHERE metrics.run_id = b.run_id AND metrics.serial = b.serial""",
-    ],
-}
-
-#: Run columns that :meth:`Transaction.set_status` may set besides ``status``.
-SETTABLE_RUN_FIELDS = frozenset(
-    {
-        "executor",
-        "job_id",
-        "run_dir",
-        "submission_key",
-        "started_at",
-        "ended_at",
-        "exit_code",
-        "end_reason",
-        "host",
-        "numa_node",
-        "gpus",
-    }
-)
+_IN_FLIGHT_SQL = sql_list(IN_FLIGHT_STATUSES)
+_FINISHED_SQL = sql_list(ENDED_STATUSES)
 _JSON_RUN_FIELDS = frozenset({"gpus"})
 
 # Below this many rows a parametrised VALUES list is quickest; above it, a temporary CSV file
@@ -382,6 +287,14 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    """A JSON object read back from a column (None for SQL NULL, JSON null or empty text)."""
+    if not text:
+        return None
+    value: dict[str, Any] | None = json.loads(text)
+    return value
+
+
 def spec_to_dict(spec: RunSpec) -> dict[str, Any]:
     """A RunSpec as plain JSON-able data (tuples become lists)."""
     return {
@@ -527,32 +440,6 @@ _CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
 }
 
 
-def is_uncreated(path: str | os.PathLike[str]) -> bool:
-    """True for a DuckDB file holding no table at all: a state whose creation never committed
-    (the writing command was killed between DuckDB creating the file and the schema's
-    transaction). Readers treat it as no state yet; the next writer creates the schema in it.
-    """
-    import duckdb
-
-    p = Path(path)
-    try:
-        if not p.is_file() or p.stat().st_size == 0:
-            return False
-        with open(p, "rb") as f:
-            if f.read(12)[8:12] != b"DUCK":
-                return False
-        con = duckdb.connect(str(p), read_only=True, config={"autoload_known_extensions": False})
-    except (OSError, duckdb.Error):
-        return False
-    try:
-        row = con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
-        return row is not None and row[0] == 0
-    except duckdb.Error:
-        return False
-    finally:
-        con.close()
-
-
 class StateStore:
     """An open state file. Use :meth:`open`; close it (or use it as a context manager)."""
 
@@ -598,8 +485,6 @@ class StateStore:
         else:
             # Not DuckDB's magic: say so before DuckDB tries (for a SQLite file it would
             # fetch and load its SQLite reader).
-            from hpcx.state.backup import foreign_file
-
             foreign = foreign_file(p)
             if foreign is not None:
                 raise StateError(
@@ -668,10 +553,7 @@ class StateStore:
         con.execute("BEGIN TRANSACTION")
         try:
             if current == 0:
-                con.execute(
-                    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
-                    "applied_at TIMESTAMP NOT NULL, hpcx_version VARCHAR)"
-                )
+                con.execute(SCHEMA_VERSION_TABLE)
             for version in range(current + 1, SCHEMA_VERSION + 1):
                 for stmt in MIGRATIONS[version]:
                     con.execute(stmt)
@@ -714,7 +596,8 @@ class StateStore:
 
     @property
     def connection(self) -> Any:
-        """The underlying duckdb connection (for read-only SQL by other modules)."""
+        """The underlying duckdb connection, for this package and its tests: code outside
+        ``hpcx/state/`` asks the store's methods (``tests/state/test_front_door.py``)."""
         return self._con
 
     # -- reading -------------------------------------------------------------------------
@@ -851,14 +734,13 @@ class StateStore:
 
     def finished_runs(
         self, experiments: Sequence[str] = (), run_ids: Sequence[str] = ()
-    ) -> list[dict[str, Any]]:
-        """Runs that ended with a run folder (for ``refresh --reharvest``): run_id, experiment,
-        status, run_dir, spec, attempts; only these experiments and run ids (or id prefixes)
-        if given."""
+    ) -> list[FinishedRun]:
+        """Runs that ended with a run folder (for ``refresh --reharvest``), by experiment and
+        run id; only these experiments and run ids (or id prefixes) if given."""
         sql = (
-            "SELECT run_id, experiment, status, run_dir, spec, attempts FROM runs "
-            "WHERE status IN ('succeeded', 'failed', 'cancelled', 'timeout') "
-            "AND run_dir IS NOT NULL"
+            "SELECT run_id, experiment, status, run_dir, attempts, settings_digest, "
+            "json_extract(spec, '$.extra.results')::VARCHAR FROM runs "
+            f"WHERE status IN ({_FINISHED_SQL}) AND run_dir IS NOT NULL"
         )
         params: list[Any] = []
         if experiments:
@@ -872,13 +754,161 @@ class StateStore:
             params.append(list(run_ids))
         sql += " ORDER BY experiment, run_id"
         rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
-        keys = ("run_id", "experiment", "status", "run_dir", "spec", "attempts")
-        out = []
-        for r in rows:
-            d = dict(zip(keys, r, strict=True))
-            d["spec"] = json.loads(d["spec"]) if d["spec"] is not None else {}
-            out.append(d)
-        return out
+        return [
+            FinishedRun(r[0], r[1], r[2], r[3], int(r[4]), r[5], _json_object(r[6]))
+            for r in rows
+        ]
+
+    def status_counts(self) -> list[StatusCount]:
+        """How many runs each experiment has in each status, by experiment then status."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT experiment, status, count(*) FROM runs GROUP BY ALL ORDER BY ALL"
+            ).fetchall()
+        )
+        return [StatusCount(r[0], r[1], int(r[2])) for r in rows]
+
+    def run_summaries(
+        self, experiments: Sequence[str] = (), statuses: Sequence[str] = ()
+    ) -> list[RunSummary]:
+        """The runs (of these experiments, in these statuses, if given), by experiment and
+        then by when they last changed."""
+        clauses, params = [], []
+        if experiments:
+            clauses.append("experiment IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(list(experiments))
+        if statuses:
+            clauses.append("status IN (SELECT unnest(?::VARCHAR[]))")
+            params.append(list(statuses))
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, experiment, status, attempts, job_id, host, exit_code, "
+                f"end_reason, updated_at FROM runs {where} ORDER BY experiment, updated_at",
+                params,
+            ).fetchall()
+        )
+        return [RunSummary._make(r) for r in rows]
+
+    def experiment_names(self) -> set[str]:
+        """Every experiment that has a run in the state."""
+        rows = self._guard_read(
+            lambda: self._con.execute("SELECT DISTINCT experiment FROM runs").fetchall()
+        )
+        return {r[0] for r in rows}
+
+    def run_ids_of(self, experiments: Sequence[str]) -> set[str]:
+        """The runs of these experiments."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id FROM runs WHERE experiment IN (SELECT unnest(?::VARCHAR[]))",
+                [list(experiments)],
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
+
+    def existing_runs(self, run_ids: Iterable[str]) -> set[str]:
+        """Which of these runs the state holds."""
+        ids = list(run_ids)
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
+
+    def resolve_run(self, prefix: str) -> RunRef:
+        """The one run whose id is ``prefix`` or starts with it, and its run folder.
+
+        Raises HpcxError when no run or several runs match.
+        """
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, run_dir FROM runs WHERE starts_with(run_id, ?) LIMIT 3", [prefix]
+            ).fetchall()
+        )
+        if not rows:
+            raise HpcxError(
+                f"no run {prefix!r} in the state", hint="`hpcx status --runs` lists them"
+            )
+        if len(rows) > 1:
+            raise HpcxError(
+                f"{prefix!r} names several runs ({', '.join(r[0] for r in rows)}, ...)",
+                hint="give more characters of the run id",
+            )
+        return RunRef(rows[0][0], rows[0][1])
+
+    def stored_run(self, run_id: str) -> StoredRun:
+        """The run ``run_id`` (which must exist) with the spec it was last applied with."""
+        row = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, experiment, status, spec FROM runs WHERE run_id = ?", [run_id]
+            ).fetchone()
+        )
+        if row is None:
+            raise HpcxError(
+                f"no run {run_id!r} in the state", hint="`hpcx status --runs` lists them"
+            )
+        return StoredRun(row[0], row[1], row[2], spec_from_dict(json.loads(row[3])))
+
+    def run_detail(self, run_id: str) -> RunDetail:
+        """What ``hpcx show`` prints of the run ``run_id`` (which must exist)."""
+
+        def read() -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+            cur = self._con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+            cols = [d[0] for d in cur.description]
+            row = cur.fetchone()
+            if row is None:
+                raise HpcxError(
+                    f"no run {run_id!r} in the state", hint="`hpcx status --runs` lists them"
+                )
+            meta = self._con.execute(
+                "SELECT key, value FROM run_meta WHERE run_id = ?", [run_id]
+            ).fetchall()
+            return dict(zip(cols, row, strict=True)), meta
+
+        record, meta_rows = self._guard_read(read)
+        events = self.events(run_id)
+        # The latest attempt's values only: after a rerun the earlier try's are history.
+        metrics_attempt, metrics = self.latest_metrics(run_id)
+        spec = json.loads(record.pop("spec") or "{}")
+        record.pop("identity", None)
+        meta = {k: json.loads(v) if isinstance(v, str) else v for k, v in meta_rows}
+        return RunDetail(record, spec, meta, events, metrics_attempt, metrics)
+
+    def harvest_targets(self, run_ids: Iterable[str]) -> dict[str, HarvestTarget]:
+        """For each of these runs the state holds: its status, the ``results`` rules it was
+        applied with, and its attempt count (what a harvest needs to ingest its folder)."""
+        ids = list(run_ids)
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, status, json_extract(spec, '$.extra.results')::VARCHAR, "
+                "attempts FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [ids],
+            ).fetchall()
+        )
+        return {r[0]: HarvestTarget(r[0], r[1], _json_object(r[2]), r[3]) for r in rows}
+
+    def in_flight_submissions(self) -> list[InFlightSubmission]:
+        """Submissions that still have a run in flight, by key, each with those runs."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT s.key, s.executor, s.state, s.detail, list(r.run_id ORDER BY r.run_id) "
+                "FROM submissions s JOIN runs r ON r.submission_key = s.key "
+                f"WHERE r.status IN ({_IN_FLIGHT_SQL}) "
+                "GROUP BY s.key, s.executor, s.state, s.detail ORDER BY s.key"
+            ).fetchall()
+        )
+        return [
+            InFlightSubmission(
+                key=r[0],
+                executor=r[1],
+                state=r[2],
+                detail=json.loads(r[3]) if r[3] else {},
+                run_ids=list(r[4]),
+            )
+            for r in rows
+        ]
 
     def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """The event history (of one run, or all), oldest first."""
@@ -1353,6 +1383,71 @@ class Transaction:
                 "detail = coalesce(?::JSON, detail), serial = ? WHERE key = ?",
                 [state, self.at, _json(list(job_ids)), _json(detail), self.serial, key],
             )
+
+
+    def record_submitted(
+        self,
+        sub: SubmittedJobs,
+        options: Mapping[str, Any],
+        *,
+        count_attempts: Literal["all", "pending"] = "all",
+    ) -> None:
+        """Record the job ids of ``sub`` (its submission ``submitted``, with what a refresh
+        needs to poll it) and move its runs to ``submitted``.
+
+        ``count_attempts``: ``all`` counts an attempt for every run of ``sub``; ``pending``
+        only for its runs still ``pending`` here (a reconciled submission: runs an ambiguous
+        one recorded as gone out were counted then).
+        """
+        if count_attempts == "pending":
+            rows = self._con.execute(
+                "SELECT run_id FROM runs WHERE submission_key = ? AND status = 'pending'",
+                [sub.key],
+            ).fetchall()
+            counted: set[str] | None = {r[0] for r in rows}
+        else:
+            counted = None
+        self.record_submission(
+            sub.key,
+            executor=sub.executor,
+            state="submitted",
+            run_ids=list(sub.run_ids),
+            job_ids=list(sub.job_ids),
+            detail={
+                "options": dict(options),
+                # The submission's folder is <runs root>/.submissions/<key>.
+                "runs_root": str(Path(sub.folder).parent.parent),
+                "submission": sub.to_json(),
+            },
+        )
+        updates = [
+            {
+                "run_id": rid,
+                "status": "submitted",
+                "job_id": sub.run_jobs.get(rid),
+                "run_dir": sub.run_dirs.get(rid),
+                "submission_key": sub.key,
+            }
+            for rid in sub.run_ids
+        ]
+        if counted is None:
+            self.update_runs(updates, event="submitted", bump_attempts=True)
+            return
+        self.update_runs(
+            [u for u in updates if u["run_id"] in counted], event="submitted", bump_attempts=True
+        )
+        self.update_runs([u for u in updates if u["run_id"] not in counted], event="submitted")
+
+    def add_note(self, run_id: str, text: str, *, by: str, at: str) -> int:
+        """Append a note (``text``, who wrote it, when) to the run's ``notes``; returns how
+        many notes it has now."""
+        row = self._con.execute(
+            "SELECT value FROM run_meta WHERE run_id = ? AND key = 'notes'", [run_id]
+        ).fetchone()
+        notes: list[Any] = json.loads(row[0]) if row and row[0] else []
+        notes.append({"at": at, "by": by, "text": text})
+        self.set_run_meta(run_id, {"notes": notes})
+        return len(notes)
 
 
 def _check_status(status: str) -> None:

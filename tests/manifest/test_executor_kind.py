@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from manifest_helpers import simple
+from support.manifests import simple
 
 from hpcx.manifest.identity import run_id_for
 from hpcx.manifest.loader import load_desired

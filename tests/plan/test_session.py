@@ -119,11 +119,3 @@ def test_save_to_writes_a_plan_that_apply_can_load(project: Path, tmp_path: Path
     planned = plan_manifests(root=project, save_to=out)
     saved = load_saved_plan(out, None)
     assert [c.run_id for c in saved.changes] == [c.run_id for c in planned.plan.changes]
-
-
-def test_the_cli_helpers_apply_uses_still_work(project: Path) -> None:
-    from hpcx.cli.plan import _git_info, _load_desired
-
-    desired = _load_desired([project / "manifests"], [], None, project)
-    assert len(desired.runs) == 6
-    assert _git_info(project, sorted(desired.digests))["dirty_paths"] == []

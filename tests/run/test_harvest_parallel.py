@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpcx.run import harvest
+from hpcx.state.writer import Writer
 
 
 def _bench_setup():
@@ -38,7 +39,8 @@ def test_pool_and_serial_harvest_land_the_same_results(
 
     monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)
     monkeypatch.setattr(base, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)
-    result = harvest.refresh(state, runs_root=tmp_path / "runs")
+    with Writer(state, "test refresh") as writer:
+        result = harvest.refresh(writer, runs_root=tmp_path / "runs")
     assert result.finished == n
     assert result.metrics == n * len(bench.METRICS) * 3
     assert len(result.problems) == 1 and bad.name in result.problems[0]

@@ -169,7 +169,7 @@ def test_a_run_the_state_still_refuses_is_quarantined_and_the_rest_lands(
     hpcx.quarantined); the other runs of the same refresh land with their metrics."""
     from hpcx import metrics
     from hpcx.run.harvest import refresh, reharvest
-    from hpcx.state import lock
+    from hpcx.state.writer import Writer
 
     kinds = ["ok", "step", "bigvalue", "surrogate"]
     root = project({"q": hostile("q", kinds)})
@@ -177,8 +177,8 @@ def test_a_run_the_state_still_refuses_is_quarantined_and_the_rest_lands(
     wait_for(lambda: _final_on_disk(root, "q", len(kinds)), 60, "the runs to finish")
     monkeypatch.setattr(metrics, "INT64_MAX", 2**70)  # let 2**63 through to the state
     state = state_path(root)
-    with lock.acquire(state, "test refresh"):
-        result = refresh(state, runs_root=root / "runs")
+    with Writer(state, "test refresh") as writer:
+        result = refresh(writer, runs_root=root / "runs")
     kinds_of = _kinds(root)
     step = next(r for r, k in kinds_of.items() if k == "step")
     assert {r["status"] for r in runs(root).values()} == {"succeeded"}
@@ -191,8 +191,8 @@ def test_a_run_the_state_still_refuses_is_quarantined_and_the_rest_lands(
         if kind != "step":
             assert _names(root, rid) == ["good_after", "good_before"], kind
     # A reharvest meets the same refusal: the same run is quarantined, the others re-read.
-    with lock.acquire(state, "test reharvest"):
-        again = reharvest(state, experiments=["q"])
+    with Writer(state, "test reharvest") as writer:
+        again = reharvest(writer, experiments=["q"])
     assert [p.split(":")[0] for p in again.problems if "quarantined" in p] == [f"run {step}"]
     assert again.runs == len(kinds) and again.dropped == again.metrics
     for rid, kind in kinds_of.items():
@@ -211,7 +211,7 @@ def test_a_run_whose_folder_cannot_be_read_is_quarantined_and_the_rest_lands(
     """Anything raised while one run's folder is read (here forced, for the "deep" run)
     quarantines that run alone."""
     from hpcx.run import harvest
-    from hpcx.state import lock
+    from hpcx.state.writer import Writer
     kinds = ["ok", "deep"]
     root = project({"r": hostile("r", kinds)})
     hpcx(root, "apply", "--yes", "--detach", check=True)
@@ -227,8 +227,8 @@ def test_a_run_whose_folder_cannot_be_read_is_quarantined_and_the_rest_lands(
 
     monkeypatch.setattr(harvest, "_metrics_rows", flaky)
     state = state_path(root)
-    with lock.acquire(state, "test refresh"):
-        result = harvest.refresh(state, runs_root=root / "runs")
+    with Writer(state, "test refresh") as writer:
+        result = harvest.refresh(writer, runs_root=root / "runs")
     assert [p for p in result.problems if "quarantined" in p] == [
         f"run {deep}: quarantined: its folder could not be read: MemoryError: forced while reading"
     ]

@@ -1,0 +1,179 @@
+"""The state file's schema in one place: its tables, every status set, and the migrations.
+
+The store (:mod:`hpcx.state.store`) applies the migrations and writes through these tables;
+the check (:mod:`hpcx.state.backup`) tests their invariants against the same status sets; the
+planner and the commands take their status sets from here. Nothing here touches a file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+#: Schema version this hpcx writes. A file with a newer one is refused; an older one is migrated.
+SCHEMA_VERSION = 2
+
+#: Every status a run can have (the runs table's CHECK constraint).
+RUN_STATUSES = (
+    "pending",
+    "submitted",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "lost",
+    "timeout",
+)
+#: Statuses of a run that is neither finished nor known to be gone.
+IN_FLIGHT_STATUSES = ("pending", "submitted", "running")
+#: Statuses of a run that ended with its run folder written (``lost`` left none to read).
+ENDED_STATUSES = ("succeeded", "failed", "cancelled", "timeout")
+#: Statuses a harvest never moves a run out of again.
+FINAL_STATUSES = (*ENDED_STATUSES, "lost")
+#: Statuses of a run that ended without a result and may be run again.
+RETRYABLE_STATUSES = frozenset({"failed", "cancelled", "lost", "timeout"})
+#: Every state of a submission: ``intent`` is recorded before the scheduler is called, and
+#: ``ambiguous`` when its answer was unclear; a refresh reconciles both.
+SUBMISSION_STATES = ("intent", "submitted", "failed", "ambiguous")
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """``'a', 'b'``: a set of statuses as SQL literals, for ``IN (...)`` and CHECK clauses."""
+    return ", ".join(f"'{v}'" for v in values)
+
+
+_STATUS_CHECK = sql_list(RUN_STATUSES)
+_SUBMISSION_CHECK = sql_list(SUBMISSION_STATES)
+
+# Migration N takes a file from schema N-1 to N. Version 1 creates everything. Never edit a
+# released migration: add the next one. Each runs inside one transaction with its version row.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE meta (
+            lineage VARCHAR NOT NULL,
+            serial BIGINT NOT NULL,
+            schema_version INTEGER NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            hpcx_version VARCHAR
+        )""",
+        f"""CREATE TABLE runs (
+            run_id VARCHAR PRIMARY KEY,
+            base_id VARCHAR NOT NULL,
+            experiment VARCHAR NOT NULL,
+            status VARCHAR NOT NULL CHECK (status IN ({_STATUS_CHECK})),
+            identity JSON,
+            spec JSON,
+            settings_digest VARCHAR,
+            code_hash VARCHAR,
+            source VARCHAR,
+            overrides JSON,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            executor VARCHAR,
+            job_id VARCHAR,
+            run_dir VARCHAR,
+            submission_key VARCHAR,
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            started_at TIMESTAMP,
+            ended_at TIMESTAMP,
+            exit_code INTEGER,
+            end_reason VARCHAR,
+            host VARCHAR,
+            numa_node INTEGER,
+            gpus JSON
+        )""",
+        """CREATE TABLE run_events (
+            serial BIGINT NOT NULL,
+            seq INTEGER NOT NULL,
+            run_id VARCHAR NOT NULL,
+            "at" TIMESTAMP NOT NULL,
+            event VARCHAR NOT NULL,
+            from_status VARCHAR,
+            to_status VARCHAR,
+            detail JSON,
+            PRIMARY KEY (serial, seq)
+        )""",
+        f"""CREATE TABLE submissions (
+            key VARCHAR PRIMARY KEY,
+            executor VARCHAR NOT NULL,
+            state VARCHAR NOT NULL CHECK (state IN ({_SUBMISSION_CHECK})),
+            created_at TIMESTAMP NOT NULL,
+            updated_at TIMESTAMP NOT NULL,
+            job_ids JSON,
+            run_ids JSON,
+            detail JSON,
+            serial BIGINT NOT NULL
+        )""",
+        """CREATE TABLE metrics (
+            run_id VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            step BIGINT,
+            value DOUBLE,
+            time DOUBLE,
+            serial BIGINT NOT NULL
+        )""",
+        """CREATE TABLE run_meta (
+            run_id VARCHAR NOT NULL,
+            key VARCHAR NOT NULL,
+            value JSON,
+            serial BIGINT NOT NULL,
+            PRIMARY KEY (run_id, key)
+        )""",
+        """CREATE TABLE probes (
+            id VARCHAR PRIMARY KEY,
+            host VARCHAR,
+            "at" TIMESTAMP NOT NULL,
+            report JSON NOT NULL,
+            serial BIGINT NOT NULL
+        )""",
+    ],
+    # v2: each metric row says which attempt of its run wrote it. Without it a rerun's values
+    # mixed with the earlier attempt's (same names and steps), and `hpcx show` could print the
+    # old one. Rows already there: the run's latest ingest (one harvest per finished attempt)
+    # gets the attempt that harvest recorded (run_meta 'attempt', else the run's attempt
+    # count); rows from earlier ingests keep NULL: an earlier attempt whose number was never
+    # recorded.
+    2: [
+        "ALTER TABLE metrics ADD COLUMN attempt INTEGER",
+        """UPDATE metrics SET attempt = b.attempt
+        FROM (
+            SELECT m.run_id, max(m.serial) AS serial,
+                   coalesce(any_value(TRY_CAST(rm.value::VARCHAR AS INTEGER)),
+                            any_value(r.attempts)) AS attempt
+            FROM metrics m
+            LEFT JOIN run_meta rm ON rm.run_id = m.run_id AND rm.key = 'attempt'
+            LEFT JOIN runs r ON r.run_id = m.run_id
+            GROUP BY m.run_id
+        ) b
+        WHERE metrics.run_id = b.run_id AND metrics.serial = b.serial""",
+    ],
+}
+
+#: The table that says which migrations a file has had (created before any of them).
+SCHEMA_VERSION_TABLE = (
+    "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
+    "applied_at TIMESTAMP NOT NULL, hpcx_version VARCHAR)"
+)
+
+#: Every table a state file has (``hpcx state check`` reads each in full).
+TABLES = frozenset(
+    {"schema_version", "meta", "runs", "run_events", "submissions", "metrics", "run_meta", "probes"}
+)
+#: Tables whose rows carry the serial of the transaction that wrote them.
+SERIAL_TABLES = ("run_events", "metrics", "run_meta", "submissions", "probes")
+
+#: Run columns that :meth:`Transaction.set_status` may set besides ``status``.
+SETTABLE_RUN_FIELDS = frozenset(
+    {
+        "executor",
+        "job_id",
+        "run_dir",
+        "submission_key",
+        "started_at",
+        "ended_at",
+        "exit_code",
+        "end_reason",
+        "host",
+        "numa_node",
+        "gpus",
+    }
+)

@@ -1,0 +1,130 @@
+"""The Writer: the one way to write the state.
+
+Every command that writes (apply, refresh, cancel, note, rerun, state restore, state upgrade,
+probe --record) does the same three things first: take the writer lock (:mod:`hpcx.state.lock`,
+so a second writer is refused naming this one), check that the state reads in full, and back it
+up (:func:`hpcx.state.backup.backup_before_write`, so nothing is written over a damaged file and
+the state as it was is kept). A :class:`Writer` does them on entering and lets the lock go on
+leaving::
+
+    with Writer(state_path, "hpcx refresh", timeout=lock_timeout) as writer:
+        refresh(writer, runs_root=runs)
+
+The functions that write take the Writer, not a path, and open the state only through it
+(:meth:`Writer.open`, :meth:`Writer.transaction`): a write without the lock cannot be written
+down. The state stays closed between those opens (while runs execute or the scheduler answers),
+so readers (`hpcx status`, `hpcx query`) go on meanwhile; the lock keeps other writers out for
+the whole command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from hpcx.errors import StateError, StateLockedError
+from hpcx.state import lock
+from hpcx.state.backup import Restored, backup_before_write, restore
+
+if TYPE_CHECKING:
+    from hpcx.state.store import StateStore, Transaction
+
+#: What a Writer does once it holds the lock: ``check`` reads the state in full (refusing a
+#: damaged one) and backs it up; ``none`` leaves that to the command: ``state restore`` backs up
+#: only after choosing its backup, and only a state that still reads; ``state upgrade`` backs up
+#: through the migration itself.
+PreWrite = Literal["check", "none"]
+
+#: How long a writer waits for readers to let go of the state file when it opens it.
+READER_WAIT_S = 30.0
+
+
+class Writer:
+    """The writer lock of one state, held, with the pre-write check done. See the module."""
+
+    def __init__(
+        self,
+        state_path: str | os.PathLike[str],
+        command: str,
+        *,
+        timeout: float = 0.0,
+        pre_write: PreWrite = "check",
+    ) -> None:
+        self.path = Path(state_path)
+        self.command = command
+        self.timeout = timeout
+        self.pre_write: PreWrite = pre_write
+        #: The backup that holds the state as it was before this command (None: there was no
+        #: state yet, backups are off, or ``pre_write`` was ``none``).
+        self.backup: Path | None = None
+        self._held: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> Writer:
+        stack = contextlib.ExitStack()
+        stack.enter_context(lock.acquire(self.path, self.command, timeout=self.timeout))
+        try:
+            if self.pre_write == "check":
+                # Refuses a damaged state before anything is written over it.
+                self.backup = backup_before_write(self.path)
+        except BaseException:
+            stack.close()
+            raise
+        self._held = stack
+        return self
+
+    def __exit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            held.close()
+
+    @property
+    def held(self) -> bool:
+        return self._held is not None
+
+    def _check_held(self) -> None:
+        if self._held is None:
+            raise StateError(
+                f"the writer lock of {self.path} is not held",
+                hint="write the state inside `with Writer(...) as writer:`",
+            )
+
+    def back_up(self) -> Path | None:
+        """Check and back up the state now (for ``pre_write="none"``); raises StateError when
+        it does not read in full."""
+        self._check_held()
+        self.backup = backup_before_write(self.path)
+        return self.backup
+
+    def open(self, *, wait: float = READER_WAIT_S) -> StateStore:
+        """The state, open read-write (created when missing); close it, or use it in a
+        ``with``. Waits up to ``wait`` seconds while readers hold the file: the lock's holder
+        is the only writer, so whatever else holds it is a reader that lets go in moments
+        (without the wait, a `hpcx status` at the wrong instant made `apply` fail between its
+        submit and its record step)."""
+        from hpcx.state.store import StateStore
+
+        self._check_held()
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return StateStore.open(self.path)
+            except StateLockedError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def restore(self, backup: str | os.PathLike[str] | None, *, force: bool = False) -> Restored:
+        """Put ``backup`` (None: the newest that passes the check) in place of the state; see
+        :func:`hpcx.state.backup.restore`."""
+        self._check_held()
+        return restore(self.path, backup, force=force)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One transaction on the state, opened for it and closed after."""
+        with self.open() as store, store.transaction() as tx:
+            yield tx

@@ -1,0 +1,66 @@
+"""The schema module is the one home of the state's tables and status sets: the sets agree with
+each other and with what the database itself accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hpcx.state import schema
+from hpcx.state.store import StateStore
+
+
+def test_every_status_is_either_in_flight_or_final() -> None:
+    assert set(schema.IN_FLIGHT_STATUSES) | set(schema.FINAL_STATUSES) == set(schema.RUN_STATUSES)
+    assert not set(schema.IN_FLIGHT_STATUSES) & set(schema.FINAL_STATUSES)
+    assert set(schema.FINAL_STATUSES) == {*schema.ENDED_STATUSES, "lost"}
+    assert set(schema.FINAL_STATUSES) - {"succeeded"} == schema.RETRYABLE_STATUSES
+
+
+def test_a_new_state_has_the_tables_and_the_version_the_schema_names(tmp_path: Path) -> None:
+    path = tmp_path / "state.duckdb"
+    StateStore.open(path).close()
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        assert tables == schema.TABLES
+        assert set(schema.SERIAL_TABLES) < tables
+        (version,) = con.execute("SELECT max(version) FROM schema_version").fetchone() or (None,)
+        assert version == schema.SCHEMA_VERSION == max(schema.MIGRATIONS)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "ok"),
+    [
+        ("UPDATE runs SET status = 'lost'", True),
+        ("UPDATE runs SET status = 'exploded'", False),
+        ("UPDATE submissions SET state = 'ambiguous'", True),
+        ("UPDATE submissions SET state = 'maybe'", False),
+    ],
+)
+def test_the_database_accepts_exactly_the_status_sets(tmp_path: Path, sql: str, ok: bool) -> None:
+    from hpcx.manifest.spec import RunSpec
+
+    path = tmp_path / "state.duckdb"
+    spec = RunSpec(
+        experiment="e", run_id="r" * 32, base_id="b" * 32, index=0, identity={}, params={},
+        workload="w", command=None, env={}, cwd=None, placement={}, seed=None, repeat=0,
+        resources={}, executor={}, retries=0, tags=(), overrides=(), source="m.yaml",
+        settings_digest="s",
+    )  # fmt: skip
+    with StateStore.open(path) as store, store.transaction() as tx:
+        tx.record_runs([spec], submission_key="k")
+        tx.record_submission("k", executor="local", state="intent")
+    con = duckdb.connect(str(path))
+    try:
+        if ok:
+            con.execute(sql)
+        else:
+            with pytest.raises(duckdb.ConstraintException):
+                con.execute(sql)
+    finally:
+        con.close()

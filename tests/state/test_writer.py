@@ -1,0 +1,64 @@
+"""The Writer: lock, pre-write check and backup on entering; the state opened only through it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcx.errors import StateError, StateLockedError
+from hpcx.state.backup import list_backups
+from hpcx.state.lock import lock_path
+from hpcx.state.store import StateStore
+from hpcx.state.writer import Writer
+
+
+@pytest.fixture
+def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("HPCX_BACKUPS", raising=False)
+    path = tmp_path / ".hpcx" / "state.duckdb"
+    StateStore.open(path).close()
+    return path
+
+
+def test_entering_takes_the_lock_and_backs_up_leaving_lets_go(state: Path) -> None:
+    with Writer(state, "hpcx test") as writer:
+        assert writer.held and lock_path(state).exists()
+        (made,) = list_backups(state)
+        assert writer.backup == made.path
+        with writer.transaction() as tx:
+            tx.record_probe({"host": "h"})
+    assert not writer.held and not lock_path(state).exists()
+
+
+def test_a_second_writer_is_refused_naming_the_first(state: Path) -> None:
+    with Writer(state, "hpcx apply"), pytest.raises(StateLockedError, match="`hpcx apply`"):
+        Writer(state, "hpcx refresh").__enter__()
+    with Writer(state, "hpcx refresh"):
+        pass  # the first one let go
+
+
+def test_no_write_without_the_lock(state: Path) -> None:
+    writer = Writer(state, "hpcx test")
+    with pytest.raises(StateError, match=r"writer lock .* is not held"):
+        writer.open()
+    with writer:
+        writer.open().close()
+    with pytest.raises(StateError, match="not held"), writer.transaction():
+        pass
+
+
+def test_a_damaged_state_is_refused_before_anything_and_the_lock_let_go(state: Path) -> None:
+    data = bytearray(state.read_bytes())
+    data[8:12] = b"XXXX"  # no longer DuckDB's magic
+    state.write_bytes(bytes(data))
+    with pytest.raises(StateError, match=r"unreadable .*nothing was written"):
+        Writer(state, "hpcx test").__enter__()
+    assert not lock_path(state).exists()
+
+
+def test_pre_write_none_leaves_the_backup_to_the_command(state: Path) -> None:
+    with Writer(state, "hpcx state restore", pre_write="none") as writer:
+        assert writer.backup is None and list_backups(state) == []
+        made = writer.back_up()
+        assert made is not None and [b.path for b in list_backups(state)] == [made]
