@@ -1,6 +1,9 @@
-"""``hpcx state check``, ``hpcx state restore`` and ``hpcx state backups``.
+"""``hpcx state ...``: look at and maintain the state file (info, check, backups, restore,
+upgrade, force-unlock).
 
-Thin: parse, call :mod:`hpcx.state.backup`, render. duckdb is imported there, inside the functions.
+Thin: parse, call :mod:`hpcx.state` (the store, :mod:`~hpcx.state.backup`, the writer lock),
+render, pick the exit code. duckdb is imported there, inside the functions. ``hpcx
+force-unlock`` stays as a hidden top-level spelling of ``hpcx state force-unlock``.
 """
 
 from __future__ import annotations
@@ -9,15 +12,101 @@ import contextlib
 
 import typer
 
-from hpcx.cli._app import EXIT_ERROR, EXIT_OK, emit_json
-from hpcx.cli.plan import state_app
+from hpcx.cli._app import (
+    EXIT_ERROR,
+    EXIT_OK,
+    PANEL_PROJECT,
+    STATE_HELP,
+    app,
+    emit_json,
+    project_paths,
+)
 
-_STATE_HELP = "State file (default: .hpcx/state.duckdb at the project root; $HPCX_STATE)."
+state_app = typer.Typer(
+    name="state",
+    help="Look at and maintain the state file (.hpcx/state.duckdb).",
+    no_args_is_help=True,
+)
+app.add_typer(state_app, name="state", rich_help_panel=PANEL_PROJECT)
+
+
+@state_app.command("info")
+def state_info(
+    state: str | None = typer.Option(None, "--state", help="State file (default: the project's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Where the state is, its lineage, serial, schema version and what it holds."""
+    from hpcx.errors import StateError
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.state.store import StateStore
+
+    path = resolve_state_path(state)
+    if not path.exists():
+        raise StateError(f"no state at {path}", hint="`hpcx apply` creates it")
+    with StateStore.open(path, read_only=True) as store:
+        info = store.info()
+    if as_json:
+        emit_json(
+            {
+                "path": info.path,
+                "lineage": info.lineage,
+                "serial": info.serial,
+                "schema_version": info.schema_version,
+                "created_at": info.created_at.isoformat(),
+                "hpcx_version": info.hpcx_version,
+                "runs": sum(info.runs_by_status.values()),
+                "runs_by_status": info.runs_by_status,
+                "events": info.events,
+                "metrics": info.metrics,
+                "submissions": info.submissions,
+                "probes": info.probes,
+                "size_bytes": info.size_bytes,
+            }
+        )
+        return
+    total = sum(info.runs_by_status.values())
+    lines = [
+        f"state:    {info.path} ({info.size_bytes:,} bytes)",
+        f"lineage:  {info.lineage}",
+        f"serial:   {info.serial}",
+        f"schema:   v{info.schema_version} (created {info.created_at:%Y-%m-%d %H:%M:%S} UTC"
+        + (f" by hpcx {info.hpcx_version})" if info.hpcx_version else ")"),
+        f"runs:     {total:,}"
+        + (
+            " (" + ", ".join(f"{n:,} {s}" for s, n in sorted(info.runs_by_status.items())) + ")"
+            if total
+            else ""
+        ),
+        f"events:   {info.events:,}",
+        f"metrics:  {info.metrics:,}",
+        f"submissions: {info.submissions:,}   probes: {info.probes:,}",
+    ]
+    typer.echo("\n".join(lines))
+
+
+@state_app.command("upgrade")
+def state_upgrade(
+    state: str | None = typer.Option(None, "--state", help="State file (default: the project's)."),
+    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+) -> None:
+    """Migrate the state file to this hpcx's schema version (creating it if missing)."""
+    from hpcx.project.paths import resolve_state_path
+    from hpcx.state.writer import Writer
+
+    path = resolve_state_path(state)
+    # A migration writes the whole schema: never beside a running apply or refresh. It backs
+    # the old file up itself (and only when there is something to migrate).
+    with (
+        Writer(path, "hpcx state upgrade", timeout=lock_timeout, pre_write="none") as writer,
+        writer.open(wait=0) as store,
+    ):
+        info = store.info()
+    typer.echo(f"state {info.path}: schema v{info.schema_version}, serial {info.serial}")
 
 
 @state_app.command("check")
 def state_check(
-    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
 ) -> None:
     """Read every block and table of the state (read-only) and check its invariants.
@@ -63,7 +152,7 @@ def state_check(
 
 @state_app.command("backups")
 def state_backups(
-    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """List the state's backups, newest first: time (UTC), serial, size."""
@@ -100,7 +189,7 @@ def state_restore(
     backup: str | None = typer.Argument(
         None, help="Backup file to restore (default: the newest that passes `hpcx state check`)."
     ),
-    state: str | None = typer.Option(None, "--state", help=_STATE_HELP),
+    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
     force: bool = typer.Option(False, "--force", help="Restore a backup that fails the check."),
     runs_root: str | None = typer.Option(
         None, "--runs-root", help="Where run folders go (default: runs/; $HPCX_RUNS_ROOT)."
@@ -143,3 +232,20 @@ def state_restore(
             "they are harvested, not submitted again."
         )
     typer.echo("\n".join(lines))
+
+
+@state_app.command("force-unlock")
+def force_unlock_command(
+    lock_id: str = typer.Argument(..., help="The lock id that the lock error names."),
+    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
+) -> None:
+    """Remove a writer lock left by a process that is gone for good (e.g. on another host)."""
+    from hpcx.state.lock import force_unlock
+
+    _, state_path, _ = project_paths(state, None)
+    holder = force_unlock(state_path, lock_id)
+    typer.echo(f"Removed the lock of {holder.describe()}")
+
+
+# The short spelling, left out of `hpcx --help`.
+app.command("force-unlock", hidden=True)(force_unlock_command)
