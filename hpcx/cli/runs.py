@@ -25,6 +25,7 @@ from hpcx.cli._app import (
     project_paths,
 )
 from hpcx.cli.apply import Progress, print_outcome
+from hpcx.run.rerun import RerunHooks
 
 runs_app = typer.Typer(
     name="runs",
@@ -324,51 +325,66 @@ def rerun_command(
     (use `hpcx plan` / `apply` for what the manifests ask for now). Its earlier attempt's
     files are kept under attempts/ in its run folder.
     """
-    from hpcx.errors import HpcxError, PlanError
-    from hpcx.plan.planner import Action, RunChange
-    from hpcx.run import provenance
-    from hpcx.run.apply import apply_changes, check_local_placements
-    from hpcx.state.schema import IN_FLIGHT_STATUSES
-    from hpcx.state.writer import Writer
+    from hpcx.run.rerun import rerun_session
 
     root, state_path, runs = project_paths(state, runs_root)
-    with Writer(state_path, "hpcx rerun", timeout=lock_timeout) as writer:
-        with _open_read(state_path) as store:
-            stored = store.stored_run(store.resolve_run(run).run_id)
-        run_id, status, spec = stored.run_id, stored.status, stored.spec
-        if status in IN_FLIGHT_STATUSES:
-            raise HpcxError(
-                f"run {run_id} is {status}: it is still in flight",
-                hint="`hpcx refresh` to see whether it ended, or `hpcx cancel` it first",
-            )
-        change = RunChange(Action.RETRY, "rerun-requested", spec, run_id, spec.experiment, status)
-        typer.echo(f"↻ {run_id}  ({spec.experiment}; was {status}): rerun requested")
-        if not yes:
-            if not sys.stdin.isatty():
-                raise PlanError("refusing to rerun without confirmation", hint="pass --yes")
-            if not typer.confirm("Rerun it?", default=False):
-                raise typer.Exit(EXIT_ERROR)
-        for warning in check_local_placements([spec]):
-            typer.echo(f"warning: {warning}", err=True)
-        prov = provenance.collect(root, [spec.source], {})
-        progress = Progress(1, False)
-        try:
-            outcome = apply_changes(
-                [change],
-                writer=writer,
-                runs_root=runs,
-                progress=progress,
-                project_root=root,
-                provenance=prov,
-            )
-        finally:
-            progress.close()
-    result = outcome.to_dict()
+    view = _RerunView(yes)
+    try:
+        done = rerun_session(
+            state_path,
+            run,
+            project_root=root,
+            runs_root=runs,
+            lock_timeout=lock_timeout,
+            hooks=view,
+        )
+    finally:
+        view.close()
+    if done.outcome is None:
+        raise typer.Exit(EXIT_ERROR)
+    result = done.outcome.to_dict()
     print_outcome(result, detach=False, no_wait=False)
-    if outcome.not_submitted or any(
+    if done.outcome.not_submitted or any(
         result["finished"].get(s) for s in ("failed", "timeout", "lost")
     ):
         raise typer.Exit(EXIT_ERROR)
+
+
+class _RerunView(RerunHooks):
+    """How `hpcx rerun` shows its run, asks, warns, and draws the progress of the run."""
+
+    def __init__(self, yes: bool) -> None:
+        self.yes = yes
+        self.bar: Progress | None = None
+
+    def show(self, change: Any) -> None:
+        typer.echo(
+            f"↻ {change.run_id}  ({change.experiment}; was {change.prior_status}): "
+            "rerun requested"
+        )
+
+    def confirm(self, change: Any) -> bool:
+        from hpcx.errors import PlanError
+
+        if self.yes:
+            return True
+        if not sys.stdin.isatty():
+            raise PlanError("refusing to rerun without confirmation", hint="pass --yes")
+        return bool(typer.confirm("Rerun it?", default=False))
+
+    def warn(self, message: str) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    def starting(self, change: Any) -> None:
+        self.bar = Progress(1, False)
+
+    def progress(self, run_id: str, observed: Any) -> None:
+        if self.bar is not None:
+            self.bar(run_id, observed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 # The short spellings (`hpcx status`, ...): the same commands, left out of `hpcx --help`.
