@@ -50,39 +50,13 @@ def status_command(
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Runs by status, per experiment (as of the last apply/refresh)."""
-    from hpcx.state.schema import RUN_STATUSES
-    from hpcx.util.selection import Unmatched, known_list, raise_unmatched, unknown_names
+    from hpcx.run.status import run_status
 
     _, state_path, _ = project_paths(state, None)
-    with _open_read(state_path) as store:
-        # Every experiment's counts, filtered here: the names the selectors may take come
-        # from the same rows, so a selector that matches nothing is named, not "No runs match".
-        all_counts = store.status_counts()
-        known = {r.experiment for r in all_counts}
-        unmatched = unknown_names("-e", experiment, known)
-        unmatched += unknown_names("--status", status, RUN_STATUSES, what="status")
-        for st in dict.fromkeys(status):
-            if st in RUN_STATUSES and not any(
-                r.status == st and (not experiment or r.experiment in experiment)
-                for r in all_counts
-            ):
-                unmatched.append(Unmatched("--status", st, f"no run is {st}"))
-        counts = [
-            r
-            for r in all_counts
-            if (not experiment or r.experiment in experiment) and (not status or r.status in status)
-        ]
-        raise_unmatched(
-            unmatched,
-            hint=known_list(known)
-            if any(u.option == "-e" for u in unmatched)
-            else "`hpcx status` shows every run's status",
-        )
-        rows = store.run_summaries(experiment, status) if runs_list or as_json else []
-        contended = store.contended_runs(experiment)
-    by_exp: dict[str, dict[str, int]] = {}
-    for exp, st, n in counts:
-        by_exp.setdefault(exp, {})[st] = int(n)
+    found = run_status(
+        state_path, experiments=experiment, statuses=status, list_runs=runs_list or as_json
+    )
+    by_exp, rows, contended = found.by_experiment, found.runs, found.contended
     if as_json:
         emit_json(
             {

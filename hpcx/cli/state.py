@@ -8,8 +8,6 @@ force-unlock`` stays as a hidden top-level spelling of ``hpcx state force-unlock
 
 from __future__ import annotations
 
-import contextlib
-
 import typer
 
 from hpcx.cli._app import (
@@ -197,23 +195,13 @@ def state_restore(
     lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
 ) -> None:
     """Put a backup in place of the state; the current file is kept as state.duckdb.broken-TIME."""
-    from hpcx.errors import StateError
-    from hpcx.project.paths import find_project_root, resolve_state_path
-    from hpcx.run.apply import resolve_runs_root
-    from hpcx.state.backup import choose_backup, unknown_submissions
-    from hpcx.state.writer import Writer
+    from hpcx.state.writer import restore_session
 
-    root = find_project_root()
-    path = resolve_state_path(state, root=root)
-    runs = resolve_runs_root(runs_root, root)
-    with Writer(path, "hpcx state restore", timeout=lock_timeout, pre_write="none") as writer:
-        # Chosen before the current state is itself backed up, or that would be the newest.
-        chosen = backup if backup is not None else str(choose_backup(path)[0].path)
-        # A state that still reads is backed up like before any write; a damaged one is
-        # simply moved aside below.
-        with contextlib.suppress(StateError):
-            writer.back_up()
-        done = writer.restore(chosen, force=force)
+    _, path, runs = project_paths(state, runs_root)
+    session = restore_session(
+        path, backup, runs_root=runs, force=force, lock_timeout=lock_timeout
+    )
+    done = session.restored
     lines = [f"Restored {done.backup} (serial {done.serial}) to {done.state}."]
     if done.moved_aside is not None:
         lines.append(f"The file it replaces is kept as {done.moved_aside}.")
@@ -222,7 +210,7 @@ def state_restore(
         "the submissions it holds; every submission is also recorded on disk in "
         f"{runs}/.submissions/<key>/submission.json."
     )
-    unknown = unknown_submissions(path, runs)
+    unknown = session.unknown_submissions
     if unknown:
         shown = ", ".join(p.name for p in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         lines.append(
