@@ -18,7 +18,8 @@ from hpcx.cli import apply as _apply  # noqa: F401  # isort: skip
 from hpcx.cli import query as _query  # noqa: F401  # isort: skip
 from hpcx.cli import probe as _probe  # noqa: F401  # isort: skip
 from hpcx.cli import project as _project  # noqa: F401  # isort: skip
-from hpcx.cli import state_cmds as _state_cmds  # noqa: F401  # isort: skip
+from hpcx.cli import runs as _runs  # noqa: F401  # isort: skip
+from hpcx.cli import state as _state  # noqa: F401  # isort: skip
 
 __all__ = ["app", "main"]
 

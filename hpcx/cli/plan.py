@@ -1,4 +1,4 @@
-"""``hpcx plan`` and ``hpcx state ...``: compare the manifests with the state, and look at it.
+"""``hpcx plan``: compare the manifests with the state.
 
 Thin: parse, call the library (:func:`hpcx.plan.session.plan_manifests`), render, choose the
 exit code. Everything heavy (duckdb, the manifest loader) is imported inside the commands.
@@ -11,17 +11,10 @@ from pathlib import Path
 
 import typer
 
-from hpcx.cli._app import EXIT_CHANGES, EXIT_OK, app, emit_json
-
-state_app = typer.Typer(
-    name="state",
-    help="Look at and maintain the state file (.hpcx/state.duckdb).",
-    no_args_is_help=True,
-)
-app.add_typer(state_app, name="state")
+from hpcx.cli._app import EXIT_CHANGES, EXIT_OK, PANEL_MANIFESTS, app, emit_json
 
 
-@app.command("plan")
+@app.command("plan", rich_help_panel=PANEL_MANIFESTS)
 def plan_command(
     paths: list[Path] = typer.Argument(
         None, help="Manifest files or folders (default: manifests/ under the project root)."
@@ -108,77 +101,3 @@ def plan_command(
     if detailed_exitcode and plan.has_changes:
         raise typer.Exit(EXIT_CHANGES)
     raise typer.Exit(EXIT_OK)
-
-
-@state_app.command("info")
-def state_info(
-    state: str | None = typer.Option(None, "--state", help="State file (default: the project's)."),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
-) -> None:
-    """Where the state is, its lineage, serial, schema version and what it holds."""
-    from hpcx.errors import StateError
-    from hpcx.project.paths import resolve_state_path
-    from hpcx.state.store import StateStore
-
-    path = resolve_state_path(state)
-    if not path.exists():
-        raise StateError(f"no state at {path}", hint="`hpcx apply` creates it")
-    with StateStore.open(path, read_only=True) as store:
-        info = store.info()
-    if as_json:
-        emit_json(
-            {
-                "path": info.path,
-                "lineage": info.lineage,
-                "serial": info.serial,
-                "schema_version": info.schema_version,
-                "created_at": info.created_at.isoformat(),
-                "hpcx_version": info.hpcx_version,
-                "runs": sum(info.runs_by_status.values()),
-                "runs_by_status": info.runs_by_status,
-                "events": info.events,
-                "metrics": info.metrics,
-                "submissions": info.submissions,
-                "probes": info.probes,
-                "size_bytes": info.size_bytes,
-            }
-        )
-        return
-    total = sum(info.runs_by_status.values())
-    lines = [
-        f"state:    {info.path} ({info.size_bytes:,} bytes)",
-        f"lineage:  {info.lineage}",
-        f"serial:   {info.serial}",
-        f"schema:   v{info.schema_version} (created {info.created_at:%Y-%m-%d %H:%M:%S} UTC"
-        + (f" by hpcx {info.hpcx_version})" if info.hpcx_version else ")"),
-        f"runs:     {total:,}"
-        + (
-            " (" + ", ".join(f"{n:,} {s}" for s, n in sorted(info.runs_by_status.items())) + ")"
-            if total
-            else ""
-        ),
-        f"events:   {info.events:,}",
-        f"metrics:  {info.metrics:,}",
-        f"submissions: {info.submissions:,}   probes: {info.probes:,}",
-    ]
-    typer.echo("\n".join(lines))
-
-
-@state_app.command("upgrade")
-def state_upgrade(
-    state: str | None = typer.Option(None, "--state", help="State file (default: the project's)."),
-    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
-) -> None:
-    """Migrate the state file to this hpcx's schema version (creating it if missing)."""
-    from hpcx.project.paths import resolve_state_path
-    from hpcx.state.writer import Writer
-
-    path = resolve_state_path(state)
-    # A migration writes the whole schema: never beside a running apply or refresh. It backs
-    # the old file up itself (and only when there is something to migrate).
-    with (
-        Writer(path, "hpcx state upgrade", timeout=lock_timeout, pre_write="none") as writer,
-        writer.open(wait=0) as store,
-    ):
-        info = store.info()
-    typer.echo(f"state {info.path}: schema v{info.schema_version}, serial {info.serial}")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from hpcx.cli._app import EXIT_ERROR, EXIT_OK, app, emit_json, fail
+from hpcx.cli._app import EXIT_ERROR, EXIT_OK, PANEL_NODE, app, emit_json, fail
 
 if TYPE_CHECKING:
     from hpcx.node.probe import Progress
@@ -64,7 +64,7 @@ class _Bar:
             self._progress.stop()
 
 
-@app.command("probe")
+@app.command("probe", rich_help_panel=PANEL_NODE)
 def probe_cmd(
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     quick: bool = typer.Option(False, "--quick", help="Topology only: skip bandwidth."),
@@ -213,6 +213,7 @@ def _record(doc: dict[str, Any], findings: list[Any], state: str | None) -> str:
 
 @app.command(
     "exec",
+    rich_help_panel=PANEL_NODE,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def exec_cmd(

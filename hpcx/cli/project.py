@@ -13,14 +13,14 @@ from typing import Any
 
 import typer
 
-from hpcx.cli._app import EXIT_ERROR, EXIT_OK, app, emit_json
+from hpcx.cli._app import EXIT_ERROR, EXIT_OK, PANEL_PROJECT, app, emit_json
 
 cluster_app = typer.Typer(
     name="cluster",
     help="Cluster profiles (kind: Cluster): read one from SLURM, show one.",
     no_args_is_help=True,
 )
-app.add_typer(cluster_app, name="cluster")
+app.add_typer(cluster_app, name="cluster", rich_help_panel=PANEL_PROJECT)
 
 
 def _complete_template(incomplete: str) -> list[str]:
@@ -29,7 +29,7 @@ def _complete_template(incomplete: str) -> list[str]:
     return [t.name for t in list_templates() if t.name.startswith(incomplete)]
 
 
-@app.command("init")
+@app.command("init", rich_help_panel=PANEL_PROJECT)
 def init_command(
     directory: Path = typer.Argument(
         Path("."), help="The project folder (created if missing; default: here)."
@@ -97,7 +97,7 @@ def _resolve_profile(explicit: Path | None, manifest_paths: list[Path], root: Pa
     return resolve_profile(explicit, manifest_paths, root)
 
 
-@app.command("advise")
+@app.command("advise", rich_help_panel=PANEL_PROJECT)
 def advise_command(
     paths: list[Path] = typer.Argument(..., help="Manifest files or folders."),
     cluster: Path | None = typer.Option(

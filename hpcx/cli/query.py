@@ -13,7 +13,7 @@ from typing import Any
 
 import typer
 
-from hpcx.cli._app import EXIT_OK, app, emit_json
+from hpcx.cli._app import EXIT_OK, PANEL_RESULTS, app, emit_json
 
 _QUERY_FORMATS = ("table", "csv", "json", "parquet", "markdown")
 
@@ -26,7 +26,7 @@ def _state_option() -> Any:
     )
 
 
-@app.command("query")
+@app.command("query", rich_help_panel=PANEL_RESULTS)
 def query_command(
     sql: str | None = typer.Argument(
         None, help='SQL over the views (see --list); "-" reads it from stdin.'
@@ -121,7 +121,7 @@ def _print_views(views: dict[str, list[tuple[str, str]]], fmt: str) -> None:
         typer.echo("")
 
 
-@app.command("export")
+@app.command("export", rich_help_panel=PANEL_RESULTS)
 def export_command(
     file: Path | None = typer.Argument(None, help="Output file: .csv or .parquet."),
     mlflow: str | None = typer.Option(
@@ -187,7 +187,7 @@ def export_command(
     )
 
 
-@app.command("report")
+@app.command("report", rich_help_panel=PANEL_RESULTS)
 def report_command(
     experiments: list[str] = typer.Argument(None, help="Experiments to report (default: all)."),
     state: str | None = _state_option(),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from hpcx.cli._app import EXIT_ERROR, EXIT_OK, app
+from hpcx.cli._app import EXIT_ERROR, EXIT_OK, PANEL_MANIFESTS, app
 
 
 def _default_paths() -> list[Path]:
@@ -19,7 +19,7 @@ def _default_paths() -> list[Path]:
     raise typer.Exit(EXIT_ERROR)
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_MANIFESTS)
 def validate(
     paths: list[Path] = typer.Argument(
         None, help="Manifest files or folders (default: ./manifests).", show_default=False
@@ -77,7 +77,7 @@ def validate(
     raise typer.Exit(EXIT_OK)
 
 
-@app.command()
+@app.command(rich_help_panel=PANEL_MANIFESTS)
 def schema(
     path: bool = typer.Option(False, "--path", help="Print where the schema file is instead."),
 ) -> None:

@@ -75,6 +75,7 @@ __all__ = [
     "StateStore",
     "Transaction",
     "is_uncreated",
+    "open_reader",
     "spec_from_dict",
     "spec_to_dict",
 ]
@@ -1459,3 +1460,13 @@ def _executor_kind(spec: RunSpec) -> str:
     from hpcx.manifest.spec import executor_kind
 
     return executor_kind(spec.executor)
+
+
+def open_reader(state_path: Path) -> StateStore:
+    """The state, open read-only, retrying briefly (``$HPCX_READER_WAIT``) while a writer holds
+    it for a moment; a state never created is an error that says what creates it."""
+    from hpcx.state.lock import reader_wait_s, retry_while_locked
+
+    if not state_path.exists() or is_uncreated(state_path):
+        raise StateError(f"no state at {state_path} yet", hint="`hpcx apply` creates it")
+    return retry_while_locked(lambda: StateStore.open(state_path, read_only=True), reader_wait_s())

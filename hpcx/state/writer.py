@@ -23,6 +23,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -128,3 +129,35 @@ class Writer:
         """One transaction on the state, opened for it and closed after."""
         with self.open() as store, store.transaction() as tx:
             yield tx
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreSession:
+    """What ``hpcx state restore`` did: the restore, and the submission folders under the runs
+    root that the restored state does not hold (made after the backup was taken)."""
+
+    restored: Restored
+    unknown_submissions: list[Path]
+
+
+def restore_session(
+    state_path: Path,
+    backup: str | os.PathLike[str] | None,
+    *,
+    runs_root: Path,
+    force: bool = False,
+    lock_timeout: float = 0.0,
+) -> RestoreSession:
+    """``hpcx state restore`` as a library call: under the writer lock, choose the backup
+    (None: the newest that passes the check), back up the current state if it still reads
+    (a damaged one is only moved aside), put the backup in place, and list the submissions
+    on disk it does not know. Raises :class:`~hpcx.errors.StateError`."""
+    from hpcx.state.backup import choose_backup, unknown_submissions
+
+    with Writer(state_path, "hpcx state restore", timeout=lock_timeout, pre_write="none") as w:
+        # Chosen before the current state is itself backed up, or that would be the newest.
+        chosen = backup if backup is not None else str(choose_backup(state_path)[0].path)
+        with contextlib.suppress(StateError):
+            w.back_up()
+        done = w.restore(chosen, force=force)
+    return RestoreSession(done, unknown_submissions(state_path, runs_root))
