@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 from hpcx.state.files import foreign_file, is_uncreated
 from hpcx.state.schema import (
     ENDED_STATUSES,
-    FINAL_STATUSES,
     IN_FLIGHT_STATUSES,
     MIGRATIONS,
     RUN_STATUSES,
@@ -59,17 +58,12 @@ from hpcx.state.schema import (
     sql_list,
 )
 
-# Re-exported: callers and tests name them through the store. The store reads SCHEMA_VERSION
-# through this module, so a test may set hpcx.state.store.SCHEMA_VERSION to act as another
-# hpcx version.
+# MIGRATIONS and SCHEMA_VERSION are read through this module, so a test may set
+# hpcx.state.store.SCHEMA_VERSION and add to its MIGRATIONS to act as another hpcx version.
 __all__ = [
-    "ENDED_STATUSES",
-    "FINAL_STATUSES",
-    "IN_FLIGHT_STATUSES",
     "MIGRATIONS",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
-    "SUBMISSION_STATES",
     "StateInfo",
     "StateSnapshot",
     "StateStore",
