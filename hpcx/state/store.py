@@ -671,16 +671,6 @@ class StateStore:
         result: StateInfo = self._guard_read(read)
         return result
 
-    def run_specs(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The stored spec JSON of the given runs (those that exist)."""
-        ids = list(run_ids)
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id, spec FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
-            ).fetchall()
-        )
-        return {r[0]: json.loads(r[1]) for r in rows if r[1] is not None}
-
     def contended_runs(self, experiments: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Runs whose latest harvest recorded ``contention.heavy`` (measured while other
         processes took a share of their cores): run_id, experiment, other_frac, load_start."""
