@@ -41,10 +41,6 @@ def escape(text: str) -> str:
     return text.replace("${", "$${")
 
 
-def has_interpolation(text: str) -> bool:
-    return "${" in text
-
-
 def _format(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), ensure_ascii=False)
 

@@ -26,19 +26,18 @@ from hpcx.manifest import gitinfo
 from hpcx.manifest.axes import dotted_path, run_value
 from hpcx.manifest.compose import Composer
 from hpcx.manifest.discover import discover
-from hpcx.manifest.document import Doc, Problems, did_you_mean, leaf_paths, pos, short
+from hpcx.manifest.document import Doc, Problems, did_you_mean, pos, short
 from hpcx.manifest.expand import expand_experiments
-from hpcx.manifest.experiment import BUILTIN_WORKLOADS, Experiment, prepare
+from hpcx.manifest.experiment import Experiment, prepare
 from hpcx.manifest.interpolate import resolve_document
 from hpcx.manifest.overrides import Override, apply_override, override_hits_sweep, parse_overrides
 from hpcx.manifest.placeholders import render_command, render_cwd, render_env
-from hpcx.manifest.schema import API_VERSIONS, schema_path, schema_problems, schema_text
+from hpcx.manifest.schema import API_VERSIONS, schema_path, schema_problems
 from hpcx.manifest.spec import DesiredState
 from hpcx.util.yamlload import JsonPath, Position, Problem
 
 __all__ = [
     "API_VERSIONS",
-    "BUILTIN_WORKLOADS",
     "DEFAULT_MAX_RUNS",
     "Problem",
     "load_desired",
@@ -47,15 +46,11 @@ __all__ = [
     "render_env",
     "run_value",
     "schema_path",
-    "schema_text",
     "validate_paths",
     "validate_paths_with_state",
 ]
 
 DEFAULT_MAX_RUNS = 1_000_000
-
-#: Under its old name for hpcx.run.apply, which imports it from here.
-_leaf_paths = leaf_paths
 
 
 def load_desired(

@@ -52,7 +52,6 @@ MAX_MATCHES = 100_000
 
 #: ``from:`` values naming the run's captured streams (files in the run folder).
 STREAMS = {"stdout": "stdout.log", "stderr": "stderr.log"}
-TAKE = ("last", "first", "all")
 #: A group with this name numbers the rows of a regex source instead of being a metric.
 STEP_GROUP = "step"
 

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from hpcx.errors import PlanError, StalePlanError
 from hpcx.manifest.spec import DesiredState, RunSpec
-from hpcx.state.schema import IN_FLIGHT_STATUSES, RETRYABLE_STATUSES
+from hpcx.state.schema import RETRYABLE_STATUSES
 
 if TYPE_CHECKING:
     from hpcx.state.store import StateSnapshot, StateStore
@@ -85,7 +85,6 @@ REASON_SETTINGS_CHANGED = "settings-changed"
 REASON_CODE_CHANGED = "code-changed"
 REASON_NOT_IN_MANIFESTS = "not-in-manifests"
 
-_IN_FLIGHT = frozenset(IN_FLIGHT_STATUSES)
 _RETRYABLE = RETRYABLE_STATUSES
 
 OrphanScope = Literal["all", "experiments"]

@@ -297,7 +297,7 @@ class QuerySession:
                 if section == "params":
                     self.param_columns.append(name)
         # A meta key whose every value is a number (or a boolean) is a column of that type:
-        # as text, max() compared '9.5' > '20.1' and `> 0.6` was a type error.
+        # as text, max() would compare '9.5' > '20.1' and `> 0.6` would be a type error.
         meta_keys = con.execute(
             f"SELECT key, list(DISTINCT json_type(value)) FROM {t('run_meta')} "
             "GROUP BY key ORDER BY 1"

@@ -26,13 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import HpcxError, PlanError, RunsRootOwnedError
-from hpcx.run.runs_root import (
-    RUNS_DIR,
-    RUNS_ENV,
-    RUNS_OWNER,
-    check_runs_root_owner,
-    resolve_runs_root,
-)
+from hpcx.run.runs_root import check_runs_root_owner, resolve_runs_root
 
 if TYPE_CHECKING:
     from hpcx.manifest.spec import DesiredState, RunSpec
@@ -42,9 +36,6 @@ if TYPE_CHECKING:
     from hpcx.util.selection import Unmatched
 
 __all__ = [
-    "RUNS_DIR",
-    "RUNS_ENV",
-    "RUNS_OWNER",
     "SUBMITTING",
     "ApplyHooks",
     "ApplyOutcome",
@@ -141,7 +132,7 @@ class Selection:
         out = unknown_names(
             "-e", sorted(self.experiments), {c.experiment for c in changes}, aliases=aliases
         )
-        from hpcx.manifest.loader import _leaf_paths
+        from hpcx.manifest.document import leaf_paths
 
         for path, value in self.where:
             dotted = _where_path(path)
@@ -155,7 +146,7 @@ class Selection:
                 known = {
                     p
                     for r in runs[:1000]
-                    for p in _leaf_paths({"params": r.params, "placement": r.placement})
+                    for p in leaf_paths({"params": r.params, "placement": r.placement})
                 }
                 known |= {p.removeprefix("params.") for p in known if p.startswith("params.")}
                 from hpcx.util.selection import did_you_mean
@@ -277,7 +268,7 @@ def _executor_group(spec: RunSpec) -> tuple[str, str]:
     options = {k: v for k, v in spec.executor.items() if k not in ("type", "kind")}
     if "sbatch_args" in options and "sbatch" not in options:
         # The manifest's name for the SLURM executor's pass-through options (`sbatch`):
-        # without this they were silently dropped.
+        # without this they would be silently dropped.
         options["sbatch"] = options.pop("sbatch_args")
     return kind, json.dumps(options, sort_keys=True, default=str)
 

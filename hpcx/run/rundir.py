@@ -6,7 +6,7 @@ A run folder is ``<runs_root>/<experiment>/<run_id>/``::
     job.sbatch       the generated script (SLURM; a hard link to the submission's script)
     stdout.log       the program's stdout (current attempt)
     stderr.log       the program's stderr (current attempt)
-    status.json      written by the job wrapper (see STATES)
+    status.json      written by the job wrapper (see ACTIVE_STATES, FINAL_STATES)
     metrics.jsonl    JSON lines {name, value, step?, time?}; the program appends through
                      $HPCX_METRICS, the wrapper appends hpcx.duration_s and hpcx.exit_code
     .claim-N         created with O_CREAT|O_EXCL by the wrapper that runs attempt N
@@ -61,7 +61,6 @@ ATTEMPTS = "attempts"
 #: without a final word) are only ever *reported* by readers, never written.
 ACTIVE_STATES = frozenset({"claimed", "running"})
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
-STATES = ACTIVE_STATES | FINAL_STATES
 
 # Files that belong to one attempt and move to attempts/N/ when the next attempt is prepared.
 _ATTEMPT_FILES = (SPEC, STATUS, METRICS, STDOUT, STDERR, SCRIPT)

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
 from hpcx.state.files import foreign_file, is_uncreated
 from hpcx.state.schema import (
     ENDED_STATUSES,
-    FINAL_STATUSES,
     IN_FLIGHT_STATUSES,
     MIGRATIONS,
     RUN_STATUSES,
@@ -59,17 +58,12 @@ from hpcx.state.schema import (
     sql_list,
 )
 
-# Re-exported: callers and tests name them through the store. The store reads SCHEMA_VERSION
-# through this module, so a test may set hpcx.state.store.SCHEMA_VERSION to act as another
-# hpcx version.
+# MIGRATIONS and SCHEMA_VERSION are read through this module, so a test may set
+# hpcx.state.store.SCHEMA_VERSION and add to its MIGRATIONS to act as another hpcx version.
 __all__ = [
-    "ENDED_STATUSES",
-    "FINAL_STATUSES",
-    "IN_FLIGHT_STATUSES",
     "MIGRATIONS",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
-    "SUBMISSION_STATES",
     "StateInfo",
     "StateSnapshot",
     "StateStore",
@@ -677,16 +671,6 @@ class StateStore:
 
         result: StateInfo = self._guard_read(read)
         return result
-
-    def run_specs(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The stored spec JSON of the given runs (those that exist)."""
-        ids = list(run_ids)
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id, spec FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
-            ).fetchall()
-        )
-        return {r[0]: json.loads(r[1]) for r in rows if r[1] is not None}
 
     def contended_runs(self, experiments: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Runs whose latest harvest recorded ``contention.heavy`` (measured while other

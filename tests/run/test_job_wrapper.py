@@ -129,7 +129,7 @@ def test_program_ignoring_sigterm_is_killed_after_grace(tmp_path: Path) -> None:
     rd = prepare(
         tmp_path,
         ["sh", "-c", "trap '' TERM; sleep 30 & wait; sleep 30"],
-        executor={"kind": "local", "kill_grace": 0.5},
+        executor={"type": "local", "kill_grace": 0.5},
     )
     p = wrapper(rd)
     wait_state(rd, {"running"})

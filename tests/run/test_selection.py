@@ -8,8 +8,10 @@ import json
 import pytest
 from support.cli import hpcx
 from support.projects import manifest, query, runs, state_path
+from support.specs import make_spec
 
 from hpcx.errors import PlanError
+from hpcx.manifest.spec import RunSpec
 from hpcx.run.apply import Selection, _executor_group
 
 
@@ -71,31 +73,9 @@ def test_where_parses_values_and_refuses_nonsense() -> None:
 def test_the_manifests_executor_type_and_sbatch_args_reach_the_executor() -> None:
     """Regression: `type` (the manifest's key) was ignored, so `type: slurm` ran locally;
     `sbatch_args` (the manifest's key) never reached the executor's `sbatch` option."""
-    from hpcx.manifest.spec import RunSpec
 
     def spec(executor: dict) -> RunSpec:
-        return RunSpec(
-            experiment="e",
-            run_id="r",
-            base_id="r",
-            index=0,
-            identity={},
-            params={},
-            workload=None,
-            command=("true",),
-            env={},
-            cwd=None,
-            placement={},
-            seed=None,
-            repeat=0,
-            resources={},
-            executor=executor,
-            retries=0,
-            tags=(),
-            overrides=(),
-            source="t",
-            settings_digest="0",
-        )
+        return make_spec("e", executor=executor)
 
     kind, opts = _executor_group(spec({"type": "slurm", "sbatch_args": ["--nice=3"]}))
     assert kind == "slurm" and json.loads(opts) == {"sbatch": ["--nice=3"]}

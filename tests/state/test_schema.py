@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from support.specs import make_spec
 
 from hpcx.state import schema
 from hpcx.state.store import StateStore
@@ -43,15 +44,8 @@ def test_a_new_state_has_the_tables_and_the_version_the_schema_names(tmp_path: P
     ],
 )
 def test_the_database_accepts_exactly_the_status_sets(tmp_path: Path, sql: str, ok: bool) -> None:
-    from hpcx.manifest.spec import RunSpec
-
     path = tmp_path / "state.duckdb"
-    spec = RunSpec(
-        experiment="e", run_id="r" * 32, base_id="b" * 32, index=0, identity={}, params={},
-        workload="w", command=None, env={}, cwd=None, placement={}, seed=None, repeat=0,
-        resources={}, executor={}, retries=0, tags=(), overrides=(), source="m.yaml",
-        settings_digest="s",
-    )  # fmt: skip
+    spec = make_spec("e")
     with StateStore.open(path) as store, store.transaction() as tx:
         tx.record_runs([spec], submission_key="k")
         tx.record_submission("k", executor="local", state="intent")

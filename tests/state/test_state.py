@@ -124,9 +124,9 @@ def test_record_runs_stores_spec_and_updates_settings_of_existing_runs(store: St
     assert store.record_runs([r2]) == 0
     snap = store.snapshot().runs[r.run_id]
     assert snap.settings_digest == r2.settings_digest and snap.status == "succeeded"
-    spec = store.run_specs([r.run_id])[r.run_id]
-    assert spec["resources"] == {"time": "2:00:00"}
-    assert state_mod.spec_from_dict(spec) == r2
+    spec = store.stored_run(r.run_id).spec
+    assert spec.resources == {"time": "2:00:00"}
+    assert spec == r2
     assert store.events(r.run_id)[-1]["event"] == "settings-updated"
 
 

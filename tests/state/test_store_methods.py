@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.specs import make_spec
 
 from hpcx.errors import HpcxError
 from hpcx.manifest.spec import RunSpec
@@ -17,35 +16,10 @@ from hpcx.state.records import FinishedRun, HarvestTarget, RunRef, StatusCount
 from hpcx.state.store import StateStore
 
 
-def _h(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:32]
-
-
 def make_run(experiment: str = "exp", index: int = 0, **extra: Any) -> RunSpec:
-    identity = {"workload": "train", "params": {"i": index}, "experiment": experiment}
-    return RunSpec(
-        experiment=experiment,
-        run_id=_h(identity),
-        base_id=_h(identity),
-        index=index,
-        identity=identity,
-        params={"i": index},
-        workload="train",
-        command=None,
-        env={},
-        cwd=None,
-        placement={},
-        seed=None,
-        repeat=0,
-        resources={},
-        executor={"type": "local"},
-        retries=0,
-        tags=("t",),
-        overrides=(),
-        source=f"manifests/{experiment}.yaml",
-        settings_digest=_h([experiment, index, "settings"]),
-        extra=extra,
-    )
+    """A run of the workload ``train`` with params ``{"i": index}``; ``extra`` as the loader
+    would keep it (``results`` rules, ...)."""
+    return make_spec(experiment, index, {"i": index}, workload="train", tags=("t",), extra=extra)
 
 
 @pytest.fixture
@@ -71,15 +45,15 @@ def _submission(key: str, runs: list[RunSpec], root: Path) -> Submission:
 def test_status_counts_and_run_summaries_filter_by_experiment_and_status(
     store: StateStore,
 ) -> None:
-    a0, a1, b0 = make_run("a", 0), make_run("a", 1), make_run("b", 0)
-    store.record_runs([a0, a1, b0])
+    a0, a1, b2 = make_run("a", 0), make_run("a", 1), make_run("b", 2)
+    store.record_runs([a0, a1, b2])
     store.set_status([a1.run_id], "failed", event="test", fields={"end_reason": "boom"})
     assert store.status_counts() == [
         StatusCount("a", "failed", 1),
         StatusCount("a", "pending", 1),
         StatusCount("b", "pending", 1),
     ]
-    assert [r.run_id for r in store.run_summaries()] == [a0.run_id, a1.run_id, b0.run_id]
+    assert [r.run_id for r in store.run_summaries()] == [a0.run_id, a1.run_id, b2.run_id]
     (only,) = store.run_summaries(["a"], ["failed"])
     assert (only.run_id, only.status, only.end_reason, only.attempts) == (
         a1.run_id,

@@ -57,7 +57,7 @@ def make_spec(
         base["repeat"] = repeat
     identity = dict(base, code=code_hash) if code_hash else base
     resources = dict(resources or {})
-    executor = dict(executor or {"kind": "local"})
+    executor = dict(executor or {"type": "local"})
     settings = {
         "resources": resources,
         "executor": executor,

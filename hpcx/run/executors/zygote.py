@@ -56,10 +56,9 @@ def main() -> int:
     # Everything a wrapper imports, once, here: each fork then starts warm.
     import argparse  # noqa: F401  (hpcx.run.job imports it lazily)
 
+    from hpcx.node import placement  # noqa: F401
     from hpcx.run import job  # noqa: F401
 
-    with contextlib.suppress(ImportError):
-        from hpcx.node import placement  # noqa: F401
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the queue decides when runs stop
     out = sys.stdout

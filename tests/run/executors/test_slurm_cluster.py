@@ -104,7 +104,7 @@ def test_parameters_reach_the_program_verbatim(env: SlurmCluster, tmp_path: Path
 
 
 def test_scancel_records_cancelled(env: SlurmCluster, tmp_path: Path) -> None:
-    spec = make_spec(["sleep", "120"], executor={"kind": "slurm", "kill_grace": 2})
+    spec = make_spec(["sleep", "120"], executor={"type": "slurm", "kill_grace": 2})
     ex, sub = submit(tmp_path, [spec])
     deadline = time.monotonic() + 30
     # Running by its own status.json, not only by squeue: a wrapper that has not yet started
