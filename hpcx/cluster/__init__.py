@@ -8,7 +8,9 @@ the option checks that ``hpcx validate`` and the SLURM executor share. Knows not
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hpcx.util.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from hpcx.cluster.discover import discover, queue_lengths
@@ -34,15 +36,10 @@ __all__ = [
     "resolve_profile",
 ]
 
-_HOMES = {"discover": "discover", "queue_lengths": "discover"}
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy: the job wrapper imports hpcx.cluster.units on every compute node, and importing
-    # the package must not load the profile reader and discovery along with it.
-    if name not in __all__:
-        raise AttributeError(f"module 'hpcx.cluster' has no attribute {name!r}")
-    import importlib
-
-    module = importlib.import_module(f"hpcx.cluster.{_HOMES.get(name, 'profiles')}")
-    return getattr(module, name)
+# Each name is imported from its module on first use: the job wrapper imports
+# hpcx.cluster.units on every compute node, and that must not load the profile reader and
+# discovery along with it.
+__getattr__ = lazy_exports(
+    __name__,
+    {name: "discover" if name in ("discover", "queue_lengths") else "profiles" for name in __all__},
+)

@@ -6,16 +6,23 @@ plan files that remember the state's serial, and the text ``hpcx plan`` prints.
 :func:`plan_manifests` is the whole of ``hpcx plan`` as a library call.
 """
 
-from hpcx.plan.planner import (
-    Action,
-    Plan,
-    RunChange,
-    load_saved_plan,
-    make_plan,
-    save_plan,
-    summary_line,
-)
-from hpcx.plan.session import PlannedManifests, plan_manifests
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hpcx.util.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from hpcx.plan.planner import (
+        Action,
+        Plan,
+        RunChange,
+        load_saved_plan,
+        make_plan,
+        save_plan,
+        summary_line,
+    )
+    from hpcx.plan.session import PlannedManifests, plan_manifests
 
 __all__ = [
     "Action",
@@ -28,3 +35,17 @@ __all__ = [
     "save_plan",
     "summary_line",
 ]
+
+# Each name is imported from its module on first use, so importing one module of this
+# stage does not load the others.
+__getattr__ = lazy_exports(__name__, {
+    "Action": "planner",
+    "Plan": "planner",
+    "PlannedManifests": "session",
+    "RunChange": "planner",
+    "load_saved_plan": "planner",
+    "make_plan": "planner",
+    "plan_manifests": "session",
+    "save_plan": "planner",
+    "summary_line": "planner",
+})

@@ -10,7 +10,32 @@ writing command holds (lock, check, backup) in :mod:`hpcx.state.writer`. No SQL 
 package except the read-only query engine over its views.
 """
 
-from hpcx.state.store import StateInfo, StateSnapshot, StateStore, Transaction, is_uncreated
-from hpcx.state.writer import Writer
+from __future__ import annotations
 
-__all__ = ["StateInfo", "StateSnapshot", "StateStore", "Transaction", "Writer", "is_uncreated"]
+from typing import TYPE_CHECKING
+
+from hpcx.util.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from hpcx.state.store import StateInfo, StateSnapshot, StateStore, Transaction, is_uncreated
+    from hpcx.state.writer import Writer
+
+__all__ = [
+    "StateInfo",
+    "StateSnapshot",
+    "StateStore",
+    "Transaction",
+    "Writer",
+    "is_uncreated",
+]
+
+# Each name is imported from its module on first use, so importing one module of this
+# stage does not load the others.
+__getattr__ = lazy_exports(__name__, {
+    "StateInfo": "store",
+    "StateSnapshot": "store",
+    "StateStore": "store",
+    "Transaction": "store",
+    "Writer": "writer",
+    "is_uncreated": "store",
+})
