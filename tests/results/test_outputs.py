@@ -4,9 +4,7 @@ that must survive the trip (a repeated column name, the string ``\\N``)."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import os
 import re
 import stat
@@ -19,8 +17,7 @@ from typing import Any
 
 import duckdb
 import pytest
-
-from hpcx.cli import main
+from support.cli import run_cli
 
 SQL = "SELECT experiment, count(*) AS n FROM runs GROUP BY 1 ORDER BY 1"
 
@@ -46,19 +43,9 @@ class Res:
 
 
 def invoke(*args: str) -> Res:
-    """``hpcx ARGS`` in this process through hpcx.cli.main (errors printed as the command
-    prints them: error:/hint: on stderr, exit 1); an unexpected exception propagates."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["hpcx", *args]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-    return Res(code, out.getvalue() + err.getvalue())
+    """``hpcx ARGS`` in this process (support's runner), stdout and stderr as one text."""
+    r = run_cli(*args)
+    return Res(r.code, r.out + r.err)
 
 
 def _refused(res: Res, *words: str) -> None:
