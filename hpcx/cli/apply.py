@@ -7,7 +7,6 @@ inside the commands.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,109 +22,6 @@ from hpcx.cli._app import (
     emit_json,
     project_paths,
 )
-from hpcx.run.apply import ApplyHooks
-
-
-class Progress:
-    """Finished runs as a bar on a terminal, as one line per run otherwise (logs, CI)."""
-
-    FINAL = frozenset({"succeeded", "failed", "cancelled", "timeout", "lost"})
-
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total = total
-        self.done = 0
-        self.quiet = quiet
-        self.bar: Any = None
-        self.task: Any = None
-        if not quiet and sys.stderr.isatty() and total > 0:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-            self.bar = Progress(
-                "[progress.description]{task.description}",
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                transient=True,
-            )
-            self.task = self.bar.add_task("runs", total=total)
-            self.bar.start()
-
-    def __call__(self, run_id: str, obs: Any) -> None:
-        if obs.state not in self.FINAL:
-            return
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.done)
-        elif not self.quiet:
-            extra = f" ({obs.reason})" if obs.reason and obs.state != "succeeded" else ""
-            typer.echo(f"[{self.done}/{self.total}] {run_id} {obs.state}{extra}", err=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-class _ApplyView(ApplyHooks):
-    """How `hpcx apply` shows its session: the plan as `hpcx plan` renders it, the question,
-    warnings on stderr, and the progress of the runs it waits for."""
-
-    def __init__(
-        self, root: Path, state_path: Path, *, max_runs: int | None, yes: bool, full: bool,
-        quiet: bool,
-    ) -> None:  # fmt: skip
-        self.root = root
-        self.state_path = state_path
-        self.max_runs = max_runs
-        self.yes = yes
-        self.full = full
-        self.quiet = quiet
-        self.bar: Progress | None = None
-
-    def show(self, review: Any) -> None:
-        from hpcx.plan.planner import summary_line
-        from hpcx.plan.render import RenderContext, render_text
-        from hpcx.project.paths import display_path
-
-        if self.quiet:
-            return
-        ctx = RenderContext(
-            state_path=display_path(self.state_path, self.root),
-            state_exists=self.state_path.exists(),
-            manifest_paths=[display_path(p, self.root) for p in review.manifest_paths],
-        )
-        sys.stdout.write(render_text(review.plan, full=self.full, context=ctx))
-        if len(review.selected) != len(review.plan.changes):
-            counts: dict[str, int] = {}
-            for c in review.selected:
-                counts[c.action.value] = counts.get(c.action.value, 0) + 1
-            # summary_line says "Plan: ..."; this line is about the selection.
-            typer.echo("Selected: " + summary_line(counts).removeprefix("Plan: "))
-
-    def confirm(self, review: Any) -> bool:
-        from hpcx.errors import PlanError
-
-        if self.yes:
-            return True
-        if not sys.stdin.isatty():
-            raise PlanError(
-                "refusing to apply without confirmation (stdin is not a terminal)",
-                hint="pass --yes",
-            )
-        return bool(typer.confirm(f"Apply {len(review.todo)} change(s)?", default=False))
-
-    def warn(self, message: str) -> None:
-        typer.echo(f"warning: {message}", err=True)
-
-    def starting(self, review: Any) -> None:
-        self.bar = Progress(review.to_submit, self.quiet)
-
-    def progress(self, run_id: str, observed: Any) -> None:
-        if self.bar is not None:
-            self.bar(run_id, observed)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @app.command("apply", rich_help_panel=PANEL_MANIFESTS)
@@ -192,7 +88,9 @@ def apply_command(
         detach=detach,
         lock_timeout=lock_timeout,
     )
-    view = _ApplyView(
+    from hpcx.cli._views import ApplyView
+
+    view = ApplyView(
         root, state_path, max_runs=max_runs, yes=yes, full=full, quiet=quiet or as_json
     )
     try:

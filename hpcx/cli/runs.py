@@ -24,8 +24,7 @@ from hpcx.cli._app import (
     emit_json,
     project_paths,
 )
-from hpcx.cli.apply import Progress, print_outcome
-from hpcx.run.rerun import RerunHooks
+from hpcx.cli.apply import print_outcome
 
 runs_app = typer.Typer(
     name="runs",
@@ -302,7 +301,9 @@ def rerun_command(
     from hpcx.run.rerun import rerun_session
 
     root, state_path, runs = project_paths(state, runs_root)
-    view = _RerunView(yes)
+    from hpcx.cli._views import RerunView
+
+    view = RerunView(yes)
     try:
         done = rerun_session(
             state_path,
@@ -322,43 +323,6 @@ def rerun_command(
         result["finished"].get(s) for s in ("failed", "timeout", "lost")
     ):
         raise typer.Exit(EXIT_ERROR)
-
-
-class _RerunView(RerunHooks):
-    """How `hpcx rerun` shows its run, asks, warns, and draws the progress of the run."""
-
-    def __init__(self, yes: bool) -> None:
-        self.yes = yes
-        self.bar: Progress | None = None
-
-    def show(self, change: Any) -> None:
-        typer.echo(
-            f"↻ {change.run_id}  ({change.experiment}; was {change.prior_status}): "
-            "rerun requested"
-        )
-
-    def confirm(self, change: Any) -> bool:
-        from hpcx.errors import PlanError
-
-        if self.yes:
-            return True
-        if not sys.stdin.isatty():
-            raise PlanError("refusing to rerun without confirmation", hint="pass --yes")
-        return bool(typer.confirm("Rerun it?", default=False))
-
-    def warn(self, message: str) -> None:
-        typer.echo(f"warning: {message}", err=True)
-
-    def starting(self, change: Any) -> None:
-        self.bar = Progress(1, False)
-
-    def progress(self, run_id: str, observed: Any) -> None:
-        if self.bar is not None:
-            self.bar(run_id, observed)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 # The short spellings (`hpcx status`, ...): the same commands, left out of `hpcx --help`.
