@@ -131,6 +131,7 @@ def probe_cmd(
         format_findings,
         format_report,
         load_profile,
+        report_document,
         run_probe,
         with_overrides,
     )
@@ -164,17 +165,11 @@ def probe_cmd(
 
     findings = check(report, profile) if checking else []
     failed = [f for f in findings if f.status == "fail"]
+    doc = report_document(report, findings if checking else None)
     if record:
-        probe_id = _record(report.to_dict(), findings, state)
+        probe_id = _record(doc, state)
         typer.echo(f"recorded as probe {probe_id}", err=True)
     if json_out:
-        doc = report.to_dict()
-        if checking:
-            doc["checks"] = {
-                "ok": not failed,
-                "failed": len(failed),
-                "findings": [f.to_dict() for f in findings],
-            }
         emit_json(doc)
     elif checking:
         text = format_findings(findings, verbose=verbose)
@@ -191,22 +186,12 @@ def probe_cmd(
     raise typer.Exit(EXIT_ERROR if failed else EXIT_OK)
 
 
-def _record(doc: dict[str, Any], findings: list[Any], state: str | None) -> str:
+def _record(doc: dict[str, Any], state: str | None) -> str:
     """Store one report in the state under the writer lock (after a backup)."""
     from hpcx.project.paths import resolve_state_path
     from hpcx.state.writer import Writer
 
     path = resolve_state_path(state)
-    if findings:
-        failed = [f for f in findings if f.status == "fail"]
-        doc = {
-            **doc,
-            "checks": {
-                "ok": not failed,
-                "failed": len(failed),
-                "findings": [f.to_dict() for f in findings],
-            },
-        }
     with Writer(path, "hpcx probe --record", timeout=30) as writer, writer.open() as store:
         return str(store.record_probe(doc))
 

@@ -917,6 +917,20 @@ def format_report(report: ProbeReport) -> str:
     return "\n".join(lines)
 
 
+def report_document(report: ProbeReport, findings: list[Finding] | None = None) -> dict[str, Any]:
+    """The report as JSON (``hpcx probe --json``, ``--record``), with a ``checks`` section
+    when it was checked against a profile (``findings`` is not None)."""
+    doc = report.to_dict()
+    if findings is not None:
+        failed = [f for f in findings if f.status == "fail"]
+        doc["checks"] = {
+            "ok": not failed,
+            "failed": len(failed),
+            "findings": [f.to_dict() for f in findings],
+        }
+    return doc
+
+
 def format_findings(findings: list[Finding], *, verbose: bool = False) -> str:
     """One line per failure (and per pass and skip when ``verbose``)."""
     return "\n".join(f.line() for f in findings if verbose or f.status == "fail")

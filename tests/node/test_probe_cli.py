@@ -216,3 +216,16 @@ def test_probe_record_stores_the_report_in_the_state_for_the_probes_view(tmp_pat
     doc = json.loads(report)
     assert doc["checks"]["ok"] is True
     assert len(doc["topology"]["nodes"]) >= 1
+
+
+def test_the_json_report_and_the_recorded_one_are_one_document() -> None:
+    # `--json` prints it and `--record` stores it: a "checks" section exactly when checked.
+    from hpcx.node.probe import CheckProfile, check, report_document, run_probe
+
+    report = run_probe(quick=True)
+    assert "checks" not in report_document(report)
+    assert report_document(report, [])["checks"] == {"ok": True, "failed": 0, "findings": []}
+    findings = check(report, CheckProfile())
+    doc = report_document(report, findings)
+    assert doc["checks"]["failed"] == sum(f.status == "fail" for f in findings)
+    assert len(doc["checks"]["findings"]) == len(findings)
