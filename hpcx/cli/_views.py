@@ -53,7 +53,25 @@ class Progress:
             self.bar.stop()
 
 
-class ApplyView(ApplyHooks):
+class _Watching:
+    """What both views do alike: warnings on stderr, and the progress of the runs they wait
+    for (a bar on a terminal, a line a run otherwise)."""
+
+    bar: Progress | None = None
+
+    def warn(self, message: str) -> None:
+        typer.echo(f"warning: {message}", err=True)
+
+    def progress(self, run_id: str, observed: Any) -> None:
+        if self.bar is not None:
+            self.bar(run_id, observed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class ApplyView(_Watching, ApplyHooks):
     """How `hpcx apply` shows its session: the plan as `hpcx plan` renders it, the question,
     warnings on stderr, and the progress of the runs it waits for."""
 
@@ -101,22 +119,12 @@ class ApplyView(ApplyHooks):
             )
         return bool(typer.confirm(f"Apply {len(review.todo)} change(s)?", default=False))
 
-    def warn(self, message: str) -> None:
-        typer.echo(f"warning: {message}", err=True)
-
     def starting(self, review: Any) -> None:
         self.bar = Progress(review.to_submit, self.quiet)
 
-    def progress(self, run_id: str, observed: Any) -> None:
-        if self.bar is not None:
-            self.bar(run_id, observed)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
-class RerunView(RerunHooks):
+class RerunView(_Watching, RerunHooks):
     """How `hpcx rerun` shows its run, asks, warns, and draws the progress of the run."""
 
     def __init__(self, yes: bool) -> None:
@@ -138,16 +146,6 @@ class RerunView(RerunHooks):
             raise PlanError("refusing to rerun without confirmation", hint="pass --yes")
         return bool(typer.confirm("Rerun it?", default=False))
 
-    def warn(self, message: str) -> None:
-        typer.echo(f"warning: {message}", err=True)
-
     def starting(self, change: Any) -> None:
         self.bar = Progress(1, False)
 
-    def progress(self, run_id: str, observed: Any) -> None:
-        if self.bar is not None:
-            self.bar(run_id, observed)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
