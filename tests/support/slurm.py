@@ -137,12 +137,18 @@ class SlurmCluster:
             "KillWait=5",
             "SchedulerParameters=sched_interval=1,bf_interval=1",
             "MessageTimeout=10",
+            # Preemption as on a shared GPU cluster (recipes/slurm-preemption.md): a job in
+            # `high` requeues the jobs of the lower tiers it needs the room of.
+            "PreemptType=preempt/partition_prio",
+            "PreemptMode=REQUEUE",
         ]
         lines += [f"{k}={v}" for k, v in self.conf.items()]
         lines += [
             f"NodeName={self.host} CPUs={self.cpus} RealMemory={self.memory_mb} State=UNKNOWN",
             "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
             "PartitionName=other Nodes=ALL MaxTime=INFINITE State=UP",
+            "PartitionName=low Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=1",
+            "PartitionName=high Nodes=ALL MaxTime=INFINITE State=UP PriorityTier=10",
         ]
         return "\n".join(lines) + "\n"
 
