@@ -19,6 +19,18 @@ group gets SIGKILL. The reason is named by the ``.stop-N`` file the executor wri
 signalling (``timeout`` or ``cancelled``); under SLURM, a SIGTERM once the job's time limit has
 passed is a timeout, any other is a cancellation (scancel, preemption).
 
+Checkpoints (``spec.checkpoint``, docs/checkpoint.md): the program sees
+``HPCX_CHECKPOINT_DIR`` (the run's ``checkpoint/`` folder, kept across attempts),
+``HPCX_CHECKPOINT_SIGNAL`` and ``HPCX_ATTEMPT``. The checkpoint signal (the time limit's
+warning: SLURM's ``--signal=B:SIG@before``, or the local queue) is forwarded to the program's
+group with no SIGKILL after it: the limit itself is the deadline. A program that exits after it
+ends its attempt ``requeued`` (up to ``max_requeues``); under SLURM the wrapper then requeues its
+own job or array task (``scontrol requeue``), and the job's next start continues with the next
+attempt. A SIGTERM under SLURM is told apart by the scheduler's own account of the job
+(``scontrol show job``): a restart count above this start's means SLURM requeued it (a
+preemption: the attempt is ``requeued``, the program got the checkpoint signal too), reason
+``TimeLimit`` is the limit, anything else a cancellation.
+
 Imports are kept light: this runs once per run, and its start-up is hpcx's overhead per run.
 """
 
@@ -30,6 +42,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from hpcx.cluster.units import time_limit_seconds
@@ -45,6 +58,12 @@ DEFAULT_KILL_GRACE = 10.0
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
+#: ``spec.checkpoint`` defaults (the manifest checker fills them in; a spec.json written by
+#: hand may leave them out).
+CHECKPOINT_DEFAULTS: dict[str, Any] = {"signal": "USR1", "before": 120, "max_requeues": 5}
+#: How many times a run without ``spec.checkpoint`` may be requeued by preemptions.
+DEFAULT_MAX_REQUEUES = 5
+
 
 def slurm_job_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> dict[str, str]:
     keys = (
@@ -53,8 +72,77 @@ def slurm_job_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> di
         "SLURM_ARRAY_TASK_ID",
         "SLURM_JOB_NODELIST",
         "SLURM_JOB_PARTITION",
+        "SLURM_RESTART_COUNT",
     )
     return {k: environ[k] for k in keys if environ.get(k)}
+
+
+def checkpoint_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's ``spec.checkpoint`` with defaults, or None when it has none."""
+    ck = (spec.get("extra") or {}).get("checkpoint")
+    if not isinstance(ck, dict):
+        return None
+    return {**CHECKPOINT_DEFAULTS, **ck}
+
+
+def signal_number(name: str) -> int:
+    """``USR1`` / ``SIGUSR1`` / ``10`` -> the signal's number. Raises ValueError."""
+    text = str(name).strip().upper()
+    if text.isdigit():
+        return int(signal.Signals(int(text)))
+    return int(signal.Signals[text if text.startswith("SIG") else "SIG" + text])
+
+
+def restart_count(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
+    """How many times SLURM has requeued this job (``SLURM_RESTART_COUNT``; 0 when unset)."""
+    raw = environ.get("SLURM_RESTART_COUNT", "")
+    return int(raw) if raw.isdigit() else 0
+
+
+def slurm_job_ref(environ: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
+    """This job as scontrol names it: ``ARRAYJOB_TASK`` for an array task, else the job id."""
+    if environ.get("SLURM_ARRAY_JOB_ID") and environ.get("SLURM_ARRAY_TASK_ID"):
+        return f"{environ['SLURM_ARRAY_JOB_ID']}_{environ['SLURM_ARRAY_TASK_ID']}"
+    return environ.get("SLURM_JOB_ID") or None
+
+
+def scontrol(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str] | None:
+    """``scontrol ARGS`` (None when it cannot run at all)."""
+    try:
+        return subprocess.run(
+            ["scontrol", *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def parse_job_record(text: str) -> dict[str, str]:
+    """``scontrol show job -o`` output (``Key=Value`` words) as a dict."""
+    out: dict[str, str] = {}
+    for word in text.split():
+        key, sep, value = word.partition("=")
+        if sep and key not in out:
+            out[key] = value
+    return out
+
+
+def why_terminated(
+    record: dict[str, str] | None, restarts_at_start: int
+) -> tuple[str, str] | None:
+    """Why SLURM is ending this job, from its own record at the SIGTERM: ``("preempted",
+    reason)`` when its restart count rose above this start's (SLURM requeued it), ``("timeout",
+    reason)`` for reason TimeLimit, ``("cancelled", reason)`` otherwise; None when unknown."""
+    if not record:
+        return None
+    restarts = record.get("Restarts", "")
+    if restarts.isdigit() and int(restarts) > restarts_at_start:
+        return "preempted", f"SLURM requeued the job (restart {int(restarts)})"
+    reason = record.get("Reason", "")
+    if reason == "TimeLimit":
+        return "timeout", "time limit reached (SLURM: TimeLimit)"
+    if record.get("JobState") == "PREEMPTED":
+        return "preempted", "SLURM preempted the job without requeueing it"
+    return "cancelled", f"SIGTERM from SLURM (job {record.get('JobState', '?')}, reason {reason})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,6 +220,14 @@ class Wrapper:
         self.grace = DEFAULT_KILL_GRACE
         self.time_limit: float | None = None
         self.started = time.time()
+        #: spec.checkpoint with its defaults, once the spec is read (None: no checkpointing).
+        self.checkpoint: dict[str, Any] | None = None
+        self.checkpoint_signal: int | None = None
+        #: When the checkpoint signal (the time limit's warning) reached the wrapper.
+        self.warned_at: float | None = None
+        #: What SLURM's own record said at a SIGTERM (see why_terminated).
+        self.slurm_why: tuple[str, str] | None = None
+        self.restarts = restart_count()
         self.status: dict[str, Any] = {
             "run_format": rundir.RUN_FORMAT,
             "experiment": rd.experiment,
@@ -150,7 +246,7 @@ class Wrapper:
         self.status.update(fields)
         self.status["state"] = state
         self.status["updated_at"] = utcnow()
-        final = state in rundir.FINAL_STATES
+        final = state in rundir.ATTEMPT_END_STATES
         if state == "running":
             # Only informative: a full disk now must not fail a program that has started.
             with contextlib.suppress(OSError):
@@ -180,13 +276,39 @@ class Wrapper:
         rundir.drop_final(self.rd, self.attempt)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
-        if self.stop_signal is None:
+        first = self.stop_signal is None
+        if first:
             self.stop_signal = signum
             self.stop_time = time.time()
-            # Escalate to SIGKILL if the program ignores the signal past the grace period.
-            signal.signal(signal.SIGALRM, self._on_alarm)
-            signal.setitimer(signal.ITIMER_REAL, max(self.grace, 0.01))
+            in_slurm = bool(self.status["job"].get("SLURM_JOB_ID"))
+            if in_slurm and signum == signal.SIGTERM and self._stop_reason() is None:
+                # Asked now, while the scheduler's record still says why (a preemption has
+                # already raised the restart count; a time limit says TimeLimit).
+                self.slurm_why = self._ask_slurm()
+            if self.slurm_why is not None and self.slurm_why[0] == "preempted":
+                # Preempted: the program gets its checkpoint signal first (SLURM sends only
+                # TERM), and SLURM's KillWait, not ours, bounds how long it may take.
+                if self.checkpoint_signal is not None:
+                    self._forward(self.checkpoint_signal)
+            else:
+                # Escalate to SIGKILL if the program ignores the signal past the grace period.
+                signal.signal(signal.SIGALRM, self._on_alarm)
+                signal.setitimer(signal.ITIMER_REAL, max(self.grace, 0.01))
         self._forward(signum)
+
+    def _on_checkpoint(self, signum: int, _frame: Any) -> None:
+        """The time limit's warning: passed on to the program, no SIGKILL after it (the limit
+        itself ends the attempt of a program that does not exit)."""
+        if self.warned_at is None:
+            self.warned_at = time.time()
+        self._forward(signum)
+
+    def _ask_slurm(self) -> tuple[str, str] | None:
+        job = self.status["job"].get("SLURM_JOB_ID")
+        proc = scontrol("show", "job", "-o", str(job), timeout=10.0)
+        if proc is None or proc.returncode != 0:
+            return None
+        return why_terminated(parse_job_record(proc.stdout), self.restarts)
 
     def _on_alarm(self, _signum: int, _frame: Any) -> None:
         self._forward(signal.SIGKILL)
@@ -265,7 +387,27 @@ class Wrapper:
                 self.write_final(
                     state, ended_at=utcnow(), duration_s=round(duration, 6), **final
                 )
+                if (
+                    state == rundir.REQUEUED
+                    and final.get("requeue_by") == "slurm"
+                    and final.get("requeue_reason") == "time-limit"
+                ):
+                    self._requeue_job()
         return exit_code
+
+    def _requeue_job(self) -> None:
+        """Ask SLURM to requeue this job (or array task) for the next attempt. The status is
+        written first: the requeue ends this process. Where the cluster refuses (a job without
+        ``--requeue``, JobRequeue=0), the status says so and the next ``hpcx refresh``
+        submits the next attempt instead."""
+        ref = slurm_job_ref()
+        proc = scontrol("requeue", ref) if ref else None
+        if proc is not None and proc.returncode == 0:
+            return
+        why = (proc.stderr.strip() if proc is not None else "") or "scontrol could not run"
+        _say(f"hpcx.run.job: scontrol requeue {ref} failed: {why}; refresh resubmits the run")
+        with contextlib.suppress(OSError):
+            self.write("requeued", requeue_by="resubmit", requeue_error=why)
 
     def _run(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int]:
         argv = spec.get("argv")
@@ -287,6 +429,28 @@ class Wrapper:
         env["HPCX_RUN_DIR"] = str(self.rd.path)
         env["HPCX_ATTEMPT"] = str(self.attempt)
         env["HPCX_METRICS"] = str(self.rd.metrics_path)
+        self.checkpoint = checkpoint_settings(spec)
+        if self.checkpoint is not None:
+            try:
+                self.checkpoint_signal = signal_number(self.checkpoint["signal"])
+            except (KeyError, ValueError):
+                return {
+                    "state": "failed",
+                    "reason": f"spec.checkpoint.signal {self.checkpoint['signal']!r} is no signal",
+                }, 2
+            folder = self.rd.path / rundir.CHECKPOINT_DIR
+            try:
+                folder.mkdir(exist_ok=True)
+            except OSError as exc:
+                return {
+                    "state": "failed",
+                    "reason": f"cannot make the checkpoint folder {folder}: {exc.strerror or exc}",
+                }, 1
+            env["HPCX_CHECKPOINT_DIR"] = str(folder)
+            env["HPCX_CHECKPOINT_SIGNAL"] = signal.Signals(self.checkpoint_signal).name[3:]
+            if self.checkpoint_signal not in _STOP_SIGNALS:
+                signal.signal(self.checkpoint_signal, self._on_checkpoint)
+            self.status["checkpoint"] = self.checkpoint
         try:
             used = apply_placement(spec.get("placement") or {}, env)
         except PlacementFailed as exc:
@@ -336,6 +500,8 @@ class Wrapper:
 
         if self.stop_signal is not None:
             return self._stopped(rc), (rc if rc >= 0 else 128 - rc)
+        if self.warned_at is not None:
+            return self._after_warning(rc), 0
         if rc == 0:
             return {"state": "succeeded", "exit_code": 0, "reason": None}, 0
         if rc < 0:
@@ -348,6 +514,47 @@ class Wrapper:
             }, 128 - rc
         return {"state": "failed", "exit_code": rc, "reason": f"exit code {rc}"}, rc
 
+    def _max_requeues(self) -> int:
+        if self.checkpoint is not None:
+            return int(self.checkpoint.get("max_requeues", DEFAULT_MAX_REQUEUES))
+        return DEFAULT_MAX_REQUEUES
+
+    def _requeue(self, why: str, reason: str, by: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """The attempt ends ``requeued`` (``why``: time-limit or preemption; ``by``: who starts
+        the next attempt: slurm, local or resubmit), or, past ``max_requeues``, the run ends."""
+        done = rundir.requeues_before(self.rd.path, self.attempt)
+        limit = self._max_requeues()
+        if done >= limit:
+            state = "timeout" if why == "time-limit" else "failed"
+            return {
+                "state": state,
+                "reason": f"{reason}; not requeued: the run was requeued {done} time(s) "
+                f"already (max_requeues {limit})",
+                "requeue_reason": why,
+                **fields,
+            }
+        return {
+            "state": rundir.REQUEUED,
+            "reason": f"{reason}; requeued ({done + 1} of at most {limit})",
+            "requeue_reason": why,
+            "requeue_by": by,
+            **fields,
+        }
+
+    def _requeue_by(self) -> str:
+        return "slurm" if self.status["job"].get("SLURM_JOB_ID") else "local"
+
+    def _after_warning(self, rc: int) -> dict[str, Any]:
+        """The program exited after the time limit's warning: it checkpointed (any exit after
+        the signal ends the attempt; the next one resumes from what it saved, if anything)."""
+        assert self.checkpoint_signal is not None
+        sig = signal.Signals(self.checkpoint_signal).name
+        how = f"exit code {rc}" if rc >= 0 else f"killed by {signal.Signals(-rc).name}"
+        fields: dict[str, Any] = {"exit_code": rc if rc >= 0 else None}
+        before = self.checkpoint.get("before") if self.checkpoint else None
+        reason = f"time limit: the program exited ({how}) on {sig}, {before} s before the limit"
+        return self._requeue("time-limit", reason, self._requeue_by(), fields)
+
     def _stopped(self, rc: int | None) -> dict[str, Any]:
         assert self.stop_signal is not None
         got = signal.Signals(self.stop_signal).name
@@ -358,9 +565,29 @@ class Wrapper:
         else:
             fields["exit_code"] = rc
         said = self._stop_reason()
+        if said == "timeout" and self.warned_at is not None and self.checkpoint_signal:
+            sig = signal.Signals(self.checkpoint_signal).name
+            waited = round((self.stop_time or time.time()) - self.warned_at)
+            return {
+                "state": "timeout",
+                "reason": f"time limit reached ({got}): the program did not exit within "
+                f"{waited} s of {sig}",
+                **fields,
+            }
         if said in ("timeout", "cancelled"):
             detail = "time limit reached" if said == "timeout" else "cancelled"
             return {"state": said, "reason": f"{detail} ({got})", **fields}
+        if self.slurm_why is not None:
+            kind, why = self.slurm_why
+            if kind == "preempted":
+                requeued = "requeued the job" in why
+                return self._requeue(
+                    "preemption", f"preempted: {why}", "slurm" if requeued else "resubmit", fields
+                )
+            if kind == "timeout" and self.warned_at is not None and self.checkpoint_signal:
+                sig = signal.Signals(self.checkpoint_signal).name
+                why = f"{why}: the program did not exit after {sig}"
+            return {"state": kind, "reason": why, **fields}
         elapsed = (self.stop_time or time.time()) - self.started
         in_slurm = bool(self.status["job"].get("SLURM_JOB_ID"))
         if in_slurm and self.time_limit is not None and elapsed >= self.time_limit - 1.0:
@@ -408,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give RUN_DIR or --tasks")
     rd = RunDir.open(path)
     attempt = attempt or rd.attempt
+    if restart_count() > 0:
+        # SLURM started this job again (a requeue): continue the run where it now is.
+        attempt = follow_requeue(rd.path, attempt)
+        rd = RunDir.open(path)
     # Before the claim, so a stale copy (a requeue, a job the scheduler kept while its run
     # moved on, a cancelled one that started anyway) writes nothing at all.
     why = stale_reason(rd, attempt)
@@ -428,6 +659,55 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"hpcx.job: run {rd.experiment}/{rd.run_id} attempt {attempt}: {why}; not running it")
         return 0
     return Wrapper(rd, attempt).run()
+
+
+def follow_requeue(
+    path: Path, first: int, environ: dict[str, str] | os._Environ[str] = os.environ
+) -> int:
+    """The attempt a requeued SLURM job runs now. Its script names the attempt it was
+    submitted for (``first``); each requeue since moved the run on by one attempt, all of them
+    under this job's submission key. The current attempt ends ``requeued`` (the last start
+    recorded it): the next one is started here. It is claimed/running from an earlier start
+    of this job (SLURM requeued the job before that start could write its end: a node failure,
+    a preemption past KillWait): it is recorded requeued, then the next one starts. Anything
+    else is returned as it is, for :func:`stale_reason` and the claim to judge."""
+    current = rundir.current_attempt(path)
+    if current is None or current < first:
+        return first
+    restarts = restart_count(environ)
+    if current > first:
+        key = environ.get("SLURM_JOB_NAME", "").removeprefix("hpcx-")
+        try:
+            spec = read_json(path / rundir.SPEC)
+        except (OSError, ValueError):
+            return first
+        if not key or (spec.get("submission") or {}).get("key") != key:
+            return first  # not this job's chain: stale_reason refuses it
+    doc = rundir.read_status(path)
+    if doc is None or doc.get("attempt") != current:
+        return current
+    state = doc.get("state")
+    started = restart_count(doc.get("job") or {})
+    if state in rundir.ACTIVE_STATES and started < restarts:
+        # That start is gone (SLURM ended every process of the job before requeueing it).
+        with contextlib.suppress(OSError):
+            atomic_write_json(
+                path / rundir.STATUS,
+                {
+                    **doc,
+                    "state": rundir.REQUEUED,
+                    "reason": f"SLURM requeued the job (restart {restarts}) before attempt "
+                    f"{current} could record its end (preemption or node failure)",
+                    "requeue_reason": "preemption",
+                    "requeue_by": "slurm",
+                    "ended_at": utcnow(),
+                },
+            )
+        state = rundir.REQUEUED
+    if state == rundir.REQUEUED:
+        nxt = rundir.advance(path, current)
+        return nxt.attempt if nxt is not None else (rundir.current_attempt(path) or current)
+    return current
 
 
 def stale_reason(rd: RunDir, attempt: int) -> str | None:

@@ -18,6 +18,9 @@ A run folder is ``<runs_root>/<experiment>/<run_id>/``::
                      status should status.json not be writable then (a full disk); removed
                      once status.json holds the final status
     attempts/N/      the files of earlier attempts, moved aside when attempt N+1 is prepared
+    checkpoint/      the run's own folder for what it saves on the checkpoint signal
+                     ($HPCX_CHECKPOINT_DIR): it belongs to the run, never to one attempt, so
+                     the next attempt finds it (docs/checkpoint.md)
 
 Only the job wrapper writes ``status.json``, and every file here is written to a temporary
 name in the same folder and renamed, so a reader sees the old file or the new one, never half.
@@ -56,11 +59,17 @@ STDOUT = "stdout.log"
 STDERR = "stderr.log"
 SCRIPT = "job.sbatch"
 ATTEMPTS = "attempts"
+CHECKPOINT_DIR = "checkpoint"
 
 #: States written by the wrapper. ``pending`` (no status yet) and ``lost`` (a wrapper that died
 #: without a final word) are only ever *reported* by readers, never written.
 ACTIVE_STATES = frozenset({"claimed", "running"})
 FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
+#: The attempt ended but the run goes on in its next attempt (a checkpoint at the time limit,
+#: a preemption): final for the attempt, never for the run.
+REQUEUED = "requeued"
+#: Every state that ends an attempt (what the wrapper fsyncs and readers take as its last word).
+ATTEMPT_END_STATES = FINAL_STATES | {REQUEUED}
 
 # Files that belong to one attempt and move to attempts/N/ when the next attempt is prepared.
 _ATTEMPT_FILES = (SPEC, STATUS, METRICS, STDOUT, STDERR, SCRIPT)
@@ -197,6 +206,66 @@ def _next_attempt(
     return RunDir(final, experiment, run_id, attempt)
 
 
+def advance(path: str | os.PathLike[str], attempt: int) -> RunDir | None:
+    """Start the attempt after ``attempt`` of a run whose ``attempt`` ended ``requeued``: its
+    files move under ``attempts/N/`` and spec.json names N + 1, with the same run id,
+    parameters, argv and submission (the run's ``checkpoint/`` folder stays where it is).
+
+    Returns the new attempt, or None when ``attempt`` is no longer the run's current one (a
+    second wrapper of the same job advanced it first: that one runs it) or did not end
+    requeued, or a stop file (a cancel) names it.
+    """
+    final = Path(path).absolute()
+    try:
+        spec = read_json(final / SPEC)
+    except (OSError, ValueError):
+        return None
+    if spec.get("attempt") != attempt or stop_reason(final, attempt) is not None:
+        return None
+    doc = read_status(final)
+    if doc is None or doc.get("attempt") != attempt or doc.get("state") != REQUEUED:
+        return None
+    spec = {k: v for k, v in spec.items() if k != "attempt"}
+    return _next_attempt(final, spec["experiment"], spec["run_id"], spec, fsync=True)
+
+
+def requeues_before(path: str | os.PathLike[str], attempt: int) -> int:
+    """How many attempts in a row just before ``attempt`` ended ``requeued``: the requeues of
+    the chain ``attempt`` continues (``checkpoint.max_requeues`` bounds it). A failure, a
+    cancel or the run's first attempt ends the chain."""
+    count = 0
+    folder = Path(path) / ATTEMPTS
+    for n in range(attempt - 1, 0, -1):
+        try:
+            doc = read_json(folder / str(n) / STATUS)
+        except (OSError, ValueError):
+            break
+        if not isinstance(doc, dict) or doc.get("state") != REQUEUED:
+            break
+        count += 1
+    return count
+
+
+def attempt_statuses(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The status of every attempt the folder holds, earliest first: each archived one
+    (``attempts/N/status.json``, or a stub with its number when it left none) and the current
+    one as :func:`observe` reports it."""
+    where = Path(path)
+    out: list[dict[str, Any]] = []
+    with contextlib.suppress(OSError):
+        for name in sorted((n for n in os.listdir(where / ATTEMPTS) if n.isdigit()), key=int):
+            try:
+                doc = read_json(where / ATTEMPTS / name / STATUS)
+            except (OSError, ValueError):
+                doc = None
+            out.append(doc if isinstance(doc, dict) else {"attempt": int(name), "state": None})
+    current = observe(where)
+    if "attempt" not in current:
+        current = {**current, "attempt": current_attempt(where)}
+    out.append(current)
+    return out
+
+
 def _highest_attempt(final: Path) -> int:
     try:
         names = os.listdir(final / ATTEMPTS)
@@ -320,7 +389,7 @@ def _read_final(path: str, attempt: object) -> dict[str, Any] | None:
         doc = json.loads(raw) if raw else None
     except (OSError, ValueError):
         return None
-    if not isinstance(doc, dict) or doc.get("state") not in FINAL_STATES:
+    if not isinstance(doc, dict) or doc.get("state") not in ATTEMPT_END_STATES:
         return None
     return {**doc, "recovered_from": f".final-{attempt}"}
 

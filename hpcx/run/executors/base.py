@@ -87,8 +87,9 @@ class Submission:
 @dataclass(frozen=True, slots=True)
 class ObservedStatus:
     """A run's state as a poll sees it: pending or queued (not started), claimed or running
-    (active), succeeded, failed, cancelled or timeout (from status.json), or lost (the job is
-    gone and left no final status)."""
+    (active), requeued (an attempt ended and the next one is to start: not final),
+    succeeded, failed, cancelled or timeout (from status.json), or lost (the job is gone and
+    left no final status)."""
 
     run_id: str
     state: str
@@ -272,7 +273,8 @@ def observe_run_dir(
     doc = rundir.observe(path)
     state = doc.get("state", "pending")
     source = "run_dir"
-    if state == "pending":
+    if state in ("pending", rundir.REQUEUED):
+        # A run between two attempts that was cancelled meanwhile never starts its next one.
         stop = _pending_stop(Path(path))
         if stop is not None:
             # Only a stop file says so: an executor whose scheduler still holds the job

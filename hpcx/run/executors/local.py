@@ -86,6 +86,10 @@ class _Task:
     kill_at: float | None = None
     stop_reason: str | None = None
     hold: Hold | None = None
+    #: spec.checkpoint's signal (a number) and its lead time: the time limit's warning.
+    checkpoint_signal: int | None = None
+    checkpoint_before: float = 0.0
+    warn_at: float | None = None
 
 
 def _task_demand(task: Mapping[str, Any], cores: Sequence[int]) -> Demand:
@@ -94,6 +98,41 @@ def _task_demand(task: Mapping[str, Any], cores: Sequence[int]) -> Demand:
     if isinstance(doc, Mapping):
         return Demand.from_json(doc, cores)
     return Demand(cpus=1, candidates=tuple(cores), gpus=int(task.get("gpus") or 0))
+
+
+def _task_of(entry: Mapping[str, Any], cores: Sequence[int]) -> _Task:
+    ck = entry.get("checkpoint")
+    task = _Task(
+        run_id=entry["run_id"],
+        run_dir=entry["run_dir"],
+        attempt=int(entry["attempt"]),
+        time_limit=entry.get("time_limit"),
+        demand=_task_demand(entry, cores),
+    )
+    if isinstance(ck, Mapping):
+        from hpcx.run.job import signal_number
+
+        task.checkpoint_signal = signal_number(str(ck.get("signal", "USR1")))
+        task.checkpoint_before = float(ck.get("before", 120))
+    return task
+
+
+def _queue_entry(rd: RunDir, spec: Mapping[str, Any], cores: Sequence[int]) -> dict[str, Any]:
+    """A run's line in the queue file: what the queue needs without reading spec.json again."""
+    from hpcx.run.job import checkpoint_settings
+
+    res = spec.get("resources") or {}
+    entry: dict[str, Any] = {
+        "run_id": rd.run_id,
+        "run_dir": str(rd.path),
+        "attempt": rd.attempt,
+        "time_limit": time_limit_seconds(res.get("time")),
+        "demand": demand_of(spec, cores).to_json(),
+    }
+    ck = checkpoint_settings(dict(spec))
+    if ck is not None:
+        entry["checkpoint"] = {"signal": ck["signal"], "before": ck["before"]}
+    return entry
 
 
 class _Forked:
@@ -194,16 +233,7 @@ class LocalQueue:
         ledger: Ledger | None = None,
     ) -> None:
         cores = machine_cores()
-        self.pending = collections.deque(
-            _Task(
-                run_id=t["run_id"],
-                run_dir=t["run_dir"],
-                attempt=int(t["attempt"]),
-                time_limit=t.get("time_limit"),
-                demand=_task_demand(t, cores),
-            )
-            for t in tasks
-        )
+        self.pending = collections.deque(_task_of(t, cores) for t in tasks)
         self.max_parallel = max(1, max_parallel) if max_parallel else None
         self.kill_grace = kill_grace
         self.python = python
@@ -330,6 +360,10 @@ class LocalQueue:
         task.started = time.monotonic()
         if task.time_limit is not None:
             task.deadline = task.started + task.time_limit
+            if task.checkpoint_signal is not None:
+                # The warning comes `before` seconds ahead of the limit (at once when the
+                # limit is shorter, as SLURM does).
+                task.warn_at = task.started + max(0.0, task.time_limit - task.checkpoint_before)
         pid = task.proc.pid
         self.running[pid] = task
         try:
@@ -347,6 +381,7 @@ class LocalQueue:
             return
         now = time.monotonic()
         wakeups = [t.kill_at or t.deadline for t in self.running.values()]
+        wakeups += [t.warn_at for t in self.running.values() if t.stop_reason is None]
         soonest = min((w for w in wakeups if w is not None), default=None)
         timeout = None if soonest is None else max(0.0, soonest - now)
         if self.blocked:
@@ -365,6 +400,9 @@ class LocalQueue:
                 task.kill_at = now + 5.0  # keep trying, slowly, until it is reaped
             elif task.deadline is not None and now >= task.deadline and task.stop_reason is None:
                 self._signal_stop(task, "timeout")
+            elif task.warn_at is not None and now >= task.warn_at and task.stop_reason is None:
+                task.warn_at = None
+                self._warn_checkpoint(task)
 
     def _reap(self, pid: int) -> None:
         task = self.running.pop(pid, None)
@@ -384,7 +422,38 @@ class LocalQueue:
             if task.hold is not None:
                 task.hold.release()
                 task.hold = None
-        self._finish(task)
+        if not self._requeue(task):
+            self._finish(task)
+
+    def _warn_checkpoint(self, task: _Task) -> None:
+        """The time limit's warning: the checkpoint signal to the wrapper, which passes it on
+        to the program's process group (as SLURM's ``--signal=B:`` reaches the batch shell)."""
+        if task.proc is not None and task.checkpoint_signal is not None:
+            with contextlib.suppress(OSError):
+                os.kill(task.proc.pid, task.checkpoint_signal)
+
+    def _requeue(self, task: _Task) -> bool:
+        """Start the run's next attempt at once when this one ended requeued (it
+        checkpointed at the time limit): first in the queue, with a fresh time limit."""
+        obs = observe_run_dir(task.run_id, task.run_dir)
+        if obs.state != rundir.REQUEUED:
+            return False
+        nxt = rundir.advance(task.run_dir, task.attempt)
+        if nxt is None:
+            return False
+        if self.progress is not None:
+            self.progress(task.run_id, obs)
+        again = _Task(
+            run_id=task.run_id,
+            run_dir=task.run_dir,
+            attempt=nxt.attempt,
+            time_limit=task.time_limit,
+            demand=task.demand,
+            checkpoint_signal=task.checkpoint_signal,
+            checkpoint_before=task.checkpoint_before,
+        )
+        self.pending.appendleft(again)
+        return True
 
     def _finish(self, task: _Task) -> None:
         obs = observe_run_dir(task.run_id, task.run_dir)
@@ -395,7 +464,7 @@ class LocalQueue:
     def _settle(self, task: _Task) -> None:
         """A wrapper that exited without a final status (SIGKILL, crash) gets one written."""
         doc = rundir.read_status(task.run_dir)
-        if doc is not None and doc.get("state") in rundir.FINAL_STATES:
+        if doc is not None and doc.get("state") in rundir.ATTEMPT_END_STATES:
             return
         if doc is not None and doc.get("attempt") not in (None, task.attempt):
             return
@@ -516,20 +585,8 @@ class LocalExecutor(Executor):
         root = run_dirs[0].path.parent.parent
         folder = self.submission_folder(root, key)
         folder.mkdir(parents=True, exist_ok=False)
-        tasks = []
         cores = machine_cores()
-        for rd in run_dirs:
-            spec = read_json(rd.spec_path)
-            res = spec.get("resources") or {}
-            tasks.append(
-                {
-                    "run_id": rd.run_id,
-                    "run_dir": str(rd.path),
-                    "attempt": rd.attempt,
-                    "time_limit": time_limit_seconds(res.get("time")),
-                    "demand": demand_of(spec, cores).to_json(),
-                }
-            )
+        tasks = [_queue_entry(rd, read_json(rd.spec_path), cores) for rd in run_dirs]
         queue = {
             "key": key,
             "tasks": tasks,
