@@ -41,7 +41,16 @@ from hpcx.errors import QueryError as QueryError  # known here to callers of the
 from hpcx.errors import StateError
 
 #: The built-in views, in the order ``--list`` shows them.
-VIEW_NAMES = ("runs", "results", "metrics", "events", "probes", "probe_gpus", "submissions")
+VIEW_NAMES = (
+    "runs",
+    "results",
+    "metrics",
+    "attempts",
+    "events",
+    "probes",
+    "probe_gpus",
+    "submissions",
+)
 #: Statement types a query may contain.
 _ALLOWED_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 #: Run columns that a metric column may not shadow in ``results`` (it is then ``metric.NAME``).
@@ -355,16 +364,28 @@ class QuerySession:
         pivot = "".join(f",\n  {c}" for c in metric_cols)
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW results AS
-            WITH f AS (
-                SELECT run_id, name, value,
+            WITH c AS (
+                -- the first attempt of each run's latest try: its latest attempt and the
+                -- requeued ones right before it (a checkpointed run resumed is one try)
+                SELECT run_id, min(attempt) AS first FROM (
+                    SELECT run_id, attempt, sum(CASE WHEN state = 'requeued' OR attempt = top
+                                                THEN 0 ELSE 1 END)
+                           OVER (PARTITION BY run_id ORDER BY attempt DESC) AS breaks
+                    FROM (SELECT *, max(attempt) OVER (PARTITION BY run_id) AS top
+                          FROM {t("attempts")})
+                ) WHERE breaks = 0 GROUP BY run_id
+            ), f AS (
+                SELECT m.run_id, m.name, m.value,
                        -- last step wins; then the latest time, then the latest ingest
-                       (coalesce(step, -9223372036854775807), coalesce(time, 0), serial) AS ord
-                FROM {t("metrics")}
-                -- only the run's latest attempt that reported metrics: a rerun replaces
-                -- the earlier try's values instead of mixing with them (NULL: an earlier
-                -- attempt from before attempts were recorded)
-                QUALIFY coalesce(attempt, -1)
-                        = max(coalesce(attempt, -1)) OVER (PARTITION BY run_id)
+                       (coalesce(m.step, -9223372036854775807), coalesce(m.time, 0), m.serial)
+                       AS ord
+                FROM {t("metrics")} m LEFT JOIN c USING (run_id)
+                -- only the run's latest try: a rerun replaces the earlier try's values
+                -- instead of mixing with them (NULL: an earlier attempt from before attempts
+                -- were recorded)
+                QUALIFY coalesce(m.attempt, -1)
+                        = max(coalesce(m.attempt, -1)) OVER (PARTITION BY m.run_id)
+                        OR m.attempt >= c.first
             ), p AS (
                 SELECT f.run_id{pivot} FROM f GROUP BY f.run_id
             )
@@ -374,7 +395,14 @@ class QuerySession:
             else """CREATE OR REPLACE TEMP VIEW results AS
             SELECT * EXCLUDE (spec, params, placement, command) FROM runs"""
         )
-        # -- events, probes, submissions -----------------------------------------------------
+        # -- attempts, events, probes, submissions -------------------------------------------
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW attempts AS
+            SELECT a.run_id, r.experiment, a.attempt, a.state, a.reason, a.requeue_reason,
+                   a.job_id, a.host, a.started_at, a.ended_at,
+                   epoch(a.ended_at) - epoch(a.started_at) AS duration_s, a.exit_code, a.serial
+            FROM {t("attempts")} a LEFT JOIN {t("runs")} r USING (run_id)"""
+        )
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW events AS
             SELECT e.serial, e.seq, e.run_id, r.experiment, e."at", e.event,

@@ -42,6 +42,9 @@ _STATUS_OF = {
     "cancelled": "cancelled",
     "timeout": "timeout",
     "lost": "lost",
+    # An attempt ended and the run's next one is to start (a checkpoint, a preemption): the
+    # run is in flight, waiting as a submitted one does.
+    "requeued": "submitted",
 }
 
 
@@ -91,6 +94,7 @@ def _metrics_rows(
     results: Mapping[str, Any] | None,
     expect: bool,
     attempt: int | None,
+    first: int | None = None,
 ) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     """A finished run folder's metric rows and meta: the metrics file, then what the
     manifest's ``results`` rules take from stdout and the files the program wrote.
@@ -112,10 +116,15 @@ def _metrics_rows(
 
     rows: list[tuple[Any, ...]] = []
     meta: dict[str, Any] = {}
+    if first is not None and attempt is not None and first < attempt:
+        # The requeued attempts before this one (the same try, resumed): their metrics files
+        # were moved under attempts/N/ when the next attempt started, unread.
+        rows.extend(_requeued_rows(run_id, run_dir, first, attempt, result))
     try:
-        rows, errors, file_meta, _ = read_metric_rows(
+        own, errors, file_meta, _ = read_metric_rows(
             os.path.join(run_dir, "metrics.jsonl"), make, missing_ok=True
         )
+        rows.extend(own)
     except UnreadableFile as exc:
         result.problems.append(f"run {run_id}: metrics.jsonl: {exc.strerror}; not read")
         meta["hpcx.metrics_errors"] = [f"metrics.jsonl: {exc.strerror}"]
@@ -147,6 +156,98 @@ def _metrics_rows(
     return rows, meta
 
 
+def _requeued_rows(
+    run_id: str, run_dir: str, first: int, attempt: int, result: HarvestResult
+) -> list[tuple[Any, ...]]:
+    """Metric rows of attempts ``first`` .. ``attempt - 1`` (archived under attempts/N/),
+    each row with its own attempt."""
+    from hpcx.metrics import UnreadableFile, read_metric_rows
+
+    rows: list[tuple[Any, ...]] = []
+    for n in range(first, attempt):
+
+        def make(
+            name: str, value: float, step: int | None, t: float | None, _line: int, n: int = n
+        ) -> Any:
+            return (run_id, name, step, value, t, n)
+
+        path = os.path.join(run_dir, "attempts", str(n), "metrics.jsonl")
+        try:
+            got, errors, _, _ = read_metric_rows(path, make, missing_ok=True)
+        except (UnreadableFile, OSError) as exc:
+            result.problems.append(
+                f"run {run_id}: attempts/{n}/metrics.jsonl: {exc.strerror or exc}; not read"
+            )
+            continue
+        rows.extend(got)
+        for err in errors:
+            result.problems.append(
+                f"run {run_id}: attempts/{n}/metrics.jsonl line {err.line}: {err.reason}"
+            )
+    return rows
+
+
+def attempt_rows(run_id: str, obs: ObservedStatus) -> tuple[list[dict[str, Any]], int | None]:
+    """The run's attempts as its folder records them (an attempt row each, for the state),
+    and the first attempt of its current chain (the requeued attempts right before the
+    current one; None without a folder). Only a run past its first attempt has archived
+    ones to read: the first is the observation itself."""
+    from hpcx.run import rundir
+
+    current = {
+        "run_id": run_id,
+        "attempt": obs.attempt,
+        "state": obs.state,
+        "reason": obs.reason,
+        "job_id": obs.job_id,
+        "host": obs.host,
+        "started_at": _ts(obs.started_at),
+        "ended_at": _ts(obs.ended_at),
+        "exit_code": obs.exit_code,
+        "requeue_reason": obs.requeue_reason,
+    }
+    if not obs.run_dir or not isinstance(obs.attempt, int):
+        return [], None
+    if obs.attempt <= 1:
+        return [current], obs.attempt
+    rows = []
+    first = obs.attempt
+    chain = True
+    for doc in reversed(rundir.attempt_statuses(obs.run_dir)[:-1]):
+        n = doc.get("attempt")
+        if not isinstance(n, int) or n >= obs.attempt:
+            continue
+        if chain and n == first - 1 and doc.get("state") == rundir.REQUEUED:
+            first = n
+        else:
+            chain = False
+        job = doc.get("job") or {}
+        rows.append(
+            {
+                "run_id": run_id,
+                "attempt": n,
+                "state": doc.get("state"),
+                "reason": doc.get("reason"),
+                "requeue_reason": doc.get("requeue_reason"),
+                "job_id": _job_of_status(job),
+                "host": doc.get("host"),
+                "started_at": _ts(doc.get("started_at")),
+                "ended_at": _ts(doc.get("ended_at")),
+                "exit_code": doc.get("exit_code"),
+            }
+        )
+    rows.reverse()
+    rows.append(current)
+    return rows, first
+
+
+def _job_of_status(job: Mapping[str, Any]) -> str | None:
+    if job.get("SLURM_ARRAY_JOB_ID") and job.get("SLURM_ARRAY_TASK_ID") is not None:
+        return f"{job['SLURM_ARRAY_JOB_ID']}_{job['SLURM_ARRAY_TASK_ID']}"
+    jid = job.get("SLURM_JOB_ID")
+    return str(jid) if jid else None
+
+
 def ingest(
     writer: Writer,
     observed: Mapping[str, ObservedStatus],
@@ -171,8 +272,9 @@ PARALLEL_MIN_RUNS = 4000
 
 
 #: A finished run to read: run id, run folder, its ``results`` rules, and whether it succeeded
-#: (only then is a missing result file or match reported), and the attempt its rows belong to.
-_ToRead = tuple[str, str, Mapping[str, Any] | None, bool, int | None]
+#: (only then is a missing result file or match reported), the attempt its rows belong to, and
+#: the first attempt of its chain (requeued attempts before it, read with it).
+_ToRead = tuple[str, str, Mapping[str, Any] | None, bool, int | None, int | None]
 
 
 def _read_chunk(
@@ -182,9 +284,9 @@ def _read_chunk(
     scratch = HarvestResult()
     rows: list[tuple[Any, ...]] = []
     metas: dict[str, dict[str, Any]] = {}
-    for rid, run_dir, results, expect, attempt in items:
+    for rid, run_dir, results, expect, attempt, first in items:
         try:
-            mrows, meta = _metrics_rows(rid, run_dir, scratch, results, expect, attempt)
+            mrows, meta = _metrics_rows(rid, run_dir, scratch, results, expect, attempt, first)
         except Exception as exc:
             reason = f"its folder could not be read: {_describe(exc)}"
             scratch.problems.append(f"run {rid}: quarantined: {reason}")
@@ -235,6 +337,7 @@ def _ingest(
     updates: list[dict[str, Any]] = []
     metas: dict[str, dict[str, Any]] = {}
     to_read: list[_ToRead] = []
+    attempts: list[dict[str, Any]] = []
     for rid, obs in observed.items():
         target = targets.get(rid)
         if target is None:
@@ -243,9 +346,17 @@ def _ingest(
         old = target.status
         if old in FINAL_STATUSES and old == status:
             continue  # already harvested: idempotent
-        if status == old and status in ("submitted", "running"):
+        moved_on = isinstance(obs.attempt, int) and obs.attempt > target.attempts
+        if status == old and status in ("submitted", "running") and not moved_on:
             continue
         upd: dict[str, Any] = {"run_id": rid, "status": status}
+        first: int | None = None
+        if obs.final or moved_on or obs.state == "requeued":
+            rows, first = attempt_rows(rid, obs)
+            attempts.extend(rows)
+        if moved_on:
+            # Requeues start attempts the state did not submit: it follows the folder.
+            upd["attempts"] = obs.attempt
         if obs.job_id:
             upd["job_id"] = obs.job_id
         if obs.started_at:
@@ -264,7 +375,9 @@ def _ingest(
                     upd["gpus"] = used["gpus"]
                 # The attempt the run folder says (status.json); else the state's count.
                 attempt = obs.attempt if obs.attempt is not None else target.attempts
-                to_read.append((rid, obs.run_dir, target.results, status == "succeeded", attempt))
+                to_read.append(
+                    (rid, obs.run_dir, target.results, status == "succeeded", attempt, first)
+                )
                 meta: dict[str, Any] = {}
                 if obs.duration_s is not None:
                     meta["duration_s"] = obs.duration_s
@@ -286,7 +399,9 @@ def _ingest(
     for rid, meta in file_metas.items():
         metas[rid] = {**meta, **metas.get(rid, {})}
     if updates or metric_rows:
-        result.metrics += _write_isolated(writer, updates, metric_rows, metas, result)
+        result.metrics += _write_isolated(
+            writer, updates, metric_rows, metas, result, attempts=attempts
+        )
     result.changed += len(updates)
     return result
 
@@ -312,10 +427,11 @@ def _commit(
     metas: Mapping[str, Mapping[str, Any]],
     clear: Mapping[str, int | None] | None = None,
     specs: Sequence[Any] = (),
+    attempts: Sequence[Mapping[str, Any]] = (),
 ) -> int:
     """One transaction: ``specs`` recorded (a reharvest's new settings), the ``clear`` runs'
-    earlier harvest dropped (run id -> attempt), then statuses, rows and meta. Returns the
-    metric rows dropped."""
+    earlier harvest dropped (run id -> attempt), then statuses, attempts, rows and meta.
+    Returns the metric rows dropped."""
     dropped = 0
     with writer.transaction() as tx:
         if specs:
@@ -324,6 +440,8 @@ def _commit(
             dropped = tx.clear_harvest(clear, _HARVEST_KEYS)
         if updates:
             tx.update_runs(updates, event="observed")
+        if attempts:
+            tx.record_attempts(attempts)
         if rows:
             tx.add_metrics(rows)
         tx.set_run_meta_many(metas)
@@ -338,6 +456,7 @@ def _write_isolated(
     result: HarvestResult | ReharvestResult,
     clear: Mapping[str, int | None] | None = None,
     specs: Sequence[Any] = (),
+    attempts: Sequence[Mapping[str, Any]] = (),
 ) -> int:
     """Record the harvest in one transaction; returns the metric rows that landed.
 
@@ -357,7 +476,7 @@ def _write_isolated(
             result.dropped += n
 
     try:
-        dropped(_commit(writer, updates, rows, metas, clear, specs))
+        dropped(_commit(writer, updates, rows, metas, clear, specs, attempts))
         return len(rows)
     except (HpcxError, OSError):
         raise
@@ -369,7 +488,10 @@ def _write_isolated(
     rows_of: dict[str, list[tuple[Any, ...]]] = {}
     for r in rows:
         rows_of.setdefault(r[0], []).append(r)
-    ids = sorted(set(upd_of) | set(rows_of) | set(metas) | set(clear or ()))
+    attempts_of: dict[str, list[Mapping[str, Any]]] = {}
+    for a in attempts:
+        attempts_of.setdefault(a["run_id"], []).append(a)
+    ids = sorted(set(upd_of) | set(rows_of) | set(metas) | set(clear or ()) | set(attempts_of))
     landed = 0
 
     def cleared(group: list[str]) -> dict[str, int | None] | None:
@@ -385,6 +507,7 @@ def _write_isolated(
                 part,
                 {rid: metas[rid] for rid in group if rid in metas},
                 cleared(group),
+                attempts=[a for rid in group for a in attempts_of.get(rid, ())],
             )
         except (HpcxError, OSError):
             raise
@@ -668,11 +791,13 @@ def reharvest(
         if new is not None and new.settings_digest != r.settings_digest:
             updated.append(new)
             rules = new.extra.get("results")
-        # The folder holds the current attempt's files: its rows are the ones re-read.
+        # The folder holds the current attempt's files (and the requeued attempts of the same
+        # try under attempts/): their rows are the ones re-read.
         doc = rundir.read_status(r.run_dir) or {}
         attempt = doc.get("attempt") if isinstance(doc.get("attempt"), int) else r.attempts
-        attempts[rid] = attempt
-        items.append((rid, r.run_dir, rules, r.status == "succeeded", attempt))
+        first = attempt - rundir.requeues_before(r.run_dir, attempt) if attempt else attempt
+        attempts[rid] = first
+        items.append((rid, r.run_dir, rules, r.status == "succeeded", attempt, first))
     rows, metas, problems = _read_finished(items)
     out.problems.extend(problems)
     # One transaction, or (should the state refuse a run's results) one per good group and

@@ -71,6 +71,8 @@ class RunDetail:
     events: list[dict[str, Any]]
     metrics_attempt: int | None
     metrics: list[tuple[str, float, int]]
+    #: Its attempts as recorded (the attempts table), earliest first.
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 #: Schema version this hpcx writes. A file with a newer one is refused; an older one is migrated.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Every status a run can have (the runs table's CHECK constraint).
 RUN_STATUSES = (
@@ -31,6 +31,18 @@ ENDED_STATUSES = ("succeeded", "failed", "cancelled", "timeout")
 FINAL_STATUSES = (*ENDED_STATUSES, "lost")
 #: Statuses of a run that ended without a result and may be run again.
 RETRYABLE_STATUSES = frozenset({"failed", "cancelled", "lost", "timeout"})
+#: Columns of an attempt row (the ``attempts`` table, run_id and serial aside), in order.
+ATTEMPT_FIELDS = (
+    "attempt",
+    "state",
+    "reason",
+    "requeue_reason",
+    "job_id",
+    "host",
+    "started_at",
+    "ended_at",
+    "exit_code",
+)
 #: Every state of a submission: ``intent`` is recorded before the scheduler is called, and
 #: ``ambiguous`` when its answer was unclear; a refresh reconciles both.
 SUBMISSION_STATES = ("intent", "submitted", "failed", "ambiguous")
@@ -146,6 +158,26 @@ MIGRATIONS: dict[int, list[str]] = {
         ) b
         WHERE metrics.run_id = b.run_id AND metrics.serial = b.serial""",
     ],
+    # v3: every attempt of a run, as its run folder recorded it: when and where it ran, how
+    # it ended and why. An attempt that ended ``requeued`` (a checkpoint at the time limit, a
+    # preemption) is followed by the next one of the same run; ``requeue_reason`` says which.
+    # Runs harvested before v3 get their attempts when their folders are read again.
+    3: [
+        """CREATE TABLE attempts (
+            run_id VARCHAR NOT NULL,
+            attempt INTEGER NOT NULL,
+            state VARCHAR,
+            reason VARCHAR,
+            requeue_reason VARCHAR,
+            job_id VARCHAR,
+            host VARCHAR,
+            started_at TIMESTAMP,
+            ended_at TIMESTAMP,
+            exit_code INTEGER,
+            serial BIGINT NOT NULL,
+            PRIMARY KEY (run_id, attempt)
+        )""",
+    ],
 }
 
 #: The table that says which migrations a file has had (created before any of them).
@@ -156,10 +188,20 @@ SCHEMA_VERSION_TABLE = (
 
 #: Every table a state file has (``hpcx state check`` reads each in full).
 TABLES = frozenset(
-    {"schema_version", "meta", "runs", "run_events", "submissions", "metrics", "run_meta", "probes"}
+    {
+        "schema_version",
+        "meta",
+        "runs",
+        "run_events",
+        "submissions",
+        "metrics",
+        "run_meta",
+        "probes",
+        "attempts",
+    }
 )
 #: Tables whose rows carry the serial of the transaction that wrote them.
-SERIAL_TABLES = ("run_events", "metrics", "run_meta", "submissions", "probes")
+SERIAL_TABLES = ("run_events", "metrics", "run_meta", "submissions", "probes", "attempts")
 
 #: Run columns that :meth:`Transaction.set_status` may set besides ``status``.
 SETTABLE_RUN_FIELDS = frozenset(
@@ -175,5 +217,6 @@ SETTABLE_RUN_FIELDS = frozenset(
         "host",
         "numa_node",
         "gpus",
+        "attempts",
     }
 )

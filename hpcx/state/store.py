@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 from hpcx.state.files import foreign_file, is_uncreated
 from hpcx.state.schema import (
+    ATTEMPT_FIELDS,
     ENDED_STATUSES,
     IN_FLIGHT_STATUSES,
     MIGRATIONS,
@@ -703,19 +704,72 @@ class StateStore:
         """The run's latest attempt that reported metrics, and per metric name (sorted) its
         final value (last step, then latest time, then latest ingest) and how many values that
         attempt reported. Earlier attempts' rows are left out: they describe another try."""
+        # A chain of requeued attempts is one try: its attempts' rows count together.
+        first = self._chain_start(run_id)
         rows = self._guard_read(
             lambda: self._con.execute(
                 """SELECT name, arg_max(value, (coalesce(step, -9223372036854775807),
                                                 coalesce(time, 0), serial)),
-                          count(*), any_value(attempt)
+                          count(*), max(attempt)
                 FROM (SELECT * FROM metrics WHERE run_id = ?
-                      QUALIFY coalesce(attempt, -1) = max(coalesce(attempt, -1)) OVER ())
+                      QUALIFY coalesce(attempt, -1) = max(coalesce(attempt, -1)) OVER ()
+                           OR attempt >= ?)
                 GROUP BY name ORDER BY name""",
+                [run_id, first],
+            ).fetchall()
+        )
+        attempt = max((r[3] for r in rows if r[3] is not None), default=None)
+        return attempt, [(r[0], float(r[1]), int(r[2])) for r in rows]
+
+    def _chain_start(self, run_id: str) -> int | None:
+        """The first attempt of the run's latest chain (its latest attempt and the requeued
+        ones right before it), from the attempts recorded; None when none are."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT attempt, state FROM attempts WHERE run_id = ? ORDER BY attempt DESC",
                 [run_id],
             ).fetchall()
         )
-        attempt = rows[0][3] if rows else None
-        return attempt, [(r[0], float(r[1]), int(r[2])) for r in rows]
+        if not rows:
+            return None
+        first = rows[0][0]
+        for attempt, state in rows[1:]:
+            if attempt != first - 1 or state != "requeued":
+                break
+            first = attempt
+        return int(first)
+
+    def run_attempts(self, run_id: str) -> list[dict[str, Any]]:
+        """Every attempt recorded for the run, earliest first (the attempts table's columns)."""
+
+        def read() -> list[dict[str, Any]]:
+            cur = self._con.execute(
+                f"SELECT {', '.join(ATTEMPT_FIELDS)} FROM attempts WHERE run_id = ? "
+                "ORDER BY attempt",
+                [run_id],
+            )
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+        out: list[dict[str, Any]] = self._guard_read(read)
+        return out
+
+    def requeue_counts(self, experiments: Sequence[str] = ()) -> dict[str, tuple[int, int, int]]:
+        """Per experiment: (runs requeued at least once, requeues in all, runs in flight whose
+        latest attempt ended requeued: waiting for their next attempt)."""
+        sql = (
+            "SELECT r.experiment, count(DISTINCT a.run_id), count(*), "
+            "count(DISTINCT a.run_id) FILTER (WHERE a.attempt = r.attempts "
+            f"AND r.status IN ({_IN_FLIGHT_SQL})) "
+            "FROM attempts a JOIN runs r USING (run_id) WHERE a.state = 'requeued' "
+        )
+        params: list[Any] = []
+        if experiments:
+            sql += "AND r.experiment IN (SELECT unnest(?::VARCHAR[])) "
+            params.append(list(experiments))
+        sql += "GROUP BY r.experiment ORDER BY r.experiment"
+        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
     def finished_runs(
         self, experiments: Sequence[str] = (), run_ids: Sequence[str] = ()
@@ -859,7 +913,9 @@ class StateStore:
         spec = json.loads(record.pop("spec") or "{}")
         record.pop("identity", None)
         meta = {k: json.loads(v) if isinstance(v, str) else v for k, v in meta_rows}
-        return RunDetail(record, spec, meta, events, metrics_attempt, metrics)
+        return RunDetail(
+            record, spec, meta, events, metrics_attempt, metrics, self.run_attempts(run_id)
+        )
 
     def harvest_targets(self, run_ids: Iterable[str]) -> dict[str, HarvestTarget]:
         """For each of these runs the state holds: its status, the ``results`` rules it was
@@ -1205,6 +1261,7 @@ class Transaction:
             "ended_at": "TIMESTAMP",
             "exit_code": "INTEGER",
             "numa_node": "INTEGER",
+            "attempts": "INTEGER",
         }
         cols: list[tuple[str, str]] = [("run_id", "VARCHAR"), ("status", "VARCHAR")]
         cols += [(f, types.get(f, "VARCHAR")) for f in fields]
@@ -1260,7 +1317,8 @@ class Transaction:
         self, run_attempts: Mapping[str, int | None], meta_keys: Sequence[str] = ()
     ) -> int:
         """Drop what a harvest read from these runs' folders before they are read again: the
-        metric rows of each run's given (current) attempt and rows without an attempt, and
+        metric rows of each run's given attempt (the first of its current chain of requeued
+        attempts) and later ones, and rows without an attempt, and
         the meta keys named or under ``units.``; returns metric rows dropped. Earlier
         attempts' rows stay (their folders are not read again), and what apply recorded
         (provenance, attempt, placement) is left alone."""
@@ -1269,7 +1327,7 @@ class Transaction:
         row = self._con.execute(
             "DELETE FROM metrics USING (SELECT unnest(?::VARCHAR[]) AS rid, "
             "unnest(?::BIGINT[]) AS att) c WHERE metrics.run_id = c.rid "
-            "AND (metrics.attempt IS NULL OR c.att IS NULL OR metrics.attempt = c.att) "
+            "AND (metrics.attempt IS NULL OR c.att IS NULL OR metrics.attempt >= c.att) "
             "RETURNING 1",
             [ids, attempts],
         ).fetchall()
@@ -1279,6 +1337,39 @@ class Transaction:
             [ids, list(meta_keys)],
         )
         return len(row)
+
+    def record_attempts(self, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Record attempts of runs (each mapping: ``run_id`` and the fields of
+        :data:`ATTEMPT_FIELDS`; missing ones are NULL), replacing what was recorded for the
+        same run and attempt: a harvest writes an attempt again as it learns how it ended."""
+        if not rows:
+            return 0
+        types = {"attempt": "INTEGER", "started_at": "TIMESTAMP", "ended_at": "TIMESTAMP",
+                 "exit_code": "INTEGER"}  # fmt: skip
+        cols = [("run_id", "VARCHAR")] + [(f, types.get(f, "VARCHAR")) for f in ATTEMPT_FIELDS]
+        cols.append(("serial", "BIGINT"))
+        data = [
+            (r["run_id"], *(r.get(f) for f in ATTEMPT_FIELDS), self.serial)
+            for r in rows
+            if isinstance(r.get("attempt"), int)
+        ]
+        self._con.execute(
+            "CREATE OR REPLACE TEMP TABLE _hpcx_att ("
+            + ", ".join(f'"{n}" {t}' for n, t in cols)
+            + ")"
+        )
+        _bulk_insert(self._con, "_hpcx_att", cols, data, self._tmp_dir())
+        self._con.execute(
+            "DELETE FROM attempts USING _hpcx_att a "
+            "WHERE attempts.run_id = a.run_id AND attempts.attempt = a.attempt"
+        )
+        names = ", ".join(n for n, _ in cols)
+        self._con.execute(
+            f"INSERT INTO attempts ({names}) SELECT {names} FROM _hpcx_att "
+            "QUALIFY row_number() OVER (PARTITION BY run_id, attempt ORDER BY rowid DESC) = 1"
+        )
+        self._con.execute("DROP TABLE _hpcx_att")
+        return len(data)
 
     def set_run_meta(self, run_id: str, values: Mapping[str, Any]) -> None:
         """Set key/value metadata of a run (hostname, git commit, package versions...)."""

@@ -75,7 +75,8 @@ def test_a_v1_state_is_refused_read_only_until_upgraded(
 ) -> None:
     path = tmp_path / "state.duckdb"
     _v1_state(path, monkeypatch)
-    with pytest.raises(state_mod.StateError, match="schema v1; this hpcx needs v2") as ei:
+    needs = f"schema v1; this hpcx needs v{state_mod.SCHEMA_VERSION}"
+    with pytest.raises(state_mod.StateError, match=needs) as ei:
         StateStore.open(path, read_only=True)
     assert "hpcx state upgrade" in (ei.value.hint or "")
     with StateStore.open(path):

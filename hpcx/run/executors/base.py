@@ -110,6 +110,8 @@ class ObservedStatus:
     duration_s: float | None = None
     #: What other processes took of the run's cores while it ran (hpcx.run.contention).
     contention: dict[str, Any] | None = None
+    #: Why the attempt ended ``requeued``: ``time-limit`` or ``preemption``.
+    requeue_reason: str | None = None
 
     @property
     def final(self) -> bool:
@@ -295,6 +297,7 @@ def observe_run_dir(
         placement=doc.get("placement"),
         duration_s=doc.get("duration_s"),
         contention=doc.get("contention") if isinstance(doc.get("contention"), dict) else None,
+        requeue_reason=doc.get("requeue_reason"),
     )
 
 
