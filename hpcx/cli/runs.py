@@ -62,6 +62,10 @@ def status_command(
                 "experiments": by_exp,
                 "runs": [r._asdict() for r in rows],
                 "contended": contended,
+                "requeued": {
+                    exp: {"runs": n, "requeues": total, "waiting": waiting}
+                    for exp, (n, total, waiting) in found.requeued.items()
+                },
             }
         )
         return
@@ -72,6 +76,11 @@ def status_command(
     for exp, sts in by_exp.items():
         total = sum(sts.values())
         parts = ", ".join(f"{n} {s}" for s, n in sorted(sts.items()))
+        if exp in found.requeued:
+            n, requeues, waiting = found.requeued[exp]
+            parts += f"; {n} requeued ({requeues} requeue(s)" + (
+                f", {waiting} waiting for the next attempt)" if waiting else ")"
+            )
         typer.echo(f"{exp:<{width}}  {total:>6} run(s): {parts}")
     for r in rows:
         reason = f"  ({r.end_reason})" if r.end_reason else ""
@@ -173,6 +182,11 @@ def logs_command(
     sys.stdout.write(text)
 
 
+def _plain(value: Any) -> Any:
+    """A state value as JSON has it: times (and anything else not plain) as text."""
+    return str(value) if value is not None and not isinstance(value, int | float | str) else value
+
+
 @runs_app.command("show")
 def show_command(
     run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
@@ -195,6 +209,7 @@ def show_command(
         "spec": spec,
         "metrics": {m[0]: {"last": m[1], "count": m[2]} for m in detail.metrics},
         "metrics_attempt": metrics_attempt,
+        "attempts": [{k: _plain(v) for k, v in a.items()} for a in detail.attempts],
         "meta": detail.meta,
         "history": [{**e, "at": str(e["at"])} for e in detail.events],
     }
@@ -217,6 +232,14 @@ def show_command(
         out.append(f"  command:   {json.dumps(spec['command'])}")
     out.append("  params:    " + json.dumps(spec.get("params"), sort_keys=True))
     out.append("  placement: " + json.dumps(spec.get("placement"), sort_keys=True))
+    if len(doc["attempts"]) > 1 or any(a["state"] == "requeued" for a in doc["attempts"]):
+        out.append("  attempt history:")
+        for a in doc["attempts"]:
+            when = f"{a['started_at'] or '-'} -> {a['ended_at'] or '-'}"
+            out.append(
+                f"    {a['attempt']:>3}  {a['state'] or '?':<10} job {a['job_id'] or '-'} on "
+                f"{a['host'] or '-'}  {when}" + (f"  ({a['reason']})" if a["reason"] else "")
+            )
     from hpcx.run import contention
     seen = contention.describe(contention.from_meta(doc["meta"]))
     if seen:

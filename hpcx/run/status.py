@@ -3,7 +3,8 @@ apply or refresh.
 
 In: a state file, and optionally experiments and statuses to keep. Out: a :class:`RunStatus`
 (counts per experiment and status, the runs themselves when asked, the runs measured under
-contention). A selector that matches nothing is an error that names it, not "no runs match".
+contention, the requeued runs: checkpointed at their time limit or preempted, and resumed).
+A selector that matches nothing is an error that names it, not "no runs match".
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class RunStatus:
     by_experiment: dict[str, dict[str, int]] = field(default_factory=dict)
     runs: list[RunSummary] = field(default_factory=list)
     contended: list[dict[str, Any]] = field(default_factory=list)
+    #: experiment -> (runs requeued at least once, requeues in all, runs waiting for their
+    #: next attempt), for the experiments shown that have any.
+    requeued: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
 
 def run_status(
@@ -68,4 +72,9 @@ def run_status(
         if list_runs:
             out.runs = store.run_summaries(experiments, statuses)
         out.contended = store.contended_runs(experiments)
+        out.requeued = {
+            exp: counts
+            for exp, counts in store.requeue_counts(experiments).items()
+            if exp in out.by_experiment
+        }
     return out

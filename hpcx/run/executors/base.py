@@ -110,8 +110,11 @@ class ObservedStatus:
     duration_s: float | None = None
     #: What other processes took of the run's cores while it ran (hpcx.run.contention).
     contention: dict[str, Any] | None = None
-    #: Why the attempt ended ``requeued``: ``time-limit`` or ``preemption``.
+    #: Why the attempt ended ``requeued``: ``time-limit`` or ``preemption``; and who starts
+    #: the next one: ``slurm`` (the job was requeued), ``local`` (the queue) or ``resubmit``
+    #: (the next refresh submits it: the scheduler would not requeue the job).
     requeue_reason: str | None = None
+    requeue_by: str | None = None
 
     @property
     def final(self) -> bool:
@@ -298,6 +301,7 @@ def observe_run_dir(
         duration_s=doc.get("duration_s"),
         contention=doc.get("contention") if isinstance(doc.get("contention"), dict) else None,
         requeue_reason=doc.get("requeue_reason"),
+        requeue_by=doc.get("requeue_by"),
     )
 
 

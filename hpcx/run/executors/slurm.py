@@ -63,7 +63,9 @@ _SQUEUE_FINAL = {
     "COMPLETED": "lost",  # ended cleanly but wrote no status: the wrapper never ran it
     "CANCELLED": "cancelled",
     "TIMEOUT": "timeout",
-    "PREEMPTED": "cancelled",
+    # Preempted and not requeued (PreemptMode=CANCEL, or a job held from requeueing): the
+    # run did not end by anyone's choice; lost, the next apply runs it again.
+    "PREEMPTED": "lost",
     "DEADLINE": "timeout",
     "FAILED": "failed",
     "NODE_FAIL": "failed",
@@ -110,7 +112,9 @@ def render_sbatch(
     if array is not None:
         directives.append(("array", check_value("array", array)))
     directives += list(options)
-    directives.append(("no-requeue", None))
+    # Requeues are safe: a requeued job's wrapper continues its run with the next attempt
+    # (hpcx.run.job.follow_requeue), so a preemption costs an attempt, never the run.
+    directives.append(("requeue", None))
     for name, value in directives:
         check_value("sbatch option", name)
         if value is None:
@@ -138,6 +142,19 @@ def render_sbatch(
             cmd += ["--attempt", str(int(attempt))]
     lines.append("exec " + " ".join(shlex.quote(check_path("python", c)) for c in cmd))
     return "\n".join(lines) + "\n"
+
+
+def checkpoint_options(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
+    """``--signal=B:SIG@before`` for a run with ``spec.checkpoint``: the time limit's warning
+    reaches the batch shell, which is the job wrapper (the script ``exec``s it), and the
+    wrapper passes it on to the program's process group. Nothing for other runs."""
+    from hpcx.run.job import checkpoint_settings
+
+    ck = checkpoint_settings(dict(spec))
+    if ck is None:
+        return []
+    sig = str(ck["signal"]).upper().removeprefix("SIG")
+    return [("signal", check_value("checkpoint signal", f"B:{sig}@{int(ck['before'])}"))]
 
 
 def array_spec(n: int, throttle: int | None) -> str:
@@ -257,7 +274,11 @@ class SlurmExecutor(Executor):
         groups: dict[tuple[tuple[str, str | None], ...], list[RunDir]] = {}
         for rd in run_dirs:
             spec = read_json(rd.spec_path)
-            opts = tuple(resource_options(spec.get("resources") or {}) + self.extra)
+            opts = tuple(
+                resource_options(spec.get("resources") or {})
+                + self.extra
+                + checkpoint_options(spec)
+            )
             groups.setdefault(opts, []).append(rd)
         size = max(1, self.limits().max_array_size)
         chunks: list[_Chunk] = []
@@ -627,6 +648,8 @@ def _merge(
         f = replace(f, state="pending", source="run_dir")
     elif f.final:
         return f
+    if f.state == rundir.REQUEUED and f.requeue_by == "resubmit":
+        return f  # the next attempt is hpcx's to submit, whatever became of the job
     if job_id is not None and job_id in queue:
         state, reason = queue[job_id]
         if state == "PENDING":
