@@ -1,7 +1,7 @@
 """`hpcx apply` and `hpcx refresh`: runs out to the executors, results back into the state.
 
 Thin: parse, call the library (:func:`hpcx.run.apply.apply_session`,
-:func:`hpcx.run.harvest.refresh_session`), render, pick the exit code. Heavy imports happen
+:func:`hpcx.run.refresh.refresh_session`), render, pick the exit code. Heavy imports happen
 inside the commands.
 """
 
@@ -198,7 +198,7 @@ def refresh_command(
     as_json: bool = typer.Option(False, "--json", help="Print what changed as JSON."),
 ) -> None:
     """Sync with the schedulers and harvest finished runs' status and metrics into the state."""
-    from hpcx.run.harvest import refresh_session
+    from hpcx.run.refresh import refresh_session
 
     root, state_path, runs = project_paths(state, runs_root)
     done = refresh_session(

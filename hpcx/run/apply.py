@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from hpcx.manifest.spec import DesiredState, RunSpec
     from hpcx.plan.planner import Plan, RunChange
     from hpcx.run.executors.base import ObservedStatus, Submission
+    from hpcx.run.harvest import HarvestResult
     from hpcx.state.writer import Writer
     from hpcx.util.selection import Unmatched
 
@@ -50,6 +51,7 @@ __all__ = [
     "check_local_placements",
     "check_runs_root_owner",
     "resolve_runs_root",
+    "resubmit_requeued",
 ]
 
 #: Plan actions that send a run to an executor.
@@ -460,6 +462,38 @@ def apply_changes(
     return outcome
 
 
+def resubmit_requeued(
+    writer: Writer, harvested: HarvestResult, runs_root: Path | None
+) -> list[str]:
+    """Submit the next attempt of runs that ended an attempt ``requeued`` whose scheduler
+    would not requeue the job itself (``scontrol requeue`` refused: a job without
+    ``--requeue``, a cluster with JobRequeue=0; a preemption that cancelled the job). Each goes
+    out as a retry of the spec it was applied with, into the same run folder, so it resumes
+    from its checkpoint folder; its requeues still count against ``max_requeues``. Returns the
+    run ids submitted."""
+    from hpcx.plan.planner import Action, RunChange
+
+    wanted = [
+        obs.run_id
+        for obs in harvested.observed.values()
+        if obs.state == "requeued" and obs.requeue_by == "resubmit" and obs.run_dir
+    ]
+    if not wanted:
+        return []
+    with writer.open() as store:
+        stored = {rid: store.stored_run(rid) for rid in wanted}
+    changes = [
+        RunChange(Action.RETRY, "requeued", s.spec, s.run_id, s.experiment, s.status)
+        for s in stored.values()
+    ]
+    root = runs_root
+    if root is None:
+        # The run folders say where they live: <runs root>/<experiment>/<run id>.
+        root = Path(harvested.observed[wanted[0]].run_dir or ".").parent.parent
+    outcome = apply_changes(changes, writer=writer, runs_root=root, wait=False)
+    return list(outcome.submitted)
+
+
 def apply_plan(
     plan: Plan,
     *,
@@ -695,7 +729,8 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             desired = hooks.load(manifest_paths, request.overrides, root)
             check_plan(desired.runs, request.cluster, manifest_paths, root)
             if state_path.exists():
-                refresh(writer, runs_root=runs)  # creates the schema in an uncreated file
+                # Creates the schema in an uncreated file.
+                resubmit_requeued(writer, refresh(writer, runs_root=runs), runs)
             if state_path.exists() and not is_uncreated(state_path):
                 with StateStore.open(state_path, read_only=True) as store:
                     snapshot = store.snapshot()

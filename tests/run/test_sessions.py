@@ -12,7 +12,7 @@ import pytest
 
 from hpcx.errors import HpcxError, PlanError, StateError
 from hpcx.run.apply import ApplyHooks, ApplyRequest, PlanReview, Selection, apply_session
-from hpcx.run.harvest import refresh_session
+from hpcx.run.refresh import refresh_session
 from hpcx.state.backup import list_backups
 from hpcx.state.lock import lock_path
 from hpcx.state.store import StateStore

@@ -663,7 +663,17 @@ class LocalExecutor(Executor):
             ended = sub.key in self._ended
             for rid in sub.run_ids:
                 obs = seen[rid]
-                if obs.state == "pending" and ended:
+                if obs.state == rundir.REQUEUED and (ended or not runner_alive):
+                    # Only the queue starts a local run's next attempt: with it gone, none
+                    # will start. Lost: the next apply runs it again, and it resumes from its
+                    # checkpoint folder (kept across attempts).
+                    obs = _replace(
+                        obs,
+                        state="lost",
+                        reason=f"{obs.reason}; but the local queue ended before starting the "
+                        "next attempt",
+                    )
+                elif obs.state == "pending" and ended:
                     obs = _replace(
                         obs,
                         state="lost",
