@@ -54,6 +54,7 @@ def validate(
             if state is None
             else [{"name": e.name, "path": e.path, "runs": e.run_count} for e in state.experiments],
             "runs": 0 if state is None else len(state.runs),
+            "warnings": [] if state is None else list(state.warnings),
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
         raise typer.Exit(EXIT_ERROR if problems else EXIT_OK)
@@ -68,6 +69,8 @@ def validate(
         )
         raise typer.Exit(EXIT_ERROR)
     assert state is not None
+    for w in state.warnings:
+        typer.echo(w, err=True)
     if not quiet:
         for e in state.experiments:
             typer.echo(

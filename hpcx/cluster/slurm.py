@@ -172,10 +172,28 @@ def resource_options(resources: Mapping[str, Any]) -> list[tuple[str, str | None
         out.append(("partition", check_value("resources.partition", resources["partition"])))
     if resources.get("nodes") is not None:
         out.append(("nodes", str(_positive_int("resources.nodes", resources["nodes"]))))
+    tasks = resources.get("tasks_per_node")
+    if tasks is not None:
+        out.append(("ntasks-per-node", str(_positive_int("resources.tasks_per_node", tasks))))
+    kind = resources.get("gpu_type")
     gpus = resources.get("gpus")
-    if gpus:
+    per_task = resources.get("gpus_per_task")
+    if per_task is not None:
+        g = _positive_int("resources.gpus_per_task", per_task)
+        t = 1 if tasks is None else int(tasks)
+        if gpus and gpus != t * g:
+            # --gres counts per node, --gpus-per-task per task: two sums that must agree.
+            raise InvalidOptionError(
+                f"resources.gpus is {gpus} per node but tasks_per_node x gpus_per_task is "
+                f"{t} x {g} = {t * g}",
+                hint="give gpus_per_task alone (each node then holds tasks_per_node x "
+                "gpus_per_task GPUs), or make them agree",
+            )
+        out.append(
+            ("gpus-per-task", f"{check_value('resources.gpu_type', kind)}:{g}" if kind else str(g))
+        )
+    elif gpus:
         n = _positive_int("resources.gpus", gpus)
-        kind = resources.get("gpu_type")
         gres = f"gpu:{check_value('resources.gpu_type', kind)}:{n}" if kind else f"gpu:{n}"
         out.append(("gres", gres))
     if resources.get("cpus") is not None:
@@ -274,4 +292,22 @@ def option_problems(
         for i, line in enumerate(setup):
             check(("executor", "setup", i), check_line, "setup line", line)
     check(("resources",), resource_options, resources)
+    for name, field in (("ntasks-per-node", "tasks_per_node"), ("gpus-per-task", "gpus_per_task")):
+        if resources.get(field) is not None and _passes(sbatch, name):
+            out.append(
+                (
+                    ("executor", key),
+                    f"sbatch option --{name} is set from resources.{field}; pass it in one "
+                    "place only",
+                )
+            )
     return out
+
+
+def _passes(sbatch: object, name: str) -> bool:
+    """Whether pass-through sbatch options (a mapping or a list of --name=value) name ``name``."""
+    if isinstance(sbatch, Mapping):
+        return any(str(k).removeprefix("--") == name for k in sbatch)
+    if isinstance(sbatch, list | tuple):
+        return any(str(i).removeprefix("--").partition("=")[0] == name for i in sbatch)
+    return False

@@ -88,9 +88,17 @@ class Doc:
 class Problems:
     def __init__(self) -> None:
         self.items: list[Problem] = []
+        # Named warnings: what is allowed but probably not what was meant. They never stop a
+        # load; `hpcx validate` prints them.
+        self.warnings: list[Problem] = []
 
     def add(self, where: Position, jpath: JsonPath, message: str) -> None:
         self.items.append(Problem(where[0], where[1], where[2], json_path_str(jpath), message))
+
+    def warn(self, where: Position, jpath: JsonPath, message: str) -> None:
+        self.warnings.append(
+            Problem(where[0], where[1], where[2], json_path_str(jpath), f"warning: {message}")
+        )
 
     def extend(self, problems: Iterable[Problem]) -> None:
         self.items.extend(problems)

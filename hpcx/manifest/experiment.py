@@ -26,7 +26,14 @@ from hpcx.manifest.sweep import SweepPlan, get_path
 from hpcx.util.yamlload import JsonPath
 from hpcx.workloads import known_workloads
 
-__all__ = ["BUILTIN_WORKLOADS", "Experiment", "prepare"]
+__all__ = [
+    "BUILTIN_WORKLOADS",
+    "CHECKPOINT_DEFAULTS",
+    "LAUNCHER_NONE",
+    "Experiment",
+    "checkpoint_settings",
+    "prepare",
+]
 
 #: Workloads hpcx runs by name (``spec.workload``): the registry in :mod:`hpcx.workloads`.
 BUILTIN_WORKLOADS = tuple(known_workloads())
@@ -35,6 +42,11 @@ _AXIS_CHECK_LIMIT = 64
 _SETTINGS_ROOTS = ("resources", "env", "cwd", "executor", "retries")
 _SLURM_ONLY = ("sbatch_args", "array_throttle", "setup")
 _LOCAL_ONLY = ("max_parallel",)
+#: ``spec.checkpoint`` with its defaults: the signal the program gets, how many seconds
+#: before the time limit, how many requeues a run may have.
+CHECKPOINT_DEFAULTS: dict[str, Any] = {"signal": "USR1", "before": 120, "max_requeues": 5}
+#: ``spec.launcher`` when the manifest names none: the program starts once.
+LAUNCHER_NONE = "none"
 
 
 @dataclass(slots=True)
@@ -87,6 +99,8 @@ def prepare(
     extras = _identity_extras(spec, doc, problems)
     code_hash = _code_hash(spec, root, code_cache, doc, problems)
     _check_result_sources(spec, doc, problems)
+    _check_checkpoint(spec, doc, problems)
+    _check_launch(spec, executor, doc, problems)
     if len(problems.items) > start:
         return None
     if workload is not None:
@@ -246,6 +260,93 @@ def _check_result_sources(spec: dict[str, Any], doc: Doc, problems: Problems) ->
         problems.add(pos(doc, jp_src), jp_src, message)
 
 
+def checkpoint_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """``spec.checkpoint`` with its defaults filled in, or None when the manifest has none."""
+    raw = spec.get("checkpoint")
+    if raw is None:
+        return None
+    return {**CHECKPOINT_DEFAULTS, **raw}
+
+
+def _check_checkpoint(spec: dict[str, Any], doc: Doc, problems: Problems) -> None:
+    """``checkpoint.before`` must leave the program time to run before its signal; without a
+    time limit it has no effect (preemption still sends the signal), which is worth a word."""
+    ckpt = checkpoint_settings(spec)
+    if ckpt is None:
+        return
+    from hpcx.cluster.units import time_limit_seconds
+
+    raw_time = (spec.get("resources") or {}).get("time")
+    try:
+        limit = time_limit_seconds(raw_time)
+    except ValueError:
+        return  # the time itself is reported by the SLURM option checks or the schema
+    before = ckpt["before"]
+    jp: JsonPath = ("spec", "checkpoint")
+    if "before" in spec["checkpoint"]:
+        jp = (*jp, "before")
+    if limit is None:
+        problems.warn(
+            pos(doc, jp),
+            jp,
+            f"checkpoint.before ({before} s) has no effect without resources.time: the "
+            "program gets the signal only on preemption; set resources.time for a warning "
+            "before the time limit",
+        )
+        return
+    if before >= limit:
+        problems.add(
+            pos(doc, jp),
+            jp,
+            f"checkpoint.before is {before} s, not less than the time limit "
+            f"(resources.time {raw_time!r} = {limit:g} s): the signal would come before the "
+            "program starts; lower checkpoint.before or raise resources.time",
+        )
+
+
+def _check_launch(
+    spec: dict[str, Any], executor: dict[str, Any], doc: Doc, problems: Problems
+) -> None:
+    """What ``spec.launcher`` and ``resources.tasks_per_node/gpus_per_task/nodes`` allow
+    together: several tasks need a launcher to start them; the local executor is one
+    machine; several nodes with one process is allowed on SLURM, with a warning."""
+    launcher = spec.get("launcher") or LAUNCHER_NONE
+    resources: dict[str, Any] = spec.get("resources") or {}
+    kind = executor.get(EXECUTOR_KIND_KEY, "local")
+    jp: JsonPath
+    if launcher == LAUNCHER_NONE:
+        for field in ("tasks_per_node", "gpus_per_task"):
+            value = resources.get(field)
+            if value is None or (field == "tasks_per_node" and value == 1):
+                continue
+            jp = ("spec", "resources", field)
+            problems.add(
+                pos(doc, jp),
+                jp,
+                f"resources.{field} is {value} but the program starts once: set spec.launcher "
+                "to srun or torchrun",
+            )
+    nodes = resources.get("nodes")
+    if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes <= 1:
+        return
+    jp = ("spec", "resources", "nodes")
+    if kind == "local" and launcher != LAUNCHER_NONE:
+        problems.add(
+            pos(doc, jp),
+            jp,
+            f"resources.nodes is {nodes} but the local executor is one machine: set nodes "
+            "to 1 (tasks_per_node ranks start here) or use executor type slurm",
+        )
+    elif kind == "slurm" and launcher == LAUNCHER_NONE:
+        problems.warn(
+            pos(doc, jp),
+            jp,
+            f"resources.nodes is {nodes} with spec.launcher none: the program starts once, "
+            "on the first node, and must start its own tasks on the others; set "
+            "spec.launcher to srun or torchrun to have hpcx start them",
+        )
+
+
 def _experiment(
     label: str,
     doc: Doc,
@@ -280,6 +381,13 @@ def _experiment(
         # change) but a setting: a changed rule is an `update`. Only when present, so the
         # digest of every run without results stays what it was.
         settings["results"] = spec["results"]
+    checkpoint = checkpoint_settings(spec)
+    launcher = spec.get("launcher") or LAUNCHER_NONE
+    # Settings too, and only when asked for, for the same reason as results above.
+    if checkpoint is not None:
+        settings["checkpoint"] = checkpoint
+    if launcher != LAUNCHER_NONE:
+        settings["launcher"] = launcher
     swept = [dotted_path(p) for paths, _, _ in sweep.axes for p in paths]
     for assignments in plan.includes:
         swept.extend(dotted_path(p) for p, _ in assignments if dotted_path(p) not in swept)
@@ -292,6 +400,10 @@ def _experiment(
         extra["reports"] = spec["reports"]
     if spec.get("trackers"):
         extra["trackers"] = spec["trackers"]
+    if checkpoint is not None:
+        extra["checkpoint"] = checkpoint
+    if launcher != LAUNCHER_NONE:
+        extra["launcher"] = launcher
     return Experiment(
         name=meta["name"],
         label=label,

@@ -149,6 +149,7 @@ def _load(
         experiments=infos,
         digests=dict(sorted(composer.digests.items())),
         overrides=tuple(overrides),
+        warnings=tuple(str(w) for w in sorted(set(problems.warnings), key=Problem.sort_key)),
     )
     return state, []
 

@@ -84,3 +84,6 @@ class DesiredState:
     # record them.
     digests: dict[str, str]
     overrides: tuple[str, ...] = ()
+    # Named warnings (``file:line:col: $.path: warning: ...``): allowed, but probably not
+    # what was meant (a checkpoint without a time limit, several nodes and one process).
+    warnings: tuple[str, ...] = ()

@@ -83,15 +83,24 @@ class Need:
         fp8: str | None = None
         for r in runs:
             res = r.resources or {}
+            # A node holds tasks_per_node tasks, each with gpus_per_task GPUs and cpus CPUs
+            # (SLURM's --cpus-per-task), so those are the per-node sums a partition must hold.
+            tpn = res.get("tasks_per_node")
+            tasks = tpn if isinstance(tpn, int) and not isinstance(tpn, bool) and tpn > 0 else 1
             g = res.get("gpus")
             if isinstance(g, int) and not isinstance(g, bool):
                 gpus = max(gpus, g)
+            gt = res.get("gpus_per_task")
+            if isinstance(gt, int) and not isinstance(gt, bool):
+                gpus = max(gpus, tasks * gt)
             n = res.get("nodes")
             if isinstance(n, int) and not isinstance(n, bool):
                 nodes = max(nodes, n)
             c = res.get("cpus")
             if isinstance(c, int) and not isinstance(c, bool):
-                cpus = c if cpus is None else max(cpus, c)
+                cpus = c * tasks if cpus is None else max(cpus, c * tasks)
+            elif tasks > 1:
+                cpus = tasks if cpus is None else max(cpus, tasks)
             m = memory_gb(res.get("memory"))
             if m is not None:
                 mem = m if mem is None else max(mem, m)
