@@ -29,8 +29,8 @@ def warnings(write, extra: str) -> list[str]:
 def test_checkpoint_defaults_fill_in_and_land_in_extra(write) -> None:
     run = one(write, "  resources: {time: 60}\n  checkpoint: {before: 30}\n")
     assert run.extra["checkpoint"] == {"signal": "USR1", "before": 30, "max_requeues": 5}
-    run = one(write, "  checkpoint: {signal: TERM, max_requeues: 0}\n", "f.yaml")
-    assert run.extra["checkpoint"] == {"signal": "TERM", "before": 120, "max_requeues": 0}
+    run = one(write, "  checkpoint: {signal: USR2, max_requeues: 0}\n", "f.yaml")
+    assert run.extra["checkpoint"] == {"signal": "USR2", "before": 120, "max_requeues": 0}
 
 
 def test_checkpoint_and_launcher_are_settings_not_identity(write) -> None:
