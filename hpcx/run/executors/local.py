@@ -51,6 +51,8 @@ from hpcx.util.proc import hostname, pid_alive, utcnow
 QUEUE_FILE = "queue.json"
 SUBMISSION_FILE = "submission.json"
 RUNNER_LOG = "runner.log"
+#: Seconds the queue gives a wrapper past the kill grace to record a run it had to kill.
+WRAPPER_MARGIN = 2.0
 
 
 def visible_gpus() -> list[str]:
@@ -523,7 +525,9 @@ class LocalQueue:
         if task.proc is not None:
             with contextlib.suppress(OSError):
                 os.killpg(task.proc.pid, signal.SIGTERM)
-        task.kill_at = time.monotonic() + self.kill_grace
+        # The wrapper kills an ignoring program itself after the same grace, then records how
+        # the run ended; this queue's SIGKILL comes a moment later, for a wrapper that hangs.
+        task.kill_at = time.monotonic() + self.kill_grace + WRAPPER_MARGIN
 
     def _kill(self, task: _Task) -> None:
         if task.proc is not None:
@@ -547,7 +551,7 @@ class LocalQueue:
             for task in self.running.values():
                 if task.stop_reason is None:
                     self._signal_stop(task, reason)
-            deadline = time.monotonic() + self.kill_grace
+            deadline = time.monotonic() + self.kill_grace + WRAPPER_MARGIN
             while self.running and time.monotonic() < deadline:
                 self._wait_some()
             for task in list(self.running.values()):

@@ -4,6 +4,8 @@ metric ``step_done`` (value = the step), and on the checkpoint signal (or SIGTER
 next step into ``$HPCX_CHECKPOINT_DIR/counter.json`` and exits 0. It resumes from that file.
 
 ``--ignore``: it ignores the checkpoint signal (and SIGTERM), so only a SIGKILL stops it.
+``--save-delay S``: on the signal it first writes ``signalled`` into the checkpoint folder, then
+takes S seconds before it saves (a slow checkpoint, for tests that act meanwhile).
 Every step is also appended to ``steps.log`` in the checkpoint folder with the attempt, so a
 test can tell that each step ran exactly once across the attempts.
 """
@@ -30,6 +32,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--step-s", type=float, default=0.2)
     ap.add_argument("--ignore", action="store_true")
+    ap.add_argument("--save-delay", type=float, default=0.0)
     args = ap.parse_args()
     folder = os.environ.get("HPCX_CHECKPOINT_DIR") or "checkpoint"
     os.makedirs(folder, exist_ok=True)
@@ -48,6 +51,10 @@ def main() -> int:
     print(f"attempt {attempt} starts at step {start}", flush=True)
     for step in range(start, args.steps):
         if stop:
+            if args.save_delay:
+                with open(os.path.join(folder, "signalled"), "w") as f:
+                    f.write(f"{attempt}\n")
+                time.sleep(args.save_delay)
             tmp = state_path + ".tmp"
             with open(tmp, "w") as f:
                 json.dump({"next": step}, f)
