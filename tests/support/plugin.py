@@ -47,7 +47,8 @@ def require_slurm() -> None:
 
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    """One cluster for the session (partitions ``debug``, the default, and ``other``)."""
+    """One cluster for the session (partitions ``debug``, the default, ``other``, and
+    ``low``/``high`` for preemption: a ``high`` job requeues lower tiers' jobs in its way)."""
     require_slurm()
     cluster = start_cluster(SlurmCluster(tmp_path_factory.mktemp("slurm")))
     try:
