@@ -165,13 +165,14 @@ def command(
     out_env["MASTER_PORT"] = str(port)
     srun = ["srun", "--kill-on-bad-exit=1", f"--nodes={nodes}"]
     if launcher == "srun":
-        srun += [f"--ntasks-per-node={tasks}", "--export=ALL"]
+        srun += [f"--ntasks={nodes * tasks}", f"--ntasks-per-node={tasks}", "--export=ALL"]
         if isinstance(cpus, int) and not isinstance(cpus, bool):
             # srun (22.05 and later) no longer reads the job's --cpus-per-task by itself.
             srun.append(f"--cpus-per-task={cpus}")
         return [*srun, py, "-m", "hpcx.run.launch", "rank", *shim_opts, "--", *argv], out_env
     # torchrun: one agent per node, holding every CPU of the node's tasks.
-    srun += ["--ntasks-per-node=1", "--export=ALL"]
+    # --ntasks too: srun otherwise takes the job's task count (SLURM_NTASKS) over this.
+    srun += [f"--ntasks={nodes}", "--ntasks-per-node=1", "--export=ALL"]
     if isinstance(cpus, int) and not isinstance(cpus, bool):
         srun.append(f"--cpus-per-task={cpus * tasks}")
     return [

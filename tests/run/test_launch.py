@@ -71,6 +71,7 @@ def test_srun_under_slurm_starts_one_rank_shim_per_task() -> None:
         "srun",
         "--kill-on-bad-exit=1",
         "--nodes=2",
+        "--ntasks=8",
         "--ntasks-per-node=4",
         "--export=ALL",
         "--cpus-per-task=3",
@@ -90,15 +91,16 @@ def test_srun_under_slurm_starts_one_rank_shim_per_task() -> None:
 
 def test_torchrun_under_slurm_starts_one_agent_per_node() -> None:
     argv, env = launch.command(ARGV, spec("torchrun", nodes=2, tasks_per_node=4, cpus=2), SLURM)
-    assert argv[:6] == [
+    assert argv[:7] == [
         "srun",
         "--kill-on-bad-exit=1",
         "--nodes=2",
+        "--ntasks=2",
         "--ntasks-per-node=1",
         "--export=ALL",
         "--cpus-per-task=8",  # the node's four tasks' CPUs, for its one agent
     ]
-    assert argv[6:] == [
+    assert argv[7:] == [
         sys.executable,
         "-m",
         "hpcx.run.launch",
