@@ -1,7 +1,8 @@
 """The launchers on the real one-node SLURM cluster (CPUs=2: two ranks of one CPU each): a
 2-rank gloo all-reduce through `srun` and through `torchrun`, submitted by `hpcx apply`, and a
 checkpoint signal sent to the program's process group (as the job wrapper forwards it)
-reaching every rank once."""
+reaching every rank once; and the same all-reduce across the two nodes of a second cluster
+(two slurmd on this machine, one rank each)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _env(cluster: Any) -> dict[str, str]:
     return {"SLURM_CONF": cluster.env["SLURM_CONF"]}
 
 
-def manifest(launcher: str, *args: str) -> str:
+def manifest(launcher: str, *args: str, nodes: int = 1, tasks: int = 2) -> str:
     doc = {
         "apiVersion": "hpcx/v1",
         "kind": "Experiment",
@@ -36,7 +37,13 @@ def manifest(launcher: str, *args: str) -> str:
             "command": [sys.executable, ALLREDUCE, *args],
             "launcher": launcher,
             "executor": {"type": "slurm"},
-            "resources": {"partition": "debug", "tasks_per_node": 2, "cpus": 1, "time": 3},
+            "resources": {
+                "partition": "debug",
+                "nodes": nodes,
+                "tasks_per_node": tasks,
+                "cpus": 1,
+                "time": 3,
+            },
         },
     }
     return json.dumps(doc)
@@ -100,3 +107,27 @@ def test_a_signal_to_the_program_group_reaches_every_rank_once(
     for rank in (0, 1):
         assert (flags / f"got-USR1-{rank}").read_text() == "1\n"
     assert run["status"] == "succeeded", run
+
+
+@pytest.mark.parametrize("launcher", ["srun", "torchrun"])
+def test_two_ranks_on_two_nodes(slurm_two_nodes: Any, project, launcher: str) -> None:
+    root = project({"ddp": manifest(launcher, "--every-rank", nodes=2, tasks=1)})
+    hpcx(root, "apply", "--yes", env=_env(slurm_two_nodes), check=True)
+    run = _final(root, slurm_two_nodes)
+    folder = Path(run["run_dir"])
+    stdout = (folder / "stdout.log").read_text()
+    assert run["status"] == "succeeded", (run, stdout, (folder / "stderr.log").read_text())
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("rank=") and "world=" in ln]
+    # one rank per node, each knowing its node; torchrun numbers the ranks its own way
+    assert sorted(ln.split(" node=")[1].split()[0] for ln in lines) == ["n1", "n2"]
+    assert sorted(ln.split()[0] for ln in lines) == ["rank=0", "rank=1"]
+    for ln in lines:
+        assert "local_rank=0 world=2 local_world=1" in ln
+    if launcher == "srun":
+        assert any(" node_rank=1 node=n2 " in ln for ln in lines)
+    for rank in (0, 1):
+        assert f"rank={rank}/2 allreduce_sum=3.0" in stdout
+    rows = query(
+        root, "SELECT name, value FROM metrics WHERE name NOT LIKE 'hpcx.%' ORDER BY name, value"
+    )
+    assert rows == [("allreduce_sum", 3.0), ("rank_seen", 0.0), ("rank_seen", 1.0)]
