@@ -304,3 +304,37 @@ def test_ranks_die_with_a_killed_launcher(tmp_path: Path) -> None:
         return False
 
     wait_for(lambda: all(gone(p) for p in pids), 20, "the ranks to die with their launcher")
+
+
+def test_each_rank_gets_its_own_share_of_the_nodes_gpus() -> None:
+    env = {"CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    assert launch._own_gpus(env, 1, 2) == ["2", "3"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3"
+    # SLURM already gave the task its own: left alone
+    env = {"CUDA_VISIBLE_DEVICES": "5"}
+    assert launch._own_gpus(env, 3, 1) == ["5"] and env["CUDA_VISIBLE_DEVICES"] == "5"
+    # too few to share out: left alone rather than guessed
+    env = {"CUDA_VISIBLE_DEVICES": "0,1"}
+    assert launch._own_gpus(env, 2, 1) == ["0", "1"]
+
+
+def test_binding_a_rank_next_to_no_gpu_is_refused_by_name(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RANK"))}
+    env["CUDA_VISIBLE_DEVICES"] = ""
+    proc = subprocess.run(
+        [PY, "-m", "hpcx.run.launch", "local", "--nproc", "2", "--numa-local-to-gpu", "--", "true"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "placement numa: local-to-gpu, but this rank sees no GPU" in proc.stderr
+
+
+def test_the_shims_refuse_a_command_line_without_the_program() -> None:
+    for argv in (["local", "--nproc", "2"], ["rank", "--"], ["bogus", "--", "true"]):
+        proc = subprocess.run(
+            [PY, "-m", "hpcx.run.launch", *argv], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode != 0 and "hpcx.run.launch" in proc.stderr
