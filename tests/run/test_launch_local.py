@@ -90,3 +90,13 @@ def test_only_rank_zero_writes_unless_asked(
     got = read_metrics(path, missing_ok=True)
     assert [r.name for r in got.rows] == names
     assert got.meta == ({"who": "me"} if "a" in names else {})
+
+
+def test_a_launch_that_cannot_start_fails_the_run_with_the_reason(project) -> None:
+    # SLURM_JOB_ID without the allocation's node list: the wrapper cannot know MASTER_ADDR
+    root = project({"ddp": manifest("srun")})
+    hpcx(root, "apply", "--yes", env={"SLURM_JOB_ID": "99"}, timeout=120)
+    (run,) = runs(root).values()
+    assert run["status"] == "failed", run
+    assert run["end_reason"] == "launch: SLURM_JOB_NODELIST is not set: the allocation is unknown"
+    assert not (Path(run["run_dir"]) / "stdout.log").exists()  # the program never started
