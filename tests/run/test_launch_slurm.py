@@ -87,13 +87,14 @@ def test_two_ranks_all_reduce_under_slurm(slurm_cluster: Any, project, launcher:
 
 
 @pytest.mark.parametrize("launcher", ["srun", "torchrun"])
+@pytest.mark.parametrize("sig", ["USR1", "USR2"])
 def test_a_signal_to_the_program_group_reaches_every_rank_once(
-    slurm_cluster: Any, project, launcher: str, tmp_path: Path
+    slurm_cluster: Any, project, launcher: str, sig: str, tmp_path: Path
 ) -> None:
     flags = tmp_path / "flags"
     flags.mkdir()
     os.chmod(flags, 0o777)
-    root = project({"ddp": manifest(launcher, "--wait-signal", "USR1", str(flags))})
+    root = project({"ddp": manifest(launcher, "--wait-signal", sig, str(flags))})
     hpcx(root, "apply", "--yes", env=_env(slurm_cluster), check=True)
     wait_for(
         lambda: all((flags / f"ready-{r}").exists() for r in (0, 1)), 60, "both ranks ready"
@@ -102,10 +103,10 @@ def test_a_signal_to_the_program_group_reaches_every_rank_once(
     status = json.loads((Path(run["run_dir"]) / "status.json").read_text())
     # The wrapper's child (srun) leads the program's process group: signal it as the
     # wrapper forwards a checkpoint signal.
-    os.killpg(int(status["pid"]), signal.SIGUSR1)
+    os.killpg(int(status["pid"]), getattr(signal, f"SIG{sig}"))
     run = _final(root, slurm_cluster)
     for rank in (0, 1):
-        assert (flags / f"got-USR1-{rank}").read_text() == "1\n"
+        assert (flags / f"got-{sig}-{rank}").read_text() == "1\n"
     assert run["status"] == "succeeded", run
 
 
