@@ -57,6 +57,12 @@ class PlacementFailed(HpcxError):
     the run with this reason before the program starts)."""
 
 
+class LaunchFailed(HpcxError):
+    """A run's ranks cannot be started as its launcher asks (no ``srun`` or ``scontrol`` on
+    the node, an allocation whose first node has no address): the job wrapper fails the run
+    with this reason before the program starts."""
+
+
 class ManifestError(HpcxError):
     """One or more manifests are invalid. ``problems`` holds every finding."""
 

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "ENV_VAR",
+    "EVERY_RANK_VAR",
     "LineError",
     "MetricRow",
     "MetricsFile",
@@ -93,6 +94,20 @@ _lock = threading.Lock()
 _fds: dict[tuple[int, str], int] = {}
 _warned_unset = False
 _warned_nonfinite: set[str] = set()
+
+
+#: Set to 1 in a multi-rank run for every rank to write its metrics, not rank 0 only.
+EVERY_RANK_VAR = "HPCX_METRICS_EVERY_RANK"
+
+
+def _not_rank_zero(every_rank: bool) -> bool:
+    """True in a rank other than 0 of a multi-rank run (``RANK`` set, as srun and torchrun
+    launches set it), unless every rank was asked to write: the ranks of one run would
+    otherwise each write the same metrics."""
+    if every_rank or os.environ.get(EVERY_RANK_VAR) == "1":
+        return False
+    rank = os.environ.get("RANK")
+    return rank is not None and rank.strip() not in ("", "0")
 
 
 def metrics_path() -> str | None:
@@ -176,28 +191,37 @@ def _line(name: str, value: float, step: int | None, now: float) -> str:
     return json.dumps(rec, separators=(",", ":")) + "\n"
 
 
-def log_metric(name: str, value: Number, step: int | None = None) -> None:
-    """Append one metric to the run's metrics file (a no-op, warned once, outside hpcx)."""
+def log_metric(
+    name: str, value: Number, step: int | None = None, *, every_rank: bool = False
+) -> None:
+    """Append one metric to the run's metrics file (a no-op, warned once, outside hpcx).
+
+    In a multi-rank run (``RANK`` set) only rank 0 writes, unless ``every_rank`` (or
+    ``HPCX_METRICS_EVERY_RANK=1``)."""
     checked = _check_value(name, value)
-    if checked is None:
+    if checked is None or _not_rank_zero(every_rank):
         return
     _append(_line(name, checked, step, time.time()).encode())
 
 
-def log_metrics(values: Mapping[str, Number], step: int | None = None) -> None:
-    """Append several metrics sharing one step and time, in one ``write()``."""
+def log_metrics(
+    values: Mapping[str, Number], step: int | None = None, *, every_rank: bool = False
+) -> None:
+    """Append several metrics sharing one step and time, in one ``write()`` (rank 0 only in
+    a multi-rank run, as :func:`log_metric`)."""
     now = time.time()
     parts = []
     for name, value in values.items():
         checked = _check_value(name, value)
         if checked is not None:
             parts.append(_line(name, checked, step, now))
-    if parts:
+    if parts and not _not_rank_zero(every_rank):
         _append("".join(parts).encode())
 
 
-def log_meta(meta: Mapping[str, Any]) -> None:
-    """Append a meta line: run metadata (placement, versions, ...), free-form JSON.
+def log_meta(meta: Mapping[str, Any], *, every_rank: bool = False) -> None:
+    """Append a meta line: run metadata (placement, versions, ...), free-form JSON (rank 0
+    only in a multi-rank run, as :func:`log_metric`).
 
     Values must be JSON-serialisable; NaN and infinities are refused (they are not JSON), and
     so is what the reader would refuse (see ``docs/metrics-protocol.md``): a ValueError here
@@ -212,7 +236,8 @@ def log_meta(meta: Mapping[str, Any]) -> None:
         why = f"a meta line of {len(line):,} bytes (the limit is {MAX_LINE_BYTES:,})"
     if why:
         raise ValueError(f"log_meta: {why}")
-    _append((line + "\n").encode())
+    if not _not_rank_zero(every_rank):
+        _append((line + "\n").encode())
 
 
 # --------------------------------------------------------------------------------------------

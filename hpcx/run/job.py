@@ -468,6 +468,12 @@ class Wrapper:
             state = said if said in ("timeout", "cancelled") else "cancelled"
             return {"state": state, "reason": f"{state} before the program started"}, 0
 
+        try:  # the launcher (spec.launcher) turns the program into what starts its ranks
+            from hpcx.run import launch
+
+            argv, env = launch.prepare(argv, spec, env)
+        except HpcxError as exc:
+            return {"state": "failed", "reason": f"launch: {exc}"}, 2
         cores = [int(c) for c in used.get("cpus") or []]
         cwd = spec.get("cwd") or None
         before = contention.sample(cores)

@@ -133,3 +133,16 @@ def test_bad_values_are_schema_problems(write, extra: str, where: str) -> None:
 def test_load_refuses_what_validate_refuses(write) -> None:
     with pytest.raises(ManifestError):
         load_desired([write("e.yaml", simple("e") + "  resources: {tasks_per_node: 2}\n")])
+
+
+@pytest.mark.parametrize("sig", ["TERM", "HUP", "INT"])
+def test_a_checkpoint_signal_srun_does_not_pass_on_is_refused_on_slurm(write, sig: str) -> None:
+    extra = (
+        f"  executor: {{type: slurm}}\n  launcher: torchrun\n  checkpoint: {{signal: {sig}}}\n"
+    )
+    (msg,) = problems(write, extra)
+    assert f"$.spec.checkpoint.signal: checkpoint.signal {sig} does not reach the ranks" in msg
+    assert msg.endswith("use USR1 or USR2")
+    # the local launchers pass every one on; no launcher, no srun
+    assert problems(write, f"  launcher: srun\n  checkpoint: {{signal: {sig}}}\n") == []
+    assert problems(write, f"  executor: {{type: slurm}}\n  checkpoint: {{signal: {sig}}}\n") == []

@@ -136,3 +136,17 @@ def write(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def slurm_two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A two-node cluster on this machine (``n1``, ``n2``; one CPU each; two ``slurmd -N``),
+    for jobs that span nodes."""
+    from support.slurm import TwoNodeSlurmCluster
+
+    require_slurm()
+    cluster = start_cluster(TwoNodeSlurmCluster(tmp_path_factory.mktemp("slurm2")))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -316,3 +316,94 @@ class SlurmCluster:
         if wrong:
             raise RuntimeError(f"slurmctld did not take {expect}: it says {wrong}")
         self.wait_idle()
+
+
+class TwoNodeSlurmCluster(SlurmCluster):
+    """Two nodes, ``n1`` and ``n2``, on this one machine: two ``slurmd -N`` beside one
+    slurmctld (recipe A of /work/shared/recipes/slurm-multi-node.md). Both nodes share this
+    host's network stack (NodeAddr 127.0.0.1), so a job spans "two nodes" whose ranks talk
+    over loopback; one CPU each."""
+
+    NODES = ("n1", "n2")
+
+    def __init__(self, workdir: str | os.PathLike[str] | None = None, **conf: Any) -> None:
+        super().__init__(workdir, **conf)
+        self.node_ports = {n: _free_port() for n in self.NODES}
+
+    def render_conf(self) -> str:
+        d = self.workdir
+        per_node = {
+            "SlurmdPidFile": f"{d}/slurmd-%n.pid",
+            "SlurmdSpoolDir": f"{d}/slurmd-%n",
+            "SlurmdLogFile": f"{d}/slurmd-%n.log",
+        }
+        lines = []
+        for line in super().render_conf().splitlines():
+            key = line.partition("=")[0]
+            if key in per_node:
+                lines.append(f"{key}={per_node[key]}")
+            elif key == "SlurmdPort":
+                continue  # each node has its own Port= below
+            elif key == "NodeName":
+                lines += [
+                    f"NodeName={n} NodeHostname={self.host} NodeAddr=127.0.0.1 "
+                    f"Port={self.node_ports[n]} CPUs=1 RealMemory=1000 State=UNKNOWN"
+                    for n in self.NODES
+                ]
+            else:
+                lines.append(line)
+        return "\n".join(lines) + "\n"
+
+    def write_conf(self) -> None:
+        for n in self.NODES:
+            (self.workdir / f"slurmd-{n}").mkdir(exist_ok=True)
+        super().write_conf()
+
+    def _start_node(self, node: str, timeout: float = 15.0) -> None:
+        name = f"slurmd-{node}"
+        with contextlib.suppress(FileNotFoundError):
+            (self.workdir / f"{name}.pid").unlink()
+        proc = self.run("slurmd", "-c", "-N", node, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"slurmd -N {node} failed: {proc.stderr.strip()}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._alive(name):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"slurmd -N {node} wrote no live pid file\n{self.log_tail(name)}")
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        states: list[str] = []
+        while time.monotonic() < deadline:
+            out = self.run("sinfo", "-h", "-N", "-p", "debug", "-o", "%N %t", check=False)
+            states = sorted(set(out.stdout.split("\n")) - {""})
+            if len(states) == len(self.NODES) and all(
+                s.split()[-1] in ("idle", "mix", "alloc") for s in states
+            ):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"nodes not idle after {timeout}s (sinfo says {states!r})")
+
+    def start(self) -> TwoNodeSlurmCluster:
+        ensure_munge()
+        self.write_conf()
+        self.start_controller(clean=True)
+        for n in self.NODES:
+            self._start_node(n)
+        self.wait_idle()
+        return self
+
+    def stop(self) -> None:
+        if self._alive("slurmctld"):
+            self.run("scancel", "--user", str(os.getuid()), check=False, timeout=10)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                out = self.run("squeue", "-h", "-o", "%i", check=False, timeout=10)
+                if out.returncode != 0 or not out.stdout.strip():
+                    break
+                time.sleep(0.2)
+        for n in self.NODES:
+            self._stop_daemon(f"slurmd-{n}")
+        self._stop_daemon("slurmctld")
