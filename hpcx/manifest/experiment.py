@@ -47,8 +47,6 @@ _LOCAL_ONLY = ("max_parallel",)
 CHECKPOINT_DEFAULTS: dict[str, Any] = {"signal": "USR1", "before": 120, "max_requeues": 5}
 #: ``spec.launcher`` when the manifest names none: the program starts once.
 LAUNCHER_NONE = "none"
-#: Signals srun does not pass on to a step's tasks as they are.
-_SRUN_ENDS = ("TERM", "HUP", "INT")
 
 
 @dataclass(slots=True)
@@ -328,17 +326,6 @@ def _check_launch(
                 f"resources.{field} is {value} but the program starts once: set spec.launcher "
                 "to srun or torchrun",
             )
-    ckpt = spec.get("checkpoint") or {}
-    if kind == "slurm" and launcher != LAUNCHER_NONE and ckpt.get("signal") in _SRUN_ENDS:
-        # srun keeps SIGINT for itself (a status report) and ends the step on SIGTERM and
-        # SIGHUP, killing the ranks before they could save anything.
-        jp = ("spec", "checkpoint", "signal")
-        problems.add(
-            pos(doc, jp),
-            jp,
-            f"checkpoint.signal {ckpt['signal']} does not reach the ranks through srun (it "
-            "ends the step on TERM and HUP and keeps INT for itself): use USR1 or USR2",
-        )
     nodes = resources.get("nodes")
     if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes <= 1:
         return

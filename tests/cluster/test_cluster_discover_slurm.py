@@ -1,5 +1,5 @@
 """`hpcx cluster discover` and the queue lengths `hpcx advise` uses, against the real one-node
-SLURM test cluster (partitions debug (default) and other; the node's CPUs and memory)."""
+SLURM test cluster (partitions debug (default), other, low and high; the node's CPUs and memory)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_discover_reads_partitions_and_the_node(env: SlurmCluster) -> None:
     assert doc["metadata"]["name"] == "hpcxtest"
     assert doc["metadata"]["source"].startswith("hpcx cluster discover (SLURM ")
     spec = doc["spec"]
-    assert set(spec["partitions"]) == {"debug", "other"}
+    assert set(spec["partitions"]) == {"debug", "other", "low", "high"}
     assert spec["default_partition"] == "debug"
     debug = spec["partitions"]["debug"]
     assert debug["cpus_per_node"] == env.cpus
@@ -41,7 +41,7 @@ def test_cli_writes_a_profile_that_loads(env: SlurmCluster, tmp_path: Path) -> N
     out = tmp_path / "clusters" / "test.yaml"
     proc = hpcx(tmp_path, "cluster", "discover", "-o", str(out), env=env.env)
     assert proc.returncode == 0, proc.stderr
-    assert "2 partitions (debug, other)" in proc.stdout
+    assert "4 partitions (debug, other, low, high)" in proc.stdout
     profile = load_profile(out)
     assert profile.default == "debug"
     assert profile.partitions["debug"].cpus_per_node == env.cpus
