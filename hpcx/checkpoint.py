@@ -126,7 +126,9 @@ class Checkpoint:
 
     Creating one installs handlers for the checkpoint signal and SIGTERM that only set
     :attr:`requested` (the program saves at its next step boundary). Create it first thing:
-    until then the checkpoint signal's default action ends the program without a save. It
+    until then the checkpoint signal's default action ends the program without a save; and
+    before starting workers (a ``DataLoader``'s): children forked later inherit the handlers,
+    so the signal, which reaches the program's whole process group, does not kill them. It
     must be created in the main thread (Python runs signal handlers there). :meth:`close`, or
     leaving a ``with`` block, puts the previous handlers back.
     """
@@ -140,6 +142,7 @@ class Checkpoint:
         #: The checkpoint signal's name without ``SIG`` (``USR1``).
         self.signal_name: str = sig.name[3:]
         self._received: str | None = None
+        self._pid = os.getpid()
         self._previous: dict[signal.Signals, Any] = {}
         if threading.current_thread() is not threading.main_thread():
             raise CheckpointError(
@@ -150,6 +153,14 @@ class Checkpoint:
             self._previous[s] = signal.signal(s, self._on_signal)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() != self._pid:
+            # A forked child (a data loader's worker) inherits the handlers. The checkpoint
+            # signal reaches the whole process group: the child lives on while the program
+            # saves, but SIGTERM still ends it as its parent expects (Process.terminate()).
+            if signum == signal.SIGTERM:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+            return
         # Only a flag: saving inside a handler would interrupt the step half done.
         if self._received is None:
             self._received = signal.Signals(signum).name[3:]

@@ -292,6 +292,52 @@ def test_the_signal_sets_requested_and_the_program_saves_and_exits_0(
     assert again.wait(timeout=30) == 0
 
 
+def test_a_forked_worker_survives_the_checkpoint_signal_and_still_ends_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """The signal reaches the program's whole process group, a data loader's forked workers
+    too: they live on (the program still needs them to finish its step), and terminate()
+    still ends them."""
+    proc = _python(
+        """
+        import multiprocessing as mp, os, signal, time
+        from hpcx.checkpoint import Checkpoint
+
+        def echo(inbox, outbox):
+            while True:
+                outbox.put(inbox.get())
+
+        if __name__ == "__main__":
+            os.setpgrp()  # a group of our own, as the job wrapper gives the program
+            ck = Checkpoint()
+            ctx = mp.get_context("fork")
+            inbox, outbox = ctx.Queue(), ctx.Queue()
+            worker = ctx.Process(target=echo, args=(inbox, outbox))
+            worker.start()
+            inbox.put("before")
+            assert outbox.get(timeout=20) == "before"
+            os.killpg(os.getpgrp(), signal.SIGUSR1)
+            deadline = time.monotonic() + 20
+            while not ck.requested and time.monotonic() < deadline:
+                time.sleep(0.01)
+            os.kill(worker.pid, signal.SIGUSR1)
+            inbox.put("after")  # answered only by a worker that lived through both signals
+            print("requested", ck.requested, "worker answers", outbox.get(timeout=20))
+            worker.terminate()
+            worker.join(20)
+            print("worker exit", worker.exitcode)
+        """,
+        {"HPCX_CHECKPOINT_DIR": str(tmp_path / "ck")},
+        tmp_path,
+    )
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.splitlines() == [
+        "requested True worker answers after",
+        f"worker exit {-signal.SIGTERM}",
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # The shell example
 
