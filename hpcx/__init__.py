@@ -4,7 +4,8 @@ The Python API under the ``hpcx`` command. Importing this package is cheap: duck
 the native module are imported only by the functions that need them.
 
 Programs that hpcx runs report results with :func:`log_metric`, :func:`log_metrics` and
-:func:`log_meta` (the metrics protocol, ``docs/metrics-protocol.md``).
+:func:`log_meta` (the metrics protocol, ``docs/metrics-protocol.md``), and save and resume
+their work across attempts with :class:`Checkpoint` (``docs/checkpoint.md``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ from hpcx.errors import HpcxError
 
 __version__ = "0.1.0"
 
-__all__ = ["HpcxError", "__version__", "log_meta", "log_metric", "log_metrics"]
+__all__ = ["Checkpoint", "HpcxError", "__version__", "log_meta", "log_metric", "log_metrics"]
 
 if TYPE_CHECKING:
+    from hpcx.checkpoint import Checkpoint
     from hpcx.metrics import log_meta, log_metric, log_metrics
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy: `import hpcx` stays cheap for the CLI; the metrics helpers load on first use.
+    # Lazy: `import hpcx` stays cheap for the CLI; the program helpers load on first use.
     if name in ("log_metric", "log_metrics", "log_meta"):
         from hpcx import metrics
 
         return getattr(metrics, name)
+    if name == "Checkpoint":
+        from hpcx.checkpoint import Checkpoint
+
+        return Checkpoint
     raise AttributeError(f"module 'hpcx' has no attribute {name!r}")

@@ -186,3 +186,8 @@ class ParamsError(WorkloadError):
 
 class InitError(HpcxError):
     """A template or schema mode is unknown, or the target is not a folder."""
+
+
+class CheckpointError(HpcxError):
+    """A program's checkpoint cannot be used: its file is not what save() wrote, a name or an
+    ``HPCX_*`` variable is wrong (``hpcx.checkpoint``)."""

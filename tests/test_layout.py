@@ -19,7 +19,7 @@ ROOT = Path(hpcx.__file__).parent
 
 #: Stages, earliest first. A module may import its own stage and earlier ones, never later.
 STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("hpcx", "hpcx.errors", "hpcx.metrics", "hpcx.util")),
+    ("base", ("hpcx", "hpcx.errors", "hpcx.metrics", "hpcx.checkpoint", "hpcx.util")),
     ("node", ("hpcx.node",)),
     ("workloads", ("hpcx.workloads",)),
     ("cluster", ("hpcx.cluster",)),
