@@ -14,7 +14,6 @@ from support.cli import hpcx
 from support.projects import REPO
 
 from hpcx.errors import InitError
-from hpcx.manifest.schema import schema_document
 from hpcx.project.scaffold import init_project, list_templates
 from hpcx.util.yamlload import load_file
 
@@ -30,18 +29,11 @@ SEED_EXAMPLES = {
 CHECKPOINTING = {"image-classification", "llm-finetune", "rl"}
 
 
-def _checkpoint_block_unless_schema_knows_it(root: Path) -> None:
-    """Until the schema has ``spec.checkpoint`` (added in its own change), validation refuses
-    the seed examples' checkpoint block: take it out of the initialised project's manifests,
-    after checking it is there, so the rest of each test still runs. Once the schema knows the
-    field this does nothing and the manifests are validated as shipped."""
+def _assert_checkpoint_block(root: Path) -> None:
+    """The seed examples that train follow the checkpoint contract: their manifests ask for it."""
     for m in sorted((root / "manifests").rglob("*.yaml")):
-        text = m.read_text()
         if root.name in CHECKPOINTING or m.stem in CHECKPOINTING:
-            assert re.search(r"^  checkpoint:\n    signal: USR1\n", text, re.M), m
-        if "checkpoint" in schema_document()["properties"]["spec"]["properties"]:
-            continue
-        m.write_text(re.sub(r"^  checkpoint:\n(?:    .*\n)+", "", text, flags=re.M))
+            assert re.search(r"^  checkpoint:\n    signal: USR1\n", m.read_text(), re.M), m
 
 
 def test_list_names_every_template_flagship_first() -> None:
@@ -77,7 +69,7 @@ def test_template_initialises_validates_and_plans(tmp_path: Path, template: str)
         assert not (root / "train.py.tmpl").exists()
         assert (root / "clusters" / "example.yaml").is_file()
 
-    _checkpoint_block_unless_schema_knows_it(root)
+    _assert_checkpoint_block(root)
     proc = hpcx(root, "validate")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no problems" in proc.stdout
@@ -94,7 +86,7 @@ def test_seed_example_applies_locally_and_metrics_reach_the_state(
     experiment, runs, metric = SEED_EXAMPLES[template]
     root = tmp_path / template
     init_project(root, template)
-    _checkpoint_block_unless_schema_knows_it(root)
+    _assert_checkpoint_block(root)
     # Reviewed and committed, as the workflow asks: provenance then carries the commit.
     import subprocess
 
@@ -181,7 +173,7 @@ def test_init_into_an_existing_repository_adds_only_what_is_missing(tmp_path: Pa
     assert readme.read_text() == "# my project\n"
     assert (tmp_path / ".gitignore").read_text().startswith("*.pyc\n")
     assert (tmp_path / "manifests" / "rl.yaml").is_file()
-    _checkpoint_block_unless_schema_knows_it(tmp_path)
+    _assert_checkpoint_block(tmp_path)
     assert hpcx(tmp_path, "validate").returncode == 0
     forced = hpcx(tmp_path, "init", ".", "--template", "rl", "--force")
     assert forced.returncode == 0, forced.stderr
