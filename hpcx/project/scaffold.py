@@ -59,6 +59,8 @@ GITIGNORE = """\
 !.hpcx/schema/
 runs/
 __pycache__/
+# what train.py saves when run by hand, outside hpcx (docs/checkpoint.md)
+checkpoint/
 """
 
 

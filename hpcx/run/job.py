@@ -452,7 +452,12 @@ class Wrapper:
                 signal.signal(self.checkpoint_signal, self._on_checkpoint)
             self.status["checkpoint"] = self.checkpoint
         try:
-            used = apply_placement(spec.get("placement") or {}, env)
+            placement = dict(spec.get("placement") or {})
+            launcher = (spec.get("extra") or {}).get("launcher")
+            if launcher and placement.get("numa") == "local-to-gpu":
+                # Each rank binds next to its own GPU (hpcx.run.launch), not the wrapper.
+                placement.pop("numa")
+            used = apply_placement(placement, env)
         except PlacementFailed as exc:
             return {"state": "failed", "reason": f"placement cannot be honoured: {exc}"}, 2
         self.status["placement"] = used

@@ -174,7 +174,13 @@ def create(
 
 
 def _next_attempt(
-    final: Path, experiment: str, run_id: str, spec: Mapping[str, Any], *, fsync: bool
+    final: Path,
+    experiment: str,
+    run_id: str,
+    spec: Mapping[str, Any],
+    *,
+    fsync: bool,
+    requeue: bool = False,
 ) -> RunDir:
     try:
         previous = int(read_json(final / SPEC).get("attempt", 1))
@@ -190,7 +196,15 @@ def _next_attempt(
             hint="cancel it first, or wait for it to end",
         )
     archive = final / ATTEMPTS / str(previous)
+    if not archive.exists():
+        _undo_interrupted_archive(final, previous)
     present = [name for name in _ATTEMPT_FILES if (final / name).exists()]
+    # A new try of a run that finished (a rerun) starts from scratch: what it saved goes with
+    # the attempt that saved it. After a failure, a timeout or a cancel it stays, and the
+    # retry resumes from it.
+    finished = current is not None and current.get("state") == "succeeded"
+    if finished and not requeue and (final / CHECKPOINT_DIR).is_dir():
+        present.append(CHECKPOINT_DIR)
     if present and not archive.exists():
         tmp = final / ATTEMPTS / f".tmp-{previous}-{os.urandom(4).hex()}"
         tmp.mkdir(parents=True)
@@ -204,6 +218,20 @@ def _next_attempt(
     attempt = max(previous, _highest_attempt(final)) + 1
     atomic_write_json(final / SPEC, {**spec, "attempt": attempt}, fsync=fsync)
     return RunDir(final, experiment, run_id, attempt)
+
+
+def _undo_interrupted_archive(final: Path, previous: int) -> None:
+    """Put back the files of attempt ``previous`` that a process killed while archiving them
+    left in ``attempts/.tmp-N-*``, so they are archived whole (its metrics read, once)."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(final / ATTEMPTS):
+            if not name.startswith(f".tmp-{previous}-"):
+                continue
+            tmp = final / ATTEMPTS / name
+            for item in os.listdir(tmp):
+                if not (final / item).exists():
+                    os.rename(tmp / item, final / item)
+            _rmtree(tmp)
 
 
 def advance(path: str | os.PathLike[str], attempt: int) -> RunDir | None:
@@ -226,7 +254,9 @@ def advance(path: str | os.PathLike[str], attempt: int) -> RunDir | None:
     if doc is None or doc.get("attempt") != attempt or doc.get("state") != REQUEUED:
         return None
     spec = {k: v for k, v in spec.items() if k != "attempt"}
-    return _next_attempt(final, spec["experiment"], spec["run_id"], spec, fsync=True)
+    experiment = str(spec.get("experiment") or final.parent.name)
+    run_id = str(spec.get("run_id") or final.name)
+    return _next_attempt(final, experiment, run_id, spec, fsync=True, requeue=True)
 
 
 def requeues_before(path: str | os.PathLike[str], attempt: int) -> int:

@@ -36,7 +36,7 @@ def _manifest(
 def _steps(folder: Path) -> list[tuple[int, int]]:
     """(step, attempt) for every step the program did, from its own log."""
     lines = (folder / "checkpoint" / "steps.log").read_text().split()
-    return [(int(lines[i]), int(lines[i + 1])) for i in range(0, len(lines), 2)]
+    return [(int(lines[i]), int(lines[i + 1])) for i in range(0, len(lines), 3)]
 
 
 def _attempts(root: Path) -> list[tuple[Any, ...]]:

@@ -76,7 +76,7 @@ def _refresh_until_final(root: Path, cluster: Any, timeout: float) -> dict[str, 
 
 def _steps(folder: Path) -> list[tuple[int, int]]:
     words = (folder / "checkpoint" / "steps.log").read_text().split()
-    return [(int(words[i]), int(words[i + 1])) for i in range(0, len(words), 2)]
+    return [(int(words[i]), int(words[i + 1])) for i in range(0, len(words), 3)]
 
 
 def _attempts(root: Path) -> list[tuple[Any, ...]]:

@@ -274,11 +274,15 @@ class SlurmExecutor(Executor):
         groups: dict[tuple[tuple[str, str | None], ...], list[RunDir]] = {}
         for rd in run_dirs:
             spec = read_json(rd.spec_path)
-            opts = tuple(
-                resource_options(spec.get("resources") or {})
-                + self.extra
-                + checkpoint_options(spec)
-            )
+            warning = checkpoint_options(spec)
+            if warning and any(name == "signal" for name, _ in self.extra):
+                raise InvalidOptionError(
+                    f"run {rd.run_id}: executor.sbatch_args sets --signal and spec.checkpoint "
+                    "sets it too (the checkpoint warning)",
+                    hint="drop --signal from sbatch_args: spec.checkpoint's signal and before "
+                    "say the same",
+                )
+            opts = tuple(resource_options(spec.get("resources") or {}) + self.extra + warning)
             groups.setdefault(opts, []).append(rd)
         size = max(1, self.limits().max_array_size)
         chunks: list[_Chunk] = []

@@ -6,8 +6,9 @@ next step into ``$HPCX_CHECKPOINT_DIR/counter.json`` and exits 0. It resumes fro
 ``--ignore``: it ignores the checkpoint signal (and SIGTERM), so only a SIGKILL stops it.
 ``--save-delay S``: on the signal it first writes ``signalled`` into the checkpoint folder, then
 takes S seconds before it saves (a slow checkpoint, for tests that act meanwhile).
-Every step is also appended to ``steps.log`` in the checkpoint folder with the attempt, so a
-test can tell that each step ran exactly once across the attempts.
+Every step is also appended to ``steps.log`` in the checkpoint folder as ``STEP ATTEMPT PID``,
+so a test can tell that each step ran exactly once across the attempts, and each attempt in one
+process. ``--tag`` is ignored (it makes runs of a sweep differ).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def main() -> int:
     ap.add_argument("--step-s", type=float, default=0.2)
     ap.add_argument("--ignore", action="store_true")
     ap.add_argument("--save-delay", type=float, default=0.0)
+    ap.add_argument("--tag", default="")
     args = ap.parse_args()
     folder = os.environ.get("HPCX_CHECKPOINT_DIR") or "checkpoint"
     os.makedirs(folder, exist_ok=True)
@@ -65,7 +67,7 @@ def main() -> int:
             return 0
         time.sleep(args.step_s)
         with open(os.path.join(folder, "steps.log"), "a") as f:
-            f.write(f"{step} {attempt}\n")
+            f.write(f"{step} {attempt} {os.getpid()}\n")
         if metrics:
             with open(metrics, "a") as f:
                 f.write(json.dumps({"name": "step_done", "value": step, "step": step}) + "\n")
