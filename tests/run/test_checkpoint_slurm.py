@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from support.cli import PY, hpcx
-from support.projects import query, run_folders, runs, wait_for
+from support.projects import PROG, log_lines, query, run_folders, runs, wait_for
 
 pytestmark = pytest.mark.slurm
 
@@ -147,6 +147,33 @@ def test_a_preempted_job_is_requeued_by_slurm_and_resumes(slurm_cluster: Any, pr
     assert len({a[4] for a in attempts}) == 1  # SLURM requeued the same job
     out = hpcx(root, "status", env=_env(slurm_cluster), check=True).stdout
     assert "requeued" in out
+
+
+def test_a_preempted_run_without_checkpointing_is_requeued_from_scratch_never_cancelled(
+    slurm_cluster: Any, project, tmp_path: Path
+) -> None:
+    cpus = slurm_cluster.cpus
+    log, started = tmp_path / "executions.log", tmp_path / "started"
+    spec = {
+        "command": [PY, PROG, "--log", str(log), "--touch-started", str(started), "--sleep", "6"],
+        "resources": {"partition": "low", "cpus": cpus, "time": "10"},
+        "executor": {"type": "slurm"},
+    }
+    doc = {"apiVersion": "hpcx/v1", "kind": "Experiment", "metadata": {"name": "np"}, "spec": spec}
+    root = project({"np": json.dumps(doc) + "\n"})
+    with eligible_at_once(slurm_cluster):
+        hpcx(root, "apply", "--yes", env=_env(slurm_cluster), check=True)
+        wait_for(lambda: started.exists() and any(started.iterdir()), 60, "the run to start")
+        slurm_cluster.run(
+            "sbatch", "-p", "high", "-c", str(cpus), "-t", "1", "-o", "/dev/null",
+            "--wrap", "sleep 1",
+        )  # fmt: skip
+        run = _refresh_until_final(root, slurm_cluster, 180)
+    assert run["status"] == "succeeded", run
+    # It ran twice, from scratch: attempt 1 (preempted) and attempt 2.
+    assert [ln.split()[1] for ln in log_lines(log)] == ["1", "2"]
+    attempts = _attempts(root)
+    assert [a[1:3] for a in attempts] == [("requeued", "preemption"), ("succeeded", None)]
 
 
 @pytest.mark.slow
