@@ -39,6 +39,14 @@ class Progress:
             self.bar.start()
 
     def __call__(self, run_id: str, obs: Any) -> None:
+        if obs.state == "requeued" and not self.quiet:
+            # Not an end: the run goes on in its next attempt. Said once per requeue.
+            line = f"{run_id} attempt {obs.attempt} requeued ({obs.reason})"
+            if self.bar is not None:
+                self.bar.console.print(line, markup=False, highlight=False)
+            else:
+                typer.echo(line, err=True)
+            return
         if obs.state not in self.FINAL:
             return
         self.done += 1

@@ -55,9 +55,10 @@ def test_a_run_several_times_its_limit_finishes_with_every_step_done_once(projec
             )
         }
     )  # fmt: skip
-    hpcx(root, "apply", "--yes", check=True)
+    out = hpcx(root, "apply", "--yes", check=True)
     (run,) = runs(root).values()
     assert run["status"] == "succeeded", run
+    assert f"{run['run_id']} attempt 1 requeued (time limit: " in out.stderr  # said as it goes
     (folder,) = run_folders(root, "long")
     done = _steps(folder)
     assert sorted(s for s, _ in done) == list(range(30))  # each step once: none lost, none twice

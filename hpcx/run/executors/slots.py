@@ -134,9 +134,15 @@ def demand_of(spec: Mapping[str, Any], machine: Sequence[int]) -> Demand:
     cpus = res.get("cpus")
     if not isinstance(cpus, int) or isinstance(cpus, bool) or cpus < 1:
         cpus = len(candidates) if bench else 1
-    cpus = min(cpus, len(candidates))
+    ranks = _local_ranks(spec)
+    # A launcher starts tasks_per_node ranks here, each with resources.cpus cores and
+    # gpus_per_task GPUs: the run holds them all.
+    cpus = min(cpus * ranks, len(candidates))
     gpu_ids = tuple(str(g) for g in placement.get("gpus") or ())
     want = res.get("gpus")
+    per_task = res.get("gpus_per_task")
+    if ranks > 1 and isinstance(per_task, int) and not isinstance(per_task, bool):
+        want = per_task * ranks
     gpus = 0 if gpu_ids or not isinstance(want, int) or isinstance(want, bool) else want
     if exclusive:
         cpus = len(candidates)
@@ -150,17 +156,29 @@ def demand_of(spec: Mapping[str, Any], machine: Sequence[int]) -> Demand:
     )
 
 
+def _local_ranks(spec: Mapping[str, Any]) -> int:
+    """How many ranks a run starts on this machine: ``resources.tasks_per_node`` with a
+    launcher (``spec.launcher``), else one."""
+    if not (spec.get("extra") or {}).get("launcher"):
+        return 1
+    tasks = (spec.get("resources") or {}).get("tasks_per_node")
+    return tasks if isinstance(tasks, int) and not isinstance(tasks, bool) and tasks > 0 else 1
+
+
 def check_fits(spec: Mapping[str, Any], machine: Sequence[int], where: str) -> str | None:
     """Why this machine can never give the run what it asks, or None when it can."""
     res = spec.get("resources") or {}
     cpus = res.get("cpus")
     demand = demand_of(spec, machine)
-    if isinstance(cpus, int) and not isinstance(cpus, bool) and cpus > len(demand.candidates):
+    ranks = _local_ranks(spec)
+    if (
+        isinstance(cpus, int)
+        and not isinstance(cpus, bool)
+        and cpus * ranks > len(demand.candidates)
+    ):
         scope = f"NUMA node {demand.numa}" if demand.numa is not None else "this machine"
-        return (
-            f"{where} ask for resources.cpus={cpus}; {scope} has {len(demand.candidates)} "
-            "usable core(s)"
-        )
+        asked = f"resources.cpus={cpus}" + (f" for each of {ranks} ranks" if ranks > 1 else "")
+        return f"{where} ask for {asked}; {scope} has {len(demand.candidates)} usable core(s)"
     return None
 
 

@@ -354,3 +354,19 @@ def test_a_run_waiting_for_another_queues_slots_says_who_holds_them(
         holder.wait()
     assert seen and f"run {rd.run_id} waits for 1 core(s)" in seen[0]
     assert result[rd.run_id].state == "succeeded"
+
+
+def test_a_launched_run_holds_the_cores_and_gpus_of_all_its_ranks() -> None:
+    spec = {
+        "command": ["x"],
+        "resources": {"cpus": 2, "tasks_per_node": 3, "gpus_per_task": 1},
+        "extra": {"launcher": "srun"},
+    }
+    d = demand_of(spec, CORES)
+    assert (d.cpus, d.gpus) == (min(6, len(CORES)), 3)
+    # Without a launcher the program starts once: tasks_per_node asks nothing more.
+    alone = demand_of({**spec, "extra": {}}, CORES)
+    assert alone.cpus == min(2, len(CORES))
+    too_many = {**spec, "resources": {"cpus": len(CORES), "tasks_per_node": 2}}
+    why = check_fits(too_many, CORES, "runs of e")
+    assert why is not None and f"for each of 2 ranks; this machine has {len(CORES)}" in why
