@@ -62,6 +62,14 @@ def eligible_at_once(cluster: Any) -> Iterator[None]:
         thread.join(5)
 
 
+def _preempt(cluster: Any) -> None:
+    """A job of the higher tier that needs the whole node: it preempts ours."""
+    cluster.run(
+        "sbatch", "-p", "high", "-c", str(cluster.cpus), "-t", "1", "-o", "/dev/null",
+        "--wrap", "sleep 1",
+    )  # fmt: skip
+
+
 def _refresh_until_final(root: Path, cluster: Any, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -132,11 +140,7 @@ def test_a_preempted_job_is_requeued_by_slurm_and_resumes(slurm_cluster: Any, pr
         (folder,) = run_folders(root, "pre")
         log = folder / "checkpoint" / "steps.log"
         wait_for(lambda: log.exists() and len(log.read_text().split()) >= 20, 60, "10 steps")
-        # A job of the higher tier that needs the whole node preempts ours.
-        slurm_cluster.run(
-            "sbatch", "-p", "high", "-c", str(cpus), "-t", "1", "-o", "/dev/null",
-            "--wrap", "sleep 1",
-        )  # fmt: skip
+        _preempt(slurm_cluster)
         run = _refresh_until_final(root, slurm_cluster, 180)
     assert run["status"] == "succeeded", run
     assert sorted(s for s, _ in _steps(folder)) == list(range(100))
@@ -164,10 +168,7 @@ def test_a_preempted_run_without_checkpointing_is_requeued_from_scratch_never_ca
     with eligible_at_once(slurm_cluster):
         hpcx(root, "apply", "--yes", env=_env(slurm_cluster), check=True)
         wait_for(lambda: started.exists() and any(started.iterdir()), 60, "the run to start")
-        slurm_cluster.run(
-            "sbatch", "-p", "high", "-c", str(cpus), "-t", "1", "-o", "/dev/null",
-            "--wrap", "sleep 1",
-        )  # fmt: skip
+        _preempt(slurm_cluster)
         run = _refresh_until_final(root, slurm_cluster, 180)
     assert run["status"] == "succeeded", run
     # It ran twice, from scratch: attempt 1 (preempted) and attempt 2.

@@ -263,16 +263,21 @@ class SlurmCluster:
         return self
 
     def stop(self) -> None:
-        if self._alive("slurmctld"):
-            self.run("scancel", "--user", str(os.getuid()), check=False, timeout=10)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                out = self.run("squeue", "-h", "-o", "%i", check=False, timeout=10)
-                if out.returncode != 0 or not out.stdout.strip():
-                    break
-                time.sleep(0.2)
+        self.cancel_all_jobs()
         self._stop_daemon("slurmd")
         self._stop_daemon("slurmctld")
+
+    def cancel_all_jobs(self) -> None:
+        """Cancel every job and wait (bounded) until the queue is empty."""
+        if not self._alive("slurmctld"):
+            return
+        self.run("scancel", "--user", str(os.getuid()), check=False, timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            out = self.run("squeue", "-h", "-o", "%i", check=False, timeout=10)
+            if out.returncode != 0 or not out.stdout.strip():
+                break
+            time.sleep(0.2)
 
     def __enter__(self) -> SlurmCluster:
         return self.start()
@@ -396,14 +401,7 @@ class TwoNodeSlurmCluster(SlurmCluster):
         return self
 
     def stop(self) -> None:
-        if self._alive("slurmctld"):
-            self.run("scancel", "--user", str(os.getuid()), check=False, timeout=10)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                out = self.run("squeue", "-h", "-o", "%i", check=False, timeout=10)
-                if out.returncode != 0 or not out.stdout.strip():
-                    break
-                time.sleep(0.2)
+        self.cancel_all_jobs()
         for n in self.NODES:
             self._stop_daemon(f"slurmd-{n}")
         self._stop_daemon("slurmctld")
