@@ -142,3 +142,40 @@ def test_train_py_refuses_a_corrupt_checkpoint_instead_of_starting_over(tmp_path
     assert proc.returncode == 1, out + err
     assert "CheckpointError" in err and str(root / "ck" / "state.json") in err
     assert not (root / "metrics.jsonl").exists()  # nothing was run or logged
+
+
+def test_the_rl_template_applied_under_a_short_limit_finishes_over_requeued_attempts(
+    tmp_path: Path,
+) -> None:
+    """The template as `hpcx init` writes it, through `hpcx apply` on the local executor with
+    its limit cut to seconds: it is warned, saves, resumes, and its curve comes out whole."""
+    import duckdb
+    from support.cli import hpcx
+
+    root = tmp_path / "rl"
+    init_project(root, "rl")
+    manifest = root / "manifests" / "rl.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("    - --out={run_dir}\n", "    - --out={run_dir}\n"
+                                     "    - --step-seconds=0.002\n"))  # fmt: skip
+    proc = hpcx(
+        root, "apply", "--yes",
+        "--set", "spec.sweep.seeds=[42]",
+        "--set", "spec.resources.time=0:04",
+        "--set", "spec.checkpoint.before=2",
+        "--set", "spec.checkpoint.max_requeues=50",
+        "--set", "spec.resources.cpus=1",
+        timeout=180,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with duckdb.connect(str(root / ".hpcx" / "state.duckdb"), read_only=True) as con:
+        (status,) = con.execute("SELECT status FROM runs").fetchone() or ("?",)
+        attempts = con.execute("SELECT state FROM attempts ORDER BY attempt").fetchall()
+        curve = con.execute(
+            "SELECT step, count(*) FROM metrics WHERE name = 'episodic_return' GROUP BY step"
+        ).fetchall()
+        finals = con.execute("SELECT count(*) FROM metrics WHERE name = 'updates'").fetchone()
+    assert status == "succeeded"
+    assert len(attempts) >= 2 and attempts[0] == ("requeued",), attempts
+    assert all(n == 1 for _, n in curve) and len(curve) >= 20, curve  # each point once
+    assert finals == (1,)
