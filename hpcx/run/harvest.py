@@ -397,9 +397,17 @@ def _ingest(
     result.problems.extend(problems)
     for rid, meta in file_metas.items():
         metas[rid] = {**meta, **metas.get(rid, {})}
+    # A resumed try is read from its first attempt on: rows an earlier harvest took from
+    # those attempts (one that found the run lost between two of them) are replaced, not
+    # doubled.
+    clear = {
+        rid: first
+        for rid, _, _, _, attempt, first in to_read
+        if first is not None and attempt is not None and first < attempt
+    }
     if updates or metric_rows:
         result.metrics += _write_isolated(
-            writer, updates, metric_rows, metas, result, attempts=attempts
+            writer, updates, metric_rows, metas, result, clear or None, attempts=attempts
         )
     result.changed += len(updates)
     return result

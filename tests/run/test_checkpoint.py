@@ -188,3 +188,7 @@ def test_an_apply_killed_between_attempts_loses_no_step_and_repeats_none(project
     attempts = _attempts(root)
     assert [a[0] for a in attempts] == list(range(1, len(attempts) + 1))  # no duplicate attempt
     assert attempts[0][1] == "requeued"
+    # Harvested once as lost (its queue gone), then again with its resumed try: each step's
+    # metric is in the state once, with the attempt that did it.
+    rows = query(root, "SELECT step, attempt FROM metrics WHERE name = 'step_done' ORDER BY step")
+    assert [(int(s), int(a)) for s, a in rows] == sorted(done)

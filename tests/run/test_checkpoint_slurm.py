@@ -185,7 +185,7 @@ def test_a_job_deaf_to_the_signal_is_stopped_at_its_limit_and_recorded(
         {
             "deaf": _manifest(
                 "deaf", 10000, 0.25, {"partition": "debug", "cpus": 1, "time": "1"},
-                {"before": 30}, "--ignore",
+                {"before": 30}, "--ignore", "--ignore-term",
             )
         }
     )  # fmt: skip

@@ -87,7 +87,9 @@ def test_two_ranks_all_reduce_under_slurm(slurm_cluster: Any, project, launcher:
 
 
 @pytest.mark.parametrize("launcher", ["srun", "torchrun"])
-@pytest.mark.parametrize("sig", ["USR1", "USR2"])
+@pytest.mark.parametrize(
+    "sig", ["USR1", pytest.param("USR2", marks=pytest.mark.slow)]  # the same path: CI runs one
+)
 def test_a_signal_to_the_program_group_reaches_every_rank_once(
     slurm_cluster: Any, project, launcher: str, sig: str, tmp_path: Path
 ) -> None:
@@ -110,7 +112,9 @@ def test_a_signal_to_the_program_group_reaches_every_rank_once(
     assert run["status"] == "succeeded", run
 
 
-@pytest.mark.parametrize("launcher", ["srun", "torchrun"])
+@pytest.mark.parametrize(
+    "launcher", ["srun", pytest.param("torchrun", marks=pytest.mark.slow)]  # CI: srun only
+)
 def test_two_ranks_on_two_nodes(slurm_two_nodes: Any, project, launcher: str) -> None:
     root = project({"ddp": manifest(launcher, "--every-rank", nodes=2, tasks=1)})
     hpcx(root, "apply", "--yes", env=_env(slurm_two_nodes), check=True)

@@ -654,6 +654,18 @@ def _merge(
         return f
     if f.state == rundir.REQUEUED and f.requeue_by == "resubmit":
         return f  # the next attempt is hpcx's to submit, whatever became of the job
+    if f.state == rundir.REQUEUED and job_id is not None and job_id in queue:
+        state, _ = queue[job_id]
+        if state not in _HELD | {"REQUEUED", "CANCELLED"}:
+            # SLURM requeued the job: for a moment squeue may still show how the attempt
+            # that just ended went (FAILED, COMPLETED) before it is pending again.
+            return replace(
+                f,
+                state="queued",
+                source="scheduler",
+                job_id=job_id,
+                reason=f"requeued; SLURM says {state} until it holds the job again",
+            )
     if job_id is not None and job_id in queue:
         state, reason = queue[job_id]
         if state == "PENDING":

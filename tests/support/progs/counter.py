@@ -3,7 +3,8 @@ library only: it counts ``--steps`` steps of ``--step-s`` seconds each, logs eac
 metric ``step_done`` (value = the step), and on the checkpoint signal (or SIGTERM) saves the
 next step into ``$HPCX_CHECKPOINT_DIR/counter.json`` and exits 0. It resumes from that file.
 
-``--ignore``: it ignores the checkpoint signal (and SIGTERM), so only a SIGKILL stops it.
+``--ignore``: it ignores the checkpoint signal (SIGTERM still ends it); ``--ignore-term``:
+SIGTERM too, so only a SIGKILL stops it.
 ``--save-delay S``: on the signal it first writes ``signalled`` into the checkpoint folder, then
 takes S seconds before it saves (a slow checkpoint, for tests that act meanwhile).
 Every step is also appended to ``steps.log`` in the checkpoint folder as ``STEP ATTEMPT PID``,
@@ -33,6 +34,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--step-s", type=float, default=0.2)
     ap.add_argument("--ignore", action="store_true")
+    ap.add_argument("--ignore-term", action="store_true")
     ap.add_argument("--save-delay", type=float, default=0.0)
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
@@ -40,9 +42,11 @@ def main() -> int:
     os.makedirs(folder, exist_ok=True)
     attempt = int(os.environ.get("HPCX_ATTEMPT", "1"))
     sig = getattr(signal, "SIG" + os.environ.get("HPCX_CHECKPOINT_SIGNAL", "USR1"))
-    handler = signal.SIG_IGN if args.ignore else on_signal
-    signal.signal(sig, handler)
-    signal.signal(signal.SIGTERM, handler)
+    signal.signal(sig, signal.SIG_IGN if args.ignore else on_signal)
+    if args.ignore_term:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif not args.ignore:
+        signal.signal(signal.SIGTERM, on_signal)
     state_path = os.path.join(folder, "counter.json")
     try:
         with open(state_path) as f:
