@@ -41,15 +41,21 @@ def _manifest(name: str, steps: int, step_s: float, resources: dict[str, Any],
 @contextlib.contextmanager
 def eligible_at_once(cluster: Any) -> Iterator[None]:
     """SLURM holds a requeued job about two minutes (reason BeginTime) before it may start
-    again; as an admin could, make such jobs eligible at once, so a test takes seconds."""
+    again; as an admin could, make such jobs eligible sooner, so a test takes seconds. Not at
+    once: a job restarted while its last start is still being cleaned up is refused ("Job
+    credential revoked") and fails; the cluster's KillWait is 5 s, so 8 s is enough."""
     stop = threading.Event()
+    seen: dict[str, float] = {}
 
     def poke() -> None:
         while not stop.is_set():
             out = cluster.run("squeue", "-h", "-r", "-o", "%i|%T|%r", check=False).stdout
+            now = time.monotonic()
             for line in out.splitlines():
                 jid, state, reason = [*line.split("|"), "", ""][:3]
-                if state == "PENDING" and reason == "BeginTime":
+                if state != "PENDING" or reason != "BeginTime":
+                    seen.pop(jid, None)
+                elif now - seen.setdefault(jid, now) >= 8:
                     cluster.run("scontrol", "update", f"JobId={jid}", "StartTime=now", check=False)
             stop.wait(0.5)
 

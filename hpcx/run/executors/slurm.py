@@ -657,14 +657,16 @@ def _merge(
     if f.state == rundir.REQUEUED and job_id is not None and job_id in queue:
         state, _ = queue[job_id]
         if state not in _HELD | {"REQUEUED", "CANCELLED"}:
-            # SLURM requeued the job: for a moment squeue may still show how the attempt
-            # that just ended went (FAILED, COMPLETED) before it is pending again.
+            # The attempt ended requeued, but the job ended before its next start (seen: a
+            # restart refused with "Job credential revoked"). Not the program's failure: lost,
+            # and the next apply resumes it from its checkpoint folder.
             return replace(
                 f,
-                state="queued",
+                state="lost",
                 source="scheduler",
                 job_id=job_id,
-                reason=f"requeued; SLURM says {state} until it holds the job again",
+                reason=f"{f.reason}; but SLURM ended the job ({state}) before the next attempt "
+                "started",
             )
     if job_id is not None and job_id in queue:
         state, reason = queue[job_id]
