@@ -159,6 +159,7 @@ def test_a_preempted_job_is_requeued_by_slurm_and_resumes(slurm_cluster: Any, pr
     assert "requeued" in out
 
 
+@pytest.mark.slow  # the preemption path is test_a_preempted_job_is_requeued_by_slurm_and_resumes
 def test_a_preempted_run_without_checkpointing_is_requeued_from_scratch_never_cancelled(
     slurm_cluster: Any, project, tmp_path: Path
 ) -> None:

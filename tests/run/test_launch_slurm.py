@@ -86,7 +86,9 @@ def test_two_ranks_all_reduce_under_slurm(slurm_cluster: Any, project, launcher:
     assert rows == [("allreduce_sum", 3.0), ("rank_seen", 0.0), ("rank_seen", 1.0)]
 
 
-@pytest.mark.parametrize("launcher", ["srun", "torchrun"])
+@pytest.mark.parametrize(
+    "launcher", ["srun", pytest.param("torchrun", marks=pytest.mark.slow)]  # CI: srun's path
+)
 @pytest.mark.parametrize(
     "sig", ["USR1", pytest.param("USR2", marks=pytest.mark.slow)]  # the same path: CI runs one
 )
