@@ -212,7 +212,7 @@ def attempt_rows(run_id: str, obs: ObservedStatus) -> tuple[list[dict[str, Any]]
     rows = []
     first = obs.attempt
     chain = True
-    for doc in reversed(rundir.attempt_statuses(obs.run_dir)[:-1]):
+    for doc in reversed(rundir.archived_statuses(obs.run_dir)):
         n = doc.get("attempt")
         if not isinstance(n, int) or n >= obs.attempt:
             continue

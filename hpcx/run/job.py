@@ -86,7 +86,8 @@ def checkpoint_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def signal_number(name: str) -> int:
-    """``USR1`` / ``SIGUSR1`` / ``10`` -> the signal's number. Raises ValueError."""
+    """``USR1`` / ``SIGUSR1`` / ``10`` -> the signal's number. Raises KeyError (no such name)
+    or ValueError (no such number)."""
     text = str(name).strip().upper()
     if text.isdigit():
         return int(signal.Signals(int(text)))
@@ -130,8 +131,10 @@ def why_terminated(
     record: dict[str, str] | None, restarts_at_start: int
 ) -> tuple[str, str] | None:
     """Why SLURM is ending this job, from its own record at the SIGTERM: ``("preempted",
-    reason)`` when its restart count rose above this start's (SLURM requeued it), ``("timeout",
-    reason)`` for reason TimeLimit, ``("cancelled", reason)`` otherwise; None when unknown."""
+    reason)`` when its restart count rose above this start's (SLURM requeued it),
+    ``("preempted-cancelled", reason)`` when SLURM preempted it without a requeue,
+    ``("timeout", reason)`` for reason TimeLimit, ``("cancelled", reason)`` otherwise; None
+    when unknown."""
     if not record:
         return None
     restarts = record.get("Restarts", "")
@@ -141,7 +144,7 @@ def why_terminated(
     if reason == "TimeLimit":
         return "timeout", "time limit reached (SLURM: TimeLimit)"
     if record.get("JobState") == "PREEMPTED":
-        return "preempted", "SLURM preempted the job without requeueing it"
+        return "preempted-cancelled", "SLURM preempted the job without requeueing it"
     return "cancelled", f"SIGTERM from SLURM (job {record.get('JobState', '?')}, reason {reason})"
 
 
@@ -285,7 +288,7 @@ class Wrapper:
                 # Asked now, while the scheduler's record still says why (a preemption has
                 # already raised the restart count; a time limit says TimeLimit).
                 self.slurm_why = self._ask_slurm()
-            if self.slurm_why is not None and self.slurm_why[0] == "preempted":
+            if self.slurm_why is not None and self.slurm_why[0].startswith("preempted"):
                 # Preempted: the program gets its checkpoint signal first (SLURM sends only
                 # TERM), and SLURM's KillWait, not ours, bounds how long it may take.
                 if self.checkpoint_signal is not None:
@@ -590,11 +593,10 @@ class Wrapper:
             return {"state": said, "reason": f"{detail} ({got})", **fields}
         if self.slurm_why is not None:
             kind, why = self.slurm_why
-            if kind == "preempted":
-                requeued = "requeued the job" in why
-                return self._requeue(
-                    "preemption", f"preempted: {why}", "slurm" if requeued else "resubmit", fields
-                )
+            if kind.startswith("preempted"):
+                # Requeued by SLURM, the job comes back; cancelled, hpcx submits it again.
+                by = "slurm" if kind == "preempted" else "resubmit"
+                return self._requeue("preemption", f"preempted: {why}", by, fields)
             if kind == "timeout" and self.warned_at is not None and self.checkpoint_signal:
                 sig = signal.Signals(self.checkpoint_signal).name
                 why = f"{why}: the program did not exit after {sig}"

@@ -276,10 +276,9 @@ def requeues_before(path: str | os.PathLike[str], attempt: int) -> int:
     return count
 
 
-def attempt_statuses(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The status of every attempt the folder holds, earliest first: each archived one
-    (``attempts/N/status.json``, or a stub with its number when it left none) and the current
-    one as :func:`observe` reports it."""
+def archived_statuses(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The status of each earlier attempt (``attempts/N/status.json``, or a stub with its
+    number when it left none), earliest first."""
     where = Path(path)
     out: list[dict[str, Any]] = []
     with contextlib.suppress(OSError):
@@ -289,10 +288,6 @@ def attempt_statuses(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             except (OSError, ValueError):
                 doc = None
             out.append(doc if isinstance(doc, dict) else {"attempt": int(name), "state": None})
-    current = observe(where)
-    if "attempt" not in current:
-        current = {**current, "attempt": current_attempt(where)}
-    out.append(current)
     return out
 
 
