@@ -168,6 +168,12 @@ def propose(search: Search, records: Sequence[TrialRecord]) -> tuple[list[RunSpe
                 f"trial {r.search['trial']} (run {r.run_id}) succeeded without logging "
                 f"{d.metric!r}: the sampler is told it failed"
             )
+    failed = sum(1 for r in records if r.status in _FAILED)
+    if failed:
+        notes.append(
+            f"{failed} of {len(records)} trial(s) failed or timed out (told as failed; not run "
+            "again): `hpcx status --runs -s failed` lists them, `hpcx logs RUN --stderr` says why"
+        )
     proposed: list[Trial] = []
     exhausted = False
     if room:
