@@ -166,7 +166,9 @@ def _watch(request: Any, view: Any, *, interval: float, as_json: bool, quiet: bo
             print_outcome(result.outcome.to_dict(), detach=False, no_wait=False)
         for s in result.review.plan.searches:
             best = s["best"]
-            shown = f", best {best['value']:.6g} (trial {best['trial']})" if best["value"] is not None else ""
+            shown = ""
+            if best["value"] is not None:
+                shown = f", best {best['value']:.6g} (trial {best['trial']})"
             typer.echo(
                 f"Round {n}: search {s['experiment']}: {s['trials'] + len(s['proposed'])} of "
                 f"{s['budget']} trials{shown}"

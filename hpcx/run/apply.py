@@ -892,9 +892,15 @@ def apply_watch(
         if max_rounds is not None and len(out.rounds) >= max_rounds:
             out.stopped = "max-rounds"
             return out
-        submitted = outcome is not None and bool(outcome.submissions)
-        if submitted and request.wait and not request.detach and _all_local(outcome):
+        if (
+            outcome is not None
+            and outcome.submissions
+            and request.wait
+            and not request.detach
+            and _all_local(outcome)
+        ):
             continue  # the local queue ran them here: plan again at once
+        submitted = outcome is not None and bool(outcome.submissions)
         if not submitted and not in_flight_changes(result.review.plan):
             out.stopped = "done"
             return out
