@@ -5,14 +5,13 @@ run in seconds; tests/run/test_search_local.py runs the same searches end to end
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.manifests import simple
-from support.states import build_state  # noqa: F401  (keeps the support package importable)
+from support.search import branin
 
 from hpcx.errors import PlanError
 from hpcx.manifest.loader import load_desired
@@ -23,13 +22,6 @@ from hpcx.state.records import TrialRecord
 from hpcx.state.store import SnapRun, StateSnapshot
 
 SPACE = "space: {x: {low: -5.0, high: 10.0}, y: {low: 0.0, high: 15.0}}"
-
-
-def branin(values: Mapping[str, Any]) -> float:
-    """Branin's function: minimum 0.397887 at three points of this box."""
-    x, y = values["params.x"], values["params.y"]
-    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
-    return float((y - b * x * x + c * x - 6) ** 2 + 10 * (1 - t) * math.cos(x) + 10)
 
 
 def search_of(
