@@ -32,6 +32,7 @@ def search_manifest(
     executor: Mapping[str, Any] | None = None,
     prune: Mapping[str, Any] | None = None,
     space: Mapping[str, Any] | None = None,
+    resources: Mapping[str, Any] | None = None,
 ) -> str:
     """A command experiment searching Branin's (x, y) with progs/objective.py."""
     search: dict[str, Any] = {
@@ -51,6 +52,8 @@ def search_manifest(
     }
     if executor:
         spec["executor"] = dict(executor)
+    if resources:
+        spec["resources"] = dict(resources)
     doc = {"apiVersion": "hpcx/v1", "kind": "Experiment", "metadata": {"name": name}, "spec": spec}
     return json.dumps(doc, indent=2) + "\n"
 
