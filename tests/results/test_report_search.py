@@ -188,3 +188,23 @@ def test_the_markdown_report_has_the_search_sections(tmp_path: Path) -> None:
     assert summary.figures == 2
     svg = (tmp_path / links[0][1]).read_text()
     assert 'data-series="best so far"' in svg and 'class="step"' in svg
+
+
+def test_png_figures_of_a_search_are_drawn(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.image
+
+    build_search_state(tmp_path / "state.duckdb")
+    out = tmp_path / "r.md"
+    build_report(tmp_path / "state.duckdb", out, fmt="md", figures="png", experiments=["tune-max"])
+    links = re.findall(r"!\[([^\]]*)\]\((r_files/fig-\d+\.png)\)", out.read_text())
+    assert [a for a, _ in links][:4] == [
+        "val acc by trial",
+        "val acc vs layers",
+        "val acc vs lr",
+        "val acc vs opt",
+    ]
+    for _alt, link in links[:4]:
+        img = matplotlib.image.imread(tmp_path / link)
+        # drawn, not blank: more than the white page and the black axis
+        assert img.shape[0] > 400 and len({tuple(px) for px in img.reshape(-1, 4)[::50]}) > 20
