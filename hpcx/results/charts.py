@@ -66,12 +66,19 @@ class Point:
 class Series:
     name: str
     points: list[Point]
+    #: How this series is drawn where it differs from the chart's kind: ``scatter`` (marks
+    #: only) or ``step`` (a staircase through its points, no marks: a running best).
+    style: str | None = None
+    #: A fixed colour and marker (one of MARKERS), for series whose look carries meaning
+    #: (pruned, failed) whatever else the chart holds; None: by the series' position.
+    color: str | None = None
+    marker: str | None = None
 
 
 @dataclass(slots=True)
 class Chart:
     title: str
-    kind: str  # line | bar | scatter
+    kind: str  # line | bar | scatter | strip (categorical x, one mark per point)
     x_label: str
     y_label: str
     series: list[Series]
@@ -275,7 +282,7 @@ def render_svg(chart: Chart, *, width: int = 680, height: int = 400) -> str:
         legend_w = min(
             210, max(90, 30 + 7.0 * max(longest, len(_clip(chart.legend_title or "", 28))))
         )
-    categorical = chart.kind == "bar"
+    categorical = chart.kind in ("bar", "strip")
     cats = (chart.categories or _categories(series)) if categorical else []
     cat_labels = short_labels(cats, 24)
     rotate = categorical and (len(cats) > 8 or max((len(c) for c in cats), default=0) > 12)
@@ -359,7 +366,9 @@ def render_svg(chart: Chart, *, width: int = 680, height: int = 400) -> str:
     out.append(
         f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + ph}" stroke="#999" stroke-width="1"/>'
     )
-    if categorical:
+    if chart.kind == "strip":
+        out.extend(_strip(series, cats, cat_labels, left, top, pw, ph, sy, rotate))
+    elif categorical:
         out.extend(_bars(series, cats, cat_labels, left, top, pw, ph, sy, rotate))
     else:
         out.extend(_xy(chart, series, left, top, pw, ph, sy))
@@ -449,6 +458,8 @@ def _tip(series: Series, p: Point, x_text: str) -> str:
         tip += f" (n={p.n}, {fmt_value(p.lo)} to {fmt_value(p.hi)})"
     if p.flags:
         tip += " [" + ", ".join(p.flags) + (f": {p.detail}" if p.detail else "") + "]"
+    elif p.detail:
+        tip += f" ({p.detail})"
     return tip
 
 
@@ -482,23 +493,9 @@ def _bars(
     inner = band * 0.78
     bw = inner / n_s
     base = f(0.0) if f(0.0) <= top + ph else top + ph
-    for ci, c in enumerate(cats):
-        cx = left + band * (ci + 0.5)
-        label = escape(cat_labels[ci]) + (
-            f"<title>{escape(c)}</title>" if cat_labels[ci] != c else ""
-        )
-        if rotate:
-            out.append(
-                f'<text transform="translate({cx:.1f},{top + ph + 12:.1f}) rotate(-35)" '
-                f'text-anchor="end" fill="#444" font-size="11">{label}</text>'
-            )
-        else:
-            out.append(
-                f'<text x="{cx:.1f}" y="{top + ph + 16:.1f}" text-anchor="middle" fill="#444">'
-                f"{label}</text>"
-            )
+    out.extend(_category_labels(cats, cat_labels, left, top, pw, ph, rotate))
     for si, s in enumerate(series):
-        color = PALETTE[si % len(PALETTE)]
+        color = s.color or PALETTE[si % len(PALETTE)]
         out.append(f'<g class="series" data-series="{escape(s.name)}" fill="{color}">')
         for p in s.points:
             key = str(p.x)
@@ -527,6 +524,73 @@ def _bars(
     return out
 
 
+def _category_labels(
+    cats: list[str],
+    cat_labels: list[str],
+    left: float,
+    top: float,
+    pw: float,
+    ph: float,
+    rotate: bool,
+) -> list[str]:
+    out: list[str] = []
+    band = pw / max(1, len(cats))
+    for ci, c in enumerate(cats):
+        cx = left + band * (ci + 0.5)
+        label = escape(cat_labels[ci]) + (
+            f"<title>{escape(c)}</title>" if cat_labels[ci] != c else ""
+        )
+        if rotate:
+            out.append(
+                f'<text transform="translate({cx:.1f},{top + ph + 12:.1f}) rotate(-35)" '
+                f'text-anchor="end" fill="#444" font-size="11">{label}</text>'
+            )
+        else:
+            out.append(
+                f'<text x="{cx:.1f}" y="{top + ph + 16:.1f}" text-anchor="middle" fill="#444">'
+                f"{label}</text>"
+            )
+    return out
+
+
+def strip_offset(j: int) -> float:
+    """Where the j-th mark of one category sits across its band, in [-0.5, 0.5): spread by
+    the golden ratio, so marks do not hide each other and the same data draws the same way."""
+    return ((j * 0.6180339887) % 1.0) - 0.5
+
+
+def _strip(
+    series: list[Series],
+    cats: list[str],
+    cat_labels: list[str],
+    left: float,
+    top: float,
+    pw: float,
+    ph: float,
+    sy: Callable[[float], float],
+    rotate: bool,
+) -> list[str]:
+    """One mark per point at its category, spread across half the category's band."""
+    out = _category_labels(cats, cat_labels, left, top, pw, ph, rotate)
+    band = pw / max(1, len(cats))
+    placed: dict[str, int] = {}
+    for si, s in enumerate(series):
+        color = s.color or PALETTE[si % len(PALETTE)]
+        shape = s.marker or MARKERS[si % len(MARKERS)]
+        out.append(f'<g class="series" data-series="{escape(s.name)}">')
+        for p in s.points:
+            key = str(p.x)
+            if key not in cats:
+                continue
+            j = placed[key] = placed.get(key, -1) + 1
+            x = left + band * (cats.index(key) + 0.5 + 0.5 * strip_offset(j))
+            out.append(_marker(shape, x, sy(p.y), color, _attrs(p), _tip(s, p, key)))
+            if p.flags:
+                out.extend(_point_flags(p, x, sy(p.y) - 10))
+        out.append("</g>")
+    return out
+
+
 def _xy(
     chart: Chart,
     series: list[Series],
@@ -543,7 +607,16 @@ def _xy(
     tx = (lambda v: math.log2(v)) if log else (lambda v: v)
     lo, hi = tx(min(xs)), tx(max(xs))
     distinct = sorted(set(xs))
-    if log:
+    if log and max(xs) / min(xs) > LOG_SPAN:
+        # values over decades (a learning rate): ticks at the powers of ten they cross
+        ticks = [
+            10.0**k
+            for k in range(
+                math.ceil(math.log10(min(xs)) - 1e-9), math.floor(math.log10(max(xs)) + 1e-9) + 1
+            )
+        ]
+        t_lo, t_hi = lo, hi
+    elif log:
         ticks = distinct if len(distinct) <= 10 else [2.0**k for k in range(int(lo), int(hi) + 1)]
         t_lo, t_hi = lo, hi
     elif len(distinct) <= 8 and all(float(v).is_integer() for v in distinct):
@@ -569,12 +642,15 @@ def _xy(
             f"{fmt_num(t)}</text>"
         )
     for si, s in enumerate(series):
-        color = PALETTE[si % len(PALETTE)]
-        shape = MARKERS[si % len(MARKERS)]
+        color = s.color or PALETTE[si % len(PALETTE)]
+        shape = s.marker or MARKERS[si % len(MARKERS)]
+        style = s.style or chart.kind
         pts = sorted(s.points, key=lambda p: _num(p.x))
-        out.append(f'<g class="series" data-series="{escape(s.name)}">')
+        out.append(
+            f'<g class="series" data-series="{escape(s.name)}" data-style="{escape(style)}">'
+        )
         dense = len(pts) > DENSE_POINTS
-        if chart.kind == "line" and len(pts) > 1:
+        if style == "line" and len(pts) > 1:
             path = " ".join(
                 f"{'M' if i == 0 else 'L'}{sx(_num(p.x)):.1f},{f(p.y):.1f}"
                 for i, p in enumerate(pts)
@@ -583,13 +659,21 @@ def _xy(
                 f'<path d="{path}" fill="none" stroke="{color}" '
                 f'stroke-width="{1.6 if dense else 2.2}"/>'
             )
+        elif style == "step" and pts:
+            path = f"M{sx(_num(pts[0].x)):.1f},{f(pts[0].y):.1f}" + "".join(
+                f" H{sx(_num(p.x)):.1f} V{f(p.y):.1f}" for p in pts[1:]
+            )
+            out.append(
+                f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2" '
+                'stroke-linejoin="round" class="step"/>'
+            )
         for p in pts:
             x = sx(_num(p.x))
             if p.lo is not None and p.hi is not None and p.n > 1:
                 out.append(_errorbar(x, p.lo, p.hi, sy, color))
         for p in pts:
             x = sx(_num(p.x))
-            if dense and chart.kind == "line":
+            if (dense and style == "line") or style == "step":
                 # A curve of many steps: the line is the figure; each value stays readable
                 # from the DOM (and its tooltip) without a marker cluttering the curve.
                 out.append(
@@ -617,15 +701,19 @@ def _legend(chart: Chart, series: list[Series], labels: list[str], x: float, y: 
         )
         yy += 20
     for si, s in enumerate(series):
-        color = PALETTE[si % len(PALETTE)]
+        color = s.color or PALETTE[si % len(PALETTE)]
+        style = s.style or chart.kind
         if chart.kind == "bar":
             out.append(f'<rect x="{x}" y="{yy:.1f}" width="12" height="12" rx="2" fill="{color}"/>')
         else:
-            out.append(
-                f'<line x1="{x - 2}" x2="{x + 14}" y1="{yy + 6:.1f}" y2="{yy + 6:.1f}" '
-                f'stroke="{color}" stroke-width="2.2"/>'
-            )
-            out.append(_marker(MARKERS[si % len(MARKERS)], x + 6, yy + 6, color, "", s.name))
+            if style not in ("scatter", "strip"):
+                out.append(
+                    f'<line x1="{x - 2}" x2="{x + 14}" y1="{yy + 6:.1f}" y2="{yy + 6:.1f}" '
+                    f'stroke="{color}" stroke-width="2.2"/>'
+                )
+            if style != "step":
+                shape = s.marker or MARKERS[si % len(MARKERS)]
+                out.append(_marker(shape, x + 6, yy + 6, color, "", s.name))
         out.append(
             f'<text x="{x + 20}" y="{yy + 10.5:.1f}" fill="#333">{escape(labels[si])}'
             f"<title>{escape(s.name)}</title></text>"
@@ -669,12 +757,35 @@ def render_png(chart: Chart, *, width: float = 6.8, height: float = 4.0, dpi: in
         lo = max(p.lo, floor) if not log else max(p.lo, min(values) / 10)
         return [p.y - lo], [p.hi - p.y]
 
-    if chart.kind == "bar":
+    if chart.kind == "strip":
+        cats = chart.categories or _categories(series)
+        placed: dict[str, int] = {}
+        for si, s in enumerate(series):
+            xs_s: list[float] = []
+            ys_s: list[float] = []
+            for p in s.points:
+                if str(p.x) not in cats:
+                    continue
+                j = placed[str(p.x)] = placed.get(str(p.x), -1) + 1
+                xs_s.append(cats.index(str(p.x)) + 0.5 * strip_offset(j))
+                ys_s.append(p.y)
+                flag_marks.extend((xs_s[-1], p.y, f) for f in p.flags)
+            ax.plot(
+                xs_s,
+                ys_s,
+                linestyle="none",
+                marker=_MPL_MARKERS[s.marker or MARKERS[si % len(MARKERS)]],
+                markersize=5,
+                color=s.color or PALETTE[si % len(PALETTE)],
+                label=labels[si],
+            )
+        ax.set_xticks(range(len(cats)), short_labels(cats, 24))
+    elif chart.kind == "bar":
         cats = chart.categories or _categories(series)
         n_s = max(1, len(series))
         bw = 0.78 / n_s
         for si, s in enumerate(series):
-            color = PALETTE[si % len(PALETTE)]
+            color = s.color or PALETTE[si % len(PALETTE)]
             for p in s.points:
                 if str(p.x) not in cats:
                     continue
@@ -708,18 +819,22 @@ def render_png(chart: Chart, *, width: float = 6.8, height: float = 4.0, dpi: in
                 t.set_horizontalalignment("right")
     else:
         for si, s in enumerate(series):
-            color = PALETTE[si % len(PALETTE)]
+            color = s.color or PALETTE[si % len(PALETTE)]
+            style = s.style or chart.kind
             pts = sorted(s.points, key=lambda p: _num(p.x))
             xs = [_num(p.x) for p in pts]
             ys = [p.y for p in pts]
             dense = len(pts) > DENSE_POINTS
+            if style == "step":
+                ax.step(xs, ys, where="post", color=color, linewidth=1.8, label=labels[si])
+                continue
             ax.plot(
                 xs,
                 ys,
-                linestyle="-" if chart.kind == "line" else "none",
+                linestyle="-" if style == "line" else "none",
                 marker=None
-                if dense and chart.kind == "line"
-                else _MPL_MARKERS[MARKERS[si % len(MARKERS)]],
+                if dense and style == "line"
+                else _MPL_MARKERS[s.marker or MARKERS[si % len(MARKERS)]],
                 markersize=5,
                 linewidth=1.4 if dense else 2,
                 color=color,
@@ -745,7 +860,7 @@ def render_png(chart: Chart, *, width: float = 6.8, height: float = 4.0, dpi: in
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps, sizes: no 0.5
         all_x = [_num(p.x) for s in series for p in s.points]
         if chart.log_x and all_x and min(all_x) > 0:
-            ax.set_xscale("log", base=2)
+            ax.set_xscale("log", base=10 if max(all_x) / min(all_x) > LOG_SPAN else 2)
     # flag marks, stacked above their point like the SVG's
     stacked: dict[tuple[float, float], int] = {}
     for x, y, f in flag_marks:

@@ -327,6 +327,10 @@ class QuerySession:
               TRY_CAST(json_extract(r.spec, '$.seed') AS BIGINT) AS seed,
               TRY_CAST(json_extract(r.spec, '$.repeat') AS BIGINT) AS "repeat",
               TRY_CAST(json_extract(r.spec, '$.index') AS BIGINT) AS "index",
+              -- a trial of an adaptive search (extra.search); NULL for any other run
+              TRY_CAST(json_extract(r.spec, '$.extra.search.trial') AS INTEGER) AS trial,
+              json_extract_string(r.spec, '$.extra.search.sampler') AS sampler,
+              json_extract_string(r.spec, '$.extra.search.key') AS search,
               CAST(json_extract(r.spec, '$.tags') AS VARCHAR[]) AS tags{flat_sql},
               json_extract(r.spec, '$.params') AS params,
               json_extract(r.spec, '$.placement') AS placement,

@@ -111,6 +111,53 @@ class ExperimentSection:
     #: Configurations whose repeats are noisy: config (text), cv, n.
     noisy: list[dict[str, Any]] = field(default_factory=list)
     noise_cv: float = DEFAULT_NOISE_CV
+    #: The adaptive searches among its runs, one per search key.
+    searches: list[SearchSection] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class SearchTrial:
+    """One trial of a search: ``outcome`` is completed, pruned, failed or running; ``value``
+    the objective's last value in the run's latest try (None when it logged none)."""
+
+    trial: int
+    run_id: str
+    status: str
+    outcome: str
+    value: float | None
+    values: dict[str, Any]
+
+
+@dataclass(slots=True)
+class SearchSection:
+    """One search (one key) of an experiment: its trials by number, its figures, its best."""
+
+    key: str
+    sampler: str | None
+    metric: str | None
+    maximize: bool
+    budget: int | None
+    trials: list[SearchTrial]
+    paths: list[str]
+    figures: list[Figure] = field(default_factory=list)
+    best: SearchTrial | None = None
+    #: Why nothing is drawn (no trial has a value of the objective), said in the section.
+    empty: str | None = None
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for t in self.trials if t.outcome == outcome)
+
+    @property
+    def ended(self) -> int:
+        return sum(1 for t in self.trials if t.outcome != "running")
+
+    def progress(self) -> str:
+        """``10 of 12 trials ended (1 pruned, 1 failed), 1 running``."""
+        of = f" of {self.budget}" if self.budget else ""
+        parts = [f"{n} {o}" for o in ("pruned", "failed") if (n := self.count(o))]
+        text = f"{self.ended}{of} trials ended" + (f" ({', '.join(parts)})" if parts else "")
+        running = self.count("running")
+        return text + (f", {running} running" if running else "")
 
 
 # -- labels -----------------------------------------------------------------------------------
@@ -833,6 +880,8 @@ def collect(
     statuses: dict[str, dict[str, int]] = defaultdict(dict)
     for exp, st, n in status_rows:
         statuses[exp][st] = int(n)
+    searches = _searches(session, chosen)
+    trial_ids = {t.run_id for found in searches.values() for sec in found for t in sec.trials}
     for exp in chosen:
         exp_rows = by_exp.get(exp, [])
         ok = [r for r in exp_rows if any(r[wanted.index(m)] is not None for m in metric_cols)]
@@ -840,19 +889,29 @@ def collect(
         rows = _Rows(cols=cols, n=len(ok))
         swept = _swept(rows, param_cols)
         primary = _choose_primary(metric_cols, rows)
+        found = searches.get(exp, [])
+        objective = next((sec.metric for sec in found if sec.best is not None), None)
+        if objective is not None:
+            primary = objective  # the search's own objective is the experiment's headline
+        # An experiment of trials only is drawn by its search sections: the sweep figures and
+        # best-configurations table would treat each trial as a configuration of a grid.
+        all_trials = bool(found) and all(r[0] in trial_ids for r in exp_rows)
         reps = [g[0] for g in _zip_groups(rows, swept)]
         quality = _Quality.of(rows, reps, noise_cv)
         figures: list[Figure] = []
         if primary is not None:
             numa_metrics = [primary] + [m for m in ("h2d_gbps",) if m in metric_cols]
-            if "placement.numa" in swept:
+            if "placement.numa" in swept and not all_trials:
                 figures.extend(
                     Figure(chart=c) for c in numa_figures(rows, numa_metrics, gpu_node, quality)
                 )
-            figures.extend(Figure(chart=c) for c in sweep_figures(rows, swept, primary, quality))
+            if not all_trials:
+                figures.extend(
+                    Figure(chart=c) for c in sweep_figures(rows, swept, primary, quality)
+                )
             stepped = _stepped_metrics(session, exp)
             figures.extend(Figure(chart=c) for c in curve_figures(rows, reps, stepped, primary))
-        best = _best(rows, reps, primary, quality=quality) if primary else []
+        best = _best(rows, reps, primary, quality=quality) if primary and not all_trials else []
         descs = {r[3] for r in exp_rows if r[3]}
         sections.append(
             ExperimentSection(
@@ -867,6 +926,7 @@ def collect(
                 contended=_contended(exp_rows, wanted),
                 noisy=_noisy(rows, reps, primary, quality) if primary else [],
                 noise_cv=noise_cv,
+                searches=found,
             )
         )
     declared, more = _declared_reports(session, chosen, manifests)
@@ -1037,6 +1097,353 @@ def _gpu_numa(session: QuerySession) -> dict[int, int]:
     return {int(g): int(n) for g, n in rows}
 
 
+# -- searches ---------------------------------------------------------------------------------
+
+#: How each trial outcome is drawn: (series name, colour, marker). Fixed, so a pruned trial
+#: looks the same on every figure whatever else the figure holds.
+TRIAL_STYLES = {
+    "completed": ("completed", charts.PALETTE[0], "circle"),
+    "pruned": ("pruned (stopped early)", "#b7791f", "triangle"),
+    "failed": ("failed", "#c0392b", "square"),
+}
+BEST_STYLE = ("best so far", "#222222")
+#: Most searched parameters that get a figure per search.
+MAX_SEARCH_PARAM_FIGURES = 12
+#: Trials named in a caption (those without a value) before the rest are counted.
+MAX_NAMED_TRIALS = 6
+
+
+def _outcome(status: str, end_reason: str | None) -> str:
+    if status == "pruned" or (end_reason or "").startswith("pruned"):
+        return "pruned"
+    if status == "succeeded":
+        return "completed"
+    if status in ("pending", "submitted", "running"):
+        return "running"
+    return "failed"
+
+
+def _searches(session: QuerySession, experiments: Sequence[str]) -> dict[str, list[SearchSection]]:
+    """Experiment -> its searches (one per key, in the order they began), each with its trials
+    and the objective's last value per trial (the ``results`` view's final value: the highest
+    step, then the latest time, of the run's latest try)."""
+    if "search" not in {c for c, _ in session.views["runs"]}:
+        return {}
+    res = session.query(
+        """SELECT experiment, search, trial, sampler, run_id, status, end_reason,
+                  json_extract(spec, '$.extra.search.objective')::VARCHAR,
+                  json_extract(spec, '$.extra.search.values')::VARCHAR,
+                  TRY_CAST(json_extract(spec, '$.extra.search.budget') AS BIGINT)
+           FROM runs
+           WHERE search IS NOT NULL AND experiment IN (SELECT unnest(?::VARCHAR[]))
+           ORDER BY experiment, min(created_at) OVER (PARTITION BY search), search, trial,
+                    run_id""",
+        [list(experiments)],
+    )
+    if not res.rows:
+        return {}
+    objectives: dict[str, dict[str, Any]] = {}
+    for row in res.rows:
+        if row[1] not in objectives:
+            try:
+                obj = json.loads(row[7]) if row[7] else {}
+            except ValueError:
+                obj = {}
+            objectives[row[1]] = obj if isinstance(obj, dict) else {}
+    run_cols = {c for c, _ in session.views["runs"]}
+    metric_of = {
+        m: (m if m not in run_cols else f"metric.{m}")
+        for m in {str(o.get("metric")) for o in objectives.values() if o.get("metric")}
+        if m in session.metric_names
+    }
+    values: dict[tuple[str, str], float | None] = {}
+    if metric_of:
+        names = list(metric_of)
+        select = ", ".join('"' + metric_of[m].replace('"', '""') + '"' for m in names)
+        for row in session.query(
+            f"SELECT run_id, {select} FROM results WHERE search IS NOT NULL "
+            "AND experiment IN (SELECT unnest(?::VARCHAR[]))",
+            [list(experiments)],
+        ).rows:
+            for m, v in zip(names, row[1:], strict=True):
+                values[(row[0], m)] = _float(v)
+    out: dict[str, list[SearchSection]] = {}
+    sections: dict[str, SearchSection] = {}
+    for exp, key, trial, sampler, run_id, status, end_reason, _o, vals, budget in res.rows:
+        obj = objectives[key]
+        metric = str(obj["metric"]) if obj.get("metric") else None
+        sec = sections.get(key)
+        if sec is None:
+            direction = str(obj.get("direction") or "")
+            maximize = (
+                direction == "maximize"
+                if direction in ("maximize", "minimize")
+                else not (metric and lower_is_better(metric))
+            )
+            sec = sections[key] = SearchSection(
+                key=key,
+                sampler=sampler,
+                metric=metric,
+                maximize=maximize,
+                budget=int(budget) if budget is not None else None,
+                trials=[],
+                paths=[],
+            )
+            out.setdefault(exp, []).append(sec)
+        try:
+            searched = json.loads(vals) if vals else {}
+        except ValueError:
+            searched = {}
+        searched = searched if isinstance(searched, dict) else {}
+        for path in searched:
+            if path not in sec.paths:
+                sec.paths.append(path)
+        sec.trials.append(
+            SearchTrial(
+                trial=int(trial) if trial is not None else 0,
+                run_id=str(run_id),
+                status=str(status),
+                outcome=_outcome(str(status), end_reason),
+                value=values.get((run_id, metric)) if metric else None,
+                values=searched,
+            )
+        )
+    for sec in sections.values():
+        _finish_search(sec)
+    return out
+
+
+def _finish_search(sec: SearchSection) -> None:
+    """The best trial (a completed one: a pruned trial's value is from an earlier step) and the
+    figures; or why there are none."""
+    done = [t for t in sec.trials if t.outcome == "completed" and t.value is not None]
+    if done:
+        # the better value wins; between equal values the earlier trial
+        sec.best = _top_trials(sec, 1)[0]
+    if sec.metric is None:
+        sec.empty = "The search names no objective metric."
+        return
+    if not any(t.value is not None and t.outcome != "running" for t in sec.trials):
+        sec.empty = (
+            f"No trial has logged the objective {sec.metric} yet ({sec.progress()}): "
+            "nothing to draw. Check that the program logs it under that name "
+            f'(hpcx query "SELECT DISTINCT name FROM metrics WHERE run_id IN '
+            f"(SELECT run_id FROM runs WHERE search = '{sec.key}')\")."
+        )
+        return
+    sec.figures = [Figure(chart=_trial_chart(sec))]
+    sec.figures.extend(
+        Figure(chart=c)
+        for c in (_param_chart(sec, p) for p in sec.paths[:MAX_SEARCH_PARAM_FIGURES])
+        if c is not None
+    )
+
+
+def _trial_series(
+    sec: SearchSection, x_of: Callable[[SearchTrial], float | str | None]
+) -> list[Series]:
+    """One series per outcome (completed, pruned, failed), each point one trial."""
+    out = []
+    for outcome, (name, color, marker) in TRIAL_STYLES.items():
+        pts = []
+        for t in sec.trials:
+            x = x_of(t)
+            if t.outcome != outcome or t.value is None or x is None:
+                continue
+            pts.append(Point(x=x, y=t.value, detail=f"trial {t.trial}, run {t.run_id[:12]}"))
+        if pts:
+            out.append(Series(name=name, points=pts, style="scatter", color=color, marker=marker))
+    return out
+
+
+def _direction_note(sec: SearchSection) -> str:
+    return f"{'higher' if sec.maximize else 'lower'} is better"
+
+
+def _unvalued_note(sec: SearchSection) -> str | None:
+    """The ended trials that have no value, named (they are on no figure)."""
+    missing = [t for t in sec.trials if t.outcome != "running" and t.value is None]
+    if not missing:
+        return None
+    named = ", ".join(f"{t.trial} ({t.outcome})" for t in missing[:MAX_NAMED_TRIALS])
+    more = f" and {len(missing) - MAX_NAMED_TRIALS} more" if len(missing) > MAX_NAMED_TRIALS else ""
+    return f"not drawn, no {sec.metric}: trial {named}{more}"
+
+
+def _trial_chart(sec: SearchSection) -> Chart:
+    """The objective against the trial number, with the best so far (completed trials only)."""
+    assert sec.metric is not None
+    series = _trial_series(sec, lambda t: float(t.trial))
+    best_pts: list[Point] = []
+    best: float | None = None
+    for t in sorted(sec.trials, key=lambda t: t.trial):
+        better = t.value is not None and (
+            best is None or (t.value > best if sec.maximize else t.value < best)
+        )
+        if t.outcome == "completed" and better:
+            best = t.value
+        if best is not None and t.outcome != "running":
+            best_pts.append(Point(x=float(t.trial), y=best, detail=f"best after trial {t.trial}"))
+    if best_pts:
+        series.append(
+            Series(name=BEST_STYLE[0], points=best_pts, style="step", color=BEST_STYLE[1])
+        )
+    notes = [_direction_note(sec), sec.progress()]
+    notes += [n for n in (_unvalued_note(sec),) if n]
+    return Chart(
+        title=f"{metric_label(sec.metric)} by trial",
+        kind="scatter",
+        x_label="trial",
+        y_label=metric_label(sec.metric),
+        series=series,
+        subtitle="; ".join(notes),
+        legend_title=f"{sec.sampler or 'search'} {sec.key[:8]}",
+    )
+
+
+def _param_chart(sec: SearchSection, path: str) -> Chart | None:
+    """The objective against one searched parameter: numbers on a linear axis (log when the
+    values are positive and span more than two decades), anything else as categories."""
+    assert sec.metric is not None
+    xs: list[Any] = [
+        x for x in (t.values.get(path) for t in sec.trials if t.value is not None) if x is not None
+    ]
+    if not xs:
+        return None
+    numeric = _is_numeric(xs)
+    title = f"{metric_label(sec.metric)} vs {column_label(path)}"
+    if numeric:
+        series = _trial_series(sec, lambda t: _float(t.values.get(path)))
+        lo, hi = min(float(x) for x in xs), max(float(x) for x in xs)
+        log = lo > 0 and hi / lo > charts.LOG_SPAN
+        return Chart(
+            title=title,
+            kind="scatter",
+            x_label=column_label(path) + (" (log scale)" if log else ""),
+            y_label=metric_label(sec.metric),
+            series=series,
+            subtitle=f"one point per trial; {_direction_note(sec)}",
+            log_x=log,
+            legend_title=f"{sec.sampler or 'search'} {sec.key[:8]}",
+        )
+
+    def label(t: SearchTrial) -> str | None:
+        v = t.values.get(path)
+        if v is None:
+            return None
+        return value_label(path, json.dumps(v) if isinstance(v, (list, dict)) else v)
+
+    cats = list(
+        dict.fromkeys(
+            value_label(path, json.dumps(v) if isinstance(v, (list, dict)) else v)
+            for v in sorted(xs, key=_sort_key)
+        )
+    )
+    return Chart(
+        title=title,
+        kind="strip",
+        x_label=column_label(path),
+        y_label=metric_label(sec.metric),
+        series=_trial_series(sec, label),
+        categories=cats,
+        subtitle=f"one point per trial; {_direction_note(sec)}",
+        legend_title=f"{sec.sampler or 'search'} {sec.key[:8]}",
+    )
+
+
+def _search_values_text(t: SearchTrial) -> str:
+    return ", ".join(f"{column_label(p)}={value_label(p, v)}" for p, v in t.values.items())
+
+
+def _search_best_text(sec: SearchSection) -> str:
+    if sec.best is None or sec.best.value is None:
+        return "—"
+    values = _search_values_text(sec.best)
+    return f"{charts.fmt_value(sec.best.value)} (trial {sec.best.trial}: {values})"
+
+
+def _top_trials(sec: SearchSection, limit: int = 5) -> list[SearchTrial]:
+    done = [t for t in sec.trials if t.outcome == "completed" and t.value is not None]
+    sign = -1.0 if sec.maximize else 1.0
+    done.sort(key=lambda t: (sign * (t.value or 0.0), t.trial))
+    return done[:limit]
+
+
+def _search_html(sec: SearchSection) -> str:
+    metric = metric_label(sec.metric) if sec.metric else "objective"
+    direction = "maximize" if sec.maximize else "minimize"
+    parts = [
+        f'<section class="search" id="search-{escape(sec.key)}" data-search="{escape(sec.key)}">',
+        f"<h3>Search <code>{escape(sec.key)}</code></h3>",
+        '<table class="search-summary">'
+        f"<tr><th>sampler</th><td>{escape(sec.sampler or '—')}</td></tr>"
+        f"<tr><th>objective</th><td>{direction} {escape(metric)}</td></tr>"
+        f"<tr><th>trials</th><td>{escape(sec.progress())}</td></tr>"
+        f'<tr><th>best</th><td class="best">{escape(_search_best_text(sec))}</td></tr>'
+        "</table>",
+    ]
+    top = _top_trials(sec)
+    if top:
+        head = "".join(
+            f"<th>{escape(h)}</th>"
+            for h in ["trial", metric, *(column_label(p) for p in sec.paths), "run"]
+        )
+        rows = [
+            f'<tr><td class="num">{t.trial}</td>'
+            f'<td class="num">{escape(charts.fmt_value(t.value or 0.0))}</td>'
+            + "".join(f"<td>{escape(value_label(p, t.values.get(p)))}</td>" for p in sec.paths)
+            + f"<td><code>{escape(t.run_id[:12])}</code></td></tr>"
+            for t in top
+        ]
+        parts.append(f'<table class="search-best"><tr>{head}</tr>{"".join(rows)}</table>')
+    if sec.empty:
+        parts.append(f'<p class="meta search-empty">{escape(sec.empty)}</p>')
+    if sec.figures:
+        parts.append('<div class="figs">')
+        parts.extend(
+            f"<figure>{charts.render_svg(f.chart)}</figure>" for f in sec.figures if f.chart
+        )
+        parts.append("</div>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _search_markdown(sec: SearchSection, add: Callable[[Chart], str]) -> list[str]:
+    metric = metric_label(sec.metric) if sec.metric else "objective"
+    direction = "maximize" if sec.maximize else "minimize"
+    out = [
+        f"### Search `{_md(sec.key)}`",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| sampler | {_md(sec.sampler or '—')} |",
+        f"| objective | {direction} {_md(metric)} |",
+        f"| trials | {_md(sec.progress())} |",
+        f"| best | {_md(_search_best_text(sec))} |",
+        "",
+    ]
+    top = _top_trials(sec)
+    if top:
+        head = ["trial", metric, *(column_label(p) for p in sec.paths), "run"]
+        out.append("| " + " | ".join(_md(h) for h in head) + " |")
+        out.append("|---:|---:|" + "---|" * (len(sec.paths) + 1))
+        for t in top:
+            cells = [
+                str(t.trial),
+                charts.fmt_value(t.value or 0.0),
+                *(value_label(p, t.values.get(p)) for p in sec.paths),
+                f"`{t.run_id[:12]}`",
+            ]
+            out.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        out.append("")
+    if sec.empty:
+        out += [_md(sec.empty), ""]
+    for f in sec.figures:
+        if f.chart is not None:
+            out += [add(f.chart), ""]
+    return out
+
+
 # -- rendering --------------------------------------------------------------------------------
 
 _CSS = """
@@ -1058,7 +1465,8 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
   margin-right: 4px; color: #fff; }
 .st-succeeded { background: #3a8a3f; } .st-failed { background: #c0392b; }
 .st-running, .st-submitted { background: #2d6cb5; } .st-pending { background: #8a8f98; }
-.st-cancelled, .st-lost, .st-timeout { background: #b7791f; }
+.st-cancelled, .st-lost, .st-timeout, .st-pruned { background: #b7791f; }
+section.search { margin: 8px 0 20px; }
 .figs { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 16px; }
 figure { margin: 0; background: #fff; border: 1px solid #e1e4e8; border-radius: 6px;
   padding: 8px; }
@@ -1080,6 +1488,7 @@ code { background: #eef1f5; padding: 1px 4px; border-radius: 3px; font-size: 12p
 def _status_badges(by_status: dict[str, int]) -> str:
     order = [
         "succeeded",
+        "pruned",
         "failed",
         "running",
         "submitted",
@@ -1095,6 +1504,8 @@ def _status_badges(by_status: dict[str, int]) -> str:
 
 
 def _best_text(sec: ExperimentSection) -> str:
+    if not sec.best and any(s.best is not None for s in sec.searches):
+        return _search_best_text(next(s for s in sec.searches if s.best is not None))
     if not sec.best or sec.primary is None:
         return "—"
     b = sec.best[0]
@@ -1252,13 +1663,14 @@ def render_html(
             f"swept: {escape(swept)}</div>"
         )
         parts.append(_best_html(sec))
+        parts.extend(_search_html(search) for search in sec.searches)
         if sec.figures:
             parts.append('<div class="figs">')
             for f in sec.figures:
                 if f.chart is not None:
                     parts.append(f"<figure>{charts.render_svg(f.chart)}</figure>")
             parts.append("</div>")
-        elif sec.primary is None:
+        elif sec.primary is None and not sec.searches:
             parts.append('<p class="meta">No metrics recorded yet.</p>')
     if declared:
         parts.append("<h2>Reports declared in manifests</h2>")
@@ -1334,6 +1746,8 @@ def render_markdown_report(
                 cells = [str(i), *(str(b["config"][k]) for k in keys), val, str(b["n"]), cv]
                 out.append("| " + " | ".join(_md(c) for c in cells) + f" | {flags} |")
             out.append("")
+        for search in sec.searches:
+            out += _search_markdown(search, add)
         for f in sec.figures:
             if f.chart is not None:
                 out += [add(f.chart), ""]
@@ -1447,8 +1861,10 @@ def build_report(
         "hpcx report: " + ", ".join(s.name for s in sections) if sections else "hpcx report"
     )
     state_desc = str(state)
-    n_figures = sum(1 for s in sections for f in s.figures if f.chart) + sum(
-        1 for f in declared if f.chart
+    n_figures = (
+        sum(1 for s in sections for f in s.figures if f.chart)
+        + sum(1 for s in sections for q in s.searches for f in q.figures if f.chart)
+        + sum(1 for f in declared if f.chart)
     )
     if fmt == "md":
         fig_dir = out.parent / f"{out.stem}_files"
