@@ -187,25 +187,29 @@ class SearchSpec:
 
     def make_runs(self, trials: Sequence[Trial]) -> list[RunSpec]:
         """One run per trial, in order, each an ordinary run (its identity is what a grid
-        point with these values would have) with ``extra["search"]`` saying which trial it is.
-        Trials with equal values make one run (the first)."""
+        point with these values would have; its index its place in ``trials``) with
+        ``extra["search"]`` saying which trial it is. Trials with equal values make one run
+        (the first)."""
         if not trials:
             return []
-        paths = [d.path for d in self.definition.dims]
-        rows = [tuple(t.values[d.dotted] for d in self.definition.dims) for t in trials]
+        dims = self.definition.dims
+        paths = [d.path for d in dims]
+        rows = [tuple(t.values[d.dotted] for d in dims) for t in trials]
         plan = SweepPlan(axes=[Axis(paths, rows)], seeds=list(self.exp.plan.seeds))
         runs: list[RunSpec] = []
-        by_id: dict[str, int] = {}
-        expand_into(dataclasses.replace(self.exp, plan=plan), runs, by_id)
-        by_values = {canonical_json(list(r)): t for r, t in zip(rows, trials, strict=True)}
-        out = []
-        for run in runs:
-            values = {d.dotted: _get(run.params, d.path[1:]) for d in self.definition.dims}
-            trial = by_values[canonical_json([values[d.dotted] for d in self.definition.dims])]
-            extra = dict(run.extra)
-            extra["search"] = self.trial_extra(trial)
-            out.append(dataclasses.replace(run, index=trial.number - 1, extra=extra))
-        return out
+        expand_into(dataclasses.replace(self.exp, plan=plan), runs, {})
+        if len(runs) == len(trials):  # one run per trial, in order (no seeds beside a search)
+            paired = list(zip(runs, trials, strict=True))
+        else:
+            by_values = {canonical_json(list(r)): t for r, t in zip(rows, trials, strict=True)}
+            paired = [
+                (run, by_values[canonical_json([_get(run.params, p[1:]) for p in paths])])
+                for run in runs
+            ]
+        for run, trial in paired:
+            # Each run's extra is its own dict, made for it by the expansion.
+            run.extra["search"] = self.trial_extra(trial)
+        return runs
 
     def trial_extra(self, trial: Trial) -> dict[str, Any]:
         d = self.definition
