@@ -112,6 +112,8 @@ def prepare(
         _check_workload_params(workload, params, axes, doc, problems)
         if len(problems.items) > start:
             return None
+        if search is not None:
+            _check_search_metrics(workload, search, doc, problems)
     sweep.fill_axes()
     exp = _experiment(
         label, doc, overrides, sweep, workload, command, env, cwd, executor, code_hash, extras
@@ -451,6 +453,29 @@ def _nul_paths(obj: Any, jp: JsonPath) -> Iterable[JsonPath]:
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             yield from _nul_paths(v, (*jp, i))
+
+
+def _check_search_metrics(
+    workload: str, search: SearchDef, doc: Doc, problems: Problems
+) -> None:
+    """A search whose objective (or prune metric) the workload never logs cannot learn: a
+    named warning (a command's metrics cannot be known before it runs)."""
+    from hpcx.workloads import WORKLOADS
+
+    info = WORKLOADS[workload]
+    wanted: list[tuple[str, JsonPath]] = [
+        (search.metric, ("spec", "sweep", "search", "objective", "metric"))
+    ]
+    if search.prune is not None:
+        wanted.append((search.prune["metric"], ("spec", "sweep", "search", "prune", "metric")))
+    for metric, jp in wanted:
+        if not info.logs(metric):
+            problems.warn(
+                pos(doc, jp),
+                jp,
+                f"the {workload} workload never logs {metric!r}: every trial would end without "
+                f"it (it logs {', '.join(info.reports)})",
+            )
 
 
 def _check_workload_params(

@@ -52,6 +52,15 @@ class WorkloadInfo:
     #: A measurement: by default its runs hold every core (resources.cpus) and run alone
     #: (resources.exclusive) on the local executor, so no other run hpcx starts disturbs it.
     benchmark: bool = False
+    #: The metric names its runs log (shell patterns), besides the wrapper's ``hpcx.*``: a
+    #: search whose objective is none of them is warned about at validation.
+    reports: tuple[str, ...] = ()
+
+    def logs(self, metric: str) -> bool:
+        """Whether a run of this workload logs ``metric``."""
+        import fnmatch
+
+        return any(fnmatch.fnmatchcase(metric, p) for p in (*self.reports, "hpcx.*"))
 
 
 def _registry() -> dict[str, WorkloadInfo]:
@@ -64,6 +73,7 @@ def _registry() -> dict[str, WorkloadInfo]:
             description=noop.DESCRIPTION,
             params_schema=noop.PARAMS_SCHEMA,
             defaults=noop.DEFAULTS,
+            reports=noop.REPORTS,
         ),
         vit.NAME: WorkloadInfo(
             name=vit.NAME,
@@ -73,6 +83,7 @@ def _registry() -> dict[str, WorkloadInfo]:
             defaults=vit.DEFAULTS,
             check="hpcx.workloads.vit:check_params",
             benchmark=True,
+            reports=vit.REPORTS,
         ),
     }
 

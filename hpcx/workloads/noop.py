@@ -23,6 +23,8 @@ PARAMS_SCHEMA: dict[str, Any] = {
     "additionalProperties": True,
 }
 DEFAULTS: dict[str, Any] = {}
+#: What its runs log: each numeric param as ``param.<name>``.
+REPORTS = ("param.*",)
 
 
 def _numbers(obj: Any, prefix: str = "") -> dict[str, float]:

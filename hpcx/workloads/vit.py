@@ -35,6 +35,22 @@ if TYPE_CHECKING:
     from hpcx.workloads.context import RunContext
 
 NAME = "vit-pipeline"
+#: The metrics its runs log (the summary, and the per-batch curve ``batch_latency_ms``).
+REPORTS = (
+    "throughput_samples_per_s",
+    "latency_*",
+    "batch_latency_ms",
+    "samples",
+    "batches",
+    "timed_s",
+    "warmup_s",
+    "setup_s",
+    "import_s",
+    "compile_s",
+    "h2d_*",
+    "peak_mem_bytes",
+    "overhead_frac",
+)
 DESCRIPTION = (
     "ViT (vit-pytorch) inference pipeline: host batches on the bound NUMA node, pinned or "
     "pageable, non-blocking copies to the device, forward in inference mode; reports "

@@ -180,3 +180,18 @@ def test_warnings_name_what_will_not_happen(write) -> None:
     assert "budget of 20 trials is more than the grid's 16 points" in warnings
     assert "batch 30 is more than the budget of 20 trials" in warnings
     assert desired.searches[0].definition.batch == 20
+
+
+def test_an_objective_the_workload_never_logs_is_a_named_warning(write) -> None:
+    body = GOOD.replace("metric: val_acc", "metric: param.lr")  # noop logs param.<name>
+    f = write("e.yaml", simple(params=PARAMS, sweep=_search(body)))
+    desired = load_desired([f], project_root=f.parent)
+    warnings = [w for w in desired.warnings if "never logs" in w]
+    # the objective is logged; the prune metric val_loss is not
+    assert len(warnings) == 1, desired.warnings
+    assert "$.spec.sweep.search.prune.metric: warning: the noop workload never logs 'val_loss'" in (
+        warnings[0]
+    )
+    f = write("e.yaml", simple(params=PARAMS, sweep=_search(GOOD)))
+    desired = load_desired([f], project_root=f.parent)
+    assert sum("never logs 'val_acc'" in w for w in desired.warnings) == 1

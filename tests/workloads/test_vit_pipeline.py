@@ -50,6 +50,19 @@ def test_run_reports_sane_throughput_and_latency(cpu_run: Any) -> None:
     assert v["throughput_samples_per_s"] == pytest.approx(v["samples"] / v["timed_s"])
 
 
+def test_every_metric_it_logs_is_one_the_registry_declares(cpu_run: Any) -> None:
+    """`hpcx validate` warns about a search objective the workload never logs: the registry's
+    list must hold every name a run logs."""
+    from hpcx.workloads import WORKLOADS
+
+    _, mf = cpu_run
+    names = {r.name for r in mf.rows}
+    assert "throughput_samples_per_s" in names and "batch_latency_ms" in names
+    info = WORKLOADS["vit-pipeline"]
+    assert [n for n in sorted(names) if not info.logs(n)] == []
+    assert not info.logs("val_acc")
+
+
 def test_samples_are_num_samples_rounded_up_to_whole_batches(cpu_run: Any) -> None:
     _, mf = cpu_run
     v = _values(mf)
