@@ -39,14 +39,14 @@ def submit(root: Path, specs: list, **options: object) -> tuple[SlurmExecutor, S
 def timeout_job(
     slurm_cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[SlurmExecutor, Submission]]:
-    """A job with a one-minute limit, submitted first so its wait overlaps the other tests."""
+    """A job with a one-minute limit (submitted when first asked for)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
         root = tmp_path_factory.mktemp("timeout-runs")
         yield submit(root, [make_spec(["sleep", "300"], resources={"time": 1})], kill_grace=2)
 
 
-def test_submit_poll_completion(env: SlurmCluster, tmp_path: Path, timeout_job: object) -> None:
+def test_submit_poll_completion(env: SlurmCluster, tmp_path: Path) -> None:
     specs = [
         make_spec(
             ["sh", "-c", f'echo \'{{"name":"x","value":{i}}}\' >> "$HPCX_METRICS"; exit {i // 2}'],
@@ -70,6 +70,7 @@ def test_submit_poll_completion(env: SlurmCluster, tmp_path: Path, timeout_job: 
         assert Path(sub.run_dirs[s.run_id], "job.sbatch").read_text().startswith("#!/bin/bash")
 
 
+@pytest.mark.slow  # CI: test_slurm_apply.py splits arrays through the whole apply
 def test_arrays_split_to_max_array_size(env: SlurmCluster, tmp_path: Path) -> None:
     specs = [
         make_spec(["sh", "-c", 'echo "$SLURM_ARRAY_TASK_ID" > "$HPCX_RUN_DIR/task"'], index=i)
@@ -148,6 +149,7 @@ def test_controller_down_is_an_ambiguous_failure_then_reconciled(
     assert ex.reconcile(key, tmp_path) is None  # nothing went out: safe to submit again
 
 
+@pytest.mark.slow  # a minute of SLURM's time-limit granularity; CI: test_checkpoint_slurm.py
 def test_time_limit_recorded_as_timeout(timeout_job: tuple[SlurmExecutor, Submission]) -> None:
     ex, sub = timeout_job
     result = ex.wait(sub, interval=1, timeout=150)
