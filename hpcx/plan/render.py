@@ -414,6 +414,11 @@ def render_markdown(
             + " |"
         )
     out.append("")
+    for status in plan.searches:
+        lines = search_lines(status)
+        out.append(f"- `{_md_cell(status['experiment'])}`: " + "; ".join(map(_md_cell, lines)))
+    if plan.searches:
+        out.append("")
     for name, changes in groups.items():
         shown = [
             c for c in changes if full or c.action in CHANGING_ACTIONS or c.action is Action.ORPHAN

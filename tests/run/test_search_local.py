@@ -124,3 +124,33 @@ def test_tpe_beats_random_on_most_seeds_end_to_end(tmp_path: Path) -> None:
         print(f"seed {seed}: tpe {bests['tpe']:.4f} random {bests['random']:.4f}")
         wins += bests["tpe"] < bests["random"]
     assert wins >= 4
+
+
+def test_the_plan_in_markdown_and_json_says_what_the_search_proposes(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"s": search_manifest(budget=6, batch=3)})
+    md = hpcx(root, "plan", "--markdown", check=True).stdout
+    assert "- `s`: search: tpe, 0 of 6 trials (0 finished, 0 in flight)" in md
+    assert "proposes 3 trial(s): 1-3" in md and "search: trial 1 of 6, tpe" in md
+    doc = json.loads(hpcx(root, "plan", "--json", check=True).stdout)
+    (search,) = doc["searches"]
+    assert search["proposed"] == [1, 2, 3] and search["budget"] == 6
+    trials_json = [c["search"]["trial"] for c in doc["changes"] if c["search"]]
+    assert trials_json == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--watch", "--detach"), "--watch waits for the runs: not with --detach or --no-wait"),
+        (("--watch", "--no-wait"), "--watch waits for the runs: not with --detach or --no-wait"),
+        (("--watch", "--interval", "0"), "--interval must be above 0, not 0.0"),
+        (("--interval", "3"), "--interval is for --watch"),
+    ],
+)
+def test_watch_options_a_later_step_would_refuse_are_errors(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    root = make_project(tmp_path / "p", {"s": search_manifest(budget=2, batch=1)})
+    proc = hpcx(root, "apply", "-y", *args)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert not (root / ".hpcx" / "state.duckdb").exists()  # nothing ran
