@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -52,7 +53,15 @@ def validate(
             ],
             "experiments": []
             if state is None
-            else [{"name": e.name, "path": e.path, "runs": e.run_count} for e in state.experiments],
+            else [
+                {
+                    "name": e.name,
+                    "path": e.path,
+                    "runs": e.run_count,
+                    "search": _search_json(state, e.name),
+                }
+                for e in state.experiments
+            ],
             "runs": 0 if state is None else len(state.runs),
             "warnings": [] if state is None else list(state.warnings),
         }
@@ -72,10 +81,15 @@ def validate(
     for w in state.warnings:
         typer.echo(w, err=True)
     if not quiet:
+        searches = {s.experiment: s.definition for s in state.searches}
         for e in state.experiments:
-            typer.echo(
-                f"ok  {e.path}: {e.name} ({e.run_count} run{'s' if e.run_count != 1 else ''})"
+            d = searches.get(e.name)
+            what = (
+                f"a {d.sampler} search of {d.budget} trials, {d.batch} at a time"
+                if d is not None
+                else f"{e.run_count} run{'s' if e.run_count != 1 else ''}"
             )
+            typer.echo(f"ok  {e.path}: {e.name} ({what})")
         typer.echo(f"{len(state.experiments)} experiments, {len(state.runs)} runs, no problems")
     raise typer.Exit(EXIT_OK)
 
@@ -91,3 +105,19 @@ def schema(
         typer.echo(str(schema_path()))
         return
     sys.stdout.write(schema_text())
+
+
+def _search_json(state: Any, experiment: str) -> dict[str, Any] | None:
+    """An experiment's search for ``validate --json`` (None: a grid)."""
+    for s in state.searches:
+        if s.experiment == experiment:
+            d = s.definition
+            return {
+                "key": s.key,
+                "sampler": d.sampler,
+                "budget": d.budget,
+                "batch": d.batch,
+                "objective": {"metric": d.metric, "direction": d.direction},
+                "space": [dim.dotted for dim in d.dims],
+            }
+    return None

@@ -154,3 +154,12 @@ def test_watch_options_a_later_step_would_refuse_are_errors(
     proc = hpcx(root, "apply", "-y", *args)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert not (root / ".hpcx" / "state.duckdb").exists()  # nothing ran
+
+
+def test_validate_names_a_search_and_its_json_has_it(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"s": search_manifest(budget=6, batch=3)})
+    out = hpcx(root, "validate", check=True).stdout
+    assert "s (a tpe search of 6 trials, 3 at a time)" in out
+    doc = json.loads(hpcx(root, "validate", "--json", check=True).stdout)
+    search = doc["experiments"][0]["search"]
+    assert search["space"] == ["params.x", "params.y"] and search["budget"] == 6
