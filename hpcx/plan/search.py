@@ -132,9 +132,27 @@ def with_proposals(
     if not desired.searches:
         return desired, []
     runs = list(desired.runs)
+    taken = {r.run_id for r in runs}
     statuses = []
     for search in desired.searches:
         made, status = propose(search, trials.get(search.key, ()))
+        clash = [r for r in made if r.run_id in taken]
+        if clash:
+            # Another experiment asks for the very same run (same program and values): it is
+            # that experiment's run, so this search does not submit it a second time.
+            status = dataclasses.replace(
+                status,
+                warnings=(
+                    *status.warnings,
+                    *(
+                        f"trial {r.extra['search']['trial']} is run {r.run_id}, which another "
+                        "experiment already asks for: not proposed again"
+                        for r in clash
+                    ),
+                ),
+            )
+            made = [r for r in made if r.run_id not in taken]
+        taken.update(r.run_id for r in made)
         runs.extend(made)
         statuses.append(status)
     return dataclasses.replace(desired, runs=runs), statuses

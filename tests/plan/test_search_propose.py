@@ -222,3 +222,16 @@ def test_a_grid_ends_when_every_point_is_tried(tmp_path: Path) -> None:
     assert points == [(x, y) for x in (1.0, 2.0, 3.0) for y in (0, 1)]
     _, status = propose(search, records)
     assert status.exhausted and status.done and not status.proposed
+
+
+def test_a_trial_another_experiment_already_asks_for_is_not_proposed_twice(
+    tmp_path: Path,
+) -> None:
+    from hpcx.manifest.spec import DesiredState
+
+    search = search_of(tmp_path, budget=4, batch=2)
+    made, _ = propose(search, [])
+    desired = DesiredState(runs=[made[0]], experiments=[], digests={}, searches=(search,))
+    desired, (status,) = with_proposals(desired, {search.key: []})
+    assert [r.run_id for r in desired.runs] == [made[0].run_id, made[1].run_id]
+    assert any("already asks for: not proposed again" in w for w in status.warnings)
