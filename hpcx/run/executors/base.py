@@ -342,7 +342,7 @@ def _pending_stop(path: Path) -> str | None:
     """A run cancelled before its wrapper started has only its .stop-N file to say so."""
     attempt = rundir.current_attempt(path)
     text = rundir.stop_reason(path, attempt) if attempt is not None else None
-    return text if text in ("cancelled", "timeout") else None
+    return text if text in ("cancelled", "timeout", "pruned") else None
 
 
 def write_stop(path: str | os.PathLike[str], reason: str, attempt: int | None = None) -> None:
@@ -352,6 +352,10 @@ def write_stop(path: str | os.PathLike[str], reason: str, attempt: int | None = 
     p = Path(path)
     if attempt is None:
         attempt = rundir.current_attempt(p) or 1
+    if reason != "pruned" and rundir.stop_reason(p, attempt) == "pruned":
+        # The pruner writes its reason, then asks the executor to cancel the run (which
+        # writes ``cancelled``): the attempt was pruned, and a later stop does not rename it.
+        return
     try:
         atomic_write_text(p / f".stop-{attempt}", reason + "\n", fsync=False)
     except OSError as exc:
