@@ -22,6 +22,7 @@ __all__ = [
     "CheckedSweep",
     "LazyAxisValues",
     "LazyRange",
+    "check_run_path",
     "check_sweep",
     "dotted_path",
     "paths_swept",
@@ -91,7 +92,7 @@ def placement_value_problem(leaf: str, v: Any) -> str | None:
     return None if ok else f"{short(v)} is not a list of distinct GPU indices"
 
 
-def _check_run_path(
+def check_run_path(
     key: str, params: dict[str, Any], doc: Doc, jp: JsonPath, problems: Problems
 ) -> RunPath | None:
     path = run_path(key)
@@ -274,7 +275,7 @@ def _grid_axes(
     axes: list[AxisSource] = []
     for key, raw in (sweep.get("grid") or {}).items():
         jp: JsonPath = ("spec", "sweep", "grid", key)
-        path = _check_run_path(key, params, doc, jp, problems)
+        path = check_run_path(key, params, doc, jp, problems)
         vals = _axis_values(raw, doc, jp, problems)
         if (
             path is not None
@@ -298,7 +299,7 @@ def _zip_axes(
         good = True
         for key, raw in group.items():
             jp = (*gjp, key)
-            path = _check_run_path(key, params, doc, jp, problems)
+            path = check_run_path(key, params, doc, jp, problems)
             vals = _axis_values(raw, doc, jp, problems)
             if vals is None:
                 good = False
@@ -330,7 +331,7 @@ def _includes(
         assignments: list[tuple[RunPath, Any]] = []
         for key, value in point.items():
             jp: JsonPath = ("spec", "sweep", "include", ii, key)
-            path = _check_run_path(key, params, doc, jp, problems)
+            path = check_run_path(key, params, doc, jp, problems)
             if path is None:
                 continue
             bad = placement_value_problem(path[1], value) if path[0] == "placement" else None

@@ -7,18 +7,21 @@ the others are listed in its ``extra["also_in"]``. Built for 100,000-run sweeps:
 
 from __future__ import annotations
 
+import dataclasses
 import gc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from hpcx.manifest.axes import LazyAxisValues
 from hpcx.manifest.document import Problems, pos
 from hpcx.manifest.experiment import Experiment
-from hpcx.manifest.identity import IDENTITY_VERSION
+from hpcx.manifest.identity import IDENTITY_VERSION, canonical_json, run_id_for
+from hpcx.manifest.search import SearchDef, Trial
 from hpcx.manifest.spec import ExperimentInfo, RunSpec
-from hpcx.manifest.sweep import expand
+from hpcx.manifest.sweep import Axis, SweepPlan, expand
 
-__all__ = ["expand_experiments"]
+__all__ = ["SearchSpec", "expand_experiments", "expand_into", "search_specs"]
 
 
 def expand_experiments(
@@ -30,8 +33,9 @@ def expand_experiments(
     infos: list[ExperimentInfo] = []
     by_id: dict[str, int] = {}
     for exp in experiments:
-        count = _expand_one(exp, runs, by_id)
-        if count == 0:
+        # A search's runs are proposed at plan time (hpcx.plan.search), from the state.
+        count = 0 if exp.search is not None else expand_into(exp, runs, by_id)
+        if count == 0 and exp.search is None:
             problems.add(
                 pos(exp.doc, ("spec", "sweep")),
                 ("spec", "sweep"),
@@ -53,7 +57,7 @@ def expand_experiments(
     return runs, infos
 
 
-def _expand_one(exp: Experiment, runs: list[RunSpec], by_id: dict[str, int]) -> int:
+def expand_into(exp: Experiment, runs: list[RunSpec], by_id: dict[str, int]) -> int:
     """Append ``exp``'s new runs to ``runs``; its run count, shared runs included."""
     for axis in exp.plan.axes:
         if isinstance(axis.values, LazyAxisValues):
@@ -163,3 +167,88 @@ def _fast_constructor(cls: type) -> Any:
 
 
 _new_run = _fast_constructor(RunSpec)
+
+
+# --------------------------------------------------------------------------------------------
+# Searches: their runs are made at plan time, from the trials the state holds
+
+
+@dataclass(slots=True)
+class SearchSpec:
+    """A search experiment as the loader leaves it: its definition, its key, and the means to
+    make its trials' runs. ``key`` hashes the search's identity with everything its runs share
+    (program, params, placement, seed, code hash): a changed base is another search."""
+
+    experiment: str
+    label: str
+    definition: SearchDef
+    key: str
+    exp: Experiment = field(repr=False)
+
+    def make_runs(self, trials: Sequence[Trial]) -> list[RunSpec]:
+        """One run per trial, in order, each an ordinary run (its identity is what a grid
+        point with these values would have) with ``extra["search"]`` saying which trial it is.
+        Trials with equal values make one run (the first)."""
+        if not trials:
+            return []
+        paths = [d.path for d in self.definition.dims]
+        rows = [tuple(t.values[d.dotted] for d in self.definition.dims) for t in trials]
+        plan = SweepPlan(axes=[Axis(paths, rows)], seeds=list(self.exp.plan.seeds))
+        runs: list[RunSpec] = []
+        by_id: dict[str, int] = {}
+        expand_into(dataclasses.replace(self.exp, plan=plan), runs, by_id)
+        by_values = {canonical_json(list(r)): t for r, t in zip(rows, trials, strict=True)}
+        out = []
+        for run in runs:
+            values = {d.dotted: _get(run.params, d.path[1:]) for d in self.definition.dims}
+            trial = by_values[canonical_json([values[d.dotted] for d in self.definition.dims])]
+            extra = dict(run.extra)
+            extra["search"] = self.trial_extra(trial)
+            out.append(dataclasses.replace(run, index=trial.number - 1, extra=extra))
+        return out
+
+    def trial_extra(self, trial: Trial) -> dict[str, Any]:
+        d = self.definition
+        return {
+            "key": self.key,
+            "trial": trial.number,
+            "budget": d.budget,
+            "batch": d.batch,
+            "sampler": d.sampler,
+            "objective": {"metric": d.metric, "direction": d.direction},
+            "values": dict(trial.values),
+            "prune": dict(d.prune) if d.prune is not None else None,
+            "system_attrs": dict(trial.system_attrs),
+        }
+
+
+def _get(params: Mapping[str, Any], path: Sequence[str]) -> Any:
+    cur: Any = params
+    for k in path:
+        cur = cur[k]
+    return cur
+
+
+def search_key(exp: Experiment, definition: SearchDef) -> str:
+    """The search's id: its identity and the identity every trial shares."""
+    return run_id_for(
+        {
+            "experiment": exp.name,
+            "search": definition.identity(),
+            "program": exp.workload if exp.workload is not None else list(exp.command or ()),
+            "params": exp.params,
+            "placement": exp.placement,
+            "seed": exp.plan.seeds,
+            "include": exp.extras,
+            "code_hash": exp.code_hash,
+        }
+    )
+
+
+def search_specs(experiments: Sequence[Experiment]) -> tuple[SearchSpec, ...]:
+    """The searches among the experiments, in order."""
+    return tuple(
+        SearchSpec(e.name, e.label, e.search, search_key(e, e.search), e)
+        for e in experiments
+        if e.search is not None
+    )

@@ -21,6 +21,7 @@ from hpcx.manifest.document import Doc, Problems, did_you_mean, format_value, po
 from hpcx.manifest.identity import run_id_for
 from hpcx.manifest.placeholders import check_placeholders
 from hpcx.manifest.schema import schema_document
+from hpcx.manifest.search import SearchDef, check_search, search_axes
 from hpcx.manifest.spec import EXECUTOR_KIND_KEY
 from hpcx.manifest.sweep import SweepPlan, get_path
 from hpcx.util.yamlload import JsonPath
@@ -74,6 +75,8 @@ class Experiment:
     swept: tuple[str, ...]
     settings_digest: str
     extra: dict[str, Any]
+    #: The checked ``sweep.search`` of a search experiment (its runs come from the plan).
+    search: SearchDef | None = None
 
 
 def prepare(
@@ -94,6 +97,7 @@ def prepare(
     workload = _check_program(spec, doc, problems)
     executor = _check_executor(spec, doc, problems)
     sweep = check_sweep(spec, params, placement, doc, problems)
+    search = check_search(spec.get("sweep") or {}, params, doc, problems)
     _check_nul(spec, doc, problems)
     command, env, cwd = _program_texts(spec, params, sweep.has_seed, doc, problems)
     extras = _identity_extras(spec, doc, problems)
@@ -104,13 +108,18 @@ def prepare(
     if len(problems.items) > start:
         return None
     if workload is not None:
-        _check_workload_params(workload, params, sweep.axes, doc, problems)
+        axes = sweep.axes + (search_axes(search) if search is not None else [])
+        _check_workload_params(workload, params, axes, doc, problems)
         if len(problems.items) > start:
             return None
     sweep.fill_axes()
-    return _experiment(
+    exp = _experiment(
         label, doc, overrides, sweep, workload, command, env, cwd, executor, code_hash, extras
     )
+    if search is not None:
+        exp.search = search
+        exp.swept = tuple(d.dotted for d in search.dims)
+    return exp
 
 
 def _check_program(spec: dict[str, Any], doc: Doc, problems: Problems) -> str | None:

@@ -27,7 +27,7 @@ from hpcx.manifest.axes import dotted_path, run_value
 from hpcx.manifest.compose import Composer
 from hpcx.manifest.discover import discover
 from hpcx.manifest.document import Doc, Problems, did_you_mean, pos, short
-from hpcx.manifest.expand import expand_experiments
+from hpcx.manifest.expand import expand_experiments, search_specs
 from hpcx.manifest.experiment import Experiment, prepare
 from hpcx.manifest.interpolate import resolve_document
 from hpcx.manifest.overrides import Override, apply_override, override_hits_sweep, parse_overrides
@@ -150,6 +150,7 @@ def _load(
         digests=dict(sorted(composer.digests.items())),
         overrides=tuple(overrides),
         warnings=tuple(str(w) for w in sorted(set(problems.warnings), key=Problem.sort_key)),
+        searches=search_specs(experiments),
     )
     return state, []
 

@@ -7,9 +7,9 @@ pure functions elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 #: The key of :attr:`RunSpec.executor` that names the executor (``local``, ``slurm``): the
 #: manifest's own spelling (``executor: {type: slurm}``). The loader always sets it.
@@ -58,6 +58,19 @@ class RunSpec:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class Search(Protocol):
+    """A search experiment (:class:`hpcx.manifest.expand.SearchSpec`): which experiment, its
+    key and checked ``sweep.search`` (a :class:`hpcx.manifest.search.SearchDef`), and its
+    trials' runs."""
+
+    experiment: str
+    label: str
+    key: str
+    definition: Any
+
+    def make_runs(self, trials: Sequence[Any]) -> list[RunSpec]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ExperimentInfo:
     """One experiment manifest after composition (``extends``) and overrides."""
@@ -87,3 +100,6 @@ class DesiredState:
     # Named warnings (``file:line:col: $.path: warning: ...``): allowed, but probably not
     # what was meant (a checkpoint without a time limit, several nodes and one process).
     warnings: tuple[str, ...] = ()
+    # The search experiments (``sweep.search``): their runs are not in ``runs`` until a plan
+    # proposes them from the state (:func:`hpcx.plan.search.with_proposals`).
+    searches: tuple[Search, ...] = ()

@@ -14,6 +14,9 @@ create    ``new``                the run_id is not in the state, nor any run wit
 noop      ``succeeded``          the run is in the state and succeeded (settings unchanged)
 noop      ``in-flight``          pending, submitted or running (settings unchanged)
 retry     ``failed-before``      failed, cancelled, lost or timed out before (``detail.status``)
+noop      ``trial-ended``        a search's trial that failed or timed out: a finished trial
+                                 (the sampler was told), run again only by ``hpcx runs rerun``
+noop      ``pruned``             a search's trial stopped early: a finished trial
 update    ``settings-changed``   succeeded or in flight, but resources/executor/retries/env/tags
                                  changed: the state records the new settings, nothing reruns
 stale     ``code-changed``       the run_id is new but a run with the same base_id is in the
@@ -84,6 +87,12 @@ REASON_FAILED_BEFORE = "failed-before"
 REASON_SETTINGS_CHANGED = "settings-changed"
 REASON_CODE_CHANGED = "code-changed"
 REASON_NOT_IN_MANIFESTS = "not-in-manifests"
+REASON_TRIAL_ENDED = "trial-ended"
+REASON_PRUNED = "pruned"
+
+#: Statuses of a search trial that ended without a result but is a finished trial all the
+#: same (its sampler was told): never retried by a plan.
+_TRIAL_ENDED = frozenset({"failed", "timeout"})
 
 _RETRYABLE = RETRYABLE_STATUSES
 
@@ -120,6 +129,8 @@ class Plan:
     # Per experiment: the dotted paths its sweep varies (for compact rendering).
     swept: dict[str, tuple[str, ...]] = field(default_factory=dict)
     orphan_scope: str = "all"
+    #: Each search's status at this plan (:meth:`hpcx.plan.search.SearchStatus.to_dict`).
+    searches: tuple[dict[str, Any], ...] = ()
 
     def counts(self) -> dict[str, int]:
         """Changes per action, every action present (zero where none)."""
@@ -140,8 +151,10 @@ def make_plan(
     orphan_scope: OrphanScope = "all",
     git: Mapping[str, Any] | None = None,
     now: datetime | None = None,
+    searches: Sequence[Mapping[str, Any]] = (),
 ) -> Plan:
     """Compare the desired runs with the state; give each an action and a reason.
+    ``searches``: each search's status (:mod:`hpcx.plan.search`), kept with the plan.
 
     ``orphan_scope``: "all" reports every run in the state that no manifest asks for;
     "experiments" only those of experiments the desired state names (for a plan of a subset
@@ -153,10 +166,15 @@ def make_plan(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _make_plan(desired, snapshot, orphan_scope, git, now)
+        plan = _make_plan(desired, snapshot, orphan_scope, git, now)
     finally:
         if was_enabled:
             gc.enable()
+    if searches:
+        import dataclasses
+
+        plan = dataclasses.replace(plan, searches=tuple(dict(s) for s in searches))
+    return plan
 
 
 def _make_plan(
@@ -184,7 +202,11 @@ def _make_plan(
         prior = state.get(run.run_id)
         if prior is not None:
             status = prior.status
-            if status in _RETRYABLE:
+            if status in _TRIAL_ENDED and "search" in run.extra:
+                append(
+                    RunChange(noop, REASON_TRIAL_ENDED, run, run.run_id, run.experiment, status)
+                )
+            elif status in _RETRYABLE:
                 detail: dict[str, Any] = {"status": status, "attempts": prior.attempts}
                 if prior.settings_digest != run.settings_digest:
                     detail["settings_changed"] = True
@@ -207,6 +229,8 @@ def _make_plan(
                 )
             elif status == "succeeded":
                 append(RunChange(noop, REASON_SUCCEEDED, run, run.run_id, run.experiment, status))
+            elif status == REASON_PRUNED:
+                append(RunChange(noop, REASON_PRUNED, run, run.run_id, run.experiment, status))
             else:
                 append(RunChange(noop, REASON_IN_FLIGHT, run, run.run_id, run.experiment, status))
             continue
@@ -299,6 +323,7 @@ def plan_to_dict(
         "git": plan.git,
         "swept": {k: list(v) for k, v in plan.swept.items()},
         "summary": plan.counts(),
+        "searches": list(plan.searches),
         "changes": [
             _change_to_dict(c, with_spec=specs and c.action in CHANGING_ACTIONS)
             for c in plan.changes
@@ -342,6 +367,7 @@ def plan_from_dict(doc: Mapping[str, Any]) -> Plan:
             git=dict(doc.get("git") or {}),
             swept={k: tuple(v) for k, v in (doc.get("swept") or {}).items()},
             orphan_scope=str(doc.get("orphan_scope") or "all"),
+            searches=tuple(doc.get("searches") or ()),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"saved plan is malformed: {exc!r}") from None

@@ -45,6 +45,8 @@ _REASON_TEXT = {
     "settings-changed": "settings changed (resources/executor/tags/results), identity unchanged",
     "code-changed": "code changed (was {old_run_id:.12})",
     "not-in-manifests": "no longer in any manifest; results kept",
+    "trial-ended": "trial {status}: a finished trial (`hpcx runs rerun` runs it again)",
+    "pruned": "pruned: a finished trial",
 }
 
 _COUNT_WORDS = {
@@ -86,7 +88,42 @@ def reason_text(change: RunChange) -> str:
         text = f"in flight ({change.prior_status})"
     elif change.action is Action.ORPHAN and change.prior_status:
         text = f"no longer in any manifest, was {change.prior_status}; results kept"
+    search = change.run.extra.get("search") if change.run is not None else None
+    if search and change.action is Action.CREATE:
+        trial = f"search: trial {search['trial']} of {search['budget']}, {search['sampler']}"
+        text = trial if change.reason == "new" else f"{text}; {trial}"
     return text
+
+
+def search_lines(status: Mapping[str, Any]) -> list[str]:
+    """A search's state in words: trials, the best so far, what this plan proposes."""
+    obj = status["objective"]
+    best = status["best"]
+    head = (
+        f"search: {status['sampler']}, {status['trials']} of {status['budget']} trials "
+        f"({status['finished']} finished, {status['in_flight']} in flight), batch "
+        f"{status['batch']}, {obj['direction']} {obj['metric']}"
+    )
+    if best["value"] is not None:
+        head += f"; best {best['value']:.6g} (trial {best['trial']})"
+    lines = [head]
+    proposed = status["proposed"]
+    if proposed:
+        span = str(proposed[0]) if len(proposed) == 1 else f"{proposed[0]}-{proposed[-1]}"
+        lines.append(f"proposes {len(proposed)} trial(s): {span}")
+    elif status["exhausted"]:
+        lines.append("the space has no untried point left: the search is complete")
+    elif status["trials"] >= status["budget"]:
+        lines.append(
+            "budget spent: the search is complete"
+            if status["in_flight"] == 0
+            else "budget spent: waiting for the trials in flight"
+        )
+    elif status["in_flight"]:
+        n = status["in_flight"]
+        lines.append(f"batch full: the next trials come as the {n} in flight end")
+    lines.extend(f"warning: {w}" for w in status["warnings"])
+    return lines
 
 
 def _lookup(run: RunSpec, dotted: str) -> tuple[bool, Any]:
@@ -209,12 +246,17 @@ def render_text(
 
     groups = changes_by_experiment(plan.changes)
     shared = _shared_runs(plan.changes)
+    searches = {s["experiment"]: s for s in plan.searches}
+    for name in searches:
+        groups.setdefault(name, [])
     for experiment, changes in groups.items():
         counts = _counts(changes)
         swept = plan.swept.get(experiment, ())
         out.append(f"{experiment}  ({len(changes):,} runs: {_counts_phrase(counts)})")
         if swept:
             out.append(f"  varies: {', '.join(swept)}")
+        if experiment in searches:
+            out.extend(f"  {line}" for line in search_lines(searches[experiment]))
         for owner, n in sorted(shared.pop(experiment, {}).items()):
             out.append(
                 f"  also asks for {n:,} run(s) listed under {owner} (the same runs: "
@@ -298,6 +340,7 @@ def render_json(plan: Plan, *, context: RenderContext | None = None) -> dict[str
         "git": git,
         "summary": plan.counts(),
         "has_changes": plan.has_changes,
+        "searches": list(plan.searches),
         "experiments": [
             {
                 "name": name,
@@ -316,10 +359,19 @@ def render_json(plan: Plan, *, context: RenderContext | None = None) -> dict[str
                 "prior_status": c.prior_status,
                 "detail": dict(c.detail) if c.detail is not None else None,
                 "params": c.run.params if c.run is not None else None,
+                "search": _search_of(c.run),
             }
             for c in plan.changes
         ],
     }
+
+
+def _search_of(run: RunSpec | None) -> dict[str, Any] | None:
+    """A trial's place in its search, for --json (None: not a trial)."""
+    search = run.extra.get("search") if run is not None else None
+    if not search:
+        return None
+    return {k: search[k] for k in ("key", "trial", "budget", "sampler", "values")}
 
 
 def _md_cell(text: str) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "git_info",
     "load_desired_at",
     "plan_manifests",
+    "propose_searches",
     "select_experiments",
 ]
 
@@ -85,27 +86,50 @@ def plan_manifests(
     # Resources against the cluster profile, before anything could be submitted.
     check_plan(desired.runs, cluster, manifest_paths, root)
     state_path = resolve_state_path(state, root=root)
-    snapshot, state_exists = _snapshot(state_path)
+    snapshot, trials, state_exists = _snapshot(state_path, desired)
+    desired, searches = propose_searches(desired, trials, cluster, manifest_paths, root)
     scope: OrphanScope = "experiments" if explicit or experiments else "all"
     if orphans is not None:
         scope = cast(OrphanScope, orphans)
     git = git_info(root, sorted(desired.digests))
-    plan = make_plan(desired, snapshot, orphan_scope=scope, git=git)
+    plan = make_plan(desired, snapshot, orphan_scope=scope, git=git, searches=searches)
     if save_to is not None:
         save_plan(plan, save_to, project_root=str(root))
     return PlannedManifests(plan, desired, root, manifest_paths, state_path, state_exists)
 
 
-def _snapshot(state_path: Path) -> tuple[Any, bool]:
-    """The state's snapshot, read-only (a plan never creates, migrates or modifies the state),
-    and whether there is a state; an empty snapshot where there is none."""
+def _snapshot(state_path: Path, desired: DesiredState) -> tuple[Any, Any, bool]:
+    """The state's snapshot and the trials of ``desired``'s searches, read-only (a plan never
+    creates, migrates or modifies the state), and whether there is a state; an empty snapshot
+    where there is none."""
+    from hpcx.plan.search import trials_of
     from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
 
     # A file whose creation never committed (a killed apply) is no state yet, as no file is.
     if not state_path.exists() or is_uncreated(state_path):
-        return StateSnapshot.empty(), False
+        return StateSnapshot.empty(), trials_of(desired, None), False
     with StateStore.open(state_path, read_only=True) as store:
-        return store.snapshot(), True
+        return store.snapshot(), trials_of(desired, store), True
+
+
+def propose_searches(
+    desired: DesiredState,
+    trials: Any,
+    cluster: Path | str | None,
+    manifest_paths: Sequence[Path],
+    root: Path,
+) -> tuple[DesiredState, list[dict[str, Any]]]:
+    """``desired`` with its searches' known and proposed trials, the proposals' resources
+    checked against the cluster profile as every other run's are; each search's status."""
+    if not desired.searches:
+        return desired, []
+    from hpcx.plan.fit import check_plan
+    from hpcx.plan.search import with_proposals
+
+    before = len(desired.runs)
+    desired, statuses = with_proposals(desired, trials)
+    check_plan(desired.runs[before:], cluster, list(manifest_paths), root)
+    return desired, [s.to_dict() for s in statuses]
 
 
 def load_desired_at(
@@ -136,6 +160,7 @@ def select_experiments(desired: DesiredState, names: Sequence[str]) -> DesiredSt
         desired,
         runs=[r for r in desired.runs if r.experiment in wanted],
         experiments=[e for e in desired.experiments if e.name in wanted],
+        searches=tuple(s for s in desired.searches if s.experiment in wanted),
     )
 
 

@@ -702,6 +702,8 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
     """
     from hpcx.plan.fit import check_plan
     from hpcx.plan.planner import load_saved_plan, make_plan
+    from hpcx.plan.search import trials_of
+    from hpcx.plan.session import propose_searches
     from hpcx.project.paths import default_manifest_paths
     from hpcx.run import provenance
     from hpcx.run.harvest import refresh
@@ -734,11 +736,19 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             if state_path.exists() and not is_uncreated(state_path):
                 with StateStore.open(state_path, read_only=True) as store:
                     snapshot = store.snapshot()
+                    trials = trials_of(desired, store)
             else:
-                snapshot = StateSnapshot.empty()
+                snapshot, trials = StateSnapshot.empty(), trials_of(desired, None)
+            desired, searches = propose_searches(
+                desired, trials, request.cluster, manifest_paths, root
+            )
             git = hooks.git(root, sorted(desired.digests))
             plan = make_plan(
-                desired, snapshot, orphan_scope="experiments" if request.paths else "all", git=git
+                desired,
+                snapshot,
+                orphan_scope="experiments" if request.paths else "all",
+                git=git,
+                searches=searches,
             )
 
         experiments_of = desired.experiments if desired is not None else []

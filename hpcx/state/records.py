@@ -113,6 +113,19 @@ class FinishedRun(NamedTuple):
     results: dict[str, Any] | None
 
 
+class TrialRecord(NamedTuple):
+    """One trial of a search (a run whose spec has ``extra.search``), for the sampler."""
+
+    run_id: str
+    status: str
+    #: The run's ``extra.search``: key, trial, values, system_attrs, ...
+    search: dict[str, Any]
+    #: The last value of the objective metric the run logged (None: none logged).
+    objective: float | None
+    #: Pruned trials only: the objective metric's (step, value) pairs, by step.
+    curve: tuple[tuple[int, float], ...] = ()
+
+
 class SubmittedJobs(Protocol):
     """What an executor sent under one submission key (structurally, the executors'
     ``Submission``; the state package cannot import the run stage). ``folder`` is

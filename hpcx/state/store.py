@@ -40,6 +40,7 @@ from hpcx.state.records import (
     StatusCount,
     StoredRun,
     SubmittedJobs,
+    TrialRecord,
 )
 
 if TYPE_CHECKING:
@@ -720,6 +721,56 @@ class StateStore:
         )
         attempt = max((r[3] for r in rows if r[3] is not None), default=None)
         return attempt, [(r[0], float(r[1]), int(r[2])) for r in rows]
+
+    def search_trials(self, objectives: Mapping[str, str]) -> dict[str, list[TrialRecord]]:
+        """Per search key (of ``objectives``: search key -> objective metric), its trials in
+        trial-number order: status, ``extra.search``, the objective's last value (highest
+        attempt, then step, then time) and, for pruned trials, the objective's curve."""
+        if not objectives:
+            return {}
+        keys, metrics = list(objectives), [objectives[k] for k in objectives]
+
+        def read() -> list[tuple[Any, ...]]:
+            return list(
+                self._con.execute(
+                    """WITH want AS (
+                        SELECT unnest(?::VARCHAR[]) AS key, unnest(?::VARCHAR[]) AS metric),
+                    t AS (
+                        SELECT r.run_id, r.status, w.key, w.metric,
+                               json_extract(r.spec, '$.extra.search')::VARCHAR AS search,
+                               TRY_CAST(json_extract(r.spec, '$.extra.search.trial') AS BIGINT)
+                                   AS trial
+                        FROM runs r JOIN want w
+                          ON json_extract_string(r.spec, '$.extra.search.key') = w.key),
+                    m AS (
+                        SELECT t.run_id,
+                               arg_max(m.value, (coalesce(m.attempt, -1),
+                                                 coalesce(m.step, -9223372036854775807),
+                                                 coalesce(m.time, 0), m.serial)) AS value,
+                               CASE WHEN any_value(t.status) = 'pruned'
+                                    THEN list((m.step, m.value) ORDER BY m.step)
+                                         FILTER (WHERE m.step IS NOT NULL) END AS curve
+                        FROM t JOIN metrics m ON m.run_id = t.run_id AND m.name = t.metric
+                        GROUP BY t.run_id)
+                    SELECT t.key, t.run_id, t.status, t.search, m.value, m.curve
+                    FROM t LEFT JOIN m USING (run_id)
+                    ORDER BY t.key, t.trial, t.run_id""",
+                    [keys, metrics],
+                ).fetchall()
+            )
+
+        out: dict[str, list[TrialRecord]] = {k: [] for k in keys}
+        for key, run_id, status, search, value, curve in self._guard_read(read):
+            out[key].append(
+                TrialRecord(
+                    run_id,
+                    status,
+                    json.loads(search),
+                    float(value) if value is not None else None,
+                    tuple((int(c[0]), float(c[1])) for c in curve or ()),
+                )
+            )
+        return out
 
     def _chain_start(self, run_id: str) -> int | None:
         """The first attempt of the run's latest chain (its latest attempt and the requeued

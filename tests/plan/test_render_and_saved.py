@@ -70,6 +70,7 @@ def test_json_has_documented_stable_keys(store: StateStore) -> None:
         "git",
         "summary",
         "has_changes",
+        "searches",
         "experiments",
         "changes",
     ]
@@ -94,7 +95,10 @@ def test_json_has_documented_stable_keys(store: StateStore) -> None:
         "prior_status",
         "detail",
         "params",
+        "search",
     ]
+    assert change["search"] is None  # not a search's trial
+    assert doc["searches"] == []
     assert {c["action"] for c in doc["changes"]} == {"create", "noop", "retry", "orphan"}
     assert doc["experiments"][0]["swept"] == ["params.depth"]
 
