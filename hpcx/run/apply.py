@@ -453,13 +453,27 @@ def apply_changes(
             ex.cancel([sub])
         else:
             try:
-                ex.wait(sub, progress=progress)
+                ex.wait(sub, progress=progress, tick=_pruner(writer, sub, to_submit))
             except KeyboardInterrupt:
                 outcome.interrupted = True
         result = harvest_submissions(writer, [sub], executor=ex)
         outcome.observed.update(result.observed)
         outcome.problems.extend(result.problems)
     return outcome
+
+
+def _pruner(
+    writer: Writer, sub: Submission, changes: Sequence[RunChange]
+) -> Callable[[], None] | None:
+    """The pruner's hook for a foreground queue running search trials that prune."""
+    ids = set(sub.run_ids)
+    for c in changes:
+        search = c.run.extra.get("search") if c.run is not None else None
+        if c.run_id in ids and isinstance(search, dict) and search.get("prune"):
+            from hpcx.run.prune import PruneTicker
+
+            return PruneTicker(writer)
+    return None
 
 
 def resubmit_requeued(

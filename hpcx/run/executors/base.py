@@ -250,8 +250,10 @@ class Executor(ABC):
         progress: ProgressFn | None = None,
         interval: float = 2.0,
         timeout: float | None = None,
+        tick: Callable[[], None] | None = None,
     ) -> dict[str, ObservedStatus]:
-        """Poll until every run of ``submission`` is final (or ``timeout`` passes)."""
+        """Poll until every run of ``submission`` is final (or ``timeout`` passes); ``tick``
+        is called once per poll (the pruner)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: dict[str, str] = {}
         while True:
@@ -264,6 +266,8 @@ class Executor(ABC):
                 return observed
             if deadline is not None and time.monotonic() >= deadline:
                 return observed
+            if tick is not None:
+                tick()
             time.sleep(interval)
 
 
