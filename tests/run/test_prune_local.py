@@ -7,91 +7,19 @@ rule, then asha) from a foreground apply's queue and from ``hpcx refresh``: reco
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.cli import hpcx
 from support.projects import wait_for
-from support.specs import desired_of, make_spec
+from support.specs import desired_of
+from support.trials import BAD_STEPS, records, trials
 
-from hpcx.manifest.spec import RunSpec
 from hpcx.plan.planner import make_plan
 from hpcx.run.apply import apply_plan
 from hpcx.state.store import StateSnapshot, open_reader
 from hpcx.state.writer import Writer
-
-CURVE = str(Path(__file__).parents[1] / "support" / "progs" / "curve.py")
-#: A bad trial left alone runs this long (60 steps of 0.1 s): pruned, it ends far sooner.
-BAD_STEPS = 60
-
-
-def _prune(rule: str) -> dict[str, Any]:
-    return {
-        "metric": "val_loss",
-        "direction": "minimize",
-        "rule": rule,
-        "warmup_steps": 2,
-        "startup_trials": 2,
-        "min_resource": 2,
-        "reduction_factor": 2,
-    }
-
-
-def trial(n: int, kind: str, rule: str, key: str = "0123456789abcdef") -> RunSpec:
-    # The same steps (the median rule compares values at the same step), the good ones fast.
-    step_s = 0.005 if kind == "good" else 0.1
-    argv = [
-        sys.executable,
-        CURVE,
-        "--kind",
-        kind,
-        "--steps",
-        str(BAD_STEPS),
-        "--step-s",
-        str(step_s),
-    ]
-    return make_spec(
-        "search",
-        n,
-        {"kind": kind, "n": n},
-        command=[*argv, "--tag", str(n)],
-        extra={
-            "search": {
-                "key": key,
-                "trial": n,
-                "budget": 5,
-                "batch": 5,
-                "sampler": "random",
-                "objective": {"metric": "val_loss", "direction": "minimize"},
-                "values": {"params.kind": kind},
-                "prune": _prune(rule),
-            }
-        },
-    )
-
-
-def _trials(rule: str) -> list[RunSpec]:
-    # The queue starts them in this order, two at a time on a small machine: the good ones
-    # finish first and are the company the bad ones are judged against.
-    return [trial(n, k, rule) for n, k in enumerate(["good", "good", "good", "bad", "bad"], 1)]
-
-
-def _records(state: Path, specs: list[RunSpec]) -> dict[str, dict[str, Any]]:
-    out = {}
-    with open_reader(state) as store:
-        snap = store.snapshot()
-        for s in specs:
-            d = store.run_detail(s.run_id)
-            out[s.params["kind"] + str(s.params["n"])] = {
-                "status": snap.runs[s.run_id].status,
-                "reason": d.record.get("end_reason"),
-                "attempt": d.attempts[-1]["state"] if d.attempts else None,
-                "values": dict((m[0], m[2]) for m in d.metrics).get("val_loss"),
-                "run_dir": d.record.get("run_dir"),
-            }
-    return out
 
 
 @pytest.mark.parametrize(
@@ -104,7 +32,7 @@ def _records(state: Path, specs: list[RunSpec]) -> dict[str, dict[str, Any]]:
 def test_a_foreground_apply_prunes_the_bad_trials_and_the_good_ones_succeed(
     tmp_path: Path, rule: str, why: str
 ) -> None:
-    specs = _trials(rule)
+    specs = trials(rule)
     state, runs_root = tmp_path / "state.duckdb", tmp_path / "runs"
     with Writer(state, "test apply") as writer:
         plan = make_plan(desired_of(specs), StateSnapshot.empty())
@@ -112,7 +40,7 @@ def test_a_foreground_apply_prunes_the_bad_trials_and_the_good_ones_succeed(
     assert sorted(o.state for o in outcome.observed.values()) == [
         "pruned", "pruned", "succeeded", "succeeded", "succeeded"
     ]  # fmt: skip
-    got = _records(state, specs)
+    got = records(state, specs)
     for name in ("good1", "good2", "good3"):
         assert got[name]["status"] == "succeeded" and got[name]["values"] == BAD_STEPS
     for name in ("bad4", "bad5"):
@@ -135,7 +63,7 @@ def test_a_foreground_apply_prunes_the_bad_trials_and_the_good_ones_succeed(
 
 
 def test_refresh_prunes_the_runs_of_a_detached_queue_and_says_so(tmp_path: Path) -> None:
-    specs = _trials("median")
+    specs = trials("median")
     state, runs_root = tmp_path / "state.duckdb", tmp_path / "runs"
     with Writer(state, "test apply") as writer:
         apply_plan(
@@ -152,7 +80,7 @@ def test_refresh_prunes_the_runs_of_a_detached_queue_and_says_so(tmp_path: Path)
         for d in doc["pruned"]:
             assert d["error"] is None
             pruned[d["run_id"]] = d
-        return all(r["status"] in ("succeeded", "pruned") for r in _records(state, specs).values())
+        return all(r["status"] in ("succeeded", "pruned") for r in records(state, specs).values())
 
     wait_for(refreshed, 60, "every trial to end")
     bad = {s.run_id for s in specs if s.params["kind"] == "bad"}
@@ -161,7 +89,7 @@ def test_refresh_prunes_the_runs_of_a_detached_queue_and_says_so(tmp_path: Path)
         assert (d["rule"], d["metric"], d["search_key"]) == ("median", "val_loss", specs[0].extra[
             "search"]["key"])  # fmt: skip
         assert d["reason"].startswith("pruned by the median rule at step ")
-    got = _records(state, specs)
+    got = records(state, specs)
     assert sorted(r["status"] for r in got.values()) == ["pruned"] * 2 + ["succeeded"] * 3
     # Nothing left to prune: the text form says nothing of it.
     text = hpcx(tmp_path, "refresh", *args, check=True).stdout
