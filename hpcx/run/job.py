@@ -221,6 +221,8 @@ class Wrapper:
         self.child: subprocess.Popen[bytes] | None = None
         self.stop_signal: int | None = None
         self.stop_time: float | None = None
+        #: The stop signal came once the program had already exited on its own.
+        self.stop_late = False
         self.grace = DEFAULT_KILL_GRACE
         self.time_limit: float | None = None
         self.started = time.time()
@@ -284,6 +286,7 @@ class Wrapper:
         if first:
             self.stop_signal = signum
             self.stop_time = time.time()
+            self.stop_late = self.child is not None and self.child.returncode is not None
             in_slurm = bool(self.status["job"].get("SLURM_JOB_ID"))
             if in_slurm and signum == signal.SIGTERM and self._stop_reason() is None:
                 # Asked now, while the scheduler's record still says why (a preemption has
@@ -515,7 +518,10 @@ class Wrapper:
             )
         signal.setitimer(signal.ITIMER_REAL, 0)
 
-        if self.stop_signal is not None:
+        if self.stop_signal is not None and not (
+            # A trial that finished before the pruner's stop reached it keeps its result.
+            self.stop_late and self._stop_reason() == "pruned"
+        ):
             return self._stopped(rc), (rc if rc >= 0 else 128 - rc)
         if self.warned_at is not None:
             return self._after_warning(rc), 0
