@@ -57,6 +57,15 @@ def apply_command(
         None, "--cluster", help="Cluster profile to check resources against (kind: Cluster)."
     ),
     full: bool = typer.Option(False, "--full", help="List every run in the plan shown."),
+    watch: bool = typer.Option(
+        False,
+        "--watch",
+        help="Apply again as runs end (a search's next trials, runs in flight on SLURM) until "
+        "nothing is left to do; asks once.",
+    ),
+    interval: float = typer.Option(
+        15.0, "--interval", help="With --watch: seconds between refreshes while runs are in flight."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON (needs --yes)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan or progress output."),
 ) -> None:
@@ -93,6 +102,15 @@ def apply_command(
     view = ApplyView(
         root, state_path, max_runs=max_runs, yes=yes, full=full, quiet=quiet or as_json
     )
+    if watch:
+        if detach or no_wait:
+            raise PlanError("--watch waits for the runs: not with --detach or --no-wait")
+        if interval <= 0:
+            raise PlanError(f"--interval must be above 0, not {interval}")
+        _watch(request, view, interval=interval, as_json=as_json, quiet=quiet)
+        return
+    elif interval != 15.0:
+        raise PlanError("--interval is for --watch", hint="add --watch, or drop --interval")
     try:
         done = apply_session(request, view)
     finally:
@@ -133,6 +151,44 @@ def apply_command(
         )
         raise typer.Exit(EXIT_ERROR)
     if outcome.not_submitted or failed:
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _watch(request: Any, view: Any, *, interval: float, as_json: bool, quiet: bool) -> None:
+    """``apply --watch``: rounds of apply until nothing is left; each round's outcome printed
+    as it ends (one JSON document at the end with --json)."""
+    from hpcx.run.apply import apply_watch
+
+    def on_round(n: int, result: Any) -> None:
+        if as_json or quiet:
+            return
+        if result.outcome is not None:
+            print_outcome(result.outcome.to_dict(), detach=False, no_wait=False)
+        for s in result.review.plan.searches:
+            best = s["best"]
+            shown = ""
+            if best["value"] is not None:
+                shown = f", best {best['value']:.6g} (trial {best['trial']})"
+            typer.echo(
+                f"Round {n}: search {s['experiment']}: {s['trials'] + len(s['proposed'])} of "
+                f"{s['budget']} trials{shown}"
+            )
+
+    try:
+        done = apply_watch(request, view, interval=interval, on_round=on_round)
+    finally:
+        view.close()
+    outcomes = [r.outcome.to_dict() for r in done.rounds if r.outcome is not None]
+    if as_json:
+        emit_json({"rounds": outcomes, "stopped": done.stopped})
+    elif not quiet:
+        typer.echo(f"Watch ended after {len(done.rounds)} round(s): {done.stopped}.")
+    if done.stopped == "declined":
+        raise typer.Exit(EXIT_ERROR)
+    if done.stopped == "interrupted":
+        raise typer.Exit(130)
+    failed = any(o["finished"].get(s) for o in outcomes for s in ("failed", "timeout", "lost"))
+    if done.stopped == "failed" or failed:
         raise typer.Exit(EXIT_ERROR)
 
 

@@ -227,6 +227,17 @@ def _dimension(
     path = check_run_path(key, params, doc, jp, problems)
     if path is None or not isinstance(spec, dict):
         return None
+    ranged = [k for k in ("low", "high", "log", "step") if k in spec]
+    if "choices" in spec and ranged:
+        problems.add(
+            pos(doc, jp),
+            jp,
+            f"give choices or a range, not both (remove {', '.join(ranged)} or choices)",
+        )
+        return None
+    if "choices" not in spec and not ("low" in spec and "high" in spec):
+        problems.add(pos(doc, jp), jp, "a range needs low and high (or give choices)")
+        return None
     if "choices" in spec:
         choices = tuple(spec["choices"])
         texts = [canonical_json(c) for c in choices]

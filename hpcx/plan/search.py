@@ -168,6 +168,12 @@ def propose(search: Search, records: Sequence[TrialRecord]) -> tuple[list[RunSpe
                 f"trial {r.search['trial']} (run {r.run_id}) succeeded without logging "
                 f"{d.metric!r}: the sampler is told it failed"
             )
+    failed = sum(1 for r in records if r.status in _FAILED)
+    if failed:
+        notes.append(
+            f"{failed} of {len(records)} trial(s) failed or timed out (told as failed; not run "
+            "again): `hpcx status --runs -s failed` lists them, `hpcx logs RUN --stderr` says why"
+        )
     proposed: list[Trial] = []
     exhausted = False
     if room:
@@ -247,8 +253,9 @@ def _sampler(d: SearchDef, key: str, told: int) -> Any:
     if d.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if d.sampler == "grid":
+        # The search's own seed: one shuffled order of the points, walked by trial number.
         space = {dim.dotted: dim.grid_values() for dim in d.dims}
-        return optuna.samplers.GridSampler(space, seed=seed)
+        return optuna.samplers.GridSampler(space, seed=d.seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
 
 
@@ -258,7 +265,8 @@ def _ask(search: Search, records: Sequence[TrialRecord], room: int) -> tuple[lis
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna logs each trial at INFO and its fallbacks at WARNING; hpcx says what matters.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     d: SearchDef = search.definition
     dists = _distributions(d.dims)
     with warnings.catch_warnings():
@@ -299,11 +307,12 @@ def _ask(search: Search, records: Sequence[TrialRecord], room: int) -> tuple[lis
             text = _values_key(d, values)
             if text in seen:
                 # Asked for a point already tried: tell the sampler so and ask again, a bounded
-                # number of times (a small space can run out).
-                study.tell(trial, state=TrialState.FAIL)
+                # number of times (a small space can run out). A grid only repeats once every
+                # point is tried (and telling it so would make it stop the study).
                 repeats += 1
                 if repeats >= _MAX_REPEATS or d.sampler == "grid":
                     return out, True
+                study.tell(trial, state=TrialState.FAIL)
                 continue
             seen.add(text)
             frozen = study.trials[trial.number]
@@ -316,8 +325,9 @@ def _values_key(d: SearchDef, values: Mapping[str, Any]) -> str:
 
 
 def _continue_qmc(sampler: Any, study: Any, dists: Mapping[str, Any], told: int) -> None:
-    """Move the QMC sampler's sequence on past the ``told`` points the state already holds
-    (a rebuilt study would otherwise start the sequence again): the sampler counts its samples
-    in the study, once per call of its counter."""
-    for _ in range(told):
+    """Move the QMC sampler's sequence on past the points the state already holds (a rebuilt
+    study would otherwise start the sequence again): the sampler counts its samples in the
+    study, once per call of its counter. Its first trial is not one of them (Optuna samples a
+    study's very first trial at random, to learn the space)."""
+    for _ in range(told - 1):
         sampler._find_sample_id(study, dict(dists))

@@ -19,7 +19,9 @@ out for the whole command.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -637,6 +639,8 @@ class ApplyRequest:
     wait: bool = True
     detach: bool = False
     lock_timeout: float = 0.0
+    #: Runs not to retry (``apply --watch`` retries a run once per watch).
+    no_retry: frozenset[str] = frozenset()
 
     @property
     def saved_plan(self) -> Path | None:
@@ -775,7 +779,12 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             else "`hpcx plan --full` lists every run and its values",
         )
         selected = [c for c in plan.changes if selection.matches(c)]
-        todo = [c for c in selected if c.action.value in SUBMITTING | {"update"}]
+        todo = [
+            c
+            for c in selected
+            if c.action.value in SUBMITTING | {"update"}
+            and not (c.action.value == "retry" and c.run_id in request.no_retry)
+        ]
         review = PlanReview(plan, selected, todo, manifest_paths)
         hooks.show(review)
         if not todo:
@@ -807,3 +816,110 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             provenance=prov,
         )
     return ApplySessionResult(review, outcome)
+
+
+# --------------------------------------------------------------------------------------------
+# apply --watch: apply, wait, apply again, until nothing is left to do
+
+
+@dataclass(slots=True)
+class WatchResult:
+    """What ``apply --watch`` did: every round's result, and why it stopped."""
+
+    rounds: list[ApplySessionResult] = field(default_factory=list)
+    #: "done" (nothing to apply, nothing in flight), "declined", "interrupted", "failed"
+    #: (a round's submission was refused or unclear) or "max-rounds".
+    stopped: str = "done"
+
+
+class _Confirmed(ApplyHooks):
+    """The caller's hooks, with the confirmation already given (later rounds of a watch)."""
+
+    def __init__(self, inner: ApplyHooks) -> None:
+        self._inner = inner
+        self.max_runs = inner.max_runs
+
+    def load(self, paths: list[Path], overrides: Sequence[str], root: Path) -> DesiredState:
+        return self._inner.load(paths, overrides, root)
+
+    def git(self, root: Path, manifest_files: list[str]) -> dict[str, Any]:
+        return self._inner.git(root, manifest_files)
+
+    def show(self, review: PlanReview) -> None:
+        self._inner.show(review)
+
+    def confirm(self, review: PlanReview) -> bool:
+        return True
+
+    def warn(self, message: str) -> None:
+        self._inner.warn(message)
+
+    def starting(self, review: PlanReview) -> None:
+        self._inner.starting(review)
+
+    def progress(self, run_id: str, observed: ObservedStatus) -> None:
+        self._inner.progress(run_id, observed)
+
+
+def in_flight_changes(plan: Plan) -> int:
+    """Runs the plan found in flight (submitted or running somewhere)."""
+    return sum(1 for c in plan.changes if c.reason == "in-flight")
+
+
+def apply_watch(
+    request: ApplyRequest,
+    hooks: ApplyHooks | None = None,
+    *,
+    interval: float = 15.0,
+    max_rounds: int | None = None,
+    on_round: Callable[[int, ApplySessionResult], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WatchResult:
+    """``hpcx apply --watch``: apply; while runs are in flight, wait ``interval`` seconds and
+    apply again (each apply refreshes first, so a search proposes its next trials as earlier
+    ones end), until a round has nothing to apply and nothing is in flight. The first round
+    asks for confirmation; later ones apply what their plan says. A run that fails is retried
+    at most once per watch, so a run that always fails cannot keep the watch going.
+    """
+    hooks = hooks if hooks is not None else ApplyHooks()
+    out = WatchResult()
+    retried: set[str] = set()
+    current: ApplyHooks = hooks
+    while True:
+        req = dataclasses.replace(request, no_retry=frozenset(retried) | request.no_retry)
+        result = apply_session(req, current)
+        out.rounds.append(result)
+        if on_round is not None:
+            on_round(len(out.rounds), result)
+        if result.declined:
+            out.stopped = "declined"
+            return out
+        current = _Confirmed(hooks)
+        retried.update(c.run_id for c in result.review.todo if c.action.value == "retry")
+        outcome = result.outcome
+        if outcome is not None and outcome.interrupted:
+            out.stopped = "interrupted"
+            return out
+        if outcome is not None and (outcome.ambiguous or outcome.not_submitted):
+            out.stopped = "failed"
+            return out
+        if max_rounds is not None and len(out.rounds) >= max_rounds:
+            out.stopped = "max-rounds"
+            return out
+        if (
+            outcome is not None
+            and outcome.submissions
+            and request.wait
+            and not request.detach
+            and _all_local(outcome)
+        ):
+            continue  # the local queue ran them here: plan again at once
+        submitted = outcome is not None and bool(outcome.submissions)
+        if not submitted and not in_flight_changes(result.review.plan):
+            out.stopped = "done"
+            return out
+        sleep(interval)
+
+
+def _all_local(outcome: ApplyOutcome) -> bool:
+    return all(s.executor == "local" for s in outcome.submissions)

@@ -1,0 +1,81 @@
+"""Searches for the tests: Branin's function, a search manifest over it, and a search driven to
+its end in process (what the end-to-end tests compare the real runs with)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+OBJECTIVE = str(Path(__file__).parent / "progs" / "objective.py")
+SPACE: dict[str, Any] = {"x": {"low": -5.0, "high": 10.0}, "y": {"low": 0.0, "high": 15.0}}
+
+
+def branin(values: Mapping[str, Any]) -> float:
+    """Branin's function: minimum 0.397887 at three points of the box of :data:`SPACE`."""
+    x, y = values["params.x"], values["params.y"]
+    b, c, t = 5.1 / (4 * math.pi**2), 5 / math.pi, 1 / (8 * math.pi)
+    return float((y - b * x * x + c * x - 6) ** 2 + 10 * (1 - t) * math.cos(x) + 10)
+
+
+def search_manifest(
+    name: str = "s",
+    *,
+    sampler: str = "tpe",
+    budget: int = 16,
+    batch: int = 4,
+    seed: int = 0,
+    args: tuple[str, ...] = (),
+    executor: Mapping[str, Any] | None = None,
+    prune: Mapping[str, Any] | None = None,
+    space: Mapping[str, Any] | None = None,
+    resources: Mapping[str, Any] | None = None,
+) -> str:
+    """A command experiment searching Branin's (x, y) with progs/objective.py."""
+    search: dict[str, Any] = {
+        "sampler": sampler,
+        "space": dict(space or SPACE),
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "budget": budget,
+        "batch": batch,
+        "seed": seed,
+    }
+    if prune:
+        search["prune"] = dict(prune)
+    spec: dict[str, Any] = {
+        "command": [sys.executable, OBJECTIVE, "--x={params.x}", "--y={params.y}", *args],
+        "params": {"x": 0.0, "y": 0.0},
+        "sweep": {"search": search},
+    }
+    if executor:
+        spec["executor"] = dict(executor)
+    if resources:
+        spec["resources"] = dict(resources)
+    doc = {"apiVersion": "hpcx/v1", "kind": "Experiment", "metadata": {"name": name}, "spec": spec}
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def drive_in_process(
+    manifest: Path, root: Path, score: Callable[[Mapping[str, Any]], float] = branin
+) -> list[Any]:
+    """The search of ``manifest`` run to its end without running anything: each proposal is
+    told its ``score``. The trial records, in order."""
+    from hpcx.manifest.loader import load_desired
+    from hpcx.plan.search import propose
+    from hpcx.state.records import TrialRecord
+
+    (search,) = load_desired([manifest], project_root=root).searches
+    records: list[TrialRecord] = []
+    while True:
+        runs, status = propose(search, records)
+        known = {r.run_id for r in records}
+        new = [r for r in runs if r.run_id not in known]
+        if not new:
+            assert status.done, status
+            return records
+        for run in new:
+            s = run.extra["search"]
+            records.append(TrialRecord(run.run_id, "succeeded", s, score(s["values"])))
