@@ -478,6 +478,19 @@ def _pruner(
     return None
 
 
+def _prune_behind(writer: Writer, hooks: ApplyHooks) -> None:
+    """Stop the search trials in flight that fall behind (as ``hpcx refresh`` does), before
+    planning: each apply of a watch is a refresh too."""
+    from hpcx.run.prune import prune_in_flight
+
+    for d in prune_in_flight(writer):
+        trial = f" (trial {d.trial})" if d.trial is not None else ""
+        if d.error is None:
+            hooks.warn(f"pruned run {d.run_id}{trial}: {d.reason}")
+        else:
+            hooks.warn(f"could not prune run {d.run_id}{trial} ({d.reason}): {d.error}")
+
+
 def resubmit_requeued(
     writer: Writer, harvested: HarvestResult, runs_root: Path | None
 ) -> list[str]:
@@ -751,6 +764,7 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             if state_path.exists():
                 # Creates the schema in an uncreated file.
                 resubmit_requeued(writer, refresh(writer, runs_root=runs), runs)
+                _prune_behind(writer, hooks)
             if state_path.exists() and not is_uncreated(state_path):
                 with StateStore.open(state_path, read_only=True) as store:
                     snapshot = store.snapshot()
