@@ -63,6 +63,15 @@ def test_apply_prunes_the_bad_trials_of_a_search_and_plans_them_as_finished(
     plan = hpcx(root, "plan", "--json", check=True).stdout
     reasons = {c["reason"] for c in json.loads(plan)["changes"]}
     assert reasons <= {"succeeded", "pruned"}, reasons
+    # The status views count and name them.
+    n_bad = kinds.count("bad")
+    counts = json.loads(hpcx(root, "runs", "status", "--json", check=True).stdout)
+    assert counts["experiments"]["s"] == {"succeeded": 6 - n_bad, "pruned": n_bad}
+    text = hpcx(root, "runs", "status", check=True).stdout
+    assert f"{n_bad} pruned" in text
+    (rid,) = query(root, "SELECT run_id FROM runs WHERE status = 'pruned' LIMIT 1")[0]
+    shown = hpcx(root, "runs", "show", rid, check=True).stdout
+    assert "  status:    pruned (pruned by the median rule at step " in shown
 
 
 def test_each_apply_prunes_before_it_plans(tmp_path: Path) -> None:
