@@ -17,7 +17,7 @@ from hpcx.run.rerun import RerunHooks
 class Progress:
     """Finished runs as a bar on a terminal, as one line per run otherwise (logs, CI)."""
 
-    FINAL = frozenset({"succeeded", "failed", "cancelled", "timeout", "lost"})
+    FINAL = frozenset({"succeeded", "failed", "cancelled", "timeout", "pruned", "lost"})
 
     def __init__(self, total: int, quiet: bool) -> None:
         self.total = total

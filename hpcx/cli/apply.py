@@ -269,6 +269,7 @@ def refresh_command(
     )
     result, again = done.refresh, done.reharvest
     doc = result.to_dict()
+    doc["pruned"] = [d.to_dict() for d in done.pruned]
     if again is not None:
         doc["reharvest"] = again.to_dict()
     if as_json:
@@ -287,6 +288,15 @@ def refresh_command(
     )
     for key, what in doc["reconciled"].items():
         typer.echo(f"Reconciled submission {key}: {what}")
+    stopped = [d for d in done.pruned if d.error is None]
+    if stopped:
+        typer.echo(f"Pruned {len(stopped)} run(s):")
+    for d in done.pruned:
+        trial = f" trial {d.trial}" if d.trial is not None else ""
+        if d.error is None:
+            typer.echo(f"  {d.run_id} ({d.experiment}{trial}): {d.reason}")
+        else:
+            typer.echo(f"warning: could not prune {d.run_id}: {d.error} ({d.reason})", err=True)
     if again is not None:
         updated = (
             f"; recorded the manifests' settings for {again.settings_updated} run(s)"

@@ -455,13 +455,40 @@ def apply_changes(
             ex.cancel([sub])
         else:
             try:
-                ex.wait(sub, progress=progress)
+                ex.wait(sub, progress=progress, tick=_pruner(writer, sub, to_submit))
             except KeyboardInterrupt:
                 outcome.interrupted = True
         result = harvest_submissions(writer, [sub], executor=ex)
         outcome.observed.update(result.observed)
         outcome.problems.extend(result.problems)
     return outcome
+
+
+def _pruner(
+    writer: Writer, sub: Submission, changes: Sequence[RunChange]
+) -> Callable[[], None] | None:
+    """The pruner's hook for a foreground queue running search trials that prune."""
+    ids = set(sub.run_ids)
+    for c in changes:
+        search = c.run.extra.get("search") if c.run is not None else None
+        if c.run_id in ids and isinstance(search, dict) and search.get("prune"):
+            from hpcx.run.prune import PruneTicker
+
+            return PruneTicker(writer)
+    return None
+
+
+def _prune_behind(writer: Writer, hooks: ApplyHooks) -> None:
+    """Stop the search trials in flight that fall behind (as ``hpcx refresh`` does), before
+    planning: each apply of a watch is a refresh too."""
+    from hpcx.run.prune import prune_in_flight
+
+    for d in prune_in_flight(writer):
+        trial = f" (trial {d.trial})" if d.trial is not None else ""
+        if d.error is None:
+            hooks.warn(f"pruned run {d.run_id}{trial}: {d.reason}")
+        else:
+            hooks.warn(f"could not prune run {d.run_id}{trial} ({d.reason}): {d.error}")
 
 
 def resubmit_requeued(
@@ -737,6 +764,7 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             if state_path.exists():
                 # Creates the schema in an uncreated file.
                 resubmit_requeued(writer, refresh(writer, runs_root=runs), runs)
+                _prune_behind(writer, hooks)
             if state_path.exists() and not is_uncreated(state_path):
                 with StateStore.open(state_path, read_only=True) as store:
                     snapshot = store.snapshot()

@@ -40,6 +40,7 @@ _STATUS_OF = {
     "failed": "failed",
     "cancelled": "cancelled",
     "timeout": "timeout",
+    "pruned": "pruned",
     "lost": "lost",
     # An attempt ended and the run's next one is to start (a checkpoint, a preemption): the
     # run is in flight, waiting as a submitted one does.

@@ -16,7 +16,8 @@ program starts; it is never silently ignored.
 Signals: SIGTERM, SIGINT and SIGHUP are forwarded to the program's process group (the program
 runs as the leader of its own group, so its children get them too); after a grace period the
 group gets SIGKILL. The reason is named by the ``.stop-N`` file the executor writes before
-signalling (``timeout`` or ``cancelled``); under SLURM, a SIGTERM once the job's time limit has
+signalling (``timeout``, ``cancelled`` or ``pruned``: a search trial the pruner stopped, whose
+reason it wrote in ``prune.json``); under SLURM, a SIGTERM once the job's time limit has
 passed is a timeout, any other is a cancellation (scancel, preemption).
 
 Checkpoints (``spec.checkpoint``, docs/checkpoint.md): the program sees
@@ -220,6 +221,8 @@ class Wrapper:
         self.child: subprocess.Popen[bytes] | None = None
         self.stop_signal: int | None = None
         self.stop_time: float | None = None
+        #: The stop signal came once the program had already exited on its own.
+        self.stop_late = False
         self.grace = DEFAULT_KILL_GRACE
         self.time_limit: float | None = None
         self.started = time.time()
@@ -283,6 +286,7 @@ class Wrapper:
         if first:
             self.stop_signal = signum
             self.stop_time = time.time()
+            self.stop_late = self.child is not None and self.child.returncode is not None
             in_slurm = bool(self.status["job"].get("SLURM_JOB_ID"))
             if in_slurm and signum == signal.SIGTERM and self._stop_reason() is None:
                 # Asked now, while the scheduler's record still says why (a preemption has
@@ -473,7 +477,9 @@ class Wrapper:
         if said is not None:
             # A stop written after the check in main() but before the program starts (its
             # writer saw no active run to signal): honour it, the program never starts.
-            state = said if said in ("timeout", "cancelled") else "cancelled"
+            state = said if said in ("timeout", "cancelled", "pruned") else "cancelled"
+            if state == "pruned":
+                return {"state": state, "reason": self._pruned_why()}, 0
             return {"state": state, "reason": f"{state} before the program started"}, 0
 
         try:  # the launcher (spec.launcher) turns the program into what starts its ranks
@@ -512,7 +518,10 @@ class Wrapper:
             )
         signal.setitimer(signal.ITIMER_REAL, 0)
 
-        if self.stop_signal is not None:
+        if self.stop_signal is not None and not (
+            # A trial that finished before the pruner's stop reached it keeps its result.
+            self.stop_late and self._stop_reason() == "pruned"
+        ):
             return self._stopped(rc), (rc if rc >= 0 else 128 - rc)
         if self.warned_at is not None:
             return self._after_warning(rc), 0
@@ -569,6 +578,17 @@ class Wrapper:
         reason = f"time limit: the program exited ({how}) on {sig}, {before} s before the limit"
         return self._requeue("time-limit", reason, self._requeue_by(), fields)
 
+    def _pruned_why(self) -> str:
+        """The pruner's reason (``prune.json``), which it writes before the stop file."""
+        try:
+            doc = read_json(self.rd.path / rundir.PRUNE)
+        except (OSError, ValueError):
+            doc = None
+        why = doc.get("reason") if isinstance(doc, dict) else None
+        if not isinstance(why, str) or not why:
+            why = "pruned (prune.json unreadable)"
+        return why
+
     def _stopped(self, rc: int | None) -> dict[str, Any]:
         assert self.stop_signal is not None
         got = signal.Signals(self.stop_signal).name
@@ -588,6 +608,8 @@ class Wrapper:
                 f"{waited} s of {sig}",
                 **fields,
             }
+        if said == "pruned":
+            return {"state": "pruned", "reason": self._pruned_why(), **fields}
         if said in ("timeout", "cancelled"):
             detail = "time limit reached" if said == "timeout" else "cancelled"
             return {"state": said, "reason": f"{detail} ({got})", **fields}

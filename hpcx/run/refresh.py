@@ -1,5 +1,6 @@
 """``hpcx refresh`` as a library call: reconcile, poll, harvest, submit the next attempt of
-runs whose scheduler would not requeue them, and (asked) read finished runs' folders again.
+runs whose scheduler would not requeue them, stop the search trials that fall behind
+(:mod:`hpcx.run.prune`), and (asked) read finished runs' folders again.
 
 The mechanism is :mod:`hpcx.run.harvest`'s; submitting is :mod:`hpcx.run.apply`'s. This module
 is the use case that puts them together under the writer lock.
@@ -16,6 +17,7 @@ from hpcx.run.harvest import HarvestResult, ReharvestResult, refresh, reharvest
 
 if TYPE_CHECKING:
     from hpcx.manifest.spec import RunSpec
+    from hpcx.run.prune import PruneDecision
 
 
 @dataclass(slots=True)
@@ -26,6 +28,9 @@ class RefreshSessionResult:
     reharvest: ReharvestResult | None = None
     #: Runs whose next attempt this refresh submitted (their scheduler would not requeue them).
     resubmitted: list[str] = field(default_factory=list)
+    #: Search trials this refresh stopped for falling behind (recorded ``pruned`` by the
+    #: harvest once their wrappers have ended them: the next refresh or apply).
+    pruned: list[PruneDecision] = field(default_factory=list)
 
 
 def refresh_session(
@@ -66,6 +71,9 @@ def refresh_session(
         from hpcx.run.apply import resubmit_requeued
 
         out.resubmitted = resubmit_requeued(writer, out.refresh, runs_root)
+        from hpcx.run.prune import prune_in_flight
+
+        out.pruned = prune_in_flight(writer)
         if reharvest_runs:
             out.reharvest = reharvest(
                 writer, experiments=experiments, run_ids=run_ids, desired=desired

@@ -10,7 +10,9 @@ A run folder is ``<runs_root>/<experiment>/<run_id>/``::
     metrics.jsonl    JSON lines {name, value, step?, time?}; the program appends through
                      $HPCX_METRICS, the wrapper appends hpcx.duration_s and hpcx.exit_code
     .claim-N         created with O_CREAT|O_EXCL by the wrapper that runs attempt N
-    .stop-N          why attempt N is being stopped (timeout|cancelled), written by whoever
+    prune.json       why a search trial was pruned (rule, metric, step, value, threshold),
+                     written by the pruner (hpcx.run.prune) before its stop file
+    .stop-N          why attempt N is being stopped (timeout|cancelled|pruned), written by whoever
                      signals it, read by the wrapper to name the reason; a wrapper that
                      finds it before it starts does not run (nor a wrapper whose attempt is
                      no longer the one spec.json names)
@@ -60,11 +62,12 @@ STDERR = "stderr.log"
 SCRIPT = "job.sbatch"
 ATTEMPTS = "attempts"
 CHECKPOINT_DIR = "checkpoint"
+PRUNE = "prune.json"
 
 #: States written by the wrapper. ``pending`` (no status yet) and ``lost`` (a wrapper that died
 #: without a final word) are only ever *reported* by readers, never written.
 ACTIVE_STATES = frozenset({"claimed", "running"})
-FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout"})
+FINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "timeout", "pruned"})
 #: The attempt ended but the run goes on in its next attempt (a checkpoint at the time limit,
 #: a preemption): final for the attempt, never for the run.
 REQUEUED = "requeued"
@@ -72,7 +75,7 @@ REQUEUED = "requeued"
 ATTEMPT_END_STATES = FINAL_STATES | {REQUEUED}
 
 # Files that belong to one attempt and move to attempts/N/ when the next attempt is prepared.
-_ATTEMPT_FILES = (SPEC, STATUS, METRICS, STDOUT, STDERR, SCRIPT)
+_ATTEMPT_FILES = (SPEC, STATUS, METRICS, STDOUT, STDERR, SCRIPT, PRUNE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -348,7 +351,8 @@ def current_attempt(path: str | os.PathLike[str]) -> int | None:
 
 
 def stop_reason(path: str | os.PathLike[str], attempt: int) -> str | None:
-    """What ``.stop-N`` says for this attempt (``cancelled``, ``timeout``), or None."""
+    """What ``.stop-N`` says for this attempt (``cancelled``, ``timeout``, ``pruned``), or
+    None."""
     try:
         with open(os.path.join(os.fspath(path), f".stop-{attempt}"), "rb") as f:
             text = f.read(64).decode(errors="replace").strip()

@@ -126,6 +126,20 @@ class TrialRecord(NamedTuple):
     curve: tuple[tuple[int, float], ...] = ()
 
 
+class PruneTrialRow(NamedTuple):
+    """One trial of a search that prunes and has a trial in flight, for the pruner."""
+
+    run_id: str
+    experiment: str
+    status: str
+    run_dir: str | None
+    #: The run's ``extra.search`` (key, trial, prune, ...).
+    search: dict[str, Any]
+    #: Finished trials only: the prune metric's (step, value, time) of the run's latest
+    #: attempt that logged it, in logged order (time, then step); empty for runs in flight.
+    curve: tuple[tuple[int, float, float], ...] = ()
+
+
 class SubmittedJobs(Protocol):
     """What an executor sent under one submission key (structurally, the executors'
     ``Submission``; the state package cannot import the run stage). ``folder`` is

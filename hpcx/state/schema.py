@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 #: Schema version this hpcx writes. A file with a newer one is refused; an older one is migrated.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Every status a run can have (the runs table's CHECK constraint).
 RUN_STATUSES = (
@@ -22,11 +22,14 @@ RUN_STATUSES = (
     "cancelled",
     "lost",
     "timeout",
+    "pruned",
 )
 #: Statuses of a run that is neither finished nor known to be gone.
 IN_FLIGHT_STATUSES = ("pending", "submitted", "running")
 #: Statuses of a run that ended with its run folder written (``lost`` left none to read).
-ENDED_STATUSES = ("succeeded", "failed", "cancelled", "timeout")
+#: ``pruned``: a search trial stopped early for falling behind the others (a finished trial,
+#: never run again).
+ENDED_STATUSES = ("succeeded", "failed", "cancelled", "timeout", "pruned")
 #: Statuses a harvest never moves a run out of again.
 FINAL_STATUSES = (*ENDED_STATUSES, "lost")
 #: Statuses of a run that ended without a result and may be run again.
@@ -53,25 +56,28 @@ def sql_list(values: Iterable[str]) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-_STATUS_CHECK = sql_list(RUN_STATUSES)
 _SUBMISSION_CHECK = sql_list(SUBMISSION_STATES)
+# The statuses the runs table's CHECK allowed up to v3 (v4 added ``pruned``): migration 1
+# must create the table it always created.
+_V1_STATUSES = (
+    "pending",
+    "submitted",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "lost",
+    "timeout",
+)
 
-# Migration N takes a file from schema N-1 to N. Version 1 creates everything. Never edit a
-# released migration: add the next one. Each runs inside one transaction with its version row.
-MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        """CREATE TABLE meta (
-            lineage VARCHAR NOT NULL,
-            serial BIGINT NOT NULL,
-            schema_version INTEGER NOT NULL,
-            created_at TIMESTAMP NOT NULL,
-            hpcx_version VARCHAR
-        )""",
-        f"""CREATE TABLE runs (
+
+def _runs_table(name: str, statuses: Iterable[str]) -> str:
+    """The runs table's DDL, under ``name``, allowing ``statuses``."""
+    return f"""CREATE TABLE {name} (
             run_id VARCHAR PRIMARY KEY,
             base_id VARCHAR NOT NULL,
             experiment VARCHAR NOT NULL,
-            status VARCHAR NOT NULL CHECK (status IN ({_STATUS_CHECK})),
+            status VARCHAR NOT NULL CHECK (status IN ({sql_list(statuses)})),
             identity JSON,
             spec JSON,
             settings_digest VARCHAR,
@@ -92,7 +98,21 @@ MIGRATIONS: dict[int, list[str]] = {
             host VARCHAR,
             numa_node INTEGER,
             gpus JSON
+        )"""
+
+
+# Migration N takes a file from schema N-1 to N. Version 1 creates everything. Never edit a
+# released migration: add the next one. Each runs inside one transaction with its version row.
+MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        """CREATE TABLE meta (
+            lineage VARCHAR NOT NULL,
+            serial BIGINT NOT NULL,
+            schema_version INTEGER NOT NULL,
+            created_at TIMESTAMP NOT NULL,
+            hpcx_version VARCHAR
         )""",
+        _runs_table("runs", _V1_STATUSES),
         """CREATE TABLE run_events (
             serial BIGINT NOT NULL,
             seq INTEGER NOT NULL,
@@ -177,6 +197,14 @@ MIGRATIONS: dict[int, list[str]] = {
             serial BIGINT NOT NULL,
             PRIMARY KEY (run_id, attempt)
         )""",
+    ],
+    # v4: the ``pruned`` status (a search trial stopped early). DuckDB cannot alter a CHECK,
+    # so the runs table is rebuilt under the new one, every row and column kept in order.
+    4: [
+        _runs_table("runs_v4", RUN_STATUSES),
+        "INSERT INTO runs_v4 SELECT * FROM runs",
+        "DROP TABLE runs",
+        "ALTER TABLE runs_v4 RENAME TO runs",
     ],
 }
 

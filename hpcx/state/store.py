@@ -34,6 +34,7 @@ from hpcx.state.records import (
     FinishedRun,
     HarvestTarget,
     InFlightSubmission,
+    PruneTrialRow,
     RunDetail,
     RunRef,
     RunSummary,
@@ -771,6 +772,68 @@ class StateStore:
                 )
             )
         return out
+
+    def prune_trials(self) -> dict[str, list[PruneTrialRow]]:
+        """Per search key, in trial-number order, every trial of each search that prunes
+        (``extra.search.prune``) and has a trial in flight; finished trials come with their
+        curve of the prune metric (the latest trial's ``prune.metric``)."""
+
+        def read() -> list[tuple[Any, ...]]:
+            return list(
+                self._con.execute(
+                    f"""WITH s AS (
+                        SELECT run_id, experiment, status, run_dir,
+                               json_extract(spec, '$.extra.search')::VARCHAR AS search,
+                               json_extract_string(spec, '$.extra.search.key') AS key,
+                               TRY_CAST(json_extract(spec, '$.extra.search.trial') AS BIGINT)
+                                   AS trial,
+                               json_extract_string(spec, '$.extra.search.prune.metric')
+                                   AS metric
+                        FROM runs
+                        WHERE json_extract_string(spec, '$.extra.search.key') IS NOT NULL)
+                    SELECT key, run_id, experiment, status, run_dir, search FROM s
+                    WHERE key IN (SELECT key FROM s WHERE metric IS NOT NULL
+                                  AND status IN ({_IN_FLIGHT_SQL}))
+                    ORDER BY key, trial, run_id"""
+                ).fetchall()
+            )
+
+        out: dict[str, list[PruneTrialRow]] = {}
+        rows = self._guard_read(read)
+        for key, run_id, experiment, status, run_dir, search in rows:
+            out.setdefault(key, []).append(
+                PruneTrialRow(run_id, experiment, status, run_dir, json.loads(search))
+            )
+        for key, trials in out.items():
+            prune = next(
+                (t.search.get("prune") for t in reversed(trials) if t.search.get("prune")), None
+            )
+            metric = prune.get("metric") if isinstance(prune, dict) else None
+            done = [t.run_id for t in trials if t.status not in IN_FLIGHT_STATUSES]
+            if not isinstance(metric, str) or not done:
+                continue
+            curves = self._prune_curves(done, metric)
+            out[key] = [t._replace(curve=curves.get(t.run_id, ())) for t in trials]
+        return out
+
+    def _prune_curves(
+        self, run_ids: list[str], metric: str
+    ) -> dict[str, tuple[tuple[int, float, float], ...]]:
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                """SELECT run_id, step, value, coalesce(time, 0) FROM metrics
+                WHERE run_id IN (SELECT unnest(?::VARCHAR[])) AND name = ?
+                      AND step IS NOT NULL
+                QUALIFY coalesce(attempt, -1)
+                        = max(coalesce(attempt, -1)) OVER (PARTITION BY run_id)
+                ORDER BY run_id, coalesce(time, 0), step, serial""",
+                [run_ids, metric],
+            ).fetchall()
+        )
+        out: dict[str, list[tuple[int, float, float]]] = {}
+        for rid, step, value, t in rows:
+            out.setdefault(rid, []).append((int(step), float(value), float(t)))
+        return {rid: tuple(c) for rid, c in out.items()}
 
     def _chain_start(self, run_id: str) -> int | None:
         """The first attempt of the run's latest chain (its latest attempt and the requeued

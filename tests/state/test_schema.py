@@ -17,7 +17,8 @@ def test_every_status_is_either_in_flight_or_final() -> None:
     assert set(schema.IN_FLIGHT_STATUSES) | set(schema.FINAL_STATUSES) == set(schema.RUN_STATUSES)
     assert not set(schema.IN_FLIGHT_STATUSES) & set(schema.FINAL_STATUSES)
     assert set(schema.FINAL_STATUSES) == {*schema.ENDED_STATUSES, "lost"}
-    assert set(schema.FINAL_STATUSES) - {"succeeded"} == schema.RETRYABLE_STATUSES
+    # A pruned trial is finished, not failed: never run again.
+    assert set(schema.FINAL_STATUSES) - {"succeeded", "pruned"} == schema.RETRYABLE_STATUSES
 
 
 def test_a_new_state_has_the_tables_and_the_version_the_schema_names(tmp_path: Path) -> None:

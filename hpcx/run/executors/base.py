@@ -250,8 +250,10 @@ class Executor(ABC):
         progress: ProgressFn | None = None,
         interval: float = 2.0,
         timeout: float | None = None,
+        tick: Callable[[], None] | None = None,
     ) -> dict[str, ObservedStatus]:
-        """Poll until every run of ``submission`` is final (or ``timeout`` passes)."""
+        """Poll until every run of ``submission`` is final (or ``timeout`` passes); ``tick``
+        is called once per poll (the pruner)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: dict[str, str] = {}
         while True:
@@ -264,6 +266,8 @@ class Executor(ABC):
                 return observed
             if deadline is not None and time.monotonic() >= deadline:
                 return observed
+            if tick is not None:
+                tick()
             time.sleep(interval)
 
 
@@ -342,7 +346,7 @@ def _pending_stop(path: Path) -> str | None:
     """A run cancelled before its wrapper started has only its .stop-N file to say so."""
     attempt = rundir.current_attempt(path)
     text = rundir.stop_reason(path, attempt) if attempt is not None else None
-    return text if text in ("cancelled", "timeout") else None
+    return text if text in ("cancelled", "timeout", "pruned") else None
 
 
 def write_stop(path: str | os.PathLike[str], reason: str, attempt: int | None = None) -> None:
@@ -352,6 +356,10 @@ def write_stop(path: str | os.PathLike[str], reason: str, attempt: int | None = 
     p = Path(path)
     if attempt is None:
         attempt = rundir.current_attempt(p) or 1
+    if reason != "pruned" and rundir.stop_reason(p, attempt) == "pruned":
+        # The pruner writes its reason, then asks the executor to cancel the run (which
+        # writes ``cancelled``): the attempt was pruned, and a later stop does not rename it.
+        return
     try:
         atomic_write_text(p / f".stop-{attempt}", reason + "\n", fsync=False)
     except OSError as exc:

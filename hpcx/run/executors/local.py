@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -233,6 +233,7 @@ class LocalQueue:
         gpus: Sequence[str] | None = None,
         progress: ProgressFn | None = None,
         ledger: Ledger | None = None,
+        tick: Callable[[], None] | None = None,
     ) -> None:
         cores = machine_cores()
         self.pending = collections.deque(_task_of(t, cores) for t in tasks)
@@ -242,6 +243,8 @@ class LocalQueue:
         self.gpus = list(gpus if gpus is not None else visible_gpus())
         self.ledger = ledger or Ledger()
         self.progress = progress
+        #: Called between waits while runs are running, at least once a second (the pruner).
+        self.tick = tick
         self.running: dict[int, _Task] = {}
         self.sel = selectors.DefaultSelector()
         self.results: dict[str, ObservedStatus] = {}
@@ -261,6 +264,8 @@ class LocalQueue:
             while self.pending or self.running:
                 self._start_some()
                 self._wait_some()
+                if self.tick is not None and self.running:
+                    self.tick()
         except BaseException:
             self._stop_all("cancelled")
             raise
@@ -388,6 +393,8 @@ class LocalQueue:
         timeout = None if soonest is None else max(0.0, soonest - now)
         if self.blocked:
             timeout = self.SLOT_POLL if timeout is None else min(timeout, self.SLOT_POLL)
+        if self.tick is not None:
+            timeout = 1.0 if timeout is None else min(timeout, 1.0)
         if any(t.pidfd is None for t in self.running.values()):
             timeout = 0.01 if timeout is None else min(timeout, 0.01)
         for key, _ in self.sel.select(timeout):
@@ -633,11 +640,15 @@ class LocalExecutor(Executor):
         progress: ProgressFn | None = None,
         interval: float = 1.0,
         timeout: float | None = None,
+        tick: Callable[[], None] | None = None,
     ) -> dict[str, ObservedStatus]:
         """Foreground: run the queue here, to the end (Ctrl-C stops it cleanly and re-raises
-        KeyboardInterrupt). Detached: poll until every run is final."""
+        KeyboardInterrupt), calling ``tick`` at least once a second while runs run.
+        Detached: poll until every run is final."""
         if submission.detail.get("detached"):
-            return super().wait(submission, progress=progress, interval=interval, timeout=timeout)
+            return super().wait(
+                submission, progress=progress, interval=interval, timeout=timeout, tick=tick
+            )
         queue = read_json(Path(submission.folder) / QUEUE_FILE)
         q = LocalQueue(
             queue["tasks"],
@@ -645,6 +656,7 @@ class LocalExecutor(Executor):
             kill_grace=float(queue["kill_grace"]),
             python=str(queue["python"]),
             progress=progress or self.progress,
+            tick=tick,
         )
         q.run()
         # The queue has ended: a run it did not start (its wrapper could not record it, e.g.
