@@ -95,6 +95,10 @@ class ApplyView(_Watching, ApplyHooks):
         self.quiet = quiet
         self.bar: Progress | None = None
 
+    def note(self, message: str) -> None:
+        if not self.quiet:
+            typer.echo(message, err=True)
+
     def show(self, review: Any) -> None:
         from hpcx.plan.planner import summary_line
         from hpcx.plan.render import RenderContext, render_text

@@ -168,6 +168,7 @@ _MLFLOW_STATUS = {
     "timeout": "FAILED",
     "lost": "FAILED",
     "cancelled": "KILLED",
+    "pruned": "KILLED",  # stopped early by a search's rule: ended by hpcx, not failed
     "pending": "SCHEDULED",
     "submitted": "SCHEDULED",
     "running": "RUNNING",

@@ -486,7 +486,7 @@ def _prune_behind(writer: Writer, hooks: ApplyHooks) -> None:
     for d in prune_in_flight(writer):
         trial = f" (trial {d.trial})" if d.trial is not None else ""
         if d.error is None:
-            hooks.warn(f"pruned run {d.run_id}{trial}: {d.reason}")
+            hooks.note(f"pruned run {d.run_id}{trial}: {d.reason}")
         else:
             hooks.warn(f"could not prune run {d.run_id}{trial} ({d.reason}): {d.error}")
 
@@ -707,6 +707,9 @@ class ApplyHooks:
     def warn(self, message: str) -> None:
         """Something the user should know before the runs start."""
 
+    def note(self, message: str) -> None:
+        """Something that happened on the way (a trial pruned by this apply's refresh)."""
+
     def starting(self, review: PlanReview) -> None:
         """The changes are about to be applied."""
 
@@ -867,6 +870,9 @@ class _Confirmed(ApplyHooks):
 
     def warn(self, message: str) -> None:
         self._inner.warn(message)
+
+    def note(self, message: str) -> None:
+        self._inner.note(message)
 
     def starting(self, review: PlanReview) -> None:
         self._inner.starting(review)

@@ -112,6 +112,6 @@ def test_each_apply_prunes_before_it_plans(tmp_path: Path) -> None:
     assert pruned
     for (rid,) in pruned:
         assert any(
-            line.startswith(f"warning: pruned run {rid} (trial ") and "median rule" in line
+            line.startswith(f"pruned run {rid} (trial ") and "median rule" in line
             for line in said
         ), said
