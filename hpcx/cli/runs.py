@@ -232,6 +232,14 @@ def show_command(
         out.append(f"  command:   {json.dumps(spec['command'])}")
     out.append("  params:    " + json.dumps(spec.get("params"), sort_keys=True))
     out.append("  placement: " + json.dumps(spec.get("placement"), sort_keys=True))
+    search = (spec.get("extra") or {}).get("search")
+    if isinstance(search, dict):
+        obj = search.get("objective") or {}
+        out.append(
+            f"  search:    trial {search.get('trial')} of {search.get('budget')} "
+            f"({search.get('sampler')}, {obj.get('direction')} {obj.get('metric')}), "
+            f"search {search.get('key')}"
+        )
     if len(doc["attempts"]) > 1 or any(a["state"] == "requeued" for a in doc["attempts"]):
         out.append("  attempt history:")
         for a in doc["attempts"]:

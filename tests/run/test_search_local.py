@@ -48,6 +48,8 @@ def test_watch_drives_a_search_to_its_budget_as_planned_in_process(tmp_path: Pat
     assert "search: tpe, 12 of 12 trials (12 finished, 0 in flight)" in plan
     assert "budget spent: the search is complete" in plan
     assert "Nothing to apply." in hpcx(root, "apply", "-y", check=True).stdout
+    shown = hpcx(root, "runs", "show", got[4][1], check=True).stdout
+    assert "  search:    trial 5 of 12 (tpe, minimize loss), search " in shown
     # A bigger budget goes on with the same trials.
     (root / "manifests" / "s.yaml").write_text(search_manifest(budget=14, batch=4))
     plan = hpcx(root, "plan", check=True).stdout
