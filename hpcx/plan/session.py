@@ -102,14 +102,23 @@ def _snapshot(state_path: Path, desired: DesiredState) -> tuple[Any, Any, bool]:
     """The state's snapshot and the trials of ``desired``'s searches, read-only (a plan never
     creates, migrates or modifies the state), and whether there is a state; an empty snapshot
     where there is none."""
-    from hpcx.plan.search import trials_of
     from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
 
     # A file whose creation never committed (a killed apply) is no state yet, as no file is.
     if not state_path.exists() or is_uncreated(state_path):
-        return StateSnapshot.empty(), trials_of(desired, None), False
+        return StateSnapshot.empty(), {}, False
     with StateStore.open(state_path, read_only=True) as store:
-        return store.snapshot(), trials_of(desired, store), True
+        return store.snapshot(), search_trials(desired, store), True
+
+
+def search_trials(desired: DesiredState, store: Any) -> dict[str, Any]:
+    """The state's trials of ``desired``'s searches (nothing is imported for a plan without
+    one)."""
+    if not desired.searches:
+        return {}
+    from hpcx.plan.search import trials_of
+
+    return trials_of(desired, store)
 
 
 def propose_searches(

@@ -736,8 +736,7 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
     """
     from hpcx.plan.fit import check_plan
     from hpcx.plan.planner import load_saved_plan, make_plan
-    from hpcx.plan.search import trials_of
-    from hpcx.plan.session import propose_searches
+    from hpcx.plan.session import propose_searches, search_trials
     from hpcx.project.paths import default_manifest_paths
     from hpcx.run import provenance
     from hpcx.run.harvest import refresh
@@ -771,9 +770,9 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             if state_path.exists() and not is_uncreated(state_path):
                 with StateStore.open(state_path, read_only=True) as store:
                     snapshot = store.snapshot()
-                    trials = trials_of(desired, store)
+                    trials = search_trials(desired, store)
             else:
-                snapshot, trials = StateSnapshot.empty(), trials_of(desired, None)
+                snapshot, trials = StateSnapshot.empty(), {}
             desired, searches = propose_searches(
                 desired, trials, request.cluster, manifest_paths, root
             )
