@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
+import math
+import random
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +47,9 @@ __all__ = [
 _RETRIED = frozenset({"lost", "cancelled"})
 #: Statuses of a trial that ended without an objective: the sampler is told it failed.
 _FAILED = frozenset({"failed", "timeout"})
-#: How many times one proposal may come back equal to a known trial before the search is
-#: taken as exhausted (a small space of choices all tried).
-_MAX_REPEATS = 50
+#: How many times in a row the sampler may ask for a point tried already before an untried
+#: point is drawn in its place.
+_MAX_REPEATS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,17 +128,20 @@ def trials_of(desired: DesiredState, store: StateStore | None) -> dict[str, list
 
 
 def with_proposals(
-    desired: DesiredState, trials: Mapping[str, Sequence[TrialRecord]]
+    desired: DesiredState,
+    trials: Mapping[str, Sequence[TrialRecord]],
+    in_state: Iterable[str] = (),
 ) -> tuple[DesiredState, list[SearchStatus]]:
     """``desired`` with every search's runs: the trials the state holds (so the plan sees them
-    as the runs they are) and the next ones proposed. Also each search's status."""
+    as the runs they are) and the next ones proposed, none of them a run another experiment
+    asks for or ``in_state`` holds for another search. Also each search's status."""
     if not desired.searches:
         return desired, []
     runs = list(desired.runs)
-    taken = {r.run_id for r in runs}
+    taken = {r.run_id for r in runs} | set(in_state)
     statuses = []
     for search in desired.searches:
-        made, status = propose(search, trials.get(search.key, ()))
+        made, status = propose(search, trials.get(search.key, ()), taken)
         clash = [r for r in made if r.run_id in taken]
         if clash:
             # Another experiment asks for the very same run (same program and values): it is
@@ -158,8 +164,12 @@ def with_proposals(
     return dataclasses.replace(desired, runs=runs), statuses
 
 
-def propose(search: Search, records: Sequence[TrialRecord]) -> tuple[list[RunSpec], SearchStatus]:
-    """The runs of ``search``'s known trials (in trial order) and of its next ones."""
+def propose(
+    search: Search, records: Sequence[TrialRecord], taken: Collection[str] = ()
+) -> tuple[list[RunSpec], SearchStatus]:
+    """The runs of ``search``'s known trials (in trial order) and of its next ones; a point
+    whose run is in ``taken`` (run ids of other experiments, or of another search in the
+    state) and not one of these trials is not proposed: it belongs to that run's owner."""
     d: SearchDef = search.definition
     known = [
         Trial(int(r.search["trial"]), r.search["values"], r.search.get("system_attrs") or {})
@@ -185,7 +195,15 @@ def propose(search: Search, records: Sequence[TrialRecord]) -> tuple[list[RunSpe
     proposed: list[Trial] = []
     exhausted = False
     if room:
-        proposed, exhausted = _ask(search, records, room)
+        own = {r.run_id for r in records}
+
+        def owned_elsewhere(values: Mapping[str, Any]) -> bool:
+            if not taken:
+                return False
+            rid = search.make_runs([Trial(0, values)])[0].run_id
+            return rid in taken and rid not in own
+
+        proposed, exhausted = _ask(search, records, room, owned_elsewhere)
     # One expansion for the known and the new trials: each run's index is its place.
     runs = search.make_runs(known + proposed)
     drifted = [r.run_id for r, rec in zip(runs, records, strict=False) if r.run_id != rec.run_id]
@@ -269,22 +287,30 @@ def _sampler(d: SearchDef, key: str, told: int) -> Any:
         )
     if d.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if d.sampler == "grid":
-        # The search's own seed: one shuffled order of the points, walked by trial number.
-        space = {dim.dotted: dim.grid_values() for dim in d.dims}
-        return optuna.samplers.GridSampler(space, seed=d.seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
 
 
-def _ask(search: Search, records: Sequence[TrialRecord], room: int) -> tuple[list[Trial], bool]:
-    """Rebuild the study from ``records`` and ask it for up to ``room`` new trials; also
-    whether the space ran out of untried points first."""
+def _ask(
+    search: Search,
+    records: Sequence[TrialRecord],
+    room: int,
+    taken: Callable[[Mapping[str, Any]], bool],
+) -> tuple[list[Trial], bool]:
+    """Rebuild the study from ``records`` and ask it for up to ``room`` new trials, none a
+    point already tried nor one whose run another experiment owns (``taken``); also whether
+    the space ran out of such points first."""
+    d: SearchDef = search.definition
+    seen = {_values_key(d, r.search["values"]) for r in records}
+    numbers = _free_numbers(records)
+    if d.sampler == "grid":
+        points = _untried(d, seen, taken, random.Random(d.seed), room)
+        return [Trial(next(numbers), p) for p in points], len(points) < room
+
     import optuna
     from optuna.trial import TrialState, create_trial
 
     # Optuna logs each trial at INFO and its fallbacks at WARNING; hpcx says what matters.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    d: SearchDef = search.definition
     dists = _distributions(d.dims)
     with warnings.catch_warnings():
         # Multivariate TPE and the constant liar are "experimental" to Optuna; the warnings say
@@ -294,10 +320,7 @@ def _ask(search: Search, records: Sequence[TrialRecord], room: int) -> tuple[lis
         study = optuna.create_study(
             direction="maximize" if d.direction == "maximize" else "minimize", sampler=sampler
         )
-        seen: set[str] = set()
         for r in records:
-            values = r.search["values"]
-            seen.add(_values_key(d, values))
             kw: dict[str, Any] = {"state": TrialState.RUNNING}
             if r.status == "succeeded" and r.objective is not None:
                 kw = {"state": TrialState.COMPLETE, "value": r.objective}
@@ -307,7 +330,7 @@ def _ask(search: Search, records: Sequence[TrialRecord], room: int) -> tuple[lis
                 kw = {"state": TrialState.FAIL}
             study.add_trial(
                 create_trial(
-                    params=dict(values),
+                    params=dict(r.search["values"]),
                     distributions=dists,
                     system_attrs=dict(r.search.get("system_attrs") or {}),
                     **kw,
@@ -315,27 +338,103 @@ def _ask(search: Search, records: Sequence[TrialRecord], room: int) -> tuple[lis
             )
         if d.sampler == "qmc" and records:
             _continue_qmc(sampler, study, dists, len(records))
+        rng = random.Random(_seed(search.key, len(records)))
         out: list[Trial] = []
-        next_number = max((int(r.search["trial"]) for r in records), default=0) + 1
         repeats = 0
         while len(out) < room:
             trial = study.ask(dists)
-            values = {name: trial.params[name] for name in dists}
+            values = {dim.dotted: _snap(dim, trial.params[dim.dotted]) for dim in d.dims}
             text = _values_key(d, values)
-            if text in seen:
-                # Asked for a point already tried: tell the sampler so and ask again, a bounded
-                # number of times (a small space can run out). A grid only repeats once every
-                # point is tried (and telling it so would make it stop the study).
-                repeats += 1
-                if repeats >= _MAX_REPEATS or d.sampler == "grid":
-                    return out, True
+            if text in seen or taken(values):
+                # A point tried already (a sampler near its best point in a small space asks
+                # for it again) or another experiment's run: the sampler is told it failed and
+                # asked again; after a few, an untried point is drawn for it (seeded), and only
+                # a space with none left ends the search.
                 study.tell(trial, state=TrialState.FAIL)
+                repeats += 1
+                if repeats < _MAX_REPEATS:
+                    continue
+                points = _untried(d, seen, taken, rng, 1)
+                if not points:
+                    return out, True
+                study.enqueue_trial(dict(points[0]))
+                repeats = 0
                 continue
+            repeats = 0
             seen.add(text)
             # Without a deep copy of every trial (study.trials makes one: 2 s at 10,000).
             frozen = study.get_trials(deepcopy=False)[trial.number]
-            out.append(Trial(next_number + len(out), values, dict(frozen.system_attrs)))
+            out.append(Trial(next(numbers), values, dict(frozen.system_attrs)))
     return out, False
+
+
+def _free_numbers(records: Sequence[TrialRecord]) -> Iterator[int]:
+    """The trial numbers not taken yet, smallest first: a proposal left unapplied (``apply
+    --where``) leaves no gap, and no number is used twice."""
+    used = {int(r.search["trial"]) for r in records}
+    return (n for n in itertools.count(1) if n not in used)
+
+
+def _snap(dim: Dimension, value: Any) -> Any:
+    """A stepped float as the grid writes it (``0.3``, not ``0.30000000000000004``), so the
+    same point is the same run whichever way it was reached."""
+    if dim.kind == "float" and dim.step is not None:
+        return round(float(value), 12)
+    return value
+
+
+#: Above this many points a space's untried points are drawn at random, not listed.
+_LIST_MAX_POINTS = 100_000
+
+
+def _untried(
+    d: SearchDef,
+    seen: set[str],
+    taken: Callable[[Mapping[str, Any]], bool],
+    rng: random.Random,
+    want: int,
+) -> list[dict[str, Any]]:
+    """Up to ``want`` points of the space neither tried nor taken, in an order ``rng`` sets:
+    every point of a listable discrete space in a shuffled order, else random draws."""
+    counts = [dim.grid_points() for dim in d.dims]
+    out: list[dict[str, Any]] = []
+    chosen: set[str] = set()
+    if all(n is not None for n in counts) and math.prod(n or 0 for n in counts) <= _LIST_MAX_POINTS:
+        points = list(itertools.product(*(dim.grid_values() for dim in d.dims)))
+        rng.shuffle(points)
+        candidates: Iterable[tuple[Any, ...]] = points
+    else:
+        candidates = (tuple(_draw(dim, rng) for dim in d.dims) for _ in range(1000 * want))
+    for point in candidates:
+        values = {dim.dotted: v for dim, v in zip(d.dims, point, strict=True)}
+        text = _values_key(d, values)
+        if text in seen or text in chosen or taken(values):
+            continue
+        chosen.add(text)
+        out.append(values)
+        if len(out) == want:
+            break
+    return out
+
+
+def _draw(dim: Dimension, rng: random.Random) -> Any:
+    """One value of ``dim`` at random (uniform; log-uniform on a log range)."""
+    if dim.kind == "categorical":
+        return rng.choice(dim.choices)
+    n = dim.grid_points()
+    if n is not None:
+        return dim.grid_values()[rng.randrange(n)] if n < 1_000_000 else _step_value(dim, rng, n)
+    low, high = float(dim.low or 0.0), float(dim.high or 0.0)
+    if dim.log:
+        return math.exp(rng.uniform(math.log(low), math.log(high)))
+    return rng.uniform(low, high)
+
+
+def _step_value(dim: Dimension, rng: random.Random, n: int) -> Any:
+    k = rng.randrange(n)
+    if dim.kind == "int":
+        return int((dim.low or 0) + k * (dim.step or 1))
+    return round(float(dim.low or 0.0) + k * float(dim.step or 1.0), 12)
 
 
 def _values_key(d: SearchDef, values: Mapping[str, Any]) -> str:

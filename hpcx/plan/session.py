@@ -9,7 +9,7 @@ exists). The one write is the saved plan file, where ``save_to`` asks for one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -87,7 +87,9 @@ def plan_manifests(
     check_plan(desired.runs, cluster, manifest_paths, root)
     state_path = resolve_state_path(state, root=root)
     snapshot, trials, state_exists = _snapshot(state_path, desired)
-    desired, searches = propose_searches(desired, trials, cluster, manifest_paths, root)
+    desired, searches = propose_searches(
+        desired, trials, cluster, manifest_paths, root, in_state=snapshot.runs
+    )
     scope: OrphanScope = "experiments" if explicit or experiments else "all"
     if orphans is not None:
         scope = cast(OrphanScope, orphans)
@@ -127,16 +129,19 @@ def propose_searches(
     cluster: Path | str | None,
     manifest_paths: Sequence[Path],
     root: Path,
+    *,
+    in_state: Iterable[str] = (),
 ) -> tuple[DesiredState, list[dict[str, Any]]]:
-    """``desired`` with its searches' known and proposed trials, the proposals' resources
-    checked against the cluster profile as every other run's are; each search's status."""
+    """``desired`` with its searches' known and proposed trials (none a run ``in_state``
+    holds for another experiment or search), the proposals' resources checked against the
+    cluster profile as every other run's are; each search's status."""
     if not desired.searches:
         return desired, []
     from hpcx.plan.fit import check_plan
     from hpcx.plan.search import with_proposals
 
     before = len(desired.runs)
-    desired, statuses = with_proposals(desired, trials)
+    desired, statuses = with_proposals(desired, trials, in_state)
     check_plan(desired.runs[before:], cluster, list(manifest_paths), root)
     return desired, [s.to_dict() for s in statuses]
 

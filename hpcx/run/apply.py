@@ -774,7 +774,7 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             else:
                 snapshot, trials = StateSnapshot.empty(), {}
             desired, searches = propose_searches(
-                desired, trials, request.cluster, manifest_paths, root
+                desired, trials, request.cluster, manifest_paths, root, in_state=snapshot.runs
             )
             git = hooks.git(root, sorted(desired.digests))
             plan = make_plan(

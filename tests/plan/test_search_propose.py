@@ -5,6 +5,7 @@ run in seconds; tests/run/test_search_local.py runs the same searches end to end
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -224,14 +225,66 @@ def test_a_grid_ends_when_every_point_is_tried(tmp_path: Path) -> None:
     assert status.exhausted and status.done and not status.proposed
 
 
-def test_a_trial_another_experiment_already_asks_for_is_not_proposed_twice(
-    tmp_path: Path,
-) -> None:
+def test_a_point_another_experiment_owns_is_not_proposed(tmp_path: Path) -> None:
     from hpcx.manifest.spec import DesiredState
 
     search = search_of(tmp_path, budget=4, batch=2)
     made, _ = propose(search, [])
     desired = DesiredState(runs=[made[0]], experiments=[], digests={}, searches=(search,))
     desired, (status,) = with_proposals(desired, {search.key: []})
-    assert [r.run_id for r in desired.runs] == [made[0].run_id, made[1].run_id]
-    assert any("already asks for: not proposed again" in w for w in status.warnings)
+    assert not status.warnings  # avoided, not dropped afterwards
+    ids = [r.run_id for r in desired.runs]
+    assert ids.count(made[0].run_id) == 1 and len(ids) == 3  # its own run, and two trials
+    assert [r.extra["search"]["trial"] for r in desired.runs[1:]] == [1, 2]
+    # The same for a run the state holds for another search.
+    again, _ = with_proposals(
+        dataclasses.replace(desired, runs=[]), {search.key: []}, in_state=[made[1].run_id]
+    )
+    assert made[1].run_id not in {r.run_id for r in again.runs}
+    assert len(again.runs) == 2
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "cmaes"])
+def test_a_small_discrete_space_is_searched_to_its_budget(tmp_path: Path, sampler: str) -> None:
+    """A sampler that keeps asking for points near its best one is given untried ones: the
+    search spends its budget rather than stopping early as if the space were exhausted."""
+    space = "space: {x: {low: 0, high: 9}, y: {low: 0, high: 9}}"
+    search = search_of(tmp_path, sampler, budget=80, batch=8, space=space)
+    records = drive(search, lambda v: (v["params.x"] - 3) ** 2 + (v["params.y"] - 6) ** 2)
+    assert len(records) == 80
+    assert (
+        len({(r.search["values"]["params.x"], r.search["values"]["params.y"]) for r in records})
+        == 80
+    )
+    # All 100 points: the budget of 120 stops at 100, exhausted.
+    search = search_of(tmp_path, sampler, budget=120, batch=16, space=space)
+    records = drive(search, lambda v: float(v["params.x"] + v["params.y"]))
+    assert len(records) == 100
+    assert propose(search, records)[1].exhausted
+
+
+def test_trial_numbers_fill_the_gap_a_partial_apply_left(tmp_path: Path) -> None:
+    search = search_of(tmp_path, budget=8, batch=4)
+    first, _ = propose(search, [])
+    applied = [first[0], first[1], first[3]]  # trial 3 was not applied
+    recs = [record(r, "succeeded", 1.0) for r in applied]
+    runs, status = propose(search, recs)
+    assert status.proposed == (3, 5, 6, 7)  # the gap first, then on
+    assert sorted(r.extra["search"]["trial"] for r in runs) == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_a_grid_goes_on_past_a_gap(tmp_path: Path) -> None:
+    space = "space: {x: {choices: [1.0, 2.0, 3.0, 4.0]}, y: {low: 0, high: 4}}"
+    search = search_of(tmp_path, "grid", budget=20, batch=4, space=space)
+    first, _ = propose(search, [])
+    recs = [record(r, "succeeded", 1.0) for r in first[1:]]  # the first was never applied
+    runs, status = propose(search, recs)
+    assert not status.exhausted and len(status.proposed) == 4
+    assert len({r.run_id for r in runs}) == len(runs) == 7
+
+
+def test_stepped_floats_are_the_grid_s_values(tmp_path: Path) -> None:
+    space = "space: {x: {low: 0.0, high: 1.0, step: 0.1}, y: {low: 0.0, high: 15.0}}"
+    records = drive(search_of(tmp_path, "random", budget=12, batch=4, space=space))
+    xs = {r.search["values"]["params.x"] for r in records}
+    assert xs <= {round(0.1 * k, 12) for k in range(11)}, xs
