@@ -76,6 +76,7 @@ def apply_command(
     runs are recorded cancelled and the next apply takes them up again.
     """
     import gc
+    import math
 
     gc.disable()  # a short-lived process building many small objects: see `hpcx plan`
     from hpcx.errors import PlanError
@@ -105,8 +106,13 @@ def apply_command(
     if watch:
         if detach or no_wait:
             raise PlanError("--watch waits for the runs: not with --detach or --no-wait")
-        if interval <= 0:
-            raise PlanError(f"--interval must be above 0, not {interval}")
+        if not (math.isfinite(interval) and interval > 0):
+            raise PlanError(f"--interval must be a number of seconds above 0, not {interval}")
+        if request.saved_plan is not None:
+            raise PlanError(
+                "--watch plans again each round, and a saved plan is what was reviewed once",
+                hint="apply the saved plan, then `hpcx apply --watch` the manifests",
+            )
         _watch(request, view, interval=interval, as_json=as_json, quiet=quiet)
         return
     elif interval != 15.0:

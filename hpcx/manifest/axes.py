@@ -63,6 +63,10 @@ def sweep_keys(spec: dict[str, Any]) -> list[tuple[str, JsonPath]]:
         for i, group in enumerate(entries if isinstance(entries, list) else []):
             if isinstance(group, dict):
                 out.extend((str(k), ("spec", "sweep", section, i, k)) for k in group)
+    search = sweep.get("search")
+    space = search.get("space") if isinstance(search, dict) else None
+    if isinstance(space, dict):
+        out.extend((str(k), ("spec", "sweep", "search", "space", k)) for k in space)
     return [(dotted_path(run_path(k)), jp) for k, jp in out]
 
 

@@ -7,6 +7,7 @@ the others are listed in its ``extra["also_in"]``. Built for 100,000-run sweeps:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 from collections.abc import Mapping, Sequence
@@ -240,7 +241,8 @@ def search_key(exp: Experiment, definition: SearchDef) -> str:
             "experiment": exp.name,
             "search": definition.identity(),
             "program": exp.workload if exp.workload is not None else list(exp.command or ()),
-            "params": exp.params,
+            # Without the searched values' defaults: no trial uses them.
+            "params": _without(exp.params, [d.path[1:] for d in definition.dims]),
             "placement": exp.placement,
             "seed": exp.plan.seeds,
             "include": exp.extras,
@@ -256,3 +258,15 @@ def search_specs(experiments: Sequence[Experiment]) -> tuple[SearchSpec, ...]:
         for e in experiments
         if e.search is not None
     )
+
+
+def _without(params: Mapping[str, Any], paths: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """A copy of ``params`` without the values at ``paths``."""
+    out = copy.deepcopy(dict(params))
+    for path in paths:
+        cur: Any = out
+        for key in path[:-1]:
+            cur = cur.get(key) if isinstance(cur, dict) else None
+        if isinstance(cur, dict):
+            cur.pop(path[-1], None)
+    return out

@@ -149,6 +149,12 @@ def override_hits_sweep(doc: Doc, ov: Override) -> str | None:
         if dotted == target or dotted.startswith(target + ".") or target.startswith(dotted + "."):
             where = pos(doc, jp, key=True)
             at = f"{where[0]}:{where[1]}" if where[1] else where[0]
+            if jp[2] == "search":
+                return (
+                    f"{target} is searched ({json_path_str(jp)} at {at}): the search sets it "
+                    f"in every trial; edit the space instead (e.g. --set "
+                    f"sweep.search.space.{jp[-1]}.high=...)"
+                )
             section = "an include entry" if jp[2] == "include" else f"the {jp[2]} axis"
             return (
                 f"{target} is swept by {section} {jp[-1]!r} at {at} ({json_path_str(jp)}): "

@@ -880,9 +880,13 @@ class _Confirmed(ApplyHooks):
         self._inner.progress(run_id, observed)
 
 
-def in_flight_changes(plan: Plan) -> int:
-    """Runs the plan found in flight (submitted or running somewhere)."""
-    return sum(1 for c in plan.changes if c.reason == "in-flight")
+#: Seconds a later round of ``apply --watch`` waits for the writer lock.
+WATCH_LOCK_WAIT = 120.0
+
+
+def in_flight_changes(changes: Iterable[RunChange]) -> int:
+    """Runs among ``changes`` found in flight (submitted or running somewhere)."""
+    return sum(1 for c in changes if c.reason == "in-flight")
 
 
 def apply_watch(
@@ -906,6 +910,10 @@ def apply_watch(
     current: ApplyHooks = hooks
     while True:
         req = dataclasses.replace(request, no_retry=frozenset(retried) | request.no_retry)
+        if out.rounds:
+            # Unattended: a refresh or a note that holds the state at a round's start is
+            # waited for, not a reason to stop the watch.
+            req = dataclasses.replace(req, lock_timeout=max(req.lock_timeout, WATCH_LOCK_WAIT))
         result = apply_session(req, current)
         out.rounds.append(result)
         if on_round is not None:
@@ -934,7 +942,12 @@ def apply_watch(
         ):
             continue  # the local queue ran them here: plan again at once
         submitted = outcome is not None and bool(outcome.submissions)
-        if not submitted and not in_flight_changes(result.review.plan):
+        # In flight among the experiments this watch applies (not others it was not asked to).
+        watched = {c.experiment for c in result.review.selected}
+        plan_changes = result.review.plan.changes
+        if not submitted and not in_flight_changes(
+            c for c in plan_changes if c.experiment in watched
+        ):
             out.stopped = "done"
             return out
         sleep(interval)

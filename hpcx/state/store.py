@@ -725,8 +725,10 @@ class StateStore:
 
     def search_trials(self, objectives: Mapping[str, str]) -> dict[str, list[TrialRecord]]:
         """Per search key (of ``objectives``: search key -> objective metric), its trials in
-        trial-number order: status, ``extra.search``, the objective's last value (highest
-        attempt, then step, then time) and, for pruned trials, the objective's curve."""
+        trial-number order: status, ``extra.search``, the objective's final value (of the
+        latest attempt that logged it: its highest step, then latest time, then the last
+        line) and, for pruned trials, the objective's curve in their latest attempt (the first
+        value logged at each step)."""
         if not objectives:
             return {}
         keys, metrics = list(objectives), [objectives[k] for k in objectives]
@@ -747,14 +749,26 @@ class StateStore:
                         SELECT t.run_id,
                                arg_max(m.value, (coalesce(m.attempt, -1),
                                                  coalesce(m.step, -9223372036854775807),
-                                                 coalesce(m.time, 0), m.serial)) AS value,
-                               CASE WHEN any_value(t.status) = 'pruned'
-                                    THEN list((m.step, m.value) ORDER BY m.step)
-                                         FILTER (WHERE m.step IS NOT NULL) END AS curve
+                                                 coalesce(m.time, 0), m.serial, m.rowid))
+                                   AS value
                         FROM t JOIN metrics m ON m.run_id = t.run_id AND m.name = t.metric
-                        GROUP BY t.run_id)
-                    SELECT t.key, t.run_id, t.status, t.search, m.value, m.curve
-                    FROM t LEFT JOIN m USING (run_id)
+                        GROUP BY t.run_id),
+                    pm AS (
+                        SELECT m.run_id, m.step, m.value, m.time, m.serial, m.rowid AS r,
+                               coalesce(m.attempt, -1) AS a,
+                               max(coalesce(m.attempt, -1)) OVER (PARTITION BY m.run_id)
+                                   AS last_a
+                        FROM t JOIN metrics m ON m.run_id = t.run_id AND m.name = t.metric
+                        WHERE t.status = 'pruned' AND m.step IS NOT NULL),
+                    c AS (
+                        SELECT run_id, step,
+                               arg_min(value, (coalesce(time, 0), serial, r)) AS value
+                        FROM pm WHERE a = last_a GROUP BY run_id, step),
+                    cv AS (
+                        SELECT run_id, list((step, value) ORDER BY step) AS curve
+                        FROM c GROUP BY run_id)
+                    SELECT t.key, t.run_id, t.status, t.search, m.value, cv.curve
+                    FROM t LEFT JOIN m USING (run_id) LEFT JOIN cv USING (run_id)
                     ORDER BY t.key, t.trial, t.run_id""",
                     [keys, metrics],
                 ).fetchall()

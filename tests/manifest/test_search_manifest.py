@@ -195,3 +195,19 @@ def test_an_objective_the_workload_never_logs_is_a_named_warning(write) -> None:
     f = write("e.yaml", simple(params=PARAMS, sweep=_search(GOOD)))
     desired = load_desired([f], project_root=f.parent)
     assert sum("never logs 'val_acc'" in w for w in desired.warnings) == 1
+
+
+def test_a_searched_default_is_not_part_of_the_search_and_set_on_it_is_refused(write) -> None:
+    from hpcx.manifest.loader import load_desired as load
+
+    def key(params: str) -> str:
+        f = write("e.yaml", simple(params=params, sweep=_search(GOOD)))
+        return str(load([f], project_root=f.parent).searches[0].key)
+
+    # lr is searched: its default is used by no trial, so changing it is the same search
+    assert key(PARAMS) == key(PARAMS.replace("lr: 0.01", "lr: 0.02"))
+    f = write("e.yaml", simple(params=PARAMS, sweep=_search(GOOD)))
+    problems = validate_paths([f], overrides=("params.lr=0.5",))
+    assert len(problems) == 1
+    assert "params.lr is searched ($.spec.sweep.search.space.lr at e.yaml:" in str(problems[0])
+    assert "edit the space instead" in str(problems[0])

@@ -145,7 +145,11 @@ def test_the_plan_in_markdown_and_json_says_what_the_search_proposes(tmp_path: P
     [
         (("--watch", "--detach"), "--watch waits for the runs: not with --detach or --no-wait"),
         (("--watch", "--no-wait"), "--watch waits for the runs: not with --detach or --no-wait"),
-        (("--watch", "--interval", "0"), "--interval must be above 0, not 0.0"),
+        (("--watch", "--interval", "0"), "--interval must be a number of seconds above 0, not 0.0"),
+        (
+            ("--watch", "--interval", "nan"),
+            "--interval must be a number of seconds above 0, not nan",
+        ),
         (("--interval", "3"), "--interval is for --watch"),
     ],
 )
@@ -165,3 +169,11 @@ def test_validate_names_a_search_and_its_json_has_it(tmp_path: Path) -> None:
     doc = json.loads(hpcx(root, "validate", "--json", check=True).stdout)
     search = doc["experiments"][0]["search"]
     assert search["space"] == ["params.x", "params.y"] and search["budget"] == 6
+
+
+def test_a_saved_plan_cannot_be_watched(tmp_path: Path) -> None:
+    root = make_project(tmp_path / "p", {"s": search_manifest(budget=2, batch=1)})
+    hpcx(root, "plan", "--out", "p.json", check=True)
+    proc = hpcx(root, "apply", "p.json", "--watch", "-y")
+    assert proc.returncode == 1
+    assert "--watch plans again each round, and a saved plan is what was reviewed" in proc.stderr
