@@ -1,10 +1,11 @@
-"""``sweep.search``: an adaptive search, checked, and the runs of its trials.
+"""``sweep.search``: an adaptive search, checked.
 
 A search is a sweep whose points are not listed but proposed, a batch at a time, by a sampler
 fed with the trials the state already holds (:mod:`hpcx.plan.search`). This module knows
 nothing of the state or of the sampler: it checks the manifest's ``search`` block (each
-problem at its file, line and path), says what identifies the search (:attr:`SearchSpec.key`)
-what identifies a search. :class:`hpcx.manifest.expand.SearchSpec` turns its trials into runs.
+problem at its file, line and path) into a :class:`SearchDef`, whose :meth:`SearchDef.identity`
+is what makes two searches the same one. :class:`hpcx.manifest.expand.SearchSpec` holds a
+search's key and turns its trials into runs.
 """
 
 from __future__ import annotations
