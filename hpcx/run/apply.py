@@ -862,7 +862,8 @@ class _Confirmed(ApplyHooks):
         return self._inner.git(root, manifest_files)
 
     def show(self, review: PlanReview) -> None:
-        self._inner.show(review)
+        if review.todo:  # a round with nothing to do (waiting for runs) is not shown again
+            self._inner.show(review)
 
     def confirm(self, review: PlanReview) -> bool:
         return True
