@@ -141,8 +141,11 @@ def with_proposals(
     taken = {r.run_id for r in runs} | set(in_state)
     statuses = []
     for search in desired.searches:
-        made, status = propose(search, trials.get(search.key, ()), taken)
-        clash = [r for r in made if r.run_id in taken]
+        records = trials.get(search.key, ())
+        own = {r.run_id for r in records}
+        made, status = propose(search, records, taken)
+        # Its own trials are in the state (and so in ``taken``): only another's run clashes.
+        clash = [r for r in made if r.run_id in taken and r.run_id not in own]
         if clash:
             # Another experiment asks for the very same run (same program and values): it is
             # that experiment's run, so this search does not submit it a second time.
@@ -246,10 +249,12 @@ def _best(records: Sequence[TrialRecord], direction: str) -> tuple[float, int] |
     return min(scored, key=lambda s: (sign * s[0], s[1]))
 
 
-def _seed(key: str, told: int) -> int:
+def _seed(d: SearchDef, told: int) -> int:
     """A seed for the sampler that differs from batch to batch (a fresh study each plan would
-    otherwise repeat its first proposals) and is the same for the same state."""
-    return int(hashlib.sha256(f"{key}:{told}".encode()).hexdigest()[:8], 16)
+    otherwise repeat its first proposals) and is the same for the same state. It follows the
+    manifest's ``seed`` and sampler only, not the search's key: the same search gives the same
+    trials wherever the project (and the interpreter in its command) lives."""
+    return int(hashlib.sha256(f"{d.sampler}:{d.seed}:{told}".encode()).hexdigest()[:8], 16)
 
 
 def _distributions(dims: Sequence[Dimension]) -> dict[str, Any]:
@@ -274,10 +279,10 @@ def _distributions(dims: Sequence[Dimension]) -> dict[str, Any]:
     return out
 
 
-def _sampler(d: SearchDef, key: str, told: int) -> Any:
+def _sampler(d: SearchDef, told: int) -> Any:
     import optuna
 
-    seed = _seed(key, told)
+    seed = _seed(d, told)
     if d.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if d.sampler == "qmc":
@@ -316,7 +321,7 @@ def _ask(
         # Multivariate TPE and the constant liar are "experimental" to Optuna; the warnings say
         # only that, once per process, into the user's terminal.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = _sampler(d, search.key, len(records))
+        sampler = _sampler(d, len(records))
         study = optuna.create_study(
             direction="maximize" if d.direction == "maximize" else "minimize", sampler=sampler
         )
@@ -338,7 +343,7 @@ def _ask(
             )
         if d.sampler == "qmc" and records:
             _continue_qmc(sampler, study, dists, len(records))
-        rng = random.Random(_seed(search.key, len(records)))
+        rng = random.Random(_seed(d, len(records)))
         out: list[Trial] = []
         repeats = 0
         while len(out) < room:

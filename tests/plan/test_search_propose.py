@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from support.manifests import simple
-from support.search import branin
+from support.search import SPHERE4, branin, drive_in_process, search_manifest, sphere
 
 from hpcx.errors import PlanError
 from hpcx.manifest.loader import load_desired
@@ -164,13 +164,19 @@ def test_a_trial_that_no_longer_matches_is_refused(tmp_path: Path) -> None:
 
 
 def test_tpe_beats_random_on_most_seeds(tmp_path: Path) -> None:
-    """Budget 40, batch 8, Branin: the best value TPE reaches against random's, same seeds.
-    Measured here: TPE better on 6 of seeds 0-5 (e.g. seed 0: 1.127 vs 1.688)."""
+    """Budget 40, batch 8, a quadratic of four values: the best value TPE reaches against
+    random's, seeds 0-4. Measured here: TPE better on 8 of seeds 0-7 (docs/search.md)."""
     wins = 0
     for seed in range(5):
-        tpe = min(r.objective or 0 for r in drive(search_of(tmp_path, "tpe", seed=seed)))
-        rnd = min(r.objective or 0 for r in drive(search_of(tmp_path, "random", seed=seed)))
-        wins += tpe < rnd
+        best = {}
+        for sampler in ("tpe", "random"):
+            folder = tmp_path / f"{sampler}{seed}"
+            folder.mkdir()
+            text = search_manifest(sampler=sampler, budget=40, batch=8, seed=seed, space=SPHERE4)
+            (folder / "s.yaml").write_text(text)
+            records = drive_in_process(folder / "s.yaml", folder, sphere)
+            best[sampler] = min(r.objective or 0 for r in records)
+        wins += best["tpe"] < best["random"]
     assert wins >= 4
 
 
@@ -288,3 +294,16 @@ def test_stepped_floats_are_the_grid_s_values(tmp_path: Path) -> None:
     records = drive(search_of(tmp_path, "random", budget=12, batch=4, space=space))
     xs = {r.search["values"]["params.x"] for r in records}
     assert xs <= {round(0.1 * k, 12) for k in range(11)}, xs
+
+
+def test_a_search_s_own_trials_in_the_state_are_its_runs(tmp_path: Path) -> None:
+    """The state holds the search's own trials: they are its runs, not another's."""
+    from hpcx.manifest.spec import DesiredState
+
+    search = search_of(tmp_path, budget=6, batch=2)
+    first, _ = propose(search, [])
+    recs = [record(r, "succeeded", 1.0) for r in first]
+    desired = DesiredState(runs=[], experiments=[], digests={}, searches=(search,))
+    got, (status,) = with_proposals(desired, {search.key: recs}, in_state=[r.run_id for r in first])
+    assert not status.warnings
+    assert [r.extra["search"]["trial"] for r in got.runs] == [1, 2, 3, 4]

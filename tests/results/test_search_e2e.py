@@ -53,7 +53,9 @@ def test_a_search_applied_locally_is_in_query_and_report(tmp_path: Path) -> None
     applied = hpcx(root, "apply", "--yes", "--watch", "--interval", "0.2", timeout=240)
     # a failed trial makes apply's exit status 1; the watch still drives the search to its end
     assert applied.returncode in (0, 1), applied.stderr
-    assert "Watch ended after" in applied.stdout and "the search is complete" in applied.stdout
+    assert "Watch ended after" in applied.stdout and ": done." in applied.stdout
+    assert "6 of 6 trials" in applied.stdout
+    assert "the search is complete" in hpcx(root, "plan", check=True).stdout
     res = hpcx(
         root,
         "query",
