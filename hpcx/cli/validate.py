@@ -112,12 +112,5 @@ def _search_json(state: Any, experiment: str) -> dict[str, Any] | None:
     for s in state.searches:
         if s.experiment == experiment:
             d = s.definition
-            return {
-                "key": s.key,
-                "sampler": d.sampler,
-                "budget": d.budget,
-                "batch": d.batch,
-                "objective": {"metric": d.metric, "direction": d.direction},
-                "space": [dim.dotted for dim in d.dims],
-            }
+            return {"key": s.key, **d.describe(), "space": [dim.dotted for dim in d.dims]}
     return None

@@ -217,10 +217,7 @@ class SearchSpec:
         return {
             "key": self.key,
             "trial": trial.number,
-            "budget": d.budget,
-            "batch": d.batch,
-            "sampler": d.sampler,
-            "objective": {"metric": d.metric, "direction": d.direction},
+            **d.describe(),
             "values": dict(trial.values),
             "prune": dict(d.prune) if d.prune is not None else None,
             "system_attrs": dict(trial.system_attrs),

@@ -108,6 +108,15 @@ class SearchDef:
     seed: int
     prune: dict[str, Any] | None = None
 
+    def describe(self) -> dict[str, Any]:
+        """The settings a person or script reads: sampler, budget, batch, objective."""
+        return {
+            "sampler": self.sampler,
+            "budget": self.budget,
+            "batch": self.batch,
+            "objective": {"metric": self.metric, "direction": self.direction},
+        }
+
     def identity(self) -> dict[str, Any]:
         """What makes two searches the same search (budget, batch and pruning do not: a
         bigger budget goes on with the same trials)."""

@@ -6,13 +6,12 @@ run in seconds; tests/run/test_search_local.py runs the same searches end to end
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.manifests import simple
-from support.search import SPHERE4, branin, drive_in_process, search_manifest, sphere
+from support.search import SPHERE4, branin, drive, drive_in_process, search_manifest, sphere
 
 from hpcx.errors import PlanError
 from hpcx.manifest.loader import load_desired
@@ -42,24 +41,6 @@ def search_of(
     f.write_text("apiVersion: hpcx/v1\nkind: Experiment\n" + simple("s", "{x: 0.0, y: 0.0}", body))
     (search,) = load_desired([f], project_root=tmp_path).searches
     return search
-
-
-def drive(
-    search: Search, score: Callable[[Mapping[str, Any]], float] = branin
-) -> list[TrialRecord]:
-    """Run a search to its end in process: every proposal succeeds with its score."""
-    records: list[TrialRecord] = []
-    while True:
-        runs, status = propose(search, records)
-        known = {r.run_id for r in records}
-        new = [r for r in runs if r.run_id not in known]
-        if not new:
-            assert status.done
-            return records
-        assert len(new) <= search.definition.batch
-        for run in new:
-            s = run.extra["search"]
-            records.append(TrialRecord(run.run_id, "succeeded", s, score(s["values"])))
 
 
 def record(run: Any, status: str, objective: float | None = None) -> TrialRecord:

@@ -67,16 +67,12 @@ def search_manifest(
     return json.dumps(doc, indent=2) + "\n"
 
 
-def drive_in_process(
-    manifest: Path, root: Path, score: Callable[[Mapping[str, Any]], float] = branin
-) -> list[Any]:
-    """The search of ``manifest`` run to its end without running anything: each proposal is
-    told its ``score``. The trial records, in order."""
-    from hpcx.manifest.loader import load_desired
+def drive(search: Any, score: Callable[[Mapping[str, Any]], float] = branin) -> list[Any]:
+    """A search run to its end without running anything: each proposal is told its ``score``
+    (every trial succeeds). The trial records, in order."""
     from hpcx.plan.search import propose
     from hpcx.state.records import TrialRecord
 
-    (search,) = load_desired([manifest], project_root=root).searches
     records: list[TrialRecord] = []
     while True:
         runs, status = propose(search, records)
@@ -85,6 +81,17 @@ def drive_in_process(
         if not new:
             assert status.done, status
             return records
+        assert len(new) <= search.definition.batch
         for run in new:
             s = run.extra["search"]
             records.append(TrialRecord(run.run_id, "succeeded", s, score(s["values"])))
+
+
+def drive_in_process(
+    manifest: Path, root: Path, score: Callable[[Mapping[str, Any]], float] = branin
+) -> list[Any]:
+    """The search of ``manifest`` driven by :func:`drive`."""
+    from hpcx.manifest.loader import load_desired
+
+    (search,) = load_desired([manifest], project_root=root).searches
+    return drive(search, score)
