@@ -5,8 +5,8 @@ state holds, told in trial-number order (finished trials with their objective, f
 failed, pruned ones as pruned, the rest as running), and its sampler is seeded from the
 manifest's seed, the sampler's name and how many trials it has seen. The same manifest and
 state give the same proposals, byte for byte, in any process; a killed apply loses nothing,
-since a trial exists once it is a run in the state. ``hpcx plan`` shows the proposals, ``--out`` saves them, and
-``hpcx apply`` of that saved plan submits exactly them.
+since a trial exists once it is a run in the state. ``hpcx plan`` shows the proposals,
+``--out`` saves them, and ``hpcx apply`` of that saved plan submits exactly them.
 
 How many trials a plan proposes: as many as the batch has room for (``batch`` minus the trials
 in flight, lost or cancelled ones included: the plan retries those), within the budget (every
