@@ -156,7 +156,14 @@ def _crash(root: Path, cluster: Any, point: str) -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr
 
 
-@pytest.mark.parametrize(("point", "max_array"), [("after-submit", None), ("mid-array", 2)])
+@pytest.mark.parametrize(
+    ("point", "max_array"),
+    [
+        ("after-submit", None),
+        # CI: the kill campaign's SLURM arrays killed during sbatch cover it
+        pytest.param("mid-array", 2, marks=pytest.mark.slow),
+    ],
+)
 def test_slurm_jobs_submitted_before_a_crash_are_adopted_not_resubmitted(
     slurm_cluster: Any, project, tmp_path: Path, point: str, max_array: int | None
 ) -> None:
