@@ -92,26 +92,6 @@ class SearchStatus:
             "warnings": list(self.warnings),
         }
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SearchStatus:
-        return cls(
-            experiment=d["experiment"],
-            key=d["key"],
-            sampler=d["sampler"],
-            budget=int(d["budget"]),
-            batch=int(d["batch"]),
-            metric=d["objective"]["metric"],
-            direction=d["objective"]["direction"],
-            trials=int(d["trials"]),
-            finished=int(d["finished"]),
-            in_flight=int(d["in_flight"]),
-            proposed=tuple(d["proposed"]),
-            best_value=d["best"]["value"],
-            best_trial=d["best"]["trial"],
-            exhausted=bool(d["exhausted"]),
-            warnings=tuple(d.get("warnings") or ()),
-        )
-
     @property
     def done(self) -> bool:
         """Nothing left to run: the budget is spent (or the space exhausted) and every trial
