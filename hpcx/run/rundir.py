@@ -39,7 +39,6 @@ import errno
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +81,51 @@ _ATTEMPT_FILES = (SPEC, STATUS, METRICS, STDOUT, STDERR, SCRIPT, PRUNE)
 # The folder
 
 
-@dataclass(frozen=True, slots=True)
 class RunDir:
-    """One run's folder and the attempt it is prepared for."""
+    """One run's folder and the attempt it is prepared for (immutable).
+
+    A plain class, not a dataclass: the job wrapper imports this module at every task's start,
+    and ``dataclasses`` (with ``inspect``) would be a fifth of that start."""
+
+    __slots__ = ("attempt", "experiment", "path", "run_id")
 
     path: Path
     experiment: str
     run_id: str
-    attempt: int = 1
+    attempt: int
+
+    def __init__(self, path: Path, experiment: str, run_id: str, attempt: int = 1) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "experiment", experiment)
+        object.__setattr__(self, "run_id", run_id)
+        object.__setattr__(self, "attempt", attempt)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of a RunDir")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} of a RunDir")
+
+    def _fields(self) -> tuple[Path, str, str, int]:
+        return (self.path, self.experiment, self.run_id, self.attempt)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, RunDir)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __reduce__(self) -> tuple[type[RunDir], tuple[Path, str, str, int]]:
+        return (RunDir, self._fields())  # pickle and copy: __setattr__ refuses their way
+
+    def __repr__(self) -> str:
+        return (
+            f"RunDir(path={self.path!r}, experiment={self.experiment!r}, "
+            f"run_id={self.run_id!r}, attempt={self.attempt!r})"
+        )
 
     @property
     def spec_path(self) -> Path:
