@@ -172,7 +172,11 @@ def run_path(runs_root: str | os.PathLike[str], experiment: str, run_id: str) ->
     for part in (experiment, run_id):
         if not part or part in (".", "..") or "/" in part or "\0" in part or part.startswith("."):
             raise ValueError(f"not usable as a folder name: {part!r}")
-    return Path(runs_root).absolute() / experiment / run_id
+    root = os.fspath(runs_root)
+    if not os.path.isabs(root):
+        root = os.path.join(os.getcwd(), root)
+    # One Path built from the joined text (Path / a / b parses twice as often).
+    return Path(os.path.join(root, experiment, run_id))
 
 
 def create(
@@ -182,6 +186,7 @@ def create(
     spec: Mapping[str, Any],
     *,
     fsync: bool = True,
+    parent_made: bool = False,
 ) -> RunDir:
     """Create the run folder with ``spec.json``, or start a new attempt in an existing one.
 
@@ -189,27 +194,48 @@ def create(
     An existing folder keeps its earlier attempt's files under ``attempts/N/`` and gets a new
     ``spec.json`` with ``attempt`` = N + 1. ``spec`` must not hold ``attempt``; this sets it.
     Refuses a folder whose current attempt is still active (claimed or running, not lost).
+    ``parent_made``: the experiment's folder exists (a caller creating many runs made it once).
     """
     final = run_path(runs_root, experiment, run_id)
-    parent = final.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not final.exists():
+    # os.path on strings, not pathlib: prepare creates one of these per run (10,000s).
+    where = os.fspath(final)
+    parent = os.path.dirname(where)
+    if not parent_made:
+        os.makedirs(parent, exist_ok=True)
+    if not os.path.exists(where):
         doc = {**spec, "attempt": 1}
-        tmp = parent / f".tmp-{run_id}-{os.urandom(4).hex()}"
-        tmp.mkdir()
+        tmp = os.path.join(parent, f".tmp-{run_id}-{os.urandom(4).hex()}")
+        os.mkdir(tmp)
         try:
-            atomic_write_json(tmp / SPEC, doc, fsync=fsync)
-            os.rename(tmp, final)
+            # Straight into the new folder: nobody sees it before the rename below, which
+            # publishes the folder and its spec.json together.
+            _write_new(os.path.join(tmp, SPEC), dumps(doc).encode(), fsync=fsync)
+            if fsync:
+                fsync_dir(Path(tmp))
+            os.rename(tmp, where)
         except OSError:
-            _rmtree(tmp)
-            if not (final / SPEC).exists():
+            _rmtree(Path(tmp))
+            if not os.path.exists(os.path.join(where, SPEC)):
                 raise
             # Another process created it at the same moment: take the new-attempt path.
         else:
             if fsync:
-                fsync_dir(parent)
+                fsync_dir(Path(parent))
             return RunDir(final, experiment, run_id, 1)
     return _next_attempt(final, experiment, run_id, spec, fsync=fsync)
+
+
+def _write_new(path: str, data: bytes, *, fsync: bool) -> None:
+    """Write a file that must not exist yet (O_EXCL), whole."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _next_attempt(

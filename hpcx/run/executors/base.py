@@ -35,7 +35,7 @@ from hpcx.errors import SubmitError as SubmitError
 from hpcx.manifest.spec import RunSpec
 from hpcx.run import rundir
 from hpcx.run.rundir import RunDir
-from hpcx.util.files import atomic_write_text, sync
+from hpcx.util.files import atomic_write_text, read_json, sync
 from hpcx.util.proc import utcnow
 
 # --------------------------------------------------------------------------------------------
@@ -195,6 +195,9 @@ class Executor(ABC):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})
         self.python: str = str(self.options.get("python") or sys.executable)
+        #: What :meth:`prepare` wrote into each run folder's spec.json: :meth:`submit` needs
+        #: its resources and need not read back the files just written.
+        self._prepared: dict[RunDir, dict[str, Any]] = {}
 
     def prepare(
         self,
@@ -212,14 +215,31 @@ class Executor(ABC):
         """
         out = []
         root = Path(runs_root).absolute()
+        made: set[str] = set()
         for spec in runs:
             path = rundir.run_path(root, spec.experiment, spec.run_id)
+            if spec.experiment not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)  # once per experiment
+                made.add(spec.experiment)
             doc = spec_document(spec, path, python=self.python)
             doc["submission"] = {"key": key, "executor": self.kind}
-            out.append(rundir.create(root, spec.experiment, spec.run_id, doc, fsync=False))
+            rd = rundir.create(
+                root, spec.experiment, spec.run_id, doc, fsync=False, parent_made=True
+            )
+            self._prepared[rd] = doc
+            out.append(rd)
         if out:
             sync()
         return out
+
+    def prepared_spec(self, rd: RunDir) -> dict[str, Any]:
+        """The spec.json of a run this executor prepared (as written, less ``attempt``), else
+        read from its folder."""
+        doc = self._prepared.get(rd)
+        if doc is not None:
+            return doc
+        spec: dict[str, Any] = read_json(rd.spec_path)
+        return spec
 
     @staticmethod
     def submission_folder(runs_root: str | os.PathLike[str], key: str) -> Path:
