@@ -14,6 +14,9 @@ Also prints what the wrapper imports (``python -X importtime``), heaviest first.
 
     PYTHONPATH=. .venv/bin/python bench/wrapper_start.py [N]         # N rounds (default 30)
     PYTHONPATH=. .venv/bin/python bench/wrapper_start.py --tiny      # 5 rounds (< 20 s)
+
+``--before DIR``: also time the wrapper of another checkout (e.g. ``git archive`` of an
+earlier commit, with the native module copied in), interleaved with this one.
 """
 
 from __future__ import annotations
@@ -35,9 +38,8 @@ GOAL = 2.0
 _STAMP = "import time; print(repr(time.time()))"
 
 
-def _env() -> dict[str, str]:
+def _env(root: str = str(Path(__file__).resolve().parents[1])) -> dict[str, str]:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     for k in list(env):
         if k.startswith(("SLURM_", "SBATCH_", "HPCX_")):
@@ -102,9 +104,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("rounds", type=int, nargs="?", default=30)
     ap.add_argument("--tiny", action="store_true", help="5 rounds (CI)")
+    ap.add_argument("--before", help="another checkout's root, timed interleaved with this one")
     args = ap.parse_args()
     rounds = 5 if args.tiny else args.rounds
     env = _env()
+    versions = {"": env}
+    if args.before:
+        compileall.compile_dir(str(Path(args.before) / "hpcx"), quiet=1)
+        versions["before "] = _env(str(Path(args.before).resolve()))
     py = sys.executable
     # An installed hpcx has its bytecode compiled (pip does it); a checkout run with
     # PYTHONDONTWRITEBYTECODE=1 would compile every module at each start instead.
@@ -113,36 +120,47 @@ def main() -> None:
     try:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         stamp_prog = [py, "-S", "-c", _STAMP]
-        bare, start, prog, whole = [], [], [], []
-        for i in range(rounds):
-            # Interleaved: the floor, the program alone, the wrapper up to the program, the
-            # floor's whole process, the whole wrapper around `true`.
+        bare: list[float] = []
+        prog: list[float] = []
+        start: dict[str, list[float]] = {v: [] for v in versions}
+        whole: dict[str, list[float]] = {v: [] for v in versions}
+        n = 0
+        for _ in range(rounds):
+            # Interleaved: the floor, the program alone, then for each version the wrapper up
+            # to the program and the whole wrapper around `true`.
             bare.append(_timed([py, "-c", "pass"], env)[1])
             prog.append(_stamp_delay(stamp_prog, env))
-            d = _run_folder(tmp, 2 * i, stamp_prog)
-            t_wall = time.time()
-            subprocess.run([py, "-m", "hpcx.job", str(d)], env=env, check=True)
-            printed = float((d / "stdout.log").read_text().strip())
-            start.append(printed - t_wall)
-            d2 = _run_folder(tmp, 2 * i + 1, ["true"])
-            whole.append(_timed([py, "-m", "hpcx.job", str(d2)], env)[1])
-            status = json.loads((d2 / "status.json").read_text())
-            assert status["state"] == "succeeded", status
+            for name, venv in versions.items():
+                d = _run_folder(tmp, n, stamp_prog)
+                t_wall = time.time()
+                subprocess.run([py, "-m", "hpcx.job", str(d)], env=venv, check=True)
+                printed = float((d / "stdout.log").read_text().strip())
+                start[name].append(printed - t_wall)
+                d2 = _run_folder(tmp, n + 1, ["true"])
+                whole[name].append(_timed([py, "-m", "hpcx.job", str(d2)], venv)[1])
+                status = json.loads((d2 / "status.json").read_text())
+                assert status["state"] == "succeeded", status
+                n += 2
         med = statistics.median
         floor = med(bare)
-        # The program's own start (a python -S printing the time) is not the wrapper's cost.
-        to_program = med(s - p for s, p in zip(start, prog, strict=True))
         load = os.getloadavg()[0]
         print(f"rounds={rounds} python={py} load={load:.2f}")
-        print(f"floor: python -c pass            : {1000 * floor:7.1f} ms")
-        print(f"       (program alone, python -S : {1000 * med(prog):7.1f} ms to its print)")
-        for name, value in (("start to program", to_program), ("whole around true", med(whole))):
-            ratio = value / floor
-            met = "met" if ratio <= GOAL else "NOT met"
-            print(
-                f"wrapper {name:18s}: {1000 * value:7.1f} ms = {ratio:4.2f}x the floor "
-                f"(goal <= {GOAL:g}x: {met}) load={os.getloadavg()[0]:.2f}"
-            )
+        print(f"floor: python -c pass                : {1000 * floor:7.1f} ms")
+        print(f"       (program alone, python -S     : {1000 * med(prog):7.1f} ms to its print)")
+        for name in versions:
+            # The program's own start (a python -S printing the time) is not the wrapper's.
+            to_program = med(s - p for s, p in zip(start[name], prog, strict=True))
+            for what, value in (
+                ("start to program", to_program),
+                ("whole around true", med(whole[name])),
+            ):
+                ratio = value / floor
+                met = "met" if ratio <= GOAL else "NOT met"
+                label = f"{name}wrapper {what}"
+                print(
+                    f"{label:37s}: {1000 * value:7.1f} ms = {ratio:4.2f}x the floor "
+                    f"(goal <= {GOAL:g}x: {met}) load={os.getloadavg()[0]:.2f}"
+                )
         print("what the wrapper imports (top level, cumulative ms):")
         probe = _run_folder(tmp, 10**6, ["true"])
         for us, name in importtime(env, probe)[:12]:

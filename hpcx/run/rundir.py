@@ -187,6 +187,7 @@ def create(
     *,
     fsync: bool = True,
     parent_made: bool = False,
+    path: Path | None = None,
 ) -> RunDir:
     """Create the run folder with ``spec.json``, or start a new attempt in an existing one.
 
@@ -194,9 +195,10 @@ def create(
     An existing folder keeps its earlier attempt's files under ``attempts/N/`` and gets a new
     ``spec.json`` with ``attempt`` = N + 1. ``spec`` must not hold ``attempt``; this sets it.
     Refuses a folder whose current attempt is still active (claimed or running, not lost).
-    ``parent_made``: the experiment's folder exists (a caller creating many runs made it once).
+    ``parent_made``: the experiment's folder exists (a caller creating many runs made it once);
+    ``path``: the folder as :func:`run_path` named it for these, when the caller has it.
     """
-    final = run_path(runs_root, experiment, run_id)
+    final = path if path is not None else run_path(runs_root, experiment, run_id)
     # os.path on strings, not pathlib: prepare creates one of these per run (10,000s).
     where = os.fspath(final)
     parent = os.path.dirname(where)
