@@ -20,6 +20,9 @@ Goals: the whole apply of 1,000 runs <= 1.5x submitit's whole process; 10,000 ru
 
     PYTHONPATH=. .venv/bin/python bench/slurm_submit.py [N ...] [--rounds R]   # default 1000 10000
     PYTHONPATH=. .venv/bin/python bench/slurm_submit.py --tiny                  # 20 runs, 1 round
+
+``--before DIR``: also time the whole apply of another checkout (e.g. ``git archive`` of an
+earlier commit, with the native module copied in), interleaved with this one.
 """
 
 from __future__ import annotations
@@ -107,14 +110,16 @@ class Bench:
         self.count += 1
         return self.tmp / f"{name}-{self.count}"
 
-    def apply(self, n: int) -> float:
+    def apply(self, n: int, checkout: Path = ROOT) -> float:
         root = make_project(self._fresh("proj"), {"b": _manifest(n)})
         hpcx = str(Path(sys.executable).parent / "hpcx")
+        env = dict(self.env)
+        env["PYTHONPATH"] = str(checkout) + os.pathsep + env["PYTHONPATH"]
         t0 = time.perf_counter()
         proc = subprocess.run(
             [hpcx, "apply", "--yes", "--json"],
             cwd=root,
-            env=self.env,
+            env=env,
             capture_output=True,
             text=True,
             check=False,
@@ -175,16 +180,24 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tiny", action="store_true", help="20 runs, one round (CI)")
     ap.add_argument("--submitit", help="a Python that has submitit")
+    ap.add_argument("--before", help="another checkout's root: its whole apply, interleaved")
     args = ap.parse_args()
     sizes = [20] if args.tiny else (args.sizes or [1000, 10000])
     rounds = 1 if args.tiny else args.rounds
     # An installed hpcx has its bytecode compiled (pip does it).
     compileall.compile_dir(str(ROOT / "hpcx"), quiet=1)
+    before = Path(args.before).resolve() if args.before else None
+    if before is not None:
+        compileall.compile_dir(str(before / "hpcx"), quiet=1)
     py = _submitit_python(args.submitit)
     med = statistics.median
     with (
         tempfile.TemporaryDirectory() as tmp,
-        SlurmCluster(Path(tmp) / "cluster", MaxJobCount=max(sizes) * 3 + 100) as cluster,
+        # Cancelled jobs count against MaxJobCount until MinJobAge purges them: room for
+        # every submission of every round.
+        SlurmCluster(
+            Path(tmp) / "cluster", MaxJobCount=sum(sizes) * 4 * rounds + 1000, MinJobAge=5
+        ) as cluster,
     ):
         os.environ["SLURM_CONF"] = cluster.env["SLURM_CONF"]
         # Keep the node from starting the jobs while we measure.
@@ -193,11 +206,14 @@ def main() -> None:
         print(f"submitit: {py or 'not found (--submitit PY)'}; rounds={rounds}; load={_load()}")
         for n in sizes:
             applies: list[float] = []
+            olds: list[float] = []
             subs: list[float] = []
             prep: list[float] = []
             sbatch: list[float] = []
-            for _ in range(rounds):  # interleaved: apply, submitit, in-process
+            for _ in range(rounds):  # interleaved: apply, the earlier apply, submitit, in-process
                 applies.append(bench.apply(n))
+                if before is not None:
+                    olds.append(bench.apply(n, before))
                 s = bench.submitit(n) if n <= 1000 else None
                 if s is not None:
                     subs.append(s)
@@ -214,6 +230,15 @@ def main() -> None:
                     f"(goal <= {APPLY_GOAL:g}x: {met})"
                 )
             print(line + f" load={_load()}", flush=True)
+            if olds:
+                o = med(olds)
+                line = (
+                    f"           before: hpcx apply (whole process) {o:6.2f}s "
+                    f"(after/before {a / o:4.2f}x)"
+                )
+                if subs:
+                    line += f" | ratio to submitit {o / med(subs):4.2f}x"
+                print(line + f" load={_load()}", flush=True)
             total = med(p + q for p, q in zip(prep, sbatch, strict=True))
             line = (
                 f"           in process: prepare {med(prep):5.2f}s + submit {med(sbatch):5.2f}s "
