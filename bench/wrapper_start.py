@@ -117,6 +117,10 @@ def main() -> None:
     # PYTHONDONTWRITEBYTECODE=1 would compile every module at each start instead.
     compileall.compile_dir(str(Path(__file__).resolve().parents[1] / "hpcx"), quiet=1)
     tmp = Path(tempfile.mkdtemp(prefix="hpcx-wrapper-bench-"))
+    # `python -m` and `-c` put the working folder first on sys.path: from a checkout's root
+    # they would import that checkout whatever PYTHONPATH says (--before would time this one).
+    here = os.getcwd()
+    os.chdir(tmp)
     try:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         stamp_prog = [py, "-S", "-c", _STAMP]
@@ -166,6 +170,7 @@ def main() -> None:
         for us, name in importtime(env, probe)[:12]:
             print(f"  {us / 1000:7.1f}  {name}")
     finally:
+        os.chdir(here)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
