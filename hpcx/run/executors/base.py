@@ -201,7 +201,7 @@ class Executor(ABC):
         self.python: str = str(self.options.get("python") or sys.executable)
         #: What :meth:`prepare` wrote into each run folder's spec.json: :meth:`submit` needs
         #: its resources and need not read back the files just written.
-        self._prepared: dict[RunDir, dict[str, Any]] = {}
+        self._prepared: dict[str, dict[str, Any]] = {}
 
     def prepare(
         self,
@@ -230,7 +230,7 @@ class Executor(ABC):
             rd = rundir.create(
                 root, spec.experiment, spec.run_id, doc, fsync=False, parent_made=True, path=path
             )
-            self._prepared[rd] = doc
+            self._prepared[str(rd.path)] = doc
             out.append(rd)
         if out:
             sync()
@@ -239,8 +239,8 @@ class Executor(ABC):
     def prepared_spec(self, rd: RunDir) -> dict[str, Any]:
         """The spec.json of a run this executor prepared (as written, less ``attempt``), else
         read from its folder."""
-        doc = self._prepared.get(rd)
-        if doc is not None:
+        doc = self._prepared.get(str(rd.path))
+        if doc is not None and doc["run_id"] == rd.run_id:
             return doc
         spec: dict[str, Any] = read_json(rd.spec_path)
         return spec
