@@ -312,9 +312,14 @@ def apply_changes(
         to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
 
     groups: dict[tuple[str, str], list[RunChange]] = {}
+    # Runs of one manifest share their executor options: each object is written out once.
+    seen: dict[int, tuple[Any, tuple[str, str]]] = {}
     for c in to_submit:
         assert c.run is not None
-        groups.setdefault(_executor_group(c.run), []).append(c)
+        known = seen.get(id(c.run.executor))
+        if known is None or known[0] is not c.run.executor:
+            known = seen[id(c.run.executor)] = (c.run.executor, _executor_group(c.run))
+        groups.setdefault(known[1], []).append(c)
 
     # The state opened once for the owner check, the settings updates and the first intent
     # (each opening and closing costs ~0.1 s); it is closed before anything is submitted.
@@ -614,13 +619,12 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> lis
     Each distinct placement is checked once against the topology; the error lists every
     problem with the experiment and how many runs ask for it.
     """
-    from hpcx.node.placement import resolve
-    from hpcx.node.topology import read_topology
+    from hpcx.manifest.spec import executor_kind
 
     asked: dict[tuple[str, str, str], int] = {}
     runs_local: list[RunSpec] = []
     for run in runs:
-        if _executor_group(run)[0] != "local":
+        if executor_kind(run.executor) != "local":
             continue
         runs_local.append(run)
         numa = run.placement.get("numa")
@@ -629,6 +633,9 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> lis
         asked[key] = asked.get(key, 0) + 1
     if not asked:
         return []
+    from hpcx.node.placement import resolve
+    from hpcx.node.topology import read_topology
+
     topo = topology if topology is not None else read_topology()
     problems = []
     for (experiment, numa_j, gpus_j), n in sorted(asked.items()):
