@@ -43,14 +43,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from hpcx.errors import PlanError, StalePlanError
 from hpcx.manifest.spec import DesiredState, RunSpec
 from hpcx.state.schema import RETRYABLE_STATUSES
 
 if TYPE_CHECKING:
-    from hpcx.state.store import StateSnapshot, StateStore
+    from hpcx.state.store import SnapRun, StateSnapshot, StateStore
 
 #: Version of the saved-plan file format (``hpcx plan --out``).
 SAVED_PLAN_FORMAT = 1
@@ -188,7 +188,7 @@ def _make_plan(
     changes: list[RunChange] = []
     append = changes.append
     wanted_bases: set[str] = set()
-    base_index: dict[str, Any] | None = None  # base_id -> latest SnapRun, built on demand
+    base_index: dict[str, str] | None = None  # base_id -> latest run_id, built on demand
 
     create, noop, retry, update, stale = (
         Action.CREATE,
@@ -235,10 +235,9 @@ def _make_plan(
                 append(RunChange(noop, REASON_IN_FLIGHT, run, run.run_id, run.experiment, status))
             continue
         if base_index is None:
-            # Later runs overwrite earlier ones: the snapshot is oldest first, so the newest
-            # version of a base_id wins.
-            base_index = {r.base_id: r for r in state.values()}
-        old = base_index.get(run.base_id)
+            base_index = _latest_by_base(state)
+        old_id = base_index.get(run.base_id)
+        old = state[old_id] if old_id is not None else None
         if old is not None and old.code_hash != run.code_hash:
             append(
                 RunChange(
@@ -263,10 +262,11 @@ def _make_plan(
         if orphan_scope == "experiments":
             in_scope = {e.name for e in desired.experiments} | {r.experiment for r in desired.runs}
         orphan = Action.ORPHAN
-        for r in state.values():
+        for run_id, base_id in _base_ids(state):
             # Earlier versions of a wanted run (same base_id, older code) are history, not orphans.
-            if r.base_id in wanted_bases:
+            if base_id in wanted_bases:
                 continue
+            r = state[run_id]
             if in_scope is not None and r.experiment not in in_scope:
                 continue
             append(
@@ -284,6 +284,23 @@ def _make_plan(
         swept={e.name: tuple(e.swept) for e in desired.experiments},
         orphan_scope=orphan_scope,
     )
+
+
+def _base_ids(state: Mapping[str, SnapRun]) -> Iterable[tuple[str, str]]:
+    """(run_id, base_id) of every run in the snapshot, oldest first."""
+    fast = getattr(state, "base_ids", None)  # a SnapRuns: without making each SnapRun
+    if fast is not None:
+        return cast("Iterable[tuple[str, str]]", fast())
+    return ((r.run_id, r.base_id) for r in state.values())
+
+
+def _latest_by_base(state: Mapping[str, SnapRun]) -> dict[str, str]:
+    """base_id -> run_id of its newest run. Later runs overwrite earlier ones: the snapshot
+    is oldest first, so the newest version of a base_id wins."""
+    fast = getattr(state, "latest_by_base", None)
+    if fast is not None:
+        return cast("dict[str, str]", fast())
+    return {base_id: run_id for run_id, base_id in _base_ids(state)}
 
 
 # -- saved plans ------------------------------------------------------------------------------
