@@ -38,7 +38,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -188,7 +188,8 @@ def _make_plan(
     changes: list[RunChange] = []
     append = changes.append
     wanted_bases: set[str] = set()
-    base_index: dict[str, str] | None = None  # base_id -> latest run_id, built on demand
+    base_index: Callable[[str], str | None] | None = None  # base_id -> latest run_id, on demand
+    kind_of = _kind_lookup(state)
 
     create, noop, retry, update, stale = (
         Action.CREATE,
@@ -199,23 +200,23 @@ def _make_plan(
     )
     for run in desired.runs:
         wanted_bases.add(run.base_id)
-        prior = state.get(run.run_id)
+        prior = kind_of(run.run_id)
         if prior is not None:
-            status = prior.status
+            _exp, status, settings_digest, _code, attempts = prior
             if status in _TRIAL_ENDED and "search" in run.extra:
                 append(
                     RunChange(noop, REASON_TRIAL_ENDED, run, run.run_id, run.experiment, status)
                 )
             elif status in _RETRYABLE:
-                detail: dict[str, Any] = {"status": status, "attempts": prior.attempts}
-                if prior.settings_digest != run.settings_digest:
+                detail: dict[str, Any] = {"status": status, "attempts": attempts}
+                if settings_digest != run.settings_digest:
                     detail["settings_changed"] = True
                 append(
                     RunChange(
                         retry, REASON_FAILED_BEFORE, run, run.run_id, run.experiment, status, detail
                     )
                 )
-            elif prior.settings_digest != run.settings_digest:
+            elif settings_digest != run.settings_digest:
                 append(
                     RunChange(
                         update,
@@ -224,7 +225,7 @@ def _make_plan(
                         run.run_id,
                         run.experiment,
                         status,
-                        {"old_settings_digest": prior.settings_digest},
+                        {"old_settings_digest": settings_digest},
                     )
                 )
             elif status == "succeeded":
@@ -236,7 +237,7 @@ def _make_plan(
             continue
         if base_index is None:
             base_index = _latest_by_base(state)
-        old_id = base_index.get(run.base_id)
+        old_id = base_index(run.base_id)
         old = state[old_id] if old_id is not None else None
         if old is not None and old.code_hash != run.code_hash:
             append(
@@ -262,16 +263,13 @@ def _make_plan(
         if orphan_scope == "experiments":
             in_scope = {e.name for e in desired.experiments} | {r.experiment for r in desired.runs}
         orphan = Action.ORPHAN
-        for run_id, base_id in _base_ids(state):
+        for run_id, base_id, (experiment, status, *_) in _rows(state):
             # Earlier versions of a wanted run (same base_id, older code) are history, not orphans.
             if base_id in wanted_bases:
                 continue
-            r = state[run_id]
-            if in_scope is not None and r.experiment not in in_scope:
+            if in_scope is not None and experiment not in in_scope:
                 continue
-            append(
-                RunChange(orphan, REASON_NOT_IN_MANIFESTS, None, r.run_id, r.experiment, r.status)
-            )
+            append(RunChange(orphan, REASON_NOT_IN_MANIFESTS, None, run_id, experiment, status))
 
     return Plan(
         changes=changes,
@@ -286,21 +284,37 @@ def _make_plan(
     )
 
 
-def _base_ids(state: Mapping[str, SnapRun]) -> Iterable[tuple[str, str]]:
-    """(run_id, base_id) of every run in the snapshot, oldest first."""
-    fast = getattr(state, "base_ids", None)  # a SnapRuns: without making each SnapRun
+Kind = tuple[str, str, "str | None", "str | None", int]
+
+
+def _kind_lookup(state: Mapping[str, SnapRun]) -> Callable[[str], Kind | None]:
+    """run_id -> (experiment, status, settings_digest, code_hash, attempts), or None."""
+    fast = getattr(state, "kind", None)  # a SnapRuns: a shared tuple, nothing made
     if fast is not None:
-        return cast("Iterable[tuple[str, str]]", fast())
-    return ((r.run_id, r.base_id) for r in state.values())
+        return cast("Callable[[str], Kind | None]", fast)
+
+    def kind(run_id: str) -> Kind | None:
+        r = state.get(run_id)
+        return None if r is None else tuple(r[2:])  # type: ignore[return-value]
+
+    return kind
 
 
-def _latest_by_base(state: Mapping[str, SnapRun]) -> dict[str, str]:
+def _rows(state: Mapping[str, SnapRun]) -> Iterable[tuple[str, str, Kind]]:
+    """(run_id, base_id, kind) of every run in the snapshot, oldest first."""
+    fast = getattr(state, "rows", None)
+    if fast is not None:
+        return cast("Iterable[tuple[str, str, Kind]]", fast())
+    return ((r.run_id, r.base_id, tuple(r[2:])) for r in state.values())  # type: ignore[misc]
+
+
+def _latest_by_base(state: Mapping[str, SnapRun]) -> Callable[[str], str | None]:
     """base_id -> run_id of its newest run. Later runs overwrite earlier ones: the snapshot
     is oldest first, so the newest version of a base_id wins."""
     fast = getattr(state, "latest_by_base", None)
     if fast is not None:
-        return cast("dict[str, str]", fast())
-    return {base_id: run_id for run_id, base_id in _base_ids(state)}
+        return cast("Callable[[str], str | None]", fast())
+    return {base_id: run_id for run_id, base_id, _ in _rows(state)}.get
 
 
 # -- saved plans ------------------------------------------------------------------------------

@@ -90,9 +90,7 @@ _VALUES_MAX_ROWS = 200
 #: The fields of a run that many runs share (a snapshot numbers their combinations), and the
 #: join on them (NULL equal to NULL).
 _KIND_COLS = "experiment, status, settings_digest, code_hash, attempts"
-_KIND_JOIN = " AND ".join(
-    f"r.{c} IS NOT DISTINCT FROM k.{c}" for c in _KIND_COLS.split(", ")
-)
+_KIND_JOIN = " AND ".join(f"r.{c} IS NOT DISTINCT FROM k.{c}" for c in _KIND_COLS.split(", "))
 
 
 class SnapRun(NamedTuple):
@@ -148,18 +146,24 @@ class SnapRuns(Mapping[str, SnapRun]):
     def __len__(self) -> int:
         return len(self._kind)
 
-    def base_ids(self) -> Iterator[tuple[str, str]]:
-        """(run_id, base_id) of every run, oldest first, without making a SnapRun each."""
-        bases = self._bases
-        if not bases:
-            return ((r, r) for r in self._kind)
-        return ((r, bases.get(r, r)) for r in self._kind)
+    def kind(self, run_id: str) -> tuple[str, str, str | None, str | None, int] | None:
+        """(experiment, status, settings_digest, code_hash, attempts) of ``run_id`` (a tuple
+        shared by every run of its kind), or None: a lookup that makes nothing."""
+        i = self._kind.get(run_id)
+        return None if i is None else self._kinds[i]
 
-    def latest_by_base(self) -> dict[str, str]:
-        """base_id -> run_id of the newest run with that base_id."""
-        if not self._bases:
-            return {r: r for r in self._kind}
-        return {b: r for r, b in self.base_ids()}
+    def rows(self) -> Iterator[tuple[str, str, tuple[str, str, str | None, str | None, int]]]:
+        """(run_id, base_id, kind) of every run, oldest first, without making a SnapRun each."""
+        bases, kinds = self._bases, self._kinds
+        for r, i in self._kind.items():
+            yield r, bases.get(r, r), kinds[i]
+
+    def latest_by_base(self) -> Callable[[str], str | None]:
+        """base_id -> run_id of the newest run with that base_id (None: no such run)."""
+        if not self._bases:  # every base_id is its run's run_id: one run per base_id
+            kind = self._kind
+            return lambda b: b if b in kind else None
+        return {b: r for r, b, _ in self.rows()}.get
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,11 +46,13 @@ def test_snapshot_is_the_runs_table_in_rowid_order(tmp_path: Path) -> None:
     assert len(runs) == 200 and dict(runs.items()) == want and runs == want
     assert [runs.get(k) for k in want] == list(want.values())
     assert runs.get("nope") is None and "nope" not in runs and "r007" in runs
-    assert list(runs.base_ids()) == [(r[0], r[1]) for r in table]
+    assert list(runs.rows()) == [(r[0], r[1], tuple(r[2:])) for r in table]
+    assert [runs.kind(r[0]) for r in table] == [tuple(r[2:]) for r in table]
     newest: dict[str, str] = {}
     for r in table:
         newest[r[1]] = r[0]
-    assert runs.latest_by_base() == newest
+    latest = runs.latest_by_base()
+    assert {b: latest(b) for b in newest} == newest and latest("nope") is None
 
 
 def test_plans_against_the_compact_and_a_plain_snapshot_are_equal(tmp_path: Path) -> None:
