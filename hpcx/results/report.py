@@ -27,10 +27,12 @@ import re
 import statistics
 import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
+from itertools import repeat
+from operator import floordiv, mul
 from pathlib import Path
 from typing import Any
 
@@ -264,16 +266,16 @@ def stdev(values: Sequence[float]) -> float:
     (an int, a NaN or an infinity) goes to ``statistics.stdev``.
     """
     n = len(values)
-    if n < 2 or not all(v.__class__ is float for v in values):
+    if n < 2:
         return statistics.stdev(values)
     try:
-        ratios = list(map(float.as_integer_ratio, values))
-    except (OverflowError, ValueError):  # an infinity or a NaN
+        nums, dens = zip(*map(float.as_integer_ratio, values), strict=True)
+    except (OverflowError, ValueError, TypeError):  # an infinity, a NaN, or not a float
         return statistics.stdev(values)
-    den = max(d for _, d in ratios)  # every denominator is a power of two: they all divide it
-    ints = [a * (den // d) for a, d in ratios]
+    den = max(dens)  # every denominator is a power of two: they all divide the largest
+    ints = nums if min(dens) == den else list(map(mul, nums, map(floordiv, repeat(den), dens)))
     s1 = sum(ints)
-    s2 = sum(i * i for i in ints)
+    s2 = sum(map(mul, ints, ints))
     # variance = (n * s2 - s1**2) / (n * (n - 1) * den**2), exactly
     return _sqrt_of_frac(n * s2 - s1 * s1, n * (n - 1) * den * den)
 
@@ -409,9 +411,11 @@ class _Quality:
         """Configuration -> (CV of ``metric`` over its repeats, how many)."""
         if metric not in self.cache:
             groups: dict[tuple[Any, ...], list[float]] = defaultdict(list)
-            for i, y in enumerate(self.rows.get(metric)):
-                if _float(y) is not None:
-                    groups[self.config[i]].append(float(y))
+            isfinite = math.isfinite
+            for key, y in zip(self.config, self.rows.get(metric), strict=True):
+                f = (y if isfinite(y) else None) if y.__class__ is float else _float(y)
+                if f is not None:
+                    groups[key].append(float(f))
             self.cache[metric] = {k: (_cv(v), len(v)) for k, v in groups.items()}
         return self.cache[metric]
 
@@ -563,7 +567,11 @@ def _points(
     return series, cats, most
 
 
-def _is_numeric(values: Iterable[Any]) -> bool:
+def _is_numeric(values: Sequence[Any]) -> bool:
+    classes = set(map(type, values))
+    classes.discard(type(None))
+    if classes <= {int, float}:  # the common case, without a pass in Python
+        return bool(classes)
     vals = [v for v in values if v is not None]
     return bool(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals)
 

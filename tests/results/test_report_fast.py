@@ -73,3 +73,16 @@ def test_points_merge_values_that_are_one_label() -> None:
     assert one.y == statistics.fmean([10.0, 20.0, 30.0])
     assert one.lo is not None and one.hi is not None
     assert one.hi - one.y == pytest.approx(statistics.stdev([10.0, 20.0, 30.0]))
+
+
+def test_is_numeric_counts_ints_and_floats_only() -> None:
+    from enum import IntEnum
+
+    from hpcx.results.report import _is_numeric
+
+    class Level(IntEnum):
+        LOW = 1
+
+    assert _is_numeric([1, 2.5, None]) and _is_numeric([Level.LOW, 3])
+    assert not _is_numeric([None, None]) and not _is_numeric([])
+    assert not _is_numeric([1, True]) and not _is_numeric([1, "2"])
