@@ -75,9 +75,10 @@ def build(root: Path, runs: int) -> None:
     write_manifest(root, per // 2, per + per // 2)
 
 
-def run_plan(root: Path, tree: Path) -> tuple[float, float, str]:
-    """(wall s, peak RSS MB, last line) of one whole `hpcx plan` of ``tree``'s hpcx; the peak
-    is that child's own (os.wait4's rusage)."""
+def run_plan(root: Path, tree: Path) -> tuple[float, float, str, float]:
+    """(wall s, peak RSS MB, last line, CPU s) of one whole `hpcx plan` of ``tree``'s hpcx; the
+    peak and the CPU time (user + system: steadier than wall on a loaded machine) are that
+    child's own (os.wait4's rusage)."""
     hpcx = str(Path(sys.executable).with_name("hpcx"))
     env = dict(os.environ, PYTHONPATH=str(tree))
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -93,7 +94,7 @@ def run_plan(root: Path, tree: Path) -> tuple[float, float, str]:
             raise SystemExit(f"hpcx plan failed ({proc.returncode}):\n{err.read()}")
         out.seek(0)
         last = (out.read().strip().splitlines() or [""])[-1]
-    return wall, usage.ru_maxrss / 1024, last
+    return wall, usage.ru_maxrss / 1024, last, usage.ru_utime + usage.ru_stime
 
 
 def stages(root: Path) -> None:
@@ -178,6 +179,7 @@ def main() -> None:
     if a.baseline_tree:
         trees = {"baseline": a.baseline_tree.resolve(), "this": ROOT}
     medians: dict[str, list[float]] = {k: [] for k in trees}
+    cpu_medians: dict[str, list[float]] = {k: [] for k in trees}
     table: list[str] = []
     try:
         for n in sizes:
@@ -185,13 +187,15 @@ def main() -> None:
             if not (root / ".hpcx" / "state.duckdb").exists():
                 build(root, n)
             walls: dict[str, list[float]] = {k: [] for k in trees}
+            cpus: dict[str, list[float]] = {k: [] for k in trees}
             peaks = dict.fromkeys(trees, 0.0)
             loads = []
             last = ""
             for _ in range(a.repeat):
                 for name, tree in trees.items():
-                    wall, peak, last = run_plan(root, tree)
+                    wall, peak, last, cpu = run_plan(root, tree)
                     walls[name].append(wall)
+                    cpus[name].append(cpu)
                     peaks[name] = max(peaks[name], peak)
                 loads.append(os.getloadavg()[0])
             print(last)
@@ -199,9 +203,11 @@ def main() -> None:
             for name in trees:
                 med = statistics.median(walls[name])
                 medians[name].append(med)
+                cpu_medians[name].append(statistics.median(cpus[name]))
                 line = (
                     f"{n:>9,} runs  {name:<8} median {med:6.2f} s of {a.repeat} "
                     f"(min {min(walls[name]):.2f}, max {max(walls[name]):.2f}), "
+                    f"CPU {statistics.median(cpus[name]):6.2f} s, "
                     f"peak RSS {peaks[name]:5.0f} MB  ({load})"
                 )
                 print(line)
@@ -209,17 +215,23 @@ def main() -> None:
             if "baseline" in trees:
                 r = statistics.median(walls["this"]) / statistics.median(walls["baseline"])
                 m = peaks["this"] / peaks["baseline"]
-                print(f"{n:>9,} runs  this / baseline: wall {r:.2f}x, peak RSS {m:.2f}x")
+                c = statistics.median(cpus["this"]) / statistics.median(cpus["baseline"])
+                print(
+                    f"{n:>9,} runs  this / baseline: wall {r:.2f}x, CPU {c:.2f}x, peak RSS {m:.2f}x"
+                )
             print(f"{n:>9,} runs  {goals(n, statistics.median(walls['this']), peaks['this'])}")
             if a.stages:
                 stages(root)
         for name in trees:
-            k = fit_exponent(sizes, medians[name])
-            if k is not None:
+            for what, meds in (("wall", medians[name]), ("CPU", cpu_medians[name])):
+                k = fit_exponent(sizes, meds)
+                if k is None:
+                    continue
                 verdict = "linear" if k <= 1.10 else "not linear"
+                over = ", ".join(f"{s:,}" for s in sizes)
                 print(
-                    f"exponent ({name}): wall ~ N^{k:.2f} over {', '.join(f'{s:,}' for s in sizes)}"
-                    f" -> {verdict} (goal: linear, <= 1.10)"
+                    f"exponent ({name}, {what}): ~ N^{k:.2f} over {over} -> {verdict} "
+                    "(goal: linear, <= 1.10)"
                 )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
