@@ -20,6 +20,7 @@ adds where the time goes inside one process (in-process timings of each stage).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import shutil
@@ -233,6 +234,14 @@ def main() -> None:
                     f"exponent ({name}, {what}): ~ N^{k:.2f} over {over} -> {verdict} "
                     "(goal: linear, <= 1.10)"
                 )
+                # The fit over all sizes includes the fixed cost of a process (imports, ~0.5 s),
+                # which flattens it; each step between sizes says how the rest grows.
+                steps = [
+                    f"{a:,}->{b:,}: N^{math.log(tb / ta) / math.log(b / a):.2f}"
+                    for (a, ta), (b, tb) in itertools.pairwise(zip(sizes, meds, strict=True))
+                ]
+                if len(steps) > 1:
+                    print(f"  steps ({name}, {what}): " + ", ".join(steps))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
