@@ -125,3 +125,18 @@ def test_an_unknown_command_still_gets_suggestions() -> None:
     proc = subprocess.run([HPCX, "stauts"], capture_output=True, text=True, env=_env())
     assert proc.returncode == 2
     assert "No such command 'stauts'" in proc.stderr
+
+
+def test_a_state_never_created_is_no_state_for_status_and_query(tmp_path: Path) -> None:
+    # A DuckDB file whose creation never committed (no table): what a reader says is asked
+    # only after its open (hpcx.state.store.open_reader, QuerySession.open), same words.
+    import duckdb
+    from support.cli import run_cli
+
+    path = tmp_path / "state.duckdb"
+    duckdb.connect(str(path)).close()
+    status = run_cli("status", "--state", str(path))
+    assert status.code == 1 and f"error: no state at {path} yet" in status.err
+    query = run_cli("query", "--state", str(path), "SELECT 1")
+    assert query.code == 1 and f"error: no state at {path}" in query.err
+    assert "hpcx apply" in query.err
