@@ -140,3 +140,19 @@ def test_a_state_never_created_is_no_state_for_status_and_query(tmp_path: Path) 
     query = run_cli("query", "--state", str(path), "SELECT 1")
     assert query.code == 1 and f"error: no state at {path}" in query.err
     assert "hpcx apply" in query.err
+
+
+def test_plan_takes_a_state_never_created_for_none(tmp_path: Path) -> None:
+    import duckdb
+    from support.cli import run_cli
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "apiVersion: hpcx/v1\nkind: Experiment\nmetadata: {name: e}\n"
+        'spec:\n  command: ["true"]\n  params: {x: 0}\n  sweep:\n    grid:\n      x: [1, 2]\n'
+    )
+    path = tmp_path / "state.duckdb"
+    duckdb.connect(str(path)).close()
+    res = run_cli("plan", "--state", str(path), str(manifest))
+    assert res.code == 0, res.err
+    assert "2 to create" in res.out
