@@ -178,7 +178,10 @@ class QuerySession:
         from hpcx.state.lock import reader_wait_s as default_wait
         from hpcx.state.lock import retry_while_locked
 
-        limit_bytes = memory_limit_bytes(memory_limit)
+        # A plain size (2GB, 512MiB) is one DuckDB takes: its bytes are read from the session
+        # itself below, sparing an extra in-memory DuckDB. Any other text is checked first.
+        plain_limit = _PLAIN_SIZE.fullmatch(str(memory_limit)) is not None
+        limit_bytes = 0 if plain_limit else memory_limit_bytes(memory_limit)
         if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s >= 0):
             raise QueryError(
                 f"--timeout must be a number of seconds (0: none), not {timeout_s:g}",
@@ -220,6 +223,12 @@ class QuerySession:
         session = cls(con, p, timeout_s)
         session.memory_limit = memory_limit
         session.memory_limit_bytes = limit_bytes
+        if plain_limit:
+            try:
+                session.memory_limit_bytes = _setting_bytes(con)
+            except BaseException:
+                con.close()
+                raise
         try:
             session._check_schema()
             session._create_views()
@@ -674,9 +683,18 @@ def memory_limit_bytes(limit: str) -> int:
     except duckdb.Error as exc:
         raise bad(str(exc).splitlines()[0]) from None
     try:
-        row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+        return _setting_bytes(con)
     finally:
         con.close()
+
+
+#: ``--memory-limit`` values DuckDB takes as they are (checked against DuckDB by a test).
+_PLAIN_SIZE = re.compile(r"[1-9][0-9]{0,5}(?:GB|TB|GiB|TiB)|[1-9][0-9]{2,5}(?:MB|MiB)")
+
+
+def _setting_bytes(con: Any) -> int:
+    """The bytes of the connection's memory limit, as DuckDB shows it."""
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
     shown = str(row[0]) if row else ""
     m = re.fullmatch(r"([0-9.]+)\s*([A-Za-z]+)", shown.strip())
     if not m or m.group(2).lower() not in _SIZE_UNITS:
