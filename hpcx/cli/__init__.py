@@ -62,6 +62,16 @@ def load_commands(name: str | None = None) -> typer.Typer:
     home = COMMAND_MODULES.get(name) if name is not None else None
     for module in (home,) if home is not None else _ORDER:
         importlib.import_module(f"hpcx.cli.{module}")
+    if home is None:
+        # A process that loaded one command before (tests call main() many times) registered
+        # its module first: list every command in the order a fresh process registers them.
+        def rank(command: str | None) -> int:
+            return _ORDER.index(COMMAND_MODULES.get(command or "", _ORDER[-1]))
+
+        app.registered_commands.sort(
+            key=lambda c: rank(c.name or getattr(c.callback, "__name__", "").replace("_", "-"))
+        )
+        app.registered_groups.sort(key=lambda g: rank(g.name))
     return app
 
 

@@ -156,3 +156,29 @@ def test_plan_takes_a_state_never_created_for_none(tmp_path: Path) -> None:
     res = run_cli("plan", "--state", str(path), str(manifest))
     assert res.code == 0, res.err
     assert "2 to create" in res.out
+
+
+def test_commands_keep_their_order_after_loading_one_first() -> None:
+    code = (
+        "import sys, json\n"
+        "from hpcx import cli\n"
+        "{first}"
+        "app = cli.load_commands()\n"
+        "names = [c.name or c.callback.__name__ for c in app.registered_commands]\n"
+        "print(json.dumps([names, [g.name for g in app.registered_groups]]))\n"
+    )
+
+    def order(first: str) -> list[list[str]]:
+        out = subprocess.run(
+            [sys.executable, "-c", code.format(first=first)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=_env(),
+        ).stdout
+        result: list[list[str]] = json.loads(out)
+        return result
+
+    fresh = order("")
+    assert order("cli.load_commands('status'); cli.load_commands('cluster')\n") == fresh
+    assert fresh[0][:3] == ["validate", "schema", "plan"]
