@@ -9,6 +9,7 @@ Snakemake comes from PyPI into a separate bench environment, never the project's
     python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install snakemake
     .venv/bin/python bench/plan_vs_snakemake.py [--snakemake /tmp/benchvenv/bin/snakemake]
     .venv/bin/python bench/plan_vs_snakemake.py --tiny     # 1,000 jobs, 3 rounds (< 20 s)
+    .venv/bin/python bench/plan_vs_snakemake.py --before /path/to/other/checkout  # its plan too
 
 Aim (issue 17): hpcx at least 25 times faster (issue 3 asked for 20). At 10k the plan's own
 work is ~0.1 s: the rest is the process's start. hpcx runs from compiled bytecode, as installed
@@ -101,13 +102,15 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--snakemake", default="/tmp/benchvenv/bin/snakemake")
     ap.add_argument("--tiny", action="store_true", help="1,000 jobs, 3 rounds")
+    ap.add_argument("--before", type=Path, help="another checkout whose hpcx plan is timed too")
     a = ap.parse_args()
     if a.tiny:
         a.jobs, a.repeat = 1_000, 3
     have_smk = Path(a.snakemake).exists()
     if not have_smk:
         print(f"no snakemake at {a.snakemake} (see this script's docstring): hpcx alone")
-    compileall.compile_dir(REPO / "hpcx", quiet=1)
+    for tree in (REPO, a.before) if a.before is not None else (REPO,):
+        compileall.compile_dir(tree / "hpcx", quiet=1)
     ENV["HPCX_CACHE_DIR"] = tempfile.mkdtemp(prefix="hpcx-bench-cache-")
     base = Path(tempfile.mkdtemp(prefix="hpcx-bench-smk-"))
     try:
@@ -117,7 +120,7 @@ def main() -> None:
         hpcx_cmd = [str(Path(sys.executable).with_name("hpcx")), "plan", "--detailed-exitcode"]
         ENV["PYTHONPATH"] = str(REPO)
         timed(hpcx_cmd, hp, ok=(0, 2))  # warm: the page cache and the validated-manifest cache
-        smk_times, hpcx_times = [], []
+        smk_times, hpcx_times, before_times = [], [], []
         smk_out = hp_out = ""
         for _ in range(a.repeat):
             if have_smk:
@@ -125,6 +128,10 @@ def main() -> None:
                 smk_times.append(w)
             w, hp_out = timed(hpcx_cmd, hp, ok=(0, 2))
             hpcx_times.append(w)
+            if a.before is not None:
+                ENV["PYTHONPATH"] = str(a.before.resolve())
+                before_times.append(timed(hpcx_cmd, hp, ok=(0, 2))[0])
+                ENV["PYTHONPATH"] = str(REPO)
         load = os.getloadavg()[0]
         h = statistics.median(hpcx_times)
         if not have_smk:
@@ -143,6 +150,11 @@ def main() -> None:
         print(f"  hpcx plan:                {h:6.3f} s   ({hp_out.strip().splitlines()[-1]})")
         ratio = s / h
         print(f"  hpcx is {ratio:.1f}x faster   goal >= 25x: {'met' if ratio >= 25 else 'NOT met'}")
+        if before_times:
+            b = statistics.median(before_times)
+            print(
+                f"  before ({a.before}): hpcx plan {b:6.3f} s, {s / b:.1f}x faster than snakemake"
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
