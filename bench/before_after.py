@@ -2,6 +2,7 @@
 version of hpcx, interleaved round by round on the same machine, so load moves both alike.
 
     .venv/bin/python bench/before_after.py --baseline-python /tmp/basevenv/bin/python [--rounds 5]
+    .venv/bin/python bench/before_after.py --tiny     (this checkout against itself, seconds)
 
 The baseline interpreter must import the other hpcx (its own venv, or one whose ``.pth`` puts an
 older checkout first) with the same dependencies. Each side builds its own projects through its
@@ -25,6 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# The plan's sweep: recorded x in [0, 1000), then planned x in [500, 2500) (y: 10 values each).
+PLAN_SIZES = (0, 1000, 500, 2500)
 
 PLAN_MANIFEST = """\
 apiVersion: hpcx/v1
@@ -83,9 +87,10 @@ def plan_project(python: str, base: Path) -> Path:
     root.mkdir(parents=True)
     git_project(root)
     (root / "manifests").mkdir()
-    (root / "manifests" / "big.yaml").write_text(PLAN_MANIFEST.format(start=0, stop=1000))
+    start, stop, start2, stop2 = PLAN_SIZES
+    (root / "manifests" / "big.yaml").write_text(PLAN_MANIFEST.format(start=start, stop=stop))
     subprocess.run([python, "-c", BUILD, str(root)], check=True, env=env(), cwd=base)
-    (root / "manifests" / "big.yaml").write_text(PLAN_MANIFEST.format(start=500, stop=2500))
+    (root / "manifests" / "big.yaml").write_text(PLAN_MANIFEST.format(start=start2, stop=stop2))
     return root
 
 
@@ -102,10 +107,25 @@ def timed(python: str, args: list[str], cwd: Path, ok: tuple[int, ...] = (0,)) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline-python", required=True)
+    ap.add_argument(
+        "--baseline-python",
+        help="the other hpcx's interpreter (required, but for --tiny: this one against itself)",
+    )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--runs", type=int, default=300, help="runs apply starts, refresh re-reads")
+    ap.add_argument(
+        "--tiny",
+        action="store_true",
+        help="one round, 20 runs, a 200-run plan; with no --baseline-python, this checkout against "
+        "itself (a smoke run: CI runs every bench so)",
+    )
     args = ap.parse_args()
+    if args.tiny:
+        args.rounds, args.runs, args.baseline_python = 1, 20, args.baseline_python or sys.executable
+        global PLAN_SIZES
+        PLAN_SIZES = (0, 10, 5, 25)
+    if not args.baseline_python:
+        ap.error("--baseline-python is required (the interpreter that imports the other hpcx)")
     sides = {"baseline": args.baseline_python, "this": sys.executable}
     work = Path(tempfile.mkdtemp(prefix="hpcx-before-after-"))
     try:

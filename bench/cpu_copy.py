@@ -7,7 +7,7 @@ warm-up copy and the median of the samples. Both count GB/s the same way: bytes 
 two (and which goes first) so that drift in the machine's load hits both alike. On a busy
 machine the medians wander; the best samples (what each can do when left alone) are steadier.
 
-    .venv/bin/python bench/cpu_copy.py [--sizes-mib 64 256 512] [--samples 7] [--node 0]
+    .venv/bin/python bench/cpu_copy.py [--sizes-mib 64 256 512] [--samples 7] [--node 0] [--tiny]
 
 Target: the ratio hpcx / numpy within 5% of 1.
 """
@@ -42,7 +42,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--node", type=int, default=0)
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a seconds-long smoke run at tiny sizes (CI runs every bench so)",
+    )
     args = parser.parse_args()
+    if args.tiny:
+        args.sizes_mib, args.samples, args.rounds = [8], 2, 2
 
     native.bind(args.node)
     print(f"NUMA node {args.node}, {args.samples} samples x {args.rounds} rounds, GB/s (1e9 B/s)")

@@ -5,7 +5,7 @@ on the same sizes, and at least 85% of the PCIe theoretical figure for the link 
 bytes, as nvbandwidth counts). Side by side in one process, for each GPU and each size, with
 the host buffer on the GPU's own NUMA node.
 
-    .venv/bin/python bench/gpu_copy.py [--sizes 16M,64M,256M] [--samples 20]
+    .venv/bin/python bench/gpu_copy.py [--sizes 16M,64M,256M] [--samples 20] [--tiny]
 
 Needs an NVIDIA GPU and its driver; without one it says so and exits 0 (CI has none).
 """
@@ -56,7 +56,14 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="16M,64M,256M")
     ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a seconds-long smoke run at tiny sizes (CI runs every bench so)",
+    )
     args = ap.parse_args()
+    if args.tiny:
+        args.sizes, args.samples = "16M", 3
     caps = native.capabilities()
     if not caps.cuda:
         print(f"no CUDA driver here ({caps.cuda_error}); nothing to measure")

@@ -7,11 +7,12 @@ Hydra is not a dependency: point HYDRA_PYTHON at an interpreter that has hydra-c
 (default /tmp/benchvenv/bin/python: `python3 -m venv /tmp/benchvenv &&
 /tmp/benchvenv/bin/pip install hydra-core`).
 
-    .venv/bin/python bench/hydra_multirun.py [N]     (default 200)
+    .venv/bin/python bench/hydra_multirun.py [N] [--tiny]     (default 200; --tiny: 10)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -71,7 +72,11 @@ def hpcx_per_run(n: int, tmp: Path) -> float:
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, nargs="?", default=200, help="runs on each side")
+    ap.add_argument("--tiny", action="store_true", help="10 runs: a smoke run (CI runs it so)")
+    args = ap.parse_args()
+    n = 10 if args.tiny else args.n
     python = os.environ.get("HYDRA_PYTHON", "/tmp/benchvenv/bin/python")
     with tempfile.TemporaryDirectory(prefix="hpcx-bench-hydra-") as t:
         tmp = Path(t)
@@ -80,12 +85,15 @@ def main() -> None:
             f"hpcx apply, {n} runs of `true`, one at a time: {ours * 1000:7.1f} ms/run "
             "(whole command: plan, state, run folders, harvest)"
         )
-        if Path(python).exists():
+        has_hydra = Path(python).exists() and (
+            subprocess.run([python, "-c", "import hydra"], capture_output=True).returncode == 0
+        )
+        if has_hydra:
             theirs = hydra_per_run(python, n, tmp)
             print(f"hydra -m, {n} runs of a no-op app, in process:  {theirs * 1000:7.1f} ms/run")
             print(f"ratio hydra/hpcx: {theirs / ours:.1f}x")
         else:
-            print(f"hydra: no interpreter at {python} (set HYDRA_PYTHON)")
+            print(f"hydra: no interpreter with hydra-core at {python} (set HYDRA_PYTHON)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ measured the other. This script runs, interleaved, ``--rounds`` times:
 It prints each round's throughput per run, the medians, the ratio, whether hpcx's runs
 overlapped (they must not), the contention each hpcx run recorded, and the load average.
 
-    .venv/bin/python bench/measurement_isolation.py [--rounds 3]
+    .venv/bin/python bench/measurement_isolation.py [--rounds 3] [--tiny]
 """
 
 from __future__ import annotations
@@ -89,7 +89,10 @@ def side_by_side_round(base: Path, specs: list[Path]) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tiny", action="store_true", help="one round (CI runs it so)")
     args = ap.parse_args()
+    if args.tiny:
+        args.rounds = 1
     print(f"machine: {os.cpu_count()} cores; load before: {os.getloadavg()}")
     hx: list[float] = []
     sb: list[float] = []

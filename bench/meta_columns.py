@@ -5,7 +5,7 @@ each value's JSON type: ``SELECT key, list(DISTINCT json_type(value)) ... GROUP 
 instead of ``SELECT DISTINCT key``. Both over the same in-memory ``run_meta`` of N rows
 (10 keys, half numbers), alternated, medians of 5.
 
-    .venv/bin/python bench/meta_columns.py [--rows 1000000]
+    .venv/bin/python bench/meta_columns.py [--rows 1000000] [--tiny]
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ import duckdb
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
-    n = ap.parse_args().rows
+    ap.add_argument("--tiny", action="store_true", help="10,000 rows (CI runs it so)")
+    args = ap.parse_args()
+    n = 10_000 if args.tiny else args.rows
     con = duckdb.connect()
     con.execute("CREATE TABLE run_meta (run_id VARCHAR, key VARCHAR, value JSON, serial BIGINT)")
     con.execute(

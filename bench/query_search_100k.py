@@ -2,7 +2,7 @@
 half of them trials of searches (``extra.search`` in their spec), to weigh what the runs view's
 ``trial``, ``sampler`` and ``search`` columns cost each session.
 
-    .venv/bin/python bench/query_search_100k.py [--runs 100000] [--repeat 5] [--state PATH]
+    .venv/bin/python bench/query_search_100k.py [--runs 100000] [--repeat 5] [--state PATH] [--tiny]
 
 With ``--state PATH`` the state is built there once and reused by later calls (so the same file
 is timed before and after a change); without, it lives in a temporary folder. The state is built
@@ -70,7 +70,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--state", type=Path, default=None)
+    ap.add_argument("--tiny", action="store_true", help="1,000 runs, 2 repeats (CI runs it so)")
     args = ap.parse_args()
+    if args.tiny:
+        args.runs, args.repeat = 1_000, 2
     hpcx = str(Path(sys.executable).with_name("hpcx"))
     with tempfile.TemporaryDirectory() as tmp:
         state = args.state or Path(tmp) / "state.duckdb"

@@ -4,7 +4,7 @@ Issue 15's figure: planning a search whose state holds 10,000 finished trials (t
 rebuilt from the state, then asked for the next batch), against a plain grid plan of the same
 size against a state with the same 10,000 runs succeeded; the ratio between the two.
 
-    .venv/bin/python bench/search_plan.py [--trials 10000] [--repeat 3] [--sampler tpe]
+    .venv/bin/python bench/search_plan.py [--trials 10000] [--repeat 3] [--sampler tpe] [--tiny]
 
 Both states are made through hpcx's own API (a real DuckDB file, runs recorded succeeded, one
 objective value per run). Each round times the whole `hpcx plan` process of the search and of
@@ -137,7 +137,10 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sampler", default="tpe", choices=["tpe", "random", "qmc", "cmaes"])
+    ap.add_argument("--tiny", action="store_true", help="100 trials, one round (CI runs it so)")
     args = ap.parse_args()
+    if args.tiny:
+        args.trials, args.repeat = 100, 1
     with tempfile.TemporaryDirectory(prefix="hpcx-search-bench-") as tmp:
         s_root, g_root = Path(tmp) / "search", Path(tmp) / "grid"
         t = time.perf_counter()

@@ -1,6 +1,6 @@
 """How much of a vit-pipeline run is the workload's own overhead, not the model's forward passes.
 
-    .venv/bin/python bench/vit_overhead.py [--sizes quick,base] [--repeats 3] [--json]
+    .venv/bin/python bench/vit_overhead.py [--sizes quick,base] [--repeats 3] [--json] [--tiny]
 
 For each size the workload runs in-process (as ``python -m hpcx.workloads run`` would, minus
 the interpreter start) with ``ViT.forward`` wrapped to sum the time spent inside it, so the
@@ -131,7 +131,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="quick,base")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--tiny", action="store_true", help="quick size, one repeat (CI runs it so)")
     args = ap.parse_args()
+    if args.tiny:
+        args.sizes, args.repeats = "quick", 1
 
     t = time.perf_counter()
     import torch  # noqa: F401  (imported once here, so in-process runs time the workload only)
