@@ -1754,6 +1754,17 @@ def open_reader(state_path: Path) -> StateStore:
     it for a moment; a state never created is an error that says what creates it."""
     from hpcx.state.lock import reader_wait_s, retry_while_locked
 
-    if not state_path.exists() or is_uncreated(state_path):
-        raise StateError(f"no state at {state_path} yet", hint="`hpcx apply` creates it")
-    return retry_while_locked(lambda: StateStore.open(state_path, read_only=True), reader_wait_s())
+    def missing() -> StateError:
+        return StateError(f"no state at {state_path} yet", hint="`hpcx apply` creates it")
+
+    if not state_path.exists():
+        raise missing()
+    try:
+        return retry_while_locked(
+            lambda: StateStore.open(state_path, read_only=True), reader_wait_s()
+        )
+    except StateError:
+        # Asked only when the open failed: is_uncreated opens the file once more.
+        if is_uncreated(state_path):
+            raise missing() from None
+        raise
