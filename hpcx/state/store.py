@@ -286,6 +286,15 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _last_of(key: str, distinct: set[Any], rows: int) -> str:
+    """The clause that keeps the last of the rows sharing ``key`` (a bulk write given the same
+    run and key twice keeps the later), or none when ``distinct`` (the keys, as Python sees
+    them) shows each key once: a harvest's rows are, and the window was a sort of them all."""
+    if len(distinct) == rows:
+        return ""
+    return f" QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY rowid DESC) = 1"
+
+
 def _meta_json(value: Any) -> str | None:
     """:func:`_json` of a run_meta value, plain ints and finite floats (most of a harvest's
     meta: durations, attempts) written without the encoder: the same text, ``json.dumps``
@@ -1578,8 +1587,9 @@ class Transaction:
                  "exit_code": "INTEGER"}  # fmt: skip
         cols = [("run_id", "VARCHAR")] + [(f, types.get(f, "VARCHAR")) for f in ATTEMPT_FIELDS]
         cols.append(("serial", "BIGINT"))
+        serial = self.serial
         data = [
-            (r["run_id"], *(r.get(f) for f in ATTEMPT_FIELDS), self.serial)
+            (r["run_id"], *map(r.get, ATTEMPT_FIELDS), serial)
             for r in rows
             if isinstance(r.get("attempt"), int)
         ]
@@ -1595,8 +1605,8 @@ class Transaction:
         )
         names = ", ".join(n for n, _ in cols)
         self._con.execute(
-            f"INSERT INTO attempts ({names}) SELECT {names} FROM _hpcx_att "
-            "QUALIFY row_number() OVER (PARTITION BY run_id, attempt ORDER BY rowid DESC) = 1"
+            f"INSERT INTO attempts ({names}) SELECT {names} FROM _hpcx_att"
+            + _last_of("run_id, attempt", {(d[0], d[1]) for d in data}, len(data))
         )
         self._con.execute("DROP TABLE _hpcx_att")
         return len(data)
@@ -1635,8 +1645,8 @@ class Transaction:
             "WHERE run_meta.run_id = m.run_id AND run_meta.key = m.key"
         )
         self._con.execute(
-            "INSERT INTO run_meta SELECT run_id, key, value::JSON, serial FROM _hpcx_meta "
-            "QUALIFY row_number() OVER (PARTITION BY run_id, key ORDER BY rowid DESC) = 1"
+            "INSERT INTO run_meta SELECT run_id, key, value::JSON, serial FROM _hpcx_meta"
+            + _last_of("run_id, key", {(r[0], r[1]) for r in rows}, len(rows))
         )
         self._con.execute("DROP TABLE _hpcx_meta")
         return len(rows)
