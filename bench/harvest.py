@@ -7,11 +7,13 @@ reading the same files (``cat`` them all), at both sizes (issue 5 had <= 2x cat;
 them left out, interleaved), and the file-system operations per run folder (``strace -c``,
 when strace is there): what a network file system charges a round trip for.
 
-Usage: python bench/harvest.py [N] [--reps R] [--tiny]
+Usage: python bench/harvest.py [N] [--reps R] [--tiny] [--no-fs]
   N      finished runs (default 10000; 100000 takes a few minutes to set up)
   --reps rounds, each timing cat, the seed, refresh and refresh without attempt rows in turn
          (default 3); the figures are medians, printed with the load beside each round
   --tiny N=200, one round: for CI (well under 20 s)
+  --no-fs  skip counting file-system calls (a refresh in one process under strace: slow at
+         100k; the counts per run folder do not depend on N)
 The state and the run folders are made through hpcx's own API (a real local submission whose
 queue "ran"); each refresh starts from a copy of the state as set up (copied outside the
 timing), so every round harvests the same N runs. All read from the page cache (the files were
@@ -288,7 +290,8 @@ def main() -> None:
     if "--reps" in args:
         reps = int(args[args.index("--reps") + 1])
         del args[args.index("--reps") : args.index("--reps") + 2]
-    args = [a for a in args if a != "--tiny"]
+    count_fs = "--no-fs" not in args
+    args = [a for a in args if a not in ("--tiny", "--no-fs")]
     n = 200 if tiny else int(args[0]) if args else 10_000
     reps = 1 if tiny else reps
     with tempfile.TemporaryDirectory(prefix="hpcx-bench-harvest-") as tmp:
@@ -342,7 +345,8 @@ def main() -> None:
             f"  (attempt rows: {extra:+.2f} s, {med['refresh'] / med['no_attempts']:.2f}x)"
         )
         print(f"  second refresh (nothing in flight):         {second_s:7.2f} s")
-        fs_ops(n, state, pristine, runs_root, root)
+        if count_fs:
+            fs_ops(n, state, pristine, runs_root, root)
 
 
 if __name__ == "__main__":
