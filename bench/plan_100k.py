@@ -1,19 +1,28 @@
-"""`hpcx plan` of a 100,000-run sweep against a state that already holds 100,000 runs.
+"""`hpcx plan` of an N-run sweep against a state that already holds N runs, at several sizes.
 
-Half the sweep is already in the state (succeeded), half is new; the state's other 50,000 runs
-are orphans. Targets (issue 3): at most 2 s wall and 500 MB peak RSS for the whole process.
+Half the sweep is already in the state (succeeded), half is new; the state's other N/2 runs
+are orphans. Goals: issue 3, at 100k: <= 2 s wall and <= 500 MB peak RSS; issue 17, at 1M:
+<= 4 s, <= 700 MB, and linear from 10k to 1M (the exponent of a log-log fit of the median wall
+over the sizes; linear: <= 1.10).
 
-    .venv/bin/python bench/plan_100k.py [--runs 100000] [--repeat 3] [--keep DIR]
+    .venv/bin/python bench/plan_100k.py [SIZES...] [--repeat 3] [--keep DIR]
+                                        [--baseline-tree /path/to/other/checkout] [--stages]
+    .venv/bin/python bench/plan_100k.py 10000 100000 1000000 --keep /tmp/plan-states
+    .venv/bin/python bench/plan_100k.py --tiny        # 1,000 and 10,000 runs, < 20 s (CI)
 
-Prints the figures for the whole process, then where the time goes inside it (in-process
-timings of each stage), so a miss can be pinned on the stage that causes it.
+Each figure is a whole `hpcx plan --detailed-exitcode` process; its peak RSS is that child's
+own (os.wait4's rusage). With --baseline-tree, the same plan of another checkout (through
+PYTHONPATH, e.g. the one before a change) is timed too, interleaved round by round (baseline,
+this, baseline, this, ...); medians of --repeat; the load average beside each figure. --stages
+adds where the time goes inside one process (in-process timings of each stage).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import math
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -21,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 MANIFEST = """\
 apiVersion: hpcx/v1
@@ -65,36 +76,26 @@ def build(root: Path, runs: int) -> None:
     write_manifest(root, per // 2, per + per // 2)
 
 
-def time_process(root: Path, args: list[str]) -> tuple[float, float, str]:
+def run_plan(root: Path, tree: Path) -> tuple[float, float, str, float]:
+    """(wall s, peak RSS MB, last line, CPU s) of one whole `hpcx plan` of ``tree``'s hpcx; the
+    peak and the CPU time (user + system: steadier than wall on a loaded machine) are that
+    child's own (os.wait4's rusage)."""
     hpcx = str(Path(sys.executable).with_name("hpcx"))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t0 = time.perf_counter()
-    res = subprocess.run([hpcx, *args], cwd=root, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if res.returncode not in (0, 2):
-        raise SystemExit(f"hpcx plan failed ({res.returncode}):\n{res.stderr}")
-    # ru_maxrss of children is the max over all waited-for children, in KiB: measure each run in
-    # a fresh interpreter below when it matters; here the first run sets it.
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024, res.stdout
-
-
-def peak_rss_alone(root: Path, args: list[str]) -> float:
-    """Peak RSS (MB) of one `hpcx plan` measured in a fresh wrapper process."""
-    code = (
-        "import resource, subprocess, sys; "
-        "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-    )
-    hpcx = str(Path(sys.executable).with_name("hpcx"))
-    out = subprocess.run(
-        [sys.executable, "-c", code, hpcx, *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return int(out.stdout.strip()) / 1024
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [hpcx, "plan", "--detailed-exitcode"], cwd=root, env=env, stdout=out, stderr=err
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        if proc.returncode not in (0, 2):
+            err.seek(0)
+            raise SystemExit(f"hpcx plan failed ({proc.returncode}):\n{err.read()}")
+        out.seek(0)
+        last = (out.read().strip().splitlines() or [""])[-1]
+    return wall, usage.ru_maxrss / 1024, last, usage.ru_utime + usage.ru_stime
 
 
 def stages(root: Path) -> None:
@@ -138,34 +139,111 @@ def stages(root: Path) -> None:
     print("  " + text.strip().splitlines()[-1])
 
 
+def fit_exponent(sizes: list[int], walls: list[float]) -> float | None:
+    """The slope of log(wall) against log(size), least squares (None with one size)."""
+    if len(sizes) < 2:
+        return None
+    xs = [math.log(n) for n in sizes]
+    ys = [math.log(w) for w in walls]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    num = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    den = sum((x - mx) ** 2 for x in xs)
+    return num / den
+
+
+def goals(n: int, wall: float, peak: float) -> str:
+    if n == 1_000_000:
+        ok = wall <= 4.0 and peak <= 700
+        return f"goal at 1M <= 4 s, <= 700 MB (#17): {'met' if ok else 'not met'}"
+    if n == 100_000:
+        ok = wall <= 2.0 and peak <= 500
+        return f"goal at 100k <= 2 s, <= 500 MB (#3): {'met' if ok else 'not met'}"
+    return "no goal at this size"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=100_000)
+    ap.add_argument("sizes", type=int, nargs="*", help="runs (default: 100000)")
+    ap.add_argument("--runs", type=int, help="one size (the old spelling)")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--keep", type=Path, help="build in this folder and keep it")
+    ap.add_argument("--tiny", action="store_true", help="1,000 and 10,000 runs, 1 round (CI)")
+    ap.add_argument("--keep", type=Path, help="build the states under this folder, keep them")
+    ap.add_argument("--baseline-tree", type=Path, help="also time the plan of this checkout")
+    ap.add_argument("--stages", action="store_true", help="in-process stage timings (this tree)")
     a = ap.parse_args()
-    root = a.keep or Path(tempfile.mkdtemp(prefix="hpcx-bench-plan-"))
+    sizes = a.sizes or ([a.runs] if a.runs else [100_000])
+    if a.tiny:
+        sizes, a.repeat = [1_000, 10_000], 1
+    tmp = Path(tempfile.mkdtemp(prefix="hpcx-bench-plan-"))
+    base = a.keep or tmp
+    trees = {"this": ROOT}
+    if a.baseline_tree:
+        trees = {"baseline": a.baseline_tree.resolve(), "this": ROOT}
+    medians: dict[str, list[float]] = {k: [] for k in trees}
+    cpu_medians: dict[str, list[float]] = {k: [] for k in trees}
+    table: list[str] = []
     try:
-        if not (root / ".hpcx" / "state.duckdb").exists():
-            build(root, a.runs)
-        args = ["plan", "--detailed-exitcode"]
-        walls = []
-        for _ in range(a.repeat):
-            wall, _, out = time_process(root, args)
-            walls.append(wall)
-        peak = peak_rss_alone(root, args)
-        print(out.strip().splitlines()[-1])
-        med = statistics.median(walls)
-        print(f"hpcx plan, {a.runs:,} desired x {a.runs:,} in state, {os.cpu_count()} CPUs:")
-        print(
-            f"  wall: median {med:.2f} s of {a.repeat} (min {min(walls):.2f}, max {max(walls):.2f})"
-            f"   target <= 2.0 s: {'OK' if med <= 2.0 else 'MISSED'}"
-        )
-        print(f"  peak RSS: {peak:.0f} MB   target <= 500 MB: {'OK' if peak <= 500 else 'MISSED'}")
-        stages(root)
+        for n in sizes:
+            root = base / f"plan-{n}"
+            if not (root / ".hpcx" / "state.duckdb").exists():
+                build(root, n)
+            walls: dict[str, list[float]] = {k: [] for k in trees}
+            cpus: dict[str, list[float]] = {k: [] for k in trees}
+            peaks = dict.fromkeys(trees, 0.0)
+            loads = []
+            last = ""
+            for _ in range(a.repeat):
+                for name, tree in trees.items():
+                    wall, peak, last, cpu = run_plan(root, tree)
+                    walls[name].append(wall)
+                    cpus[name].append(cpu)
+                    peaks[name] = max(peaks[name], peak)
+                loads.append(os.getloadavg()[0])
+            print(last)
+            load = f"load {min(loads):.1f}-{max(loads):.1f}"
+            for name in trees:
+                med = statistics.median(walls[name])
+                medians[name].append(med)
+                cpu_medians[name].append(statistics.median(cpus[name]))
+                line = (
+                    f"{n:>9,} runs  {name:<8} median {med:6.2f} s of {a.repeat} "
+                    f"(min {min(walls[name]):.2f}, max {max(walls[name]):.2f}), "
+                    f"CPU {statistics.median(cpus[name]):6.2f} s, "
+                    f"peak RSS {peaks[name]:5.0f} MB  ({load})"
+                )
+                print(line)
+                table.append(line)
+            if "baseline" in trees:
+                r = statistics.median(walls["this"]) / statistics.median(walls["baseline"])
+                m = peaks["this"] / peaks["baseline"]
+                c = statistics.median(cpus["this"]) / statistics.median(cpus["baseline"])
+                print(
+                    f"{n:>9,} runs  this / baseline: wall {r:.2f}x, CPU {c:.2f}x, peak RSS {m:.2f}x"
+                )
+            print(f"{n:>9,} runs  {goals(n, statistics.median(walls['this']), peaks['this'])}")
+            if a.stages:
+                stages(root)
+        for name in trees:
+            for what, meds in (("wall", medians[name]), ("CPU", cpu_medians[name])):
+                k = fit_exponent(sizes, meds)
+                if k is None:
+                    continue
+                verdict = "linear" if k <= 1.10 else "not linear"
+                over = ", ".join(f"{s:,}" for s in sizes)
+                print(
+                    f"exponent ({name}, {what}): ~ N^{k:.2f} over {over} -> {verdict} "
+                    "(goal: linear, <= 1.10)"
+                )
+                # The fit over all sizes includes the fixed cost of a process (imports, ~0.5 s),
+                # which flattens it; each step between sizes says how the rest grows.
+                steps = [
+                    f"{a:,}->{b:,}: N^{math.log(tb / ta) / math.log(b / a):.2f}"
+                    for (a, ta), (b, tb) in itertools.pairwise(zip(sizes, meds, strict=True))
+                ]
+                if len(steps) > 1:
+                    print(f"  steps ({name}, {what}): " + ", ".join(steps))
     finally:
-        if a.keep is None:
-            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

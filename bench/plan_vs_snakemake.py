@@ -8,13 +8,21 @@ Snakemake comes from PyPI into a separate bench environment, never the project's
 
     python3 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install snakemake
     .venv/bin/python bench/plan_vs_snakemake.py [--snakemake /tmp/benchvenv/bin/snakemake]
+    .venv/bin/python bench/plan_vs_snakemake.py --tiny     # 300 jobs, 3 rounds (< 20 s)
+    .venv/bin/python bench/plan_vs_snakemake.py --before /path/to/other/checkout  # its plan too
 
-Aim (issue 3): hpcx at least 20 times faster.
+Aim (issue 17): hpcx at least 25 times faster (issue 3 asked for 20). At 10k the plan's own
+work is ~0.1 s: the rest is the process's start. hpcx runs from compiled bytecode, as installed
+(the script compiles the checkout and unsets PYTHONDONTWRITEBYTECODE for the processes it times),
+its cache of validated manifests warm (one plan before the timed ones, as an unchanged manifest
+meets it). Without snakemake (CI) the hpcx side is timed alone and the ratio is skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
+import os
 import shutil
 import statistics
 import subprocess
@@ -50,9 +58,13 @@ spec:
 """
 
 
+REPO = Path(__file__).resolve().parents[1]
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(cmd: list[str], cwd: Path, ok: tuple[int, ...] = (0,)) -> tuple[float, str]:
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=ENV)
     wall = time.perf_counter() - t0
     if res.returncode not in ok:
         raise SystemExit(f"{' '.join(cmd[:2])} failed ({res.returncode}):\n{res.stderr[-2000:]}")
@@ -80,38 +92,69 @@ def setup_hpcx(root: Path, n: int) -> None:
         tx.set_status([r.run_id for r in runs], "succeeded", event="harvested")
 
 
+def smk_cmd_of(snakemake: str) -> list[str]:
+    return [snakemake, "-n", "--cores", "1", "--rerun-triggers", "mtime"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--snakemake", default="/tmp/benchvenv/bin/snakemake")
+    ap.add_argument("--tiny", action="store_true", help="300 jobs, 3 rounds")
+    ap.add_argument("--before", type=Path, help="another checkout whose hpcx plan is timed too")
     a = ap.parse_args()
-    if not Path(a.snakemake).exists():
-        raise SystemExit(f"no snakemake at {a.snakemake}; see this script's docstring")
+    if a.tiny:
+        a.jobs, a.repeat = 300, 3
+    have_smk = Path(a.snakemake).exists()
+    if not have_smk:
+        print(f"no snakemake at {a.snakemake} (see this script's docstring): hpcx alone")
+    for tree in (REPO, a.before) if a.before is not None else (REPO,):
+        compileall.compile_dir(tree / "hpcx", quiet=1)
+    ENV["HPCX_CACHE_DIR"] = tempfile.mkdtemp(prefix="hpcx-bench-cache-")
     base = Path(tempfile.mkdtemp(prefix="hpcx-bench-smk-"))
     try:
         smk, hp = base / "snakemake", base / "hpcx"
         setup_snakemake(smk, a.jobs)
         setup_hpcx(hp, a.jobs)
-        version = subprocess.run([a.snakemake, "--version"], capture_output=True, text=True)
-        smk_cmd = [a.snakemake, "-n", "--cores", "1", "--rerun-triggers", "mtime"]
         hpcx_cmd = [str(Path(sys.executable).with_name("hpcx")), "plan", "--detailed-exitcode"]
-        smk_times, hpcx_times = [], []
+        ENV["PYTHONPATH"] = str(REPO)
+        timed(hpcx_cmd, hp, ok=(0, 2))  # warm: the page cache and the validated-manifest cache
+        smk_times, hpcx_times, before_times = [], [], []
         smk_out = hp_out = ""
         for _ in range(a.repeat):
-            w, smk_out = timed(smk_cmd, smk)
-            smk_times.append(w)
+            if have_smk:
+                w, smk_out = timed(smk_cmd_of(a.snakemake), smk)
+                smk_times.append(w)
             w, hp_out = timed(hpcx_cmd, hp, ok=(0, 2))
             hpcx_times.append(w)
+            if a.before is not None:
+                ENV["PYTHONPATH"] = str(a.before.resolve())
+                before_times.append(timed(hpcx_cmd, hp, ok=(0, 2))[0])
+                ENV["PYTHONPATH"] = str(REPO)
+        load = os.getloadavg()[0]
+        h = statistics.median(hpcx_times)
+        if not have_smk:
+            print(f"{a.jobs:,}-job sweep, half done, median of {a.repeat} (load {load:.2f}):")
+            print(f"  hpcx plan: {h:6.3f} s   ({hp_out.strip().splitlines()[-1]})")
+            return
+        version = subprocess.run([a.snakemake, "--version"], capture_output=True, text=True)
         smk_jobs = next(
             (ln for ln in smk_out.splitlines() if ln.strip().startswith("run ")), "?"
         ).strip()
-        s, h = statistics.median(smk_times), statistics.median(hpcx_times)
-        print(f"{a.jobs:,}-job sweep, half done, median of {a.repeat}:")
-        print(f"  snakemake -n ({version.stdout.strip()}): {s:6.2f} s   (jobs to run: {smk_jobs})")
-        print(f"  hpcx plan:                {h:6.2f} s   ({hp_out.strip().splitlines()[-1]})")
+        s = statistics.median(smk_times)
+        print(
+            f"{a.jobs:,}-job sweep, half done, median of {a.repeat} interleaved (load {load:.2f}):"
+        )
+        print(f"  snakemake -n ({version.stdout.strip()}): {s:6.3f} s   (jobs to run: {smk_jobs})")
+        print(f"  hpcx plan:                {h:6.3f} s   ({hp_out.strip().splitlines()[-1]})")
         ratio = s / h
-        print(f"  hpcx is {ratio:.1f}x faster   aim >= 20x: {'OK' if ratio >= 20 else 'MISSED'}")
+        print(f"  hpcx is {ratio:.1f}x faster   goal >= 25x: {'met' if ratio >= 25 else 'NOT met'}")
+        if before_times:
+            b = statistics.median(before_times)
+            print(
+                f"  before ({a.before}): hpcx plan {b:6.3f} s, {s / b:.1f}x faster than snakemake"
+            )
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

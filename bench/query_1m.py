@@ -2,6 +2,10 @@
 side by side with pandas doing the same from the CSV export of the metrics.
 
     .venv/bin/python bench/query_1m.py [--rows 1000000] [--runs 10000]
+    .venv/bin/python bench/query_1m.py --tiny     # 20,000 rows over 200 runs (< 20 s)
+
+The whole ``hpcx query`` process against its floor (a bare duckdb process) is in
+``bench/cli_floor.py``; this one times the query inside an open session.
 
 The state is built through the real StateStore (record_runs, add_metrics). Process start and
 the session's opening are reported apart from the query. pandas is optional: without it the
@@ -51,7 +55,10 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--tiny", action="store_true", help="20,000 rows over 200 runs")
     args = ap.parse_args()
+    if args.tiny:
+        args.rows, args.runs, args.repeat = 20_000, 200, 3
     from hpcx.results.query import QuerySession
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,9 @@
 """``hpcx report`` for a 10,000-run experiment (target <= 5 s), timed in-process and as a CLI.
 
     .venv/bin/python bench/report_10k.py [--runs 10000]
+    .venv/bin/python bench/report_10k.py --tiny      # 500 runs, a few seconds (CI smoke run)
+
+The 100,000-run report against a hand-built summary is bench/report_100k.py.
 
 A depth x dim x batch x compile sweep with repeats, each run with a few final metrics, built
 through the real StateStore.
@@ -53,7 +56,10 @@ def build(path: Path, runs: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=10_000)
+    ap.add_argument("--tiny", action="store_true", help="500 runs (CI smoke run)")
     args = ap.parse_args()
+    if args.tiny:
+        args.runs = 500
     from hpcx.results.report import build_report
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,6 +16,9 @@ pytest_plugins = ["support.plugin", "pytester"]
 # count runs side by side would read fewer. The suite keeps a ledger of its own, which the
 # CLI subprocesses the tests start inherit (support.cli.clean_env passes it on).
 os.environ["HPCX_SLOTS_DIR"] = tempfile.mkdtemp(prefix="hpcx-test-slots-")
+# Likewise the cache of validated manifests (hpcx/util/validated.py) lives in the user's cache
+# folder: the suite keeps its own, so it neither reads nor fills the developer's ~/.cache/hpcx.
+os.environ["HPCX_CACHE_DIR"] = tempfile.mkdtemp(prefix="hpcx-test-cache-")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -251,6 +251,8 @@ _LOOP = """
     ck = Checkpoint()
     state = ck.load(default={"step": 0})
     print("ready", ck.attempt, ck.signal_name, state["step"], flush=True)
+    state["step"] += 1
+    print("stepped", flush=True)  # the test signals only after a step, however loaded the host
     while not ck.requested:
         state["step"] += 1
     print("got", ck.received, flush=True)
@@ -277,6 +279,7 @@ def test_the_signal_sets_requested_and_the_program_saves_and_exits_0(
     assert proc.stdout is not None
     first = proc.stdout.readline().split()
     assert first == ["ready", "2", env_signal or "USR1", "0"], proc.stderr
+    assert proc.stdout.readline().strip() == "stepped"
     proc.send_signal(sent)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

@@ -2,30 +2,113 @@
 
 Every expected failure is an :class:`hpcx.errors.HpcxError`; :func:`main` prints it as one
 message (and its hint) with exit code 1. Anything else is a bug and keeps its traceback.
+
+Start-up is part of every command's cost, so :func:`main` loads only what the command line
+needs: ``hpcx --help`` and ``hpcx --version`` print from :mod:`hpcx.cli._help` without
+importing typer; ``hpcx status`` imports typer and the one module that registers ``status``
+(:data:`COMMAND_MODULES`); anything else (an unknown command, completion) loads every command,
+so typer's messages and suggestions are the ones it always gave. ``hpcx.cli.app`` is the typer
+application with every command registered.
 """
 
 from __future__ import annotations
 
 import sys
 
-from hpcx.cli._app import EXIT_ERROR, app
-from hpcx.errors import HpcxError, ManifestError
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import typer
 
-# Command modules register themselves on `app` when imported. Keep their top level light.
-from hpcx.cli import validate as _validate  # noqa: F401  # isort: skip
-from hpcx.cli import plan as _plan  # noqa: F401  # isort: skip
-from hpcx.cli import apply as _apply  # noqa: F401  # isort: skip
-from hpcx.cli import query as _query  # noqa: F401  # isort: skip
-from hpcx.cli import probe as _probe  # noqa: F401  # isort: skip
-from hpcx.cli import project as _project  # noqa: F401  # isort: skip
-from hpcx.cli import runs as _runs  # noqa: F401  # isort: skip
-from hpcx.cli import state as _state  # noqa: F401  # isort: skip
+__all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]
 
-__all__ = ["app", "main"]
+#: Every top-level command (or group) -> the module under ``hpcx.cli`` that registers it
+#: (``tests/cli/test_startup_paths.py`` checks this against the registered commands).
+COMMAND_MODULES: dict[str, str] = {
+    "validate": "validate",
+    "schema": "validate",
+    "plan": "plan",
+    "apply": "apply",
+    "refresh": "apply",
+    "query": "query",
+    "export": "query",
+    "report": "query",
+    "probe": "probe",
+    "exec": "probe",
+    "init": "project",
+    "advise": "project",
+    "cluster": "project",
+    "runs": "runs",
+    "status": "runs",
+    "cancel": "runs",
+    "logs": "runs",
+    "show": "runs",
+    "note": "runs",
+    "rerun": "runs",
+    "state": "state",
+    "force-unlock": "state",
+}
+
+#: The command modules in the order ``hpcx --help`` lists their commands.
+_ORDER = ("validate", "plan", "apply", "query", "probe", "project", "runs", "state")
+
+
+def load_commands(name: str | None = None) -> typer.Typer:
+    """The typer app with the commands of ``name`` registered (every command when ``name`` is
+    None or not a command of :data:`COMMAND_MODULES`)."""
+    import importlib
+
+    from hpcx.cli._app import app
+
+    home = COMMAND_MODULES.get(name) if name is not None else None
+    for module in (home,) if home is not None else _ORDER:
+        importlib.import_module(f"hpcx.cli.{module}")
+    if home is None:
+        # A process that loaded one command before (tests call main() many times) registered
+        # its module first: list every command in the order a fresh process registers them.
+        def rank(command: str | None) -> int:
+            return _ORDER.index(COMMAND_MODULES.get(command or "", _ORDER[-1]))
+
+        app.registered_commands.sort(
+            key=lambda c: rank(c.name or getattr(c.callback, "__name__", "").replace("_", "-"))
+        )
+        app.registered_groups.sort(key=lambda g: rank(g.name))
+    return app
+
+
+def __getattr__(name: str) -> object:
+    if name == "app":
+        return load_commands()
+    raise AttributeError(f"module 'hpcx.cli' has no attribute {name!r}")
+
+
+def _command_name(argv: list[str]) -> str | None:
+    """The command the arguments name (their first word, when it is one), else None."""
+    if not argv or argv[0].startswith("-"):
+        return None
+    import os
+
+    # Shell completion asks about every command.
+    if any(key.endswith("_COMPLETE") for key in os.environ):
+        return None
+    return argv[0] if argv[0] in COMMAND_MODULES else None
 
 
 def main() -> None:
+    argv = sys.argv[1:]
+    if len(argv) == 1 and argv[0] in ("--help", "--version"):
+        from hpcx.cli._help import print_fast
+
+        if print_fast(argv[0]):
+            return
+    from hpcx.errors import HpcxError, ManifestError
+    from hpcx.util import validated
+
+    # Documents the JSON Schemas already passed skip jsonschema (~50 ms of a validate).
+    validated.enable()
     try:
+        from hpcx.cli._app import EXIT_ERROR
+
+        app = load_commands(_command_name(argv))
         app(standalone_mode=True)
     except HpcxError as exc:
         if isinstance(exc, ManifestError) and exc.problems:

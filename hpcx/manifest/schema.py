@@ -41,7 +41,7 @@ def schema_text() -> str:
 
 @lru_cache(maxsize=1)
 def schema_document() -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(schema_text())
+    result: dict[str, Any] = json.loads(_schema_bytes())
     return result
 
 
@@ -70,9 +70,26 @@ def _article(t: str) -> str:
     return {"array": "a list", "object": "a mapping", "integer": "an integer"}.get(t, f"a {t}")
 
 
+@lru_cache(maxsize=1)
+def _schema_bytes() -> bytes:
+    return schema_path().read_bytes()
+
+
 def schema_problems(doc: Doc, abstract: bool, problems: Problems) -> None:
+    """Every schema error of ``doc`` as a problem. A document this schema already passed (the
+    same data, :mod:`hpcx.util.validated`) is not checked again: jsonschema is then not
+    even imported."""
+    from hpcx.util import validated
+
+    key = validated.document_key(_schema_bytes(), doc.data)
+    if key is not None and validated.is_known(key):
+        return
+    clean = True
     for err in validator().iter_errors(doc.data):
+        clean = False
         _report_schema_error(doc, err, abstract, problems)
+    if clean and key is not None:
+        validated.remember(key)
 
 
 def _report_schema_error(doc: Doc, err: Any, abstract: bool, problems: Problems) -> None:

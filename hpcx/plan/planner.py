@@ -38,19 +38,19 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from hpcx.errors import PlanError, StalePlanError
 from hpcx.manifest.spec import DesiredState, RunSpec
 from hpcx.state.schema import RETRYABLE_STATUSES
 
 if TYPE_CHECKING:
-    from hpcx.state.store import StateSnapshot, StateStore
+    from hpcx.state.store import SnapRun, StateSnapshot, StateStore
 
 #: Version of the saved-plan file format (``hpcx plan --out``).
 SAVED_PLAN_FORMAT = 1
@@ -188,7 +188,8 @@ def _make_plan(
     changes: list[RunChange] = []
     append = changes.append
     wanted_bases: set[str] = set()
-    base_index: dict[str, Any] | None = None  # base_id -> latest SnapRun, built on demand
+    base_index: Callable[[str], str | None] | None = None  # base_id -> latest run_id, on demand
+    kind_of = _kind_lookup(state)
 
     create, noop, retry, update, stale = (
         Action.CREATE,
@@ -199,23 +200,23 @@ def _make_plan(
     )
     for run in desired.runs:
         wanted_bases.add(run.base_id)
-        prior = state.get(run.run_id)
+        prior = kind_of(run.run_id)
         if prior is not None:
-            status = prior.status
+            _exp, status, settings_digest, _code, attempts = prior
             if status in _TRIAL_ENDED and "search" in run.extra:
                 append(
                     RunChange(noop, REASON_TRIAL_ENDED, run, run.run_id, run.experiment, status)
                 )
             elif status in _RETRYABLE:
-                detail: dict[str, Any] = {"status": status, "attempts": prior.attempts}
-                if prior.settings_digest != run.settings_digest:
+                detail: dict[str, Any] = {"status": status, "attempts": attempts}
+                if settings_digest != run.settings_digest:
                     detail["settings_changed"] = True
                 append(
                     RunChange(
                         retry, REASON_FAILED_BEFORE, run, run.run_id, run.experiment, status, detail
                     )
                 )
-            elif prior.settings_digest != run.settings_digest:
+            elif settings_digest != run.settings_digest:
                 append(
                     RunChange(
                         update,
@@ -224,7 +225,7 @@ def _make_plan(
                         run.run_id,
                         run.experiment,
                         status,
-                        {"old_settings_digest": prior.settings_digest},
+                        {"old_settings_digest": settings_digest},
                     )
                 )
             elif status == "succeeded":
@@ -235,10 +236,9 @@ def _make_plan(
                 append(RunChange(noop, REASON_IN_FLIGHT, run, run.run_id, run.experiment, status))
             continue
         if base_index is None:
-            # Later runs overwrite earlier ones: the snapshot is oldest first, so the newest
-            # version of a base_id wins.
-            base_index = {r.base_id: r for r in state.values()}
-        old = base_index.get(run.base_id)
+            base_index = _latest_by_base(state)
+        old_id = base_index(run.base_id)
+        old = state[old_id] if old_id is not None else None
         if old is not None and old.code_hash != run.code_hash:
             append(
                 RunChange(
@@ -263,15 +263,13 @@ def _make_plan(
         if orphan_scope == "experiments":
             in_scope = {e.name for e in desired.experiments} | {r.experiment for r in desired.runs}
         orphan = Action.ORPHAN
-        for r in state.values():
+        for run_id, base_id, (experiment, status, *_) in _rows(state):
             # Earlier versions of a wanted run (same base_id, older code) are history, not orphans.
-            if r.base_id in wanted_bases:
+            if base_id in wanted_bases:
                 continue
-            if in_scope is not None and r.experiment not in in_scope:
+            if in_scope is not None and experiment not in in_scope:
                 continue
-            append(
-                RunChange(orphan, REASON_NOT_IN_MANIFESTS, None, r.run_id, r.experiment, r.status)
-            )
+            append(RunChange(orphan, REASON_NOT_IN_MANIFESTS, None, run_id, experiment, status))
 
     return Plan(
         changes=changes,
@@ -284,6 +282,39 @@ def _make_plan(
         swept={e.name: tuple(e.swept) for e in desired.experiments},
         orphan_scope=orphan_scope,
     )
+
+
+Kind = tuple[str, str, "str | None", "str | None", int]
+
+
+def _kind_lookup(state: Mapping[str, SnapRun]) -> Callable[[str], Kind | None]:
+    """run_id -> (experiment, status, settings_digest, code_hash, attempts), or None."""
+    fast = getattr(state, "kind", None)  # a SnapRuns: a shared tuple, nothing made
+    if fast is not None:
+        return cast("Callable[[str], Kind | None]", fast)
+
+    def kind(run_id: str) -> Kind | None:
+        r = state.get(run_id)
+        return None if r is None else tuple(r[2:])  # type: ignore[return-value]
+
+    return kind
+
+
+def _rows(state: Mapping[str, SnapRun]) -> Iterable[tuple[str, str, Kind]]:
+    """(run_id, base_id, kind) of every run in the snapshot, oldest first."""
+    fast = getattr(state, "rows", None)
+    if fast is not None:
+        return cast("Iterable[tuple[str, str, Kind]]", fast())
+    return ((r.run_id, r.base_id, tuple(r[2:])) for r in state.values())  # type: ignore[misc]
+
+
+def _latest_by_base(state: Mapping[str, SnapRun]) -> Callable[[str], str | None]:
+    """base_id -> run_id of its newest run. Later runs overwrite earlier ones: the snapshot
+    is oldest first, so the newest version of a base_id wins."""
+    fast = getattr(state, "latest_by_base", None)
+    if fast is not None:
+        return cast("Callable[[str], str | None]", fast())
+    return {base_id: run_id for run_id, base_id, _ in _rows(state)}.get
 
 
 # -- saved plans ------------------------------------------------------------------------------

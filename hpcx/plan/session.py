@@ -104,12 +104,20 @@ def _snapshot(state_path: Path, desired: DesiredState) -> tuple[Any, Any, bool]:
     """The state's snapshot and the trials of ``desired``'s searches, read-only (a plan never
     creates, migrates or modifies the state), and whether there is a state; an empty snapshot
     where there is none."""
+    from hpcx.errors import StateError
     from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
 
-    # A file whose creation never committed (a killed apply) is no state yet, as no file is.
-    if not state_path.exists() or is_uncreated(state_path):
+    if not state_path.exists():
         return StateSnapshot.empty(), {}, False
-    with StateStore.open(state_path, read_only=True) as store:
+    try:
+        store = StateStore.open(state_path, read_only=True)
+    except StateError:
+        # A file whose creation never committed (a killed apply) is no state yet, as no file
+        # is. Asked only when the open failed: is_uncreated opens the file once more.
+        if is_uncreated(state_path):
+            return StateSnapshot.empty(), {}, False
+        raise
+    with store:
         return store.snapshot(), search_trials(desired, store), True
 
 

@@ -80,6 +80,13 @@ class QueryResult:
         return [r[i] for r in self.rows]
 
 
+def _no_state(path: Path) -> StateError:
+    return StateError(
+        f"no state at {path}",
+        hint="run `hpcx apply` to create one, or pass --state PATH / set HPCX_STATE",
+    )
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -143,7 +150,7 @@ class QuerySession:
         self._con = con
         self.path = path
         self.timeout_s = timeout_s
-        self.views: dict[str, list[tuple[str, str]]] = {}
+        self._views: dict[str, list[tuple[str, str]]] | None = None
         self.metric_names: list[str] = []
         self.param_columns: list[str] = []
         self.memory_limit = DEFAULT_MEMORY_LIMIT
@@ -170,20 +177,19 @@ class QuerySession:
 
         from hpcx.state.lock import reader_wait_s as default_wait
         from hpcx.state.lock import retry_while_locked
-        from hpcx.state.store import is_uncreated
 
-        limit_bytes = memory_limit_bytes(memory_limit)
+        # A plain size (2GB, 512MiB) is one DuckDB takes: its bytes are read from the session
+        # itself below, sparing an extra in-memory DuckDB. Any other text is checked first.
+        plain_limit = _PLAIN_SIZE.fullmatch(str(memory_limit)) is not None
+        limit_bytes = 0 if plain_limit else memory_limit_bytes(memory_limit)
         if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s >= 0):
             raise QueryError(
                 f"--timeout must be a number of seconds (0: none), not {timeout_s:g}",
                 hint="e.g. --timeout 60",
             )
         p = Path(path)
-        if not p.exists() or is_uncreated(p):
-            raise StateError(
-                f"no state at {p}",
-                hint="run `hpcx apply` to create one, or pass --state PATH / set HPCX_STATE",
-            )
+        if not p.exists():
+            raise _no_state(p)
         from hpcx.state.backup import restore_hint
 
         if p.is_dir():
@@ -217,6 +223,12 @@ class QuerySession:
         session = cls(con, p, timeout_s)
         session.memory_limit = memory_limit
         session.memory_limit_bytes = limit_bytes
+        if plain_limit:
+            try:
+                session.memory_limit_bytes = _setting_bytes(con)
+            except BaseException:
+                con.close()
+                raise
         try:
             session._check_schema()
             session._create_views()
@@ -259,6 +271,10 @@ class QuerySession:
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = ?", [self._db]
             ).fetchall()
         }
+        if not tables:
+            # A DuckDB file whose creation never committed: no state yet (what
+            # hpcx.state.files.is_uncreated says, asked here without opening the file again).
+            raise _no_state(self.path)
         if "schema_version" not in tables:
             raise StateError(
                 f"{self.path} is not an hpcx state (no schema_version table)",
@@ -277,17 +293,24 @@ class QuerySession:
         # The temp views shadow the tables' names: name the file's tables with their database.
         return f"{_ident(self._db)}.main.{_ident(table)}"
 
-    def _leaves(self, section: str) -> list[tuple[str, str]]:
-        """(json path, SQL type) of every leaf of ``spec.<section>`` across all runs."""
+    def _leaves(self) -> dict[str, list[tuple[str, str]]]:
+        """Per flattened section: (json path, SQL type) of every leaf of ``spec.<section>``
+        across all runs. One pass over the runs for all the sections (each spec parsed once)."""
+        paths = ", ".join(_lit(f"$.{section}") for section in _FLATTENED)
         rows = self._con.execute(
-            f"""SELECT t.fullkey, list(DISTINCT t.type)
-            FROM (SELECT DISTINCT json_extract(spec, '$.{section}') AS doc
-                  FROM {self._t("runs")}) d, json_tree(d.doc) t
+            f"""WITH d AS (SELECT DISTINCT json_extract(spec, [{paths}]) AS docs
+                           FROM {self._t("runs")}),
+            s AS (SELECT i, docs[i] AS doc FROM d, range(1, {len(_FLATTENED) + 1}) r(i))
+            SELECT s.i, t.fullkey, list(DISTINCT t.type)
+            FROM s, json_tree(s.doc) t
             WHERE t.type <> 'OBJECT' AND t.fullkey <> '$'
               AND NOT regexp_matches(t.fullkey, '\\[[0-9]+\\]')
-            GROUP BY t.fullkey ORDER BY min(t.id), t.fullkey"""
+            GROUP BY s.i, t.fullkey ORDER BY s.i, min(t.id), t.fullkey"""
         ).fetchall()
-        return [(r[0], _column_type(set(r[1]))) for r in rows]
+        out: dict[str, list[tuple[str, str]]] = {section: [] for section in _FLATTENED}
+        for i, path, types in rows:
+            out[_FLATTENED[i - 1]].append((path, _column_type(set(types))))
+        return out
 
     def _create_views(self) -> None:
         con = self._con
@@ -295,9 +318,10 @@ class QuerySession:
         # -- runs: one row per run, every spec leaf a column --------------------------------
         flat: list[str] = []
         seen: set[str] = set()
+        leaves = self._leaves()
         for section in _FLATTENED:
             src = f"json_extract(r.spec, '$.{section}')"
-            for path, typ in self._leaves(section):
+            for path, typ in leaves[section]:
                 name = f"{section}.{_dotted(path)}"
                 if name in seen:
                     continue
@@ -440,7 +464,14 @@ class QuerySession:
             SELECT key, executor, state, created_at, updated_at, job_ids, run_ids, detail, serial
             FROM {t("submissions")}"""
         )
-        self.views = {name: self._describe(name) for name in VIEW_NAMES}
+
+    @property
+    def views(self) -> dict[str, list[tuple[str, str]]]:
+        """Each view's columns (name, type), in ``--list`` order: asked of DuckDB the first
+        time they are needed (``--list``, export, report, an error's hint), not at every open."""
+        if self._views is None:
+            self._views = {name: self._describe(name) for name in VIEW_NAMES}
+        return self._views
 
     def _describe(self, view: str) -> list[tuple[str, str]]:
         rows = self._con.execute(f"DESCRIBE {_ident(view)}").fetchall()
@@ -652,9 +683,18 @@ def memory_limit_bytes(limit: str) -> int:
     except duckdb.Error as exc:
         raise bad(str(exc).splitlines()[0]) from None
     try:
-        row = con.execute("SELECT current_setting('memory_limit')").fetchone()
+        return _setting_bytes(con)
     finally:
         con.close()
+
+
+#: ``--memory-limit`` values DuckDB takes as they are (checked against DuckDB by a test).
+_PLAIN_SIZE = re.compile(r"[1-9][0-9]{0,5}(?:GB|TB|GiB|TiB)|[1-9][0-9]{2,5}(?:MB|MiB)")
+
+
+def _setting_bytes(con: Any) -> int:
+    """The bytes of the connection's memory limit, as DuckDB shows it."""
+    row = con.execute("SELECT current_setting('memory_limit')").fetchone()
     shown = str(row[0]) if row else ""
     m = re.fullmatch(r"([0-9.]+)\s*([A-Za-z]+)", shown.strip())
     if not m or m.group(2).lower() not in _SIZE_UNITS:

@@ -139,7 +139,7 @@ def validate_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
     say what is allowed. The schema is checked on the params as given (so an unknown key is
     caught even where a default exists), then the workload's semantic check on the merged ones.
     """
-    import jsonschema
+    from hpcx.util import validated
 
     info = get_workload(name)
     given = params or {}
@@ -147,10 +147,18 @@ def validate_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
         raise ParamsError(
             f"{name}: params must be a mapping", [f"params: must be a mapping, got {given!r}"]
         )
-    validator = jsonschema.Draft202012Validator(info.params_schema)
-    problems = sorted(
-        {_describe(e) for e in validator.iter_errors(given)},
-    )
+    # Params the schema already passed skip jsonschema (hpcx.util.validated).
+    key = validated.document_key(validated.schema_bytes(info.params_schema), given)
+    problems: list[str] = []
+    if key is None or not validated.is_known(key):
+        import jsonschema
+
+        validator = jsonschema.Draft202012Validator(info.params_schema)
+        problems = sorted(
+            {_describe(e) for e in validator.iter_errors(given)},
+        )
+        if not problems and key is not None:
+            validated.remember(key)
     if not problems:
         merged = merge_defaults(info.defaults, given)
         if info.check is not None:

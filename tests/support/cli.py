@@ -24,7 +24,10 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if (not k.startswith(("HPCX_", "SLURM_", "SBATCH_")) or k == "HPCX_SLOTS_DIR")
+        if (
+            not k.startswith(("HPCX_", "SLURM_", "SBATCH_"))
+            or k in ("HPCX_SLOTS_DIR", "HPCX_CACHE_DIR")
+        )
         and k != "PYTEST_CURRENT_TEST"
     }
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
