@@ -7,13 +7,17 @@ reading the same files (``cat`` them all), at both sizes (issue 5 had <= 2x cat;
 them left out, interleaved), and the file-system operations per run folder (``strace -c``,
 when strace is there): what a network file system charges a round trip for.
 
-Usage: python bench/harvest.py [N] [--reps R] [--tiny] [--no-fs]
+Usage: python bench/harvest.py [N] [--reps R] [--tiny] [--no-fs] [--before PATH]
   N      finished runs (default 10000; 100000 takes a few minutes to set up)
   --reps rounds, each timing cat, the seed, refresh and refresh without attempt rows in turn
          (default 3); the figures are medians, printed with the load beside each round
   --tiny N=200, one round: for CI (well under 20 s)
   --no-fs  skip counting file-system calls (a refresh in one process under strace: slow at
          100k; the counts per run folder do not depend on N)
+  --before PATH  also time the refresh's CPU (user + sys of the process and its pool workers)
+         in child processes, this tree against another checkout's (its root, e.g. made by
+         `git archive BASE | tar -x -C PATH`, native module copied in), alternated over the
+         rounds; prints the medians and new/before
 The state and the run folders are made through hpcx's own API (a real local submission whose
 queue "ran"); each refresh starts from a copy of the state as set up (copied outside the
 timing), so every round harvests the same N runs. All read from the page cache (the files were
@@ -193,6 +197,58 @@ def _refresh_once(state: Path, pristine: Path, runs_root: Path, attempts: bool =
     return took
 
 
+CPU_CHILD = """
+import resource, shutil, sys, time
+from pathlib import Path
+from hpcx.run.harvest import refresh
+from hpcx.state.writer import Writer
+state, pristine, runs_root = (Path(a) for a in sys.argv[1:4])
+shutil.copyfile(pristine, state)
+wal = state.with_name(state.name + ".wal")
+if wal.exists():
+    wal.unlink()
+def cpu():
+    s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+with Writer(state, "bench refresh", pre_write="none") as w:
+    c0, t0 = cpu(), time.perf_counter()
+    refresh(w, runs_root=runs_root)
+    print(cpu() - c0, time.perf_counter() - t0)
+"""
+
+
+def cpu_vs_before(before: str, state: Path, pristine: Path, runs_root: Path, reps: int) -> None:
+    """The refresh's CPU (its process and pool workers; imports and the state copy left out)
+    in a child process per try, this tree and ``before`` alternated, each from the state as
+    set up."""
+    import statistics
+
+    here = str(Path(__file__).resolve().parent.parent)
+    trees = {"new": here, "before": before}
+    got: dict[str, list[tuple[float, float]]] = {"new": [], "before": []}
+    for i in range(max(reps, 1)):
+        loads = []
+        for which in ("before", "new") if i % 2 == 0 else ("new", "before"):
+            env = {**os.environ, "PYTHONPATH": trees[which]}
+            cmd = [sys.executable, "-c", CPU_CHILD, str(state), str(pristine), str(runs_root)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            cpu_s, wall_s = (float(x) for x in out.stdout.split()[-2:])
+            got[which].append((cpu_s, wall_s))
+            loads.append(os.getloadavg()[0])
+        print(
+            f"cpu round {i + 1}: before {got['before'][-1][0]:.2f} s, new {got['new'][-1][0]:.2f}"
+            f" s of CPU (load {loads[0]:.1f}, {loads[1]:.1f})"
+        )
+    med = {k: statistics.median(c for c, _ in v) for k, v in got.items()}
+    wall = {k: statistics.median(w for _, w in v) for k, v in got.items()}
+    print(
+        f"  refresh CPU (user+sys, with pool workers), median of {len(got['new'])}: before "
+        f"{med['before']:.2f} s, new {med['new']:.2f} s, "
+        f"new/before {med['new'] / med['before']:.2f}"
+        f" (wall {wall['before']:.2f} / {wall['new']:.2f} s; load {os.getloadavg()[0]:.1f})"
+    )
+
+
 FS_CHILD = """
 import sys
 from pathlib import Path
@@ -291,6 +347,10 @@ def main() -> None:
         reps = int(args[args.index("--reps") + 1])
         del args[args.index("--reps") : args.index("--reps") + 2]
     count_fs = "--no-fs" not in args
+    before = None
+    if "--before" in args:
+        before = args[args.index("--before") + 1]
+        del args[args.index("--before") : args.index("--before") + 2]
     args = [a for a in args if a not in ("--tiny", "--no-fs")]
     n = 200 if tiny else int(args[0]) if args else 10_000
     reps = 1 if tiny else reps
@@ -345,6 +405,8 @@ def main() -> None:
             f"  (attempt rows: {extra:+.2f} s, {med['refresh'] / med['no_attempts']:.2f}x)"
         )
         print(f"  second refresh (nothing in flight):         {second_s:7.2f} s")
+        if before is not None:
+            cpu_vs_before(before, state, pristine, runs_root, reps)
         if count_fs:
             fs_ops(n, state, pristine, runs_root, root)
 

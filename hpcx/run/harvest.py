@@ -88,7 +88,12 @@ def _ts(text: str | None) -> datetime | None:
         dt = datetime.fromisoformat(text)
     except ValueError:
         return None
-    if dt.tzinfo is not None:
+    tz = dt.tzinfo
+    if tz is UTC:
+        # What run folders hold (utcnow's +00:00): the same naive UTC wall time as below,
+        # built directly (astimezone and replace cost ~1.5 us, twice a run).
+        return datetime(dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, dt.microsecond)
+    if tz is not None:
         dt = dt.astimezone(UTC).replace(tzinfo=None)
     return dt
 
