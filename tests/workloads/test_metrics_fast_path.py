@@ -126,3 +126,27 @@ def test_the_fast_path_is_taken_for_common_lines(tmp_path: Path) -> None:
     assert [r[:3] for r in rows] == [("loss", 0.5, 1), ("acc", 0.25, 3), ("lr", 1.0, 0)]
     assert rows[1][3] == 1718000000.0 and [r[4] for r in rows] == [1, 2, 3]
     assert errors == [] and meta == {} and exists
+
+
+SPLIT = [
+    b'{"name":"a","value":1.0},{"name":"b","value":2.0}',
+    b'{"name":"c","value":3.0,"x":[1',
+    b"2]}",
+]
+
+
+def test_a_line_of_two_values_and_a_value_split_over_two_lines_are_not_read_as_three_metrics(
+    tmp_path: Path,
+) -> None:
+    # Joined as one array, these three lines (none of them one JSON value) parse as three
+    # objects: a count check alone took them as the metrics a, b and c.
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b"\n".join([*SPLIT, b'{"name":"d","value":4.0}']) + b"\n")
+    rows, errors, _meta, _exists = _read(path)
+    assert [r[:2] for r in rows] == [("d", 4.0)]
+    assert [e.line for e in errors] == [1, 2, 3]
+    assert all(e.reason.startswith("not JSON") for e in errors), errors
+    # The per-line reader the chunk falls back to makes the same call.
+    errs: list[metrics.LineError] = []
+    assert metrics._parse(list(enumerate(SPLIT, 1)), -1, errs) == []
+    assert [e.line for e in errs] == [1, 2, 3]
