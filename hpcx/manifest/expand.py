@@ -132,13 +132,16 @@ _PER_RUN = ("run_id", "base_id", "index", "identity", "params", "placement", "se
 
 def _run_maker(**fixed: Any) -> Callable[..., RunSpec]:
     """A constructor of one experiment's runs: ``make(*per_run_values, extra)`` (see
-    :data:`_PER_RUN`), the fields in ``fixed`` being the same for every run.
+    :data:`_PER_RUN`), the fields in ``fixed`` being the same for every run (bound once, as the
+    generated function's globals).
 
-    It skips the frozen ``__setattr__`` dance (22 fields through ``object.__setattr__`` cost
-    ~5 us a run, most of the budget for a 1,000,000-run sweep) and passes only the 9 values
-    that change: the others are bound once, into the generated function's constants. Falls
-    back to the class when it has no slots. What it makes is equal (``==``) to what the class
-    builds, field by field; a test pins that."""
+    RunSpec is frozen: its ``__init__`` sets 22 fields through ``object.__setattr__`` (~5 us a
+    run), and even its slots' own ``__set__`` cost ~3 us for all 22. So each run is built as a
+    :data:`_DRAFT` (a plain class with RunSpec's very slots: ordinary attribute stores, ~1 us)
+    and then becomes a RunSpec by ``__class__`` assignment, which CPython allows only between
+    classes of one layout (checked once, at import: else the slots' ``__set__``, else the
+    class). What it makes is a RunSpec equal (``==``) to what the class builds; a test pins
+    that."""
     names = [f.name for f in dataclasses.fields(RunSpec)]
     args = [*_PER_RUN, "extra"]
     if sorted(names) != sorted([*args, *fixed]):
@@ -149,19 +152,43 @@ def _run_maker(**fixed: Any) -> Callable[..., RunSpec]:
             return RunSpec(**fixed, **dict(zip(args, values, strict=True)))
 
         return slow
-    ns: dict[str, Any] = {"_new": object.__new__, "_cls": RunSpec}
-    body = ["def make(" + ", ".join(args) + "):", "    o = _new(_cls)"]
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": RunSpec, "_draft": _DRAFT}
+    body = ["def make(" + ", ".join(args) + "):"]
+    body.append("    o = _new(_draft)" if _DRAFT is not None else "    o = _new(_cls)")
     for i, n in enumerate(names):
-        ns[f"_s{i}"] = getattr(RunSpec, n).__set__
+        value = n
         if n in fixed:
             ns[f"_v{i}"] = fixed[n]
-            body.append(f"    _s{i}(o, _v{i})")
+            value = f"_v{i}"
+        if _DRAFT is not None:
+            body.append(f"    o.{n} = {value}")
         else:
-            body.append(f"    _s{i}(o, {n})")
+            ns[f"_s{i}"] = getattr(RunSpec, n).__set__
+            body.append(f"    _s{i}(o, {value})")
+    if _DRAFT is not None:
+        body.append("    o.__class__ = _cls")
     body.append("    return o")
     exec("\n".join(body), ns)
     make: Callable[..., RunSpec] = ns["make"]
     return make
+
+
+def _draft_class() -> type | None:
+    """A mutable class whose instances can become RunSpecs (see :func:`_run_maker`), or
+    ``None`` where this Python refuses the ``__class__`` assignment."""
+    slots = getattr(RunSpec, "__slots__", None)
+    if not slots:
+        return None
+    draft = type("_RunSpecDraft", (), {"__slots__": tuple(slots), "__module__": __name__})
+    try:
+        probe: Any = object.__new__(draft)
+        probe.__class__ = RunSpec
+    except TypeError:
+        return None
+    return draft
+
+
+_DRAFT = _draft_class()
 
 
 # --------------------------------------------------------------------------------------------

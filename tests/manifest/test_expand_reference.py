@@ -176,8 +176,10 @@ def test_every_run_is_what_the_reference_says(desired: DesiredState) -> None:
         assert r.base_id == _ref_id(without_code)
         assert (r.base_id == r.run_id) == (r.code_hash is None)
         # Built as the dataclass builds it; each run's extra is its own dict.
-        assert RunSpec(**dataclasses.asdict(r)) == r
+        assert type(r) is RunSpec and RunSpec(**dataclasses.asdict(r)) == r
     assert len({id(r.extra) for r in runs}) == len(runs)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        runs[0].index = 5  # type: ignore[misc]
     assert len({r.run_id for r in runs}) == len(runs)
     for rs in by_exp.values():
         assert [r.index for r in rs] == list(range(len(rs)))
