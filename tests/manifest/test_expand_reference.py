@@ -219,3 +219,40 @@ def test_every_run_is_what_the_reference_says(desired: DesiredState) -> None:
 
 def test_the_desired_state_is_pinned(desired: DesiredState) -> None:
     assert _digest(desired.runs + _trial_runs(desired)) == GOLDEN
+
+
+def test_the_generated_product_loop_is_the_generic_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, desired: DesiredState
+) -> None:
+    from hpcx.manifest import sweep
+
+    fast = _digest(desired.runs)
+    monkeypatch.setattr(sweep, "_FAST_PRODUCT", False)
+    generic = load_desired([tmp_path / "manifests"], overrides=OVERRIDES, project_root=tmp_path)
+    assert _digest(generic.runs) == fast
+
+
+@pytest.mark.parametrize(
+    "sweep_text",
+    [
+        "",
+        "seeds: [1, 2, 3]",
+        "grid: {a: [1, 2], b: [3, 4], c: [5, 6]}\nexclude:\n  - {a: 1, c: 6}\n  - {b: 4}",
+        "zip:\n  - {a: [1, 2, 3], b: [x, y, z]}\nexclude:\n  - {b: [x, z]}",
+        "grid: {c: {start: 0, stop: 1, step: 0.25}}\nzip:\n  - {a: [1, 2], b: [u, v]}",
+        "grid: {a: [1, 1, 2]}\nrepeats: 2",
+    ],
+)
+def test_each_sweep_form_the_same_both_ways(
+    write: Any, monkeypatch: pytest.MonkeyPatch, sweep_text: str
+) -> None:
+    from support.manifests import simple
+
+    from hpcx.manifest import sweep
+
+    f = write("e.yaml", simple(params="{a: 0, b: w, c: 0.5, d: {e: 1}}", sweep=sweep_text))
+    fast = load_desired([f], project_root=f.parent).runs
+    monkeypatch.setattr(sweep, "_FAST_PRODUCT", False)
+    generic = load_desired([f], project_root=f.parent).runs
+    assert [spec_to_dict(r) for r in fast] == [spec_to_dict(r) for r in generic]
+    assert len(fast) > 0
