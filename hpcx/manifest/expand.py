@@ -97,13 +97,21 @@ def expand_into(exp: Experiment, runs: list[RunSpec], by_id: dict[str, RunSpec])
                 # Experiment names are unique: another name is an earlier experiment that
                 # asked for this run too (it runs once); the same name, a repeated point.
                 if other.experiment != name:
-                    also = other.extra.setdefault("also_in", [])
+                    also = _own_extra(other).setdefault("also_in", [])
                     if name not in also:
                         also.append(name)
                         shared += 1
                 continue
             run = make(
-                rid, bid, index, ident, params, placement, seed, rep, dict(xtra) if xtra else {}
+                rid,
+                bid,
+                index,
+                ident,
+                params,
+                placement,
+                seed,
+                rep,
+                dict(xtra) if xtra else NO_EXTRA,
             )
             by_id[rid] = run
             append(run)
@@ -123,6 +131,36 @@ def _identity_head(exp: Experiment) -> dict[str, Any]:
     if exp.extras:
         head["include"] = exp.extras
     return head
+
+
+class _NoExtra(dict[str, Any]):
+    """The empty ``extra`` that every expanded run without one shares (one dict instead of one
+    per run: 80 bytes a run, 80 MB at 1,000,000 runs). Equal to ``{}``, JSON ``{}``; writing
+    into it raises, so no run's extra can leak into the others: the expansion gives a run its
+    own dict (:func:`_own_extra`) before it writes one."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this run's extra is the shared empty one: give it its own (_own_extra)")
+
+    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self) -> Any:
+        return (dict, ())  # a copy or an unpickled run gets an ordinary (own) empty dict
+
+
+#: The shared empty extra (see :class:`_NoExtra`).
+NO_EXTRA: dict[str, Any] = _NoExtra()
+
+
+def _own_extra(run: RunSpec) -> dict[str, Any]:
+    """``run.extra``, first made the run's own dict if it is the shared empty one (the field is
+    frozen to everyone else; only the expansion, which made the run, writes it)."""
+    if type(run.extra) is _NoExtra:
+        object.__setattr__(run, "extra", {})
+    return run.extra
 
 
 #: The fields of a RunSpec that differ between an experiment's runs, in :func:`_run_maker`'s
@@ -229,8 +267,7 @@ class SearchSpec:
                 for run in runs
             ]
         for run, trial in paired:
-            # Each run's extra is its own dict, made for it by the expansion.
-            run.extra["search"] = self.trial_extra(trial)
+            _own_extra(run)["search"] = self.trial_extra(trial)
         return runs
 
     def trial_extra(self, trial: Trial) -> dict[str, Any]:

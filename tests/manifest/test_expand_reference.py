@@ -6,10 +6,12 @@ the whole desired state is pinned by a golden digest (taken before the fast path
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
 import math
+import pickle
 import shutil
 import subprocess
 from pathlib import Path
@@ -177,7 +179,18 @@ def test_every_run_is_what_the_reference_says(desired: DesiredState) -> None:
         assert (r.base_id == r.run_id) == (r.code_hash is None)
         # Built as the dataclass builds it; each run's extra is its own dict.
         assert type(r) is RunSpec and RunSpec(**dataclasses.asdict(r)) == r
-    assert len({id(r.extra) for r in runs}) == len(runs)
+    # A run without extra shares one empty, read-only dict; a run given one owns it.
+    bare = [r for r in runs if not r.extra]
+    assert bare and all(r.extra == {} and json.dumps(r.extra) == "{}" for r in bare)
+    with pytest.raises(TypeError):
+        bare[0].extra["x"] = 1
+    with pytest.raises(TypeError):
+        bare[0].extra.setdefault("x", 1)
+    assert bare[1].extra == {}
+    owned = [r.extra for r in runs if r.extra]
+    assert len({id(e) for e in owned}) == len(owned) and type(owned[0]) is dict
+    assert type(copy.deepcopy(bare[0]).extra) is dict
+    assert type(pickle.loads(pickle.dumps(bare[0])).extra) is dict
     with pytest.raises(dataclasses.FrozenInstanceError):
         runs[0].index = 5  # type: ignore[misc]
     assert len({r.run_id for r in runs}) == len(runs)
