@@ -1,6 +1,7 @@
 """Peak memory of harvesting one run whose metrics file is big (issue 11: about 16x the file).
 
-Usage: python bench/harvest_memory.py [MB] (default 200). One finished run is set up as
+Usage: python bench/harvest_memory.py [MB] [--tiny] (default 200; --tiny: 2 MB, for CI, a few
+seconds). One finished run is set up as
 bench/harvest.py does, its metrics.jsonl filled with MB megabytes of ordinary metric lines
 (``{"name": "loss", "value": ..., "step": ..., "time": ...}``, ~70 bytes each), and
 ``refresh`` runs in a child process under ``/usr/bin/time -v``: its maximum resident set size
@@ -35,7 +36,8 @@ for p in r.problems[:3]:
 
 
 def main() -> None:
-    mb = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    args = [a for a in sys.argv[1:] if a != "--tiny"]
+    mb = 2 if "--tiny" in sys.argv[1:] else int(args[0]) if args else 200
     with tempfile.TemporaryDirectory(prefix="hpcx-bench-harvest-mem-") as tmp:
         root = Path(tmp)
         state = setup(1, root)

@@ -5,6 +5,7 @@ floors measured the same way: starting `true` directly and starting `python -c p
 (the wrapper is one Python start), both with the same parallelism. Target: <= 50 ms a run.
 
     .venv/bin/python bench/local_overhead.py [N] [--parallel P]
+    .venv/bin/python bench/local_overhead.py --tiny          # 20 runs (a smoke run, < 20 s)
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("n", type=int, nargs="?", default=1000)
     ap.add_argument("--parallel", type=int, default=default_parallelism())
+    ap.add_argument("--tiny", action="store_true", help="20 runs (CI's smoke run)")
     args = ap.parse_args()
-    n, par = args.n, args.parallel
+    n, par = (20 if args.tiny else args.n), args.parallel
     with tempfile.TemporaryDirectory() as root:
         ex = LocalExecutor({"max_parallel": par})
         specs = [make_spec(["true"], index=i) for i in range(n)]
@@ -54,7 +56,7 @@ def main() -> None:
     direct = floor(["true"], n, par)
     python = floor([sys.executable, "-c", "pass"], n, par)
     per = lambda s: 1000 * s / n  # noqa: E731
-    print(f"runs={n} parallel={par} cpus={os.cpu_count()}")
+    print(f"runs={n} parallel={par} cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}")
     print(
         f"hpcx local executor : {per(t2 - t0):7.2f} ms/run "
         f"(prepare {per(t1 - t0):.2f}, run {per(t2 - t1):.2f})"

@@ -1,20 +1,38 @@
-"""Time to submit N runs as job arrays to a real one-node SLURM cluster (default 10,000).
+"""Submitting N runs to a real one-node SLURM cluster (issue 17).
 
-Starts a private cluster (tests/support/slurm.py) with MaxJobCount raised above N,
-then measures prepare (run folders + spec.json) and submit (tasks files, scripts, sbatch per
-array) up to the last job id recorded. Target: 10,000 runs <= 10 s. The jobs are cancelled
-before they run. Needs root, slurm-wlm and munge.
+Starts a private cluster (tests/support/slurm.py) with MaxJobCount raised above what is
+submitted, its node drained so that no job starts while we measure (the jobs are cancelled
+after each round). Needs root, slurm-wlm and munge. For each size, interleaved, medians:
 
-Side by side, when submitit is importable (`pip install submitit`; not a dependency):
-submitit's `executor.batch()` on the same sizes, timed the same way (start to the last job id),
-which fails above the cluster's MaxArraySize (1001 by default) where hpcx splits the array.
+* ``apply``: the whole ``hpcx apply --yes`` process (start to exit) on a fresh project whose
+  manifest sweeps N runs of ``true`` on the SLURM executor (load, plan, state, run folders,
+  sbatch, record);
+* ``submitit``: submitit's whole process, ``executor.batch()`` of the same N jobs (import,
+  pickles, sbatch), when a Python with submitit is found (``--submitit PY``, default
+  /tmp/subvenv/bin/python; ``python3 -m venv --system-site-packages /tmp/subvenv &&
+  /tmp/subvenv/bin/pip install submitit``). It fails above the cluster's MaxArraySize (1001 by
+  default), where hpcx splits the array: it is run at N <= 1000 only;
+* ``prepare+submit``: hpcx's executor in this process (run folders + spec.json, then tasks
+  files, scripts and sbatch per array), up to the last job id recorded.
 
-    .venv/bin/python bench/slurm_submit.py [N ...]
+Goals: the whole apply of 1,000 runs <= 1.5x submitit's whole process; 10,000 runs to SLURM
+<= 5 s (median of 3: the whole apply, and prepare+submit beside it).
+
+    PYTHONPATH=. .venv/bin/python bench/slurm_submit.py [N ...] [--rounds R]   # default 1000 10000
+    PYTHONPATH=. .venv/bin/python bench/slurm_submit.py --tiny                  # 20 runs, 1 round
+
+``--before DIR``: also time the whole apply of another checkout (e.g. ``git archive`` of an
+earlier commit, with the native module copied in), interleaved with this one.
 """
 
 from __future__ import annotations
 
+import argparse
+import compileall
+import json
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,65 +40,214 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from support.projects import make_project
 from support.slurm import SlurmCluster
 from support.specs import command_spec as make_spec
 
 from hpcx.run.executors import new_key
 from hpcx.run.executors.slurm import SlurmExecutor
 
+ROOT = Path(__file__).resolve().parents[1]
+APPLY_GOAL = 1.5  # x submitit's whole process, at 1,000 runs
+TEN_K_GOAL = 5.0  # seconds for 10,000 runs
 
-def _noop(i: int) -> int:
+SUBMITIT = """
+import sys
+import submitit
+
+def noop(i):
     return i
 
+ex = submitit.AutoExecutor(folder=sys.argv[1], cluster="slurm")
+ex.update_parameters(slurm_partition="debug", timeout_min=5, cpus_per_task=1)
+with ex.batch():
+    jobs = [ex.submit(noop, i) for i in range(int(sys.argv[2]))]
+print(" ".join(sorted({j.job_id.split("_")[0] for j in jobs})))
+"""
 
-def submitit_batch(n: int, folder: Path, cluster: SlurmCluster) -> str:
-    """submitit's executor.batch() of n jobs: the time to the last job id, or its error."""
-    try:
-        import submitit
-    except ImportError:
-        return "submitit not installed"
-    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    ex.update_parameters(slurm_partition="debug", timeout_min=5)
-    t0 = time.perf_counter()
-    try:
-        with ex.batch():
-            jobs = [ex.submit(_noop, i) for i in range(n)]
-        ids = [j.job_id for j in jobs]
-    except Exception as exc:  # what a user of submitit would see
-        return f"FAILED after {time.perf_counter() - t0:.2f}s: {str(exc).splitlines()[0][:90]}"
-    took = time.perf_counter() - t0
-    cluster.run("scancel", *{i.split("_")[0] for i in ids}, check=False)
-    return f"{took:6.2f}s ({len(ids)} job ids)"
+
+def _axes(n: int) -> dict[str, list[int]]:
+    """A grid of n points as a person writes one: axes of 10 values (n = 10^k, or 2 x 10)."""
+    axes: dict[str, list[int]] = {}
+    left = n
+    while left % 10 == 0 and left > 1:
+        axes[f"p{len(axes)}"] = list(range(10))
+        left //= 10
+    if left > 1:
+        axes[f"p{len(axes)}"] = list(range(left))
+    return axes
+
+
+def _manifest(n: int) -> str:
+    axes = _axes(n)
+    spec = {
+        "command": ["true"],
+        "params": {k: 0 for k in axes},
+        "sweep": {"grid": axes},
+        "executor": {"type": "slurm"},
+        "resources": {"partition": "debug", "cpus": 1, "time": "00:05:00"},
+    }
+    doc = {"apiVersion": "hpcx/v1", "kind": "Experiment", "metadata": {"name": "b"}, "spec": spec}
+    return json.dumps(doc) + "\n"
+
+
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+class Bench:
+    def __init__(self, tmp: Path, cluster: SlurmCluster, submitit_py: str | None) -> None:
+        self.tmp = tmp
+        self.cluster = cluster
+        self.submitit_py = submitit_py
+        self.env = dict(cluster.env)
+        self.env["PYTHONPATH"] = str(ROOT) + (
+            os.pathsep + self.env["PYTHONPATH"] if self.env.get("PYTHONPATH") else ""
+        )
+        self.count = 0
+
+    def _fresh(self, name: str) -> Path:
+        self.count += 1
+        return self.tmp / f"{name}-{self.count}"
+
+    def apply(self, n: int, checkout: Path = ROOT) -> float:
+        root = make_project(self._fresh("proj"), {"b": _manifest(n)})
+        hpcx = str(Path(sys.executable).parent / "hpcx")
+        env = dict(self.env)
+        env["PYTHONPATH"] = str(checkout) + os.pathsep + env["PYTHONPATH"]
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [hpcx, "apply", "--yes", "--json"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        took = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"hpcx apply failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        doc = json.loads(proc.stdout)
+        ids = [j for s in doc["submissions"] for j in s["job_ids"]]
+        assert sum(s["runs"] for s in doc["submissions"]) == n, doc
+        self.cluster.run("scancel", *ids, check=False)
+        return took
+
+    def submitit(self, n: int) -> float | None:
+        if self.submitit_py is None:
+            return None
+        folder = self._fresh("submitit")
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [self.submitit_py, "-c", SUBMITIT, str(folder), str(n)],
+            env=self.cluster.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        took = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"submitit failed: {proc.stderr[-2000:]}")
+        self.cluster.run("scancel", *proc.stdout.split(), check=False)
+        return took
+
+    def in_process(self, n: int) -> tuple[float, float]:
+        root = self._fresh("runs")
+        ex = SlurmExecutor()
+        specs = [make_spec(["true"], index=i, experiment="bench") for i in range(n)]
+        key = new_key()
+        t0 = time.perf_counter()
+        dirs = ex.prepare(specs, root, key=key)
+        t1 = time.perf_counter()
+        sub = ex.submit(key, dirs)
+        t2 = time.perf_counter()
+        self.cluster.run("scancel", *sub.job_ids, check=False)
+        return t1 - t0, t2 - t1
+
+
+def _submitit_python(asked: str | None) -> str | None:
+    for py in [asked] if asked else ["/tmp/subvenv/bin/python"]:
+        if py and Path(py).exists():
+            ok = subprocess.run([py, "-c", "import submitit"], capture_output=True, check=False)
+            if ok.returncode == 0:
+                return py
+    return None
 
 
 def main() -> None:
-    sizes = [int(a) for a in sys.argv[1:]] or [1000, 2000, 10000]
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("sizes", type=int, nargs="*")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tiny", action="store_true", help="20 runs, one round (CI)")
+    ap.add_argument("--submitit", help="a Python that has submitit")
+    ap.add_argument("--before", help="another checkout's root: its whole apply, interleaved")
+    args = ap.parse_args()
+    sizes = [20] if args.tiny else (args.sizes or [1000, 10000])
+    rounds = 1 if args.tiny else args.rounds
+    # An installed hpcx has its bytecode compiled (pip does it).
+    compileall.compile_dir(str(ROOT / "hpcx"), quiet=1)
+    before = Path(args.before).resolve() if args.before else None
+    if before is not None:
+        compileall.compile_dir(str(before / "hpcx"), quiet=1)
+    py = _submitit_python(args.submitit)
+    med = statistics.median
     with (
         tempfile.TemporaryDirectory() as tmp,
-        SlurmCluster(Path(tmp) / "cluster", MaxJobCount=max(sizes) * 3 + 100) as cluster,
+        # Cancelled jobs count against MaxJobCount until MinJobAge purges them: room for
+        # every submission of every round.
+        SlurmCluster(
+            Path(tmp) / "cluster", MaxJobCount=sum(sizes) * 4 * rounds + 1000, MinJobAge=5
+        ) as cluster,
     ):
         os.environ["SLURM_CONF"] = cluster.env["SLURM_CONF"]
         # Keep the node from starting the jobs while we measure.
         cluster.run("scontrol", "update", f"NodeName={cluster.host}", "State=DRAIN", "Reason=bench")
+        bench = Bench(Path(tmp), cluster, py)
+        print(f"submitit: {py or 'not found (--submitit PY)'}; rounds={rounds}; load={_load()}")
         for n in sizes:
-            root = Path(tmp) / f"runs-{n}"
-            ex = SlurmExecutor()
-            specs = [make_spec(["true"], index=i, experiment="bench") for i in range(n)]
-            key = new_key()
-            t0 = time.perf_counter()
-            dirs = ex.prepare(specs, root, key=key)
-            t1 = time.perf_counter()
-            sub = ex.submit(key, dirs)
-            t2 = time.perf_counter()
-            print(
-                f"runs={n:6d} arrays={len(sub.job_ids):3d} prepare={t1 - t0:6.2f}s "
-                f"submit={t2 - t1:6.2f}s total={t2 - t0:6.2f}s (target 10,000 <= 10 s)",
-                flush=True,
+            applies: list[float] = []
+            olds: list[float] = []
+            subs: list[float] = []
+            prep: list[float] = []
+            sbatch: list[float] = []
+            for _ in range(rounds):  # interleaved: apply, the earlier apply, submitit, in-process
+                applies.append(bench.apply(n))
+                if before is not None:
+                    olds.append(bench.apply(n, before))
+                s = bench.submitit(n) if n <= 1000 else None
+                if s is not None:
+                    subs.append(s)
+                p, q = bench.in_process(n)
+                prep.append(p)
+                sbatch.append(q)
+            a = med(applies)
+            line = f"runs={n:6d} hpcx apply (whole process) {a:6.2f}s"
+            if subs:
+                ratio = a / med(subs)
+                met = "met" if ratio <= APPLY_GOAL else "NOT met"
+                line += (
+                    f" | submitit batch (whole process) {med(subs):6.2f}s | ratio {ratio:4.2f}x "
+                    f"(goal <= {APPLY_GOAL:g}x: {met})"
+                )
+            print(line + f" load={_load()}", flush=True)
+            if olds:
+                o = med(olds)
+                line = (
+                    f"           before: hpcx apply (whole process) {o:6.2f}s "
+                    f"(after/before {a / o:4.2f}x)"
+                )
+                if subs:
+                    line += f" | ratio to submitit {o / med(subs):4.2f}x"
+                print(line + f" load={_load()}", flush=True)
+            total = med(p + q for p, q in zip(prep, sbatch, strict=True))
+            line = (
+                f"           in process: prepare {med(prep):5.2f}s + submit {med(sbatch):5.2f}s "
+                f"= {total:5.2f}s"
             )
-            cluster.run("scancel", *sub.job_ids, check=False)
-            print(
-                f"           submitit executor.batch(): {submitit_batch(n, root / 'sub', cluster)}"
-            )
+            if n == 10000:
+                met = "met" if a <= TEN_K_GOAL else "NOT met"
+                line += f" | 10k goal <= {TEN_K_GOAL:g}s (whole apply {a:.2f}s): {met}"
+            print(line + f" load={_load()}", flush=True)
 
 
 if __name__ == "__main__":

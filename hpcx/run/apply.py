@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from hpcx.plan.planner import Plan, RunChange
     from hpcx.run.executors.base import ObservedStatus, Submission
     from hpcx.run.harvest import HarvestResult
+    from hpcx.state.store import StateStore
     from hpcx.state.writer import Writer
     from hpcx.util.selection import Unmatched
 
@@ -310,142 +311,167 @@ def apply_changes(
     if project_root is not None:
         to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
 
-    if to_submit:
-        check_runs_root_owner(writer, runs_root, create=True)
-    if updates:
-        with writer.transaction() as tx:
-            tx.record_runs(updates, event="settings-updated")
-        outcome.updated = [r.run_id for r in updates]
-
     groups: dict[tuple[str, str], list[RunChange]] = {}
+    # Runs of one manifest share their executor options: each object is written out once.
+    seen: dict[int, tuple[Any, tuple[str, str]]] = {}
     for c in to_submit:
         assert c.run is not None
-        groups.setdefault(_executor_group(c.run), []).append(c)
+        known = seen.get(id(c.run.executor))
+        if known is None or known[0] is not c.run.executor:
+            known = seen[id(c.run.executor)] = (c.run.executor, _executor_group(c.run))
+        groups.setdefault(known[1], []).append(c)
+
+    # The state opened once for the owner check, the settings updates and the first intent
+    # (each opening and closing costs ~0.1 s); it is closed before anything is submitted.
+    first: StateStore | None = writer.open() if (to_submit or updates) else None
+    try:
+        if to_submit:
+            check_runs_root_owner(writer, runs_root, create=True, store=first)
+        if updates:
+            assert first is not None
+            with first.transaction() as tx:
+                tx.record_runs(updates, event="settings-updated")
+            outcome.updated = [r.run_id for r in updates]
+    except BaseException:
+        if first is not None:
+            first.close()
+        raise
 
     waiting: list[tuple[Any, Submission]] = []
-    for (kind, options_json), group in groups.items():
-        options = json.loads(options_json)
-        if kind == "local" and (detach or not wait):
-            # Nothing runs a foreground local queue once this process returns: not waiting
-            # means running it detached (else `apply --no-wait` left every local run lost).
-            options["detach"] = True
-        ex = get_executor(kind, options, progress=progress)
-        key = new_key()
-        runs = [c.run for c in group if c.run is not None]
-        ids = [r.run_id for r in runs]
+    try:
+        for (kind, options_json), group in groups.items():
+            options = json.loads(options_json)
+            if kind == "local" and (detach or not wait):
+                # Nothing runs a foreground local queue once this process returns: not waiting
+                # means running it detached (else `apply --no-wait` left every local run lost).
+                options["detach"] = True
+            ex = get_executor(kind, options, progress=progress)
+            key = new_key()
+            runs = [c.run for c in group if c.run is not None]
+            ids = [r.run_id for r in runs]
 
-        # 1. intent
-        with writer.open() as store, store.transaction() as tx:
-            existing = store.existing_runs(ids)
-            tx.record_runs(
-                runs, status="pending", event="planned", executor=kind, submission_key=key
-            )
-            again = [rid for rid in ids if rid in existing]
-            if again:
-                tx.update_runs(
-                    [
-                        {
-                            "run_id": rid,
-                            "status": "pending",
-                            "submission_key": key,
-                            "executor": kind,
-                            "job_id": None,
-                            "exit_code": None,
-                            "end_reason": None,
-                            "started_at": None,
-                            "ended_at": None,
-                        }
-                        for rid in again
-                    ],
-                    event="retry",
+            # 1. intent
+            opened, first = (first or writer.open()), None
+            with opened as store, store.transaction() as tx:
+                existing = store.existing_runs(ids)
+                tx.record_runs(
+                    runs, status="pending", event="planned", executor=kind, submission_key=key
                 )
-            tx.record_submission(
-                key,
-                executor=kind,
-                state="intent",
-                run_ids=ids,
-                detail={"options": options, "runs_root": str(runs_root)},
-            )
-            if provenance is not None:
-                from hpcx.run.provenance import run_meta
-
-                root = project_root or Path.cwd()
-                tx.set_run_meta_many(
-                    {r.run_id: run_meta(provenance, r.experiment, r.source, root) for r in runs}
-                )
-
-        # 2. submit (the state is closed: nothing holds it while the scheduler answers)
-        sub: Submission | None = None
-        error: HpcxError | None = None
-        try:
-            dirs = ex.prepare(runs, runs_root, key=key)
-            sub = ex.submit(key, dirs)
-            if provenance is not None and provenance.get("diff"):
-                from hpcx.run.provenance import save_diff
-
-                # Into the submission folder that submit made (its name is the key, made
-                # exclusively), then linked into each run folder.
-                save_diff(provenance, Path(sub.folder), [d.path for d in dirs])
-            if provenance is not None:
-                from hpcx.run.provenance import save_manifests
-
-                # The manifest as applied, beside each run (git may not hold it).
-                source = {r.run_id: r.source for r in runs}
-                save_manifests(
-                    provenance,
-                    Path(sub.folder),
-                    {d.run_id: (d.path, source[d.run_id]) for d in dirs},
-                )
-        except SubmitError as exc:
-            error = exc
-            sub = exc.partial
-            if exc.ambiguous:
-                outcome.ambiguous.append(key)
-        except HpcxError as exc:
-            error = exc
-
-        # 3. record
-        with writer.transaction() as tx:
-            if sub is not None:
-                tx.record_submitted(sub, options)
-                outcome.submissions.append(sub)
-                outcome.submitted.extend(sub.run_ids)
-                if on_submitted is not None:
-                    on_submitted(sub)
-            gone = [rid for rid in ids if sub is None or rid not in sub.run_jobs]
-            if error is not None and key in outcome.ambiguous:
-                # The scheduler may hold them: the next refresh reconciles by name first.
-                outcome.ambiguous_detail[key] = {
-                    "sent": len(sub.run_ids) if sub else 0,
-                    "total": len(ids),
-                    "error": str(error),
-                }
+                again = [rid for rid in ids if rid in existing]
+                if again:
+                    tx.update_runs(
+                        [
+                            {
+                                "run_id": rid,
+                                "status": "pending",
+                                "submission_key": key,
+                                "executor": kind,
+                                "job_id": None,
+                                "exit_code": None,
+                                "end_reason": None,
+                                "started_at": None,
+                                "ended_at": None,
+                            }
+                            for rid in again
+                        ],
+                        event="retry",
+                    )
                 tx.record_submission(
                     key,
                     executor=kind,
-                    state="ambiguous",
-                    job_ids=list(sub.job_ids) if sub else [],
-                    # The whole detail is replaced: keep what refresh needs to reconcile.
-                    detail={
-                        "options": options,
-                        "runs_root": str(runs_root),
-                        "error": str(error),
-                    },
+                    state="intent",
+                    run_ids=ids,
+                    detail={"options": options, "runs_root": str(runs_root)},
                 )
-            elif gone:
-                reason = f"not submitted: {error}" if error else "not submitted"
-                tx.update_runs(
-                    [{"run_id": rid, "status": "failed", "end_reason": reason} for rid in gone],
-                    event="submit-failed",
-                )
-                for rid in gone:
-                    outcome.not_submitted[rid] = reason
-                if sub is None:
-                    tx.record_submission(
-                        key, executor=kind, state="failed", detail={"error": str(error)}
+                if provenance is not None:
+                    from hpcx.run.provenance import run_meta
+
+                    root = project_root or Path.cwd()
+                    # One per manifest, not per run: every run of a manifest has the same
+                    # provenance (resolving its path per run was a tenth of applying 1,000).
+                    metas: dict[tuple[str, str], dict[str, Any]] = {}
+                    for r in runs:
+                        if (r.experiment, r.source) not in metas:
+                            metas[r.experiment, r.source] = run_meta(
+                                provenance, r.experiment, r.source, root
+                            )
+                    tx.set_run_meta_many({r.run_id: metas[r.experiment, r.source] for r in runs})
+
+            # 2. submit (the state is closed: nothing holds it while the scheduler answers)
+            sub: Submission | None = None
+            error: HpcxError | None = None
+            try:
+                dirs = ex.prepare(runs, runs_root, key=key)
+                sub = ex.submit(key, dirs)
+                if provenance is not None and provenance.get("diff"):
+                    from hpcx.run.provenance import save_diff
+
+                    # Into the submission folder that submit made (its name is the key, made
+                    # exclusively), then linked into each run folder.
+                    save_diff(provenance, Path(sub.folder), [d.path for d in dirs])
+                if provenance is not None:
+                    from hpcx.run.provenance import save_manifests
+
+                    # The manifest as applied, beside each run (git may not hold it).
+                    source = {r.run_id: r.source for r in runs}
+                    save_manifests(
+                        provenance,
+                        Path(sub.folder),
+                        {d.run_id: (d.path, source[d.run_id]) for d in dirs},
                     )
-        if sub is not None and kind == "local" and not options.get("detach"):
-            waiting.append((ex, sub))
+            except SubmitError as exc:
+                error = exc
+                sub = exc.partial
+                if exc.ambiguous:
+                    outcome.ambiguous.append(key)
+            except HpcxError as exc:
+                error = exc
+
+            # 3. record
+            with writer.transaction() as tx:
+                if sub is not None:
+                    tx.record_submitted(sub, options)
+                    outcome.submissions.append(sub)
+                    outcome.submitted.extend(sub.run_ids)
+                    if on_submitted is not None:
+                        on_submitted(sub)
+                gone = [rid for rid in ids if sub is None or rid not in sub.run_jobs]
+                if error is not None and key in outcome.ambiguous:
+                    # The scheduler may hold them: the next refresh reconciles by name first.
+                    outcome.ambiguous_detail[key] = {
+                        "sent": len(sub.run_ids) if sub else 0,
+                        "total": len(ids),
+                        "error": str(error),
+                    }
+                    tx.record_submission(
+                        key,
+                        executor=kind,
+                        state="ambiguous",
+                        job_ids=list(sub.job_ids) if sub else [],
+                        # The whole detail is replaced: keep what refresh needs to reconcile.
+                        detail={
+                            "options": options,
+                            "runs_root": str(runs_root),
+                            "error": str(error),
+                        },
+                    )
+                elif gone:
+                    reason = f"not submitted: {error}" if error else "not submitted"
+                    tx.update_runs(
+                        [{"run_id": rid, "status": "failed", "end_reason": reason} for rid in gone],
+                        event="submit-failed",
+                    )
+                    for rid in gone:
+                        outcome.not_submitted[rid] = reason
+                    if sub is None:
+                        tx.record_submission(
+                            key, executor=kind, state="failed", detail={"error": str(error)}
+                        )
+            if sub is not None and kind == "local" and not options.get("detach"):
+                waiting.append((ex, sub))
+    finally:
+        if first is not None:  # no group got as far as its intent
+            first.close()
 
     from hpcx.run.harvest import harvest_submissions
 
@@ -593,13 +619,12 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> lis
     Each distinct placement is checked once against the topology; the error lists every
     problem with the experiment and how many runs ask for it.
     """
-    from hpcx.node.placement import resolve
-    from hpcx.node.topology import read_topology
+    from hpcx.manifest.spec import executor_kind
 
     asked: dict[tuple[str, str, str], int] = {}
     runs_local: list[RunSpec] = []
     for run in runs:
-        if _executor_group(run)[0] != "local":
+        if executor_kind(run.executor) != "local":
             continue
         runs_local.append(run)
         numa = run.placement.get("numa")
@@ -608,6 +633,9 @@ def check_local_placements(runs: Iterable[RunSpec], topology: Any = None) -> lis
         asked[key] = asked.get(key, 0) + 1
     if not asked:
         return []
+    from hpcx.node.placement import resolve
+    from hpcx.node.topology import read_topology
+
     topo = topology if topology is not None else read_topology()
     problems = []
     for (experiment, numa_j, gpus_j), n in sorted(asked.items()):

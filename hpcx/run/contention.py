@@ -23,8 +23,7 @@ import os
 import resource
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 #: A run whose cores gave at least this fraction of their time to other processes is flagged.
 HEAVY_FRAC = 0.10
@@ -34,8 +33,7 @@ HEAVY_FRAC = 0.10
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
+class Sample(NamedTuple):  # not a dataclass: the job wrapper imports this at each start
     wall: float
     busy_s: float | None
     own_cpu_s: float

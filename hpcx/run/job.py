@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hpcx.cluster.units import time_limit_seconds
 from hpcx.errors import HpcxError
 from hpcx.errors import PlacementFailed as PlacementFailed  # known here to the wrapper's callers
 from hpcx.run import contention, rundir
@@ -224,7 +223,9 @@ class Wrapper:
         #: The stop signal came once the program had already exited on its own.
         self.stop_late = False
         self.grace = DEFAULT_KILL_GRACE
-        self.time_limit: float | None = None
+        #: The run's ``resources.time`` as spec.json says it, read as seconds only when a stop
+        #: signal needs it (:attr:`time_limit`): parsing it imports what a start does not need.
+        self.time_text: Any = None
         self.started = time.time()
         #: spec.checkpoint with its defaults, once the spec is read (None: no checkpointing).
         self.checkpoint: dict[str, Any] | None = None
@@ -245,6 +246,16 @@ class Wrapper:
             "claimed_at": utcnow(),
             "job": slurm_job_env(),
         }
+
+    @property
+    def time_limit(self) -> float | None:
+        """The run's time limit in seconds (``resources.time``), None when it has none."""
+        from hpcx.cluster.units import time_limit_seconds
+
+        try:
+            return time_limit_seconds(self.time_text)
+        except ValueError:
+            return None
 
     # Only the final status is fsynced: it is the lasting truth about the run. An
     # intermediate one lost in a crash reads as pending/lost, which is what it is then.
@@ -423,11 +434,7 @@ class Wrapper:
         options = spec.get("executor") or {}
         if "kill_grace" in options:
             self.grace = float(options["kill_grace"])
-        resources = spec.get("resources") or {}
-        try:
-            self.time_limit = time_limit_seconds(resources.get("time"))
-        except ValueError:
-            self.time_limit = None
+        self.time_text = (spec.get("resources") or {}).get("time")
 
         env = dict(os.environ)
         env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
@@ -482,12 +489,13 @@ class Wrapper:
                 return {"state": state, "reason": self._pruned_why()}, 0
             return {"state": state, "reason": f"{state} before the program started"}, 0
 
-        try:  # the launcher (spec.launcher) turns the program into what starts its ranks
-            from hpcx.run import launch
+        if launcher and launcher != "none":  # none: the argv as it is (launch.command)
+            try:  # the launcher (spec.launcher) turns the program into what starts its ranks
+                from hpcx.run import launch
 
-            argv, env = launch.prepare(argv, spec, env)
-        except HpcxError as exc:
-            return {"state": "failed", "reason": f"launch: {exc}"}, 2
+                argv, env = launch.prepare(argv, spec, env)
+            except HpcxError as exc:
+                return {"state": "failed", "reason": f"launch: {exc}"}, 2
         cores = [int(c) for c in used.get("cpus") or []]
         cwd = spec.get("cwd") or None
         before = contention.sample(cores)
@@ -651,7 +659,41 @@ def _from_tasks(tasks: str, index: int | None) -> tuple[str, int]:
     raise SystemExit(f"hpcx.run.job: {tasks} has no line {index}")
 
 
-def main(argv: list[str] | None = None) -> int:
+class _Args:
+    def __init__(self) -> None:
+        self.run_dir: str | None = None
+        self.attempt = 0
+        self.tasks: str | None = None
+        self.index: int | None = None
+
+
+def _quick_args(argv: list[str]) -> _Args | None:
+    """The command lines hpcx writes (``RUN_DIR [--attempt N]``, ``--tasks FILE [--index
+    N]``) parsed without argparse, which costs a start a few ms more: None for anything else
+    (then argparse parses it, and says what is wrong)."""
+    args = _Args()
+    rest = list(argv)
+    while rest:
+        word = rest.pop(0)
+        if word in ("--attempt", "--index", "--tasks") and rest:
+            value = rest.pop(0)
+            if word == "--tasks" and value and not value.startswith("-"):
+                args.tasks = value
+            elif word != "--tasks" and value.isdigit() and value.isascii():
+                setattr(args, word[2:], int(value))
+            else:
+                return None
+        elif word and not word.startswith("-") and args.run_dir is None:
+            args.run_dir = word
+        else:
+            return None
+    return args if (args.run_dir or args.tasks) else None
+
+
+def _parse_args(argv: list[str] | None) -> _Args:
+    quick = _quick_args(sys.argv[1:] if argv is None else argv)
+    if quick is not None:
+        return quick
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m hpcx.job", description=__doc__.split("\n")[0])
@@ -659,15 +701,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--attempt", type=int, default=0)
     ap.add_argument("--tasks", help="a tasks file: line i = RUN_DIR<TAB>ATTEMPT")
     ap.add_argument("--index", type=int, help="the line of --tasks (default SLURM_ARRAY_TASK_ID)")
-    args = ap.parse_args(argv)
+    args = _Args()
+    ap.parse_args(argv, namespace=args)
+    if not args.tasks and not args.run_dir:
+        ap.error("give RUN_DIR or --tasks")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     attempt = args.attempt
     if args.tasks:
         path, attempt_in_file = _from_tasks(args.tasks, args.index)
         attempt = attempt or attempt_in_file
-    elif args.run_dir:
-        path = args.run_dir
     else:
-        ap.error("give RUN_DIR or --tasks")
+        assert args.run_dir
+        path = args.run_dir
     rd = RunDir.open(path)
     attempt = attempt or rd.attempt
     if restart_count() > 0:

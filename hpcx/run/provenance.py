@@ -168,13 +168,24 @@ def save_diff(info: Mapping[str, Any], submission_folder: Path, run_dirs: Iterab
     diff = info.get("diff")
     if not diff:
         return
-    from hpcx.util.files import atomic_write_text, link_or_copy
+    from hpcx.util.files import atomic_write_text
 
     submission_folder.mkdir(parents=True, exist_ok=True)
     master = submission_folder / "git.diff"
     atomic_write_text(master, diff, fsync=False)
     for rd in run_dirs:
-        link_or_copy(master, Path(rd) / "git.diff")
+        _link(master, Path(rd) / "git.diff")
+
+
+def _link(master: Path, dst: str | os.PathLike[str]) -> None:
+    """One hard link where the run folder has no such file yet (a new run), else
+    link_or_copy: it replaces an earlier attempt's, or copies across file systems."""
+    from hpcx.util.files import link_or_copy
+
+    try:
+        os.link(master, dst)
+    except OSError:
+        link_or_copy(master, Path(dst))
 
 
 def save_manifests(
@@ -188,7 +199,7 @@ def save_manifests(
     copies = info.get("manifests") or {}
     if not copies:
         return
-    from hpcx.util.files import atomic_write_bytes, link_or_copy
+    from hpcx.util.files import atomic_write_bytes
 
     made: dict[str, Path] = {}
     for folder, source in run_dirs.values():
@@ -201,7 +212,8 @@ def save_manifests(
             master.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(master, copy["bytes"], fsync=False)
             made[copy["sha256"]] = master
-        link_or_copy(master, Path(folder) / MANIFEST_COPY)
+        # os.path on the folder's text: a Path per run was most of this loop at 10,000 runs.
+        _link(master, os.path.join(folder, MANIFEST_COPY))
 
 
 #: The ``run_meta`` keys hpcx records itself: :func:`run_meta`'s provenance, the harvest's

@@ -39,7 +39,6 @@ import errno
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,14 +81,51 @@ _ATTEMPT_FILES = (SPEC, STATUS, METRICS, STDOUT, STDERR, SCRIPT, PRUNE)
 # The folder
 
 
-@dataclass(frozen=True, slots=True)
 class RunDir:
-    """One run's folder and the attempt it is prepared for."""
+    """One run's folder and the attempt it is prepared for (immutable).
+
+    A plain class, not a dataclass: the job wrapper imports this module at every task's start,
+    and ``dataclasses`` (with ``inspect``) would be a fifth of that start."""
+
+    __slots__ = ("attempt", "experiment", "path", "run_id")
 
     path: Path
     experiment: str
     run_id: str
-    attempt: int = 1
+    attempt: int
+
+    def __init__(self, path: Path, experiment: str, run_id: str, attempt: int = 1) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "experiment", experiment)
+        object.__setattr__(self, "run_id", run_id)
+        object.__setattr__(self, "attempt", attempt)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} of a RunDir")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} of a RunDir")
+
+    def _fields(self) -> tuple[Path, str, str, int]:
+        return (self.path, self.experiment, self.run_id, self.attempt)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, RunDir)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __reduce__(self) -> tuple[type[RunDir], tuple[Path, str, str, int]]:
+        return (RunDir, self._fields())  # pickle and copy: __setattr__ refuses their way
+
+    def __repr__(self) -> str:
+        return (
+            f"RunDir(path={self.path!r}, experiment={self.experiment!r}, "
+            f"run_id={self.run_id!r}, attempt={self.attempt!r})"
+        )
 
     @property
     def spec_path(self) -> Path:
@@ -136,7 +172,11 @@ def run_path(runs_root: str | os.PathLike[str], experiment: str, run_id: str) ->
     for part in (experiment, run_id):
         if not part or part in (".", "..") or "/" in part or "\0" in part or part.startswith("."):
             raise ValueError(f"not usable as a folder name: {part!r}")
-    return Path(runs_root).absolute() / experiment / run_id
+    root = os.fspath(runs_root)
+    if not os.path.isabs(root):
+        root = os.path.join(os.getcwd(), root)
+    # One Path built from the joined text (Path / a / b parses twice as often).
+    return Path(os.path.join(root, experiment, run_id))
 
 
 def create(
@@ -146,6 +186,8 @@ def create(
     spec: Mapping[str, Any],
     *,
     fsync: bool = True,
+    parent_made: bool = False,
+    path: Path | None = None,
 ) -> RunDir:
     """Create the run folder with ``spec.json``, or start a new attempt in an existing one.
 
@@ -153,27 +195,49 @@ def create(
     An existing folder keeps its earlier attempt's files under ``attempts/N/`` and gets a new
     ``spec.json`` with ``attempt`` = N + 1. ``spec`` must not hold ``attempt``; this sets it.
     Refuses a folder whose current attempt is still active (claimed or running, not lost).
+    ``parent_made``: the experiment's folder exists (a caller creating many runs made it once);
+    ``path``: the folder as :func:`run_path` named it for these, when the caller has it.
     """
-    final = run_path(runs_root, experiment, run_id)
-    parent = final.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not final.exists():
+    final = path if path is not None else run_path(runs_root, experiment, run_id)
+    # os.path on strings, not pathlib: prepare creates one of these per run (10,000s).
+    where = os.fspath(final)
+    parent = os.path.dirname(where)
+    if not parent_made:
+        os.makedirs(parent, exist_ok=True)
+    if not os.path.exists(where):
         doc = {**spec, "attempt": 1}
-        tmp = parent / f".tmp-{run_id}-{os.urandom(4).hex()}"
-        tmp.mkdir()
+        tmp = os.path.join(parent, f".tmp-{run_id}-{os.urandom(4).hex()}")
+        os.mkdir(tmp)
         try:
-            atomic_write_json(tmp / SPEC, doc, fsync=fsync)
-            os.rename(tmp, final)
+            # Straight into the new folder: nobody sees it before the rename below, which
+            # publishes the folder and its spec.json together.
+            _write_new(os.path.join(tmp, SPEC), dumps(doc).encode(), fsync=fsync)
+            if fsync:
+                fsync_dir(Path(tmp))
+            os.rename(tmp, where)
         except OSError:
-            _rmtree(tmp)
-            if not (final / SPEC).exists():
+            _rmtree(Path(tmp))
+            if not os.path.exists(os.path.join(where, SPEC)):
                 raise
             # Another process created it at the same moment: take the new-attempt path.
         else:
             if fsync:
-                fsync_dir(parent)
+                fsync_dir(Path(parent))
             return RunDir(final, experiment, run_id, 1)
     return _next_attempt(final, experiment, run_id, spec, fsync=fsync)
+
+
+def _write_new(path: str, data: bytes, *, fsync: bool) -> None:
+    """Write a file that must not exist yet (O_EXCL), whole."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _next_attempt(

@@ -17,6 +17,7 @@ from hpcx.util.files import atomic_write_json, read_json
 from hpcx.util.proc import hostname, utcnow
 
 if TYPE_CHECKING:
+    from hpcx.state.store import StateStore
     from hpcx.state.writer import Writer
 
 #: Where run folders go, under the project root, unless --runs-root / $HPCX_RUNS_ROOT say.
@@ -27,7 +28,9 @@ RUNS_ENV = "HPCX_RUNS_ROOT"
 RUNS_OWNER = ".hpcx-owner.json"
 
 
-def check_runs_root_owner(writer: Writer, runs_root: Path, *, create: bool) -> None:
+def check_runs_root_owner(
+    writer: Writer, runs_root: Path, *, create: bool, store: StateStore | None = None
+) -> None:
     """Refuse a runs folder that another state owns; mark it ours on first use.
 
     Two states sharing one runs folder would each adopt the other's submissions from disk
@@ -35,14 +38,18 @@ def check_runs_root_owner(writer: Writer, runs_root: Path, *, create: bool) -> N
     marker holds the owner's lineage (a uuid made with its state file; a restored backup keeps
     it) and path. ``create``: make the runs folder if it is missing (apply); a refresh marks
     only a folder that exists. Takes the state's lineage from the file, creating the state
-    when there is none yet (apply is about to).
+    when there is none yet (apply is about to); ``store``: the state, when the caller has it
+    open.
     """
     state_path = writer.path
     marker = runs_root / RUNS_OWNER
     if not create and not runs_root.exists():
         return
-    with writer.open() as store:
+    if store is not None:  # the caller's, open already
         lineage = store.meta()[0]
+    else:
+        with writer.open() as opened:
+            lineage = opened.meta()[0]
     try:
         doc = read_json(marker)
     except FileNotFoundError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import gc
 import json
+import math
 import os
 import re
 import tempfile
@@ -352,6 +353,25 @@ def _json(value: Any) -> str | None:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _last_of(key: str, distinct: set[Any], rows: int) -> str:
+    """The clause that keeps the last of the rows sharing ``key`` (a bulk write given the same
+    run and key twice keeps the later), or none when ``distinct`` (the keys, as Python sees
+    them) shows each key once: a harvest's rows are, and the window was a sort of them all."""
+    if len(distinct) == rows:
+        return ""
+    return f" QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY rowid DESC) = 1"
+
+
+def _meta_json(value: Any) -> str | None:
+    """:func:`_json` of a run_meta value, plain ints and finite floats (most of a harvest's
+    meta: durations, attempts) written without the encoder: the same text, ``json.dumps``
+    writes them with their ``repr``."""
+    kind = type(value)
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    return _json(value)
+
+
 def _json_object(text: str | None) -> dict[str, Any] | None:
     """A JSON object read back from a column (None for SQL NULL, JSON null or empty text)."""
     if not text:
@@ -447,26 +467,15 @@ def _metrics_via_numpy(con: Any, rows: Sequence[Sequence[Any]], serial: int) -> 
     """Insert metric rows ``(run_id, name, step, value, time, attempt)`` as numpy columns
     registered with DuckDB (no temporary file, no per-value formatting). False when numpy is
     missing."""
-    try:
-        import numpy as np
-    except ImportError:
+    cols = MetricColumns.from_rows(rows)
+    if cols is None:
         return False
-    run_id, name, step, value, when, attempt = (list(c) for c in zip(*rows, strict=True))
-    has_step = np.array([s is not None for s in step], dtype=bool)
-    has_time = np.array([t is not None for t in when], dtype=bool)
-    has_attempt = np.array([a is not None for a in attempt], dtype=bool)
-    cols = {
-        "run_id": np.array(run_id, dtype=object),
-        "name": np.array(name, dtype=object),
-        "step": np.array([s if s is not None else 0 for s in step], dtype=np.int64),
-        "has_step": has_step,
-        "value": np.array(value, dtype=np.float64),
-        "time": np.array([t if t is not None else 0.0 for t in when], dtype=np.float64),
-        "has_time": has_time,
-        "attempt": np.array([a if a is not None else 0 for a in attempt], dtype=np.int64),
-        "has_attempt": has_attempt,
-    }
-    con.register("_hpcx_metrics_np", cols)
+    _insert_metric_columns(con, cols, serial)
+    return True
+
+
+def _insert_metric_columns(con: Any, cols: MetricColumns, serial: int) -> None:
+    con.register("_hpcx_metrics_np", cols.arrays)
     try:
         con.execute(
             "INSERT INTO metrics (run_id, name, step, value, time, serial, attempt) "
@@ -477,7 +486,103 @@ def _metrics_via_numpy(con: Any, rows: Sequence[Sequence[Any]], serial: int) -> 
         )
     finally:
         con.unregister("_hpcx_metrics_np")
-    return True
+
+
+class MetricColumns:
+    """Metric rows ``(run_id, name, step, value, time, attempt)`` as numpy columns, the form
+    :meth:`Transaction.add_metric_columns` inserts: ``step``, ``time`` and ``attempt`` with a
+    ``has_<column>`` flag each (False: NULL). A harvest's workers build them from their rows
+    and send them back (a few arrays pickle far cheaper than a tuple per row); the harvest
+    joins them with :meth:`concat`. Make them with :meth:`from_rows`."""
+
+    __slots__ = ("arrays",)
+
+    #: The columns, in the order of the row tuple, flags after the column they flag.
+    NAMES = (
+        "run_id",
+        "name",
+        "step",
+        "has_step",
+        "value",
+        "time",
+        "has_time",
+        "attempt",
+        "has_attempt",
+    )
+
+    def __init__(self, arrays: dict[str, Any]) -> None:
+        self.arrays = arrays
+
+    def __len__(self) -> int:
+        return len(self.arrays["value"])
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> MetricColumns | None:
+        """The rows as columns; None when numpy is missing. Rows of 5 (no attempt) or 6
+        values, all of the same shape. Raises what numpy raises for a value no column can
+        hold (a step past int64: the state would refuse it too)."""
+        try:
+            import numpy as np
+        except ImportError:
+            return None
+        columns: list[list[Any]] = [list(c) for c in zip(*rows, strict=True)] or [[]] * 6
+        if len(columns) < 6:
+            columns.append([None] * len(rows))
+        run_id, name, step, value, when, attempt = columns
+
+        def flagged(values: Sequence[Any], dtype: Any, zero: Any) -> tuple[Any, Any]:
+            has = np.array([v is not None for v in values], dtype=bool)
+            return np.array([v if v is not None else zero for v in values], dtype=dtype), has
+
+        step_a, has_step = flagged(step, np.int64, 0)
+        time_a, has_time = flagged(when, np.float64, 0.0)
+        attempt_a, has_attempt = flagged(attempt, np.int64, 0)
+        return cls(
+            {
+                "run_id": np.array(run_id, dtype=object),
+                "name": np.array(name, dtype=object),
+                "step": step_a,
+                "has_step": has_step,
+                "value": np.array(value, dtype=np.float64),
+                "time": time_a,
+                "has_time": has_time,
+                "attempt": attempt_a,
+                "has_attempt": has_attempt,
+            }
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[MetricColumns]) -> MetricColumns:
+        """The parts' rows one after the other (at least one part)."""
+        if len(parts) == 1:
+            return parts[0]
+        import numpy as np
+
+        return cls({k: np.concatenate([p.arrays[k] for p in parts]) for k in cls.NAMES})
+
+    def to_rows(self) -> list[tuple[Any, ...]]:
+        """The rows again, as ``(run_id, name, step, value, time, attempt)`` tuples of plain
+        Python values (None where a flag is False)."""
+        a = self.arrays
+
+        def col(name: str) -> list[Any]:
+            values: list[Any] = a[name].tolist()
+            has = a.get(f"has_{name}")
+            if has is None:
+                return values
+            return [v if h else None for v, h in zip(values, has.tolist(), strict=True)]
+
+        return list(
+            zip(
+                a["run_id"].tolist(),
+                a["name"].tolist(),
+                col("step"),
+                col("value"),
+                col("time"),
+                col("attempt"),
+                strict=True,
+            )
+        )
 
 
 class _CsvNull:
@@ -1525,6 +1630,12 @@ class Transaction:
         _bulk_insert(self._con, "metrics", _METRIC_COLUMNS, data, self._tmp_dir())
         return len(data)
 
+    def add_metric_columns(self, cols: MetricColumns) -> int:
+        """:meth:`add_metrics` of rows already in columns (:class:`MetricColumns`)."""
+        if len(cols):
+            _insert_metric_columns(self._con, cols, self.serial)
+        return len(cols)
+
     def clear_harvest(
         self, run_attempts: Mapping[str, int | None], meta_keys: Sequence[str] = ()
     ) -> int:
@@ -1560,8 +1671,9 @@ class Transaction:
                  "exit_code": "INTEGER"}  # fmt: skip
         cols = [("run_id", "VARCHAR")] + [(f, types.get(f, "VARCHAR")) for f in ATTEMPT_FIELDS]
         cols.append(("serial", "BIGINT"))
+        serial = self.serial
         data = [
-            (r["run_id"], *(r.get(f) for f in ATTEMPT_FIELDS), self.serial)
+            (r["run_id"], *map(r.get, ATTEMPT_FIELDS), serial)
             for r in rows
             if isinstance(r.get("attempt"), int)
         ]
@@ -1577,8 +1689,8 @@ class Transaction:
         )
         names = ", ".join(n for n, _ in cols)
         self._con.execute(
-            f"INSERT INTO attempts ({names}) SELECT {names} FROM _hpcx_att "
-            "QUALIFY row_number() OVER (PARTITION BY run_id, attempt ORDER BY rowid DESC) = 1"
+            f"INSERT INTO attempts ({names}) SELECT {names} FROM _hpcx_att"
+            + _last_of("run_id, attempt", {(d[0], d[1]) for d in data}, len(data))
         )
         self._con.execute("DROP TABLE _hpcx_att")
         return len(data)
@@ -1593,8 +1705,9 @@ class Transaction:
         One temporary table and two statements, whatever the count: a statement per key cost
         about 1 ms here, which made harvesting 10,000 runs' metadata take a minute and a half.
         """
+        serial = self.serial
         rows = [
-            (run_id, str(key), _json(value), self.serial)
+            (run_id, str(key), _meta_json(value), serial)
             for run_id, values in by_run.items()
             for key, value in values.items()
         ]
@@ -1616,8 +1729,8 @@ class Transaction:
             "WHERE run_meta.run_id = m.run_id AND run_meta.key = m.key"
         )
         self._con.execute(
-            "INSERT INTO run_meta SELECT run_id, key, value::JSON, serial FROM _hpcx_meta "
-            "QUALIFY row_number() OVER (PARTITION BY run_id, key ORDER BY rowid DESC) = 1"
+            "INSERT INTO run_meta SELECT run_id, key, value::JSON, serial FROM _hpcx_meta"
+            + _last_of("run_id, key", {(r[0], r[1]) for r in rows}, len(rows))
         )
         self._con.execute("DROP TABLE _hpcx_meta")
         return len(rows)

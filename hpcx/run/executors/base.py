@@ -35,7 +35,7 @@ from hpcx.errors import SubmitError as SubmitError
 from hpcx.manifest.spec import RunSpec
 from hpcx.run import rundir
 from hpcx.run.rundir import RunDir
-from hpcx.util.files import atomic_write_text, sync
+from hpcx.util.files import atomic_write_text, read_json, sync
 from hpcx.util.proc import utcnow
 
 # --------------------------------------------------------------------------------------------
@@ -162,11 +162,15 @@ def _tracker_env(spec: RunSpec) -> dict[str, str]:
     return env
 
 
+#: RunSpec's field names, once (``dataclasses.fields`` per run was a tenth of prepare).
+_SPEC_FIELDS = tuple(f.name for f in fields(RunSpec))
+
+
 def spec_document(spec: RunSpec, run_dir: Path, *, python: str | None = None) -> dict[str, Any]:
     """spec.json for a run (without ``attempt``, which the run folder sets)."""
     # A shallow dict of the fields: asdict() deep-copies every nested param (a third of the
     # time of preparing 10,000 runs); json serialises the nested values as they are.
-    doc = {f.name: getattr(spec, f.name) for f in fields(spec)}
+    doc = {name: getattr(spec, name) for name in _SPEC_FIELDS}
     doc["command"] = list(spec.command) if spec.command is not None else None
     doc["tags"] = list(spec.tags)
     doc["overrides"] = list(spec.overrides)
@@ -195,6 +199,9 @@ class Executor(ABC):
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})
         self.python: str = str(self.options.get("python") or sys.executable)
+        #: What :meth:`prepare` wrote into each run folder's spec.json: :meth:`submit` needs
+        #: its resources and need not read back the files just written.
+        self._prepared: dict[str, dict[str, Any]] = {}
 
     def prepare(
         self,
@@ -212,14 +219,31 @@ class Executor(ABC):
         """
         out = []
         root = Path(runs_root).absolute()
+        made: set[str] = set()
         for spec in runs:
             path = rundir.run_path(root, spec.experiment, spec.run_id)
+            if spec.experiment not in made:
+                path.parent.mkdir(parents=True, exist_ok=True)  # once per experiment
+                made.add(spec.experiment)
             doc = spec_document(spec, path, python=self.python)
             doc["submission"] = {"key": key, "executor": self.kind}
-            out.append(rundir.create(root, spec.experiment, spec.run_id, doc, fsync=False))
+            rd = rundir.create(
+                root, spec.experiment, spec.run_id, doc, fsync=False, parent_made=True, path=path
+            )
+            self._prepared[str(rd.path)] = doc
+            out.append(rd)
         if out:
             sync()
         return out
+
+    def prepared_spec(self, rd: RunDir) -> dict[str, Any]:
+        """The spec.json of a run this executor prepared (as written, less ``attempt``), else
+        read from its folder."""
+        doc = self._prepared.get(str(rd.path))
+        if doc is not None and doc["run_id"] == rd.run_id:
+            return doc
+        spec: dict[str, Any] = read_json(rd.spec_path)
+        return spec
 
     @staticmethod
     def submission_folder(runs_root: str | os.PathLike[str], key: str) -> Path:

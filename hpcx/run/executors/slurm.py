@@ -273,7 +273,7 @@ class SlurmExecutor(Executor):
     def _chunks(self, run_dirs: Sequence[RunDir]) -> list[_Chunk]:
         groups: dict[tuple[tuple[str, str | None], ...], list[RunDir]] = {}
         for rd in run_dirs:
-            spec = read_json(rd.spec_path)
+            spec = self.prepared_spec(rd)
             warning = checkpoint_options(spec)
             if warning and any(name == "signal" for name, _ in self.extra):
                 raise InvalidOptionError(
@@ -345,7 +345,7 @@ class SlurmExecutor(Executor):
             atomic_write_text(script, self.render(key, chunk, folder), fsync=False)
             scripts.append(script)
             for rd in chunk.runs:
-                link_or_copy(script, rd.script_path)
+                _link(script, rd)
         intent: dict[str, Any] = {
             "key": key,
             "executor": self.kind,
@@ -619,6 +619,15 @@ class SlurmExecutor(Executor):
             return None
         self._record(folder, intent, job_ids)
         return self._submission(key, folder, chunks, job_ids)
+
+
+def _link(script: Path, rd: RunDir) -> None:
+    """The submission's script into the run folder as ``job.sbatch``: one hard link (a new
+    attempt's folder has none: the last one's went to ``attempts/N/``), else link_or_copy."""
+    try:
+        os.link(script, os.path.join(rd.path, rundir.SCRIPT))
+    except OSError:
+        link_or_copy(script, rd.script_path)
 
 
 def _job_from_files(runs: Sequence[RunDir]) -> str | None:

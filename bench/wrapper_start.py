@@ -1,0 +1,178 @@
+"""The job wrapper's start on a node, against a bare ``python -c pass`` (issue 17: <= 2x).
+
+Each SLURM array task (and each local run) starts its own wrapper, ``python -m hpcx.job``:
+its start-up is hpcx's cost per task. Two figures, each against ``python -c pass`` started the
+same way (same interpreter, same environment), interleaved A, B, A, B, medians:
+
+* start: from spawning the wrapper to the user's program starting (the program is a tiny
+  one that prints ``time.time()``: its own interpreter start is subtracted, measured the same
+  way);
+* whole: the whole wrapper around ``true``, spawn to exit (claim, status, program, final
+  status with its fsync).
+
+Also prints what the wrapper imports (``python -X importtime``), heaviest first.
+
+    PYTHONPATH=. .venv/bin/python bench/wrapper_start.py [N]         # N rounds (default 30)
+    PYTHONPATH=. .venv/bin/python bench/wrapper_start.py --tiny      # 5 rounds (< 20 s)
+
+``--before DIR``: also time the wrapper of another checkout (e.g. ``git archive`` of an
+earlier commit, with the native module copied in), interleaved with this one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOAL = 2.0
+
+_STAMP = "import time; print(repr(time.time()))"
+
+
+def _env(root: str = str(Path(__file__).resolve().parents[1])) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for k in list(env):
+        if k.startswith(("SLURM_", "SBATCH_", "HPCX_")):
+            del env[k]
+    return env
+
+
+def _run_folder(root: Path, i: int, argv: list[str]) -> Path:
+    from hpcx.run import rundir
+
+    doc = {
+        "experiment": "bench",
+        "run_id": f"r{i}",
+        "argv": argv,
+        "run_format": rundir.RUN_FORMAT,
+        "resources": {},
+        "placement": {},
+        "executor": {"type": "slurm"},
+    }
+    return rundir.create(root, "bench", f"r{i}", doc, fsync=False).path
+
+
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(spawn time as time.time(), seconds to exit)."""
+    t_wall = time.time()
+    t0 = time.perf_counter()
+    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
+    return t_wall, time.perf_counter() - t0
+
+
+def _stamp_delay(argv: list[str], env: dict[str, str]) -> float:
+    """Seconds from spawning ``argv`` (a python printing time.time()) to its print."""
+    t_wall = time.time()
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
+    return float(out.strip().splitlines()[-1]) - t_wall
+
+
+def importtime(env: dict[str, str], run_dir: Path) -> list[tuple[int, str]]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "hpcx.job", str(run_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rows = []
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "|" not in line:
+            continue
+        parts = line.split("|")
+        try:
+            cum = int(parts[1].strip())
+        except ValueError:
+            continue
+        name = parts[2].rstrip()
+        if not name.startswith("  "):  # a top-level import: its cumulative time
+            rows.append((cum, name.strip()))
+    return sorted(rows, reverse=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("rounds", type=int, nargs="?", default=30)
+    ap.add_argument("--tiny", action="store_true", help="5 rounds (CI)")
+    ap.add_argument("--before", help="another checkout's root, timed interleaved with this one")
+    args = ap.parse_args()
+    rounds = 5 if args.tiny else args.rounds
+    env = _env()
+    versions = {"": env}
+    if args.before:
+        compileall.compile_dir(str(Path(args.before) / "hpcx"), quiet=1)
+        versions["before "] = _env(str(Path(args.before).resolve()))
+    py = sys.executable
+    # An installed hpcx has its bytecode compiled (pip does it); a checkout run with
+    # PYTHONDONTWRITEBYTECODE=1 would compile every module at each start instead.
+    compileall.compile_dir(str(Path(__file__).resolve().parents[1] / "hpcx"), quiet=1)
+    tmp = Path(tempfile.mkdtemp(prefix="hpcx-wrapper-bench-"))
+    # `python -m` and `-c` put the working folder first on sys.path: from a checkout's root
+    # they would import that checkout whatever PYTHONPATH says (--before would time this one).
+    here = os.getcwd()
+    os.chdir(tmp)
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        stamp_prog = [py, "-S", "-c", _STAMP]
+        bare: list[float] = []
+        prog: list[float] = []
+        start: dict[str, list[float]] = {v: [] for v in versions}
+        whole: dict[str, list[float]] = {v: [] for v in versions}
+        n = 0
+        for _ in range(rounds):
+            # Interleaved: the floor, the program alone, then for each version the wrapper up
+            # to the program and the whole wrapper around `true`.
+            bare.append(_timed([py, "-c", "pass"], env)[1])
+            prog.append(_stamp_delay(stamp_prog, env))
+            for name, venv in versions.items():
+                d = _run_folder(tmp, n, stamp_prog)
+                t_wall = time.time()
+                subprocess.run([py, "-m", "hpcx.job", str(d)], env=venv, check=True)
+                printed = float((d / "stdout.log").read_text().strip())
+                start[name].append(printed - t_wall)
+                d2 = _run_folder(tmp, n + 1, ["true"])
+                whole[name].append(_timed([py, "-m", "hpcx.job", str(d2)], venv)[1])
+                status = json.loads((d2 / "status.json").read_text())
+                assert status["state"] == "succeeded", status
+                n += 2
+        med = statistics.median
+        floor = med(bare)
+        load = os.getloadavg()[0]
+        print(f"rounds={rounds} python={py} load={load:.2f}")
+        print(f"floor: python -c pass                : {1000 * floor:7.1f} ms")
+        print(f"       (program alone, python -S     : {1000 * med(prog):7.1f} ms to its print)")
+        for name in versions:
+            # The program's own start (a python -S printing the time) is not the wrapper's.
+            to_program = med(s - p for s, p in zip(start[name], prog, strict=True))
+            for what, value in (
+                ("start to program", to_program),
+                ("whole around true", med(whole[name])),
+            ):
+                ratio = value / floor
+                met = "met" if ratio <= GOAL else "NOT met"
+                label = f"{name}wrapper {what}"
+                print(
+                    f"{label:37s}: {1000 * value:7.1f} ms = {ratio:4.2f}x the floor "
+                    f"(goal <= {GOAL:g}x: {met}) load={os.getloadavg()[0]:.2f}"
+                )
+        print("what the wrapper imports (top level, cumulative ms):")
+        probe = _run_folder(tmp, 10**6, ["true"])
+        for us, name in importtime(env, probe)[:12]:
+            print(f"  {us / 1000:7.1f}  {name}")
+    finally:
+        os.chdir(here)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
