@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,19 +42,28 @@ t, c = time.perf_counter(), time.process_time()
 state = load_desired([root / "manifests"], project_root=root)
 wall, cpu = time.perf_counter() - t, time.process_time() - c
 rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"runs": len(state.runs), "wall": wall, "cpu": cpu, "mb": (rss1 - rss0) / 1024,
+import hpcx
+print(json.dumps({"tree": str(Path(hpcx.__file__).parents[1]),
+                  "runs": len(state.runs), "wall": wall, "cpu": cpu, "mb": (rss1 - rss0) / 1024,
                   "id0": state.runs[0].run_id, "idn": state.runs[-1].run_id}))
 """
 
 
-def one(tree: Path, root: Path) -> dict[str, float]:
+def one(tree: Path, root: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    # Run outside any checkout: `python -c` puts the working folder first on sys.path.
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(root)], env=env, capture_output=True, text=True
+        [sys.executable, "-c", CHILD, str(root)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=root,
     )
     if proc.returncode != 0:
         raise SystemExit(f"load_desired failed in {tree}:\n{proc.stderr}")
-    out: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if Path(out.pop("tree")) != tree:
+        raise SystemExit(f"the child imported hpcx from elsewhere than {tree}")
     out["load"] = os.getloadavg()[0]
     return out
 
@@ -78,7 +88,7 @@ def main() -> None:
             root = Path(d)
             per = n // 10
             write_manifest(root, per // 2, per + per // 2)
-            got: dict[str, list[dict[str, float]]] = {name: [] for name, _ in trees}
+            got: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in trees}
             for _ in range(repeat):
                 for name, tree in trees:
                     r = one(tree, root)
