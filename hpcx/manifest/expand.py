@@ -2,7 +2,7 @@
 
 A run two experiments ask for (the same identity) runs once: the first experiment owns it and
 the others are listed in its ``extra["also_in"]``. Built for 100,000-run sweeps: see
-:mod:`hpcx.manifest.sweep` for the fast path and :func:`_fast_constructor` for the runs.
+:mod:`hpcx.manifest.sweep` for the fast path and :func:`_run_maker` for the runs.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import gc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +32,7 @@ def expand_experiments(
     whose sweep excludes every point is a problem."""
     runs: list[RunSpec] = []
     infos: list[ExperimentInfo] = []
-    by_id: dict[str, int] = {}
+    by_id: dict[str, RunSpec] = {}
     for exp in experiments:
         # A search's runs are proposed at plan time (hpcx.plan.search), from the state.
         count = 0 if exp.search is not None else expand_into(exp, runs, by_id)
@@ -58,82 +58,68 @@ def expand_experiments(
     return runs, infos
 
 
-def expand_into(exp: Experiment, runs: list[RunSpec], by_id: dict[str, int]) -> int:
-    """Append ``exp``'s new runs to ``runs``; its run count, shared runs included."""
+def expand_into(exp: Experiment, runs: list[RunSpec], by_id: dict[str, RunSpec]) -> int:
+    """Append ``exp``'s new runs to ``runs``; its run count, shared runs included. ``by_id``
+    holds every run made so far by its id (the run itself, not its place: no int per run)."""
     for axis in exp.plan.axes:
         if isinstance(axis.values, LazyAxisValues):
             axis.values = axis.values.build()
     base = {"params": exp.params, "placement": exp.placement}
     index = 0
-    count = 0
     head = _identity_head(exp)
-    name, command, env, cwd, resources, executor = (
-        exp.name,
-        exp.command,
-        exp.env,
-        exp.cwd,
-        exp.resources,
-        exp.executor,
+    name, ch, xtra = exp.name, exp.code_hash, exp.extra
+    make = _run_maker(
+        experiment=name,
+        workload=exp.workload,
+        command=exp.command,
+        env=exp.env,
+        cwd=exp.cwd,
+        resources=exp.resources,
+        executor=exp.executor,
+        retries=exp.retries,
+        tags=exp.tags,
+        overrides=exp.overrides,
+        source=exp.label,
+        settings_digest=exp.settings_digest,
+        code_hash=ch,
     )
-    retries, tags, ovs, label, sd, ch, xtra = (
-        exp.retries,
-        exp.tags,
-        exp.overrides,
-        exp.label,
-        exp.settings_digest,
-        exp.code_hash,
-        exp.extra,
-    )
-    workload = exp.workload
+    shared = 0
     gc_was_enabled = gc.isenabled()
     gc.disable()  # 100k small dicts trigger needless collections; nothing here is cyclic
     try:
-        first_new = len(runs)
         derive = exp.doc.dynamic.apply if exp.doc.dynamic else None
+        append = runs.append
         for rid, bid, ident, params, placement, seed, rep in expand(
             exp.plan, base, head, ch, derive
         ):
-            j = by_id.get(rid)
-            if j is not None:
-                if j < first_new:  # asked for by an earlier experiment too: run it once
-                    also = runs[j].extra.setdefault("also_in", [])
+            other = by_id.get(rid)
+            if other is not None:
+                # Experiment names are unique: another name is an earlier experiment that
+                # asked for this run too (it runs once); the same name, a repeated point.
+                if other.experiment != name:
+                    also = _own_extra(other).setdefault("also_in", [])
                     if name not in also:
                         also.append(name)
+                        shared += 1
                 continue
-            by_id[rid] = len(runs)
-            runs.append(
-                _new_run(
-                    name,
-                    rid,
-                    bid,
-                    index,
-                    ident,
-                    params,
-                    workload,
-                    command,
-                    env,
-                    cwd,
-                    placement,
-                    seed,
-                    rep,
-                    resources,
-                    executor,
-                    retries,
-                    tags,
-                    ovs,
-                    label,
-                    sd,
-                    ch,
-                    dict(xtra) if xtra else {},
-                )
+            run = make(
+                rid,
+                bid,
+                index,
+                ident,
+                params,
+                placement,
+                seed,
+                rep,
+                dict(xtra) if xtra else NO_EXTRA,
             )
+            by_id[rid] = run
+            append(run)
             index += 1
-        shared = sum(1 for r in runs[:first_new] if name in r.extra.get("also_in", ()))
-        count = index + shared
     finally:
         if gc_was_enabled:
             gc.enable()
-    return count
+    return index + shared
 
 
 def _identity_head(exp: Experiment) -> dict[str, Any]:
@@ -147,27 +133,100 @@ def _identity_head(exp: Experiment) -> dict[str, Any]:
     return head
 
 
-def _fast_constructor(cls: type) -> Any:
-    """A positional constructor for a frozen, slotted dataclass that skips the frozen
-    ``__setattr__`` dance: setting 22 fields through ``object.__setattr__`` costs ~5 us a run,
-    most of the budget for a 100,000-run sweep. Falls back to the class when it has no slots.
-    The result is equal (``==``) to what the class builds; a test pins that."""
-    import dataclasses
+class _NoExtra(dict[str, Any]):
+    """The empty ``extra`` that every expanded run without one shares (one dict instead of one
+    per run: 80 bytes a run, 80 MB at 1,000,000 runs). Equal to ``{}``, JSON ``{}``; writing
+    into it raises, so no run's extra can leak into the others: the expansion gives a run its
+    own dict (:func:`_own_extra`) before it writes one."""
 
-    names = [f.name for f in dataclasses.fields(cls)]
-    if not all(n in getattr(cls, "__slots__", ()) for n in names):
-        return cls
-    ns: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    body = ["def make(" + ", ".join(names) + "):", "    o = _new(_cls)"]
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("this run's extra is the shared empty one: give it its own (_own_extra)")
+
+    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self) -> Any:
+        return (dict, ())  # a copy or an unpickled run gets an ordinary (own) empty dict
+
+
+#: The shared empty extra (see :class:`_NoExtra`).
+NO_EXTRA: dict[str, Any] = _NoExtra()
+
+
+def _own_extra(run: RunSpec) -> dict[str, Any]:
+    """``run.extra``, first made the run's own dict if it is the shared empty one (the field is
+    frozen to everyone else; only the expansion, which made the run, writes it)."""
+    if type(run.extra) is _NoExtra:
+        object.__setattr__(run, "extra", {})
+    return run.extra
+
+
+#: The fields of a RunSpec that differ between an experiment's runs, in :func:`_run_maker`'s
+#: argument order; every other field is the same for all of them.
+_PER_RUN = ("run_id", "base_id", "index", "identity", "params", "placement", "seed", "repeat")
+
+
+def _run_maker(**fixed: Any) -> Callable[..., RunSpec]:
+    """A constructor of one experiment's runs: ``make(*per_run_values, extra)`` (see
+    :data:`_PER_RUN`), the fields in ``fixed`` being the same for every run (bound once, as the
+    generated function's globals).
+
+    RunSpec is frozen: its ``__init__`` sets 22 fields through ``object.__setattr__`` (~5 us a
+    run), and even its slots' own ``__set__`` cost ~3 us for all 22. So each run is built as a
+    :data:`_DRAFT` (a plain class with RunSpec's very slots: ordinary attribute stores, ~1 us)
+    and then becomes a RunSpec by ``__class__`` assignment, which CPython allows only between
+    classes of one layout (checked once, at import: else the slots' ``__set__``, else the
+    class). What it makes is a RunSpec equal (``==``) to what the class builds; a test pins
+    that."""
+    names = [f.name for f in dataclasses.fields(RunSpec)]
+    args = [*_PER_RUN, "extra"]
+    if sorted(names) != sorted([*args, *fixed]):
+        raise TypeError(f"_run_maker: fields {sorted(names)} != {sorted([*args, *fixed])}")
+    if not all(n in getattr(RunSpec, "__slots__", ()) for n in names):
+
+        def slow(*values: Any) -> RunSpec:
+            return RunSpec(**fixed, **dict(zip(args, values, strict=True)))
+
+        return slow
+    ns: dict[str, Any] = {"_new": object.__new__, "_cls": RunSpec, "_draft": _DRAFT}
+    body = ["def make(" + ", ".join(args) + "):"]
+    body.append("    o = _new(_draft)" if _DRAFT is not None else "    o = _new(_cls)")
     for i, n in enumerate(names):
-        ns[f"_s{i}"] = getattr(cls, n).__set__
-        body.append(f"    _s{i}(o, {n})")
+        value = n
+        if n in fixed:
+            ns[f"_v{i}"] = fixed[n]
+            value = f"_v{i}"
+        if _DRAFT is not None:
+            body.append(f"    o.{n} = {value}")
+        else:
+            ns[f"_s{i}"] = getattr(RunSpec, n).__set__
+            body.append(f"    _s{i}(o, {value})")
+    if _DRAFT is not None:
+        body.append("    o.__class__ = _cls")
     body.append("    return o")
     exec("\n".join(body), ns)
-    return ns["make"]
+    make: Callable[..., RunSpec] = ns["make"]
+    return make
 
 
-_new_run = _fast_constructor(RunSpec)
+def _draft_class() -> type | None:
+    """A mutable class whose instances can become RunSpecs (see :func:`_run_maker`), or
+    ``None`` where this Python refuses the ``__class__`` assignment."""
+    slots = getattr(RunSpec, "__slots__", None)
+    if not slots:
+        return None
+    draft = type("_RunSpecDraft", (), {"__slots__": tuple(slots), "__module__": __name__})
+    try:
+        probe: Any = object.__new__(draft)
+        probe.__class__ = RunSpec
+    except TypeError:
+        return None
+    return draft
+
+
+_DRAFT = _draft_class()
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,8 +267,7 @@ class SearchSpec:
                 for run in runs
             ]
         for run, trial in paired:
-            # Each run's extra is its own dict, made for it by the expansion.
-            run.extra["search"] = self.trial_extra(trial)
+            _own_extra(run)["search"] = self.trial_extra(trial)
         return runs
 
     def trial_extra(self, trial: Trial) -> dict[str, Any]:

@@ -25,6 +25,10 @@ RunPath = tuple[
 ]  # rooted at the run: ("params", "model", "depth") or ("placement", "numa")
 
 
+#: One run of a sweep: (run_id, base_id, identity, params, placement, seed, repeat).
+Point = tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any], Any, int]
+
+
 @dataclass(slots=True)
 class Axis:
     """One dimension of the product: a grid key (one path) or a zip group (several paths)."""
@@ -207,11 +211,79 @@ def expand(
 
     apply = _compile_setter(all_paths)
     seeds = list(enumerate(plan.seeds))
-    sha = hashlib.sha256
-    n = RUN_ID_LENGTH
     hp = {**head, "params": None, "placement": None, "seed": None}
     if code is not None:
         hp["code"] = code
+    if derive is None and _FAST_PRODUCT:
+        product = _compile_product([len(a.paths) for a in axes], compiled, same_ids)
+        yield from product(
+            [
+                [
+                    (i, *vals, *txts)
+                    for i, (vals, txts) in enumerate(zip(a.values, texts[ai], strict=True))
+                ]
+                for ai, a in enumerate(axes)
+            ],
+            [(r, seed, seed_texts[r]) for r, seed in seeds],
+            base,
+            apply,
+            fmt_run.format,
+            fmt_base.format,
+            hp,
+            hashlib.sha256,
+            RUN_ID_LENGTH,
+        )
+    else:
+        yield from _product(
+            axes,
+            texts,
+            seed_texts,
+            compiled,
+            seeds,
+            base,
+            apply,
+            fmt_run,
+            fmt_base,
+            same_ids,
+            hp,
+            ident,
+            derive,
+        )
+
+    for assignments in plan.includes:
+        root = set_paths(base, assignments)
+        params, placement = root["params"], root["placement"]
+        for r, seed in seeds:
+            own = params if derive is None else derive(params, placement, seed)
+            identity = ident(own, placement, seed, True)
+            rid = _sha(canonical_json(identity))
+            bid = rid if same_ids else _sha(canonical_json(ident(own, placement, seed, False)))
+            yield rid, bid, identity, own, placement, seed, r
+
+
+#: The generated product loop (:func:`_compile_product`) where there is no ``derive``; False
+#: runs the generic loop (:func:`_product`) instead, which the tests compare it with.
+_FAST_PRODUCT = True
+
+
+def _product(
+    axes: list[Axis],
+    texts: list[list[tuple[str, ...]]],
+    seed_texts: list[str],
+    compiled: list[list[tuple[int, frozenset[int]]]],
+    seeds: list[tuple[int, Any]],
+    base: dict[str, Any],
+    apply: Callable[[dict[str, Any], Sequence[Any]], Any],
+    fmt_run: str,
+    fmt_base: str,
+    same_ids: bool,
+    hp: dict[str, Any],
+    ident: Callable[[Any, Any, Any, bool], dict[str, Any]],
+    derive: Callable[[dict[str, Any], dict[str, Any], Any], dict[str, Any]] | None,
+) -> Iterator[Point]:
+    """The product's points, the generic way (any ``derive``)."""
+    sha = hashlib.sha256
+    n = RUN_ID_LENGTH
     items = [list(zip(a.values, texts[ai], strict=True)) for ai, a in enumerate(axes)]
     ranges = [range(len(a)) for a in axes]
     for combo in itertools.product(*ranges):
@@ -242,15 +314,65 @@ def expand(
             identity["seed"] = seed
             yield rid, bid, identity, params, placement, seed, r
 
-    for assignments in plan.includes:
-        root = set_paths(base, assignments)
-        params, placement = root["params"], root["placement"]
-        for r, seed in seeds:
-            own = params if derive is None else derive(params, placement, seed)
-            identity = ident(own, placement, seed, True)
-            rid = _sha(canonical_json(identity))
-            bid = rid if same_ids else _sha(canonical_json(ident(own, placement, seed, False)))
-            yield rid, bid, identity, own, placement, seed, r
+
+def _compile_product(
+    widths: Sequence[int],
+    excludes: Sequence[Sequence[tuple[int, frozenset[int]]]],
+    same_ids: bool,
+) -> Callable[..., Iterator[Point]]:
+    """:func:`_product` without ``derive``, generated for these axes (``widths[a]``: the paths
+    of axis ``a``) as nested loops with every slot a local: per run, only the id's hash, the
+    params' copies along the swept paths and the identity dict are left. Each axis is given as
+    rows ``(index, *values, *texts)``; each seed as ``(repeat, seed, text)``. An exclude entry
+    is a test of the axis indices, made as deep in the loops as its axes allow."""
+    lines = [
+        "def product(axes, seeds, base, apply, fmt_run, fmt_base, hp, sha, n):",
+    ]
+    for a in range(len(widths)):
+        lines.append(f"    rows{a} = axes[{a}]")
+    ns: dict[str, Any] = {}
+    values: list[str] = []
+    texts: list[str] = []
+    indent = "    "
+    for a, w in enumerate(widths):
+        vs = [f"v{a}_{p}" for p in range(w)]
+        ts = [f"t{a}_{p}" for p in range(w)]
+        lines.append(f"{indent}for i{a}, {', '.join(vs + ts)} in rows{a}:")
+        indent += "    "
+        values += vs
+        texts += ts
+        for e, entry in enumerate(excludes):
+            if max((ai for ai, _ in entry), default=-1) != a and not (not entry and a == 0):
+                continue
+            conds = []
+            for c, (ai, hits) in enumerate(entry):
+                ns[f"_x{e}_{c}"] = hits
+                conds.append(f"i{ai} in _x{e}_{c}")
+            lines.append(f"{indent}if {' and '.join(conds) or 'True'}:")
+            lines.append(f"{indent}    continue")
+    if not widths:  # one point, the base; an exclude entry here has no condition: it matches
+        if excludes:
+            lines.append("    return")
+        lines.append("    if True:")
+        indent += "    "
+    vals = "(" + "".join(f"{v}, " for v in values) + ")"
+    lines.append(f"{indent}params, placement = apply(base, {vals})")
+    lines.append(f"{indent}for r, seed, st in seeds:")
+    indent += "    "
+    args = ", ".join([*texts, "st"])
+    lines.append(f"{indent}rid = sha(fmt_run({args}).encode()).hexdigest()[:n]")
+    if same_ids:
+        lines.append(f"{indent}bid = rid")
+    else:
+        lines.append(f"{indent}bid = sha(fmt_base({args}).encode()).hexdigest()[:n]")
+    lines.append(f"{indent}identity = hp.copy()")
+    lines.append(f"{indent}identity['params'] = params")
+    lines.append(f"{indent}identity['placement'] = placement")
+    lines.append(f"{indent}identity['seed'] = seed")
+    lines.append(f"{indent}yield rid, bid, identity, params, placement, seed, r")
+    exec("\n".join(lines), ns)
+    fn: Callable[..., Any] = ns["product"]
+    return fn
 
 
 def _sha(text: str) -> str:
