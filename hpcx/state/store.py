@@ -19,6 +19,7 @@ import csv
 import gc
 import json
 import math
+import operator
 import os
 import re
 import tempfile
@@ -1922,6 +1923,10 @@ _SPEC_KEYS = tuple(
 _SPEC_SHARED = frozenset(
     {"env", "placement", "resources", "executor", "tags", "overrides", "extra"}
 )
+#: Each key's text before its value, and whether runs share the value.
+_SPEC_PARTS = tuple((f'"{key}":', key in _SPEC_SHARED) for key in _SPEC_KEYS)
+_SPEC_IDENTITY_AT = _SPEC_KEYS.index("identity")
+_spec_values = operator.attrgetter(*_SPEC_KEYS)
 
 
 def _plain_json(value: Any) -> str:
@@ -1957,15 +1962,18 @@ class _SpecEncoder:
 
     def spec(self, spec: RunSpec) -> tuple[str, str]:
         """The spec's JSON text, and its identity's (the same text inside it)."""
+        done = self._done
         parts = []
-        identity = ""
-        for key in _SPEC_KEYS:
-            value = getattr(spec, key)
-            text = self.shared(value) if key in _SPEC_SHARED else _plain_json(value)
-            if key == "identity":
-                identity = text
-            parts.append(f'"{key}":{text}')
-        return "{" + ",".join(parts) + "}", identity
+        for (head, shared), value in zip(_SPEC_PARTS, _spec_values(spec), strict=True):
+            if shared:
+                known = done.get(id(value))
+                if known is None or known[0] is not value:
+                    # A tuple is written as the list spec_to_dict makes of it.
+                    known = done[id(value)] = (value, _json(value) or "null")
+                parts.append(head + known[1])
+            else:
+                parts.append(head + _plain_json(value))
+        return "{" + ",".join(parts) + "}", parts[_SPEC_IDENTITY_AT][len('"identity":') :]
 
     def executor_kind(self, spec: RunSpec) -> str:
         known = self._kinds.get(id(spec.executor))
