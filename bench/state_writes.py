@@ -146,11 +146,14 @@ def main() -> None:
             total_b = statistics.median(sum(r[p] for p in PHASES) for r in before)
             print(
                 f"  {'total':18s} before {total_b:7.3f} s  after {total_a:7.3f} s  "
-                f"ratio {total_a / total_b:5.2f}x  (goal: the state's share of the 10k apply's "
-                f"5 s; {'met' if n < 10000 or total_a < 1.0 else 'not met'}: <= 1 s at 10k)"
+                f"ratio {total_a / total_b:5.2f}x"
             )
         else:
             print(f"  {'total':18s} {total_a:7.3f} s")
+        print(
+            "  (the issue's goals are on the whole apply: 10,000 runs <= 5 s, 1,000 runs <= 1.5x "
+            "submitit; bench/slurm_submit.py measures those. This is the state's share.)"
+        )
 
 
 if __name__ == "__main__":
