@@ -20,6 +20,7 @@ out for the whole command.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -581,14 +582,37 @@ def _with_cwd(run: RunSpec | None, root: Path) -> RunSpec | None:
     starts with a placeholder (``{run_dir}/work``) is left for rendering."""
     if run is None:
         return None
-    import dataclasses
+    cwd = _absolute_cwd(run.cwd, root)
+    return run if cwd is None else _replace_cwd(run, cwd)
 
-    cwd = run.cwd
+
+@functools.lru_cache(maxsize=256)
+def _absolute_cwd(cwd: str | None, root: Path) -> str | None:
+    """The cwd a run gets under ``root``, None to leave it as it is (runs of a manifest
+    share theirs: worked out once, not once per run)."""
     if cwd is None:
-        return dataclasses.replace(run, cwd=str(root))
+        return str(root)
     if cwd.startswith("{") or Path(cwd).is_absolute():
-        return run
-    return dataclasses.replace(run, cwd=str(root / cwd))
+        return None
+    return str(root / cwd)
+
+
+_SPEC_FIELDS: tuple[Any, int] | None = None
+
+
+def _replace_cwd(run: RunSpec, cwd: str) -> RunSpec:
+    """``dataclasses.replace(run, cwd=cwd)``, built positionally from the fields read at once
+    (a replace per run was a tenth of applying 10,000)."""
+    global _SPEC_FIELDS
+    if _SPEC_FIELDS is None:
+        import operator
+
+        names = [f.name for f in dataclasses.fields(type(run)) if f.init]
+        _SPEC_FIELDS = (operator.attrgetter(*names), names.index("cwd"))
+    get, at = _SPEC_FIELDS
+    values = list(get(run))
+    values[at] = cwd
+    return type(run)(*values)
 
 
 def _local_cpu_warnings(runs: Sequence[RunSpec]) -> list[str]:

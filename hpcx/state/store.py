@@ -19,6 +19,7 @@ import csv
 import gc
 import json
 import math
+import operator
 import os
 import re
 import tempfile
@@ -27,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -370,6 +372,33 @@ def _meta_json(value: Any) -> str | None:
     if kind is int or (kind is float and math.isfinite(value)):
         return repr(value)
     return _json(value)
+
+
+def _meta_groups(
+    by_run: Mapping[str, Mapping[str, Any]],
+) -> tuple[list[tuple[tuple[str, str | None], ...]], list[tuple[str, int]], int]:
+    """``by_run``'s values, each distinct dict encoded once: found by identity (runs of a
+    manifest share one object), then by value (equal dicts, once encoded, share a group).
+    Returns the groups (their (key, JSON text) pairs, the last kept of keys that read the same
+    as text, as a bulk write keeps the later row), each run's group, and how many values were
+    given (what :meth:`Transaction.set_run_meta_many` returns)."""
+    by_id: dict[int, tuple[Mapping[str, Any], int]] = {}
+    by_value: dict[tuple[tuple[str, str | None], ...], int] = {}
+    groups: list[tuple[tuple[str, str | None], ...]] = []
+    members: list[tuple[str, int]] = []
+    count = 0
+    for run_id, values in by_run.items():
+        count += len(values)
+        known = by_id.get(id(values))
+        if known is None or known[0] is not values:
+            pairs = tuple({str(k): _meta_json(v) for k, v in values.items()}.items())
+            g = by_value.get(pairs)
+            if g is None:
+                g = by_value[pairs] = len(groups)
+                groups.append(pairs)
+            known = by_id[id(values)] = (values, g)
+        members.append((run_id, known[1]))
+    return groups, members, count
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:
@@ -1443,24 +1472,26 @@ class Transaction:
         by_id = {s.run_id: s for s in specs}
         existing = self._statuses(list(by_id))
         now = self.at
+        enc = _SpecEncoder()
         new_rows = []
         for s in by_id.values():
             if s.run_id in existing:
                 continue
+            spec_text, identity_text = enc.spec(s)
             new_rows.append(
                 (
                     s.run_id,
                     s.base_id,
                     s.experiment,
                     status,
-                    _json(s.identity),
-                    _json(spec_to_dict(s)),
+                    identity_text,
+                    spec_text,
                     s.settings_digest,
                     s.code_hash,
                     s.source,
-                    _json(list(s.overrides)),
+                    enc.shared(s.overrides),
                     0,
-                    executor if executor is not None else _executor_kind(s),
+                    executor if executor is not None else enc.executor_kind(s),
                     submission_key,
                     now,
                     now,
@@ -1487,10 +1518,10 @@ class Transaction:
                 [
                     (
                         s.run_id,
-                        _json(spec_to_dict(s)),
+                        enc.spec(s)[0],
                         s.settings_digest,
                         s.source,
-                        _json(list(s.overrides)),
+                        enc.shared(s.overrides),
                     )
                     for s in updated
                 ],
@@ -1706,12 +1737,8 @@ class Transaction:
         about 1 ms here, which made harvesting 10,000 runs' metadata take a minute and a half.
         """
         serial = self.serial
-        rows = [
-            (run_id, str(key), _meta_json(value), serial)
-            for run_id, values in by_run.items()
-            for key, value in values.items()
-        ]
-        if not rows:
+        groups, members, count = _meta_groups(by_run)
+        if not count:
             return 0
         cols = (
             ("run_id", "VARCHAR"),
@@ -1723,17 +1750,48 @@ class Transaction:
             "CREATE OR REPLACE TEMP TABLE _hpcx_meta (run_id VARCHAR, key VARCHAR, value VARCHAR, "
             "serial BIGINT)"
         )
-        _bulk_insert(self._con, "_hpcx_meta", cols, rows, self._tmp_dir())
+        if len(groups) * 4 <= len(members):
+            # Runs sharing their values (apply's provenance: one dict per manifest): the
+            # distinct key/values and which run has which go in, DuckDB writes the product.
+            self._con.execute(
+                "CREATE OR REPLACE TEMP TABLE _hpcx_meta_vals (grp INTEGER, key VARCHAR, "
+                "value VARCHAR); CREATE OR REPLACE TEMP TABLE _hpcx_meta_runs (run_id VARCHAR, "
+                "grp INTEGER)"
+            )
+            _bulk_insert(
+                self._con,
+                "_hpcx_meta_vals",
+                (("grp", "INTEGER"), ("key", "VARCHAR"), ("value", "VARCHAR")),
+                [(g, k, v) for g, pairs in enumerate(groups) for k, v in pairs],
+                self._tmp_dir(),
+            )
+            _bulk_insert(
+                self._con,
+                "_hpcx_meta_runs",
+                (("run_id", "VARCHAR"), ("grp", "INTEGER")),
+                members,
+                self._tmp_dir(),
+            )
+            self._con.execute(
+                "INSERT INTO _hpcx_meta SELECT r.run_id, v.key, v.value, ? "
+                "FROM _hpcx_meta_runs r JOIN _hpcx_meta_vals v USING (grp)",
+                [serial],
+            )
+            self._con.execute("DROP TABLE _hpcx_meta_vals; DROP TABLE _hpcx_meta_runs")
+        else:
+            rows = [(run_id, k, v, serial) for run_id, g in members for k, v in groups[g]]
+            _bulk_insert(self._con, "_hpcx_meta", cols, rows, self._tmp_dir())
+        # Each (run, key) once: run ids are the mapping's keys, and _meta_groups kept the
+        # last of a dict's keys that read the same as text.
         self._con.execute(
             "DELETE FROM run_meta USING _hpcx_meta m "
             "WHERE run_meta.run_id = m.run_id AND run_meta.key = m.key"
         )
         self._con.execute(
             "INSERT INTO run_meta SELECT run_id, key, value::JSON, serial FROM _hpcx_meta"
-            + _last_of("run_id, key", {(r[0], r[1]) for r in rows}, len(rows))
         )
         self._con.execute("DROP TABLE _hpcx_meta")
-        return len(rows)
+        return count
 
     def record_probe(self, report: Mapping[str, Any], *, host: str | None = None) -> str:
         """Store one probe report; returns its id."""
@@ -1849,6 +1907,79 @@ class Transaction:
         notes.append({"at": at, "by": by, "text": text})
         self.set_run_meta(run_id, {"notes": notes})
         return len(notes)
+
+
+#: spec_to_dict's keys, sorted as ``json.dumps(sort_keys=True)`` writes them.
+_SPEC_KEYS = tuple(
+    sorted(
+        (
+            "experiment", "run_id", "base_id", "index", "identity", "params", "workload",
+            "command", "env", "cwd", "placement", "seed", "repeat", "resources", "executor",
+            "retries", "tags", "overrides", "source", "settings_digest", "code_hash", "extra",
+        )
+    )
+)
+#: The spec's fields that runs of a manifest usually share (one object for them all).
+_SPEC_SHARED = frozenset(
+    {"env", "placement", "resources", "executor", "tags", "overrides", "extra"}
+)
+#: Each key's text before its value, and whether runs share the value.
+_SPEC_PARTS = tuple((f'"{key}":', key in _SPEC_SHARED) for key in _SPEC_KEYS)
+_SPEC_IDENTITY_AT = _SPEC_KEYS.index("identity")
+_spec_values = operator.attrgetter(*_SPEC_KEYS)
+
+
+def _plain_json(value: Any) -> str:
+    """:func:`_json`'s text (``null`` for None), strings, ints, bools and finite floats
+    written without the encoder, as ``json.dumps`` writes them."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)
+    return _json(value) or "null"
+
+
+class _SpecEncoder:
+    """``_json(spec_to_dict(spec))`` for many specs, the same text: the top-level object is
+    written key by key, and each field that runs share (the executor, resources, env, ...)
+    is encoded once per object (by identity; the specs hold them alive meanwhile)."""
+
+    def __init__(self) -> None:
+        self._done: dict[int, tuple[Any, str]] = {}
+        self._kinds: dict[int, tuple[Any, str]] = {}
+
+    def shared(self, value: Any) -> str:
+        known = self._done.get(id(value))
+        if known is None or known[0] is not value:
+            # A tuple is written as the list spec_to_dict makes of it.
+            known = self._done[id(value)] = (value, _json(value) or "null")
+        return known[1]
+
+    def spec(self, spec: RunSpec) -> tuple[str, str]:
+        """The spec's JSON text, and its identity's (the same text inside it)."""
+        done = self._done
+        parts = []
+        for (head, shared), value in zip(_SPEC_PARTS, _spec_values(spec), strict=True):
+            if shared:
+                known = done.get(id(value))
+                if known is None or known[0] is not value:
+                    # A tuple is written as the list spec_to_dict makes of it.
+                    known = done[id(value)] = (value, _json(value) or "null")
+                parts.append(head + known[1])
+            else:
+                parts.append(head + _plain_json(value))
+        return "{" + ",".join(parts) + "}", parts[_SPEC_IDENTITY_AT][len('"identity":') :]
+
+    def executor_kind(self, spec: RunSpec) -> str:
+        known = self._kinds.get(id(spec.executor))
+        if known is None or known[0] is not spec.executor:
+            known = self._kinds[id(spec.executor)] = (spec.executor, _executor_kind(spec))
+        return known[1]
 
 
 def _check_status(status: str) -> None:
