@@ -141,6 +141,13 @@ class _NoExtra(dict[str, Any]):
 
     __slots__ = ()
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # NO_EXTRA.__init__({...}) would fill the shared dict; an empty copy is made the way
+        # dataclasses.asdict makes one (type(d)(items)).
+        if dict(*args, **kwargs):
+            self._refuse()
+        super().__init__()
+
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError("this run's extra is the shared empty one: give it its own (_own_extra)")
 

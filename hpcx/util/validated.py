@@ -6,7 +6,8 @@ schema (:mod:`hpcx.manifest.schema`) and the workload's params schema
 (:func:`hpcx.workloads.validate_params`). A document passes or fails a schema by its content
 alone, so the cache remembers contents, not files:
 
-* the key is a SHA-256 over the schema's bytes, the hpcx version, where jsonschema is
+* the key is a SHA-256 over the schema's bytes, the hpcx version, the code that builds the
+  validators (the size and mtime of its modules), where jsonschema is
   installed (its file's path, size and mtime: an upgrade is another key) and the document's
   data (a manifest after ``--set`` and ``${...}``) written canonically (JSON, every type kept
   apart).
@@ -17,7 +18,8 @@ alone, so the cache remembers contents, not files:
 * it lives in the user's cache folder, like pip's (``$HPCX_CACHE_DIR``, else
   ``$XDG_CACHE_HOME/hpcx``, else ``~/.cache/hpcx``), file ``validated-manifests``: one hex
   key a line, the last :data:`KEEP` kept. Keys are content hashes, so one cache serves every
-  project and checkout. ``HPCX_CACHE_DIR=off`` turns it off;
+  project and checkout (a trim keeps the keys of the process that trims). ``HPCX_CACHE_DIR=off``
+  turns it off;
 * it is on only where a program turns it on (:func:`enable`): the ``hpcx`` command does, so
   the library and a job wrapper on a node never read or write the user's cache folder;
 * anything wrong with the file (missing, unreadable, truncated, garbage, a folder) only
@@ -48,6 +50,8 @@ _KEY_LEN = 64
 
 
 _ON = [False]
+#: The keys this process remembered (kept when the file is trimmed).
+_MINE: list[str] = []
 #: The keys read from the file, once per process (None: not read yet).
 _KEYS: list[set[str] | None] = [None]
 
@@ -56,6 +60,7 @@ def enable(on: bool = True) -> None:
     """Turn the cache on (or off) for this process."""
     _ON[0] = on
     _KEYS[0] = None
+    _MINE.clear()
 
 
 def cache_file() -> Path | None:
@@ -107,6 +112,28 @@ def _jsonschema_marker() -> str:
     return f"{origin}|{st.st_size}|{st.st_mtime_ns}"
 
 
+_CODE: list[str | None] = [None]
+
+
+def _code_marker() -> str:
+    """The code that builds hpcx's validators, told apart without reading it: the size and
+    mtime of the modules that do (read as files, not imported). A development checkout keeps
+    one version number while that code changes; a changed validator (another draft, a format
+    checker) must not hit what the old one passed."""
+    marker = _CODE[0]
+    if marker is None:
+        pkg = Path(__file__).resolve().parents[1]
+        parts = []
+        for rel in ("util/validated.py", "manifest/schema.py", "workloads/__init__.py"):
+            try:
+                st = os.stat(pkg / rel)
+                parts.append(f"{rel}|{st.st_size}|{st.st_mtime_ns}")
+            except OSError:
+                parts.append(f"{rel}|none")
+        marker = _CODE[0] = ";".join(parts)
+    return marker
+
+
 def document_key(schema_bytes: bytes, data: Any) -> str | None:
     """The cache key of ``data`` checked against the schema ``schema_bytes``, or None when the
     data is not plain JSON (such a document is always checked)."""
@@ -121,6 +148,7 @@ def document_key(schema_bytes: bytes, data: Any) -> str | None:
     for part in (
         b"hpcx-validated-v1",
         __version__.encode(),
+        _code_marker().encode(),
         _jsonschema_marker().encode(),
         hashlib.sha256(schema_bytes).digest(),
         json.dumps(data, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass"),
@@ -156,6 +184,7 @@ def remember(key: str) -> None:
         return
     if _KEYS[0] is not None:
         _KEYS[0].add(key)
+    _MINE.append(key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -165,7 +194,9 @@ def remember(key: str) -> None:
         finally:
             os.close(fd)
         if path.stat().st_size > 2 * KEEP * (_KEY_LEN + 2):
-            keys = list(dict.fromkeys(_read_keys(path)))[-KEEP:]
+            # The newest KEEP, and every key this process wrote: a project with more
+            # documents than KEEP must not evict its own keys on each run.
+            keys = list(dict.fromkeys([*list(dict.fromkeys(_read_keys(path)))[-KEEP:], *_MINE]))
             tmp = path.with_name(f".{_NAME}.{os.getpid()}.tmp")
             tmp.write_text("\n".join(keys) + "\n", encoding="ascii")
             os.replace(tmp, path)

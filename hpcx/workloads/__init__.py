@@ -132,6 +132,20 @@ def merge_defaults(defaults: dict[str, Any], params: dict[str, Any]) -> dict[str
     return out
 
 
+_SCHEMA_BYTES: dict[str, tuple[object, bytes]] = {}
+
+
+def _params_schema_bytes(name: str, schema: Any) -> bytes:
+    """A workload's params schema as bytes, made once per schema object (each axis value of a
+    sweep asks again)."""
+    from hpcx.util import validated
+
+    got = _SCHEMA_BYTES.get(name)
+    if got is None or got[0] is not schema:
+        got = _SCHEMA_BYTES[name] = (schema, validated.schema_bytes(schema))
+    return got[1]
+
+
 def validate_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
     """Check ``params`` against workload ``name``; return them with defaults filled in.
 
@@ -147,8 +161,13 @@ def validate_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
         raise ParamsError(
             f"{name}: params must be a mapping", [f"params: must be a mapping, got {given!r}"]
         )
-    # Params the schema already passed skip jsonschema (hpcx.util.validated).
-    key = validated.document_key(validated.schema_bytes(info.params_schema), given)
+    # Params the schema already passed skip jsonschema (hpcx.util.validated); with the cache
+    # off (the library, a job on a node) the schema is not even serialised.
+    key = (
+        validated.document_key(_params_schema_bytes(name, info.params_schema), given)
+        if validated.cache_file() is not None
+        else None
+    )
     problems: list[str] = []
     if key is None or not validated.is_known(key):
         import jsonschema

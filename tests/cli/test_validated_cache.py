@@ -123,15 +123,44 @@ def test_the_key_tells_every_value_and_schema_apart(on: Path) -> None:
     assert validated.document_key(schema, {"a": (1, 2)}) is None
 
 
-def test_remember_then_known_and_trimmed(on: Path) -> None:
-    keys = [validated.document_key(b"{}", {"i": i}) for i in range(2 * validated.KEEP + 5)]
+def test_remember_then_known(on: Path) -> None:
+    keys = [validated.document_key(b"{}", {"i": i}) for i in range(10)]
+    other = validated.document_key(b"{}", {"i": 10})
     for k in keys:
         assert k is not None
         validated.remember(k)
     validated.enable()  # read the file again
-    assert keys[-1] is not None and validated.is_known(keys[-1])
-    assert keys[0] is not None and not validated.is_known(keys[0])
-    assert len(on.read_text().split()) <= 2 * validated.KEEP + 1
+    assert all(k is not None and validated.is_known(k) for k in keys)
+    assert other is not None and not validated.is_known(other)
+
+
+def test_a_trim_keeps_the_newest_keys_and_this_process_keys(on: Path) -> None:
+    # Another process's keys, oldest first, enough that this process's first write trims.
+    others = [validated.document_key(b"{}", {"other": i}) for i in range(2 * validated.KEEP + 100)]
+    on.parent.mkdir(parents=True, exist_ok=True)
+    on.write_text("\n".join(str(k) for k in others) + "\n")
+    mine = [validated.document_key(b"{}", {"mine": i}) for i in range(3)]
+    for k in mine:
+        assert k is not None
+        validated.remember(k)
+    validated.enable()  # a new process reads the file
+    assert all(k is not None and validated.is_known(k) for k in mine)
+    assert others[-1] is not None and validated.is_known(others[-1])
+    assert others[0] is not None and not validated.is_known(others[0])
+    assert len(on.read_text().split()) <= validated.KEEP + 3
+
+
+def test_the_key_changes_with_the_code_that_builds_the_validators(
+    on: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = validated.document_key(b"{}", {"a": 1})
+    monkeypatch.setattr(validated, "_CODE", ["another validator"])
+    assert validated.document_key(b"{}", {"a": 1}) != key
+    # The marker names the modules that build validators, read as files.
+    monkeypatch.setattr(validated, "_CODE", [None])
+    marker = validated._code_marker()
+    assert "manifest/schema.py|" in marker and "workloads/__init__.py|" in marker
+    assert "|none" not in marker
 
 
 def test_off_unless_a_program_turns_it_on(tmp_path: Path) -> None:

@@ -269,3 +269,22 @@ def test_each_sweep_form_the_same_both_ways(
     generic = load_desired([f], project_root=f.parent).runs
     assert [spec_to_dict(r) for r in fast] == [spec_to_dict(r) for r in generic]
     assert len(fast) > 0
+
+
+def test_the_shared_empty_extra_stays_empty_through_expansion_and_the_state(
+    desired: DesiredState, tmp_path: Path
+) -> None:
+    from hpcx.manifest.expand import NO_EXTRA
+    from hpcx.state.store import StateStore
+
+    with pytest.raises(TypeError):
+        NO_EXTRA.__init__({"x": 1})  # type: ignore[misc]
+    runs = desired.runs + _trial_runs(desired)
+    assert any(r.extra is NO_EXTRA for r in runs)
+    with StateStore.open(tmp_path / "state.duckdb") as store:
+        store.record_runs(runs)
+        store.set_status([r.run_id for r in runs], "succeeded", event="finished")
+        snap = store.snapshot()
+    assert len(snap.runs) == len({r.run_id for r in runs})
+    # dict's own methods bypass the guard; nothing in hpcx may call them on a run's extra.
+    assert dict.__len__(NO_EXTRA) == 0
