@@ -346,6 +346,9 @@ def apply_changes(
                 # Nothing runs a foreground local queue once this process returns: not waiting
                 # means running it detached (else `apply --no-wait` left every local run lost).
                 options["detach"] = True
+            # For the first group the state is still open here: building an executor must
+            # start no process (a fork with DuckDB's threads live); executors start theirs in
+            # submit, after the intent's transaction has closed the state.
             ex = get_executor(kind, options, progress=progress)
             key = new_key()
             runs = [c.run for c in group if c.run is not None]
