@@ -1954,25 +1954,20 @@ class _SpecEncoder:
         self._kinds: dict[int, tuple[Any, str]] = {}
 
     def shared(self, value: Any) -> str:
+        """The JSON text of a value many specs share (a tuple as the list spec_to_dict makes
+        of it), encoded once per object."""
         known = self._done.get(id(value))
         if known is None or known[0] is not value:
-            # A tuple is written as the list spec_to_dict makes of it.
             known = self._done[id(value)] = (value, _json(value) or "null")
         return known[1]
 
     def spec(self, spec: RunSpec) -> tuple[str, str]:
         """The spec's JSON text, and its identity's (the same text inside it)."""
-        done = self._done
-        parts = []
-        for (head, shared), value in zip(_SPEC_PARTS, _spec_values(spec), strict=True):
-            if shared:
-                known = done.get(id(value))
-                if known is None or known[0] is not value:
-                    # A tuple is written as the list spec_to_dict makes of it.
-                    known = done[id(value)] = (value, _json(value) or "null")
-                parts.append(head + known[1])
-            else:
-                parts.append(head + _plain_json(value))
+        shared = self.shared
+        parts = [
+            head + (shared(value) if is_shared else _plain_json(value))
+            for (head, is_shared), value in zip(_SPEC_PARTS, _spec_values(spec), strict=True)
+        ]
         return "{" + ",".join(parts) + "}", parts[_SPEC_IDENTITY_AT][len('"identity":') :]
 
     def executor_kind(self, spec: RunSpec) -> str:
