@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import HpcxError, PlanError, RunsRootOwnedError
 from hpcx.run.runs_root import check_runs_root_owner, resolve_runs_root
+from hpcx.util.memo import ByIdentity
 
 if TYPE_CHECKING:
     from hpcx.manifest.spec import DesiredState, RunSpec
@@ -268,10 +269,15 @@ ProgressFn = Callable[[str, "ObservedStatus"], None]
 
 
 def _executor_group(spec: RunSpec) -> tuple[str, str]:
+    return _executor_options_group(spec.executor)
+
+
+def _executor_options_group(executor: Mapping[str, Any]) -> tuple[str, str]:
+    """(executor kind, its options as JSON): the runs that go to one submission."""
     from hpcx.manifest.spec import executor_kind
 
-    kind = executor_kind(spec.executor)
-    options = {k: v for k, v in spec.executor.items() if k not in ("type", "kind")}
+    kind = executor_kind(executor)
+    options = {k: v for k, v in executor.items() if k not in ("type", "kind")}
     if "sbatch_args" in options and "sbatch" not in options:
         # The manifest's name for the SLURM executor's pass-through options (`sbatch`):
         # without this they would be silently dropped.
@@ -314,13 +320,10 @@ def apply_changes(
 
     groups: dict[tuple[str, str], list[RunChange]] = {}
     # Runs of one manifest share their executor options: each object is written out once.
-    seen: dict[int, tuple[Any, tuple[str, str]]] = {}
+    group_of = ByIdentity(_executor_options_group)
     for c in to_submit:
         assert c.run is not None
-        known = seen.get(id(c.run.executor))
-        if known is None or known[0] is not c.run.executor:
-            known = seen[id(c.run.executor)] = (c.run.executor, _executor_group(c.run))
-        groups.setdefault(known[1], []).append(c)
+        groups.setdefault(group_of(c.run.executor), []).append(c)
 
     # The state opened once for the owner check, the settings updates and the first intent
     # (each opening and closing costs ~0.1 s); it is closed before anything is submitted.

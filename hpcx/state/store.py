@@ -46,6 +46,7 @@ from hpcx.state.records import (
     SubmittedJobs,
     TrialRecord,
 )
+from hpcx.util.memo import ByIdentity
 
 if TYPE_CHECKING:
     from hpcx.manifest.spec import RunSpec
@@ -382,22 +383,20 @@ def _meta_groups(
     Returns the groups (their (key, JSON text) pairs, the last kept of keys that read the same
     as text, as a bulk write keeps the later row), each run's group, and how many values were
     given (what :meth:`Transaction.set_run_meta_many` returns)."""
-    by_id: dict[int, tuple[Mapping[str, Any], int]] = {}
     by_value: dict[tuple[tuple[str, str | None], ...], int] = {}
     groups: list[tuple[tuple[str, str | None], ...]] = []
-    members: list[tuple[str, int]] = []
-    count = 0
-    for run_id, values in by_run.items():
-        count += len(values)
-        known = by_id.get(id(values))
-        if known is None or known[0] is not values:
-            pairs = tuple({str(k): _meta_json(v) for k, v in values.items()}.items())
-            g = by_value.get(pairs)
-            if g is None:
-                g = by_value[pairs] = len(groups)
-                groups.append(pairs)
-            known = by_id[id(values)] = (values, g)
-        members.append((run_id, known[1]))
+
+    def group_of(values: Mapping[str, Any]) -> int:
+        pairs = tuple({str(k): _meta_json(v) for k, v in values.items()}.items())
+        g = by_value.get(pairs)
+        if g is None:
+            g = by_value[pairs] = len(groups)
+            groups.append(pairs)
+        return g
+
+    by_id = ByIdentity(group_of)
+    members = [(r, by_id(v)) for r, v in by_run.items()]
+    count = sum(len(values) for values in by_run.values())
     return groups, members, count
 
 
@@ -1947,19 +1946,15 @@ def _plain_json(value: Any) -> str:
 class _SpecEncoder:
     """``_json(spec_to_dict(spec))`` for many specs, the same text: the top-level object is
     written key by key, and each field that runs share (the executor, resources, env, ...)
-    is encoded once per object (by identity; the specs hold them alive meanwhile)."""
+    is encoded once per object (the specs hold them alive meanwhile)."""
 
     def __init__(self) -> None:
-        self._done: dict[int, tuple[Any, str]] = {}
-        self._kinds: dict[int, tuple[Any, str]] = {}
+        from hpcx.manifest.spec import executor_kind
 
-    def shared(self, value: Any) -> str:
-        """The JSON text of a value many specs share (a tuple as the list spec_to_dict makes
-        of it), encoded once per object."""
-        known = self._done.get(id(value))
-        if known is None or known[0] is not value:
-            known = self._done[id(value)] = (value, _json(value) or "null")
-        return known[1]
+        #: The JSON text of a value many specs share (a tuple as the list spec_to_dict makes
+        #: of it), encoded once per object.
+        self.shared: ByIdentity[str] = ByIdentity(lambda value: _json(value) or "null")
+        self._kinds: ByIdentity[str] = ByIdentity(executor_kind)
 
     def spec(self, spec: RunSpec) -> tuple[str, str]:
         """The spec's JSON text, and its identity's (the same text inside it)."""
@@ -1971,10 +1966,7 @@ class _SpecEncoder:
         return "{" + ",".join(parts) + "}", parts[_SPEC_IDENTITY_AT][len('"identity":') :]
 
     def executor_kind(self, spec: RunSpec) -> str:
-        known = self._kinds.get(id(spec.executor))
-        if known is None or known[0] is not spec.executor:
-            known = self._kinds[id(spec.executor)] = (spec.executor, _executor_kind(spec))
-        return known[1]
+        return self._kinds(spec.executor)
 
 
 def _check_status(status: str) -> None:
