@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hpcx.errors import ParamsError, WorkloadError
+from hpcx.util.memo import ByIdentity
+from hpcx.util.validated import schema_bytes
 from hpcx.workloads.context import RunContext
 
 __all__ = [
@@ -132,18 +134,9 @@ def merge_defaults(defaults: dict[str, Any], params: dict[str, Any]) -> dict[str
     return out
 
 
-_SCHEMA_BYTES: dict[str, tuple[object, bytes]] = {}
-
-
-def _params_schema_bytes(name: str, schema: Any) -> bytes:
-    """A workload's params schema as bytes, made once per schema object (each axis value of a
-    sweep asks again)."""
-    from hpcx.util import validated
-
-    got = _SCHEMA_BYTES.get(name)
-    if got is None or got[0] is not schema:
-        got = _SCHEMA_BYTES[name] = (schema, validated.schema_bytes(schema))
-    return got[1]
+#: A workload's params schema as bytes, made once per schema object (each axis value of a
+#: sweep asks again).
+_params_schema_bytes: ByIdentity[bytes] = ByIdentity(schema_bytes)
 
 
 def validate_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -164,7 +157,7 @@ def validate_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
     # Params the schema already passed skip jsonschema (hpcx.util.validated); with the cache
     # off (the library, a job on a node) the schema is not even serialised.
     key = (
-        validated.document_key(_params_schema_bytes(name, info.params_schema), given)
+        validated.document_key(_params_schema_bytes(info.params_schema), given)
         if validated.cache_file() is not None
         else None
     )
