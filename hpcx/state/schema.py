@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 #: Schema version this hpcx writes. A file with a newer one is refused; an older one is migrated.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Every status a run can have (the runs table's CHECK constraint).
 RUN_STATUSES = (
@@ -23,6 +23,8 @@ RUN_STATUSES = (
     "lost",
     "timeout",
     "pruned",
+    "queued",
+    "blocked",
 )
 #: Statuses of a run that is neither finished nor known to be gone.
 IN_FLIGHT_STATUSES = ("pending", "submitted", "running")
@@ -32,6 +34,11 @@ IN_FLIGHT_STATUSES = ("pending", "submitted", "running")
 ENDED_STATUSES = ("succeeded", "failed", "cancelled", "timeout", "pruned")
 #: Statuses a harvest never moves a run out of again.
 FINAL_STATUSES = (*ENDED_STATUSES, "lost")
+#: Statuses of a run that hpcx holds back, at no scheduler: ``queued`` waits for room under the
+#: scheduler's limits (a refresh or ``apply --watch`` submits it as jobs finish); ``blocked``
+#: waits for a run it needs that ended without success (it goes when that one is retried and
+#: succeeds). Neither is final, neither has a job to poll.
+HELD_STATUSES = ("queued", "blocked")
 #: Statuses of a run that ended without a result and may be run again.
 RETRYABLE_STATUSES = frozenset({"failed", "cancelled", "lost", "timeout"})
 #: Columns of an attempt row (the ``attempts`` table, run_id and serial aside), in order.
@@ -57,8 +64,9 @@ def sql_list(values: Iterable[str]) -> str:
 
 
 _SUBMISSION_CHECK = sql_list(SUBMISSION_STATES)
-# The statuses the runs table's CHECK allowed up to v3 (v4 added ``pruned``): migration 1
-# must create the table it always created.
+# The statuses the runs table's CHECK allowed up to v3 (v4 added ``pruned``, v5 ``queued`` and
+# ``blocked``): migration 1 must create the table it always created, and migration 4 the one
+# it always created.
 _V1_STATUSES = (
     "pending",
     "submitted",
@@ -201,10 +209,18 @@ MIGRATIONS: dict[int, list[str]] = {
     # v4: the ``pruned`` status (a search trial stopped early). DuckDB cannot alter a CHECK,
     # so the runs table is rebuilt under the new one, every row and column kept in order.
     4: [
-        _runs_table("runs_v4", RUN_STATUSES),
+        _runs_table("runs_v4", (*_V1_STATUSES, "pruned")),
         "INSERT INTO runs_v4 SELECT * FROM runs",
         "DROP TABLE runs",
         "ALTER TABLE runs_v4 RENAME TO runs",
+    ],
+    # v5: the held statuses (``queued``: waiting for room under the scheduler's limits;
+    # ``blocked``: waiting for a run it needs), rebuilt as v4 was.
+    5: [
+        _runs_table("runs_v5", RUN_STATUSES),
+        "INSERT INTO runs_v5 SELECT * FROM runs",
+        "DROP TABLE runs",
+        "ALTER TABLE runs_v5 RENAME TO runs",
     ],
 }
 

@@ -13,9 +13,10 @@ from hpcx.state import schema
 from hpcx.state.store import StateStore
 
 
-def test_every_status_is_either_in_flight_or_final() -> None:
-    assert set(schema.IN_FLIGHT_STATUSES) | set(schema.FINAL_STATUSES) == set(schema.RUN_STATUSES)
-    assert not set(schema.IN_FLIGHT_STATUSES) & set(schema.FINAL_STATUSES)
+def test_every_status_is_in_flight_held_or_final() -> None:
+    sets = [set(schema.IN_FLIGHT_STATUSES), set(schema.HELD_STATUSES), set(schema.FINAL_STATUSES)]
+    assert set().union(*sets) == set(schema.RUN_STATUSES)
+    assert sum(len(s) for s in sets) == len(schema.RUN_STATUSES)  # no status in two sets
     assert set(schema.FINAL_STATUSES) == {*schema.ENDED_STATUSES, "lost"}
     # A pruned trial is finished, not failed: never run again.
     assert set(schema.FINAL_STATUSES) - {"succeeded", "pruned"} == schema.RETRYABLE_STATUSES
@@ -59,3 +60,42 @@ def test_the_database_accepts_exactly_the_status_sets(tmp_path: Path, sql: str, 
                 con.execute(sql)
     finally:
         con.close()
+
+
+def test_a_v4_file_migrates_to_the_held_statuses_keeping_its_runs(tmp_path: Path) -> None:
+    """A file written before the held statuses: its runs are kept, and a run may then be
+    recorded ``queued`` or ``blocked`` (the v4 CHECK refused both)."""
+    from hpcx.state import store as store_mod
+
+    path = tmp_path / "state.duckdb"
+    old = {v: sql for v, sql in schema.MIGRATIONS.items() if v <= 4}
+    mp = pytest.MonkeyPatch()
+    mp.setattr(store_mod, "SCHEMA_VERSION", 4)
+    mp.setattr(store_mod, "MIGRATIONS", old)
+    try:
+        with StateStore.open(path) as st, st.transaction() as tx:
+            tx.record_runs(
+                [make_spec("a", 1, {"x": 1}), make_spec("a", 2, {"x": 2})], status="failed"
+            )
+    finally:
+        mp.undo()
+    con = duckdb.connect(str(path))
+    try:
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute("UPDATE runs SET status = 'queued'")
+    finally:
+        con.close()
+    with StateStore.open(path) as st:
+        assert st.info().schema_version == 5
+        ids = sorted(st.snapshot().runs)
+        assert len(ids) == 2
+        assert {st.stored_run(i).status for i in ids} == {"failed"}
+        with st.transaction() as tx:
+            tx.update_runs(
+                [
+                    {"run_id": ids[0], "status": "queued"},
+                    {"run_id": ids[1], "status": "blocked"},
+                ],
+                event="test",
+            )
+        assert [st.stored_run(i).status for i in ids] == ["queued", "blocked"]
