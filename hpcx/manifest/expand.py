@@ -82,6 +82,7 @@ def expand_into(exp: Experiment, runs: list[RunSpec], by_id: dict[str, RunSpec])
         source=exp.label,
         settings_digest=exp.settings_digest,
         code_hash=ch,
+        needs=(),
     )
     shared = 0
     gc_was_enabled = gc.isenabled()

@@ -56,6 +56,9 @@ class RunSpec:
     settings_digest: str
     code_hash: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The runs this one needs (``needs:`` of its experiment): ``(experiment, run_id)`` of each,
+    #: sorted. It starts once every one of them has succeeded. Empty for most runs.
+    needs: tuple[tuple[str, str], ...] = ()
 
 
 class Search(Protocol):

@@ -433,6 +433,7 @@ def spec_to_dict(spec: RunSpec) -> dict[str, Any]:
         "settings_digest": spec.settings_digest,
         "code_hash": spec.code_hash,
         "extra": spec.extra,
+        "needs": [list(n) for n in spec.needs],
     }
 
 
@@ -445,6 +446,7 @@ def spec_from_dict(data: Mapping[str, Any]) -> RunSpec:
     d["tags"] = tuple(d.get("tags") or ())
     d["overrides"] = tuple(d.get("overrides") or ())
     d.setdefault("extra", {})
+    d["needs"] = tuple((str(e), str(r)) for e, r in d.get("needs") or ())
     return RunSpec(**d)
 
 
@@ -1915,6 +1917,7 @@ _SPEC_KEYS = tuple(
             "experiment", "run_id", "base_id", "index", "identity", "params", "workload",
             "command", "env", "cwd", "placement", "seed", "repeat", "resources", "executor",
             "retries", "tags", "overrides", "source", "settings_digest", "code_hash", "extra",
+            "needs",
         )
     )
 )

@@ -150,7 +150,10 @@ def _ref_id(identity: dict[str, Any]) -> str:
 def _digest(runs: list[RunSpec]) -> str:
     h = hashlib.sha256()
     for r in runs:
-        h.update(json.dumps(spec_to_dict(r), sort_keys=True).encode() + b"\n")
+        d = spec_to_dict(r)
+        if not d["needs"]:
+            del d["needs"]  # the golden predates the field: runs without needs hash as before
+        h.update(json.dumps(d, sort_keys=True).encode() + b"\n")
     return h.hexdigest()
 
 

@@ -37,6 +37,7 @@ def make_spec(
     extra: dict[str, Any] | None = None,
     source: str | None = None,
     run_id: str | None = None,
+    needs: Sequence[tuple[str, str]] = (),
 ) -> RunSpec:
     """One run of ``experiment``. ``command`` (argv, passed to the program as given) or
     ``workload`` (default: the command ``true``). ``run_id`` names the run by hand where a test
@@ -93,6 +94,7 @@ def make_spec(
         settings_digest=run_id_for(settings),
         code_hash=code_hash,
         extra=dict(extra or {}),
+        needs=tuple(sorted(needs)),
     )
 
 
