@@ -205,11 +205,8 @@ def _check_needs(
                     *swept,
                     *(f"params.{p}" for p in leaf_paths(params)),
                 ]
-                problems.add(
-                    pos(doc, jp),
-                    jp,
-                    f"needs.{name}.match: {what}{did_you_mean(dotted, options)}",
-                )
+                hint = "" if dotted == "seed" else did_you_mean(dotted, options)
+                problems.add(pos(doc, jp), jp, f"needs.{name}.match: {what}{hint}")
         out[name] = match
     return out
 
