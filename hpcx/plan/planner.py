@@ -307,7 +307,7 @@ def _make_plan(
             append(RunChange(create, REASON_NEW, run, run.run_id, run.experiment))
 
     if any(r.needs for r in desired.runs):
-        changes = _settle_needs(changes, kind_of)
+        changes[:] = _settle_needs(changes, kind_of)  # in place: orphans are appended next
 
     if state:
         in_scope: set[str] | None = None
