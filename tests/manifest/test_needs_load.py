@@ -369,3 +369,12 @@ def test_ten_thousand_by_ten_thousand_one_to_one_is_fast(tmp_path: Path) -> None
     assert sum(1 for r in d.runs if r.needs) == 10_000
     # The needs of 10,000 runs against 10,000: well under a second on top of the load.
     assert with_needs - plain < 1.0, (plain, with_needs)
+
+
+def test_the_documented_example_pipeline_loads(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "docs" / "examples" / "needs"
+    d = load_desired([examples], project_root=tmp_path)
+    assert [r.experiment for r in d.runs] == ["prep"] + ["train"] * 4 + ["eval"] * 4
+    (prep,) = [r.run_id for r in d.runs if r.experiment == "prep"]
+    assert all(r.needs == (("prep", prep),) for r in d.runs if r.experiment == "train")
+    assert all(len(r.needs) == 1 for r in d.runs if r.experiment == "eval")
