@@ -378,3 +378,41 @@ def test_the_documented_example_pipeline_loads(tmp_path: Path) -> None:
     (prep,) = [r.run_id for r in d.runs if r.experiment == "prep"]
     assert all(r.needs == (("prep", prep),) for r in d.runs if r.experiment == "train")
     assert all(len(r.needs) == 1 for r in d.runs if r.experiment == "eval")
+
+
+def test_match_compares_values_as_identities_do(tmp_path: Path) -> None:
+    train = exp("train", params={"k": 1}, grid={"k": [1, 2, True, "3", [1, 2]]})
+    files = {"train": train}
+    files["eval"] = exp(
+        "eval",
+        params={"k": 1.0},
+        grid={"k": [1.0, [1.0, 2]]},
+        needs={"train": {"match": ["params.k"]}},
+    )
+    d = load(tmp_path, files)
+    by_id = {r.run_id: r.params["k"] for r in d.runs if r.experiment == "train"}
+    got = [[by_id[rid] for _, rid in r.needs] for r in d.runs if r.experiment == "eval"]
+    assert got == [[1], [[1, 2]]]  # 1.0 is 1 (not true), [1.0, 2] is [1, 2]
+    for bad in (True, "1"):
+        files["eval"] = exp("eval", params={"k": bad}, needs={"train": {"match": ["params.k"]}})
+        if bad is True:
+            # true matches true only: the train run with k=true.
+            d = load(tmp_path / "t", files)
+            (ev,) = [r for r in d.runs if r.experiment == "eval"]
+            assert [by_id[rid] for _, rid in ev.needs] == [True]
+        else:
+            assert "match nothing" in " ".join(problems(tmp_path / "s", files))
+
+
+def test_a_pulled_in_experiment_brings_what_it_needs(tmp_path: Path) -> None:
+    folder = write(
+        tmp_path,
+        {
+            "prep": exp("prep"),
+            "train": exp("train", grid=GRID, needs={"prep": {}}),
+            "eval": exp("eval", grid=GRID, needs=ONE_TO_ONE),
+        },
+    )
+    d = load_desired([folder / "eval.yaml"], project_root=tmp_path, needs_from=[folder])
+    assert [r.experiment for r in d.runs] == ["prep"] + ["train"] * 4 + ["eval"] * 4
+    assert len(d.warnings) == 2 and all("not among the paths given" in w for w in d.warnings)

@@ -227,3 +227,14 @@ def test_cli_plan_of_the_downstream_alone_brings_its_upstream(pipeline_project: 
         doc = json.loads(res.out)
         assert [e["name"] for e in doc["experiments"]] == ["train", "eval"], args
         assert doc["summary"]["create"] == 8
+
+
+def test_a_saved_plan_keeps_each_run_needs(tmp_path: Path, store: StateStore) -> None:
+    from hpcx.plan.planner import plan_from_dict, plan_to_dict
+
+    desired = load(tmp_path, pipeline_files())
+    plan = make_plan(desired, store.snapshot())
+    back = plan_from_dict(json.loads(json.dumps(plan_to_dict(plan))))
+    assert [c.run.needs for c in back.changes] == [c.run.needs for c in plan.changes]
+    assert [c.detail for c in back.changes] == [c.detail for c in plan.changes]
+    assert any(c.run.needs for c in back.changes)
