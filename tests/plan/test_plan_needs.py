@@ -238,3 +238,9 @@ def test_a_saved_plan_keeps_each_run_needs(tmp_path: Path, store: StateStore) ->
     assert [c.run.needs for c in back.changes] == [c.run.needs for c in plan.changes]
     assert [c.detail for c in back.changes] == [c.detail for c in plan.changes]
     assert any(c.run.needs for c in back.changes)
+
+
+def test_cli_validate_of_the_downstream_alone(pipeline_project: Path) -> None:
+    res = run_cli("validate", "manifests/eval.yaml")
+    assert res.code == 0, res.out + res.err
+    assert "loaded from manifests/train.yaml" in res.out + res.err
