@@ -416,3 +416,17 @@ def test_a_pulled_in_experiment_brings_what_it_needs(tmp_path: Path) -> None:
     d = load_desired([folder / "eval.yaml"], project_root=tmp_path, needs_from=[folder])
     assert [r.experiment for r in d.runs] == ["prep"] + ["train"] * 4 + ["eval"] * 4
     assert len(d.warnings) == 2 and all("not among the paths given" in w for w in d.warnings)
+
+
+def test_rendering_refuses_what_it_cannot_say(tmp_path: Path) -> None:
+    import dataclasses
+
+    d = pipeline(tmp_path, command=["e", "{needs.train.run_dir}", "{needs.train.run_dirs}"])
+    run = next(r for r in d.runs if r.experiment == "eval")
+    # A spec edited by hand to need two runs: the singular form names no one run.
+    two = dataclasses.replace(run, needs=(("train", "a" * 16), ("train", "b" * 16)))
+    with pytest.raises(ManifestError, match="needs 2 runs of 'train', not one"):
+        render_command(two, "/r/runs/eval/x")
+    one = dataclasses.replace(run, command=("e", "{needs.train.run_dirs}"))
+    with pytest.raises(ManifestError, match="the separator of the list"):
+        render_command(one, f"/r{os.pathsep}s/runs/eval/x")
