@@ -430,3 +430,27 @@ def test_rendering_refuses_what_it_cannot_say(tmp_path: Path) -> None:
     one = dataclasses.replace(run, command=("e", "{needs.train.run_dirs}"))
     with pytest.raises(ManifestError, match="the separator of the list"):
         render_command(one, f"/r{os.pathsep}s/runs/eval/x")
+
+
+def test_match_on_repeat_and_placement(tmp_path: Path) -> None:
+    def with_placement(name: str, needs: Mapping[str, Any] | None) -> str:
+        doc = json.loads(exp(name, grid={"placement.numa": [0, 1]}, seeds=[5, 6], needs=needs))
+        doc["spec"]["placement"] = {"numa": 0}
+        return json.dumps(doc)
+
+    d = load(
+        tmp_path,
+        {
+            "train": with_placement("train", None),
+            "eval": with_placement("eval", {"train": {"match": ["placement.numa", "repeat"]}}),
+        },
+    )
+    train = {r.run_id: r for r in d.runs if r.experiment == "train"}
+    evals = [r for r in d.runs if r.experiment == "eval"]
+    assert len(evals) == 4
+    for r in evals:
+        ((_, rid),) = r.needs
+        assert (train[rid].placement["numa"], train[rid].repeat) == (
+            r.placement["numa"],
+            r.repeat,
+        )
