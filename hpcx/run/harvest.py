@@ -48,6 +48,9 @@ _STATUS_OF = {
     "timeout": "timeout",
     "pruned": "pruned",
     "lost": "lost",
+    # Not started: a run it needs ended without success (the run folder or the scheduler
+    # says so); held, at no scheduler, until a retry of that run releases it.
+    "blocked": "blocked",
     # An attempt ended and the run's next one is to start (a checkpoint, a preemption): the
     # run is in flight, waiting as a submitted one does.
     "requeued": "submitted",
@@ -390,7 +393,7 @@ def _ingest(
             continue
         status = _STATUS_OF.get(obs.state, "lost")
         old = target.status
-        if old in FINAL_STATUSES and old == status:
+        if old == status and (old in FINAL_STATUSES or old == "blocked"):
             continue  # already harvested: idempotent
         moved_on = isinstance(obs.attempt, int) and obs.attempt > target.attempts
         if status == old and status in ("submitted", "running") and not moved_on:
