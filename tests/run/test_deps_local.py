@@ -175,12 +175,14 @@ def test_a_detached_eval_queue_waits_for_the_train_queue_of_an_earlier_apply(
     assert all(not (d / "status.json").exists() for d in eval_dirs)  # waiting, not started
     go.touch()
     wait_for(
-        lambda: all(
-            json.loads((d / "status.json").read_text())["state"] == "succeeded"
-            for d in eval_dirs
-            if (d / "status.json").exists()
-        )
-        and all((d / "status.json").exists() for d in eval_dirs),
+        lambda: (
+            all(
+                json.loads((d / "status.json").read_text())["state"] == "succeeded"
+                for d in eval_dirs
+                if (d / "status.json").exists()
+            )
+            and all((d / "status.json").exists() for d in eval_dirs)
+        ),
         60,
         "the detached evals to succeed",
     )

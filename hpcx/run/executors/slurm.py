@@ -337,13 +337,8 @@ class SlurmExecutor(Executor):
         run_dirs: Sequence[RunDir],
         after: Mapping[str, Sequence[Upstream]] | None = None,
     ) -> list[_Chunk]:
+        # (--dependency cannot come from a manifest: hpcx.cluster.slurm refuses it.)
         groups: dict[tuple[tuple[str, str | None], ...], list[RunDir]] = {}
-        if after and any(name == "dependency" for name, _ in self.extra):
-            raise InvalidOptionError(
-                "executor.sbatch_args sets --dependency, and these runs need others (needs:)",
-                hint="drop --dependency from sbatch_args: hpcx makes each run wait for the "
-                "runs it needs",
-            )
         for rd in run_dirs:
             spec = self.prepared_spec(rd)
             warning = checkpoint_options(spec)
