@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.pipelines import changes, folder_status, record
+from support.pipelines import ts as _ts
 from support.projects import PROG, wait_for
 from support.specs import make_spec
 
 from hpcx.errors import PlanError
 from hpcx.manifest.spec import RunSpec
-from hpcx.plan.planner import Action, RunChange
+from hpcx.plan.planner import Action
 from hpcx.run.apply import apply_changes
-from hpcx.state.store import StateStore, open_reader
+from hpcx.state.store import StateStore
 from hpcx.state.writer import Writer
 
 
@@ -50,25 +51,6 @@ def pipeline(
         for i in range(n)
     ]
     return trains, evals, flag
-
-
-def changes(runs: list[RunSpec], action: Action = Action.CREATE) -> list[RunChange]:
-    return [RunChange(action, action.value, r, r.run_id, r.experiment, None) for r in runs]
-
-
-def record(state: Path, run_id: str) -> dict[str, Any]:
-    with open_reader(state) as store:
-        detail = store.run_detail(run_id)
-    return {**detail.record, "events": detail.events}
-
-
-def folder_status(rec: dict[str, Any]) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((Path(rec["run_dir"]) / "status.json").read_text())
-    return doc
-
-
-def _ts(text: Any) -> datetime:
-    return text if isinstance(text, datetime) else datetime.fromisoformat(str(text))
 
 
 def test_a_local_pipeline_runs_each_eval_after_its_train_blocks_the_failed_one_and_a_retry_releases_it(  # noqa: E501
