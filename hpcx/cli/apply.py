@@ -209,6 +209,11 @@ def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> Non
         lines.append(f"Recorded new settings of {result['updated']} run(s)")
     for rid, reason in list(result["not_submitted"].items())[:10]:
         lines.append(f"NOT submitted {rid}: {reason}")
+    held = result.get("blocked") or {}
+    for rid, reason in list(held.items())[:10]:
+        lines.append(f"Blocked {rid} (held, not submitted): {reason}")
+    if len(held) > 10:
+        lines.append(f"... and {len(held) - 10} more blocked: `hpcx status --runs -s blocked`")
     for key in result["ambiguous_submissions"]:
         amb = result.get("ambiguous_detail", {}).get(key) or {}
         sent, total = amb.get("sent", 0), amb.get("total", 0)
