@@ -29,6 +29,12 @@ def plan_command(
     ),
     max_runs: int | None = typer.Option(None, "--max-runs", help="Refuse sweeps larger than this."),
     full: bool = typer.Option(False, "--full", help="List every run, unchanged ones included."),
+    graph: bool = typer.Option(
+        False,
+        "--graph",
+        help="Also print the needs between the runs (spec.needs): the experiments' paths and "
+        "edges, and the first runs' needs (all of them with --full).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON for scripts."),
     markdown: bool = typer.Option(
         False, "--markdown", help="Print the plan as markdown (PR comment)."
@@ -67,12 +73,24 @@ def plan_command(
     # plan here). Reference counting still frees what it can.
     gc.disable()
     from hpcx.errors import PlanError
-    from hpcx.plan.render import RenderContext, render_json, render_markdown, render_text
+    from hpcx.plan.render import (
+        RenderContext,
+        render_graph,
+        render_json,
+        render_markdown,
+        render_text,
+    )
     from hpcx.plan.session import plan_manifests
     from hpcx.project.paths import display_path
 
     if as_json and markdown:
         raise PlanError("--json and --markdown exclude each other")
+    if graph and (as_json or markdown):
+        raise PlanError(
+            "--graph is a text view: --json always holds the graph (its \"graph\" list and "
+            "each change's \"needs\"), --markdown has none",
+            hint="drop --graph",
+        )
     planned = plan_manifests(
         paths or (),
         overrides=set_,
@@ -95,6 +113,8 @@ def plan_command(
         sys.stdout.write(render_markdown(plan, full=full, context=ctx))
     else:
         sys.stdout.write(render_text(plan, full=full, context=ctx))
+        if graph:
+            sys.stdout.write("\n" + render_graph(plan, full=full))
         if out is not None:
             sys.stdout.write(f"Saved the plan to {out}; apply it with: hpcx apply {out}\n")
     sys.stdout.flush()

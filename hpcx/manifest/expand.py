@@ -15,33 +15,53 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hpcx.manifest.axes import LazyAxisValues
-from hpcx.manifest.document import Problems, pos
+from hpcx.manifest.document import Problems, format_value, pos
 from hpcx.manifest.experiment import Experiment
 from hpcx.manifest.identity import IDENTITY_VERSION, canonical_json, run_id_for
 from hpcx.manifest.search import SearchDef, Trial
 from hpcx.manifest.spec import ExperimentInfo, RunSpec
 from hpcx.manifest.sweep import Axis, SweepPlan, expand
+from hpcx.util.yamlload import JsonPath
 
-__all__ = ["SearchSpec", "expand_experiments", "expand_into", "search_specs"]
+__all__ = ["SearchSpec", "expand_experiments", "expand_into", "needs_order", "search_specs"]
 
 
 def expand_experiments(
     experiments: Sequence[Experiment], problems: Problems
 ) -> tuple[list[RunSpec], list[ExperimentInfo]]:
-    """Every run of the experiments, in order, and each experiment's summary. An experiment
-    whose sweep excludes every point is a problem."""
+    """Every run of the experiments, and each experiment's summary. An experiment whose sweep
+    excludes every point is a problem.
+
+    The runs come experiment by experiment, each experiment after those it ``needs`` (their
+    order otherwise kept), so every run comes after the runs it needs; the ids of those join
+    its identity (:func:`_resolve_needs`)."""
     runs: list[RunSpec] = []
-    infos: list[ExperimentInfo] = []
     by_id: dict[str, RunSpec] = {}
-    for exp in experiments:
+    counts: dict[str, int] = {}
+    needed = {n for e in experiments for n in e.needs}
+    runs_of: dict[str, list[RunSpec]] = {}  # a needed experiment's runs, shared ones too
+    for exp in needs_order(experiments):
         # A search's runs are proposed at plan time (hpcx.plan.search), from the state.
-        count = 0 if exp.search is not None else expand_into(exp, runs, by_id)
+        if exp.search is not None:
+            count = 0
+        elif exp.needs or exp.name in needed:
+            own: list[RunSpec] = []
+            expand_into(exp, own, {})
+            if exp.needs:
+                _resolve_needs(exp, own, runs_of, by_id, problems)
+            runs_of[exp.name] = own
+            count = _merge(exp.name, own, runs, by_id)
+        else:
+            count = expand_into(exp, runs, by_id)
+        counts[exp.name] = count
         if count == 0 and exp.search is None:
             problems.add(
                 pos(exp.doc, ("spec", "sweep")),
                 ("spec", "sweep"),
                 "the sweep excludes every point: no runs",
             )
+    infos: list[ExperimentInfo] = []
+    for exp in experiments:
         meta = exp.doc.data["metadata"]
         infos.append(
             ExperimentInfo(
@@ -50,12 +70,191 @@ def expand_experiments(
                 description=meta.get("description", ""),
                 owner=meta.get("owner"),
                 tags=exp.tags,
-                run_count=count,
+                run_count=counts[exp.name],
                 swept=exp.swept,
                 document=exp.doc.data,
             )
         )
     return runs, infos
+
+
+def needs_order(experiments: Sequence[Experiment]) -> list[Experiment]:
+    """The experiments, each after those it needs, the given order kept otherwise (the first
+    experiment whose needs are all placed goes next). Needs that name no experiment here, or
+    a cycle (the loader refuses both), do not hold an experiment back for ever: the rest
+    follow in order."""
+    names = {e.name for e in experiments}
+    left = list(experiments)
+    placed: set[str] = set()
+    out: list[Experiment] = []
+    while left:
+        ready = (
+            i
+            for i, e in enumerate(left)
+            if all(n in placed or n not in names or n == e.name for n in e.needs)
+        )
+        exp = left.pop(next(ready, 0))  # 0: a cycle
+        placed.add(exp.name)
+        out.append(exp)
+    return out
+
+
+def _merge(name: str, own: list[RunSpec], runs: list[RunSpec], by_id: dict[str, RunSpec]) -> int:
+    """Append the runs of experiment ``name`` (made on their own) that no earlier experiment
+    made, listing ``name`` in the ``also_in`` of those it did; their count, shared ones too."""
+    append = runs.append
+    for run in own:
+        other = by_id.get(run.run_id)
+        if other is not None:
+            also = _own_extra(other).setdefault("also_in", [])
+            if name not in also:
+                also.append(name)
+            continue
+        by_id[run.run_id] = run
+        append(run)
+    return len(own)
+
+
+_MISSING = object()
+#: Runs named in a problem before the rest are counted.
+_SHOWN = 5
+
+
+def _match_value(run: RunSpec, dotted: str) -> Any:
+    """A run's value at a ``needs`` match path, or :data:`_MISSING`."""
+    if dotted == "seed":
+        return run.seed
+    if dotted == "repeat":
+        return run.repeat
+    head, _, rest = dotted.partition(".")
+    cur: Any = run.params if head == "params" else run.placement
+    for key in rest.split("."):
+        if not isinstance(cur, dict) or key not in cur:
+            return _MISSING
+        cur = cur[key]
+    return cur
+
+
+def _match_key(run: RunSpec, match: Sequence[str]) -> tuple[str | None, ...]:
+    """The canonical text of each match value (``None`` where the run has none): equal keys
+    are equal values, ``1.0`` being ``1`` as in identities."""
+    out: list[str | None] = []
+    for dotted in match:
+        v = _match_value(run, dotted)
+        out.append(None if v is _MISSING else canonical_json(v))
+    return tuple(out)
+
+
+def _resolve_needs(
+    exp: Experiment,
+    own: list[RunSpec],
+    runs_of: Mapping[str, list[RunSpec]],
+    by_id: Mapping[str, RunSpec],
+    problems: Problems,
+) -> None:
+    """Give each run of ``exp`` its ``needs`` (the runs of each experiment it needs whose
+    values at the match paths equal its own, or all of them), with their ids in its identity
+    and so in its ``run_id`` (``base_id`` stays without them: the planner tells "what it needs
+    changed" from "a new run" by it). Upstream runs are indexed by their match values: linear
+    in the runs on both sides. A run that matches nothing, a placeholder naming one run where
+    a run needs several (or none), and a needed run that another experiment owns are
+    problems."""
+    start = len(problems.items)
+    resolvers: list[tuple[str, Callable[[RunSpec], tuple[str, ...]]]] = []
+    for name, match in exp.needs.items():
+        ups = runs_of.get(name, [])
+        jp: JsonPath = ("spec", "needs", name)
+        where = pos(exp.doc, jp, key=True)
+        foreign = [u for u in ups if by_id[u.run_id].experiment != name]
+        if foreign:
+            owner = by_id[foreign[0].run_id].experiment
+            problems.add(
+                where,
+                jp,
+                f"{len(foreign):,} run(s) of {name!r} are the very runs of {owner!r} (the same "
+                f"identity, run {foreign[0].run_id}), which owns them: a run {exp.name} needs "
+                f"must be {name}'s own; make the two experiments' runs differ",
+            )
+            continue
+        if not match:
+            every = tuple(sorted(u.run_id for u in ups))
+            resolvers.append((name, _constant(every)))
+            continue
+        index: dict[tuple[str | None, ...], list[str]] = {}
+        for u in ups:
+            index.setdefault(_match_key(u, match), []).append(u.run_id)
+        frozen = {k: tuple(sorted(v)) for k, v in index.items()}
+        resolvers.append((name, _lookup(match, frozen)))
+    resolved: list[dict[str, tuple[str, ...]]] = []
+    unmatched: dict[str, list[RunSpec]] = {}
+    not_one: dict[str, list[tuple[RunSpec, int]]] = {}
+    for run in own:
+        got: dict[str, tuple[str, ...]] = {}
+        for name, find in resolvers:
+            ids = find(run)
+            if not ids:
+                unmatched.setdefault(name, []).append(run)
+            elif name in exp.needs_singular and len(ids) != 1:
+                not_one.setdefault(name, []).append((run, len(ids)))
+            got[name] = ids
+        resolved.append(got)
+    for name, missed in unmatched.items():
+        jp = ("spec", "needs", name)
+        match = exp.needs[name]
+        shown = "; ".join(f"run {r.index} ({_describe(r, match)})" for r in missed[:_SHOWN])
+        more = f"; and {len(missed) - _SHOWN:,} more" if len(missed) > _SHOWN else ""
+        what = (
+            f"no run of {name!r} has the same " + ", ".join(match)
+            if match
+            else (f"{name!r} has no runs")
+        )
+        problems.add(
+            pos(exp.doc, jp, key=True),
+            jp,
+            f"{len(missed):,} of {len(own):,} runs match nothing: {what}: {shown}{more}",
+        )
+    for name, bad in not_one.items():
+        sjp = exp.needs_singular[name]
+        run, n = bad[0]
+        problems.add(
+            pos(exp.doc, sjp),
+            sjp,
+            f"{{needs.{name}.run_dir}} and {{needs.{name}.run_id}} name one run, but "
+            f"{len(bad):,} run(s) need several runs of {name!r} (run {run.index} "
+            f"({_describe(run, exp.needs[name])}) needs {n}); use {{needs.{name}.run_dirs}} "
+            f"or {{needs.{name}.run_ids}} (all of them, joined with the path separator), or "
+            "match on more paths",
+        )
+    if len(problems.items) > start:
+        return
+    setattr_ = object.__setattr__
+    for run, got in zip(own, resolved, strict=True):
+        identity = dict(run.identity)
+        identity["needs"] = {n: list(ids) for n, ids in got.items()}
+        setattr_(run, "identity", identity)
+        setattr_(run, "run_id", run_id_for(identity))
+        setattr_(run, "needs", tuple(sorted((n, rid) for n, ids in got.items() for rid in ids)))
+
+
+def _constant(ids: tuple[str, ...]) -> Callable[[RunSpec], tuple[str, ...]]:
+    return lambda _run: ids
+
+
+def _lookup(
+    match: Sequence[str], index: Mapping[tuple[str | None, ...], tuple[str, ...]]
+) -> Callable[[RunSpec], tuple[str, ...]]:
+    return lambda run: index.get(_match_key(run, match), ())
+
+
+def _describe(run: RunSpec, match: Sequence[str]) -> str:
+    """``params.lr=0.1, seed=0``: a run's values at the match paths (all of them: its id)."""
+    if not match:
+        return run.run_id
+    parts = []
+    for dotted in match:
+        v = _match_value(run, dotted)
+        parts.append(f"{dotted}=" + ("(none)" if v is _MISSING else format_value(v)))
+    return ", ".join(parts)
 
 
 def expand_into(exp: Experiment, runs: list[RunSpec], by_id: dict[str, RunSpec]) -> int:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpcx.errors import GitInfoError
 from hpcx.manifest import gitinfo
 from hpcx.manifest.axes import AxisSource, CheckedSweep, check_sweep, dotted_path, range_values
-from hpcx.manifest.document import Doc, Problems, did_you_mean, format_value, pos
+from hpcx.manifest.document import Doc, Problems, did_you_mean, format_value, leaf_paths, pos
 from hpcx.manifest.identity import run_id_for
 from hpcx.manifest.placeholders import check_placeholders
 from hpcx.manifest.schema import schema_document
@@ -31,8 +31,10 @@ __all__ = [
     "BUILTIN_WORKLOADS",
     "CHECKPOINT_DEFAULTS",
     "LAUNCHER_NONE",
+    "NEEDS_MATCH_FIELDS",
     "Experiment",
     "checkpoint_settings",
+    "experiment_has_path",
     "prepare",
 ]
 
@@ -77,6 +79,12 @@ class Experiment:
     extra: dict[str, Any]
     #: The checked ``sweep.search`` of a search experiment (its runs come from the plan).
     search: SearchDef | None = None
+    #: ``spec.needs``: each experiment needed -> the dotted paths its runs are matched on
+    #: (empty: all of its runs). Resolved into ``RunSpec.needs`` by the expansion.
+    needs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Per needed experiment, where a placeholder naming one of its runs is first used
+    #: (``{needs.X.run_dir}``): refused unless every run needs exactly one run of it.
+    needs_singular: dict[str, JsonPath] = field(default_factory=dict)
 
 
 def prepare(
@@ -99,7 +107,11 @@ def prepare(
     sweep = check_sweep(spec, params, placement, doc, problems)
     search = check_search(spec.get("sweep") or {}, params, doc, problems)
     _check_nul(spec, doc, problems)
-    command, env, cwd = _program_texts(spec, params, sweep.has_seed, doc, problems)
+    needs = _check_needs(spec, params, placement, sweep, doc, problems)
+    singular: dict[str, JsonPath] = {}
+    command, env, cwd = _program_texts(
+        spec, params, sweep.has_seed, doc, problems, tuple(needs), singular
+    )
     extras = _identity_extras(spec, doc, problems)
     code_hash = _code_hash(spec, root, code_cache, doc, problems)
     _check_result_sources(spec, doc, problems)
@@ -121,7 +133,98 @@ def prepare(
     if search is not None:
         exp.search = search
         exp.swept = tuple(d.dotted for d in search.dims)
+    exp.needs = needs
+    exp.needs_singular = singular
     return exp
+
+
+#: The run fields a ``needs`` match may name besides params.* and placement.*.
+NEEDS_MATCH_FIELDS = ("seed", "repeat")
+
+
+def match_path_exists(
+    dotted: str,
+    params: dict[str, Any],
+    placement: dict[str, Any],
+    swept: Iterable[str],
+    has_seed: bool,
+) -> bool:
+    """Whether an experiment's runs have a value at ``dotted`` (a ``needs`` match path):
+    a param or placement field it sets or sweeps, ``seed`` where one is set, ``repeat``."""
+    if dotted == "seed":
+        return has_seed
+    if dotted == "repeat":
+        return True
+    if dotted in swept:
+        return True
+    head, _, rest = dotted.partition(".")
+    root = params if head == "params" else placement
+    try:
+        get_path(root, rest.split("."))
+    except KeyError:
+        return False
+    return True
+
+
+def _check_needs(
+    spec: dict[str, Any],
+    params: dict[str, Any],
+    placement: dict[str, Any],
+    sweep: CheckedSweep,
+    doc: Doc,
+    problems: Problems,
+) -> dict[str, tuple[str, ...]]:
+    """``spec.needs`` as experiment -> match paths, each path one this experiment's runs have
+    (the other side, the experiments together, is checked by the loader)."""
+    raw = spec.get("needs") or {}
+    if not raw:
+        return {}
+    if (spec.get("sweep") or {}).get("search") is not None:
+        jp: JsonPath = ("spec", "needs")
+        problems.add(
+            pos(doc, jp, key=True),
+            jp,
+            "needs is not supported beside sweep.search (a search's trials are proposed one "
+            "batch at a time): put the search in the upstream experiment, or sweep a grid here",
+        )
+        return {}
+    swept = _swept_paths(sweep)
+    out: dict[str, tuple[str, ...]] = {}
+    for name, entry in raw.items():
+        match = tuple((entry or {}).get("match") or ())
+        for i, dotted in enumerate(match):
+            if not match_path_exists(dotted, params, placement, swept, sweep.has_seed):
+                jp = ("spec", "needs", name, "match", i)
+                what = (
+                    "no seed is set (spec.seed, sweep.seeds or sweep.repeats)"
+                    if dotted == "seed"
+                    else f"this experiment has no {dotted}"
+                )
+                options = [
+                    *NEEDS_MATCH_FIELDS,
+                    *swept,
+                    *(f"params.{p}" for p in leaf_paths(params)),
+                ]
+                hint = "" if dotted == "seed" else did_you_mean(dotted, options)
+                problems.add(pos(doc, jp), jp, f"needs.{name}.match: {what}{hint}")
+        out[name] = match
+    return out
+
+
+def _swept_paths(sweep: CheckedSweep) -> list[str]:
+    paths = [dotted_path(p) for ps, _, _ in sweep.axes for p in ps]
+    for assignments in sweep.plan.includes:
+        paths.extend(dotted_path(p) for p, _ in assignments)
+    return paths
+
+
+def experiment_has_path(exp: Experiment, dotted: str) -> bool:
+    """Whether ``exp``'s runs have a value at ``dotted`` (the other side of a ``needs`` match)."""
+    swept = [dotted_path(p) for a in exp.plan.axes for p in a.paths]
+    for assignments in exp.plan.includes:
+        swept.extend(dotted_path(p) for p, _ in assignments)
+    has_seed = exp.plan.seeds != [None]
+    return match_path_exists(dotted, exp.params, exp.placement, swept, has_seed)
 
 
 def _check_program(spec: dict[str, Any], doc: Doc, problems: Problems) -> str | None:
@@ -184,23 +287,33 @@ def _check_nul(spec: dict[str, Any], doc: Doc, problems: Problems) -> None:
 
 
 def _program_texts(
-    spec: dict[str, Any], params: dict[str, Any], has_seed: bool, doc: Doc, problems: Problems
+    spec: dict[str, Any],
+    params: dict[str, Any],
+    has_seed: bool,
+    doc: Doc,
+    problems: Problems,
+    needs: tuple[str, ...] = (),
+    singular: dict[str, JsonPath] | None = None,
 ) -> tuple[tuple[str, ...] | None, dict[str, str], str | None]:
-    """The command, environment and working directory as text, their placeholders checked."""
+    """The command, environment and working directory as text, their placeholders checked
+    (``needs``: the experiments ``{needs.X....}`` may name; ``singular`` collects where one
+    run of them is named)."""
     command: tuple[str, ...] | None = None
     command_raw = spec.get("command")
     if command_raw is not None:
         command = tuple(a if isinstance(a, str) else format_value(a) for a in command_raw)
         for i, arg in enumerate(command):
-            check_placeholders(arg, params, has_seed, doc, ("spec", "command", i), problems)
+            check_placeholders(
+                arg, params, has_seed, doc, ("spec", "command", i), problems, needs, singular
+            )
     env = {
         k: v if isinstance(v, str) else format_value(v) for k, v in (spec.get("env") or {}).items()
     }
     for k, v in env.items():
-        check_placeholders(v, params, has_seed, doc, ("spec", "env", k), problems)
+        check_placeholders(v, params, has_seed, doc, ("spec", "env", k), problems, needs, singular)
     cwd = spec.get("cwd")
     if cwd is not None:
-        check_placeholders(cwd, params, has_seed, doc, ("spec", "cwd"), problems)
+        check_placeholders(cwd, params, has_seed, doc, ("spec", "cwd"), problems, needs, singular)
     return command, env, cwd
 
 
@@ -455,9 +568,7 @@ def _nul_paths(obj: Any, jp: JsonPath) -> Iterable[JsonPath]:
             yield from _nul_paths(v, (*jp, i))
 
 
-def _check_search_metrics(
-    workload: str, search: SearchDef, doc: Doc, problems: Problems
-) -> None:
+def _check_search_metrics(workload: str, search: SearchDef, doc: Doc, problems: Problems) -> None:
     """A search whose objective (or prune metric) the workload never logs cannot learn: a
     named warning (a command's metrics cannot be known before it runs)."""
     from hpcx.workloads import WORKLOADS

@@ -28,7 +28,7 @@ from hpcx.manifest.compose import Composer
 from hpcx.manifest.discover import discover
 from hpcx.manifest.document import Doc, Problems, did_you_mean, pos, short
 from hpcx.manifest.expand import expand_experiments, search_specs
-from hpcx.manifest.experiment import Experiment, prepare
+from hpcx.manifest.experiment import Experiment, experiment_has_path, prepare
 from hpcx.manifest.interpolate import resolve_document
 from hpcx.manifest.overrides import Override, apply_override, override_hits_sweep, parse_overrides
 from hpcx.manifest.placeholders import render_command, render_cwd, render_env
@@ -59,11 +59,16 @@ def load_desired(
     overrides: Sequence[str] = (),
     max_runs: int = DEFAULT_MAX_RUNS,
     project_root: Path | None = None,
+    needs_from: Sequence[Path | str] = (),
 ) -> DesiredState:
     """Every run the manifests under ``paths`` ask for.
 
+    ``needs_from``: where to look for an experiment that a loaded one ``needs`` and that is
+    not among ``paths`` (the project's ``manifests/``): it is loaded too, with a named
+    warning, and its runs are desired like the others.
+
     Raises ``ManifestError`` listing every problem."""
-    state, problems = _load(paths, overrides, max_runs, project_root)
+    state, problems = _load(paths, overrides, max_runs, project_root, needs_from)
     if state is None:
         n = len(problems)
         only_set = all(str(p).startswith("--set ") for p in problems)
@@ -85,10 +90,11 @@ def validate_paths(
     overrides: Sequence[str] = (),
     max_runs: int = DEFAULT_MAX_RUNS,
     project_root: Path | None = None,
+    needs_from: Sequence[Path | str] = (),
 ) -> list[Problem]:
     """Every problem in the manifests under ``paths`` (empty when they are valid). Never raises
     for bad input."""
-    return _load(paths, overrides, max_runs, project_root)[1]
+    return _load(paths, overrides, max_runs, project_root, needs_from)[1]
 
 
 def validate_paths_with_state(
@@ -97,9 +103,10 @@ def validate_paths_with_state(
     overrides: Sequence[str] = (),
     max_runs: int = DEFAULT_MAX_RUNS,
     project_root: Path | None = None,
+    needs_from: Sequence[Path | str] = (),
 ) -> tuple[DesiredState | None, list[Problem]]:
     """Both: the desired state (``None`` when invalid) and every problem."""
-    return _load(paths, overrides, max_runs, project_root)
+    return _load(paths, overrides, max_runs, project_root, needs_from)
 
 
 def _load(
@@ -107,6 +114,7 @@ def _load(
     overrides: Sequence[str],
     max_runs: int,
     project_root: Path | None,
+    needs_from: Sequence[Path | str] = (),
 ) -> tuple[DesiredState | None, list[Problem]]:
     problems = Problems()
     if isinstance(paths, str | Path):
@@ -126,17 +134,25 @@ def _load(
     code_cache: dict[Any, Any] = {}
     experiments: list[Experiment] = []
     names: dict[str, tuple[str, Position]] = {}
-    for f in files:
-        label = composer.label(f)
-        doc = composer.compose(f)
-        if doc is None:
-            continue
-        applied = _check_document(label, doc, parsed_overrides, names, problems)
-        if applied is None:
-            continue
-        exp = prepare(label, doc, applied, root, problems, code_cache)
-        if exp is not None:
-            experiments.append(exp)
+    queue = list(files)
+    seen = {f.resolve() for f in files}
+    pulled: dict[str, str] = {}  # experiment loaded for a needs -> its file's label
+    while queue:
+        for f in queue:
+            label = composer.label(f)
+            doc = composer.compose(f)
+            if doc is None:
+                continue
+            applied = _check_document(label, doc, parsed_overrides, names, problems)
+            if applied is None:
+                continue
+            exp = prepare(label, doc, applied, root, problems, code_cache)
+            if exp is not None:
+                experiments.append(exp)
+        # Experiments needed but not among the paths: from the project's manifests.
+        queue = _needed_files(experiments, names, needs_from, seen, root, pulled)
+    _warn_pulled(experiments, pulled, problems)
+    _check_needs_graph(experiments, names, problems)
     _report_unused_overrides(parsed_overrides, problems)
     _check_run_count(experiments, max_runs, problems)
     if problems.items:
@@ -212,6 +228,132 @@ def _check_document(
         return None
     names[name] = (label, where)
     return tuple(applied)
+
+
+def _needed_files(
+    experiments: list[Experiment],
+    names: dict[str, tuple[str, Position]],
+    needs_from: Sequence[Path | str],
+    seen: set[Path],
+    root: Path,
+    pulled: dict[str, str],
+) -> list[Path]:
+    """The files under ``needs_from`` not yet loaded that hold an experiment a loaded one
+    needs and no loaded file names (recorded in ``pulled``). Files are read only for their
+    name, by a composer of their own: a broken file nobody needs stays out of this load."""
+    missing = {n for e in experiments for n in e.needs if n not in names}
+    if not missing or not needs_from:
+        return []
+    scratch = Problems()
+    candidates = [
+        f
+        for f in discover([p for p in needs_from if Path(p).exists()], scratch)
+        if f.resolve() not in seen
+    ]
+    if not candidates:
+        return []
+    reader = Composer(root, scratch)
+    out: list[Path] = []
+    for f in candidates:
+        seen.add(f.resolve())
+        loaded = reader.parse(f)
+        data = loaded.data if loaded is not None else None
+        meta = data.get("metadata") if isinstance(data, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not isinstance(name, str) or name not in missing:
+            continue
+        pulled[name] = reader.label(f)
+        missing.discard(name)
+        out.append(f)
+    return out
+
+
+def _warn_pulled(experiments: list[Experiment], pulled: dict[str, str], problems: Problems) -> None:
+    """A named warning at each ``needs`` entry whose experiment was loaded for it."""
+    for exp in experiments:
+        for name in exp.needs:
+            if name in pulled:
+                jp: JsonPath = ("spec", "needs", name)
+                problems.warn(
+                    pos(exp.doc, jp, key=True),
+                    jp,
+                    f"needs {name!r}, which is not among the paths given: loaded from "
+                    f"{pulled[name]}, and its runs are planned too",
+                )
+
+
+def _check_needs_graph(
+    experiments: list[Experiment], names: dict[str, tuple[str, Position]], problems: Problems
+) -> None:
+    """What one experiment cannot check alone: each experiment ``needs`` names is loaded, is
+    not itself nor a search, has the match paths; and the needs have no cycle."""
+    by_name = {e.name: e for e in experiments}
+    edges: dict[str, list[str]] = {}
+    for exp in experiments:
+        for name, match in exp.needs.items():
+            jp: JsonPath = ("spec", "needs", name)
+            where = pos(exp.doc, jp, key=True)
+            if name == exp.name:
+                problems.add(where, jp, f"experiment {name!r} needs itself")
+                continue
+            up = by_name.get(name)
+            if up is None:
+                if name in names:
+                    continue  # loaded with problems of its own, reported there
+                problems.add(
+                    where,
+                    jp,
+                    f"needs experiment {name!r}, which is not among the manifests loaded"
+                    f"{did_you_mean(name, by_name)}; add its manifest to the paths (or keep "
+                    "it in the project's manifests/ folder)",
+                )
+                continue
+            if up.search is not None:
+                problems.add(
+                    where,
+                    jp,
+                    f"needs {name!r}, a search (sweep.search): its trials are proposed at plan "
+                    "time, one batch at a time, so no run can be matched to them",
+                )
+                continue
+            for i, dotted in enumerate(match):
+                if not experiment_has_path(up, dotted):
+                    mjp: JsonPath = (*jp, "match", i)
+                    problems.add(
+                        pos(exp.doc, mjp), mjp, f"needs.{name}.match: {name} has no {dotted}"
+                    )
+            edges.setdefault(exp.name, []).append(name)
+    for cycle in _cycles(edges):
+        exp = by_name[cycle[0]]
+        jp = ("spec", "needs", cycle[1])
+        problems.add(pos(exp.doc, jp, key=True), jp, "needs form a cycle: " + " -> ".join(cycle))
+
+
+def _cycles(edges: dict[str, list[str]]) -> list[list[str]]:
+    """One cycle (``a -> b -> a``, as the list of its names) per back edge of a depth-first
+    walk over ``edges``, in the experiments' order."""
+    state: dict[str, int] = {}  # 1: on the walk's path, 2: done
+    out: list[list[str]] = []
+    for start in edges:
+        if state.get(start):
+            continue
+        path: list[str] = [start]
+        state[start] = 1
+        stack = [iter(edges.get(start, ()))]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+                continue
+            mark = state.get(nxt)
+            if mark == 1:
+                out.append([*path[path.index(nxt) :], nxt])
+            elif mark is None:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(edges.get(nxt, ())))
+    return out
 
 
 def _report_unused_overrides(overrides: list[Override], problems: Problems) -> None:

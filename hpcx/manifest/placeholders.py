@@ -1,6 +1,7 @@
 """Placeholders in a command, its environment and its working directory: ``{params.x}``,
-``{run_id}``, ``{run_dir}``, ``{seed}``, ``{repeat}``, ``{experiment}``; ``{{`` and ``}}`` are
-literal braces.
+``{run_id}``, ``{run_dir}``, ``{seed}``, ``{repeat}``, ``{experiment}``, and for an experiment
+named in ``needs:`` ``{needs.<experiment>.<field>}`` (:data:`NEEDS_FIELDS`); ``{{`` and ``}}``
+are literal braces.
 
 Checked at load (every name must exist), rendered per run by the executors. A value is its
 text when it is a string, else compact JSON; each command argument stays one argument.
@@ -8,7 +9,9 @@ text when it is a string, else compact JSON; each command argument stays one arg
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Collection
 from typing import Any
 
 from hpcx.errors import ManifestError
@@ -17,16 +20,39 @@ from hpcx.manifest.spec import RunSpec
 from hpcx.manifest.sweep import get_path
 from hpcx.util.yamlload import JsonPath
 
-__all__ = ["check_placeholders", "render_command", "render_cwd", "render_env"]
+__all__ = [
+    "NEEDS_FIELDS",
+    "NEEDS_SINGULAR",
+    "check_placeholders",
+    "render_command",
+    "render_cwd",
+    "render_env",
+]
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _RUN_FIELDS = ("run_id", "run_dir", "seed", "repeat", "experiment")
+#: The fields of ``{needs.<experiment>.<field>}``: the one run needed (``run_dir``, ``run_id``:
+#: only where every run needs exactly one run of that experiment), all of them (``run_dirs``,
+#: ``run_ids``: joined with ``os.pathsep``, one argument), the experiment's runs folder.
+NEEDS_FIELDS = ("run_dir", "run_id", "run_dirs", "run_ids", "experiment_dir")
+#: The fields that name one run: refused at load unless the match is one-to-one.
+NEEDS_SINGULAR = frozenset({"run_dir", "run_id"})
 
 
 def check_placeholders(
-    text: str, params: dict[str, Any], has_seed: bool, doc: Doc, jp: JsonPath, problems: Problems
+    text: str,
+    params: dict[str, Any],
+    has_seed: bool,
+    doc: Doc,
+    jp: JsonPath,
+    problems: Problems,
+    needs: Collection[str] = (),
+    singular: dict[str, JsonPath] | None = None,
 ) -> None:
-    """Every placeholder in ``text`` names a parameter or a run field, and braces match."""
+    """Every placeholder in ``text`` names a parameter, a run field or a field of an experiment
+    in ``needs``, and braces match. ``singular`` collects, per needed experiment, where a
+    placeholder naming one of its runs (:data:`NEEDS_SINGULAR`) is first used: the expansion
+    refuses it there unless each run needs exactly one run of that experiment."""
     for m in PLACEHOLDER.finditer(text):
         tok = m.group(0)
         if tok in ("{{", "}}"):
@@ -48,6 +74,9 @@ def check_placeholders(
                 hint = did_you_mean(name, ["params." + p for p in leaf_paths(params)])
                 problems.add(where, jp, f"placeholder {{{name}}} names no parameter{hint}")
             continue
+        if name.startswith("needs."):
+            _check_needs_placeholder(name, needs, where, jp, problems, singular)
+            continue
         if name == "seed" and not has_seed:
             problems.add(
                 where,
@@ -56,7 +85,11 @@ def check_placeholders(
             )
             continue
         if name not in _RUN_FIELDS:
-            options = [*_RUN_FIELDS, *("params." + p for p in leaf_paths(params))]
+            options = [
+                *_RUN_FIELDS,
+                *("params." + p for p in leaf_paths(params)),
+                *(f"needs.{n}.{f}" for n in needs for f in NEEDS_FIELDS),
+            ]
             hint = did_you_mean(name, options)
             literal = "{{" + m.group(1) + "}}"
             problems.add(
@@ -65,6 +98,68 @@ def check_placeholders(
                 f"unknown placeholder {{{name}}}{hint}; for literal braces write {{{{ and }}}}: "
                 f"{literal!r}",
             )
+
+
+def _check_needs_placeholder(
+    name: str,
+    needs: Collection[str],
+    where: Any,
+    jp: JsonPath,
+    problems: Problems,
+    singular: dict[str, JsonPath] | None,
+) -> None:
+    """``{needs.<experiment>.<field>}``: the experiment is one ``needs:`` names (names may hold
+    dots: the field is the last part), the field one of :data:`NEEDS_FIELDS`."""
+    exp, _, fld = name[len("needs.") :].rpartition(".")
+    if exp not in needs:
+        if not needs:
+            problems.add(where, jp, f"placeholder {{{name}}} but this experiment has no spec.needs")
+        else:
+            hint = did_you_mean(exp, list(needs))
+            problems.add(
+                where,
+                jp,
+                f"placeholder {{{name}}}: {exp!r} is not in spec.needs{hint} "
+                f"(needs: {', '.join(sorted(needs))})",
+            )
+        return
+    if fld not in NEEDS_FIELDS:
+        hint = did_you_mean(fld, NEEDS_FIELDS)
+        problems.add(
+            where,
+            jp,
+            f"placeholder {{{name}}}: unknown field {fld!r}{hint}; "
+            f"fields: {', '.join(NEEDS_FIELDS)}",
+        )
+        return
+    if fld in NEEDS_SINGULAR and singular is not None:
+        singular.setdefault(exp, jp)
+
+
+def _needs_value(name: str, run: RunSpec, run_dir: str) -> str:
+    """The text of ``{needs.<experiment>.<field>}`` for ``run``: an upstream run's folder is
+    ``<runs root>/<experiment>/<run_id>``, beside this run's own."""
+    exp, _, fld = name[len("needs.") :].rpartition(".")
+    ids = [rid for e, rid in run.needs if e == exp]
+    root = os.path.dirname(os.path.dirname(run_dir))
+    if fld == "experiment_dir":
+        return os.path.join(root, exp)
+    if fld in ("run_ids", "run_dirs"):
+        items = ids if fld == "run_ids" else [os.path.join(root, exp, r) for r in ids]
+        if any(os.pathsep in i for i in items):
+            raise ManifestError(
+                f"{run.source}: {{{name}}} of run {run.run_id}: a folder holds "
+                f"{os.pathsep!r}, the separator of the list",
+                hint="move the runs folder to a path without it",
+            )
+        return os.pathsep.join(items)
+    if fld in NEEDS_SINGULAR and len(ids) == 1:
+        return ids[0] if fld == "run_id" else os.path.join(root, exp, ids[0])
+    raise ManifestError(
+        f"{run.source}: {{{name}}} of run {run.run_id}: it needs {len(ids)} runs of {exp!r}, "
+        "not one",
+        hint=f"use {{needs.{exp}.{fld}s}} for all of them",
+    )
 
 
 def _render(text: str, run: RunSpec, run_dir: str) -> str:
@@ -77,6 +172,8 @@ def _render(text: str, run: RunSpec, run_dir: str) -> str:
         name = (m.group(1) or "").strip()
         if name.startswith("params."):
             return format_value(get_path(run.params, name.split(".")[1:]))
+        if name.startswith("needs."):
+            return _needs_value(name, run, run_dir)
         values = {
             "run_id": run.run_id,
             "run_dir": run_dir,

@@ -17,14 +17,28 @@ retry     ``failed-before``      failed, cancelled, lost or timed out before (``
 noop      ``trial-ended``        a search's trial that failed or timed out: a finished trial
                                  (the sampler was told), run again only by ``hpcx runs rerun``
 noop      ``pruned``             a search's trial stopped early: a finished trial
+noop      ``queued``             held by hpcx for room under the scheduler's limits: a top-up
+                                 (``hpcx refresh``) submits it
+retry     ``unblocked``          blocked (a run it needs ended without success), and every run
+                                 it needs has now succeeded or is submitted by this plan
+noop      ``blocked``            blocked, and some run it needs has neither succeeded nor is
+                                 submitted by this plan (``detail.blocked_by``)
 update    ``settings-changed``   succeeded or in flight, but resources/executor/retries/env/tags
                                  changed: the state records the new settings, nothing reruns
 stale     ``code-changed``       the run_id is new but a run with the same base_id is in the
                                  state with another code hash: the code changed, the run is
                                  made again; the old result is kept
+stale     ``needs-changed``      the run_id is new, a run with the same base_id and code hash
+                                 is in the state: what it needs changed (an upstream run has a
+                                 new id; ``detail.needs_changed`` names those experiments)
 orphan    ``not-in-manifests``   in the state, in scope, and no manifest asks for its base_id
                                  any more; its results are kept, a plan never deletes anything
 ========  =====================  ===============================================================
+
+A run that needs others (``RunSpec.needs``) and is submitted by the plan (create, retry,
+stale) while some of them have not succeeded in the state gets ``detail.waits_for``
+(experiment -> how many): it starts once they have. The plan's changes come in the desired
+runs' order, in which every run comes after the runs it needs.
 
 ``retries`` in a manifest is the executor's budget of automatic re-runs *within* one apply;
 the plan always offers a retry for a run that ended without a result, since running ``apply``
@@ -89,6 +103,13 @@ REASON_CODE_CHANGED = "code-changed"
 REASON_NOT_IN_MANIFESTS = "not-in-manifests"
 REASON_TRIAL_ENDED = "trial-ended"
 REASON_PRUNED = "pruned"
+REASON_NEEDS_CHANGED = "needs-changed"
+REASON_QUEUED = "queued"
+REASON_BLOCKED = "blocked"
+REASON_UNBLOCKED = "unblocked"
+
+#: Actions under which a run is submitted by the plan's apply.
+SUBMITTING_ACTIONS = frozenset({Action.CREATE, Action.RETRY, Action.STALE})
 
 #: Statuses of a search trial that ended without a result but is a finished trial all the
 #: same (its sampler was told): never retried by a plan.
@@ -207,6 +228,21 @@ def _make_plan(
                 append(
                     RunChange(noop, REASON_TRIAL_ENDED, run, run.run_id, run.experiment, status)
                 )
+            elif status == REASON_QUEUED:
+                append(RunChange(noop, REASON_QUEUED, run, run.run_id, run.experiment, status))
+            elif status == REASON_BLOCKED:
+                # Settled by _settle_needs, once every change is known.
+                append(
+                    RunChange(
+                        noop,
+                        REASON_BLOCKED,
+                        run,
+                        run.run_id,
+                        run.experiment,
+                        status,
+                        {"attempts": attempts},
+                    )
+                )
             elif status in _RETRYABLE:
                 detail: dict[str, Any] = {"status": status, "attempts": attempts}
                 if settings_digest != run.settings_digest:
@@ -255,8 +291,23 @@ def _make_plan(
                     },
                 )
             )
+        elif old is not None and run.needs:
+            append(
+                RunChange(
+                    stale,
+                    REASON_NEEDS_CHANGED,
+                    run,
+                    run.run_id,
+                    run.experiment,
+                    old.status,
+                    {"old_run_id": old.run_id, "needs_changed": _changed_needs(run, kind_of)},
+                )
+            )
         else:
             append(RunChange(create, REASON_NEW, run, run.run_id, run.experiment))
+
+    if any(r.needs for r in desired.runs):
+        changes[:] = _settle_needs(changes, kind_of)  # in place: orphans are appended next
 
     if state:
         in_scope: set[str] | None = None
@@ -285,6 +336,58 @@ def _make_plan(
 
 
 Kind = tuple[str, str, "str | None", "str | None", int]
+
+
+def _changed_needs(run: RunSpec, kind_of: Callable[[str], Kind | None]) -> list[str]:
+    """The experiments whose runs ``run`` needs are not all in the state (a new upstream id:
+    what changed); all of its needs' experiments where each is (it went back to an older one)."""
+    new = sorted({exp for exp, rid in run.needs if kind_of(rid) is None})
+    return new or sorted({exp for exp, _ in run.needs})
+
+
+def _settle_needs(
+    changes: list[RunChange], kind_of: Callable[[str], Kind | None]
+) -> list[RunChange]:
+    """The changes with the rules that ask what else the plan does: a blocked run is retried
+    (``unblocked``) when every run it needs has succeeded or is submitted by this plan, and
+    stays ``blocked`` (naming what blocks it) otherwise; a submitted run whose needs have not
+    all succeeded gets ``detail.waits_for``. One pass in order: a run comes after the runs it
+    needs, so whether those are submitted is known when it is reached."""
+    submitting: set[str] = set()
+    out: list[RunChange] = []
+    for c in changes:
+        run = c.run
+        if run is not None and run.needs:
+            waiting: dict[str, int] = {}
+            blocking: dict[str, int] = {}
+            example: str | None = None
+            for exp, rid in run.needs:
+                kind = kind_of(rid)
+                status = kind[1] if kind is not None else None
+                if status == "succeeded":
+                    continue
+                waiting[exp] = waiting.get(exp, 0) + 1
+                if rid not in submitting:
+                    blocking[exp] = blocking.get(exp, 0) + 1
+                    if example is None:
+                        example = f"{exp}/{rid} ({status or 'not in the state'})"
+            if c.reason == REASON_BLOCKED and c.action is Action.NOOP:
+                detail = dict(c.detail or {})
+                if blocking:
+                    detail["blocked_by"] = blocking
+                    detail["example"] = example
+                    c = c._replace(detail=detail)
+                else:
+                    detail["status"] = c.prior_status
+                    if waiting:
+                        detail["waits_for"] = waiting
+                    c = c._replace(action=Action.RETRY, reason=REASON_UNBLOCKED, detail=detail)
+            elif c.action in SUBMITTING_ACTIONS and waiting:
+                c = c._replace(detail={**(c.detail or {}), "waits_for": waiting})
+        if c.action in SUBMITTING_ACTIONS:
+            submitting.add(c.run_id)
+        out.append(c)
+    return out
 
 
 def _kind_lookup(state: Mapping[str, SnapRun]) -> Callable[[str], Kind | None]:
@@ -511,6 +614,7 @@ def summary_line(counts: Mapping[str, int]) -> str:
 __all__: Sequence[str] = [
     "CHANGING_ACTIONS",
     "SAVED_PLAN_FORMAT",
+    "SUBMITTING_ACTIONS",
     "SYMBOLS",
     "Action",
     "Plan",

@@ -47,6 +47,10 @@ _REASON_TEXT = {
     "not-in-manifests": "no longer in any manifest; results kept",
     "trial-ended": "trial {status}: a finished trial (`hpcx runs rerun` runs it again)",
     "pruned": "pruned: a finished trial",
+    "needs-changed": "what it needs changed ({needs_changed}; was {old_run_id:.12})",
+    "queued": "queued: held for room under the scheduler's limits; `hpcx refresh` submits it",
+    "blocked": "blocked: {blocking} ended without success or not run, e.g. {example}",
+    "unblocked": "unblocked: every run it needs has succeeded or is submitted now",
 }
 
 _COUNT_WORDS = {
@@ -74,6 +78,10 @@ def reason_text(change: RunChange) -> str:
     detail: dict[str, Any] = {"status": change.prior_status or "", "old_run_id": ""}
     if change.detail:
         detail.update({k: ("" if v is None else v) for k, v in change.detail.items()})
+        if isinstance(detail.get("needs_changed"), list):
+            detail["needs_changed"] = ", ".join(map(str, detail["needs_changed"]))
+        if isinstance(detail.get("blocked_by"), dict):
+            detail["blocking"] = _runs_of(detail["blocked_by"])
     try:
         text = template.format(**detail)
     except (KeyError, ValueError, IndexError):
@@ -88,11 +96,21 @@ def reason_text(change: RunChange) -> str:
         text = f"in flight ({change.prior_status})"
     elif change.action is Action.ORPHAN and change.prior_status:
         text = f"no longer in any manifest, was {change.prior_status}; results kept"
+    waits = detail.get("waits_for")
+    if isinstance(waits, dict) and waits and change.action in CHANGING_ACTIONS:
+        text += f"; waits for {_runs_of(waits)}"
     search = change.run.extra.get("search") if change.run is not None else None
     if search and change.action is Action.CREATE:
         trial = f"search: trial {search['trial']} of {search['budget']}, {search['sampler']}"
         text = trial if change.reason == "new" else f"{text}; {trial}"
     return text
+
+
+def _runs_of(counts: Mapping[str, Any]) -> str:
+    """``12 runs of train and 1 run of prep``."""
+    return " and ".join(
+        f"{n:,} run{'s' if n != 1 else ''} of {exp}" for exp, n in sorted(counts.items())
+    )
 
 
 def search_lines(status: Mapping[str, Any]) -> list[str]:
@@ -257,6 +275,13 @@ def render_text(
             out.append(f"  varies: {', '.join(swept)}")
         if experiment in searches:
             out.extend(f"  {line}" for line in search_lines(searches[experiment]))
+        waiting = _waiting(changes)
+        if waiting:
+            n_wait, ups = waiting
+            out.append(
+                f"  {n_wait:,} run(s) wait for runs they need that have not succeeded yet "
+                f"(of {', '.join(ups)}): each starts once they have"
+            )
         for owner, n in sorted(shared.pop(experiment, {}).items()):
             out.append(
                 f"  also asks for {n:,} run(s) listed under {owner} (the same runs: "
@@ -299,6 +324,132 @@ def render_text(
     return "\n".join(out) + "\n"
 
 
+def _waiting(changes: Sequence[RunChange]) -> tuple[int, list[str]] | None:
+    """How many of these changes wait for runs they need, and of which experiments."""
+    n = 0
+    ups: set[str] = set()
+    for c in changes:
+        waits = c.detail.get("waits_for") if c.detail else None
+        if waits and c.action in CHANGING_ACTIONS:
+            n += 1
+            ups.update(waits)
+    return (n, sorted(ups)) if n else None
+
+
+# -- the needs graph --------------------------------------------------------------------------
+
+#: Paths from a first experiment to a last one listed by ``--graph`` before the rest are counted.
+GRAPH_PATH_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class GraphEdge:
+    """Experiment ``upstream``'s runs needed by experiment ``downstream``'s: ``edges`` pairs
+    (downstream run, upstream run), of ``needing`` downstream runs and ``needed`` upstream
+    ones."""
+
+    upstream: str
+    downstream: str
+    edges: int
+    needing: int
+    needed: int
+
+    @property
+    def shape(self) -> str:
+        """``one-to-one``, ``all`` (each needing run needs every needed one), or ``matched``."""
+        if self.edges == self.needing == self.needed:
+            return "one-to-one"
+        if self.edges == self.needing * self.needed:
+            return "all"
+        return "matched"
+
+
+def graph_edges(plan: Plan) -> list[GraphEdge]:
+    """The experiment-level edges of the plan's runs' needs, in the order first met. Linear in
+    the edges."""
+    counts: dict[tuple[str, str], list[Any]] = {}
+    for c in plan.changes:
+        run = c.run
+        if run is None or not run.needs:
+            continue
+        seen: set[str] = set()
+        for exp, rid in run.needs:
+            entry = counts.setdefault((exp, c.experiment), [0, 0, set()])
+            entry[0] += 1
+            entry[2].add(rid)
+            if exp not in seen:
+                seen.add(exp)
+                entry[1] += 1
+    return [GraphEdge(up, down, e, n, len(ids)) for (up, down), (e, n, ids) in counts.items()]
+
+
+def _graph_paths(edges: Sequence[GraphEdge]) -> list[list[str]]:
+    """Every path of experiments from a first one (it needs none) to a last one (none needs
+    it), at most :data:`GRAPH_PATH_LIMIT` + 1 of them."""
+    succ: dict[str, list[str]] = {}
+    has_pred: set[str] = set()
+    for e in edges:
+        succ.setdefault(e.upstream, []).append(e.downstream)
+        has_pred.add(e.downstream)
+    roots = [n for n in succ if n not in has_pred]
+    out: list[list[str]] = []
+    stack = [[r] for r in reversed(roots)]
+    while stack and len(out) <= GRAPH_PATH_LIMIT:
+        path = stack.pop()
+        nxt = succ.get(path[-1], [])
+        if not nxt:
+            out.append(path)
+        stack.extend([*path, n] for n in reversed(nxt) if n not in path)
+    return out
+
+
+def render_graph(plan: Plan, *, full: bool = False, limit: int = DEFAULT_LIMIT) -> str:
+    """The needs graph for people: each path of experiments (``prep (1) -> train (12) ->
+    eval (12)``, runs in brackets), each edge with its count and shape, and with ``full``
+    each run's needs (else the first ``limit`` runs of each experiment)."""
+    edges = graph_edges(plan)
+    out = ["Graph:"]
+    if not edges:
+        out.append("  no run needs another (no spec.needs among the manifests planned)")
+        return "\n".join(out) + "\n"
+    runs: dict[str, int] = {}
+    for c in plan.changes:
+        if c.run is not None:
+            runs[c.experiment] = runs.get(c.experiment, 0) + 1
+    paths = _graph_paths(edges)
+    for path in paths[:GRAPH_PATH_LIMIT]:
+        out.append("  " + " -> ".join(f"{n} ({runs.get(n, 0):,})" for n in path))
+    if len(paths) > GRAPH_PATH_LIMIT:
+        out.append("  ... and more paths (the edges below are all of them)")
+    out.append("Edges:")
+    for e in edges:
+        out.append(
+            f"  {e.upstream} -> {e.downstream}: {e.edges:,} edge{'s' if e.edges != 1 else ''} "
+            f"({e.shape}; {e.needing:,} run(s) of {e.downstream} need {e.needed:,} of "
+            f"{e.upstream})"
+        )
+    shown: dict[str, int] = {}
+    lines: list[str] = []
+    hidden = 0
+    for c in plan.changes:
+        run = c.run
+        if run is None or not run.needs:
+            continue
+        shown[c.experiment] = shown.get(c.experiment, 0) + 1
+        if not full and shown[c.experiment] > limit:
+            hidden += 1
+            continue
+        needs = [f"{exp}/{rid[:12]}" for exp, rid in run.needs]
+        more = f" and {len(needs) - 3:,} more" if len(needs) > 3 and not full else ""
+        listed = needs if full else needs[:3]
+        lines.append(f"  {c.experiment}/{c.run_id[:12]} <- {', '.join(listed)}{more}")
+    out.append("Runs:")
+    out.extend(lines)
+    if hidden:
+        out.append(f"  ... and {hidden:,} more runs with needs (--full to list every run)")
+    return "\n".join(out) + "\n"
+
+
 def _shared_runs(changes: Sequence[RunChange]) -> dict[str, dict[str, int]]:
     """experiment -> {experiment that lists the run: count} for runs two experiments share."""
     out: dict[str, dict[str, int]] = {}
@@ -318,7 +469,7 @@ def render_json(plan: Plan, *, context: RenderContext | None = None) -> dict[str
     {paths, digests}, overrides, git {root, commit, branch, dirty_paths, dirty}, summary
     {create, noop, retry, update, stale, orphan}, has_changes, experiments [{name, swept,
     summary}], changes [{action, symbol, reason, run_id, experiment, prior_status, detail,
-    params}].
+    params, search, needs}], graph [{upstream, downstream, edges, needing, needed, shape}].
     """
     ctx = context or RenderContext()
     git = dict(plan.git or {})
@@ -360,8 +511,20 @@ def render_json(plan: Plan, *, context: RenderContext | None = None) -> dict[str
                 "detail": dict(c.detail) if c.detail is not None else None,
                 "params": c.run.params if c.run is not None else None,
                 "search": _search_of(c.run),
+                "needs": [list(n) for n in c.run.needs] if c.run is not None else None,
             }
             for c in plan.changes
+        ],
+        "graph": [
+            {
+                "upstream": e.upstream,
+                "downstream": e.downstream,
+                "edges": e.edges,
+                "needing": e.needing,
+                "needed": e.needed,
+                "shape": e.shape,
+            }
+            for e in graph_edges(plan)
         ],
     }
 

@@ -155,21 +155,33 @@ def propose_searches(
 
 
 def load_desired_at(
-    paths: Sequence[Path], overrides: Sequence[str], max_runs: int | None, root: Path
+    paths: Sequence[Path],
+    overrides: Sequence[str],
+    max_runs: int | None,
+    root: Path,
+    needs_from: Sequence[Path] | None = None,
 ) -> DesiredState:
     """The desired state of ``paths``, ids relative to the project ``root``; ``max_runs``
-    ``None`` is the loader's default limit."""
+    ``None`` is the loader's default limit; ``needs_from``: where an experiment the paths
+    need but leave out is looked for (default: the project's ``manifests/``, so ``hpcx plan
+    manifests/eval.yaml``, ``apply`` and ``refresh`` of it load the ``train`` it needs)."""
     from hpcx.manifest.loader import load_desired
+    from hpcx.project.paths import default_manifest_paths
 
-    kwargs: dict[str, Any] = {"overrides": tuple(overrides), "project_root": root}
+    kwargs: dict[str, Any] = {
+        "overrides": tuple(overrides),
+        "project_root": root,
+        "needs_from": tuple(default_manifest_paths(root) if needs_from is None else needs_from),
+    }
     if max_runs is not None:
         kwargs["max_runs"] = max_runs
     return load_desired(paths, **kwargs)
 
 
 def select_experiments(desired: DesiredState, names: Sequence[str]) -> DesiredState:
-    """The desired state narrowed to these experiments; a name that is none of them is an
-    error with a did-you-mean (a manifest's file name suggests its experiment's)."""
+    """The desired state narrowed to these experiments and those they need (a run cannot
+    start without the runs it needs); a name that is none of them is an error with a
+    did-you-mean (a manifest's file name suggests its experiment's)."""
     import dataclasses
 
     from hpcx.util.selection import known_list, raise_unmatched, unknown_names
@@ -178,6 +190,16 @@ def select_experiments(desired: DesiredState, names: Sequence[str]) -> DesiredSt
     aliases = {Path(e.path).stem: e.name for e in desired.experiments}
     raise_unmatched(unknown_names("-e", names, known, aliases=aliases), hint=known_list(known))
     wanted = set(names)
+    needs: dict[str, set[str]] = {}
+    for run in desired.runs:
+        if run.needs:
+            needs.setdefault(run.experiment, set()).update(exp for exp, _ in run.needs)
+    todo = list(wanted)
+    while todo:
+        for up in needs.get(todo.pop(), ()):
+            if up not in wanted:
+                wanted.add(up)
+                todo.append(up)
     return dataclasses.replace(
         desired,
         runs=[r for r in desired.runs if r.experiment in wanted],
