@@ -226,6 +226,11 @@ def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> Non
     if result["finished"]:
         done = ", ".join(f"{n} {s}" for s, n in sorted(result["finished"].items()))
         lines.append(f"Finished: {done}")
+        if result["finished"].get("blocked"):
+            lines.append(
+                "`hpcx status --runs -s blocked` lists the runs held because a run they need "
+                "did not succeed: the next apply that retries it releases them"
+            )
         bad = [s for s in ("failed", "timeout", "lost") if result["finished"].get(s)]
         if bad:
             flags = " ".join(f"-s {s}" for s in bad)
