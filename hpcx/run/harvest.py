@@ -16,6 +16,7 @@ reached a scheduler become ``lost``, which the next plan retries.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -658,7 +659,13 @@ def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
         detail = row.detail
         options = dict(detail.get("options") or {})
         if row.state == "submitted" and detail.get("submission"):
-            subs.append(Submission.from_json(detail["submission"]))
+            sub = Submission.from_json(detail["submission"])
+            # Only its runs still in flight under this key: a run sent again since (a retry,
+            # a released blocked run) is polled under its new job, never its old one's end.
+            mine = set(row.run_ids)
+            if len(mine) < len(sub.run_ids):
+                sub = dataclasses.replace(sub, run_ids=tuple(r for r in sub.run_ids if r in mine))
+            subs.append(sub)
             continue
         if row.state not in ("intent", "ambiguous"):
             continue

@@ -152,3 +152,47 @@ def test_an_eval_applied_while_its_train_is_in_flight_waits_for_that_job(
     got = _refresh_until(state, root, [*trains, *evals], {"succeeded", "failed", "blocked"}, 40)
     assert got[evals[0].run_id]["status"] == "succeeded"
     assert _ts(got[evals[0].run_id]["started_at"]) >= _ts(got[trains[0].run_id]["ended_at"])
+
+
+def test_a_run_retried_while_its_old_array_is_in_flight_is_polled_under_its_new_job_only(
+    slurm_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blocked eval (or failed train) retried while other tasks of its old array still run:
+    a refresh polls each run under the submission it was last sent with, so the old task's
+    end (FAILED, still in squeue) is not taken for the new attempt's."""
+    monkeypatch.setenv("SLURM_CONF", slurm_cluster.env["SLURM_CONF"])
+    flag, go, quick = tmp_path / "may-succeed", tmp_path / "go", tmp_path / "quick"
+    quick.touch()  # the first attempt fails at once; the retry takes a few seconds
+    retried = make_spec(
+        "train", 0, {"i": 0}, executor=SLURM, resources=RES,
+        command=[sys.executable, PROG, "--sleep-unless", str(quick), "4",
+                 "--fail-unless", str(flag)],
+    )  # fmt: skip
+    slow = make_spec(
+        "train", 1, {"i": 1}, executor=SLURM, resources=RES,
+        command=[sys.executable, PROG, "--wait-for", str(go)],
+    )  # fmt: skip
+    state, root = tmp_path / "state.duckdb", tmp_path / "runs"
+    with Writer(state, "test apply") as writer:
+        apply_changes(changes([retried, slow]), writer=writer, runs_root=root)
+    _refresh_until(state, root, [retried], {"failed"}, 30)
+    flag.touch()
+    quick.unlink()
+    # The retry's key sorts before the old one (keys made in one second may): nothing may
+    # hang on which submission a refresh polls last.
+    import hpcx.run.executors
+
+    monkeypatch.setattr(hpcx.run.executors, "new_key", lambda: "20000101T000000-00000000")
+    with Writer(state, "test apply") as writer:
+        again = apply_changes(changes([retried], Action.RETRY), writer=writer, runs_root=root)
+    new_job = again.submissions[0].run_jobs[retried.run_id]
+    # While the retry runs, the old array is still in flight (slow) and lists its task 0
+    # FAILED: each refresh must keep the retried run in flight under its new job.
+    got = _refresh_until(state, root, [retried], {"succeeded", "failed", "cancelled", "lost"}, 30)
+    assert got[retried.run_id]["status"] == "succeeded", got[retried.run_id]["end_reason"]
+    assert got[retried.run_id]["job_id"] == new_job
+    assert [e["event"] for e in got[retried.run_id]["events"]][-3:] == [
+        "submitted", "observed", "observed"
+    ]  # fmt: skip
+    go.touch()
+    _refresh_until(state, root, [slow], {"succeeded"}, 30)
