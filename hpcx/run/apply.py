@@ -521,11 +521,6 @@ def _first(item: tuple[tuple[int, str, str], Any]) -> tuple[int, str, str]:
     return item[0]
 
 
-#: The statuses of a run that ended without success (or is held): its dependents wait for a
-#: retry of it, ``blocked``.
-_NOT_SUCCEEDED = frozenset({"failed", "cancelled", "timeout", "lost", "pruned", "blocked"})
-
-
 @dataclass(slots=True)
 class _Dependencies:
     """What the runs of one apply need, worked out before anything is recorded.
@@ -629,6 +624,8 @@ class _Dependencies:
                 if up in sent:
                     job, run_dir = sent[up]
                     ups.append(Upstream(up, job, run_dir))
+                elif up in self.held:
+                    missing.append(f"needs {exp}/{up}, which is blocked itself")
                 else:
                     missing.append(f"needs {exp}/{up}, which was not submitted")
             if missing:

@@ -105,6 +105,15 @@ def test_apply_holds_blocked_a_run_whose_upstream_failed_and_is_not_retried(
     assert rec["status"] == "blocked" and rec["job_id"] is None
     assert rec["end_reason"] == f"blocked: {why}"
     assert [e["event"] for e in rec["events"]][-1] == "blocked"
+    # What needs a held run is held too (transitively), in the same apply.
+    report = make_spec("report", 0, {"r": 0}, needs=[("eval", evals[0].run_id)])
+    with Writer(state, "test apply") as writer:
+        outcome = apply_changes(changes([evals[0], report]), writer=writer, runs_root=root)
+    assert outcome.blocked == {
+        evals[0].run_id: why,
+        report.run_id: f"needs eval/{evals[0].run_id}, which is blocked itself",
+    }
+    assert record(state, report.run_id)["status"] == "blocked"
     # A run needing a run the state has never seen is held too, not sent to wait forever.
     ghost = make_spec("eval", 9, {"i": 9}, needs=[("train", "f" * 16)])
     with Writer(state, "test apply") as writer:
