@@ -4,6 +4,13 @@ this checkout against another one, interleaved.
     .venv/bin/python bench/expand_speed.py [SIZES...] [--repeat 3] [--baseline-tree DIR]
     .venv/bin/python bench/expand_speed.py 100000 1000000 --baseline-tree /work/main
     .venv/bin/python bench/expand_speed.py --tiny     # 10,000 runs, 1 round (< 20 s, CI)
+    .venv/bin/python bench/expand_speed.py 10000 --needs   # + what spec.needs costs
+
+With --needs (and --tiny), each size is also loaded as a pipeline: the sweep plus an `eval`
+experiment of as many runs, once without and once with `needs: {big-sweep: {match: [params.x,
+params.y]}}` (one-to-one, N runs against N), on this checkout: the difference is the cost of
+matching the needs and hashing them into the identities (issue 14: well under a second at
+10,000 x 10,000).
 
 The sweep is bench/plan_100k.py's (x over N/10 values times y over 10: the manifest `hpcx plan`
 of N runs reads). Each figure is a fresh process that imports hpcx first (not timed), then
@@ -68,12 +75,75 @@ def one(tree: Path, root: Path) -> dict[str, Any]:
     return out
 
 
+EVAL = """\
+apiVersion: hpcx/v1
+kind: Experiment
+metadata:
+  name: eval
+spec:
+  command: [python, eval.py, "--x={{params.x}}", "--y={{params.y}}"{ckpt}]
+  params: {{x: 0, y: 0}}
+  sweep:
+    grid:
+      x: {{start: {start}, stop: {stop}}}
+      y: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+{needs}"""
+
+
+def needs_case(n: int, repeat: int) -> None:
+    """The sweep and an eval of it, without and with one-to-one needs, interleaved."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from plan_100k import write_manifest
+
+    per = n // 10
+    got: dict[str, list[dict[str, Any]]] = {"plain": [], "needs": []}
+    with tempfile.TemporaryDirectory() as d:
+        roots = {}
+        for name in got:
+            root = Path(d) / name
+            write_manifest(root, 0, per)
+            with_needs = name == "needs"
+            (root / "manifests" / "eval.yaml").write_text(
+                EVAL.format(
+                    start=0,
+                    stop=per,
+                    ckpt=', "{needs.big-sweep.run_dir}"' if with_needs else "",
+                    needs="  needs: {big-sweep: {match: [params.x, params.y]}}\n"
+                    if with_needs
+                    else "",
+                )
+            )
+            roots[name] = root
+        for _ in range(repeat):
+            for name, root in roots.items():
+                r = one(ROOT, root)
+                got[name].append(r)
+                print(
+                    f"  {n:>9,} x {n:,} {name:<6} cpu {r['cpu']:6.2f} s  wall {r['wall']:6.2f} s"
+                    f"  +{r['mb']:5.0f} MB  (load {r['load']:.2f})"
+                )
+    med = {
+        name: {k: statistics.median(x[k] for x in rs) for k in ("cpu", "wall", "mb")}
+        for name, rs in got.items()
+    }
+    extra = med["needs"]["cpu"] - med["plain"]["cpu"]
+    print(
+        f"{n:>9,} x {n:,} one-to-one needs: +{extra:.2f} CPU s, "
+        f"+{med['needs']['wall'] - med['plain']['wall']:.2f} wall s, "
+        f"+{med['needs']['mb'] - med['plain']['mb']:.0f} MB over the same runs without needs "
+        f"({'under' if extra < 1 else 'NOT under'} a second)  (load {os.getloadavg()[0]:.2f})"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sizes", type=int, nargs="*", help="runs (default: 100000 1000000)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--tiny", action="store_true", help="10,000 runs, 1 round (CI)")
     ap.add_argument("--baseline-tree", type=Path, help="also time this checkout's hpcx")
+    ap.add_argument(
+        "--needs", action="store_true", help="also time a pipeline with one-to-one needs"
+    )
     a = ap.parse_args()
     sizes = [10_000] if a.tiny else (a.sizes or [100_000, 1_000_000])
     repeat = 1 if a.tiny else a.repeat
@@ -125,6 +195,8 @@ def main() -> None:
                 )
             else:
                 print("  no goal at this size (the plan's goal is at 1M)")
+        if a.needs or a.tiny:
+            needs_case(n, repeat)
 
 
 if __name__ == "__main__":

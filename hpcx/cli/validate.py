@@ -36,7 +36,11 @@ def validate(
     from hpcx.manifest.loader import validate_paths_with_state
 
     targets = list(paths) if paths else _default_paths()
-    state, problems = validate_paths_with_state(targets, overrides=set_, max_runs=max_runs)
+    # An experiment the files need but leave out comes from ./manifests, as `hpcx plan` does.
+    here = Path("manifests")
+    state, problems = validate_paths_with_state(
+        targets, overrides=set_, max_runs=max_runs, needs_from=[here] if here.is_dir() else []
+    )
     if as_json:
         doc = {
             "ok": not problems,

@@ -135,14 +135,29 @@ def _match_value(run: RunSpec, dotted: str) -> Any:
     return cur
 
 
-def _match_key(run: RunSpec, match: Sequence[str]) -> tuple[str | None, ...]:
-    """The canonical text of each match value (``None`` where the run has none): equal keys
-    are equal values, ``1.0`` being ``1`` as in identities."""
-    out: list[str | None] = []
-    for dotted in match:
-        v = _match_value(run, dotted)
-        out.append(None if v is _MISSING else canonical_json(v))
-    return tuple(out)
+def _match_key(run: RunSpec, match: Sequence[str]) -> tuple[Any, ...]:
+    """A hashable key of the run's values at the match paths, equal exactly where their
+    canonical JSON is (``1.0`` is ``1``, ``true`` is not ``1``, ``"1"`` is not ``1``), without
+    writing JSON for the plain values most sweeps have."""
+    return tuple(_key_of(_match_value(run, dotted)) for dotted in match)
+
+
+_MAX_EXACT = 2**53
+
+
+def _key_of(v: Any) -> Any:
+    t = type(v)
+    if t is str or t is int:
+        return v  # a str never equals a number; an int equals the integral float it is
+    if t is float:
+        # Python's 1.0 == 1 is canonical JSON's too, within +-2**53 (beyond, JSON keeps it a
+        # float); NaN cannot be in a manifest.
+        return v if -_MAX_EXACT <= v <= _MAX_EXACT else ("float", v)
+    if v is None or v is _MISSING:
+        return ("none", v is _MISSING)
+    if t is bool:
+        return ("bool", v)  # True == 1 in Python, not in JSON
+    return ("json", canonical_json(v))
 
 
 def _resolve_needs(
@@ -180,7 +195,7 @@ def _resolve_needs(
             every = tuple(sorted(u.run_id for u in ups))
             resolvers.append((name, _constant(every)))
             continue
-        index: dict[tuple[str | None, ...], list[str]] = {}
+        index: dict[tuple[Any, ...], list[str]] = {}
         for u in ups:
             index.setdefault(_match_key(u, match), []).append(u.run_id)
         frozen = {k: tuple(sorted(v)) for k, v in index.items()}
@@ -241,7 +256,7 @@ def _constant(ids: tuple[str, ...]) -> Callable[[RunSpec], tuple[str, ...]]:
 
 
 def _lookup(
-    match: Sequence[str], index: Mapping[tuple[str | None, ...], tuple[str, ...]]
+    match: Sequence[str], index: Mapping[tuple[Any, ...], tuple[str, ...]]
 ) -> Callable[[RunSpec], tuple[str, ...]]:
     return lambda run: index.get(_match_key(run, match), ())
 

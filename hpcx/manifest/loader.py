@@ -255,7 +255,6 @@ def _needed_files(
     reader = Composer(root, scratch)
     out: list[Path] = []
     for f in candidates:
-        seen.add(f.resolve())
         loaded = reader.parse(f)
         data = loaded.data if loaded is not None else None
         meta = data.get("metadata") if isinstance(data, dict) else None
@@ -264,6 +263,7 @@ def _needed_files(
             continue
         pulled[name] = reader.label(f)
         missing.discard(name)
+        seen.add(f.resolve())  # the others may be needed by what this one needs
         out.append(f)
     return out
 

@@ -30,7 +30,8 @@ stale     ``code-changed``       the run_id is new but a run with the same base_
                                  made again; the old result is kept
 stale     ``needs-changed``      the run_id is new, a run with the same base_id and code hash
                                  is in the state: what it needs changed (an upstream run has a
-                                 new id; ``detail.needs_changed`` names those experiments)
+                                 new id; ``detail.needs_changed`` names those experiments, empty
+                                 where the run needs nothing now)
 orphan    ``not-in-manifests``   in the state, in scope, and no manifest asks for its base_id
                                  any more; its results are kept, a plan never deletes anything
 ========  =====================  ===============================================================
@@ -211,6 +212,7 @@ def _make_plan(
     wanted_bases: set[str] = set()
     base_index: Callable[[str], str | None] | None = None  # base_id -> latest run_id, on demand
     kind_of = _kind_lookup(state)
+    detail: dict[str, Any]
 
     create, noop, retry, update, stale = (
         Action.CREATE,
@@ -230,7 +232,7 @@ def _make_plan(
                 )
             elif status == REASON_QUEUED:
                 append(RunChange(noop, REASON_QUEUED, run, run.run_id, run.experiment, status))
-            elif status == REASON_BLOCKED:
+            elif status == REASON_BLOCKED and run.needs:
                 # Settled by _settle_needs, once every change is known.
                 append(
                     RunChange(
@@ -243,8 +245,15 @@ def _make_plan(
                         {"attempts": attempts},
                     )
                 )
+            elif status == REASON_BLOCKED:  # it needs nothing (now): nothing to wait for
+                detail = {"status": status, "attempts": attempts}
+                append(
+                    RunChange(
+                        retry, REASON_UNBLOCKED, run, run.run_id, run.experiment, status, detail
+                    )
+                )
             elif status in _RETRYABLE:
-                detail: dict[str, Any] = {"status": status, "attempts": attempts}
+                detail = {"status": status, "attempts": attempts}
                 if settings_digest != run.settings_digest:
                     detail["settings_changed"] = True
                 append(
@@ -291,7 +300,9 @@ def _make_plan(
                     },
                 )
             )
-        elif old is not None and run.needs:
+        elif old is not None:
+            # The same base_id and code hash but another run_id: only what it needs differs
+            # (needs added, removed, or an upstream run's id changed).
             append(
                 RunChange(
                     stale,
@@ -340,7 +351,8 @@ Kind = tuple[str, str, "str | None", "str | None", int]
 
 def _changed_needs(run: RunSpec, kind_of: Callable[[str], Kind | None]) -> list[str]:
     """The experiments whose runs ``run`` needs are not all in the state (a new upstream id:
-    what changed); all of its needs' experiments where each is (it went back to an older one)."""
+    what changed); all of its needs' experiments where each is (it went back to an older one);
+    none where it needs nothing now (its needs were removed)."""
     new = sorted({exp for exp, rid in run.needs if kind_of(rid) is None})
     return new or sorted({exp for exp, _ in run.needs})
 

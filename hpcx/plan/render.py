@@ -79,7 +79,9 @@ def reason_text(change: RunChange) -> str:
     if change.detail:
         detail.update({k: ("" if v is None else v) for k, v in change.detail.items()})
         if isinstance(detail.get("needs_changed"), list):
-            detail["needs_changed"] = ", ".join(map(str, detail["needs_changed"]))
+            detail["needs_changed"] = (
+                ", ".join(map(str, detail["needs_changed"])) or "it needs no run now"
+            )
         if isinstance(detail.get("blocked_by"), dict):
             detail["blocking"] = _runs_of(detail["blocked_by"])
     try:

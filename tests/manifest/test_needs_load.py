@@ -369,3 +369,88 @@ def test_ten_thousand_by_ten_thousand_one_to_one_is_fast(tmp_path: Path) -> None
     assert sum(1 for r in d.runs if r.needs) == 10_000
     # The needs of 10,000 runs against 10,000: well under a second on top of the load.
     assert with_needs - plain < 1.0, (plain, with_needs)
+
+
+def test_the_documented_example_pipeline_loads(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "docs" / "examples" / "needs"
+    d = load_desired([examples], project_root=tmp_path)
+    assert [r.experiment for r in d.runs] == ["prep"] + ["train"] * 4 + ["eval"] * 4
+    (prep,) = [r.run_id for r in d.runs if r.experiment == "prep"]
+    assert all(r.needs == (("prep", prep),) for r in d.runs if r.experiment == "train")
+    assert all(len(r.needs) == 1 for r in d.runs if r.experiment == "eval")
+
+
+def test_match_compares_values_as_identities_do(tmp_path: Path) -> None:
+    train = exp("train", params={"k": 1}, grid={"k": [1, 2, True, "3", [1, 2]]})
+    files = {"train": train}
+    files["eval"] = exp(
+        "eval",
+        params={"k": 1.0},
+        grid={"k": [1.0, [1.0, 2]]},
+        needs={"train": {"match": ["params.k"]}},
+    )
+    d = load(tmp_path, files)
+    by_id = {r.run_id: r.params["k"] for r in d.runs if r.experiment == "train"}
+    got = [[by_id[rid] for _, rid in r.needs] for r in d.runs if r.experiment == "eval"]
+    assert got == [[1], [[1, 2]]]  # 1.0 is 1 (not true), [1.0, 2] is [1, 2]
+    for bad in (True, "1"):
+        files["eval"] = exp("eval", params={"k": bad}, needs={"train": {"match": ["params.k"]}})
+        if bad is True:
+            # true matches true only: the train run with k=true.
+            d = load(tmp_path / "t", files)
+            (ev,) = [r for r in d.runs if r.experiment == "eval"]
+            assert [by_id[rid] for _, rid in ev.needs] == [True]
+        else:
+            assert "match nothing" in " ".join(problems(tmp_path / "s", files))
+
+
+def test_a_pulled_in_experiment_brings_what_it_needs(tmp_path: Path) -> None:
+    folder = write(
+        tmp_path,
+        {
+            "prep": exp("prep"),
+            "train": exp("train", grid=GRID, needs={"prep": {}}),
+            "eval": exp("eval", grid=GRID, needs=ONE_TO_ONE),
+        },
+    )
+    d = load_desired([folder / "eval.yaml"], project_root=tmp_path, needs_from=[folder])
+    assert [r.experiment for r in d.runs] == ["prep"] + ["train"] * 4 + ["eval"] * 4
+    assert len(d.warnings) == 2 and all("not among the paths given" in w for w in d.warnings)
+
+
+def test_rendering_refuses_what_it_cannot_say(tmp_path: Path) -> None:
+    import dataclasses
+
+    d = pipeline(tmp_path, command=["e", "{needs.train.run_dir}", "{needs.train.run_dirs}"])
+    run = next(r for r in d.runs if r.experiment == "eval")
+    # A spec edited by hand to need two runs: the singular form names no one run.
+    two = dataclasses.replace(run, needs=(("train", "a" * 16), ("train", "b" * 16)))
+    with pytest.raises(ManifestError, match="needs 2 runs of 'train', not one"):
+        render_command(two, "/r/runs/eval/x")
+    one = dataclasses.replace(run, command=("e", "{needs.train.run_dirs}"))
+    with pytest.raises(ManifestError, match="the separator of the list"):
+        render_command(one, f"/r{os.pathsep}s/runs/eval/x")
+
+
+def test_match_on_repeat_and_placement(tmp_path: Path) -> None:
+    def with_placement(name: str, needs: Mapping[str, Any] | None) -> str:
+        doc = json.loads(exp(name, grid={"placement.numa": [0, 1]}, seeds=[5, 6], needs=needs))
+        doc["spec"]["placement"] = {"numa": 0}
+        return json.dumps(doc)
+
+    d = load(
+        tmp_path,
+        {
+            "train": with_placement("train", None),
+            "eval": with_placement("eval", {"train": {"match": ["placement.numa", "repeat"]}}),
+        },
+    )
+    train = {r.run_id: r for r in d.runs if r.experiment == "train"}
+    evals = [r for r in d.runs if r.experiment == "eval"]
+    assert len(evals) == 4
+    for r in evals:
+        ((_, rid),) = r.needs
+        assert (train[rid].placement["numa"], train[rid].repeat) == (
+            r.placement["numa"],
+            r.repeat,
+        )

@@ -227,3 +227,48 @@ def test_cli_plan_of_the_downstream_alone_brings_its_upstream(pipeline_project: 
         doc = json.loads(res.out)
         assert [e["name"] for e in doc["experiments"]] == ["train", "eval"], args
         assert doc["summary"]["create"] == 8
+
+
+def test_a_saved_plan_keeps_each_run_needs(tmp_path: Path, store: StateStore) -> None:
+    from hpcx.plan.planner import plan_from_dict, plan_to_dict
+
+    desired = load(tmp_path, pipeline_files())
+    plan = make_plan(desired, store.snapshot())
+    back = plan_from_dict(json.loads(json.dumps(plan_to_dict(plan))))
+    assert [c.run.needs for c in back.changes] == [c.run.needs for c in plan.changes]
+    assert [c.detail for c in back.changes] == [c.detail for c in plan.changes]
+    assert any(c.run.needs for c in back.changes)
+
+
+def test_cli_validate_of_the_downstream_alone(pipeline_project: Path) -> None:
+    res = run_cli("validate", "manifests/eval.yaml")
+    assert res.code == 0, res.out + res.err
+    assert "loaded from manifests/train.yaml" in res.out + res.err
+
+
+def test_removed_needs_are_a_needs_change_too(tmp_path: Path, store: StateStore) -> None:
+    before = load(tmp_path / "a", pipeline_files())
+    store.record_runs(before.runs)
+    store.set_status([r.run_id for r in before.runs], "succeeded", event="test")
+    after = load(tmp_path / "b", {"eval": exp("eval"), "train": exp("train")})
+    plan = make_plan(after, store.snapshot())
+    evals = [c for c in plan.changes if c.experiment == "eval"]
+    assert {(c.action, c.reason) for c in evals} == {(Action.STALE, "needs-changed")}
+    assert all(c.detail["needs_changed"] == [] for c in evals)
+    assert "what it needs changed (it needs no run now; was " in render_text(plan)
+    assert {c.reason for c in plan.changes if c.experiment == "train"} == {"succeeded"}
+
+
+def test_a_blocked_run_that_needs_nothing_is_unblocked(store: StateStore) -> None:
+    from support.specs import desired_of, make_run
+
+    run = make_run()
+    store.record_runs([run])
+    store.set_status([run.run_id], "blocked", event="test")
+    (change,) = make_plan(desired_of([run]), store.snapshot()).changes
+    assert (change.action, change.reason, change.prior_status) == (
+        Action.RETRY,
+        "unblocked",
+        "blocked",
+    )
+    assert change.detail == {"status": "blocked", "attempts": 0}

@@ -73,7 +73,9 @@ def test_json_has_documented_stable_keys(store: StateStore) -> None:
         "searches",
         "experiments",
         "changes",
+        "graph",
     ]
+    assert doc["graph"] == []  # no run needs another
     assert doc["summary"] == {
         "create": 30,
         "noop": 1,
@@ -96,8 +98,10 @@ def test_json_has_documented_stable_keys(store: StateStore) -> None:
         "detail",
         "params",
         "search",
+        "needs",
     ]
     assert change["search"] is None  # not a search's trial
+    assert change["needs"] == []
     assert doc["searches"] == []
     assert {c["action"] for c in doc["changes"]} == {"create", "noop", "retry", "orphan"}
     assert doc["experiments"][0]["swept"] == ["params.depth"]
