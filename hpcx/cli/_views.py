@@ -17,7 +17,9 @@ from hpcx.run.rerun import RerunHooks
 class Progress:
     """Finished runs as a bar on a terminal, as one line per run otherwise (logs, CI)."""
 
-    FINAL = frozenset({"succeeded", "failed", "cancelled", "timeout", "pruned", "lost"})
+    FINAL = frozenset(
+        {"succeeded", "failed", "cancelled", "timeout", "pruned", "lost", "blocked"}
+    )
 
     def __init__(self, total: int, quiet: bool) -> None:
         self.total = total

@@ -209,6 +209,11 @@ def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> Non
         lines.append(f"Recorded new settings of {result['updated']} run(s)")
     for rid, reason in list(result["not_submitted"].items())[:10]:
         lines.append(f"NOT submitted {rid}: {reason}")
+    held = result.get("blocked") or {}
+    for rid, reason in list(held.items())[:10]:
+        lines.append(f"Blocked {rid} (held, not submitted): {reason}")
+    if len(held) > 10:
+        lines.append(f"... and {len(held) - 10} more blocked: `hpcx status --runs -s blocked`")
     for key in result["ambiguous_submissions"]:
         amb = result.get("ambiguous_detail", {}).get(key) or {}
         sent, total = amb.get("sent", 0), amb.get("total", 0)
@@ -221,6 +226,11 @@ def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> Non
     if result["finished"]:
         done = ", ".join(f"{n} {s}" for s, n in sorted(result["finished"].items()))
         lines.append(f"Finished: {done}")
+        if result["finished"].get("blocked"):
+            lines.append(
+                "`hpcx status --runs -s blocked` lists the runs held because a run they need "
+                "did not succeed: the next apply that retries it releases them"
+            )
         bad = [s for s in ("failed", "timeout", "lost") if result["finished"].get(s)]
         if bad:
             flags = " ".join(f"-s {s}" for s in bad)

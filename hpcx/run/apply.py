@@ -35,7 +35,7 @@ from hpcx.util.memo import ByIdentity
 if TYPE_CHECKING:
     from hpcx.manifest.spec import DesiredState, RunSpec
     from hpcx.plan.planner import Plan, RunChange
-    from hpcx.run.executors.base import ObservedStatus, Submission
+    from hpcx.run.executors.base import ObservedStatus, Submission, Upstream
     from hpcx.run.harvest import HarvestResult
     from hpcx.state.store import StateStore
     from hpcx.state.writer import Writer
@@ -235,6 +235,8 @@ class ApplyOutcome:
     interrupted: bool = False
     #: Problems the harvest met in run folders ("run <id>: metrics.jsonl line 3: ...").
     problems: list[str] = field(default_factory=list)
+    #: Runs recorded ``blocked`` instead of submitted: run id -> why (the run it needs).
+    blocked: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -258,6 +260,7 @@ class ApplyOutcome:
             "finished": counts,
             "interrupted": self.interrupted,
             "problems": self.problems,
+            "blocked": self.blocked,
         }
 
 
@@ -318,17 +321,11 @@ def apply_changes(
     if project_root is not None:
         to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
 
-    groups: dict[tuple[str, str], list[RunChange]] = {}
-    # Runs of one manifest share their executor options: each object is written out once.
-    group_of = ByIdentity(_executor_options_group)
-    for c in to_submit:
-        assert c.run is not None
-        groups.setdefault(group_of(c.run.executor), []).append(c)
-
     # The state opened once for the owner check, the settings updates and the first intent
     # (each opening and closing costs ~0.1 s); it is closed before anything is submitted.
     first: StateStore | None = writer.open() if (to_submit or updates) else None
     try:
+        deps = _Dependencies.of(to_submit, first) if first is not None else _Dependencies()
         if to_submit:
             check_runs_root_owner(writer, runs_root, create=True, store=first)
         if updates:
@@ -341,10 +338,31 @@ def apply_changes(
             first.close()
         raise
 
+    # One submission per executor's options and, for runs that need others of this apply,
+    # per depth in the graph: a run goes out after the runs it needs (their job ids known).
+    groups: dict[tuple[int, str, str], list[RunChange]] = {}
+    # Runs of one manifest share their executor options: each object is written out once.
+    group_of = ByIdentity(_executor_options_group)
+    for c in to_submit:
+        assert c.run is not None
+        groups.setdefault((deps.level.get(c.run_id, 0), *group_of(c.run.executor)), []).append(c)
+    #: Run id -> (job id, run folder) of each run this apply submitted, for its dependents.
+    sent: dict[str, tuple[str, str]] = {}
+
     waiting: list[tuple[Any, Submission]] = []
     try:
-        for (kind, options_json), group in groups.items():
+        for (_level, kind, options_json), group_all in sorted(groups.items(), key=_first):
             options = json.loads(options_json)
+            after, blocked = deps.resolve(group_all, sent)
+            group = [c for c in group_all if c.run_id not in blocked]
+            if blocked:
+                held = [c.run for c in group_all if c.run is not None and c.run_id in blocked]
+                outcome.blocked.update(blocked)
+                opened, first = (first or writer.open()), None
+                with opened as store, store.transaction() as tx:
+                    _record_blocked(tx, held, blocked)
+            if not group:
+                continue
             if kind == "local" and (detach or not wait):
                 # Nothing runs a foreground local queue once this process returns: not waiting
                 # means running it detached (else `apply --no-wait` left every local run lost).
@@ -409,7 +427,7 @@ def apply_changes(
             error: HpcxError | None = None
             try:
                 dirs = ex.prepare(runs, runs_root, key=key)
-                sub = ex.submit(key, dirs)
+                sub = ex.submit(key, dirs, after=after) if after else ex.submit(key, dirs)
                 if provenance is not None and provenance.get("diff"):
                     from hpcx.run.provenance import save_diff
 
@@ -438,6 +456,8 @@ def apply_changes(
             with writer.transaction() as tx:
                 if sub is not None:
                     tx.record_submitted(sub, options)
+                    for rid, job in sub.run_jobs.items():
+                        sent[rid] = (job, sub.run_dirs[rid])
                     outcome.submissions.append(sub)
                     outcome.submitted.extend(sub.run_ids)
                     if on_submitted is not None:
@@ -495,6 +515,178 @@ def apply_changes(
         outcome.observed.update(result.observed)
         outcome.problems.extend(result.problems)
     return outcome
+
+
+def _first(item: tuple[tuple[int, str, str], Any]) -> tuple[int, str, str]:
+    return item[0]
+
+
+@dataclass(slots=True)
+class _Dependencies:
+    """What the runs of one apply need, worked out before anything is recorded.
+
+    ``level``: a run's depth among the runs of this apply (0: needs none of them); each level
+    goes out after the one before, so a dependent's upstream has its job id by then.
+    ``from_state``: upstreams in flight from an earlier apply (the dependent waits for their
+    job). ``held``: runs that cannot go (a run they need ended without success and is not
+    retried here), with the reason naming it.
+    """
+
+    level: dict[str, int] = field(default_factory=dict)
+    in_apply: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    from_state: dict[str, list[Upstream]] = field(default_factory=dict)
+    held: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, changes: Sequence[RunChange], store: StateStore) -> _Dependencies:
+        """The dependencies of ``changes`` (those that submit), against the state ``store``.
+        Raises PlanError for a cycle and for a run that needs a run of another executor."""
+        from hpcx.manifest.spec import executor_kind
+        from hpcx.run.executors.base import Upstream
+        from hpcx.state.schema import IN_FLIGHT_STATUSES
+
+        out = cls()
+        runs = {c.run_id: c.run for c in changes if c.run is not None}
+        if not any(r.needs for r in runs.values()):
+            return out
+        kinds = {rid: executor_kind(r.executor) for rid, r in runs.items()}
+        outside = {up for r in runs.values() for _, up in r.needs if up not in runs}
+        stored = store.upstream_runs(outside)
+        mixed: list[str] = []
+        for rid in _topological(runs):
+            run = runs[rid]
+            level, why = 0, []
+            for exp, up in run.needs:
+                name = f"{exp}/{up}"
+                if up in runs:
+                    if kinds[up] != kinds[rid]:
+                        mixed.append(
+                            f"{run.experiment}/{rid} ({kinds[rid]}) needs {name} ({kinds[up]})"
+                        )
+                    elif up in out.held:
+                        why.append(f"needs {name}, which is blocked itself")
+                    else:
+                        level = max(level, out.level.get(up, 0) + 1)
+                        out.in_apply.setdefault(rid, []).append((exp, up))
+                    continue
+                row = stored.get(up)
+                if row is None:
+                    why.append(f"needs {name}, which was never applied")
+                elif row.status == "succeeded":
+                    continue
+                elif row.status in IN_FLIGHT_STATUSES and row.job_id:
+                    if (row.executor or "") != kinds[rid]:
+                        mixed.append(
+                            f"{run.experiment}/{rid} ({kinds[rid]}) needs {name} "
+                            f"({row.executor}, in flight)"
+                        )
+                        continue
+                    out.from_state.setdefault(rid, []).append(
+                        Upstream(up, row.job_id, row.run_dir or "")
+                    )
+                elif row.status in IN_FLIGHT_STATUSES or row.status == "queued":
+                    why.append(f"needs {name}, which has no job yet ({row.status})")
+                else:
+                    why.append(f"needs {name}, which ended {row.status}")
+            if why:
+                out.held[rid] = "; ".join(why)
+            else:
+                out.level[rid] = level
+        if mixed:
+            shown = "\n  ".join(mixed[:10]) + (
+                f"\n  ... {len(mixed) - 10} more" if len(mixed) > 10 else ""
+            )
+            raise PlanError(
+                "runs need runs of another executor: a SLURM job cannot wait for a local run, "
+                f"nor a local queue for a SLURM job:\n  {shown}",
+                hint="apply the runs they need first (`hpcx apply -e EXPERIMENT`), then apply "
+                "again once those succeeded; or give both experiments the same executor",
+            )
+        return out
+
+    def resolve(
+        self, group: Sequence[RunChange], sent: Mapping[str, tuple[str, str]]
+    ) -> tuple[dict[str, list[Upstream]], dict[str, str]]:
+        """For the runs of one submission: what each waits for, and those held ``blocked``
+        (already held, or needing a run of this apply that did not go out)."""
+        from hpcx.run.executors.base import Upstream
+
+        after: dict[str, list[Upstream]] = {}
+        blocked: dict[str, str] = {}
+        for c in group:
+            rid = c.run_id
+            if rid in self.held:
+                blocked[rid] = self.held[rid]
+                continue
+            ups = list(self.from_state.get(rid, ()))
+            missing = []
+            for exp, up in self.in_apply.get(rid, ()):
+                if up in sent:
+                    job, run_dir = sent[up]
+                    ups.append(Upstream(up, job, run_dir))
+                elif up in self.held:
+                    missing.append(f"needs {exp}/{up}, which is blocked itself")
+                else:
+                    missing.append(f"needs {exp}/{up}, which was not submitted")
+            if missing:
+                blocked[rid] = self.held[rid] = "; ".join(missing)
+            elif ups:
+                after[rid] = ups
+        return after, blocked
+
+
+def _topological(runs: Mapping[str, RunSpec]) -> list[str]:
+    """The run ids of ``runs``, each after the runs of ``runs`` it needs (the plan's order
+    where it already is one). Raises PlanError on a cycle."""
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    for start in runs:
+        if state.get(start) == 2:
+            continue
+        stack: list[tuple[str, int]] = [(start, 0)]
+        state[start] = 1
+        while stack:
+            rid, i = stack[-1]
+            needs = [up for _, up in runs[rid].needs if up in runs]
+            if i < len(needs):
+                stack[-1] = (rid, i + 1)
+                up = needs[i]
+                if state.get(up) == 1:
+                    raise PlanError(
+                        f"runs need each other in a cycle: {rid} and {up}",
+                        hint="a run cannot need itself through others: fix the experiments' needs",
+                    )
+                if state.get(up) is None:
+                    state[up] = 1
+                    stack.append((up, 0))
+                continue
+            stack.pop()
+            state[rid] = 2
+            order.append(rid)
+    return order
+
+
+def _record_blocked(tx: Any, runs: Sequence[RunSpec], why: Mapping[str, str]) -> None:
+    """Record runs ``blocked`` (new ones inserted so): not submitted, not failed, with the
+    reason naming the run they need; a retry of that run releases them."""
+    tx.record_runs(runs, status="blocked", event="planned")
+    tx.update_runs(
+        [
+            {
+                "run_id": r.run_id,
+                "status": "blocked",
+                "job_id": None,
+                "submission_key": None,
+                "exit_code": None,
+                "started_at": None,
+                "ended_at": None,
+                "end_reason": f"blocked: {why[r.run_id]}",
+                "detail": {"reason": why[r.run_id]},
+            }
+            for r in runs
+        ],
+        event="blocked",
+    )
 
 
 def _pruner(

@@ -16,6 +16,7 @@ reached a scheduler become ``lost``, which the next plan retries.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,9 @@ _STATUS_OF = {
     "timeout": "timeout",
     "pruned": "pruned",
     "lost": "lost",
+    # Not started: a run it needs ended without success (the run folder or the scheduler
+    # says so); held, at no scheduler, until a retry of that run releases it.
+    "blocked": "blocked",
     # An attempt ended and the run's next one is to start (a checkpoint, a preemption): the
     # run is in flight, waiting as a submitted one does.
     "requeued": "submitted",
@@ -390,7 +394,7 @@ def _ingest(
             continue
         status = _STATUS_OF.get(obs.state, "lost")
         old = target.status
-        if old in FINAL_STATUSES and old == status:
+        if old == status and (old in FINAL_STATUSES or old == "blocked"):
             continue  # already harvested: idempotent
         moved_on = isinstance(obs.attempt, int) and obs.attempt > target.attempts
         if status == old and status in ("submitted", "running") and not moved_on:
@@ -655,7 +659,13 @@ def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
         detail = row.detail
         options = dict(detail.get("options") or {})
         if row.state == "submitted" and detail.get("submission"):
-            subs.append(Submission.from_json(detail["submission"]))
+            sub = Submission.from_json(detail["submission"])
+            # Only its runs still in flight under this key: a run sent again since (a retry,
+            # a released blocked run) is polled under its new job, never its old one's end.
+            mine = set(row.run_ids)
+            if len(mine) < len(sub.run_ids):
+                sub = dataclasses.replace(sub, run_ids=tuple(r for r in sub.run_ids if r in mine))
+            subs.append(sub)
             continue
         if row.state not in ("intent", "ambiguous"):
             continue

@@ -100,6 +100,17 @@ class HarvestTarget(NamedTuple):
     attempts: int
 
 
+class UpstreamRun(NamedTuple):
+    """A run another run needs, as the state holds it: what apply must know to make the
+    dependent wait for it (its job), skip waiting (succeeded) or hold it ``blocked``."""
+
+    run_id: str
+    status: str
+    executor: str | None
+    job_id: str | None
+    run_dir: str | None
+
+
 class FinishedRun(NamedTuple):
     """A run that ended with a run folder, for ``refresh --reharvest``."""
 

@@ -45,6 +45,7 @@ from hpcx.state.records import (
     StoredRun,
     SubmittedJobs,
     TrialRecord,
+    UpstreamRun,
 )
 from hpcx.util.memo import ByIdentity
 
@@ -1202,6 +1203,21 @@ class StateStore:
             ).fetchall()
         )
         return {r[0] for r in rows}
+
+    def upstream_runs(self, run_ids: Iterable[str]) -> dict[str, UpstreamRun]:
+        """Of these runs (the runs others need), each the state holds with its status,
+        executor, job id and run folder."""
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, status, executor, job_id, run_dir FROM runs "
+                "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [ids],
+            ).fetchall()
+        )
+        return {r[0]: UpstreamRun(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     def resolve_run(self, prefix: str) -> RunRef:
         """The one run whose id is ``prefix`` or starts with it, and its run folder.

@@ -7,7 +7,9 @@ metric produced in the state exactly once, `hpcx state check` clean, nothing lef
 Scenarios: the local executor's foreground apply killed mid-sweep; `refresh` killed
 mid-harvest of many finished runs; two to four applies racing on one state (with and without
 one of them killed); SLURM applies killed while sbatch submits array chunks (the jobs that
-went in are adopted by reconcile, never resubmitted).
+went in are adopted by reconcile, never resubmitted); a train -> eval pipeline (eval[x] needs
+train[x]) whose apply is killed between and during its submissions (each eval still runs once,
+after its own train).
 
 Bounded by default (13 kill moments in all, about 2 minutes on 2 cores); the `long` params
 are marked slow (HPCX_SLOW=1) and deliver more than 100. `pytest -s` prints one summary line
@@ -40,6 +42,7 @@ from campaign_helpers import (
     sweep_project,
     timed,
 )
+from support.projects import make_project, manifest, run_folders
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,79 @@ def test_local_apply_killed_at_random_moments_runs_each_run_exactly_once(
             "stale_restarts",
         ):
             setattr(total, f, getattr(total, f) + getattr(tally, f))
+        c += 1
+    assert total.duplicates == 0 and total.lost == 0
+    _say(total)
+
+
+# --------------------------------------------------------------------------------------------
+# A pipeline (eval[i] needs train[i]) on the local executor
+
+#: Not in the thirteen above: the pipelines' own kill moments (2 local, 1 SLURM; about 30 s
+#: and 40 s on 2 cores).
+PIPELINE = {"ci": Budget(runs=4, campaigns=6, kills=2), "long": Budget(20, 24, 24)}
+
+
+def _pipeline_project(root: Path, logs: tuple[Path, Path], n: int, **opts: Any) -> Path:
+    """``kc`` (train) and ``ev`` (eval): ev[x] needs kc[x]; each logs at its end."""
+    train = json.loads(
+        manifest("kc", ["--metric", "v", "{params.x}", "--log", str(logs[0])],
+                 params={"x": 0}, grid={"x": list(range(n))}, **opts)
+    )  # fmt: skip
+    ev = json.loads(
+        manifest("ev", ["--metric", "v", "{params.x}", "--log", str(logs[1])],
+                 params={"x": 0}, grid={"x": list(range(n))}, **opts)
+    )  # fmt: skip
+    ev["spec"]["needs"] = {"kc": {"match": ["params.x"]}}
+    return make_project(root, {"kc": json.dumps(train), "ev": json.dumps(ev)})
+
+
+def _each_eval_after_its_train(root: Path) -> None:
+    """Every eval started only after the train it needs had ended (their status files)."""
+    for folder in run_folders(root, "ev"):
+        (need,) = json.loads((folder / "spec.json").read_text())["needs"]
+        train = json.loads((root / "runs" / need[0] / need[1] / "status.json").read_text())
+        ev = json.loads((folder / "status.json").read_text())
+        assert train["state"] == "succeeded" and ev["started_at"] >= train["ended_at"]
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_pipeline_apply_killed_at_random_moments_runs_each_run_once_and_in_order(
+    tmp_path: Path, size: str
+) -> None:
+    budget = PIPELINE[size]
+    rng = rng_for(5001 if size == "ci" else 5100)
+    cal_logs = (tmp_path / "cal-kc.log", tmp_path / "cal-ev.log")
+    cal = _pipeline_project(tmp_path / "calibrate", cal_logs, budget.runs)
+    period = timed(cal, ["apply", "--yes", "-q"])
+    total = Tally(f"local pipeline ({size}, T={period:.1f}s)", runs=2 * budget.runs)
+    for exp, log in zip(("kc", "ev"), cal_logs, strict=True):
+        check_round(cal, log, Tally(exp, runs=budget.runs), experiment=exp, final=True)
+    _each_eval_after_its_train(cal)
+    c = 0
+    while total.kills < budget.kills:
+        assert c < budget.campaigns, f"{total.kills} kills in {c} sweeps: moments keep missing"
+        logs = (tmp_path / f"kc-{c}.log", tmp_path / f"ev-{c}.log")
+        root = _pipeline_project(tmp_path / f"p{c}", logs, budget.runs)
+        parts = {e: Tally(e, runs=budget.runs) for e in ("kc", "ev")}
+        while total.kills < budget.kills and parts["kc"].rounds < 4:
+            apply = spawn_group(root, ["apply", "--yes", "-q"])
+            # Within the first 80% of T: the machine's load moves T, and a moment after the
+            # apply ended kills nothing.
+            killed = kill_at(apply, rng.uniform(0, 0.8 * period), total)
+            for exp, log in zip(("kc", "ev"), logs, strict=True):
+                check_round(root, log, parts[exp], experiment=exp)
+            if not killed:
+                break
+            if rng.random() < 0.3 and (root / ".hpcx" / "state.duckdb").exists():
+                hpcx(root, "refresh", check=True)
+        recover(root, total)
+        for exp, log in zip(("kc", "ev"), logs, strict=True):
+            check_round(root, log, parts[exp], experiment=exp, final=True)
+            total.rounds += parts[exp].rounds
+            total.duplicates += parts[exp].duplicates
+            total.lost += parts[exp].lost
+        _each_eval_after_its_train(root)
         c += 1
     assert total.duplicates == 0 and total.lost == 0
     _say(total)
@@ -294,6 +370,49 @@ def test_slurm_apply_killed_during_sbatch_arrays_adopts_and_never_resubmits(
             assert sorted(tasks) == job_ids
     _say(tally)
     assert tally.duplicates == 0 and tally.lost == 0
+
+
+PIPELINE_SLURM = {"ci": Budget(runs=3, campaigns=1, kills=1), "long": Budget(8, 1, 12)}
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("size", SIZES)
+def test_slurm_pipeline_apply_killed_during_sbatch_runs_each_eval_once_after_its_train(
+    slurm_cluster: Any, tmp_path: Path, size: str
+) -> None:
+    budget = PIPELINE_SLURM[size]
+    rng = rng_for(4001 if size == "ci" else 4100)
+    env = {"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]}
+    opts: dict[str, Any] = {
+        "executor": {"type": "slurm"},
+        "resources": {"partition": "debug", "cpus": 1, "time": "00:05:00"},
+    }
+    with slurm_cluster.limits(MaxArraySize=3):
+        cal_logs = (tmp_path / "cal-kc.log", tmp_path / "cal-ev.log")
+        cal = _pipeline_project(tmp_path / "calibrate", cal_logs, budget.runs, **opts)
+        period = timed(cal, ["apply", "--yes", "-q"], env=env)  # returns once submitted
+        total = Tally(f"slurm pipeline ({size}, T={period:.1f}s)", runs=2 * budget.runs)
+        recover(cal, total, env=env)
+        rounds = 0
+        while total.kills < budget.kills:
+            rounds += 1
+            assert rounds <= 4 * budget.kills
+            logs = (tmp_path / f"kc-{rounds}.log", tmp_path / f"ev-{rounds}.log")
+            root = _pipeline_project(tmp_path / f"p{rounds}", logs, budget.runs, **opts)
+            proc = spawn_group(root, ["apply", "--yes", "-q"], env=env)
+            kill_at(proc, rng.uniform(0, period), total)
+            parts = {e: Tally(e, runs=budget.runs) for e in ("kc", "ev")}
+            for exp, log in zip(("kc", "ev"), logs, strict=True):
+                check_round(root, log, parts[exp], experiment=exp, env=env)
+            recover(root, total, env=env)
+            for exp, log in zip(("kc", "ev"), logs, strict=True):
+                check_round(root, log, parts[exp], experiment=exp, final=True, env=env)
+                total.rounds += parts[exp].rounds
+                total.duplicates += parts[exp].duplicates
+                total.lost += parts[exp].lost
+            _each_eval_after_its_train(root)
+    _say(total)
+    assert total.duplicates == 0 and total.lost == 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from hpcx.run.executors.base import (
     ObservedStatus,
     ProgressFn,
     Submission,
+    Upstream,
     new_key,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "SchedulerError",
     "Submission",
     "SubmitError",
+    "Upstream",
     "get_executor",
     "new_key",
 ]

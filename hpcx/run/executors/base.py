@@ -19,6 +19,7 @@ Submission, or None if nothing went out (then the runs are planned again).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import sys
@@ -35,7 +36,7 @@ from hpcx.errors import SubmitError as SubmitError
 from hpcx.manifest.spec import RunSpec
 from hpcx.run import rundir
 from hpcx.run.rundir import RunDir
-from hpcx.util.files import atomic_write_text, read_json, sync
+from hpcx.util.files import atomic_write_json, atomic_write_text, read_json, sync
 from hpcx.util.proc import utcnow
 
 # --------------------------------------------------------------------------------------------
@@ -118,7 +119,22 @@ class ObservedStatus:
 
     @property
     def final(self) -> bool:
-        return self.state in rundir.FINAL_STATES or self.state == "lost"
+        return self.state in rundir.FINAL_STATES or self.state in ("lost", BLOCKED)
+
+
+#: A run that did not start because a run it needs ended without success (its folder's
+#: status.json says so: :func:`write_blocked`); the state records it ``blocked``.
+BLOCKED = "blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A run another run needs, as an executor sees it: its id, its job (``123``, ``123_4``;
+    None for a local run) and its run folder (where a local queue reads how it ended)."""
+
+    run_id: str
+    job_id: str | None
+    run_dir: str
 
 
 ProgressFn = Callable[[str, ObservedStatus], None]
@@ -250,8 +266,18 @@ class Executor(ABC):
         return Path(runs_root).absolute() / ".submissions" / key
 
     @abstractmethod
-    def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
-        """Send prepared runs to the scheduler under ``key`` (made and recorded beforehand)."""
+    def submit(
+        self,
+        key: str,
+        run_dirs: Sequence[RunDir],
+        *,
+        after: Mapping[str, Sequence[Upstream]] | None = None,
+    ) -> Submission:
+        """Send prepared runs to the scheduler under ``key`` (made and recorded beforehand).
+
+        ``after``: run id -> the runs it needs that have not succeeded yet (each already
+        submitted, in this apply or an earlier one); the run starts only once they all
+        succeeded, and ends ``blocked`` without running when one of them does not."""
 
     @abstractmethod
     def poll(self, submissions: Iterable[Submission]) -> dict[str, ObservedStatus]:
@@ -371,6 +397,33 @@ def _pending_stop(path: Path) -> str | None:
     attempt = rundir.current_attempt(path)
     text = rundir.stop_reason(path, attempt) if attempt is not None else None
     return text if text in ("cancelled", "timeout", "pruned") else None
+
+
+def write_blocked(path: str | os.PathLike[str], run_id: str, reason: str) -> None:
+    """Record in the run folder that its current attempt never ran: a run it needs ended
+    without success (status.json ``blocked``, with the reason naming that run). A stop file
+    goes first, so a wrapper that starts anyway does not run the program."""
+    p = Path(path)
+    attempt = rundir.current_attempt(p) or 1
+    with contextlib.suppress(ExecutorError):
+        write_stop(p, BLOCKED, attempt)
+    now = utcnow()
+    doc = {
+        "run_format": rundir.RUN_FORMAT,
+        "run_id": run_id,
+        "attempt": attempt,
+        "state": BLOCKED,
+        "reason": reason,
+        "ended_at": now,
+        "updated_at": now,
+    }
+    try:
+        atomic_write_json(p / rundir.STATUS, doc)
+    except OSError as exc:
+        raise ExecutorError(
+            f"cannot write {p / rundir.STATUS}: {exc.strerror or exc}",
+            hint="free space in the runs folder, then refresh",
+        ) from exc
 
 
 def write_stop(path: str | os.PathLike[str], reason: str, attempt: int | None = None) -> None:

@@ -39,8 +39,10 @@ from hpcx.run.executors.base import (
     ObservedStatus,
     ProgressFn,
     Submission,
+    Upstream,
     observe_many,
     observe_run_dir,
+    write_blocked,
     write_stop,
 )
 from hpcx.run.executors.slots import Demand, Hold, Ledger, demand_of, machine_cores
@@ -92,6 +94,9 @@ class _Task:
     checkpoint_signal: int | None = None
     checkpoint_before: float = 0.0
     warn_at: float | None = None
+    #: The runs this one needs that had not succeeded at submit: (run id, run folder, the
+    #: ``host:pid`` of the queue running it, if local). It starts once they all succeeded.
+    needs: tuple[tuple[str, str, str | None], ...] = ()
 
 
 def _task_demand(task: Mapping[str, Any], cores: Sequence[int]) -> Demand:
@@ -111,6 +116,9 @@ def _task_of(entry: Mapping[str, Any], cores: Sequence[int]) -> _Task:
         time_limit=entry.get("time_limit"),
         demand=_task_demand(entry, cores),
     )
+    task.needs = tuple(
+        (str(n["run_id"]), str(n["run_dir"]), n.get("job_id")) for n in entry.get("needs") or ()
+    )
     if isinstance(ck, Mapping):
         from hpcx.run.job import signal_number
 
@@ -119,7 +127,12 @@ def _task_of(entry: Mapping[str, Any], cores: Sequence[int]) -> _Task:
     return task
 
 
-def _queue_entry(rd: RunDir, spec: Mapping[str, Any], cores: Sequence[int]) -> dict[str, Any]:
+def _queue_entry(
+    rd: RunDir,
+    spec: Mapping[str, Any],
+    cores: Sequence[int],
+    needs: Sequence[Upstream] = (),
+) -> dict[str, Any]:
     """A run's line in the queue file: what the queue needs without reading spec.json again."""
     from hpcx.run.job import checkpoint_settings
 
@@ -134,7 +147,23 @@ def _queue_entry(rd: RunDir, spec: Mapping[str, Any], cores: Sequence[int]) -> d
     ck = checkpoint_settings(dict(spec))
     if ck is not None:
         entry["checkpoint"] = {"signal": ck["signal"], "before": ck["before"]}
+    if needs:
+        entry["needs"] = [
+            {"run_id": u.run_id, "run_dir": u.run_dir, "job_id": u.job_id} for u in needs
+        ]
     return entry
+
+
+def _upstream_state(run_id: str, run_dir: str, runner: str | None) -> str:
+    """How a run another one needs stands, as its folder says: ``lost`` when it never
+    started and the local queue that was to start it is gone."""
+    state = observe_run_dir(run_id, run_dir).state
+    if state in ("pending", rundir.REQUEUED) and runner:
+        host, _, pid = runner.rpartition(":")
+        mine = host == hostname() and pid.isdigit() and int(pid) != os.getpid()
+        if mine and not pid_alive(int(pid)):
+            return "lost"
+    return state
 
 
 class _Forked:
@@ -250,6 +279,9 @@ class LocalQueue:
         self.results: dict[str, ObservedStatus] = {}
         #: True while the head of the queue waits for slots held outside this queue.
         self.blocked = False
+        #: True while runs wait for runs they need (polled, as those may be another queue's).
+        self.waiting = False
+        self._has_needs = any(t.needs for t in self.pending)
         self._told_blocked: str | None = None
         # Wrappers fork from a warm zygote (a few ms each) unless HPCX_NO_ZYGOTE=1, or it
         # cannot start, in which case each is its own `python -m hpcx.job` (60-100 ms).
@@ -275,11 +307,55 @@ class LocalQueue:
                 self.zygote.close()
         return self.results
 
+    def _ready(self) -> _Task | None:
+        """The first pending run whose needs have all succeeded (runs whose need ended
+        without success end ``blocked`` here, without running); None when none is ready."""
+        self.waiting = False
+        states: dict[str, str] = {}
+        for task in list(self.pending):
+            missing: list[str] = []
+            bad: list[str] = []
+            for up, up_dir, runner in task.needs:
+                if up not in states:
+                    states[up] = _upstream_state(up, up_dir, runner)
+                state = states[up]
+                if state == "succeeded":
+                    continue
+                if state in rundir.FINAL_STATES or state in ("lost", "blocked"):
+                    bad.append(f"{Path(up_dir).parent.name}/{up} ({state})")
+                else:
+                    missing.append(up)
+            if bad:
+                self.pending.remove(task)
+                try:
+                    write_blocked(
+                        task.run_dir,
+                        task.run_id,
+                        f"blocked: needs {', '.join(bad)}, which did not succeed",
+                    )
+                except ExecutorError as exc:
+                    _warn(f"hpcx: run {task.run_id}: {exc}")
+                states[task.run_id] = "blocked"
+                self._finish(task)
+                continue
+            if missing:
+                self.waiting = True
+                continue
+            return task
+        return None
+
     def _start_some(self) -> None:
         self.blocked = False
         while self.pending:
             if self.max_parallel is not None and len(self.running) >= self.max_parallel:
                 return
+            if self._has_needs:
+                ready = self._ready()
+                if ready is None:
+                    return
+                if ready is not self.pending[0]:
+                    self.pending.remove(ready)
+                    self.pending.appendleft(ready)
             task = self.pending[0]
             d = task.demand
             if self.gpus and (d.gpus > len(self.gpus)):
@@ -383,7 +459,7 @@ class LocalQueue:
 
     def _wait_some(self) -> None:
         if not self.running:
-            if self.blocked:
+            if self.blocked or self.waiting:
                 time.sleep(self.SLOT_POLL)  # only other queues' runs can free the slots
             return
         now = time.monotonic()
@@ -391,7 +467,7 @@ class LocalQueue:
         wakeups += [t.warn_at for t in self.running.values() if t.stop_reason is None]
         soonest = min((w for w in wakeups if w is not None), default=None)
         timeout = None if soonest is None else max(0.0, soonest - now)
-        if self.blocked:
+        if self.blocked or self.waiting:
             timeout = self.SLOT_POLL if timeout is None else min(timeout, self.SLOT_POLL)
         if self.tick is not None:
             timeout = 1.0 if timeout is None else min(timeout, 1.0)
@@ -590,14 +666,24 @@ class LocalExecutor(Executor):
         #: Keys of submissions whose foreground queue this executor ran to its end.
         self._ended: set[str] = set()
 
-    def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
+    def submit(
+        self,
+        key: str,
+        run_dirs: Sequence[RunDir],
+        *,
+        after: Mapping[str, Sequence[Upstream]] | None = None,
+    ) -> Submission:
         if not run_dirs:
             raise ExecutorError("nothing to submit")
         root = run_dirs[0].path.parent.parent
         folder = self.submission_folder(root, key)
         folder.mkdir(parents=True, exist_ok=False)
         cores = machine_cores()
-        tasks = [_queue_entry(rd, read_json(rd.spec_path), cores) for rd in run_dirs]
+        waits = after or {}
+        tasks = [
+            _queue_entry(rd, read_json(rd.spec_path), cores, waits.get(rd.run_id, ()))
+            for rd in run_dirs
+        ]
         queue = {
             "key": key,
             "tasks": tasks,

@@ -41,8 +41,10 @@ from hpcx.run.executors.base import (
     Executor,
     ObservedStatus,
     Submission,
+    Upstream,
     observe_many,
     observe_run_dir,
+    write_blocked,
     write_stop,
 )
 from hpcx.run.rundir import RunDir
@@ -155,6 +157,66 @@ def checkpoint_options(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
         return []
     sig = str(ck["signal"]).upper().removeprefix("SIG")
     return [("signal", check_value("checkpoint signal", f"B:{sig}@{int(ck['before'])}"))]
+
+
+def dependency_options(dependency: str | None) -> list[tuple[str, str | None]]:
+    """The sbatch options of a job that waits for others: ``--dependency`` (``afterok:J[:J]``
+    or ``aftercorr:J``), and ``--kill-on-invalid-dep=no`` said explicitly, so a job whose
+    upstream failed stays PENDING (reason ``DependencyNeverSatisfied``) whatever the cluster's
+    DependencyParameters, for a refresh to record it ``blocked``. Nothing without one."""
+    if dependency is None:
+        return []
+    return [
+        ("dependency", check_value("dependency", dependency)),
+        ("kill-on-invalid-dep", "no"),
+    ]
+
+
+def dependency_sets(
+    runs: Sequence[tuple[str, Sequence[str]]], max_array: int
+) -> list[tuple[str | None, list[str]]]:
+    """Group runs by what they wait for, for arrays: ``runs`` are (run id, the job ids of the
+    runs it needs that have not succeeded), in submission order. Returns (the ``--dependency``
+    value or None, the run ids in task order) per group, in order of first appearance.
+
+    Runs with equal dependency sets share ``afterok:J1:J2...``. Runs that each need one task
+    of the same array, covering its tasks 0..m-1 exactly once (the pipeline ``eval[i] needs
+    train[i]``), become one array ordered by that task, with ``aftercorr:J``: task i waits
+    for task i of J alone (SLURM: "after the corresponding task of the other array completed
+    successfully"). Pure: golden-tested.
+    """
+    corr: dict[str, list[tuple[int, str]]] = {}
+    for rid, ups in runs:
+        if len(ups) == 1:
+            job, sep, task = ups[0].partition("_")
+            if sep and job.isdigit() and task.isdigit():
+                corr.setdefault(job, []).append((int(task), rid))
+    correlated: dict[str, str] = {}  # run id -> array job
+    for job, items in corr.items():
+        tasks = sorted(t for t, _ in items)
+        if 2 <= len(items) <= max_array and tasks == list(range(len(items))):
+            correlated.update((rid, job) for _, rid in items)
+    groups: dict[str | None, list[str]] = {}
+    for rid, ups in runs:
+        if rid in correlated:
+            dep: str | None = f"aftercorr:{correlated[rid]}"
+        elif ups:
+            dep = "afterok:" + ":".join(sorted(set(ups), key=_job_order))
+        else:
+            dep = None
+        groups.setdefault(dep, []).append(rid)
+    out: list[tuple[str | None, list[str]]] = []
+    for dep, ids in groups.items():
+        if dep is not None and dep.startswith("aftercorr:"):
+            order = {rid: t for t, rid in corr[dep.removeprefix("aftercorr:")]}
+            ids = sorted(ids, key=order.__getitem__)
+        out.append((dep, ids))
+    return out
+
+
+def _job_order(job: str) -> tuple[int, int]:
+    head, _, task = job.partition("_")
+    return (int(head) if head.isdigit() else 0, int(task) if task.isdigit() else -1)
 
 
 def array_spec(n: int, throttle: int | None) -> str:
@@ -270,7 +332,12 @@ class SlurmExecutor(Executor):
 
     # -- submit
 
-    def _chunks(self, run_dirs: Sequence[RunDir]) -> list[_Chunk]:
+    def _chunks(
+        self,
+        run_dirs: Sequence[RunDir],
+        after: Mapping[str, Sequence[Upstream]] | None = None,
+    ) -> list[_Chunk]:
+        # (--dependency cannot come from a manifest: hpcx.cluster.slurm refuses it.)
         groups: dict[tuple[tuple[str, str | None], ...], list[RunDir]] = {}
         for rd in run_dirs:
             spec = self.prepared_spec(rd)
@@ -286,9 +353,17 @@ class SlurmExecutor(Executor):
             groups.setdefault(opts, []).append(rd)
         size = max(1, self.limits().max_array_size)
         chunks: list[_Chunk] = []
-        for opts, rds in groups.items():
-            for start in range(0, len(rds), size):
-                chunks.append(_Chunk(len(chunks), tuple(rds[start : start + size]), opts))
+        for opts, all_rds in groups.items():
+            by_id = {rd.run_id: rd for rd in all_rds}
+            waits = [
+                (rd.run_id, [u.job_id for u in (after or {}).get(rd.run_id, ()) if u.job_id])
+                for rd in all_rds
+            ]
+            for dep, ids in dependency_sets(waits, size):
+                rds = [by_id[rid] for rid in ids]
+                dep_opts = opts + tuple(dependency_options(dep))
+                for start in range(0, len(rds), size):
+                    chunks.append(_Chunk(len(chunks), tuple(rds[start : start + size]), dep_opts))
         return chunks
 
     def render(self, key: str, chunk: _Chunk, folder: Path) -> str:
@@ -314,7 +389,13 @@ class SlurmExecutor(Executor):
             **common,  # type: ignore[arg-type]
         )
 
-    def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
+    def submit(
+        self,
+        key: str,
+        run_dirs: Sequence[RunDir],
+        *,
+        after: Mapping[str, Sequence[Upstream]] | None = None,
+    ) -> Submission:
         if not run_dirs:
             raise SubmitError("nothing to submit")
         check_value("submission key", key)
@@ -327,7 +408,7 @@ class SlurmExecutor(Executor):
         root = run_dirs[0].path.parent.parent
         folder = self.submission_folder(root, key)
         folder.mkdir(parents=True, exist_ok=False)
-        chunks = self._chunks(run_dirs)
+        chunks = self._chunks(run_dirs, after)
         scripts: list[Path] = []
         for chunk in chunks:
             base = folder / f"chunk-{chunk.index:03d}"
@@ -499,7 +580,42 @@ class SlurmExecutor(Executor):
             for rid in sub.run_ids:
                 out[rid] = _merge(files[rid], sub.run_jobs.get(rid), queue, acct)
         self._retry_cancels(out, queue)
+        self._block_never_satisfied(out, queue)
         return out
+
+    def _block_never_satisfied(
+        self, out: dict[str, ObservedStatus], queue: Mapping[str, tuple[str, str]]
+    ) -> None:
+        """Jobs pending with reason ``DependencyNeverSatisfied`` (a run they need ended
+        without success: they would wait forever): cancel them, then record each run
+        ``blocked`` in its folder, naming the run it needs. A job is cancelled before its
+        folder says blocked: killed in between, the run reads cancelled and is planned again
+        (and held blocked by that apply while what it needs has not succeeded)."""
+        stuck = {
+            rid: obs
+            for rid, obs in out.items()
+            if obs.state == "queued"
+            and obs.run_dir
+            and obs.job_id is not None
+            and queue.get(obs.job_id, ("", ""))[1] == NEVER_SATISFIED
+        }
+        if not stuck:
+            return
+        try:
+            proc = self._cmd(["scancel", *sorted({o.job_id for o in stuck.values() if o.job_id})])
+            failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
+            why = proc.stderr.strip()
+        except SchedulerError as exc:
+            failed, why = True, str(exc)
+        if failed:
+            for rid, obs in stuck.items():
+                out[rid] = replace(obs, reason=f"{NEVER_SATISFIED}; scancel failed: {why}")
+            return
+        for rid, obs in stuck.items():
+            assert obs.run_dir is not None
+            reason = f"blocked: {_failed_needs(obs.run_dir)} (SLURM: {NEVER_SATISFIED})"
+            write_blocked(obs.run_dir, rid, reason)
+            out[rid] = observe_run_dir(rid, obs.run_dir, obs.job_id)
 
     def _retry_cancels(
         self, out: dict[str, ObservedStatus], queue: Mapping[str, tuple[str, str]]
@@ -619,6 +735,34 @@ class SlurmExecutor(Executor):
             return None
         self._record(folder, intent, job_ids)
         return self._submission(key, folder, chunks, job_ids)
+
+
+#: squeue's reason for a job whose dependency can never be met (an upstream failed).
+NEVER_SATISFIED = "DependencyNeverSatisfied"
+
+
+def _failed_needs(run_dir: str) -> str:
+    """Which runs this run needs ended without success, as their folders say (spec.json's
+    ``needs``; each at ``<runs root>/<experiment>/<run id>``)."""
+    try:
+        needs = read_json(Path(run_dir) / rundir.SPEC).get("needs") or []
+    except (OSError, ValueError, AttributeError):
+        needs = []
+    root = Path(run_dir).parent.parent
+    bad = []
+    for item in needs:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            continue
+        exp, up = str(item[0]), str(item[1])
+        try:
+            state = observe_run_dir(up, rundir.run_path(root, exp, up)).state
+        except ValueError:
+            continue
+        if state != "succeeded":
+            bad.append(f"{exp}/{up} ({state})")
+    if not bad:
+        return "a run it needs did not succeed"
+    return "needs " + ", ".join(bad) + ", which did not succeed"
 
 
 def _link(script: Path, rd: RunDir) -> None:
