@@ -41,7 +41,7 @@ BUILTIN_WORKLOADS = tuple(known_workloads())
 #: Sweep values checked against a workload's parameter schema, per axis (more are sampled).
 _AXIS_CHECK_LIMIT = 64
 _SETTINGS_ROOTS = ("resources", "env", "cwd", "executor", "retries")
-_SLURM_ONLY = ("sbatch_args", "array_throttle", "setup")
+_SLURM_ONLY = ("sbatch_args", "array_throttle", "setup", "pack")
 _LOCAL_ONLY = ("max_parallel",)
 #: ``spec.checkpoint`` with its defaults: the signal the program gets, how many seconds
 #: before the time limit, how many requeues a run may have.
@@ -168,7 +168,28 @@ def _check_executor(spec: dict[str, Any], doc: Doc, problems: Problems) -> dict[
         for sub, message in option_problems(executor, spec.get("resources") or {}):
             jp = ("spec", *sub)
             problems.add(pos(doc, jp), jp, message)
+        if _pack_without_time(executor, spec.get("resources") or {}):
+            jp = ("spec", "executor", "pack")
+            problems.add(
+                pos(doc, jp),
+                jp,
+                "pack needs resources.time: a packed job's time limit is the sum of its runs' "
+                "limits (set resources.time to what one run needs)",
+            )
     return executor
+
+
+def _pack_without_time(executor: dict[str, Any], resources: dict[str, Any]) -> bool:
+    """``executor.pack`` above 1 with no time limit (an unreadable one is reported as such)."""
+    from hpcx.cluster.units import time_limit_seconds
+
+    pack = executor.get("pack")
+    if not isinstance(pack, int) or isinstance(pack, bool) or pack <= 1:
+        return False
+    try:
+        return time_limit_seconds(resources.get("time")) is None
+    except ValueError:
+        return False
 
 
 def _check_nul(spec: dict[str, Any], doc: Doc, problems: Problems) -> None:

@@ -347,9 +347,11 @@ class Wrapper:
         except OSError:
             return None
 
-    def run(self) -> int:
+    def run(self, handler: Any = None) -> int:
+        """Run the attempt. ``handler``: who takes the stop signals (a packed job's, which
+        passes them on to this run), else this run itself."""
         for sig in _STOP_SIGNALS:
-            signal.signal(sig, self._on_signal)
+            signal.signal(sig, handler or self._on_signal)
         final: dict[str, Any] = {"state": "failed", "reason": "wrapper did not finish"}
         exit_code = 1
         try:
@@ -645,7 +647,9 @@ class Wrapper:
         return {"state": "cancelled", "reason": f"{got} received", **fields}
 
 
-def _from_tasks(tasks: str, index: int | None) -> tuple[str, int]:
+def _from_tasks(tasks: str, index: int | None) -> list[tuple[str, int]]:
+    """Line ``index`` of a tasks file (default ``$SLURM_ARRAY_TASK_ID``): its
+    ``RUN_DIR<TAB>ATTEMPT`` pairs, one for a task of one run, several for a packed one."""
     if index is None:
         raw = os.environ.get("SLURM_ARRAY_TASK_ID")
         if raw is None:
@@ -654,8 +658,14 @@ def _from_tasks(tasks: str, index: int | None) -> tuple[str, int]:
     with open(tasks, encoding="utf-8") as f:
         for i, line in enumerate(f):
             if i == index:
-                path, _, attempt = line.rstrip("\n").partition("\t")
-                return path, int(attempt or 0)
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) == 1:
+                    fields.append("")
+                if len(fields) % 2:
+                    raise SystemExit(
+                        f"hpcx.run.job: {tasks} line {index}: not RUN_DIR<TAB>ATTEMPT pairs"
+                    )
+                return [(fields[j], int(fields[j + 1] or 0)) for j in range(0, len(fields), 2)]
     raise SystemExit(f"hpcx.run.job: {tasks} has no line {index}")
 
 
@@ -710,13 +720,19 @@ def _parse_args(argv: list[str] | None) -> _Args:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    attempt = args.attempt
     if args.tasks:
-        path, attempt_in_file = _from_tasks(args.tasks, args.index)
-        attempt = attempt or attempt_in_file
-    else:
-        assert args.run_dir
-        path = args.run_dir
+        entries = _from_tasks(args.tasks, args.index)
+        if len(entries) > 1:
+            return run_packed(entries)
+        path, attempt_in_file = entries[0]
+        return run_one(path, args.attempt or attempt_in_file)
+    assert args.run_dir
+    return run_one(args.run_dir, args.attempt)
+
+
+def run_one(path: str, attempt: int, pack: _Pack | None = None) -> int:
+    """Run ``attempt`` of the run in ``path`` (0: the attempt its spec.json names), as the
+    one run of a job or as one run of a packed job (``pack``: the signals go through it)."""
     rd = RunDir.open(path)
     attempt = attempt or rd.attempt
     if restart_count() > 0:
@@ -729,6 +745,8 @@ def main(argv: list[str] | None = None) -> int:
     if why is not None:
         _say(f"hpcx.job: run {rd.experiment}/{rd.run_id} attempt {attempt}: {why}; not running it")
         return 0
+    if pack is not None and pack.stop_signal is not None:
+        return 0  # the packed job is stopping: this run stays unstarted, unclaimed
     holder = rundir.claim(rd, attempt)
     if holder is not None:
         _say(
@@ -742,7 +760,88 @@ def main(argv: list[str] | None = None) -> int:
     if why is not None:
         _say(f"hpcx.job: run {rd.experiment}/{rd.run_id} attempt {attempt}: {why}; not running it")
         return 0
-    return Wrapper(rd, attempt).run()
+    wrapper = Wrapper(rd, attempt)
+    if pack is None:
+        return wrapper.run()
+    return pack.run(wrapper)
+
+
+class _Pack:
+    """The signals of a packed job (``executor.pack``): several runs one after another in one
+    job or array task. A stop signal reaches the run that is running (its Wrapper); after it,
+    the packed job stops, the runs not started stay unstarted (the poll reports them lost,
+    the next plan runs them again), unless the run's own stop file named it: ``hpcx cancel``
+    or the pruner stopping that run alone (``scancel --batch``), and the next run goes on."""
+
+    def __init__(self) -> None:
+        self.current: Wrapper | None = None
+        #: A stop signal for the whole job (scancel, the time limit, a preemption).
+        self.stop_signal: int | None = None
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        current = self.current
+        if current is not None:
+            current._on_signal(signum, frame)
+            if current._stop_reason() is not None:
+                return  # aimed at that run (its stop file says so), not at the job
+        if self.stop_signal is None:
+            self.stop_signal = signum
+
+    def install(self) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def run(self, wrapper: Wrapper) -> int:
+        self.current = wrapper
+        try:
+            if self.stop_signal is not None:
+                # Stopped between its claim and its start: unclaimed again, unstarted.
+                with contextlib.suppress(OSError):
+                    wrapper.rd.claim_path(wrapper.attempt).unlink()
+                return 0
+            return wrapper.run(handler=self._on_signal)
+        finally:
+            self.current = None
+            self.install()
+            if wrapper.stop_signal is not None and wrapper._stop_reason() is None:
+                # The signal was the job's (scancel, time limit, preemption): stop here.
+                self.stop_signal = self.stop_signal or wrapper.stop_signal
+
+
+def run_packed(entries: list[tuple[str, int]]) -> int:
+    """The runs of one packed job or array task, in order, each claimed, run and recorded as
+    a run alone is (a run already final is skipped: a requeued job starts the packed list
+    again). The exit code is the first run's that failed, 0 when none did."""
+    pack = _Pack()
+    pack.install()
+    code = 0
+    for n, (path, attempt) in enumerate(entries):
+        if pack.stop_signal is not None:
+            name = signal.Signals(pack.stop_signal).name
+            _say(
+                f"hpcx.run.job: the packed job got {name}: {len(entries) - n} run(s) not "
+                "started (the next plan runs them again)"
+            )
+            return code or 128 + pack.stop_signal
+        if _already_final(path, attempt):
+            continue
+        try:
+            rc = run_one(path, attempt, pack)
+        except (OSError, ValueError, HpcxError) as exc:
+            # One unreadable run folder does not cost the others their turn.
+            _say(f"hpcx.run.job: run folder {path}: {type(exc).__name__}: {exc}; skipped")
+            rc = 1
+        code = code or rc
+    return code
+
+
+def _already_final(path: str, attempt: int) -> bool:
+    """The run's current attempt (``attempt`` or later) ended for good: a packed job that
+    SLURM started again skips it (the claim would refuse it too, with a louder line)."""
+    doc = rundir.read_status(path)
+    if doc is None:
+        return False
+    return doc.get("state") in rundir.FINAL_STATES and int(doc.get("attempt") or 0) >= attempt
 
 
 def follow_requeue(

@@ -4,13 +4,17 @@ A submission (one key) lives in ``<runs_root>/.submissions/<key>/``::
 
     submission.json   the intent (chunks, run folders) before sbatch; job ids added after each
     chunk-NNN.sbatch  the script of one array (or of a single job)
-    chunk-NNN.tasks   line i = RUN_DIR<TAB>ATTEMPT for array task i
+    chunk-NNN.tasks   line i = RUN_DIR<TAB>ATTEMPT for array task i; packed
+                      (``executor.pack: N``): RUN_DIR<TAB>ATTEMPT, N pairs a line, all tab-separated
     slurm-%A_%a.out   sbatch's own output (the wrapper's; the program's goes to the run folder)
 
 Runs with the same resources and options share an array; arrays are split to the cluster's
 MaxArraySize (task ids must stay below it) and the whole submission must fit MaxJobCount.
-Every job is named ``hpcx-<key>`` with ``hpcx:<key>:<chunk>`` in its comment, so ``squeue``
-finds it by name after a crash (:meth:`SlurmExecutor.reconcile`).
+With ``executor.pack: N`` each job or array task runs N runs one after another (the job
+wrapper's ``--tasks`` line holds them all, :func:`hpcx.run.job.run_packed`); its time limit is
+the sum of theirs (:func:`pack_options`), and every run of it has the job's id
+(:func:`_packed`). Every job is named ``hpcx-<key>`` with ``hpcx:<key>:<chunk>`` in its
+comment, so ``squeue`` finds it by name after a crash (:meth:`SlurmExecutor.reconcile`).
 
 Nothing here runs a shell: sbatch, squeue, scancel and scontrol get argument lists and an
 explicit environment without the caller's ``SBATCH_*``/``SLURM_*`` variables (those would
@@ -92,16 +96,21 @@ def render_sbatch(
     run_dir: str | None = None,
     attempt: int | None = None,
     setup: Sequence[str] = (),
+    task_index: int | None = None,
 ) -> str:
     """The sbatch script text. Pure: the same inputs give the same bytes (golden-tested).
 
-    Either ``array`` + ``tasks_file`` (task i runs line i) or ``run_dir`` + ``attempt``.
+    Either ``array`` + ``tasks_file`` (task i runs line i), ``tasks_file`` + ``task_index``
+    (one job running that line: a packed job), or ``run_dir`` + ``attempt``.
     ``options`` are already validated (:func:`resource_options`, :func:`extra_options`).
     ``setup``: the manifest's ``executor.setup`` lines (``module load cuda``), run before the
     wrapper. They are shell by design, written by the manifest's author and reviewed with it;
     no parameter is ever substituted into them. One line each: control characters refused.
     """
-    if (array is None) != (tasks_file is None) or (array is None) == (run_dir is None):
+    if task_index is not None:
+        if array is not None or tasks_file is None or run_dir is not None:
+            raise ValueError("task_index goes with tasks_file alone")
+    elif (array is None) != (tasks_file is None) or (array is None) == (run_dir is None):
         raise ValueError("give array + tasks_file, or run_dir")
     lines = ["#!/bin/bash"]
     directives: list[tuple[str, str | None]] = [
@@ -135,6 +144,8 @@ def render_sbatch(
         lines.extend(check_line("setup line", line) for line in setup)
     if tasks_file is not None:
         cmd = [python, "-m", "hpcx.job", "--tasks", check_path("tasks file", tasks_file)]
+        if task_index is not None:
+            cmd += ["--index", str(int(task_index))]
     else:
         assert run_dir is not None
         cmd = [python, "-m", "hpcx.job", check_path("run folder", run_dir)]
@@ -207,9 +218,71 @@ def parse_config(text: str) -> Limits:
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
+    """One sbatch: its runs, flat, and ``pack`` of them per job or array task (task t runs
+    ``runs[t * pack : (t + 1) * pack]`` one after another)."""
+
     index: int
     runs: tuple[RunDir, ...]
     options: tuple[tuple[str, str | None], ...]
+    pack: int = 1
+
+    @property
+    def tasks(self) -> list[tuple[RunDir, ...]]:
+        p = max(1, self.pack)
+        return [self.runs[i : i + p] for i in range(0, len(self.runs), p)]
+
+    @property
+    def array(self) -> bool:
+        return len(self.runs) > max(1, self.pack)
+
+    def job_of(self, jid: str, i: int) -> str:
+        """The job id of run ``i`` of this chunk: ``jid_TASK`` in an array, else ``jid``."""
+        return f"{jid}_{i // max(1, self.pack)}" if self.array else jid
+
+
+def pack_size(options: Mapping[str, Any]) -> int:
+    """``executor.pack``: runs per job or array task (1, the default: one run each)."""
+    raw = options.get("pack")
+    if raw in (None, 1):
+        return 1
+    return _positive_int("executor.pack", raw)
+
+
+def pack_time(seconds: float) -> str:
+    """Seconds as an sbatch ``--time`` (``D-HH:MM:SS``, rounded up to a whole second)."""
+    total = int(-(-seconds // 1))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def pack_options(
+    options: Sequence[tuple[str, str | None]], runs: int
+) -> list[tuple[str, str | None]]:
+    """A packed job's options: the runs' own, with ``--time`` the sum of ``runs`` of their
+    time limits (each run may take its whole limit, one after another). A packed run needs a
+    time limit: without one the job would get the partition's default, which says nothing
+    of how many runs fit in it."""
+    from hpcx.cluster.units import time_limit_seconds
+
+    out: list[tuple[str, str | None]] = []
+    seen = False
+    for name, value in options:
+        if name == "time":
+            one = time_limit_seconds(value)
+            if one is None:
+                break
+            seen = True
+            value = pack_time(one * runs)
+        out.append((name, value))
+    if not seen:
+        raise InvalidOptionError(
+            "executor.pack needs resources.time: a packed job's time limit is the sum of its "
+            "runs' limits",
+            hint="set resources.time to what one run needs (the job gets pack x that)",
+        )
+    return out
 
 
 class SlurmExecutor(Executor):
@@ -229,6 +302,7 @@ class SlurmExecutor(Executor):
             raise InvalidOptionError("executor.setup must be a list of lines (strings)")
         self.setup: tuple[str, ...] = tuple(check_line("setup line", x) for x in setup)
         self.timeout = float(self.options.get("sbatch_timeout", 60))
+        self.pack = pack_size(self.options)
         self.env = clean_env()
         self._limits: Limits | None = None
         #: Job ids whose pending cancel this process has sent again (see _retry_cancels).
@@ -284,11 +358,17 @@ class SlurmExecutor(Executor):
                 )
             opts = tuple(resource_options(spec.get("resources") or {}) + self.extra + warning)
             groups.setdefault(opts, []).append(rd)
-        size = max(1, self.limits().max_array_size)
+        # An array holds at most MaxArraySize tasks, each of `pack` runs.
+        size = max(1, self.limits().max_array_size) * self.pack
         chunks: list[_Chunk] = []
         for opts, rds in groups.items():
             for start in range(0, len(rds), size):
-                chunks.append(_Chunk(len(chunks), tuple(rds[start : start + size]), opts))
+                part = tuple(rds[start : start + size])
+                if self.pack > 1 and len(part) > 1:
+                    packed = tuple(pack_options(opts, min(self.pack, len(part))))
+                    chunks.append(_Chunk(len(chunks), part, packed, self.pack))
+                else:
+                    chunks.append(_Chunk(len(chunks), part, opts, self.pack))
         return chunks
 
     def render(self, key: str, chunk: _Chunk, folder: Path) -> str:
@@ -307,9 +387,16 @@ class SlurmExecutor(Executor):
                 attempt=rd.attempt,
                 **common,  # type: ignore[arg-type]
             )
+        if not chunk.array:  # one packed job: line 0 of its tasks file
+            return render_sbatch(
+                output=str(folder / "slurm-%j.out"),
+                tasks_file=str(folder / f"chunk-{chunk.index:03d}.tasks"),
+                task_index=0,
+                **common,  # type: ignore[arg-type]
+            )
         return render_sbatch(
             output=str(folder / "slurm-%A_%a.out"),
-            array=array_spec(len(chunk.runs), self.throttle),
+            array=array_spec(len(chunk.tasks), self.throttle),
             tasks_file=str(folder / f"chunk-{chunk.index:03d}.tasks"),
             **common,  # type: ignore[arg-type]
         )
@@ -319,9 +406,11 @@ class SlurmExecutor(Executor):
             raise SubmitError("nothing to submit")
         check_value("submission key", key)
         limits = self.limits()
-        if len(run_dirs) > limits.max_job_count:
+        jobs = -(-len(run_dirs) // self.pack)  # packed: one job (or array task) per pack
+        if jobs > limits.max_job_count:
             raise SubmitError(
-                f"{len(run_dirs)} runs exceed the cluster's MaxJobCount ({limits.max_job_count})",
+                f"{len(run_dirs)} runs ({jobs} jobs) exceed the cluster's MaxJobCount "
+                f"({limits.max_job_count})",
                 hint="apply a subset (by experiment or filter), or ask for a larger MaxJobCount",
             )
         root = run_dirs[0].path.parent.parent
@@ -336,11 +425,7 @@ class SlurmExecutor(Executor):
                 if "\t" in str(rd.path):
                     raise InvalidOptionError(f"run folder may not contain a tab: {rd.path}")
             if len(chunk.runs) > 1:
-                atomic_write_text(
-                    base.with_suffix(".tasks"),
-                    "".join(f"{rd.path}\t{rd.attempt}\n" for rd in chunk.runs),
-                    fsync=False,
-                )
+                atomic_write_text(base.with_suffix(".tasks"), tasks_text(chunk), fsync=False)
             script = base.with_suffix(".sbatch")
             atomic_write_text(script, self.render(key, chunk, folder), fsync=False)
             scripts.append(script)
@@ -355,7 +440,8 @@ class SlurmExecutor(Executor):
                 {
                     "index": c.index,
                     "script": str(scripts[c.index]),
-                    "array": len(c.runs) > 1,
+                    "array": c.array,
+                    "pack": c.pack,
                     "runs": [[rd.run_id, str(rd.path), rd.attempt] for rd in c.runs],
                     "job_id": None,
                 }
@@ -430,7 +516,7 @@ class SlurmExecutor(Executor):
             if jid is None:
                 continue
             for i, rd in enumerate(chunk.runs):
-                run_jobs[rd.run_id] = f"{jid}_{i}" if len(chunk.runs) > 1 else jid
+                run_jobs[rd.run_id] = chunk.job_of(jid, i)
                 run_dirs[rd.run_id] = str(rd.path)
         return Submission(
             key=key,
@@ -441,7 +527,11 @@ class SlurmExecutor(Executor):
             run_dirs=run_dirs,
             folder=str(folder),
             submitted_at=utcnow(),
-            detail={"chunks": len(chunks), "arrays": sum(1 for c in chunks if len(c.runs) > 1)},
+            detail={
+                "chunks": len(chunks),
+                "arrays": sum(1 for c in chunks if c.array),
+                **({"pack": self.pack} if self.pack > 1 else {}),
+            },
         )
 
     # -- status
@@ -494,10 +584,14 @@ class SlurmExecutor(Executor):
             if not files[rid].final and sub.run_jobs.get(rid) not in queue
         ]
         acct = self.sacct({j.split("_")[0] for j in missing}) if missing else {}
+        shared = _shared_jobs(subs)
         out: dict[str, ObservedStatus] = {}
         for sub in subs:
             for rid in sub.run_ids:
-                out[rid] = _merge(files[rid], sub.run_jobs.get(rid), queue, acct)
+                job = sub.run_jobs.get(rid)
+                out[rid] = _merge(files[rid], job, queue, acct)
+                if job in shared:
+                    out[rid] = _packed(files[rid], out[rid], job)
         self._retry_cancels(out, queue)
         return out
 
@@ -548,18 +642,37 @@ class SlurmExecutor(Executor):
         self, submissions: Iterable[Submission], run_ids: Iterable[str] | None = None
     ) -> None:
         wanted = None if run_ids is None else set(run_ids)
+        subs = list(submissions)
         targets: list[str] = []
-        for sub in submissions:
+        #: Packed jobs whose other runs go on: only the batch shell (the wrapper) is signalled.
+        batch: list[str] = []
+        for sub in subs:
+            live: dict[str, list[str]] = {}  # job id -> its runs not final
+            stopped: dict[str, list[ObservedStatus]] = {}
             for rid in sub.run_ids:
-                if wanted is not None and rid not in wanted:
-                    continue
                 path = sub.run_dirs[rid]
-                if observe_run_dir(rid, path).final:
+                obs = observe_run_dir(rid, path)
+                if obs.final:
+                    continue
+                job = sub.run_jobs.get(rid)
+                if job is not None:
+                    live.setdefault(job, []).append(rid)
+                if wanted is not None and rid not in wanted:
                     continue
                 # Say why before signalling: the wrapper records "cancelled", not a guess.
                 write_stop(path, "cancelled")
-                if rid in sub.run_jobs:
-                    targets.append(sub.run_jobs[rid])
+                if job is not None:
+                    stopped.setdefault(job, []).append(obs)
+            for job, observed in stopped.items():
+                if len(observed) == len(live[job]):
+                    targets.append(job)  # every run of the job that is left: the job goes
+                elif any(o.state in rundir.ACTIVE_STATES for o in observed):
+                    # A packed job with runs to go: its wrapper stops the one running (its
+                    # stop file names it) and goes on; the unstarted ones it cancelled find
+                    # their stop files and never start.
+                    batch.append(job)
+        if batch:
+            self._signal_batch(sorted(set(batch)))
         if not targets:
             return
         jobs = sorted(set(targets))
@@ -580,6 +693,23 @@ class SlurmExecutor(Executor):
                 "`hpcx refresh` cancels them once the scheduler answers (`scontrol ping`)",
             )
         self._recancelled.update(jobs)
+
+    def _signal_batch(self, jobs: list[str]) -> None:
+        """SIGTERM to the batch shell of these packed jobs (the job wrapper, which passes it
+        on to the run it is running, named by that run's stop file), not to the job."""
+        try:
+            proc = self._cmd(["scancel", "--batch", "--signal=TERM", *jobs])
+            failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
+            why = proc.stderr.strip() or f"exit code {proc.returncode}"
+        except SchedulerError as exc:
+            failed, why = True, str(exc)
+        if failed:
+            raise SchedulerError(
+                f"scancel --batch failed: {why}: {len(jobs)} packed job(s) not signalled",
+                hint="the runs stay marked cancel pending (a .stop file in each run folder: "
+                "a run that has not started yet never starts); cancel again once the "
+                "scheduler answers (`scontrol ping`)",
+            )
 
     def reconcile(self, key: str, runs_root: str | os.PathLike[str]) -> Submission | None:
         """Find the jobs of ``key`` by name (``squeue``, then ``sacct``, then the run folders'
@@ -613,7 +743,7 @@ class SlurmExecutor(Executor):
             runs = tuple(
                 RunDir(Path(p), Path(p).parent.name, rid, int(a)) for rid, p, a in c["runs"]
             )
-            chunks.append(_Chunk(int(c["index"]), runs, ()))
+            chunks.append(_Chunk(int(c["index"]), runs, (), int(c.get("pack") or 1)))
             job_ids.append(found.get(int(c["index"])) or _job_from_files(runs))
         if not any(job_ids):
             return None
@@ -630,6 +760,14 @@ def _link(script: Path, rd: RunDir) -> None:
         link_or_copy(script, rd.script_path)
 
 
+def tasks_text(chunk: _Chunk) -> str:
+    """The tasks file: line t holds task t's runs as RUN_DIR<TAB>ATTEMPT pairs, tab-separated
+    (one pair a line unpacked, as ever; the wrapper runs a line's pairs in order)."""
+    return "".join(
+        "\t".join(f"{rd.path}\t{rd.attempt}" for rd in task) + "\n" for task in chunk.tasks
+    )
+
+
 def _job_from_files(runs: Sequence[RunDir]) -> str | None:
     """A job long gone from squeue (MinJobAge) without accounting: its wrapper wrote its ids."""
     for rd in runs:
@@ -641,6 +779,39 @@ def _job_from_files(runs: Sequence[RunDir]) -> str | None:
         if jid:
             return str(jid)
     return None
+
+
+def _shared_jobs(subs: Sequence[Submission]) -> set[str]:
+    """Job ids that several runs share: packed jobs (``executor.pack``)."""
+    seen: set[str] = set()
+    shared: set[str] = set()
+    for sub in subs:
+        for job in sub.run_jobs.values():
+            (shared if job in seen else seen).add(job)
+    return shared
+
+
+def _packed(f: ObservedStatus, merged: ObservedStatus, job_id: str) -> ObservedStatus:
+    """A packed run as the poll reports it: its own status once it started; before, waiting
+    in its job (``queued``, never ``running``: another run of the job is running); and once
+    its job ended without starting it, ``lost`` (the next plan runs it again), whatever
+    SLURM says of the job, which was about another run."""
+    if f.state != "pending" or f.source != "run_dir":
+        return merged  # started (or a stop file speaks for it): as any run
+    if merged.state == "running":
+        return replace(
+            merged,
+            state="queued",
+            reason=f"waiting in its packed job {job_id} for the runs before it",
+        )
+    if merged.final and merged.source == "scheduler":
+        return replace(
+            merged,
+            state="lost",
+            reason=f"its packed job {job_id} ended before this run started "
+            f"({merged.reason or merged.state}); the next plan runs it again",
+        )
+    return merged
 
 
 _HELD = frozenset({"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING"})
