@@ -243,7 +243,7 @@ class _Chunk:
 def pack_size(options: Mapping[str, Any]) -> int:
     """``executor.pack``: runs per job or array task (1, the default: one run each)."""
     raw = options.get("pack")
-    if raw in (None, 1):
+    if raw is None or (raw == 1 and not isinstance(raw, bool)):
         return 1
     return _positive_int("executor.pack", raw)
 
