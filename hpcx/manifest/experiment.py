@@ -176,15 +176,28 @@ def _check_executor(spec: dict[str, Any], doc: Doc, problems: Problems) -> dict[
                 "pack needs resources.time: a packed job's time limit is the sum of its runs' "
                 "limits (set resources.time to what one run needs)",
             )
+        if _packs(executor) and spec.get("checkpoint") is not None:
+            jp = ("spec", "executor", "pack")
+            problems.add(
+                pos(doc, jp),
+                jp,
+                "pack and checkpoint do not go together: the time limit's warning reaches a "
+                "job, not each run packed in it (give checkpointed runs a job each)",
+            )
     return executor
+
+
+def _packs(executor: dict[str, Any]) -> bool:
+    """``executor.pack`` above 1: several runs a job."""
+    pack = executor.get("pack")
+    return isinstance(pack, int) and not isinstance(pack, bool) and pack > 1
 
 
 def _pack_without_time(executor: dict[str, Any], resources: dict[str, Any]) -> bool:
     """``executor.pack`` above 1 with no time limit (an unreadable one is reported as such)."""
     from hpcx.cluster.units import time_limit_seconds
 
-    pack = executor.get("pack")
-    if not isinstance(pack, int) or isinstance(pack, bool) or pack <= 1:
+    if not _packs(executor):
         return False
     try:
         return time_limit_seconds(resources.get("time")) is None

@@ -234,6 +234,11 @@ class Wrapper:
         self.warned_at: float | None = None
         #: What SLURM's own record said at a SIGTERM (see why_terminated).
         self.slurm_why: tuple[str, str] | None = None
+        #: The wrapper itself stops the program at its ``resources.time`` (a packed run: the
+        #: job's limit is the sum of its runs', and one run must not take the next one's).
+        self.limit_own = False
+        #: It did (:meth:`_wait_child`).
+        self.timed_out = False
         self.restarts = restart_count()
         self.status: dict[str, Any] = {
             "run_format": rundir.RUN_FORMAT,
@@ -343,9 +348,27 @@ class Wrapper:
 
     def _stop_reason(self) -> str | None:
         try:
-            return self.rd.stop_path(self.attempt).read_text().strip() or None
+            said = self.rd.stop_path(self.attempt).read_text().strip() or None
         except OSError:
-            return None
+            said = None
+        return said or ("timeout" if self.timed_out else None)
+
+    def _wait_child(self) -> int:
+        """The program's exit code; with :attr:`limit_own`, stopped as a timeout (a stop file
+        first, as an executor does, then SIGTERM and the kill grace) once its limit passed."""
+        assert self.child is not None
+        limit = self.time_limit if self.limit_own else None
+        if limit is None:
+            return self.child.wait()
+        try:
+            return self.child.wait(timeout=max(0.0, self.started + limit - time.time()))
+        except subprocess.TimeoutExpired:
+            pass
+        self.timed_out = True
+        with contextlib.suppress(OSError):
+            self.rd.stop_path(self.attempt).write_text("timeout\n")
+        self._on_signal(signal.SIGTERM, None)
+        return self.child.wait()
 
     def run(self, handler: Any = None) -> int:
         """Run the attempt. ``handler``: who takes the stop signals (a packed job's, which
@@ -522,7 +545,7 @@ class Wrapper:
             if self.stop_signal is not None:  # arrived while the child was being started
                 self._forward(self.stop_signal)
             self.write("running", pid=self.child.pid, started_at=utcnow())
-            rc = self.child.wait()
+            rc = self._wait_child()
             self.status["contention"] = contention.measure(
                 before, contention.sample(cores), cores
             )
@@ -771,7 +794,9 @@ class _Pack:
     job or array task. A stop signal reaches the run that is running (its Wrapper); after it,
     the packed job stops, the runs not started stay unstarted (the poll reports them lost,
     the next plan runs them again), unless the run's own stop file named it: ``hpcx cancel``
-    or the pruner stopping that run alone (``scancel --batch``), and the next run goes on."""
+    or the pruner stopping that run alone (``scancel --batch``), and the next run goes on.
+    Each run is held to its own ``resources.time`` (``Wrapper.limit_own``): it ends
+    ``timeout`` there and the next run goes on, in the time the job holds for it."""
 
     def __init__(self) -> None:
         self.current: Wrapper | None = None
@@ -799,6 +824,7 @@ class _Pack:
                 with contextlib.suppress(OSError):
                     wrapper.rd.claim_path(wrapper.attempt).unlink()
                 return 0
+            wrapper.limit_own = True
             return wrapper.run(handler=self._on_signal)
         finally:
             self.current = None

@@ -48,3 +48,13 @@ def test_pack_is_not_identity(write) -> None:
     )
     assert plain.runs[0].run_id == packed.runs[0].run_id
     assert packed.runs[0].executor["pack"] == 8
+
+
+def test_pack_with_checkpoint_is_refused(write) -> None:
+    body = (
+        simple()
+        + "  executor: {type: slurm, pack: 4}\n  resources: {time: 5}\n"
+        + "  checkpoint: {before: 60}\n"
+    )
+    (msg,) = [str(p) for p in validate_paths([write("e.yaml", body)])]
+    assert "$.spec.executor.pack: pack and checkpoint do not go together" in msg

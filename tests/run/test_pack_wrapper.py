@@ -137,3 +137,23 @@ def test_a_tasks_line_of_odd_fields_is_refused(tmp_path: Path) -> None:
     proc = _start(tasks)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0 and "not RUN_DIR<TAB>ATTEMPT pairs" in err
+
+
+def test_each_packed_run_is_held_to_its_own_time_limit(tmp_path: Path) -> None:
+    """The job holds the sum of its runs' limits: a run past its own ends ``timeout`` and the
+    next one still gets its turn."""
+    dirs = LocalExecutor().prepare(
+        [
+            make_spec(["sh", "-c", "sleep 60"], index=0, resources={"time": "00:01"}),
+            make_spec(["true"], index=1, resources={"time": "00:01"}),
+        ],
+        tmp_path / "runs",
+    )
+    t0 = time.monotonic()
+    proc = _start(_tasks(tmp_path, dirs))
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert time.monotonic() - t0 < 15  # not the 60 s the first run wanted
+    first = rundir.read_status(dirs[0].path)
+    assert first is not None and first["state"] == "timeout"
+    assert "time limit" in first["reason"]
+    assert _state(dirs[1]) == "succeeded"

@@ -356,6 +356,12 @@ class SlurmExecutor(Executor):
                     hint="drop --signal from sbatch_args: spec.checkpoint's signal and before "
                     "say the same",
                 )
+            if warning and self.pack > 1:
+                raise InvalidOptionError(
+                    f"run {rd.run_id}: executor.pack and spec.checkpoint: a packed job's time "
+                    "limit warning would reach whichever run is last, not each run",
+                    hint="pack short runs; give checkpointed runs a job each (drop pack)",
+                )
             opts = tuple(resource_options(spec.get("resources") or {}) + self.extra + warning)
             groups.setdefault(opts, []).append(rd)
         # An array holds at most MaxArraySize tasks, each of `pack` runs.

@@ -185,3 +185,13 @@ def test_local_executor_refuses_pack() -> None:
     with pytest.raises(InvalidOptionError, match="SLURM executor only"):
         LocalExecutor({"pack": 4})
     LocalExecutor({"pack": 1})  # the default, said out loud
+
+
+def test_packed_checkpointed_runs_are_refused(fake_slurm: Path, tmp_path: Path) -> None:
+    ex = SlurmExecutor({"pack": 2})
+    specs = [
+        make_spec(["true"], index=i, resources={"time": 5}, extra={"checkpoint": {"before": 60}})
+        for i in range(2)
+    ]
+    with pytest.raises(InvalidOptionError, match="checkpoint"):
+        ex.submit(new_key(), ex.prepare(specs, tmp_path / "runs"))
