@@ -164,3 +164,37 @@ def test_a_packed_job_killed_half_way_keeps_the_finished_and_reoffers_the_rest(
     assert state[second]["attempts"] == 2 and state[third]["attempts"] == 2
     lines = [ln.split()[0] for ln in log.read_text().splitlines()]
     assert lines.count(first) == 1 and lines.count(second) == 2 and lines.count(third) == 1
+
+
+def test_cancelling_one_packed_run_leaves_the_others_running(
+    slurm_cluster: Any, project: Any, tmp_path: Path
+) -> None:
+    """``hpcx cancel`` of the run a packed job is running, and of one whose turn has not come:
+    both end cancelled, the job goes on with the others."""
+    log = tmp_path / "executions.log"
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (gate / "first").mkdir()  # no run ends at once: each waits for GO
+    command = ["sh", "-c", GATE, "gate", str(log), str(gate), "{params.x}"]
+    root = project({"pk": _manifest("pk", command, 3, 3)})
+    env = _env(slurm_cluster)
+    hpcx(root, "apply", "--yes", env=env, check=True)
+    folders = {rid: Path(r["run_dir"]) for rid, r in runs(root).items()}
+
+    def status(rid: str) -> str | None:
+        p = folders[rid] / "status.json"
+        return json.loads(p.read_text())["state"] if p.exists() else None
+
+    first = _until(
+        "a run running", lambda: next((r for r in folders if status(r) == "running"), None)
+    )
+    # One of the two waiting runs is cancelled too: the job skips it, whichever comes next.
+    later = sorted(set(folders) - {first})
+    out = hpcx(root, "cancel", first[:12], later[1][:12], "--wait", "30", env=env, check=True)
+    assert "Cancelled 2 run(s)" in out.stdout, out.stdout + out.stderr
+    _until("the next run running", lambda: status(later[0]) == "running")
+    (gate / "go").write_text("")
+    state = _refresh_until(root, slurm_cluster, {"succeeded", "cancelled"}, 3)
+    assert state[first]["status"] == "cancelled" and state[later[1]]["status"] == "cancelled"
+    assert state[later[0]]["status"] == "succeeded"
+    assert status(later[1]) is None  # never started

@@ -802,8 +802,13 @@ def _packed(f: ObservedStatus, merged: ObservedStatus, job_id: str) -> ObservedS
     in its job (``queued``, never ``running``: another run of the job is running); and once
     its job ended without starting it, ``lost`` (the next plan runs it again), whatever
     SLURM says of the job, which was about another run."""
+    if f.final and f.source == "stop_file":
+        # Cancelled before its turn: the job's wrapper skips it (its stop file), whatever
+        # the job does meanwhile for the runs packed with it, so the job is not cancelled
+        # again for it (_retry_cancels) and the run is cancelled now.
+        return f
     if f.state != "pending" or f.source != "run_dir":
-        return merged  # started (or a stop file speaks for it): as any run
+        return merged  # started: as any run
     if merged.state == "running":
         return replace(
             merged,
