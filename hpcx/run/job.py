@@ -4,7 +4,11 @@ It claims the attempt (a second copy exits 0 without running anything), applies 
 runs the argv from ``spec.json`` with no shell, streams stdout/stderr into the run folder,
 and always leaves a final ``status.json``: succeeded, failed (exit code or signal), cancelled
 or timeout. In a SLURM array it is started as ``python -m hpcx.job --tasks FILE`` and reads its
-run folder from line ``$SLURM_ARRAY_TASK_ID`` of FILE (``RUN_DIR<TAB>ATTEMPT``).
+run folder from line ``$SLURM_ARRAY_TASK_ID`` of FILE (``RUN_DIR<TAB>ATTEMPT``). A packed job
+(``executor.pack``) has several such pairs on its line (``--index I`` for a packed job that is
+no array): :func:`run_packed` runs them one after another, each claimed and recorded as a run
+alone, each held to its own time limit; a stop signal for the job stops the run it is running
+and leaves the rest unstarted (:class:`_Pack`).
 
 Placement is applied to the wrapper itself, before it starts the program: CPU affinity and
 the NUMA memory policy are inherited across fork and exec, so the program runs bound without
@@ -732,7 +736,9 @@ def _parse_args(argv: list[str] | None) -> _Args:
     ap = argparse.ArgumentParser(prog="python -m hpcx.job", description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", nargs="?")
     ap.add_argument("--attempt", type=int, default=0)
-    ap.add_argument("--tasks", help="a tasks file: line i = RUN_DIR<TAB>ATTEMPT")
+    ap.add_argument(
+        "--tasks", help="a tasks file: line i = RUN_DIR<TAB>ATTEMPT (several pairs: packed)"
+    )
     ap.add_argument("--index", type=int, help="the line of --tasks (default SLURM_ARRAY_TASK_ID)")
     args = _Args()
     ap.parse_args(argv, namespace=args)
