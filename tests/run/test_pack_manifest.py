@@ -58,3 +58,13 @@ def test_pack_with_checkpoint_is_refused(write) -> None:
     )
     (msg,) = [str(p) for p in validate_paths([write("e.yaml", body)])]
     assert "$.spec.executor.pack: pack and checkpoint do not go together" in msg
+
+
+def test_pack_time_is_checked_like_pack(write) -> None:
+    (msg,) = _problems(write, "{type: local, pack_time: '00:30:00'}", "{time: 5}")
+    assert "$.spec.executor.pack_time: pack_time does not apply to executor type 'local'" in msg
+    (msg,) = _problems(write, "{type: slurm, pack_time: '00:30:00'}")
+    assert "$.spec.executor.pack_time: pack_time needs resources.time" in msg
+    (msg,) = _problems(write, "{type: slurm, pack_time: soon}", "{time: 5}")
+    assert "$.spec.executor.pack_time: 'soon' is not a time limit" in msg
+    assert _problems(write, "{type: slurm, pack_time: 30}", "{time: 5}") == []

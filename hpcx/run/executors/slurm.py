@@ -248,6 +248,26 @@ def pack_size(options: Mapping[str, Any]) -> int:
     return _positive_int("executor.pack", raw)
 
 
+def pack_target(options: Mapping[str, Any]) -> float | None:
+    """``executor.pack_time``: the time a packed job should hold, in seconds (None: unset).
+    A number is minutes, text a SLURM time, as ``resources.time``."""
+    from hpcx.cluster.units import time_limit_seconds
+
+    raw = options.get("pack_time")
+    if raw is None:
+        return None
+    try:
+        seconds = time_limit_seconds(raw)
+    except ValueError:
+        seconds = None
+    if not seconds or seconds <= 0:
+        raise InvalidOptionError(
+            f"executor.pack_time: {raw!r} is not a time limit",
+            hint="a SLURM time (MM, MM:SS, HH:MM:SS, D-HH:MM:SS) or a number of minutes",
+        )
+    return seconds
+
+
 def pack_time(seconds: float) -> str:
     """Seconds as an sbatch ``--time`` (``D-HH:MM:SS``, rounded up to a whole second)."""
     total = int(-(-seconds // 1))
@@ -303,6 +323,9 @@ class SlurmExecutor(Executor):
         self.setup: tuple[str, ...] = tuple(check_line("setup line", x) for x in setup)
         self.timeout = float(self.options.get("sbatch_timeout", 60))
         self.pack = pack_size(self.options)
+        self.pack_target = pack_target(self.options)
+        #: Several runs a job (``pack`` above 1, or a ``pack_time``).
+        self.packs = self.pack > 1 or self.pack_target is not None
         self.env = clean_env()
         self._limits: Limits | None = None
         #: Job ids whose pending cancel this process has sent again (see _retry_cancels).
@@ -356,7 +379,7 @@ class SlurmExecutor(Executor):
                     hint="drop --signal from sbatch_args: spec.checkpoint's signal and before "
                     "say the same",
                 )
-            if warning and self.pack > 1:
+            if warning and self.packs:
                 raise InvalidOptionError(
                     f"run {rd.run_id}: executor.pack and spec.checkpoint: a packed job's time "
                     "limit warning would reach whichever run is last, not each run",
@@ -364,18 +387,35 @@ class SlurmExecutor(Executor):
                 )
             opts = tuple(resource_options(spec.get("resources") or {}) + self.extra + warning)
             groups.setdefault(opts, []).append(rd)
-        # An array holds at most MaxArraySize tasks, each of `pack` runs.
-        size = max(1, self.limits().max_array_size) * self.pack
         chunks: list[_Chunk] = []
         for opts, rds in groups.items():
+            n = self._group_pack(opts)
+            # An array holds at most MaxArraySize tasks, each of `n` runs.
+            size = max(1, self.limits().max_array_size) * n
             for start in range(0, len(rds), size):
                 part = tuple(rds[start : start + size])
-                if self.pack > 1 and len(part) > 1:
-                    packed = tuple(pack_options(opts, min(self.pack, len(part))))
-                    chunks.append(_Chunk(len(chunks), part, packed, self.pack))
+                if n > 1 and len(part) > 1:
+                    packed = tuple(pack_options(opts, min(n, len(part))))
+                    chunks.append(_Chunk(len(chunks), part, packed, n))
                 else:
-                    chunks.append(_Chunk(len(chunks), part, opts, self.pack))
+                    chunks.append(_Chunk(len(chunks), part, opts, n))
         return chunks
+
+    def _group_pack(self, opts: Sequence[tuple[str, str | None]]) -> int:
+        """Runs per job for runs with these options: ``pack``; with ``pack_time``, as many
+        as their time limits fit in it (at least one, at most ``pack`` when it is set too)."""
+        if self.pack_target is None:
+            return self.pack
+        from hpcx.cluster.units import time_limit_seconds
+
+        one = next((time_limit_seconds(v) for k, v in opts if k == "time"), None)
+        if not one:
+            raise InvalidOptionError(
+                "executor.pack_time needs resources.time: runs are packed by their time limits",
+                hint="set resources.time to what one run needs",
+            )
+        fit = max(1, int(self.pack_target // one))
+        return min(fit, self.pack) if "pack" in self.options else fit
 
     def render(self, key: str, chunk: _Chunk, folder: Path) -> str:
         common = {
@@ -412,7 +452,8 @@ class SlurmExecutor(Executor):
             raise SubmitError("nothing to submit")
         check_value("submission key", key)
         limits = self.limits()
-        jobs = -(-len(run_dirs) // self.pack)  # packed: one job (or array task) per pack
+        chunks = self._chunks(run_dirs)
+        jobs = sum(len(c.tasks) for c in chunks)  # packed: one job (or array task) per pack
         if jobs > limits.max_job_count:
             raise SubmitError(
                 f"{len(run_dirs)} runs ({jobs} jobs) exceed the cluster's MaxJobCount "
@@ -422,7 +463,6 @@ class SlurmExecutor(Executor):
         root = run_dirs[0].path.parent.parent
         folder = self.submission_folder(root, key)
         folder.mkdir(parents=True, exist_ok=False)
-        chunks = self._chunks(run_dirs)
         scripts: list[Path] = []
         for chunk in chunks:
             base = folder / f"chunk-{chunk.index:03d}"
@@ -536,7 +576,7 @@ class SlurmExecutor(Executor):
             detail={
                 "chunks": len(chunks),
                 "arrays": sum(1 for c in chunks if c.array),
-                **({"pack": self.pack} if self.pack > 1 else {}),
+                **({"pack": most} if (most := max(c.pack for c in chunks)) > 1 else {}),
             },
         )
 

@@ -3,6 +3,7 @@ the job ids each run gets, what the poll reports of a packed run, and the refusa
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 from pathlib import Path
@@ -197,3 +198,41 @@ def test_packed_checkpointed_runs_are_refused(fake_slurm: Path, tmp_path: Path) 
     ]
     with pytest.raises(InvalidOptionError, match="checkpoint"):
         ex.submit(new_key(), ex.prepare(specs, tmp_path / "runs"))
+
+
+@pytest.mark.parametrize(
+    ("options", "per_job"),
+    [
+        ({"pack_time": "00:30:00"}, 6),  # 30 min of 5-min runs
+        ({"pack_time": 30, "pack": 4}, 4),  # minutes; pack caps it
+        ({"pack_time": "00:12:00"}, 2),  # rounded down: the job never exceeds the target
+        ({"pack_time": "00:03:00"}, 1),  # a run longer than the target: a job each
+    ],
+)
+def test_pack_time_packs_as_many_runs_as_fit(
+    fake_slurm: Path, tmp_path: Path, options: dict[str, object], per_job: int
+) -> None:
+    ex = SlurmExecutor(options)
+    specs = [make_spec(["true"], index=i, resources={"time": "00:05:00"}) for i in range(7)]
+    sub = ex.submit(new_key(), ex.prepare(specs, tmp_path / "runs"))
+    sizes = sorted(collections.Counter(sub.run_jobs.values()).values(), reverse=True)
+    assert sizes[0] == per_job and sum(sizes) == 7
+    script = (Path(sub.folder) / "chunk-000.sbatch").read_text()
+    if per_job > 1:
+        assert f"#SBATCH --time={pack_time(per_job * 300)}\n" in script
+
+
+@pytest.mark.parametrize("bad", ["soon", 0, "0"])
+def test_a_bad_pack_time_is_refused(bad: object) -> None:
+    with pytest.raises(InvalidOptionError, match="pack_time"):
+        SlurmExecutor({"pack_time": bad})
+
+
+def test_pack_time_without_run_time_limits_is_refused(fake_slurm: Path, tmp_path: Path) -> None:
+    ex = SlurmExecutor({"pack_time": "01:00:00"})
+    dirs = ex.prepare([make_spec(["true"], index=i) for i in range(2)], tmp_path / "runs")
+    with pytest.raises(InvalidOptionError, match=r"pack_time needs resources\.time"):
+        ex.submit(new_key(), dirs)
+    assert not (tmp_path / "runs" / ".submissions").exists() or not any(
+        (tmp_path / "runs" / ".submissions").iterdir()
+    )  # refused before anything was written
