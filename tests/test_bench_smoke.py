@@ -22,7 +22,7 @@ from support.services import REQUIRE_SLURM, unavailable
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
 # Scripts that start their own SLURM cluster (root, slurm-wlm, munge).
-NEEDS_SLURM = {"slurm_submit.py"}
+NEEDS_SLURM = {"slurm_submit.py", "pack.py"}
 
 
 def test_every_bench_script_is_listed() -> None:

@@ -43,7 +43,7 @@ BUILTIN_WORKLOADS = tuple(known_workloads())
 #: Sweep values checked against a workload's parameter schema, per axis (more are sampled).
 _AXIS_CHECK_LIMIT = 64
 _SETTINGS_ROOTS = ("resources", "env", "cwd", "executor", "retries")
-_SLURM_ONLY = ("sbatch_args", "array_throttle", "setup")
+_SLURM_ONLY = ("sbatch_args", "array_throttle", "setup", "pack", "pack_time")
 _LOCAL_ONLY = ("max_parallel",)
 #: ``spec.checkpoint`` with its defaults: the signal the program gets, how many seconds
 #: before the time limit, how many requeues a run may have.
@@ -271,7 +271,56 @@ def _check_executor(spec: dict[str, Any], doc: Doc, problems: Problems) -> dict[
         for sub, message in option_problems(executor, spec.get("resources") or {}):
             jp = ("spec", *sub)
             problems.add(pos(doc, jp), jp, message)
+        _check_pack(executor, spec, doc, problems)
     return executor
+
+
+def _check_pack(
+    executor: dict[str, Any], spec: dict[str, Any], doc: Doc, problems: Problems
+) -> None:
+    """``executor.pack`` / ``pack_time`` (several runs a SLURM job): they need a time limit
+    per run (the job holds the sum) and no checkpointing (whose warning reaches a job)."""
+    from hpcx.cluster.units import time_limit_seconds
+
+    pack = executor.get("pack")
+    packs = isinstance(pack, int) and not isinstance(pack, bool) and pack > 1
+    key = "pack" if packs else "pack_time"
+    jp: JsonPath = ("spec", "executor", key)
+    if "pack_time" in executor:
+        try:
+            target = time_limit_seconds(executor["pack_time"])
+        except ValueError:
+            target = None
+        if not target:
+            tp: JsonPath = ("spec", "executor", "pack_time")
+            problems.add(
+                pos(doc, tp),
+                tp,
+                f"{executor['pack_time']!r} is not a time limit: MM, MM:SS, HH:MM:SS, "
+                "D-HH:MM:SS or a number of minutes",
+            )
+            return
+        packs = True
+    if not packs:
+        return
+    try:
+        no_time = time_limit_seconds((spec.get("resources") or {}).get("time")) is None
+    except ValueError:
+        no_time = False  # reported as unreadable where it is
+    if no_time:
+        problems.add(
+            pos(doc, jp),
+            jp,
+            f"{key} needs resources.time: a packed job's time limit is the sum of its runs' "
+            "limits (set resources.time to what one run needs)",
+        )
+    if spec.get("checkpoint") is not None:
+        problems.add(
+            pos(doc, jp),
+            jp,
+            f"{key} and checkpoint do not go together: the time limit's warning reaches a "
+            "job, not each run packed in it (give checkpointed runs a job each)",
+        )
 
 
 def _check_nul(spec: dict[str, Any], doc: Doc, problems: Problems) -> None:

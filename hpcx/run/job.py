@@ -4,7 +4,11 @@ It claims the attempt (a second copy exits 0 without running anything), applies 
 runs the argv from ``spec.json`` with no shell, streams stdout/stderr into the run folder,
 and always leaves a final ``status.json``: succeeded, failed (exit code or signal), cancelled
 or timeout. In a SLURM array it is started as ``python -m hpcx.job --tasks FILE`` and reads its
-run folder from line ``$SLURM_ARRAY_TASK_ID`` of FILE (``RUN_DIR<TAB>ATTEMPT``).
+run folder from line ``$SLURM_ARRAY_TASK_ID`` of FILE (``RUN_DIR<TAB>ATTEMPT``). A packed job
+(``executor.pack``) has several such pairs on its line (``--index I`` for a packed job that is
+no array): :func:`run_packed` runs them one after another, each claimed and recorded as a run
+alone, each held to its own time limit; a stop signal for the job stops the run it is running
+and leaves the rest unstarted (:class:`_Pack`).
 
 Placement is applied to the wrapper itself, before it starts the program: CPU affinity and
 the NUMA memory policy are inherited across fork and exec, so the program runs bound without
@@ -234,6 +238,11 @@ class Wrapper:
         self.warned_at: float | None = None
         #: What SLURM's own record said at a SIGTERM (see why_terminated).
         self.slurm_why: tuple[str, str] | None = None
+        #: The wrapper itself stops the program at its ``resources.time`` (a packed run: the
+        #: job's limit is the sum of its runs', and one run must not take the next one's).
+        self.limit_own = False
+        #: It did (:meth:`_wait_child`).
+        self.timed_out = False
         self.restarts = restart_count()
         self.status: dict[str, Any] = {
             "run_format": rundir.RUN_FORMAT,
@@ -343,13 +352,33 @@ class Wrapper:
 
     def _stop_reason(self) -> str | None:
         try:
-            return self.rd.stop_path(self.attempt).read_text().strip() or None
+            said = self.rd.stop_path(self.attempt).read_text().strip() or None
         except OSError:
-            return None
+            said = None
+        return said or ("timeout" if self.timed_out else None)
 
-    def run(self) -> int:
+    def _wait_child(self) -> int:
+        """The program's exit code; with :attr:`limit_own`, stopped as a timeout (a stop file
+        first, as an executor does, then SIGTERM and the kill grace) once its limit passed."""
+        assert self.child is not None
+        limit = self.time_limit if self.limit_own else None
+        if limit is None:
+            return self.child.wait()
+        try:
+            return self.child.wait(timeout=max(0.0, self.started + limit - time.time()))
+        except subprocess.TimeoutExpired:
+            pass
+        self.timed_out = True
+        with contextlib.suppress(OSError):
+            self.rd.stop_path(self.attempt).write_text("timeout\n")
+        self._on_signal(signal.SIGTERM, None)
+        return self.child.wait()
+
+    def run(self, handler: Any = None) -> int:
+        """Run the attempt. ``handler``: who takes the stop signals (a packed job's, which
+        passes them on to this run), else this run itself."""
         for sig in _STOP_SIGNALS:
-            signal.signal(sig, self._on_signal)
+            signal.signal(sig, handler or self._on_signal)
         final: dict[str, Any] = {"state": "failed", "reason": "wrapper did not finish"}
         exit_code = 1
         try:
@@ -520,7 +549,7 @@ class Wrapper:
             if self.stop_signal is not None:  # arrived while the child was being started
                 self._forward(self.stop_signal)
             self.write("running", pid=self.child.pid, started_at=utcnow())
-            rc = self.child.wait()
+            rc = self._wait_child()
             self.status["contention"] = contention.measure(
                 before, contention.sample(cores), cores
             )
@@ -645,7 +674,9 @@ class Wrapper:
         return {"state": "cancelled", "reason": f"{got} received", **fields}
 
 
-def _from_tasks(tasks: str, index: int | None) -> tuple[str, int]:
+def _from_tasks(tasks: str, index: int | None) -> list[tuple[str, int]]:
+    """Line ``index`` of a tasks file (default ``$SLURM_ARRAY_TASK_ID``): its
+    ``RUN_DIR<TAB>ATTEMPT`` pairs, one for a task of one run, several for a packed one."""
     if index is None:
         raw = os.environ.get("SLURM_ARRAY_TASK_ID")
         if raw is None:
@@ -654,8 +685,14 @@ def _from_tasks(tasks: str, index: int | None) -> tuple[str, int]:
     with open(tasks, encoding="utf-8") as f:
         for i, line in enumerate(f):
             if i == index:
-                path, _, attempt = line.rstrip("\n").partition("\t")
-                return path, int(attempt or 0)
+                fields = line.rstrip("\n").split("\t")
+                if len(fields) == 1:
+                    fields.append("")
+                if len(fields) % 2:
+                    raise SystemExit(
+                        f"hpcx.run.job: {tasks} line {index}: not RUN_DIR<TAB>ATTEMPT pairs"
+                    )
+                return [(fields[j], int(fields[j + 1] or 0)) for j in range(0, len(fields), 2)]
     raise SystemExit(f"hpcx.run.job: {tasks} has no line {index}")
 
 
@@ -699,7 +736,9 @@ def _parse_args(argv: list[str] | None) -> _Args:
     ap = argparse.ArgumentParser(prog="python -m hpcx.job", description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", nargs="?")
     ap.add_argument("--attempt", type=int, default=0)
-    ap.add_argument("--tasks", help="a tasks file: line i = RUN_DIR<TAB>ATTEMPT")
+    ap.add_argument(
+        "--tasks", help="a tasks file: line i = RUN_DIR<TAB>ATTEMPT (several pairs: packed)"
+    )
     ap.add_argument("--index", type=int, help="the line of --tasks (default SLURM_ARRAY_TASK_ID)")
     args = _Args()
     ap.parse_args(argv, namespace=args)
@@ -710,13 +749,19 @@ def _parse_args(argv: list[str] | None) -> _Args:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    attempt = args.attempt
     if args.tasks:
-        path, attempt_in_file = _from_tasks(args.tasks, args.index)
-        attempt = attempt or attempt_in_file
-    else:
-        assert args.run_dir
-        path = args.run_dir
+        entries = _from_tasks(args.tasks, args.index)
+        if len(entries) > 1:
+            return run_packed(entries)
+        path, attempt_in_file = entries[0]
+        return run_one(path, args.attempt or attempt_in_file)
+    assert args.run_dir
+    return run_one(args.run_dir, args.attempt)
+
+
+def run_one(path: str, attempt: int, pack: _Pack | None = None) -> int:
+    """Run ``attempt`` of the run in ``path`` (0: the attempt its spec.json names), as the
+    one run of a job or as one run of a packed job (``pack``: the signals go through it)."""
     rd = RunDir.open(path)
     attempt = attempt or rd.attempt
     if restart_count() > 0:
@@ -729,6 +774,8 @@ def main(argv: list[str] | None = None) -> int:
     if why is not None:
         _say(f"hpcx.job: run {rd.experiment}/{rd.run_id} attempt {attempt}: {why}; not running it")
         return 0
+    if pack is not None and pack.stop_signal is not None:
+        return 0  # the packed job is stopping: this run stays unstarted, unclaimed
     holder = rundir.claim(rd, attempt)
     if holder is not None:
         _say(
@@ -742,7 +789,91 @@ def main(argv: list[str] | None = None) -> int:
     if why is not None:
         _say(f"hpcx.job: run {rd.experiment}/{rd.run_id} attempt {attempt}: {why}; not running it")
         return 0
-    return Wrapper(rd, attempt).run()
+    wrapper = Wrapper(rd, attempt)
+    if pack is None:
+        return wrapper.run()
+    return pack.run(wrapper)
+
+
+class _Pack:
+    """The signals of a packed job (``executor.pack``): several runs one after another in one
+    job or array task. A stop signal reaches the run that is running (its Wrapper); after it,
+    the packed job stops, the runs not started stay unstarted (the poll reports them lost,
+    the next plan runs them again), unless the run's own stop file named it: ``hpcx cancel``
+    or the pruner stopping that run alone (``scancel --batch``), and the next run goes on.
+    Each run is held to its own ``resources.time`` (``Wrapper.limit_own``): it ends
+    ``timeout`` there and the next run goes on, in the time the job holds for it."""
+
+    def __init__(self) -> None:
+        self.current: Wrapper | None = None
+        #: A stop signal for the whole job (scancel, the time limit, a preemption).
+        self.stop_signal: int | None = None
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        current = self.current
+        if current is not None:
+            current._on_signal(signum, frame)
+            if current._stop_reason() is not None:
+                return  # aimed at that run (its stop file says so), not at the job
+        if self.stop_signal is None:
+            self.stop_signal = signum
+
+    def install(self) -> None:
+        for sig in _STOP_SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def run(self, wrapper: Wrapper) -> int:
+        self.current = wrapper
+        try:
+            if self.stop_signal is not None:
+                # Stopped between its claim and its start: unclaimed again, unstarted.
+                with contextlib.suppress(OSError):
+                    wrapper.rd.claim_path(wrapper.attempt).unlink()
+                return 0
+            wrapper.limit_own = True
+            return wrapper.run(handler=self._on_signal)
+        finally:
+            self.current = None
+            self.install()
+            if wrapper.stop_signal is not None and wrapper._stop_reason() is None:
+                # The signal was the job's (scancel, time limit, preemption): stop here.
+                self.stop_signal = self.stop_signal or wrapper.stop_signal
+
+
+def run_packed(entries: list[tuple[str, int]]) -> int:
+    """The runs of one packed job or array task, in order, each claimed, run and recorded as
+    a run alone is (a run already final is skipped: a requeued job starts the packed list
+    again). The exit code is the first run's that failed, 0 when none did."""
+    pack = _Pack()
+    pack.install()
+    code = 0
+    for n, (path, attempt) in enumerate(entries):
+        if pack.stop_signal is not None:
+            name = signal.Signals(pack.stop_signal).name
+            _say(
+                f"hpcx.run.job: the packed job got {name}: {len(entries) - n} run(s) not "
+                "started (the next plan runs them again)"
+            )
+            return code or 128 + pack.stop_signal
+        if _already_final(path, attempt):
+            continue
+        try:
+            rc = run_one(path, attempt, pack)
+        except (OSError, ValueError, HpcxError) as exc:
+            # One unreadable run folder does not cost the others their turn.
+            _say(f"hpcx.run.job: run folder {path}: {type(exc).__name__}: {exc}; skipped")
+            rc = 1
+        code = code or rc
+    return code
+
+
+def _already_final(path: str, attempt: int) -> bool:
+    """The run's current attempt (``attempt`` or later) ended for good: a packed job that
+    SLURM started again skips it (the claim would refuse it too, with a louder line)."""
+    doc = rundir.read_status(path)
+    if doc is None:
+        return False
+    return doc.get("state") in rundir.FINAL_STATES and int(doc.get("attempt") or 0) >= attempt
 
 
 def follow_requeue(

@@ -7,11 +7,12 @@ metric produced in the state exactly once, `hpcx state check` clean, nothing lef
 Scenarios: the local executor's foreground apply killed mid-sweep; `refresh` killed
 mid-harvest of many finished runs; two to four applies racing on one state (with and without
 one of them killed); SLURM applies killed while sbatch submits array chunks (the jobs that
-went in are adopted by reconcile, never resubmitted); a train -> eval pipeline (eval[x] needs
-train[x]) whose apply is killed between and during its submissions (each eval still runs once,
-after its own train).
+went in are adopted by reconcile, never resubmitted), packed ones too (``executor.pack``:
+several runs a job or array task, adopted with their task's job id); a train -> eval pipeline
+(eval[x] needs train[x]) whose apply is killed between and during its submissions (each eval
+still runs once, after its own train).
 
-Bounded by default (13 kill moments in all, about 2 minutes on 2 cores); the `long` params
+Bounded by default (14 kill moments in all, about 2 minutes on 2 cores); the `long` params
 are marked slow (HPCX_SLOW=1) and deliver more than 100. `pytest -s` prints one summary line
 per campaign; the figures in docs/reliability.md come from those lines.
 """
@@ -52,12 +53,14 @@ class Budget:
     kills: int  # per campaign (local), or in all (the other scenarios)
 
 
-# 13 kill moments in the default run (CI's time is shared with the requeue campaign,
-# test_requeue_campaign.py): local 6, refresh 4, race 1 (of 2 rounds), SLURM 2.
+# 14 kill moments in the default run (CI's time is shared with the requeue campaign,
+# test_requeue_campaign.py): local 6, refresh 4, race 1 (of 2 rounds), SLURM 2, packed 1.
 LOCAL = {"ci": Budget(runs=40, campaigns=10, kills=6), "long": Budget(120, 60, 48)}
 REFRESH = {"ci": Budget(runs=60, campaigns=1, kills=4), "long": Budget(300, 1, 32)}
 RACE = {"ci": Budget(runs=20, campaigns=2, kills=1), "long": Budget(40, 12, 6)}
 SLURM = {"ci": Budget(runs=9, campaigns=4, kills=2), "long": Budget(12, 16, 16)}
+# Packed SLURM applies (pack 2 under MaxArraySize 2: 9 runs are three sbatch calls).
+PACKED = {"ci": Budget(runs=9, campaigns=4, kills=1), "long": Budget(12, 16, 8)}
 SIZES = [pytest.param("ci", id="ci"), pytest.param("long", id="long", marks=pytest.mark.slow)]
 
 
@@ -127,7 +130,7 @@ def test_local_apply_killed_at_random_moments_runs_each_run_exactly_once(
 # --------------------------------------------------------------------------------------------
 # A pipeline (eval[i] needs train[i]) on the local executor
 
-#: Not in the thirteen above: the pipelines' own kill moments (2 local, 1 SLURM; about 30 s
+#: Not in the fourteen above: the pipelines' own kill moments (2 local, 1 SLURM; about 30 s
 #: and 40 s on 2 cores).
 PIPELINE = {"ci": Budget(runs=4, campaigns=6, kills=2), "long": Budget(20, 24, 24)}
 
@@ -415,6 +418,50 @@ def test_slurm_pipeline_apply_killed_during_sbatch_runs_each_eval_once_after_its
     assert total.duplicates == 0 and total.lost == 0
 
 
+@pytest.mark.slurm
+@pytest.mark.parametrize("size", SIZES)
+def test_packed_slurm_apply_killed_during_sbatch_adopts_and_never_resubmits(
+    slurm_cluster: Any,
+    tmp_path: Path,
+    size: str,
+) -> None:
+    """As above with ``executor.pack: 2``: the adopted submission maps each run to its
+    packed task again, and every task the scheduler holds is one the state's runs name."""
+    budget = PACKED[size]
+    rng = rng_for(6501 if size == "ci" else 6600)
+    env = {"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]}
+    opts: dict[str, Any] = {
+        "executor": {"type": "slurm", "pack": 2},
+        "resources": {"partition": "debug", "cpus": 1, "time": "00:05:00"},
+    }
+    with slurm_cluster.limits(MaxArraySize=2):
+        cal_log = tmp_path / "calibrate.log"
+        cal = sweep_project(tmp_path / "calibrate", cal_log, budget.runs, **opts)
+        period = timed(cal, ["apply", "--yes", "-q"], env=env)  # returns once submitted
+        tally = Tally(f"packed slurm apply ({size}, T={period:.1f}s)", runs=budget.runs)
+        recover(cal, tally, env=env)
+        check_round(cal, cal_log, tally, final=True, env=env)
+        rounds = 0
+        while tally.kills < budget.kills:
+            rounds += 1
+            assert rounds <= 4 * budget.kills
+            log = tmp_path / f"exec-{rounds}.log"
+            root = sweep_project(tmp_path / f"p{rounds}", log, budget.runs, **opts)
+            proc = spawn_group(root, ["apply", "--yes", "-q"], env=env)
+            kill_at(proc, rng.uniform(0, period), tally)
+            check_round(root, log, tally, env=env)
+            recover(root, tally, env=env)
+            check_round(root, log, tally, final=True, env=env)
+            keys = [k for (k,) in query(root, "SELECT key FROM submissions")]
+            tasks = [t for k in keys for t in _squeue_tasks(slurm_cluster, k)]
+            job_ids = collections.Counter(j for (j,) in query(root, "SELECT job_id FROM runs"))
+            # No task the state forgot (a run submitted twice leaves one), none over its pack.
+            assert sorted(tasks) == sorted(job_ids), (keys, tasks, job_ids)
+            assert max(job_ids.values()) <= 2 and sum(job_ids.values()) == budget.runs
+    _say(tally)
+    assert tally.duplicates == 0 and tally.lost == 0
+
+
 # --------------------------------------------------------------------------------------------
 # What the campaign found
 
@@ -458,10 +505,11 @@ def test_zygote_exits_quietly_when_its_queue_is_gone(tmp_path: Path) -> None:
     assert "Traceback" not in err, err
 
 
-def test_campaign_budget_is_thirteen_kills_by_default() -> None:
-    ci = LOCAL["ci"].kills + REFRESH["ci"].kills + RACE["ci"].kills + SLURM["ci"].kills
-    long = LOCAL["long"].kills + REFRESH["long"].kills + RACE["long"].kills + SLURM["long"].kills
-    assert ci == 13
+def test_campaign_budget_is_fourteen_kills_by_default() -> None:
+    budgets = (LOCAL, REFRESH, RACE, SLURM, PACKED)
+    ci = sum(b["ci"].kills for b in budgets)
+    long = sum(b["long"].kills for b in budgets)
+    assert ci == 14
     assert long >= 100
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.cluster.units import time_limit_seconds
-from hpcx.errors import ExecutorError
+from hpcx.errors import ExecutorError, InvalidOptionError
 from hpcx.run import rundir
 from hpcx.run.executors.base import (
     Executor,
@@ -657,6 +657,14 @@ class LocalExecutor(Executor):
         self, options: Mapping[str, Any] | None = None, *, progress: ProgressFn | None = None
     ) -> None:
         super().__init__(options)
+        if self.options.get("pack") not in (None, 1):
+            # Packing saves scheduler jobs; here each run is its own process already, and a
+            # pack would only serialise runs the machine could run side by side.
+            raise InvalidOptionError(
+                f"executor.pack ({self.options['pack']!r}) applies to the SLURM executor only",
+                hint="drop executor.pack, or use executor type slurm; max_parallel caps the "
+                "runs the local queue runs at once",
+            )
         cap = self.options.get("max_parallel")
         #: None: as many runs at once as their resources allow.
         self.max_parallel: int | None = int(cap) if cap else None

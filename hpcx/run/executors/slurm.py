@@ -4,13 +4,17 @@ A submission (one key) lives in ``<runs_root>/.submissions/<key>/``::
 
     submission.json   the intent (chunks, run folders) before sbatch; job ids added after each
     chunk-NNN.sbatch  the script of one array (or of a single job)
-    chunk-NNN.tasks   line i = RUN_DIR<TAB>ATTEMPT for array task i
+    chunk-NNN.tasks   line i = RUN_DIR<TAB>ATTEMPT for array task i; packed
+                      (``executor.pack: N``): RUN_DIR<TAB>ATTEMPT, N pairs a line, all tab-separated
     slurm-%A_%a.out   sbatch's own output (the wrapper's; the program's goes to the run folder)
 
 Runs with the same resources and options share an array; arrays are split to the cluster's
 MaxArraySize (task ids must stay below it) and the whole submission must fit MaxJobCount.
-Every job is named ``hpcx-<key>`` with ``hpcx:<key>:<chunk>`` in its comment, so ``squeue``
-finds it by name after a crash (:meth:`SlurmExecutor.reconcile`).
+With ``executor.pack: N`` each job or array task runs N runs one after another (the job
+wrapper's ``--tasks`` line holds them all, :func:`hpcx.run.job.run_packed`); its time limit is
+the sum of theirs (:func:`pack_options`), and every run of it has the job's id
+(:func:`_packed`). Every job is named ``hpcx-<key>`` with ``hpcx:<key>:<chunk>`` in its
+comment, so ``squeue`` finds it by name after a crash (:meth:`SlurmExecutor.reconcile`).
 
 Nothing here runs a shell: sbatch, squeue, scancel and scontrol get argument lists and an
 explicit environment without the caller's ``SBATCH_*``/``SLURM_*`` variables (those would
@@ -94,16 +98,21 @@ def render_sbatch(
     run_dir: str | None = None,
     attempt: int | None = None,
     setup: Sequence[str] = (),
+    task_index: int | None = None,
 ) -> str:
     """The sbatch script text. Pure: the same inputs give the same bytes (golden-tested).
 
-    Either ``array`` + ``tasks_file`` (task i runs line i) or ``run_dir`` + ``attempt``.
+    Either ``array`` + ``tasks_file`` (task i runs line i), ``tasks_file`` + ``task_index``
+    (one job running that line: a packed job), or ``run_dir`` + ``attempt``.
     ``options`` are already validated (:func:`resource_options`, :func:`extra_options`).
     ``setup``: the manifest's ``executor.setup`` lines (``module load cuda``), run before the
     wrapper. They are shell by design, written by the manifest's author and reviewed with it;
     no parameter is ever substituted into them. One line each: control characters refused.
     """
-    if (array is None) != (tasks_file is None) or (array is None) == (run_dir is None):
+    if task_index is not None:
+        if array is not None or tasks_file is None or run_dir is not None:
+            raise ValueError("task_index goes with tasks_file alone")
+    elif (array is None) != (tasks_file is None) or (array is None) == (run_dir is None):
         raise ValueError("give array + tasks_file, or run_dir")
     lines = ["#!/bin/bash"]
     directives: list[tuple[str, str | None]] = [
@@ -137,6 +146,8 @@ def render_sbatch(
         lines.extend(check_line("setup line", line) for line in setup)
     if tasks_file is not None:
         cmd = [python, "-m", "hpcx.job", "--tasks", check_path("tasks file", tasks_file)]
+        if task_index is not None:
+            cmd += ["--index", str(int(task_index))]
     else:
         assert run_dir is not None
         cmd = [python, "-m", "hpcx.job", check_path("run folder", run_dir)]
@@ -269,9 +280,91 @@ def parse_config(text: str) -> Limits:
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
+    """One sbatch: its runs, flat, and ``pack`` of them per job or array task (task t runs
+    ``runs[t * pack : (t + 1) * pack]`` one after another)."""
+
     index: int
     runs: tuple[RunDir, ...]
     options: tuple[tuple[str, str | None], ...]
+    pack: int = 1
+
+    @property
+    def tasks(self) -> list[tuple[RunDir, ...]]:
+        p = max(1, self.pack)
+        return [self.runs[i : i + p] for i in range(0, len(self.runs), p)]
+
+    @property
+    def array(self) -> bool:
+        return len(self.runs) > max(1, self.pack)
+
+    def job_of(self, jid: str, i: int) -> str:
+        """The job id of run ``i`` of this chunk: ``jid_TASK`` in an array, else ``jid``."""
+        return f"{jid}_{i // max(1, self.pack)}" if self.array else jid
+
+
+def pack_size(options: Mapping[str, Any]) -> int:
+    """``executor.pack``: runs per job or array task (1, the default: one run each)."""
+    raw = options.get("pack")
+    if raw is None or (raw == 1 and not isinstance(raw, bool)):
+        return 1
+    return _positive_int("executor.pack", raw)
+
+
+def pack_target(options: Mapping[str, Any]) -> float | None:
+    """``executor.pack_time``: the time a packed job should hold, in seconds (None: unset).
+    A number is minutes, text a SLURM time, as ``resources.time``."""
+    from hpcx.cluster.units import time_limit_seconds
+
+    raw = options.get("pack_time")
+    if raw is None:
+        return None
+    try:
+        seconds = time_limit_seconds(raw)
+    except ValueError:
+        seconds = None
+    if not seconds or seconds <= 0:
+        raise InvalidOptionError(
+            f"executor.pack_time: {raw!r} is not a time limit",
+            hint="a SLURM time (MM, MM:SS, HH:MM:SS, D-HH:MM:SS) or a number of minutes",
+        )
+    return seconds
+
+
+def pack_time(seconds: float) -> str:
+    """Seconds as an sbatch ``--time`` (``D-HH:MM:SS``, rounded up to a whole second)."""
+    total = int(-(-seconds // 1))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def pack_options(
+    options: Sequence[tuple[str, str | None]], runs: int
+) -> list[tuple[str, str | None]]:
+    """A packed job's options: the runs' own, with ``--time`` the sum of ``runs`` of their
+    time limits (each run may take its whole limit, one after another). A packed run needs a
+    time limit: without one the job would get the partition's default, which says nothing
+    of how many runs fit in it."""
+    from hpcx.cluster.units import time_limit_seconds
+
+    out: list[tuple[str, str | None]] = []
+    seen = False
+    for name, value in options:
+        if name == "time":
+            one = time_limit_seconds(value)
+            if one is None:
+                break
+            seen = True
+            value = pack_time(one * runs)
+        out.append((name, value))
+    if not seen:
+        raise InvalidOptionError(
+            "executor.pack needs resources.time: a packed job's time limit is the sum of its "
+            "runs' limits",
+            hint="set resources.time to what one run needs (the job gets pack x that)",
+        )
+    return out
 
 
 class SlurmExecutor(Executor):
@@ -291,6 +384,10 @@ class SlurmExecutor(Executor):
             raise InvalidOptionError("executor.setup must be a list of lines (strings)")
         self.setup: tuple[str, ...] = tuple(check_line("setup line", x) for x in setup)
         self.timeout = float(self.options.get("sbatch_timeout", 60))
+        self.pack = pack_size(self.options)
+        self.pack_target = pack_target(self.options)
+        #: Several runs a job (``pack`` above 1, or a ``pack_time``).
+        self.packs = self.pack > 1 or self.pack_target is not None
         self.env = clean_env()
         self._limits: Limits | None = None
         #: Job ids whose pending cancel this process has sent again (see _retry_cancels).
@@ -349,22 +446,54 @@ class SlurmExecutor(Executor):
                     hint="drop --signal from sbatch_args: spec.checkpoint's signal and before "
                     "say the same",
                 )
+            if warning and self.packs:
+                raise InvalidOptionError(
+                    f"run {rd.run_id}: executor.pack and spec.checkpoint: a packed job's time "
+                    "limit warning would reach whichever run is last, not each run",
+                    hint="pack short runs; give checkpointed runs a job each (drop pack)",
+                )
             opts = tuple(resource_options(spec.get("resources") or {}) + self.extra + warning)
             groups.setdefault(opts, []).append(rd)
-        size = max(1, self.limits().max_array_size)
         chunks: list[_Chunk] = []
+        max_array = max(1, self.limits().max_array_size)
         for opts, all_rds in groups.items():
+            n = self._group_pack(opts)
             by_id = {rd.run_id: rd for rd in all_rds}
             waits = [
                 (rd.run_id, [u.job_id for u in (after or {}).get(rd.run_id, ()) if u.job_id])
                 for rd in all_rds
             ]
-            for dep, ids in dependency_sets(waits, size):
-                rds = [by_id[rid] for rid in ids]
+            # Packed, task i holds runs i*n..: the `aftercorr` pairing of task i with the
+            # upstream's task i would not hold, so packed runs wait with `afterok` only.
+            for dep, ids in dependency_sets(waits, max_array if n == 1 else 0):
                 dep_opts = opts + tuple(dependency_options(dep))
+                rds = [by_id[rid] for rid in ids]
+                # An array holds at most MaxArraySize tasks, each of `n` runs.
+                size = max_array * n
                 for start in range(0, len(rds), size):
-                    chunks.append(_Chunk(len(chunks), tuple(rds[start : start + size]), dep_opts))
+                    part = tuple(rds[start : start + size])
+                    if n > 1 and len(part) > 1:
+                        packed = tuple(pack_options(dep_opts, min(n, len(part))))
+                        chunks.append(_Chunk(len(chunks), part, packed, n))
+                    else:
+                        chunks.append(_Chunk(len(chunks), part, dep_opts, n))
         return chunks
+
+    def _group_pack(self, opts: Sequence[tuple[str, str | None]]) -> int:
+        """Runs per job for runs with these options: ``pack``; with ``pack_time``, as many
+        as their time limits fit in it (at least one, at most ``pack`` when it is set too)."""
+        if self.pack_target is None:
+            return self.pack
+        from hpcx.cluster.units import time_limit_seconds
+
+        one = next((time_limit_seconds(v) for k, v in opts if k == "time"), None)
+        if not one:
+            raise InvalidOptionError(
+                "executor.pack_time needs resources.time: runs are packed by their time limits",
+                hint="set resources.time to what one run needs",
+            )
+        fit = max(1, int(self.pack_target // one))
+        return min(fit, self.pack) if "pack" in self.options else fit
 
     def render(self, key: str, chunk: _Chunk, folder: Path) -> str:
         common = {
@@ -382,9 +511,16 @@ class SlurmExecutor(Executor):
                 attempt=rd.attempt,
                 **common,  # type: ignore[arg-type]
             )
+        if not chunk.array:  # one packed job: line 0 of its tasks file
+            return render_sbatch(
+                output=str(folder / "slurm-%j.out"),
+                tasks_file=str(folder / f"chunk-{chunk.index:03d}.tasks"),
+                task_index=0,
+                **common,  # type: ignore[arg-type]
+            )
         return render_sbatch(
             output=str(folder / "slurm-%A_%a.out"),
-            array=array_spec(len(chunk.runs), self.throttle),
+            array=array_spec(len(chunk.tasks), self.throttle),
             tasks_file=str(folder / f"chunk-{chunk.index:03d}.tasks"),
             **common,  # type: ignore[arg-type]
         )
@@ -400,15 +536,17 @@ class SlurmExecutor(Executor):
             raise SubmitError("nothing to submit")
         check_value("submission key", key)
         limits = self.limits()
-        if len(run_dirs) > limits.max_job_count:
+        chunks = self._chunks(run_dirs, after)
+        jobs = sum(len(c.tasks) for c in chunks)  # packed: one job (or array task) per pack
+        if jobs > limits.max_job_count:
             raise SubmitError(
-                f"{len(run_dirs)} runs exceed the cluster's MaxJobCount ({limits.max_job_count})",
+                f"{len(run_dirs)} runs ({jobs} jobs) exceed the cluster's MaxJobCount "
+                f"({limits.max_job_count})",
                 hint="apply a subset (by experiment or filter), or ask for a larger MaxJobCount",
             )
         root = run_dirs[0].path.parent.parent
         folder = self.submission_folder(root, key)
         folder.mkdir(parents=True, exist_ok=False)
-        chunks = self._chunks(run_dirs, after)
         scripts: list[Path] = []
         for chunk in chunks:
             base = folder / f"chunk-{chunk.index:03d}"
@@ -417,11 +555,7 @@ class SlurmExecutor(Executor):
                 if "\t" in str(rd.path):
                     raise InvalidOptionError(f"run folder may not contain a tab: {rd.path}")
             if len(chunk.runs) > 1:
-                atomic_write_text(
-                    base.with_suffix(".tasks"),
-                    "".join(f"{rd.path}\t{rd.attempt}\n" for rd in chunk.runs),
-                    fsync=False,
-                )
+                atomic_write_text(base.with_suffix(".tasks"), tasks_text(chunk), fsync=False)
             script = base.with_suffix(".sbatch")
             atomic_write_text(script, self.render(key, chunk, folder), fsync=False)
             scripts.append(script)
@@ -436,7 +570,8 @@ class SlurmExecutor(Executor):
                 {
                     "index": c.index,
                     "script": str(scripts[c.index]),
-                    "array": len(c.runs) > 1,
+                    "array": c.array,
+                    "pack": c.pack,
                     "runs": [[rd.run_id, str(rd.path), rd.attempt] for rd in c.runs],
                     "job_id": None,
                 }
@@ -511,7 +646,7 @@ class SlurmExecutor(Executor):
             if jid is None:
                 continue
             for i, rd in enumerate(chunk.runs):
-                run_jobs[rd.run_id] = f"{jid}_{i}" if len(chunk.runs) > 1 else jid
+                run_jobs[rd.run_id] = chunk.job_of(jid, i)
                 run_dirs[rd.run_id] = str(rd.path)
         return Submission(
             key=key,
@@ -522,7 +657,11 @@ class SlurmExecutor(Executor):
             run_dirs=run_dirs,
             folder=str(folder),
             submitted_at=utcnow(),
-            detail={"chunks": len(chunks), "arrays": sum(1 for c in chunks if len(c.runs) > 1)},
+            detail={
+                "chunks": len(chunks),
+                "arrays": sum(1 for c in chunks if c.array),
+                **({"pack": most} if (most := max(c.pack for c in chunks)) > 1 else {}),
+            },
         )
 
     # -- status
@@ -575,10 +714,14 @@ class SlurmExecutor(Executor):
             if not files[rid].final and sub.run_jobs.get(rid) not in queue
         ]
         acct = self.sacct({j.split("_")[0] for j in missing}) if missing else {}
+        shared = _shared_jobs(subs)
         out: dict[str, ObservedStatus] = {}
         for sub in subs:
             for rid in sub.run_ids:
-                out[rid] = _merge(files[rid], sub.run_jobs.get(rid), queue, acct)
+                job = sub.run_jobs.get(rid)
+                out[rid] = _merge(files[rid], job, queue, acct)
+                if job in shared:
+                    out[rid] = _packed(files[rid], out[rid], job)
         self._retry_cancels(out, queue)
         self._block_never_satisfied(out, queue)
         return out
@@ -664,18 +807,37 @@ class SlurmExecutor(Executor):
         self, submissions: Iterable[Submission], run_ids: Iterable[str] | None = None
     ) -> None:
         wanted = None if run_ids is None else set(run_ids)
+        subs = list(submissions)
         targets: list[str] = []
-        for sub in submissions:
+        #: Packed jobs whose other runs go on: only the batch shell (the wrapper) is signalled.
+        batch: list[str] = []
+        for sub in subs:
+            live: dict[str, list[str]] = {}  # job id -> its runs not final
+            stopped: dict[str, list[ObservedStatus]] = {}
             for rid in sub.run_ids:
-                if wanted is not None and rid not in wanted:
-                    continue
                 path = sub.run_dirs[rid]
-                if observe_run_dir(rid, path).final:
+                obs = observe_run_dir(rid, path)
+                if obs.final:
+                    continue
+                job = sub.run_jobs.get(rid)
+                if job is not None:
+                    live.setdefault(job, []).append(rid)
+                if wanted is not None and rid not in wanted:
                     continue
                 # Say why before signalling: the wrapper records "cancelled", not a guess.
                 write_stop(path, "cancelled")
-                if rid in sub.run_jobs:
-                    targets.append(sub.run_jobs[rid])
+                if job is not None:
+                    stopped.setdefault(job, []).append(obs)
+            for job, observed in stopped.items():
+                if len(observed) == len(live[job]):
+                    targets.append(job)  # every run of the job that is left: the job goes
+                elif any(o.state in rundir.ACTIVE_STATES for o in observed):
+                    # A packed job with runs to go: its wrapper stops the one running (its
+                    # stop file names it) and goes on; the unstarted ones it cancelled find
+                    # their stop files and never start.
+                    batch.append(job)
+        if batch:
+            self._signal_batch(sorted(set(batch)))
         if not targets:
             return
         jobs = sorted(set(targets))
@@ -696,6 +858,23 @@ class SlurmExecutor(Executor):
                 "`hpcx refresh` cancels them once the scheduler answers (`scontrol ping`)",
             )
         self._recancelled.update(jobs)
+
+    def _signal_batch(self, jobs: list[str]) -> None:
+        """SIGTERM to the batch shell of these packed jobs (the job wrapper, which passes it
+        on to the run it is running, named by that run's stop file), not to the job."""
+        try:
+            proc = self._cmd(["scancel", "--batch", "--signal=TERM", *jobs])
+            failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
+            why = proc.stderr.strip() or f"exit code {proc.returncode}"
+        except SchedulerError as exc:
+            failed, why = True, str(exc)
+        if failed:
+            raise SchedulerError(
+                f"scancel --batch failed: {why}: {len(jobs)} packed job(s) not signalled",
+                hint="the runs stay marked cancel pending (a .stop file in each run folder: "
+                "a run that has not started yet never starts); cancel again once the "
+                "scheduler answers (`scontrol ping`)",
+            )
 
     def reconcile(self, key: str, runs_root: str | os.PathLike[str]) -> Submission | None:
         """Find the jobs of ``key`` by name (``squeue``, then ``sacct``, then the run folders'
@@ -729,7 +908,7 @@ class SlurmExecutor(Executor):
             runs = tuple(
                 RunDir(Path(p), Path(p).parent.name, rid, int(a)) for rid, p, a in c["runs"]
             )
-            chunks.append(_Chunk(int(c["index"]), runs, ()))
+            chunks.append(_Chunk(int(c["index"]), runs, (), int(c.get("pack") or 1)))
             job_ids.append(found.get(int(c["index"])) or _job_from_files(runs))
         if not any(job_ids):
             return None
@@ -774,6 +953,14 @@ def _link(script: Path, rd: RunDir) -> None:
         link_or_copy(script, rd.script_path)
 
 
+def tasks_text(chunk: _Chunk) -> str:
+    """The tasks file: line t holds task t's runs as RUN_DIR<TAB>ATTEMPT pairs, tab-separated
+    (one pair a line unpacked, as ever; the wrapper runs a line's pairs in order)."""
+    return "".join(
+        "\t".join(f"{rd.path}\t{rd.attempt}" for rd in task) + "\n" for task in chunk.tasks
+    )
+
+
 def _job_from_files(runs: Sequence[RunDir]) -> str | None:
     """A job long gone from squeue (MinJobAge) without accounting: its wrapper wrote its ids."""
     for rd in runs:
@@ -785,6 +972,44 @@ def _job_from_files(runs: Sequence[RunDir]) -> str | None:
         if jid:
             return str(jid)
     return None
+
+
+def _shared_jobs(subs: Sequence[Submission]) -> set[str]:
+    """Job ids that several runs share: packed jobs (``executor.pack``)."""
+    seen: set[str] = set()
+    shared: set[str] = set()
+    for sub in subs:
+        for job in sub.run_jobs.values():
+            (shared if job in seen else seen).add(job)
+    return shared
+
+
+def _packed(f: ObservedStatus, merged: ObservedStatus, job_id: str) -> ObservedStatus:
+    """A packed run as the poll reports it: its own status once it started; before, waiting
+    in its job (``queued``, never ``running``: another run of the job is running); and once
+    its job ended without starting it, ``lost`` (the next plan runs it again), whatever
+    SLURM says of the job, which was about another run."""
+    if f.final and f.source == "stop_file":
+        # Cancelled before its turn: the job's wrapper skips it (its stop file), whatever
+        # the job does meanwhile for the runs packed with it, so the job is not cancelled
+        # again for it (_retry_cancels) and the run is cancelled now.
+        return f
+    if f.state != "pending" or f.source != "run_dir":
+        return merged  # started: as any run
+    if merged.state == "running":
+        return replace(
+            merged,
+            state="queued",
+            reason=f"waiting in its packed job {job_id} for the runs before it",
+        )
+    if merged.final and merged.source == "scheduler":
+        return replace(
+            merged,
+            state="lost",
+            reason=f"its packed job {job_id} ended before this run started "
+            f"({merged.reason or merged.state}); the next plan runs it again",
+        )
+    return merged
 
 
 _HELD = frozenset({"PENDING", "RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING"})
