@@ -776,6 +776,15 @@ class SlurmExecutor(Executor):
             attempt = obs.attempt or rundir.current_attempt(obs.run_dir)
             if attempt is not None and rundir.stop_reason(obs.run_dir, attempt) == "cancelled":
                 pending[rid] = obs.job_id
+        if pending:
+            # A packed job also runs runs nobody cancelled: it is not the job's to end. Its
+            # wrapper skips a run whose stop file says cancelled when that run's turn comes.
+            going_on = {
+                obs.job_id
+                for rid, obs in out.items()
+                if rid not in pending and not obs.final and obs.job_id in pending.values()
+            }
+            pending = {rid: job for rid, job in pending.items() if job not in going_on}
         if not pending:
             return
         try:

@@ -262,3 +262,39 @@ def test_packed_runs_that_need_array_tasks_wait_with_afterok_not_aftercorr(
     sub1 = ex1.submit(new_key(), dirs1, after=after1)
     text = "".join(s.read_text() for s in Path(sub1.folder).glob("chunk-*.sbatch"))
     assert "#SBATCH --dependency=aftercorr:40\n" in text
+
+
+def test_a_pending_cancel_of_one_packed_run_never_ends_the_job_of_the_others(
+    fake_slurm: Path, tmp_path: Path
+) -> None:
+    """A poll re-sends a cancel that may not have reached the scheduler (a stop file says
+    cancelled, the job is still held). A packed job also runs runs nobody cancelled: the poll
+    must not scancel it for one of them (seen: under load, the poll after `hpcx cancel` ended
+    the whole job, and the run after the cancelled one never started). Once every unfinished
+    run of the job is cancelled, the job is cancelled again as for a job of its own."""
+    from hpcx.run.executors.base import write_stop
+
+    log = tmp_path / "scancel.log"
+    (fake_slurm / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    (fake_slurm / "scancel").chmod(0o755)
+    ex = SlurmExecutor({"pack": 3})
+    specs = [make_spec(["true"], index=i, resources={"time": "00:05:00"}) for i in range(2)]
+    dirs = ex.prepare(specs, tmp_path / "runs")
+    write_stop(dirs[0].path, "cancelled")
+    queue = {"7_1": ("RUNNING", "None")}
+
+    def observed() -> dict[str, ObservedStatus]:
+        return {
+            rd.run_id: ObservedStatus(
+                run_id=rd.run_id, state=state, source="run_dir", job_id="7_1", run_dir=str(rd.path)
+            )
+            for rd, state in zip(dirs, ("running", "queued"), strict=True)
+        }
+
+    out = observed()
+    ex._retry_cancels(out, queue)
+    assert not log.exists()
+    assert out == observed()
+    write_stop(dirs[1].path, "cancelled")
+    ex._retry_cancels(out, queue)
+    assert log.read_text().split() == ["7_1"]
