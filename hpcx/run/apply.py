@@ -57,6 +57,7 @@ __all__ = [
     "check_runs_root_owner",
     "resolve_runs_root",
     "resubmit_requeued",
+    "top_up",
 ]
 
 #: Plan actions that send a run to an executor.
@@ -235,6 +236,11 @@ class ApplyOutcome:
     interrupted: bool = False
     #: Problems the harvest met in run folders ("run <id>: metrics.jsonl line 3: ...").
     problems: list[str] = field(default_factory=list)
+    #: Runs recorded ``queued``: no room under the scheduler's limits now (counted first, or
+    #: refused by sbatch for want of room); a refresh or ``apply --watch`` submits them later.
+    queued: list[str] = field(default_factory=list)
+    #: The room the SLURM scheduler's limits left when this apply counted (Room.to_dict()).
+    room: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -258,6 +264,8 @@ class ApplyOutcome:
             "finished": counts,
             "interrupted": self.interrupted,
             "problems": self.problems,
+            "queued": len(self.queued),
+            "room": self.room,
         }
 
 
@@ -299,6 +307,12 @@ def apply_changes(
 ) -> ApplyOutcome:
     """Apply ``changes`` (already selected), writing the state through ``writer``.
 
+    SLURM runs go out only as far as the scheduler's limits leave room (the executor's
+    ``room()``: every array task one job); the rest are recorded ``queued`` with no job, in
+    the intent's transaction, and a refresh submits them as room frees (:func:`top_up`). A
+    submission sbatch refuses for want of room (another process of the user took it
+    meanwhile) leaves its runs ``queued`` too, never ``failed``.
+
     ``wait``: for the local executor in the foreground, run the queue here to the end, then
     harvest. ``detach``: the local queue runs in a background process instead.
     KeyboardInterrupt stops the local queue cleanly (its runs recorded ``cancelled``), is
@@ -324,6 +338,16 @@ def apply_changes(
     for c in to_submit:
         assert c.run is not None
         groups.setdefault(group_of(c.run.executor), []).append(c)
+
+    # The room under the scheduler's limits, counted before the state is opened (a squeue is
+    # a process: none is started while DuckDB's threads are live). Shared by the SLURM groups.
+    room_left: int | None = None
+    for kind, options_json in groups:
+        if kind == "slurm":
+            counted = get_executor(kind, json.loads(options_json)).room()  # type: ignore[attr-defined]
+            outcome.room = counted.to_dict()
+            room_left = counted.room
+            break
 
     # The state opened once for the owner check, the settings updates and the first intent
     # (each opening and closing costs ~0.1 s); it is closed before anything is submitted.
@@ -355,12 +379,25 @@ def apply_changes(
             ex = get_executor(kind, options, progress=progress)
             key = new_key()
             runs = [c.run for c in group if c.run is not None]
+            held: list[RunSpec] = []
+            if kind == "slurm" and room_left is not None:
+                fits = max(0, room_left)
+                runs, held = runs[:fits], runs[fits:]
+                room_left -= len(runs)
             ids = [r.run_id for r in runs]
 
-            # 1. intent
+            # 1. intent (and the runs that wait for room: queued, no job)
             opened, first = (first or writer.open()), None
             with opened as store, store.transaction() as tx:
-                existing = store.existing_runs(ids)
+                statuses = store.run_statuses([r.run_id for r in (*runs, *held)])
+                if held:
+                    _record_queued(tx, held, statuses, kind)
+                    outcome.queued.extend(r.run_id for r in held)
+                if provenance is not None:
+                    _record_provenance(tx, provenance, [*runs, *held], project_root)
+                if not runs:
+                    continue
+                existing = {rid for rid in ids if rid in statuses}
                 tx.record_runs(
                     runs, status="pending", event="planned", executor=kind, submission_key=key
                 )
@@ -380,8 +417,23 @@ def apply_changes(
                                 "ended_at": None,
                             }
                             for rid in again
+                            if statuses[rid] != "queued"
                         ],
                         event="retry",
+                    )
+                    tx.update_runs(
+                        [
+                            {
+                                "run_id": rid,
+                                "status": "pending",
+                                "submission_key": key,
+                                "executor": kind,
+                                "job_id": None,
+                            }
+                            for rid in again
+                            if statuses[rid] == "queued"
+                        ],
+                        event="top-up",
                     )
                 tx.record_submission(
                     key,
@@ -390,20 +442,6 @@ def apply_changes(
                     run_ids=ids,
                     detail={"options": options, "runs_root": str(runs_root)},
                 )
-                if provenance is not None:
-                    from hpcx.run.provenance import run_meta
-
-                    root = project_root or Path.cwd()
-                    # One per manifest, not per run: every run of a manifest has the same
-                    # provenance (resolving its path per run was a tenth of applying 1,000).
-                    metas: dict[tuple[str, str], dict[str, Any]] = {}
-                    for r in runs:
-                        if (r.experiment, r.source) not in metas:
-                            metas[r.experiment, r.source] = run_meta(
-                                provenance, r.experiment, r.source, root
-                            )
-                    tx.set_run_meta_many({r.run_id: metas[r.experiment, r.source] for r in runs})
-
             # 2. submit (the state is closed: nothing holds it while the scheduler answers)
             sub: Submission | None = None
             error: HpcxError | None = None
@@ -443,6 +481,35 @@ def apply_changes(
                     if on_submitted is not None:
                         on_submitted(sub)
                 gone = [rid for rid in ids if sub is None or rid not in sub.run_jobs]
+                no_room = isinstance(error, SubmitError) and error.no_room
+                if gone and no_room and key not in outcome.ambiguous:
+                    # Refused for want of room: nothing of these went out (sbatch said so).
+                    # They wait in hpcx's queue, as if counted out, not failed.
+                    tx.update_runs(
+                        [
+                            {
+                                "run_id": rid,
+                                "status": "queued",
+                                "submission_key": None,
+                                "job_id": None,
+                                "end_reason": None,
+                                "detail": {"why": str(error)},
+                            }
+                            for rid in gone
+                        ],
+                        event="queued",
+                    )
+                    outcome.queued.extend(gone)
+                    if room_left is not None:
+                        room_left = 0
+                    if sub is None:
+                        tx.record_submission(
+                            key,
+                            executor=kind,
+                            state="failed",
+                            detail={"error": str(error), "no_room": True},
+                        )
+                    gone = []
                 if error is not None and key in outcome.ambiguous:
                     # The scheduler may hold them: the next refresh reconciles by name first.
                     outcome.ambiguous_detail[key] = {
@@ -495,6 +562,51 @@ def apply_changes(
         outcome.observed.update(result.observed)
         outcome.problems.extend(result.problems)
     return outcome
+
+
+def _record_provenance(
+    tx: Any, provenance: Mapping[str, Any], runs: Sequence[RunSpec], project_root: Path | None
+) -> None:
+    """Each run's share of the provenance into ``run_meta``."""
+    from hpcx.run.provenance import run_meta
+
+    root = project_root or Path.cwd()
+    # One per manifest, not per run: every run of a manifest has the same
+    # provenance (resolving its path per run was a tenth of applying 1,000).
+    metas: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in runs:
+        if (r.experiment, r.source) not in metas:
+            metas[r.experiment, r.source] = run_meta(provenance, r.experiment, r.source, root)
+    tx.set_run_meta_many({r.run_id: metas[r.experiment, r.source] for r in runs})
+
+
+def _record_queued(
+    tx: Any, runs: Sequence[RunSpec], statuses: Mapping[str, str], kind: str
+) -> None:
+    """Record ``runs`` as ``queued`` (no room under the scheduler's limits now): new ones
+    inserted so, earlier ones (a retry) moved to it; ones already queued are left alone."""
+    new = [r for r in runs if r.run_id not in statuses]
+    if new:
+        tx.record_runs(new, status="queued", event="queued", executor=kind)
+    moved = [r.run_id for r in runs if r.run_id in statuses and statuses[r.run_id] != "queued"]
+    if moved:
+        tx.update_runs(
+            [
+                {
+                    "run_id": rid,
+                    "status": "queued",
+                    "submission_key": None,
+                    "executor": kind,
+                    "job_id": None,
+                    "exit_code": None,
+                    "end_reason": None,
+                    "started_at": None,
+                    "ended_at": None,
+                }
+                for rid in moved
+            ],
+            event="queued",
+        )
 
 
 def _pruner(
@@ -554,6 +666,36 @@ def resubmit_requeued(
         root = Path(harvested.observed[wanted[0]].run_dir or ".").parent.parent
     outcome = apply_changes(changes, writer=writer, runs_root=root, wait=False)
     return list(outcome.submitted)
+
+
+def top_up(writer: Writer, runs_root: Path | None) -> ApplyOutcome | None:
+    """Submit runs waiting in hpcx's queue (``queued``) as far as the scheduler's limits now
+    leave room, oldest first: an apply of those runs, with their specs as the state recorded
+    them, so the intent is recorded before sbatch as for any apply (and what still does not
+    fit stays ``queued``, untouched). None when nothing waits, no room was left, or no runs
+    folder is known. One squeue: the refresh's own poll, reused when it is fresh."""
+    from hpcx.manifest.spec import executor_kind
+    from hpcx.plan.planner import Action, RunChange
+    from hpcx.run.executors import get_executor
+
+    if runs_root is None or not writer.path.exists():
+        return None
+    with writer.open() as store:
+        if store.queued_count() == 0:
+            return None
+    room = get_executor("slurm").room()  # type: ignore[attr-defined]
+    if room.room <= 0:
+        return None
+    with writer.open() as store:
+        stored = store.queued_runs(limit=room.room)
+    changes = [
+        RunChange(Action.RETRY, "queued", s.spec, s.run_id, s.experiment, s.status)
+        for s in stored
+        if executor_kind(s.spec.executor) == "slurm"
+    ]
+    if not changes:
+        return None
+    return apply_changes(changes, writer=writer, runs_root=runs_root, wait=False)
 
 
 def apply_plan(
@@ -824,6 +966,12 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             if state_path.exists():
                 # Creates the schema in an uncreated file.
                 resubmit_requeued(writer, refresh(writer, runs_root=runs), runs)
+                topped = top_up(writer, runs)
+                if topped is not None and topped.submitted:
+                    hooks.note(
+                        f"submitted {len(topped.submitted)} queued run(s) as room freed under "
+                        "the scheduler's limits"
+                    )
                 _prune_behind(writer, hooks)
             if state_path.exists() and not is_uncreated(state_path):
                 with StateStore.open(state_path, read_only=True) as store:
@@ -944,8 +1092,11 @@ WATCH_LOCK_WAIT = 120.0
 
 
 def in_flight_changes(changes: Iterable[RunChange]) -> int:
-    """Runs among ``changes`` found in flight (submitted or running somewhere)."""
-    return sum(1 for c in changes if c.reason == "in-flight")
+    """Runs among ``changes`` found in flight (submitted or running somewhere) or waiting in
+    hpcx's queue for room (``queued``: a later round submits them)."""
+    return sum(
+        1 for c in changes if c.reason in ("in-flight", "queued") or c.prior_status == "queued"
+    )
 
 
 def apply_watch(

@@ -1203,6 +1203,41 @@ class StateStore:
         )
         return {r[0] for r in rows}
 
+    def run_statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """The status of each of these runs the state holds."""
+        ids = list(run_ids)
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, status FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [ids],
+            ).fetchall()
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def queued_runs(self, limit: int | None = None) -> list[StoredRun]:
+        """The runs waiting in hpcx's queue for room under the scheduler's limits (status
+        ``queued``), oldest first (as they were recorded, then by id), each with the spec it
+        was applied with; at most ``limit`` of them."""
+        sql = (
+            "SELECT run_id, experiment, status, spec FROM runs WHERE status = 'queued' "
+            "ORDER BY created_at, run_id"
+        )
+        params: list[Any] = []
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        return [StoredRun(r[0], r[1], r[2], spec_from_dict(json.loads(r[3]))) for r in rows]
+
+    def queued_count(self) -> int:
+        """How many runs wait in hpcx's queue (status ``queued``)."""
+        row = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT count(*) FROM runs WHERE status = 'queued'"
+            ).fetchone()
+        )
+        return int(row[0]) if row else 0
+
     def resolve_run(self, prefix: str) -> RunRef:
         """The one run whose id is ``prefix`` or starts with it, and its run folder.
 

@@ -22,11 +22,21 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hpcx.cluster.limits import (
+    Room,
+    UserLimit,
+    count_jobs,
+    is_limit_error,
+    read_user_limits,
+    room_of,
+    user_name,
+)
 from hpcx.cluster.slurm import (
     _positive_int,
     check_line,
@@ -46,6 +56,7 @@ from hpcx.run.executors.base import (
     write_stop,
 )
 from hpcx.run.rundir import RunDir
+from hpcx.util.backoff import Backoff
 from hpcx.util.files import atomic_write_json, atomic_write_text, link_or_copy, read_json, sync
 from hpcx.util.proc import utcnow
 
@@ -179,9 +190,12 @@ def clean_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """What ``scontrol show config`` says caps a submission (read once per executor)."""
+
     max_array_size: int = 1001
     max_job_count: int = 10000
     accounting: bool = False
+    cluster_name: str | None = None
 
 
 def parse_config(text: str) -> Limits:
@@ -202,7 +216,36 @@ def parse_config(text: str) -> Limits:
         max_array_size=num("MaxArraySize", 1001),
         max_job_count=num("MaxJobCount", 10000),
         accounting=bool(acct) and acct != "accounting_storage/none",
+        cluster_name=conf.get("ClusterName") or None,
     )
+
+
+#: Seconds a process reuses its last ``squeue`` of the user's jobs for a room count (a
+#: refresh polls, then tops up: one squeue for both). Any sbatch of this process forgets it.
+QUEUE_REUSE_S = 2.0
+#: Seconds the submit limits read through sacctmgr are reused (a watch reads them again).
+USER_LIMITS_REUSE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """One line of ``squeue --user``: a job or array task of this user."""
+
+    job_id: str
+    state: str
+    reason: str
+    name: str
+
+
+#: The last squeue of the user's jobs, per cluster (SLURM_CONF): (monotonic time, jobs).
+_QUEUE_CACHE: dict[str, tuple[float, tuple[QueuedJob, ...]]] = {}
+#: The submit limits last read, per cluster: (monotonic time, limits or None).
+_LIMITS_CACHE: dict[str, tuple[float, list[UserLimit] | None]] = {}
+
+
+def forget_queue() -> None:
+    """Drop the reused squeue answer (after any sbatch: the queue has grown)."""
+    _QUEUE_CACHE.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +258,10 @@ class _Chunk:
 class SlurmExecutor(Executor):
     """Options: ``sbatch`` (pass-through options, allow-listed), ``array_throttle`` (the
     ``%N`` of each array), ``python`` (interpreter on the nodes, default this one),
-    ``sbatch_timeout`` (seconds), ``max_array_size`` (cap below the cluster's own)."""
+    ``sbatch_timeout`` (seconds), ``max_array_size`` (cap below the cluster's own),
+    ``max_jobs`` (at most this many of the user's jobs pending or running at once, below the
+    scheduler's own limits), ``poll_retries`` (times a squeue that cannot reach the controller
+    is tried again, waiting ``poll_backoff`` seconds, doubled each time; defaults 2 and 1)."""
 
     kind = "slurm"
 
@@ -229,6 +275,22 @@ class SlurmExecutor(Executor):
             raise InvalidOptionError("executor.setup must be a list of lines (strings)")
         self.setup: tuple[str, ...] = tuple(check_line("setup line", x) for x in setup)
         self.timeout = float(self.options.get("sbatch_timeout", 60))
+        cap = self.options.get("max_jobs")
+        self.max_jobs: int | None = None if cap is None else _positive_int("max_jobs", cap)
+        retries = self.options.get("poll_retries", 2)
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise InvalidOptionError(
+                f"executor.poll_retries must be a whole number 0 or above, not {retries!r}"
+            )
+        self.poll_retries = retries
+        backoff = self.options.get("poll_backoff", 1.0)
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff <= 0:
+            raise InvalidOptionError(
+                f"executor.poll_backoff must be a number of seconds above 0, not {backoff!r}"
+            )
+        self.poll_backoff = float(backoff)
+        #: How this executor waits between tries (tests replace it).
+        self.sleep = time.sleep
         self.env = clean_env()
         self._limits: Limits | None = None
         #: Job ids whose pending cancel this process has sent again (see _retry_cancels).
@@ -267,6 +329,87 @@ class SlurmExecutor(Executor):
                 limits = replace(limits, max_array_size=min(limits.max_array_size, int(cap)))
             self._limits = limits
         return self._limits
+
+    def _cluster_key(self) -> str:
+        return self.env.get("SLURM_CONF", "")
+
+    def user_queue(self, *, reuse: bool = False) -> tuple[QueuedJob, ...]:
+        """Every job (array tasks one by one) of this user the controller holds, ended ones
+        within MinJobAge too: one ``squeue --user``, whatever their names, tried again with
+        backoff while the controller does not answer. ``reuse``: the answer this process got
+        less than :data:`QUEUE_REUSE_S` ago, when no sbatch went out since."""
+        key = self._cluster_key()
+        hit = _QUEUE_CACHE.get(key)
+        if reuse and hit is not None and time.monotonic() - hit[0] < QUEUE_REUSE_S:
+            return hit[1]
+        argv = ["squeue", "-h", "-r", "-t", "all", f"--user={os.getuid()}"]
+        argv += ["-o", "%i|%T|%r|%j"]
+        backoff = Backoff(base=self.poll_backoff, cap=max(self.poll_backoff, 60.0), slow=1e9)
+        tries = 0
+        while True:
+            try:
+                proc = self._cmd(argv)
+                err = proc.stderr.strip()
+                unreachable = proc.returncode != 0 and any(m in err.lower() for m in _AMBIGUOUS)
+                if proc.returncode != 0 and not unreachable:
+                    raise SchedulerError(f"squeue failed: {err or f'exit code {proc.returncode}'}")
+                if not unreachable:
+                    break
+                why = err
+            except SchedulerError as exc:
+                if "did not answer" not in str(exc):
+                    raise
+                why = str(exc)
+            tries += 1
+            if tries > self.poll_retries:
+                raise SchedulerError(
+                    f"cannot reach the SLURM controller: squeue failed {tries} time(s): {why}",
+                    hint="nothing was changed; is slurmctld up? (`scontrol ping`) Try again "
+                    "once it answers",
+                )
+            self.sleep(backoff.next(ok=False))
+        jobs = []
+        for line in proc.stdout.splitlines():
+            parts = line.split("|", 3)
+            if len(parts) == 4:
+                jobs.append(QueuedJob(*(p.strip() for p in parts)))
+        out = tuple(jobs)
+        _QUEUE_CACHE[key] = (time.monotonic(), out)
+        return out
+
+    def user_limits(self) -> list[UserLimit]:
+        """The submit limits accounting sets on this user (``sacctmgr``: its associations'
+        MaxSubmitJobs, its QOS's MaxSubmitJobsPerUser), live (reused for
+        :data:`USER_LIMITS_REUSE_S`); none without accounting."""
+        if not self.limits().accounting:
+            return []
+        key = self._cluster_key()
+        hit = _LIMITS_CACHE.get(key)
+        if hit is not None and time.monotonic() - hit[0] < USER_LIMITS_REUSE_S:
+            return list(hit[1] or [])
+
+        def run(argv: list[str]) -> str | None:
+            proc = self._cmd(argv)
+            return proc.stdout if proc.returncode == 0 else None
+
+        found = read_user_limits(run, user_name(), self.limits().cluster_name)
+        _LIMITS_CACHE[key] = (time.monotonic(), found)
+        return list(found or [])
+
+    def room(self, *, reuse: bool = True) -> Room:
+        """How many more jobs (array tasks one each) may go out now without the scheduler
+        refusing any: the least, over MaxJobCount, the accounting limits and ``max_jobs``,
+        of the limit less what the user has against it (one squeue, reused from this
+        process's last poll when it is fresh)."""
+        queue = self.user_queue(reuse=reuse)
+        active, held = count_jobs(j.state for j in queue)
+        return room_of(
+            max_job_count=self.limits().max_job_count,
+            user_limits=self.user_limits(),
+            active=active,
+            held=held,
+            cap=self.max_jobs,
+        )
 
     # -- submit
 
@@ -390,6 +533,7 @@ class SlurmExecutor(Executor):
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
+            forget_queue()
             raise SubmitError(
                 f"sbatch did not answer within {self.timeout:g}s",
                 ambiguous=True,
@@ -397,7 +541,15 @@ class SlurmExecutor(Executor):
             ) from exc
         except FileNotFoundError as exc:
             raise SubmitError("sbatch not found: is SLURM installed here?") from exc
+        forget_queue()
         err = proc.stderr.strip()
+        if proc.returncode != 0 and is_limit_error(err):
+            raise SubmitError(
+                f"sbatch refused: no room under the scheduler's limits: {err}",
+                no_room=True,
+                hint="the runs wait in hpcx's queue (status queued); `hpcx refresh` submits "
+                "them as jobs finish",
+            )
         if proc.returncode != 0:
             ambiguous = any(s in err.lower() for s in _AMBIGUOUS)
             raise SubmitError(
@@ -447,21 +599,13 @@ class SlurmExecutor(Executor):
     # -- status
 
     def squeue(self, names: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """job id (``123`` or ``123_4``) -> (state, reason) for jobs with these names: one call."""
-        names = sorted(set(names))
-        if not names:
+        """job id (``123`` or ``123_4``) -> (state, reason) for this user's jobs with these
+        names: one ``squeue --user`` whatever their number (a ``--name=`` list of hundreds of
+        submission keys would grow past what a command line holds), filtered here."""
+        wanted = set(names)
+        if not wanted:
             return {}
-        proc = self._cmd(
-            ["squeue", "-h", "-r", "-t", "all", "--name=" + ",".join(names), "-o", "%i|%T|%r|%k"]
-        )
-        if proc.returncode != 0:
-            raise SchedulerError(f"squeue failed: {proc.stderr.strip()}")
-        out: dict[str, tuple[str, str]] = {}
-        for line in proc.stdout.splitlines():
-            parts = line.split("|")
-            if len(parts) >= 3:
-                out[parts[0].strip()] = (parts[1].strip(), parts[2].strip())
-        return out
+        return {j.job_id: (j.state, j.reason) for j in self.user_queue() if j.name in wanted}
 
     def sacct(self, job_ids: Iterable[str]) -> dict[str, str]:
         ids = sorted(set(job_ids))
