@@ -581,3 +581,39 @@ class AccountingSlurmCluster(SlurmCluster):
         super().stop()
         self._stop_daemon("slurmdbd")
         self._stop_daemon("mysqld", timeout=30)
+
+
+def command_shims(folder: Path, log: Path, names: tuple[str, ...] = ()) -> Path:
+    """A folder of wrappers for SLURM's commands (sbatch, squeue, sacct, sacctmgr, scontrol,
+    scancel by default): each appends ``name<TAB>exit code<TAB>args`` to ``log``, then exits
+    as the real command did. Put the folder first on PATH to count what hpcx calls."""
+    import shlex
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names or ("sbatch", "squeue", "sacct", "sacctmgr", "scontrol", "scancel"):
+        real = shutil.which(name)
+        if real is None:
+            continue
+        script = folder / name
+        script.write_text(
+            "#!/bin/bash\n"
+            f'{shlex.quote(real)} "$@"\n'
+            "rc=$?\n"
+            f'printf "%s\\t%s\\t%s\\n" {shlex.quote(name)} "$rc" "$*" >> {shlex.quote(str(log))}\n'
+            "exit $rc\n"
+        )
+        script.chmod(0o755)
+    return folder
+
+
+def shim_calls(log: Path) -> list[tuple[str, int, str]]:
+    """What :func:`command_shims` logged: (command, exit code, args) per call."""
+    try:
+        text = log.read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        name, rc, args = [*line.split("\t", 2), "", ""][:3]
+        out.append((name, int(rc), args))
+    return out

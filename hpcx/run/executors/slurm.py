@@ -261,7 +261,9 @@ class SlurmExecutor(Executor):
     ``sbatch_timeout`` (seconds), ``max_array_size`` (cap below the cluster's own),
     ``max_jobs`` (at most this many of the user's jobs pending or running at once, below the
     scheduler's own limits), ``poll_retries`` (times a squeue that cannot reach the controller
-    is tried again, waiting ``poll_backoff`` seconds, doubled each time; defaults 2 and 1)."""
+    is tried again, waiting ``poll_backoff`` seconds, doubled each time; defaults 2 and 1, or
+    ``HPCX_SLURM_POLL_RETRIES``/``HPCX_SLURM_POLL_BACKOFF``: a refresh polls without the
+    manifest's options)."""
 
     kind = "slurm"
 
@@ -277,13 +279,17 @@ class SlurmExecutor(Executor):
         self.timeout = float(self.options.get("sbatch_timeout", 60))
         cap = self.options.get("max_jobs")
         self.max_jobs: int | None = None if cap is None else _positive_int("max_jobs", cap)
-        retries = self.options.get("poll_retries", 2)
+        retries = self.options.get("poll_retries")
+        if retries is None:
+            retries = _env_number("HPCX_SLURM_POLL_RETRIES", 2, int)
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise InvalidOptionError(
                 f"executor.poll_retries must be a whole number 0 or above, not {retries!r}"
             )
         self.poll_retries = retries
-        backoff = self.options.get("poll_backoff", 1.0)
+        backoff = self.options.get("poll_backoff")
+        if backoff is None:
+            backoff = _env_number("HPCX_SLURM_POLL_BACKOFF", 1.0, float)
         if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff <= 0:
             raise InvalidOptionError(
                 f"executor.poll_backoff must be a number of seconds above 0, not {backoff!r}"
@@ -763,6 +769,20 @@ class SlurmExecutor(Executor):
             return None
         self._record(folder, intent, job_ids)
         return self._submission(key, folder, chunks, job_ids)
+
+
+def _env_number(name: str, default: Any, kind: Any) -> Any:
+    """A number from the environment (a refresh polls without the manifest's options), the
+    default when unset; a value that is not one is refused, naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidOptionError(
+            f"{name}={raw!r} is not a number", hint=f"unset it, or give e.g. {name}={default}"
+        ) from None
 
 
 def _link(script: Path, rd: RunDir) -> None:
