@@ -186,3 +186,78 @@ def room_of(
         return Room(room=1 << 30, limit=1 << 30, used=active, source="no limit")
     source, limit, used = min(seen, key=lambda t: (t[1] - t[2], t[0]))
     return Room(max(0, limit - used), limit, used, source, tuple(seen))
+
+
+def parse_config_limits(text: str) -> dict[str, Any]:
+    """MaxJobCount, MaxArraySize, whether accounting is on, and ClusterName from ``scontrol
+    show config`` (what is missing is left out)."""
+    conf: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            conf[key.strip()] = value.strip()
+    out: dict[str, Any] = {}
+    for key, name in (("MaxJobCount", "max_job_count"), ("MaxArraySize", "max_array_size")):
+        words = conf.get(key, "").split()
+        if words and words[0].isdigit() and int(words[0]) > 0:
+            out[name] = int(words[0])
+    acct = conf.get("AccountingStorageType")
+    if acct is not None:
+        out["accounting"] = bool(acct) and acct != "accounting_storage/none"
+    if conf.get("ClusterName"):
+        out["cluster_name"] = conf["ClusterName"]
+    return out
+
+
+def discover_limits(run: Runner, config_text: str) -> dict[str, Any]:
+    """A profile's ``spec.limits`` from ``scontrol show config`` and, where accounting is on,
+    the user's submit limits (sacctmgr). Empty when the config says nothing."""
+    conf = parse_config_limits(config_text)
+    cluster = conf.pop("cluster_name", None)
+    if not conf:
+        return {}
+    if conf.get("accounting"):
+        user = user_name()
+        found = read_user_limits(run, user, cluster)
+        if found is not None:
+            conf["user"] = user
+            conf["max_submit_jobs"] = found[0].limit if found else None
+            conf["max_submit_source"] = found[0].source if found else None
+    return conf
+
+
+def scheduler_answers(run: Runner) -> bool:
+    """Whether a SLURM controller answers here (``scontrol ping``: one try, no retries, so
+    a machine without SLURM or with its controller down is told at once)."""
+    out = run(["scontrol", "ping"])
+    return out is not None and "UP" in out
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLimits:
+    """What the scheduler says now: its limits, the user's submit limits and jobs."""
+
+    max_job_count: int | None
+    max_array_size: int | None
+    user_limits: tuple[UserLimit, ...]
+    active: int
+    held: int
+
+
+def read_live(run: Runner) -> LiveLimits | None:
+    """The limits and the user's jobs now (``scontrol show config``, ``sacctmgr`` where
+    accounting is on, one ``squeue --user``), or None when SLURM does not answer."""
+    if not scheduler_answers(run):
+        return None
+    config = run(["scontrol", "show", "config"])
+    queue = run(["squeue", "-h", "-r", "-t", "all", f"--user={os.getuid()}", "-o", "%T"])
+    if config is None or queue is None:
+        return None
+    conf = parse_config_limits(config)
+    users: list[UserLimit] = []
+    if conf.get("accounting"):
+        users = read_user_limits(run, user_name(), conf.get("cluster_name")) or []
+    active, held = count_jobs(s.strip() for s in queue.splitlines() if s.strip())
+    return LiveLimits(
+        conf.get("max_job_count"), conf.get("max_array_size"), tuple(users), active, held
+    )

@@ -3,6 +3,8 @@ output read, every limit counted, sbatch's refusals told apart; and the backoff 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from hpcx.cluster.limits import (
@@ -106,3 +108,73 @@ def test_backoff_doubles_on_failure_and_slowness_and_resets() -> None:
 def test_backoff_refuses_nonsense(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="backoff needs"):
         Backoff(**kw)
+
+
+def test_discovered_limits_go_into_a_profile_that_loads_back(tmp_path: Any) -> None:
+    from hpcx.cluster.discover import discover
+    from hpcx.cluster.limits import discover_limits, user_name
+    from hpcx.cluster.profiles import load_profile, profile_yaml
+
+    config = (
+        "ClusterName = c1\nMaxJobCount = 20000\nMaxArraySize = 4001\n"
+        "AccountingStorageType = accounting_storage/slurmdbd\n"
+    )
+
+    def run(argv: list[str]) -> str | None:
+        if argv[:3] == ["scontrol", "show", "config"]:
+            return config
+        if argv[:3] == ["scontrol", "show", "partition"]:
+            return "PartitionName=p Default=YES MaxTime=1-00:00:00 TotalNodes=2 State=UP\n"
+        if argv[:3] == ["scontrol", "show", "node"]:
+            return "NodeName=n1 CPUTot=8 RealMemory=16000 Partitions=p Gres=(null)\n"
+        if argv[0] == "sinfo":
+            return "p*\n"
+        if argv[:5] == ["sacctmgr", "-n", "-P", "show", "assoc"]:
+            assert "cluster=c1" in argv and f"user={user_name()}" in argv
+            return ASSOC
+        if argv[:5] == ["sacctmgr", "-n", "-P", "show", "qos"]:
+            return QOS
+        return None
+
+    limits = discover_limits(run, config)
+    assert limits == {
+        "max_job_count": 20000,
+        "max_array_size": 4001,
+        "accounting": True,
+        "user": user_name(),
+        "max_submit_jobs": 5,
+        "max_submit_source": "QOS small MaxSubmitJobsPerUser",
+    }
+    doc = discover(run)
+    assert doc["spec"]["limits"] == limits
+    path = tmp_path / "c1.yaml"
+    path.write_text(profile_yaml(doc))
+    loaded = load_profile(path).limits
+    assert loaded is not None and loaded.max_submit_jobs == 5 and loaded.max_array_size == 4001
+
+
+def test_limits_without_accounting_record_the_config_only() -> None:
+    from hpcx.cluster.limits import discover_limits
+
+    def run(argv: list[str]) -> str | None:
+        raise AssertionError(f"no sacctmgr without accounting: {argv}")
+
+    text = "MaxJobCount = 50\nAccountingStorageType = accounting_storage/none\n"
+    assert discover_limits(run, text) == {"max_job_count": 50, "accounting": False}
+    assert discover_limits(run, "") == {}
+
+
+def test_a_profile_with_bad_limits_is_refused(tmp_path: Any) -> None:
+    from hpcx.cluster.profiles import load_profile
+    from hpcx.errors import ClusterProfileError
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "apiVersion: hpcx/v1\nkind: Cluster\nmetadata: {name: c}\n"
+        "spec:\n  limits: {max_submit_jobs: -3, max_jobs: 5}\n"
+        "  partitions: {p: {gpus_per_node: 0}}\n"
+    )
+    with pytest.raises(ClusterProfileError) as err:
+        load_profile(path)
+    text = str(err.value) + " ".join(getattr(err.value, "problems", []) or [])
+    assert "limits" in text

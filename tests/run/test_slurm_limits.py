@@ -171,7 +171,7 @@ def test_a_refresh_that_cannot_reach_the_controller_changes_nothing(
     acct: Any, project: Any, tmp_path: Path
 ) -> None:
     root = project({"s": _sweep("s", 7, ["--sleep", "30", "{params.i}"])})
-    env = _env(acct, HPCX_SLURM_POLL_RETRIES="1", HPCX_SLURM_POLL_BACKOFF="0.2")
+    env = _env(acct, HPCX_SLURM_POLL_RETRIES="0")
     doc = json.loads(hpcx(root, "apply", "--yes", "--json", env=env, check=True).stdout)
     assert doc["submitted"] == 5 and doc["queued"] == 2
 

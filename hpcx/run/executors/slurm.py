@@ -261,7 +261,7 @@ class SlurmExecutor(Executor):
     ``sbatch_timeout`` (seconds), ``max_array_size`` (cap below the cluster's own),
     ``max_jobs`` (at most this many of the user's jobs pending or running at once, below the
     scheduler's own limits), ``poll_retries`` (times a squeue that cannot reach the controller
-    is tried again, waiting ``poll_backoff`` seconds, doubled each time; defaults 2 and 1, or
+    is tried again, waiting ``poll_backoff`` seconds, doubled each time; defaults 1 and 1, or
     ``HPCX_SLURM_POLL_RETRIES``/``HPCX_SLURM_POLL_BACKOFF``: a refresh polls without the
     manifest's options)."""
 
@@ -281,7 +281,7 @@ class SlurmExecutor(Executor):
         self.max_jobs: int | None = None if cap is None else _positive_int("max_jobs", cap)
         retries = self.options.get("poll_retries")
         if retries is None:
-            retries = _env_number("HPCX_SLURM_POLL_RETRIES", 2, int)
+            retries = _env_number("HPCX_SLURM_POLL_RETRIES", 1, int)
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise InvalidOptionError(
                 f"executor.poll_retries must be a whole number 0 or above, not {retries!r}"
