@@ -1089,6 +1089,32 @@ class _Confirmed(ApplyHooks):
 
 #: Seconds a later round of ``apply --watch`` waits for the writer lock.
 WATCH_LOCK_WAIT = 120.0
+#: The longest wait between rounds of ``apply --watch`` while the controller is slow or down.
+WATCH_BACKOFF_CAP = 300.0
+#: A round that took longer than this (seconds) counts as slow: the next wait doubles.
+WATCH_SLOW_ROUND = 60.0
+#: Rounds in a row that cannot reach the scheduler before the watch gives up (the error).
+WATCH_UNREACHABLE_ROUNDS = 10
+
+
+def min_poll_interval() -> float:
+    """The least seconds between two polls of a watch loop: ``HPCX_MIN_POLL_INTERVAL``
+    (default 1; a site that asks users to poll no faster than every 30 s sets 30)."""
+    import os
+
+    raw = os.environ.get("HPCX_MIN_POLL_INTERVAL", "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise PlanError(
+            f"HPCX_MIN_POLL_INTERVAL={raw!r} is not a number of seconds above 0",
+            hint="unset it, or give e.g. HPCX_MIN_POLL_INTERVAL=30",
+        )
+    return value
 
 
 def in_flight_changes(changes: Iterable[RunChange]) -> int:
@@ -1114,17 +1140,39 @@ def apply_watch(
     asks for confirmation; later ones apply what their plan says. A run that fails is retried
     at most once per watch, so a run that always fails cannot keep the watch going.
     """
+    from hpcx.errors import SchedulerError
+    from hpcx.util.backoff import Backoff
+
     hooks = hooks if hooks is not None else ApplyHooks()
     out = WatchResult()
     retried: set[str] = set()
     current: ApplyHooks = hooks
+    # Never faster than the minimum poll interval; slower while the controller is slow or
+    # down (a round that fails to reach it, or takes long, doubles the wait, up to the cap).
+    backoff = Backoff(
+        base=max(interval, min_poll_interval()),
+        cap=max(interval, min_poll_interval(), WATCH_BACKOFF_CAP),
+        slow=WATCH_SLOW_ROUND,
+    )
     while True:
         req = dataclasses.replace(request, no_retry=frozenset(retried) | request.no_retry)
         if out.rounds:
             # Unattended: a refresh or a note that holds the state at a round's start is
             # waited for, not a reason to stop the watch.
             req = dataclasses.replace(req, lock_timeout=max(req.lock_timeout, WATCH_LOCK_WAIT))
-        result = apply_session(req, current)
+        started = time.monotonic()
+        try:
+            result = apply_session(req, current)
+        except SchedulerError as exc:
+            # The first round reports it (nothing was applied); a later one waits and tries
+            # again: the runs are on the cluster, the controller is what is away.
+            if not out.rounds or backoff.strikes + 1 >= WATCH_UNREACHABLE_ROUNDS:
+                raise
+            wait = backoff.next(ok=False)
+            hooks.warn(f"{exc}; trying again in {wait:g}s")
+            sleep(wait)
+            continue
+        took = time.monotonic() - started
         out.rounds.append(result)
         if on_round is not None:
             on_round(len(out.rounds), result)
@@ -1151,7 +1199,8 @@ def apply_watch(
             and _all_local(outcome)
         ):
             continue  # the local queue ran them here: plan again at once
-        submitted = outcome is not None and bool(outcome.submissions)
+        # Runs left queued for room are this watch's to submit: a later round tops them up.
+        submitted = outcome is not None and bool(outcome.submissions or outcome.queued)
         # In flight among the experiments this watch applies (not others it was not asked to).
         watched = {c.experiment for c in result.review.selected}
         plan_changes = result.review.plan.changes
@@ -1160,7 +1209,7 @@ def apply_watch(
         ):
             out.stopped = "done"
             return out
-        sleep(interval)
+        sleep(backoff.next(ok=True, took=took))
 
 
 def _all_local(outcome: ApplyOutcome) -> bool:
