@@ -74,6 +74,12 @@ def test_a_sweep_larger_than_the_limit_finishes_through_top_ups(
     root = project({"big": _sweep("big", 12, ["--log", str(log), "--sleep", "1", "{params.i}"])})
     env = _env(acct, shims)
 
+    plan = json.loads(hpcx(root, "plan", "--json", env=env, check=True).stdout)["submission"]
+    assert (plan["tasks"], plan["arrays"], plan["limit"], plan["in_queue"]) == (12, 1, 5, 0)
+    assert (plan["go_now"], plan["wait"], plan["limits_from"]) == (5, 7, "live")
+    text = hpcx(root, "plan", env=env, check=True).stdout
+    assert "12 runs -> 12 jobs" in text and "5 go at once, 7 wait in hpcx's queue" in text
+
     out = hpcx(root, "apply", "--yes", "--json", env=env, check=True)
     doc = json.loads(out.stdout)
     assert doc["submitted"] == 5 and doc["queued"] == 7

@@ -239,6 +239,8 @@ class QueuedJob:
 
 #: The last squeue of the user's jobs, per cluster (SLURM_CONF): (monotonic time, jobs).
 _QUEUE_CACHE: dict[str, tuple[float, tuple[QueuedJob, ...]]] = {}
+#: ``scontrol show config`` last read, per cluster: (monotonic time, its limits).
+_CONFIG_CACHE: dict[str, tuple[float, Limits]] = {}
 #: The submit limits last read, per cluster: (monotonic time, limits or None).
 _LIMITS_CACHE: dict[str, tuple[float, list[UserLimit] | None]] = {}
 
@@ -326,10 +328,17 @@ class SlurmExecutor(Executor):
 
     def limits(self) -> Limits:
         if self._limits is None:
-            proc = self._cmd(["scontrol", "show", "config"])
-            if proc.returncode != 0:
-                raise SchedulerError(f"scontrol show config failed: {proc.stderr.strip()}")
-            limits = parse_config(proc.stdout)
+            key = self._cluster_key()
+            hit = _CONFIG_CACHE.get(key)
+            if hit is not None and time.monotonic() - hit[0] < USER_LIMITS_REUSE_S:
+                limits = hit[1]
+            else:
+                proc = self._cmd(["scontrol", "show", "config"])
+                if proc.returncode != 0:
+                    raise SchedulerError(f"scontrol show config failed: {proc.stderr.strip()}")
+                limits = parse_config(proc.stdout)
+                # Every executor of this process asks the same controller: once a minute.
+                _CONFIG_CACHE[key] = (time.monotonic(), limits)
             cap = self.options.get("max_array_size")
             if cap:
                 limits = replace(limits, max_array_size=min(limits.max_array_size, int(cap)))
@@ -337,7 +346,13 @@ class SlurmExecutor(Executor):
         return self._limits
 
     def _cluster_key(self) -> str:
-        return self.env.get("SLURM_CONF", "")
+        """Which cluster (its SLURM_CONF, as changed last): what this process reuses of one
+        answer is never taken for another's, nor for the same file rewritten."""
+        conf = self.env.get("SLURM_CONF", "")
+        try:
+            return f"{conf}@{os.stat(conf or '/etc/slurm/slurm.conf').st_mtime_ns}"
+        except OSError:
+            return conf
 
     def user_queue(self, *, reuse: bool = False) -> tuple[QueuedJob, ...]:
         """Every job (array tasks one by one) of this user the controller holds, ended ones
