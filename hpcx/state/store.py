@@ -1229,6 +1229,15 @@ class StateStore:
         rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
         return [StoredRun(r[0], r[1], r[2], spec_from_dict(json.loads(r[3]))) for r in rows]
 
+    def queued_run_ids(self) -> list[str]:
+        """The ids of the runs waiting in hpcx's queue (status ``queued``)."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id FROM runs WHERE status = 'queued' ORDER BY run_id"
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
     def queued_count(self) -> int:
         """How many runs wait in hpcx's queue (status ``queued``)."""
         row = self._guard_read(
