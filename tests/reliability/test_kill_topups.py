@@ -29,7 +29,7 @@ from campaign_helpers import (
 )
 from support.slurm import command_shims, shim_calls
 
-KILLS = {"ci": (15, 1), "long": (90, 24)}  # (runs, kills), under a limit of LIMIT
+KILLS = {"ci": (12, 1), "long": (90, 24)}  # (runs, kills), under a limit of LIMIT
 LIMIT = 3
 SIZES = [pytest.param("ci", id="ci"), pytest.param("long", id="long", marks=pytest.mark.slow)]
 

@@ -191,9 +191,15 @@ def test_a_refresh_that_cannot_reach_the_controller_changes_nothing(
         )
 
     before = snapshot()
+    # The same cluster, read by commands that give up on a stopped controller after 2 s
+    # instead of the fixture's 10 (squeue retries its connection that long).
+    impatient = tmp_path / "impatient.conf"
+    impatient.write_text(
+        acct.conf_path.read_text().replace("MessageTimeout=10", "MessageTimeout=2")
+    )
     acct.stop_controller()
     try:
-        out = hpcx(root, "refresh", env=env)
+        out = hpcx(root, "refresh", env={**env, "SLURM_CONF": str(impatient)})
         assert out.returncode == 1
         assert "cannot reach the SLURM controller" in out.stderr
         assert "nothing was changed" in out.stderr
