@@ -344,9 +344,10 @@ def apply_changes(
     room_left: int | None = None
     for kind, options_json in groups:
         if kind == "slurm":
-            counted = get_executor(kind, json.loads(options_json)).room()  # type: ignore[attr-defined]
-            outcome.room = counted.to_dict()
-            room_left = counted.room
+            counted = get_executor(kind, json.loads(options_json)).room()
+            if counted is not None:
+                outcome.room = counted.to_dict()
+                room_left = counted.room
             break
 
     # The state opened once for the owner check, the settings updates and the first intent
@@ -683,8 +684,8 @@ def top_up(writer: Writer, runs_root: Path | None) -> ApplyOutcome | None:
     with writer.open() as store:
         if store.queued_count() == 0:
             return None
-    room = get_executor("slurm").room()  # type: ignore[attr-defined]
-    if room.room <= 0:
+    room = get_executor("slurm").room()
+    if room is None or room.room <= 0:
         return None
     with writer.open() as store:
         stored = store.queued_runs(limit=room.room)
