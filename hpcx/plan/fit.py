@@ -591,6 +591,7 @@ def submission_outlook(
     import json
 
     from hpcx.cluster.limits import UserLimit, read_live, room_of
+    from hpcx.util.memo import ByIdentity
 
     slurm = [r for r in runs if _executor_type(r) == "slurm"]
     if not slurm and not already_queued:
@@ -603,12 +604,11 @@ def submission_outlook(
         recorded.max_array_size if recorded else None
     )
     size = max(1, array_size or 1001)
+    # Runs of a manifest share their resources and executor objects: each encoded once.
+    encode = ByIdentity(lambda obj: json.dumps(obj, sort_keys=True, default=str))
     groups: dict[tuple[str, str], int] = {}
     for r in slurm:
-        key = (
-            json.dumps(r.resources, sort_keys=True, default=str),
-            json.dumps(r.executor, sort_keys=True, default=str),
-        )
+        key = (encode(r.resources), encode(r.executor))
         groups[key] = groups.get(key, 0) + 1
     arrays = singles = 0
     for count in groups.values():
