@@ -1,4 +1,5 @@
-"""The SLURM executor: job arrays through ``sbatch --parsable``, status through one ``squeue``.
+"""The SLURM executor: job arrays through ``sbatch --parsable``, status through one
+``squeue --user`` per poll, and the room the scheduler's limits leave (:meth:`room`).
 
 A submission (one key) lives in ``<runs_root>/.submissions/<key>/``::
 
@@ -8,7 +9,10 @@ A submission (one key) lives in ``<runs_root>/.submissions/<key>/``::
     slurm-%A_%a.out   sbatch's own output (the wrapper's; the program's goes to the run folder)
 
 Runs with the same resources and options share an array; arrays are split to the cluster's
-MaxArraySize (task ids must stay below it) and the whole submission must fit MaxJobCount.
+MaxArraySize (task ids must stay below it). How many runs go out at once is apply's to decide
+from :meth:`SlurmExecutor.room` (every array task one job against MaxSubmitJobs and
+MaxJobCount: hpcx.cluster.limits); an sbatch refused for want of room anyway raises
+``SubmitError(no_room=True)``, and apply keeps those runs ``queued``.
 Every job is named ``hpcx-<key>`` with ``hpcx:<key>:<chunk>`` in its comment, so ``squeue``
 finds it by name after a crash (:meth:`SlurmExecutor.reconcile`).
 
