@@ -304,8 +304,13 @@ def apply_changes(
     on_submitted: Callable[[Submission], None] | None = None,
     project_root: Path | None = None,
     provenance: Mapping[str, Any] | None = None,
+    from_queue: bool = False,
 ) -> ApplyOutcome:
     """Apply ``changes`` (already selected), writing the state through ``writer``.
+
+    ``from_queue``: these are queued runs being topped up (:func:`top_up`); the submission
+    says so, and a refresh that finds it never reached the scheduler puts its runs back in
+    the queue rather than marking them lost.
 
     SLURM runs go out only as far as the scheduler's limits leave room (the executor's
     ``room()``: every array task one job); the rest are recorded ``queued`` with no job, in
@@ -441,7 +446,7 @@ def apply_changes(
                     executor=kind,
                     state="intent",
                     run_ids=ids,
-                    detail={"options": options, "runs_root": str(runs_root)},
+                    detail=_submission_detail(options, runs_root, from_queue),
                 )
             # 2. submit (the state is closed: nothing holds it while the scheduler answers)
             sub: Submission | None = None
@@ -525,8 +530,7 @@ def apply_changes(
                         job_ids=list(sub.job_ids) if sub else [],
                         # The whole detail is replaced: keep what refresh needs to reconcile.
                         detail={
-                            "options": options,
-                            "runs_root": str(runs_root),
+                            **_submission_detail(options, runs_root, from_queue),
                             "error": str(error),
                         },
                     )
@@ -563,6 +567,16 @@ def apply_changes(
         outcome.observed.update(result.observed)
         outcome.problems.extend(result.problems)
     return outcome
+
+
+def _submission_detail(
+    options: Mapping[str, Any], runs_root: Path, from_queue: bool
+) -> dict[str, Any]:
+    """What a submission row keeps for a refresh to reconcile it."""
+    detail: dict[str, Any] = {"options": options, "runs_root": str(runs_root)}
+    if from_queue:
+        detail["from_queue"] = True
+    return detail
 
 
 def _record_provenance(
@@ -696,7 +710,9 @@ def top_up(writer: Writer, runs_root: Path | None) -> ApplyOutcome | None:
     ]
     if not changes:
         return None
-    return apply_changes(changes, writer=writer, runs_root=runs_root, wait=False)
+    return apply_changes(
+        changes, writer=writer, runs_root=runs_root, wait=False, from_queue=True
+    )
 
 
 def apply_plan(
