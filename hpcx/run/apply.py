@@ -347,9 +347,12 @@ def apply_changes(
     # The room under the scheduler's limits, counted before the state is opened (a squeue is
     # a process: none is started while DuckDB's threads are live). Shared by the SLURM groups.
     room_left: int | None = None
+    made: dict[tuple[str, str], Any] = {}  # the executor that counted: its group uses it
     for kind, options_json in groups:
         if kind == "slurm":
-            counted = get_executor(kind, json.loads(options_json)).room()
+            counter = get_executor(kind, json.loads(options_json), progress=progress)
+            made[kind, options_json] = counter
+            counted = counter.room()
             if counted is not None:
                 outcome.room = counted.to_dict()
                 room_left = counted.room
@@ -382,7 +385,9 @@ def apply_changes(
             # For the first group the state is still open here: building an executor must
             # start no process (a fork with DuckDB's threads live); executors start theirs in
             # submit, after the intent's transaction has closed the state.
-            ex = get_executor(kind, options, progress=progress)
+            ex = made.pop((kind, options_json), None) or get_executor(
+                kind, options, progress=progress
+            )
             key = new_key()
             runs = [c.run for c in group if c.run is not None]
             held: list[RunSpec] = []
