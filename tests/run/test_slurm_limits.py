@@ -66,6 +66,20 @@ def test_the_limits_are_read_live_from_accounting(acct: Any, monkeypatch: Any) -
     assert ex.room(reuse=False).room == 3
 
 
+def test_discover_records_the_limits_in_the_profile(acct: Any, monkeypatch: Any) -> None:
+    from hpcx.cluster.discover import discover
+    from hpcx.cluster.limits import user_name
+
+    monkeypatch.setenv("SLURM_CONF", acct.env["SLURM_CONF"])
+    limits = discover()["spec"]["limits"]
+    assert limits["accounting"] is True and limits["user"] == user_name()
+    assert (limits["max_submit_jobs"], limits["max_submit_source"]) == (
+        5,
+        "QOS small MaxSubmitJobsPerUser",
+    )
+    assert limits["max_job_count"] >= 1 and limits["max_array_size"] >= 1
+
+
 def test_a_sweep_larger_than_the_limit_finishes_through_top_ups(
     acct: Any, project: Any, tmp_path: Path
 ) -> None:
