@@ -34,6 +34,30 @@ LIMIT = 3
 SIZES = [pytest.param("ci", id="ci"), pytest.param("long", id="long", marks=pytest.mark.slow)]
 
 
+def _explain(cluster: Any, root: Path) -> None:
+    """What the scheduler and the run folders say of the runs not finished (on a failure)."""
+    import json
+
+    out = cluster.run("squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r|%j|%k", check=False)
+    print("\nsqueue:\n" + out.stdout)
+    rows = query(
+        root,
+        "SELECT run_id, status, job_id, submission_key, run_dir, attempts FROM runs "
+        "WHERE status NOT IN ('succeeded', 'queued')",
+    )
+    for rid, status, job, key, run_dir, attempts in rows:
+        print(rid, status, job, key, attempts)
+        if run_dir:
+            folder = Path(run_dir)
+            print("  ", sorted(p.name for p in folder.iterdir()))
+            status_file = folder / "status.json"
+            if status_file.exists():
+                print("  ", json.dumps(json.loads(status_file.read_text()))[:600])
+    subs = query(root, "SELECT key, state, job_ids, detail FROM submissions ORDER BY key")
+    for sub in subs[-6:]:
+        print("sub", str(sub)[:400])
+
+
 def _wait_for_room(cluster: Any, timeout: float = 30) -> None:
     """Until a job of the user has ended (fewer than LIMIT pending or running): a condition
     with a deadline, not a sleep."""
@@ -87,7 +111,12 @@ def test_refresh_killed_while_topping_up_submits_each_run_once(
             proc = spawn_group(root, ["refresh"], env=env)
             kill_at(proc, rng.uniform(0.2, 1.0) * period, tally)
             check_round(root, log, tally, env=env)
-        recover(root, tally, env=env)
+        try:
+            # Three runs at a time: the rest of a long sweep takes a while to drain.
+            recover(root, tally, env=env, limit=60 + 10 * runs)
+        except AssertionError:
+            _explain(slurm_accounting, root)
+            raise
         check_round(root, log, tally, final=True, env=env)
     finally:
         slurm_accounting.cancel_all_jobs()
