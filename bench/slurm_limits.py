@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=7200.0, help="seconds before giving up")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
     ap.add_argument("--tiny", action="store_true", help="40 runs against a limit of 10")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (cluster, runs)")
     args = ap.parse_args()
     if args.tiny:
         args.runs, args.limit, args.timeout = 40, 10, 120.0
@@ -149,6 +151,8 @@ def main() -> int:
         sampler.join()
         rows = _state(root)
     calls = shim_calls(log)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     count: dict[str, int] = {}
     for name, _, _ in calls:
         count[name] = count.get(name, 0) + 1
