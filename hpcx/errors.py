@@ -146,10 +146,14 @@ class SubmitError(ExecutorError):
         *,
         partial: Any = None,
         ambiguous: bool = False,
+        no_room: bool = False,
         hint: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.partial = partial
+        #: True when the scheduler refused for want of room under a limit (MaxSubmitJobs,
+        #: MaxJobCount): nothing went out, and the runs wait in hpcx's queue instead.
+        self.no_room = no_room
         #: True when the scheduler may have accepted the job despite the error (a timeout):
         #: call ``reconcile(key)`` before submitting these runs again.
         self.ambiguous = ambiguous

@@ -205,6 +205,17 @@ def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> Non
     for s in result["submissions"]:
         jobs = ", ".join(s["job_ids"][:5]) + (" ..." if len(s["job_ids"]) > 5 else "")
         lines.append(f"Submitted {s['runs']} run(s) to {s['executor']} as {s['key']} (jobs {jobs})")
+    if result.get("queued"):
+        room = result.get("room") or {}
+        why = (
+            f"{room.get('source')}: {room.get('limit')} jobs, {room.get('used')} in the queue"
+            if room
+            else "the scheduler's limits"
+        )
+        lines.append(
+            f"Queued {result['queued']} run(s) in hpcx's queue: no room under {why}. "
+            "`hpcx refresh` (or `hpcx apply --watch`) submits them as jobs finish"
+        )
     if result["updated"]:
         lines.append(f"Recorded new settings of {result['updated']} run(s)")
     for rid, reason in list(result["not_submitted"].items())[:10]:
@@ -286,6 +297,8 @@ def refresh_command(
     result, again = done.refresh, done.reharvest
     doc = result.to_dict()
     doc["pruned"] = [d.to_dict() for d in done.pruned]
+    doc["topped_up"] = len(done.topped_up)
+    doc["queued"] = done.still_queued
     if again is not None:
         doc["reharvest"] = again.to_dict()
     if as_json:
@@ -304,6 +317,11 @@ def refresh_command(
     )
     for key, what in doc["reconciled"].items():
         typer.echo(f"Reconciled submission {key}: {what}")
+    if done.topped_up or done.still_queued:
+        typer.echo(
+            f"Submitted {len(done.topped_up)} queued run(s) as room freed under the "
+            f"scheduler's limits; {done.still_queued} still wait in hpcx's queue."
+        )
     stopped = [d for d in done.pruned if d.error is None]
     if stopped:
         typer.echo(f"Pruned {len(stopped)} run(s):")

@@ -107,14 +107,21 @@ def plan_command(
         state_exists=planned.state_exists,
         manifest_paths=[display_path(p, root) for p in planned.manifest_paths],
     )
+    outlook = planned.outlook
     if as_json:
-        emit_json(render_json(plan, context=ctx))
+        doc = render_json(plan, context=ctx)
+        doc["submission"] = outlook.to_dict() if outlook is not None else None
+        emit_json(doc)
     elif markdown:
         sys.stdout.write(render_markdown(plan, full=full, context=ctx))
+        if outlook is not None:
+            sys.stdout.write(f"\n{outlook.text()}\n")
     else:
         sys.stdout.write(render_text(plan, full=full, context=ctx))
         if graph:
             sys.stdout.write("\n" + render_graph(plan, full=full))
+        if outlook is not None:
+            sys.stdout.write(f"{outlook.text()}\n")
         if out is not None:
             sys.stdout.write(f"Saved the plan to {out}; apply it with: hpcx apply {out}\n")
     sys.stdout.flush()

@@ -144,6 +144,9 @@ def discover(run: Runner = _run, name: str | None = None) -> dict[str, Any]:
             cluster_name = v.strip()
         if sep and k.strip() == "SLURM_VERSION":
             version = v.strip()
+    from hpcx.cluster.limits import discover_limits
+
+    limits = discover_limits(run, config)
 
     partitions = [
         parse_scontrol_line(line)
@@ -220,6 +223,8 @@ def discover(run: Runner = _run, name: str | None = None) -> dict[str, Any]:
     spec: dict[str, Any] = {}
     if default in doc_parts:
         spec["default_partition"] = default
+    if limits:
+        spec["limits"] = limits
     spec["partitions"] = doc_parts
     now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     return {

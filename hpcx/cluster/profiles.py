@@ -116,12 +116,25 @@ class Partition:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterLimits:
+    """A profile's ``spec.limits``: what caps a user's submissions (None: not recorded)."""
+
+    max_job_count: int | None = None
+    max_array_size: int | None = None
+    accounting: bool = False
+    user: str | None = None
+    max_submit_jobs: int | None = None
+    max_submit_source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterProfile:
     name: str
     partitions: dict[str, Partition]
     default_partition: str | None = None
     path: str | None = None
     description: str = ""
+    limits: ClusterLimits | None = None
 
     @property
     def default(self) -> str | None:
@@ -246,12 +259,26 @@ def profile_from_document(data: Mapping[str, Any], path: str | None = None) -> C
             description=p.get("description", ""),
         )
     meta = data.get("metadata") or {}
+    lim = spec.get("limits")
+    limits = (
+        ClusterLimits(
+            max_job_count=lim.get("max_job_count"),
+            max_array_size=lim.get("max_array_size"),
+            accounting=bool(lim.get("accounting", False)),
+            user=lim.get("user"),
+            max_submit_jobs=lim.get("max_submit_jobs"),
+            max_submit_source=lim.get("max_submit_source"),
+        )
+        if isinstance(lim, Mapping)
+        else None
+    )
     return ClusterProfile(
         name=meta.get("name", "cluster"),
         partitions=parts,
         default_partition=spec.get("default_partition"),
         path=path,
         description=meta.get("description", ""),
+        limits=limits,
     )
 
 
@@ -326,7 +353,12 @@ def resolve_profile(
         )
     profile = load_profile(found[0])
     return ClusterProfile(
-        profile.name, profile.partitions, profile.default_partition, shown[0], profile.description
+        profile.name,
+        profile.partitions,
+        profile.default_partition,
+        shown[0],
+        profile.description,
+        profile.limits,
     )
 
 
@@ -368,6 +400,10 @@ def profile_yaml(doc: Mapping[str, Any], schema_ref: str | None = None) -> str:
     spec = doc["spec"]
     if spec.get("default_partition"):
         lines.append(f"  default_partition: {_scalar(spec['default_partition'])}")
+    if spec.get("limits"):
+        lines.append("  limits:")
+        for k, v in spec["limits"].items():
+            lines.append(f"    {k}: {_scalar(v)}")
     lines.append("  partitions:")
     for pname, p in spec["partitions"].items():
         lines.append(f"    {_scalar(pname)}:")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -488,3 +488,164 @@ def advise(
             ranked.append(adv)
         out.append(ExperimentAdvice(exp, len(members), need, ranked))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# how many jobs a plan becomes, and whether they fit the scheduler's limits now
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionOutlook:
+    """What the SLURM runs of a plan become: jobs (array tasks count one each, as SLURM's
+    limits count them), in how many arrays, against the tightest limit on the user, and how
+    many go at once versus wait in hpcx's queue (``queued``) for room."""
+
+    runs: int
+    tasks: int
+    arrays: int
+    singles: int
+    #: Runs already waiting in hpcx's queue (from an earlier apply).
+    already_queued: int = 0
+    limit: int | None = None
+    source: str | None = None
+    #: The user's jobs counted against that limit now; None: SLURM did not answer.
+    in_queue: int | None = None
+    go_now: int | None = None
+    wait: int | None = None
+    #: "live" (asked SLURM now), "profile" (the limits recorded in the cluster profile; the
+    #: queue unknown) or None (no limit known).
+    limits_from: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs,
+            "tasks": self.tasks,
+            "arrays": self.arrays,
+            "single_jobs": self.singles,
+            "already_queued": self.already_queued,
+            "limit": self.limit,
+            "limit_source": self.source,
+            "in_queue": self.in_queue,
+            "go_now": self.go_now,
+            "wait": self.wait,
+            "limits_from": self.limits_from,
+        }
+
+    def text(self) -> str:
+        def n(x: int) -> str:
+            return f"{x:,}"
+
+        parts = []
+        if self.arrays:
+            parts.append(f"{n(self.arrays)} arra{'ys' if self.arrays != 1 else 'y'}")
+        if self.singles:
+            parts.append(f"{n(self.singles)} single job{'s' if self.singles != 1 else ''}")
+        head = (
+            f"SLURM: {n(self.runs)} run{'s' if self.runs != 1 else ''} -> {n(self.tasks)} "
+            f"job{'s' if self.tasks != 1 else ''} (array tasks count one each) in "
+            + " and ".join(parts)
+        )
+        if self.limit is None:
+            text = head + "; no limit on submitted jobs known"
+        else:
+            text = f"{head}; limit {n(self.limit)} ({self.source})"
+            if self.in_queue is None:
+                text += (
+                    " from the cluster profile; SLURM did not answer, so the jobs in the "
+                    "queue now are unknown"
+                )
+                if self.tasks > self.limit:
+                    text += (
+                        f": at most {n(self.limit)} go at once, the rest wait in hpcx's "
+                        "queue and go as jobs finish (hpcx refresh / apply --watch)"
+                    )
+            else:
+                text += f", {n(self.in_queue)} counted in the queue now: "
+                assert self.go_now is not None and self.wait is not None
+                if not self.wait:
+                    text += f"all {n(self.go_now)} go at once"
+                else:
+                    text += (
+                        f"{n(self.go_now)} go at once, {n(self.wait)} wait in hpcx's queue "
+                        "and go as jobs finish (hpcx refresh / apply --watch)"
+                    )
+        if self.already_queued:
+            text += (
+                f". {n(self.already_queued)} run(s) already wait in hpcx's queue from an "
+                "earlier apply (they go first)"
+            )
+        return text + "."
+
+
+def submission_outlook(
+    runs: Sequence[RunSpec],
+    profile: ClusterProfile | None,
+    *,
+    already_queued: int = 0,
+    run: Any = None,
+) -> SubmissionOutlook | None:
+    """How the runs bound for SLURM among ``runs`` (those a plan submits) become jobs and
+    arrays, and how many fit under the scheduler's limits now: asked of SLURM itself when it
+    answers (``scontrol ping`` first, so a machine without one is not kept waiting), else the
+    limits recorded in ``profile``. None when no run goes to SLURM and none waits queued."""
+    import json
+
+    from hpcx.cluster.limits import UserLimit, read_live, room_of
+    from hpcx.util.memo import ByIdentity
+
+    slurm = [r for r in runs if _executor_type(r) == "slurm"]
+    if not slurm and not already_queued:
+        return None
+    if run is None:
+        from hpcx.cluster.discover import _run as run
+    live = read_live(run)
+    recorded = profile.limits if profile is not None else None
+    array_size = (live.max_array_size if live else None) or (
+        recorded.max_array_size if recorded else None
+    )
+    size = max(1, array_size or 1001)
+    # Runs of a manifest share their resources and executor objects: each encoded once.
+    encode = ByIdentity(lambda obj: json.dumps(obj, sort_keys=True, default=str))
+    groups: dict[tuple[str, str], int] = {}
+    for r in slurm:
+        key = (encode(r.resources), encode(r.executor))
+        groups[key] = groups.get(key, 0) + 1
+    arrays = singles = 0
+    for count in groups.values():
+        full, rest = divmod(count, size)
+        arrays += full if size > 1 else 0
+        singles += full if size == 1 else 0
+        if rest == 1:
+            singles += 1
+        elif rest > 1:
+            arrays += 1
+    tasks = len(slurm)
+    base = SubmissionOutlook(tasks, tasks, arrays, singles, already_queued)
+    if live is not None:
+        room = room_of(
+            max_job_count=live.max_job_count,
+            user_limits=list(live.user_limits),
+            active=live.active,
+            held=live.held,
+        )
+        # Queued runs go first: what an apply submits gets the room they leave.
+        go_now = max(0, min(tasks, room.room - already_queued))
+        return replace(
+            base,
+            limit=room.limit,
+            source=room.source,
+            in_queue=room.used,
+            go_now=go_now,
+            wait=tasks - go_now,
+            limits_from="live",
+        )
+    if recorded is not None:
+        limits = []
+        if recorded.max_submit_jobs is not None:
+            limits.append(UserLimit(recorded.max_submit_jobs, recorded.max_submit_source or "?"))
+        room = room_of(
+            max_job_count=recorded.max_job_count, user_limits=limits, active=0, held=0
+        )
+        if room.source != "no limit":
+            return replace(base, limit=room.limit, source=room.source, limits_from="profile")
+    return base

@@ -38,6 +38,9 @@ class PlannedManifests:
     state_path: Path
     #: False when there is no state yet (the plan then creates every run).
     state_exists: bool
+    #: What the plan's SLURM runs become (jobs, arrays) against the scheduler's limits now
+    #: (hpcx.plan.fit.SubmissionOutlook); None when no run goes to SLURM.
+    outlook: Any = None
 
 
 def plan_manifests(
@@ -84,7 +87,7 @@ def plan_manifests(
     if experiments:
         desired = select_experiments(desired, experiments)
     # Resources against the cluster profile, before anything could be submitted.
-    check_plan(desired.runs, cluster, manifest_paths, root)
+    profile = check_plan(desired.runs, cluster, manifest_paths, root)
     state_path = resolve_state_path(state, root=root)
     snapshot, trials, state_exists = _snapshot(state_path, desired)
     desired, searches = propose_searches(
@@ -97,7 +100,18 @@ def plan_manifests(
     plan = make_plan(desired, snapshot, orphan_scope=scope, git=git, searches=searches)
     if save_to is not None:
         save_plan(plan, save_to, project_root=str(root))
-    return PlannedManifests(plan, desired, root, manifest_paths, state_path, state_exists)
+    from hpcx.plan.fit import submission_outlook
+    from hpcx.plan.planner import Action
+
+    submitting = (Action.CREATE, Action.RETRY, Action.STALE)
+    outlook = submission_outlook(
+        [c.run for c in plan.changes if c.action in submitting and c.run is not None],
+        profile,
+        already_queued=sum(1 for c in plan.changes if c.prior_status == "queued"),
+    )
+    return PlannedManifests(
+        plan, desired, root, manifest_paths, state_path, state_exists, outlook
+    )
 
 
 def _snapshot(state_path: Path, desired: DesiredState) -> tuple[Any, Any, bool]:

@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +57,7 @@ __all__ = [
     "check_runs_root_owner",
     "resolve_runs_root",
     "resubmit_requeued",
+    "top_up",
 ]
 
 #: Plan actions that send a run to an executor.
@@ -237,6 +238,11 @@ class ApplyOutcome:
     problems: list[str] = field(default_factory=list)
     #: Runs recorded ``blocked`` instead of submitted: run id -> why (the run it needs).
     blocked: dict[str, str] = field(default_factory=dict)
+    #: Runs recorded ``queued``: no room under the scheduler's limits now (counted first, or
+    #: refused by sbatch for want of room); a refresh or ``apply --watch`` submits them later.
+    queued: list[str] = field(default_factory=list)
+    #: The room the SLURM scheduler's limits left when this apply counted (Room.to_dict()).
+    room: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -261,6 +267,8 @@ class ApplyOutcome:
             "interrupted": self.interrupted,
             "problems": self.problems,
             "blocked": self.blocked,
+            "queued": len(self.queued),
+            "room": self.room,
         }
 
 
@@ -299,8 +307,19 @@ def apply_changes(
     on_submitted: Callable[[Submission], None] | None = None,
     project_root: Path | None = None,
     provenance: Mapping[str, Any] | None = None,
+    from_queue: bool = False,
 ) -> ApplyOutcome:
     """Apply ``changes`` (already selected), writing the state through ``writer``.
+
+    ``from_queue``: these are queued runs being topped up (:func:`top_up`); the submission
+    says so, and a refresh that finds it never reached the scheduler puts its runs back in
+    the queue rather than marking them lost.
+
+    SLURM runs go out only as far as the scheduler's limits leave room (the executor's
+    ``room()``: every array task one job); the rest are recorded ``queued`` with no job, in
+    the intent's transaction, and a refresh submits them as room frees (:func:`top_up`). A
+    submission sbatch refuses for want of room (another process of the user took it
+    meanwhile) leaves its runs ``queued`` too, never ``failed``.
 
     ``wait``: for the local executor in the foreground, run the queue here to the end, then
     harvest. ``detach``: the local queue runs in a background process instead.
@@ -320,6 +339,23 @@ def apply_changes(
     to_submit = [c for c in changes if c.action.value in SUBMITTING and c.run is not None]
     if project_root is not None:
         to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
+
+    # The room under the scheduler's limits, counted before the state is opened (a squeue is
+    # a process: none is started while DuckDB's threads are live). Shared by the SLURM groups.
+    room_left: int | None = None
+    made: dict[tuple[str, str], Any] = {}  # the executor that counted: its group uses it
+    group_of = ByIdentity(_executor_options_group)
+    for c in to_submit:
+        assert c.run is not None
+        kind, options_json = group_of(c.run.executor)
+        if kind == "slurm":
+            counter = get_executor(kind, json.loads(options_json), progress=progress)
+            made[kind, options_json] = counter
+            counted = counter.room()
+            if counted is not None:
+                outcome.room = counted.to_dict()
+                room_left = counted.room
+            break
 
     # The state opened once for the owner check, the settings updates and the first intent
     # (each opening and closing costs ~0.1 s); it is closed before anything is submitted.
@@ -342,7 +378,6 @@ def apply_changes(
     # per depth in the graph: a run goes out after the runs it needs (their job ids known).
     groups: dict[tuple[int, str, str], list[RunChange]] = {}
     # Runs of one manifest share their executor options: each object is written out once.
-    group_of = ByIdentity(_executor_options_group)
     for c in to_submit:
         assert c.run is not None
         groups.setdefault((deps.level.get(c.run_id, 0), *group_of(c.run.executor)), []).append(c)
@@ -353,14 +388,14 @@ def apply_changes(
     try:
         for (_level, kind, options_json), group_all in sorted(groups.items(), key=_first):
             options = json.loads(options_json)
-            after, blocked = deps.resolve(group_all, sent)
+            after, blocked, behind = deps.resolve(group_all, sent, set(outcome.queued))
             group = [c for c in group_all if c.run_id not in blocked]
             if blocked:
-                held = [c.run for c in group_all if c.run is not None and c.run_id in blocked]
+                stopped = [c.run for c in group_all if c.run is not None and c.run_id in blocked]
                 outcome.blocked.update(blocked)
                 opened, first = (first or writer.open()), None
                 with opened as store, store.transaction() as tx:
-                    _record_blocked(tx, held, blocked)
+                    _record_blocked(tx, stopped, blocked)
             if not group:
                 continue
             if kind == "local" and (detach or not wait):
@@ -370,15 +405,31 @@ def apply_changes(
             # For the first group the state is still open here: building an executor must
             # start no process (a fork with DuckDB's threads live); executors start theirs in
             # submit, after the intent's transaction has closed the state.
-            ex = get_executor(kind, options, progress=progress)
+            ex = made.pop((kind, options_json), None) or get_executor(
+                kind, options, progress=progress
+            )
             key = new_key()
-            runs = [c.run for c in group if c.run is not None]
+            # Runs whose upstream waits queued wait queued too (a top-up sends them after it).
+            held: list[RunSpec] = [c.run for c in group if c.run is not None and c.run_id in behind]
+            runs = [c.run for c in group if c.run is not None and c.run_id not in behind]
+            if kind == "slurm" and room_left is not None:
+                fits = max(0, room_left)
+                runs, held = runs[:fits], [*runs[fits:], *held]
+                room_left -= len(runs)
             ids = [r.run_id for r in runs]
 
-            # 1. intent
+            # 1. intent (and the runs that wait for room: queued, no job)
             opened, first = (first or writer.open()), None
             with opened as store, store.transaction() as tx:
-                existing = store.existing_runs(ids)
+                statuses = store.run_statuses([r.run_id for r in (*runs, *held)])
+                if held:
+                    _record_queued(tx, held, statuses, kind)
+                    outcome.queued.extend(r.run_id for r in held)
+                if provenance is not None:
+                    _record_provenance(tx, provenance, [*runs, *held], project_root)
+                if not runs:
+                    continue
+                existing = {rid for rid in ids if rid in statuses}
                 tx.record_runs(
                     runs, status="pending", event="planned", executor=kind, submission_key=key
                 )
@@ -398,30 +449,31 @@ def apply_changes(
                                 "ended_at": None,
                             }
                             for rid in again
+                            if statuses[rid] != "queued"
                         ],
                         event="retry",
+                    )
+                    tx.update_runs(
+                        [
+                            {
+                                "run_id": rid,
+                                "status": "pending",
+                                "submission_key": key,
+                                "executor": kind,
+                                "job_id": None,
+                            }
+                            for rid in again
+                            if statuses[rid] == "queued"
+                        ],
+                        event="top-up",
                     )
                 tx.record_submission(
                     key,
                     executor=kind,
                     state="intent",
                     run_ids=ids,
-                    detail={"options": options, "runs_root": str(runs_root)},
+                    detail=_submission_detail(options, runs_root, from_queue),
                 )
-                if provenance is not None:
-                    from hpcx.run.provenance import run_meta
-
-                    root = project_root or Path.cwd()
-                    # One per manifest, not per run: every run of a manifest has the same
-                    # provenance (resolving its path per run was a tenth of applying 1,000).
-                    metas: dict[tuple[str, str], dict[str, Any]] = {}
-                    for r in runs:
-                        if (r.experiment, r.source) not in metas:
-                            metas[r.experiment, r.source] = run_meta(
-                                provenance, r.experiment, r.source, root
-                            )
-                    tx.set_run_meta_many({r.run_id: metas[r.experiment, r.source] for r in runs})
-
             # 2. submit (the state is closed: nothing holds it while the scheduler answers)
             sub: Submission | None = None
             error: HpcxError | None = None
@@ -463,6 +515,35 @@ def apply_changes(
                     if on_submitted is not None:
                         on_submitted(sub)
                 gone = [rid for rid in ids if sub is None or rid not in sub.run_jobs]
+                no_room = isinstance(error, SubmitError) and error.no_room
+                if gone and no_room and key not in outcome.ambiguous:
+                    # Refused for want of room: nothing of these went out (sbatch said so).
+                    # They wait in hpcx's queue, as if counted out, not failed.
+                    tx.update_runs(
+                        [
+                            {
+                                "run_id": rid,
+                                "status": "queued",
+                                "submission_key": None,
+                                "job_id": None,
+                                "end_reason": None,
+                                "detail": {"why": str(error)},
+                            }
+                            for rid in gone
+                        ],
+                        event="queued",
+                    )
+                    outcome.queued.extend(gone)
+                    if room_left is not None:
+                        room_left = 0
+                    if sub is None:
+                        tx.record_submission(
+                            key,
+                            executor=kind,
+                            state="failed",
+                            detail={"error": str(error), "no_room": True},
+                        )
+                    gone = []
                 if error is not None and key in outcome.ambiguous:
                     # The scheduler may hold them: the next refresh reconciles by name first.
                     outcome.ambiguous_detail[key] = {
@@ -477,8 +558,7 @@ def apply_changes(
                         job_ids=list(sub.job_ids) if sub else [],
                         # The whole detail is replaced: keep what refresh needs to reconcile.
                         detail={
-                            "options": options,
-                            "runs_root": str(runs_root),
+                            **_submission_detail(options, runs_root, from_queue),
                             "error": str(error),
                         },
                     )
@@ -529,13 +609,16 @@ class _Dependencies:
     goes out after the one before, so a dependent's upstream has its job id by then.
     ``from_state``: upstreams in flight from an earlier apply (the dependent waits for their
     job). ``held``: runs that cannot go (a run they need ended without success and is not
-    retried here), with the reason naming it.
+    retried here), with the reason naming it. ``behind``: runs whose upstream waits ``queued``
+    for room under the scheduler's limits: they wait queued too, and a top-up sends them
+    once it has a job (or with it, in the order of their depth).
     """
 
     level: dict[str, int] = field(default_factory=dict)
     in_apply: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     from_state: dict[str, list[Upstream]] = field(default_factory=dict)
     held: dict[str, str] = field(default_factory=dict)
+    behind: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, changes: Sequence[RunChange], store: StateStore) -> _Dependencies:
@@ -555,7 +638,7 @@ class _Dependencies:
         mixed: list[str] = []
         for rid in _topological(runs):
             run = runs[rid]
-            level, why = 0, []
+            level, why, waits = 0, [], []
             for exp, up in run.needs:
                 name = f"{exp}/{up}"
                 if up in runs:
@@ -584,7 +667,9 @@ class _Dependencies:
                     out.from_state.setdefault(rid, []).append(
                         Upstream(up, row.job_id, row.run_dir or "")
                     )
-                elif row.status in IN_FLIGHT_STATUSES or row.status == "queued":
+                elif row.status == "queued":
+                    waits.append(f"needs {name}, which waits queued for room")
+                elif row.status in IN_FLIGHT_STATUSES:
                     why.append(f"needs {name}, which has no job yet ({row.status})")
                 else:
                     why.append(f"needs {name}, which ended {row.status}")
@@ -592,6 +677,8 @@ class _Dependencies:
                 out.held[rid] = "; ".join(why)
             else:
                 out.level[rid] = level
+                if waits:
+                    out.behind[rid] = "; ".join(waits)
         if mixed:
             shown = "\n  ".join(mixed[:10]) + (
                 f"\n  ... {len(mixed) - 10} more" if len(mixed) > 10 else ""
@@ -605,34 +692,44 @@ class _Dependencies:
         return out
 
     def resolve(
-        self, group: Sequence[RunChange], sent: Mapping[str, tuple[str, str]]
-    ) -> tuple[dict[str, list[Upstream]], dict[str, str]]:
-        """For the runs of one submission: what each waits for, and those held ``blocked``
-        (already held, or needing a run of this apply that did not go out)."""
+        self,
+        group: Sequence[RunChange],
+        sent: Mapping[str, tuple[str, str]],
+        queued: Collection[str] = (),
+    ) -> tuple[dict[str, list[Upstream]], dict[str, str], dict[str, str]]:
+        """For the runs of one submission: what each waits for, those held ``blocked``
+        (already held, or needing a run of this apply that did not go out), and those that
+        wait ``queued`` behind an upstream waiting for room (``queued``: the runs of this
+        apply recorded so)."""
         from hpcx.run.executors.base import Upstream
 
         after: dict[str, list[Upstream]] = {}
         blocked: dict[str, str] = {}
+        behind: dict[str, str] = {}
         for c in group:
             rid = c.run_id
             if rid in self.held:
                 blocked[rid] = self.held[rid]
                 continue
             ups = list(self.from_state.get(rid, ()))
-            missing = []
+            missing, waits = [], []
             for exp, up in self.in_apply.get(rid, ()):
                 if up in sent:
                     job, run_dir = sent[up]
                     ups.append(Upstream(up, job, run_dir))
                 elif up in self.held:
                     missing.append(f"needs {exp}/{up}, which is blocked itself")
+                elif up in queued:
+                    waits.append(f"needs {exp}/{up}, which waits queued for room")
                 else:
                     missing.append(f"needs {exp}/{up}, which was not submitted")
             if missing:
                 blocked[rid] = self.held[rid] = "; ".join(missing)
+            elif waits or rid in self.behind:
+                behind[rid] = self.behind[rid] = "; ".join(waits) or self.behind[rid]
             elif ups:
                 after[rid] = ups
-        return after, blocked
+        return after, blocked, behind
 
 
 def _topological(runs: Mapping[str, RunSpec]) -> list[str]:
@@ -687,6 +784,59 @@ def _record_blocked(tx: Any, runs: Sequence[RunSpec], why: Mapping[str, str]) ->
         ],
         event="blocked",
     )
+def _submission_detail(
+    options: Mapping[str, Any], runs_root: Path, from_queue: bool
+) -> dict[str, Any]:
+    """What a submission row keeps for a refresh to reconcile it."""
+    detail: dict[str, Any] = {"options": options, "runs_root": str(runs_root)}
+    if from_queue:
+        detail["from_queue"] = True
+    return detail
+
+
+def _record_provenance(
+    tx: Any, provenance: Mapping[str, Any], runs: Sequence[RunSpec], project_root: Path | None
+) -> None:
+    """Each run's share of the provenance into ``run_meta``."""
+    from hpcx.run.provenance import run_meta
+
+    root = project_root or Path.cwd()
+    # One per manifest, not per run: every run of a manifest has the same
+    # provenance (resolving its path per run was a tenth of applying 1,000).
+    metas: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in runs:
+        if (r.experiment, r.source) not in metas:
+            metas[r.experiment, r.source] = run_meta(provenance, r.experiment, r.source, root)
+    tx.set_run_meta_many({r.run_id: metas[r.experiment, r.source] for r in runs})
+
+
+def _record_queued(
+    tx: Any, runs: Sequence[RunSpec], statuses: Mapping[str, str], kind: str
+) -> None:
+    """Record ``runs`` as ``queued`` (no room under the scheduler's limits now): new ones
+    inserted so, earlier ones (a retry) moved to it; ones already queued are left alone."""
+    new = [r for r in runs if r.run_id not in statuses]
+    if new:
+        tx.record_runs(new, status="queued", event="queued", executor=kind)
+    moved = [r.run_id for r in runs if r.run_id in statuses and statuses[r.run_id] != "queued"]
+    if moved:
+        tx.update_runs(
+            [
+                {
+                    "run_id": rid,
+                    "status": "queued",
+                    "submission_key": None,
+                    "executor": kind,
+                    "job_id": None,
+                    "exit_code": None,
+                    "end_reason": None,
+                    "started_at": None,
+                    "ended_at": None,
+                }
+                for rid in moved
+            ],
+            event="queued",
+        )
 
 
 def _pruner(
@@ -746,6 +896,38 @@ def resubmit_requeued(
         root = Path(harvested.observed[wanted[0]].run_dir or ".").parent.parent
     outcome = apply_changes(changes, writer=writer, runs_root=root, wait=False)
     return list(outcome.submitted)
+
+
+def top_up(writer: Writer, runs_root: Path | None) -> ApplyOutcome | None:
+    """Submit runs waiting in hpcx's queue (``queued``) as far as the scheduler's limits now
+    leave room, oldest first: an apply of those runs, with their specs as the state recorded
+    them, so the intent is recorded before sbatch as for any apply (and what still does not
+    fit stays ``queued``, untouched). None when nothing waits, no room was left, or no runs
+    folder is known. One squeue: the refresh's own poll, reused when it is fresh."""
+    from hpcx.manifest.spec import executor_kind
+    from hpcx.plan.planner import Action, RunChange
+    from hpcx.run.executors import get_executor
+
+    if runs_root is None or not writer.path.exists():
+        return None
+    with writer.open() as store:
+        if store.queued_count() == 0:
+            return None
+    room = get_executor("slurm").room()
+    if room is None or room.room <= 0:
+        return None
+    with writer.open() as store:
+        stored = store.queued_runs(limit=room.room)
+    changes = [
+        RunChange(Action.RETRY, "queued", s.spec, s.run_id, s.experiment, s.status)
+        for s in stored
+        if executor_kind(s.spec.executor) == "slurm"
+    ]
+    if not changes:
+        return None
+    return apply_changes(
+        changes, writer=writer, runs_root=runs_root, wait=False, from_queue=True
+    )
 
 
 def apply_plan(
@@ -1016,6 +1198,12 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             if state_path.exists():
                 # Creates the schema in an uncreated file.
                 resubmit_requeued(writer, refresh(writer, runs_root=runs), runs)
+                topped = top_up(writer, runs)
+                if topped is not None and topped.submitted:
+                    hooks.note(
+                        f"submitted {len(topped.submitted)} queued run(s) as room freed under "
+                        "the scheduler's limits"
+                    )
                 _prune_behind(writer, hooks)
             if state_path.exists() and not is_uncreated(state_path):
                 with StateStore.open(state_path, read_only=True) as store:
@@ -1133,11 +1321,40 @@ class _Confirmed(ApplyHooks):
 
 #: Seconds a later round of ``apply --watch`` waits for the writer lock.
 WATCH_LOCK_WAIT = 120.0
+#: The longest wait between rounds of ``apply --watch`` while the controller is slow or down.
+WATCH_BACKOFF_CAP = 300.0
+#: A round that took longer than this (seconds) counts as slow: the next wait doubles.
+WATCH_SLOW_ROUND = 60.0
+#: Rounds in a row that cannot reach the scheduler before the watch gives up (the error).
+WATCH_UNREACHABLE_ROUNDS = 10
+
+
+def min_poll_interval() -> float:
+    """The least seconds between two polls of a watch loop: ``HPCX_MIN_POLL_INTERVAL``
+    (default 1; a site that asks users to poll no faster than every 30 s sets 30)."""
+    import os
+
+    raw = os.environ.get("HPCX_MIN_POLL_INTERVAL", "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise PlanError(
+            f"HPCX_MIN_POLL_INTERVAL={raw!r} is not a number of seconds above 0",
+            hint="unset it, or give e.g. HPCX_MIN_POLL_INTERVAL=30",
+        )
+    return value
 
 
 def in_flight_changes(changes: Iterable[RunChange]) -> int:
-    """Runs among ``changes`` found in flight (submitted or running somewhere)."""
-    return sum(1 for c in changes if c.reason == "in-flight")
+    """Runs among ``changes`` found in flight (submitted or running somewhere) or waiting in
+    hpcx's queue for room (``queued``: a later round submits them)."""
+    return sum(
+        1 for c in changes if c.reason in ("in-flight", "queued") or c.prior_status == "queued"
+    )
 
 
 def apply_watch(
@@ -1155,17 +1372,39 @@ def apply_watch(
     asks for confirmation; later ones apply what their plan says. A run that fails is retried
     at most once per watch, so a run that always fails cannot keep the watch going.
     """
+    from hpcx.errors import SchedulerError
+    from hpcx.util.backoff import Backoff
+
     hooks = hooks if hooks is not None else ApplyHooks()
     out = WatchResult()
     retried: set[str] = set()
     current: ApplyHooks = hooks
+    # Never faster than the minimum poll interval; slower while the controller is slow or
+    # down (a round that fails to reach it, or takes long, doubles the wait, up to the cap).
+    backoff = Backoff(
+        base=max(interval, min_poll_interval()),
+        cap=max(interval, min_poll_interval(), WATCH_BACKOFF_CAP),
+        slow=WATCH_SLOW_ROUND,
+    )
     while True:
         req = dataclasses.replace(request, no_retry=frozenset(retried) | request.no_retry)
         if out.rounds:
             # Unattended: a refresh or a note that holds the state at a round's start is
             # waited for, not a reason to stop the watch.
             req = dataclasses.replace(req, lock_timeout=max(req.lock_timeout, WATCH_LOCK_WAIT))
-        result = apply_session(req, current)
+        started = time.monotonic()
+        try:
+            result = apply_session(req, current)
+        except SchedulerError as exc:
+            # The first round reports it (nothing was applied); a later one waits and tries
+            # again: the runs are on the cluster, the controller is what is away.
+            if not out.rounds or backoff.strikes + 1 >= WATCH_UNREACHABLE_ROUNDS:
+                raise
+            wait = backoff.next(ok=False)
+            hooks.warn(f"{exc}; trying again in {wait:g}s")
+            sleep(wait)
+            continue
+        took = time.monotonic() - started
         out.rounds.append(result)
         if on_round is not None:
             on_round(len(out.rounds), result)
@@ -1192,7 +1431,8 @@ def apply_watch(
             and _all_local(outcome)
         ):
             continue  # the local queue ran them here: plan again at once
-        submitted = outcome is not None and bool(outcome.submissions)
+        # Runs left queued for room are this watch's to submit: a later round tops them up.
+        submitted = outcome is not None and bool(outcome.submissions or outcome.queued)
         # In flight among the experiments this watch applies (not others it was not asked to).
         watched = {c.experiment for c in result.review.selected}
         plan_changes = result.review.plan.changes
@@ -1201,7 +1441,7 @@ def apply_watch(
         ):
             out.stopped = "done"
             return out
-        sleep(interval)
+        sleep(backoff.next(ok=True, took=took))
 
 
 def _all_local(outcome: ApplyOutcome) -> bool:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hpcx.errors import HpcxError
     from hpcx.run.executors.base import ObservedStatus
+    from hpcx.state.writer import Writer
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,5 +118,30 @@ def cancel_session(
                 break
             time.sleep(0.2)
         result = harvest_submissions(writer, subs)
+        held = _cancel_queued(writer, None if all_in_flight else wanted)
     out.observed = {rid: result.observed[rid] for rid in out.asked if rid in result.observed}
+    for obs in held:
+        out.asked.add(obs.run_id)
+        out.observed[obs.run_id] = obs
     return out
+
+
+def _cancel_queued(writer: Writer, wanted: set[str] | None) -> list[ObservedStatus]:
+    """Runs waiting in hpcx's queue (``queued``: no job yet) among ``wanted`` (all with
+    None) are cancelled here: no scheduler holds them, so none is asked."""
+    from hpcx.run.executors.base import ObservedStatus
+
+    with writer.open() as store:
+        if wanted is None:
+            ids = store.queued_run_ids()
+        else:
+            ids = [r for r, st in store.run_statuses(wanted).items() if st == "queued"]
+        if not ids:
+            return []
+        reason = "cancelled while it waited in hpcx's queue (never submitted)"
+        with store.transaction() as tx:
+            tx.update_runs(
+                [{"run_id": rid, "status": "cancelled", "end_reason": reason} for rid in ids],
+                event="cancelled",
+            )
+    return [ObservedStatus(rid, "cancelled", "state", reason=reason) for rid in sorted(ids)]

@@ -683,15 +683,11 @@ def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
                 missing = [rid for rid in row.run_ids if rid not in found.run_jobs]
                 if missing:
                     tx.update_runs(
-                        [
-                            {
-                                "run_id": rid,
-                                "status": "lost",
-                                "end_reason": "its part of the submission never reached the "
-                                "scheduler",
-                            }
-                            for rid in missing
-                        ],
+                        _never_sent(
+                            missing,
+                            "its part of the submission never reached the scheduler",
+                            bool(detail.get("from_queue")),
+                        ),
                         event="reconciled",
                     )
                     result.changed += len(missing)
@@ -705,14 +701,11 @@ def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
                     detail={**detail, "reconciled": "nothing reached the scheduler"},
                 )
                 tx.update_runs(
-                    [
-                        {
-                            "run_id": rid,
-                            "status": "lost",
-                            "end_reason": "its submission never reached the scheduler",
-                        }
-                        for rid in row.run_ids
-                    ],
+                    _never_sent(
+                        row.run_ids,
+                        "its submission never reached the scheduler",
+                        bool(detail.get("from_queue")),
+                    ),
                     event="reconciled",
                 )
                 result.reconciled[row.key] = "lost"
@@ -725,6 +718,24 @@ def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
         result.metrics += polled.metrics
         result.problems.extend(polled.problems)
     return result
+
+
+def _never_sent(run_ids: Sequence[str], why: str, from_queue: bool) -> list[dict[str, Any]]:
+    """Runs of a submission that never reached the scheduler: ``lost`` (the next plan retries
+    them), or, taken from hpcx's queue by a top-up, back to ``queued`` (the next refresh
+    tops them up again: a refresh loop alone finishes the sweep)."""
+    if from_queue:
+        return [
+            {
+                "run_id": rid,
+                "status": "queued",
+                "submission_key": None,
+                "job_id": None,
+                "detail": {"why": f"{why}: back in hpcx's queue"},
+            }
+            for rid in run_ids
+        ]
+    return [{"run_id": rid, "status": "lost", "end_reason": why} for rid in run_ids]
 
 
 def adopt_unknown_submissions(

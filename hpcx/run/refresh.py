@@ -28,6 +28,10 @@ class RefreshSessionResult:
     reharvest: ReharvestResult | None = None
     #: Runs whose next attempt this refresh submitted (their scheduler would not requeue them).
     resubmitted: list[str] = field(default_factory=list)
+    #: Queued runs this refresh submitted as room freed under the scheduler's limits, and
+    #: how many still wait.
+    topped_up: list[str] = field(default_factory=list)
+    still_queued: int = 0
     #: Search trials this refresh stopped for falling behind (recorded ``pruned`` by the
     #: harvest once their wrappers have ended them: the next refresh or apply).
     pruned: list[PruneDecision] = field(default_factory=list)
@@ -71,6 +75,13 @@ def refresh_session(
         from hpcx.run.apply import resubmit_requeued
 
         out.resubmitted = resubmit_requeued(writer, out.refresh, runs_root)
+        from hpcx.run.apply import top_up
+
+        topped = top_up(writer, runs_root)
+        if topped is not None:
+            out.topped_up = list(topped.submitted)
+        with writer.open() as store:
+            out.still_queued = store.queued_count()
         from hpcx.run.prune import prune_in_flight
 
         out.pruned = prune_in_flight(writer)

@@ -1219,6 +1219,71 @@ class StateStore:
         )
         return {r[0]: UpstreamRun(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
+    def run_statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
+        """The status of each of these runs the state holds."""
+        ids = list(run_ids)
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, status FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [ids],
+            ).fetchall()
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def queued_runs(self, limit: int | None = None) -> list[StoredRun]:
+        """The runs waiting in hpcx's queue for room under the scheduler's limits (status
+        ``queued``), oldest first (as they were recorded, then by id) but those that need
+        another queued run last, each with the spec it was applied with; at most ``limit``."""
+        # A run that needs another queued run comes after every run that does not: taken
+        # first, it would only wait queued again (behind its upstream) while the room it was
+        # picked for goes unused, and a queue of such runs would never move.
+        heads = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, json_extract_string(spec, '$.needs') FROM runs "
+                "WHERE status = 'queued' ORDER BY created_at, run_id"
+            ).fetchall()
+        )
+        queued = {r[0] for r in heads}
+
+        def waits(needs: str | None) -> bool:
+            return bool(needs) and needs != "[]" and any(
+                up in queued for _, up in json.loads(needs or "[]")
+            )
+
+        order = [rid for rid, needs in heads if not waits(needs)]
+        order += [rid for rid, needs in heads if waits(needs)]
+        if limit is not None:
+            order = order[: max(0, int(limit))]
+        if not order:
+            return []
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id, experiment, status, spec FROM runs "
+                "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                [order],
+            ).fetchall()
+        )
+        by_id = {r[0]: StoredRun(r[0], r[1], r[2], spec_from_dict(json.loads(r[3]))) for r in rows}
+        return [by_id[rid] for rid in order if rid in by_id]
+
+    def queued_run_ids(self) -> list[str]:
+        """The ids of the runs waiting in hpcx's queue (status ``queued``)."""
+        rows = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT run_id FROM runs WHERE status = 'queued' ORDER BY run_id"
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
+    def queued_count(self) -> int:
+        """How many runs wait in hpcx's queue (status ``queued``)."""
+        row = self._guard_read(
+            lambda: self._con.execute(
+                "SELECT count(*) FROM runs WHERE status = 'queued'"
+            ).fetchone()
+        )
+        return int(row[0]) if row else 0
+
     def resolve_run(self, prefix: str) -> RunRef:
         """The one run whose id is ``prefix`` or starts with it, and its run folder.
 

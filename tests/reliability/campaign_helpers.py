@@ -42,7 +42,8 @@ from support.projects import (
 
 ZYGOTE_BROKEN_PIPE = "BrokenPipeError: [Errno 32] Broken pipe"
 SLOW = os.environ.get("HPCX_SLOW") == "1"
-IN_FLIGHT = ("pending", "submitted", "running")
+# `queued` waits in hpcx's queue for room under the scheduler's limits: in flight for the campaign.
+IN_FLIGHT = ("pending", "submitted", "running", "queued")
 
 
 @dataclass

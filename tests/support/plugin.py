@@ -19,7 +19,12 @@ from support.chromium import find_chromium
 from support.manifests import HEADER
 from support.projects import make_project
 from support.services import REQUIRE_CHROMIUM, REQUIRE_SLURM, unavailable
-from support.slurm import SlurmCluster, missing_reason
+from support.slurm import (
+    AccountingSlurmCluster,
+    SlurmCluster,
+    accounting_missing_reason,
+    missing_reason,
+)
 
 if TYPE_CHECKING:
     from hpcx.state.store import StateStore
@@ -51,6 +56,23 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
     ``low``/``high`` for preemption: a ``high`` job requeues lower tiers' jobs in its way)."""
     require_slurm()
     cluster = start_cluster(SlurmCluster(tmp_path_factory.mktemp("slurm")))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_accounting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccountingSlurmCluster]:
+    """SHARED BY THE SESSION (starting one costs ~8 s, stopping ~7 s): a cluster with
+    accounting (slurmdbd over a private MariaDB) whose user's default QOS ``small`` has
+    ``MaxSubmitJobsPerUser=5``. A test that changes the limit (``set_max_submit``) sets it
+    back; each test leaves no job behind (``cancel_all_jobs``)."""
+    reason = accounting_missing_reason()
+    if reason:
+        unavailable("a SLURM cluster with accounting", reason, REQUIRE_SLURM)
+    cluster = AccountingSlurmCluster(tmp_path_factory.mktemp("slurm-acct"), max_submit=5)
+    start_cluster(cluster)
     try:
         yield cluster
     finally:

@@ -405,3 +405,215 @@ class TwoNodeSlurmCluster(SlurmCluster):
         for n in self.NODES:
             self._stop_daemon(f"slurmd-{n}")
         self._stop_daemon("slurmctld")
+
+
+ACCOUNTING_BINARIES = ("mysqld_safe", "mariadb-install-db", "mysqladmin", "mysql", "slurmdbd")
+ACCOUNTING_BINARIES += ("sacctmgr", "sacct")
+
+
+def accounting_missing_reason(which: Callable[[str], str | None] = shutil.which) -> str | None:
+    """Why an accounting cluster cannot be started here, or None."""
+    base = missing_reason(which)
+    if base:
+        return base
+    missing = [b for b in ACCOUNTING_BINARIES if which(b) is None]
+    if missing:
+        return (
+            f"accounting binaries not installed: {', '.join(missing)} "
+            "(apt-get install mariadb-server slurmdbd)"
+        )
+    return None
+
+
+class AccountingSlurmCluster(SlurmCluster):
+    """A one-node cluster with accounting (slurmdbd over a private MariaDB) and a QOS ``small``
+    with ``MaxSubmitJobsPerUser=max_submit`` as the user's default QOS, after
+    /work/shared/recipes/slurm-accounting.md. Start order: munged, mysqld, slurmdbd, the
+    accounting records (cluster, account, user, QOS), slurmctld, slurmd (about 6 s).
+
+    ``set_max_submit(n)`` changes the QOS limit live (no restart)."""
+
+    ACCOUNT = "hpcxacct"
+    QOS = "small"
+
+    def __init__(
+        self, workdir: str | os.PathLike[str] | None = None, *, max_submit: int = 5, **conf: Any
+    ) -> None:
+        super().__init__(workdir, **conf)
+        self.max_submit = max_submit
+        self.db_port = _free_port()
+        self.dbd_port = _free_port()
+        self.user = subprocess.run(
+            ["id", "-un"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    def render_conf(self) -> str:
+        text = super().render_conf()
+        text = text.replace(
+            "JobAcctGatherType=jobacct_gather/none", "JobAcctGatherType=jobacct_gather/linux"
+        ).replace(
+            "AccountingStorageType=accounting_storage/none",
+            "\n".join(
+                [
+                    "AccountingStorageType=accounting_storage/slurmdbd",
+                    f"AccountingStorageHost={self.host}",
+                    f"AccountingStoragePort={self.dbd_port}",
+                    "AccountingStorageEnforce=limits,qos",
+                ]
+            ),
+        )
+        return text
+
+    def write_dbd_conf(self) -> None:
+        d = self.workdir
+        path = d / "slurmdbd.conf"
+        path.write_text(
+            "\n".join(
+                [
+                    "AuthType=auth/munge",
+                    f"DbdHost={self.host}",
+                    f"DbdPort={self.dbd_port}",
+                    "SlurmUser=root",
+                    f"PidFile={d}/slurmdbd.pid",
+                    f"LogFile={d}/slurmdbd.log",
+                    "StorageType=accounting_storage/mysql",
+                    "StorageHost=127.0.0.1",
+                    f"StoragePort={self.db_port}",
+                    "StorageUser=slurm",
+                    "StoragePass=slurmpw",
+                    "StorageLoc=slurm_acct_db",
+                ]
+            )
+            + "\n"
+        )
+        path.chmod(0o600)  # slurmdbd refuses a config others can read
+
+    def _wait(self, what: str, ok: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ok():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{what} did not come up within {timeout:g}s")
+
+    def start_database(self) -> None:
+        d = self.workdir
+        sock = str(d / "mysql.sock")
+        proc = self.run(
+            "mariadb-install-db",
+            "--user=root",
+            f"--datadir={d}/mysql",
+            "--auth-root-authentication-method=normal",
+            check=False,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {proc.stderr.strip()[-500:]}")
+        with open(d / "mysqld.out", "wb") as out:
+            subprocess.Popen(
+                [
+                    "mysqld_safe",
+                    "--user=root",
+                    f"--datadir={d}/mysql",
+                    f"--socket={sock}",
+                    f"--port={self.db_port}",
+                    "--skip-networking=0",
+                    "--bind-address=127.0.0.1",
+                    f"--pid-file={d}/mysqld.pid",
+                    f"--log-error={d}/mysqld.err",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=self.env,
+            )
+
+        def up() -> bool:
+            ping = ["mysqladmin", f"--socket={sock}", "ping"]
+            return subprocess.run(ping, capture_output=True, check=False).returncode == 0
+
+        self._wait("mysqld", up)
+        sql = (
+            "CREATE DATABASE slurm_acct_db; "
+            "CREATE USER 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurmpw'; "
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+        )
+        proc = self.run("mysql", f"--socket={sock}", "-u", "root", "-e", sql, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"mysql setup failed: {proc.stderr.strip()}")
+
+    def sacctmgr(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return self.run("sacctmgr", "-i", *args, check=False)
+
+    def set_max_submit(self, n: int) -> None:
+        """The QOS's MaxSubmitJobsPerUser, live (-1 clears it)."""
+        proc = self.sacctmgr("modify", "qos", self.QOS, "set", f"MaxSubmitJobsPerUser={n}")
+        if proc.returncode != 0:
+            raise RuntimeError(f"sacctmgr modify qos failed: {proc.stderr.strip()}")
+        self.max_submit = n
+
+    def start(self) -> AccountingSlurmCluster:
+        ensure_munge()
+        self.write_conf()
+        self.write_dbd_conf()
+        self.start_database()
+        self._start_daemon("slurmdbd")
+        self._wait(
+            "slurmdbd",
+            lambda: self.run("sacctmgr", "-n", "show", "cluster", check=False).returncode == 0,
+        )
+        for args in (
+            ("add", "cluster", "hpcxtest"),
+            ("add", "account", self.ACCOUNT),
+            ("add", "user", self.user, f"account={self.ACCOUNT}", f"defaultaccount={self.ACCOUNT}"),
+            ("add", "qos", self.QOS, f"MaxSubmitJobsPerUser={self.max_submit}"),
+            ("modify", "user", self.user, "set", f"qos={self.QOS}", f"defaultqos={self.QOS}"),
+        ):
+            proc = self.sacctmgr(*args)
+            if proc.returncode != 0:
+                raise RuntimeError(f"sacctmgr {' '.join(args)} failed: {proc.stderr.strip()}")
+        self.start_controller(clean=True)
+        self._start_daemon("slurmd", "-c")
+        self.wait_idle()
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        self._stop_daemon("slurmdbd")
+        self._stop_daemon("mysqld", timeout=30)
+
+
+def command_shims(folder: Path, log: Path, names: tuple[str, ...] = ()) -> Path:
+    """A folder of wrappers for SLURM's commands (sbatch, squeue, sacct, sacctmgr, scontrol,
+    scancel by default): each appends ``name<TAB>exit code<TAB>args`` to ``log``, then exits
+    as the real command did. Put the folder first on PATH to count what hpcx calls."""
+    import shlex
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names or ("sbatch", "squeue", "sacct", "sacctmgr", "scontrol", "scancel"):
+        real = shutil.which(name)
+        if real is None:
+            continue
+        script = folder / name
+        script.write_text(
+            "#!/bin/bash\n"
+            f'{shlex.quote(real)} "$@"\n'
+            "rc=$?\n"
+            f'printf "%s\\t%s\\t%s\\n" {shlex.quote(name)} "$rc" "$*" >> {shlex.quote(str(log))}\n'
+            "exit $rc\n"
+        )
+        script.chmod(0o755)
+    return folder
+
+
+def shim_calls(log: Path) -> list[tuple[str, int, str]]:
+    """What :func:`command_shims` logged: (command, exit code, args) per call."""
+    try:
+        text = log.read_text()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.splitlines():
+        name, rc, args = [*line.split("\t", 2), "", ""][:3]
+        out.append((name, int(rc), args))
+    return out

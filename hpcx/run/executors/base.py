@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import ExecutorError
 from hpcx.errors import SchedulerError as SchedulerError  # known here to callers of executors
@@ -38,6 +38,9 @@ from hpcx.run import rundir
 from hpcx.run.rundir import RunDir
 from hpcx.util.files import atomic_write_json, atomic_write_text, read_json, sync
 from hpcx.util.proc import utcnow
+
+if TYPE_CHECKING:
+    from hpcx.cluster.limits import Room
 
 # --------------------------------------------------------------------------------------------
 # Errors
@@ -264,6 +267,12 @@ class Executor(ABC):
     @staticmethod
     def submission_folder(runs_root: str | os.PathLike[str], key: str) -> Path:
         return Path(runs_root).absolute() / ".submissions" / key
+
+    def room(self, *, reuse: bool = True) -> Room | None:
+        """How many more jobs the scheduler lets this user submit now, and the limit that
+        decides it; None where no scheduler limits how many (the local queue). ``reuse``:
+        the scheduler's answer this process got a moment ago may serve."""
+        return None
 
     @abstractmethod
     def submit(

@@ -1,4 +1,5 @@
-"""The SLURM executor: job arrays through ``sbatch --parsable``, status through one ``squeue``.
+"""The SLURM executor: job arrays through ``sbatch --parsable``, status through one
+``squeue --user`` per poll, and the room the scheduler's limits leave (:meth:`room`).
 
 A submission (one key) lives in ``<runs_root>/.submissions/<key>/``::
 
@@ -9,7 +10,10 @@ A submission (one key) lives in ``<runs_root>/.submissions/<key>/``::
     slurm-%A_%a.out   sbatch's own output (the wrapper's; the program's goes to the run folder)
 
 Runs with the same resources and options share an array; arrays are split to the cluster's
-MaxArraySize (task ids must stay below it) and the whole submission must fit MaxJobCount.
+MaxArraySize (task ids must stay below it). How many runs go out at once is apply's to decide
+from :meth:`SlurmExecutor.room` (every array task one job against MaxSubmitJobs and
+MaxJobCount: hpcx.cluster.limits); an sbatch refused for want of room anyway raises
+``SubmitError(no_room=True)``, and apply keeps those runs ``queued``.
 With ``executor.pack: N`` each job or array task runs N runs one after another (the job
 wrapper's ``--tasks`` line holds them all, :func:`hpcx.run.job.run_packed`); its time limit is
 the sum of theirs (:func:`pack_options`), and every run of it has the job's id
@@ -26,11 +30,21 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from hpcx.cluster.limits import (
+    Room,
+    UserLimit,
+    count_jobs,
+    is_limit_error,
+    read_user_limits,
+    room_of,
+    user_name,
+)
 from hpcx.cluster.slurm import (
     _positive_int,
     check_line,
@@ -52,6 +66,7 @@ from hpcx.run.executors.base import (
     write_stop,
 )
 from hpcx.run.rundir import RunDir
+from hpcx.util.backoff import Backoff
 from hpcx.util.files import atomic_write_json, atomic_write_text, link_or_copy, read_json, sync
 from hpcx.util.proc import utcnow
 
@@ -252,9 +267,12 @@ def clean_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """What ``scontrol show config`` says caps a submission (read once per executor)."""
+
     max_array_size: int = 1001
     max_job_count: int = 10000
     accounting: bool = False
+    cluster_name: str | None = None
 
 
 def parse_config(text: str) -> Limits:
@@ -275,7 +293,38 @@ def parse_config(text: str) -> Limits:
         max_array_size=num("MaxArraySize", 1001),
         max_job_count=num("MaxJobCount", 10000),
         accounting=bool(acct) and acct != "accounting_storage/none",
+        cluster_name=conf.get("ClusterName") or None,
     )
+
+
+#: Seconds a process reuses its last ``squeue`` of the user's jobs for a room count (a
+#: refresh polls, then tops up: one squeue for both). Any sbatch of this process forgets it.
+QUEUE_REUSE_S = 2.0
+#: Seconds the submit limits read through sacctmgr are reused (a watch reads them again).
+USER_LIMITS_REUSE_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """One line of ``squeue --user``: a job or array task of this user."""
+
+    job_id: str
+    state: str
+    reason: str
+    name: str
+
+
+#: The last squeue of the user's jobs, per cluster (SLURM_CONF): (monotonic time, jobs).
+_QUEUE_CACHE: dict[str, tuple[float, tuple[QueuedJob, ...]]] = {}
+#: ``scontrol show config`` last read, per cluster: (monotonic time, its limits).
+_CONFIG_CACHE: dict[str, tuple[float, Limits]] = {}
+#: The submit limits last read, per cluster: (monotonic time, limits or None).
+_LIMITS_CACHE: dict[str, tuple[float, list[UserLimit] | None]] = {}
+
+
+def forget_queue() -> None:
+    """Drop the reused squeue answer (after any sbatch: the queue has grown)."""
+    _QUEUE_CACHE.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,7 +419,12 @@ def pack_options(
 class SlurmExecutor(Executor):
     """Options: ``sbatch`` (pass-through options, allow-listed), ``array_throttle`` (the
     ``%N`` of each array), ``python`` (interpreter on the nodes, default this one),
-    ``sbatch_timeout`` (seconds), ``max_array_size`` (cap below the cluster's own)."""
+    ``sbatch_timeout`` (seconds), ``max_array_size`` (cap below the cluster's own),
+    ``max_jobs`` (at most this many of the user's jobs pending or running at once, below the
+    scheduler's own limits), ``poll_retries`` (times a squeue that cannot reach the controller
+    is tried again, waiting ``poll_backoff`` seconds, doubled each time; defaults 1 and 1, or
+    ``HPCX_SLURM_POLL_RETRIES``/``HPCX_SLURM_POLL_BACKOFF``: a refresh polls without the
+    manifest's options)."""
 
     kind = "slurm"
 
@@ -388,6 +442,26 @@ class SlurmExecutor(Executor):
         self.pack_target = pack_target(self.options)
         #: Several runs a job (``pack`` above 1, or a ``pack_time``).
         self.packs = self.pack > 1 or self.pack_target is not None
+        cap = self.options.get("max_jobs")
+        self.max_jobs: int | None = None if cap is None else _positive_int("max_jobs", cap)
+        retries = self.options.get("poll_retries")
+        if retries is None:
+            retries = _env_number("HPCX_SLURM_POLL_RETRIES", 1, int)
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise InvalidOptionError(
+                f"executor.poll_retries must be a whole number 0 or above, not {retries!r}"
+            )
+        self.poll_retries = retries
+        backoff = self.options.get("poll_backoff")
+        if backoff is None:
+            backoff = _env_number("HPCX_SLURM_POLL_BACKOFF", 1.0, float)
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff <= 0:
+            raise InvalidOptionError(
+                f"executor.poll_backoff must be a number of seconds above 0, not {backoff!r}"
+            )
+        self.poll_backoff = float(backoff)
+        #: How this executor waits between tries (tests replace it).
+        self.sleep = time.sleep
         self.env = clean_env()
         self._limits: Limits | None = None
         #: Job ids whose pending cancel this process has sent again (see _retry_cancels).
@@ -417,15 +491,109 @@ class SlurmExecutor(Executor):
 
     def limits(self) -> Limits:
         if self._limits is None:
-            proc = self._cmd(["scontrol", "show", "config"])
-            if proc.returncode != 0:
-                raise SchedulerError(f"scontrol show config failed: {proc.stderr.strip()}")
-            limits = parse_config(proc.stdout)
+            key = self._cluster_key()
+            hit = _CONFIG_CACHE.get(key)
+            if hit is not None and time.monotonic() - hit[0] < USER_LIMITS_REUSE_S:
+                limits = hit[1]
+            else:
+                proc = self._cmd(["scontrol", "show", "config"])
+                if proc.returncode != 0:
+                    raise SchedulerError(f"scontrol show config failed: {proc.stderr.strip()}")
+                limits = parse_config(proc.stdout)
+                # Every executor of this process asks the same controller: once a minute.
+                _CONFIG_CACHE[key] = (time.monotonic(), limits)
             cap = self.options.get("max_array_size")
             if cap:
                 limits = replace(limits, max_array_size=min(limits.max_array_size, int(cap)))
             self._limits = limits
         return self._limits
+
+    def _cluster_key(self) -> str:
+        """Which cluster (its SLURM_CONF, as changed last): what this process reuses of one
+        answer is never taken for another's, nor for the same file rewritten."""
+        conf = self.env.get("SLURM_CONF", "")
+        try:
+            return f"{conf}@{os.stat(conf or '/etc/slurm/slurm.conf').st_mtime_ns}"
+        except OSError:
+            return conf
+
+    def user_queue(self, *, reuse: bool = False) -> tuple[QueuedJob, ...]:
+        """Every job (array tasks one by one) of this user the controller holds, ended ones
+        within MinJobAge too: one ``squeue --user``, whatever their names, tried again with
+        backoff while the controller does not answer. ``reuse``: the answer this process got
+        less than :data:`QUEUE_REUSE_S` ago, when no sbatch went out since."""
+        key = self._cluster_key()
+        hit = _QUEUE_CACHE.get(key)
+        if reuse and hit is not None and time.monotonic() - hit[0] < QUEUE_REUSE_S:
+            return hit[1]
+        argv = ["squeue", "-h", "-r", "-t", "all", f"--user={os.getuid()}"]
+        argv += ["-o", "%i|%T|%r|%j"]
+        backoff = Backoff(base=self.poll_backoff, cap=max(self.poll_backoff, 60.0), slow=1e9)
+        tries = 0
+        while True:
+            try:
+                proc = self._cmd(argv)
+                err = proc.stderr.strip()
+                unreachable = proc.returncode != 0 and any(m in err.lower() for m in _AMBIGUOUS)
+                if proc.returncode != 0 and not unreachable:
+                    raise SchedulerError(f"squeue failed: {err or f'exit code {proc.returncode}'}")
+                if not unreachable:
+                    break
+                why = err
+            except SchedulerError as exc:
+                if "did not answer" not in str(exc):
+                    raise
+                why = str(exc)
+            tries += 1
+            if tries > self.poll_retries:
+                raise SchedulerError(
+                    f"cannot reach the SLURM controller: squeue failed {tries} time(s): {why}",
+                    hint="nothing was changed; is slurmctld up? (`scontrol ping`) Try again "
+                    "once it answers",
+                )
+            self.sleep(backoff.next(ok=False))
+        jobs = []
+        for line in proc.stdout.splitlines():
+            parts = line.split("|", 3)
+            if len(parts) == 4:
+                jobs.append(QueuedJob(*(p.strip() for p in parts)))
+        out = tuple(jobs)
+        _QUEUE_CACHE[key] = (time.monotonic(), out)
+        return out
+
+    def user_limits(self) -> list[UserLimit]:
+        """The submit limits accounting sets on this user (``sacctmgr``: its associations'
+        MaxSubmitJobs, its QOS's MaxSubmitJobsPerUser), live (reused for
+        :data:`USER_LIMITS_REUSE_S`); none without accounting."""
+        if not self.limits().accounting:
+            return []
+        key = self._cluster_key()
+        hit = _LIMITS_CACHE.get(key)
+        if hit is not None and time.monotonic() - hit[0] < USER_LIMITS_REUSE_S:
+            return list(hit[1] or [])
+
+        def run(argv: list[str]) -> str | None:
+            proc = self._cmd(argv)
+            return proc.stdout if proc.returncode == 0 else None
+
+        found = read_user_limits(run, user_name(), self.limits().cluster_name)
+        _LIMITS_CACHE[key] = (time.monotonic(), found)
+        return list(found or [])
+
+    def room(self, *, reuse: bool = True) -> Room:
+        """How many more jobs (array tasks one each) may go out now without the scheduler
+        refusing any: the least, over MaxJobCount, the accounting limits and ``max_jobs``,
+        of the limit less what the user has against it (one squeue, reused from this
+        process's last poll when it is fresh)."""
+        queue = self.user_queue(reuse=reuse)
+        active, held = count_jobs(j.state for j in queue)
+        return room_of(
+            max_job_count=self.limits().max_job_count,
+            user_limits=self.user_limits(),
+            active=active,
+            held=held,
+            cap=self.max_jobs,
+        )
 
     # -- submit
 
@@ -606,6 +774,7 @@ class SlurmExecutor(Executor):
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
+            forget_queue()
             raise SubmitError(
                 f"sbatch did not answer within {self.timeout:g}s",
                 ambiguous=True,
@@ -613,7 +782,15 @@ class SlurmExecutor(Executor):
             ) from exc
         except FileNotFoundError as exc:
             raise SubmitError("sbatch not found: is SLURM installed here?") from exc
+        forget_queue()
         err = proc.stderr.strip()
+        if proc.returncode != 0 and is_limit_error(err):
+            raise SubmitError(
+                f"sbatch refused: no room under the scheduler's limits: {err}",
+                no_room=True,
+                hint="the runs wait in hpcx's queue (status queued); `hpcx refresh` submits "
+                "them as jobs finish",
+            )
         if proc.returncode != 0:
             ambiguous = any(s in err.lower() for s in _AMBIGUOUS)
             raise SubmitError(
@@ -667,21 +844,13 @@ class SlurmExecutor(Executor):
     # -- status
 
     def squeue(self, names: Iterable[str]) -> dict[str, tuple[str, str]]:
-        """job id (``123`` or ``123_4``) -> (state, reason) for jobs with these names: one call."""
-        names = sorted(set(names))
-        if not names:
+        """job id (``123`` or ``123_4``) -> (state, reason) for this user's jobs with these
+        names: one ``squeue --user`` whatever their number (a ``--name=`` list of hundreds of
+        submission keys would grow past what a command line holds), filtered here."""
+        wanted = set(names)
+        if not wanted:
             return {}
-        proc = self._cmd(
-            ["squeue", "-h", "-r", "-t", "all", "--name=" + ",".join(names), "-o", "%i|%T|%r|%k"]
-        )
-        if proc.returncode != 0:
-            raise SchedulerError(f"squeue failed: {proc.stderr.strip()}")
-        out: dict[str, tuple[str, str]] = {}
-        for line in proc.stdout.splitlines():
-            parts = line.split("|")
-            if len(parts) >= 3:
-                out[parts[0].strip()] = (parts[1].strip(), parts[2].strip())
-        return out
+        return {j.job_id: (j.state, j.reason) for j in self.user_queue() if j.name in wanted}
 
     def sacct(self, job_ids: Iterable[str]) -> dict[str, str]:
         ids = sorted(set(job_ids))
@@ -951,6 +1120,20 @@ def _failed_needs(run_dir: str) -> str:
     if not bad:
         return "a run it needs did not succeed"
     return "needs " + ", ".join(bad) + ", which did not succeed"
+
+
+def _env_number(name: str, default: Any, kind: Any) -> Any:
+    """A number from the environment (a refresh polls without the manifest's options), the
+    default when unset; a value that is not one is refused, naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise InvalidOptionError(
+            f"{name}={raw!r} is not a number", hint=f"unset it, or give e.g. {name}={default}"
+        ) from None
 
 
 def _link(script: Path, rd: RunDir) -> None:
