@@ -223,3 +223,51 @@ def test_a_refresh_that_cannot_reach_the_controller_changes_nothing(
     # Once it answers, the refresh goes on as if nothing happened.
     hpcx(root, "refresh", env=env, check=True)
     assert sum(r["status"] == "queued" for r in runs(root).values()) == 2
+
+
+def test_a_pipeline_above_the_limit_waits_queued_behind_its_upstream_and_finishes(
+    acct: Any, project: Any, tmp_path: Path
+) -> None:
+    """train (3) -> eval (3, eval[i] needs train[i]) under a limit of 2 jobs: two trains go,
+    the third train waits queued, and so does every eval, the third *behind* its queued train
+    (not blocked: nothing failed). Top-ups alone finish the pipeline, each eval after its own
+    train, with no sbatch refused and no run blocked or submitted twice."""
+    from support.pipelines import ts
+
+    acct.set_max_submit(2)
+    log = tmp_path / "executions.log"
+    shims = command_shims(tmp_path / "shims", tmp_path / "calls.log")
+    train = _sweep("train", 3, ["--log", str(log), "--sleep", "1", "{params.i}"])
+    evals = json.loads(_sweep("eval", 3, ["--log", str(log), "{params.i}"]))
+    evals["spec"]["needs"] = {"train": {"match": ["params.i"]}}
+    root = project({"train": train, "eval": json.dumps(evals, indent=2)})
+    env = _env(acct, shims)
+
+    doc = json.loads(hpcx(root, "apply", "--yes", "--json", env=env, check=True).stdout)
+    assert (doc["submitted"], doc["queued"], doc["blocked"]) == (2, 4, {})
+    exp = dict(query(root, "SELECT run_id, experiment FROM runs"))
+    state = runs(root)
+    waiting = sorted(exp[rid] for rid, r in state.items() if r["status"] == "queued")
+    assert waiting == ["eval", "eval", "eval", "train"], state
+    assert all(r["job_id"] is None for r in state.values() if r["status"] == "queued")
+
+    deadline = time.monotonic() + 120
+    while True:
+        hpcx(root, "refresh", env=env, check=True)
+        state = runs(root)
+        if all(r["status"] == "succeeded" for r in state.values()):
+            break
+        assert not any(r["status"] in ("blocked", "failed", "lost") for r in state.values()), state
+        assert time.monotonic() < deadline, f"not all succeeded: {state}"
+        time.sleep(0.5)
+
+    calls = shim_calls(tmp_path / "calls.log")
+    assert all(rc == 0 for name, rc, _ in calls if name == "sbatch"), calls
+    assert all(r["attempts"] == 1 for r in state.values())
+    assert sorted(line.split()[0] for line in log_lines(log)) == sorted(state)
+    trains = {r["params"]["i"]: r for rid, r in state.items() if exp[rid] == "train"}
+    for rid, r in state.items():
+        if exp[rid] == "eval":
+            assert ts(r["started_at"]) >= ts(trains[r["params"]["i"]]["ended_at"]), r
+    blocked = query(root, "SELECT count(*) FROM run_events WHERE event = 'blocked'")
+    assert blocked == [(0,)]
