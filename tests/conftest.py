@@ -29,3 +29,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_slurm_answers() -> None:
+    """Each test starts without the SLURM answers an earlier test's executor kept for reuse
+    (the config, the user's limits and queue, kept per SLURM_CONF for up to a minute in one
+    process): a test's fake `scontrol` or a restarted cluster must be asked anew."""
+    import sys
+
+    slurm = sys.modules.get("hpcx.run.executors.slurm")
+    if slurm is not None:
+        for cache in ("_CONFIG_CACHE", "_LIMITS_CACHE", "_QUEUE_CACHE"):
+            getattr(slurm, cache).clear()

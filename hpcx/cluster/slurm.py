@@ -311,3 +311,20 @@ def _passes(sbatch: object, name: str) -> bool:
     if isinstance(sbatch, list | tuple):
         return any(str(i).removeprefix("--").partition("=")[0] == name for i in sbatch)
     return False
+
+
+def runs_per_job(pack: int, pack_time: float | None, run_time: float | None) -> int:
+    """How many runs one job (or array task) holds under ``executor.pack`` (``pack``, 1 when
+    unset) and ``executor.pack_time`` (seconds, None when unset), for runs of ``run_time``
+    seconds each: with a target time, as many as fit in it (at least one; at most ``pack``
+    when ``pack`` is above 1 too); else ``pack``. Shared by the SLURM executor that packs and
+    the counts made before it (the plan's jobs, apply's room under the limits)."""
+    if pack_time is None:
+        return max(1, pack)
+    if not run_time:
+        raise InvalidOptionError(
+            "executor.pack_time needs resources.time: runs are packed by their time limits",
+            hint="set resources.time to what one run needs",
+        )
+    fit = max(1, int(pack_time // run_time))
+    return min(fit, pack) if pack > 1 else fit

@@ -21,6 +21,7 @@ from typing import Any
 
 from hpcx.cluster.profiles import ClusterProfile, Partition, ResourceFitError, resolve_profile
 from hpcx.cluster.units import format_minutes, memory_gb, plain_number, time_minutes
+from hpcx.errors import HpcxError
 from hpcx.manifest.spec import RunSpec
 
 # --------------------------------------------------------------------------------------------
@@ -577,6 +578,23 @@ class SubmissionOutlook:
         return text + "."
 
 
+def _runs_per_job(run: RunSpec) -> int:
+    """Runs per job for runs like ``run`` under its executor's ``pack``/``pack_time`` (1 when
+    unpacked, or when those are not usable: the submit refuses them, naming why)."""
+    from hpcx.cluster.slurm import runs_per_job
+    from hpcx.cluster.units import time_limit_seconds
+
+    ex = run.executor or {}
+    pack, target = ex.get("pack", 1), ex.get("pack_time")
+    try:
+        per_target = None if target is None else time_limit_seconds(target)
+        raw = (run.resources or {}).get("time")
+        one = None if raw is None else time_limit_seconds(raw)
+        return runs_per_job(pack if isinstance(pack, int) and pack > 0 else 1, per_target, one)
+    except (ValueError, TypeError, HpcxError):
+        return 1
+
+
 def submission_outlook(
     runs: Sequence[RunSpec],
     profile: ClusterProfile | None,
@@ -606,21 +624,37 @@ def submission_outlook(
     size = max(1, array_size or 1001)
     # Runs of a manifest share their resources and executor objects: each encoded once.
     encode = ByIdentity(lambda obj: json.dumps(obj, sort_keys=True, default=str))
-    groups: dict[tuple[str, str], int] = {}
+    groups: dict[tuple[str, str], list[Any]] = {}
     for r in slurm:
         key = (encode(r.resources), encode(r.executor))
-        groups[key] = groups.get(key, 0) + 1
+        groups.setdefault(key, [r, 0])[1] += 1
     arrays = singles = 0
-    for count in groups.values():
-        full, rest = divmod(count, size)
+    #: (jobs, runs per job, runs) of each group, in order: packed runs (``executor.pack``,
+    #: ``pack_time``) share a job or array task.
+    shares: list[tuple[int, int, int]] = []
+    for first, count in groups.values():
+        per = _runs_per_job(first)
+        jobs = -(-count // per)
+        shares.append((jobs, per, count))
+        full, rest = divmod(jobs, size)
         arrays += full if size > 1 else 0
         singles += full if size == 1 else 0
         if rest == 1:
             singles += 1
         elif rest > 1:
             arrays += 1
-    tasks = len(slurm)
-    base = SubmissionOutlook(tasks, tasks, arrays, singles, already_queued)
+    tasks = sum(jobs for jobs, _, _ in shares)
+    base = SubmissionOutlook(len(slurm), tasks, arrays, singles, already_queued)
+
+    def runs_in(jobs_now: int) -> int:
+        """How many runs the first ``jobs_now`` jobs hold."""
+        out = 0
+        for jobs, per, count in shares:
+            take = min(jobs, jobs_now)
+            out += min(count, take * per)
+            jobs_now -= take
+        return out
+
     if live is not None:
         room = room_of(
             max_job_count=live.max_job_count,
@@ -629,14 +663,14 @@ def submission_outlook(
             held=live.held,
         )
         # Queued runs go first: what an apply submits gets the room they leave.
-        go_now = max(0, min(tasks, room.room - already_queued))
+        go_now = runs_in(max(0, min(tasks, room.room - already_queued)))
         return replace(
             base,
             limit=room.limit,
             source=room.source,
             in_queue=room.used,
             go_now=go_now,
-            wait=tasks - go_now,
+            wait=len(slurm) - go_now,
             limits_from="live",
         )
     if recorded is not None:

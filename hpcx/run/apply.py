@@ -413,9 +413,12 @@ def apply_changes(
             held: list[RunSpec] = [c.run for c in group if c.run is not None and c.run_id in behind]
             runs = [c.run for c in group if c.run is not None and c.run_id not in behind]
             if kind == "slurm" and room_left is not None:
-                fits = max(0, room_left)
+                # The room is in jobs; a packed job holds several runs (but runs that wait for
+                # others may each need a job of their own: counted one a job).
+                per = 1 if after else _runs_per_job(ex, runs)
+                fits = max(0, room_left) * per
                 runs, held = runs[:fits], [*runs[fits:], *held]
-                room_left -= len(runs)
+                room_left -= -(-len(runs) // per)
             ids = [r.run_id for r in runs]
 
             # 1. intent (and the runs that wait for room: queued, no job)
@@ -595,6 +598,19 @@ def apply_changes(
         outcome.observed.update(result.observed)
         outcome.problems.extend(result.problems)
     return outcome
+
+
+def _runs_per_job(ex: Any, runs: Sequence[RunSpec]) -> int:
+    """The fewest runs a job of ``ex`` holds for any of ``runs`` (1 unpacked; 1 when the
+    executor cannot say, e.g. ``pack_time`` without ``resources.time``: its submit says why)."""
+    per_job = getattr(ex, "runs_per_job", None)
+    if per_job is None or not runs:
+        return 1
+    distinct = {id(r.resources): r for r in runs}.values()  # a manifest's runs share one
+    try:
+        return max(1, min(int(per_job(r)) for r in distinct))
+    except HpcxError:
+        return 1
 
 
 def _first(item: tuple[tuple[int, str, str], Any]) -> tuple[int, str, str]:

@@ -98,3 +98,46 @@ def test_local_runs_ask_nothing_of_slurm() -> None:
     run = _slurm(CONFIG, [])
     assert submission_outlook(_runs(5, executor="local"), None, run=run) is None
     assert run.calls == []
+
+
+def test_packed_runs_count_one_job_per_pack_and_go_by_the_pack() -> None:
+    """10,000 runs packed by 50 are 200 jobs (one array under MaxArraySize 1001): all go at
+    once under a limit of 1,000; under a limit of 60 with 10 jobs queued, 50 jobs go, which
+    hold 2,500 runs. pack_time packs as many runs as their time limits fit."""
+    runs = [
+        make_spec(
+            "sweep",
+            params={"i": i},
+            executor={"type": "slurm", "pack": 50},
+            resources={"partition": "p", "time": "00:02:00"},
+        )
+        for i in range(10_000)
+    ]
+    out = submission_outlook(runs, None, run=_slurm(CONFIG_ACCT, []))
+    assert out is not None
+    assert (out.runs, out.tasks, out.arrays, out.singles) == (10_000, 200, 1, 0)
+    assert (out.go_now, out.wait) == (10_000, 0)
+    assert "10,000 runs -> 200 jobs" in out.text()
+
+    tight = _slurm(CONFIG_ACCT, ["RUNNING"] * 10)
+
+    def run(argv: list[str]) -> str | None:
+        if argv[:4] == ["sacctmgr", "-n", "-P", "show"] and argv[4] == "qos":
+            return "normal|\nsmall|60\n"
+        return tight(argv)  # type: ignore[no-any-return]
+
+    out = submission_outlook(runs, None, run=run)
+    assert out is not None and (out.limit, out.in_queue) == (60, 10)
+    assert (out.go_now, out.wait) == (2_500, 7_500)
+
+    by_time = [
+        make_spec(
+            "t",
+            params={"i": i},
+            executor={"type": "slurm", "pack_time": "01:00:00"},
+            resources={"partition": "p", "time": "00:10:00"},
+        )
+        for i in range(13)
+    ]
+    out = submission_outlook(by_time, None, run=_slurm(CONFIG_ACCT, []))
+    assert out is not None and (out.runs, out.tasks) == (13, 3)  # 6 a job: 6 + 6 + 1

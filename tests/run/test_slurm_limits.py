@@ -271,3 +271,37 @@ def test_a_pipeline_above_the_limit_waits_queued_behind_its_upstream_and_finishe
             assert ts(r["started_at"]) >= ts(trains[r["params"]["i"]]["ended_at"]), r
     blocked = query(root, "SELECT count(*) FROM run_events WHERE event = 'blocked'")
     assert blocked == [(0,)]
+
+
+def test_room_for_two_jobs_sends_two_packs_of_runs(
+    acct: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The room is in jobs: with ``executor.pack: 3`` and room for 2 jobs, 6 of 8 runs go
+    (one array of two packed tasks) and 2 wait queued; none is refused."""
+    from support.specs import make_spec
+
+    from hpcx.cluster.limits import Room
+    from hpcx.plan.planner import Action, RunChange
+    from hpcx.run.apply import apply_changes
+    from hpcx.run.executors import slurm
+    from hpcx.state.writer import Writer
+
+    monkeypatch.setenv("SLURM_CONF", acct.env["SLURM_CONF"])
+    counted = Room(room=2, limit=5, used=3, source="QOS small MaxSubmitJobsPerUser")
+    monkeypatch.setattr(slurm.SlurmExecutor, "room", lambda self, reuse=True: counted)
+    specs = [
+        make_spec(
+            experiment="e",
+            params={"i": i},
+            command=["true"],
+            executor={"type": "slurm", "pack": 3},
+            resources={"partition": "debug", "cpus": 1, "time": "00:01:00"},
+        )
+        for i in range(8)
+    ]
+    changes = [RunChange(Action.CREATE, "new", s, s.run_id, s.experiment) for s in specs]
+    with Writer(tmp_path / "state.duckdb", "test") as writer:
+        out = apply_changes(changes, writer=writer, runs_root=tmp_path / "runs", wait=False)
+    assert len(out.submitted) == 6 and len(out.queued) == 2 and out.not_submitted == {}
+    (sub,) = out.submissions
+    assert len(sub.job_ids) == 1 and len(set(sub.run_jobs.values())) == 2

@@ -52,8 +52,10 @@ from hpcx.cluster.slurm import (
     check_value,
     extra_options,
     resource_options,
+    runs_per_job,
 )
 from hpcx.errors import InvalidOptionError, SchedulerError, SubmitError
+from hpcx.manifest.spec import RunSpec
 from hpcx.run import rundir
 from hpcx.run.executors.base import (
     Executor,
@@ -655,13 +657,18 @@ class SlurmExecutor(Executor):
         from hpcx.cluster.units import time_limit_seconds
 
         one = next((time_limit_seconds(v) for k, v in opts if k == "time"), None)
-        if not one:
-            raise InvalidOptionError(
-                "executor.pack_time needs resources.time: runs are packed by their time limits",
-                hint="set resources.time to what one run needs",
-            )
-        fit = max(1, int(self.pack_target // one))
-        return min(fit, self.pack) if "pack" in self.options else fit
+        return runs_per_job(self.pack if "pack" in self.options else 1, self.pack_target, one)
+
+    def runs_per_job(self, spec: RunSpec) -> int:
+        """How many runs of ``spec``'s kind one job of this executor holds (1 unpacked):
+        what apply counts the room under the scheduler's limits in."""
+        if self.pack_target is None:
+            return self.pack
+        from hpcx.cluster.units import time_limit_seconds
+
+        raw = (spec.resources or {}).get("time")
+        one = time_limit_seconds(raw) if raw is not None else None
+        return runs_per_job(self.pack if "pack" in self.options else 1, self.pack_target, one)
 
     def render(self, key: str, chunk: _Chunk, folder: Path) -> str:
         common = {
