@@ -920,12 +920,7 @@ class SlurmExecutor(Executor):
         }
         if not stuck:
             return
-        try:
-            proc = self._cmd(["scancel", *sorted({o.job_id for o in stuck.values() if o.job_id})])
-            failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
-            why = proc.stderr.strip()
-        except SchedulerError as exc:
-            failed, why = True, str(exc)
+        failed, why = self._scancel(sorted({o.job_id for o in stuck.values() if o.job_id}))
         if failed:
             for rid, obs in stuck.items():
                 out[rid] = replace(obs, reason=f"{NEVER_SATISFIED}; scancel failed: {why}")
@@ -963,12 +958,7 @@ class SlurmExecutor(Executor):
             pending = {rid: job for rid, job in pending.items() if job not in going_on}
         if not pending:
             return
-        try:
-            proc = self._cmd(["scancel", *sorted(set(pending.values()))])
-            failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
-            why = proc.stderr.strip()
-        except SchedulerError as exc:
-            failed, why = True, str(exc)
+        failed, why = self._scancel(sorted(set(pending.values())))
         if failed:
             for rid in pending:
                 out[rid] = replace(out[rid], reason=f"cancel pending: scancel failed: {why}")
@@ -1026,12 +1016,7 @@ class SlurmExecutor(Executor):
         if not targets:
             return
         jobs = sorted(set(targets))
-        try:
-            proc = self._cmd(["scancel", *jobs])
-            failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
-            why = proc.stderr.strip() or f"exit code {proc.returncode}"
-        except SchedulerError as exc:
-            failed, why = True, str(exc)
+        failed, why = self._scancel(jobs)
         if failed:
             # The stop files stay: they mark the cancel pending. A job that starts anyway
             # finds its stop file and does not run the program; a refresh that reaches the
@@ -1044,15 +1029,19 @@ class SlurmExecutor(Executor):
             )
         self._recancelled.update(jobs)
 
+    def _scancel(self, args: list[str]) -> tuple[bool, str]:
+        """``scancel ARGS``: whether it failed (a job already gone is no failure) and why."""
+        try:
+            proc = self._cmd(["scancel", *args])
+        except SchedulerError as exc:
+            return True, str(exc)
+        failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
+        return failed, proc.stderr.strip() or f"exit code {proc.returncode}"
+
     def _signal_batch(self, jobs: list[str]) -> None:
         """SIGTERM to the batch shell of these packed jobs (the job wrapper, which passes it
         on to the run it is running, named by that run's stop file), not to the job."""
-        try:
-            proc = self._cmd(["scancel", "--batch", "--signal=TERM", *jobs])
-            failed = proc.returncode != 0 and "invalid job id" not in proc.stderr.lower()
-            why = proc.stderr.strip() or f"exit code {proc.returncode}"
-        except SchedulerError as exc:
-            failed, why = True, str(exc)
+        failed, why = self._scancel(["--batch", "--signal=TERM", *jobs])
         if failed:
             raise SchedulerError(
                 f"scancel --batch failed: {why}: {len(jobs)} packed job(s) not signalled",
