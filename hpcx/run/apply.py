@@ -340,6 +340,7 @@ def apply_changes(
     if project_root is not None:
         to_submit = [c._replace(run=_with_cwd(c.run, project_root)) for c in to_submit]
 
+    _Dependencies.check(to_submit)
     # The room under the scheduler's limits, counted before the state is opened (a squeue is
     # a process: none is started while DuckDB's threads are live). Shared by the SLURM groups.
     room_left: int | None = None
@@ -695,17 +696,29 @@ class _Dependencies:
                 out.level[rid] = level
                 if waits:
                     out.behind[rid] = "; ".join(waits)
-        if mixed:
-            shown = "\n  ".join(mixed[:10]) + (
-                f"\n  ... {len(mixed) - 10} more" if len(mixed) > 10 else ""
-            )
-            raise PlanError(
-                "runs need runs of another executor: a SLURM job cannot wait for a local run, "
-                f"nor a local queue for a SLURM job:\n  {shown}",
-                hint="apply the runs they need first (`hpcx apply -e EXPERIMENT`), then apply "
-                "again once those succeeded; or give both experiments the same executor",
-            )
+        _refuse_mixed(mixed)
         return out
+
+    @staticmethod
+    def check(changes: Sequence[RunChange]) -> None:
+        """What can be refused without the state: a cycle among the runs of this apply, or
+        one needing a run of another executor here (before the scheduler is asked anything)."""
+        from hpcx.manifest.spec import executor_kind
+
+        runs = {c.run_id: c.run for c in changes if c.run is not None}
+        if not any(r.needs for r in runs.values()):
+            return
+        _topological(runs)
+        kind = ByIdentity(executor_kind)
+        _refuse_mixed(
+            [
+                f"{r.experiment}/{rid} ({kind(r.executor)}) needs {exp}/{up} "
+                f"({kind(runs[up].executor)})"
+                for rid, r in runs.items()
+                for exp, up in r.needs
+                if up in runs and kind(runs[up].executor) != kind(r.executor)
+            ]
+        )
 
     def resolve(
         self,
@@ -746,6 +759,19 @@ class _Dependencies:
             elif ups:
                 after[rid] = ups
         return after, blocked, behind
+
+
+def _refuse_mixed(mixed: Sequence[str]) -> None:
+    """Refuse runs that need runs of another executor (``mixed`` names each pair)."""
+    if not mixed:
+        return
+    shown = "\n  ".join(mixed[:10]) + (f"\n  ... {len(mixed) - 10} more" if len(mixed) > 10 else "")
+    raise PlanError(
+        "runs need runs of another executor: a SLURM job cannot wait for a local run, "
+        f"nor a local queue for a SLURM job:\n  {shown}",
+        hint="apply the runs they need first (`hpcx apply -e EXPERIMENT`), then apply "
+        "again once those succeeded; or give both experiments the same executor",
+    )
 
 
 def _topological(runs: Mapping[str, RunSpec]) -> list[str]:
@@ -800,6 +826,8 @@ def _record_blocked(tx: Any, runs: Sequence[RunSpec], why: Mapping[str, str]) ->
         ],
         event="blocked",
     )
+
+
 def _submission_detail(
     options: Mapping[str, Any], runs_root: Path, from_queue: bool
 ) -> dict[str, Any]:
@@ -941,9 +969,7 @@ def top_up(writer: Writer, runs_root: Path | None) -> ApplyOutcome | None:
     ]
     if not changes:
         return None
-    return apply_changes(
-        changes, writer=writer, runs_root=runs_root, wait=False, from_queue=True
-    )
+    return apply_changes(changes, writer=writer, runs_root=runs_root, wait=False, from_queue=True)
 
 
 def apply_plan(
