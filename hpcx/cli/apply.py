@@ -201,6 +201,9 @@ def _watch(request: Any, view: Any, *, interval: float, as_json: bool, quiet: bo
 def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> None:
     for p in result.get("problems", [])[:50]:
         typer.echo(f"warning: {p}", err=True)
+    unread = (result.get("room") or {}).get("unread")
+    if unread:
+        typer.echo(f"warning: {unread}", err=True)
     lines = []
     for s in result["submissions"]:
         jobs = ", ".join(s["job_ids"][:5]) + (" ..." if len(s["job_ids"]) > 5 else "")

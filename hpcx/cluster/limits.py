@@ -76,6 +76,9 @@ class Room:
     used: int
     source: str
     limits: tuple[tuple[str, int, int], ...] = ()
+    #: Why a limit that may apply could not be read (accounting is on but ``sacctmgr`` did
+    #: not answer): the room is then counted without it, and the user is told so.
+    unread: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +87,7 @@ class Room:
             "used": self.used,
             "source": self.source,
             "limits": [{"source": s, "limit": n, "used": u} for s, n, u in self.limits],
+            "unread": self.unread,
         }
 
 

@@ -589,13 +589,23 @@ class SlurmExecutor(Executor):
         process's last poll when it is fresh)."""
         queue = self.user_queue(reuse=reuse)
         active, held = count_jobs(j.state for j in queue)
-        return room_of(
+        room = room_of(
             max_job_count=self.limits().max_job_count,
             user_limits=self.user_limits(),
             active=active,
             held=held,
             cap=self.max_jobs,
         )
+        hit = _LIMITS_CACHE.get(self._cluster_key())
+        if self.limits().accounting and hit is not None and hit[1] is None:
+            room = replace(
+                room,
+                unread="accounting is on, but sacctmgr did not answer: the submit limits on "
+                "you (QOS MaxSubmitJobsPerUser, MaxSubmitJobs) are unknown, so only the "
+                "others were counted; a submission the scheduler refuses for want of room "
+                "still waits queued",
+            )
+        return room
 
     # -- submit
 

@@ -142,3 +142,19 @@ def test_other_refusals_stay_failures(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(SubmitError) as err:
         SlurmExecutor({})._sbatch(tmp_path / "s.sbatch", tmp_path)
     assert not err.value.no_room
+
+
+def test_room_says_when_accounting_limits_could_not_be_read() -> None:
+    """Accounting is on but sacctmgr fails: the room is counted without the submit limits on
+    the user, and says so (the apply prints it as a warning), never silently."""
+    ex = _executor([(0, QUEUE, ""), (1, "", "sacctmgr: error: slurmdbd down")] * 2)[0]
+    ex._limits = slurm.Limits(max_job_count=10000, accounting=True)
+    room = ex.room(reuse=False)
+    assert room.source == "MaxJobCount" and room.unread is not None
+    assert "sacctmgr did not answer" in room.unread and room.to_dict()["unread"] == room.unread
+    # With the limits read, nothing is said.
+    slurm._LIMITS_CACHE.clear()
+    ok = _executor([(0, QUEUE, ""), (0, "acct|small|small|\n", ""), (0, "small|50\n", "")])[0]
+    ok._limits = slurm.Limits(max_job_count=10000, accounting=True)
+    room = ok.room(reuse=False)
+    assert room.unread is None and room.source == "QOS small MaxSubmitJobsPerUser"
