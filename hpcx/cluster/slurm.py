@@ -328,3 +328,20 @@ def runs_per_job(pack: int, pack_time: float | None, run_time: float | None) -> 
         )
     fit = max(1, int(pack_time // run_time))
     return min(fit, pack) if pack > 1 else fit
+
+
+def runs_per_job_of(executor: Mapping[str, Any], resources: Mapping[str, Any]) -> int:
+    """:func:`runs_per_job` for a run's ``executor`` and ``resources`` as the manifest gives
+    them (1 when unpacked, or when the values are not usable: the SLURM executor refuses
+    those, naming why, when it submits)."""
+    from hpcx.cluster.units import time_limit_seconds
+
+    pack, target = executor.get("pack", 1), executor.get("pack_time")
+    try:
+        per_target = None if target is None else time_limit_seconds(target)
+        raw = resources.get("time")
+        one = None if raw is None else time_limit_seconds(raw)
+        whole = isinstance(pack, int) and not isinstance(pack, bool) and pack > 0
+        return runs_per_job(pack if whole else 1, per_target, one)
+    except (ValueError, TypeError, InvalidOptionError):
+        return 1

@@ -43,7 +43,16 @@ BUILTIN_WORKLOADS = tuple(known_workloads())
 #: Sweep values checked against a workload's parameter schema, per axis (more are sampled).
 _AXIS_CHECK_LIMIT = 64
 _SETTINGS_ROOTS = ("resources", "env", "cwd", "executor", "retries")
-_SLURM_ONLY = ("sbatch_args", "array_throttle", "setup", "pack", "pack_time")
+_SLURM_ONLY = (
+    "sbatch_args",
+    "array_throttle",
+    "setup",
+    "pack",
+    "pack_time",
+    "max_jobs",
+    "poll_retries",
+    "poll_backoff",
+)
 _LOCAL_ONLY = ("max_parallel",)
 #: ``spec.checkpoint`` with its defaults: the signal the program gets, how many seconds
 #: before the time limit, how many requeues a run may have.

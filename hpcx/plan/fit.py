@@ -21,7 +21,6 @@ from typing import Any
 
 from hpcx.cluster.profiles import ClusterProfile, Partition, ResourceFitError, resolve_profile
 from hpcx.cluster.units import format_minutes, memory_gb, plain_number, time_minutes
-from hpcx.errors import HpcxError
 from hpcx.manifest.spec import RunSpec
 
 # --------------------------------------------------------------------------------------------
@@ -579,20 +578,10 @@ class SubmissionOutlook:
 
 
 def _runs_per_job(run: RunSpec) -> int:
-    """Runs per job for runs like ``run`` under its executor's ``pack``/``pack_time`` (1 when
-    unpacked, or when those are not usable: the submit refuses them, naming why)."""
-    from hpcx.cluster.slurm import runs_per_job
-    from hpcx.cluster.units import time_limit_seconds
+    """Runs per job for runs like ``run`` under its executor's ``pack``/``pack_time``."""
+    from hpcx.cluster.slurm import runs_per_job_of
 
-    ex = run.executor or {}
-    pack, target = ex.get("pack", 1), ex.get("pack_time")
-    try:
-        per_target = None if target is None else time_limit_seconds(target)
-        raw = (run.resources or {}).get("time")
-        one = None if raw is None else time_limit_seconds(raw)
-        return runs_per_job(pack if isinstance(pack, int) and pack > 0 else 1, per_target, one)
-    except (ValueError, TypeError, HpcxError):
-        return 1
+    return runs_per_job_of(run.executor or {}, run.resources or {})
 
 
 def submission_outlook(

@@ -230,6 +230,20 @@ def _make_plan(
                 append(
                     RunChange(noop, REASON_TRIAL_ENDED, run, run.run_id, run.experiment, status)
                 )
+            elif status == REASON_QUEUED and settings_digest != run.settings_digest:
+                # Not sent yet: the top-up that sends it takes the spec the state holds, so the
+                # new settings are recorded (the run stays queued), never silently dropped.
+                append(
+                    RunChange(
+                        update,
+                        REASON_SETTINGS_CHANGED,
+                        run,
+                        run.run_id,
+                        run.experiment,
+                        status,
+                        {"old_settings_digest": settings_digest, "queued": True},
+                    )
+                )
             elif status == REASON_QUEUED:
                 append(RunChange(noop, REASON_QUEUED, run, run.run_id, run.experiment, status))
             elif status == REASON_BLOCKED and run.needs:

@@ -243,6 +243,9 @@ class ApplyOutcome:
     queued: list[str] = field(default_factory=list)
     #: The room the SLURM scheduler's limits left when this apply counted (Room.to_dict()).
     room: dict[str, Any] | None = None
+    #: Older versions of runs that never went out (queued or blocked), recorded cancelled
+    #: because this apply submits their replacement: old run id -> new run id.
+    superseded: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
@@ -269,6 +272,7 @@ class ApplyOutcome:
             "blocked": self.blocked,
             "queued": len(self.queued),
             "room": self.room,
+            "superseded": self.superseded,
         }
 
 
@@ -349,14 +353,14 @@ def apply_changes(
     for c in to_submit:
         assert c.run is not None
         kind, options_json = group_of(c.run.executor)
-        if kind == "slurm":
+        if kind == "slurm" and (kind, options_json) not in made:
+            # Each options' own cap (executor.max_jobs) counts: the tightest one decides.
             counter = get_executor(kind, json.loads(options_json), progress=progress)
             made[kind, options_json] = counter
             counted = counter.room()
-            if counted is not None:
+            if counted is not None and (room_left is None or counted.room < room_left):
                 outcome.room = counted.to_dict()
                 room_left = counted.room
-            break
 
     # The state opened once for the owner check, the settings updates and the first intent
     # (each opening and closing costs ~0.1 s); it is closed before anything is submitted.
@@ -370,6 +374,24 @@ def apply_changes(
             with first.transaction() as tx:
                 tx.record_runs(updates, event="settings-updated")
             outcome.updated = [r.run_id for r in updates]
+        superseded = _superseded_held(to_submit)
+        if superseded:
+            # An older version of a run that never went out (queued for room, or blocked):
+            # a top-up or a release would otherwise still send it, beside its replacement.
+            assert first is not None
+            with first.transaction() as tx:
+                tx.update_runs(
+                    [
+                        {
+                            "run_id": old,
+                            "status": "cancelled",
+                            "end_reason": f"superseded by {new} (its {why}) before it was sent",
+                        }
+                        for old, (new, why) in superseded.items()
+                    ],
+                    event="superseded",
+                )
+            outcome.superseded = {old: new for old, (new, _) in superseded.items()}
     except BaseException:
         if first is not None:
             first.close()
@@ -417,9 +439,9 @@ def apply_changes(
                 # The room is in jobs; a packed job holds several runs (but runs that wait for
                 # others may each need a job of their own: counted one a job).
                 per = 1 if after else _runs_per_job(ex, runs)
-                fits = max(0, room_left) * per
-                runs, held = runs[:fits], [*runs[fits:], *held]
-                room_left -= -(-len(runs) // per)
+                runs, rest, jobs = _cut_by_room(runs, max(0, room_left), per)
+                held = [*rest, *held]
+                room_left -= jobs
             ids = [r.run_id for r in runs]
 
             # 1. intent (and the runs that wait for room: queued, no job)
@@ -601,6 +623,46 @@ def apply_changes(
     return outcome
 
 
+def _cut_by_room(
+    runs: Sequence[RunSpec], jobs: int, per: int
+) -> tuple[list[RunSpec], list[RunSpec], int]:
+    """The runs that ``jobs`` jobs of ``per`` runs each hold, the rest, and the jobs used.
+    Runs of other resources never share a job (the executor packs each kind apart), so each
+    kind is cut in whole packs: its last pack may be short, and is a job all the same."""
+    if per <= 1:
+        return list(runs[:jobs]), list(runs[jobs:]), min(jobs, len(runs))
+    kinds: dict[int, list[RunSpec]] = {}
+    for r in runs:  # a manifest's runs share one resources object
+        kinds.setdefault(id(r.resources), []).append(r)
+    by_resources: dict[str, list[RunSpec]] = {}
+    for same in kinds.values():
+        key = json.dumps(same[0].resources, sort_keys=True, default=str)
+        by_resources.setdefault(key, []).extend(same)
+    take: list[RunSpec] = []
+    rest: list[RunSpec] = []
+    used = 0
+    for same in by_resources.values():
+        n = min(jobs - used, -(-len(same) // per))
+        take += same[: n * per]
+        rest += same[n * per :]
+        used += n
+    return take, rest, used
+
+
+def _superseded_held(changes: Sequence[RunChange]) -> dict[str, tuple[str, str]]:
+    """Old run id -> (new run id, why) for each stale change whose older version is held
+    (``queued`` or ``blocked``: it never went out)."""
+    from hpcx.plan.planner import Action
+    from hpcx.state.schema import HELD_STATUSES
+
+    out: dict[str, tuple[str, str]] = {}
+    for c in changes:
+        old = (c.detail or {}).get("old_run_id")
+        if c.action == Action.STALE and c.prior_status in HELD_STATUSES and old:
+            out[str(old)] = (c.run_id, str(c.reason).replace("-", " "))
+    return out
+
+
 def _runs_per_job(ex: Any, runs: Sequence[RunSpec]) -> int:
     """The fewest runs a job of ``ex`` holds for any of ``runs`` (1 unpacked; 1 when the
     executor cannot say, e.g. ``pack_time`` without ``resources.time``: its submit says why)."""
@@ -687,7 +749,10 @@ class _Dependencies:
                 elif row.status == "queued":
                     waits.append(f"needs {name}, which waits queued for room")
                 elif row.status in IN_FLIGHT_STATUSES:
-                    why.append(f"needs {name}, which has no job yet ({row.status})")
+                    # An intent not yet sent (another apply at work, or one a refresh will
+                    # reconcile): on SLURM wait queued for a top-up to find its job.
+                    held_for = waits if kinds[rid] == "slurm" else why
+                    held_for.append(f"needs {name}, which has no job yet ({row.status})")
                 else:
                     why.append(f"needs {name}, which ended {row.status}")
             if why:
@@ -948,6 +1013,7 @@ def top_up(writer: Writer, runs_root: Path | None) -> ApplyOutcome | None:
     them, so the intent is recorded before sbatch as for any apply (and what still does not
     fit stays ``queued``, untouched). None when nothing waits, no room was left, or no runs
     folder is known. One squeue: the refresh's own poll, reused when it is fresh."""
+    from hpcx.cluster.slurm import runs_per_job_of
     from hpcx.manifest.spec import executor_kind
     from hpcx.plan.planner import Action, RunChange
     from hpcx.run.executors import get_executor
@@ -955,13 +1021,20 @@ def top_up(writer: Writer, runs_root: Path | None) -> ApplyOutcome | None:
     if runs_root is None or not writer.path.exists():
         return None
     with writer.open() as store:
-        if store.queued_count() == 0:
-            return None
-    room = get_executor("slurm").room()
+        head = store.queued_runs(limit=1)
+    if not head:
+        return None
+    # Counted with the options of the runs that wait (their executor.max_jobs counts).
+    kind, options_json = _executor_options_group(head[0].spec.executor)
+    room = get_executor("slurm", json.loads(options_json) if kind == "slurm" else {}).room()
     if room is None or room.room <= 0:
         return None
     with writer.open() as store:
         stored = store.queued_runs(limit=room.room)
+        # The room is in jobs: packed runs fill it by the pack (apply cuts what is over).
+        per = max((runs_per_job_of(s.spec.executor, s.spec.resources) for s in stored), default=1)
+        if per > 1:
+            stored = store.queued_runs(limit=room.room * per)
     changes = [
         RunChange(Action.RETRY, "queued", s.spec, s.run_id, s.experiment, s.status)
         for s in stored

@@ -127,18 +127,21 @@ def cancel_session(
 
 
 def _cancel_queued(writer: Writer, wanted: set[str] | None) -> list[ObservedStatus]:
-    """Runs waiting in hpcx's queue (``queued``: no job yet) among ``wanted`` (all with
-    None) are cancelled here: no scheduler holds them, so none is asked."""
+    """Runs hpcx holds with no job (``queued`` for room, ``blocked`` behind a run that did
+    not succeed) among ``wanted`` (all with None) are cancelled here: no scheduler holds them,
+    so none is asked (a cancelled run is then what any cancelled run is: a later apply runs
+    it again)."""
     from hpcx.run.executors.base import ObservedStatus
+    from hpcx.state.schema import HELD_STATUSES
 
     with writer.open() as store:
         if wanted is None:
-            ids = store.queued_run_ids()
+            ids = store.queued_run_ids(HELD_STATUSES)
         else:
-            ids = [r for r, st in store.run_statuses(wanted).items() if st == "queued"]
+            ids = [r for r, st in store.run_statuses(wanted).items() if st in HELD_STATUSES]
         if not ids:
             return []
-        reason = "cancelled while it waited in hpcx's queue (never submitted)"
+        reason = "cancelled while hpcx held it (queued or blocked; never submitted)"
         with store.transaction() as tx:
             tx.update_runs(
                 [{"run_id": rid, "status": "cancelled", "end_reason": reason} for rid in ids],

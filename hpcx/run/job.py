@@ -131,9 +131,7 @@ def parse_job_record(text: str) -> dict[str, str]:
     return out
 
 
-def why_terminated(
-    record: dict[str, str] | None, restarts_at_start: int
-) -> tuple[str, str] | None:
+def why_terminated(record: dict[str, str] | None, restarts_at_start: int) -> tuple[str, str] | None:
     """Why SLURM is ending this job, from its own record at the SIGTERM: ``("preempted",
     reason)`` when its restart count rose above this start's (SLURM requeued it),
     ``("preempted-cancelled", reason)`` when SLURM preempted it without a requeue,
@@ -431,9 +429,7 @@ class Wrapper:
                             {"name": "hpcx.exit_code", "value": final["exit_code"], "time": ended},
                             fsync=False,
                         )
-                self.write_final(
-                    state, ended_at=utcnow(), duration_s=round(duration, 6), **final
-                )
+                self.write_final(state, ended_at=utcnow(), duration_s=round(duration, 6), **final)
                 if (
                     state == rundir.REQUEUED
                     and final.get("requeue_by") == "slurm"
@@ -550,9 +546,7 @@ class Wrapper:
                 self._forward(self.stop_signal)
             self.write("running", pid=self.child.pid, started_at=utcnow())
             rc = self._wait_child()
-            self.status["contention"] = contention.measure(
-                before, contention.sample(cores), cores
-            )
+            self.status["contention"] = contention.measure(before, contention.sample(cores), cores)
         signal.setitimer(signal.ITIMER_REAL, 0)
 
         if self.stop_signal is not None and not (
@@ -776,6 +770,18 @@ def run_one(path: str, attempt: int, pack: _Pack | None = None) -> int:
         return 0
     if pack is not None and pack.stop_signal is not None:
         return 0  # the packed job is stopping: this run stays unstarted, unclaimed
+    failed = _needs_not_succeeded(rd)
+    if failed:
+        # The scheduler let it start (``afterok`` on a job that ended 0 although a run of it
+        # did not succeed: a packed job, a cancel that came late), but a run it needs did not
+        # succeed: never run on its output. Held blocked; a nonzero exit keeps the runs that
+        # need this one waiting in turn.
+        from hpcx.run.executors.base import write_blocked
+
+        reason = "blocked: needs " + ", ".join(failed) + ", which did not succeed"
+        _say(f"hpcx.job: run {rd.experiment}/{rd.run_id}: {reason}; not running it")
+        write_blocked(rd.path, rd.run_id, reason)
+        return 1
     holder = rundir.claim(rd, attempt)
     if holder is not None:
         _say(
@@ -843,10 +849,13 @@ class _Pack:
 def run_packed(entries: list[tuple[str, int]]) -> int:
     """The runs of one packed job or array task, in order, each claimed, run and recorded as
     a run alone is (a run already final is skipped: a requeued job starts the packed list
-    again). The exit code is the first run's that failed, 0 when none did."""
+    again). The job ends 0 once every run had its turn, whatever each run's own end (that is
+    in its folder): SLURM's ``afterok`` on a packed job then never holds back the runs that
+    need only its runs that succeeded, and a run that needs one that did not is held
+    ``blocked`` by its own wrapper (:func:`_needs_not_succeeded`). A job stopped by a signal
+    ends as the signal says."""
     pack = _Pack()
     pack.install()
-    code = 0
     for n, (path, attempt) in enumerate(entries):
         if pack.stop_signal is not None:
             name = signal.Signals(pack.stop_signal).name
@@ -854,17 +863,38 @@ def run_packed(entries: list[tuple[str, int]]) -> int:
                 f"hpcx.run.job: the packed job got {name}: {len(entries) - n} run(s) not "
                 "started (the next plan runs them again)"
             )
-            return code or 128 + pack.stop_signal
+            return 128 + pack.stop_signal
         if _already_final(path, attempt):
             continue
         try:
-            rc = run_one(path, attempt, pack)
+            run_one(path, attempt, pack)
         except (OSError, ValueError, HpcxError) as exc:
             # One unreadable run folder does not cost the others their turn.
             _say(f"hpcx.run.job: run folder {path}: {type(exc).__name__}: {exc}; skipped")
-            rc = 1
-        code = code or rc
-    return code
+    return 0
+
+
+def _needs_not_succeeded(rd: RunDir) -> list[str]:
+    """The runs this run needs (spec.json's ``needs``) whose folder does not say succeeded,
+    as ``experiment/run_id (state)``: empty for most runs, which need none."""
+    try:
+        needs = read_json(rd.path / rundir.SPEC).get("needs") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    root = rd.path.parent.parent
+    out = []
+    for item in needs:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            continue
+        exp, up = str(item[0]), str(item[1])
+        try:
+            doc = rundir.read_status(rundir.run_path(root, exp, up))
+        except ValueError:
+            doc = None
+        state = (doc or {}).get("state") or "not started"
+        if state != "succeeded":
+            out.append(f"{exp}/{up} ({state})")
+    return out
 
 
 def _already_final(path: str, attempt: int) -> bool:

@@ -1266,11 +1266,14 @@ class StateStore:
         by_id = {r[0]: StoredRun(r[0], r[1], r[2], spec_from_dict(json.loads(r[3]))) for r in rows}
         return [by_id[rid] for rid in order if rid in by_id]
 
-    def queued_run_ids(self) -> list[str]:
-        """The ids of the runs waiting in hpcx's queue (status ``queued``)."""
+    def queued_run_ids(self, statuses: Sequence[str] = ("queued",)) -> list[str]:
+        """The ids of the runs waiting in hpcx's queue (status ``queued``), or of those with
+        any of ``statuses`` (the held ones: ``queued`` and ``blocked``)."""
+        for status in statuses:
+            _check_status(status)  # known statuses only: they are written into the SQL
         rows = self._guard_read(
             lambda: self._con.execute(
-                "SELECT run_id FROM runs WHERE status = 'queued' ORDER BY run_id"
+                f"SELECT run_id FROM runs WHERE status IN ({sql_list(statuses)}) ORDER BY run_id"
             ).fetchall()
         )
         return [r[0] for r in rows]

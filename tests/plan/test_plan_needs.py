@@ -272,3 +272,27 @@ def test_a_blocked_run_that_needs_nothing_is_unblocked(store: StateStore) -> Non
         "blocked",
     )
     assert change.detail == {"status": "blocked", "attempts": 0}
+
+
+def test_a_queued_run_whose_settings_changed_is_updated_not_left_as_it_was(
+    store: StateStore,
+) -> None:
+    """A queued run has not gone out: the top-up that sends it takes the spec the state
+    holds. New settings (a longer time limit) are an update of that spec, never ignored."""
+    from support.specs import desired_of, make_spec
+
+    old = make_spec("e", 0, {"i": 0}, resources={"time": "00:05:00"})
+    new = make_spec("e", 0, {"i": 0}, resources={"time": "00:30:00"})
+    assert old.run_id == new.run_id and old.settings_digest != new.settings_digest
+    store.record_runs([old], status="queued")
+    (change,) = make_plan(desired_of([new]), store.snapshot()).changes
+    assert (change.action, change.reason, change.prior_status) == (
+        Action.UPDATE,
+        "settings-changed",
+        "queued",
+    )
+    store.record_runs([new], event="settings-updated")  # what apply does with an update
+    assert store.stored_run(new.run_id).status == "queued"
+    assert store.stored_run(new.run_id).spec.resources == {"time": "00:30:00"}
+    (again,) = make_plan(desired_of([new]), store.snapshot()).changes
+    assert (again.action, again.reason) == (Action.NOOP, "queued")

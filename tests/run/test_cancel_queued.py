@@ -37,3 +37,24 @@ def test_cancel_all_takes_every_queued_run(tmp_path: Path) -> None:
     with StateStore.open(path, read_only=True) as store:
         assert set(store.run_statuses(ids).values()) == {"cancelled"}
         assert store.queued_run_ids() == []
+
+
+def test_a_blocked_run_is_cancelled_too_and_stays_so(tmp_path: Path) -> None:
+    """A blocked run (held behind a run that did not succeed) has no job either: it is
+    cancelled here, without a scheduler, and from then on is what any cancelled run is (a
+    later apply runs it again, as a retry), not a blocked run waiting to be released."""
+    from support.specs import desired_of
+
+    from hpcx.plan.planner import Action, make_plan
+
+    path, ids = _state(tmp_path)
+    with StateStore.open(path) as store, store.transaction() as tx:
+        tx.update_runs([{"run_id": ids[1], "status": "blocked"}], event="blocked")
+    done = cancel_session(path, runs=[ids[1][:12]], wait=0)
+    assert done.asked == {ids[1]} and done.cancelled == 1
+    with StateStore.open(path, read_only=True) as store:
+        assert store.run_statuses([ids[1]]) == {ids[1]: "cancelled"}
+        spec = store.stored_run(ids[1]).spec
+        plan = make_plan(desired_of([spec]), store.snapshot())
+    (change,) = [c for c in plan.changes if c.run_id == ids[1]]
+    assert (change.action, change.reason) == (Action.RETRY, "failed-before")  # as any cancel

@@ -87,7 +87,10 @@ def test_a_failed_run_does_not_stop_the_pack(tmp_path: Path) -> None:
         [PY, "-m", "hpcx.job", "--tasks", str(_tasks(tmp_path, dirs)), "--index", "0"],
         env={**os.environ, "BAD": env_bad},
     )
-    assert proc.wait(timeout=60) == 1  # the first failure's exit code
+    # The job ends 0: each run's end is in its folder, and afterok on the job must not hold
+    # back what needs only the runs that succeeded (the wrapper of a run needing the failed
+    # one holds it blocked).
+    assert proc.wait(timeout=60) == 0
     assert [_state(rd) for rd in dirs] == ["succeeded", "failed", "succeeded"]
 
 
@@ -127,7 +130,7 @@ def test_a_stop_file_stops_only_its_run(tmp_path: Path, monkeypatch: pytest.Monk
     proc.send_signal(signal.SIGTERM)
     _wait_state(dirs[1], {"running"})
     go.write_text("")
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM  # the first run's exit code
+    assert proc.wait(timeout=30) == 0  # every run had its turn: each end is in its folder
     assert [_state(rd) for rd in dirs] == ["cancelled", "succeeded", None, "succeeded"]
 
 
@@ -151,9 +154,54 @@ def test_each_packed_run_is_held_to_its_own_time_limit(tmp_path: Path) -> None:
     )
     t0 = time.monotonic()
     proc = _start(_tasks(tmp_path, dirs))
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert proc.wait(timeout=30) == 0  # every run had its turn
     assert time.monotonic() - t0 < 15  # not the 60 s the first run wanted
     first = rundir.read_status(dirs[0].path)
     assert first is not None and first["state"] == "timeout"
     assert "time limit" in first["reason"]
     assert _state(dirs[1]) == "succeeded"
+
+
+def test_a_run_whose_upstream_did_not_succeed_is_held_blocked_by_the_wrapper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A packed upstream job ends 0 although one of its runs was cancelled before its turn,
+    so SLURM's ``afterok`` lets the dependent start. The wrapper reads the runs it needs from
+    spec.json and does not run it on their output: blocked, naming the upstream, exit 1 (so
+    what needs this run waits in turn). With the upstream succeeded it runs as ever."""
+    log = tmp_path / "log"
+    monkeypatch.setenv("LOG", str(log))
+    ups = _prepare(tmp_path, ["sh", "-c", LOG_AND_SLEEP], 2)
+    write_stop(ups[0].path, "cancelled")  # cancelled before its turn: the job skips it
+    proc = _start(_tasks(tmp_path, ups))
+    assert proc.wait(timeout=60) == 0  # the packed job itself ends 0: afterok is met
+    assert _state(ups[1]) == "succeeded"
+    spec = make_spec(
+        ["sh", "-c", LOG_AND_SLEEP],
+        experiment="down",
+        index=0,
+        needs=[(ups[0].experiment, ups[0].run_id), (ups[1].experiment, ups[1].run_id)],
+    )
+    (down,) = LocalExecutor().prepare([spec], tmp_path / "runs")
+    res = subprocess.run(
+        [PY, "-m", "hpcx.job", str(down.path)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 1, res.stderr
+    doc = rundir.read_status(down.path)
+    assert doc is not None and doc["state"] == "blocked"
+    assert f"{ups[0].experiment}/{ups[0].run_id}" in doc["reason"], doc
+    assert f"{ups[1].run_id}" not in doc["reason"]  # it succeeded
+    assert down.run_id not in log.read_text()  # never ran
+    # Once every run it needs has succeeded, the same kind of run goes.
+    ok = make_spec(
+        ["sh", "-c", LOG_AND_SLEEP],
+        experiment="down",
+        index=1,
+        needs=[(ups[1].experiment, ups[1].run_id)],
+    )
+    (good,) = LocalExecutor().prepare([ok], tmp_path / "runs")
+    res = subprocess.run(
+        [PY, "-m", "hpcx.job", str(good.path)], capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    assert _state(good) == "succeeded"
