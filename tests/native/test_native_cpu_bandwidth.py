@@ -6,6 +6,7 @@ import math
 import time
 
 import numpy as np
+import pytest
 
 from hpcx.node import native
 
@@ -49,6 +50,7 @@ def test_matrix_is_nodes_by_nodes_with_progress() -> None:
     assert calls == [(i + 1, n * n) for i in range(n * n)]
 
 
+@pytest.mark.serial  # a measurement: not beside another test worker
 def test_figure_agrees_with_numpy_copyto_within_a_factor_of_two() -> None:
     # The bench holds the 5% target; here a loose bound catches a wrong unit or byte count
     # (a factor of 2 for counting read+write, 1.024^3 for GiB) without flaking on busy CI.

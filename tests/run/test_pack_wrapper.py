@@ -109,6 +109,12 @@ def test_a_signal_stops_the_current_run_and_leaves_the_rest_unstarted(
     monkeypatch.setenv("FIRST", dirs[0].run_id)
     proc = _start(_tasks(tmp_path, dirs))
     _wait_state(dirs[1], {"running"})
+    # "running" is written before the program starts: wait for run 2's own first line, or
+    # under load the signal can stop it before it wrote it.
+    deadline = time.monotonic() + 20
+    while len(log.read_text().split()) < 2:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0
     assert [_state(rd) for rd in dirs] == ["succeeded", "cancelled", None]
