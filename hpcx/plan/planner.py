@@ -230,21 +230,9 @@ def _make_plan(
                 append(
                     RunChange(noop, REASON_TRIAL_ENDED, run, run.run_id, run.experiment, status)
                 )
-            elif status == REASON_QUEUED and settings_digest != run.settings_digest:
-                # Not sent yet: the top-up that sends it takes the spec the state holds, so the
-                # new settings are recorded (the run stays queued), never silently dropped.
-                append(
-                    RunChange(
-                        update,
-                        REASON_SETTINGS_CHANGED,
-                        run,
-                        run.run_id,
-                        run.experiment,
-                        status,
-                        {"old_settings_digest": settings_digest, "queued": True},
-                    )
-                )
-            elif status == REASON_QUEUED:
+            elif status == REASON_QUEUED and settings_digest == run.settings_digest:
+                # (With new settings it is an update below: the top-up that sends it takes
+                # the spec the state holds, so they are recorded, never silently dropped.)
                 append(RunChange(noop, REASON_QUEUED, run, run.run_id, run.experiment, status))
             elif status == REASON_BLOCKED and run.needs:
                 # Settled by _settle_needs, once every change is known.
