@@ -264,6 +264,7 @@ def test_contention_figures_from_proc_stat_samples() -> None:
     assert quiet["heavy"] is False and quiet["other_cpu_s"] == pytest.approx(0.05)
 
 
+@pytest.mark.serial  # measures a core's share: not beside another test worker's processes
 def test_a_cpu_hog_on_the_runs_core_is_recorded_as_contention(tmp_path: Path) -> None:
     core = CORES[0]
     hog = subprocess.Popen(
