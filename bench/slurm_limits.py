@@ -95,7 +95,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work folder (cluster, runs)")
     args = ap.parse_args()
     if args.tiny:
-        args.runs, args.limit, args.timeout = 40, 10, 120.0
+        args.runs, args.limit, args.timeout = 40, 10, 300.0
     work = Path(tempfile.mkdtemp(prefix="hpcx-bench-limits-"))
     conf: dict[str, object] = {
         "MaxJobCount": max(10_000, 3 * args.runs),
@@ -181,13 +181,16 @@ def main() -> int:
         "loadavg": Path("/proc/loadavg").read_text().split()[:3],
     }
     print(json.dumps(result, indent=2))
-    ok = (
-        statuses.get("succeeded", 0) == args.runs
-        and not refused
-        and not twice
-        and sampler.peak <= args.limit
-    )
-    return 0 if ok else 1
+    problems = [
+        f"{args.runs - statuses.get('succeeded', 0)} of {args.runs} runs not succeeded after "
+        f"{wall:.0f}s: {statuses}"
+    ] * (statuses.get("succeeded", 0) != args.runs)
+    problems += [f"{len(refused)} sbatch refused"] * bool(refused)
+    problems += [f"{len(twice)} runs not run exactly once"] * bool(twice)
+    problems += [f"the queue peaked at {sampler.peak} > {args.limit}"] * (sampler.peak > args.limit)
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

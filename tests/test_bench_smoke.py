@@ -58,7 +58,9 @@ def test_bench_script_runs_at_tiny_size(script: Path, tmp_path: Path) -> None:
         text=True,
         timeout=600,
     )
-    assert res.returncode == 0, f"{script.name} --tiny: exit {res.returncode}\n{res.stderr[-3000:]}"
+    assert res.returncode == 0, (
+        f"{script.name} --tiny: exit {res.returncode}\n{res.stderr[-3000:]}\n{res.stdout[-1500:]}"
+    )
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     # A benchmark prints figures: at least one number on stdout.
     assert re.search(r"\d", res.stdout), f"{script.name} printed no figure:\n{res.stdout}"
