@@ -455,44 +455,34 @@ def apply_changes(
                     _record_provenance(tx, provenance, [*runs, *held], project_root)
                 if not runs:
                     continue
-                existing = {rid for rid in ids if rid in statuses}
                 tx.record_runs(
                     runs, status="pending", event="planned", executor=kind, submission_key=key
                 )
-                again = [rid for rid in ids if rid in existing]
-                if again:
-                    tx.update_runs(
-                        [
-                            {
-                                "run_id": rid,
-                                "status": "pending",
-                                "submission_key": key,
-                                "executor": kind,
-                                "job_id": None,
-                                "exit_code": None,
-                                "end_reason": None,
-                                "started_at": None,
-                                "ended_at": None,
-                            }
-                            for rid in again
-                            if statuses[rid] != "queued"
-                        ],
-                        event="retry",
-                    )
-                    tx.update_runs(
-                        [
-                            {
-                                "run_id": rid,
-                                "status": "pending",
-                                "submission_key": key,
-                                "executor": kind,
-                                "job_id": None,
-                            }
-                            for rid in again
-                            if statuses[rid] == "queued"
-                        ],
-                        event="top-up",
-                    )
+                # Runs the state held already go back to pending under this key: a retry, or
+                # a queued run's top-up (its ended fields are empty already).
+                again = {
+                    "retry": [rid for rid in ids if statuses.get(rid, "queued") != "queued"],
+                    "top-up": [rid for rid in ids if statuses.get(rid) == "queued"],
+                }
+                for event, rids in again.items():
+                    if rids:
+                        tx.update_runs(
+                            [
+                                {
+                                    "run_id": rid,
+                                    "status": "pending",
+                                    "submission_key": key,
+                                    "executor": kind,
+                                    "job_id": None,
+                                    "exit_code": None,
+                                    "end_reason": None,
+                                    "started_at": None,
+                                    "ended_at": None,
+                                }
+                                for rid in rids
+                            ],
+                            event=event,
+                        )
                 tx.record_submission(
                     key,
                     executor=kind,
