@@ -24,6 +24,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,25 +337,32 @@ def _squeue_tasks(cluster: Any, key: str) -> list[str]:
     return [ln.strip() for ln in out.stdout.splitlines() if ln.strip()]
 
 
-@pytest.mark.slurm
-@pytest.mark.parametrize("size", SIZES)
-def test_slurm_apply_killed_during_sbatch_arrays_adopts_and_never_resubmits(
-    slurm_cluster: Any,
+def _sbatch_campaign(
+    cluster: Any,
     tmp_path: Path,
+    name: str,
     size: str,
+    budget: Budget,
+    seed: int,
+    executor: dict[str, Any],
+    max_array: int,
+    check_tasks: Callable[[Path, list[str], list[str]], None],
 ) -> None:
-    budget = SLURM[size]
-    rng = rng_for(6001 if size == "ci" else 6100)
-    env = {"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]}
+    """Kill ``hpcx apply`` at a random moment while it submits arrays, until the budget's
+    kills: each round recovers with an apply and a refresh, checks that every run ran once and
+    none was lost, and hands the scheduler's tasks of the project's submissions to
+    ``check_tasks(root, keys, tasks)``."""
+    rng = rng_for(seed)
+    env = {"SLURM_CONF": cluster.env["SLURM_CONF"]}
     opts: dict[str, Any] = {
-        "executor": {"type": "slurm"},
+        "executor": executor,
         "resources": {"partition": "debug", "cpus": 1, "time": "00:05:00"},
     }
-    with slurm_cluster.limits(MaxArraySize=3):
+    with cluster.limits(MaxArraySize=max_array):
         cal_log = tmp_path / "calibrate.log"
         cal = sweep_project(tmp_path / "calibrate", cal_log, budget.runs, **opts)
         period = timed(cal, ["apply", "--yes", "-q"], env=env)  # returns once submitted
-        tally = Tally(f"slurm apply ({size}, T={period:.1f}s)", runs=budget.runs)
+        tally = Tally(f"{name} ({size}, T={period:.1f}s)", runs=budget.runs)
         recover(cal, tally, env=env)
         check_round(cal, cal_log, tally, final=True, env=env)
         rounds = 0
@@ -368,15 +376,39 @@ def test_slurm_apply_killed_during_sbatch_arrays_adopts_and_never_resubmits(
             check_round(root, log, tally, env=env)
             recover(root, tally, env=env)
             check_round(root, log, tally, final=True, env=env)
-            # The scheduler's own record: one array task per run across every submission of
-            # this project (a resubmitted run would have two).
             keys = [k for (k,) in query(root, "SELECT key FROM submissions")]
-            tasks = [t for k in keys for t in _squeue_tasks(slurm_cluster, k)]
-            assert len(tasks) == budget.runs, (keys, tasks)
-            job_ids = sorted(j for (j,) in query(root, "SELECT job_id FROM runs"))
-            assert sorted(tasks) == job_ids
+            check_tasks(root, keys, [t for k in keys for t in _squeue_tasks(cluster, k)])
     _say(tally)
     assert tally.duplicates == 0 and tally.lost == 0
+
+
+@pytest.mark.slurm
+@pytest.mark.parametrize("size", SIZES)
+def test_slurm_apply_killed_during_sbatch_arrays_adopts_and_never_resubmits(
+    slurm_cluster: Any,
+    tmp_path: Path,
+    size: str,
+) -> None:
+    budget = SLURM[size]
+
+    def one_task_per_run(root: Path, keys: list[str], tasks: list[str]) -> None:
+        # The scheduler's own record: one array task per run across every submission of
+        # this project (a resubmitted run would have two).
+        assert len(tasks) == budget.runs, (keys, tasks)
+        job_ids = sorted(j for (j,) in query(root, "SELECT job_id FROM runs"))
+        assert sorted(tasks) == job_ids
+
+    _sbatch_campaign(
+        slurm_cluster,
+        tmp_path,
+        "slurm apply",
+        size,
+        budget,
+        6001 if size == "ci" else 6100,
+        {"type": "slurm"},
+        3,
+        one_task_per_run,
+    )
 
 
 PIPELINE_SLURM = {"ci": Budget(runs=3, campaigns=1, kills=1), "long": Budget(8, 1, 12)}
@@ -432,38 +464,24 @@ def test_packed_slurm_apply_killed_during_sbatch_adopts_and_never_resubmits(
     """As above with ``executor.pack: 2``: the adopted submission maps each run to its
     packed task again, and every task the scheduler holds is one the state's runs name."""
     budget = PACKED[size]
-    rng = rng_for(6501 if size == "ci" else 6600)
-    env = {"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]}
-    opts: dict[str, Any] = {
-        "executor": {"type": "slurm", "pack": 2},
-        "resources": {"partition": "debug", "cpus": 1, "time": "00:05:00"},
-    }
-    with slurm_cluster.limits(MaxArraySize=2):
-        cal_log = tmp_path / "calibrate.log"
-        cal = sweep_project(tmp_path / "calibrate", cal_log, budget.runs, **opts)
-        period = timed(cal, ["apply", "--yes", "-q"], env=env)  # returns once submitted
-        tally = Tally(f"packed slurm apply ({size}, T={period:.1f}s)", runs=budget.runs)
-        recover(cal, tally, env=env)
-        check_round(cal, cal_log, tally, final=True, env=env)
-        rounds = 0
-        while tally.kills < budget.kills:
-            rounds += 1
-            assert rounds <= 4 * budget.kills
-            log = tmp_path / f"exec-{rounds}.log"
-            root = sweep_project(tmp_path / f"p{rounds}", log, budget.runs, **opts)
-            proc = spawn_group(root, ["apply", "--yes", "-q"], env=env)
-            kill_at(proc, rng.uniform(0, period), tally)
-            check_round(root, log, tally, env=env)
-            recover(root, tally, env=env)
-            check_round(root, log, tally, final=True, env=env)
-            keys = [k for (k,) in query(root, "SELECT key FROM submissions")]
-            tasks = [t for k in keys for t in _squeue_tasks(slurm_cluster, k)]
-            job_ids = collections.Counter(j for (j,) in query(root, "SELECT job_id FROM runs"))
-            # No task the state forgot (a run submitted twice leaves one), none over its pack.
-            assert sorted(tasks) == sorted(job_ids), (keys, tasks, job_ids)
-            assert max(job_ids.values()) <= 2 and sum(job_ids.values()) == budget.runs
-    _say(tally)
-    assert tally.duplicates == 0 and tally.lost == 0
+
+    def each_task_a_pack(root: Path, keys: list[str], tasks: list[str]) -> None:
+        job_ids = collections.Counter(j for (j,) in query(root, "SELECT job_id FROM runs"))
+        # No task the state forgot (a run submitted twice leaves one), none over its pack.
+        assert sorted(tasks) == sorted(job_ids), (keys, tasks, job_ids)
+        assert max(job_ids.values()) <= 2 and sum(job_ids.values()) == budget.runs
+
+    _sbatch_campaign(
+        slurm_cluster,
+        tmp_path,
+        "packed slurm apply",
+        size,
+        budget,
+        6501 if size == "ci" else 6600,
+        {"type": "slurm", "pack": 2},
+        2,
+        each_task_a_pack,
+    )
 
 
 # --------------------------------------------------------------------------------------------
