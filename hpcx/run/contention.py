@@ -69,8 +69,9 @@ def busy_seconds(cores: Iterable[int], stat_text: str | None = None) -> float | 
     want = {f"cpu{c}" for c in cores}
     if stat_text is None:
         try:
-            with open("/proc/stat", encoding="ascii") as f:
-                stat_text = f.read()
+            # Bytes decoded here: open(encoding="ascii") would import its codec module.
+            with open("/proc/stat", "rb") as f:
+                stat_text = f.read().decode("ascii")
         except OSError:
             return None
     ticks = 0
@@ -88,7 +89,7 @@ def busy_seconds(cores: Iterable[int], stat_text: str | None = None) -> float | 
 
 def load1() -> float | None:
     try:
-        with open("/proc/loadavg", encoding="ascii") as f:
+        with open("/proc/loadavg", "rb") as f:
             return float(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None

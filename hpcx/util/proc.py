@@ -153,7 +153,10 @@ def spawn(
     if os.path.dirname(program):
         candidates = [program]
     else:
-        candidates = [os.path.join(d, program) for d in os.get_exec_path(env)]
+        # os.get_exec_path(env), which imports warnings (for a bytes b"PATH" key, never here).
+        search = env.get("PATH")
+        dirs = (os.defpath if search is None else search).split(os.pathsep)
+        candidates = [os.path.join(d, program) for d in dirs]
     here = -1
     if cwd is not None:
         # posix_spawn cannot change folder for the child (Python 3.11): the wrapper steps

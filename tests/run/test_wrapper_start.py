@@ -44,6 +44,7 @@ HEAVY = (
     "signal",
     "enum",
     "datetime",
+    "warnings",  # os.get_exec_path imports it
     "hpcx.errors",
     "hpcx.metrics",
 )
