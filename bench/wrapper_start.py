@@ -1,14 +1,17 @@
 """The job wrapper's start on a node, against a bare ``python -c pass`` (issue 17: <= 2x).
 
-Each SLURM array task (and each local run) starts its own wrapper, ``python -m hpcx.job``:
-its start-up is hpcx's cost per task. Two figures, each against ``python -c pass`` started the
-same way (same interpreter, same environment), interleaved A, B, A, B, medians:
+Each SLURM array task (and each local run without the fork server) starts its own wrapper,
+with the command line the executors write (``hpcx.job.COMMAND``: ``python -c 'from hpcx.job
+import run; run()'``; ``python -m hpcx.job`` in a tree without it): its start-up is hpcx's cost
+per task. Two figures, each against ``python -c pass`` started the same way (same interpreter,
+same environment), interleaved A, B, A, B, medians, with the 1-minute load beside each and the
+CPU time of the process (``wait4``: user + system, steadier than wall on a busy machine):
 
 * start: from spawning the wrapper to the user's program starting (the program is a tiny
   one that prints ``time.time()``: its own interpreter start is subtracted, measured the same
   way);
 * whole: the whole wrapper around ``true``, spawn to exit (claim, status, program, final
-  status with its fsync).
+  status with its fsync); its CPU time includes ``true``'s.
 
 Also prints what the wrapper imports (``python -X importtime``), heaviest first.
 
@@ -22,6 +25,7 @@ earlier commit, with the native module copied in), interleaved with this one.
 from __future__ import annotations
 
 import argparse
+import ast
 import compileall
 import json
 import os
@@ -62,12 +66,28 @@ def _run_folder(root: Path, i: int, argv: list[str]) -> Path:
     return rundir.create(root, "bench", f"r{i}", doc, fsync=False).path
 
 
-def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(spawn time as time.time(), seconds to exit)."""
+def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
+    """(spawn time as time.time(), seconds to exit, CPU seconds of the process and the
+    children it waited for)."""
     t_wall = time.time()
     t0 = time.perf_counter()
-    subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL)
-    return t_wall, time.perf_counter() - t0
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv} exited {proc.returncode}")
+    return t_wall, elapsed, usage.ru_utime + usage.ru_stime
+
+
+def wrapper_command(env: dict[str, str]) -> list[str]:
+    """The wrapper's command line as the executors of that tree write it (``hpcx.job.COMMAND``),
+    or ``-m hpcx.job`` for a tree from before it."""
+    probe = "import hpcx.job as j; print(repr(list(getattr(j, 'COMMAND', ['-m', 'hpcx.job']))))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return [sys.executable, *ast.literal_eval(out.strip().splitlines()[-1])]
 
 
 def _stamp_delay(argv: list[str], env: dict[str, str]) -> float:
@@ -78,8 +98,9 @@ def _stamp_delay(argv: list[str], env: dict[str, str]) -> float:
 
 
 def importtime(env: dict[str, str], run_dir: Path) -> list[tuple[int, str]]:
+    cmd = wrapper_command(env)
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "hpcx.job", str(run_dir)],
+        [cmd[0], "-X", "importtime", *cmd[1:], str(run_dir)],
         env=env,
         capture_output=True,
         text=True,
@@ -124,47 +145,71 @@ def main() -> None:
     try:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         stamp_prog = [py, "-S", "-c", _STAMP]
+        commands = {name: wrapper_command(venv) for name, venv in versions.items()}
         bare: list[float] = []
+        bare_cpu: list[float] = []
         prog: list[float] = []
+        loads: list[float] = []
         start: dict[str, list[float]] = {v: [] for v in versions}
         whole: dict[str, list[float]] = {v: [] for v in versions}
+        whole_cpu: dict[str, list[float]] = {v: [] for v in versions}
         n = 0
         for _ in range(rounds):
             # Interleaved: the floor, the program alone, then for each version the wrapper up
             # to the program and the whole wrapper around `true`.
-            bare.append(_timed([py, "-c", "pass"], env)[1])
+            _, wall, cpu = _timed([py, "-c", "pass"], env)
+            bare.append(wall)
+            bare_cpu.append(cpu)
             prog.append(_stamp_delay(stamp_prog, env))
             for name, venv in versions.items():
                 d = _run_folder(tmp, n, stamp_prog)
-                t_wall = time.time()
-                subprocess.run([py, "-m", "hpcx.job", str(d)], env=venv, check=True)
+                t_wall, _, _ = _timed([*commands[name], str(d)], venv)
                 printed = float((d / "stdout.log").read_text().strip())
                 start[name].append(printed - t_wall)
                 d2 = _run_folder(tmp, n + 1, ["true"])
-                whole[name].append(_timed([py, "-m", "hpcx.job", str(d2)], venv)[1])
+                _, wall, cpu = _timed([*commands[name], str(d2)], venv)
+                whole[name].append(wall)
+                whole_cpu[name].append(cpu)
                 status = json.loads((d2 / "status.json").read_text())
                 assert status["state"] == "succeeded", status
                 n += 2
+            loads.append(os.getloadavg()[0])
         med = statistics.median
         floor = med(bare)
-        load = os.getloadavg()[0]
-        print(f"rounds={rounds} python={py} load={load:.2f}")
-        print(f"floor: python -c pass                : {1000 * floor:7.1f} ms")
+        floor_cpu = med(bare_cpu)
+        load = f"load={med(loads):.2f} (min {min(loads):.2f}, max {max(loads):.2f})"
+        print(f"rounds={rounds} python={py} cpus={os.cpu_count()} {load}")
+        print(
+            f"floor: python -c pass                : {1000 * floor:7.1f} ms "
+            f"(cpu {1000 * floor_cpu:5.1f} ms)"
+        )
         print(f"       (program alone, python -S     : {1000 * med(prog):7.1f} ms to its print)")
         for name in versions:
+            print(f"{name}wrapper command: {' '.join(commands[name][1:])}")
             # The program's own start (a python -S printing the time) is not the wrapper's.
             to_program = med(s - p for s, p in zip(start[name], prog, strict=True))
-            for what, value in (
-                ("start to program", to_program),
-                ("whole around true", med(whole[name])),
+            for what, value, cpu in (
+                ("start to program", to_program, None),
+                ("whole around true", med(whole[name]), med(whole_cpu[name])),
             ):
                 ratio = value / floor
                 met = "met" if ratio <= GOAL else "NOT met"
                 label = f"{name}wrapper {what}"
+                cpu_text = (
+                    "" if cpu is None else f"; cpu {1000 * cpu:5.1f} ms = {cpu / floor_cpu:4.2f}x"
+                )
                 print(
                     f"{label:37s}: {1000 * value:7.1f} ms = {ratio:4.2f}x the floor "
-                    f"(goal <= {GOAL:g}x: {met}) load={os.getloadavg()[0]:.2f}"
+                    f"(goal <= {GOAL:g}x: {met}){cpu_text} {load}"
                 )
+        if "before " in versions:
+            for what, after, before in (
+                ("start", [s - p for s, p in zip(start[""], prog, strict=True)],
+                 [s - p for s, p in zip(start["before "], prog, strict=True)]),
+                ("whole", whole[""], whole["before "]),
+                ("whole cpu", whole_cpu[""], whole_cpu["before "]),
+            ):  # fmt: skip
+                print(f"after/before, {what:10s}: {med(after) / med(before):4.2f}x")
         print("what the wrapper imports (top level, cumulative ms):")
         probe = _run_folder(tmp, 10**6, ["true"])
         for us, name in importtime(env, probe)[:12]:

@@ -22,8 +22,11 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Iterable
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
 
 #: A run whose cores gave at least this fraction of their time to other processes is flagged.
 HEAVY_FRAC = 0.10
@@ -33,11 +36,25 @@ HEAVY_FRAC = 0.10
 _BUSY_FIELDS = (0, 1, 2, 5, 6, 7)
 
 
-class Sample(NamedTuple):  # not a dataclass: the job wrapper imports this at each start
-    wall: float
-    busy_s: float | None
-    own_cpu_s: float
-    load1: float | None
+class Sample:
+    """One sample of a run's cores. A plain class (not a NamedTuple nor a dataclass): the job
+    wrapper imports this at each start, and ``typing`` would be a fifth of it."""
+
+    __slots__ = ("busy_s", "load1", "own_cpu_s", "wall")
+
+    def __init__(
+        self, wall: float, busy_s: float | None, own_cpu_s: float, load1: float | None
+    ) -> None:
+        self.wall = wall
+        self.busy_s = busy_s
+        self.own_cpu_s = own_cpu_s
+        self.load1 = load1
+
+    def __repr__(self) -> str:
+        return (
+            f"Sample(wall={self.wall!r}, busy_s={self.busy_s!r}, "
+            f"own_cpu_s={self.own_cpu_s!r}, load1={self.load1!r})"
+        )
 
 
 def _clock_ticks() -> int:
@@ -52,8 +69,9 @@ def busy_seconds(cores: Iterable[int], stat_text: str | None = None) -> float | 
     want = {f"cpu{c}" for c in cores}
     if stat_text is None:
         try:
-            with open("/proc/stat", encoding="ascii") as f:
-                stat_text = f.read()
+            # Bytes decoded here: open(encoding="ascii") would import its codec module.
+            with open("/proc/stat", "rb") as f:
+                stat_text = f.read().decode("ascii")
         except OSError:
             return None
     ticks = 0
@@ -71,7 +89,7 @@ def busy_seconds(cores: Iterable[int], stat_text: str | None = None) -> float | 
 
 def load1() -> float | None:
     try:
-        with open("/proc/loadavg", encoding="ascii") as f:
+        with open("/proc/loadavg", "rb") as f:
             return float(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return None

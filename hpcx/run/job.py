@@ -36,31 +36,62 @@ attempt. A SIGTERM under SLURM is told apart by the scheduler's own account of t
 preemption: the attempt is ``requeued``, the program got the checkpoint signal too), reason
 ``TimeLimit`` is the limit, anything else a cancellation.
 
-Imports are kept light: this runs once per run, and its start-up is hpcx's overhead per run.
+Start-up: this runs once per run (each SLURM array task starts one), and its start-up is
+hpcx's overhead per run (issue 17: at most 2x a bare ``python -c pass``; bench/wrapper_start.py).
+So up to the program's start it imports nothing beyond what that bare interpreter has loaded,
+save C modules and :mod:`hpcx.run.rundir`, :mod:`hpcx.run.contention`, :mod:`hpcx.util.files`
+and :mod:`hpcx.util.proc`, which keep to the same rule (tests/run/test_wrapper_start.py): no
+``subprocess`` (the program starts through ``posix_spawn``, :func:`hpcx.util.proc.spawn`), no
+``pathlib`` (the run folder is a ``str`` here, :class:`_Run`), no ``json`` module, no
+``signal`` module (``_signal``: its numbers, and names only where a message needs one), no
+``typing`` nor ``contextlib``. Placement on NUMA nodes, launchers, checkpoints, requeues and
+packed jobs import what they need when they need it. The executors start it as
+``python -c 'from hpcx.job import run; run()' ARGS`` (:data:`hpcx.job.COMMAND`), without
+``runpy``; ``python -m hpcx.job ARGS`` is the same wrapper.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
-from hpcx.errors import HpcxError
-from hpcx.errors import PlacementFailed as PlacementFailed  # known here to the wrapper's callers
 from hpcx.run import contention, rundir
-from hpcx.run.rundir import RunDir
 from hpcx.util.files import append_line, atomic_write_json, read_json
-from hpcx.util.proc import hostname, process_start_ticks, utcnow
+from hpcx.util.proc import Child, hostname, process_start_ticks, spawn, utcnow
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+    import subprocess
+    from typing import Any
+
+    from hpcx.errors import PlacementFailed as PlacementFailed
+else:
+    import _signal  # the C module; `signal` itself builds its enums at import
+
+    # Not seen by mypy (it sees the import above; a module __getattr__ would hide typos).
+    def __getattr__(name: str) -> Any:
+        # hpcx.run.job.PlacementFailed, where callers knew it before it moved to hpcx.errors,
+        # imported when asked for: hpcx.errors imports typing.
+        if name == "PlacementFailed":
+            from hpcx.errors import PlacementFailed
+
+            return PlacementFailed
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _signame(number: int) -> str:
+    """``signal.Signals(number).name`` (``SIGTERM``): the enum only where a message needs it."""
+    import signal
+
+    return signal.Signals(number).name
+
 
 #: Seconds between forwarding a stop signal to the program and killing it.
 DEFAULT_KILL_GRACE = 10.0
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP)
 
 #: ``spec.checkpoint`` defaults (the manifest checker fills them in; a spec.json written by
 #: hand may leave them out).
@@ -92,6 +123,8 @@ def checkpoint_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
 def signal_number(name: str) -> int:
     """``USR1`` / ``SIGUSR1`` / ``10`` -> the signal's number. Raises KeyError (no such name)
     or ValueError (no such number)."""
+    import signal
+
     text = str(name).strip().upper()
     if text.isdigit():
         return int(signal.Signals(int(text)))
@@ -113,6 +146,8 @@ def slurm_job_ref(environ: dict[str, str] | os._Environ[str] = os.environ) -> st
 
 def scontrol(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str] | None:
     """``scontrol ARGS`` (None when it cannot run at all)."""
+    import subprocess
+
     try:
         return subprocess.run(
             ["scontrol", *args], capture_output=True, text=True, timeout=timeout, check=False
@@ -172,6 +207,8 @@ def apply_placement(placement: dict[str, Any], env: dict[str, str]) -> dict[str,
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
     if numa is not None:
+        from hpcx.errors import HpcxError, PlacementFailed
+
         if isinstance(numa, bool) or not isinstance(numa, int | str):
             raise PlacementFailed(f"unknown numa placement {numa!r}")
         import warnings
@@ -199,6 +236,8 @@ def apply_placement(placement: dict[str, Any], env: dict[str, str]) -> dict[str,
                 os.sched_setaffinity(0, want & allowed)
                 used["cpus_held"] = sorted(want & allowed)
         except OSError as exc:
+            from hpcx.errors import PlacementFailed
+
             raise PlacementFailed(
                 f"cannot pin to the cores the queue holds ({assigned}): {exc}"
             ) from exc
@@ -206,8 +245,10 @@ def apply_placement(placement: dict[str, Any], env: dict[str, str]) -> dict[str,
         used["exclusive"] = True
     if env.get("CUDA_VISIBLE_DEVICES"):
         used["gpus"] = env["CUDA_VISIBLE_DEVICES"].split(",")
-    with contextlib.suppress(OSError):
+    try:  # noqa: SIM105 - contextlib is not imported (start-up)
         used["cpus"] = sorted(os.sched_getaffinity(0))
+    except OSError:
+        pass
     return used
 
 
@@ -215,11 +256,78 @@ def apply_placement(placement: dict[str, Any], env: dict[str, str]) -> dict[str,
 # The wrapper
 
 
+class _Run:
+    """The run folder as the wrapper sees it: :class:`~hpcx.run.rundir.RunDir`'s names on a
+    ``str`` path (``pathlib`` is a tenth of a start), absolute as ``RunDir.open`` makes it."""
+
+    __slots__ = ("attempt", "experiment", "path", "run_id")
+
+    def __init__(self, path: str, experiment: str, run_id: str, attempt: int) -> None:
+        self.path = path
+        self.experiment = experiment
+        self.run_id = run_id
+        self.attempt = attempt
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> _Run:
+        where = _absolute(os.fspath(path))
+        spec = read_json(os.path.join(where, rundir.SPEC))
+        return cls(where, spec["experiment"], spec["run_id"], int(spec.get("attempt", 1)))
+
+    @property
+    def spec_path(self) -> str:
+        return os.path.join(self.path, rundir.SPEC)
+
+    @property
+    def status_path(self) -> str:
+        return os.path.join(self.path, rundir.STATUS)
+
+    @property
+    def metrics_path(self) -> str:
+        return os.path.join(self.path, rundir.METRICS)
+
+    @property
+    def stdout_path(self) -> str:
+        return os.path.join(self.path, rundir.STDOUT)
+
+    @property
+    def stderr_path(self) -> str:
+        return os.path.join(self.path, rundir.STDERR)
+
+    def claim_path(self, attempt: int | None = None) -> str:
+        return os.path.join(self.path, f".claim-{attempt or self.attempt}")
+
+    def stop_path(self, attempt: int | None = None) -> str:
+        return os.path.join(self.path, f".stop-{attempt or self.attempt}")
+
+    def final_path(self, attempt: int | None = None) -> str:
+        return os.path.join(self.path, f".final-{attempt or self.attempt}")
+
+
+def _absolute(path: str) -> str:
+    """``str(Path(path).absolute())``: the same text (the wrapper hands it to the program as
+    HPCX_RUN_DIR), through pathlib only for a path that is not already in its clean form."""
+    if not os.path.isabs(path):
+        path = os.path.join(os.getcwd(), path)
+    clean = (
+        path.startswith("/")
+        and not path.startswith("//")
+        and "//" not in path
+        and "/./" not in path
+        and not path.endswith(("/", "/."))
+    )
+    if clean:
+        return path
+    from pathlib import Path
+
+    return str(Path(path).absolute())
+
+
 class Wrapper:
-    def __init__(self, rd: RunDir, attempt: int) -> None:
+    def __init__(self, rd: _Run, attempt: int) -> None:
         self.rd = rd
         self.attempt = attempt
-        self.child: subprocess.Popen[bytes] | None = None
+        self.child: Child | None = None
         self.stop_signal: int | None = None
         self.stop_time: float | None = None
         #: The stop signal came once the program had already exited on its own.
@@ -273,8 +381,10 @@ class Wrapper:
         final = state in rundir.ATTEMPT_END_STATES
         if state == "running":
             # Only informative: a full disk now must not fail a program that has started.
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 - contextlib is not imported (start-up)
                 atomic_write_json(self.rd.status_path, self.status, fsync=False)
+            except OSError:
+                pass
             return
         atomic_write_json(self.rd.status_path, self.status, fsync=final)
 
@@ -289,12 +399,12 @@ class Wrapper:
             except OSError as exc2:
                 _say(
                     f"hpcx.run.job: cannot record the final status {state!r}: {exc}; "
-                    f"nor in {self.rd.final_path(self.attempt).name}: {exc2}"
+                    f"nor in {os.path.basename(self.rd.final_path(self.attempt))}: {exc2}"
                 )
                 raise exc from None
             _say(
                 f"hpcx.run.job: status.json not writable ({exc.strerror or exc}); final status "
-                f"{state!r} kept in {self.rd.final_path(self.attempt).name}"
+                f"{state!r} kept in {os.path.basename(self.rd.final_path(self.attempt))}"
             )
             return
         rundir.drop_final(self.rd, self.attempt)
@@ -306,7 +416,7 @@ class Wrapper:
             self.stop_time = time.time()
             self.stop_late = self.child is not None and self.child.returncode is not None
             in_slurm = bool(self.status["job"].get("SLURM_JOB_ID"))
-            if in_slurm and signum == signal.SIGTERM and self._stop_reason() is None:
+            if in_slurm and signum == _signal.SIGTERM and self._stop_reason() is None:
                 # Asked now, while the scheduler's record still says why (a preemption has
                 # already raised the restart count; a time limit says TimeLimit).
                 self.slurm_why = self._ask_slurm()
@@ -317,8 +427,8 @@ class Wrapper:
                     self._forward(self.checkpoint_signal)
             else:
                 # Escalate to SIGKILL if the program ignores the signal past the grace period.
-                signal.signal(signal.SIGALRM, self._on_alarm)
-                signal.setitimer(signal.ITIMER_REAL, max(self.grace, 0.01))
+                _signal.signal(_signal.SIGALRM, self._on_alarm)
+                _signal.setitimer(_signal.ITIMER_REAL, max(self.grace, 0.01))
         self._forward(signum)
 
     def _on_checkpoint(self, signum: int, _frame: Any) -> None:
@@ -336,7 +446,7 @@ class Wrapper:
         return why_terminated(parse_job_record(proc.stdout), self.restarts)
 
     def _on_alarm(self, _signum: int, _frame: Any) -> None:
-        self._forward(signal.SIGKILL)
+        self._forward(_signal.SIGKILL)
 
     def _forward(self, signum: int) -> None:
         child = self.child
@@ -350,7 +460,8 @@ class Wrapper:
 
     def _stop_reason(self) -> str | None:
         try:
-            said = self.rd.stop_path(self.attempt).read_text().strip() or None
+            with open(self.rd.stop_path(self.attempt), encoding="utf-8") as f:
+                said = f.read().strip() or None
         except OSError:
             said = None
         return said or ("timeout" if self.timed_out else None)
@@ -361,22 +472,24 @@ class Wrapper:
         assert self.child is not None
         limit = self.time_limit if self.limit_own else None
         if limit is None:
-            return self.child.wait()
-        try:
-            return self.child.wait(timeout=max(0.0, self.started + limit - time.time()))
-        except subprocess.TimeoutExpired:
-            pass
+            return _exit_of(self.child)
+        rc = self.child.wait(timeout=max(0.0, self.started + limit - time.time()))
+        if rc is not None:
+            return rc
         self.timed_out = True
-        with contextlib.suppress(OSError):
-            self.rd.stop_path(self.attempt).write_text("timeout\n")
-        self._on_signal(signal.SIGTERM, None)
-        return self.child.wait()
+        try:
+            with open(self.rd.stop_path(self.attempt), "w", encoding="utf-8") as f:
+                f.write("timeout\n")
+        except OSError:
+            pass
+        self._on_signal(_signal.SIGTERM, None)
+        return _exit_of(self.child)
 
     def run(self, handler: Any = None) -> int:
         """Run the attempt. ``handler``: who takes the stop signals (a packed job's, which
         passes them on to this run), else this run itself."""
         for sig in _STOP_SIGNALS:
-            signal.signal(sig, handler or self._on_signal)
+            _signal.signal(sig, handler or self._on_signal)
         final: dict[str, Any] = {"state": "failed", "reason": "wrapper did not finish"}
         exit_code = 1
         try:
@@ -417,7 +530,7 @@ class Wrapper:
                 rundir.drop_final(self.rd, self.attempt)
             else:
                 # The summary metrics are a convenience: a full disk must not cost the status.
-                with contextlib.suppress(OSError):
+                try:
                     append_line(
                         self.rd.metrics_path,
                         {"name": "hpcx.duration_s", "value": round(duration, 6), "time": ended},
@@ -429,6 +542,8 @@ class Wrapper:
                             {"name": "hpcx.exit_code", "value": final["exit_code"], "time": ended},
                             fsync=False,
                         )
+                except OSError:
+                    pass
                 self.write_final(state, ended_at=utcnow(), duration_s=round(duration, 6), **final)
                 if (
                     state == rundir.REQUEUED
@@ -449,8 +564,10 @@ class Wrapper:
             return
         why = (proc.stderr.strip() if proc is not None else "") or "scontrol could not run"
         _say(f"hpcx.run.job: scontrol requeue {ref} failed: {why}; refresh resubmits the run")
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib is not imported (start-up)
             self.write("requeued", requeue_by="resubmit", requeue_error=why)
+        except OSError:
+            pass
 
     def _run(self, spec: dict[str, Any]) -> tuple[dict[str, Any], int]:
         argv = spec.get("argv")
@@ -465,7 +582,7 @@ class Wrapper:
         env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
         env["HPCX_RUN_ID"] = self.rd.run_id
         env["HPCX_EXPERIMENT"] = self.rd.experiment
-        env["HPCX_RUN_DIR"] = str(self.rd.path)
+        env["HPCX_RUN_DIR"] = self.rd.path
         env["HPCX_ATTEMPT"] = str(self.attempt)
         env["HPCX_METRICS"] = str(self.rd.metrics_path)
         self.checkpoint = checkpoint_settings(spec)
@@ -477,18 +594,18 @@ class Wrapper:
                     "state": "failed",
                     "reason": f"spec.checkpoint.signal {self.checkpoint['signal']!r} is no signal",
                 }, 2
-            folder = self.rd.path / rundir.CHECKPOINT_DIR
+            folder = os.path.join(self.rd.path, rundir.CHECKPOINT_DIR)
             try:
-                folder.mkdir(exist_ok=True)
+                _mkdir(folder)
             except OSError as exc:
                 return {
                     "state": "failed",
                     "reason": f"cannot make the checkpoint folder {folder}: {exc.strerror or exc}",
                 }, 1
-            env["HPCX_CHECKPOINT_DIR"] = str(folder)
-            env["HPCX_CHECKPOINT_SIGNAL"] = signal.Signals(self.checkpoint_signal).name[3:]
+            env["HPCX_CHECKPOINT_DIR"] = folder
+            env["HPCX_CHECKPOINT_SIGNAL"] = _signame(self.checkpoint_signal)[3:]
             if self.checkpoint_signal not in _STOP_SIGNALS:
-                signal.signal(self.checkpoint_signal, self._on_checkpoint)
+                _signal.signal(self.checkpoint_signal, self._on_checkpoint)
             self.status["checkpoint"] = self.checkpoint
         try:
             placement = dict(spec.get("placement") or {})
@@ -497,7 +614,11 @@ class Wrapper:
                 # Each rank binds next to its own GPU (hpcx.run.launch), not the wrapper.
                 placement.pop("numa")
             used = apply_placement(placement, env)
-        except PlacementFailed as exc:
+        except Exception as exc:
+            from hpcx.errors import PlacementFailed
+
+            if not isinstance(exc, PlacementFailed):
+                raise
             return {"state": "failed", "reason": f"placement cannot be honoured: {exc}"}, 2
         self.status["placement"] = used
         self.status["numa_node"] = used.get("numa_node")
@@ -519,35 +640,38 @@ class Wrapper:
                 from hpcx.run import launch
 
                 argv, env = launch.prepare(argv, spec, env)
-            except HpcxError as exc:
+            except Exception as exc:
+                from hpcx.errors import HpcxError
+
+                if not isinstance(exc, HpcxError):
+                    raise
                 return {"state": "failed", "reason": f"launch: {exc}"}, 2
         cores = [int(c) for c in used.get("cpus") or []]
         cwd = spec.get("cwd") or None
         before = contention.sample(cores)
-        with open(self.rd.stdout_path, "wb") as out, open(self.rd.stderr_path, "wb") as err:
+        out = _open_log(self.rd.stdout_path)
+        try:
+            err = _open_log(self.rd.stderr_path)
             try:
-                self.child = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    env=env,
-                    cwd=cwd,
-                    close_fds=True,
-                    process_group=0,
-                )
+                # The program leads its own process group (the signals go to the group), gets
+                # /dev/null as stdin and no descriptor of the wrapper's but its two logs.
+                self.child = spawn(argv, env=env, cwd=cwd, stdout=out, stderr=err)
             except OSError as exc:
                 return {
                     "state": "failed",
                     "exit_code": 127,
                     "reason": f"cannot start {argv[0]!r}: {exc.strerror or exc}",
                 }, 127
-            if self.stop_signal is not None:  # arrived while the child was being started
-                self._forward(self.stop_signal)
-            self.write("running", pid=self.child.pid, started_at=utcnow())
-            rc = self._wait_child()
-            self.status["contention"] = contention.measure(before, contention.sample(cores), cores)
-        signal.setitimer(signal.ITIMER_REAL, 0)
+            finally:
+                os.close(err)
+        finally:
+            os.close(out)
+        if self.stop_signal is not None:  # arrived while the child was being started
+            self._forward(self.stop_signal)
+        self.write("running", pid=self.child.pid, started_at=utcnow())
+        rc = self._wait_child()
+        self.status["contention"] = contention.measure(before, contention.sample(cores), cores)
+        _signal.setitimer(_signal.ITIMER_REAL, 0)
 
         if self.stop_signal is not None and not (
             # A trial that finished before the pruner's stop reached it keeps its result.
@@ -559,7 +683,7 @@ class Wrapper:
         if rc == 0:
             return {"state": "succeeded", "exit_code": 0, "reason": None}, 0
         if rc < 0:
-            name = signal.Signals(-rc).name
+            name = _signame(-rc)
             return {
                 "state": "failed",
                 "exit_code": None,
@@ -602,8 +726,8 @@ class Wrapper:
         """The program exited after the time limit's warning: it checkpointed (any exit after
         the signal ends the attempt; the next one resumes from what it saved, if anything)."""
         assert self.checkpoint_signal is not None
-        sig = signal.Signals(self.checkpoint_signal).name
-        how = f"exit code {rc}" if rc >= 0 else f"killed by {signal.Signals(-rc).name}"
+        sig = _signame(self.checkpoint_signal)
+        how = f"exit code {rc}" if rc >= 0 else f"killed by {_signame(-rc)}"
         fields: dict[str, Any] = {"exit_code": rc if rc >= 0 else None}
         before = self.checkpoint.get("before") if self.checkpoint else None
         reason = f"time limit: the program exited ({how}) on {sig}, {before} s before the limit"
@@ -612,7 +736,7 @@ class Wrapper:
     def _pruned_why(self) -> str:
         """The pruner's reason (``prune.json``), which it writes before the stop file."""
         try:
-            doc = read_json(self.rd.path / rundir.PRUNE)
+            doc = read_json(os.path.join(self.rd.path, rundir.PRUNE))
         except (OSError, ValueError):
             doc = None
         why = doc.get("reason") if isinstance(doc, dict) else None
@@ -622,16 +746,16 @@ class Wrapper:
 
     def _stopped(self, rc: int | None) -> dict[str, Any]:
         assert self.stop_signal is not None
-        got = signal.Signals(self.stop_signal).name
+        got = _signame(self.stop_signal)
         fields: dict[str, Any] = {"stop_signal": got}
         if rc is not None and rc < 0:
-            fields["signal"] = signal.Signals(-rc).name
+            fields["signal"] = _signame(-rc)
             fields["exit_code"] = None
         else:
             fields["exit_code"] = rc
         said = self._stop_reason()
         if said == "timeout" and self.warned_at is not None and self.checkpoint_signal:
-            sig = signal.Signals(self.checkpoint_signal).name
+            sig = _signame(self.checkpoint_signal)
             waited = round((self.stop_time or time.time()) - self.warned_at)
             return {
                 "state": "timeout",
@@ -651,7 +775,7 @@ class Wrapper:
                 by = "slurm" if kind == "preempted" else "resubmit"
                 return self._requeue("preemption", f"preempted: {why}", by, fields)
             if kind == "timeout" and self.warned_at is not None and self.checkpoint_signal:
-                sig = signal.Signals(self.checkpoint_signal).name
+                sig = _signame(self.checkpoint_signal)
                 why = f"{why}: the program did not exit after {sig}"
             return {"state": kind, "reason": why, **fields}
         elapsed = (self.stop_time or time.time()) - self.started
@@ -662,7 +786,7 @@ class Wrapper:
                 "reason": f"time limit reached ({got} from SLURM)",
                 **fields,
             }
-        if in_slurm and self.stop_signal == signal.SIGTERM:
+        if in_slurm and self.stop_signal == _signal.SIGTERM:
             why = f"{got} from SLURM (scancel, preemption or node shutdown)"
             return {"state": "cancelled", "reason": why, **fields}
         return {"state": "cancelled", "reason": f"{got} received", **fields}
@@ -756,12 +880,12 @@ def main(argv: list[str] | None = None) -> int:
 def run_one(path: str, attempt: int, pack: _Pack | None = None) -> int:
     """Run ``attempt`` of the run in ``path`` (0: the attempt its spec.json names), as the
     one run of a job or as one run of a packed job (``pack``: the signals go through it)."""
-    rd = RunDir.open(path)
+    rd = _Run.open(path)
     attempt = attempt or rd.attempt
     if restart_count() > 0:
         # SLURM started this job again (a requeue): continue the run where it now is.
         attempt = follow_requeue(rd.path, attempt)
-        rd = RunDir.open(path)
+        rd = _Run.open(path)
     # Before the claim, so a stale copy (a requeue, a job the scheduler kept while its run
     # moved on, a cancelled one that started anyway) writes nothing at all.
     why = stale_reason(rd, attempt)
@@ -826,15 +950,17 @@ class _Pack:
 
     def install(self) -> None:
         for sig in _STOP_SIGNALS:
-            signal.signal(sig, self._on_signal)
+            _signal.signal(sig, self._on_signal)
 
     def run(self, wrapper: Wrapper) -> int:
         self.current = wrapper
         try:
             if self.stop_signal is not None:
                 # Stopped between its claim and its start: unclaimed again, unstarted.
-                with contextlib.suppress(OSError):
-                    wrapper.rd.claim_path(wrapper.attempt).unlink()
+                try:  # noqa: SIM105 - contextlib is not imported (start-up)
+                    os.unlink(wrapper.rd.claim_path(wrapper.attempt))
+                except OSError:
+                    pass
                 return 0
             wrapper.limit_own = True
             return wrapper.run(handler=self._on_signal)
@@ -858,7 +984,7 @@ def run_packed(entries: list[tuple[str, int]]) -> int:
     pack.install()
     for n, (path, attempt) in enumerate(entries):
         if pack.stop_signal is not None:
-            name = signal.Signals(pack.stop_signal).name
+            name = _signame(pack.stop_signal)
             _say(
                 f"hpcx.run.job: the packed job got {name}: {len(entries) - n} run(s) not "
                 "started (the next plan runs them again)"
@@ -868,20 +994,24 @@ def run_packed(entries: list[tuple[str, int]]) -> int:
             continue
         try:
             run_one(path, attempt, pack)
-        except (OSError, ValueError, HpcxError) as exc:
+        except Exception as exc:
+            from hpcx.errors import HpcxError
+
+            if not isinstance(exc, OSError | ValueError | HpcxError):
+                raise
             # One unreadable run folder does not cost the others their turn.
             _say(f"hpcx.run.job: run folder {path}: {type(exc).__name__}: {exc}; skipped")
     return 0
 
 
-def _needs_not_succeeded(rd: RunDir) -> list[str]:
+def _needs_not_succeeded(rd: _Run) -> list[str]:
     """The runs this run needs (spec.json's ``needs``) whose folder does not say succeeded,
     as ``experiment/run_id (state)``: empty for most runs, which need none."""
     try:
-        needs = read_json(rd.path / rundir.SPEC).get("needs") or []
+        needs = read_json(rd.spec_path).get("needs") or []
     except (OSError, ValueError, AttributeError):
         return []
-    root = rd.path.parent.parent
+    root = os.path.dirname(os.path.dirname(rd.path))
     out = []
     for item in needs:
         if not isinstance(item, list | tuple) or len(item) != 2:
@@ -907,7 +1037,9 @@ def _already_final(path: str, attempt: int) -> bool:
 
 
 def follow_requeue(
-    path: Path, first: int, environ: dict[str, str] | os._Environ[str] = os.environ
+    path: str | os.PathLike[str],
+    first: int,
+    environ: dict[str, str] | os._Environ[str] = os.environ,
 ) -> int:
     """The attempt a requeued SLURM job runs now. Its script names the attempt it was
     submitted for (``first``); each requeue since moved the run on by one attempt, all of them
@@ -923,7 +1055,7 @@ def follow_requeue(
     if current > first:
         key = environ.get("SLURM_JOB_NAME", "").removeprefix("hpcx-")
         try:
-            spec = read_json(path / rundir.SPEC)
+            spec = read_json(os.path.join(path, rundir.SPEC))
         except (OSError, ValueError):
             return first
         if not key or (spec.get("submission") or {}).get("key") != key:
@@ -935,9 +1067,9 @@ def follow_requeue(
     started = restart_count(doc.get("job") or {})
     if state in rundir.ACTIVE_STATES and started < restarts:
         # That start is gone (SLURM ended every process of the job before requeueing it).
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib is not imported (start-up)
             atomic_write_json(
-                path / rundir.STATUS,
+                os.path.join(path, rundir.STATUS),
                 {
                     **doc,
                     "state": rundir.REQUEUED,
@@ -948,6 +1080,8 @@ def follow_requeue(
                     "ended_at": utcnow(),
                 },
             )
+        except OSError:
+            pass
         state = rundir.REQUEUED
     if state == rundir.REQUEUED:
         nxt = rundir.advance(path, current)
@@ -955,7 +1089,7 @@ def follow_requeue(
     return current
 
 
-def stale_reason(rd: RunDir, attempt: int) -> str | None:
+def stale_reason(rd: _Run | rundir.RunDir, attempt: int) -> str | None:
     """Why ``attempt`` of this run must not run (or write) now, or None while it may.
 
     It must be the attempt the run folder's spec.json names (a later one supersedes it), and
@@ -973,10 +1107,34 @@ def stale_reason(rd: RunDir, attempt: int) -> str | None:
     return None
 
 
+def _exit_of(child: Child) -> int:
+    """The program's exit (``Popen.returncode``), once it ended."""
+    rc = child.wait()
+    assert rc is not None
+    return rc
+
+
+def _open_log(path: str) -> int:
+    """``open(path, "wb")``'s descriptor: created or emptied, mode 0o666 less the umask."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+
+
+def _mkdir(path: str) -> None:
+    """``Path(path).mkdir(exist_ok=True)``: a folder already there is fine, anything else
+    there is not."""
+    try:
+        os.mkdir(path)
+    except OSError:
+        if not os.path.isdir(path):
+            raise
+
+
 def _say(text: str) -> None:
     """A line on stderr (the wrapper's log), never an error: that log may be on a full disk."""
-    with contextlib.suppress(OSError, ValueError):
+    try:  # noqa: SIM105 - contextlib is not imported (start-up)
         print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -29,26 +29,43 @@ name in the same folder and renamed, so a reader sees the old file or the new on
 ``metrics.jsonl`` is the exception: it is appended to (each line one ``write``), since the
 program streams metrics into it while it runs.
 
-This module is imported by the wrapper on compute nodes: it imports nothing heavy.
+This module is imported by the wrapper on compute nodes at every task's start: it imports
+nothing beyond :mod:`hpcx.util.files` and :mod:`hpcx.util.proc` (not even ``pathlib``,
+``json``, ``contextlib`` or ``typing``, each a share of that start). What the wrapper calls
+before its program starts (:func:`claim`, :func:`current_attempt`, :func:`stop_reason`,
+:func:`reserve_final`, :func:`read_status`) works on plain ``str`` paths; the rest imports
+``pathlib`` where it runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import json
 import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 from hpcx.util.files import (
     atomic_write_json,
     dumps,
     fsync_dir,
+    json_dumps,
+    loads,
     read_json,
 )
 from hpcx.util.proc import hostname, pid_alive, utcnow
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any, Protocol
+
+    class RunFolder(Protocol):
+        """What the claim and the reserved final status need of a run's folder: a
+        :class:`RunDir`, or the job wrapper's own (``hpcx.run.job._Run``, on ``str`` paths)."""
+
+        def claim_path(self, attempt: int | None = None) -> str | os.PathLike[str]: ...
+
+        def final_path(self, attempt: int | None = None) -> str | os.PathLike[str]: ...
+
 
 #: Bumped when the layout of spec.json / status.json changes incompatibly.
 RUN_FORMAT = 1
@@ -163,6 +180,8 @@ class RunDir:
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> RunDir:
         """A RunDir for an existing folder, with the attempt its spec.json names."""
+        from pathlib import Path
+
         p = Path(path).absolute()
         spec = read_json(p / SPEC)
         return cls(p, spec["experiment"], spec["run_id"], int(spec.get("attempt", 1)))
@@ -175,6 +194,8 @@ def run_path(runs_root: str | os.PathLike[str], experiment: str, run_id: str) ->
     root = os.fspath(runs_root)
     if not os.path.isabs(root):
         root = os.path.join(os.getcwd(), root)
+    from pathlib import Path
+
     # One Path built from the joined text (Path / a / b parses twice as often).
     return Path(os.path.join(root, experiment, run_id))
 
@@ -213,16 +234,16 @@ def create(
             # publishes the folder and its spec.json together.
             _write_new(os.path.join(tmp, SPEC), dumps(doc).encode(), fsync=fsync)
             if fsync:
-                fsync_dir(Path(tmp))
+                fsync_dir(tmp)
             os.rename(tmp, where)
         except OSError:
-            _rmtree(Path(tmp))
+            _rmtree(tmp)
             if not os.path.exists(os.path.join(where, SPEC)):
                 raise
             # Another process created it at the same moment: take the new-attempt path.
         else:
             if fsync:
-                fsync_dir(Path(parent))
+                fsync_dir(parent)
             return RunDir(final, experiment, run_id, 1)
     return _next_attempt(final, experiment, run_id, spec, fsync=fsync)
 
@@ -290,6 +311,8 @@ def _next_attempt(
 def _undo_interrupted_archive(final: Path, previous: int) -> None:
     """Put back the files of attempt ``previous`` that a process killed while archiving them
     left in ``attempts/.tmp-N-*``, so they are archived whole (its metrics read, once)."""
+    import contextlib
+
     with contextlib.suppress(OSError):
         for name in os.listdir(final / ATTEMPTS):
             if not name.startswith(f".tmp-{previous}-"):
@@ -310,6 +333,8 @@ def advance(path: str | os.PathLike[str], attempt: int) -> RunDir | None:
     second wrapper of the same job advanced it first: that one runs it) or did not end
     requeued, or a stop file (a cancel) names it.
     """
+    from pathlib import Path
+
     final = Path(path).absolute()
     try:
         spec = read_json(final / SPEC)
@@ -330,6 +355,8 @@ def requeues_before(path: str | os.PathLike[str], attempt: int) -> int:
     """How many attempts in a row just before ``attempt`` ended ``requeued``: the requeues of
     the chain ``attempt`` continues (``checkpoint.max_requeues`` bounds it). A failure, a
     cancel or the run's first attempt ends the chain."""
+    from pathlib import Path
+
     count = 0
     folder = Path(path) / ATTEMPTS
     for n in range(attempt - 1, 0, -1):
@@ -346,6 +373,9 @@ def requeues_before(path: str | os.PathLike[str], attempt: int) -> int:
 def archived_statuses(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The status of each earlier attempt (``attempts/N/status.json``, or a stub with its
     number when it left none), earliest first."""
+    import contextlib
+    from pathlib import Path
+
     where = Path(path)
     out: list[dict[str, Any]] = []
     with contextlib.suppress(OSError):
@@ -366,7 +396,7 @@ def _highest_attempt(final: Path) -> int:
     return max((int(n) for n in names if n.isdigit()), default=0)
 
 
-def _rmtree(path: Path) -> None:
+def _rmtree(path: str | os.PathLike[str]) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
@@ -376,7 +406,7 @@ def _rmtree(path: Path) -> None:
 # Claim
 
 
-def claim(rd: RunDir, attempt: int | None = None) -> dict[str, Any] | None:
+def claim(rd: RunFolder, attempt: int | None = None) -> dict[str, Any] | None:
     """Claim an attempt of a run for this process: ``None`` if we got it, else the holder.
 
     ``O_CREAT|O_EXCL`` is atomic on local filesystems and on NFSv3+/Lustre, so exactly one of
@@ -397,8 +427,10 @@ def claim(rd: RunDir, attempt: int | None = None) -> dict[str, Any] | None:
     try:
         # Who holds it is only informative: the O_EXCL file is the claim, even empty (a full
         # disk), and a copy that finds it does not run.
-        with contextlib.suppress(OSError):
-            os.write(fd, json.dumps(me).encode())
+        try:  # noqa: SIM105 - contextlib is not imported (start-up)
+            os.write(fd, json_dumps(me).encode())
+        except OSError:
+            pass
     finally:
         os.close(fd)
     return None
@@ -433,7 +465,7 @@ def stop_reason(path: str | os.PathLike[str], attempt: int) -> str | None:
 FINAL_RESERVE = 16384
 
 
-def reserve_final(rd: RunDir, attempt: int) -> None:
+def reserve_final(rd: RunFolder, attempt: int) -> None:
     """Reserve the space of ``.final-N`` now, while there is some: :func:`write_final` then
     writes into blocks already allocated. Raises OSError (ENOSPC) when it cannot."""
     path = rd.final_path(attempt)
@@ -447,13 +479,15 @@ def reserve_final(rd: RunDir, attempt: int) -> None:
             os.pwrite(fd, b" " * FINAL_RESERVE, 0)
     except BaseException:
         os.close(fd)
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 - contextlib is not imported (start-up)
             os.unlink(path)
+        except OSError:
+            pass
         raise
     os.close(fd)
 
 
-def write_final(rd: RunDir, attempt: int, doc: Mapping[str, Any]) -> None:
+def write_final(rd: RunFolder, attempt: int, doc: Mapping[str, Any]) -> None:
     """Write the final status into the reserved ``.final-N``, in place (no new blocks)."""
     data = dumps(doc).encode()
     if len(data) > FINAL_RESERVE:
@@ -468,9 +502,11 @@ def write_final(rd: RunDir, attempt: int, doc: Mapping[str, Any]) -> None:
         os.close(fd)
 
 
-def drop_final(rd: RunDir, attempt: int) -> None:
-    with contextlib.suppress(OSError):
+def drop_final(rd: RunFolder, attempt: int) -> None:
+    try:  # noqa: SIM105 - contextlib is not imported (start-up)
         os.unlink(rd.final_path(attempt))
+    except OSError:
+        pass
 
 
 def _read_final(path: str, attempt: object) -> dict[str, Any] | None:
@@ -479,7 +515,7 @@ def _read_final(path: str, attempt: object) -> dict[str, Any] | None:
     try:
         with open(os.path.join(path, f".final-{attempt}"), "rb") as f:
             raw = f.read(FINAL_RESERVE + 1).strip(b" \0\n")
-        doc = json.loads(raw) if raw else None
+        doc = loads(raw) if raw else None
     except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or doc.get("state") not in ATTEMPT_END_STATES:

@@ -6,17 +6,24 @@ appended with one ``write``, and JSON read without following links or blocking o
 
 from __future__ import annotations
 
-import contextlib
+import _json  # the C half of ``json``: the module itself imports ``re`` (see loads/dumps)
 import errno
-import json
 import os
 import stat
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from types import TracebackType
+    from typing import Any
+
+# The job wrapper imports this module at every task's start (its start-up is hpcx's cost per
+# SLURM array task): it imports nothing beyond what a bare ``python -c pass`` has loaded, save
+# the C modules ``_json`` and ``errno``. Paths are taken as ``str`` or ``os.PathLike``.
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> None:
     """Write ``data`` to ``path`` through a temporary name in the same folder and a rename.
 
     With ``fsync`` the data reach the disk before the rename and the folder after it, so a
@@ -39,26 +46,50 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
     _put_in_place(tmp, path, fsync=fsync)
 
 
-@contextlib.contextmanager
-def atomic_replace(path: Path, *, mode: int = 0o644, fsync: bool = True) -> Iterator[Path]:
-    """An empty temporary file beside ``path`` for a writer that streams its content or takes
-    a path (DuckDB's COPY); renamed over ``path`` when the block ends normally, removed when it
-    raises. ``mode`` is the new file's (the umask applies); ``fsync`` as for
-    :func:`atomic_write_bytes`."""
-    fd, tmp = _create_temp(path, mode)
-    os.close(fd)
-    try:
-        yield tmp
-        if fsync:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    except BaseException:
-        _unlink(tmp)
-        raise
-    _put_in_place(tmp, path, fsync=fsync)
+def atomic_replace(path: Path, *, mode: int = 0o644, fsync: bool = True) -> _Replace:
+    """An empty temporary file beside ``path`` (a :class:`~pathlib.Path`, given by ``with``)
+    for a writer that streams its content or takes a path (DuckDB's COPY); renamed over
+    ``path`` when the block ends normally, removed when it raises. ``mode`` is the new file's
+    (the umask applies); ``fsync`` as for :func:`atomic_write_bytes`."""
+    return _Replace(path, mode, fsync)
+
+
+class _Replace:
+    """:func:`atomic_replace`'s block (a class: ``contextlib`` is not imported here)."""
+
+    def __init__(self, path: Path, mode: int, fsync: bool) -> None:
+        self.path = path
+        self.mode = mode
+        self.fsync = fsync
+        self.tmp = ""
+
+    def __enter__(self) -> Path:
+        from pathlib import Path
+
+        fd, self.tmp = _create_temp(self.path, self.mode)
+        os.close(fd)
+        return Path(self.tmp)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if kind is not None:
+            _unlink(self.tmp)
+            return
+        try:
+            if self.fsync:
+                fd = os.open(self.tmp, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except BaseException:
+            _unlink(self.tmp)
+            raise
+        _put_in_place(self.tmp, self.path, fsync=self.fsync)
 
 
 def link_or_copy(src: Path, dst: Path) -> None:
@@ -71,12 +102,15 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.replace(tmp, dst)
     except OSError:
         _unlink(tmp)
-        atomic_write_bytes(dst, Path(src).read_bytes(), fsync=False)
+        with open(src, "rb") as f:
+            data = f.read()
+        atomic_write_bytes(dst, data, fsync=False)
 
 
-def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
+def _create_temp(path: str | os.PathLike[str], mode: int) -> tuple[int, str]:
+    folder, name = os.path.split(os.fspath(path))
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
+        tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), tmp
         except FileExistsError:
@@ -84,42 +118,128 @@ def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, "no free temporary name beside it", str(path))
 
 
-def _put_in_place(tmp: Path, path: Path, *, fsync: bool) -> None:
+def _put_in_place(tmp: str, path: str | os.PathLike[str], *, fsync: bool) -> None:
     try:
         os.replace(tmp, path)
     except BaseException:
         _unlink(tmp)
         raise
     if fsync:
-        fsync_dir(path.parent)
+        fsync_dir(os.path.dirname(os.fspath(path)) or ".")
 
 
-def _unlink(path: Path) -> None:
-    with contextlib.suppress(OSError):
+def _unlink(path: str | os.PathLike[str]) -> None:
+    try:  # noqa: SIM105 - contextlib is not imported (start-up)
         os.unlink(path)
+    except OSError:
+        pass
 
 
-def atomic_write_text(path: Path, text: str, *, fsync: bool = True) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> None:
     atomic_write_bytes(path, text.encode(), fsync=fsync)
 
 
-def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, fsync: bool = True) -> None:
     atomic_write_bytes(path, dumps(obj).encode(), fsync=fsync)
 
 
+# JSON through ``_json``, the C encoder and scanner that ``json.dumps`` and ``json.loads`` use
+# themselves, set up as they set them up: the same text and the same objects, without
+# importing ``json`` (its pure-Python half imports ``re``, a fifth of the job wrapper's
+# start). Whatever the fast path does not take (an error, a byte-order mark, text that is not
+# UTF-8) goes to ``json`` itself, so the result or the error is always json's.
+# tests/util/test_files.py compares both with json on a table of documents.
+
+
+class _DecoderSettings:
+    """What ``json.JSONDecoder()`` hands its C scanner (its default settings)."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = {
+        "-Infinity": float("-inf"),
+        "Infinity": float("inf"),
+        "NaN": float("nan"),
+    }.__getitem__
+
+
+_settings: Any = _DecoderSettings()
+_scan = _json.make_scanner(_settings)
+_WS = " \t\n\r"  # JSON's whitespace, all json.loads skips around a document
+
+
+def _encode(obj: Any, sort_keys: bool) -> str:
+    """``json.dumps(obj, sort_keys=sort_keys, separators=(",", ":"), default=str)``."""
+    if isinstance(obj, str):
+        return str(_json.encode_basestring_ascii(obj))
+    # As json.dumps sets it up: a fresh circular-reference memo for each call, ASCII only,
+    # NaN and Infinity allowed, no keys skipped.
+    encoder = _json.make_encoder(
+        {}, str, _json.encode_basestring_ascii, None, ":", ",", sort_keys, False, True
+    )
+    return "".join(encoder(obj, 0))
+
+
+def json_dumps(obj: Any, *, sort_keys: bool = False) -> str:
+    """``json.dumps(obj, sort_keys=sort_keys)`` (its default separators ``", "`` and ``": "``),
+    without importing ``json``."""
+    if isinstance(obj, str):
+        return str(_json.encode_basestring_ascii(obj))
+    encoder = _json.make_encoder(
+        {}, _not_serializable, _json.encode_basestring_ascii, None, ": ", ", ", sort_keys, False,
+        True,
+    )  # fmt: skip
+    return "".join(encoder(obj, 0))
+
+
+def _not_serializable(obj: Any) -> Any:
+    """json's own ``JSONEncoder.default``: no other types."""
+    raise TypeError(f"Object of type {obj.__class__.__name__} is not JSON serializable")
+
+
 def dumps(obj: Any) -> str:
-    # One line, sorted keys: json's C encoder only runs without `indent`, and prepare writes
-    # a spec.json per run (10,000 of them for a big sweep). `jq . spec.json` pretty-prints.
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str) + "\n"
+    """``json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)`` and a newline.
+
+    One line, sorted keys: json's C encoder only runs without `indent`, and prepare writes
+    a spec.json per run (10,000 of them for a big sweep). `jq . spec.json` pretty-prints."""
+    return _encode(obj, True) + "\n"
 
 
-def fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+def loads(data: bytes | str) -> Any:
+    """``json.loads(data)``: the same object, or the same error."""
+    text: str | None
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not text.startswith("\ufeff"):
+        begin = len(text) - len(text.lstrip(_WS))
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            obj, end = _scan(text, begin)
+        except (StopIteration, ValueError, RecursionError):
+            pass  # json.loads says what is wrong, the same way
+        else:
+            if not text[end:].lstrip(_WS):
+                return obj
+    import json
+
+    return json.loads(data)
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def sync() -> None:
@@ -127,14 +247,14 @@ def sync() -> None:
     os.sync()
 
 
-def append_line(path: Path, obj: Mapping[str, Any], *, fsync: bool = True) -> None:
+def append_line(
+    path: str | os.PathLike[str], obj: Mapping[str, Any], *, fsync: bool = True
+) -> None:
     """Append one JSON line with a single ``write`` on an O_APPEND descriptor."""
-    line = (json.dumps(obj, separators=(",", ":"), default=str) + "\n").encode()
+    line = (_encode(obj, False) + "\n").encode()
     # The run owns its folder: a symlink or FIFO it left where hpcx appends is refused (an
     # OSError), never followed into a file elsewhere or blocked on.
-    fd = os.open(
-        path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644
-    )
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, f"{path} is not a regular file")
@@ -151,11 +271,38 @@ def append_line(path: Path, obj: Mapping[str, Any], *, fsync: bool = True) -> No
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    from hpcx.metrics import read_regular
-
     # A run may leave a FIFO or a symlink where hpcx reads: never block on it or follow it
     # (UnreadableFile is an OSError); JSON nested too deep for the parser is a ValueError.
     try:
-        return json.loads(read_regular(path))
+        return loads(read_regular(path))
     except RecursionError:
         raise ValueError(f"{path}: JSON nested too deep to read") from None
+
+
+def read_regular(path: str | os.PathLike[str]) -> bytes:
+    """:func:`hpcx.metrics.read_regular` (no link followed, no FIFO blocked on, a regular file
+    only), for the files hpcx itself wrote, without importing :mod:`hpcx.metrics`: anything
+    but a regular file goes to it, for its error."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        fd = -1
+    if fd >= 0:
+        try:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):
+                chunks: list[bytes] = []
+                size = max(info.st_size, 0) + 1
+                while True:
+                    chunk = os.read(fd, size)
+                    if not chunk:
+                        return b"".join(chunks)
+                    chunks.append(chunk)
+                    size = 65536
+        finally:
+            os.close(fd)
+    from hpcx.metrics import read_regular as refuse
+
+    return refuse(path)

@@ -1,10 +1,31 @@
-"""This host and its processes: short host name, UTC timestamps, and whether a pid is still the
-process that started at a given tick (pids are reused)."""
+"""This host and its processes: short host name, UTC timestamps, whether a pid is still the
+process that started at a given tick (pids are reused), and starting a program
+(:func:`spawn`) without :mod:`subprocess`.
+
+The job wrapper imports this at every task's start: it imports nothing beyond what a bare
+``python -c pass`` has loaded, save C modules."""
 
 from __future__ import annotations
 
-import datetime as _dt
+import errno
 import os
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+    from collections.abc import Mapping, Sequence
+    from datetime import UTC
+    from datetime import datetime as _datetime
+else:
+    import _signal  # loaded at every start already; `signal` itself builds enums at import
+
+    try:  # the C half of ``datetime``: the module itself first defines all of it in Python
+        from _datetime import UTC
+        from _datetime import datetime as _datetime
+    except ImportError:  # pragma: no cover - an interpreter without it
+        from datetime import UTC
+        from datetime import datetime as _datetime
 
 
 def hostname() -> str:
@@ -12,7 +33,7 @@ def hostname() -> str:
 
 
 def utcnow() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+    return _datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def _proc_stat(pid: int) -> list[bytes] | None:
@@ -52,3 +73,147 @@ def pid_alive(pid: int, start_ticks: int | None = None) -> bool:
         return int(fields[19]) == start_ticks
     except (IndexError, ValueError):
         return True
+
+
+# --------------------------------------------------------------------------------------------
+# Starting a program
+
+
+class Child:
+    """A program started by :func:`spawn`: its pid, and its exit as
+    :class:`subprocess.Popen` reports it (``returncode``: the exit code, or minus the signal
+    that ended it; None while it runs)."""
+
+    __slots__ = ("pid", "returncode")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """Wait for the program's end and return ``returncode``; with ``timeout``, None when it
+        is still running after that many seconds. Signal handlers run while it waits (the
+        wait goes on after them, PEP 475)."""
+        if self.returncode is not None:
+            return self.returncode
+        if timeout is None:
+            _, status = self._waitpid(0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+            return self.returncode
+        # As Popen.wait(timeout) does: poll, with sleeps doubling up to 50 ms.
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            pid, status = self._waitpid(os.WNOHANG)
+            if pid == self.pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+                return self.returncode
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            delay = min(delay * 2, remaining, 0.05)
+            time.sleep(delay)
+
+    def _waitpid(self, options: int) -> tuple[int, int]:
+        try:
+            return os.waitpid(self.pid, options)
+        except ChildProcessError:
+            # Reaped already: SIGCHLD ignored by whoever started this process (inherited
+            # across exec). Popen reads that as exit code 0; so does this.
+            return self.pid, 0
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    stdout: int,
+    stderr: int,
+    cwd: str | None = None,
+) -> Child:
+    """Start ``argv`` (no shell) as the leader of a new process group, with stdin from
+    /dev/null, stdout and stderr on the given descriptors, ``env`` and ``cwd``, and no other
+    descriptor of this process: what ``subprocess.Popen(argv, stdin=DEVNULL, stdout=..,
+    stderr=.., env=env, cwd=cwd, close_fds=True, process_group=0)`` does, through
+    ``posix_spawn`` (a vfork and an exec) and without importing :mod:`subprocess` (threading,
+    selectors, signal's enums: a third of the job wrapper's start). As Popen: ``argv[0]``
+    without a slash is looked up on ``env``'s PATH, SIGPIPE and SIGXFSZ (which Python
+    ignores) are default again in the program, and a program that cannot start raises the
+    exec's OSError (the first one that is not "no such file" along the PATH).
+    """
+    _no_inherited_fds()
+    stdout, stderr = _above_stdio(stdout), _above_stdio(stderr)
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, stdout, 1),
+        (os.POSIX_SPAWN_DUP2, stderr, 2),
+    ]
+    reset = (_signal.SIGPIPE, _signal.SIGXFSZ)
+    program = argv[0]
+    if os.path.dirname(program):
+        candidates = [program]
+    else:
+        # os.get_exec_path(env), which imports warnings (for a bytes b"PATH" key, never here).
+        search = env.get("PATH")
+        dirs = (os.defpath if search is None else search).split(os.pathsep)
+        candidates = [os.path.join(d, program) for d in dirs]
+    here = -1
+    if cwd is not None:
+        # posix_spawn cannot change folder for the child (Python 3.11): the wrapper steps
+        # there for the spawn and back (it is single-threaded; a relative argv[0] and PATH
+        # entries are then taken from cwd, as Popen's child takes them).
+        here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        first: OSError | None = None
+        last: OSError | None = None
+        for path in candidates:
+            if len(candidates) > 1 and not os.path.exists(path):
+                continue  # "no such file" without a spawn (each is a vfork and an exec)
+            try:
+                pid = os.posix_spawn(
+                    path, list(argv), env, file_actions=actions, setpgroup=0, setsigdef=reset
+                )
+            except OSError as exc:
+                last = exc
+                if exc.errno not in (errno.ENOENT, errno.ENOTDIR) and first is None:
+                    first = exc
+                continue
+            return Child(pid)
+        error = first or last or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+        error.filename = program
+        raise error
+    finally:
+        if here >= 0:
+            try:
+                os.fchdir(here)
+            finally:
+                os.close(here)
+
+
+def _above_stdio(fd: int) -> int:
+    """``fd`` itself, or a copy of it above 2 when it is one of 0-2 (posix_spawn's dup2 onto
+    itself would keep its close-on-exec flag)."""
+    if fd > 2:
+        return fd
+    import fcntl
+
+    return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+
+
+def _no_inherited_fds() -> None:
+    """Close-on-exec on every descriptor above 2 (those this process inherited: Python opens
+    its own so), as Popen's close_fds gives the program none of them."""
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            try:
+                if os.get_inheritable(fd):
+                    os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listing's own descriptor, closed by now

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from hpcx.job import COMMAND
 from hpcx.run import job, rundir
 from hpcx.run.rundir import RunDir
 
-# What a start must not import: each one was a share of the wrapper's start-up.
+# What a start must not import: each one was a share of the wrapper's start-up (issue 17: the
+# wrapper's start at most 2x a bare `python -c pass`, which has none of them loaded).
 HEAVY = (
     "dataclasses",
     "argparse",
@@ -28,6 +30,23 @@ HEAVY = (
     "hpcx.cluster.units",
     "hpcx.node.placement",
     "inspect",
+    "runpy",
+    "subprocess",
+    "threading",
+    "selectors",
+    "pathlib",
+    "json",
+    "re",
+    "typing",
+    "contextlib",
+    "collections",
+    "functools",
+    "signal",
+    "enum",
+    "datetime",
+    "warnings",  # os.get_exec_path imports it
+    "hpcx.errors",
+    "hpcx.metrics",
 )
 
 
@@ -46,10 +65,12 @@ def test_a_wrapper_run_imports_nothing_heavy(tmp_path: Path) -> None:
         tmp_path, "exp", "r1", {"experiment": "exp", "run_id": "r1", "argv": ["true"]}
     )
     probe = (
-        "import sys, json\n"
+        "import sys\n"
         "from hpcx.run import job\n"
         f"rc = job.main([{str(rd.path)!r}])\n"
-        "print(json.dumps({'rc': rc, 'modules': sorted(sys.modules)}))\n"
+        "modules = sorted(sys.modules)\n"
+        "import json\n"
+        "print(json.dumps({'rc': rc, 'modules': modules}))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], env=_env(), capture_output=True, text=True, check=True
@@ -132,3 +153,116 @@ def test_rundir_is_an_immutable_value(tmp_path: Path) -> None:
     assert pickle.loads(pickle.dumps(a)) == a
     assert copy.copy(a) == a and copy.deepcopy(a) == a
     assert repr(a) == f"RunDir(path={a.path!r}, experiment='exp', run_id='r1', attempt=2)"
+
+
+def test_the_executors_command_line_imports_nothing_heavy(tmp_path: Path) -> None:
+    """The command line the executors write (hpcx.job.COMMAND, no runpy), in a fresh
+    interpreter: every module it imports, up to its end, is listed by -X importtime."""
+    rd = rundir.create(
+        tmp_path, "exp", "r1", {"experiment": "exp", "run_id": "r1", "argv": ["true"]}
+    )
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", *COMMAND, str(rd.path)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    )
+    imported = {
+        line.split("|")[2].strip()
+        for line in out.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    assert "hpcx.run.job" in imported
+    assert sorted(set(HEAVY) & imported) == []
+    assert json.loads((rd.path / rundir.STATUS).read_text())["state"] == "succeeded"
+
+
+def test_python_m_hpcx_job_is_the_same_wrapper(tmp_path: Path) -> None:
+    rd = rundir.create(
+        tmp_path, "exp", "r1", {"experiment": "exp", "run_id": "r1", "argv": ["sh", "-c", "exit 4"]}
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcx.job", str(rd.path)], env=_env(), cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 4
+    doc = json.loads((rd.path / rundir.STATUS).read_text())
+    assert (doc["state"], doc["exit_code"]) == ("failed", 4)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/a/b",
+        "a/b",
+        "/a/./b",
+        "/a//b",
+        "/a/b/",
+        "/a/b/.",
+        "./a",
+        ".",
+        "//a/b",
+        "///a",
+        "/a/../b",
+        "a",
+    ],
+)
+def test_the_run_folder_is_the_text_runDir_open_makes(path: str) -> None:
+    assert job._absolute(path) == str(Path(path).absolute())
+
+
+def test_the_program_sees_its_folder_as_before_and_none_of_the_wrapper_s_fds(
+    tmp_path: Path,
+) -> None:
+    probe = (
+        "import json, os; print(json.dumps({'dir': os.environ['HPCX_RUN_DIR'], "
+        "'metrics': os.environ['HPCX_METRICS'], 'fds': sorted(os.listdir('/proc/self/fd'))}))"
+    )
+    rd = rundir.create(
+        tmp_path,
+        "exp",
+        "r1",
+        {"experiment": "exp", "run_id": "r1", "argv": [sys.executable, "-c", probe]},
+    )
+    extra = os.open(tmp_path, os.O_RDONLY)  # the wrapper inherits it (pass_fds)
+    try:
+        subprocess.run(
+            [sys.executable, *COMMAND, "./exp/r1"],
+            env=_env(),
+            cwd=tmp_path,
+            pass_fds=(extra,),
+            check=True,
+        )
+    finally:
+        os.close(extra)
+    seen = json.loads((rd.path / rundir.STDOUT).read_text())
+    assert seen["dir"] == str(RunDir.open(rd.path).path) == str(rd.path)
+    assert seen["metrics"] == str(rd.path / rundir.METRICS)
+    assert seen["fds"] == ["0", "1", "2", "3"]  # 3: the listing's own
+
+
+def test_the_local_queue_without_its_fork_server_starts_the_same_wrapper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HPCX_NO_ZYGOTE=1: one interpreter per run, on hpcx.job.COMMAND's command line."""
+    from support.specs import command_spec
+
+    from hpcx.run.executors import new_key
+    from hpcx.run.executors.local import LocalExecutor
+
+    monkeypatch.setenv("HPCX_NO_ZYGOTE", "1")
+    monkeypatch.setenv("PYTHONPATH", _env()["PYTHONPATH"])
+    ex = LocalExecutor({})
+    program = (
+        'cd "$HPCX_RUN_DIR"; echo $PPID > ppid; tr "\\0" "\\n" < /proc/$PPID/cmdline > cmdline'
+    )
+    dirs = ex.prepare([command_spec(["sh", "-c", program])], tmp_path)
+    result = ex.wait(ex.submit(new_key(), dirs))
+    assert {o.state for o in result.values()} == {"succeeded"}
+    wrapper_pid = int((dirs[0].path / "ppid").read_text())
+    doc = json.loads((dirs[0].path / rundir.STATUS).read_text())
+    assert doc["wrapper_pid"] == wrapper_pid
+    assert doc["state"] == "succeeded"
+    cmdline = (dirs[0].path / "cmdline").read_text().splitlines()
+    assert cmdline[1:] == [*COMMAND, str(dirs[0].path), "--attempt", "1"]

@@ -105,3 +105,112 @@ def test_link_or_copy_copies_where_links_fail(
     assert dst.read_text() == "#!/bin/sh\n"
     assert not os.path.samefile(master, dst)
     assert _leftovers(tmp_path) == []
+
+
+# JSON without the json module (the job wrapper's start): json's own text, objects and errors.
+
+DOCS: list[object] = [
+    {"b": 1, "a": [2, 3.5, None, True, False], "c": {"z": 'é\u2028\n\t"\\', "y": []}},
+    {"nan": float("nan"), "inf": float("inf"), "-inf": float("-inf"), "big": 10**30},
+    {"floats": [0.1, 1e-300, 1.7976931348623157e308, -0.0, 5e-324, 1.5, 2.0]},
+    {1: "int key", "1.5": 2, "k": {"nested": [[[]]]}},
+    {"s": "\ud800 lone surrogate", "emoji": "\U0001f600", "nul": "a\x00b"},
+    [],
+    {},
+    "a string alone \u00e9",
+    3,
+    None,
+    {"path": Path("/x/y"), "bytes_like": b"raw"},  # default=str
+]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=range(len(DOCS)))
+def test_dumps_and_loads_are_json_s(doc: object) -> None:
+    import json
+
+    from hpcx.util.files import dumps, json_dumps, loads
+
+    if isinstance(doc, dict) and any(not isinstance(k, str) for k in doc):
+        # json sorts mixed keys only when they compare: both raise the same TypeError.
+        with pytest.raises(TypeError) as ours:
+            dumps(doc)
+        with pytest.raises(TypeError) as theirs:
+            json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+        assert str(ours.value) == str(theirs.value)
+        doc = {str(k): v for k, v in doc.items()}
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    assert dumps(doc) == text + "\n"
+    if not (isinstance(doc, dict) and ("path" in doc)):
+        assert json_dumps(doc) == json.dumps(doc)
+        assert json_dumps(doc, sort_keys=True) == json.dumps(doc, sort_keys=True)
+    for data in (text, text.encode(), f" \n\t{text}\r\n ", f" {text} ".encode()):
+        got, want = loads(data), json.loads(data)
+        assert repr(got) == repr(want)  # repr: NaN != NaN, and -0.0 == 0.0
+        assert type(got) is type(want)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"   ",
+        b"{",
+        b'{"a": 1} x',
+        b'{"a": 1}{"b": 2}',
+        b"[1, 2,]",
+        b"\xef\xbb\xbf" + b'{"bom": 1}',  # json.loads takes a UTF-8 BOM in bytes
+        "\ufeff{}",  # and refuses it in a str
+        '{"a": 1}'.encode("utf-16"),  # and reads UTF-16 bytes
+        b'"\xed\xa0\x80"',  # an encoded lone surrogate (json: surrogatepass)
+        b"\xff\xfe\x00",
+        b'["\x01"]',  # a control character in a string
+        b"[" * 100_000 + b"]" * 100_000,  # too deep
+        b"NaN",
+        b"-Infinity",
+        b"1e400",
+        b"  12  ",
+    ],
+)
+def test_loads_gives_json_s_result_or_error(data: bytes | str) -> None:
+    import json
+
+    from hpcx.util.files import loads
+
+    def outcome(fn: object) -> tuple[str, str]:
+        try:
+            return "ok", repr(fn(data))  # type: ignore[operator]
+        except (ValueError, RecursionError, TypeError) as exc:
+            return type(exc).__name__, str(exc)
+
+    assert outcome(loads) == outcome(json.loads)
+
+
+def test_append_line_writes_json_s_compact_line(tmp_path: Path) -> None:
+    import json
+
+    from hpcx.util.files import append_line
+
+    target = tmp_path / "metrics.jsonl"
+    doc = {"name": "hpcx.duration_s", "value": 0.25, "time": 1.5e9, "z": Path("p")}
+    append_line(target, doc, fsync=False)
+    assert target.read_text() == json.dumps(doc, separators=(",", ":"), default=str) + "\n"
+
+
+def test_read_json_refuses_what_is_no_regular_file(tmp_path: Path) -> None:
+    from hpcx.metrics import UnreadableFile
+    from hpcx.util.files import read_json
+
+    (tmp_path / "real.json").write_text('{"a": 1}')
+    assert read_json(tmp_path / "real.json") == {"a": 1}
+    assert read_json(str(tmp_path / "real.json")) == {"a": 1}
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "dir.json").mkdir()
+    for name, kind in (("link.json", "symlink"), ("fifo.json", "FIFO"), ("dir.json", "directory")):
+        with pytest.raises(UnreadableFile, match=kind):
+            read_json(tmp_path / name)
+    with pytest.raises(FileNotFoundError):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "big.json").write_text(json_text := '{"k": "' + "x" * 200_000 + '"}')
+    assert read_json(tmp_path / "big.json") == {"k": "x" * 200_000}
+    assert len(json_text) > 65536

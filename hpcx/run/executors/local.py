@@ -421,7 +421,9 @@ class LocalQueue:
         if pid is not None:
             task.proc = _Forked(pid)
         else:
-            argv = [self.python, "-m", "hpcx.job", task.run_dir, "--attempt", str(task.attempt)]
+            from hpcx.job import COMMAND  # the wrapper without runpy
+
+            argv = [self.python, *COMMAND, task.run_dir, "--attempt", str(task.attempt)]
             env = {**os.environ, **extra} if extra else None
             try:
                 log: Any = open(log_path, "ab")  # noqa: SIM115 - closed below

@@ -161,13 +161,16 @@ def render_sbatch(
     if setup:
         lines.append("# executor.setup from the manifest:")
         lines.extend(check_line("setup line", line) for line in setup)
+    # The wrapper without runpy (hpcx.job.COMMAND): its start-up is paid by every task.
+    from hpcx.job import COMMAND
+
     if tasks_file is not None:
-        cmd = [python, "-m", "hpcx.job", "--tasks", check_path("tasks file", tasks_file)]
+        cmd = [python, *COMMAND, "--tasks", check_path("tasks file", tasks_file)]
         if task_index is not None:
             cmd += ["--index", str(int(task_index))]
     else:
         assert run_dir is not None
-        cmd = [python, "-m", "hpcx.job", check_path("run folder", run_dir)]
+        cmd = [python, *COMMAND, check_path("run folder", run_dir)]
         if attempt is not None:
             cmd += ["--attempt", str(int(attempt))]
     lines.append("exec " + " ".join(shlex.quote(check_path("python", c)) for c in cmd))

@@ -149,7 +149,8 @@ def test_setup_lines_go_before_the_wrapper_verbatim() -> None:
     lines = text.splitlines()
     i = lines.index("module load cuda/12.4")
     assert lines[i + 1] == "export OMP_NUM_THREADS=4"
-    assert lines[i + 2].startswith("exec /venv/bin/python -m hpcx.job /runs/e/r")
+    wrapper = "exec /venv/bin/python -c 'from hpcx.job import run; run()' /runs/e/r"
+    assert lines[i + 2].startswith(wrapper)
 
 
 def test_a_setup_line_with_a_newline_is_refused() -> None:
