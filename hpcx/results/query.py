@@ -402,18 +402,21 @@ class QuerySession:
                     FROM (SELECT *, max(attempt) OVER (PARTITION BY run_id) AS top
                           FROM {t("attempts")})
                 ) WHERE breaks = 0 GROUP BY run_id
+            ), top AS (
+                -- each run's latest attempt among its metrics (a GROUP BY, not a window
+                -- over every metric row: the same value, a hash table instead of a sort)
+                SELECT run_id, max(coalesce(attempt, -1)) AS top
+                FROM {t("metrics")} GROUP BY run_id
             ), f AS (
                 SELECT m.run_id, m.name, m.value,
                        -- last step wins; then the latest time, then the latest ingest
                        (coalesce(m.step, -9223372036854775807), coalesce(m.time, 0), m.serial)
                        AS ord
-                FROM {t("metrics")} m LEFT JOIN c USING (run_id)
+                FROM {t("metrics")} m JOIN top USING (run_id) LEFT JOIN c USING (run_id)
                 -- only the run's latest try: a rerun replaces the earlier try's values
                 -- instead of mixing with them (NULL: an earlier attempt from before attempts
                 -- were recorded)
-                QUALIFY coalesce(m.attempt, -1)
-                        = max(coalesce(m.attempt, -1)) OVER (PARTITION BY m.run_id)
-                        OR m.attempt >= c.first
+                WHERE coalesce(m.attempt, -1) = top.top OR m.attempt >= c.first
             ), p AS (
                 SELECT f.run_id{pivot} FROM f GROUP BY f.run_id
             )
