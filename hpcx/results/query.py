@@ -126,12 +126,13 @@ def _meta_column(key: str, types: list[str] | None) -> str:
     return f"{expr} AS {_ident('meta.' + key)}"
 
 
-def _leaf_expr(source: str, path: str, typ: str) -> str:
+def _leaf_expr(value: str, typ: str) -> str:
+    """A column of type ``typ`` from ``value``, one leaf's JSON value."""
     if typ == "VARCHAR":
-        return f"json_extract_string({source}, {_lit(path)})"
+        return f"json_extract_string({value}, '$')"
     if typ == "JSON":
-        return f"json_extract({source}, {_lit(path)})"
-    return f"TRY_CAST(json_extract({source}, {_lit(path)}) AS {typ})"
+        return value
+    return f"TRY_CAST({value} AS {typ})"
 
 
 def _dotted(fullkey: str) -> str:
@@ -319,16 +320,26 @@ class QuerySession:
         flat: list[str] = []
         seen: set[str] = set()
         leaves = self._leaves()
+        # Each section's leaves come from one json_extract with the list of their paths: the
+        # section is parsed once per run, not once per leaf (a report reads every parameter).
+        lists: list[str] = []
         for section in _FLATTENED:
-            src = f"json_extract(r.spec, '$.{section}')"
+            paths: list[str] = []
             for path, typ in leaves[section]:
                 name = f"{section}.{_dotted(path)}"
                 if name in seen:
                     continue
                 seen.add(name)
-                flat.append(f"{_leaf_expr(src, path, typ)} AS {_ident(name)}")
+                paths.append(path)
+                value = f"r._{section}[{len(paths)}]"
+                flat.append(f"{_leaf_expr(value, typ)} AS {_ident(name)}")
                 if section == "params":
                     self.param_columns.append(name)
+            if paths:
+                lists.append(
+                    f"json_extract(json_extract(spec, '$.{section}'), "
+                    f"[{', '.join(_lit(p) for p in paths)}]) AS _{section}"
+                )
         # A meta key whose every value is a number (or a boolean) is a column of that type:
         # as text, max() would compare '9.5' > '20.1' and `> 0.6` would be a type error.
         meta_keys = con.execute(
@@ -368,7 +379,8 @@ class QuerySession:
               r.run_dir, r.source, r.base_id, r.code_hash, r.settings_digest,
               json_extract(r.spec, '$.command') AS command,
               r.spec
-            FROM {t("runs")} r LEFT JOIN m USING (run_id)"""
+            FROM (SELECT *{"".join(", " + x for x in lists)} FROM {t("runs")}) r
+            LEFT JOIN m USING (run_id)"""
         )
         # -- metrics: long form --------------------------------------------------------------
         con.execute(
