@@ -61,6 +61,9 @@ STREAM_BATCH_ROWS = 10_000
 
 # Spec sections flattened into one column per leaf, under their own prefix.
 _FLATTENED = ("params", "placement", "resources")
+#: Spec paths the session notes, at open, whether any run has (in the pass over the specs that
+#: finds the leaves): a report skips the queries that could only find nothing.
+SPEC_PROBES = ("$.extra.search.key", "$.extra.reports", "$.extra.description")
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +157,10 @@ class QuerySession:
         self._views: dict[str, list[tuple[str, str]]] | None = None
         self.metric_names: list[str] = []
         self.param_columns: list[str] = []
+        #: The :data:`SPEC_PROBES` that some run's spec has (a JSON null counts as having).
+        self.spec_has: frozenset[str] = frozenset(SPEC_PROBES)
+        #: The keys of the runs' metadata (``meta.<key>`` columns of the runs view).
+        self.meta_keys: list[str] = []
         self.memory_limit = DEFAULT_MEMORY_LIMIT
         self.memory_limit_bytes = 0
 
@@ -296,21 +303,33 @@ class QuerySession:
 
     def _leaves(self) -> dict[str, list[tuple[str, str]]]:
         """Per flattened section: (json path, SQL type) of every leaf of ``spec.<section>``
-        across all runs. One pass over the runs for all the sections (each spec parsed once)."""
-        paths = ", ".join(_lit(f"$.{section}") for section in _FLATTENED)
+        across all runs. One pass over the runs for all the sections (each spec parsed once),
+        which also notes which :data:`SPEC_PROBES` any run has (:attr:`spec_has`)."""
+        k = len(_FLATTENED)
+        paths = ", ".join(_lit(p) for p in [*(f"$.{s}" for s in _FLATTENED), *SPEC_PROBES])
+        has = ", ".join(f"bool_or(docs[{k + 1 + i}] IS NOT NULL)" for i in range(len(SPEC_PROBES)))
         rows = self._con.execute(
-            f"""WITH d AS (SELECT DISTINCT json_extract(spec, [{paths}]) AS docs
-                           FROM {self._t("runs")}),
-            s AS (SELECT i, docs[i] AS doc FROM d, range(1, {len(_FLATTENED) + 1}) r(i))
-            SELECT s.i, t.fullkey, list(DISTINCT t.type)
-            FROM s, json_tree(s.doc) t
-            WHERE t.type <> 'OBJECT' AND t.fullkey <> '$'
-              AND NOT regexp_matches(t.fullkey, '\\[[0-9]+\\]')
-            GROUP BY s.i, t.fullkey ORDER BY s.i, min(t.id), t.fullkey"""
+            f"""WITH x AS MATERIALIZED (
+                SELECT json_extract(spec, [{paths}]) AS docs FROM {self._t("runs")}
+            ),
+            d AS (SELECT DISTINCT docs[1:{k}] AS docs FROM x),
+            f AS (SELECT [{has}] AS has FROM x),
+            s AS (SELECT i, docs[i] AS doc FROM d, range(1, {k + 1}) r(i)),
+            l AS (
+              SELECT s.i, t.fullkey, list(DISTINCT t.type) AS types, min(t.id) AS first
+              FROM s, json_tree(s.doc) t
+              WHERE t.type <> 'OBJECT' AND t.fullkey <> '$'
+                AND NOT regexp_matches(t.fullkey, '\\[[0-9]+\\]')
+              GROUP BY s.i, t.fullkey
+            )
+            SELECT l.i, l.fullkey, l.types, f.has FROM f LEFT JOIN l ON true
+            ORDER BY l.i, l.first, l.fullkey"""
         ).fetchall()
         out: dict[str, list[tuple[str, str]]] = {section: [] for section in _FLATTENED}
-        for i, path, types in rows:
-            out[_FLATTENED[i - 1]].append((path, _column_type(set(types))))
+        for i, path, types, flags in rows:
+            self.spec_has = frozenset(p for p, f in zip(SPEC_PROBES, flags, strict=True) if f)
+            if i is not None:
+                out[_FLATTENED[i - 1]].append((path, _column_type(set(types))))
         return out
 
     def _create_views(self) -> None:
@@ -346,6 +365,7 @@ class QuerySession:
             f"SELECT key, list(DISTINCT json_type(value)) FROM {t('run_meta')} "
             "GROUP BY key ORDER BY 1"
         ).fetchall()
+        self.meta_keys = [k for k, _ in meta_keys]
         meta_cols = [_meta_column(k, types) for k, types in meta_keys]
         flat_sql = "".join(f",\n  {c}" for c in flat + meta_cols)
         con.execute(

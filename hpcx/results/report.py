@@ -916,13 +916,17 @@ def _declared_reports(
     """(report, where it was declared) from the runs' specs and from manifest files."""
     found: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
     warnings: list[str] = []
-    res = session.query(
-        "SELECT experiment, any_value(json_extract(spec, '$.extra.reports'))::VARCHAR "
-        "FROM runs WHERE json_extract(spec, '$.extra.reports') IS NOT NULL "
-        "AND experiment IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 ORDER BY 1",
-        [list(experiments)],
+    declared = (
+        session.query(
+            "SELECT experiment, any_value(json_extract(spec, '$.extra.reports'))::VARCHAR "
+            "FROM runs WHERE json_extract(spec, '$.extra.reports') IS NOT NULL "
+            "AND experiment IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 ORDER BY 1",
+            [list(experiments)],
+        ).rows
+        if "$.extra.reports" in session.spec_has  # else no run declares one
+        else []
     )
-    for exp, text in res.rows:
+    for exp, text in declared:
         for rep in json.loads(text) or []:
             if isinstance(rep, dict) and rep.get("sql"):
                 found.setdefault((str(rep.get("title")), rep["sql"]), (rep, f"experiment {exp}"))
@@ -1293,6 +1297,8 @@ def _grouped_rows(
 
 def _descriptions(session: QuerySession, experiment: str) -> set[str]:
     """Up to two of the experiment's distinct descriptions (one is shown; two are none)."""
+    if "description" not in session.meta_keys and "$.extra.description" not in session.spec_has:
+        return set()  # no run has one
     return {
         r[0]
         for r in session.query(
@@ -1506,6 +1512,8 @@ def _searches(session: QuerySession, experiments: Sequence[str]) -> dict[str, li
     step, then the latest time, of the run's latest try)."""
     if "search" not in {c for c, _ in session.views["runs"]}:
         return {}
+    if "$.extra.search.key" not in session.spec_has:
+        return {}  # no run is a trial of a search
     res = session.query(
         """SELECT experiment, search, trial, sampler, run_id, status, end_reason,
                   json_extract(spec, '$.extra.search.objective')::VARCHAR,

@@ -61,3 +61,23 @@ def test_every_leaf_column_is_its_own_json_extract(tmp_path: Path) -> None:
             ("7",),
             ("x'y\"z",),
         ]
+
+
+def test_the_session_notes_which_probed_spec_paths_some_run_has(tmp_path: Path) -> None:
+    """What lets a report skip the searches, declared-reports and description queries: a
+    path any run has (a JSON null included) is noted; one no run has is not."""
+    path = tmp_path / "s.duckdb"
+    with StateStore.open(path) as store:
+        store.record_runs([make_spec("plain", 0, {"a": 1})])
+    with QuerySession.open(path) as session:
+        assert session.spec_has == frozenset()
+    with StateStore.open(path) as store:
+        store.record_runs(
+            [
+                make_spec("more", 1, {"a": 2}, extra={"reports": None}),
+                make_spec("more", 2, {"a": 3}, extra={"description": "d"}),
+            ]
+        )
+    with QuerySession.open(path) as session:
+        assert session.spec_has == {"$.extra.reports", "$.extra.description"}
+        assert session.param_columns == ["params.a"]
