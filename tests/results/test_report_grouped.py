@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from support.states import build_state, make_spec
 
+from hpcx.errors import QueryError
 from hpcx.results import report
 from hpcx.results.query import QuerySession
 from hpcx.results.report import _Agg, _exact, _grouped_rows, _merged, build_report
@@ -163,5 +164,25 @@ def test_the_fallback_gives_the_same_report(tmp_path: Path, monkeypatch: Any, od
     by_run = _reports(state, tmp_path, grouped=False, monkeypatch=monkeypatch)
     fell_back = _reports(state, tmp_path, grouped=True, monkeypatch=monkeypatch)
     assert fell_back.pop("grouped") == ("lat,lat" if odd else "grid,grid,lat,lat")
+    by_run.pop("grouped")
+    assert fell_back == by_run
+
+
+def test_a_sum_that_would_overflow_falls_back_to_runs(tmp_path: Path, monkeypatch: Any) -> None:
+    """Over 2**21 values in one sum could overflow a HUGEINT: DuckDB refuses, and the
+    experiment is then drawn from its runs (the refusal is simulated here)."""
+    state = tmp_path / "s.duckdb"
+    _contention_state(state, VALUES)
+    by_run = _reports(state, tmp_path, grouped=False, monkeypatch=monkeypatch)
+    real = QuerySession.query
+
+    def query(self: QuerySession, sql: str, params: Any = None) -> Any:
+        if "HUGEINT" in sql and params == ["grid"]:
+            raise QueryError("Out of Range Error: Overflow in HUGEINT addition: 1 + 2")
+        return real(self, sql, params)
+
+    monkeypatch.setattr(QuerySession, "query", query)
+    fell_back = _reports(state, tmp_path, grouped=True, monkeypatch=monkeypatch)
+    assert fell_back.pop("grouped") == "lat,lat"
     by_run.pop("grouped")
     assert fell_back == by_run
