@@ -61,6 +61,9 @@ STREAM_BATCH_ROWS = 10_000
 
 # Spec sections flattened into one column per leaf, under their own prefix.
 _FLATTENED = ("params", "placement", "resources")
+#: Spec paths the session notes, at open, whether any run has (in the pass over the specs that
+#: finds the leaves): a report skips the queries that could only find nothing.
+SPEC_PROBES = ("$.extra.search.key", "$.extra.reports", "$.extra.description")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +129,13 @@ def _meta_column(key: str, types: list[str] | None) -> str:
     return f"{expr} AS {_ident('meta.' + key)}"
 
 
-def _leaf_expr(source: str, path: str, typ: str) -> str:
+def _leaf_expr(value: str, typ: str) -> str:
+    """A column of type ``typ`` from ``value``, one leaf's JSON value."""
     if typ == "VARCHAR":
-        return f"json_extract_string({source}, {_lit(path)})"
+        return f"json_extract_string({value}, '$')"
     if typ == "JSON":
-        return f"json_extract({source}, {_lit(path)})"
-    return f"TRY_CAST(json_extract({source}, {_lit(path)}) AS {typ})"
+        return value
+    return f"TRY_CAST({value} AS {typ})"
 
 
 def _dotted(fullkey: str) -> str:
@@ -153,6 +157,10 @@ class QuerySession:
         self._views: dict[str, list[tuple[str, str]]] | None = None
         self.metric_names: list[str] = []
         self.param_columns: list[str] = []
+        #: The :data:`SPEC_PROBES` that some run's spec has (a JSON null counts as having).
+        self.spec_has: frozenset[str] = frozenset(SPEC_PROBES)
+        #: The keys of the runs' metadata (``meta.<key>`` columns of the runs view).
+        self.meta_keys: list[str] = []
         self.memory_limit = DEFAULT_MEMORY_LIMIT
         self.memory_limit_bytes = 0
 
@@ -190,13 +198,13 @@ class QuerySession:
         p = Path(path)
         if not p.exists():
             raise _no_state(p)
-        from hpcx.state.backup import restore_hint
+        if p.is_dir() or p.stat().st_size == 0:
+            from hpcx.state.backup import restore_hint  # only for the error (~5 ms of imports)
 
-        if p.is_dir():
-            raise StateError(
-                f"state path {p} is a directory, not a state file", hint=restore_hint(p)
-            )
-        if p.stat().st_size == 0:
+            if p.is_dir():
+                raise StateError(
+                    f"state path {p} is a directory, not a state file", hint=restore_hint(p)
+                )
             raise StateError(f"{p} is empty: not a DuckDB state file", hint=restore_hint(p))
         config: dict[str, Any] = {
             "enable_external_access": False,
@@ -260,8 +268,7 @@ class QuerySession:
     # -- views -----------------------------------------------------------------------------
 
     def _check_schema(self) -> None:
-        from hpcx.state.backup import restore_hint
-        from hpcx.state.store import SCHEMA_VERSION
+        from hpcx.state.schema import SCHEMA_VERSION  # not hpcx.state.store: ~20 ms of imports
 
         con = self._con
         self._db = str(con.execute("SELECT current_database()").fetchone()[0])
@@ -282,6 +289,8 @@ class QuerySession:
             )
         version = con.execute(f"SELECT max(version) FROM {self._t('schema_version')}").fetchone()[0]
         if version is None or int(version) != SCHEMA_VERSION:
+            from hpcx.state.backup import restore_hint
+
             raise StateError(
                 f"state {self.path} has schema v{version}; this hpcx reads v{SCHEMA_VERSION}",
                 hint="run a writing command (hpcx state upgrade) once to migrate it"
@@ -295,21 +304,33 @@ class QuerySession:
 
     def _leaves(self) -> dict[str, list[tuple[str, str]]]:
         """Per flattened section: (json path, SQL type) of every leaf of ``spec.<section>``
-        across all runs. One pass over the runs for all the sections (each spec parsed once)."""
-        paths = ", ".join(_lit(f"$.{section}") for section in _FLATTENED)
+        across all runs. One pass over the runs for all the sections (each spec parsed once),
+        which also notes which :data:`SPEC_PROBES` any run has (:attr:`spec_has`)."""
+        k = len(_FLATTENED)
+        paths = ", ".join(_lit(p) for p in [*(f"$.{s}" for s in _FLATTENED), *SPEC_PROBES])
+        has = ", ".join(f"bool_or(docs[{k + 1 + i}] IS NOT NULL)" for i in range(len(SPEC_PROBES)))
         rows = self._con.execute(
-            f"""WITH d AS (SELECT DISTINCT json_extract(spec, [{paths}]) AS docs
-                           FROM {self._t("runs")}),
-            s AS (SELECT i, docs[i] AS doc FROM d, range(1, {len(_FLATTENED) + 1}) r(i))
-            SELECT s.i, t.fullkey, list(DISTINCT t.type)
-            FROM s, json_tree(s.doc) t
-            WHERE t.type <> 'OBJECT' AND t.fullkey <> '$'
-              AND NOT regexp_matches(t.fullkey, '\\[[0-9]+\\]')
-            GROUP BY s.i, t.fullkey ORDER BY s.i, min(t.id), t.fullkey"""
+            f"""WITH x AS MATERIALIZED (
+                SELECT json_extract(spec, [{paths}]) AS docs FROM {self._t("runs")}
+            ),
+            d AS (SELECT DISTINCT docs[1:{k}] AS docs FROM x),
+            f AS (SELECT [{has}] AS has FROM x),
+            s AS (SELECT i, docs[i] AS doc FROM d, range(1, {k + 1}) r(i)),
+            l AS (
+              SELECT s.i, t.fullkey, list(DISTINCT t.type) AS types, min(t.id) AS first
+              FROM s, json_tree(s.doc) t
+              WHERE t.type <> 'OBJECT' AND t.fullkey <> '$'
+                AND NOT regexp_matches(t.fullkey, '\\[[0-9]+\\]')
+              GROUP BY s.i, t.fullkey
+            )
+            SELECT l.i, l.fullkey, l.types, f.has FROM f LEFT JOIN l ON true
+            ORDER BY l.i, l.first, l.fullkey"""
         ).fetchall()
         out: dict[str, list[tuple[str, str]]] = {section: [] for section in _FLATTENED}
-        for i, path, types in rows:
-            out[_FLATTENED[i - 1]].append((path, _column_type(set(types))))
+        for i, path, types, flags in rows:
+            self.spec_has = frozenset(p for p, f in zip(SPEC_PROBES, flags, strict=True) if f)
+            if i is not None:
+                out[_FLATTENED[i - 1]].append((path, _column_type(set(types))))
         return out
 
     def _create_views(self) -> None:
@@ -319,22 +340,33 @@ class QuerySession:
         flat: list[str] = []
         seen: set[str] = set()
         leaves = self._leaves()
+        # Each section's leaves come from one json_extract with the list of their paths: the
+        # section is parsed once per run, not once per leaf (a report reads every parameter).
+        lists: list[str] = []
         for section in _FLATTENED:
-            src = f"json_extract(r.spec, '$.{section}')"
+            paths: list[str] = []
             for path, typ in leaves[section]:
                 name = f"{section}.{_dotted(path)}"
                 if name in seen:
                     continue
                 seen.add(name)
-                flat.append(f"{_leaf_expr(src, path, typ)} AS {_ident(name)}")
+                paths.append(path)
+                value = f"r._{section}[{len(paths)}]"
+                flat.append(f"{_leaf_expr(value, typ)} AS {_ident(name)}")
                 if section == "params":
                     self.param_columns.append(name)
+            if paths:
+                lists.append(
+                    f"json_extract(json_extract(spec, '$.{section}'), "
+                    f"[{', '.join(_lit(p) for p in paths)}]) AS _{section}"
+                )
         # A meta key whose every value is a number (or a boolean) is a column of that type:
         # as text, max() would compare '9.5' > '20.1' and `> 0.6` would be a type error.
         meta_keys = con.execute(
             f"SELECT key, list(DISTINCT json_type(value)) FROM {t('run_meta')} "
             "GROUP BY key ORDER BY 1"
         ).fetchall()
+        self.meta_keys = [k for k, _ in meta_keys]
         meta_cols = [_meta_column(k, types) for k, types in meta_keys]
         flat_sql = "".join(f",\n  {c}" for c in flat + meta_cols)
         con.execute(
@@ -368,7 +400,8 @@ class QuerySession:
               r.run_dir, r.source, r.base_id, r.code_hash, r.settings_digest,
               json_extract(r.spec, '$.command') AS command,
               r.spec
-            FROM {t("runs")} r LEFT JOIN m USING (run_id)"""
+            FROM (SELECT *{"".join(", " + x for x in lists)} FROM {t("runs")}) r
+            LEFT JOIN m USING (run_id)"""
         )
         # -- metrics: long form --------------------------------------------------------------
         con.execute(
@@ -402,18 +435,21 @@ class QuerySession:
                     FROM (SELECT *, max(attempt) OVER (PARTITION BY run_id) AS top
                           FROM {t("attempts")})
                 ) WHERE breaks = 0 GROUP BY run_id
+            ), top AS (
+                -- each run's latest attempt among its metrics (a GROUP BY, not a window
+                -- over every metric row: the same value, a hash table instead of a sort)
+                SELECT run_id, max(coalesce(attempt, -1)) AS top
+                FROM {t("metrics")} GROUP BY run_id
             ), f AS (
                 SELECT m.run_id, m.name, m.value,
                        -- last step wins; then the latest time, then the latest ingest
                        (coalesce(m.step, -9223372036854775807), coalesce(m.time, 0), m.serial)
                        AS ord
-                FROM {t("metrics")} m LEFT JOIN c USING (run_id)
+                FROM {t("metrics")} m JOIN top USING (run_id) LEFT JOIN c USING (run_id)
                 -- only the run's latest try: a rerun replaces the earlier try's values
                 -- instead of mixing with them (NULL: an earlier attempt from before attempts
                 -- were recorded)
-                QUALIFY coalesce(m.attempt, -1)
-                        = max(coalesce(m.attempt, -1)) OVER (PARTITION BY m.run_id)
-                        OR m.attempt >= c.first
+                WHERE coalesce(m.attempt, -1) = top.top OR m.attempt >= c.first
             ), p AS (
                 SELECT f.run_id{pivot} FROM f GROUP BY f.run_id
             )

@@ -299,6 +299,62 @@ def _isqrt_rto(num: int, den: int) -> int:
     return a | (a * a * den != num)
 
 
+@dataclass(slots=True)
+class _Agg:
+    """One metric over a group of runs (one configuration), exactly: ``n`` values whose sum is
+    ``s1 / 2**sh`` and whose sum of squares is ``s2 / 4**sh`` (integers: the values' exact
+    mantissas, summed by DuckDB as HUGEINT). Sums add up, so the mean and standard deviation
+    of any union of groups are :func:`statistics.fmean`'s and :func:`stdev`'s to the bit
+    (``fsum`` is the correctly rounded exact sum; the square root is rounded once).
+
+    Also, over the group's runs: the position of the first (in the report's run order), how
+    many were measured under contention, the highest ``other_frac`` of those, and the highest
+    and the lowest value as (value, position, run_id), the first run on a tie."""
+
+    n: int
+    s1: int
+    s2: int
+    sh: int
+    first: int
+    heavy: int
+    frac: float | None
+    hi: tuple[float, int, str]
+    lo: tuple[float, int, str]
+
+    def add(self, o: _Agg) -> None:
+        """Take ``o`` (the same group, values of another binary exponent) in."""
+        self.n, self.s1, self.s2, self.sh = _merged((self, o))
+        self.first = min(self.first, o.first)
+        self.heavy += o.heavy
+        if o.frac is not None and (self.frac is None or o.frac > self.frac):
+            self.frac = o.frac
+        self.hi = max(self.hi, o.hi, key=lambda t: (t[0], -t[1]))
+        self.lo = min(self.lo, o.lo, key=lambda t: (t[0], t[1]))
+
+
+def _merged(aggs: Sequence[_Agg]) -> tuple[int, int, int, int]:
+    """(n, s1, s2, sh) of the union of groups: the sums over one denominator."""
+    if len(aggs) == 1:
+        a = aggs[0]
+        return a.n, a.s1, a.s2, a.sh
+    sh = max(a.sh for a in aggs)
+    return (
+        sum(a.n for a in aggs),
+        sum(a.s1 << (sh - a.sh) for a in aggs),
+        sum(a.s2 << 2 * (sh - a.sh) for a in aggs),
+        sh,
+    )
+
+
+def _exact(n: int, s1: int, s2: int, sh: int) -> tuple[float, float | None]:
+    """(``fmean``, ``stdev`` or None under two values) of ``n`` values from their exact sums."""
+    mean = (s1 / (1 << sh)) / n  # int / int is correctly rounded: fsum(values) / n
+    if n < 2:
+        return mean, None
+    # variance = (n * S2 - S1**2) / (n * (n - 1)), as stdev() computes it
+    return mean, _sqrt_of_frac(n * s2 - s1 * s1, (n * (n - 1)) << 2 * sh)
+
+
 # -- choosing figures -------------------------------------------------------------------------
 
 
@@ -313,6 +369,9 @@ class _Rows:
 
     cols: dict[str, list[Any]]
     n: int
+    #: One row per configuration (distinct parameters) rather than per run: each metric column
+    #: then holds an :class:`_Agg` (or None) per row, made in SQL (:func:`_grouped_rows`).
+    grouped: bool = False
     _keys: dict[str, list[Any]] = field(default_factory=dict)
     _combos: dict[tuple[str, ...], list[tuple[Any, ...]]] = field(default_factory=dict)
     _counts: dict[tuple[str, ...], int] = field(default_factory=dict)
@@ -353,6 +412,24 @@ class _Rows:
             )
         return got
 
+    def order(self, metric: str) -> Sequence[int]:
+        """The rows to visit for ``metric``, in the order their runs come: every row, or (rows
+        grouped) the configurations that have the metric, by their first run."""
+        if not self.grouped:
+            return range(self.n)
+        aggs = self.get(metric)
+        return sorted((i for i, a in enumerate(aggs) if a is not None), key=lambda i: aggs[i].first)
+
+    def stats(self, metric: str, idx: Sequence[int]) -> tuple[int, float, float | None]:
+        """(how many values, mean, stdev or None) of ``metric`` over the rows ``idx``."""
+        ys = self.get(metric)
+        if self.grouped:
+            n, s1, s2, sh = _merged([ys[i] for i in idx])
+            return (n, *_exact(n, s1, s2, sh))
+        vals = [float(ys[i]) for i in idx]
+        mean = statistics.fmean(vals)
+        return len(vals), mean, stdev(vals) if len(vals) > 1 else None
+
 
 #: Classes that are never a list or a dict (nor a subclass of one).
 _PLAIN = frozenset({type(None), bool, int, float, str})
@@ -379,6 +456,12 @@ def _cv(values: list[float]) -> float | None:
         return None
     mean = statistics.fmean(values)
     return stdev(values) / abs(mean) if mean else None
+
+
+def _cv_of(rows: _Rows, metric: str, idx: Sequence[int]) -> tuple[float | None, int]:
+    """(stdev/|mean| or None, how many values) of ``metric`` over the rows ``idx``."""
+    n, mean, sd = rows.stats(metric, idx)
+    return (sd / abs(mean) if sd is not None and mean else None), n
 
 
 def pct(v: float) -> str:
@@ -409,6 +492,11 @@ class _Quality:
 
     def cvs(self, metric: str) -> dict[tuple[Any, ...], tuple[float | None, int]]:
         """Configuration -> (CV of ``metric`` over its repeats, how many)."""
+        if metric not in self.cache and self.rows.grouped:
+            members: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+            for i in self.rows.order(metric):
+                members[self.config[i]].append(i)
+            self.cache[metric] = {k: _cv_of(self.rows, metric, v) for k, v in members.items()}
         if metric not in self.cache:
             groups: dict[tuple[Any, ...], list[float]] = defaultdict(list)
             isfinite = math.isfinite
@@ -425,6 +513,7 @@ class _Quality:
     def flagger(self, metric: str) -> Flagger:
         cvs = self.cvs(metric)
         fracs = self.rows.get("meta.contention.other_frac")
+        ys = self.rows.get(metric)
 
         def flag(idx: list[int], vals: list[float]) -> tuple[tuple[str, ...], str | None]:
             flags: list[str] = []
@@ -438,12 +527,18 @@ class _Quality:
                 assert worst is not None
                 flags.append("noisy")
                 detail.append(f"CV {pct(worst)} over repeats > {pct(self.threshold)}")
-            hv = [i for i in idx if self.heavy[i]]
-            if hv:
-                flags.append("contention")
+            if self.rows.grouped:
+                aggs = [ys[i] for i in idx]
+                heavy, runs = sum(a.heavy for a in aggs), sum(a.n for a in aggs)
+                fr = [a.frac for a in aggs if a.heavy and a.frac is not None]
+            else:
+                hv = [i for i in idx if self.heavy[i]]
+                heavy, runs = len(hv), len(idx)
                 fr = [f for f in (_float(fracs[i]) for i in hv) if f is not None]
+            if heavy:
+                flags.append("contention")
                 detail.append(
-                    f"{len(hv)} of {len(idx)} run(s) measured under contention"
+                    f"{heavy} of {runs} run(s) measured under contention"
                     + (f" (other processes used up to {pct(max(fr))} of its cores)" if fr else "")
                 )
             return tuple(flags), "; ".join(detail) or None
@@ -507,7 +602,8 @@ def _points(
     plain_types = _PLAIN
     isfinite = math.isfinite
     gks: list[Any] = rows.key_tuples(group_cols) if group_cols else [None] * rows.n
-    for i, y, x, gk in zip(range(rows.n), ys, xs, gks, strict=True):
+    for i in rows.order(metric):
+        y, x, gk = ys[i], xs[i], gks[i]
         if y is None or x is None or (isinstance(y, float) and not isfinite(y)):
             continue
         hx = x if x.__class__ in plain_types or not isinstance(x, (list, dict)) else json.dumps(x)
@@ -555,16 +651,25 @@ def _points(
     for key in sorted(buckets, key=lambda k: order[k]):
         pts = []
         for xk, idx in buckets[key].items():
-            vals = [float(ys[i]) for i in idx]
-            mean, lo, hi = _aggregate(vals)
-            most = max(most, len(vals))
+            # (grouped rows: the flagger is the experiment's own, which takes no values)
+            vals = [] if rows.grouped else [float(ys[i]) for i in idx]
+            n, mean, lo, hi = _summary(rows, metric, idx)
+            most = max(most, n)
             flags, detail = flagger(idx, vals) if flagger else ((), None)
-            pts.append(Point(x=xk, y=mean, lo=lo, hi=hi, n=len(vals), flags=flags, detail=detail))
+            pts.append(Point(x=xk, y=mean, lo=lo, hi=hi, n=n, flags=flags, detail=detail))
         pts.sort(key=lambda p: _sort_key(raw_x[p.x]))
         series.append(Series(name=key, points=pts))
     cats = [value_label(x_col, v) for v in sorted(set(raw_x.values()), key=_sort_key)]
     cats = list(dict.fromkeys(cats))
     return series, cats, most
+
+
+def _summary(
+    rows: _Rows, metric: str, idx: Sequence[int]
+) -> tuple[int, float, float | None, float | None]:
+    """(n, mean, mean - std, mean + std) of ``metric`` over the rows ``idx``: _aggregate's."""
+    n, mean, sd = rows.stats(metric, idx)
+    return (n, mean, None, None) if sd is None else (n, mean, mean - sd, mean + sd)
 
 
 def _is_numeric(values: Sequence[Any]) -> bool:
@@ -666,36 +771,35 @@ def numa_figures(
         if not any(y is not None for y in ys):
             continue
         flagger = quality.flagger(metric) if quality else None
-        buckets: dict[tuple[Any, Any], list[float]] = defaultdict(list)
         members: dict[tuple[Any, Any], list[int]] = defaultdict(list)
-        for i in range(rows.n):
+        for i in rows.order(metric):
             if ys[i] is None:
                 continue
             gpu = rows.get(gpu_col)[i] if gpu_col else None
             bk = (json.dumps(_gpu_value(gpu)), rows.get("placement.numa")[i])
-            buckets[bk].append(float(ys[i]))
             members[bk].append(i)
-        nodes = sorted({k[1] for k in buckets}, key=_sort_key)
-        gpus = sorted({k[0] for k in buckets}, key=_sort_key)
+        nodes = sorted({k[1] for k in members}, key=_sort_key)
+        gpus = sorted({k[0] for k in members}, key=_sort_key)
         series = []
         most = 1
         for node in nodes:
             pts = []
             for g in gpus:
-                vals = buckets.get((g, node))
-                if not vals:
+                idx = members.get((g, node))
+                if not idx:
                     continue
-                mean, lo, hi = _aggregate(vals)
-                most = max(most, len(vals))
+                vals = [] if rows.grouped else [float(ys[i]) for i in idx]
+                n, mean, lo, hi = _summary(rows, metric, idx)
+                most = max(most, n)
                 note = _locality(json.loads(g), node, gpu_node)
-                flags, detail = flagger(members[(g, node)], vals) if flagger else ((), None)
+                flags, detail = flagger(idx, vals) if flagger else ((), None)
                 pts.append(
                     Point(
                         x=_gpu_label(json.loads(g)),
                         y=mean,
                         lo=lo,
                         hi=hi,
-                        n=len(vals),
+                        n=n,
                         note=note,
                         flags=flags,
                         detail=detail,
@@ -769,26 +873,37 @@ def _best(
     ys = rows.get(metric)
     buckets: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     keys = rows.key_tuples(swept) if swept else [()] * rows.n
-    for i in range(rows.n):
+    for i in rows.order(metric):
         if ys[i] is not None:
             buckets[keys[i]].append(i)
     ranked = []
+    low = lower_is_better(metric)
     for idx in buckets.values():
-        vals = [float(ys[i]) for i in idx]
-        mean, _lo, hi = _aggregate(vals)
+        n, mean, _lo, hi = _summary(rows, metric, idx)
         sd = (hi - mean) if hi is not None else None
-        best_i = (min if lower_is_better(metric) else max)(idx, key=lambda i: float(ys[i]))
-        cv = _cv(vals)
+        cv, _n = _cv_of(rows, metric, idx)
+        if rows.grouped:
+            aggs = [ys[i] for i in idx]
+            # the first run (lowest position) wins a tie, as min()/max() over rows do below
+            if low:
+                best_run: Any = min((a.lo for a in aggs), key=lambda t: (t[0], t[1]))[2]
+            else:
+                best_run = max((a.hi for a in aggs), key=lambda t: (t[0], -t[1]))[2]
+            contended = sum(a.heavy for a in aggs) if quality else 0
+        else:
+            best_i = (min if low else max)(idx, key=lambda i: float(ys[i]))
+            best_run = rows.get("run_id")[best_i]
+            contended = sum(1 for i in idx if quality.heavy[i]) if quality else 0
         ranked.append(
             {
                 "cv": cv,
                 "noisy": quality.noisy(cv) if quality else False,
-                "contended": sum(1 for i in idx if quality.heavy[i]) if quality else 0,
+                "contended": contended,
                 "config": {column_label(c): value_label(c, rows.get(c)[idx[0]]) for c in swept},
                 "mean": mean,
                 "std": sd,
-                "n": len(vals),
-                "run_id": rows.get("run_id")[best_i],
+                "n": n,
+                "run_id": best_run,
             }
         )
     ranked.sort(key=lambda r: r["mean"], reverse=not lower_is_better(metric))
@@ -801,13 +916,17 @@ def _declared_reports(
     """(report, where it was declared) from the runs' specs and from manifest files."""
     found: dict[tuple[str, str], tuple[dict[str, Any], str]] = {}
     warnings: list[str] = []
-    res = session.query(
-        "SELECT experiment, any_value(json_extract(spec, '$.extra.reports'))::VARCHAR "
-        "FROM runs WHERE json_extract(spec, '$.extra.reports') IS NOT NULL "
-        "AND experiment IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 ORDER BY 1",
-        [list(experiments)],
+    declared = (
+        session.query(
+            "SELECT experiment, any_value(json_extract(spec, '$.extra.reports'))::VARCHAR "
+            "FROM runs WHERE json_extract(spec, '$.extra.reports') IS NOT NULL "
+            "AND experiment IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1 ORDER BY 1",
+            [list(experiments)],
+        ).rows
+        if "$.extra.reports" in session.spec_has  # else no run declares one
+        else []
     )
-    for exp, text in res.rows:
+    for exp, text in declared:
         for rep in json.loads(text) or []:
             if isinstance(rep, dict) and rep.get("sql"):
                 found.setdefault((str(rep.get("title")), rep["sql"]), (rep, f"experiment {exp}"))
@@ -974,15 +1093,33 @@ def collect(
         *contention_cols,
         "repeat",
     ]
-    select = ", ".join('"' + c.replace('"', '""') + '"' for c in wanted)
-    result = session.query(
-        f"SELECT {select} FROM results WHERE experiment IN (SELECT unnest(?::VARCHAR[])) "
-        'ORDER BY experiment, "index", run_id',
-        [chosen],
-    )
+    searches = _searches(session, chosen)
+    trial_ids = {t.run_id for found in searches.values() for sec in found for t in sec.trials}
+    stepped_of = {exp: _stepped_metrics(session, exp) for exp in chosen} if metric_cols else {}
+    # An experiment is summed up per configuration in SQL (a few hundred rows, not a row per
+    # run) unless something needs its runs one by one: searches, per-step curves, metadata
+    # that is not a plain flag or number, a value that is not a finite float.
+    run_types = dict(session.views["runs"])
+    plain_meta = run_types.get("meta.contention.heavy", "BOOLEAN") == "BOOLEAN" and run_types.get(
+        "meta.contention.other_frac", "DOUBLE"
+    ) in ("DOUBLE", "BIGINT")
+    grouped: dict[str, _Rows] = {}
+    for exp in chosen if metric_cols and plain_meta else []:
+        if not searches.get(exp) and not stepped_of.get(exp):
+            got = _grouped_rows(session, exp, param_cols, metric_cols, contention_cols)
+            if got is not None:
+                grouped[exp] = got
     by_exp: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in result.rows:
-        by_exp[row[1]].append(row)
+    per_run = [exp for exp in chosen if exp not in grouped]
+    if per_run:
+        select = ", ".join('"' + c.replace('"', '""') + '"' for c in wanted)
+        result = session.query(
+            f"SELECT {select} FROM results WHERE experiment IN (SELECT unnest(?::VARCHAR[])) "
+            'ORDER BY experiment, "index", run_id',
+            [per_run],
+        )
+        for row in result.rows:
+            by_exp[row[1]].append(row)
     status_rows = session.query(
         "SELECT experiment, status, count(*) FROM runs "
         "WHERE experiment IN (SELECT unnest(?::VARCHAR[])) GROUP BY 1, 2",
@@ -991,19 +1128,20 @@ def collect(
     statuses: dict[str, dict[str, int]] = defaultdict(dict)
     for exp, st, n in status_rows:
         statuses[exp][st] = int(n)
-    searches = _searches(session, chosen)
-    trial_ids = {t.run_id for found in searches.values() for sec in found for t in sec.trials}
     for exp in chosen:
         exp_rows = by_exp.get(exp, [])
-        at = [wanted.index(m) for m in metric_cols]
-        ok = [r for r in exp_rows if any(r[i] is not None for i in at)]
-        # Columns of the rows with a result (one transpose, not one pass per column).
-        cols: dict[str, list[Any]] = (
-            dict(zip(wanted, map(list, zip(*ok, strict=True)), strict=True))
-            if ok
-            else {c: [] for c in wanted}
-        )
-        rows = _Rows(cols=cols, n=len(ok))
+        if exp in grouped:
+            rows = grouped[exp]
+        else:
+            at = [wanted.index(m) for m in metric_cols]
+            ok = [r for r in exp_rows if any(r[i] is not None for i in at)]
+            # Columns of the rows with a result (one transpose, not one pass per column).
+            cols: dict[str, list[Any]] = (
+                dict(zip(wanted, map(list, zip(*ok, strict=True)), strict=True))
+                if ok
+                else {c: [] for c in wanted}
+            )
+            rows = _Rows(cols=cols, n=len(ok))
         swept = _swept(rows, param_cols)
         primary = _choose_primary(metric_cols, rows)
         found = searches.get(exp, [])
@@ -1026,10 +1164,15 @@ def collect(
                 figures.extend(
                     Figure(chart=c) for c in sweep_figures(rows, swept, primary, quality)
                 )
-            stepped = _stepped_metrics(session, exp)
+            stepped = stepped_of[exp]
             figures.extend(Figure(chart=c) for c in curve_figures(rows, reps, stepped, primary))
         best = _best(rows, reps, primary, quality=quality) if primary and not all_trials else []
-        descs = {r[3] for r in exp_rows if r[3]}
+        if exp in grouped:
+            descs = _descriptions(session, exp)
+            contended = _contended_runs(session, exp, contention_cols)
+        else:
+            descs = {r[3] for r in exp_rows if r[3]}
+            contended = _contended(exp_rows, wanted)
         sections.append(
             ExperimentSection(
                 name=exp,
@@ -1040,7 +1183,7 @@ def collect(
                 primary=primary,
                 best=best,
                 figures=figures,
-                contended=_contended(exp_rows, wanted),
+                contended=contended,
                 noisy=_noisy(rows, reps, primary, quality) if primary else [],
                 noise_cv=noise_cv,
                 searches=found,
@@ -1061,6 +1204,137 @@ def collect(
         if f.error:
             warnings.append(f.error)
     return sections, extra, warnings
+
+
+def _q(col: str) -> str:
+    return '"' + col.replace('"', '""') + '"'
+
+
+def _grouped_rows(
+    session: QuerySession,
+    experiment: str,
+    params: Sequence[str],
+    metrics: Sequence[str],
+    contention: Sequence[str],
+) -> _Rows | None:
+    """The experiment's runs that have a result, one row per configuration (distinct values
+    of ``params``), each metric an :class:`_Agg` per row, summed up by DuckDB; None when some
+    value is not a normal finite float (NaN, an infinity, -0.0, beyond 2**±500), which only
+    the per-run path treats exactly as before.
+
+    Each value is split into an integer mantissa and a binary exponent, checked exact in SQL
+    (``mantissa * 2**(e - 52) = value``), and the mantissas and their squares are summed as
+    HUGEINT per (configuration, metric, exponent): exact sums, whatever the order."""
+    heavy = "meta.contention.heavy" in contention
+    frac = "meta.contention.other_frac" in contention
+    cols = "".join(f"{_q(c)}, " for c in params)
+    anym = " OR ".join(f"{_q(m)} IS NOT NULL" for m in metrics)
+    mant = "CASE WHEN _ok AND _v <> 0 THEN CAST(_mf AS BIGINT) ELSE 0 END::HUGEINT"
+    sql = f"""WITH r AS (
+          SELECT {cols}{f"coalesce({_q('meta.contention.heavy')}, false)" if heavy else "false"}
+                 AS _h,
+                 {f"CAST({_q('meta.contention.other_frac')} AS DOUBLE)" if frac else "NULL"}
+                 AS _f, run_id AS _id, row_number() OVER (ORDER BY "index", run_id) AS _pos,
+                 [{", ".join(_q(m) for m in metrics)}]::DOUBLE[] AS _vs
+          FROM results WHERE experiment = ? AND ({anym})
+        ), u AS (
+          SELECT * EXCLUDE (_vs), unnest(_vs) AS _v, unnest(range({len(metrics)})) AS _j FROM r
+        ), e AS (
+          SELECT *, CASE WHEN isfinite(_v) AND _v <> 0 AND abs(_v) BETWEEN 2.0 ** -500
+                         AND 2.0 ** 500 THEN floor(log2(abs(_v)))::INTEGER END AS _e0
+          FROM u WHERE _v IS NOT NULL
+        ), x AS (
+          SELECT *, _v * pow(2.0, 52 - _e) AS _mf FROM (
+            SELECT *, _e0 - CAST(abs(_v) < pow(2.0, _e0) AS INTEGER)
+                      + CAST(abs(_v) >= pow(2.0, _e0 + 1) AS INTEGER) AS _e FROM e)
+        ), y AS (
+          SELECT *, coalesce((_v = 0 AND NOT signbit(_v))
+                             OR (_mf = floor(_mf) AND abs(_mf) >= 2.0 ** 52
+                                 AND abs(_mf) < 2.0 ** 53 AND _mf * pow(2.0, _e - 52) = _v),
+                             false) AS _ok
+          FROM x
+        )
+        SELECT {cols}_j, coalesce(_e, 0) AS _ex, count(*), count(*) FILTER (WHERE NOT _ok),
+               sum({mant}), sum({mant} * {mant}), min(_pos), count(*) FILTER (WHERE _h),
+               max(_f) FILTER (WHERE _h AND isfinite(_f)),
+               max(_v), arg_max(_pos, (_v, -_pos)), arg_max(_id, (_v, -_pos)),
+               min(_v), arg_min(_pos, (_v, _pos)), arg_min(_id, (_v, _pos))
+        FROM y GROUP BY ALL"""
+    try:
+        res = session.query(sql, [experiment])
+    except QueryError as exc:
+        # A mantissa squared is under 2**106: a HUGEINT sum holds 2**20 of them and more
+        # than 2**21 values of one metric, configuration and binary exponent could overflow
+        # it (DuckDB refuses, it does not wrap). Such an experiment is drawn from its runs.
+        if "Overflow in HUGEINT" in str(exc):
+            return None
+        raise
+    k = len(params)
+    configs: dict[tuple[Any, ...], dict[int, _Agg]] = {}
+    for row in res.rows:
+        j, ex, n, bad, s1, s2, first, nh, fmax, hv, hp, hid, lv, lp, lid = row[k:]
+        if bad:
+            return None
+        sh = 52 - int(ex)
+        s1, s2 = int(s1), int(s2)
+        if sh < 0:
+            s1, s2, sh = s1 << -sh, s2 << -2 * sh, 0
+        agg = _Agg(
+            n=int(n),
+            s1=s1,
+            s2=s2,
+            sh=sh,
+            first=int(first),
+            heavy=int(nh),
+            frac=fmax,
+            hi=(hv, int(hp), hid),
+            lo=(lv, int(lp), lid),
+        )
+        per = configs.setdefault(tuple(row[:k]), {})
+        have = per.get(j)
+        if have is None:
+            per[j] = agg
+        else:
+            have.add(agg)
+    order = sorted(configs, key=lambda key: min(a.first for a in configs[key].values()))
+    cols_out: dict[str, list[Any]] = {c: [key[i] for key in order] for i, c in enumerate(params)}
+    for j, m in enumerate(metrics):
+        cols_out[m] = [configs[key].get(j) for key in order]
+    return _Rows(cols=cols_out, n=len(order), grouped=True)
+
+
+def _descriptions(session: QuerySession, experiment: str) -> set[str]:
+    """Up to two of the experiment's distinct descriptions (one is shown; two are none)."""
+    if "description" not in session.meta_keys and "$.extra.description" not in session.spec_has:
+        return set()  # no run has one
+    return {
+        r[0]
+        for r in session.query(
+            "SELECT DISTINCT description FROM runs WHERE experiment = ? "
+            "AND description <> '' LIMIT 2",
+            [experiment],
+        ).rows
+    }
+
+
+def _contended_runs(
+    session: QuerySession, experiment: str, contention: Sequence[str]
+) -> list[dict[str, Any]]:
+    """:func:`_contended` for an experiment whose ``meta.contention.heavy`` is a flag."""
+    if "meta.contention.heavy" not in contention:
+        return []
+    keys = ("other_frac", "load_start", "load_end")
+    cols = ", ".join(
+        _q(f"meta.contention.{k}") if f"meta.contention.{k}" in contention else "NULL" for k in keys
+    )
+    rows = session.query(
+        f"SELECT run_id, {cols} FROM runs WHERE experiment = ? "
+        f'AND {_q("meta.contention.heavy")} ORDER BY "index", run_id',
+        [experiment],
+    ).rows
+    return [
+        {"run_id": r[0], **{k: _float(v) for k, v in zip(keys, r[1:], strict=True)}} for r in rows
+    ]
 
 
 def _contended(rows: list[tuple[Any, ...]], cols: list[str]) -> list[dict[str, Any]]:
@@ -1246,6 +1520,8 @@ def _searches(session: QuerySession, experiments: Sequence[str]) -> dict[str, li
     step, then the latest time, of the run's latest try)."""
     if "search" not in {c for c, _ in session.views["runs"]}:
         return {}
+    if "$.extra.search.key" not in session.spec_has:
+        return {}  # no run is a trial of a search
     res = session.query(
         """SELECT experiment, search, trial, sampler, run_id, status, end_reason,
                   json_extract(spec, '$.extra.search.objective')::VARCHAR,
