@@ -103,15 +103,44 @@ def plan_manifests(
     from hpcx.plan.fit import submission_outlook
     from hpcx.plan.planner import Action
 
-    submitting = (Action.CREATE, Action.RETRY, Action.STALE)
-    outlook = submission_outlook(
-        [c.run for c in plan.changes if c.action in submitting and c.run is not None],
-        profile,
-        already_queued=sum(1 for c in plan.changes if c.prior_status == "queued"),
-    )
+    runs, weights, queued = _submitting(plan.changes, (Action.CREATE, Action.RETRY, Action.STALE))
+    outlook = submission_outlook(runs, profile, already_queued=queued, weights=weights)
     return PlannedManifests(
         plan, desired, root, manifest_paths, state_path, state_exists, outlook
     )
+
+
+def _submitting(
+    changes: Sequence[Any], submitting: Sequence[Any]
+) -> tuple[list[Any], list[int], int]:
+    """The runs the plan submits, in order, each with how many runs it stands for (a block's
+    runs share their resources and executor: one of them stands for all), and how many
+    changes were queued before: what :func:`~hpcx.plan.fit.submission_outlook` reads, without
+    making a block's runs."""
+    from hpcx.plan.planner import PlanChanges, Segment
+
+    runs: list[Any] = []
+    weights: list[int] = []
+    parts = changes.segments if isinstance(changes, PlanChanges) else [changes]
+    queued = 0
+    for part in parts:
+        if isinstance(part, Segment):
+            # (A block's runs share their resources and executor; orphans submit nothing.)
+            counts = part.action_counts()
+            n = sum(counts[a] for a in submitting)
+            if n:
+                first = min(p for a in submitting for p in part.positions(a, 1))
+                runs.append(part.change(first).run)
+                weights.append(n)
+            queued += part.prior_count("queued")
+            continue
+        for c in part:
+            if c.action in submitting and c.run is not None:
+                runs.append(c.run)
+                weights.append(1)
+            if c.prior_status == "queued":
+                queued += 1
+    return runs, weights, queued
 
 
 def _snapshot(state_path: Path, desired: DesiredState) -> tuple[Any, Any, bool]:

@@ -157,6 +157,19 @@ class SnapRuns(Mapping[str, SnapRun]):
         i = self._kind.get(run_id)
         return None if i is None else self._kinds[i]
 
+    def kind_index(
+        self,
+    ) -> tuple[
+        Callable[[str], int | None], Sequence[tuple[str, str, str | None, str | None, int]]
+    ]:
+        """run_id -> the number of its kind (None: not in the state), and the kinds by number:
+        what a planner that decides once per kind reads."""
+        return self._kind.get, self._kinds
+
+    def bases_differ(self) -> bool:
+        """Whether some run's base_id is not its run_id."""
+        return bool(self._bases)
+
     def rows(self) -> Iterator[tuple[str, str, tuple[str, str, str | None, str | None, int]]]:
         """(run_id, base_id, kind) of every run, oldest first, without making a SnapRun each."""
         bases, kinds = self._bases, self._kinds
