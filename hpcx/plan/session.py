@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from hpcx.manifest.spec import DesiredState
+from hpcx.manifest.spec import DesiredState, RunSpec
 from hpcx.plan.planner import OrphanScope, Plan
 
 __all__ = [
@@ -232,9 +232,13 @@ def select_experiments(desired: DesiredState, names: Sequence[str]) -> DesiredSt
     known = {e.name for e in desired.experiments}
     aliases = {Path(e.path).stem: e.name for e in desired.experiments}
     raise_unmatched(unknown_names("-e", names, known, aliases=aliases), hint=known_list(known))
+    from hpcx.manifest.expand import RunBlock, RunList
+
     wanted = set(names)
     needs: dict[str, set[str]] = {}
-    for run in desired.runs:
+    # A RunBlock's runs need nothing: only the lists are read (no block's runs are made).
+    parts = desired.runs.segments if isinstance(desired.runs, RunList) else [desired.runs]
+    for run in (r for p in parts if not isinstance(p, RunBlock) for r in p):
         if run.needs:
             needs.setdefault(run.experiment, set()).update(exp for exp, _ in run.needs)
     todo = list(wanted)
@@ -243,9 +247,19 @@ def select_experiments(desired: DesiredState, names: Sequence[str]) -> DesiredSt
             if up not in wanted:
                 wanted.add(up)
                 todo.append(up)
+    kept: list[list[RunSpec] | RunBlock] = [
+        p if isinstance(p, RunBlock) else [r for r in p if r.experiment in wanted]
+        for p in parts
+        if not isinstance(p, RunBlock) or p.experiment in wanted
+    ]
+    runs: Sequence[RunSpec]
+    if any(isinstance(p, RunBlock) for p in kept):
+        runs = RunList([p for p in kept if len(p)])  # the blocks' runs still not made
+    else:
+        runs = [r for p in kept for r in p]
     return dataclasses.replace(
         desired,
-        runs=[r for r in desired.runs if r.experiment in wanted],
+        runs=runs,
         experiments=[e for e in desired.experiments if e.name in wanted],
         searches=tuple(s for s in desired.searches if s.experiment in wanted),
     )

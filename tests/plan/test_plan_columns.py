@@ -295,7 +295,12 @@ def test_replace_and_select_keep_working(root: Path, monkeypatch: pytest.MonkeyP
 
     lazy = _load(root, True, monkeypatch)
     eager = _load(root, False, monkeypatch)
-    assert select_experiments(lazy, ["c"]).runs == select_experiments(eager, ["c"]).runs
+    for names in (["c"], ["b"], ["a", "d2"], ["g"]):
+        picked = select_experiments(_load(root, True, monkeypatch), names)
+        # The blocks of the experiments not picked are left out without making their runs.
+        kept = [s for s in getattr(picked.runs, "segments", ()) if isinstance(s, RunBlock)]
+        assert all(b.experiment in names and b._made is None for b in kept)
+        assert picked.runs == select_experiments(eager, names).runs
     assert dataclasses.replace(lazy, runs=list(lazy.runs)).runs == eager.runs
     tail = [eager.runs[0]]
     assert lazy.runs + tail == [*eager.runs, *tail]  # type: ignore[operator]
