@@ -54,10 +54,12 @@ import hashlib
 import json
 import os
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import compress, repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast, overload
 
@@ -225,10 +227,19 @@ def _make_plan(
     # columns: no RunSpec made; see PlanChanges).
     segments: list[list[RunChange] | Segment] = []
     parts = desired.runs.segments if isinstance(desired.runs, RunList) else [desired.runs]
+    rows: _Rows | None = None
+    mark: bytearray | None = None  # per state row: 1 where a desired run's base_id names it
+    if any(isinstance(p, RunBlock) for p in parts):
+        rows = _row_index(state)
+        if state and getattr(state, "bases_differ", lambda: True)() is False:
+            # Every state run's base_id is its run_id: a run is wanted (not an orphan) when a
+            # desired base_id is its run_id: marked by row, no set of the desired ids made.
+            mark = bytearray(len(rows[2]) + 1)
     for part in parts:
         if isinstance(part, RunBlock):
-            wanted_bases.update(part.bases)
-            segments.append(_plan_block(part, state, base_index))
+            if mark is None:
+                wanted_bases.update(part.bases)
+            segments.append(_plan_block(part, state, base_index, rows, mark))  # type: ignore[arg-type]
             continue
         if not segments or not isinstance(segments[-1], list):
             changes = []
@@ -249,7 +260,13 @@ def _make_plan(
                 for p in parts
                 for r in ([p] if isinstance(p, RunBlock) else p)  # a block: one experiment
             }
-        orphans = _orphans(state, wanted_bases, in_scope)
+        if mark is not None and rows is not None:
+            row, m = rows[0], len(rows[2])
+            for b in wanted_bases:  # (the lists' runs' base_ids)
+                mark[row(b, m)] = 1
+            orphans = _marked_orphans(rows, mark, in_scope)
+        else:
+            orphans = _orphans(state, wanted_bases, in_scope)
         if len(orphans) and len(segments) == 1 and isinstance(segments[0], list):
             segments[0].extend(orphans.all())  # no block: the plain list it always was
         elif len(orphans):
@@ -439,29 +456,37 @@ def _plan_block(
     block: RunBlock,
     state: Mapping[str, SnapRun],
     base_index: list[Callable[[str], str | None]],
+    rows: _Rows,
+    mark: bytearray | None,
 ) -> BlockChanges:
     """:func:`_plan_runs` over a block's columns: a code, a prior status and (where there is
     one) a detail per run; no RunSpec or RunChange made. ``base_index`` holds the base index
-    once made (shared between blocks)."""
-    index, kinds = _kind_index(state)
+    once made (shared between blocks); ``mark``, where given, gets a 1 at the row of each
+    run its base_ids name."""
+    row, kind_rows, ids, kinds = rows
+    m, none = len(ids), len(kinds)  # row m: not in the state; its kind: none
     digest, code_hash = block.settings_digest, block.code_hash
-    ks = list(map(index, block.ids))  # each run's kind in the state (None: not there)
-    outcome = {k: _prior_outcome(kinds[k], digest) for k in set(ks) if k is not None}
+    at = list(map(row, block.ids, repeat(m)))  # each run's row in the state
+    ks = list(map(kind_rows.__getitem__, at))  # and its kind there
+    if mark is not None:
+        named = at if block.bases is block.ids else map(row, block.bases, repeat(m))
+        deque(map(mark.__setitem__, named, repeat(1)), maxlen=0)
+    outcome = {k: _prior_outcome(kinds[k], digest) for k in set(ks) if k != none}
     create = _CODE[(Action.CREATE, REASON_NEW)]
-    code_of: dict[int | None, int] = {k: o[0] for k, o in outcome.items()}
-    code_of[None] = create
-    prior_of: dict[int | None, str | None] = {k: o[1] for k, o in outcome.items()}
-    prior_of[None] = None
+    code_of = {k: o[0] for k, o in outcome.items()}
+    code_of[none] = create
+    prior_of: dict[int, str | None] = {k: o[1] for k, o in outcome.items()}
+    prior_of[none] = None
     codes = bytearray(map(code_of.__getitem__, ks))
     priors = list(map(prior_of.__getitem__, ks))
     details: dict[int, dict[str, Any]] = {}
     templates = {k: o[2] for k, o in outcome.items() if o[2] is not None}
     if templates:
         for i, k in enumerate(ks):
-            t = templates.get(k) if k is not None else None
+            t = templates.get(k)
             if t is not None:
                 details[i] = dict(t)
-    if None not in ks:
+    if none not in ks:
         return BlockChanges(block, codes, priors, details)
     bases = block.bases
     if bases is block.ids and getattr(state, "bases_differ", lambda: True)() is False:
@@ -471,7 +496,7 @@ def _plan_block(
     code_changed = _CODE[(Action.STALE, REASON_CODE_CHANGED)]
     needs_changed = _CODE[(Action.STALE, REASON_NEEDS_CHANGED)]
     for i, k in enumerate(ks):
-        if k is not None:
+        if k != none:
             continue
         if not base_index:
             base_index.append(_latest_by_base(state))
@@ -493,23 +518,33 @@ def _plan_block(
     return BlockChanges(block, codes, priors, details)
 
 
+#: bytes.translate table: 0 -> 1, anything else -> 0.
+_NOT = bytes([1] + [0] * 255)
+
+
+def _marked_orphans(rows: _Rows, mark: bytearray, in_scope: set[str] | None) -> OrphanChanges:
+    """The state's runs whose row is not marked (no desired base_id names it), of the
+    experiments in scope (None: all), oldest first: :func:`_orphans` where every state run's
+    base_id is its run_id, as C loops over the rows."""
+    _row, kind_rows, ids, kinds = rows
+    orphan = bytes(mark[: len(ids)]).translate(_NOT)
+    got = [kinds[k] for k in compress(kind_rows, orphan)]
+    out = list(compress(ids, orphan))
+    if in_scope is not None:
+        keep = [k[0] in in_scope for k in got]
+        out = list(compress(out, keep))
+        got = list(compress(got, keep))
+    return OrphanChanges(out, got)
+
+
 def _orphans(
     state: Mapping[str, SnapRun], wanted_bases: set[str], in_scope: set[str] | None
 ) -> OrphanChanges:
     """The state's runs no desired run's base_id names (earlier versions of a wanted run, the
     same base_id with older code, are history, not orphans), of the experiments in scope
     (None: all), oldest first."""
-    if getattr(state, "bases_differ", lambda: True)() is False:
-        # Each run's base_id is its run_id: the ids not wanted, in one comprehension.
-        index, kinds = _kind_index(state)
-        ids = [r for r in state if r not in wanted_bases]
-        got = [kinds[k] for k in map(index, ids)]  # type: ignore[index]
-        if in_scope is not None:
-            keep = [k[0] in in_scope for k in got]
-            ids = [r for r, ok in zip(ids, keep, strict=True) if ok]
-            got = [k for k, ok in zip(got, keep, strict=True) if ok]
-        return OrphanChanges(ids, got)
-    ids, got = [], []
+    ids: list[str] = []
+    got: list[Kind] = []
     for run_id, base_id, kind in _rows(state):
         if base_id in wanted_bases:
             continue
@@ -520,16 +555,25 @@ def _orphans(
     return OrphanChanges(ids, got)
 
 
-def _kind_index(state: Mapping[str, SnapRun]) -> tuple[Callable[[str], int | None], list[Kind]]:
-    """run_id -> the number of its kind (None: not in the state), and the kinds."""
-    fast = getattr(state, "kind_index", None)  # a SnapRuns
+#: (row of a run_id or the default, kind number per row (one more: not in the state), run_id
+#: per row, kinds by number): the state as columns (:meth:`SnapRuns.row_index`).
+_Rows = tuple[Callable[[str, int], int], list[int], list[str], Sequence[Kind]]
+
+
+def _row_index(state: Mapping[str, SnapRun]) -> _Rows:
+    """The state's rows as columns (see :data:`_Rows`); made for a plain mapping."""
+    fast = getattr(state, "row_index", None)  # a SnapRuns
     if fast is not None:
-        return cast("tuple[Callable[[str], int | None], list[Kind]]", fast())
+        return cast("_Rows", fast())
     numbers: dict[Kind, int] = {}
-    of: dict[str, int] = {}
+    ids: list[str] = []
+    kind_rows: list[int] = []
     for run_id, _base, kind in _rows(state):
-        of[run_id] = numbers.setdefault(kind, len(numbers))
-    return of.get, list(numbers)
+        ids.append(run_id)
+        kind_rows.append(numbers.setdefault(kind, len(numbers)))
+    kind_rows.append(len(numbers))
+    row = dict(zip(ids, range(len(ids)), strict=True))
+    return row.get, kind_rows, ids, list(numbers)
 
 
 class Segment:
