@@ -860,6 +860,8 @@ class StateStore:
     def snapshot(self) -> StateSnapshot:
         """Every run with the fields the planner needs, oldest first (insertion order)."""
 
+        from operator import itemgetter
+
         def read() -> tuple[tuple[str, int], SnapRuns]:
             con = self._con
             meta = con.execute("SELECT lineage, serial FROM meta").fetchone()
@@ -879,8 +881,8 @@ class StateStore:
                 f"""{numbered} SELECT r.run_id, k.kind::INTEGER
                     FROM runs r JOIN k ON {_KIND_JOIN} ORDER BY r.rowid"""
             ).fetchall()
-            ids = [p[0] for p in pairs]
-            kind_rows = [p[1] for p in pairs]
+            ids = list(map(itemgetter(0), pairs))
+            kind_rows = list(map(itemgetter(1), pairs))
             del pairs
             bases = dict(
                 con.execute(
