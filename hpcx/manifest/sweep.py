@@ -407,7 +407,7 @@ class Columns:
 
     ids: list[str]
     bases: list[str]
-    codes: Any  # array('q')
+    codes: Any  # array('q'), or range(len(ids)) where the code of run i is i
     point: Callable[[int], tuple[dict[str, Any], dict[str, Any], dict[str, Any], Any, int]]
 
 
@@ -602,7 +602,6 @@ def _compile_columns(
     for a in range(len(widths)):
         lines.append(f"    rows{a} = axes[{a}]")
     ns: dict[str, Any] = {}
-    texts: list[str] = []
     indent = "    "
     if not widths:
         if excludes:
@@ -612,7 +611,6 @@ def _compile_columns(
         ts = [f"t{a}_{p}" for p in range(w)]
         lines.append(f"{indent}for i{a}, {', '.join(ts)} in rows{a}:")
         indent += "    "
-        texts += ts
         for e, entry in enumerate(excludes):
             if max((ai for ai, _ in entry), default=-1) != a and not (not entry and a == 0):
                 continue
