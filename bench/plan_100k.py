@@ -76,6 +76,25 @@ def build(root: Path, runs: int) -> None:
     write_manifest(root, per // 2, per + per // 2)
 
 
+def build_in_child(root: Path, runs: int) -> None:
+    """:func:`build` in a child process: a child forked from a parent that held the states'
+    runs would report the parent's peak RSS as its own (the peak is inherited across fork
+    and exec), so the parent of the timed children never loads them."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--build-only",
+            str(runs),
+            "--keep",
+            str(root.parent),
+        ],
+        env=env,
+        check=True,
+    )
+
+
 def run_plan(root: Path, tree: Path) -> tuple[float, float, str, float]:
     """(wall s, peak RSS MB, last line, CPU s) of one whole `hpcx plan` of ``tree``'s hpcx; the
     peak and the CPU time (user + system: steadier than wall on a loaded machine) are that
@@ -101,29 +120,42 @@ def run_plan(root: Path, tree: Path) -> tuple[float, float, str, float]:
 def stages(root: Path) -> None:
     """Where the time goes, stage by stage, in this process."""
     import gc
+    import resource
 
     from hpcx.manifest.loader import load_desired
     from hpcx.plan.planner import make_plan
     from hpcx.plan.render import render_json, render_text
     from hpcx.state.store import StateStore
 
+    def rss() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
     gc.collect()
     t = [time.perf_counter()]
+    c = [time.process_time()]
+    m = [rss()]
+
+    def mark() -> None:
+        t.append(time.perf_counter())
+        c.append(time.process_time())
+        m.append(rss())
+
     import duckdb  # noqa: F401
 
-    t.append(time.perf_counter())
+    mark()
     desired = load_desired([root / "manifests"], project_root=root)
-    t.append(time.perf_counter())
+    mark()
     with StateStore.open(root / ".hpcx" / "state.duckdb", read_only=True) as store:
-        t.append(time.perf_counter())
+        mark()
         snap = store.snapshot()
-    t.append(time.perf_counter())
+    mark()
     plan = make_plan(desired, snap)
-    t.append(time.perf_counter())
+    mark()
     text = render_text(plan)
-    t.append(time.perf_counter())
+    mark()
     render_json(plan)
-    t.append(time.perf_counter())
+    mark()
     names = [
         "import duckdb",
         "load manifests",
@@ -133,9 +165,14 @@ def stages(root: Path) -> None:
         "render text",
         "render json (not in a text plan)",
     ]
-    print("stages (in-process, already-imported modules excluded):")
-    for name, a, b in zip(names, t, t[1:], strict=False):
-        print(f"  {name:<34} {b - a:6.3f} s")
+    print("stages (in-process, already-imported modules excluded; RSS after each stage):")
+    for i, name in enumerate(names):
+        print(
+            f"  {name:<34} {t[i + 1] - t[i]:6.3f} s wall, {c[i + 1] - c[i]:6.3f} s CPU, "
+            f"RSS {m[i + 1]:6.0f} MB ({m[i + 1] - m[i]:+5.0f})"
+        )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak RSS of this process {peak:.0f} MB (load {os.getloadavg()[0]:.1f})")
     print("  " + text.strip().splitlines()[-1])
 
 
@@ -170,7 +207,11 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="build the states under this folder, keep them")
     ap.add_argument("--baseline-tree", type=Path, help="also time the plan of this checkout")
     ap.add_argument("--stages", action="store_true", help="in-process stage timings (this tree)")
+    ap.add_argument("--build-only", type=int, help=argparse.SUPPRESS)  # the child of build_in_child
     a = ap.parse_args()
+    if a.build_only:
+        build(a.keep / f"plan-{a.build_only}", a.build_only)
+        return
     sizes = a.sizes or ([a.runs] if a.runs else [100_000])
     if a.tiny:
         sizes, a.repeat = [1_000, 10_000], 1
@@ -186,7 +227,7 @@ def main() -> None:
         for n in sizes:
             root = base / f"plan-{n}"
             if not (root / ".hpcx" / "state.duckdb").exists():
-                build(root, n)
+                build_in_child(root, n)
             walls: dict[str, list[float]] = {k: [] for k in trees}
             cpus: dict[str, list[float]] = {k: [] for k in trees}
             peaks = dict.fromkeys(trees, 0.0)
@@ -219,6 +260,7 @@ def main() -> None:
                 c = statistics.median(cpus["this"]) / statistics.median(cpus["baseline"])
                 print(
                     f"{n:>9,} runs  this / baseline: wall {r:.2f}x, CPU {c:.2f}x, peak RSS {m:.2f}x"
+                    f" ({load})"
                 )
             print(f"{n:>9,} runs  {goals(n, statistics.median(walls['this']), peaks['this'])}")
             if a.stages:

@@ -7,28 +7,38 @@ the others are listed in its ``extra["also_in"]``. Built for 100,000-run sweeps:
 
 from __future__ import annotations
 
+import bisect
 import copy
 import dataclasses
 import gc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast, overload
 
+from hpcx.manifest import sweep as sweep_mod
 from hpcx.manifest.axes import LazyAxisValues
 from hpcx.manifest.document import Problems, format_value, pos
 from hpcx.manifest.experiment import Experiment
 from hpcx.manifest.identity import IDENTITY_VERSION, canonical_json, run_id_for
 from hpcx.manifest.search import SearchDef, Trial
 from hpcx.manifest.spec import ExperimentInfo, RunSpec
-from hpcx.manifest.sweep import Axis, SweepPlan, expand
+from hpcx.manifest.sweep import Axis, Columns, SweepPlan, expand, expand_columns
 from hpcx.util.yamlload import JsonPath
 
-__all__ = ["SearchSpec", "expand_experiments", "expand_into", "needs_order", "search_specs"]
+__all__ = [
+    "RunBlock",
+    "RunList",
+    "SearchSpec",
+    "expand_experiments",
+    "expand_into",
+    "needs_order",
+    "search_specs",
+]
 
 
 def expand_experiments(
     experiments: Sequence[Experiment], problems: Problems
-) -> tuple[list[RunSpec], list[ExperimentInfo]]:
+) -> tuple[list[RunSpec] | RunList, list[ExperimentInfo]]:
     """Every run of the experiments, and each experiment's summary. An experiment whose sweep
     excludes every point is a problem.
 
@@ -36,11 +46,13 @@ def expand_experiments(
     order otherwise kept), so every run comes after the runs it needs; the ids of those join
     its identity (:func:`_resolve_needs`)."""
     runs: list[RunSpec] = []
-    by_id: dict[str, RunSpec] = {}
+    segments: list[list[RunSpec] | RunBlock] = [runs]
+    by_id: dict[str, Any] = {}  # run_id -> its RunSpec, or the RunBlock that holds it
     counts: dict[str, int] = {}
     needed = {n for e in experiments for n in e.needs}
     runs_of: dict[str, list[RunSpec]] = {}  # a needed experiment's runs, shared ones too
-    for exp in needs_order(experiments):
+    ordered = needs_order(experiments)
+    for at, exp in enumerate(ordered):
         # A search's runs are proposed at plan time (hpcx.plan.search), from the state.
         if exp.search is not None:
             count = 0
@@ -51,6 +63,12 @@ def expand_experiments(
                 _resolve_needs(exp, own, runs_of, by_id, problems)
             runs_of[exp.name] = own
             count = _merge(exp.name, own, runs, by_id)
+        elif _lazy(exp):
+            block = expand_block(exp, by_id, record=at < len(ordered) - 1)
+            count = block.run_count
+            if len(block):
+                runs = []
+                segments[-1:] = [segments[-1], block, runs] if segments[-1] else [block, runs]
         else:
             count = expand_into(exp, runs, by_id)
         counts[exp.name] = count
@@ -75,7 +93,10 @@ def expand_experiments(
                 document=exp.doc.data,
             )
         )
-    return runs, infos
+    segments = [s for s in segments if len(s)]
+    if not any(isinstance(s, RunBlock) for s in segments):
+        return (cast("list[RunSpec]", segments[0]) if segments else []), infos
+    return RunList(segments), infos
 
 
 def needs_order(experiments: Sequence[Experiment]) -> list[Experiment]:
@@ -106,7 +127,7 @@ def _merge(name: str, own: list[RunSpec], runs: list[RunSpec], by_id: dict[str, 
     for run in own:
         other = by_id.get(run.run_id)
         if other is not None:
-            also = _own_extra(other).setdefault("also_in", [])
+            also = _own_extra(other, run.run_id).setdefault("also_in", [])
             if name not in also:
                 also.append(name)
             continue
@@ -312,7 +333,7 @@ def expand_into(exp: Experiment, runs: list[RunSpec], by_id: dict[str, RunSpec])
                 # Experiment names are unique: another name is an earlier experiment that
                 # asked for this run too (it runs once); the same name, a repeated point.
                 if other.experiment != name:
-                    also = _own_extra(other).setdefault("also_in", [])
+                    also = _own_extra(other, rid).setdefault("also_in", [])
                     if name not in also:
                         also.append(name)
                         shared += 1
@@ -335,6 +356,241 @@ def expand_into(exp: Experiment, runs: list[RunSpec], by_id: dict[str, RunSpec])
         if gc_was_enabled:
             gc.enable()
     return index + shared
+
+
+#: Sweeps of at least this many runs (before exclusions) are held as a :class:`RunBlock`
+#: (columns; each run made when asked for); smaller ones as RunSpecs. 0: every sweep that can
+#: be (the tests compare the two ways).
+LAZY_FROM = 10_000
+
+
+def _lazy(exp: Experiment) -> bool:
+    """Whether ``exp``'s runs can be a :class:`RunBlock`: a plain sweep (no params derived
+    from swept values, no search, no needs either way: those are the caller's to exclude),
+    large enough to be worth it."""
+    return (
+        sweep_mod._FAST_PRODUCT
+        and not exp.doc.dynamic
+        and "search" not in exp.extra
+        and exp.plan.upper_count() >= LAZY_FROM
+    )
+
+
+def expand_block(exp: Experiment, by_id: dict[str, Any], *, record: bool = True) -> RunBlock:
+    """``exp``'s new runs as a :class:`RunBlock` (what :func:`expand_into` would append, in
+    the same order, each made only when asked for), recording each in ``by_id`` (``record``
+    False: not needed where no experiment comes after)."""
+    for axis in exp.plan.axes:
+        if isinstance(axis.values, LazyAxisValues):
+            axis.values = axis.values.build()
+    name = exp.name
+    block = RunBlock(exp)
+    shared = 0
+
+    def dup(rid: str) -> None:
+        nonlocal shared
+        other = by_id[rid]
+        if other.experiment != name:  # as in expand_into
+            also = _own_extra(other, rid).setdefault("also_in", [])
+            if name not in also:
+                also.append(name)
+                shared += 1
+
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        cols = expand_columns(
+            exp.plan,
+            {"params": exp.params, "placement": exp.placement},
+            _identity_head(exp),
+            exp.code_hash,
+            by_id,
+            block,
+            dup,
+            record_all=record,
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    block.fill(cols, len(cols.ids) + shared)
+    return block
+
+
+class RunBlock(Sequence[RunSpec]):
+    """One experiment's runs as columns: ``ids``, ``bases`` (the same list where each base id
+    is its run id) and each run's point in the sweep; ``self[i]`` makes the RunSpec
+    :func:`expand_into` would have made (equal to it), and :meth:`all` makes them all once and
+    keeps them. What the planner and the renderer need of a run that is not made (its
+    experiment, settings digest, code hash, needs, extra) is the same for every run of the
+    block, but for the runs whose ``extra`` another experiment wrote (``also_in``)."""
+
+    __slots__ = (
+        "_cols",
+        "_extras",
+        "_made",
+        "_make",
+        "_pos",
+        "_xtra",
+        "bases",
+        "code_hash",
+        "experiment",
+        "ids",
+        "run_count",
+        "settings_digest",
+    )
+
+    def __init__(self, exp: Experiment) -> None:
+        self.experiment = exp.name
+        self.settings_digest = exp.settings_digest
+        self.code_hash = exp.code_hash
+        self._xtra = exp.extra
+        self._make = _run_maker(
+            experiment=exp.name,
+            workload=exp.workload,
+            command=exp.command,
+            env=exp.env,
+            cwd=exp.cwd,
+            resources=exp.resources,
+            executor=exp.executor,
+            retries=exp.retries,
+            tags=exp.tags,
+            overrides=exp.overrides,
+            source=exp.label,
+            settings_digest=exp.settings_digest,
+            code_hash=exp.code_hash,
+            needs=(),
+        )
+        self.ids: list[str] = []
+        self.bases: list[str] = self.ids
+        #: The experiment's run count: its own runs and those another experiment made first.
+        self.run_count = 0
+        self._extras: dict[int, dict[str, Any]] = {}  # position -> the run's own extra
+        self._made: list[RunSpec] | None = None
+        self._pos: dict[str, int] | None = None
+
+    def fill(self, cols: Columns, count: int) -> None:
+        self._cols = cols
+        self.ids, self.bases, self.run_count = cols.ids, cols.bases, count
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @overload
+    def __getitem__(self, i: int) -> RunSpec: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[RunSpec]: ...
+    def __getitem__(self, i: int | slice) -> RunSpec | list[RunSpec]:
+        if isinstance(i, slice):
+            return [self.run(k) for k in range(*i.indices(len(self.ids)))]
+        n = len(self.ids)
+        if not -n <= i < n:
+            raise IndexError("RunBlock index out of range")
+        return self.run(i % n)
+
+    def run(self, i: int) -> RunSpec:
+        """The run at position ``i`` (0 <= i < len): the one :meth:`all` kept, else made."""
+        if self._made is not None:
+            return self._made[i]
+        identity, params, placement, seed, rep = self._cols.point(self._cols.codes[i])
+        return self._make(
+            self.ids[i], self.bases[i], i, identity, params, placement, seed, rep, self.extra(i)
+        )
+
+    def all(self) -> list[RunSpec]:
+        """Every run, made once and kept (later calls, ``self[i]`` and iteration give these)."""
+        if self._made is None:
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                self._made = [self.run(i) for i in range(len(self.ids))]
+            finally:
+                if gc_was_enabled:
+                    gc.enable()
+        return self._made
+
+    def __iter__(self) -> Iterator[RunSpec]:
+        return iter(self.all())
+
+    def extra(self, i: int) -> dict[str, Any]:
+        """The ``extra`` of the run at ``i`` (its own, else the experiment's, else the shared
+        empty one)."""
+        own = self._extras.get(i)
+        if own is not None:
+            return own
+        return dict(self._xtra) if self._xtra else NO_EXTRA
+
+    def extras(self) -> Mapping[int, dict[str, Any]]:
+        """Position -> extra, for the runs whose extra was written (``also_in``)."""
+        return self._extras
+
+    def own_extra(self, run_id: str) -> dict[str, Any]:
+        """The extra of run ``run_id`` of this block, its own from now on (written by
+        another experiment's expansion)."""
+        if self._pos is None:
+            self._pos = {r: i for i, r in enumerate(self.ids)}
+        i = self._pos[run_id]
+        own = self._extras.get(i)
+        if own is None:
+            own = self._extras[i] = dict(self._xtra) if self._xtra else {}
+            if self._made is not None:
+                object.__setattr__(self._made[i], "extra", own)
+        return own
+
+
+class RunList(Sequence[RunSpec]):
+    """The desired runs as segments in order: lists of RunSpecs and RunBlocks.
+    A Sequence of RunSpecs to every reader (iteration makes a block's runs once and keeps
+    them); :attr:`segments` lets the planner read the blocks as columns instead."""
+
+    __slots__ = ("_starts", "segments")
+
+    def __init__(self, segments: Sequence[list[RunSpec] | RunBlock]) -> None:
+        self.segments = list(segments)
+        self._starts: list[int] = []
+        at = 0
+        for seg in self.segments:
+            self._starts.append(at)
+            at += len(seg)
+        self._starts.append(at)
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @overload
+    def __getitem__(self, i: int) -> RunSpec: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[RunSpec]: ...
+    def __getitem__(self, i: int | slice) -> RunSpec | list[RunSpec]:
+        if isinstance(i, slice):
+            return list(self)[i]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("RunList index out of range")
+        i %= n
+        k = bisect.bisect_right(self._starts, i) - 1
+        seg = self.segments[k]
+        at = i - self._starts[k]
+        return seg.run(at) if isinstance(seg, RunBlock) else seg[at]
+
+    def __iter__(self) -> Iterator[RunSpec]:
+        for seg in self.segments:
+            yield from seg
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RunList | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    def __add__(self, other: Sequence[RunSpec]) -> list[RunSpec]:
+        return [*self, *other]
+
+    def __radd__(self, other: Sequence[RunSpec]) -> list[RunSpec]:
+        return [*other, *self]
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"RunList({len(self):,} runs in {len(self.segments)} segments)"
 
 
 def _identity_head(exp: Experiment) -> dict[str, Any]:
@@ -377,9 +633,12 @@ class _NoExtra(dict[str, Any]):
 NO_EXTRA: dict[str, Any] = _NoExtra()
 
 
-def _own_extra(run: RunSpec) -> dict[str, Any]:
+def _own_extra(run: RunSpec | RunBlock, run_id: str = "") -> dict[str, Any]:
     """``run.extra``, first made the run's own dict if it is the shared empty one (the field is
-    frozen to everyone else; only the expansion, which made the run, writes it)."""
+    frozen to everyone else; only the expansion, which made the run, writes it). For a
+    :class:`RunBlock`, the extra of its run ``run_id``."""
+    if isinstance(run, RunBlock):
+        return run.own_extra(run_id)
     if type(run.extra) is _NoExtra:
         object.__setattr__(run, "extra", {})
     return run.extra

@@ -92,9 +92,10 @@ class ExperimentInfo:
 
 @dataclass(frozen=True, slots=True)
 class DesiredState:
-    """Every run the given manifests ask for, in a stable order."""
+    """Every run the given manifests ask for, in a stable order. ``runs`` is a list, or (for
+    large sweeps) a :class:`hpcx.manifest.expand.RunList`: the same runs, made when read."""
 
-    runs: list[RunSpec]
+    runs: Sequence[RunSpec]
     experiments: list[ExperimentInfo]
     # sha256 of each manifest file's bytes (bases included), keyed by path; saved plans
     # record them.

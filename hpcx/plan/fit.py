@@ -590,17 +590,22 @@ def submission_outlook(
     *,
     already_queued: int = 0,
     run: Any = None,
+    weights: Sequence[int] | None = None,
 ) -> SubmissionOutlook | None:
     """How the runs bound for SLURM among ``runs`` (those a plan submits) become jobs and
     arrays, and how many fit under the scheduler's limits now: asked of SLURM itself when it
     answers (``scontrol ping`` first, so a machine without one is not kept waiting), else the
-    limits recorded in ``profile``. None when no run goes to SLURM and none waits queued."""
+    limits recorded in ``profile``. None when no run goes to SLURM and none waits queued.
+    ``weights[i]``: how many runs ``runs[i]`` stands for (runs that share its resources and
+    executor; 1 each by default)."""
     import json
 
     from hpcx.cluster.limits import UserLimit, read_live, room_of
     from hpcx.util.memo import ByIdentity
 
-    slurm = [r for r in runs if _executor_type(r) == "slurm"]
+    counted = zip(runs, weights if weights is not None else [1] * len(runs), strict=True)
+    slurm = [(r, n) for r, n in counted if _executor_type(r) == "slurm"]
+    n_slurm = sum(n for _, n in slurm)
     if not slurm and not already_queued:
         return None
     if run is None:
@@ -614,9 +619,9 @@ def submission_outlook(
     # Runs of a manifest share their resources and executor objects: each encoded once.
     encode = ByIdentity(lambda obj: json.dumps(obj, sort_keys=True, default=str))
     groups: dict[tuple[str, str], list[Any]] = {}
-    for r in slurm:
+    for r, n in slurm:
         key = (encode(r.resources), encode(r.executor))
-        groups.setdefault(key, [r, 0])[1] += 1
+        groups.setdefault(key, [r, 0])[1] += n
     arrays = singles = 0
     #: (jobs, runs per job, runs) of each group, in order: packed runs (``executor.pack``,
     #: ``pack_time``) share a job or array task.
@@ -633,7 +638,7 @@ def submission_outlook(
         elif rest > 1:
             arrays += 1
     tasks = sum(jobs for jobs, _, _ in shares)
-    base = SubmissionOutlook(len(slurm), tasks, arrays, singles, already_queued)
+    base = SubmissionOutlook(n_slurm, tasks, arrays, singles, already_queued)
 
     def runs_in(jobs_now: int) -> int:
         """How many runs the first ``jobs_now`` jobs hold."""
@@ -659,7 +664,7 @@ def submission_outlook(
             source=room.source,
             in_queue=room.used,
             go_now=go_now,
-            wait=len(slurm) - go_now,
+            wait=n_slurm - go_now,
             limits_from="live",
         )
     if recorded is not None:

@@ -48,23 +48,27 @@ again is the person's explicit request. ``detail.attempts`` says how many times 
 
 from __future__ import annotations
 
+import bisect
 import gc
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from itertools import compress, repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast, overload
 
 from hpcx.errors import PlanError, StalePlanError
 from hpcx.manifest.spec import DesiredState, RunSpec
 from hpcx.state.schema import RETRYABLE_STATUSES
 
 if TYPE_CHECKING:
+    from hpcx.manifest.expand import RunBlock
     from hpcx.state.store import SnapRun, StateSnapshot, StateStore
 
 #: Version of the saved-plan file format (``hpcx plan --out``).
@@ -140,7 +144,8 @@ class RunChange(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    changes: list[RunChange]
+    #: A list, or a :class:`PlanChanges` (the same changes, some held as columns).
+    changes: Sequence[RunChange]
     lineage: str | None
     serial: int
     manifest_digests: dict[str, str]
@@ -156,6 +161,8 @@ class Plan:
 
     def counts(self) -> dict[str, int]:
         """Changes per action, every action present (zero where none)."""
+        if isinstance(self.changes, PlanChanges):
+            return self.changes.counts()
         out = {a.value: 0 for a in Action}
         for c in self.changes:
             out[c.action.value] += 1
@@ -163,6 +170,9 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
+        if isinstance(self.changes, PlanChanges):
+            counts = self.changes.counts()
+            return any(counts[a.value] for a in CHANGING_ACTIONS)
         return any(c.action in CHANGING_ACTIONS for c in self.changes)
 
 
@@ -206,14 +216,92 @@ def _make_plan(
     git: Mapping[str, Any] | None,
     now: datetime | None,
 ) -> Plan:
-    state = snapshot.runs
-    changes: list[RunChange] = []
-    append = changes.append
-    wanted_bases: set[str] = set()
-    base_index: Callable[[str], str | None] | None = None  # base_id -> latest run_id, on demand
-    kind_of = _kind_lookup(state)
-    detail: dict[str, Any]
+    from hpcx.manifest.expand import RunBlock, RunList
 
+    state = snapshot.runs
+    changes: list[RunChange]
+    wanted_bases: set[str] = set()
+    base_index: list[Callable[[str], str | None]] = []  # base_id -> latest run_id, on demand
+    kind_of = _kind_lookup(state)
+    # The desired runs in parts: lists of RunSpecs, and RunBlocks (runs as columns, planned as
+    # columns: no RunSpec made; see PlanChanges).
+    segments: list[list[RunChange] | Segment] = []
+    parts = desired.runs.segments if isinstance(desired.runs, RunList) else [desired.runs]
+    rows: _Rows | None = None
+    mark: bytearray | None = None  # per state row: 1 where a desired run's base_id names it
+    if any(isinstance(p, RunBlock) for p in parts):
+        rows = _row_index(state)
+        if state and getattr(state, "bases_differ", lambda: True)() is False:
+            # Every state run's base_id is its run_id: a run is wanted (not an orphan) when a
+            # desired base_id is its run_id: marked by row, no set of the desired ids made.
+            mark = bytearray(len(rows[2]) + 1)
+    for part in parts:
+        if isinstance(part, RunBlock):
+            if mark is None:
+                wanted_bases.update(part.bases)
+            segments.append(_plan_block(part, state, base_index, rows, mark))  # type: ignore[arg-type]
+            continue
+        if not segments or not isinstance(segments[-1], list):
+            changes = []
+            append = changes.append
+            segments.append(changes)
+        _plan_runs(part, state, kind_of, wanted_bases, append)
+
+    if any(r.needs for p in parts if not isinstance(p, RunBlock) for r in p):
+        # in place: orphans are appended next
+        changes = _settle_needs(list(PlanChanges(segments)), kind_of)
+        segments = [changes]
+
+    if state:
+        in_scope: set[str] | None = None
+        if orphan_scope == "experiments":
+            in_scope = {e.name for e in desired.experiments} | {
+                r.experiment
+                for p in parts
+                for r in ([p] if isinstance(p, RunBlock) else p)  # a block: one experiment
+            }
+        if mark is not None and rows is not None:
+            row, m = rows[0], len(rows[2])
+            for b in wanted_bases:  # (the lists' runs' base_ids)
+                mark[row(b, m)] = 1
+            orphans = _marked_orphans(rows, mark, in_scope)
+        else:
+            orphans = _orphans(state, wanted_bases, in_scope)
+        if len(orphans) and len(segments) == 1 and isinstance(segments[0], list):
+            segments[0].extend(orphans.all())  # no block: the plain list it always was
+        elif len(orphans):
+            segments.append(orphans)
+
+    out: Sequence[RunChange]
+    if not segments:
+        out = []
+    elif len(segments) == 1 and isinstance(segments[0], list):
+        out = segments[0]
+    else:
+        out = PlanChanges(segments)
+    return Plan(
+        changes=out,
+        lineage=snapshot.lineage,
+        serial=snapshot.serial,
+        manifest_digests=dict(desired.digests),
+        overrides=tuple(desired.overrides),
+        created_at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
+        git=dict(git or {}),
+        swept={e.name: tuple(e.swept) for e in desired.experiments},
+        orphan_scope=orphan_scope,
+    )
+
+
+def _plan_runs(
+    runs: Iterable[RunSpec],
+    state: Mapping[str, SnapRun],
+    kind_of: Callable[[str], Kind | None],
+    wanted_bases: set[str],
+    append: Callable[[RunChange], None],
+) -> None:
+    """Each run's change, appended in order."""
+    base_index: Callable[[str], str | None] | None = None  # base_id -> latest run_id, on demand
+    detail: dict[str, Any]
     create, noop, retry, update, stale = (
         Action.CREATE,
         Action.NOOP,
@@ -221,15 +309,13 @@ def _make_plan(
         Action.UPDATE,
         Action.STALE,
     )
-    for run in desired.runs:
+    for run in runs:
         wanted_bases.add(run.base_id)
         prior = kind_of(run.run_id)
         if prior is not None:
             _exp, status, settings_digest, _code, attempts = prior
             if status in _TRIAL_ENDED and "search" in run.extra:
-                append(
-                    RunChange(noop, REASON_TRIAL_ENDED, run, run.run_id, run.experiment, status)
-                )
+                append(RunChange(noop, REASON_TRIAL_ENDED, run, run.run_id, run.experiment, status))
             elif status == REASON_QUEUED and settings_digest == run.settings_digest:
                 # (With new settings it is an update below: the top-up that sends it takes
                 # the spec the state holds, so they are recorded, never silently dropped.)
@@ -319,36 +405,413 @@ def _make_plan(
         else:
             append(RunChange(create, REASON_NEW, run, run.run_id, run.experiment))
 
-    if any(r.needs for r in desired.runs):
-        changes[:] = _settle_needs(changes, kind_of)  # in place: orphans are appended next
-
-    if state:
-        in_scope: set[str] | None = None
-        if orphan_scope == "experiments":
-            in_scope = {e.name for e in desired.experiments} | {r.experiment for r in desired.runs}
-        orphan = Action.ORPHAN
-        for run_id, base_id, (experiment, status, *_) in _rows(state):
-            # Earlier versions of a wanted run (same base_id, older code) are history, not orphans.
-            if base_id in wanted_bases:
-                continue
-            if in_scope is not None and experiment not in in_scope:
-                continue
-            append(RunChange(orphan, REASON_NOT_IN_MANIFESTS, None, run_id, experiment, status))
-
-    return Plan(
-        changes=changes,
-        lineage=snapshot.lineage,
-        serial=snapshot.serial,
-        manifest_digests=dict(desired.digests),
-        overrides=tuple(desired.overrides),
-        created_at=(now or datetime.now(UTC)).isoformat(timespec="seconds"),
-        git=dict(git or {}),
-        swept={e.name: tuple(e.swept) for e in desired.experiments},
-        orphan_scope=orphan_scope,
-    )
-
 
 Kind = tuple[str, str, "str | None", "str | None", int]
+
+#: The (action, reason) of each code a :class:`BlockChanges` holds per run.
+_CODES: tuple[tuple[Action, str], ...] = (
+    (Action.CREATE, REASON_NEW),
+    (Action.NOOP, REASON_SUCCEEDED),
+    (Action.NOOP, REASON_IN_FLIGHT),
+    (Action.NOOP, REASON_PRUNED),
+    (Action.NOOP, REASON_QUEUED),
+    (Action.RETRY, REASON_FAILED_BEFORE),
+    (Action.RETRY, REASON_UNBLOCKED),
+    (Action.UPDATE, REASON_SETTINGS_CHANGED),
+    (Action.STALE, REASON_CODE_CHANGED),
+    (Action.STALE, REASON_NEEDS_CHANGED),
+)
+_CODE = {ar: i for i, ar in enumerate(_CODES)}
+_ACTIONS = tuple(Action)
+#: bytes.translate table: a code -> the index of its action in _ACTIONS.
+_TO_ACTION = bytes([_ACTIONS.index(_CODES[i][0]) if i < len(_CODES) else 255 for i in range(256)])
+
+
+def _prior_outcome(prior: Kind, digest: str) -> tuple[int, str, dict[str, Any] | None]:
+    """(code, prior status, detail) of a block's run (no search trial, no needs) that the
+    state holds as ``prior``: :func:`_plan_runs`' rules for such a run."""
+    _exp, status, settings_digest, _code, attempts = prior
+    detail: dict[str, Any] | None = None
+    if status == REASON_QUEUED and settings_digest == digest:
+        ar = (Action.NOOP, REASON_QUEUED)
+    elif status == REASON_BLOCKED:  # it needs nothing: nothing to wait for
+        ar, detail = (Action.RETRY, REASON_UNBLOCKED), {"status": status, "attempts": attempts}
+    elif status in _RETRYABLE:
+        ar, detail = (Action.RETRY, REASON_FAILED_BEFORE), {"status": status, "attempts": attempts}
+        if settings_digest != digest:
+            detail["settings_changed"] = True
+    elif settings_digest != digest:
+        ar = (Action.UPDATE, REASON_SETTINGS_CHANGED)
+        detail = {"old_settings_digest": settings_digest}
+    elif status == "succeeded":
+        ar = (Action.NOOP, REASON_SUCCEEDED)
+    elif status == REASON_PRUNED:
+        ar = (Action.NOOP, REASON_PRUNED)
+    else:
+        ar = (Action.NOOP, REASON_IN_FLIGHT)
+    return _CODE[ar], status, detail
+
+
+def _plan_block(
+    block: RunBlock,
+    state: Mapping[str, SnapRun],
+    base_index: list[Callable[[str], str | None]],
+    rows: _Rows,
+    mark: bytearray | None,
+) -> BlockChanges:
+    """:func:`_plan_runs` over a block's columns: a code, a prior status and (where there is
+    one) a detail per run; no RunSpec or RunChange made. ``base_index`` holds the base index
+    once made (shared between blocks); ``mark``, where given, gets a 1 at the row of each
+    run its base_ids name."""
+    row, kind_rows, ids, kinds = rows
+    m, none = len(ids), len(kinds)  # row m: not in the state; its kind: none
+    digest, code_hash = block.settings_digest, block.code_hash
+    at = list(map(row, block.ids, repeat(m)))  # each run's row in the state
+    ks = list(map(kind_rows.__getitem__, at))  # and its kind there
+    if mark is not None:
+        named = at if block.bases is block.ids else map(row, block.bases, repeat(m))
+        deque(map(mark.__setitem__, named, repeat(1)), maxlen=0)
+    outcome = {k: _prior_outcome(kinds[k], digest) for k in set(ks) if k != none}
+    create = _CODE[(Action.CREATE, REASON_NEW)]
+    code_of = {k: o[0] for k, o in outcome.items()}
+    code_of[none] = create
+    prior_of: dict[int, str | None] = {k: o[1] for k, o in outcome.items()}
+    prior_of[none] = None
+    codes = bytearray(map(code_of.__getitem__, ks))
+    priors = list(map(prior_of.__getitem__, ks))
+    details: dict[int, dict[str, Any]] = {}
+    templates = {k: o[2] for k, o in outcome.items() if o[2] is not None}
+    if templates:
+        for i, k in enumerate(ks):
+            t = templates.get(k)
+            if t is not None:
+                details[i] = dict(t)
+    if none not in ks:
+        return BlockChanges(block, codes, priors, details)
+    bases = block.bases
+    if bases is block.ids and getattr(state, "bases_differ", lambda: True)() is False:
+        # Every base_id is its run_id on both sides: a run not in the state has no earlier
+        # version there either: new.
+        return BlockChanges(block, codes, priors, details)
+    code_changed = _CODE[(Action.STALE, REASON_CODE_CHANGED)]
+    needs_changed = _CODE[(Action.STALE, REASON_NEEDS_CHANGED)]
+    for i, k in enumerate(ks):
+        if k != none:
+            continue
+        if not base_index:
+            base_index.append(_latest_by_base(state))
+        old_id = base_index[0](bases[i])
+        old = state[old_id] if old_id is not None else None
+        if old is None:
+            continue  # new
+        priors[i] = old.status
+        if old.code_hash != code_hash:
+            codes[i] = code_changed
+            details[i] = {
+                "old_run_id": old.run_id,
+                "old_code_hash": old.code_hash,
+                "code_hash": code_hash,
+            }
+        else:  # what it needs changed: it needs nothing now
+            codes[i] = needs_changed
+            details[i] = {"old_run_id": old.run_id, "needs_changed": []}
+    return BlockChanges(block, codes, priors, details)
+
+
+#: bytes.translate table: 0 -> 1, anything else -> 0.
+_NOT = bytes([1] + [0] * 255)
+
+
+def _marked_orphans(rows: _Rows, mark: bytearray, in_scope: set[str] | None) -> OrphanChanges:
+    """The state's runs whose row is not marked (no desired base_id names it), of the
+    experiments in scope (None: all), oldest first: :func:`_orphans` where every state run's
+    base_id is its run_id, as C loops over the rows."""
+    _row, kind_rows, ids, kinds = rows
+    orphan = bytes(mark[: len(ids)]).translate(_NOT)
+    got = [kinds[k] for k in compress(kind_rows, orphan)]
+    out = list(compress(ids, orphan))
+    if in_scope is not None:
+        keep = [k[0] in in_scope for k in got]
+        out = list(compress(out, keep))
+        got = list(compress(got, keep))
+    return OrphanChanges(out, got)
+
+
+def _orphans(
+    state: Mapping[str, SnapRun], wanted_bases: set[str], in_scope: set[str] | None
+) -> OrphanChanges:
+    """The state's runs no desired run's base_id names (earlier versions of a wanted run, the
+    same base_id with older code, are history, not orphans), of the experiments in scope
+    (None: all), oldest first."""
+    ids: list[str] = []
+    got: list[Kind] = []
+    for run_id, base_id, kind in _rows(state):
+        if base_id in wanted_bases:
+            continue
+        if in_scope is not None and kind[0] not in in_scope:
+            continue
+        ids.append(run_id)
+        got.append(kind)
+    return OrphanChanges(ids, got)
+
+
+#: (row of a run_id or the default, kind number per row (one more: not in the state), run_id
+#: per row, kinds by number): the state as columns (:meth:`SnapRuns.row_index`).
+_Rows = tuple[Callable[[str, int], int], list[int], list[str], Sequence[Kind]]
+
+
+def _row_index(state: Mapping[str, SnapRun]) -> _Rows:
+    """The state's rows as columns (see :data:`_Rows`); made for a plain mapping."""
+    fast = getattr(state, "row_index", None)  # a SnapRuns
+    if fast is not None:
+        return cast("_Rows", fast())
+    numbers: dict[Kind, int] = {}
+    ids: list[str] = []
+    kind_rows: list[int] = []
+    for run_id, _base, kind in _rows(state):
+        ids.append(run_id)
+        kind_rows.append(numbers.setdefault(kind, len(numbers)))
+    kind_rows.append(len(numbers))
+    row = dict(zip(ids, range(len(ids)), strict=True))
+    return row.get, kind_rows, ids, list(numbers)
+
+
+class Segment:
+    """Changes held as columns (a part of a :class:`PlanChanges`)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def change(self, i: int) -> RunChange:
+        raise NotImplementedError
+
+    def all(self) -> list[RunChange]:
+        raise NotImplementedError
+
+    def action_codes(self) -> bytes:
+        """Per change, the index of its action in ``tuple(Action)``."""
+        raise NotImplementedError
+
+    def prior_count(self, status: str) -> int:
+        raise NotImplementedError
+
+    def by_experiment(self) -> dict[str, Segment]:
+        """This segment's changes per experiment, experiments in first-seen order."""
+        raise NotImplementedError
+
+    def action_counts(self) -> dict[Action, int]:
+        acts = self.action_codes()
+        return {a: acts.count(n) for n, a in enumerate(_ACTIONS)}
+
+    def positions(self, action: Action, limit: int | None = None) -> list[int]:
+        """The positions of the changes whose action is ``action``, in order (the first
+        ``limit``)."""
+        acts = self.action_codes()
+        mark = _ACTIONS.index(action)
+        out: list[int] = []
+        at = acts.find(mark)
+        while at >= 0 and (limit is None or len(out) < limit):
+            out.append(at)
+            at = acts.find(mark, at + 1)
+        return out
+
+
+class OrphanChanges(Segment):
+    """The orphans of a plan as columns: each one's run_id and its kind in the state."""
+
+    __slots__ = ("_made", "ids", "kinds")
+
+    def __init__(self, ids: list[str], kinds: list[Kind]) -> None:
+        self.ids = ids
+        self.kinds = kinds
+        self._made: list[RunChange] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def change(self, i: int) -> RunChange:
+        if self._made is not None:
+            return self._made[i]
+        kind = self.kinds[i]
+        return RunChange(
+            Action.ORPHAN, REASON_NOT_IN_MANIFESTS, None, self.ids[i], kind[0], kind[1]
+        )
+
+    def all(self) -> list[RunChange]:
+        if self._made is None:
+            orphan, reason = Action.ORPHAN, REASON_NOT_IN_MANIFESTS
+            was = gc.isenabled()
+            gc.disable()
+            try:
+                self._made = [
+                    RunChange(orphan, reason, None, r, k[0], k[1])
+                    for r, k in zip(self.ids, self.kinds, strict=True)
+                ]
+            finally:
+                if was:
+                    gc.enable()
+        return self._made
+
+    def action_codes(self) -> bytes:
+        return bytes([_ACTIONS.index(Action.ORPHAN)]) * len(self.ids)
+
+    def action_counts(self) -> dict[Action, int]:
+        out = dict.fromkeys(_ACTIONS, 0)
+        out[Action.ORPHAN] = len(self.ids)
+        return out
+
+    def positions(self, action: Action, limit: int | None = None) -> list[int]:
+        if action is not Action.ORPHAN:
+            return []
+        return list(range(len(self.ids) if limit is None else min(limit, len(self.ids))))
+
+    def prior_count(self, status: str) -> int:
+        return sum(1 for k in self.kinds if k[1] == status)
+
+    def by_experiment(self) -> dict[str, Segment]:
+        exps = {k[0] for k in self.kinds}
+        if len(exps) == 1:
+            return {self.kinds[0][0]: self}
+        out: dict[str, tuple[list[str], list[Kind]]] = {}
+        for r, k in zip(self.ids, self.kinds, strict=True):
+            ids, kinds = out.setdefault(k[0], ([], []))
+            ids.append(r)
+            kinds.append(k)
+        return {e: OrphanChanges(ids, kinds) for e, (ids, kinds) in out.items()}
+
+
+class BlockChanges(Segment):
+    """The changes of a :class:`~hpcx.manifest.expand.RunBlock`'s runs, as columns: per run a
+    code (its action and reason, :data:`_CODES`), its prior status, and its detail where it
+    has one. :meth:`change` makes one RunChange; :meth:`all` makes them all, once."""
+
+    __slots__ = ("_made", "block", "codes", "details", "priors")
+
+    def __init__(
+        self,
+        block: RunBlock,
+        codes: bytearray,
+        priors: list[str | None],
+        details: dict[int, dict[str, Any]],
+    ) -> None:
+        self.block = block
+        self.codes = codes
+        self.priors = priors
+        self.details = details
+        self._made: list[RunChange] | None = None
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def experiment(self) -> str:
+        return self.block.experiment
+
+    def change(self, i: int) -> RunChange:
+        if self._made is not None:
+            return self._made[i]
+        action, reason = _CODES[self.codes[i]]
+        b = self.block
+        return RunChange(
+            action, reason, b.run(i), b.ids[i], b.experiment, self.priors[i], self.details.get(i)
+        )
+
+    def all(self) -> list[RunChange]:
+        if self._made is None:
+            runs = self.block.all()
+            ids, exp = self.block.ids, self.block.experiment
+            priors, details = self.priors, self.details
+            was = gc.isenabled()
+            gc.disable()
+            try:
+                self._made = [
+                    RunChange(*_CODES[c], runs[i], ids[i], exp, priors[i], details.get(i))
+                    for i, c in enumerate(self.codes)
+                ]
+            finally:
+                if was:
+                    gc.enable()
+        return self._made
+
+    def action_codes(self) -> bytes:
+        return bytes(self.codes.translate(_TO_ACTION))
+
+    def prior_count(self, status: str) -> int:
+        return self.priors.count(status)
+
+    def by_experiment(self) -> dict[str, Segment]:
+        return {self.block.experiment: self}
+
+
+class PlanChanges(Sequence[RunChange]):
+    """A plan's changes in parts, in order: lists of RunChanges, and :class:`BlockChanges`
+    (a RunBlock's, as columns). A Sequence of RunChanges to every reader (iterating makes a
+    block's changes, and its runs, once, and keeps them); :meth:`counts` and the renderer
+    read the columns without making them."""
+
+    __slots__ = ("_starts", "segments")
+
+    def __init__(self, segments: Sequence[list[RunChange] | Segment]) -> None:
+        self.segments = [s for s in segments if len(s)]
+        self._starts: list[int] = []
+        at = 0
+        for seg in self.segments:
+            self._starts.append(at)
+            at += len(seg)
+        self._starts.append(at)
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @overload
+    def __getitem__(self, i: int) -> RunChange: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[RunChange]: ...
+    def __getitem__(self, i: int | slice) -> RunChange | list[RunChange]:
+        if isinstance(i, slice):
+            return list(self)[i]
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError("PlanChanges index out of range")
+        i %= n
+        k = bisect.bisect_right(self._starts, i) - 1
+        seg = self.segments[k]
+        at = i - self._starts[k]
+        return seg.change(at) if isinstance(seg, Segment) else seg[at]
+
+    def __iter__(self) -> Iterator[RunChange]:
+        for seg in self.segments:
+            yield from (seg.all() if isinstance(seg, Segment) else seg)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PlanChanges | list | tuple):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def counts(self) -> dict[str, int]:
+        """Changes per action (as :meth:`Plan.counts`), without making the blocks' changes."""
+        out = {a.value: 0 for a in Action}
+        for seg in self.segments:
+            if isinstance(seg, Segment):
+                for a, n in seg.action_counts().items():
+                    out[a.value] += n
+            else:
+                for c in seg:
+                    out[c.action.value] += 1
+        return out
+
+    def prior_count(self, status: str) -> int:
+        """How many changes have this prior status."""
+        return sum(
+            seg.prior_count(status)
+            if isinstance(seg, Segment)
+            else sum(1 for c in seg if c.prior_status == status)
+            for seg in self.segments
+        )
 
 
 def _changed_needs(run: RunSpec, kind_of: Callable[[str], Kind | None]) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from hpcx.manifest.spec import RunSpec
 from hpcx.plan.planner import (
@@ -18,8 +18,11 @@ from hpcx.plan.planner import (
     SAVED_PLAN_FORMAT,
     SYMBOLS,
     Action,
+    BlockChanges,
     Plan,
+    PlanChanges,
     RunChange,
+    Segment,
     changes_by_experiment,
     summary_line,
 )
@@ -264,20 +267,20 @@ def render_text(
     if out:
         out.append("")
 
-    groups = changes_by_experiment(plan.changes)
+    groups = _groups(plan.changes)
     shared = _shared_runs(plan.changes)
     searches = {s["experiment"]: s for s in plan.searches}
     for name in searches:
-        groups.setdefault(name, [])
-    for experiment, changes in groups.items():
-        counts = _counts(changes)
+        groups.setdefault(name, _Group())
+    for experiment, group in groups.items():
+        counts = group.counts()
         swept = plan.swept.get(experiment, ())
-        out.append(f"{experiment}  ({len(changes):,} runs: {_counts_phrase(counts)})")
+        out.append(f"{experiment}  ({len(group):,} runs: {_counts_phrase(counts)})")
         if swept:
             out.append(f"  varies: {', '.join(swept)}")
         if experiment in searches:
             out.extend(f"  {line}" for line in search_lines(searches[experiment]))
-        waiting = _waiting(changes)
+        waiting = _waiting(group.listed())
         if waiting:
             n_wait, ups = waiting
             out.append(
@@ -289,15 +292,11 @@ def render_text(
                 f"  also asks for {n:,} run(s) listed under {owner} (the same runs: "
                 "identity does not include the experiment's name)"
             )
-        by_action: dict[Action, list[RunChange]] = {a: [] for a in ACTION_ORDER}
-        for c in changes:
-            by_action[c.action].append(c)
         for action in ACTION_ORDER:
-            group = by_action[action]
-            if not group or (action is Action.NOOP and not full):
+            if not counts[action] or (action is Action.NOOP and not full):
                 continue
             # Large sweeps: the first ``limit`` runs of each action, then a count.
-            listed = group if full else group[:limit]
+            listed = group.first(action, None if full else limit)
             symbol = SYMBOLS[action]
             for c in listed:
                 values = varying(c.run, swept)
@@ -306,7 +305,7 @@ def render_text(
                     line += f"  {values}"
                 line += f"  ({reason_text(c)})"
                 out.append(line)
-            rest = len(group) - len(listed)
+            rest = counts[action] - len(listed)
             if rest > 0:
                 more = f"  {' ' * len(symbol)} ... and {rest:,} more {_COUNT_WORDS[action]}"
                 out.append(more + " (--full to list every run)")
@@ -324,6 +323,75 @@ def render_text(
         out.append("")
     out.append(summary_line(plan.counts()))
     return "\n".join(out) + "\n"
+
+
+class _Group:
+    """One experiment's changes, in order, in parts: lists of RunChanges and a plan's
+    Segments (:class:`~hpcx.plan.planner.Segment`: read as columns, their changes made only
+    for the runs listed)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[list[RunChange] | Segment] = []
+
+    def add(self, c: RunChange) -> None:
+        if not self.parts or not isinstance(self.parts[-1], list):
+            self.parts.append([])
+        cast("list[RunChange]", self.parts[-1]).append(c)
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def counts(self) -> dict[Action, int]:
+        out = dict.fromkeys(ACTION_ORDER, 0)
+        for p in self.parts:
+            if isinstance(p, Segment):
+                for a, n in p.action_counts().items():
+                    out[a] += n
+            else:
+                for c in p:
+                    out[c.action] += 1
+        return out
+
+    def listed(self) -> list[RunChange]:
+        """The changes held as RunChanges (a block's changes have no ``waits_for``)."""
+        return [c for p in self.parts if isinstance(p, list) for c in p]
+
+    def first(self, action: Action, limit: int | None) -> list[RunChange]:
+        """The first ``limit`` changes (all: None) whose action is ``action``, in order."""
+        out: list[RunChange] = []
+        for p in self.parts:
+            left = None if limit is None else limit - len(out)
+            if left is not None and left <= 0:
+                break
+            if isinstance(p, Segment):
+                out.extend(p.change(i) for i in p.positions(action, left))
+            else:
+                got = [c for c in p if c.action is action]
+                out.extend(got if left is None else got[:left])
+        return out
+
+
+def _groups(changes: Sequence[RunChange]) -> dict[str, _Group]:
+    """Changes grouped by experiment, experiments in first-seen order (a PlanChanges' blocks
+    kept as columns)."""
+    out: dict[str, _Group] = {}
+    parts = changes.segments if isinstance(changes, PlanChanges) else [changes]
+    for part in parts:
+        if isinstance(part, Segment):
+            for experiment, sub in part.by_experiment().items():
+                group = out.get(experiment)
+                if group is None:
+                    group = out[experiment] = _Group()
+                group.parts.append(sub)
+            continue
+        for c in part:
+            group = out.get(c.experiment)
+            if group is None:
+                group = out[c.experiment] = _Group()
+            group.add(c)
+    return out
 
 
 def _waiting(changes: Sequence[RunChange]) -> tuple[int, list[str]] | None:
@@ -455,13 +523,27 @@ def render_graph(plan: Plan, *, full: bool = False, limit: int = DEFAULT_LIMIT) 
 def _shared_runs(changes: Sequence[RunChange]) -> dict[str, dict[str, int]]:
     """experiment -> {experiment that lists the run: count} for runs two experiments share."""
     out: dict[str, dict[str, int]] = {}
+    if isinstance(changes, PlanChanges):
+        for part in changes.segments:
+            if isinstance(part, BlockChanges):
+                for extra in part.block.extras().values():
+                    for other in extra.get("also_in") or ():
+                        per = out.setdefault(str(other), {})
+                        per[part.experiment] = per.get(part.experiment, 0) + 1
+            elif not isinstance(part, Segment):  # (orphans: no run, nothing shared)
+                _shared_into(out, part)
+        return out
+    _shared_into(out, changes)
+    return out
+
+
+def _shared_into(out: dict[str, dict[str, int]], changes: Iterable[RunChange]) -> None:
     for c in changes:
         if c.run is None:
             continue
         for other in c.run.extra.get("also_in") or ():
             per = out.setdefault(str(other), {})
             per[c.experiment] = per.get(c.experiment, 0) + 1
-    return out
 
 
 def render_json(plan: Plan, *, context: RenderContext | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from hpcx.manifest.spec import DesiredState
+from hpcx.manifest.spec import DesiredState, RunSpec
 from hpcx.plan.planner import OrphanScope, Plan
 
 __all__ = [
@@ -103,15 +103,44 @@ def plan_manifests(
     from hpcx.plan.fit import submission_outlook
     from hpcx.plan.planner import Action
 
-    submitting = (Action.CREATE, Action.RETRY, Action.STALE)
-    outlook = submission_outlook(
-        [c.run for c in plan.changes if c.action in submitting and c.run is not None],
-        profile,
-        already_queued=sum(1 for c in plan.changes if c.prior_status == "queued"),
-    )
+    runs, weights, queued = _submitting(plan.changes, (Action.CREATE, Action.RETRY, Action.STALE))
+    outlook = submission_outlook(runs, profile, already_queued=queued, weights=weights)
     return PlannedManifests(
         plan, desired, root, manifest_paths, state_path, state_exists, outlook
     )
+
+
+def _submitting(
+    changes: Sequence[Any], submitting: Sequence[Any]
+) -> tuple[list[Any], list[int], int]:
+    """The runs the plan submits, in order, each with how many runs it stands for (a block's
+    runs share their resources and executor: one of them stands for all), and how many
+    changes were queued before: what :func:`~hpcx.plan.fit.submission_outlook` reads, without
+    making a block's runs."""
+    from hpcx.plan.planner import PlanChanges, Segment
+
+    runs: list[Any] = []
+    weights: list[int] = []
+    parts = changes.segments if isinstance(changes, PlanChanges) else [changes]
+    queued = 0
+    for part in parts:
+        if isinstance(part, Segment):
+            # (A block's runs share their resources and executor; orphans submit nothing.)
+            counts = part.action_counts()
+            n = sum(counts[a] for a in submitting)
+            if n:
+                first = min(p for a in submitting for p in part.positions(a, 1))
+                runs.append(part.change(first).run)
+                weights.append(n)
+            queued += part.prior_count("queued")
+            continue
+        for c in part:
+            if c.action in submitting and c.run is not None:
+                runs.append(c.run)
+                weights.append(1)
+            if c.prior_status == "queued":
+                queued += 1
+    return runs, weights, queued
 
 
 def _snapshot(state_path: Path, desired: DesiredState) -> tuple[Any, Any, bool]:
@@ -203,9 +232,13 @@ def select_experiments(desired: DesiredState, names: Sequence[str]) -> DesiredSt
     known = {e.name for e in desired.experiments}
     aliases = {Path(e.path).stem: e.name for e in desired.experiments}
     raise_unmatched(unknown_names("-e", names, known, aliases=aliases), hint=known_list(known))
+    from hpcx.manifest.expand import RunBlock, RunList
+
     wanted = set(names)
     needs: dict[str, set[str]] = {}
-    for run in desired.runs:
+    # A RunBlock's runs need nothing: only the lists are read (no block's runs are made).
+    parts = desired.runs.segments if isinstance(desired.runs, RunList) else [desired.runs]
+    for run in (r for p in parts if not isinstance(p, RunBlock) for r in p):
         if run.needs:
             needs.setdefault(run.experiment, set()).update(exp for exp, _ in run.needs)
     todo = list(wanted)
@@ -214,9 +247,19 @@ def select_experiments(desired: DesiredState, names: Sequence[str]) -> DesiredSt
             if up not in wanted:
                 wanted.add(up)
                 todo.append(up)
+    kept: list[list[RunSpec] | RunBlock] = [
+        p if isinstance(p, RunBlock) else [r for r in p if r.experiment in wanted]
+        for p in parts
+        if not isinstance(p, RunBlock) or p.experiment in wanted
+    ]
+    runs: Sequence[RunSpec]
+    if any(isinstance(p, RunBlock) for p in kept):
+        runs = RunList([p for p in kept if len(p)])  # the blocks' runs still not made
+    else:
+        runs = [r for p in kept for r in p]
     return dataclasses.replace(
         desired,
-        runs=[r for r in desired.runs if r.experiment in wanted],
+        runs=runs,
         experiments=[e for e in desired.experiments if e.name in wanted],
         searches=tuple(s for s in desired.searches if s.experiment in wanted),
     )
