@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from support.specs import desired_of, make_run
@@ -153,7 +152,9 @@ def test_plan_carries_lineage_serial_digests_and_overrides(store: StateStore) ->
     assert plan.swept == {"exp": ("params.depth",)}
 
 
-def test_100k_desired_against_100k_state_plans_fast() -> None:
+def test_100k_desired_against_100k_state_counts_each_kind() -> None:
+    # Speed is measured in bench/plan_100k.py (whole processes, interleaved with a baseline),
+    # not here: a wall-clock limit in a test only measures the machine's load.
     runs = [make_run(index=i) for i in range(100_000)]
     half = runs[:50_000]
     state = {
@@ -168,9 +169,7 @@ def test_100k_desired_against_100k_state_plans_fast() -> None:
         state[rid] = SnapRun(rid, rid, "exp", "succeeded", "d", None, 1)
     snap = StateSnapshot("lineage", 7, state)
     desired = desired_of(runs)
-    t0 = time.perf_counter()
     plan = make_plan(desired, snap)
-    took = time.perf_counter() - t0
     assert plan.counts() == {
         "create": 50_000,
         "noop": 50_000,
@@ -179,7 +178,6 @@ def test_100k_desired_against_100k_state_plans_fast() -> None:
         "stale": 0,
         "orphan": 50_000,
     }
-    assert took < 1.0, f"planning took {took:.3f}s"  # ~0.15 s measured
 
 
 def test_make_plan_does_not_touch_the_file(tmp_path: Path) -> None:
