@@ -156,9 +156,7 @@ def test_probe_is_recorded_with_host(store: StateStore) -> None:
     assert row == (pid, "node7", "2")
 
 
-def test_snapshot_of_100k_runs_is_fast(tmp_path: Path) -> None:
-    import time
-
+def test_snapshot_of_100k_runs_holds_each(tmp_path: Path) -> None:
     p = tmp_path / "big.duckdb"
     with StateStore.open(p) as s:
         s.connection.execute(
@@ -167,12 +165,9 @@ def test_snapshot_of_100k_runs_is_fast(tmp_path: Path) -> None:
             "'d', 1, now()::TIMESTAMP, now()::TIMESTAMP FROM range(100000) t(i)"
         )
     with StateStore.open(p, read_only=True) as s:
-        t0 = time.perf_counter()
         snap = s.snapshot()
-        took = time.perf_counter() - t0
     assert len(snap.runs) == 100_000
-    # 0.2-0.3 s measured on an idle 2-core box; the bound catches e.g. reading spec JSON.
-    assert took < 1.5, f"snapshot took {took:.3f}s"
+    # Its speed is bench/plan_100k.py's (--stages), interleaved with a baseline, not a limit here.
 
 
 # -- versions and migrations --------------------------------------------------------------

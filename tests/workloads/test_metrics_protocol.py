@@ -201,10 +201,8 @@ def test_parse_final_json_drops_non_finite_and_returns_empty_without_object() ->
     assert parse_final_json("") == {}
 
 
-def test_reader_reads_a_thousand_files_quickly(tmp_path: Path) -> None:
-    # A guard, not a benchmark: the harvest of 100,000 runs leans on this loop being lean.
-    import time
-
+def test_reader_reads_a_thousand_small_files(tmp_path: Path) -> None:
+    # Its speed is bench/harvest.py's, interleaved with a baseline; here only what it reads.
     body = "".join(
         json.dumps({"name": f"m{i}", "value": i * 0.5, "step": i, "time": 1.7e9}) + "\n"
         for i in range(5)
@@ -214,11 +212,8 @@ def test_reader_reads_a_thousand_files_quickly(tmp_path: Path) -> None:
         p = tmp_path / f"{i}.jsonl"
         p.write_text(body)
         paths.append(p)
-    t = time.perf_counter()
     total = sum(len(read_metrics(p).rows) for p in paths)
-    elapsed = time.perf_counter() - t
     assert total == 5000
-    assert elapsed < 2.0, f"read 1000 small files in {elapsed:.2f}s"
 
 
 def test_two_objects_on_one_line_are_an_error_not_two_metrics(tmp_path) -> None:
