@@ -809,3 +809,65 @@ def read_final_json(path: str | os.PathLike[str]) -> dict[str, float]:
 
 #: How much of the end of stdout is searched for the final JSON line.
 _FINAL_JSON_TAIL = 4 << 20
+
+
+#: Files larger than this are left to :func:`read_metric_rows` (it streams them in chunks);
+#: the native reader holds a whole file in memory.
+NATIVE_MAX_FILE_BYTES = 64 << 20
+
+
+class PlainFiles(NamedTuple):
+    """What :func:`read_plain_files` made of many metrics files: per file, ``clean`` (its
+    rows are in the columns: every line a plain metric line, or no file) and ``counts`` (its
+    rows); per row, numpy columns ``name``, ``step``/``has_step``, ``value``,
+    ``time``/``has_time``, in file order and each file's line order."""
+
+    clean: Any
+    counts: Any
+    name: Any
+    step: Any
+    has_step: Any
+    value: Any
+    time: Any
+    has_time: Any
+
+
+def read_plain_files(paths: list[str], threads: int) -> PlainFiles | None:
+    """Many metrics files read at once by the native module (C++, on ``threads`` threads,
+    without the GIL), for a harvest: a file is *clean* when it is missing (no rows, as
+    :func:`read_metric_rows` with ``missing_ok``) or a regular file (opened as
+    :func:`open_regular` does) of at most ``$HPCX_MAX_METRICS_LINES`` lines, each the plain
+    metric line ``{"name": "...", "value": N, "step": N, "time": N}`` (step and time optional
+    or null, the name printable ASCII without escapes, every bound of :func:`_check` met).
+    Such a file gives exactly the rows :func:`read_metric_rows` gives and no error or meta.
+    Any other file is not clean and gives no rows here: :func:`read_metric_rows` is for it,
+    and reports its problems by line. None when the native module or numpy is missing."""
+    try:
+        import numpy as np
+
+        from hpcx import _native
+    except ImportError:
+        return None
+    read = getattr(_native, "read_metrics_files", None)
+    if read is None:  # a module built before this reader
+        return None
+    status, counts, name_id, names, step, has_step, value, when, has_time = read(
+        paths,
+        _max_lines(),
+        MAX_LINE_BYTES,
+        MAX_NAME,
+        NATIVE_MAX_FILE_BYTES,
+        TIME_MIN,
+        TIME_MAX,
+        threads,
+    )
+    return PlainFiles(
+        clean=np.frombuffer(status, np.uint8) == 0,
+        counts=np.frombuffer(counts, np.int64),
+        name=np.array(names, dtype=object)[np.frombuffer(name_id, np.int32)],
+        step=np.frombuffer(step, np.int64),
+        has_step=np.frombuffer(has_step, np.bool_),
+        value=np.frombuffer(value, np.float64),
+        time=np.frombuffer(when, np.float64),
+        has_time=np.frombuffer(has_time, np.bool_),
+    )
