@@ -50,3 +50,6 @@ def read_metrics_files(
     threads: int,
 ) -> tuple[bytes, bytes, bytes, list[str], bytes, bytes, bytes, bytes, bytes]:
     """Read metrics.jsonl files (plain lines only) on threads; see hpcx.run.harvest."""
+
+def read_regular_files(paths: list[str], max_bytes: int, threads: int) -> list[bytes | None]:
+    """Read small regular files whole on threads (None: not read); see hpcx.metrics."""

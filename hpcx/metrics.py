@@ -871,3 +871,24 @@ def read_plain_files(paths: list[str], threads: int) -> PlainFiles | None:
         time=np.frombuffer(when, np.float64),
         has_time=np.frombuffer(has_time, np.bool_),
     )
+
+
+#: Largest file :func:`read_regular_many` reads (status.json is a few hundred bytes).
+MANY_MAX_BYTES = 1 << 20
+
+
+def read_regular_many(paths: list[str], threads: int) -> list[bytes | None] | None:
+    """The bytes of many small files, read by the native module on ``threads`` threads: each
+    opened as :func:`open_regular` does and read whole (:data:`MANY_MAX_BYTES` at most), or
+    None for a file it did not read (missing, not a regular file, bigger, an error): the caller
+    reads that one the usual way, which raises what it raises. None without the native
+    module."""
+    try:
+        from hpcx import _native
+    except ImportError:
+        return None
+    read = getattr(_native, "read_regular_files", None)
+    if read is None:  # a module built before this reader
+        return None
+    got: list[bytes | None] = read(paths, MANY_MAX_BYTES, threads)
+    return got

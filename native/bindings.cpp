@@ -100,6 +100,27 @@ py::tuple read_metrics_files(const std::vector<std::string>& paths, std::int64_t
                           as_bytes(c.time), as_bytes(c.has_time));
 }
 
+// Small files (status.json of many run folders) read whole on threads without the GIL; None
+// for each file the Python reader must read itself (see read_regular_files).
+py::list read_regular_files(const std::vector<std::string>& paths, std::int64_t max_bytes,
+                            int threads) {
+    if (max_bytes < 1) throw std::invalid_argument("read_regular_files: max_bytes must be >= 1");
+    hpcx::metrics::Files f;
+    {
+        py::gil_scoped_release nogil;
+        f = hpcx::metrics::read_regular_files(paths, static_cast<std::size_t>(max_bytes), threads);
+    }
+    py::list out(paths.size());
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+        if (f.ok[i]) {
+            out[i] = py::bytes(f.data[i]);
+        } else {
+            out[i] = py::none();
+        }
+    }
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -174,4 +195,7 @@ PYBIND11_MODULE(_native, m) {
           py::arg("max_line_bytes"), py::arg("max_name"), py::arg("max_file_bytes"),
           py::arg("time_min"), py::arg("time_max"), py::arg("threads"),
           "Read metrics.jsonl files (plain lines only) on threads; see hpcx.run.harvest.");
+    m.def("read_regular_files", &read_regular_files, py::arg("paths"), py::arg("max_bytes"),
+          py::arg("threads"),
+          "Read small regular files whole on threads (None: not read); see hpcx.metrics.");
 }

@@ -333,12 +333,47 @@ void append(std::vector<T>& to, const std::vector<T>& from) {
     to.insert(to.end(), from.begin(), from.end());
 }
 
+std::size_t thread_count(int threads, std::size_t n) {
+    std::size_t t = threads < 1 ? 1 : static_cast<std::size_t>(threads);
+    return std::min(t, n / 64 + 1);
+}
+
 }  // namespace
+
+Files read_regular_files(const std::vector<std::string>& paths, std::size_t max_bytes,
+                         int threads) {
+    const std::size_t n = paths.size();
+    Files out;
+    out.data.resize(n);
+    out.ok.assign(n, 0);
+    auto work = [&](std::size_t from, std::size_t to) {
+        for (std::size_t i = from; i < to; ++i) {
+            try {
+                out.ok[i] = slurp(paths[i], max_bytes, out.data[i]) == 1 ? 1 : 0;
+            } catch (...) {
+                out.ok[i] = 0;
+            }
+            if (!out.ok[i]) out.data[i].clear();
+        }
+    };
+    const std::size_t t = thread_count(threads, n);
+    if (t <= 1) {
+        work(0, n);
+        return out;
+    }
+    std::vector<std::thread> pool;
+    const std::size_t step = (n + t - 1) / t;
+    for (std::size_t k = 0; k < t; ++k) {
+        std::size_t from = std::min(n, k * step), to = std::min(n, from + step);
+        pool.emplace_back(work, from, to);
+    }
+    for (auto& th : pool) th.join();
+    return out;
+}
 
 Columns read_files(const std::vector<std::string>& paths, const Limits& limits, int threads) {
     const std::size_t n = paths.size();
-    std::size_t t = threads < 1 ? 1 : static_cast<std::size_t>(threads);
-    if (t > n / 64 + 1) t = n / 64 + 1;
+    const std::size_t t = thread_count(threads, n);
     std::vector<Part> parts(t);
     if (t == 1) {
         read_range(paths, 0, n, limits, parts[0]);

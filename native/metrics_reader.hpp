@@ -40,4 +40,15 @@ struct Columns {
 // file's in line order. Never throws for a file: a file it cannot read is FALLBACK.
 Columns read_files(const std::vector<std::string>& paths, const Limits& limits, int threads);
 
+// Small files read whole on up to ``threads`` threads, each opened as the metrics files are
+// (no link followed, never blocking, a regular file only, at most ``max_bytes``): ``ok[i]``
+// says whether ``data[i]`` holds file i (else it is the Python reader's: missing, not a
+// regular file, too big, an error).
+struct Files {
+    std::vector<std::string> data;
+    std::vector<std::uint8_t> ok;
+};
+Files read_regular_files(const std::vector<std::string>& paths, std::size_t max_bytes,
+                         int threads);
+
 }  // namespace hpcx::metrics

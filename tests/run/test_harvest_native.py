@@ -294,3 +294,50 @@ def test_a_big_harvest_lands_the_same_state(
             con.close()
     assert got[True] == got[False]
     assert got[True][3] == n * 12 and len(got[True][2]) == 1
+
+
+def test_status_files_read_natively_observe_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """observe_many with the status files read by the native module: the same observations as
+    reading each one in Python, for good, odd and unreadable status files."""
+    from hpcx.run import rundir
+    from hpcx.run.executors import base
+
+    docs: list[bytes | None] = [
+        json.dumps({"state": "succeeded", "attempt": 1, "exit_code": 0}).encode(),
+        json.dumps({"state": "failed", "attempt": 2, "reason": "exit 3", "host": "h"}).encode(),
+        json.dumps({"state": "running", "attempt": 1, "host": "elsewhere"}).encode(),
+        json.dumps({"state": "running", "attempt": 1, "host": "elsewhere"}).encode(),
+        b"not json",
+        b"[1, 2]",
+        b"[" * 100_000 + b"]" * 100_000,
+        b"",
+        '{"state": "succeeded", "reason": "caf\u00e9"}'.encode("utf-16"),
+        None,
+        None,
+        None,
+    ]
+    items = []
+    for i, doc in enumerate(docs):
+        d = tmp_path / f"r{i}"
+        d.mkdir()
+        if doc is not None:
+            (d / rundir.STATUS).write_bytes(doc)
+        items.append((f"r{i}", str(d), None if i % 2 else f"job{i}"))
+    # A final status kept in .final-1 for a run whose status.json still says running.
+    (tmp_path / "r3" / ".final-1").write_text(json.dumps({"state": "succeeded", "attempt": 1}))
+    os.mkfifo(tmp_path / "r9" / rundir.STATUS)
+    (tmp_path / "target.json").write_text(json.dumps({"state": "succeeded"}))
+    os.symlink(tmp_path / "target.json", tmp_path / "r10" / rundir.STATUS)
+    monkeypatch.setattr(base, "NATIVE_MIN_RUNS", 0)
+    native = base.observe_many(items)
+    monkeypatch.setattr(base, "NATIVE_MIN_RUNS", 10**9)
+    python = base.observe_many(items)
+    assert native == python
+    assert [native[f"r{i}"].state for i in range(4)] == [
+        "succeeded", "failed", "running", "succeeded",
+    ]  # fmt: skip
+    raws = metrics.read_regular_many([os.path.join(p, rundir.STATUS) for _, p, _ in items], 2)
+    assert raws is not None
+    assert [r is not None for r in raws] == [True] * 9 + [False] * 3
