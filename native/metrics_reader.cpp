@@ -285,18 +285,25 @@ std::uint8_t read_file(const std::string& path, const Limits& lim, Part& part,
     const char* end = p + buf.size();
     std::int64_t lines = 0;
     bool ok = true;
-    while (p < end) {
-        const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
-        const char* stop = nl ? nl : end;
-        ++lines;
-        if (lines > lim.max_lines || static_cast<std::size_t>(stop - p) > lim.max_line_bytes ||
-            !read_line(p, stop, lim, part)) {
-            ok = false;
-            break;
+    try {
+        while (p < end) {
+            const char* nl =
+                static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+            const char* stop = nl ? nl : end;
+            ++lines;
+            if (lines > lim.max_lines ||
+                static_cast<std::size_t>(stop - p) > lim.max_line_bytes ||
+                !read_line(p, stop, lim, part)) {
+                ok = false;
+                break;
+            }
+            p = nl ? nl + 1 : end;
         }
-        p = nl ? nl + 1 : end;
+    } catch (...) {  // std::bad_alloc midway through a row: the file is the Python reader's
+        ok = false;
     }
     if (!ok) {
+        // Every column back to where this file began (a row may be part-appended).
         c.name_id.resize(before);
         c.value.resize(before);
         c.step.resize(before);

@@ -1,7 +1,8 @@
 """The native metrics reader (hpcx._native.read_metrics_files, through
 hpcx.metrics.read_plain_files): a harvest that reads plain files with it gives exactly the
 rows, metadata and problems of the Python reader, for every kind of line; a file it cannot
-prove clean is left to the Python reader whole."""
+prove clean is left to the Python reader whole. And its reader of small files
+(read_regular_files), which the poll reads status files with: the same observations."""
 
 from __future__ import annotations
 
