@@ -379,9 +379,11 @@ def _observe_chunk(items: Sequence[tuple[str, str, str | None]]) -> list[Observe
 
 
 def observe_many(items: Sequence[tuple[str, str, str | None]]) -> dict[str, ObservedStatus]:
-    """``observe_run_dir`` for many ``(run_id, run_dir, job_id)``: in this process for a few,
-    in a pool of forked workers (one per core) for tens of thousands, where reading the
-    status files is most of a refresh's time."""
+    """``observe_run_dir`` for many ``(run_id, run_dir, job_id)``: in this process for a few;
+    from :data:`NATIVE_MIN_RUNS` on, the status files read by the native module's threads
+    (:func:`hpcx.metrics.read_regular_many`) and parsed here; without that module, in a pool
+    of forked workers (one per core) for tens of thousands, where reading the status files is
+    most of a refresh's time."""
     workers = min(os.cpu_count() or 1, 8)
     if len(items) >= NATIVE_MIN_RUNS:
         from hpcx.metrics import read_regular_many
