@@ -4,10 +4,10 @@ Only runs the state still has in flight (pending, submitted, running) are looked
 refresh is incremental and a second one adds nothing. Per executor there is one batched poll
 (one ``squeue`` for SLURM); a run folder's ``status.json`` is the truth once the run ended.
 Finished runs' metrics files are read by the native module's reader (C++ threads, plain
-lines only: :func:`hpcx.metrics.read_plain_files`), every file it cannot prove clean by the
-Python reader (:func:`hpcx.metrics.read_metric_rows`, which reports bad lines by number), and
-land in one transaction in bulk. A malformed metrics line is
-reported against its run and skipped; every other run's results still land.
+lines only: :func:`hpcx.metrics.read_plain_files`); every file it cannot prove clean is read
+by the Python reader (:func:`hpcx.metrics.read_metric_rows`, which reports bad lines by
+number). The rows land in one transaction in bulk. A malformed metrics line is reported
+against its run and skipped; every other run's results still land.
 
 Submissions left in ``intent`` or ``ambiguous`` (an apply killed between recording its intent
 and recording the job ids, or an sbatch that timed out) are reconciled first: the executor
