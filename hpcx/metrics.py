@@ -13,9 +13,10 @@ script follows it with ``echo '{"name":"loss","value":0.5}' >> "$HPCX_METRICS"``
 contract is in ``docs/metrics-protocol.md``.
 
 Writers append with ``O_APPEND`` and one ``write()`` per call, so concurrent writers on a local
-file system never interleave within a line. The reader is deliberately a plain loop of
-``json.loads`` per line (the harvest of 100,000 runs is dominated by it) and is tolerant: a bad
-line is reported with its number and reason, and the good lines are kept.
+file system never interleave within a line. The reader (:func:`read_metric_rows`) is tolerant:
+a bad line is reported with its number and reason, and the good lines are kept. A big harvest
+reads files whose every line is a plain metric line with the native module first
+(:func:`read_plain_files`: the same rows, C++ threads) and this reader for all the others.
 
 This module imports nothing heavy; ``hpcx.log_metric`` is this module's :func:`log_metric`.
 """
