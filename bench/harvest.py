@@ -215,6 +215,8 @@ import resource, shutil, sys, time
 from pathlib import Path
 from hpcx.run.harvest import refresh
 from hpcx.state.writer import Writer
+import hpcx
+print(hpcx.__file__)
 state, pristine, runs_root = (Path(a) for a in sys.argv[1:4])
 shutil.copyfile(pristine, state)
 wal = state.with_name(state.name + ".wal")
@@ -244,7 +246,15 @@ def cpu_vs_before(before: str, state: Path, pristine: Path, runs_root: Path, rep
         for which in ("before", "new") if i % 2 == 0 else ("new", "before"):
             env = {**os.environ, "PYTHONPATH": trees[which]}
             cmd = [sys.executable, "-c", CPU_CHILD, str(state), str(pristine), str(runs_root)]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            # Run from the runs' folder: `python -c` puts its working directory first on
+            # sys.path, so run from a checkout it imported that checkout's hpcx, whatever
+            # PYTHONPATH said (both sides then timed this tree).
+            out = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, check=True, cwd=runs_root
+            )
+            imported = Path(out.stdout.splitlines()[0]).resolve()
+            if not imported.is_relative_to(Path(trees[which]).resolve()):
+                raise SystemExit(f"--before: the {which} child imported {imported}")
             cpu_s, wall_s = (float(x) for x in out.stdout.split()[-2:])
             got[which].append((cpu_s, wall_s))
             loads.append(os.getloadavg()[0])
