@@ -18,6 +18,8 @@ Usage: python bench/harvest.py [N] [--reps R] [--tiny] [--no-fs] [--before PATH]
          in child processes, this tree against another checkout's (its root, e.g. made by
          `git archive BASE | tar -x -C PATH`, native module copied in), alternated over the
          rounds; prints the medians and new/before
+Each round also prints the CPU (user + sys, children included) of cat, the seed and the refresh,
+and the medians give the CPU ratios beside the wall ones (a loaded machine inflates wall time).
 The state and the run folders are made through hpcx's own API (a real local submission whose
 queue "ran"); each refresh starts from a copy of the state as set up (copied outside the
 timing), so every round harvests the same N runs. All read from the page cache (the files were
@@ -130,19 +132,28 @@ def setup(n: int, root: Path) -> Path:
     return state
 
 
-def time_cat(runs_root: Path) -> float:
-    t0 = time.perf_counter()
+def _cpu() -> float:
+    """User + system CPU seconds of this process and its waited-for children (pool workers,
+    find and cat): what a contended machine inflates far less than wall time."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def time_cat(runs_root: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of ``cat`` of every spec, status and metrics file."""
+    c0, t0 = _cpu(), time.perf_counter()
     subprocess.run(
         f"find {runs_root}/bench -name '*.json*' -print0 | xargs -0 cat > /dev/null",
         shell=True,
         check=True,
     )
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _cpu() - c0
 
 
-def time_seed_approach(runs_root: Path, out: Path) -> tuple[float, str]:
-    """The seed's harvest: json.load per run, one record per run, a DataFrame, then CSV."""
-    t0 = time.perf_counter()
+def time_seed_approach(runs_root: Path, out: Path) -> tuple[float, str, float]:
+    """The seed's harvest: json.load per run, one record per run, a DataFrame, then CSV
+    (wall seconds, how, CPU seconds)."""
+    c0, t0 = _cpu(), time.perf_counter()
     records = []
     for d in sorted((runs_root / "bench").iterdir()):
         with open(d / "status.json") as f:
@@ -166,12 +177,14 @@ def time_seed_approach(runs_root: Path, out: Path) -> tuple[float, str]:
             w.writeheader()
             w.writerows(records)
         how = "csv module (pandas not installed)"
-    return time.perf_counter() - t0, how
+    return time.perf_counter() - t0, how, _cpu() - c0
 
 
-def _refresh_once(state: Path, pristine: Path, runs_root: Path, attempts: bool = True) -> float:
-    """One refresh of every run, from the state as set up; ``attempts=False``: the same with
-    no attempt rows made (issue 13's part of the cost)."""
+def _refresh_once(
+    state: Path, pristine: Path, runs_root: Path, attempts: bool = True
+) -> tuple[float, float]:
+    """One refresh of every run, from the state as set up (wall and CPU seconds);
+    ``attempts=False``: the same with no attempt rows made (issue 13's part of the cost)."""
     import shutil
 
     from hpcx.run import harvest
@@ -186,15 +199,15 @@ def _refresh_once(state: Path, pristine: Path, runs_root: Path, attempts: bool =
     try:
         # The lock only: the check and backup `hpcx refresh` does first are not what is timed.
         with Writer(state, "bench refresh", pre_write="none") as writer:
-            t0 = time.perf_counter()
+            c0, t0 = _cpu(), time.perf_counter()
             result = refresh(writer, runs_root=runs_root)
-            took = time.perf_counter() - t0
+            took, cpu = time.perf_counter() - t0, _cpu() - c0
     finally:
         harvest.attempt_rows = real  # type: ignore[assignment]
     n = sum(1 for _ in (runs_root / "bench").iterdir())
     assert result.finished == n, result.to_dict()
     assert result.metrics == n * len(METRICS) * 3
-    return took
+    return took, cpu
 
 
 CPU_CHILD = """
@@ -202,6 +215,8 @@ import resource, shutil, sys, time
 from pathlib import Path
 from hpcx.run.harvest import refresh
 from hpcx.state.writer import Writer
+import hpcx
+print(hpcx.__file__)
 state, pristine, runs_root = (Path(a) for a in sys.argv[1:4])
 shutil.copyfile(pristine, state)
 wal = state.with_name(state.name + ".wal")
@@ -231,7 +246,15 @@ def cpu_vs_before(before: str, state: Path, pristine: Path, runs_root: Path, rep
         for which in ("before", "new") if i % 2 == 0 else ("new", "before"):
             env = {**os.environ, "PYTHONPATH": trees[which]}
             cmd = [sys.executable, "-c", CPU_CHILD, str(state), str(pristine), str(runs_root)]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            # Run from the runs' folder: `python -c` puts its working directory first on
+            # sys.path, so run from a checkout it imported that checkout's hpcx, whatever
+            # PYTHONPATH said (both sides then timed this tree).
+            out = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, check=True, cwd=runs_root
+            )
+            imported = Path(out.stdout.splitlines()[0]).resolve()
+            if not imported.is_relative_to(Path(trees[which]).resolve()):
+                raise SystemExit(f"--before: the {which} child imported {imported}")
             cpu_s, wall_s = (float(x) for x in out.stdout.split()[-2:])
             got[which].append((cpu_s, wall_s))
             loads.append(os.getloadavg()[0])
@@ -363,6 +386,7 @@ def main() -> None:
         runs_root = root / "runs"
         print(f"setup: {n:,} finished runs in {time.perf_counter() - t0:.1f} s")
         got: dict[str, list[float]] = {"cat": [], "seed": [], "refresh": [], "no_attempts": []}
+        cpu: dict[str, list[float]] = {k: [] for k in got}
         how = ""
         if not tiny:
             # Warm-up, not counted: each contender's imports (pandas; hpcx's lazy modules, numpy)
@@ -370,17 +394,22 @@ def main() -> None:
             time_seed_approach(runs_root, root / "seed.csv")
             _refresh_once(state, pristine, runs_root)
         for i in range(reps):
-            got["cat"].append(time_cat(runs_root))
-            seed_s, how = time_seed_approach(runs_root, root / "seed.csv")
+            cat_s, cat_cpu = time_cat(runs_root)
+            got["cat"].append(cat_s)
+            cpu["cat"].append(cat_cpu)
+            seed_s, how, seed_cpu = time_seed_approach(runs_root, root / "seed.csv")
             got["seed"].append(seed_s)
+            cpu["seed"].append(seed_cpu)
             # Alternated, so neither refresh always runs right after the other.
             for with_attempts in (True, False) if i % 2 == 0 else (False, True):
-                took = _refresh_once(state, pristine, runs_root, attempts=with_attempts)
+                took, used = _refresh_once(state, pristine, runs_root, attempts=with_attempts)
                 got["refresh" if with_attempts else "no_attempts"].append(took)
+                cpu["refresh" if with_attempts else "no_attempts"].append(used)
             print(
                 f"round {i + 1}: cat {got['cat'][-1]:.2f} s, seed {seed_s:.2f} s, "
                 f"refresh {got['refresh'][-1]:.2f} s, without attempt rows "
-                f"{got['no_attempts'][-1]:.2f} s (load {os.getloadavg()[0]:.1f})"
+                f"{got['no_attempts'][-1]:.2f} s (load {os.getloadavg()[0]:.1f}); CPU: cat "
+                f"{cat_cpu:.2f} s, seed {seed_cpu:.2f} s, refresh {cpu['refresh'][-1]:.2f} s"
             )
         # A second refresh finds nothing in flight.
         with Writer(state, "bench refresh", pre_write="none") as writer:
@@ -405,6 +434,20 @@ def main() -> None:
             f"  (attempt rows: {extra:+.2f} s, {med['refresh'] / med['no_attempts']:.2f}x)"
         )
         print(f"  second refresh (nothing in flight):         {second_s:7.2f} s")
+        cmed = {k: statistics.median(v) for k, v in cpu.items()}
+
+        def vs(base: str, goal: float) -> str:
+            # os.times ticks are 10 ms: a tiny run's cat can read 0.
+            if cmed[base] <= 0:
+                return f"n/a x {base} (too short to time)"
+            r = cmed["refresh"] / cmed[base]
+            return f"{r:.2f}x {base} ({'met' if r <= goal else 'not met'} on CPU)"
+
+        print(
+            f"  CPU (user+sys, children included), medians: cat {cmed['cat']:.2f} s, seed "
+            f"{cmed['seed']:.2f} s, refresh {cmed['refresh']:.2f} s = {vs('cat', 1.5)}, "
+            f"{vs('seed', 1.0)} (load {os.getloadavg()[0]:.1f})"
+        )
         if before is not None:
             cpu_vs_before(before, state, pristine, runs_root, reps)
         if count_fs:

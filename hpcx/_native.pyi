@@ -39,3 +39,17 @@ def gpu_copy_bandwidth(
     warmup: int,
     pinned: bool,
 ) -> tuple[float, list[float], int]: ...
+def read_metrics_files(
+    paths: list[str],
+    max_lines: int,
+    max_line_bytes: int,
+    max_name: int,
+    max_file_bytes: int,
+    time_min: float,
+    time_max: float,
+    threads: int,
+) -> tuple[bytes, bytes, bytes, list[str], bytes, bytes, bytes, bytes, bytes]:
+    """Read metrics.jsonl files (plain lines only) on threads; see hpcx.run.harvest."""
+
+def read_regular_files(paths: list[str], max_bytes: int, threads: int) -> list[bytes | None]:
+    """Read small regular files whole on threads (None: not read); see hpcx.metrics."""

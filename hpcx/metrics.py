@@ -13,9 +13,10 @@ script follows it with ``echo '{"name":"loss","value":0.5}' >> "$HPCX_METRICS"``
 contract is in ``docs/metrics-protocol.md``.
 
 Writers append with ``O_APPEND`` and one ``write()`` per call, so concurrent writers on a local
-file system never interleave within a line. The reader is deliberately a plain loop of
-``json.loads`` per line (the harvest of 100,000 runs is dominated by it) and is tolerant: a bad
-line is reported with its number and reason, and the good lines are kept.
+file system never interleave within a line. The reader (:func:`read_metric_rows`) is tolerant:
+a bad line is reported with its number and reason, and the good lines are kept. A big harvest
+reads files whose every line is a plain metric line with the native module first
+(:func:`read_plain_files`: the same rows, C++ threads) and this reader for all the others.
 
 This module imports nothing heavy; ``hpcx.log_metric`` is this module's :func:`log_metric`.
 """
@@ -809,3 +810,86 @@ def read_final_json(path: str | os.PathLike[str]) -> dict[str, float]:
 
 #: How much of the end of stdout is searched for the final JSON line.
 _FINAL_JSON_TAIL = 4 << 20
+
+
+#: Files larger than this are left to :func:`read_metric_rows` (it streams them in chunks);
+#: the native reader holds a whole file in memory.
+NATIVE_MAX_FILE_BYTES = 64 << 20
+
+
+class PlainFiles(NamedTuple):
+    """What :func:`read_plain_files` made of many metrics files: per file, ``clean`` (its
+    rows are in the columns: every line a plain metric line, or no file) and ``counts`` (its
+    rows); per row, numpy columns ``name``, ``step``/``has_step``, ``value``,
+    ``time``/``has_time``, in file order and each file's line order."""
+
+    clean: Any
+    counts: Any
+    name: Any
+    step: Any
+    has_step: Any
+    value: Any
+    time: Any
+    has_time: Any
+
+
+def read_plain_files(paths: list[str], threads: int) -> PlainFiles | None:
+    """Many metrics files read at once by the native module (C++, on ``threads`` threads,
+    without the GIL), for a harvest: a file is *clean* when it is missing (no rows, as
+    :func:`read_metric_rows` with ``missing_ok``) or a regular file (opened as
+    :func:`open_regular` does) of at most ``$HPCX_MAX_METRICS_LINES`` lines, each the plain
+    metric line ``{"name": "...", "value": N, "step": N, "time": N}`` (step and time optional
+    or null, the name printable ASCII without escapes, every bound of :func:`_check` met).
+    Such a file gives exactly the rows :func:`read_metric_rows` gives and no error or meta.
+    Any other file is not clean and gives no rows here: :func:`read_metric_rows` is for it,
+    and reports its problems by line. None when the native module or numpy is missing."""
+    try:
+        import numpy as np
+
+        from hpcx import _native
+    except ImportError:
+        return None
+    read = getattr(_native, "read_metrics_files", None)
+    if read is None:  # a module built before this reader
+        return None
+    status, counts, name_id, names, step, has_step, value, when, has_time = read(
+        paths,
+        _max_lines(),
+        MAX_LINE_BYTES,
+        MAX_NAME,
+        NATIVE_MAX_FILE_BYTES,
+        TIME_MIN,
+        TIME_MAX,
+        threads,
+    )
+    return PlainFiles(
+        clean=np.frombuffer(status, np.uint8) == 0,
+        counts=np.frombuffer(counts, np.int64),
+        name=np.array(names, dtype=object)[np.frombuffer(name_id, np.int32)],
+        step=np.frombuffer(step, np.int64),
+        has_step=np.frombuffer(has_step, np.bool_),
+        value=np.frombuffer(value, np.float64),
+        time=np.frombuffer(when, np.float64),
+        has_time=np.frombuffer(has_time, np.bool_),
+    )
+
+
+#: Largest file :func:`read_regular_many` reads (status.json is a few hundred bytes).
+MANY_MAX_BYTES = 1 << 20
+
+
+def read_regular_many(paths: list[str], threads: int) -> list[bytes | None] | None:
+    """The bytes of many small files, read by the native module on ``threads`` threads: each
+    opened as :func:`open_regular` does and read whole (:data:`MANY_MAX_BYTES` at most), or
+    None for a file it did not read (missing, not a regular file, bigger, an error): the caller
+    reads that one the usual way, which raises what it raises. None without the native
+    module."""
+    try:
+        from hpcx import _native
+    except ImportError:
+        return None
+    read = getattr(_native, "read_regular_files", None)
+    if read is None:  # a module built before this reader
+        return None
+    got: list[bytes | None] = read(paths, MANY_MAX_BYTES, threads)
+    return got

@@ -14,6 +14,7 @@
 #include "bandwidth.hpp"
 #include "cuda.hpp"
 #include "errors.hpp"
+#include "metrics_reader.hpp"
 #include "numa.hpp"
 
 namespace py = pybind11;
@@ -65,6 +66,60 @@ class PyNumaBuffer {
   private:
     hpcx::numa::Buffer buf_;
 };
+
+template <class T>
+py::bytes as_bytes(const std::vector<T>& v) {
+    return py::bytes(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+// The harvest's metrics files, read and checked on ``threads`` threads without the GIL (see
+// native/metrics_reader.hpp); columns as bytes (numpy.frombuffer reads them in place).
+py::tuple read_metrics_files(const std::vector<std::string>& paths, std::int64_t max_lines,
+                             std::int64_t max_line_bytes, std::int64_t max_name,
+                             std::int64_t max_file_bytes, double time_min, double time_max,
+                             int threads) {
+    if (max_lines < 1 || max_line_bytes < 1 || max_name < 1 || max_file_bytes < 1) {
+        throw std::invalid_argument("read_metrics_files: limits must be >= 1");
+    }
+    hpcx::metrics::Limits lim;
+    lim.max_lines = max_lines;
+    lim.max_line_bytes = static_cast<std::size_t>(max_line_bytes);
+    lim.max_name = static_cast<std::size_t>(max_name);
+    lim.max_file_bytes = static_cast<std::size_t>(max_file_bytes);
+    lim.time_min = time_min;
+    lim.time_max = time_max;
+    hpcx::metrics::Columns c;
+    {
+        py::gil_scoped_release nogil;
+        c = hpcx::metrics::read_files(paths, lim, threads);
+    }
+    py::list names;
+    for (const auto& n : c.names) names.append(py::str(n));
+    return py::make_tuple(as_bytes(c.status), as_bytes(c.counts), as_bytes(c.name_id), names,
+                          as_bytes(c.step), as_bytes(c.has_step), as_bytes(c.value),
+                          as_bytes(c.time), as_bytes(c.has_time));
+}
+
+// Small files (status.json of many run folders) read whole on threads without the GIL; None
+// for each file the Python reader must read itself (see read_regular_files).
+py::list read_regular_files(const std::vector<std::string>& paths, std::int64_t max_bytes,
+                            int threads) {
+    if (max_bytes < 1) throw std::invalid_argument("read_regular_files: max_bytes must be >= 1");
+    hpcx::metrics::Files f;
+    {
+        py::gil_scoped_release nogil;
+        f = hpcx::metrics::read_regular_files(paths, static_cast<std::size_t>(max_bytes), threads);
+    }
+    py::list out(paths.size());
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+        if (f.ok[i]) {
+            out[i] = py::bytes(f.data[i]);
+        } else {
+            out[i] = py::none();
+        }
+    }
+    return out;
+}
 
 }  // namespace
 
@@ -135,4 +190,12 @@ PYBIND11_MODULE(_native, m) {
         },
         py::arg("device"), py::arg("numa_node"), py::arg("direction"), py::arg("size"),
         py::arg("samples"), py::arg("warmup"), py::arg("pinned"));
+
+    m.def("read_metrics_files", &read_metrics_files, py::arg("paths"), py::arg("max_lines"),
+          py::arg("max_line_bytes"), py::arg("max_name"), py::arg("max_file_bytes"),
+          py::arg("time_min"), py::arg("time_max"), py::arg("threads"),
+          "Read metrics.jsonl files (plain lines only) on threads; see hpcx.run.harvest.");
+    m.def("read_regular_files", &read_regular_files, py::arg("paths"), py::arg("max_bytes"),
+          py::arg("threads"),
+          "Read small regular files whole on threads (None: not read); see hpcx.metrics.");
 }

@@ -3,9 +3,11 @@
 Only runs the state still has in flight (pending, submitted, running) are looked at, so a
 refresh is incremental and a second one adds nothing. Per executor there is one batched poll
 (one ``squeue`` for SLURM); a run folder's ``status.json`` is the truth once the run ended.
-Finished runs' metrics files are read in a plain loop (faster than DuckDB's ``read_json`` over
-many small files, measured) and land in one transaction in bulk. A malformed metrics line is
-reported against its run and skipped; every other run's results still land.
+Finished runs' metrics files are read by the native module's reader (C++ threads, plain
+lines only: :func:`hpcx.metrics.read_plain_files`); every file it cannot prove clean is read
+by the Python reader (:func:`hpcx.metrics.read_metric_rows`, which reports bad lines by
+number). The rows land in one transaction in bulk. A malformed metrics line is reported
+against its run and skipped; every other run's results still land.
 
 Submissions left in ``intent`` or ``ambiguous`` (an apply killed between recording its intent
 and recording the job ids, or an sbatch that timed out) are reconciled first: the executor
@@ -343,10 +345,95 @@ def _join_rows(parts: Sequence[_Rows]) -> _Rows:
     return rows
 
 
+#: From this many finished runs on, their metrics files are read by the native module first
+#: (:func:`hpcx.metrics.read_plain_files`: C++ threads, no GIL, no pool); below it, numpy's
+#: import would cost more than it saves.
+NATIVE_MIN_RUNS = 500
+
+
+def _plain(item: _ToRead) -> bool:
+    """Whether all a harvest reads of this run is its metrics.jsonl, with rows that carry an
+    int (or no) attempt: no ``results`` rules, no requeued attempts before this one."""
+    _, _, results, _, attempt, first = item
+    if results:
+        if not isinstance(results, Mapping):
+            return False
+        if results.get("stdout_json") is True or results.get("sources"):
+            return False
+    if attempt is not None and (type(attempt) is not int or not -(2**63) <= attempt < 2**63):
+        return False
+    return not (first is not None and attempt is not None and first < attempt)
+
+
+def _read_native(
+    items: list[_ToRead], threads: int
+) -> tuple[_Rows, dict[str, dict[str, Any]], list[str]] | None:
+    """:func:`_read_finished` with the plain runs' metrics files read by the native module;
+    every file it does not find clean (and every run that is not plain) is read by the Python
+    reader as before, so problems, meta and quarantine are its. None without the native
+    reader (or numpy)."""
+    from hpcx.metrics import read_plain_files
+
+    plain = [i for i, item in enumerate(items) if _plain(item)]
+    if not plain:
+        return None
+    got = read_plain_files([os.path.join(items[i][1], "metrics.jsonl") for i in plain], threads)
+    if got is None:
+        return None
+    import numpy as np
+
+    from hpcx.state.store import MetricColumns
+
+    done = {plain[j] for j in np.flatnonzero(got.clean).tolist()}
+    rest = [item for i, item in enumerate(items) if i not in done]
+    counts = got.counts
+    attempts = [items[i][4] for i in plain]
+    cols = MetricColumns(
+        {
+            "run_id": np.repeat(np.array([items[i][0] for i in plain], dtype=object), counts),
+            "name": got.name,
+            "step": got.step,
+            "has_step": got.has_step,
+            "value": got.value,
+            "time": got.time,
+            "has_time": got.has_time,
+            "attempt": np.repeat(
+                np.array([0 if a is None else a for a in attempts], dtype=np.int64), counts
+            ),
+            "has_attempt": np.repeat(np.array([a is not None for a in attempts]), counts),
+        }
+    )
+    if not rest:
+        return cols, {}, []
+    rows, metas, problems = _read_python(rest, threads)
+    parts: list[_Rows] = [cols]
+    if not isinstance(rows, list):
+        parts.append(rows)
+    elif rows:
+        try:
+            more = MetricColumns.from_rows(rows)
+        except (OverflowError, ValueError, TypeError):
+            more = None
+        parts.append(rows if more is None else more)
+    return _join_rows(parts), metas, problems
+
+
 def _read_finished(
     items: list[_ToRead],
 ) -> tuple[_Rows, dict[str, dict[str, Any]], list[str]]:
+    """Metric rows, metadata and problems of finished runs' folders."""
     workers = min(os.cpu_count() or 1, 8)
+    if len(items) >= NATIVE_MIN_RUNS:
+        got = _read_native(items, workers)
+        if got is not None:
+            return got
+    return _read_python(items, workers)
+
+
+def _read_python(
+    items: list[_ToRead], workers: int
+) -> tuple[_Rows, dict[str, dict[str, Any]], list[str]]:
+    """:func:`_read_finished` in Python: in this process, or a pool of forked workers."""
     if len(items) < PARALLEL_MIN_RUNS or workers < 2:
         return _read_chunk(items)
     import multiprocessing

@@ -527,8 +527,9 @@ def _read_final(path: str, attempt: object) -> dict[str, Any] | None:
 # Status
 
 
-def read_status(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+def read_status(path: str | os.PathLike[str], raw: bytes | None = None) -> dict[str, Any] | None:
     """The run's status.json as written, or None when there is none (or it is unreadable).
+    ``raw``: its bytes, already read (as :func:`hpcx.util.files.read_json` reads them).
 
     A status.json left claimed/running whose wrapper wrote its final status into the
     reserved ``.final-N`` instead (status.json could not be written: a full disk) reads as
@@ -537,8 +538,8 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     where = os.fspath(path)
     try:
         # os.path, not pathlib: refresh reads one of these per run (tens of thousands).
-        doc = read_json(os.path.join(where, STATUS))
-    except (OSError, ValueError):
+        doc = read_json(os.path.join(where, STATUS)) if raw is None else json.loads(raw)
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(doc, dict):
         return None
@@ -547,7 +548,7 @@ def read_status(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     return doc
 
 
-def observe(path: str | os.PathLike[str]) -> dict[str, Any]:
+def observe(path: str | os.PathLike[str], raw: bytes | None = None) -> dict[str, Any]:
     """The run's status as a reader should report it.
 
     ``pending`` when no wrapper has written anything yet; ``lost`` when the status says
@@ -555,7 +556,7 @@ def observe(path: str | os.PathLike[str]) -> dict[str, Any]:
     belongs to another process). Runs active on another host are reported as written: only
     the scheduler can tell about those.
     """
-    doc = read_status(path)
+    doc = read_status(path, raw)
     if doc is None:
         return {"state": "pending"}
     if doc.get("state") in ACTIVE_STATES and doc.get("host") == hostname():

@@ -5,9 +5,9 @@ Off by default (it compiles the module, about a minute): run with
     HPCX_ASAN=1 .venv/bin/python -m pytest -q tests/native/test_native_asan.py
 
 It configures CMake with HPCX_SANITIZE=address,undefined into build/asan (kept between runs),
-then runs the bad-input, fake-driver and NUMA tests in a child pytest with HPCX_NATIVE_SO
-pointing at the sanitized module and, since Python itself is not instrumented, libasan
-preloaded (with libstdc++, which ASan's exception interceptor needs). Leak detection is off:
+then runs the bad-input, fake-driver, NUMA and metrics-reader tests in a child pytest with
+HPCX_NATIVE_SO pointing at the sanitized module and, since Python itself is not instrumented,
+libasan preloaded (with libstdc++, which ASan's exception interceptor needs). Leak detection is off:
 CPython keeps allocations alive until exit by design.
 """
 
@@ -21,7 +21,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SUITES = ["test_native_bad_input.py", "test_native_cuda_fake.py", "test_native_numa.py"]
+SUITES = [
+    "test_native_bad_input.py",
+    "test_native_cuda_fake.py",
+    "test_native_numa.py",
+    "test_native_metrics_reader.py",
+]
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("HPCX_ASAN") != "1", reason="sanitizer build: run with HPCX_ASAN=1"

@@ -335,10 +335,10 @@ class Executor(ABC):
 
 
 def observe_run_dir(
-    run_id: str, path: str | os.PathLike[str], job_id: str | None = None
+    run_id: str, path: str | os.PathLike[str], job_id: str | None = None, raw: bytes | None = None
 ) -> ObservedStatus:
-    """What a run folder says about its current attempt."""
-    doc = rundir.observe(path)
+    """What a run folder says about its current attempt (``raw``: its status.json, read)."""
+    doc = rundir.observe(path, raw)
     state = doc.get("state", "pending")
     source = "run_dir"
     if state in ("pending", rundir.REQUEUED):
@@ -370,6 +370,8 @@ def observe_run_dir(
 
 #: Above this many run folders, observe_many reads them in a pool of forked workers.
 PARALLEL_MIN_RUNS = 4000
+#: From this many on, their status files are read by the native module first.
+NATIVE_MIN_RUNS = 500
 
 
 def _observe_chunk(items: Sequence[tuple[str, str, str | None]]) -> list[ObservedStatus]:
@@ -377,10 +379,23 @@ def _observe_chunk(items: Sequence[tuple[str, str, str | None]]) -> list[Observe
 
 
 def observe_many(items: Sequence[tuple[str, str, str | None]]) -> dict[str, ObservedStatus]:
-    """``observe_run_dir`` for many ``(run_id, run_dir, job_id)``: in this process for a few,
-    in a pool of forked workers (one per core) for tens of thousands, where reading the
-    status files is most of a refresh's time."""
+    """``observe_run_dir`` for many ``(run_id, run_dir, job_id)``: in this process for a few;
+    from :data:`NATIVE_MIN_RUNS` on, the status files read by the native module's threads
+    (:func:`hpcx.metrics.read_regular_many`) and parsed here; without that module, in a pool
+    of forked workers (one per core) for tens of thousands, where reading the status files is
+    most of a refresh's time."""
     workers = min(os.cpu_count() or 1, 8)
+    if len(items) >= NATIVE_MIN_RUNS:
+        from hpcx.metrics import read_regular_many
+
+        # The status files read by the native module's threads (the opens and reads were most
+        # of this), parsed here: no pool to fork. A file it did not read is read as usual.
+        raws = read_regular_many([os.path.join(p, rundir.STATUS) for _, p, _ in items], workers)
+        if raws is not None:
+            return {
+                rid: observe_run_dir(rid, path, job, raw)
+                for (rid, path, job), raw in zip(items, raws, strict=True)
+            }
     if len(items) < PARALLEL_MIN_RUNS or workers < 2:
         return {o.run_id: o for o in _observe_chunk(items)}
     import multiprocessing
