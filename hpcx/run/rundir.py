@@ -538,7 +538,7 @@ def read_status(path: str | os.PathLike[str], raw: bytes | None = None) -> dict[
     where = os.fspath(path)
     try:
         # os.path, not pathlib: refresh reads one of these per run (tens of thousands).
-        doc = read_json(os.path.join(where, STATUS)) if raw is None else json.loads(raw)
+        doc = read_json(os.path.join(where, STATUS)) if raw is None else loads(raw)
     except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(doc, dict):
