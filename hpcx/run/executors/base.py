@@ -221,6 +221,10 @@ def spec_document(spec: RunSpec, run_dir: Path, *, python: str | None = None) ->
 
 class Executor(ABC):
     kind: str = ""
+    #: Its :meth:`submit` syncs what is on disk before anything reaches the scheduler, so
+    #: :meth:`prepare` leaves the run folders to that one sync (a sync flushes the whole
+    #: machine's writes: two in a row cost twice).
+    syncs_before_submitting: bool = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})
@@ -240,7 +244,8 @@ class Executor(ABC):
 
         ``key`` (the submission key these runs will go out under) is recorded in spec.json.
 
-        Writes without a per-file fsync and syncs once at the end: 10,000 fsyncs would cost
+        Writes without a per-file fsync and syncs once at the end (or leaves it to
+        :meth:`submit`'s, see :attr:`syncs_before_submitting`): 10,000 fsyncs would cost
         seconds. Raises RunActiveError for a run whose current attempt is still active.
         """
         out = []
@@ -258,7 +263,7 @@ class Executor(ABC):
             )
             self._prepared[str(rd.path)] = doc
             out.append(rd)
-        if out:
+        if out and not self.syncs_before_submitting:
             sync()
         return out
 
