@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -445,69 +444,57 @@ def apply_changes(
                 room_left -= jobs
             ids = [r.run_id for r in runs]
 
-            # The run folders are written in a thread while the intent is recorded (the file
-            # system's calls and DuckDB's work each let the other run): nothing is submitted
-            # before the intent is committed, which is what makes a kill at any moment safe; a
-            # folder prepared for an intent that never committed is a new attempt's next time.
-            preparing = _Preparing(ex, runs, runs_root, key) if runs else None
             # 1. intent (and the runs that wait for room: queued, no job)
-            try:
-                opened, first = (first or writer.open()), None
-                with opened as store, store.transaction() as tx:
-                    statuses = store.run_statuses([r.run_id for r in (*runs, *held)])
-                    if held:
-                        _record_queued(tx, held, statuses, kind)
-                        outcome.queued.extend(r.run_id for r in held)
-                    if provenance is not None:
-                        _record_provenance(tx, provenance, [*runs, *held], project_root)
-                    if not runs:
-                        continue
-                    tx.record_runs(
-                        runs, status="pending", event="planned", executor=kind, submission_key=key
-                    )
-                    # Runs the state held already go back to pending under this key: a retry, or
-                    # a queued run's top-up (its ended fields are empty already).
-                    again = {
-                        "retry": [rid for rid in ids if statuses.get(rid, "queued") != "queued"],
-                        "top-up": [rid for rid in ids if statuses.get(rid) == "queued"],
-                    }
-                    for event, rids in again.items():
-                        if rids:
-                            tx.update_runs(
-                                [
-                                    {
-                                        "run_id": rid,
-                                        "status": "pending",
-                                        "submission_key": key,
-                                        "executor": kind,
-                                        "job_id": None,
-                                        "exit_code": None,
-                                        "end_reason": None,
-                                        "started_at": None,
-                                        "ended_at": None,
-                                    }
-                                    for rid in rids
-                                ],
-                                event=event,
-                            )
-                    tx.record_submission(
-                        key,
-                        executor=kind,
-                        state="intent",
-                        run_ids=ids,
-                        detail=_submission_detail(options, runs_root, from_queue),
-                    )
-            except BaseException:
-                if preparing is not None:
-                    preparing.settle()
-                raise
-
+            opened, first = (first or writer.open()), None
+            with opened as store, store.transaction() as tx:
+                statuses = store.run_statuses([r.run_id for r in (*runs, *held)])
+                if held:
+                    _record_queued(tx, held, statuses, kind)
+                    outcome.queued.extend(r.run_id for r in held)
+                if provenance is not None:
+                    _record_provenance(tx, provenance, [*runs, *held], project_root)
+                if not runs:
+                    continue
+                tx.record_runs(
+                    runs, status="pending", event="planned", executor=kind, submission_key=key
+                )
+                # Runs the state held already go back to pending under this key: a retry, or
+                # a queued run's top-up (its ended fields are empty already).
+                again = {
+                    "retry": [rid for rid in ids if statuses.get(rid, "queued") != "queued"],
+                    "top-up": [rid for rid in ids if statuses.get(rid) == "queued"],
+                }
+                for event, rids in again.items():
+                    if rids:
+                        tx.update_runs(
+                            [
+                                {
+                                    "run_id": rid,
+                                    "status": "pending",
+                                    "submission_key": key,
+                                    "executor": kind,
+                                    "job_id": None,
+                                    "exit_code": None,
+                                    "end_reason": None,
+                                    "started_at": None,
+                                    "ended_at": None,
+                                }
+                                for rid in rids
+                            ],
+                            event=event,
+                        )
+                tx.record_submission(
+                    key,
+                    executor=kind,
+                    state="intent",
+                    run_ids=ids,
+                    detail=_submission_detail(options, runs_root, from_queue),
+                )
             # 2. submit (the state is closed: nothing holds it while the scheduler answers)
             sub: Submission | None = None
             error: HpcxError | None = None
             try:
-                assert preparing is not None
-                dirs = preparing.result()
+                dirs = ex.prepare(runs, runs_root, key=key)
                 sub = ex.submit(key, dirs, after=after) if after else ex.submit(key, dirs)
                 if provenance is not None and provenance.get("diff"):
                     from hpcx.run.provenance import save_diff
@@ -1393,46 +1380,6 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             provenance=prov,
         )
     return ApplySessionResult(review, outcome)
-
-
-class _Preparing:
-    """``ex.prepare(runs, runs_root, key=key)`` in a thread of its own: :meth:`result` waits
-    for its run folders (or raises what it raised), :meth:`settle` only waits."""
-
-    def __init__(self, ex: Any, runs: Sequence[RunSpec], runs_root: Path, key: str) -> None:
-        import threading
-
-        self._dirs: list[Any] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(ex, runs, runs_root, key), name="hpcx-prepare"
-        )
-        # A thread back from a file system call waits for the GIL up to the switch interval
-        # (5 ms) while the other computes: a run folder is several calls.
-        self._interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._interval, 0.0002))
-        self._thread.start()
-
-    def _join(self) -> None:
-        self._thread.join()
-        sys.setswitchinterval(self._interval)
-
-    def _run(self, ex: Any, runs: Sequence[RunSpec], runs_root: Path, key: str) -> None:
-        try:
-            self._dirs = ex.prepare(runs, runs_root, key=key)
-        except BaseException as exc:  # handed to result(), in the caller's thread
-            self._error = exc
-
-    def settle(self) -> None:
-        """Wait for the folders (after the intent failed: nothing goes on writing)."""
-        self._join()
-
-    def result(self) -> list[Any]:
-        self._join()
-        if self._error is not None:
-            raise self._error
-        assert self._dirs is not None
-        return self._dirs
 
 
 def _prefetch_room(todo: Sequence[RunChange]) -> Callable[[], None] | None:

@@ -1,13 +1,12 @@
-"""What apply does at once (issue 17: the whole apply of 1,000 runs to SLURM), pinned without
-timing it: the run folders are written beside the intent's transaction but nothing is submitted
-before the intent is committed; an intent that fails leaves nothing writing; SLURM's prepare
-leaves the one sync to submit, which syncs before the first sbatch; the scheduler's room is
-read ahead in the background and room() reuses it; Submission.to_json is what asdict gave."""
+"""The submit path's economies of issue 17 (the whole apply of 1,000 runs to SLURM), pinned
+without timing them: nothing is prepared or submitted before the intent is committed; SLURM's
+prepare leaves the one sync to submit, which syncs before the first sbatch; the scheduler's
+room is read ahead in the background and room() reuses it; Submission.to_json is what asdict
+gave."""
 
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -72,16 +71,12 @@ def _use(monkeypatch: pytest.MonkeyPatch, ex: Any) -> None:
     monkeypatch.setattr(executors, "get_executor", lambda *a, **k: ex)
 
 
-def test_folders_are_prepared_beside_the_intent_and_nothing_is_submitted_before_it_commits(
+def test_nothing_is_submitted_before_the_intent_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state, runs_root = tmp_path / "state.duckdb", tmp_path / "runs"
 
     class Checking(_Held):
-        def prepare(self, runs: Sequence[Any], root: Any, *, key: str | None = None) -> Any:
-            self.prepared_in = threading.current_thread()
-            return super().prepare(runs, root, key=key)
-
         def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
             # The state is closed here: the intent is committed, every run pending under key.
             con = duckdb.connect(str(state), read_only=True)
@@ -105,44 +100,29 @@ def test_folders_are_prepared_beside_the_intent_and_nothing_is_submitted_before_
             make_plan(desired_of(specs), StateSnapshot.empty()), writer=writer, runs_root=runs_root
         )
     assert sorted(outcome.submitted) == sorted(s.run_id for s in specs)
-    assert ex.prepared_in is not threading.main_thread()
     assert ex.intent == [("intent",)] and ex.pending == (4,)
 
 
-def test_an_intent_that_fails_waits_for_its_folders_and_submits_nothing(
+def test_an_intent_that_fails_prepares_and_submits_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state, runs_root = tmp_path / "state.duckdb", tmp_path / "runs"
-    failing = threading.Event()
-    done: list[bool] = []
 
-    class Slow(_Held):
-        def prepare(self, runs: Sequence[Any], root: Any, *, key: str | None = None) -> Any:
-            failing.wait()  # still preparing when the intent fails
-            out = super().prepare(runs, root, key=key)
-            done.append(True)
-            return out
-
+    class Never(_Held):
         def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
             raise AssertionError("submitted without an intent")
 
-    _use(monkeypatch, Slow())
+    _use(monkeypatch, Never())
 
     def broken(self: Transaction, *a: Any, **k: Any) -> Any:
-        failing.set()
         raise RuntimeError("the disk is full")
 
     monkeypatch.setattr(Transaction, "record_runs", broken)
-    interval = sys.getswitchinterval()
-    # Many runs: without the wait the thread would still be writing when apply returns.
-    plan = make_plan(desired_of(_specs(300)), StateSnapshot.empty())
-    with Writer(state, "test apply") as writer:
-        with pytest.raises(RuntimeError, match="disk"):
-            apply_plan(plan, writer=writer, runs_root=runs_root)
-        alive = [t for t in threading.enumerate() if t.name == "hpcx-prepare"]
-    # apply waited for the folders before it gave up: nothing goes on writing after it.
-    assert alive == [] and done == [True]
-    assert sys.getswitchinterval() == interval
+    plan = make_plan(desired_of(_specs(3)), StateSnapshot.empty())
+    with Writer(state, "test apply") as writer, pytest.raises(RuntimeError, match="disk"):
+        apply_plan(plan, writer=writer, runs_root=runs_root)
+    # The folders come after the intent: none was made for an intent that never committed.
+    assert not (runs_root / "a").exists()
 
 
 def test_a_prepare_that_fails_is_reported_after_the_intent_as_before(
