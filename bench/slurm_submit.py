@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -95,6 +96,30 @@ def _load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
+class Took(NamedTuple):
+    """A whole process: wall seconds, and the CPU seconds (user + system) it and the children
+    it waited for used (os.wait4), steadier than wall on a shared machine."""
+
+    wall: float
+    cpu: float
+
+
+def _timed(
+    argv: list[str], *, env: dict[str, str], cwd: Path | None = None
+) -> tuple[int, str, str, Took]:
+    """Run ``argv`` to its end: (exit code, stdout, stderr, what it took)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text = out.read().decode(), err.read().decode()
+    return proc.returncode, *text, Took(wall, usage.ru_utime + usage.ru_stime)
+
+
 class Bench:
     def __init__(self, tmp: Path, cluster: SlurmCluster, submitit_py: str | None) -> None:
         self.tmp = tmp
@@ -110,45 +135,30 @@ class Bench:
         self.count += 1
         return self.tmp / f"{name}-{self.count}"
 
-    def apply(self, n: int, checkout: Path = ROOT) -> float:
+    def apply(self, n: int, checkout: Path = ROOT) -> Took:
         root = make_project(self._fresh("proj"), {"b": _manifest(n)})
         hpcx = str(Path(sys.executable).parent / "hpcx")
         env = dict(self.env)
         env["PYTHONPATH"] = str(checkout) + os.pathsep + env["PYTHONPATH"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [hpcx, "apply", "--yes", "--json"],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        took = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"hpcx apply failed ({proc.returncode}): {proc.stderr[-2000:]}")
-        doc = json.loads(proc.stdout)
+        code, out, err, took = _timed([hpcx, "apply", "--yes", "--json"], cwd=root, env=env)
+        if code != 0:
+            raise SystemExit(f"hpcx apply failed ({code}): {err[-2000:]}")
+        doc = json.loads(out)
         ids = [j for s in doc["submissions"] for j in s["job_ids"]]
         assert sum(s["runs"] for s in doc["submissions"]) == n, doc
         self.cluster.run("scancel", *ids, check=False)
         return took
 
-    def submitit(self, n: int) -> float | None:
+    def submitit(self, n: int) -> Took | None:
         if self.submitit_py is None:
             return None
         folder = self._fresh("submitit")
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [self.submitit_py, "-c", SUBMITIT, str(folder), str(n)],
-            env=self.cluster.env,
-            capture_output=True,
-            text=True,
-            check=False,
+        code, out, err, took = _timed(
+            [self.submitit_py, "-c", SUBMITIT, str(folder), str(n)], env=self.cluster.env
         )
-        took = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"submitit failed: {proc.stderr[-2000:]}")
-        self.cluster.run("scancel", *proc.stdout.split(), check=False)
+        if code != 0:
+            raise SystemExit(f"submitit failed: {err[-2000:]}")
+        self.cluster.run("scancel", *out.split(), check=False)
         return took
 
     def in_process(self, n: int) -> tuple[float, float]:
@@ -205,9 +215,9 @@ def main() -> None:
         bench = Bench(Path(tmp), cluster, py)
         print(f"submitit: {py or 'not found (--submitit PY)'}; rounds={rounds}; load={_load()}")
         for n in sizes:
-            applies: list[float] = []
-            olds: list[float] = []
-            subs: list[float] = []
+            applies: list[Took] = []
+            olds: list[Took] = []
+            subs: list[Took] = []
             prep: list[float] = []
             sbatch: list[float] = []
             for _ in range(rounds):  # interleaved: apply, the earlier apply, submitit, in-process
@@ -220,24 +230,27 @@ def main() -> None:
                 p, q = bench.in_process(n)
                 prep.append(p)
                 sbatch.append(q)
-            a = med(applies)
-            line = f"runs={n:6d} hpcx apply (whole process) {a:6.2f}s"
+            a = med(t.wall for t in applies)
+            a_cpu = med(t.cpu for t in applies)
+            line = f"runs={n:6d} hpcx apply (whole process) {a:6.2f}s (cpu {a_cpu:5.2f}s)"
             if subs:
-                ratio = a / med(subs)
+                s_wall, s_cpu = med(t.wall for t in subs), med(t.cpu for t in subs)
+                ratio = a / s_wall
                 met = "met" if ratio <= APPLY_GOAL else "NOT met"
                 line += (
-                    f" | submitit batch (whole process) {med(subs):6.2f}s | ratio {ratio:4.2f}x "
+                    f" | submitit batch (whole process) {s_wall:6.2f}s (cpu {s_cpu:5.2f}s) | "
+                    f"ratio {ratio:4.2f}x, cpu {a_cpu / s_cpu:4.2f}x "
                     f"(goal <= {APPLY_GOAL:g}x: {met})"
                 )
             print(line + f" load={_load()}", flush=True)
             if olds:
-                o = med(olds)
+                o, o_cpu = med(t.wall for t in olds), med(t.cpu for t in olds)
                 line = (
-                    f"           before: hpcx apply (whole process) {o:6.2f}s "
-                    f"(after/before {a / o:4.2f}x)"
+                    f"           before: hpcx apply (whole process) {o:6.2f}s (cpu {o_cpu:5.2f}s) "
+                    f"(after/before {a / o:4.2f}x, cpu {a_cpu / o_cpu:4.2f}x)"
                 )
                 if subs:
-                    line += f" | ratio to submitit {o / med(subs):4.2f}x"
+                    line += f" | ratio to submitit {o / s_wall:4.2f}x"
                 print(line + f" load={_load()}", flush=True)
             total = med(p + q for p, q in zip(prep, sbatch, strict=True))
             line = (

@@ -6,7 +6,9 @@ What a whole ``hpcx apply`` of N runs writes to the state, timed alone on a fres
 * ``set_run_meta_many``: each run's provenance (16 keys; every run of a manifest shares one
   dict, as apply passes it);
 * ``record_submitted``: the job ids and ``submitted`` status of every run;
-* ``with_cwd``: apply's making each run's cwd absolute.
+* ``with_cwd``: apply's making each run's cwd absolute;
+* ``open_new``: opening (creating) a new state file and closing it, as a project's first
+  apply does (duckdb imported beforehand).
 
 Each phase is timed in a fresh process of this checkout and, with ``--before DIR``, of another
 checkout (e.g. ``git archive`` of main with the native module copied in), interleaved
@@ -75,6 +77,10 @@ with tempfile.TemporaryDirectory() as tmp:
     t = time.perf_counter()
     moved = [apply_mod._with_cwd(s, Path(tmp)) for s in specs]
     out["with_cwd"] = time.perf_counter() - t
+    import duckdb  # its import is not the state's opening
+    t = time.perf_counter()
+    StateStore.open(Path(tmp) / "state.duckdb").close()
+    out["open_new"] = time.perf_counter() - t
     store = StateStore.open(Path(tmp) / "state.duckdb")
     t = time.perf_counter()
     with store.transaction() as tx:
@@ -96,7 +102,7 @@ with tempfile.TemporaryDirectory() as tmp:
 print(json.dumps(out))
 """
 
-PHASES = ("record_runs", "set_run_meta_many", "record_submitted", "with_cwd")
+PHASES = ("open_new", "record_runs", "set_run_meta_many", "record_submitted", "with_cwd")
 
 
 def once(checkout: Path, n: int) -> dict[str, float]:

@@ -1345,6 +1345,9 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             and not (c.action.value == "retry" and c.run_id in request.no_retry)
         ]
         review = PlanReview(plan, selected, todo, manifest_paths)
+        # The scheduler is asked for its room (two processes, in the background) while the
+        # plan is shown and git's state is read below: apply counts it before the state opens.
+        wait_room = _prefetch_room(todo)
         hooks.show(review)
         if not todo:
             return ApplySessionResult(review)
@@ -1362,6 +1365,8 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             else {}
         )
         prov = provenance.collect(root, plan.manifest_digests, experiments)
+        if wait_room is not None:
+            wait_room()
         hooks.starting(review)
         outcome = apply_plan(
             plan,
@@ -1375,6 +1380,23 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             provenance=prov,
         )
     return ApplySessionResult(review, outcome)
+
+
+def _prefetch_room(todo: Sequence[RunChange]) -> Callable[[], None] | None:
+    """When ``todo`` sends runs to SLURM: start reading the scheduler's room in the
+    background (:func:`hpcx.run.executors.slurm.prefetch_room`) and return the function that
+    waits for it; else None."""
+    group_of = ByIdentity(_executor_options_group)
+    if not any(
+        c.run is not None
+        and c.action.value in SUBMITTING
+        and group_of(c.run.executor)[0] == "slurm"
+        for c in todo
+    ):
+        return None
+    from hpcx.run.executors.slurm import prefetch_room
+
+    return prefetch_room()
 
 
 # --------------------------------------------------------------------------------------------

@@ -56,6 +56,8 @@ from hpcx.state.files import foreign_file, is_uncreated
 from hpcx.state.schema import (
     ATTEMPT_FIELDS,
     ENDED_STATUSES,
+    FRESH_SCHEMA,
+    FRESH_SCHEMA_VERSION,
     IN_FLIGHT_STATUSES,
     MIGRATIONS,
     RUN_STATUSES,
@@ -790,11 +792,17 @@ class StateStore:
         con = self._con
         con.execute("BEGIN TRANSACTION")
         try:
+            # An empty file: the tables as every migration leaves them, made at once.
+            fresh = current == 0 and SCHEMA_VERSION == FRESH_SCHEMA_VERSION
             if current == 0:
                 con.execute(SCHEMA_VERSION_TABLE)
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for stmt in MIGRATIONS[version]:
+            if fresh:
+                for stmt in FRESH_SCHEMA:
                     con.execute(stmt)
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                if not fresh:
+                    for stmt in MIGRATIONS[version]:
+                        con.execute(stmt)
                 con.execute(
                     "INSERT INTO schema_version VALUES (?, ?, ?)", [version, _now(), __version__]
                 )

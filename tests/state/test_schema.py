@@ -99,3 +99,54 @@ def test_a_v4_file_migrates_to_the_held_statuses_keeping_its_runs(tmp_path: Path
                 event="test",
             )
         assert [st.stored_run(i).status for i in ids] == ["queued", "blocked"]
+
+
+def _catalog(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            "columns": con.execute(
+                "SELECT table_name, column_index, column_name, data_type, is_nullable, "
+                "column_default FROM duckdb_columns() WHERE NOT internal "
+                "ORDER BY table_name, column_index"
+            ).fetchall(),
+            "constraints": sorted(
+                con.execute(
+                    "SELECT table_name, constraint_type, constraint_text, constraint_column_names "
+                    "FROM duckdb_constraints()"
+                ).fetchall(),
+                key=repr,
+            ),
+            "indexes": con.execute(
+                "SELECT table_name, index_name, sql FROM duckdb_indexes() ORDER BY 1, 2"
+            ).fetchall(),
+            "views": con.execute(
+                "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal ORDER BY 1"
+            ).fetchall(),
+            "versions": con.execute(
+                "SELECT version, hpcx_version FROM schema_version ORDER BY 1"
+            ).fetchall(),
+            "meta": con.execute("SELECT serial, schema_version, hpcx_version FROM meta").fetchall(),
+        }
+    finally:
+        con.close()
+
+
+def test_a_new_state_made_at_once_has_the_tables_every_migration_leaves(tmp_path: Path) -> None:
+    """A new file gets schema.FRESH_SCHEMA in one go; a file that had the migrations one by
+    one must be the same (a migration added without updating FRESH_SCHEMA fails here)."""
+    from hpcx.state import store as store_mod
+
+    fresh, migrated = tmp_path / "fresh.duckdb", tmp_path / "migrated.duckdb"
+    StateStore.open(fresh).close()
+    mp = pytest.MonkeyPatch()
+    mp.setattr(store_mod, "FRESH_SCHEMA_VERSION", -1)  # the migrations' way
+    try:
+        StateStore.open(migrated).close()
+    finally:
+        mp.undo()
+    assert schema.FRESH_SCHEMA_VERSION == schema.SCHEMA_VERSION
+    assert _catalog(fresh) == _catalog(migrated)
+    # And it takes what a migrated file takes.
+    with StateStore.open(fresh) as st, st.transaction() as tx:
+        tx.record_runs([make_spec("a", 1, {"x": 1})], status="queued")

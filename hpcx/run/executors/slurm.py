@@ -27,11 +27,12 @@ otherwise change the job silently: ``SBATCH_PARTITION`` overrides the script's p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -432,6 +433,8 @@ class SlurmExecutor(Executor):
     manifest's options)."""
 
     kind = "slurm"
+    # submit() syncs the run folders with its own files before the first sbatch.
+    syncs_before_submitting = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -1284,3 +1287,44 @@ def _merge(
         job_id=job_id,
         reason="the scheduler no longer knows the job and it left no final status",
     )
+
+
+def prefetch_room() -> Callable[[], None]:
+    """Start asking the controller what :meth:`SlurmExecutor.room` reads: ``scontrol show
+    config`` (then ``sacctmgr`` where accounting is on) and the user's ``squeue``, the two at
+    once, each in a background thread, while the caller goes on (apply: showing the plan,
+    reading git's state). Their answers wait in this process's caches, which ``room()``
+    reuses (the squeue for :data:`QUEUE_REUSE_S`). Returns the function that waits for both.
+
+    Their errors are not kept: a question that failed here has left nothing in the cache, so
+    ``room()`` asks it again itself and reports what it gets (and tries a controller that
+    does not answer again, as it always did; here it is asked once).
+    """
+    import threading
+
+    ex = SlurmExecutor({"poll_retries": 0})
+
+    def config() -> None:
+        ex.limits()
+        ex.user_limits()
+
+    def quietly(ask: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            # Anything: the answer is only a cache warmed ahead; room() asks again.
+            with contextlib.suppress(Exception):
+                ask()
+
+        return run
+
+    threads = [
+        threading.Thread(target=quietly(ask), name=f"hpcx-room-{name}", daemon=True)
+        for name, ask in (("config", config), ("queue", ex.user_queue))
+    ]
+    for t in threads:
+        t.start()
+
+    def wait() -> None:
+        for t in threads:
+            t.join()
+
+    return wait
