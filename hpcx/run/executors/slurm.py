@@ -1232,6 +1232,14 @@ def _merge(
         if not held:
             return f
         f = replace(f, state="pending", source="run_dir")
+    elif f.state == "lost" and f.source == "run_dir" and job_id is not None and (
+        job_id in queue or job_id in acct
+    ):
+        # Its wrapper is gone from this host (SLURM runs jobs on the machine hpcx runs on)
+        # without a final status: the scheduler says why. A program deaf to SIGTERM at its
+        # time limit is SIGKILLed, wrapper and all, after KillWait: SLURM says TIMEOUT, and
+        # that is what it was, not lost. A job still held is ending: the next poll sees how.
+        f = replace(f, state="running")
     elif f.final:
         return f
     if f.state == rundir.REQUEUED and f.requeue_by == "resubmit":

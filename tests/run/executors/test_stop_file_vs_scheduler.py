@@ -36,3 +36,31 @@ def test_a_stop_file_stands_once_the_scheduler_ended_or_forgot_the_job(tmp_path:
     for ended in ("CANCELLED", "COMPLETED"):
         assert _merge(obs, "7_0", {"7_0": (ended, "None")}, {}).state == "cancelled"
     assert _merge(obs, "7_0", {}, {}).state == "cancelled"
+
+
+def _wrapper_gone(tmp_path: Path) -> str:
+    """A run folder whose status says running on this host, by a wrapper that is gone."""
+    import json
+
+    from hpcx.util.proc import hostname
+
+    rd = LocalExecutor().prepare([make_spec(["true"])], tmp_path)[0]
+    status = {"state": "running", "attempt": 1, "host": hostname(), "wrapper_pid": 2**22 + 7}
+    (rd.path / "status.json").write_text(json.dumps(status))
+    return str(rd.path)
+
+
+def test_a_wrapper_gone_from_this_host_takes_the_schedulers_word(tmp_path: Path) -> None:
+    """SLURM on the machine hpcx runs on: a job killed at its time limit after KillWait takes
+    its wrapper with it, so the folder alone reads lost; squeue or sacct say TIMEOUT."""
+    obs = observe_run_dir("r", _wrapper_gone(tmp_path), "7_0")
+    assert (obs.state, obs.source) == ("lost", "run_dir")
+    assert _merge(obs, "7_0", {"7_0": ("TIMEOUT", "TimeLimit")}, {}).state == "timeout"
+    assert _merge(obs, "7_0", {}, {"7_0": "TIMEOUT"}).state == "timeout"
+    assert _merge(obs, "7_0", {"7_0": ("CANCELLED", "None")}, {}).state == "cancelled"
+    # still ending: not final yet, the next poll sees how it ended
+    ending = _merge(obs, "7_0", {"7_0": ("COMPLETING", "None")}, {})
+    assert ending.state == "running" and not ending.final
+    # ended cleanly with no final status, or unknown to the scheduler: lost, as before
+    assert _merge(obs, "7_0", {"7_0": ("COMPLETED", "None")}, {}).state == "lost"
+    assert _merge(obs, "7_0", {}, {}).state == "lost"
