@@ -562,5 +562,10 @@ def observe(path: str | os.PathLike[str], raw: bytes | None = None) -> dict[str,
     if doc.get("state") in ACTIVE_STATES and doc.get("host") == hostname():
         pid = doc.get("wrapper_pid")
         if isinstance(pid, int) and not pid_alive(pid, doc.get("wrapper_start_ticks")):
+            if raw is not None:
+                # ``raw`` was read earlier (a batch of many runs' status files, read at once):
+                # the wrapper may have written its final status and exited since. Only what
+                # is on disk now, read after its death was seen, may call it lost.
+                return observe(path)
             return {**doc, "state": "lost", "written_state": doc.get("state")}
     return doc

@@ -276,6 +276,16 @@ def test_a_big_harvest_lands_the_same_state(
     pristine = tmp_path / "pristine.duckdb"
     shutil.copyfile(state, pristine)
     got = {}
+    clean: list[int] = []
+    real_read = metrics.read_plain_files
+
+    def spy(paths: list[str], threads: int) -> Any:
+        out = real_read(paths, threads)
+        assert out is not None  # the native path really ran
+        clean.append(sum(1 for ok in out.clean if ok))
+        return out
+
+    monkeypatch.setattr(metrics, "read_plain_files", spy)
     for native in (False, True):
         shutil.copyfile(pristine, state)
         monkeypatch.setattr(harvest, "NATIVE_MIN_RUNS", 0 if native else 10**9)
@@ -295,6 +305,8 @@ def test_a_big_harvest_lands_the_same_state(
             con.close()
     assert got[True] == got[False]
     assert got[True][3] == n * 12 and len(got[True][2]) == 1
+    # the native side read every file but the bad one itself (the Python side not at all)
+    assert clean == [n - 1], clean
 
 
 def test_status_files_read_natively_observe_the_same(
@@ -331,8 +343,19 @@ def test_status_files_read_natively_observe_the_same(
     os.mkfifo(tmp_path / "r9" / rundir.STATUS)
     (tmp_path / "target.json").write_text(json.dumps({"state": "succeeded"}))
     os.symlink(tmp_path / "target.json", tmp_path / "r10" / rundir.STATUS)
+    read_many = metrics.read_regular_many
+    native_reads: list[int] = []
+
+    def spy(paths: list[str], threads: int) -> Any:
+        out = read_many(paths, threads)
+        assert out is not None  # the native path really ran
+        native_reads.append(sum(1 for r in out if r is not None))
+        return out
+
+    monkeypatch.setattr(metrics, "read_regular_many", spy)
     monkeypatch.setattr(base, "NATIVE_MIN_RUNS", 0)
     native = base.observe_many(items)
+    assert native_reads == [9]
     monkeypatch.setattr(base, "NATIVE_MIN_RUNS", 10**9)
     python = base.observe_many(items)
     assert native == python
@@ -342,3 +365,48 @@ def test_status_files_read_natively_observe_the_same(
     raws = metrics.read_regular_many([os.path.join(p, rundir.STATUS) for _, p, _ in items], 2)
     assert raws is not None
     assert [r is not None for r in raws] == [True] * 9 + [False] * 3
+
+
+def test_a_wrapper_that_ends_after_the_batch_read_is_not_taken_for_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The status files of many runs are read at once, then judged one by one: a wrapper that
+    writes its final status and exits in between must read as it ended, never as lost (a
+    lost run is run again)."""
+    import subprocess
+
+    from hpcx.run import rundir
+    from hpcx.run.executors import base
+    from hpcx.util.proc import hostname, process_start_ticks
+
+    child = subprocess.Popen(["sleep", "60"])
+    try:
+        ticks = process_start_ticks(child.pid)
+        items = []
+        for i in range(3):
+            d = tmp_path / f"r{i}"
+            d.mkdir()
+            running = {"state": "running", "attempt": 1, "host": hostname(),
+                       "wrapper_pid": child.pid, "wrapper_start_ticks": ticks}  # fmt: skip
+            (d / rundir.STATUS).write_text(json.dumps(running))
+            items.append((f"r{i}", str(d), None))
+        read_many = metrics.read_regular_many
+
+        def read_then_finish(paths: list[str], threads: int) -> Any:
+            out = read_many(paths, threads)  # each still says running, its wrapper alive
+            done = {"state": "succeeded", "attempt": 1, "exit_code": 0, "host": hostname()}
+            (tmp_path / "r1" / rundir.STATUS).write_text(json.dumps(done))
+            child.kill()
+            child.wait()
+            return out
+
+        monkeypatch.setattr(metrics, "read_regular_many", read_then_finish)
+        monkeypatch.setattr(base, "NATIVE_MIN_RUNS", 0)
+        seen = base.observe_many(items)
+    finally:
+        child.kill()
+        child.wait()
+    # r1 ended before its death was seen: succeeded, as on disk; r0 and r2 died running: lost
+    assert {rid: o.state for rid, o in seen.items()} == {
+        "r0": "lost", "r1": "succeeded", "r2": "lost",
+    }  # fmt: skip
