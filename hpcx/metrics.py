@@ -854,7 +854,8 @@ def read_plain_files(paths: list[str], threads: int) -> PlainFiles | None:
         return None
     status, counts, name_id, names, step, has_step, value, when, has_time = read(
         paths,
-        _max_lines(),
+        # the reader counts in int64; a cap past that (someone's "unlimited") is no cap there
+        min(_max_lines(), INT64_MAX),
         MAX_LINE_BYTES,
         MAX_NAME,
         NATIVE_MAX_FILE_BYTES,

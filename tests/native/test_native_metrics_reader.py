@@ -410,3 +410,16 @@ def test_a_wrapper_that_ends_after_the_batch_read_is_not_taken_for_lost(
     assert {rid: o.state for rid, o in seen.items()} == {
         "r0": "lost", "r1": "succeeded", "r2": "lost",
     }  # fmt: skip
+
+
+def test_a_line_cap_past_int64_reads_as_no_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HPCX_MAX_METRICS_LINES far past int64 (someone's "unlimited"): the Python reader takes
+    it, and so must the native one (it counts in int64), not fail the refresh."""
+    monkeypatch.setenv("HPCX_MAX_METRICS_LINES", "9" * 25)
+    p = tmp_path / "m.jsonl"
+    p.write_text('{"name": "a", "value": 1, "step": 0}\n{"name": "a", "value": 2, "step": 1}\n')
+    got = metrics.read_plain_files([str(p)], 2)
+    assert got is not None and list(got.clean) == [True] and list(got.value) == [1.0, 2.0]
+    assert len(metrics.read_metrics(p).rows) == 2
