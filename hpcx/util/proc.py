@@ -142,7 +142,9 @@ def spawn(
     exec's OSError (the first one that is not "no such file" along the PATH).
     """
     _no_inherited_fds()
+    given = (stdout, stderr)
     stdout, stderr = _above_stdio(stdout), _above_stdio(stderr)
+    copies = {fd for fd in (stdout, stderr) if fd not in given}  # closed after the spawn
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_DUP2, stdout, 1),
@@ -162,15 +164,21 @@ def spawn(
         # posix_spawn cannot change folder for the child (Python 3.11): the wrapper steps
         # there for the spawn and back (it is single-threaded; a relative argv[0] and PATH
         # entries are then taken from cwd, as Popen's child takes them).
-        here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        # O_PATH: fchdir back needs no read permission on this folder (Popen never opens it).
+        here = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         if cwd is not None:
             os.chdir(cwd)
         first: OSError | None = None
         last: OSError | None = None
         for path in candidates:
-            if len(candidates) > 1 and not os.path.exists(path):
-                continue  # "no such file" without a spawn (each is a vfork and an exec)
+            if len(candidates) > 1:
+                try:
+                    os.stat(path)
+                except OSError as exc:
+                    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                        continue  # "no such file" without a spawn (each a vfork and an exec)
+                    # anything else (a folder it may not search): the exec says what, as Popen
             try:
                 pid = os.posix_spawn(
                     path, list(argv), env, file_actions=actions, setpgroup=0, setsigdef=reset
@@ -185,6 +193,8 @@ def spawn(
         error.filename = program
         raise error
     finally:
+        for fd in copies:
+            os.close(fd)
         if here >= 0:
             try:
                 os.fchdir(here)

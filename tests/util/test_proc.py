@@ -149,3 +149,19 @@ def test_wait_with_a_timeout_and_the_exit_as_popen_gives_it(tmp_path: Path) -> N
     os.killpg(sleeper.pid, signal.SIGTERM)
     assert sleeper.wait(timeout=10) == -signal.SIGTERM == sleeper.returncode
     assert failing.wait() == 7 and failing.wait(timeout=0) == 7
+
+
+def test_a_standard_descriptor_given_leaves_no_copy_behind(tmp_path: Path) -> None:
+    """stdout/stderr given as 0-2 (a wrapper started with them closed and reopened) are
+    copied above 2 for the spawn; the copies are closed again, whatever the outcome."""
+
+    def count() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = count()
+    child = spawn(["true"], env=dict(os.environ), stdout=1, stderr=2)
+    child.wait()
+    assert child.returncode == 0 and count() == before
+    with pytest.raises(FileNotFoundError):
+        spawn(["/nonexistent/prog"], env=dict(os.environ), stdout=1, stderr=2)
+    assert count() == before
