@@ -60,6 +60,21 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _heavy_beyond_import_hpcx() -> set[str]:
+    """HEAVY less what ``import hpcx`` alone loads here: an editable install's import finder
+    (this project's CI, and a developer's checkout) imports importlib.util, and with it
+    contextlib, functools, collections and warnings, before any hpcx module runs. An installed
+    package imports none of them, and the full list holds."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, hpcx; print(' '.join(sorted(sys.modules)))"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(HEAVY) - set(out.stdout.split())
+
+
 def test_a_wrapper_run_imports_nothing_heavy(tmp_path: Path) -> None:
     rd = rundir.create(
         tmp_path, "exp", "r1", {"experiment": "exp", "run_id": "r1", "argv": ["true"]}
@@ -78,7 +93,9 @@ def test_a_wrapper_run_imports_nothing_heavy(tmp_path: Path) -> None:
     doc = json.loads(out.stdout.strip().splitlines()[-1])
     assert doc["rc"] == 0
     assert json.loads((rd.path / rundir.STATUS).read_text())["state"] == "succeeded"
-    loaded = [m for m in HEAVY if m in doc["modules"]]
+    heavy = _heavy_beyond_import_hpcx()
+    assert {"subprocess", "json", "pathlib", "hpcx.errors"} <= heavy  # what still counts
+    loaded = [m for m in HEAVY if m in heavy and m in doc["modules"]]
     assert loaded == [], f"the wrapper's start imports {loaded}"
 
 
@@ -175,7 +192,7 @@ def test_the_executors_command_line_imports_nothing_heavy(tmp_path: Path) -> Non
         if line.startswith("import time:") and line.count("|") == 2
     }
     assert "hpcx.run.job" in imported
-    assert sorted(set(HEAVY) & imported) == []
+    assert sorted(_heavy_beyond_import_hpcx() & imported) == []
     assert json.loads((rd.path / rundir.STATUS).read_text())["state"] == "succeeded"
 
 
