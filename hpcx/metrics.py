@@ -852,17 +852,20 @@ def read_plain_files(paths: list[str], threads: int) -> PlainFiles | None:
     read = getattr(_native, "read_metrics_files", None)
     if read is None:  # a module built before this reader
         return None
-    status, counts, name_id, names, step, has_step, value, when, has_time = read(
-        paths,
-        # the reader counts in int64; a cap past that (someone's "unlimited") is no cap there
-        min(_max_lines(), INT64_MAX),
-        MAX_LINE_BYTES,
-        MAX_NAME,
-        NATIVE_MAX_FILE_BYTES,
-        TIME_MIN,
-        TIME_MAX,
-        threads,
-    )
+    try:
+        status, counts, name_id, names, step, has_step, value, when, has_time = read(
+            paths,
+            # the reader counts in int64; a cap past that (someone's "unlimited") is no cap
+            min(_max_lines(), INT64_MAX),
+            MAX_LINE_BYTES,
+            MAX_NAME,
+            NATIVE_MAX_FILE_BYTES,
+            TIME_MIN,
+            TIME_MAX,
+            threads,
+        )
+    except MemoryError:  # the reader's columns did not fit: every file is Python's
+        return None
     return PlainFiles(
         clean=np.frombuffer(status, np.uint8) == 0,
         counts=np.frombuffer(counts, np.int64),
@@ -892,5 +895,8 @@ def read_regular_many(paths: list[str], threads: int) -> list[bytes | None] | No
     read = getattr(_native, "read_regular_files", None)
     if read is None:  # a module built before this reader
         return None
-    got: list[bytes | None] = read(paths, MANY_MAX_BYTES, threads)
+    try:
+        got: list[bytes | None] = read(paths, MANY_MAX_BYTES, threads)
+    except MemoryError:  # each file is then read the usual way
+        return None
     return got

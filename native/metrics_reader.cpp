@@ -17,6 +17,7 @@
 #include <cmath>
 #include <algorithm>
 #include <cstring>
+#include <exception>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
@@ -29,6 +30,9 @@ struct Part {
     std::unordered_map<std::string, std::int32_t> ids;
     // The names of the file being read, looked up before the map (a file has a few names).
     std::vector<std::int32_t> recent;
+    // What ended this part's thread early (std::bad_alloc outside a file's own try): rethrown
+    // in the calling thread once every thread is joined, never out of a std::thread.
+    std::exception_ptr error;
 };
 
 inline bool is_ws(char c) { return c == ' ' || c == '\t'; }
@@ -317,22 +321,45 @@ std::uint8_t read_file(const std::string& path, const Limits& lim, Part& part,
 }
 
 void read_range(const std::vector<std::string>& paths, std::size_t from, std::size_t to,
-                const Limits& lim, Part& part) {
-    std::string buf;
-    part.cols.status.reserve(to - from);
-    part.cols.counts.reserve(to - from);
-    for (std::size_t i = from; i < to; ++i) {
-        std::int64_t rows = 0;
-        std::uint8_t st;
-        try {
-            st = read_file(paths[i], lim, part, buf, rows);
-        } catch (...) {  // std::bad_alloc: that file is the Python reader's
-            st = FALLBACK;
-            rows = 0;
+                const Limits& lim, Part& part) noexcept {
+    try {
+        std::string buf;
+        part.cols.status.reserve(to - from);
+        part.cols.counts.reserve(to - from);
+        for (std::size_t i = from; i < to; ++i) {
+            std::int64_t rows = 0;
+            std::uint8_t st;
+            try {
+                st = read_file(paths[i], lim, part, buf, rows);
+            } catch (...) {  // std::bad_alloc: that file is the Python reader's
+                st = FALLBACK;
+                rows = 0;
+            }
+            part.cols.status.push_back(st);
+            part.cols.counts.push_back(rows);
         }
-        part.cols.status.push_back(st);
-        part.cols.counts.push_back(rows);
+    } catch (...) {
+        part.error = std::current_exception();
     }
+}
+
+// Run fn(k, from, to) over t ranges of [0, n), one thread each. A thread that cannot be
+// started (std::system_error: the process's thread limit) runs its range in the calling
+// thread instead, so no started thread is ever left unjoined. fn must not throw.
+template <class F>
+void run_ranges(std::size_t n, std::size_t t, F fn) {
+    std::vector<std::thread> pool;
+    pool.reserve(t);  // throws before any thread starts, if at all
+    const std::size_t step = (n + t - 1) / t;
+    for (std::size_t k = 0; k < t; ++k) {
+        const std::size_t from = std::min(n, k * step), to = std::min(n, from + step);
+        try {
+            pool.emplace_back(fn, k, from, to);
+        } catch (...) {
+            fn(k, from, to);
+        }
+    }
+    for (auto& th : pool) th.join();
 }
 
 template <class T>
@@ -353,7 +380,7 @@ Files read_regular_files(const std::vector<std::string>& paths, std::size_t max_
     Files out;
     out.data.resize(n);
     out.ok.assign(n, 0);
-    auto work = [&](std::size_t from, std::size_t to) {
+    auto work = [&](std::size_t, std::size_t from, std::size_t to) noexcept {
         for (std::size_t i = from; i < to; ++i) {
             try {
                 out.ok[i] = slurp(paths[i], max_bytes, out.data[i]) == 1 ? 1 : 0;
@@ -365,16 +392,10 @@ Files read_regular_files(const std::vector<std::string>& paths, std::size_t max_
     };
     const std::size_t t = thread_count(threads, n);
     if (t <= 1) {
-        work(0, n);
+        work(0, 0, n);
         return out;
     }
-    std::vector<std::thread> pool;
-    const std::size_t step = (n + t - 1) / t;
-    for (std::size_t k = 0; k < t; ++k) {
-        std::size_t from = std::min(n, k * step), to = std::min(n, from + step);
-        pool.emplace_back(work, from, to);
-    }
-    for (auto& th : pool) th.join();
+    run_ranges(n, t, work);
     return out;
 }
 
@@ -384,16 +405,14 @@ Columns read_files(const std::vector<std::string>& paths, const Limits& limits, 
     std::vector<Part> parts(t);
     if (t == 1) {
         read_range(paths, 0, n, limits, parts[0]);
+        if (parts[0].error) std::rethrow_exception(parts[0].error);
         return std::move(parts[0].cols);
     }
-    std::vector<std::thread> pool;
-    const std::size_t step = (n + t - 1) / t;
-    for (std::size_t k = 0; k < t; ++k) {
-        std::size_t from = std::min(n, k * step), to = std::min(n, from + step);
-        pool.emplace_back(read_range, std::cref(paths), from, to, std::cref(limits),
-                          std::ref(parts[k]));
-    }
-    for (auto& th : pool) th.join();
+    run_ranges(n, t, [&](std::size_t k, std::size_t from, std::size_t to) noexcept {
+        read_range(paths, from, to, limits, parts[k]);
+    });
+    for (const Part& part : parts)
+        if (part.error) std::rethrow_exception(part.error);
     Columns out = std::move(parts[0].cols);
     std::unordered_map<std::string, std::int32_t> ids = std::move(parts[0].ids);
     for (std::size_t k = 1; k < t; ++k) {
