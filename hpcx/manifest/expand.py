@@ -7,11 +7,10 @@ the others are listed in its ``extra["also_in"]``. Built for 100,000-run sweeps:
 
 from __future__ import annotations
 
-import bisect
 import copy
 import dataclasses
 import gc
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast, overload
 
@@ -23,6 +22,7 @@ from hpcx.manifest.identity import IDENTITY_VERSION, canonical_json, run_id_for
 from hpcx.manifest.search import SearchDef, Trial
 from hpcx.manifest.spec import ExperimentInfo, RunSpec
 from hpcx.manifest.sweep import Axis, Columns, SweepPlan, expand, expand_columns
+from hpcx.util.segmented import Segmented
 from hpcx.util.yamlload import JsonPath
 
 __all__ = [
@@ -537,57 +537,21 @@ class RunBlock(Sequence[RunSpec]):
         return own
 
 
-class RunList(Sequence[RunSpec]):
+class RunList(Segmented[RunSpec]):
     """The desired runs as segments in order: lists of RunSpecs and RunBlocks.
     A Sequence of RunSpecs to every reader (iteration makes a block's runs once and keeps
     them); :attr:`segments` lets the planner read the blocks as columns instead."""
 
-    __slots__ = ("_starts", "segments")
+    __slots__ = ()
 
     def __init__(self, segments: Sequence[list[RunSpec] | RunBlock]) -> None:
-        self.segments = list(segments)
-        self._starts: list[int] = []
-        at = 0
-        for seg in self.segments:
-            self._starts.append(at)
-            at += len(seg)
-        self._starts.append(at)
+        super().__init__(segments)
 
-    def __len__(self) -> int:
-        return self._starts[-1]
-
-    @overload
-    def __getitem__(self, i: int) -> RunSpec: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[RunSpec]: ...
-    def __getitem__(self, i: int | slice) -> RunSpec | list[RunSpec]:
-        if isinstance(i, slice):
-            return list(self)[i]
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError("RunList index out of range")
-        i %= n
-        k = bisect.bisect_right(self._starts, i) - 1
-        seg = self.segments[k]
-        at = i - self._starts[k]
+    def _item(self, seg: list[RunSpec] | RunBlock, at: int) -> RunSpec:
         return seg.run(at) if isinstance(seg, RunBlock) else seg[at]
 
-    def __iter__(self) -> Iterator[RunSpec]:
-        for seg in self.segments:
-            yield from seg
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, RunList | list | tuple):
-            return list(self) == list(other)
-        return NotImplemented
-
-    def __add__(self, other: Sequence[RunSpec]) -> list[RunSpec]:
-        return [*self, *other]
-
-    def __radd__(self, other: Sequence[RunSpec]) -> list[RunSpec]:
-        return [*other, *self]
-
-    __hash__ = None  # type: ignore[assignment]
+    def _items(self, seg: list[RunSpec] | RunBlock) -> Iterable[RunSpec]:
+        return seg
 
     def __repr__(self) -> str:
         return f"RunList({len(self):,} runs in {len(self.segments)} segments)"

@@ -48,24 +48,24 @@ again is the person's explicit request. ``detail.attempts`` says how many times 
 
 from __future__ import annotations
 
-import bisect
 import gc
 import hashlib
 import json
 import os
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from itertools import compress, repeat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 from hpcx.errors import PlanError, StalePlanError
 from hpcx.manifest.spec import DesiredState, RunSpec
 from hpcx.state.schema import RETRYABLE_STATUSES
+from hpcx.util.segmented import Segmented
 
 if TYPE_CHECKING:
     from hpcx.manifest.expand import RunBlock
@@ -745,52 +745,22 @@ class BlockChanges(Segment):
         return {self.block.experiment: self}
 
 
-class PlanChanges(Sequence[RunChange]):
+class PlanChanges(Segmented[RunChange]):
     """A plan's changes in parts, in order: lists of RunChanges, and :class:`BlockChanges`
     (a RunBlock's, as columns). A Sequence of RunChanges to every reader (iterating makes a
     block's changes, and its runs, once, and keeps them); :meth:`counts` and the renderer
     read the columns without making them."""
 
-    __slots__ = ("_starts", "segments")
+    __slots__ = ()
 
     def __init__(self, segments: Sequence[list[RunChange] | Segment]) -> None:
-        self.segments = [s for s in segments if len(s)]
-        self._starts: list[int] = []
-        at = 0
-        for seg in self.segments:
-            self._starts.append(at)
-            at += len(seg)
-        self._starts.append(at)
+        super().__init__(s for s in segments if len(s))
 
-    def __len__(self) -> int:
-        return self._starts[-1]
-
-    @overload
-    def __getitem__(self, i: int) -> RunChange: ...
-    @overload
-    def __getitem__(self, i: slice) -> list[RunChange]: ...
-    def __getitem__(self, i: int | slice) -> RunChange | list[RunChange]:
-        if isinstance(i, slice):
-            return list(self)[i]
-        n = len(self)
-        if not -n <= i < n:
-            raise IndexError("PlanChanges index out of range")
-        i %= n
-        k = bisect.bisect_right(self._starts, i) - 1
-        seg = self.segments[k]
-        at = i - self._starts[k]
+    def _item(self, seg: list[RunChange] | Segment, at: int) -> RunChange:
         return seg.change(at) if isinstance(seg, Segment) else seg[at]
 
-    def __iter__(self) -> Iterator[RunChange]:
-        for seg in self.segments:
-            yield from (seg.all() if isinstance(seg, Segment) else seg)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, PlanChanges | list | tuple):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
+    def _items(self, seg: list[RunChange] | Segment) -> Iterable[RunChange]:
+        return seg.all() if isinstance(seg, Segment) else seg
 
     def counts(self) -> dict[str, int]:
         """Changes per action (as :meth:`Plan.counts`), without making the blocks' changes."""
