@@ -303,22 +303,7 @@ def expand_into(exp: Experiment, runs: list[RunSpec], by_id: dict[str, RunSpec])
     index = 0
     head = _identity_head(exp)
     name, ch, xtra = exp.name, exp.code_hash, exp.extra
-    make = _run_maker(
-        experiment=name,
-        workload=exp.workload,
-        command=exp.command,
-        env=exp.env,
-        cwd=exp.cwd,
-        resources=exp.resources,
-        executor=exp.executor,
-        retries=exp.retries,
-        tags=exp.tags,
-        overrides=exp.overrides,
-        source=exp.label,
-        settings_digest=exp.settings_digest,
-        code_hash=ch,
-        needs=(),
-    )
+    make = _maker_for(exp)
     shared = 0
     gc_was_enabled = gc.isenabled()
     gc.disable()  # 100k small dicts trigger needless collections; nothing here is cyclic
@@ -444,22 +429,7 @@ class RunBlock(Sequence[RunSpec]):
         self.settings_digest = exp.settings_digest
         self.code_hash = exp.code_hash
         self._xtra = exp.extra
-        self._make = _run_maker(
-            experiment=exp.name,
-            workload=exp.workload,
-            command=exp.command,
-            env=exp.env,
-            cwd=exp.cwd,
-            resources=exp.resources,
-            executor=exp.executor,
-            retries=exp.retries,
-            tags=exp.tags,
-            overrides=exp.overrides,
-            source=exp.label,
-            settings_digest=exp.settings_digest,
-            code_hash=exp.code_hash,
-            needs=(),
-        )
+        self._make = _maker_for(exp)
         self.ids: list[str] = []
         self.bases: list[str] = self.ids
         #: The experiment's run count: its own runs and those another experiment made first.
@@ -611,6 +581,26 @@ def _own_extra(run: RunSpec | RunBlock, run_id: str = "") -> dict[str, Any]:
 #: The fields of a RunSpec that differ between an experiment's runs, in :func:`_run_maker`'s
 #: argument order; every other field is the same for all of them.
 _PER_RUN = ("run_id", "base_id", "index", "identity", "params", "placement", "seed", "repeat")
+
+
+def _maker_for(exp: Experiment) -> Callable[..., RunSpec]:
+    """:func:`_run_maker` with the fields every run of ``exp`` shares (no needs)."""
+    return _run_maker(
+        experiment=exp.name,
+        workload=exp.workload,
+        command=exp.command,
+        env=exp.env,
+        cwd=exp.cwd,
+        resources=exp.resources,
+        executor=exp.executor,
+        retries=exp.retries,
+        tags=exp.tags,
+        overrides=exp.overrides,
+        source=exp.label,
+        settings_digest=exp.settings_digest,
+        code_hash=exp.code_hash,
+        needs=(),
+    )
 
 
 def _run_maker(**fixed: Any) -> Callable[..., RunSpec]:

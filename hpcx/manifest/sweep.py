@@ -167,6 +167,34 @@ class _Template:
         self.order = [i for _at, i, _tok in found]
 
 
+def _hollow(
+    plan: SweepPlan, base: dict[str, Any], head: dict[str, Any], code: str | None
+) -> tuple[
+    list[RunPath],
+    dict[str, Any],
+    list[str],
+    Callable[[Any, Any, Any, bool], dict[str, Any]],
+]:
+    """What the templates of a sweep's ids are made from: every swept path, ``base`` with a
+    numbered hole at each (and one more for the seed), the holes, and ``ident(params,
+    placement, seed, with_code)``, the identity dict around them (``code`` only in the run
+    id's, not the base id's)."""
+    all_paths = [p for a in plan.axes for p in a.paths]
+    holes = [_SENTINEL.format(i) for i in range(len(all_paths) + 1)]  # + the seed
+    hollow = set_paths(base, list(zip(all_paths, holes, strict=False)))
+
+    def ident(params: Any, placement: Any, seed: Any, with_code: bool) -> dict[str, Any]:
+        out = dict(head)
+        out["params"] = params
+        out["placement"] = placement
+        out["seed"] = seed
+        if with_code and code is not None:
+            out["code"] = code
+        return out
+
+    return all_paths, hollow, holes, ident
+
+
 def expand(
     plan: SweepPlan,
     base: dict[str, Any],
@@ -185,20 +213,8 @@ def expand(
     axis fastest, each point once per seed), then the includes. Duplicates are the caller's to drop.
     """
     axes = plan.axes
-    all_paths = [p for a in axes for p in a.paths]
-    n_slots = len(all_paths) + 1  # + the seed
-    holes = [_SENTINEL.format(i) for i in range(n_slots)]
-    hollow = set_paths(base, list(zip(all_paths, holes, strict=False)))
-
-    def ident(params: Any, placement: Any, seed: Any, with_code: bool) -> dict[str, Any]:
-        out = dict(head)
-        out["params"] = params
-        out["placement"] = placement
-        out["seed"] = seed
-        if with_code and code is not None:
-            out["code"] = code
-        return out
-
+    all_paths, hollow, holes, ident = _hollow(plan, base, head, code)
+    n_slots = len(holes)
     fmt_run = _Template(ident(hollow["params"], hollow["placement"], holes[-1], True), n_slots).fmt
     fmt_base = _Template(
         ident(hollow["params"], hollow["placement"], holes[-1], False), n_slots
@@ -432,20 +448,8 @@ def expand_columns(
     from array import array
 
     axes = plan.axes
-    all_paths = [p for a in axes for p in a.paths]
-    n_slots = len(all_paths) + 1
-    holes = [_SENTINEL.format(i) for i in range(n_slots)]
-    hollow = set_paths(base, list(zip(all_paths, holes, strict=False)))
-
-    def ident(params: Any, placement: Any, seed: Any, with_code: bool) -> dict[str, Any]:
-        out = dict(head)
-        out["params"] = params
-        out["placement"] = placement
-        out["seed"] = seed
-        if with_code and code is not None:
-            out["code"] = code
-        return out
-
+    all_paths, hollow, holes, ident = _hollow(plan, base, head, code)
+    n_slots = len(holes)
     t_run = _Template(ident(hollow["params"], hollow["placement"], holes[-1], True), n_slots)
     t_base = _Template(ident(hollow["params"], hollow["placement"], holes[-1], False), n_slots)
     same_ids = t_run.fmt == t_base.fmt
