@@ -467,21 +467,7 @@ def apply_changes(
                 for event, rids in again.items():
                     if rids:
                         tx.update_runs(
-                            [
-                                {
-                                    "run_id": rid,
-                                    "status": "pending",
-                                    "submission_key": key,
-                                    "executor": kind,
-                                    "job_id": None,
-                                    "exit_code": None,
-                                    "end_reason": None,
-                                    "started_at": None,
-                                    "ended_at": None,
-                                }
-                                for rid in rids
-                            ],
-                            event=event,
+                            [_fresh_row(rid, "pending", key, kind) for rid in rids], event=event
                         )
                 tx.record_submission(
                     key,
@@ -919,23 +905,23 @@ def _record_queued(
         tx.record_runs(new, status="queued", event="queued", executor=kind)
     moved = [r.run_id for r in runs if r.run_id in statuses and statuses[r.run_id] != "queued"]
     if moved:
-        tx.update_runs(
-            [
-                {
-                    "run_id": rid,
-                    "status": "queued",
-                    "submission_key": None,
-                    "executor": kind,
-                    "job_id": None,
-                    "exit_code": None,
-                    "end_reason": None,
-                    "started_at": None,
-                    "ended_at": None,
-                }
-                for rid in moved
-            ],
-            event="queued",
-        )
+        tx.update_runs([_fresh_row(rid, "queued", None, kind) for rid in moved], event="queued")
+
+
+def _fresh_row(run_id: str, status: str, key: str | None, kind: str) -> dict[str, Any]:
+    """The update of a run the state held that goes out again (a retry, a top-up) or waits
+    for room again: its new status and submission, nothing left of its last job."""
+    return {
+        "run_id": run_id,
+        "status": status,
+        "submission_key": key,
+        "executor": kind,
+        "job_id": None,
+        "exit_code": None,
+        "end_reason": None,
+        "started_at": None,
+        "ended_at": None,
+    }
 
 
 def _pruner(
