@@ -167,6 +167,22 @@ class _Template:
         self.order = [i for _at, i, _tok in found]
 
 
+def _compiled_excludes(plan: SweepPlan) -> list[list[tuple[int, frozenset[int]]]]:
+    """Each exclude entry as (axis, the indices of its values the entry matches) per axis it
+    names: a point is excluded when every pair of an entry holds its axis's index."""
+    compiled: list[list[tuple[int, frozenset[int]]]] = []
+    for entry in plan.excludes:
+        conds: dict[int, set[int]] = {}
+        for m in entry:
+            for ai, a in enumerate(plan.axes):
+                if m.path in a.paths:
+                    pi = a.paths.index(m.path)
+                    hits = {i for i, vals in enumerate(a.values) if m.matches(vals[pi])}
+                    conds[ai] = conds[ai] & hits if ai in conds else hits
+        compiled.append([(ai, frozenset(s)) for ai, s in conds.items()])
+    return compiled
+
+
 def _hollow(
     plan: SweepPlan, base: dict[str, Any], head: dict[str, Any], code: str | None
 ) -> tuple[
@@ -223,17 +239,7 @@ def expand(
     texts = [[tuple(_text(v) for v in vals) for vals in a.values] for a in axes]
     seed_texts = [canonical_json(s) for s in plan.seeds]
 
-    # Exclusions as sets of matching indices per axis.
-    compiled: list[list[tuple[int, frozenset[int]]]] = []
-    for entry in plan.excludes:
-        conds: dict[int, set[int]] = {}
-        for m in entry:
-            for ai, a in enumerate(axes):
-                if m.path in a.paths:
-                    pi = a.paths.index(m.path)
-                    hits = {i for i, vals in enumerate(a.values) if m.matches(vals[pi])}
-                    conds[ai] = conds[ai] & hits if ai in conds else hits
-        compiled.append([(ai, frozenset(s)) for ai, s in conds.items()])
+    compiled = _compiled_excludes(plan)
 
     apply = _compile_setter(all_paths)
     seeds = list(enumerate(plan.seeds))
@@ -453,16 +459,7 @@ def expand_columns(
     t_run = _Template(ident(hollow["params"], hollow["placement"], holes[-1], True), n_slots)
     t_base = _Template(ident(hollow["params"], hollow["placement"], holes[-1], False), n_slots)
     same_ids = t_run.fmt == t_base.fmt
-    compiled: list[list[tuple[int, frozenset[int]]]] = []
-    for entry in plan.excludes:
-        conds: dict[int, set[int]] = {}
-        for m in entry:
-            for ai, a in enumerate(axes):
-                if m.path in a.paths:
-                    pi = a.paths.index(m.path)
-                    hits = {i for i, vals in enumerate(a.values) if m.matches(vals[pi])}
-                    conds[ai] = conds[ai] & hits if ai in conds else hits
-        compiled.append([(ai, frozenset(s)) for ai, s in conds.items()])
+    compiled = _compiled_excludes(plan)
     apply = _compile_setter(all_paths)
     seeds = list(plan.seeds)
     nseeds = len(seeds)
