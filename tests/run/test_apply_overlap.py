@@ -6,15 +6,15 @@ gave."""
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from support.held import HeldExecutor
 from support.specs import command_spec, desired_of
 
 from hpcx.errors import SchedulerError
@@ -22,40 +22,11 @@ from hpcx.plan.planner import make_plan
 from hpcx.run.apply import apply_plan
 from hpcx.run.executors import base as base_mod
 from hpcx.run.executors import slurm as slurm_mod
-from hpcx.run.executors.base import Executor, ObservedStatus, Submission
+from hpcx.run.executors.base import Submission
 from hpcx.run.executors.slurm import Limits, SlurmExecutor
 from hpcx.run.rundir import RunDir
 from hpcx.state.store import StateSnapshot, Transaction
 from hpcx.state.writer import Writer
-
-
-class _Held(Executor):
-    """An executor whose scheduler takes every run and starts none."""
-
-    kind = "slurm"
-
-    def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
-        return Submission(
-            key=key,
-            executor=self.kind,
-            job_ids=("1",),
-            run_ids=tuple(rd.run_id for rd in run_dirs),
-            run_jobs={rd.run_id: f"1_{i}" for i, rd in enumerate(run_dirs)},
-            run_dirs={rd.run_id: str(rd.path) for rd in run_dirs},
-            folder=str(self.submission_folder(run_dirs[0].path.parent.parent, key)),
-            submitted_at="now",
-        )
-
-    def poll(self, submissions: Iterable[Submission]) -> dict[str, ObservedStatus]:
-        return {}
-
-    def cancel(
-        self, submissions: Iterable[Submission], run_ids: Iterable[str] | None = None
-    ) -> None:
-        return None
-
-    def reconcile(self, key: str, runs_root: str | os.PathLike[str]) -> Submission | None:
-        return None
 
 
 def _specs(n: int) -> list[Any]:
@@ -76,7 +47,7 @@ def test_nothing_is_submitted_before_the_intent_commits(
 ) -> None:
     state, runs_root = tmp_path / "state.duckdb", tmp_path / "runs"
 
-    class Checking(_Held):
+    class Checking(HeldExecutor):
         def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
             # The state is closed here: the intent is committed, every run pending under key.
             con = duckdb.connect(str(state), read_only=True)
@@ -108,7 +79,7 @@ def test_an_intent_that_fails_prepares_and_submits_nothing(
 ) -> None:
     state, runs_root = tmp_path / "state.duckdb", tmp_path / "runs"
 
-    class Never(_Held):
+    class Never(HeldExecutor):
         def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
             raise AssertionError("submitted without an intent")
 
@@ -130,7 +101,7 @@ def test_a_prepare_that_fails_is_reported_after_the_intent_as_before(
 ) -> None:
     from hpcx.errors import RunActiveError
 
-    class Active(_Held):
+    class Active(HeldExecutor):
         def prepare(self, runs: Sequence[Any], root: Any, *, key: str | None = None) -> Any:
             raise RunActiveError("run a/x attempt 1 is running", hint="wait")
 
@@ -171,7 +142,7 @@ def test_slurm_prepare_leaves_the_sync_to_submit_which_syncs_before_sbatch(
     ex.submit("20260101T000000-abcdef01", dirs)
     assert calls == ["sync", "sbatch"]
     # Any other executor's prepare still syncs its folders itself.
-    _Held().prepare(_specs(1), tmp_path / "other", key="k")
+    HeldExecutor().prepare(_specs(1), tmp_path / "other", key="k")
     assert calls == ["sync", "sbatch", "sync"]
 
 

@@ -6,51 +6,30 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.held import HeldExecutor
 from support.specs import command_spec, desired_of
 
 from hpcx.plan.planner import make_plan
 from hpcx.run import apply as apply_mod
 from hpcx.run import provenance, rundir
 from hpcx.run.apply import apply_plan
-from hpcx.run.executors.base import Executor, ObservedStatus, Submission
+from hpcx.run.executors.base import Submission
 from hpcx.run.rundir import RunDir
 from hpcx.state.store import StateSnapshot
 from hpcx.state.writer import Writer
 
 
-class _Held(Executor):
-    """An executor whose scheduler takes every run and starts none."""
-
-    kind = "slurm"
+class _Held(HeldExecutor):
+    """The held executor, noting the specs prepare left for submit to take."""
 
     def submit(self, key: str, run_dirs: Sequence[RunDir]) -> Submission:
         self.seen = [self.prepared_spec(rd) for rd in run_dirs]
-        return Submission(
-            key=key,
-            executor=self.kind,
-            job_ids=("1",),
-            run_ids=tuple(rd.run_id for rd in run_dirs),
-            run_jobs={rd.run_id: f"1_{i}" for i, rd in enumerate(run_dirs)},
-            run_dirs={rd.run_id: str(rd.path) for rd in run_dirs},
-            folder=str(self.submission_folder(run_dirs[0].path.parent.parent, key)),
-            submitted_at="now",
-        )
-
-    def poll(self, submissions: Iterable[Submission]) -> dict[str, ObservedStatus]:
-        return {}
-
-    def cancel(
-        self, submissions: Iterable[Submission], run_ids: Iterable[str] | None = None
-    ) -> None:
-        return None
-
-    def reconcile(self, key: str, runs_root: str | os.PathLike[str]) -> Submission | None:
-        return None
+        return super().submit(key, run_dirs)
 
 
 def test_apply_opens_the_state_twice_and_works_out_provenance_once_per_manifest(
