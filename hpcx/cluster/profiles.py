@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from hpcx.cluster.found import find_profiles, is_cluster_file
 from hpcx.cluster.units import plain_number, time_minutes
 from hpcx.errors import ClusterProfileError, ResourceFitError
 from hpcx.util.yamlload import JsonPath, Position, Problem, json_path_str, load_file
@@ -49,8 +50,6 @@ __all__ = [
 
 SCHEMA_FILE = "cluster.v1.schema.json"
 KIND = "Cluster"
-#: Where ``hpcx plan`` and ``hpcx advise`` look for a profile when none is named.
-CLUSTERS_DIR = "clusters"
 
 _PRIORITY_WORDS = {"low": 0, "normal": 1, "high": 2}
 
@@ -300,49 +299,19 @@ def load_profile(path: str | Path) -> ClusterProfile:
     return profile_from_document(loaded.data, label)
 
 
-_KIND_LINE = re.compile(rb"^kind:\s*['\"]?Cluster['\"]?\s*(#.*)?$", re.M)
-
-
-def is_cluster_file(path: Path) -> bool:
-    """Whether a YAML file is a cluster profile (a cheap look at its top-level ``kind``)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64 * 1024)
-    except OSError:
-        return False
-    return _KIND_LINE.search(head) is not None
-
-
-def find_profiles(paths: Iterable[Path], root: Path | None = None) -> list[Path]:
-    """Cluster profiles among ``paths`` (files, or folders searched recursively) and in
-    ``<root>/clusters/``, sorted and without duplicates."""
-    found: set[Path] = set()
-    search = list(paths)
-    if root is not None and (root / CLUSTERS_DIR).is_dir():
-        search.append(root / CLUSTERS_DIR)
-    for p in search:
-        p = Path(p)
-        if p.is_dir():
-            for pattern in ("*.yaml", "*.yml"):
-                for f in p.rglob(pattern):
-                    rel = f.relative_to(p).parts
-                    hidden = any(s.startswith(".") for s in rel)
-                    if not hidden and f.is_file() and is_cluster_file(f):
-                        found.add(f.resolve())
-        elif p.is_file() and p.suffix in (".yaml", ".yml") and is_cluster_file(p):
-            found.add(p.resolve())
-    return sorted(found)
-
-
 def resolve_profile(
-    explicit: str | Path | None, manifest_paths: Iterable[Path], root: Path
+    explicit: str | Path | None,
+    manifest_paths: Iterable[Path],
+    root: Path,
+    found: list[Path] | None = None,
 ) -> ClusterProfile | None:
-    """The profile named, else the one found among the manifest paths or in ``clusters/``;
-    None when there is none. Several found and none named is an error: any choice would be a
-    guess."""
+    """The profile named, else the one found among the manifest paths or in ``clusters/``
+    (``found``, when the caller has already looked: :func:`find_profiles`); None when there is
+    none. Several found and none named is an error: any choice would be a guess."""
     if explicit is not None:
         return load_profile(explicit)
-    found = find_profiles(manifest_paths, root)
+    if found is None:
+        found = find_profiles(manifest_paths, root)
     if not found:
         return None
     shown = [str(p.relative_to(root)) if p.is_relative_to(root) else str(p) for p in found]

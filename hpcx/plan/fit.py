@@ -302,7 +302,6 @@ def check_fit(runs: Iterable[RunSpec], profile: ClusterProfile) -> list[Finding]
     return findings
 
 
-
 def _executor_type(run: RunSpec) -> str:
     from hpcx.manifest.spec import executor_kind
 
@@ -314,11 +313,13 @@ def check_plan(
     explicit: str | Path | None,
     manifest_paths: Iterable[Path],
     root: Path,
+    found: list[Path] | None = None,
 ) -> ClusterProfile | None:
     """``hpcx plan``'s resource check. With ``--cluster`` every run is checked; with a profile
-    found on its own, the runs bound for SLURM (the local executor does not use partitions).
-    Raises :class:`ResourceFitError` listing every finding; returns the profile used."""
-    profile = resolve_profile(explicit, manifest_paths, root)
+    found on its own (``found``, when the caller has looked already), the runs bound for SLURM
+    (the local executor does not use partitions). Raises :class:`ResourceFitError` listing
+    every finding; returns the profile used."""
+    profile = resolve_profile(explicit, manifest_paths, root, found)
     if profile is None:
         return None
     checked = runs if explicit is not None else [r for r in runs if _executor_type(r) == "slurm"]
@@ -671,9 +672,7 @@ def submission_outlook(
         limits = []
         if recorded.max_submit_jobs is not None:
             limits.append(UserLimit(recorded.max_submit_jobs, recorded.max_submit_source or "?"))
-        room = room_of(
-            max_job_count=recorded.max_job_count, user_limits=limits, active=0, held=0
-        )
+        room = room_of(max_job_count=recorded.max_job_count, user_limits=limits, active=0, held=0)
         if room.source != "no limit":
             return replace(base, limit=room.limit, source=room.source, limits_from="profile")
     return base

@@ -63,8 +63,9 @@ def plan_manifests(
     are checked against (default: the profile among the paths or in ``clusters/``, for the
     runs bound for SLURM); ``save_to`` saves the plan for ``hpcx apply PLAN``.
     """
+    from hpcx.cluster.found import find_profiles
     from hpcx.errors import ManifestError, PlanError
-    from hpcx.plan.fit import check_plan
+    from hpcx.manifest.spec import executor_kind
     from hpcx.plan.planner import make_plan, save_plan
     from hpcx.project.paths import (
         default_manifest_paths,
@@ -86,8 +87,14 @@ def plan_manifests(
     desired = load_desired_at(manifest_paths, overrides, max_runs, root)
     if experiments:
         desired = select_experiments(desired, experiments)
-    # Resources against the cluster profile, before anything could be submitted.
-    profile = check_plan(desired.runs, cluster, manifest_paths, root)
+    # Resources against the cluster profile, before anything could be submitted. Without a
+    # profile to check against, the resource check (hpcx.plan.fit) is not even imported.
+    found = find_profiles(manifest_paths, root) if cluster is None else None
+    profile = None
+    if cluster is not None or found:
+        from hpcx.plan.fit import check_plan
+
+        profile = check_plan(desired.runs, cluster, manifest_paths, root, found)
     state_path = resolve_state_path(state, root=root)
     snapshot, trials, state_exists = _snapshot(state_path, desired)
     desired, searches = propose_searches(
@@ -100,14 +107,15 @@ def plan_manifests(
     plan = make_plan(desired, snapshot, orphan_scope=scope, git=git, searches=searches)
     if save_to is not None:
         save_plan(plan, save_to, project_root=str(root))
-    from hpcx.plan.fit import submission_outlook
     from hpcx.plan.planner import Action
 
     runs, weights, queued = _submitting(plan.changes, (Action.CREATE, Action.RETRY, Action.STALE))
-    outlook = submission_outlook(runs, profile, already_queued=queued, weights=weights)
-    return PlannedManifests(
-        plan, desired, root, manifest_paths, state_path, state_exists, outlook
-    )
+    outlook = None  # what submission_outlook says when no run goes to SLURM and none is queued
+    if queued or any(executor_kind(r.executor or {}) == "slurm" for r in runs):
+        from hpcx.plan.fit import submission_outlook
+
+        outlook = submission_outlook(runs, profile, already_queued=queued, weights=weights)
+    return PlannedManifests(plan, desired, root, manifest_paths, state_path, state_exists, outlook)
 
 
 def _submitting(

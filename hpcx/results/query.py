@@ -181,8 +181,7 @@ class QuerySession:
         a damaged state. While a writer holds the file for a moment (an apply recording its
         submissions) the open is retried for ``reader_wait_s`` seconds (default
         :func:`hpcx.state.lock.reader_wait_s`, ``$HPCX_READER_WAIT``, 5 s)."""
-        import duckdb
-
+        from hpcx.state.engine import duckdb
         from hpcx.state.lock import reader_wait_s as default_wait
         from hpcx.state.lock import retry_while_locked
 
@@ -516,7 +515,7 @@ class QuerySession:
     # -- running ---------------------------------------------------------------------------
 
     def _check_statements(self, sql: str) -> None:
-        import duckdb
+        from hpcx.state.engine import duckdb
 
         try:
             statements = self._con.extract_statements(sql)
@@ -536,7 +535,7 @@ class QuerySession:
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> QueryResult:
         """Run ``sql`` (SELECT-like statements only; the last one's rows are returned)."""
-        import duckdb
+        from hpcx.state.engine import duckdb
 
         self._check_statements(sql)
         timer: threading.Timer | None = None
@@ -641,7 +640,7 @@ class QuerySession:
         )
 
     def _stream_error(self, exc: BaseException, sql: str, fired: threading.Event) -> BaseException:
-        import duckdb
+        from hpcx.state.engine import duckdb
 
         if isinstance(exc, KeyboardInterrupt):
             self._con.interrupt()
@@ -701,7 +700,7 @@ def memory_limit_bytes(limit: str) -> int:
     """The bytes a ``--memory-limit`` value stands for, as DuckDB reads it (``500MB``,
     ``2GiB``, ``50%`` of the machine). A value DuckDB refuses, or a negative one (which DuckDB
     would take as no limit), is a QueryError naming the option."""
-    import duckdb
+    from hpcx.state.engine import duckdb
 
     text = str(limit).strip()
 
@@ -907,9 +906,8 @@ def write_parquet(
     stream into the CSV batch by batch; the COPY runs under the same memory limit and the
     time left of ``timeout_s`` (counted from here).
     """
-    import duckdb
-
     from hpcx.results.outputs import output_temp, resolve_output
+    from hpcx.state.engine import duckdb
 
     check_parquet_columns(result.columns)
     start = time.monotonic()

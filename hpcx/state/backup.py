@@ -17,7 +17,7 @@ the state itself is never opened for writing here.
 relies on; ``hpcx state check`` prints its findings. :func:`restore_hint` is the sentence
 every "the state is unreadable" error ends with: it names the newest backup to restore.
 
-``import duckdb`` happens inside the functions, so importing this module is cheap.
+DuckDB (`hpcx.state.engine`) is imported inside the functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ _INVARIANTS: tuple[tuple[str, str, str], ...] = (
 
 
 def _connect_ro(path: Path) -> Any:
-    import duckdb
+    from hpcx.state.engine import duckdb
 
     # No extension may be loaded: a SQLite file must not make DuckDB reach for its reader.
     return duckdb.connect(
@@ -290,7 +290,7 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
     Never raises for a bad file: what is wrong comes back as findings. Opens read-only, so it
     never changes the file (and waits for no lock but DuckDB's own).
     """
-    import duckdb
+    from hpcx.state.engine import duckdb
 
     p = Path(path)
     result = CheckResult(path=str(p))
@@ -431,7 +431,7 @@ def _tmp_names(folder: Path, prefix: str) -> Iterator[Path]:
 def _self_contained_copy(state: Path, tmp: Path) -> None:
     """Copy the state (and its WAL, when there is one) to ``tmp``; checkpoint the copy so it is
     one file. The state itself is only read."""
-    import duckdb
+    from hpcx.state.engine import duckdb
 
     wal = Path(str(state) + ".wal")
     _copy_durably(state, tmp)

@@ -34,7 +34,7 @@ def is_uncreated(path: str | os.PathLike[str]) -> bool:
     (the writing command was killed between DuckDB creating the file and the schema's
     transaction). Readers treat it as no state yet; the next writer creates the schema in it.
     """
-    import duckdb
+    from hpcx.state.engine import duckdb
 
     p = Path(path)
     try:

@@ -10,7 +10,8 @@ numbers the run events it records, so the history has no gaps and a saved plan c
 the state moved on. ``lineage`` is a uuid set when the file is created: a plan made against
 one state file is never applied to another that happens to have the same serial.
 
-``import duckdb`` happens inside the functions that need it, so importing this module is cheap.
+DuckDB (`hpcx.state.engine`) is imported inside the functions that need it, so importing this
+module is cheap.
 """
 
 from __future__ import annotations
@@ -349,7 +350,7 @@ def _access_denied(exc: BaseException) -> str | None:
 
 def _bad_option(exc: BaseException) -> bool:
     """DuckDB refusing a configuration value (``memory_limit='abc'``), not the file."""
-    import duckdb
+    from hpcx.state.engine import duckdb
 
     msg = str(exc).lower()
     return isinstance(exc, duckdb.ParserException | duckdb.InvalidInputException) and any(
@@ -368,7 +369,7 @@ def _disk_full(exc: BaseException) -> bool:
 def _is_damage(exc: BaseException) -> bool:
     """A duckdb error that says the file is damaged or cannot be written (not a bug in a
     query): these become a StateError naming the backup to restore."""
-    import duckdb
+    from hpcx.state.engine import duckdb
 
     if isinstance(exc, duckdb.IOException):
         return True
@@ -700,7 +701,7 @@ class StateStore:
         Raises StateLockedError when another process holds it, StateError when it is missing
         (and not to be created), not a DuckDB file, corrupt, or from a newer hpcx.
         """
-        import duckdb
+        from hpcx.state.engine import duckdb
 
         p = Path(path)
         exists = p.exists()
@@ -849,7 +850,7 @@ class StateStore:
     # -- reading -------------------------------------------------------------------------
 
     def _guard_read(self, fn: Callable[[], Any]) -> Any:
-        import duckdb
+        from hpcx.state.engine import duckdb
 
         try:
             return fn()
