@@ -31,7 +31,7 @@ from hpcx.util.files import read_json
 
 if TYPE_CHECKING:
     from hpcx.run.executors.base import Executor, ObservedStatus, Submission
-    from hpcx.state.records import InFlightSubmission
+    from hpcx.state.records import HarvestTarget, InFlightSubmission
     from hpcx.state.store import MetricColumns
     from hpcx.state.writer import Writer
 
@@ -269,15 +269,19 @@ def ingest(
     writer: Writer,
     observed: Mapping[str, ObservedStatus],
     result: HarvestResult | None = None,
+    *,
+    targets: Mapping[str, HarvestTarget] | None = None,
 ) -> HarvestResult:
-    """Write what was observed into the state: statuses, times, placement, metrics, meta."""
+    """Write what was observed into the state: statuses, times, placement, metrics, meta.
+    ``targets``: the observed runs' :class:`HarvestTarget` rows, when the caller read them from
+    the state since it last changed (under this writer); else they are read here."""
     import gc
 
     # Tens of thousands of small rows, none in a cycle: the cyclic GC would only walk them.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _ingest(writer, observed, result)
+        return _ingest(writer, observed, result, targets)
     finally:
         if was_enabled:
             gc.enable()
@@ -461,14 +465,15 @@ def _ingest(
     writer: Writer,
     observed: Mapping[str, ObservedStatus],
     result: HarvestResult | None,
+    targets: Mapping[str, HarvestTarget] | None = None,
 ) -> HarvestResult:
     result = result or HarvestResult()
     result.observed.update(observed)
     if not observed:
         return result
-    ids = list(observed)
-    with writer.open() as store:
-        targets = store.harvest_targets(ids)
+    if targets is None:
+        with writer.open() as store:
+            targets = store.harvest_targets(list(observed))
     # The state is closed while the run folders are read (we hold the writer lock: nobody
     # else writes meanwhile); reopened for the one transaction that records it all.
     updates: list[dict[str, Any]] = []
@@ -707,8 +712,10 @@ def harvest_submissions(
     submissions: Sequence[Submission],
     *,
     executor: Executor | None = None,
+    targets: Mapping[str, HarvestTarget] | None = None,
 ) -> HarvestResult:
-    """Poll these submissions (one batched call per executor kind) and ingest."""
+    """Poll these submissions (one batched call per executor kind) and ingest (``targets``:
+    see :func:`ingest`)."""
     from hpcx.run.executors import get_executor
 
     by_kind: dict[str, list[Submission]] = {}
@@ -718,7 +725,7 @@ def harvest_submissions(
     for kind, subs in by_kind.items():
         ex = executor if executor is not None and executor.kind == kind else get_executor(kind)
         observed.update(ex.poll(subs))
-    return ingest(writer, observed)
+    return ingest(writer, observed, targets=targets)
 
 
 def in_flight_submissions(writer: Writer) -> list[InFlightSubmission]:
@@ -728,21 +735,38 @@ def in_flight_submissions(writer: Writer) -> list[InFlightSubmission]:
     return found
 
 
+#: Submission states a refresh settles with the scheduler before polling (it writes then).
+_RECONCILED = ("intent", "ambiguous")
+
+
 def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
     """Reconcile unfinished submissions, poll every run in flight, and ingest."""
     from hpcx.run.executors import Submission, get_executor
+    from hpcx.state.backup import unknown_submissions
 
     result = HarvestResult()
     if not writer.path.exists():
         return result
     subs: list[Submission] = []
-    if runs_root is not None:
-        from hpcx.run.runs_root import check_runs_root_owner
+    targets: dict[str, HarvestTarget] | None = None
+    unknown: list[Path] = []
+    # One open for everything read before the poll (each open of the state costs ~30 ms).
+    with writer.open() as store:
+        if runs_root is not None:
+            from hpcx.run.runs_root import check_runs_root_owner
 
-        # Before adopting anything from it: another state's runs are not ours to adopt.
-        check_runs_root_owner(writer, runs_root, create=False)
-        subs.extend(adopt_unknown_submissions(writer, runs_root, result))
-    for row in in_flight_submissions(writer):
+            # Before adopting anything from it: another state's runs are not ours to adopt.
+            check_runs_root_owner(writer, runs_root, create=False, store=store)
+            unknown = unknown_submissions(writer.path, runs_root, store.known_submissions)
+        in_flight = store.in_flight_submissions()
+        if not unknown and all(row.state not in _RECONCILED for row in in_flight):
+            # Nothing below writes to the state before the ingest, and we hold the writer
+            # lock: the runs' harvest targets read now are the ones the ingest would read.
+            targets = store.harvest_targets(r for row in in_flight for r in row.run_ids)
+    if unknown and runs_root is not None:
+        subs.extend(adopt_unknown_submissions(writer, runs_root, result, folders=unknown))
+        in_flight = in_flight_submissions(writer)  # with what adoption recorded
+    for row in in_flight:
         detail = row.detail
         options = dict(detail.get("options") or {})
         if row.state == "submitted" and detail.get("submission"):
@@ -754,7 +778,7 @@ def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
                 sub = dataclasses.replace(sub, run_ids=tuple(r for r in sub.run_ids if r in mine))
             subs.append(sub)
             continue
-        if row.state not in ("intent", "ambiguous"):
+        if row.state not in _RECONCILED:
             continue
         root = Path(detail.get("runs_root") or runs_root or ".")
         ex = get_executor(row.executor, options)
@@ -798,7 +822,7 @@ def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
                 result.reconciled[row.key] = "lost"
                 result.changed += len(row.run_ids)
     if subs:
-        polled = harvest_submissions(writer, subs)
+        polled = harvest_submissions(writer, subs, targets=targets)
         result.observed.update(polled.observed)
         result.changed += polled.changed
         result.finished += polled.finished
@@ -826,14 +850,19 @@ def _never_sent(run_ids: Sequence[str], why: str, from_queue: bool) -> list[dict
 
 
 def adopt_unknown_submissions(
-    writer: Writer, runs_root: Path, result: HarvestResult | None = None
+    writer: Writer,
+    runs_root: Path,
+    result: HarvestResult | None = None,
+    *,
+    folders: Sequence[Path] | None = None,
 ) -> list[Submission]:
     """Submissions on disk (``<runs_root>/.submissions/<key>/submission.json``) that the state
     does not hold, recorded into it, so their runs are polled and harvested, not resubmitted.
 
     This is what a state restored from a backup lacks: everything submitted after the backup
     was taken. The runs come back from their run folders' spec.json. Returns the adopted
-    submissions, for the caller to poll.
+    submissions, for the caller to poll. ``folders``: those submission folders, when the
+    caller has found them (:func:`~hpcx.state.backup.unknown_submissions`).
     """
     import dataclasses
     import os
@@ -844,7 +873,8 @@ def adopt_unknown_submissions(
     from hpcx.state.backup import unknown_submissions
     from hpcx.state.store import spec_from_dict
 
-    folders = unknown_submissions(writer.path, runs_root)
+    if folders is None:
+        folders = unknown_submissions(writer.path, runs_root)
     if not folders:
         return []
     names = {f.name for f in dataclasses.fields(RunSpec)}

@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -676,6 +676,7 @@ def restore(
 
 # -- helpers for hpcx.state.store ------------------------------------------------------------
 
+
 def backup_open_state(con: Any, state_path: str | os.PathLike[str]) -> Path | None:
     """Back up a state that ``con`` holds open read-write (so nobody else writes it), before
     a migration rewrites it: checkpoint, then copy the file, which is then whole by itself."""
@@ -690,10 +691,15 @@ def backup_open_state(con: Any, state_path: str | os.PathLike[str]) -> Path | No
 
 
 def unknown_submissions(
-    state_path: str | os.PathLike[str], runs_root: str | os.PathLike[str]
+    state_path: str | os.PathLike[str],
+    runs_root: str | os.PathLike[str],
+    known: Callable[[Iterable[str]], set[str]] | None = None,
 ) -> list[Path]:
     """Submission folders under ``<runs_root>/.submissions/`` whose key the state does not
-    hold: after a restore, the submissions made after the backup was taken."""
+    hold: after a restore, the submissions made after the backup was taken. ``known``: which
+    of some keys the state holds, asked of a state the caller has open
+    (:meth:`~hpcx.state.store.StateStore.known_submissions`); else the file is opened
+    read-only here."""
     folder = Path(runs_root) / ".submissions"
     try:
         keys = {e.name: Path(e.path) for e in os.scandir(folder) if e.is_dir()}
@@ -701,14 +707,17 @@ def unknown_submissions(
         return []
     if not keys:
         return []
+    if known is not None:
+        held = known(keys)
+        return sorted(p for k, p in keys.items() if k not in held)
     try:
         con = _connect_ro(Path(state_path))
     except Exception:
         return sorted(keys.values())
     try:
-        known = {r[0] for r in con.execute("SELECT key FROM submissions").fetchall()}
+        held = {r[0] for r in con.execute("SELECT key FROM submissions").fetchall()}
     except Exception:
-        known = set()
+        held = set()
     finally:
         con.close()
-    return sorted(p for k, p in keys.items() if k not in known)
+    return sorted(p for k, p in keys.items() if k not in held)

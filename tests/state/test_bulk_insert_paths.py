@@ -1,0 +1,107 @@
+"""A bulk insert lands the same rows whether it goes as numpy columns of text (the usual path)
+or through a temporary CSV file (without numpy): awkward values included."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from hpcx.state import store as st
+from hpcx.state.engine import duckdb
+
+COLUMNS = [
+    ("s", "VARCHAR"),
+    ("i", "BIGINT"),
+    ("f", "DOUBLE"),
+    ("t", "TIMESTAMPTZ"),
+    ("j", "JSON"),
+    ("b", "BOOLEAN"),
+    ("naive", "TIMESTAMP"),
+    ("aware", "TIMESTAMP"),
+]
+T0 = datetime(2026, 12, 1, 10, 0, 0, 123456)
+ZONES = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+AWKWARD = [
+    "plain",
+    'a "quoted", comma',
+    "two\nlines\r\n",
+    "\\N",
+    "NULL",
+    "",
+    "é ü 😀",
+    "tab\there",
+]
+FLOATS = [0.1, 1e-300, -0.0, 2.0**53 + 1, 1.7976931348623157e308, math.inf, -math.inf, math.nan]
+
+
+def _rows(n: int) -> list[tuple[object, ...]]:
+    out = []
+    for k in range(n):
+        out.append(
+            (
+                AWKWARD[k % len(AWKWARD)] if k % 5 else None,
+                (2**62 + k) if k % 3 else None,
+                FLOATS[k % len(FLOATS)] if k % 7 else None,
+                f"2026-12-01T10:{k % 60:02d}:00+00:00" if k % 4 else None,
+                json.dumps({"k": k, "s": 'x"y'}) if k % 6 else None,
+                bool(k % 2) if k % 9 else None,
+                T0 + timedelta(seconds=k, microseconds=k) if k % 8 else None,
+                (T0 + timedelta(minutes=k)).replace(tzinfo=ZONES[k % 3]) if k % 10 else None,
+            )
+        )
+    return out
+
+
+def _land(tmp_path: Path, rows: list[tuple[object, ...]], numpy: bool) -> list[tuple[object, ...]]:
+    con = duckdb.connect(":memory:")
+    con.execute("CREATE TABLE t (" + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")")
+    real = st._insert_via_numpy
+    try:
+        if not numpy:
+            st._insert_via_numpy = lambda *a: False  # type: ignore[assignment]
+        st._bulk_insert(con, "t", COLUMNS, rows, tmp_path)
+    finally:
+        st._insert_via_numpy = real  # type: ignore[assignment]
+    got = con.execute("SELECT s, i, f::VARCHAR, t, j::VARCHAR, b, naive, aware FROM t").fetchall()
+    assert not list(tmp_path.iterdir())  # no temporary file is left behind either way
+    return got
+
+
+@pytest.mark.parametrize("n", [st._VALUES_MAX_ROWS + 1, 1000])
+def test_numpy_and_csv_paths_land_the_same_rows(tmp_path: Path, n: int) -> None:
+    rows = _rows(n)
+    via_numpy = _land(tmp_path, rows, numpy=True)
+    via_csv = _land(tmp_path, rows, numpy=False)
+    assert via_numpy == via_csv
+    assert len(via_numpy) == n
+    # The values are the ones given, not only the same both ways.
+    assert [r[0] for r in via_numpy] == [r[0] for r in rows]
+    assert [r[1] for r in via_numpy] == [r[1] for r in rows]
+    assert [r[5] for r in via_numpy] == [r[5] for r in rows]
+    assert [r[6] for r in via_numpy] == [r[6] for r in rows]  # microseconds kept
+    doubles = [None if r[2] is None else float(r[2]) for r in via_numpy]
+    for got, want in zip(doubles, (r[2] for r in rows), strict=True):
+        assert (got is None and want is None) or (
+            isinstance(want, float) and (got == want or (math.isnan(got) and math.isnan(want)))
+        )
+        if isinstance(want, float) and want == 0.0:
+            assert math.copysign(1.0, got) == math.copysign(1.0, want)  # type: ignore[arg-type]
+
+
+def test_the_numpy_path_is_the_one_taken_when_numpy_is_there(tmp_path: Path) -> None:
+    con = duckdb.connect(":memory:")
+    con.execute("CREATE TABLE t (" + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")")
+    assert st._insert_via_numpy(con, "t", COLUMNS, _rows(300))
+    assert con.execute("SELECT count(*) FROM t").fetchone() == (300,)
+
+
+def test_a_value_its_column_cannot_hold_fails_the_insert_both_ways(tmp_path: Path) -> None:
+    rows = _rows(300)
+    rows[250] = ("x", "not a number", 1.0, None, None, None, None, None)
+    for numpy in (True, False):
+        with pytest.raises(duckdb.Error):
+            _land(tmp_path, rows, numpy=numpy)
