@@ -8,15 +8,17 @@ command truly needs (issue 17: ``hpcx --help``, ``status``, ``validate``, ``quer
 The floors, each a fresh ``python`` process (same interpreter, same site-packages):
 
 * help: ``sys.stdout.write(TEXT)`` of the very text ``hpcx --help`` prints; nothing imported.
-* status: ``import duckdb``; connect read-only with hpcx's connection settings; the SQL that
-  ``hpcx status`` runs (the progress-bar setting, the schema checks, counts by experiment and
-  status, the contended and the requeued runs); the counts printed.
+* status: DuckDB's engine (``_duckdb``, the extension under the ``duckdb`` package: what
+  ``hpcx.state.engine`` imports, without the package's Python layer); connect read-only with
+  hpcx's connection settings; the SQL that ``hpcx status`` runs (the progress-bar setting,
+  the schema checks, counts by experiment and status, the contended and the requeued runs);
+  the counts printed.
 * validate: ``ruamel.yaml`` (the safe pure loader hpcx uses) reads the manifest and the base
   it extends; ``jsonschema`` (Draft 2020-12) validates each against the shipped manifest
   schema. hpcx is timed with its cache of validated documents warm (the manifest validated
   once before, as an unchanged file meets it) and, as validate-cold, with the cache off.
-* query: ``import duckdb``; connect read-only; the same SELECT over the file's tables (the
-  metrics view is ``metrics LEFT JOIN runs``); its rows printed.
+* query: DuckDB's engine, as for status; connect read-only; the same SELECT over the file's
+  tables (the metrics view is ``metrics LEFT JOIN runs``); its rows printed.
 
 Every side runs from compiled bytecode, as an installed package does: the script compiles the
 checkouts first and unsets PYTHONDONTWRITEBYTECODE for the processes it times. Rounds are
@@ -71,7 +73,10 @@ FLOOR_SQL = (
 
 FLOOR_STATUS = """\
 import sys
-import duckdb
+try:
+    import _duckdb as duckdb  # the engine alone, as hpcx.state.engine imports it
+except ImportError:
+    import duckdb
 
 con = duckdb.connect(sys.argv[1], read_only=True,
                      config={"autoinstall_known_extensions": False,
@@ -118,7 +123,10 @@ print("ok")
 
 FLOOR_QUERY = """\
 import sys
-import duckdb
+try:
+    import _duckdb as duckdb  # the engine alone, as hpcx.state.engine imports it
+except ImportError:
+    import duckdb
 
 con = duckdb.connect(sys.argv[1], read_only=True)
 cur = con.execute(sys.argv[2])

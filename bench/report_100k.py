@@ -4,14 +4,15 @@
                                           [--baseline-tree /path/to/other/checkout]
     .venv/bin/python bench/report_100k.py --tiny        # 2,000 runs, well under 20 s (CI)
 
-The state is report_10k.py's sweep (depth x dim x batch x compile, repeats, two final metrics
-a run), built through the real StateStore. Goal: the whole ``hpcx report`` process at most
-1.5x the whole hand-built process, which imports only duckdb, reads the state read-only,
-aggregates in SQL (status counts; the primary metric's mean, std and count per swept value and
-per series; the best configurations) and writes one HTML page with the same tables and one SVG
-line chart per swept parameter, by hand. Both are timed as whole processes, interleaved round
-by round (hand, hpcx, hand, hpcx, ...); medians of the wall time and of each child's own CPU
-time (user + sys from wait4: steadier on a loaded machine); the load average beside each figure.
+The state is report_10k.py's sweep (depth x dim x batch x compile, repeats, two final metrics a
+run), built through the real StateStore. Goal: the whole ``hpcx report`` process at most 1.5x
+the whole hand-built process, which imports only DuckDB's engine (``_duckdb``, as hpcx does),
+reads the state read-only, aggregates in SQL (status counts; the primary metric's mean, std and
+count per swept value and per series; the best configurations) and writes one HTML page with the
+same tables and one SVG line chart per swept parameter, by hand. Both are timed as whole
+processes, interleaved round by round (hand, hpcx, hand, hpcx, ...); medians of the wall time
+and of each child's own CPU time (user + sys from wait4: steadier on a loaded machine); the load
+average beside each figure.
 ``--baseline-tree`` adds a third column: ``hpcx report`` of another checkout (e.g. the one
 before a change), through PYTHONPATH, interleaved the same way. Then where the time goes inside
 ``build_report`` (this checkout, in process).
@@ -45,7 +46,10 @@ METRIC = "throughput_samples_per_s"
 
 def hand(state: str, out: str) -> None:
     """The summary a person would write with DuckDB and string formatting, nothing else."""
-    import duckdb
+    try:
+        import _duckdb as duckdb  # DuckDB's engine alone, as hpcx.state.engine imports it
+    except ImportError:
+        import duckdb
 
     con = duckdb.connect(state, read_only=True)
     cols = ", ".join(f"json_extract_string(spec, '{p}') AS {k}" for k, p in PARAMS.items())
