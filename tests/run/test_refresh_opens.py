@@ -1,0 +1,132 @@
+"""A refresh reads everything it needs before the poll in one open of the state, and writes in
+one more: each open of a DuckDB file costs ~30 ms (issue 17). When it must settle a submission
+with the scheduler first (which writes), the runs' harvest targets are read after that."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support.specs import command_spec
+
+from hpcx.run.executors.base import Submission
+from hpcx.run.harvest import refresh
+from hpcx.state import store as store_mod
+from hpcx.state.store import StateStore
+from hpcx.state.writer import Writer
+from hpcx.util.proc import utcnow
+
+N = 5
+
+
+def _finished_submission(root: Path, key: str, first: int) -> tuple[Path, list[str]]:
+    """N runs whose folders say they succeeded, recorded as submitted under ``key``."""
+    state = root / ".hpcx" / "state.duckdb"
+    runs_root = root / "runs"
+    specs = [command_spec(["true"], index=i, experiment="e") for i in range(first, first + N)]
+    dirs: dict[str, str] = {}
+    for s in specs:
+        d = runs_root / "e" / s.run_id
+        d.mkdir(parents=True)
+        (d / "spec.json").write_text(json.dumps({"run_id": s.run_id, "attempt": 1}))
+        now = utcnow()
+        status = {
+            "state": "succeeded",
+            "run_id": s.run_id,
+            "attempt": 1,
+            "host": "h",
+            "exit_code": 0,
+            "started_at": now,
+            "ended_at": now,
+            "duration_s": 1.0,
+        }
+        (d / "status.json").write_text(json.dumps(status))
+        (d / "metrics.jsonl").write_text('{"name": "loss", "value": 0.5, "step": 1}\n')
+        dirs[s.run_id] = str(d)
+    sub = Submission(
+        key=key,
+        executor="local",
+        job_ids=("h:1",),
+        run_ids=tuple(dirs),
+        run_jobs=dict.fromkeys(dirs, "h:1"),
+        run_dirs=dirs,
+        folder=str(runs_root / ".submissions" / key),
+        submitted_at=utcnow(),
+    )
+    with StateStore.open(state) as st, st.transaction() as tx:
+        tx.record_runs(specs, status="pending", submission_key=key, executor="local")
+        tx.record_submission(
+            key,
+            executor="local",
+            state="submitted",
+            run_ids=list(dirs),
+            job_ids=["h:1"],
+            detail={"submission": sub.to_json()},
+        )
+        tx.update_runs(
+            [
+                {"run_id": r, "status": "submitted", "run_dir": d, "job_id": "h:1"}
+                for r, d in dirs.items()
+            ],
+            event="submitted",
+        )
+    return state, list(dirs)
+
+
+@pytest.fixture
+def opens(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    seen: list[bool] = []
+    real = store_mod.StateStore.open.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, path, **kw):  # type: ignore[no-untyped-def]
+        seen.append(bool(kw.get("read_only")))
+        return real(cls, path, **kw)
+
+    monkeypatch.setattr(store_mod.StateStore, "open", classmethod(counting))
+    return seen
+
+
+def _statuses(state: Path) -> dict[str, str]:
+    with StateStore.open(state, read_only=True) as st:
+        return {r.run_id: r.status for r in st.snapshot().runs.values()}
+
+
+def test_a_refresh_opens_the_state_once_to_read_and_once_to_write(
+    tmp_path: Path, opens: list[bool]
+) -> None:
+    state, _ = _finished_submission(tmp_path, "20260101T000000-a", 0)
+    opens.clear()
+    with Writer(state, "test refresh", pre_write="none") as w:
+        result = refresh(w, runs_root=tmp_path / "runs")
+    assert result.finished == N and result.metrics >= N
+    assert len(opens) == 2
+    opens.clear()
+    assert set(_statuses(state).values()) == {"succeeded"}
+
+
+def test_a_submission_settled_first_is_harvested_from_what_the_settling_wrote(
+    tmp_path: Path, opens: list[bool]
+) -> None:
+    state, done = _finished_submission(tmp_path, "20260101T000000-a", 0)
+    # An apply that died after its intent and before anything reached the scheduler.
+    lost = [command_spec(["true"], index=i, experiment="e") for i in range(100, 102)]
+    with StateStore.open(state) as st, st.transaction() as tx:
+        tx.record_runs(lost, status="pending", submission_key="20260101T000001-b", executor="local")
+        tx.record_submission(
+            "20260101T000001-b",
+            executor="local",
+            state="intent",
+            run_ids=[s.run_id for s in lost],
+            detail={"runs_root": str(tmp_path / "runs")},
+        )
+    opens.clear()
+    with Writer(state, "test refresh", pre_write="none") as w:
+        result = refresh(w, runs_root=tmp_path / "runs")
+    assert result.reconciled == {"20260101T000001-b": "lost"}
+    assert result.finished == N
+    assert len(opens) > 2  # the settling wrote, so the targets were read after it
+    opens.clear()
+    got = _statuses(state)
+    assert {got[r] for r in done} == {"succeeded"}
+    assert {got[s.run_id] for s in lost} == {"lost"}
