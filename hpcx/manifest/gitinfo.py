@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +26,8 @@ def _env() -> dict[str, str]:
 
 
 def _git(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    import subprocess  # here: `hpcx validate` asks git nothing, and subprocess costs ~5 ms
+
     try:
         proc = subprocess.run(
             ["git", "-C", str(root), *args],
@@ -47,12 +48,47 @@ def _git(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
     return proc.stdout
 
 
+#: Variables that change where git looks for a repository: with any set, git itself is asked.
+_DISCOVERY_ENV = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+)
+
+
+def _marked_root(start: Path) -> tuple[bool, Path | None]:
+    """Git's own discovery, without starting git: the nearest folder from ``start`` up holding
+    a ``.git`` (a folder, or a worktree's or submodule's file), ``start`` resolved as git
+    resolves it; None when there is none up to ``/``. ``(False, None)`` when the walk would
+    cross onto another filesystem, where git stops with a reason (the caller asks git then)."""
+    here = start.resolve()
+    try:
+        dev = here.stat().st_dev
+        for folder in (here, *here.parents):
+            if folder.stat().st_dev != dev:
+                return False, None
+            if os.path.lexists(folder / ".git"):
+                return True, folder
+    except OSError:
+        return False, None
+    return True, None
+
+
 def repo_root(path: Path | str) -> Path | None:
-    """The top of the git work tree holding ``path`` (a file or folder), or ``None``."""
+    """The top of the git work tree holding ``path`` (a file or folder), or ``None``.
+
+    Found by looking for ``.git`` upward, as git does, without starting it (~5 ms a process,
+    on every ``hpcx validate`` and ``plan``); git itself is asked when its discovery
+    variables are set or the walk reaches another filesystem."""
     p = Path(path)
     start = p if p.is_dir() else p.parent
     if not start.exists():
         return None
+    if not any(k in os.environ for k in _DISCOVERY_ENV):
+        decided, root = _marked_root(start)
+        if decided:
+            return root
     try:
         out = _git(start, "rev-parse", "--show-toplevel")
     except GitInfoError:

@@ -12,13 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from hpcx.manifest.spec import DesiredState, RunSpec
 from hpcx.plan.planner import OrphanScope, Plan
 
+if TYPE_CHECKING:
+    from hpcx.cluster.profiles import ClusterProfile
+
 __all__ = [
     "PlannedManifests",
+    "check_resources",
     "git_info",
     "load_desired_at",
     "plan_manifests",
@@ -63,7 +67,6 @@ def plan_manifests(
     are checked against (default: the profile among the paths or in ``clusters/``, for the
     runs bound for SLURM); ``save_to`` saves the plan for ``hpcx apply PLAN``.
     """
-    from hpcx.cluster.found import find_profiles
     from hpcx.errors import ManifestError, PlanError
     from hpcx.manifest.spec import executor_kind
     from hpcx.plan.planner import make_plan, save_plan
@@ -87,14 +90,8 @@ def plan_manifests(
     desired = load_desired_at(manifest_paths, overrides, max_runs, root)
     if experiments:
         desired = select_experiments(desired, experiments)
-    # Resources against the cluster profile, before anything could be submitted. Without a
-    # profile to check against, the resource check (hpcx.plan.fit) is not even imported.
-    found = find_profiles(manifest_paths, root) if cluster is None else None
-    profile = None
-    if cluster is not None or found:
-        from hpcx.plan.fit import check_plan
-
-        profile = check_plan(desired.runs, cluster, manifest_paths, root, found)
+    # Resources against the cluster profile, before anything could be submitted.
+    profile = check_resources(desired.runs, cluster, manifest_paths, root)
     state_path = resolve_state_path(state, root=root)
     snapshot, trials, state_exists = _snapshot(state_path, desired)
     desired, searches = propose_searches(
@@ -116,6 +113,26 @@ def plan_manifests(
 
         outlook = submission_outlook(runs, profile, already_queued=queued, weights=weights)
     return PlannedManifests(plan, desired, root, manifest_paths, state_path, state_exists, outlook)
+
+
+def check_resources(
+    runs: Sequence[RunSpec],
+    cluster: Path | str | None,
+    manifest_paths: Sequence[Path],
+    root: Path,
+) -> ClusterProfile | None:
+    """:func:`hpcx.plan.fit.check_plan` (``runs`` against the profile named, or the one found
+    among the manifests or in ``clusters/``; the profile used), without importing the resource
+    check when there is no profile to check against: most projects have none, and every plan
+    and apply would pay ~15 ms for it."""
+    from hpcx.cluster.found import find_profiles
+
+    found = find_profiles(manifest_paths, root) if cluster is None else None
+    if cluster is None and not found:
+        return None
+    from hpcx.plan.fit import check_plan
+
+    return check_plan(runs, cluster, manifest_paths, root, found)
 
 
 def _submitting(
@@ -196,12 +213,11 @@ def propose_searches(
     cluster profile as every other run's are; each search's status."""
     if not desired.searches:
         return desired, []
-    from hpcx.plan.fit import check_plan
     from hpcx.plan.search import with_proposals
 
     before = len(desired.runs)
     desired, statuses = with_proposals(desired, trials, in_state)
-    check_plan(desired.runs[before:], cluster, list(manifest_paths), root)
+    check_resources(desired.runs[before:], cluster, list(manifest_paths), root)
     return desired, [s.to_dict() for s in statuses]
 
 

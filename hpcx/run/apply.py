@@ -1257,9 +1257,8 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
     and check it is still fresh), show it, confirm, then submit and, for a foreground local
     queue, run and harvest. Raises :class:`~hpcx.errors.HpcxError` for anything refused.
     """
-    from hpcx.plan.fit import check_plan
     from hpcx.plan.planner import load_saved_plan, make_plan
-    from hpcx.plan.session import propose_searches, search_trials
+    from hpcx.plan.session import check_resources, propose_searches, search_trials
     from hpcx.project.paths import default_manifest_paths
     from hpcx.run import provenance
     from hpcx.run.harvest import refresh
@@ -1285,7 +1284,7 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
         else:
             manifest_paths = list(request.paths) or default_manifest_paths(root)
             desired = hooks.load(manifest_paths, request.overrides, root)
-            check_plan(desired.runs, request.cluster, manifest_paths, root)
+            check_resources(desired.runs, request.cluster, manifest_paths, root)
             if state_path.exists():
                 # Creates the schema in an uncreated file.
                 resubmit_requeued(writer, refresh(writer, runs_root=runs), runs)
