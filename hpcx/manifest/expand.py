@@ -12,18 +12,20 @@ import dataclasses
 import gc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 from hpcx.manifest import sweep as sweep_mod
 from hpcx.manifest.axes import LazyAxisValues
 from hpcx.manifest.document import Problems, format_value, pos
 from hpcx.manifest.experiment import Experiment
 from hpcx.manifest.identity import IDENTITY_VERSION, canonical_json, run_id_for
-from hpcx.manifest.search import SearchDef, Trial
 from hpcx.manifest.spec import ExperimentInfo, RunSpec
 from hpcx.manifest.sweep import Axis, Columns, SweepPlan, expand, expand_columns
 from hpcx.util.segmented import Segmented
 from hpcx.util.yamlload import JsonPath
+
+if TYPE_CHECKING:
+    from hpcx.manifest.search import SearchDef, Trial
 
 __all__ = [
     "RunBlock",

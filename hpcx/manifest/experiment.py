@@ -9,10 +9,10 @@ In: a composed, overridden, interpolated document that passed the schema. Out: a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import GitInfoError
 from hpcx.manifest import gitinfo
@@ -21,11 +21,13 @@ from hpcx.manifest.document import Doc, Problems, did_you_mean, format_value, le
 from hpcx.manifest.identity import run_id_for
 from hpcx.manifest.placeholders import check_placeholders
 from hpcx.manifest.schema import schema_document
-from hpcx.manifest.search import SearchDef, check_search, search_axes
 from hpcx.manifest.spec import EXECUTOR_KIND_KEY
 from hpcx.manifest.sweep import SweepPlan, get_path
 from hpcx.util.yamlload import JsonPath
 from hpcx.workloads import known_workloads
+
+if TYPE_CHECKING:
+    from hpcx.manifest.search import SearchDef
 
 __all__ = [
     "BUILTIN_WORKLOADS",
@@ -114,7 +116,7 @@ def prepare(
     workload = _check_program(spec, doc, problems)
     executor = _check_executor(spec, doc, problems)
     sweep = check_sweep(spec, params, placement, doc, problems)
-    search = check_search(spec.get("sweep") or {}, params, doc, problems)
+    search = _check_search(spec, params, doc, problems)
     _check_nul(spec, doc, problems)
     needs = _check_needs(spec, params, placement, sweep, doc, problems)
     singular: dict[str, JsonPath] = {}
@@ -129,7 +131,11 @@ def prepare(
     if len(problems.items) > start:
         return None
     if workload is not None:
-        axes = sweep.axes + (search_axes(search) if search is not None else [])
+        axes = list(sweep.axes)
+        if search is not None:
+            from hpcx.manifest.search import search_axes
+
+            axes += search_axes(search)
         _check_workload_params(workload, params, axes, doc, problems)
         if len(problems.items) > start:
             return None
@@ -624,6 +630,19 @@ def _nul_paths(obj: Any, jp: JsonPath) -> Iterable[JsonPath]:
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             yield from _nul_paths(v, (*jp, i))
+
+
+def _check_search(
+    spec: Mapping[str, Any], params: dict[str, Any], doc: Doc, problems: Problems
+) -> SearchDef | None:
+    """:func:`hpcx.manifest.search.check_search` of the sweep, imported only when the sweep
+    has a ``search`` (most have none)."""
+    sweep = spec.get("sweep") or {}
+    if not isinstance(sweep, Mapping) or "search" not in sweep:
+        return None
+    from hpcx.manifest.search import check_search
+
+    return check_search(sweep, params, doc, problems)
 
 
 def _check_search_metrics(workload: str, search: SearchDef, doc: Doc, problems: Problems) -> None:
