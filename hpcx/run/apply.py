@@ -1349,7 +1349,10 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             if desired is not None
             else {}
         )
-        prov = provenance.collect(root, plan.manifest_digests, experiments)
+        # A fresh plan's git facts are this moment's; a saved plan's are from when it was made.
+        prov = provenance.collect(
+            root, plan.manifest_digests, experiments, plan.git if saved is None else None
+        )
         if wait_room is not None:
             wait_room()
         hooks.starting(review)

@@ -16,12 +16,14 @@ import copy
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcx.errors import ParamsError, WorkloadError
 from hpcx.util.memo import ByIdentity
 from hpcx.util.validated import schema_bytes
-from hpcx.workloads.context import RunContext
+
+if TYPE_CHECKING:
+    from hpcx.workloads.context import RunContext
 
 __all__ = [
     "WORKLOADS",
@@ -63,6 +65,16 @@ class WorkloadInfo:
         import fnmatch
 
         return any(fnmatch.fnmatchcase(metric, p) for p in (*self.reports, "hpcx.*"))
+
+
+def __getattr__(name: str) -> Any:
+    # RunContext is what a workload runs with: the validator and the planner, which read the
+    # registry on every start, do not load it.
+    if name == "RunContext":
+        from hpcx.workloads.context import RunContext
+
+        return RunContext
+    raise AttributeError(f"module 'hpcx.workloads' has no attribute {name!r}")
 
 
 def _registry() -> dict[str, WorkloadInfo]:

@@ -162,3 +162,32 @@ def test_rerun_refuses_a_run_in_flight_and_an_unknown_one(project) -> None:
     hpcx(root, "apply", "--yes", "-q", check=True)
     proc = hpcx(root, "rerun", "ffffffffffff", "--yes")
     assert proc.returncode == 1 and "no run 'ffffffffffff'" in proc.stderr
+
+
+def test_a_saved_plan_applied_after_a_commit_records_the_commit_it_ran_from(project) -> None:
+    # apply reuses its own fresh plan's git facts; a saved plan's are from when it was made.
+    root = project({"prov": manifest("prov", ["--metric", "x", "1"])})
+    hpcx(root, "plan", "--out", "p.json", check=True)
+    planned = git_out(root, "rev-parse", "HEAD")
+    (root / "notes.txt").write_text("later\n")
+    git(root, "add", "notes.txt")
+    git(root, "commit", "-q", "-m", "later")
+    head = git_out(root, "rev-parse", "HEAD")
+    assert head != planned
+    hpcx(root, "apply", "p.json", "--yes", "-q", check=True)
+    (run_id,) = [r[0] for r in query(root, "SELECT run_id FROM runs")]
+    assert _meta(root, run_id)["git_commit"] == head
+
+
+def test_provenance_takes_the_plans_git_facts_when_given(tmp_path: Path) -> None:
+    from hpcx.run import provenance
+
+    known = {"root": str(tmp_path), "commit": "c0ffee", "branch": "topic"}
+    info = provenance.collect(tmp_path, [], None, known)
+    assert (info["git_commit"], info["git_branch"], info["git_root"]) == (
+        "c0ffee",
+        "topic",
+        str(tmp_path),
+    )
+    # Without them (or outside a repository), git itself is asked.
+    assert provenance.collect(tmp_path, [], None, None)["git_error"] == "not in a git repository"
