@@ -1532,8 +1532,15 @@ class StateStore:
             tx._flush()
             con.execute("COMMIT")
         except BaseException:
+            from hpcx.state.engine import duckdb
+
             try:
                 con.execute("ROLLBACK")
+            except duckdb.TransactionException:
+                # A COMMIT that failed (a full disk while writing the log) ended the
+                # transaction itself: nothing is left to roll back, and the error worth
+                # reporting is the one being raised.
+                pass
             finally:
                 self._tx = None
             raise
