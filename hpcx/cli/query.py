@@ -210,14 +210,11 @@ def report_command(
 ) -> None:
     """An offline HTML (or markdown + SVG) report: summary, best results, sweep plots."""
     from hpcx.project.paths import resolve_state_path
-    from hpcx.results.query import QueryError, check_state_selection
+    from hpcx.results.query import QueryError
     from hpcx.results.report import build_report
 
     if fmt not in ("html", "md"):
         raise QueryError(f"unknown report format {fmt!r}", hint="html or md")
-    check_state_selection(
-        resolve_state_path(state), experiments=experiments or [], experiment_option="experiment"
-    )
     out = output or Path("report.html" if fmt == "html" else "report.md")
     summary = build_report(
         resolve_state_path(state),

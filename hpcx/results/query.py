@@ -1120,20 +1120,41 @@ def check_state_selection(
     Read through the read-only query engine; nothing is opened when nothing is selected."""
     if not (experiments or tags or statuses):
         return
+    with QuerySession.open(state) as session:
+        check_selection(
+            session,
+            experiments=experiments,
+            tags=tags,
+            statuses=statuses,
+            experiment_option=experiment_option,
+        )
+
+
+def check_selection(
+    session: QuerySession,
+    *,
+    experiments: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    statuses: Sequence[str] = (),
+    experiment_option: str = "-e",
+) -> None:
+    """:func:`check_state_selection` in a session the caller has open (one open of the state
+    fewer: at 100k runs each costs a scan of its files)."""
+    if not (experiments or tags or statuses):
+        return
     from hpcx.util.selection import Unmatched, known_list, raise_unmatched, unknown_names
 
-    with QuerySession.open(state) as session:
-        exps = {r[0] for r in session.query("SELECT DISTINCT experiment FROM runs").rows}
-        have_tags = (
-            {r[0] for r in session.query("SELECT DISTINCT unnest(tags) FROM runs").rows}
-            if tags
-            else set()
-        )
-        have_statuses = (
-            {r[0] for r in session.query("SELECT DISTINCT status FROM runs").rows}
-            if statuses
-            else set()
-        )
+    exps = {r[0] for r in session.query("SELECT DISTINCT experiment FROM runs").rows}
+    have_tags = (
+        {r[0] for r in session.query("SELECT DISTINCT unnest(tags) FROM runs").rows}
+        if tags
+        else set()
+    )
+    have_statuses = (
+        {r[0] for r in session.query("SELECT DISTINCT status FROM runs").rows}
+        if statuses
+        else set()
+    )
     unmatched = unknown_names(experiment_option, experiments, exps)
     unmatched += unknown_names("--tag", tags, have_tags, what="tag on any run")
     for st in dict.fromkeys(statuses):

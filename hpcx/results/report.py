@@ -39,7 +39,7 @@ from typing import Any
 from hpcx.errors import QueryError
 from hpcx.results import charts
 from hpcx.results.charts import Chart, Point, Series
-from hpcx.results.query import QueryResult, QuerySession, format_value
+from hpcx.results.query import QueryResult, QuerySession, check_selection, format_value
 
 #: Metrics tried first as an experiment's headline, in this order.
 PRIMARY_METRICS = (
@@ -1060,19 +1060,7 @@ def collect(
             "SELECT experiment FROM runs GROUP BY 1 ORDER BY min(created_at), 1"
         ).rows
     ]
-    unknown = [e for e in experiments if e not in all_exps]
-    if unknown:
-        import difflib
-
-        close = [
-            m for e in unknown for m in difflib.get_close_matches(e, all_exps, n=1, cutoff=0.6)
-        ]
-        raise QueryError(
-            f"no experiment named {', '.join(unknown)} in the state",
-            hint=(f"did you mean {', '.join(close)}? " if close else "")
-            + "experiments in the state: "
-            + (", ".join(all_exps) or "none"),
-        )
+    # An experiment named that the state lacks was refused before (check_selection).
     chosen = list(experiments) or all_exps
     res_cols = [c for c, _ in session.views["results"]]
     run_cols = {c for c, _ in session.views["runs"]}
@@ -2230,7 +2218,8 @@ def build_report(
     figures: str = "svg",
 ) -> ReportSummary:
     """Write the report; ``figures`` (markdown only) is ``svg`` or ``png`` (needs matplotlib,
-    the ``png`` extra)."""
+    the ``png`` extra). An experiment named that no run in the state has is refused
+    (:class:`~hpcx.errors.SelectionError`, the experiments there are in its hint)."""
     from hpcx.results.outputs import resolve_output, write_output
 
     _check_figures(fmt, figures)
@@ -2241,6 +2230,7 @@ def build_report(
             hint="a coefficient of variation such as 0.1 (10%)",
         )
     with QuerySession.open(state) as session:
+        check_selection(session, experiments=experiments, experiment_option="experiment")
         sections, declared, warnings = collect(session, experiments, manifests, noise_cv=noise_cv)
     contended = sum(len(s.contended) for s in sections)
     if contended:

@@ -109,7 +109,35 @@ def test_markdown_report_writes_svg_figures_beside_it(
 def test_unknown_experiment_is_a_clear_error(
     built_state: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from hpcx.results.query import QueryError
+    from hpcx.errors import SelectionError
 
-    with pytest.raises(QueryError, match="no experiment named nope"):
+    with pytest.raises(SelectionError, match="experiment nope") as ei:
         build_report(built_state[0], tmp_path / "r.html", experiments=["nope"])
+    assert "numa-study" in (ei.value.hint or "")  # the experiments there are
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_hpcx_report_of_named_experiments_opens_the_state_once(
+    built_state: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The check that the named experiments exist runs in the report's own session: each open
+    # of a big state costs a scan of its files.
+    from support.cli import run_cli
+
+    from hpcx.results import query as query_mod
+
+    opened: list[Path] = []
+    real = query_mod.QuerySession.open.__func__  # type: ignore[attr-defined]
+
+    def counting(cls, path, *a, **kw):  # type: ignore[no-untyped-def]
+        opened.append(Path(path))
+        return real(cls, path, *a, **kw)
+
+    monkeypatch.setattr(query_mod.QuerySession, "open", classmethod(counting))
+    out = tmp_path / "r.html"
+    res = run_cli("report", "numa-study", "--state", str(built_state[0]), "-o", str(out))
+    assert res.code == 0, res.out + res.err
+    assert out.exists() and len(opened) == 1
+    opened.clear()
+    res = run_cli("report", "nope", "--state", str(built_state[0]), "-o", str(out))
+    assert res.code == 1 and "nope" in res.err and len(opened) == 1
