@@ -145,7 +145,7 @@ def export_command(
     """One row per run: id, experiment, description, parameters, final metrics, status, commit."""
     from hpcx.project.paths import resolve_state_path
     from hpcx.results.export import export_runs
-    from hpcx.results.query import QueryError, check_state_selection
+    from hpcx.results.query import QueryError
     from hpcx.state.store import RUN_STATUSES
 
     bad = [s for s in status if s not in RUN_STATUSES]
@@ -153,9 +153,6 @@ def export_command(
         raise QueryError(
             f"unknown status {', '.join(bad)}", hint="one of: " + ", ".join(RUN_STATUSES)
         )
-    check_state_selection(
-        resolve_state_path(state), experiments=experiment, tags=tag, statuses=status
-    )
     if mlflow is not None:
         from hpcx.results.export import export_mlflow
 

@@ -59,20 +59,50 @@ _DISCOVERY_ENV = (
 
 def _marked_root(start: Path) -> tuple[bool, Path | None]:
     """Git's own discovery, without starting git: the nearest folder from ``start`` up holding
-    a ``.git`` (a folder, or a worktree's or submodule's file), ``start`` resolved as git
-    resolves it; None when there is none up to ``/``. ``(False, None)`` when the walk would
-    cross onto another filesystem, where git stops with a reason (the caller asks git then)."""
+    a ``.git`` that is a repository (a folder with ``HEAD``, ``objects`` and ``refs``, or a
+    worktree's or submodule's file naming one that exists), ``start`` resolved as git resolves
+    it; None when there is none up to ``/``. ``(False, None)`` where git must decide: the walk
+    would cross onto another filesystem, or the ``.git`` found is not this user's (git's
+    ``safe.directory`` rule), is a file naming no repository, or cannot be read."""
     here = start.resolve()
+    uid = os.geteuid()
     try:
         dev = here.stat().st_dev
         for folder in (here, *here.parents):
             if folder.stat().st_dev != dev:
                 return False, None
-            if os.path.lexists(folder / ".git"):
+            marker = folder / ".git"
+            try:
+                st = marker.lstat()
+            except FileNotFoundError:
+                continue
+            if st.st_uid != uid:
+                return False, None
+            if _is_repository(marker):
                 return True, folder
+            if not marker.is_dir():
+                return False, None  # a .git file naming nothing (a stale worktree): git says
+            # A .git folder that is no repository (an empty one): git looks further up.
     except OSError:
         return False, None
     return True, None
+
+
+def _is_repository(marker: Path) -> bool:
+    """Whether ``marker`` (a ``.git``) is a git directory, or a file naming one."""
+    if marker.is_file():
+        text = marker.read_text(encoding="utf-8", errors="replace").strip()
+        if not text.startswith("gitdir:"):
+            return False
+        target = Path(text[len("gitdir:") :].strip())
+        target = target if target.is_absolute() else marker.parent / target
+        return target.is_dir() and (target / "HEAD").is_file()
+    return (
+        marker.is_dir()
+        and (marker / "HEAD").is_file()
+        and (marker / "objects").is_dir()
+        and (marker / "refs").is_dir()
+    )
 
 
 def repo_root(path: Path | str) -> Path | None:

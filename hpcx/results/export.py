@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.errors import QueryError
-from hpcx.results.query import QueryResult, QuerySession, write_csv_file, write_parquet
+from hpcx.results.query import (
+    QueryResult,
+    QuerySession,
+    check_selection,
+    write_csv_file,
+    write_parquet,
+)
 
 FORMATS = ("csv", "parquet")
 # seed and repeat are part of a run's identity but not of its params: without them the runs of
@@ -136,25 +142,14 @@ def export_runs(
 ) -> ExportSummary:
     kind = format_for(out, fmt)
     with QuerySession.open(state) as session:
-        unknown = _unknown_experiments(session, experiments)
-        if unknown:
-            raise QueryError(
-                f"no experiment named {', '.join(unknown)} in the state",
-                hint='hpcx query "SELECT DISTINCT experiment FROM runs" lists them',
-            )
+        # An experiment, tag or status no run has: refused, with what there is.
+        check_selection(session, experiments=experiments, tags=tags, statuses=statuses)
         result = select_runs(session, experiments=experiments, tags=tags, statuses=statuses)
     if kind == "csv":
         write_csv_file(result, out)
     else:
         write_parquet(result, out)
     return ExportSummary(path=out, format=kind, rows=len(result.rows), columns=result.columns)
-
-
-def _unknown_experiments(session: QuerySession, names: Sequence[str]) -> list[str]:
-    if not names:
-        return []
-    have = {r[0] for r in session.query("SELECT DISTINCT experiment FROM runs").rows}
-    return [n for n in names if n not in have]
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,11 +250,10 @@ def export_mlflow(
     if uri.startswith("file:") and "MLFLOW_ALLOW_FILE_STORE" not in os.environ:
         # MLflow 3 keeps its file store behind this switch; asking for a folder is asking for it.
         os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-    client = _client(uri)
     with QuerySession.open(state) as session:
-        unknown = _unknown_experiments(session, experiments)
-        if unknown:
-            raise QueryError(f"no experiment named {', '.join(unknown)} in the state")
+        # Refused before the MLflow store is touched (a file or sqlite URI would be created).
+        check_selection(session, experiments=experiments, tags=tags, statuses=statuses)
+        client = _client(uri)
         runs = select_runs(session, experiments=experiments, tags=tags, statuses=statuses)
         ids = runs.column("run_id")
         extra = session.query(

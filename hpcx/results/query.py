@@ -1107,29 +1107,6 @@ def _is_numeric_type(t: str) -> bool:
     return t.split("(")[0] in _NUMERIC_TYPES
 
 
-def check_state_selection(
-    state: Path,
-    *,
-    experiments: Sequence[str] = (),
-    tags: Sequence[str] = (),
-    statuses: Sequence[str] = (),
-    experiment_option: str = "-e",
-) -> None:
-    """Refuse an experiment, tag or status that no run in the state has (export, report).
-
-    Read through the read-only query engine; nothing is opened when nothing is selected."""
-    if not (experiments or tags or statuses):
-        return
-    with QuerySession.open(state) as session:
-        check_selection(
-            session,
-            experiments=experiments,
-            tags=tags,
-            statuses=statuses,
-            experiment_option=experiment_option,
-        )
-
-
 def check_selection(
     session: QuerySession,
     *,
@@ -1138,8 +1115,9 @@ def check_selection(
     statuses: Sequence[str] = (),
     experiment_option: str = "-e",
 ) -> None:
-    """:func:`check_state_selection` in a session the caller has open (one open of the state
-    fewer: at 100k runs each costs a scan of its files)."""
+    """Refuse an experiment, tag or status that no run in the state has (export, report), in
+    the session the caller reads the state with (a second open of a big state costs a scan of
+    its files)."""
     if not (experiments or tags or statuses):
         return
     from hpcx.util.selection import Unmatched, known_list, raise_unmatched, unknown_names

@@ -1349,10 +1349,8 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             if desired is not None
             else {}
         )
-        # A fresh plan's git facts are this moment's; a saved plan's are from when it was made.
-        prov = provenance.collect(
-            root, plan.manifest_digests, experiments, plan.git if saved is None else None
-        )
+        # Asked of git now, not taken from the plan: HEAD may move while the plan is confirmed.
+        prov = provenance.collect(root, plan.manifest_digests, experiments)
         if wait_room is not None:
             wait_room()
         hooks.starting(review)

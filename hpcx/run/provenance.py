@@ -63,14 +63,11 @@ def collect(
     project_root: Path,
     sources: Iterable[str],
     experiments: Mapping[str, Mapping[str, Any]] | None = None,
-    known_git: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What is true of this submission as a whole: git state, time, user, host, version.
 
     ``sources`` are the manifest files (relative to ``project_root`` or absolute);
-    ``experiments`` maps an experiment name to {description, owner, tags}; ``known_git``: the
-    repository's root, commit and branch as the plan of this same apply read them a moment ago
-    (:func:`hpcx.plan.session.git_info`), not asked of git again.
+    ``experiments`` maps an experiment name to {description, owner, tags}.
     """
     from hpcx import __version__
     from hpcx.util.proc import hostname
@@ -96,20 +93,13 @@ def collect(
     }
     try:
         from hpcx.manifest import gitinfo
-        if known_git is not None and known_git.get("root"):
-            root = Path(known_git["root"])
-            info["git_root"] = str(root)
-            info["git_commit"] = known_git.get("commit")
-            info["git_branch"] = known_git.get("branch")
-        else:
-            found = gitinfo.repo_root(project_root)
-            if found is None:
-                info["git_error"] = "not in a git repository"
-                return info
-            root = found
-            info["git_root"] = str(root)
-            info["git_commit"] = gitinfo.head_commit(root)
-            info["git_branch"] = gitinfo.branch(root)
+        root = gitinfo.repo_root(project_root)
+        if root is None:
+            info["git_error"] = "not in a git repository"
+            return info
+        info["git_root"] = str(root)
+        info["git_commit"] = gitinfo.head_commit(root)
+        info["git_branch"] = gitinfo.branch(root)
         # Dirty = tracked files differ from HEAD (as `git describe --dirty` says): untracked
         # files, hpcx's own .hpcx/ and runs/ among them, are not the code that ran.
         dirty = gitinfo._git(root, "diff", "HEAD", "--name-only").decode().split()

@@ -690,6 +690,14 @@ def backup_open_state(con: Any, state_path: str | os.PathLike[str]) -> Path | No
     return _store(state, backups_dir(state), keep, checked, copied=None)
 
 
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def unknown_submissions(
     state_path: str | os.PathLike[str],
     runs_root: str | os.PathLike[str],
@@ -708,7 +716,8 @@ def unknown_submissions(
     if not keys:
         return []
     if known is not None:
-        held = known(keys)
+        # A name that is not UTF-8 (a stray folder) is no key the state could hold: unknown.
+        held = known([k for k in keys if _utf8(k)])
         return sorted(p for k, p in keys.items() if k not in held)
     try:
         con = _connect_ro(Path(state_path))

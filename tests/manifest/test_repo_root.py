@@ -95,3 +95,29 @@ def test_git_decides_when_its_discovery_is_steered(tree: Path, monkeypatch) -> N
     assert os.environ["GIT_DIR"]
     assert gitinfo.repo_root(tree / "plain") == _git_top(tree / "plain")
     assert gitinfo.repo_root(tree / "plain") == (tree / "repo").resolve()
+
+
+def test_a_dot_git_that_is_no_repository_is_walked_past_as_git_does(tree: Path) -> None:
+    # An empty .git folder (a vendored copy's leftovers) is no repository: git goes on up, and
+    # so does the walk. A stale worktree's .git file (its gitdir gone) makes git fail: the
+    # walk leaves that to git and gets the same answer.
+    (tree / "repo" / "vendor" / ".git").mkdir(parents=True)
+    (tree / "repo" / "stale").mkdir()
+    (tree / "repo" / "stale" / ".git").write_text(f"gitdir: {tree / 'gone'}\n")
+    assert gitinfo.repo_root(tree / "repo" / "vendor") == (tree / "repo").resolve()
+    assert _git_top(tree / "repo" / "vendor") == (tree / "repo").resolve()
+    assert gitinfo.repo_root(tree / "repo" / "stale") == _git_top(tree / "repo" / "stale")
+    (tree / "plain" / ".git").mkdir()
+    assert gitinfo.repo_root(tree / "plain") is None and _git_top(tree / "plain") is None
+
+
+def test_a_repository_of_another_user_is_left_to_git(tree: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # git's safe.directory rule decides whether another user's repository is one: ask it.
+    calls: list[tuple[str, ...]] = []
+    real = gitinfo._git
+    monkeypatch.setattr(
+        gitinfo, "_git", lambda root, *a, **k: calls.append(a) or real(root, *a, **k)
+    )
+    monkeypatch.setattr(gitinfo.os, "geteuid", lambda: os.getuid() + 4242)
+    assert gitinfo.repo_root(tree / "repo" / "sub") == _git_top(tree / "repo" / "sub")
+    assert calls == [("rev-parse", "--show-toplevel")]

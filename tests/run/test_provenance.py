@@ -165,7 +165,7 @@ def test_rerun_refuses_a_run_in_flight_and_an_unknown_one(project) -> None:
 
 
 def test_a_saved_plan_applied_after_a_commit_records_the_commit_it_ran_from(project) -> None:
-    # apply reuses its own fresh plan's git facts; a saved plan's are from when it was made.
+    # The commit recorded is the one the runs went out from, not the plan's.
     root = project({"prov": manifest("prov", ["--metric", "x", "1"])})
     hpcx(root, "plan", "--out", "p.json", check=True)
     planned = git_out(root, "rev-parse", "HEAD")
@@ -179,15 +179,31 @@ def test_a_saved_plan_applied_after_a_commit_records_the_commit_it_ran_from(proj
     assert _meta(root, run_id)["git_commit"] == head
 
 
-def test_provenance_takes_the_plans_git_facts_when_given(tmp_path: Path) -> None:
-    from hpcx.run import provenance
 
-    known = {"root": str(tmp_path), "commit": "c0ffee", "branch": "topic"}
-    info = provenance.collect(tmp_path, [], None, known)
-    assert (info["git_commit"], info["git_branch"], info["git_root"]) == (
-        "c0ffee",
-        "topic",
-        str(tmp_path),
+def test_a_commit_made_while_the_plan_is_confirmed_is_the_one_recorded(project) -> None:
+    # HEAD moves while the user reads the plan (a commit in another terminal): the runs went
+    # out from the new commit and branch, and provenance says so, consistently with its diff.
+    from support.projects import git as run_git
+
+    from hpcx.run.apply import ApplyHooks, ApplyRequest, apply_session
+
+    root = project({"prov": manifest("prov", ["--metric", "x", "1"])})
+    planned = git_out(root, "rev-parse", "HEAD")
+
+    class MovesHead(ApplyHooks):
+        def confirm(self, review) -> bool:  # type: ignore[no-untyped-def]
+            (root / "notes.txt").write_text("v2\n")
+            run_git(root, "add", "notes.txt")
+            run_git(root, "commit", "-q", "-m", "meanwhile")
+            run_git(root, "checkout", "-q", "-b", "other")
+            return True
+
+    request = ApplyRequest(
+        project_root=root, state_path=root / ".hpcx" / "state.duckdb", runs_root=root / "runs"
     )
-    # Without them (or outside a repository), git itself is asked.
-    assert provenance.collect(tmp_path, [], None, None)["git_error"] == "not in a git repository"
+    apply_session(request, MovesHead())
+    head = git_out(root, "rev-parse", "HEAD")
+    assert head != planned
+    (run_id,) = [r[0] for r in query(root, "SELECT run_id FROM runs")]
+    meta = _meta(root, run_id)
+    assert (meta["git_commit"], meta["git_branch"], meta["git_dirty"]) == (head, "other", False)

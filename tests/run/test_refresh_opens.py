@@ -130,3 +130,17 @@ def test_a_submission_settled_first_is_harvested_from_what_the_settling_wrote(
     got = _statuses(state)
     assert {got[r] for r in done} == {"succeeded"}
     assert {got[s.run_id] for s in lost} == {"lost"}
+
+
+def test_a_submission_folder_whose_name_is_not_utf8_is_no_corrupt_state(tmp_path: Path) -> None:
+    # A stray folder under .submissions/ with a name the state could never hold as a key: it
+    # is unknown (nothing to adopt: no submission.json), not a read error of the state.
+    state, _ = _finished_submission(tmp_path, "20260101T000000-a", 0)
+    stray = (tmp_path / "runs" / ".submissions").as_posix().encode() + b"/\xff-stray"
+    import os
+
+    os.makedirs(stray)
+    with Writer(state, "test refresh", pre_write="none") as w:
+        result = refresh(w, runs_root=tmp_path / "runs")
+    assert result.finished == N
+    assert set(_statuses(state).values()) == {"succeeded"}
