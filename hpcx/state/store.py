@@ -23,6 +23,7 @@ import math
 import operator
 import os
 import re
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -531,6 +532,13 @@ def _bulk_insert(
         os.unlink(name)
 
 
+#: Below this many values (rows x columns), a bulk insert does not import numpy for itself:
+#: importing it took ~125 ms here, and the numpy path saves ~0.4 us a value over the CSV file
+#: (an apply of 1,000 runs would pay more than it saves). A process that has numpy already
+#: (a harvest's readers) takes the numpy path from _VALUES_MAX_ROWS rows on.
+_NUMPY_IMPORT_CELLS = 300_000
+
+
 def _insert_via_numpy(
     con: Any, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
 ) -> bool:
@@ -539,7 +547,10 @@ def _insert_via_numpy(
     every string as itself), without writing and parsing the file. 10k rows of 8 columns took
     24 ms this way against 46 ms through the CSV file; 100k, 190-280 ms against 570 ms
     (``/tmp`` benchmark of this function's two paths, duckdb 2.0, 2 cores). False when numpy
-    is missing (the caller writes the CSV file)."""
+    is missing, or not imported yet and the rows too few to pay for importing it (the caller
+    writes the CSV file)."""
+    if "numpy" not in sys.modules and len(rows) * len(columns) < _NUMPY_IMPORT_CELLS:
+        return False
     try:
         import numpy as np
     except ImportError:

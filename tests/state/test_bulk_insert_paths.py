@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -93,6 +95,8 @@ def test_numpy_and_csv_paths_land_the_same_rows(tmp_path: Path, n: int) -> None:
 
 
 def test_the_numpy_path_is_the_one_taken_when_numpy_is_there(tmp_path: Path) -> None:
+    import numpy  # noqa: F401  (imported: the numpy path costs nothing more to take)
+
     con = duckdb.connect(":memory:")
     con.execute("CREATE TABLE t (" + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")")
     assert st._insert_via_numpy(con, "t", COLUMNS, _rows(300))
@@ -105,3 +109,32 @@ def test_a_value_its_column_cannot_hold_fails_the_insert_both_ways(tmp_path: Pat
     for numpy in (True, False):
         with pytest.raises(duckdb.Error):
             _land(tmp_path, rows, numpy=numpy)
+
+
+def test_a_small_insert_does_not_import_numpy_for_itself(tmp_path: Path) -> None:
+    # Importing numpy costs more than it saves on a few hundred rows (an apply of 1,000 runs):
+    # a process without it writes them through the CSV file; a big insert imports it.
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from hpcx.state import store as st\n"
+        "from hpcx.state.engine import duckdb\n"
+        "con = duckdb.connect(':memory:')\n"
+        "con.execute('CREATE TABLE t (a VARCHAR, b BIGINT)')\n"
+        "rows = [(str(i), i) for i in range(int(sys.argv[1]))]\n"
+        "cols = [('a', 'VARCHAR'), ('b', 'BIGINT')]\n"
+        f"st._bulk_insert(con, 't', cols, rows, Path({str(tmp_path)!r}))\n"
+        "assert con.execute('SELECT count(*), sum(b) FROM t').fetchone()[0] == len(rows)\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    small = subprocess.run(
+        [sys.executable, "-c", code, "1000"], capture_output=True, text=True, check=True
+    )
+    assert small.stdout.strip() == "False"
+    big = subprocess.run(
+        [sys.executable, "-c", code, str(st._NUMPY_IMPORT_CELLS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert big.stdout.strip() == "True"
