@@ -36,10 +36,12 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.harvests import record_local_submission
+
 from hpcx.manifest.spec import RunSpec
-from hpcx.run.executors.base import Submission
 from hpcx.run.harvest import refresh
-from hpcx.state.store import StateStore
 from hpcx.state.writer import Writer
 from hpcx.util.proc import utcnow
 
@@ -102,33 +104,7 @@ def setup(n: int, root: Path) -> Path:
                 for m in METRICS:
                     f.write(json.dumps({"name": m, "value": step * 0.5 + 1, "step": step}) + "\n")
         run_dirs[s.run_id] = str(d)
-    sub = Submission(
-        key=key,
-        executor="local",
-        job_ids=("bench:1",),
-        run_ids=tuple(run_dirs),
-        run_jobs={r: "bench:1" for r in run_dirs},
-        run_dirs=run_dirs,
-        folder=str(runs_root / ".submissions" / key),
-        submitted_at=utcnow(),
-    )
-    with StateStore.open(state) as store, store.transaction() as tx:
-        tx.record_runs(specs, status="pending", submission_key=key, executor="local")
-        tx.record_submission(
-            key,
-            executor="local",
-            state="submitted",
-            run_ids=list(run_dirs),
-            job_ids=["bench:1"],
-            detail={"submission": sub.to_json()},
-        )
-        tx.update_runs(
-            [
-                {"run_id": r, "status": "submitted", "run_dir": d, "job_id": "bench:1"}
-                for r, d in run_dirs.items()
-            ],
-            event="submitted",
-        )
+    record_local_submission(state, runs_root, key, specs, run_dirs)
     return state
 
 

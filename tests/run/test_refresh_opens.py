@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+from support.harvests import record_local_submission
 from support.specs import command_spec
 
-from hpcx.run.executors.base import Submission
 from hpcx.run.harvest import refresh
 from hpcx.state import store as store_mod
 from hpcx.state.store import StateStore
@@ -44,33 +44,7 @@ def _finished_submission(root: Path, key: str, first: int) -> tuple[Path, list[s
         (d / "status.json").write_text(json.dumps(status))
         (d / "metrics.jsonl").write_text('{"name": "loss", "value": 0.5, "step": 1}\n')
         dirs[s.run_id] = str(d)
-    sub = Submission(
-        key=key,
-        executor="local",
-        job_ids=("h:1",),
-        run_ids=tuple(dirs),
-        run_jobs=dict.fromkeys(dirs, "h:1"),
-        run_dirs=dirs,
-        folder=str(runs_root / ".submissions" / key),
-        submitted_at=utcnow(),
-    )
-    with StateStore.open(state) as st, st.transaction() as tx:
-        tx.record_runs(specs, status="pending", submission_key=key, executor="local")
-        tx.record_submission(
-            key,
-            executor="local",
-            state="submitted",
-            run_ids=list(dirs),
-            job_ids=["h:1"],
-            detail={"submission": sub.to_json()},
-        )
-        tx.update_runs(
-            [
-                {"run_id": r, "status": "submitted", "run_dir": d, "job_id": "h:1"}
-                for r, d in dirs.items()
-            ],
-            event="submitted",
-        )
+    record_local_submission(state, runs_root, key, specs, dirs, job="h:1")
     return state, list(dirs)
 
 
