@@ -347,6 +347,28 @@ def _product(
             yield rid, bid, identity, params, placement, seed, r
 
 
+def _exclude_lines(
+    excludes: Sequence[Sequence[tuple[int, frozenset[int]]]],
+    a: int,
+    indent: str,
+    ns: dict[str, Any],
+) -> list[str]:
+    """The generated loops' exclude tests that belong inside axis ``a``'s loop (an entry is
+    tested as soon as its deepest axis is bound; one with no axis, in the first loop), each
+    entry's index sets put in ``ns``."""
+    out: list[str] = []
+    for e, entry in enumerate(excludes):
+        if max((ai for ai, _ in entry), default=-1) != a and not (not entry and a == 0):
+            continue
+        conds = []
+        for c, (ai, hits) in enumerate(entry):
+            ns[f"_x{e}_{c}"] = hits
+            conds.append(f"i{ai} in _x{e}_{c}")
+        out.append(f"{indent}if {' and '.join(conds) or 'True'}:")
+        out.append(f"{indent}    continue")
+    return out
+
+
 def _compile_product(
     widths: Sequence[int],
     excludes: Sequence[Sequence[tuple[int, frozenset[int]]]],
@@ -373,15 +395,7 @@ def _compile_product(
         indent += "    "
         values += vs
         texts += ts
-        for e, entry in enumerate(excludes):
-            if max((ai for ai, _ in entry), default=-1) != a and not (not entry and a == 0):
-                continue
-            conds = []
-            for c, (ai, hits) in enumerate(entry):
-                ns[f"_x{e}_{c}"] = hits
-                conds.append(f"i{ai} in _x{e}_{c}")
-            lines.append(f"{indent}if {' and '.join(conds) or 'True'}:")
-            lines.append(f"{indent}    continue")
+        lines += _exclude_lines(excludes, a, indent, ns)
     if not widths:  # one point, the base; an exclude entry here has no condition: it matches
         if excludes:
             lines.append("    return")
@@ -612,15 +626,7 @@ def _compile_columns(
         ts = [f"t{a}_{p}" for p in range(w)]
         lines.append(f"{indent}for i{a}, {', '.join(ts)} in rows{a}:")
         indent += "    "
-        for e, entry in enumerate(excludes):
-            if max((ai for ai, _ in entry), default=-1) != a and not (not entry and a == 0):
-                continue
-            conds = []
-            for c, (ai, hits) in enumerate(entry):
-                ns[f"_x{e}_{c}"] = hits
-                conds.append(f"i{ai} in _x{e}_{c}")
-            lines.append(f"{indent}if {' and '.join(conds) or 'True'}:")
-            lines.append(f"{indent}    continue")
+        lines += _exclude_lines(excludes, a, indent, ns)
         prev = f"f{a - 1} * {sizes[a]} + " if a else ""
         lines.append(f"{indent}f{a} = {prev}i{a}")
     if widths:
