@@ -845,12 +845,10 @@ def read_plain_files(paths: list[str], threads: int) -> PlainFiles | None:
     and reports its problems by line. None when the native module or numpy is missing."""
     try:
         import numpy as np
-
-        from hpcx import _native
     except ImportError:
         return None
-    read = getattr(_native, "read_metrics_files", None)
-    if read is None:  # a module built before this reader
+    read = _native_reader("read_metrics_files")
+    if read is None:
         return None
     try:
         status, counts, name_id, names, step, has_step, value, when, has_time = read(
@@ -878,6 +876,16 @@ def read_plain_files(paths: list[str], threads: int) -> PlainFiles | None:
     )
 
 
+def _native_reader(name: str) -> Any:
+    """The native module's reader ``name``; None without the module, or from a module built
+    before that reader."""
+    try:
+        from hpcx import _native
+    except ImportError:
+        return None
+    return getattr(_native, name, None)
+
+
 #: Largest file :func:`read_regular_many` reads (status.json is a few hundred bytes).
 MANY_MAX_BYTES = 1 << 20
 
@@ -888,12 +896,8 @@ def read_regular_many(paths: list[str], threads: int) -> list[bytes | None] | No
     None for a file it did not read (missing, not a regular file, bigger, an error): the caller
     reads that one the usual way, which raises what it raises. None without the native
     module."""
-    try:
-        from hpcx import _native
-    except ImportError:
-        return None
-    read = getattr(_native, "read_regular_files", None)
-    if read is None:  # a module built before this reader
+    read = _native_reader("read_regular_files")
+    if read is None:
         return None
     try:
         got: list[bytes | None] = read(paths, MANY_MAX_BYTES, threads)
