@@ -8,13 +8,15 @@ anything else, each guarantee enforced by DuckDB itself and checked by a test:
   ``EXPORT DATABASE``, ``ATTACH``, ``read_csv('/etc/passwd')``, ``glob``, ``INSTALL``);
 * ``autoinstall_known_extensions`` / ``autoload_known_extensions`` off, so a query cannot pull
   an extension in (``LOAD`` is refused too);
-* ``lock_configuration=true`` (set last, after the views exist): ``SET``/``PRAGMA`` cannot undo
-  any of the above, nor raise the memory limit;
+* ``lock_configuration=true`` (set at open): ``SET``/``PRAGMA`` cannot undo any of the above,
+  nor raise the memory limit;
 * ``memory_limit`` and a wall-clock limit: a timer thread interrupts the connection.
 
 On top of that, hpcx runs only SELECT-like statements (SELECT, WITH, FROM, DESCRIBE, SHOW,
 SUMMARIZE, EXPLAIN), so a refused statement gets a message that says why before DuckDB is even
 asked. The built-in views are TEMP views: they live in the session's memory, never in the file.
+Each is created when a statement first names it (:func:`views_named`): ``runs`` reads every
+run's spec to type its columns, which a query of the metrics alone need not pay for.
 
 Writing results (CSV, Parquet) is never done by this connection: the caller gets rows back and
 writes them in Python, or hands a CSV to a *separate* in-memory connection (:func:`write_parquet`).
@@ -51,6 +53,14 @@ VIEW_NAMES = (
     "probe_gpus",
     "submissions",
 )
+#: A view -> the views it is built on.
+_VIEW_NEEDS = {"results": ("runs",)}
+#: Words of a statement that reads the catalog (SHOW TABLES, DESCRIBE alone, duckdb_views(),
+#: information_schema): it sees every view, so every view is created first.
+_CATALOG_WORDS = re.compile(
+    r"show|describe|information_schema|pg_catalog|sqlite_\w*|duckdb_\w*|pragma\w*", re.IGNORECASE
+)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 #: Statement types a query may contain.
 _ALLOWED_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 #: Run columns that a metric column may not shadow in ``results`` (it is then ``metric.NAME``).
@@ -81,6 +91,17 @@ class QueryResult:
     def column(self, name: str) -> list[Any]:
         i = self.columns.index(name)
         return [r[i] for r in self.rows]
+
+
+def views_named(sql: str) -> frozenset[str]:
+    """The built-in views a statement may read: those whose name is one of its words (in a
+    string or a comment too: a view created that is not read costs only time, while one not
+    created would let the file's table of the same name answer instead), every view when it
+    reads the catalog."""
+    words = {w.lower() for w in _WORD.findall(sql)}
+    if any(_CATALOG_WORDS.fullmatch(w) for w in words):
+        return frozenset(VIEW_NAMES)
+    return frozenset(words.intersection(VIEW_NAMES))
 
 
 def _no_state(path: Path) -> StateError:
@@ -155,12 +176,12 @@ class QuerySession:
         self.path = path
         self.timeout_s = timeout_s
         self._views: dict[str, list[tuple[str, str]]] | None = None
-        self.metric_names: list[str] = []
-        self.param_columns: list[str] = []
-        #: The :data:`SPEC_PROBES` that some run's spec has (a JSON null counts as having).
-        self.spec_has: frozenset[str] = frozenset(SPEC_PROBES)
-        #: The keys of the runs' metadata (``meta.<key>`` columns of the runs view).
-        self.meta_keys: list[str] = []
+        #: The views created so far (each is created when a statement first names it).
+        self._made: set[str] = set()
+        self._metric_names: list[str] = []
+        self._param_columns: list[str] = []
+        self._spec_has: frozenset[str] = frozenset(SPEC_PROBES)
+        self._meta_keys: list[str] = []
         self.memory_limit = DEFAULT_MEMORY_LIMIT
         self.memory_limit_bytes = 0
 
@@ -238,7 +259,6 @@ class QuerySession:
                 raise
         try:
             session._check_schema()
-            session._create_views()
             # stdout is the command's data (CSV, JSON, a table): DuckDB's progress bar for a
             # long query must never be drawn into it.
             con.execute("SET enable_progress_bar = false")
@@ -265,6 +285,30 @@ class QuerySession:
         self.close()
 
     # -- views -----------------------------------------------------------------------------
+
+    @property
+    def param_columns(self) -> list[str]:
+        """The runs view's ``params.*`` columns, in spec order."""
+        self._ensure_views(("runs",))
+        return self._param_columns
+
+    @property
+    def spec_has(self) -> frozenset[str]:
+        """The :data:`SPEC_PROBES` that some run's spec has (a JSON null counts as having)."""
+        self._ensure_views(("runs",))
+        return self._spec_has
+
+    @property
+    def meta_keys(self) -> list[str]:
+        """The keys of the runs' metadata (``meta.<key>`` columns of the runs view)."""
+        self._ensure_views(("runs",))
+        return self._meta_keys
+
+    @property
+    def metric_names(self) -> list[str]:
+        """Every metric's name (a column of the results view each), sorted."""
+        self._ensure_views(("results",))
+        return self._metric_names
 
     def _check_schema(self) -> None:
         from hpcx.state.schema import SCHEMA_VERSION  # not hpcx.state.store: ~20 ms of imports
@@ -327,14 +371,33 @@ class QuerySession:
         ).fetchall()
         out: dict[str, list[tuple[str, str]]] = {section: [] for section in _FLATTENED}
         for i, path, types, flags in rows:
-            self.spec_has = frozenset(p for p, f in zip(SPEC_PROBES, flags, strict=True) if f)
+            self._spec_has = frozenset(p for p, f in zip(SPEC_PROBES, flags, strict=True) if f)
             if i is not None:
                 out[_FLATTENED[i - 1]].append((path, _column_type(set(types))))
         return out
 
-    def _create_views(self) -> None:
-        con = self._con
-        t = self._t
+    def _ensure_views(self, names: Iterable[str]) -> None:
+        """Create the views of ``names`` (and those they are built on) not created yet.
+
+        A view costs what it reads: ``runs`` parses every run's spec for its leaves and types
+        the metadata, ``results`` lists the metric names. A statement gets only the views it
+        names (:func:`views_named`), so ``SELECT ... FROM metrics`` pays for none of that."""
+        wanted = set(names)
+        for name in VIEW_NAMES:
+            if name not in wanted or name in self._made:
+                continue
+            self._ensure_views(_VIEW_NEEDS.get(name, ()))
+            from hpcx.state.engine import duckdb
+
+            try:
+                getattr(self, "_view_" + name)(self._con, self._t)
+            except duckdb.Error as exc:
+                from hpcx.state.store import _translate_error
+
+                raise _translate_error(exc, self.path) from None
+            self._made.add(name)
+
+    def _view_runs(self, con: Any, t: Any) -> None:
         # -- runs: one row per run, every spec leaf a column --------------------------------
         flat: list[str] = []
         seen: set[str] = set()
@@ -353,7 +416,7 @@ class QuerySession:
                 value = f"r._{section}[{len(paths)}]"
                 flat.append(f"{_leaf_expr(value, typ)} AS {_ident(name)}")
                 if section == "params":
-                    self.param_columns.append(name)
+                    self._param_columns.append(name)
             if paths:
                 lists.append(
                     f"json_extract(json_extract(spec, '$.{section}'), "
@@ -365,7 +428,7 @@ class QuerySession:
             f"SELECT key, list(DISTINCT json_type(value)) FROM {t('run_meta')} "
             "GROUP BY key ORDER BY 1"
         ).fetchall()
-        self.meta_keys = [k for k, _ in meta_keys]
+        self._meta_keys = [k for k, _ in meta_keys]
         meta_cols = [_meta_column(k, types) for k, types in meta_keys]
         flat_sql = "".join(f",\n  {c}" for c in flat + meta_cols)
         con.execute(
@@ -402,6 +465,8 @@ class QuerySession:
             FROM (SELECT *{"".join(", " + x for x in lists)} FROM {t("runs")}) r
             LEFT JOIN m USING (run_id)"""
         )
+
+    def _view_metrics(self, con: Any, t: Any) -> None:
         # -- metrics: long form --------------------------------------------------------------
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW metrics AS
@@ -409,14 +474,16 @@ class QuerySession:
                    make_timestamp(CAST(m.time * 1e6 AS BIGINT)) AS "at", m.serial, m.attempt
             FROM {t("metrics")} m LEFT JOIN {t("runs")} r USING (run_id)"""
         )
+
+    def _view_results(self, con: Any, t: Any) -> None:
         # -- results: runs + the final (last step) value of each metric ----------------------
-        self.metric_names = [
+        self._metric_names = [
             r[0]
             for r in con.execute(f"SELECT DISTINCT name FROM {t('metrics')} ORDER BY 1").fetchall()
         ]
         run_cols = {c for c, _ in self._describe("runs")}
         metric_cols = []
-        for name in self.metric_names:
+        for name in self._metric_names:
             col = name if name not in run_cols else f"metric.{name}"
             metric_cols.append(
                 f"arg_max(f.value, f.ord) FILTER (WHERE f.name = {_lit(name)}) AS {_ident(col)}"
@@ -458,7 +525,8 @@ class QuerySession:
             else """CREATE OR REPLACE TEMP VIEW results AS
             SELECT * EXCLUDE (spec, params, placement, command) FROM runs"""
         )
-        # -- attempts, events, probes, submissions -------------------------------------------
+
+    def _view_attempts(self, con: Any, t: Any) -> None:
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW attempts AS
             SELECT a.run_id, r.experiment, a.attempt, a.state, a.reason, a.requeue_reason,
@@ -466,12 +534,16 @@ class QuerySession:
                    epoch(a.ended_at) - epoch(a.started_at) AS duration_s, a.exit_code, a.serial
             FROM {t("attempts")} a LEFT JOIN {t("runs")} r USING (run_id)"""
         )
+
+    def _view_events(self, con: Any, t: Any) -> None:
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW events AS
             SELECT e.serial, e.seq, e.run_id, r.experiment, e."at", e.event,
                    e.from_status, e.to_status, e.detail
             FROM {t("run_events")} e LEFT JOIN {t("runs")} r USING (run_id)"""
         )
+
+    def _view_probes(self, con: Any, t: Any) -> None:
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW probes AS
             SELECT id AS probe_id, host, "at",
@@ -483,6 +555,8 @@ class QuerySession:
                    report, serial
             FROM {t("probes")}"""
         )
+
+    def _view_probe_gpus(self, con: Any, t: Any) -> None:
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW probe_gpus AS
             SELECT p.id AS probe_id, p.host, p."at",
@@ -494,6 +568,8 @@ class QuerySession:
                    g.value AS gpu_report
             FROM {t("probes")} p, json_each(json_extract(p.report, '$.gpus')) g"""
         )
+
+    def _view_submissions(self, con: Any, t: Any) -> None:
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW submissions AS
             SELECT key, executor, state, created_at, updated_at, job_ids, run_ids, detail, serial
@@ -505,6 +581,7 @@ class QuerySession:
         """Each view's columns (name, type), in ``--list`` order: asked of DuckDB the first
         time they are needed (``--list``, export, report, an error's hint), not at every open."""
         if self._views is None:
+            self._ensure_views(VIEW_NAMES)
             self._views = {name: self._describe(name) for name in VIEW_NAMES}
         return self._views
 
@@ -538,6 +615,7 @@ class QuerySession:
         from hpcx.state.engine import duckdb
 
         self._check_statements(sql)
+        self._ensure_views(views_named(sql))
         timer: threading.Timer | None = None
         fired = threading.Event()
         if self.timeout_s is not None and self.timeout_s > 0:
@@ -580,6 +658,7 @@ class QuerySession:
         is one batch, not the result.
         """
         self._check_statements(sql)
+        self._ensure_views(views_named(sql))
         start = time.monotonic()
         deadline = start + self.timeout_s if self.timeout_s else None
         fired = threading.Event()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hpcx.results.query import VIEW_NAMES, QuerySession
+from hpcx.results.query import VIEW_NAMES, QuerySession, views_named
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,47 @@ def test_views_are_temporary_and_the_raw_tables_stay_reachable(session: QuerySes
     assert temp == 1
     raw = session.query(f'SELECT count(*) FROM "{db}".main.runs').rows[0][0]
     assert raw == session.query("SELECT count(*) FROM runs").rows[0][0]
+
+
+def test_a_statement_gets_the_views_it_names_and_catalog_reads_get_all(
+    built_state: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Views are created when a statement first names them: a query of the metrics alone does
+    not parse every run's spec. A view named anywhere (a string, a comment) is created, so the
+    file's table of the same name never answers in its place; the catalog sees every view."""
+    assert views_named("SELECT name, avg(value) FROM metrics GROUP BY 1") == {"metrics"}
+    assert views_named("select * from RESULTS -- and runs") == {"results", "runs"}
+    assert views_named("SELECT * FROM query_table('attempts')") == {"attempts"}
+    assert views_named("SELECT 1") == frozenset()
+    for catalog in (
+        "SHOW TABLES",
+        "DESCRIBE",
+        "SELECT * FROM duckdb_views()",
+        "SELECT * FROM information_schema.tables",
+        "PRAGMA show_tables",
+    ):
+        assert views_named(catalog) == set(VIEW_NAMES), catalog
+
+    # a copy: this module's session holds the built state open (and its settings locked)
+    state = tmp_path / "state.duckdb"
+    shutil.copyfile(built_state[0], state)
+    with QuerySession.open(state) as s:
+        # the metrics view's experiment comes from the runs *table*: no view is needed for it
+        n = s.query("SELECT count(DISTINCT experiment) FROM metrics").rows[0][0]
+        assert n >= 1
+        made = s.query(
+            "SELECT list(view_name ORDER BY view_name) FROM duckdb_views() "
+            "WHERE temporary AND NOT internal"
+        ).rows[0][0]
+        # that statement read the catalog: every view was created before it ran
+        assert made == sorted(VIEW_NAMES)
+    with QuerySession.open(state) as s:
+        s.query("SELECT count(*) FROM metrics")
+        assert s._made == {"metrics"}
+        # results is built on runs: naming results alone creates both
+        assert (
+            s.query("SELECT count(*) FROM results").rows
+            == s.query("SELECT count(*) FROM runs").rows
+        )
+        assert s._made == {"metrics", "results", "runs"}
+        assert s.param_columns and all(c.startswith("params.") for c in s.param_columns)
