@@ -5,10 +5,12 @@ message (and its hint) with exit code 1. Anything else is a bug and keeps its tr
 
 Start-up is part of every command's cost, so :func:`main` loads only what the command line
 needs: ``hpcx --help`` and ``hpcx --version`` print from :mod:`hpcx.cli._help` without
-importing typer; ``hpcx status`` imports typer and the one module that registers ``status``
-(:data:`COMMAND_MODULES`); anything else (an unknown command, completion) loads every command,
-so typer's messages and suggestions are the ones it always gave. ``hpcx.cli.app`` is the typer
-application with every command registered.
+importing typer; ``hpcx status`` imports the one module that declares ``status``
+(:data:`COMMAND_MODULES`) and, when :mod:`hpcx.cli._fast` can parse the line exactly as typer
+would, calls the command without importing typer at all; anything else (``--help`` of a
+command, a bad option, an unknown command, completion) is typer's to parse, with every command
+loaded for an unknown one, so typer's messages and suggestions are the ones it always gave.
+``hpcx.cli.app`` is the typer application with every command registered.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import typer
 
-__all__ = ["COMMAND_MODULES", "app", "load_commands", "main"]
+    from hpcx.cli._decl import Group
+
+__all__ = ["COMMAND_MODULES", "app", "load_commands", "load_registry", "main"]
 
 #: Every top-level command (or group) -> the module under ``hpcx.cli`` that registers it
 #: (``tests/cli/test_startup_paths.py`` checks this against the registered commands).
@@ -52,9 +56,9 @@ COMMAND_MODULES: dict[str, str] = {
 _ORDER = ("validate", "plan", "apply", "query", "probe", "project", "runs", "state")
 
 
-def load_commands(name: str | None = None) -> typer.Typer:
-    """The typer app with the commands of ``name`` registered (every command when ``name`` is
-    None or not a command of :data:`COMMAND_MODULES`)."""
+def load_registry(name: str | None = None) -> Group:
+    """The command registry with the commands of ``name`` declared (every command when
+    ``name`` is None or not a command of :data:`COMMAND_MODULES`)."""
     import importlib
 
     from hpcx.cli._app import app
@@ -68,11 +72,17 @@ def load_commands(name: str | None = None) -> typer.Typer:
         def rank(command: str | None) -> int:
             return _ORDER.index(COMMAND_MODULES.get(command or "", _ORDER[-1]))
 
-        app.registered_commands.sort(
-            key=lambda c: rank(c.name or getattr(c.callback, "__name__", "").replace("_", "-"))
-        )
-        app.registered_groups.sort(key=lambda g: rank(g.name))
+        app.commands.sort(key=lambda c: rank(c.name))
+        app.groups.sort(key=lambda g: rank(g[1]["name"]))
     return app
+
+
+def load_commands(name: str | None = None) -> typer.Typer:
+    """The typer app with the commands of ``name`` registered (every command when ``name`` is
+    None or not a command of :data:`COMMAND_MODULES`)."""
+    from hpcx.cli._typer import build
+
+    return build(load_registry(name))
 
 
 def __getattr__(name: str) -> object:
@@ -108,7 +118,15 @@ def main() -> None:
     try:
         from hpcx.cli._app import EXIT_ERROR
 
-        app = load_commands(_command_name(argv))
+        name = _command_name(argv)
+        if name is not None:
+            from hpcx.cli import _fast
+
+            call = _fast.parse(load_registry(name), argv)
+            if call is not None:
+                _fast.run(*call)
+                return
+        app = load_commands(name)
         app(standalone_mode=True)
     except HpcxError as exc:
         if isinstance(exc, ManifestError) and exc.problems:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +140,8 @@ def fast_converter(descriptor: Any) -> Callable[..., Any] | None:
 
 def install() -> None:
     """Make typer build the fast conversion where :func:`fast_converter` has one."""
+    from dataclasses import dataclass
+
     import typer.core as core
 
     original = getattr(core, "build_runtime_param", None)

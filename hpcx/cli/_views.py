@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import typer
-
+from hpcx.cli._decl import echo
 from hpcx.run.apply import ApplyHooks
 from hpcx.run.rerun import RerunHooks
 
@@ -17,9 +16,7 @@ from hpcx.run.rerun import RerunHooks
 class Progress:
     """Finished runs as a bar on a terminal, as one line per run otherwise (logs, CI)."""
 
-    FINAL = frozenset(
-        {"succeeded", "failed", "cancelled", "timeout", "pruned", "lost", "blocked"}
-    )
+    FINAL = frozenset({"succeeded", "failed", "cancelled", "timeout", "pruned", "lost", "blocked"})
 
     def __init__(self, total: int, quiet: bool) -> None:
         self.total = total
@@ -47,7 +44,7 @@ class Progress:
             if self.bar is not None:
                 self.bar.console.print(line, markup=False, highlight=False)
             else:
-                typer.echo(line, err=True)
+                echo(line, err=True)
             return
         if obs.state not in self.FINAL:
             return
@@ -56,7 +53,7 @@ class Progress:
             self.bar.update(self.task, completed=self.done)
         elif not self.quiet:
             extra = f" ({obs.reason})" if obs.reason and obs.state != "succeeded" else ""
-            typer.echo(f"[{self.done}/{self.total}] {run_id} {obs.state}{extra}", err=True)
+            echo(f"[{self.done}/{self.total}] {run_id} {obs.state}{extra}", err=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -70,7 +67,7 @@ class _Watching:
     bar: Progress | None = None
 
     def warn(self, message: str) -> None:
-        typer.echo(f"warning: {message}", err=True)
+        echo(f"warning: {message}", err=True)
 
     def progress(self, run_id: str, observed: Any) -> None:
         if self.bar is not None:
@@ -99,7 +96,7 @@ class ApplyView(_Watching, ApplyHooks):
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            typer.echo(message, err=True)
+            echo(message, err=True)
 
     def show(self, review: Any) -> None:
         from hpcx.plan.planner import summary_line
@@ -119,7 +116,7 @@ class ApplyView(_Watching, ApplyHooks):
             for c in review.selected:
                 counts[c.action.value] = counts.get(c.action.value, 0) + 1
             # summary_line says "Plan: ..."; this line is about the selection.
-            typer.echo("Selected: " + summary_line(counts).removeprefix("Plan: "))
+            echo("Selected: " + summary_line(counts).removeprefix("Plan: "))
 
     def confirm(self, review: Any) -> bool:
         from hpcx.errors import PlanError
@@ -131,11 +128,10 @@ class ApplyView(_Watching, ApplyHooks):
                 "refusing to apply without confirmation (stdin is not a terminal)",
                 hint="pass --yes",
             )
-        return bool(typer.confirm(f"Apply {len(review.todo)} change(s)?", default=False))
+        return bool(_confirm(f"Apply {len(review.todo)} change(s)?", default=False))
 
     def starting(self, review: Any) -> None:
         self.bar = Progress(review.to_submit, self.quiet)
-
 
 
 class RerunView(_Watching, RerunHooks):
@@ -146,9 +142,8 @@ class RerunView(_Watching, RerunHooks):
         self.bar: Progress | None = None
 
     def show(self, change: Any) -> None:
-        typer.echo(
-            f"↻ {change.run_id}  ({change.experiment}; was {change.prior_status}): "
-            "rerun requested"
+        echo(
+            f"↻ {change.run_id}  ({change.experiment}; was {change.prior_status}): rerun requested"
         )
 
     def confirm(self, change: Any) -> bool:
@@ -158,8 +153,14 @@ class RerunView(_Watching, RerunHooks):
             return True
         if not sys.stdin.isatty():
             raise PlanError("refusing to rerun without confirmation", hint="pass --yes")
-        return bool(typer.confirm("Rerun it?", default=False))
+        return bool(_confirm("Rerun it?", default=False))
 
     def starting(self, change: Any) -> None:
         self.bar = Progress(1, False)
 
+
+def _confirm(question: str, *, default: bool) -> bool:
+    """Ask yes or no on the terminal (typer's prompt: imported only when asking)."""
+    import typer
+
+    return bool(typer.confirm(question, default=default))

@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from hpcx.cli._app import (
     EXIT_ERROR,
     EXIT_OK,
@@ -22,52 +20,53 @@ from hpcx.cli._app import (
     emit_json,
     project_paths,
 )
+from hpcx.cli._decl import Argument, Exit, Option, echo
 
 
 @app.command("apply", rich_help_panel=PANEL_MANIFESTS)
 def apply_command(
-    paths: list[Path] = typer.Argument(
+    paths: list[Path] = Argument(
         None,
         help="Manifest files or folders (default: manifests/), or one saved plan (plan.json).",
     ),
-    set_: list[str] = typer.Option([], "--set", help="Override a value: path=value (repeatable)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Apply without asking for confirmation."),
-    experiment: list[str] = typer.Option(
+    set_: list[str] = Option([], "--set", help="Override a value: path=value (repeatable)."),
+    yes: bool = Option(False, "--yes", "-y", help="Apply without asking for confirmation."),
+    experiment: list[str] = Option(
         [], "--experiment", "-e", help="Only these experiments (repeatable)."
     ),
-    action: list[str] = typer.Option(
+    action: list[str] = Option(
         [], "--action", help="Only these actions: create, retry, stale, update (repeatable)."
     ),
-    where: list[str] = typer.Option(
+    where: list[str] = Option(
         [], "--where", help="Only runs whose value matches: path=value, e.g. batch_size=8."
     ),
-    detach: bool = typer.Option(
+    detach: bool = Option(
         False, "--detach", help="Local runs go on in the background; watch with `hpcx status`."
     ),
-    no_wait: bool = typer.Option(
+    no_wait: bool = Option(
         False, "--no-wait", help="Return once submitted (SLURM always does; see `hpcx refresh`)."
     ),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    runs_root: str | None = typer.Option(None, "--runs-root", help=RUNS_HELP),
-    max_runs: int | None = typer.Option(None, "--max-runs", help="Refuse sweeps larger than this."),
-    lock_timeout: float = typer.Option(
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    runs_root: str | None = Option(None, "--runs-root", help=RUNS_HELP),
+    max_runs: int | None = Option(None, "--max-runs", help="Refuse sweeps larger than this."),
+    lock_timeout: float = Option(
         0.0, "--lock-timeout", help="Wait this many seconds for another apply/refresh to end."
     ),
-    cluster: str | None = typer.Option(
+    cluster: str | None = Option(
         None, "--cluster", help="Cluster profile to check resources against (kind: Cluster)."
     ),
-    full: bool = typer.Option(False, "--full", help="List every run in the plan shown."),
-    watch: bool = typer.Option(
+    full: bool = Option(False, "--full", help="List every run in the plan shown."),
+    watch: bool = Option(
         False,
         "--watch",
         help="Apply again as runs end (a search's next trials, runs in flight on SLURM) until "
         "nothing is left to do; asks once.",
     ),
-    interval: float = typer.Option(
+    interval: float = Option(
         15.0, "--interval", help="With --watch: seconds between refreshes while runs are in flight."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON (needs --yes)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No plan or progress output."),
+    as_json: bool = Option(False, "--json", help="Print the outcome as JSON (needs --yes)."),
+    quiet: bool = Option(False, "--quiet", "-q", help="No plan or progress output."),
 ) -> None:
     """Submit what the plan says: new, failed-before and stale runs; record updated settings.
 
@@ -122,15 +121,15 @@ def apply_command(
     finally:
         view.close()
     if done.declined:
-        typer.echo("Cancelled; nothing applied.")
-        raise typer.Exit(EXIT_ERROR)
+        echo("Cancelled; nothing applied.")
+        raise Exit(EXIT_ERROR)
     outcome = done.outcome
     if outcome is None:
         if as_json:
             emit_json({"submitted": 0, "message": "no changes"})
         elif not quiet:
-            typer.echo("Nothing to apply.")
-        raise typer.Exit(EXIT_OK)
+            echo("Nothing to apply.")
+        raise Exit(EXIT_OK)
 
     result = outcome.to_dict()
     if as_json:
@@ -139,25 +138,23 @@ def apply_command(
         print_outcome(result, detach=detach, no_wait=no_wait)
     failed = any(result["finished"].get(s) for s in ("failed", "timeout", "lost"))
     if outcome.interrupted:
-        typer.echo(
-            "interrupted: stopped runs are recorded cancelled; apply again to resume", err=True
-        )
-        raise typer.Exit(130)
+        echo("interrupted: stopped runs are recorded cancelled; apply again to resume", err=True)
+        raise Exit(130)
     if outcome.ambiguous:
         # Not a success: part of the sweep is in an unknown state until a refresh reconciles
         # it (nothing is submitted twice meanwhile: the runs stay in flight).
-        typer.echo(
+        echo(
             f"error: {len(outcome.ambiguous)} submission(s) only partly confirmed by the scheduler",
             err=True,
         )
-        typer.echo(
+        echo(
             "hint: run `hpcx refresh` (it adopts the jobs the scheduler holds and marks the "
             "rest lost), then `hpcx apply` to submit what did not go out",
             err=True,
         )
-        raise typer.Exit(EXIT_ERROR)
+        raise Exit(EXIT_ERROR)
     if outcome.not_submitted or failed:
-        raise typer.Exit(EXIT_ERROR)
+        raise Exit(EXIT_ERROR)
 
 
 def _watch(request: Any, view: Any, *, interval: float, as_json: bool, quiet: bool) -> None:
@@ -175,7 +172,7 @@ def _watch(request: Any, view: Any, *, interval: float, as_json: bool, quiet: bo
             shown = ""
             if best["value"] is not None:
                 shown = f", best {best['value']:.6g} (trial {best['trial']})"
-            typer.echo(
+            echo(
                 f"Round {n}: search {s['experiment']}: {s['trials'] + len(s['proposed'])} of "
                 f"{s['budget']} trials{shown}"
             )
@@ -188,22 +185,22 @@ def _watch(request: Any, view: Any, *, interval: float, as_json: bool, quiet: bo
     if as_json:
         emit_json({"rounds": outcomes, "stopped": done.stopped})
     elif not quiet:
-        typer.echo(f"Watch ended after {len(done.rounds)} round(s): {done.stopped}.")
+        echo(f"Watch ended after {len(done.rounds)} round(s): {done.stopped}.")
     if done.stopped == "declined":
-        raise typer.Exit(EXIT_ERROR)
+        raise Exit(EXIT_ERROR)
     if done.stopped == "interrupted":
-        raise typer.Exit(130)
+        raise Exit(130)
     failed = any(o["finished"].get(s) for o in outcomes for s in ("failed", "timeout", "lost"))
     if done.stopped == "failed" or failed:
-        raise typer.Exit(EXIT_ERROR)
+        raise Exit(EXIT_ERROR)
 
 
 def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> None:
     for p in result.get("problems", [])[:50]:
-        typer.echo(f"warning: {p}", err=True)
+        echo(f"warning: {p}", err=True)
     unread = (result.get("room") or {}).get("unread")
     if unread:
-        typer.echo(f"warning: {unread}", err=True)
+        echo(f"warning: {unread}", err=True)
     lines = []
     for s in result["submissions"]:
         jobs = ", ".join(s["job_ids"][:5]) + (" ..." if len(s["job_ids"]) > 5 else "")
@@ -255,33 +252,33 @@ def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> Non
         detach or no_wait or any(s["executor"] != "local" for s in result["submissions"])
     ):
         lines.append("Runs are on their way: `hpcx status` to watch, `hpcx refresh` to harvest.")
-    typer.echo("\n".join(lines))
+    echo("\n".join(lines))
 
 
 @app.command("refresh", rich_help_panel=PANEL_MANIFESTS)
 def refresh_command(
-    run_ids: list[str] = typer.Argument(
+    run_ids: list[str] = Argument(
         None, help="With --reharvest: only these runs (ids or unique prefixes)."
     ),
-    reharvest: bool = typer.Option(
+    reharvest: bool = Option(
         False,
         "--reharvest",
         help="Also re-read finished runs' folders with the manifests' current results rules, "
         "replacing their metrics (nothing reruns).",
     ),
-    experiment: list[str] = typer.Option(
+    experiment: list[str] = Option(
         [], "--experiment", "-e", help="With --reharvest: only these experiments."
     ),
-    manifest: list[Path] = typer.Option(
+    manifest: list[Path] = Option(
         [],
         "--manifest",
         help="With --reharvest: manifest files or folders holding the rules (default: "
         "manifests/; without any, the rules recorded with each run).",
     ),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    runs_root: str | None = typer.Option(None, "--runs-root", help=RUNS_HELP),
-    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
-    as_json: bool = typer.Option(False, "--json", help="Print what changed as JSON."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    runs_root: str | None = Option(None, "--runs-root", help=RUNS_HELP),
+    lock_timeout: float = Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+    as_json: bool = Option(False, "--json", help="Print what changed as JSON."),
 ) -> None:
     """Sync with the schedulers and harvest finished runs' status and metrics into the state."""
     from hpcx.run.refresh import refresh_session
@@ -310,37 +307,37 @@ def refresh_command(
     if again is not None:
         doc["problems"] = doc["problems"] + again.problems
     for p in doc["problems"][:50]:
-        typer.echo(f"warning: {p}", err=True)
+        echo(f"warning: {p}", err=True)
     states = (
         ", ".join(f"{n} {s}" for s, n in sorted(doc["by_state"].items())) or "nothing in flight"
     )
-    typer.echo(
+    echo(
         f"Polled {doc['polled']} run(s): {states}. Updated {doc['changed']}, harvested "
         f"{doc['finished']} finished run(s) and {doc['metrics']} metric value(s)."
     )
     for key, what in doc["reconciled"].items():
-        typer.echo(f"Reconciled submission {key}: {what}")
+        echo(f"Reconciled submission {key}: {what}")
     if done.topped_up or done.still_queued:
-        typer.echo(
+        echo(
             f"Submitted {len(done.topped_up)} queued run(s) as room freed under the "
             f"scheduler's limits; {done.still_queued} still wait in hpcx's queue."
         )
     stopped = [d for d in done.pruned if d.error is None]
     if stopped:
-        typer.echo(f"Pruned {len(stopped)} run(s):")
+        echo(f"Pruned {len(stopped)} run(s):")
     for d in done.pruned:
         trial = f" trial {d.trial}" if d.trial is not None else ""
         if d.error is None:
-            typer.echo(f"  {d.run_id} ({d.experiment}{trial}): {d.reason}")
+            echo(f"  {d.run_id} ({d.experiment}{trial}): {d.reason}")
         else:
-            typer.echo(f"warning: could not prune {d.run_id}: {d.error} ({d.reason})", err=True)
+            echo(f"warning: could not prune {d.run_id}: {d.error} ({d.reason})", err=True)
     if again is not None:
         updated = (
             f"; recorded the manifests' settings for {again.settings_updated} run(s)"
             if again.settings_updated
             else ""
         )
-        typer.echo(
+        echo(
             f"Re-read {again.runs} finished run(s): {again.metrics} metric value(s) in place of "
             f"{again.dropped}{updated}."
         )

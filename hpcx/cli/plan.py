@@ -9,56 +9,53 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import typer
-
 from hpcx.cli._app import EXIT_CHANGES, EXIT_OK, PANEL_MANIFESTS, app, emit_json
+from hpcx.cli._decl import Argument, Exit, Option
 
 
 @app.command("plan", rich_help_panel=PANEL_MANIFESTS)
 def plan_command(
-    paths: list[Path] = typer.Argument(
+    paths: list[Path] = Argument(
         None, help="Manifest files or folders (default: manifests/ under the project root)."
     ),
-    set_: list[str] = typer.Option(
+    set_: list[str] = Option(
         [], "--set", help="Override a value for this invocation: path=value (repeatable)."
     ),
-    state: str | None = typer.Option(
+    state: str | None = Option(
         None,
         "--state",
         help="State file (default: .hpcx/state.duckdb at the project root; $HPCX_STATE).",
     ),
-    max_runs: int | None = typer.Option(None, "--max-runs", help="Refuse sweeps larger than this."),
-    full: bool = typer.Option(False, "--full", help="List every run, unchanged ones included."),
-    graph: bool = typer.Option(
+    max_runs: int | None = Option(None, "--max-runs", help="Refuse sweeps larger than this."),
+    full: bool = Option(False, "--full", help="List every run, unchanged ones included."),
+    graph: bool = Option(
         False,
         "--graph",
         help="Also print the needs between the runs (spec.needs): the experiments' paths and "
         "edges, and the first runs' needs (all of them with --full).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON for scripts."),
-    markdown: bool = typer.Option(
-        False, "--markdown", help="Print the plan as markdown (PR comment)."
-    ),
-    detailed_exitcode: bool = typer.Option(
+    as_json: bool = Option(False, "--json", help="Print the plan as JSON for scripts."),
+    markdown: bool = Option(False, "--markdown", help="Print the plan as markdown (PR comment)."),
+    detailed_exitcode: bool = Option(
         False, "--detailed-exitcode", help="Exit 0 with no changes, 2 with changes, 1 on error."
     ),
-    out: Path | None = typer.Option(
+    out: Path | None = Option(
         None, "--out", help="Save the plan to this file, for `hpcx apply PLAN` to apply exactly."
     ),
-    orphans: str | None = typer.Option(
+    orphans: str | None = Option(
         None,
         "--orphans",
         help="Which state runs may be reported orphaned: 'all', or 'experiments' (only those of "
         "the experiments planned). Default: all for the default manifests/, experiments when "
         "PATHS are given.",
     ),
-    cluster: Path | None = typer.Option(
+    cluster: Path | None = Option(
         None,
         "--cluster",
         help="Check every run's resources against this cluster profile (kind: Cluster). "
         "Default: the profile among PATHS or in clusters/, for the runs bound for SLURM.",
     ),
-    experiment: list[str] = typer.Option(
+    experiment: list[str] = Option(
         [],
         "--experiment",
         "-e",
@@ -87,8 +84,8 @@ def plan_command(
         raise PlanError("--json and --markdown exclude each other")
     if graph and (as_json or markdown):
         raise PlanError(
-            "--graph is a text view: --json always holds the graph (its \"graph\" list and "
-            "each change's \"needs\"), --markdown has none",
+            '--graph is a text view: --json always holds the graph (its "graph" list and '
+            'each change\'s "needs"), --markdown has none',
             hint="drop --graph",
         )
     planned = plan_manifests(
@@ -126,5 +123,5 @@ def plan_command(
             sys.stdout.write(f"Saved the plan to {out}; apply it with: hpcx apply {out}\n")
     sys.stdout.flush()
     if detailed_exitcode and plan.has_changes:
-        raise typer.Exit(EXIT_CHANGES)
-    raise typer.Exit(EXIT_OK)
+        raise Exit(EXIT_CHANGES)
+    raise Exit(EXIT_OK)

@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 from hpcx.cli._app import EXIT_ERROR, EXIT_OK, PANEL_NODE, app, emit_json, fail
+from hpcx.cli._decl import Argument, Exit, Option, echo
 
 if TYPE_CHECKING:
     from hpcx.node.probe import Progress
@@ -66,56 +65,54 @@ class _Bar:
 
 @app.command("probe", rich_help_panel=PANEL_NODE)
 def probe_cmd(
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
-    quick: bool = typer.Option(False, "--quick", help="Topology only: skip bandwidth."),
-    sysfs_root: Path | None = typer.Option(
+    json_out: bool = Option(False, "--json", help="Print the report as JSON on stdout."),
+    quick: bool = Option(False, "--quick", help="Topology only: skip bandwidth."),
+    sysfs_root: Path | None = Option(
         None,
         "--sysfs-root",
         metavar="DIR",
         help="Read another machine's sysfs snapshot (hwloc-gather-topology); measures nothing.",
     ),
-    size: str | None = typer.Option(
+    size: str | None = Option(
         None, "--size", help="CPU copy buffer size (e.g. 256M). Default 256M."
     ),
-    samples: int | None = typer.Option(
+    samples: int | None = Option(
         None, "--samples", min=1, help="Samples per CPU pair (median). Default 5."
     ),
-    gpu_size: str | None = typer.Option(
+    gpu_size: str | None = Option(
         None, "--gpu-size", help="Host<->GPU copy size (e.g. 64M). Default 64M."
     ),
-    gpu_samples: int | None = typer.Option(
+    gpu_samples: int | None = Option(
         None, "--gpu-samples", min=1, help="Samples per GPU copy (median). Default 10."
     ),
-    check_file: Path | None = typer.Option(
+    check_file: Path | None = Option(
         None, "--check", metavar="PROFILE.yaml", help="Check thresholds; exit 1 if any fails."
     ),
-    expect_numa_nodes: int | None = typer.Option(
+    expect_numa_nodes: int | None = Option(
         None, "--expect-numa-nodes", min=0, help="Check: host NUMA node count."
     ),
-    expect_gpus: int | None = typer.Option(
-        None, "--expect-gpus", min=0, help="Check: NVIDIA GPU count."
-    ),
-    min_link_gen: int | None = typer.Option(
+    expect_gpus: int | None = Option(None, "--expect-gpus", min=0, help="Check: NVIDIA GPU count."),
+    min_link_gen: int | None = Option(
         None, "--min-link-gen", min=1, max=6, help="Check: minimum PCIe generation per GPU."
     ),
-    min_link_width: int | None = typer.Option(
+    min_link_width: int | None = Option(
         None, "--min-link-width", min=1, help="Check: minimum PCIe width per GPU."
     ),
-    min_h2d: float | None = typer.Option(
+    min_h2d: float | None = Option(
         None, "--min-h2d", min=0, help="Check: minimum pinned H2D GB/s (default: from the link)."
     ),
-    min_d2h: float | None = typer.Option(
+    min_d2h: float | None = Option(
         None, "--min-d2h", min=0, help="Check: minimum pinned D2H GB/s (default: from the link)."
     ),
-    verbose: bool = typer.Option(
+    verbose: bool = Option(
         False, "--verbose", "-v", help="With checks: print PASS and SKIP lines too."
     ),
-    record: bool = typer.Option(
+    record: bool = Option(
         False,
         "--record",
         help="Also store the report in the state (the `probes` view), beside the results.",
     ),
-    state: str | None = typer.Option(
+    state: str | None = Option(
         None, "--state", help="State file for --record (default: the project's; $HPCX_STATE)."
     ),
 ) -> None:
@@ -168,22 +165,22 @@ def probe_cmd(
     doc = report_document(report, findings if checking else None)
     if record:
         probe_id = _record(doc, state)
-        typer.echo(f"recorded as probe {probe_id}", err=True)
+        echo(f"recorded as probe {probe_id}", err=True)
     if json_out:
         emit_json(doc)
     elif checking:
         text = format_findings(findings, verbose=verbose)
         if text:
-            typer.echo(text)
+            echo(text)
         summary = (
             f"{len(failed)} of {len(findings)} checks failed"
             if failed
             else f"all {len(findings)} checks passed"
         )
-        typer.echo(f"hpcx probe: {summary}", err=True)
+        echo(f"hpcx probe: {summary}", err=True)
     else:
-        typer.echo(format_report(report))
-    raise typer.Exit(EXIT_ERROR if failed else EXIT_OK)
+        echo(format_report(report))
+    raise Exit(EXIT_ERROR if failed else EXIT_OK)
 
 
 def _record(doc: dict[str, Any], state: str | None) -> str:
@@ -202,14 +199,14 @@ def _record(doc: dict[str, Any], state: str | None) -> str:
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def exec_cmd(
-    command: list[str] = typer.Argument(None, metavar="-- CMD [ARGS]...", show_default=False),
-    numa: str | None = typer.Option(
+    command: list[str] = Argument(None, metavar="-- CMD [ARGS]...", show_default=False),
+    numa: str | None = Option(
         None, "--numa", metavar="N", help="NUMA node to run on, or 'local-to-gpu'."
     ),
-    gpu: str | None = typer.Option(
+    gpu: str | None = Option(
         None, "--gpu", metavar="G", help="GPU index (PCI bus order) or PCI bus id."
     ),
-    no_membind: bool = typer.Option(
+    no_membind: bool = Option(
         False, "--no-membind", help="Bind the CPUs only; let memory come from any node."
     ),
 ) -> None:

@@ -11,16 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from hpcx.cli._app import EXIT_ERROR, EXIT_OK, PANEL_PROJECT, app, emit_json
+from hpcx.cli._decl import Argument, Exit, Group, Option, echo
 
-cluster_app = typer.Typer(
+cluster_app = Group(
     name="cluster",
     help="Cluster profiles (kind: Cluster): read one from SLURM, show one.",
     no_args_is_help=True,
 )
-app.add_typer(cluster_app, name="cluster", rich_help_panel=PANEL_PROJECT)
+app.add_group(cluster_app, name="cluster", rich_help_panel=PANEL_PROJECT)
 
 
 def _complete_template(incomplete: str) -> list[str]:
@@ -31,31 +30,31 @@ def _complete_template(incomplete: str) -> list[str]:
 
 @app.command("init", rich_help_panel=PANEL_PROJECT)
 def init_command(
-    directory: Path = typer.Argument(
+    directory: Path = Argument(
         Path("."), help="The project folder (created if missing; default: here)."
     ),
-    template: str = typer.Option(
+    template: str = Option(
         "blank",
         "--template",
         "-t",
         help="Which template (--list).",
         autocompletion=_complete_template,
     ),
-    list_: bool = typer.Option(False, "--list", help="List the templates and exit."),
-    as_json: bool = typer.Option(False, "--json", help="With --list: print them as JSON."),
-    force: bool = typer.Option(
+    list_: bool = Option(False, "--list", help="List the templates and exit."),
+    as_json: bool = Option(False, "--json", help="With --list: print them as JSON."),
+    force: bool = Option(
         False,
         "--force",
         help="Replace the template's files that exist (manifests, train.py, cluster profile); "
         "an existing README.md is never replaced, a .gitignore only extended.",
     ),
-    schema: str = typer.Option(
+    schema: str = Option(
         "copy",
         "--schema",
         help="Editor hint in the manifests: 'copy' (write .hpcx/schema/, point there by a "
         "relative path), 'installed' (the installed package's schema, absolute), 'none'.",
     ),
-    schema_only: bool = typer.Option(
+    schema_only: bool = Option(
         False, "--schema-only", help="Only refresh .hpcx/schema/ (after upgrading hpcx)."
     ),
 ) -> None:
@@ -70,25 +69,25 @@ def init_command(
             return
         width = max(len(t.name) for t in templates)
         for t in templates:
-            typer.echo(f"{t.name.ljust(width)}  {t.description}")
+            echo(f"{t.name.ljust(width)}  {t.description}")
         return
     if schema_only:
         for path in write_schemas(directory.absolute()):
-            typer.echo(f"wrote {directory / path}")
+            echo(f"wrote {directory / path}")
         return
     result = init_project(directory, template, force=force, schema=schema)
     shown = directory if str(directory) != "." else Path(".")
-    typer.echo(f"Initialised an hpcx project from template {template!r} in {result.root}:")
+    echo(f"Initialised an hpcx project from template {template!r} in {result.root}:")
     for rel in result.written:
         verb = "replaced" if rel in result.overwritten else "added"
         verb = "extended" if rel in result.extended else verb
-        typer.echo(f"  {verb:<8} {shown / rel}")
+        echo(f"  {verb:<8} {shown / rel}")
     for rel in result.left:
-        typer.echo(f"  {'left':<8} {shown / rel}  (exists; kept as it is)")
+        echo(f"  {'left':<8} {shown / rel}  (exists; kept as it is)")
     if result.left and not force:
-        typer.echo("--force replaces the template's own files that exist (never a README.md).")
+        echo("--force replaces the template's own files that exist (never a README.md).")
     cd = "" if str(directory) == "." else f"cd {directory} && "
-    typer.echo(f"Next: {cd}hpcx validate && hpcx plan")
+    echo(f"Next: {cd}hpcx validate && hpcx plan")
 
 
 def _resolve_profile(explicit: Path | None, manifest_paths: list[Path], root: Path) -> Any:
@@ -99,15 +98,15 @@ def _resolve_profile(explicit: Path | None, manifest_paths: list[Path], root: Pa
 
 @app.command("advise", rich_help_panel=PANEL_PROJECT)
 def advise_command(
-    paths: list[Path] = typer.Argument(..., help="Manifest files or folders."),
-    cluster: Path | None = typer.Option(
+    paths: list[Path] = Argument(..., help="Manifest files or folders."),
+    cluster: Path | None = Option(
         None, "--cluster", "-c", help="Cluster profile (default: the one under clusters/)."
     ),
-    set_: list[str] = typer.Option([], "--set", help="Override a value: path=value."),
-    queue: bool = typer.Option(
+    set_: list[str] = Option([], "--set", help="Override a value: path=value."),
+    queue: bool = Option(
         True, "--queue/--no-queue", help="Ask squeue for pending jobs per partition."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print the ranking as JSON."),
+    as_json: bool = Option(False, "--json", help="Print the ranking as JSON."),
 ) -> None:
     """Rank the partitions that fit each experiment's runs, and say why (GPUs, GPU memory,
     fp8 need, priority, queue length)."""
@@ -136,7 +135,7 @@ def advise_command(
                 "experiments": [e.as_dict() for e in result],
             }
         )
-        raise typer.Exit(EXIT_OK if all(e.best for e in result) else EXIT_ERROR)
+        raise Exit(EXIT_OK if all(e.best for e in result) else EXIT_ERROR)
     out = []
     for e in result:
         n = e.need
@@ -172,17 +171,17 @@ def advise_command(
     if not any(v is not None for v in pending.values()) and queue:
         out.append("(queue lengths unknown: squeue did not answer)")
     sys.stdout.write("\n".join(out) + "\n")
-    raise typer.Exit(EXIT_OK if all(e.best for e in result) else EXIT_ERROR)
+    raise Exit(EXIT_OK if all(e.best for e in result) else EXIT_ERROR)
 
 
 @cluster_app.command("discover")
 def cluster_discover(
-    output: Path | None = typer.Option(
+    output: Path | None = Option(
         None, "--output", "-o", help="Write the profile here (default: print it)."
     ),
-    name: str | None = typer.Option(None, "--name", help="The cluster's name (default: SLURM's)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite --output if it exists."),
-    as_json: bool = typer.Option(False, "--json", help="Print the profile as JSON."),
+    name: str | None = Option(None, "--name", help="The cluster's name (default: SLURM's)."),
+    force: bool = Option(False, "--force", help="Overwrite --output if it exists."),
+    as_json: bool = Option(False, "--json", help="Print the profile as JSON."),
 ) -> None:
     """Read a profile from the live SLURM cluster (sinfo, scontrol show partition/node)."""
     from hpcx.cluster.discover import discover
@@ -211,7 +210,7 @@ def cluster_discover(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(profile_yaml(doc, ref), encoding="utf-8")
     parts = doc["spec"]["partitions"]
-    typer.echo(
+    echo(
         f"wrote {output}: cluster {doc['metadata']['name']}, {len(parts)} partition"
         f"{'s' if len(parts) != 1 else ''} ({', '.join(parts)})"
     )
@@ -219,8 +218,8 @@ def cluster_discover(
 
 @cluster_app.command("show")
 def cluster_show(
-    file: Path | None = typer.Argument(None, help="A profile (default: the one under clusters/)."),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    file: Path | None = Argument(None, help="A profile (default: the one under clusters/)."),
+    as_json: bool = Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Check a profile and print its partitions as a table."""
     from dataclasses import asdict
@@ -247,5 +246,5 @@ def cluster_show(
             }
         )
         return
-    typer.echo(f"cluster {profile.name} ({profile.path}); * = default partition")
+    echo(f"cluster {profile.name} ({profile.path}); * = default partition")
     sys.stdout.write(profile_table(profile))

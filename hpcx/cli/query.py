@@ -11,15 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from hpcx.cli._app import EXIT_OK, PANEL_RESULTS, app, emit_json
+from hpcx.cli._decl import Argument, Exit, Option, echo
 
 _QUERY_FORMATS = ("table", "csv", "json", "parquet", "markdown")
 
 
 def _state_option() -> Any:
-    return typer.Option(
+    return Option(
         None,
         "--state",
         help="State file (default: .hpcx/state.duckdb at the project root; $HPCX_STATE).",
@@ -28,19 +27,17 @@ def _state_option() -> Any:
 
 @app.command("query", rich_help_panel=PANEL_RESULTS)
 def query_command(
-    sql: str | None = typer.Argument(
+    sql: str | None = Argument(
         None, help='SQL over the views (see --list); "-" reads it from stdin.'
     ),
     state: str | None = _state_option(),
-    fmt: str = typer.Option(
-        "table", "--format", "-f", help="table | csv | json | parquet | markdown."
-    ),
-    output: Path | None = typer.Option(
+    fmt: str = Option("table", "--format", "-f", help="table | csv | json | parquet | markdown."),
+    output: Path | None = Option(
         None, "--output", "-o", help="Write to this file (needed for parquet) instead of stdout."
     ),
-    list_views: bool = typer.Option(False, "--list", help="Show the views and their columns."),
-    timeout: float = typer.Option(60.0, "--timeout", help="Stop the query after this many s."),
-    memory_limit: str = typer.Option("2GB", "--memory-limit", help="DuckDB memory limit."),
+    list_views: bool = Option(False, "--list", help="Show the views and their columns."),
+    timeout: float = Option(60.0, "--timeout", help="Stop the query after this many s."),
+    memory_limit: str = Option("2GB", "--memory-limit", help="DuckDB memory limit."),
 ) -> None:
     """Run read-only SQL over the state (views: runs, results, metrics, events, probes, ...)."""
     from hpcx.project.paths import resolve_state_path
@@ -67,7 +64,7 @@ def query_command(
     with QuerySession.open(path, memory_limit=memory_limit, timeout_s=timeout) as session:
         if list_views:
             _print_views(session.views, fmt)
-            raise typer.Exit(EXIT_OK)
+            raise Exit(EXIT_OK)
         text = sys.stdin.read() if sql == "-" else str(sql)
         # The rows stream from DuckDB to the output under the limits: what the command holds
         # is one batch (the table format, which aligns, holds its cells, counted against
@@ -85,14 +82,14 @@ def query_command(
             except QueryError:
                 if stream.rows and fmt != "table":
                     sys.stdout.flush()
-                    typer.echo(
+                    echo(
                         f"warning: the output above is partial: {stream.rows} row(s) were "
                         "written before the query stopped",
                         err=True,
                     )
                 raise
     if output is not None:
-        typer.echo(f"wrote {stream.rows} row(s) to {output}", err=True)
+        echo(f"wrote {stream.rows} row(s) to {output}", err=True)
     sys.stdout.flush()
 
 
@@ -114,33 +111,31 @@ def _print_views(views: dict[str, list[tuple[str, str]]], fmt: str) -> None:
         emit_json({v: [{"name": c, "type": t} for c, t in cols] for v, cols in views.items()})
         return
     for view, cols in views.items():
-        typer.echo(f"{view} ({len(cols)} columns)")
+        echo(f"{view} ({len(cols)} columns)")
         width = max((len(c) for c, _ in cols), default=0)
         for c, t in cols:
-            typer.echo(f"  {c.ljust(width)}  {t}")
-        typer.echo("")
+            echo(f"  {c.ljust(width)}  {t}")
+        echo("")
 
 
 @app.command("export", rich_help_panel=PANEL_RESULTS)
 def export_command(
-    file: Path | None = typer.Argument(None, help="Output file: .csv or .parquet."),
-    mlflow: str | None = typer.Option(
+    file: Path | None = Argument(None, help="Output file: .csv or .parquet."),
+    mlflow: str | None = Option(
         None,
         "--mlflow",
         help="Log the runs to MLflow instead: a tracking URI (http://host:port, "
         "sqlite:///mlflow.db) or a folder; needs the mlflow extra.",
     ),
     state: str | None = _state_option(),
-    experiment: list[str] = typer.Option(
+    experiment: list[str] = Option(
         [], "--experiment", "-e", help="Only this experiment (repeatable)."
     ),
-    tag: list[str] = typer.Option(
-        [], "--tag", "-t", help="Only runs with this tag (repeatable: all)."
-    ),
-    status: list[str] = typer.Option(
+    tag: list[str] = Option([], "--tag", "-t", help="Only runs with this tag (repeatable: all)."),
+    status: list[str] = Option(
         [], "--status", "-s", help="Only runs in this status (repeatable: any)."
     ),
-    fmt: str | None = typer.Option(None, "--format", help="csv | parquet (default: from FILE)."),
+    fmt: str | None = Option(None, "--format", help="csv | parquet (default: from FILE)."),
 ) -> None:
     """One row per run: id, experiment, description, parameters, final metrics, status, commit."""
     from hpcx.project.paths import resolve_state_path
@@ -163,7 +158,7 @@ def export_command(
             tags=tag,
             statuses=status,
         )
-        typer.echo(
+        echo(
             f"MLflow at {done.tracking_uri}: logged {done.logged} new run(s), replaced "
             f"{done.replaced} (a new attempt or status), left {done.unchanged} unchanged"
         )
@@ -178,7 +173,7 @@ def export_command(
         tags=tag,
         statuses=status,
     )
-    typer.echo(
+    echo(
         f"wrote {summary.rows} run(s), {len(summary.columns)} columns, to {summary.path} "
         f"({summary.format})"
     )
@@ -186,22 +181,22 @@ def export_command(
 
 @app.command("report", rich_help_panel=PANEL_RESULTS)
 def report_command(
-    experiments: list[str] = typer.Argument(None, help="Experiments to report (default: all)."),
+    experiments: list[str] = Argument(None, help="Experiments to report (default: all)."),
     state: str | None = _state_option(),
-    output: Path | None = typer.Option(
+    output: Path | None = Option(
         None, "--output", "-o", help="Output file (default: report.html, or report.md)."
     ),
-    fmt: str = typer.Option("html", "--format", help="html (one self-contained file) | md."),
-    manifests: list[Path] = typer.Option(
+    fmt: str = Option("html", "--format", help="html (one self-contained file) | md."),
+    manifests: list[Path] = Option(
         [], "--manifests", help="Manifest files/folders whose `reports:` to draw (repeatable)."
     ),
-    title: str | None = typer.Option(None, "--title", help="The report's title."),
-    noise_cv: float = typer.Option(
+    title: str | None = Option(None, "--title", help="The report's title."),
+    noise_cv: float = Option(
         0.10,
         "--noise-cv",
         help="Flag configurations whose repeats vary more than this (stdev/mean).",
     ),
-    figures: str = typer.Option(
+    figures: str = Option(
         "svg", "--figures", help="svg | png: the figure files of --format md (png: hpcx[png])."
     ),
 ) -> None:
@@ -223,10 +218,10 @@ def report_command(
         noise_cv=noise_cv,
         figures=figures,
     )
-    typer.echo(
+    echo(
         f"wrote {summary.path}: {summary.experiments} experiment(s), {summary.runs} run(s), "
         f"{summary.figures} figure(s)"
         + (f", {len(summary.warnings)} warning(s)" if summary.warnings else "")
     )
     for w in summary.warnings:
-        typer.echo(f"warning: {w}", err=True)
+        echo(f"warning: {w}", err=True)

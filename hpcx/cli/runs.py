@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from hpcx.cli._app import (
     EXIT_ERROR,
     PANEL_RUNS,
@@ -24,14 +22,15 @@ from hpcx.cli._app import (
     emit_json,
     project_paths,
 )
+from hpcx.cli._decl import Argument, Exit, Group, Option, echo
 from hpcx.cli.apply import print_outcome
 
-runs_app = typer.Typer(
+runs_app = Group(
     name="runs",
     help="Recorded runs: status, show, logs, note, rerun, cancel.",
     no_args_is_help=True,
 )
-app.add_typer(runs_app, name="runs", rich_help_panel=PANEL_RUNS)
+app.add_group(runs_app, name="runs", rich_help_panel=PANEL_RUNS)
 
 
 def _open_read(state_path: Path) -> Any:
@@ -42,11 +41,11 @@ def _open_read(state_path: Path) -> Any:
 
 @runs_app.command("status")
 def status_command(
-    experiment: list[str] = typer.Option([], "--experiment", "-e", help="Only these experiments."),
-    status: list[str] = typer.Option([], "--status", "-s", help="Only runs in these statuses."),
-    runs_list: bool = typer.Option(False, "--runs", help="List the runs, not just counts."),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    experiment: list[str] = Option([], "--experiment", "-e", help="Only these experiments."),
+    status: list[str] = Option([], "--status", "-s", help="Only runs in these statuses."),
+    runs_list: bool = Option(False, "--runs", help="List the runs, not just counts."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    as_json: bool = Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Runs by status, per experiment (as of the last apply/refresh)."""
     from hpcx.run.status import run_status
@@ -70,7 +69,7 @@ def status_command(
         )
         return
     if not by_exp:
-        typer.echo("No runs match.")
+        echo("No runs match.")
         return
     width = max(len(e) for e in by_exp)
     for exp, sts in by_exp.items():
@@ -81,12 +80,10 @@ def status_command(
             parts += f"; {n} requeued ({requeues} requeue(s)" + (
                 f", {waiting} waiting for the next attempt)" if waiting else ")"
             )
-        typer.echo(f"{exp:<{width}}  {total:>6} run(s): {parts}")
+        echo(f"{exp:<{width}}  {total:>6} run(s): {parts}")
     for r in rows:
         reason = f"  ({r.end_reason})" if r.end_reason else ""
-        typer.echo(
-            f"  {r.run_id}  {r.experiment:<{width}}  {r.status:<9}  job {r.job_id or '-'}{reason}"
-        )
+        echo(f"  {r.run_id}  {r.experiment:<{width}}  {r.status:<9}  job {r.job_id or '-'}{reason}")
     if contended:
         # Measurements taken while other processes used the run's cores: say so every time.
         listed = ", ".join(
@@ -95,7 +92,7 @@ def status_command(
             for c in contended[:5]
         )
         more = f" and {len(contended) - 5} more" if len(contended) > 5 else ""
-        typer.echo(
+        echo(
             f"warning: {len(contended)} run(s) measured under contention (other processes took "
             f"a share of their cores): {listed}{more}; `hpcx show RUN` has the figures; "
             "rerun them on a quiet machine (`hpcx rerun RUN`)",
@@ -105,14 +102,12 @@ def status_command(
 
 @runs_app.command("cancel")
 def cancel_command(
-    runs: list[str] = typer.Argument(None, help="Run ids (or unique prefixes) to cancel."),
-    experiment: list[str] = typer.Option(
-        [], "--experiment", "-e", help="Every in-flight run of these."
-    ),
-    all_: bool = typer.Option(False, "--all", help="Every run in flight."),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
-    wait: float = typer.Option(
+    runs: list[str] = Argument(None, help="Run ids (or unique prefixes) to cancel."),
+    experiment: list[str] = Option([], "--experiment", "-e", help="Every in-flight run of these."),
+    all_: bool = Option(False, "--all", help="Every run in flight."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    lock_timeout: float = Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+    wait: float = Option(
         15.0,
         "--wait",
         min=0.0,
@@ -132,37 +127,37 @@ def cancel_command(
         wait=wait,
     )
     for u in done.unreached:
-        typer.echo(f"error: submission {u.key}: {u.runs} run(s) NOT cancelled: {u.error}", err=True)
+        echo(f"error: submission {u.key}: {u.runs} run(s) NOT cancelled: {u.error}", err=True)
     for hint in sorted({u.error.hint for u in done.unreached if u.error.hint}):
-        typer.echo(f"hint: {hint}", err=True)
+        echo(f"hint: {hint}", err=True)
     if not done.asked:
         if done.unreached:
-            raise typer.Exit(EXIT_ERROR)
-        typer.echo("Cancelled 0 run(s): none of them is in flight.")
+            raise Exit(EXIT_ERROR)
+        echo("Cancelled 0 run(s): none of them is in flight.")
         return
-    typer.echo(f"Cancelled {done.cancelled} run(s).")
+    echo(f"Cancelled {done.cancelled} run(s).")
     if done.stopping:
-        typer.echo(
+        echo(
             f"{done.stopping} run(s) asked to stop have not ended yet (after {wait:g} s): "
             "`hpcx refresh` records them once they do."
         )
     ended = done.ended_on_their_own
     if ended:
-        typer.echo(
+        echo(
             "Ended on their own before the cancel reached them: "
             + ", ".join(f"{k} {st}" for st, k in sorted(ended.items()))
             + "."
         )
     if done.unreached:
-        raise typer.Exit(EXIT_ERROR)
+        raise Exit(EXIT_ERROR)
 
 
 @runs_app.command("logs")
 def logs_command(
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
-    stderr: bool = typer.Option(False, "--stderr", help="Show stderr.log instead of stdout.log."),
-    tail: int = typer.Option(0, "--tail", "-n", help="Only the last N lines."),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
+    run: str = Argument(..., help="Run id (or a unique prefix)."),
+    stderr: bool = Option(False, "--stderr", help="Show stderr.log instead of stdout.log."),
+    tail: int = Option(0, "--tail", "-n", help="Only the last N lines."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
 ) -> None:
     """Print a run's captured stdout (or stderr)."""
     from hpcx.errors import HpcxError
@@ -189,9 +184,9 @@ def _plain(value: Any) -> Any:
 
 @runs_app.command("show")
 def show_command(
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    run: str = Argument(..., help="Run id (or a unique prefix)."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    as_json: bool = Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """A run's spec, command, placement, history and results."""
     import json
@@ -249,6 +244,7 @@ def show_command(
                 f"{a['host'] or '-'}  {when}" + (f"  ({a['reason']})" if a["reason"] else "")
             )
     from hpcx.run import contention
+
     seen = contention.describe(contention.from_meta(doc["meta"]))
     if seen:
         out.append(f"  contention: {seen}")
@@ -286,15 +282,15 @@ def show_command(
     from hpcx.util.termtext import printable
 
     # Names and notes are what a run or a user wrote: a terminal escape is shown, not obeyed.
-    typer.echo(printable("\n".join(out), keep="\n"))
+    echo(printable("\n".join(out), keep="\n"))
 
 
 @runs_app.command("note")
 def note_command(
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
-    text: str = typer.Argument(..., help="The note."),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+    run: str = Argument(..., help="Run id (or a unique prefix)."),
+    text: str = Argument(..., help="The note."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    lock_timeout: float = Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
 ) -> None:
     """Attach a note to a run (kept in the state with who wrote it and when)."""
     import getpass
@@ -312,16 +308,16 @@ def note_command(
                 by=getpass.getuser(),
                 at=datetime.now(UTC).isoformat(timespec="seconds"),
             )
-    typer.echo(f"Noted on {run_id} ({n} note(s)).")
+    echo(f"Noted on {run_id} ({n} note(s)).")
 
 
 @runs_app.command("rerun")
 def rerun_command(
-    run: str = typer.Argument(..., help="Run id (or a unique prefix)."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Rerun without asking."),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    runs_root: str | None = typer.Option(None, "--runs-root", help=RUNS_HELP),
-    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+    run: str = Argument(..., help="Run id (or a unique prefix)."),
+    yes: bool = Option(False, "--yes", "-y", help="Rerun without asking."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    runs_root: str | None = Option(None, "--runs-root", help=RUNS_HELP),
+    lock_timeout: float = Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
 ) -> None:
     """Run exactly that run again (same spec, a new attempt), whatever its status was.
 
@@ -347,13 +343,13 @@ def rerun_command(
     finally:
         view.close()
     if done.outcome is None:
-        raise typer.Exit(EXIT_ERROR)
+        raise Exit(EXIT_ERROR)
     result = done.outcome.to_dict()
     print_outcome(result, detach=False, no_wait=False)
     if done.outcome.not_submitted or any(
         result["finished"].get(s) for s in ("failed", "timeout", "lost")
     ):
-        raise typer.Exit(EXIT_ERROR)
+        raise Exit(EXIT_ERROR)
 
 
 # The short spellings (`hpcx status`, ...): the same commands, left out of `hpcx --help`.

@@ -8,8 +8,6 @@ force-unlock`` stays as a hidden top-level spelling of ``hpcx state force-unlock
 
 from __future__ import annotations
 
-import typer
-
 from hpcx.cli._app import (
     EXIT_ERROR,
     EXIT_OK,
@@ -19,19 +17,20 @@ from hpcx.cli._app import (
     emit_json,
     project_paths,
 )
+from hpcx.cli._decl import Argument, Exit, Group, Option, echo
 
-state_app = typer.Typer(
+state_app = Group(
     name="state",
     help="Look at and maintain the state file (.hpcx/state.duckdb).",
     no_args_is_help=True,
 )
-app.add_typer(state_app, name="state", rich_help_panel=PANEL_PROJECT)
+app.add_group(state_app, name="state", rich_help_panel=PANEL_PROJECT)
 
 
 @state_app.command("info")
 def state_info(
-    state: str | None = typer.Option(None, "--state", help="State file (default: the project's)."),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    state: str | None = Option(None, "--state", help="State file (default: the project's)."),
+    as_json: bool = Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Where the state is, its lineage, serial, schema version and what it holds."""
     from hpcx.errors import StateError
@@ -79,13 +78,13 @@ def state_info(
         f"metrics:  {info.metrics:,}",
         f"submissions: {info.submissions:,}   probes: {info.probes:,}",
     ]
-    typer.echo("\n".join(lines))
+    echo("\n".join(lines))
 
 
 @state_app.command("upgrade")
 def state_upgrade(
-    state: str | None = typer.Option(None, "--state", help="State file (default: the project's)."),
-    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+    state: str | None = Option(None, "--state", help="State file (default: the project's)."),
+    lock_timeout: float = Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
 ) -> None:
     """Migrate the state file to this hpcx's schema version (creating it if missing)."""
     from hpcx.project.paths import resolve_state_path
@@ -99,13 +98,13 @@ def state_upgrade(
         writer.open(wait=0) as store,
     ):
         info = store.info()
-    typer.echo(f"state {info.path}: schema v{info.schema_version}, serial {info.serial}")
+    echo(f"state {info.path}: schema v{info.schema_version}, serial {info.serial}")
 
 
 @state_app.command("check")
 def state_check(
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    as_json: bool = Option(False, "--json", help="Print the findings as JSON."),
 ) -> None:
     """Read every block and table of the state (read-only) and check its invariants.
 
@@ -122,36 +121,36 @@ def state_check(
         if as_json:
             emit_json({"ok": True, "uncreated": True, "path": str(path), "message": msg})
         else:
-            typer.echo(f"ok  {path}: {msg}")
-        raise typer.Exit(EXIT_OK)
+            echo(f"ok  {path}: {msg}")
+        raise Exit(EXIT_OK)
     result = check_state(path)
     if as_json:
         doc = result.to_dict()
         if not result.readable:
             doc["hint"] = restore_hint(path)
         emit_json(doc)
-        raise typer.Exit(EXIT_OK if result.ok else EXIT_ERROR)
+        raise Exit(EXIT_OK if result.ok else EXIT_ERROR)
     if result.ok:
         rows = sum(result.rows.values())
-        typer.echo(
+        echo(
             f"ok  {path}: serial {result.serial}, schema v{result.schema_version}, "
             f"{result.rows.get('runs', 0):,} runs, {rows:,} rows in {len(result.rows)} tables "
             "read in full, no problems"
         )
-        raise typer.Exit(EXIT_OK)
+        raise Exit(EXIT_OK)
     for f in result.findings:
-        typer.echo(str(f))
+        echo(str(f))
     n = len(result.findings)
-    typer.echo(f"{n} problem{'s' if n != 1 else ''} in {path}", err=True)
+    echo(f"{n} problem{'s' if n != 1 else ''} in {path}", err=True)
     if not result.readable:
-        typer.echo(f"hint: {restore_hint(path)}", err=True)
-    raise typer.Exit(EXIT_ERROR)
+        echo(f"hint: {restore_hint(path)}", err=True)
+    raise Exit(EXIT_ERROR)
 
 
 @state_app.command("backups")
 def state_backups(
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    as_json: bool = Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """List the state's backups, newest first: time (UTC), serial, size."""
     from hpcx.project.paths import resolve_state_path
@@ -173,34 +172,30 @@ def state_backups(
         )
         return
     if not found:
-        typer.echo(f"No backups in {backups_dir(path)}.")
+        echo(f"No backups in {backups_dir(path)}.")
         return
     for b in found:
-        typer.echo(
-            f"{b.time:%Y-%m-%d %H:%M:%S} UTC  serial {b.serial:>6}  {b.size:>14,} B  {b.path}"
-        )
-    typer.echo(f"{len(found)} backup(s); the newest {keep_count()} are kept ($HPCX_BACKUPS).")
+        echo(f"{b.time:%Y-%m-%d %H:%M:%S} UTC  serial {b.serial:>6}  {b.size:>14,} B  {b.path}")
+    echo(f"{len(found)} backup(s); the newest {keep_count()} are kept ($HPCX_BACKUPS).")
 
 
 @state_app.command("restore")
 def state_restore(
-    backup: str | None = typer.Argument(
+    backup: str | None = Argument(
         None, help="Backup file to restore (default: the newest that passes `hpcx state check`)."
     ),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
-    force: bool = typer.Option(False, "--force", help="Restore a backup that fails the check."),
-    runs_root: str | None = typer.Option(
+    state: str | None = Option(None, "--state", help=STATE_HELP),
+    force: bool = Option(False, "--force", help="Restore a backup that fails the check."),
+    runs_root: str | None = Option(
         None, "--runs-root", help="Where run folders go (default: runs/; $HPCX_RUNS_ROOT)."
     ),
-    lock_timeout: float = typer.Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
+    lock_timeout: float = Option(0.0, "--lock-timeout", help="Wait for the writer lock."),
 ) -> None:
     """Put a backup in place of the state; the current file is kept as state.duckdb.broken-TIME."""
     from hpcx.state.writer import restore_session
 
     _, path, runs = project_paths(state, runs_root)
-    session = restore_session(
-        path, backup, runs_root=runs, force=force, lock_timeout=lock_timeout
-    )
+    session = restore_session(path, backup, runs_root=runs, force=force, lock_timeout=lock_timeout)
     done = session.restored
     lines = [f"Restored {done.backup} (serial {done.serial}) to {done.state}."]
     if done.moved_aside is not None:
@@ -219,20 +214,20 @@ def state_restore(
             "(which `hpcx apply` runs first) adopts them from their submission folders, so "
             "they are harvested, not submitted again."
         )
-    typer.echo("\n".join(lines))
+    echo("\n".join(lines))
 
 
 @state_app.command("force-unlock")
 def force_unlock_command(
-    lock_id: str = typer.Argument(..., help="The lock id that the lock error names."),
-    state: str | None = typer.Option(None, "--state", help=STATE_HELP),
+    lock_id: str = Argument(..., help="The lock id that the lock error names."),
+    state: str | None = Option(None, "--state", help=STATE_HELP),
 ) -> None:
     """Remove a writer lock left by a process that is gone for good (e.g. on another host)."""
     from hpcx.state.lock import force_unlock
 
     _, state_path, _ = project_paths(state, None)
     holder = force_unlock(state_path, lock_id)
-    typer.echo(f"Removed the lock of {holder.describe()}")
+    echo(f"Removed the lock of {holder.describe()}")
 
 
 # The short spelling, left out of `hpcx --help`.

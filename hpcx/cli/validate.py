@@ -7,30 +7,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import typer
-
 from hpcx.cli._app import EXIT_ERROR, EXIT_OK, PANEL_MANIFESTS, app
+from hpcx.cli._decl import Argument, Exit, Option, echo
 
 
 def _default_paths() -> list[Path]:
     here = Path("manifests")
     if here.is_dir():
         return [here]
-    typer.echo("error: no paths given and no ./manifests folder", err=True)
-    raise typer.Exit(EXIT_ERROR)
+    echo("error: no paths given and no ./manifests folder", err=True)
+    raise Exit(EXIT_ERROR)
 
 
 @app.command(rich_help_panel=PANEL_MANIFESTS)
 def validate(
-    paths: list[Path] = typer.Argument(
+    paths: list[Path] = Argument(
         None, help="Manifest files or folders (default: ./manifests).", show_default=False
     ),
-    set_: list[str] = typer.Option(
+    set_: list[str] = Option(
         [], "--set", help="Override a value: path=value (YAML), e.g. params.model.depth=8."
     ),
-    max_runs: int = typer.Option(1_000_000, "--max-runs", help="Refuse sweeps larger than this."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print problems only."),
+    max_runs: int = Option(1_000_000, "--max-runs", help="Refuse sweeps larger than this."),
+    as_json: bool = Option(False, "--json", help="Print the result as JSON."),
+    quiet: bool = Option(False, "--quiet", "-q", help="Print problems only."),
 ) -> None:
     """Check manifests: every problem as file:line:col: $.json.path: message. Exit 1 on any."""
     from hpcx.manifest.loader import validate_paths_with_state
@@ -70,20 +69,20 @@ def validate(
             "warnings": [] if state is None else list(state.warnings),
         }
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
-        raise typer.Exit(EXIT_ERROR if problems else EXIT_OK)
+        raise Exit(EXIT_ERROR if problems else EXIT_OK)
     if problems:
         for p in problems:
-            typer.echo(str(p))
+            echo(str(p))
         files = len({p.path for p in problems})
         n = len(problems)
-        typer.echo(
+        echo(
             f"{n} problem{'s' if n != 1 else ''} in {files} file{'s' if files != 1 else ''}",
             err=True,
         )
-        raise typer.Exit(EXIT_ERROR)
+        raise Exit(EXIT_ERROR)
     assert state is not None
     for w in state.warnings:
-        typer.echo(w, err=True)
+        echo(w, err=True)
     if not quiet:
         searches = {s.experiment: s.definition for s in state.searches}
         for e in state.experiments:
@@ -93,20 +92,20 @@ def validate(
                 if d is not None
                 else f"{e.run_count} run{'s' if e.run_count != 1 else ''}"
             )
-            typer.echo(f"ok  {e.path}: {e.name} ({what})")
-        typer.echo(f"{len(state.experiments)} experiments, {len(state.runs)} runs, no problems")
-    raise typer.Exit(EXIT_OK)
+            echo(f"ok  {e.path}: {e.name} ({what})")
+        echo(f"{len(state.experiments)} experiments, {len(state.runs)} runs, no problems")
+    raise Exit(EXIT_OK)
 
 
 @app.command(rich_help_panel=PANEL_MANIFESTS)
 def schema(
-    path: bool = typer.Option(False, "--path", help="Print where the schema file is instead."),
+    path: bool = Option(False, "--path", help="Print where the schema file is instead."),
 ) -> None:
     """Print the manifest JSON Schema (draft 2020-12), for editors and other tools."""
     from hpcx.manifest.schema import schema_path, schema_text
 
     if path:
-        typer.echo(str(schema_path()))
+        echo(str(schema_path()))
         return
     sys.stdout.write(schema_text())
 

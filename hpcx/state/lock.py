@@ -18,9 +18,7 @@ import contextlib
 import errno
 import json
 import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -192,6 +190,12 @@ def _as_dict(info: LockInfo) -> dict[str, Any]:
     return {s: getattr(info, s) for s in LockInfo.__slots__}
 
 
+def _socket_hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
 @contextlib.contextmanager
 def acquire(
     state_path: str | os.PathLike[str], command: str, *, timeout: float = 0.0
@@ -205,9 +209,9 @@ def acquire(
     path = lock_path(state_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     me = LockInfo(
-        id=uuid.uuid4().hex[:12],
+        id=os.urandom(6).hex(),  # 12 random hex digits (uuid's import costs ~7 ms)
         pid=os.getpid(),
-        host=hostname() or socket.gethostname(),
+        host=hostname() or _socket_hostname(),
         command=command,
         since=datetime.now(UTC).isoformat(timespec="seconds"),
         start_ticks=process_start_ticks(os.getpid()),

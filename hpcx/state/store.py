@@ -16,7 +16,6 @@ module is cheap.
 
 from __future__ import annotations
 
-import csv
 import gc
 import json
 import math
@@ -24,8 +23,6 @@ import operator
 import os
 import re
 import sys
-import tempfile
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -240,6 +237,12 @@ class StateInfo:
     submissions: int
     probes: int
     size_bytes: int
+
+
+def _uuid() -> str:
+    import uuid  # imports platform (~7 ms): only where a new id is made
+
+    return str(uuid.uuid4())
 
 
 def _now() -> datetime:
@@ -514,6 +517,9 @@ def _bulk_insert(
     # number to the csv module, so NULL goes out as a bare \N that no string can be mistaken
     # for (strings are quoted; allow_quoted_nulls=false). Floats are written with repr.
     null = _CSV_NULL
+    import csv  # the bulk path only (~5 ms of imports)
+    import tempfile
+
     fd, name = tempfile.mkstemp(prefix=".hpcx-bulk-", suffix=".csv", dir=tmp_dir)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
@@ -865,7 +871,7 @@ class StateStore:
             if current == 0:
                 con.execute(
                     "INSERT INTO meta VALUES (?, 0, ?, ?, ?)",
-                    [str(uuid.uuid4()), SCHEMA_VERSION, _now(), __version__],
+                    [_uuid(), SCHEMA_VERSION, _now(), __version__],
                 )
             else:
                 con.execute("UPDATE meta SET schema_version = ?", [SCHEMA_VERSION])
@@ -1247,8 +1253,7 @@ class StateStore:
         sql += " ORDER BY experiment, run_id"
         rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
         return [
-            FinishedRun(r[0], r[1], r[2], r[3], int(r[4]), r[5], _json_object(r[6]))
-            for r in rows
+            FinishedRun(r[0], r[1], r[2], r[3], int(r[4]), r[5], _json_object(r[6])) for r in rows
         ]
 
     def status_counts(self) -> list[StatusCount]:
@@ -1351,8 +1356,10 @@ class StateStore:
         queued = {r[0] for r in heads}
 
         def waits(needs: str | None) -> bool:
-            return bool(needs) and needs != "[]" and any(
-                up in queued for _, up in json.loads(needs or "[]")
+            return (
+                bool(needs)
+                and needs != "[]"
+                and any(up in queued for _, up in json.loads(needs or "[]"))
             )
 
         order = [rid for rid, needs in heads if not waits(needs)]
@@ -2003,7 +2010,7 @@ class Transaction:
 
     def record_probe(self, report: Mapping[str, Any], *, host: str | None = None) -> str:
         """Store one probe report; returns its id."""
-        pid = str(uuid.uuid4())
+        pid = _uuid()
         host = (
             host
             if host is not None
@@ -2050,7 +2057,6 @@ class Transaction:
                 "detail = coalesce(?::JSON, detail), serial = ? WHERE key = ?",
                 [state, self.at, _json(list(job_ids)), _json(detail), self.serial, key],
             )
-
 
     def record_submitted(
         self,
@@ -2121,9 +2127,28 @@ class Transaction:
 _SPEC_KEYS = tuple(
     sorted(
         (
-            "experiment", "run_id", "base_id", "index", "identity", "params", "workload",
-            "command", "env", "cwd", "placement", "seed", "repeat", "resources", "executor",
-            "retries", "tags", "overrides", "source", "settings_digest", "code_hash", "extra",
+            "experiment",
+            "run_id",
+            "base_id",
+            "index",
+            "identity",
+            "params",
+            "workload",
+            "command",
+            "env",
+            "cwd",
+            "placement",
+            "seed",
+            "repeat",
+            "resources",
+            "executor",
+            "retries",
+            "tags",
+            "overrides",
+            "source",
+            "settings_digest",
+            "code_hash",
+            "extra",
             "needs",
         )
     )

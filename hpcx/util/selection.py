@@ -11,7 +11,6 @@ Names are compared as users type them: ``_`` and ``-`` are near-equal (``numa_st
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +39,8 @@ def did_you_mean(word: str, known: Iterable[str], aliases: Mapping[str, str] | N
         by_norm.setdefault(_norm(n), n)
     if _norm(word) in by_norm:
         return f" (did you mean {by_norm[_norm(word)]!r}?)"
+    import difflib  # only for a name that matched nothing
+
     close = difflib.get_close_matches(_norm(word), list(by_norm), n=1, cutoff=0.6)
     return f" (did you mean {by_norm[close[0]]!r}?)" if close else ""
 
