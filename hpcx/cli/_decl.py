@@ -67,10 +67,30 @@ class Exit(SystemExit):
 
 
 def echo(message: object = "", *, err: bool = False) -> None:
-    """One line to stdout (or stderr), flushed: ``typer.echo`` as hpcx uses it."""
+    """One line to stdout (or stderr), flushed: ``typer.echo`` as hpcx uses it. As click's
+    echo does: nothing when the stream is closed (``2>&-``), ANSI escapes removed when it is
+    not a terminal, a character its encoding lacks replaced rather than raised."""
     out = sys.stderr if err else sys.stdout
-    out.write(("" if message is None else str(message)) + "\n")
+    if out is None:
+        return
+    text = ("" if message is None else str(message)) + "\n"
+    if "\x1b" in text and not _isatty(out):
+        import re
+
+        text = re.sub(r"\x1b\[[;?0-9]*[a-zA-Z]", "", text)
+    try:
+        out.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(out, "encoding", None) or "ascii"
+        out.write(text.encode(encoding, "replace").decode(encoding))
     out.flush()
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def command_name(func: Callable[..., Any]) -> str:

@@ -117,7 +117,8 @@ def _specs(func: Callable[..., Any]) -> tuple[dict[str, _Spec], list[_Spec], lis
     code = func.__code__
     names = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
     positional = func.__defaults__ or ()
-    defaults = dict(zip(names[code.co_argcount - len(positional) :], positional, strict=True))
+    plain = names[: code.co_argcount]  # the keyword-only ones have __kwdefaults__
+    defaults = dict(zip(plain[len(plain) - len(positional) :], positional, strict=True))
     defaults.update(func.__kwdefaults__ or {})
     try:
         options: dict[str, _Spec] = {}
@@ -162,8 +163,8 @@ def parse(app: Group, argv: list[str]) -> tuple[Callable[..., Any], dict[str, An
             break
         group, i = sub, i + 1
     command = group.find_command(argv[i])
-    if command is None:
-        return _NO
+    if command is None or command.kw.get("context_settings"):
+        return _NO  # context settings change click's parsing: typer's to apply
     specs = _specs(command.func)
     if specs is None:
         return _NO

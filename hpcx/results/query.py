@@ -56,11 +56,16 @@ VIEW_NAMES = (
 #: A view -> the views it is built on.
 _VIEW_NEEDS = {"results": ("runs",)}
 #: Words of a statement that reads the catalog (SHOW TABLES, DESCRIBE alone, duckdb_views(),
-#: information_schema): it sees every view, so every view is created first.
-_CATALOG_WORDS = re.compile(
-    r"show|describe|information_schema|pg_catalog|sqlite_\w*|duckdb_\w*|pragma\w*", re.IGNORECASE
+#: information_schema, pg_views) or may name a table at run time (query('FROM ' || x),
+#: query_table(...)): every view is created first.
+_EVERY_VIEW_WORDS = re.compile(
+    r"show|describe|information_schema|pg_\w*|sqlite_\w*|duckdb_\w*|pragma\w*|query|query_table",
+    re.IGNORECASE,
 )
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
+#: Where a name may hide from the word scan: a dollar-quoted string or a $n parameter ($),
+#: a ? parameter, an escape string (E'...\n...').
+_HIDING = frozenset("$?\\")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: Statement types a query may contain.
 _ALLOWED_STATEMENTS = frozenset({"SELECT", "EXPLAIN"})
 #: Run columns that a metric column may not shadow in ``results`` (it is then ``metric.NAME``).
@@ -96,10 +101,13 @@ class QueryResult:
 def views_named(sql: str) -> frozenset[str]:
     """The built-in views a statement may read: those whose name is one of its words (in a
     string or a comment too: a view created that is not read costs only time, while one not
-    created would let the file's table of the same name answer instead), every view when it
-    reads the catalog."""
+    created would let the file's table of the same name answer instead). Every view when it
+    reads the catalog, may name a table at run time (``query``, ``query_table``), or has
+    anything a name could hide behind (``$``, ``?``, a backslash)."""
+    if not _HIDING.isdisjoint(sql):
+        return frozenset(VIEW_NAMES)
     words = {w.lower() for w in _WORD.findall(sql)}
-    if any(_CATALOG_WORDS.fullmatch(w) for w in words):
+    if any(_EVERY_VIEW_WORDS.fullmatch(w) for w in words):
         return frozenset(VIEW_NAMES)
     return frozenset(words.intersection(VIEW_NAMES))
 

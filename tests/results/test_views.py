@@ -157,8 +157,19 @@ def test_a_statement_gets_the_views_it_names_and_catalog_reads_get_all(
     file's table of the same name never answers in its place; the catalog sees every view."""
     assert views_named("SELECT name, avg(value) FROM metrics GROUP BY 1") == {"metrics"}
     assert views_named("select * from RESULTS -- and runs") == {"results", "runs"}
-    assert views_named("SELECT * FROM query_table('attempts')") == {"attempts"}
+    assert views_named("SELECT * FROM attempts WHERE reason = 'probes'") == {"attempts", "probes"}
     assert views_named("SELECT 1") == frozenset()
+    # names a statement may build or hide: every view, never the file's table in its place
+    for hidden in (
+        "SELECT * FROM query_table($$metrics$$)",
+        "SELECT * FROM query($q$SELECT * FROM runs$q$)",
+        "SELECT * FROM query_table('ru' || 'ns')",
+        "SELECT * FROM query(?)",
+        "SELECT * FROM query_table(E'met\\x72ics')",
+        "SELECT count(*) FROM pg_views",
+        "SELECT $$x$$, ? FROM metrics",  # no table function, but anything may hide: all views
+    ):
+        assert views_named(hidden) == set(VIEW_NAMES), hidden
     for catalog in (
         "SHOW TABLES",
         "DESCRIBE",
@@ -181,6 +192,10 @@ def test_a_statement_gets_the_views_it_names_and_catalog_reads_get_all(
         ).rows[0][0]
         # that statement read the catalog: every view was created before it ran
         assert made == sorted(VIEW_NAMES)
+    with QuerySession.open(state) as s:
+        # a dollar-quoted name reads the view (its experiment column), not the file's table
+        cols = s.query("SELECT * FROM query_table($$metrics$$) LIMIT 1").columns
+        assert "experiment" in cols
     with QuerySession.open(state) as s:
         s.query("SELECT count(*) FROM metrics")
         assert s._made == {"metrics"}
