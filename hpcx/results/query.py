@@ -158,15 +158,6 @@ def _meta_column(key: str, types: list[str] | None) -> str:
     return f"{expr} AS {_ident('meta.' + key)}"
 
 
-def _leaf_expr(value: str, typ: str) -> str:
-    """A column of type ``typ`` from ``value``, one leaf's JSON value."""
-    if typ == "VARCHAR":
-        return f"json_extract_string({value}, '$')"
-    if typ == "JSON":
-        return value
-    return f"TRY_CAST({value} AS {typ})"
-
-
 def _dotted(fullkey: str) -> str:
     """``$.model."a.b"`` -> ``model.a.b`` (the column name's tail)."""
     body = fullkey[2:] if fullkey.startswith("$.") else fullkey.lstrip("$")
@@ -410,26 +401,34 @@ class QuerySession:
         flat: list[str] = []
         seen: set[str] = set()
         leaves = self._leaves()
-        # Each section's leaves come from one json_extract with the list of their paths: the
-        # section is parsed once per run, not once per leaf (a report reads every parameter).
-        lists: list[str] = []
+        # Every leaf of every section comes from one extraction with the list of their paths:
+        # the spec is parsed once per run, not once per section or per leaf (a report reads
+        # every parameter). Leaves of JSON type are extracted as JSON; the others as text,
+        # cast to their type (as fast as a cast can be: no JSON value parsed again).
+        texts: list[str] = []
+        docs: list[str] = []
         for section in _FLATTENED:
-            paths: list[str] = []
             for path, typ in leaves[section]:
                 name = f"{section}.{_dotted(path)}"
                 if name in seen:
                     continue
                 seen.add(name)
-                paths.append(path)
-                value = f"r._{section}[{len(paths)}]"
-                flat.append(f"{_leaf_expr(value, typ)} AS {_ident(name)}")
+                full = f"$.{section}{path[1:]}"
+                if typ == "JSON":
+                    docs.append(full)
+                    expr = f"r._docs[{len(docs)}]"
+                else:
+                    texts.append(full)
+                    value = f"r._texts[{len(texts)}]"
+                    expr = value if typ == "VARCHAR" else f"TRY_CAST({value} AS {typ})"
+                flat.append(f"{expr} AS {_ident(name)}")
                 if section == "params":
                     self._param_columns.append(name)
-            if paths:
-                lists.append(
-                    f"json_extract(json_extract(spec, '$.{section}'), "
-                    f"[{', '.join(_lit(p) for p in paths)}]) AS _{section}"
-                )
+        lists: list[str] = []
+        if texts:
+            lists.append(f"json_extract_string(spec, [{', '.join(map(_lit, texts))}]) AS _texts")
+        if docs:
+            lists.append(f"json_extract(spec, [{', '.join(map(_lit, docs))}]) AS _docs")
         # A meta key whose every value is a number (or a boolean) is a column of that type:
         # as text, max() would compare '9.5' > '20.1' and `> 0.6` would be a type error.
         meta_keys = con.execute(

@@ -15,6 +15,16 @@ PARAMS = [
     {"lr": 0.1, "depth": 2, "opt": "sgd", "model": {"a.b": 1, "name": "vit"}, "flag": True},
     {"lr": 1, "depth": 3, "opt": None, "model": {"a.b": 2.5, "name": 7}, "tags": [1, 2]},
     {"lr": 0.01, "opt": "adam", "model": {"name": "x'y\"z"}, "flag": False, "obj": {"k": [1]}},
+    # values a text-then-cast reading could get wrong: big and tiny numbers, -0.0, an int past
+    # BIGINT, unicode and escapes
+    {
+        "lr": 1e-7,
+        "depth": 2**64 - 1,
+        "opt": "caf\u00e9\n\u21bb",
+        "model": {"a.b": -0.0, "name": "\\"},
+        "big": 1.5e300,
+        "n": 2**62,
+    },
 ]
 
 
@@ -60,7 +70,16 @@ def test_every_leaf_column_is_its_own_json_extract(tmp_path: Path) -> None:
             ("vit",),
             ("7",),
             ("x'y\"z",),
+            ("\\",),
         ]
+        # the typed columns hold the values themselves
+        row = session.query(
+            'SELECT "params.lr", "params.depth", "params.opt", "params.model.a.b", "params.big", '
+            '"params.n" FROM runs ORDER BY "index" DESC LIMIT 1'
+        ).rows[0]
+        assert row[0] == 1e-7 and row[1] is None  # past BIGINT: NULL, as a cast of the JSON
+        assert row[2] == "caf\u00e9\n\u21bb" and row[3] == 0.0 and row[4] == 1.5e300
+        assert row[5] == 2**62
 
 
 def test_the_session_notes_which_probed_spec_paths_some_run_has(tmp_path: Path) -> None:
