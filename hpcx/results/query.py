@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpcx.errors import HpcxError, StateError
 from hpcx.errors import QueryError as QueryError  # known here to callers of the query engine
-from hpcx.errors import StateError
 
 #: The built-in views, in the order ``--list`` shows them.
 VIEW_NAMES = (
@@ -96,6 +96,14 @@ class QueryResult:
     def column(self, name: str) -> list[Any]:
         i = self.columns.index(name)
         return [r[i] for r in self.rows]
+
+
+_MEMORY_HINT = "the query needs more memory than --memory-limit allows; narrow it"
+
+
+def _out_of_memory(message: str) -> bool:
+    lowered = message.lower()
+    return "out of memory" in lowered or "memory_limit" in lowered
 
 
 def views_named(sql: str) -> frozenset[str]:
@@ -391,6 +399,12 @@ class QuerySession:
             try:
                 getattr(self, "_view_" + name)(self._con, self._t)
             except duckdb.Error as exc:
+                if _out_of_memory(str(exc)):
+                    # Not damage: the limit this session was given.
+                    first = str(exc).strip().splitlines()[0]
+                    raise QueryError(
+                        f"building the {name} view: {first}", hint=_MEMORY_HINT
+                    ) from None
                 from hpcx.state.store import _translate_error
 
                 raise _translate_error(exc, self.path) from None
@@ -398,6 +412,7 @@ class QuerySession:
 
     def _view_runs(self, con: Any, t: Any) -> None:
         # -- runs: one row per run, every spec leaf a column --------------------------------
+        self._param_columns = []
         flat: list[str] = []
         seen: set[str] = set()
         leaves = self._leaves()
@@ -739,11 +754,23 @@ class QuerySession:
 
     def _error(self, exc: Exception, sql: str) -> QueryError:
         msg = str(exc).strip()
-        hint = _hint_for(msg, sql, self.views)
-        lowered = msg.lower()
-        if "out of memory" in lowered or "memory_limit" in lowered:
-            hint = "the query needs more memory than --memory-limit allows; narrow it"
-        return QueryError(msg, hint=hint)
+        if _out_of_memory(msg):
+            return QueryError(msg, hint=_MEMORY_HINT)
+        try:
+            views = self.views
+        except HpcxError:
+            # Building every view for the hint failed (the memory limit): the statement's own
+            # error stays the one reported, hinted from the views made so far.
+            views = self._made_views()
+        return QueryError(msg, hint=_hint_for(msg, sql, views))
+
+    def _made_views(self) -> dict[str, list[tuple[str, str]]]:
+        from hpcx.state.engine import duckdb
+
+        try:
+            return {name: self._describe(name) for name in VIEW_NAMES if name in self._made}
+        except duckdb.Error:
+            return {}
 
 
 @dataclass(slots=True)

@@ -206,3 +206,35 @@ def test_a_statement_gets_the_views_it_names_and_catalog_reads_get_all(
         )
         assert s._made == {"metrics", "results", "runs"}
         assert s.param_columns and all(c.startswith("params.") for c in s.param_columns)
+
+
+def test_a_view_the_memory_limit_cannot_build_is_not_called_damage(tmp_path: Path) -> None:
+    """Views are built when first named: a limit too small for the runs view must not turn a
+    statement's own error into "the state is corrupt" (with its move-the-file-aside hint), nor
+    call the view's own failure damage."""
+    from support.states import make_spec
+
+    from hpcx.errors import QueryError
+    from hpcx.state.store import StateStore
+
+    path = tmp_path / "s.duckdb"
+    params = {f"p{k}": f"value-{k}-" + "x" * 40 for k in range(60)}
+    specs = [make_spec("wide", i, {**params, "i": i}) for i in range(3000)]
+    with StateStore.open(path) as store:
+        store.record_runs(specs)
+        store.add_metrics(
+            [(s.run_id, "m", k, float(k), 1.7e9) for s in specs[:300] for k in range(100)]
+        )
+    with QuerySession.open(path, memory_limit="20MB") as s:
+        assert s.query("SELECT count(*) FROM metrics").rows == [(30000,)]
+        for sql, said in (
+            ("SELECT nosuch FROM metrics", "nosuch"),
+            ("SELEC 1", "syntax error"),
+        ):
+            with pytest.raises(QueryError) as bad:
+                s.query(sql)
+            assert said in str(bad.value)
+        with pytest.raises(QueryError) as full:
+            s.query("SELECT count(*) FROM runs")
+        assert "memory" in str(full.value).lower()
+        assert "--memory-limit" in (full.value.hint or "")
