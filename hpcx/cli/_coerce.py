@@ -65,8 +65,7 @@ _LEAVES: dict[Any, Callable[[Any], Any]] = {
 }
 
 
-def _bounded(convert: Callable[[Any], Any], info: Any) -> Callable[[Any], Any]:
-    lo, hi = info.min, info.max
+def _bounded(convert: Callable[[Any], Any], lo: Any, hi: Any) -> Callable[[Any], Any]:
     if lo is None and hi is None:
         return convert
 
@@ -100,7 +99,7 @@ def _leaf(annotation: Any, info: Any) -> Callable[..., Any] | None:
     if info.min is not None or info.max is not None:
         if annotation not in (int, float):
             return None
-        convert = _bounded(convert, info)
+        convert = _bounded(convert, info.min, info.max)
     plain = convert
     return lambda value, param, ctx: plain(value)
 

@@ -5,8 +5,9 @@ function's signature: a third of an ``hpcx status`` on a 100k-run state. So the 
 declare with this module's look-alikes of typer's (:func:`Option`, :func:`Argument`,
 :class:`Group`, :func:`echo`, :class:`Exit`), which only record what they are given:
 
-* :func:`typer_app` turns the declarations into the typer application, argument for argument
-  the one typer would build from ``typer.Option(...)`` defaults. It serves ``--help``, errors,
+* :meth:`Group.to_typer` (with :func:`hpcx.cli._typer.build` for the root) turns the
+  declarations into the typer application, argument for argument the one typer would build
+  from ``typer.Option(...)`` defaults. It serves ``--help``, errors,
   completion and anything :mod:`hpcx.cli._fast` is not certain to parse exactly as typer does;
 * :mod:`hpcx.cli._fast` parses the plain command lines (the options and arguments as written)
   straight from the same declarations, and calls the command.
@@ -93,9 +94,10 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def command_name(func: Callable[..., Any]) -> str:
-    """typer's name for a command declared without one."""
-    return func.__name__.lower().replace("_", "-")
+def dashed(name: str) -> str:
+    """typer's name for a Python name: a command's (declared without one), an option's
+    (declared without option strings, ``--<dashed>``)."""
+    return name.lower().replace("_", "-")
 
 
 class Command:
@@ -115,13 +117,9 @@ class Group:
         self.commands: list[Command] = []
         self.groups: list[tuple[Group, dict[str, Any]]] = []
 
-    @property
-    def name(self) -> str | None:
-        return self.kw.get("name")
-
     def command(self, name: str | None = None, **kw: Any) -> Callable[[F], F]:
         def register(func: F) -> F:
-            self.commands.append(Command(name or command_name(func), func, kw))
+            self.commands.append(Command(name or dashed(func.__name__), func, kw))
             return func
 
         return register

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.cli import _coerce
-from hpcx.cli._decl import Group, Param
+from hpcx.cli._decl import Group, Param, dashed
 
 #: A parse that cannot be done here (typer's answer is then the one given).
 _NO = None
@@ -68,7 +68,7 @@ class _Spec:
             if lo is not None or hi is not None:
                 if leaf not in ("int", "float"):
                     raise LookupError(name)
-                convert = _coerce._bounded(convert, _Bounds(lo, hi))
+                convert = _coerce._bounded(convert, lo, hi)
             self.convert = convert
 
     def option_names(self, param: Param) -> tuple[list[str], list[str]]:
@@ -76,8 +76,8 @@ class _Spec:
         ``--x/--no-x`` flag, the ones that set it False."""
         decls = list(param.decls)
         if not decls:
-            dashed = self.name.lower().replace("_", "-")
-            decls = [f"--{dashed}/--no-{dashed}" if self.flag else f"--{dashed}"]
+            name = dashed(self.name)
+            decls = [f"--{name}/--no-{name}" if self.flag else f"--{name}"]
         on: list[str] = []
         off: list[str] = []
         for decl in decls:
@@ -91,13 +91,6 @@ class _Spec:
                     raise LookupError(self.name)
                 off.append(second.strip())
         return on, off
-
-
-class _Bounds:
-    __slots__ = ("max", "min")
-
-    def __init__(self, lo: Any, hi: Any) -> None:
-        self.min, self.max = lo, hi
 
 
 #: A parameter setting that changes parsing or conversion in ways not done here.
@@ -137,10 +130,7 @@ def _specs(func: Callable[..., Any]) -> tuple[dict[str, _Spec], list[_Spec], lis
                 arguments.append(spec)
                 continue
             on, off = spec.option_names(param)
-            for word in on:
-                options[word] = spec
-            for word in off:
-                options[word] = spec
+            options.update(dict.fromkeys((*on, *off), spec))
             spec.secondary = tuple(off)
         if sum(a.multiple for a in arguments) > 1:
             raise LookupError("arguments")
