@@ -910,6 +910,13 @@ class StateStore:
 
     # -- reading -------------------------------------------------------------------------
 
+    def _all(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+        """The rows of one read (a DuckDB error there a StateError that names the file)."""
+        rows: list[tuple[Any, ...]] = self._guard_read(
+            lambda: self._con.execute(sql, [] if params is None else params).fetchall()
+        )
+        return rows
+
     def _guard_read(self, fn: Callable[[], Any]) -> Any:
         from hpcx.state.engine import duckdb
 
@@ -1022,7 +1029,7 @@ class StateStore:
             sql += " AND r.experiment IN (SELECT unnest(?::VARCHAR[]))"
             params.append(list(experiments))
         sql += " GROUP BY ALL ORDER BY r.experiment, r.run_id"
-        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        rows = self._all(sql, params)
         return [
             {
                 "run_id": r[0],
@@ -1039,17 +1046,15 @@ class StateStore:
         attempt reported. Earlier attempts' rows are left out: they describe another try."""
         # A chain of requeued attempts is one try: its attempts' rows count together.
         first = self._chain_start(run_id)
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                """SELECT name, arg_max(value, (coalesce(step, -9223372036854775807),
+        rows = self._all(
+            """SELECT name, arg_max(value, (coalesce(step, -9223372036854775807),
                                                 coalesce(time, 0), serial)),
                           count(*), max(attempt)
                 FROM (SELECT * FROM metrics WHERE run_id = ?
                       QUALIFY coalesce(attempt, -1) = max(coalesce(attempt, -1)) OVER ()
                            OR attempt >= ?)
                 GROUP BY name ORDER BY name""",
-                [run_id, first],
-            ).fetchall()
+            [run_id, first],
         )
         attempt = max((r[3] for r in rows if r[3] is not None), default=None)
         return attempt, [(r[0], float(r[1]), int(r[2])) for r in rows]
@@ -1164,16 +1169,14 @@ class StateStore:
     def _prune_curves(
         self, run_ids: list[str], metric: str
     ) -> dict[str, tuple[tuple[int, float, float], ...]]:
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                """SELECT run_id, step, value, coalesce(time, 0) FROM metrics
+        rows = self._all(
+            """SELECT run_id, step, value, coalesce(time, 0) FROM metrics
                 WHERE run_id IN (SELECT unnest(?::VARCHAR[])) AND name = ?
                       AND step IS NOT NULL
                 QUALIFY coalesce(attempt, -1)
                         = max(coalesce(attempt, -1)) OVER (PARTITION BY run_id)
                 ORDER BY run_id, coalesce(time, 0), step, serial""",
-                [run_ids, metric],
-            ).fetchall()
+            [run_ids, metric],
         )
         out: dict[str, list[tuple[int, float, float]]] = {}
         for rid, step, value, t in rows:
@@ -1183,11 +1186,8 @@ class StateStore:
     def _chain_start(self, run_id: str) -> int | None:
         """The first attempt of the run's latest chain (its latest attempt and the requeued
         ones right before it), from the attempts recorded; None when none are."""
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT attempt, state FROM attempts WHERE run_id = ? ORDER BY attempt DESC",
-                [run_id],
-            ).fetchall()
+        rows = self._all(
+            "SELECT attempt, state FROM attempts WHERE run_id = ? ORDER BY attempt DESC", [run_id]
         )
         if not rows:
             return None
@@ -1227,7 +1227,7 @@ class StateStore:
             sql += "AND r.experiment IN (SELECT unnest(?::VARCHAR[])) "
             params.append(list(experiments))
         sql += "GROUP BY r.experiment ORDER BY r.experiment"
-        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        rows = self._all(sql, params)
         return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
 
     def finished_runs(
@@ -1251,18 +1251,14 @@ class StateStore:
             )
             params.append(list(run_ids))
         sql += " ORDER BY experiment, run_id"
-        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        rows = self._all(sql, params)
         return [
             FinishedRun(r[0], r[1], r[2], r[3], int(r[4]), r[5], _json_object(r[6])) for r in rows
         ]
 
     def status_counts(self) -> list[StatusCount]:
         """How many runs each experiment has in each status, by experiment then status."""
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT experiment, status, count(*) FROM runs GROUP BY ALL ORDER BY ALL"
-            ).fetchall()
-        )
+        rows = self._all("SELECT experiment, status, count(*) FROM runs GROUP BY ALL ORDER BY ALL")
         return [StatusCount(r[0], r[1], int(r[2])) for r in rows]
 
     def run_summaries(
@@ -1278,39 +1274,31 @@ class StateStore:
             clauses.append("status IN (SELECT unnest(?::VARCHAR[]))")
             params.append(list(statuses))
         where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id, experiment, status, attempts, job_id, host, exit_code, "
-                f"end_reason, updated_at FROM runs {where} ORDER BY experiment, updated_at",
-                params,
-            ).fetchall()
+        rows = self._all(
+            "SELECT run_id, experiment, status, attempts, job_id, host, exit_code, "
+            f"end_reason, updated_at FROM runs {where} ORDER BY experiment, updated_at",
+            params,
         )
         return [RunSummary._make(r) for r in rows]
 
     def experiment_names(self) -> set[str]:
         """Every experiment that has a run in the state."""
-        rows = self._guard_read(
-            lambda: self._con.execute("SELECT DISTINCT experiment FROM runs").fetchall()
-        )
+        rows = self._all("SELECT DISTINCT experiment FROM runs")
         return {r[0] for r in rows}
 
     def run_ids_of(self, experiments: Sequence[str]) -> set[str]:
         """The runs of these experiments."""
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id FROM runs WHERE experiment IN (SELECT unnest(?::VARCHAR[]))",
-                [list(experiments)],
-            ).fetchall()
+        rows = self._all(
+            "SELECT run_id FROM runs WHERE experiment IN (SELECT unnest(?::VARCHAR[]))",
+            [list(experiments)],
         )
         return {r[0] for r in rows}
 
     def existing_runs(self, run_ids: Iterable[str]) -> set[str]:
         """Which of these runs the state holds."""
         ids = list(run_ids)
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
-            ).fetchall()
+        rows = self._all(
+            "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
         )
         return {r[0] for r in rows}
 
@@ -1320,23 +1308,18 @@ class StateStore:
         ids = list(run_ids)
         if not ids:
             return {}
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id, status, executor, job_id, run_dir FROM runs "
-                "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
-                [ids],
-            ).fetchall()
+        rows = self._all(
+            "SELECT run_id, status, executor, job_id, run_dir FROM runs "
+            "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [ids],
         )
         return {r[0]: UpstreamRun(r[0], r[1], r[2], r[3], r[4]) for r in rows}
 
     def run_statuses(self, run_ids: Iterable[str]) -> dict[str, str]:
         """The status of each of these runs the state holds."""
         ids = list(run_ids)
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id, status FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
-                [ids],
-            ).fetchall()
+        rows = self._all(
+            "SELECT run_id, status FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]
         )
         return {r[0]: r[1] for r in rows}
 
@@ -1347,11 +1330,9 @@ class StateStore:
         # A run that needs another queued run comes after every run that does not: taken
         # first, it would only wait queued again (behind its upstream) while the room it was
         # picked for goes unused, and a queue of such runs would never move.
-        heads = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id, json_extract_string(spec, '$.needs') FROM runs "
-                "WHERE status = 'queued' ORDER BY created_at, run_id"
-            ).fetchall()
+        heads = self._all(
+            "SELECT run_id, json_extract_string(spec, '$.needs') FROM runs "
+            "WHERE status = 'queued' ORDER BY created_at, run_id"
         )
         queued = {r[0] for r in heads}
 
@@ -1368,12 +1349,10 @@ class StateStore:
             order = order[: max(0, int(limit))]
         if not order:
             return []
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id, experiment, status, spec FROM runs "
-                "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
-                [order],
-            ).fetchall()
+        rows = self._all(
+            "SELECT run_id, experiment, status, spec FROM runs "
+            "WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [order],
         )
         by_id = {r[0]: StoredRun(r[0], r[1], r[2], spec_from_dict(json.loads(r[3]))) for r in rows}
         return [by_id[rid] for rid in order if rid in by_id]
@@ -1383,10 +1362,8 @@ class StateStore:
         any of ``statuses`` (the held ones: ``queued`` and ``blocked``)."""
         for status in statuses:
             _check_status(status)  # known statuses only: they are written into the SQL
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                f"SELECT run_id FROM runs WHERE status IN ({sql_list(statuses)}) ORDER BY run_id"
-            ).fetchall()
+        rows = self._all(
+            f"SELECT run_id FROM runs WHERE status IN ({sql_list(statuses)}) ORDER BY run_id"
         )
         return [r[0] for r in rows]
 
@@ -1404,10 +1381,8 @@ class StateStore:
 
         Raises HpcxError when no run or several runs match.
         """
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id, run_dir FROM runs WHERE starts_with(run_id, ?) LIMIT 3", [prefix]
-            ).fetchall()
+        rows = self._all(
+            "SELECT run_id, run_dir FROM runs WHERE starts_with(run_id, ?) LIMIT 3", [prefix]
         )
         if not rows:
             raise HpcxError(
@@ -1464,35 +1439,28 @@ class StateStore:
         """For each of these runs the state holds: its status, the ``results`` rules it was
         applied with, and its attempt count (what a harvest needs to ingest its folder)."""
         ids = list(run_ids)
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT run_id, status, json_extract(spec, '$.extra.results')::VARCHAR, "
-                "attempts FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
-                [ids],
-            ).fetchall()
+        rows = self._all(
+            "SELECT run_id, status, json_extract(spec, '$.extra.results')::VARCHAR, "
+            "attempts FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+            [ids],
         )
         return {r[0]: HarvestTarget(r[0], r[1], _json_object(r[2]), r[3]) for r in rows}
 
     def known_submissions(self, keys: Iterable[str]) -> set[str]:
         """Which of these submission keys the state holds."""
         wanted = list(keys)
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT key FROM submissions WHERE key IN (SELECT unnest(?::VARCHAR[]))",
-                [wanted],
-            ).fetchall()
+        rows = self._all(
+            "SELECT key FROM submissions WHERE key IN (SELECT unnest(?::VARCHAR[]))", [wanted]
         )
         return {r[0] for r in rows}
 
     def in_flight_submissions(self) -> list[InFlightSubmission]:
         """Submissions that still have a run in flight, by key, each with those runs."""
-        rows = self._guard_read(
-            lambda: self._con.execute(
-                "SELECT s.key, s.executor, s.state, s.detail, list(r.run_id ORDER BY r.run_id) "
-                "FROM submissions s JOIN runs r ON r.submission_key = s.key "
-                f"WHERE r.status IN ({_IN_FLIGHT_SQL}) "
-                "GROUP BY s.key, s.executor, s.state, s.detail ORDER BY s.key"
-            ).fetchall()
+        rows = self._all(
+            "SELECT s.key, s.executor, s.state, s.detail, list(r.run_id ORDER BY r.run_id) "
+            "FROM submissions s JOIN runs r ON r.submission_key = s.key "
+            f"WHERE r.status IN ({_IN_FLIGHT_SQL}) "
+            "GROUP BY s.key, s.executor, s.state, s.detail ORDER BY s.key"
         )
         return [
             InFlightSubmission(
@@ -1516,7 +1484,7 @@ class StateStore:
             sql += " WHERE run_id = ?"
             params.append(run_id)
         sql += " ORDER BY serial, seq"
-        rows = self._guard_read(lambda: self._con.execute(sql, params).fetchall())
+        rows = self._all(sql, params)
         keys = ("serial", "seq", "run_id", "at", "event", "from_status", "to_status", "detail")
         out = []
         for r in rows:
