@@ -38,12 +38,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.harvests import record_local_submission
+from support.harvests import record_local_submission, write_finished_folder
 
 from hpcx.manifest.spec import RunSpec
 from hpcx.run.harvest import refresh
 from hpcx.state.writer import Writer
-from hpcx.util.proc import utcnow
 
 METRICS = ("loss", "accuracy", "throughput", "latency_ms")
 
@@ -82,23 +81,7 @@ def setup(n: int, root: Path) -> Path:
     run_dirs: dict[str, str] = {}
     for s in specs:
         d = runs_root / "bench" / s.run_id
-        d.mkdir(parents=True)
-        (d / "spec.json").write_text(json.dumps({"run_id": s.run_id, "attempt": 1}))
-        now = utcnow()
-        (d / "status.json").write_text(
-            json.dumps(
-                {
-                    "state": "succeeded",
-                    "run_id": s.run_id,
-                    "attempt": 1,
-                    "host": "bench",
-                    "exit_code": 0,
-                    "started_at": now,
-                    "ended_at": now,
-                    "duration_s": 1.0,
-                }
-            )
-        )
+        write_finished_folder(d, s.run_id, "bench")
         with open(d / "metrics.jsonl", "w") as f:
             for step in range(3):
                 for m in METRICS:

@@ -4,18 +4,16 @@ with the scheduler first (which writes), the runs' harvest targets are read afte
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from support.harvests import record_local_submission
+from support.harvests import record_local_submission, write_finished_folder
 from support.specs import command_spec
 
 from hpcx.run.harvest import refresh
 from hpcx.state import store as store_mod
 from hpcx.state.store import StateStore
 from hpcx.state.writer import Writer
-from hpcx.util.proc import utcnow
 
 N = 5
 
@@ -28,20 +26,7 @@ def _finished_submission(root: Path, key: str, first: int) -> tuple[Path, list[s
     dirs: dict[str, str] = {}
     for s in specs:
         d = runs_root / "e" / s.run_id
-        d.mkdir(parents=True)
-        (d / "spec.json").write_text(json.dumps({"run_id": s.run_id, "attempt": 1}))
-        now = utcnow()
-        status = {
-            "state": "succeeded",
-            "run_id": s.run_id,
-            "attempt": 1,
-            "host": "h",
-            "exit_code": 0,
-            "started_at": now,
-            "ended_at": now,
-            "duration_s": 1.0,
-        }
-        (d / "status.json").write_text(json.dumps(status))
+        write_finished_folder(d, s.run_id, "h")
         (d / "metrics.jsonl").write_text('{"name": "loss", "value": 0.5, "step": 1}\n')
         dirs[s.run_id] = str(d)
     record_local_submission(state, runs_root, key, specs, dirs, job="h:1")

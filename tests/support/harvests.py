@@ -1,9 +1,10 @@
 """A local submission whose runs "ran": recorded in a real state through the real StateStore,
-as an apply records one, for the harvest's tests and bench/harvest.py (the run folders are
-the caller's to write)."""
+as an apply records one, for the harvest's tests and bench/harvest.py, with run folders whose
+first attempt succeeded (their metrics are the caller's to write)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,25 @@ from hpcx.manifest.spec import RunSpec
 from hpcx.run.executors.base import Submission
 from hpcx.state.store import StateStore
 from hpcx.util.proc import utcnow
+
+
+def write_finished_folder(folder: Path, run_id: str, host: str) -> None:
+    """``folder`` as a run's first attempt that succeeded on ``host`` leaves it: spec.json and
+    status.json (made with its parents)."""
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps({"run_id": run_id, "attempt": 1}))
+    now = utcnow()
+    status = {
+        "state": "succeeded",
+        "run_id": run_id,
+        "attempt": 1,
+        "host": host,
+        "exit_code": 0,
+        "started_at": now,
+        "ended_at": now,
+        "duration_s": 1.0,
+    }
+    (folder / "status.json").write_text(json.dumps(status))
 
 
 def record_local_submission(
