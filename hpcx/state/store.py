@@ -1597,6 +1597,9 @@ class Transaction:
         self.serial = serial
         self.at = _now()
         self._events: list[tuple[Any, ...]] = []
+        #: The next history row's number in this transaction (rows :meth:`update_runs` writes
+        #: in SQL take theirs too).
+        self._seq = 0
 
     def _tmp_dir(self) -> Path:
         return self._store.path.parent
@@ -1613,7 +1616,7 @@ class Transaction:
         self._events.append(
             (
                 self.serial,
-                len(self._events),
+                self._seq,
                 run_id,
                 self.at,
                 event,
@@ -1622,6 +1625,7 @@ class Transaction:
                 _json(detail),
             )
         )
+        self._seq += 1
 
     def _flush(self) -> None:
         if self._events:
@@ -1781,11 +1785,6 @@ class Transaction:
             bad = set(u) - SETTABLE_RUN_FIELDS - {"run_id", "status", "detail"}
             if bad:
                 raise ValueError(f"update_runs cannot set run field(s) {sorted(bad)}")
-        ids = [u["run_id"] for u in updates]
-        current = self._statuses(ids)
-        missing = [r for r in ids if r not in current]
-        if missing:
-            raise StateError(f"{len(missing)} run(s) not in the state: {', '.join(missing[:3])}")
         fields = sorted({k for u in updates for k in u} & SETTABLE_RUN_FIELDS)
         types = {
             "started_at": "TIMESTAMP",
@@ -1798,6 +1797,11 @@ class Transaction:
         cols += [(f, types.get(f, "VARCHAR")) for f in fields]
         # A has_<field> flag per column tells "set to NULL" from "leave alone".
         cols += [(f"has_{f}", "BOOLEAN") for f in fields]
+        # The history row's detail, when any update has one (an event is written for a run
+        # whose status changes, or whose detail is given).
+        details = any("detail" in u for u in updates)
+        if details:
+            cols += [("ev_detail", "VARCHAR"), ("has_detail", "BOOLEAN")]
         rows = []
         for u in updates:
             row: list[Any] = [u["run_id"], u["status"]]
@@ -1805,6 +1809,8 @@ class Transaction:
                 v = u.get(f)
                 row.append(_json(v) if f in _JSON_RUN_FIELDS and v is not None else v)
             row += [f in u for f in fields]
+            if details:
+                row += [_json(u.get("detail")), "detail" in u]
             rows.append(tuple(row))
         self._con.execute(
             "CREATE OR REPLACE TEMP TABLE _hpcx_runupd ("
@@ -1812,6 +1818,27 @@ class Transaction:
             + ")"
         )
         _bulk_insert(self._con, "_hpcx_runupd", cols, rows, self._tmp_dir())
+        missing = self._con.execute(
+            "SELECT u.run_id FROM _hpcx_runupd u ANTI JOIN runs r ON r.run_id = u.run_id"
+        ).fetchall()
+        if missing:
+            self._con.execute("DROP TABLE _hpcx_runupd")
+            raise StateError(
+                f"{len(missing)} run(s) not in the state: {', '.join(m[0] for m in missing[:3])}"
+                + (" ..." if len(missing) > 3 else "")
+            )
+        # The history rows, from the statuses before the update, numbered in the updates'
+        # order after the rows this transaction has numbered so far.
+        detail = "u.ev_detail::JSON" if details else "NULL"
+        changed = "r.status <> u.status" + (" OR u.has_detail" if details else "")
+        (written,) = self._con.execute(
+            'INSERT INTO run_events (serial, seq, run_id, "at", event, from_status, to_status, '
+            "detail) SELECT ?, ? + row_number() OVER (ORDER BY u.rowid) - 1, u.run_id, ?, ?, "
+            f"r.status, u.status, {detail} FROM _hpcx_runupd u JOIN runs r "
+            f"ON r.run_id = u.run_id WHERE {changed}",
+            [self.serial, self._seq, self.at, event],
+        ).fetchone()
+        self._seq += int(written)
         sets = ["status = u.status", "updated_at = ?"]
         for f in fields:
             value = f"u.{f}::JSON" if f in _JSON_RUN_FIELDS else f"u.{f}"
@@ -1823,10 +1850,6 @@ class Transaction:
             [self.at],
         )
         self._con.execute("DROP TABLE _hpcx_runupd")
-        for u in updates:
-            rid = u["run_id"]
-            if current[rid] != u["status"] or "detail" in u:
-                self.event(rid, event, current[rid], u["status"], u.get("detail"))
         return len(updates)
 
     def add_metrics(self, rows: Iterable[Sequence[Any]]) -> int:

@@ -178,3 +178,52 @@ def test_add_note_appends_with_who_and_when(store: StateStore) -> None:
         {"at": "2026-01-01T00:00:00+00:00", "by": "ann", "text": "first"},
         {"at": "2026-01-02T00:00:00+00:00", "by": "bob", "text": "second"},
     ]
+
+
+def test_update_runs_writes_history_for_changed_status_or_given_detail_in_order(
+    store: StateStore,
+) -> None:
+    """The history rows update_runs writes in SQL: one per run whose status changes or whose
+    detail is given, from its status before, numbered after and before the rows this
+    transaction queued in Python."""
+    a, b, c = make_run("a", 0), make_run("a", 1), make_run("a", 2)
+    store.record_runs([a, b, c])
+    with store.transaction() as tx:
+        tx.event(a.run_id, "before", "pending", "pending")
+        tx.update_runs(
+            [
+                {"run_id": c.run_id, "status": "running", "host": "n1"},
+                {"run_id": a.run_id, "status": "pending", "detail": {"why": "kept"}},
+                {"run_id": b.run_id, "status": "pending"},  # no change, no detail: no row
+            ],
+            event="observed",
+        )
+        tx.event(b.run_id, "after", "pending", "pending")
+        serial = tx.serial
+    rows = [e for e in store.events() if e["serial"] == serial]
+    assert [(e["seq"], e["run_id"], e["event"], e["from_status"], e["to_status"], e["detail"])
+            for e in rows] == [
+        (0, a.run_id, "before", "pending", "pending", None),
+        (1, c.run_id, "observed", "pending", "running", None),
+        (2, a.run_id, "observed", "pending", "pending", {"why": "kept"}),
+        (3, b.run_id, "after", "pending", "pending", None),
+    ]  # fmt: skip
+    assert store.stored_run(c.run_id).status == "running"
+
+
+def test_update_runs_refuses_runs_the_state_does_not_hold_and_writes_nothing(
+    store: StateStore,
+) -> None:
+    a = make_run("a", 0)
+    store.record_runs([a])
+    before = len(store.events())
+    with (
+        pytest.raises(HpcxError, match=r"1 run\(s\) not in the state: nope"),
+        store.transaction() as tx,
+    ):
+        tx.update_runs(
+            [{"run_id": a.run_id, "status": "failed"}, {"run_id": "nope", "status": "failed"}],
+            event="observed",
+        )
+    assert store.stored_run(a.run_id).status == "pending"
+    assert len(store.events()) == before
