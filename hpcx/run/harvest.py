@@ -31,7 +31,7 @@ from hpcx.util.files import read_json
 
 if TYPE_CHECKING:
     from hpcx.run.executors.base import Executor, ObservedStatus, Submission
-    from hpcx.state.records import HarvestTarget, InFlightSubmission
+    from hpcx.state.records import AttemptRow, HarvestTarget, InFlightSubmission
     from hpcx.state.store import MetricColumns
     from hpcx.state.writer import Writer
 
@@ -204,29 +204,31 @@ def _requeued_rows(
     return rows
 
 
-def attempt_rows(run_id: str, obs: ObservedStatus) -> tuple[list[dict[str, Any]], int | None]:
+def attempt_rows(run_id: str, obs: ObservedStatus) -> tuple[list[AttemptRow], int | None]:
     """The run's attempts as its folder records them (an attempt row each, for the state),
     and the first attempt of its current chain (the requeued attempts right before the
     current one; None without a folder). Only a run past its first attempt has archived
     ones to read: the first is the observation itself."""
-    from hpcx.run import rundir
+    from hpcx.state.records import AttemptRow
 
-    current = {
-        "run_id": run_id,
-        "attempt": obs.attempt,
-        "state": obs.state,
-        "reason": obs.reason,
-        "job_id": obs.job_id,
-        "host": obs.host,
-        "started_at": _ts(obs.started_at),
-        "ended_at": _ts(obs.ended_at),
-        "exit_code": obs.exit_code,
-        "requeue_reason": obs.requeue_reason,
-    }
     if not obs.run_dir or not isinstance(obs.attempt, int):
         return [], None
+    current = AttemptRow(
+        run_id,
+        obs.attempt,
+        obs.state,
+        obs.reason,
+        obs.requeue_reason,
+        obs.job_id,
+        obs.host,
+        _ts(obs.started_at),
+        _ts(obs.ended_at),
+        obs.exit_code,
+    )
     if obs.attempt <= 1:
         return [current], obs.attempt
+    from hpcx.run import rundir
+
     rows = []
     first = obs.attempt
     chain = True
@@ -240,18 +242,18 @@ def attempt_rows(run_id: str, obs: ObservedStatus) -> tuple[list[dict[str, Any]]
             chain = False
         job = doc.get("job") or {}
         rows.append(
-            {
-                "run_id": run_id,
-                "attempt": n,
-                "state": doc.get("state"),
-                "reason": doc.get("reason"),
-                "requeue_reason": doc.get("requeue_reason"),
-                "job_id": _job_of_status(job),
-                "host": doc.get("host"),
-                "started_at": _ts(doc.get("started_at")),
-                "ended_at": _ts(doc.get("ended_at")),
-                "exit_code": doc.get("exit_code"),
-            }
+            AttemptRow(
+                run_id,
+                n,
+                doc.get("state"),
+                doc.get("reason"),
+                doc.get("requeue_reason"),
+                _job_of_status(job),
+                doc.get("host"),
+                _ts(doc.get("started_at")),
+                _ts(doc.get("ended_at")),
+                doc.get("exit_code"),
+            )
         )
     rows.reverse()
     rows.append(current)
@@ -479,7 +481,7 @@ def _ingest(
     updates: list[dict[str, Any]] = []
     metas: dict[str, dict[str, Any]] = {}
     to_read: list[_ToRead] = []
-    attempts: list[dict[str, Any]] = []
+    attempts: list[AttemptRow] = []
     for rid, obs in observed.items():
         target = targets.get(rid)
         if target is None:
@@ -494,7 +496,7 @@ def _ingest(
         upd: dict[str, Any] = {"run_id": rid, "status": status}
         first: int | None = None
         # The current attempt's times, parsed once: its attempt row has them (the last row).
-        current: Mapping[str, Any] | None = None
+        current: AttemptRow | None = None
         if obs.final or moved_on or obs.state == "requeued":
             rows, first = attempt_rows(rid, obs)
             attempts.extend(rows)
@@ -505,11 +507,11 @@ def _ingest(
         if obs.job_id:
             upd["job_id"] = obs.job_id
         if obs.started_at:
-            upd["started_at"] = current["started_at"] if current else _ts(obs.started_at)
+            upd["started_at"] = current.started_at if current else _ts(obs.started_at)
         if obs.host:
             upd["host"] = obs.host
         if obs.final:
-            ended = current["ended_at"] if current else _ts(obs.ended_at)
+            ended = current.ended_at if current else _ts(obs.ended_at)
             upd["ended_at"] = ended or datetime.now(UTC).replace(tzinfo=None)
             upd["exit_code"] = obs.exit_code
             upd["end_reason"] = obs.reason
@@ -581,7 +583,7 @@ def _commit(
     metas: Mapping[str, Mapping[str, Any]],
     clear: Mapping[str, int | None] | None = None,
     specs: Sequence[Any] = (),
-    attempts: Sequence[Mapping[str, Any]] = (),
+    attempts: Sequence[AttemptRow] = (),
 ) -> int:
     """One transaction: ``specs`` recorded (a reharvest's new settings), the ``clear`` runs'
     earlier harvest dropped (run id -> attempt), then statuses, attempts, rows and meta.
@@ -613,7 +615,7 @@ def _write_isolated(
     result: HarvestResult | ReharvestResult,
     clear: Mapping[str, int | None] | None = None,
     specs: Sequence[Any] = (),
-    attempts: Sequence[Mapping[str, Any]] = (),
+    attempts: Sequence[AttemptRow] = (),
 ) -> int:
     """Record the harvest in one transaction; returns the metric rows that landed.
 
@@ -647,9 +649,9 @@ def _write_isolated(
     rows_of: dict[str, list[tuple[Any, ...]]] = {}
     for r in rows:
         rows_of.setdefault(r[0], []).append(r)
-    attempts_of: dict[str, list[Mapping[str, Any]]] = {}
+    attempts_of: dict[str, list[AttemptRow]] = {}
     for a in attempts:
-        attempts_of.setdefault(a["run_id"], []).append(a)
+        attempts_of.setdefault(a.run_id, []).append(a)
     ids = sorted(set(upd_of) | set(rows_of) | set(metas) | set(clear or ()) | set(attempts_of))
     landed = 0
 

@@ -100,6 +100,23 @@ class HarvestTarget(NamedTuple):
     attempts: int
 
 
+class AttemptRow(NamedTuple):
+    """One attempt of a run, as a harvest records it (:meth:`Transaction.record_attempts`):
+    the ``attempts`` table's columns less the serial, in :data:`~hpcx.state.schema.ATTEMPT_FIELDS`
+    order after the run id."""
+
+    run_id: str
+    attempt: int
+    state: str | None
+    reason: str | None
+    requeue_reason: str | None
+    job_id: str | None
+    host: str | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+
+
 class UpstreamRun(NamedTuple):
     """A run another run needs, as the state holds it: what apply must know to make the
     dependent wait for it (its job), skip waiting (succeeded) or hold it ``blocked``."""

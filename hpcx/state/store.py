@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from hpcx.errors import HpcxError, StateError, StateLockedError
 from hpcx.state.records import (
+    AttemptRow,
     FinishedRun,
     HarvestTarget,
     InFlightSubmission,
@@ -1831,13 +1832,13 @@ class Transaction:
         # order after the rows this transaction has numbered so far.
         detail = "u.ev_detail::JSON" if details else "NULL"
         changed = "r.status <> u.status" + (" OR u.has_detail" if details else "")
-        (written,) = self._con.execute(
+        ((written,),) = self._con.execute(
             'INSERT INTO run_events (serial, seq, run_id, "at", event, from_status, to_status, '
             "detail) SELECT ?, ? + row_number() OVER (ORDER BY u.rowid) - 1, u.run_id, ?, ?, "
             f"r.status, u.status, {detail} FROM _hpcx_runupd u JOIN runs r "
             f"ON r.run_id = u.run_id WHERE {changed}",
             [self.serial, self._seq, self.at, event],
-        ).fetchone()
+        ).fetchall()
         self._seq += int(written)
         sets = ["status = u.status", "updated_at = ?"]
         for f in fields:
@@ -1898,10 +1899,11 @@ class Transaction:
         )
         return len(row)
 
-    def record_attempts(self, rows: Sequence[Mapping[str, Any]]) -> int:
-        """Record attempts of runs (each mapping: ``run_id`` and the fields of
-        :data:`ATTEMPT_FIELDS`; missing ones are NULL), replacing what was recorded for the
-        same run and attempt: a harvest writes an attempt again as it learns how it ended."""
+    def record_attempts(self, rows: Sequence[AttemptRow | Mapping[str, Any]]) -> int:
+        """Record attempts of runs (each an :class:`~hpcx.state.records.AttemptRow`, or a
+        mapping with ``run_id`` and the fields of :data:`ATTEMPT_FIELDS`, missing ones NULL),
+        replacing what was recorded for the same run and attempt: a harvest writes an attempt
+        again as it learns how it ended. Rows without an int attempt are left out."""
         if not rows:
             return 0
         types = {"attempt": "INTEGER", "started_at": "TIMESTAMP", "ended_at": "TIMESTAMP",
@@ -1910,10 +1912,15 @@ class Transaction:
         cols.append(("serial", "BIGINT"))
         serial = self.serial
         data = [
-            (r["run_id"], *map(r.get, ATTEMPT_FIELDS), serial)
+            (*r, serial)
+            if isinstance(r, tuple)
+            else (r["run_id"], *map(r.get, ATTEMPT_FIELDS), serial)
             for r in rows
-            if isinstance(r.get("attempt"), int)
         ]
+        data = [d for d in data if isinstance(d[1], int)]
+        if not data:
+            return 0
+        keys = {(d[0], d[1]) for d in data}
         self._con.execute(
             "CREATE OR REPLACE TEMP TABLE _hpcx_att ("
             + ", ".join(f'"{n}" {t}' for n, t in cols)
@@ -1927,7 +1934,7 @@ class Transaction:
         names = ", ".join(n for n, _ in cols)
         self._con.execute(
             f"INSERT INTO attempts ({names}) SELECT {names} FROM _hpcx_att"
-            + _last_of("run_id, attempt", {(d[0], d[1]) for d in data}, len(data))
+            + _last_of("run_id, attempt", keys, len(data))
         )
         self._con.execute("DROP TABLE _hpcx_att")
         return len(data)

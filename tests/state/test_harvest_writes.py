@@ -67,3 +67,34 @@ def test_attempt_rows_land_whole_and_a_repeated_attempt_keeps_the_later(
 def test_the_window_is_left_out_only_when_every_key_comes_once() -> None:
     assert st._last_of("k", {1, 2}, 2) == ""
     assert "QUALIFY" in st._last_of("k", {1}, 2)
+
+
+def test_attempt_rows_as_tuples_land_whole_and_a_repeat_in_one_call_keeps_the_later(
+    store: StateStore,
+) -> None:
+    """AttemptRow tuples (what a harvest builds) land as mappings do; a (run, attempt) given
+    twice in one call keeps the later, and a row without an int attempt is left out."""
+    from datetime import datetime
+
+    from hpcx.state.records import AttemptRow
+
+    ids = _ids(store)
+    t0, t1 = datetime(2026, 1, 1, 0, 0, 0), datetime(2026, 1, 1, 0, 1, 30)
+    rows = [AttemptRow(rid, 1, "succeeded", None, None, f"j{i}", "n1", t0, t1, 0)
+            for i, rid in enumerate(ids)]  # fmt: skip
+    with store.transaction() as tx:
+        assert tx.record_attempts(rows) == N
+    assert store.connection.execute(
+        "SELECT count(*), min(job_id), max(ended_at), sum(exit_code) FROM attempts"
+    ).fetchone() == (N, "j0", t1, 0)
+    store.connection.execute("DELETE FROM attempts")
+    twice = [
+        AttemptRow(ids[0], 1, "running", None, None, None, None, t0, None, None),
+        AttemptRow(ids[0], 1, "failed", "boom", None, None, None, t0, t1, 3),
+        AttemptRow(ids[1], None, "failed", None, None, None, None, None, None, None),  # type: ignore[arg-type]
+    ]
+    with store.transaction() as tx:
+        assert tx.record_attempts(twice) == 2
+    assert store.connection.execute(
+        "SELECT run_id, attempt, state, reason, exit_code FROM attempts"
+    ).fetchall() == [(ids[0], 1, "failed", "boom", 3)]
