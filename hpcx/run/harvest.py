@@ -763,8 +763,9 @@ def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
         in_flight = store.in_flight_submissions()
         if not unknown and all(row.state not in _RECONCILED for row in in_flight):
             # Nothing below writes to the state before the ingest, and we hold the writer
-            # lock: the runs' harvest targets read now are the ones the ingest would read.
-            targets = store.harvest_targets(r for row in in_flight for r in row.run_ids)
+            # lock: the runs' harvest targets read now are the ones the ingest would read
+            # (those of every run in flight: the ones polled among them).
+            targets = store.in_flight_targets()
     if unknown and runs_root is not None:
         subs.extend(adopt_unknown_submissions(writer, runs_root, result, folders=unknown))
         in_flight = in_flight_submissions(writer)  # with what adoption recorded

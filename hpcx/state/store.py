@@ -1444,11 +1444,18 @@ class StateStore:
     def harvest_targets(self, run_ids: Iterable[str]) -> dict[str, HarvestTarget]:
         """For each of these runs the state holds: its status, the ``results`` rules it was
         applied with, and its attempt count (what a harvest needs to ingest its folder)."""
-        ids = list(run_ids)
+        return self._harvest_targets("run_id IN (SELECT unnest(?::VARCHAR[]))", [list(run_ids)])
+
+    def in_flight_targets(self) -> dict[str, HarvestTarget]:
+        """:meth:`harvest_targets` of every run in flight (what a refresh polls): selected by
+        status, without sending tens of thousands of ids to the query (half its time)."""
+        return self._harvest_targets(f"status IN ({_IN_FLIGHT_SQL})", [])
+
+    def _harvest_targets(self, where: str, params: list[Any]) -> dict[str, HarvestTarget]:
         rows = self._all(
             "SELECT run_id, status, json_extract(spec, '$.extra.results')::VARCHAR, "
-            "attempts FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
-            [ids],
+            f"attempts FROM runs WHERE {where}",
+            params,
         )
         return {r[0]: HarvestTarget(r[0], r[1], _json_object(r[2]), r[3]) for r in rows}
 

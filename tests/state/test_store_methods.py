@@ -227,3 +227,17 @@ def test_update_runs_refuses_runs_the_state_does_not_hold_and_writes_nothing(
         )
     assert store.stored_run(a.run_id).status == "pending"
     assert len(store.events()) == before
+
+
+def test_in_flight_targets_are_the_harvest_targets_of_every_run_in_flight(
+    store: StateStore,
+) -> None:
+    runs = [make_run("a", i, results={"stdout_json": True}) for i in range(4)]
+    store.record_runs(runs)
+    store.set_status([runs[1].run_id], "succeeded", event="test")
+    store.set_status([runs[2].run_id], "running", event="test")
+    store.set_status([runs[3].run_id], "queued", event="test")
+    got = store.in_flight_targets()
+    assert got == store.harvest_targets([runs[0].run_id, runs[2].run_id])
+    assert sorted(t.status for t in got.values()) == ["pending", "running"]
+    assert got[runs[2].run_id].results == {"stdout_json": True}
