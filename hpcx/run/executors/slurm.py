@@ -939,7 +939,7 @@ class SlurmExecutor(Executor):
         failed, why = self._scancel(sorted({o.job_id for o in stuck.values() if o.job_id}))
         if failed:
             for rid, obs in stuck.items():
-                out[rid] = replace(obs, reason=f"{NEVER_SATISFIED}; scancel failed: {why}")
+                out[rid] = obs._replace(reason=f"{NEVER_SATISFIED}; scancel failed: {why}")
             return
         for rid, obs in stuck.items():
             assert obs.run_dir is not None
@@ -977,22 +977,21 @@ class SlurmExecutor(Executor):
         failed, why = self._scancel(sorted(set(pending.values())))
         if failed:
             for rid in pending:
-                out[rid] = replace(out[rid], reason=f"cancel pending: scancel failed: {why}")
+                out[rid] = out[rid]._replace(reason=f"cancel pending: scancel failed: {why}")
             return
         self._recancelled.update(pending.values())
         for rid in pending:
             obs = out[rid]
             if obs.state == "queued":
                 # Removed before it started (and its wrapper would refuse the stop file).
-                out[rid] = replace(
-                    obs,
+                out[rid] = obs._replace(
                     state="cancelled",
                     source="scheduler",
                     reason="cancelled: the cancel that could not reach the scheduler was "
                     "sent again",
                 )
             else:
-                out[rid] = replace(obs, reason="cancel pending: scancel sent again")
+                out[rid] = obs._replace(reason="cancel pending: scancel sent again")
 
     def cancel(
         self, submissions: Iterable[Submission], run_ids: Iterable[str] | None = None
@@ -1201,14 +1200,12 @@ def _packed(f: ObservedStatus, merged: ObservedStatus, job_id: str) -> ObservedS
     if f.state != "pending" or f.source != "run_dir":
         return merged  # started: as any run
     if merged.state == "running":
-        return replace(
-            merged,
+        return merged._replace(
             state="queued",
             reason=f"waiting in its packed job {job_id} for the runs before it",
         )
     if merged.final and merged.source == "scheduler":
-        return replace(
-            merged,
+        return merged._replace(
             state="lost",
             reason=f"its packed job {job_id} ended before this run started "
             f"({merged.reason or merged.state}); the next plan runs it again",
@@ -1231,7 +1228,7 @@ def _merge(
         held = queue.get(job_id or "", ("", ""))[0] in _HELD | {"REQUEUED"}
         if not held:
             return f
-        f = replace(f, state="pending", source="run_dir")
+        f = f._replace(state="pending", source="run_dir")
     elif f.state == "lost" and f.source == "run_dir" and job_id is not None and (
         job_id in queue or job_id in acct
     ):
@@ -1239,7 +1236,7 @@ def _merge(
         # without a final status: the scheduler says why. A program deaf to SIGTERM at its
         # time limit is SIGKILLed, wrapper and all, after KillWait: SLURM says TIMEOUT, and
         # that is what it was, not lost. A job still held is ending: the next poll sees how.
-        f = replace(f, state="running")
+        f = f._replace(state="running")
     elif f.final:
         return f
     if f.state == rundir.REQUEUED and f.requeue_by == "resubmit":
@@ -1250,8 +1247,7 @@ def _merge(
             # The attempt ended requeued, but the job ended before its next start (seen: a
             # restart refused with "Job credential revoked"). Not the program's failure: lost,
             # and the next apply resumes it from its checkpoint folder.
-            return replace(
-                f,
+            return f._replace(
                 state="lost",
                 source="scheduler",
                 job_id=job_id,
@@ -1261,14 +1257,13 @@ def _merge(
     if job_id is not None and job_id in queue:
         state, reason = queue[job_id]
         if state == "PENDING":
-            return replace(f, state="queued", source="scheduler", reason=reason, job_id=job_id)
+            return f._replace(state="queued", source="scheduler", reason=reason, job_id=job_id)
         if state in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "RESIZING", "REQUEUED"):
             if f.state in ("claimed", "running"):
                 return f
-            return replace(f, state="running", source="scheduler", job_id=job_id)
+            return f._replace(state="running", source="scheduler", job_id=job_id)
         mapped = _SQUEUE_FINAL.get(state, "lost")
-        return replace(
-            f,
+        return f._replace(
             state=mapped,
             source="scheduler",
             job_id=job_id,
@@ -1277,19 +1272,17 @@ def _merge(
     if job_id is not None and job_id in acct:
         state = acct[job_id]
         if state in ("PENDING", "RUNNING", "REQUEUED"):
-            return replace(
-                f, state="queued" if state == "PENDING" else "running", source="scheduler"
+            return f._replace(
+                state="queued" if state == "PENDING" else "running", source="scheduler"
             )
-        return replace(
-            f,
+        return f._replace(
             state=_SQUEUE_FINAL.get(state, "lost"),
             source="scheduler",
             reason=f"sacct says {state}; the job left no final status",
         )
     if f.state == "cancelled":  # cancelled before it started: only its .stop file says so
         return f
-    return replace(
-        f,
+    return f._replace(
         state="lost",
         source="scheduler",
         job_id=job_id,
