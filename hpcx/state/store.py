@@ -1799,12 +1799,13 @@ class Transaction:
         """
         if not updates:
             return 0
-        for u in updates:
-            _check_status(u["status"])
-            bad = set(u) - SETTABLE_RUN_FIELDS - {"run_id", "status", "detail"}
-            if bad:
-                raise ValueError(f"update_runs cannot set run field(s) {sorted(bad)}")
-        fields = sorted({k for u in updates for k in u} & SETTABLE_RUN_FIELDS)
+        for status in {u["status"] for u in updates}:
+            _check_status(status)
+        given = set().union(*updates)
+        bad = given - SETTABLE_RUN_FIELDS - {"run_id", "status", "detail"}
+        if bad:
+            raise ValueError(f"update_runs cannot set run field(s) {sorted(bad)}")
+        fields = sorted(given & SETTABLE_RUN_FIELDS)
         types = {
             "started_at": "TIMESTAMP",
             "ended_at": "TIMESTAMP",
@@ -1818,7 +1819,7 @@ class Transaction:
         cols += [(f"has_{f}", "BOOLEAN") for f in fields]
         # The history row's detail, when any update has one (an event is written for a run
         # whose status changes, or whose detail is given).
-        details = any("detail" in u for u in updates)
+        details = "detail" in given
         if details:
             cols += [("ev_detail", "VARCHAR"), ("has_detail", "BOOLEAN")]
         rows = []

@@ -241,3 +241,25 @@ def test_in_flight_targets_are_the_harvest_targets_of_every_run_in_flight(
     assert got == store.harvest_targets([runs[0].run_id, runs[2].run_id])
     assert sorted(t.status for t in got.values()) == ["pending", "running"]
     assert got[runs[2].run_id].results == {"stdout_json": True}
+
+
+def test_update_runs_refuses_a_field_it_cannot_set_and_a_status_there_is_not(
+    store: StateStore,
+) -> None:
+    a = make_run("a", 0)
+    store.record_runs([a])
+    both = [
+        {"run_id": a.run_id, "status": "failed"},
+        {"run_id": a.run_id, "status": "failed", "spec": "{}"},
+    ]
+    with (
+        pytest.raises(ValueError, match=r"cannot set run field\(s\) \['spec'\]"),
+        store.transaction() as tx,
+    ):
+        tx.update_runs(both, event="observed")
+    with (
+        pytest.raises(ValueError, match="unknown run status 'finished'"),
+        store.transaction() as tx,
+    ):
+        tx.update_runs([{"run_id": a.run_id, "status": "finished"}], event="observed")
+    assert store.stored_run(a.run_id).status == "pending"
