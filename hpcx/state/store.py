@@ -562,13 +562,47 @@ def _insert_via_numpy(
     (``/tmp`` benchmark of this function's two paths, duckdb 2.0, 2 cores). False when numpy
     is missing, or not imported yet and the rows too few to pay for importing it (the caller
     writes the CSV file)."""
-    if "numpy" not in sys.modules and len(rows) * len(columns) < _NUMPY_IMPORT_CELLS:
+    np = _numpy_for(len(rows) * len(columns))
+    if np is None:
         return False
+    _insert_arrays(con, table, columns, np, zip(*rows, strict=True))
+    return True
+
+
+def _bulk_insert_columns(
+    con: Any,
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    data: Sequence[Sequence[Any]],
+    tmp_dir: Path,
+) -> None:
+    """:func:`_bulk_insert` of values given as columns (one sequence per entry of ``columns``,
+    all as long): a caller that builds them a column at a time makes no tuple per row."""
+    n = len(data[0]) if data else 0
+    if n > _VALUES_MAX_ROWS:
+        np = _numpy_for(n * len(columns))
+        if np is not None:
+            _insert_arrays(con, table, columns, np, data)
+            return
+    _bulk_insert(con, table, columns, list(zip(*data, strict=True)), tmp_dir)
+
+
+def _numpy_for(cells: int) -> Any:
+    """numpy, for a bulk insert of this many values; None when missing, or not imported yet
+    and the values too few to pay for importing it."""
+    if "numpy" not in sys.modules and cells < _NUMPY_IMPORT_CELLS:
+        return None
     try:
         import numpy as np
     except ImportError:
-        return False
-    arrays = {f"c{i}": _text_column(np, col) for i, col in enumerate(zip(*rows, strict=True))}
+        return None
+    return np
+
+
+def _insert_arrays(
+    con: Any, table: str, columns: Sequence[tuple[str, str]], np: Any, data: Iterable[Any]
+) -> None:
+    arrays = {f"c{i}": _text_column(np, col) for i, col in enumerate(data)}
     names = ", ".join(f'"{name}"' for name, _ in columns)
     casts = ", ".join(f"c{i}::{typ}" for i, (_, typ) in enumerate(columns))
     con.register("_hpcx_bulk_np", arrays)
@@ -576,7 +610,6 @@ def _insert_via_numpy(
         con.execute(f"INSERT INTO {table} ({names}) SELECT {casts} FROM _hpcx_bulk_np")
     finally:
         con.unregister("_hpcx_bulk_np")
-    return True
 
 
 #: Python types a numpy object column may carry to DuckDB as they are: each converts exactly
@@ -1822,22 +1855,22 @@ class Transaction:
         details = "detail" in given
         if details:
             cols += [("ev_detail", "VARCHAR"), ("has_detail", "BOOLEAN")]
-        rows = []
-        for u in updates:
-            row: list[Any] = [u["run_id"], u["status"]]
-            for f in fields:
-                v = u.get(f)
-                row.append(_json(v) if f in _JSON_RUN_FIELDS and v is not None else v)
-            row += [f in u for f in fields]
-            if details:
-                row += [_json(u.get("detail")), "detail" in u]
-            rows.append(tuple(row))
+        # Built a column at a time (a tuple per update cost twice as much).
+        data: list[list[Any]] = [[u["run_id"] for u in updates], [u["status"] for u in updates]]
+        for f in fields:
+            if f in _JSON_RUN_FIELDS:
+                data.append([None if (v := u.get(f)) is None else _json(v) for u in updates])
+            else:
+                data.append([u.get(f) for u in updates])
+        data += [[f in u for u in updates] for f in fields]
+        if details:
+            data += [[_json(u.get("detail")) for u in updates], ["detail" in u for u in updates]]
         self._con.execute(
             "CREATE OR REPLACE TEMP TABLE _hpcx_runupd ("
             + ", ".join(f'"{n}" {t}' for n, t in cols)
             + ")"
         )
-        _bulk_insert(self._con, "_hpcx_runupd", cols, rows, self._tmp_dir())
+        _bulk_insert_columns(self._con, "_hpcx_runupd", cols, data, self._tmp_dir())
         missing = self._con.execute(
             "SELECT u.run_id FROM _hpcx_runupd u ANTI JOIN runs r ON r.run_id = u.run_id"
         ).fetchall()

@@ -138,3 +138,18 @@ def test_a_small_insert_does_not_import_numpy_for_itself(tmp_path: Path) -> None
         check=True,
     )
     assert big.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("n", [3, st._VALUES_MAX_ROWS + 1, 1000])
+def test_columns_land_the_rows_their_tuples_land(tmp_path: Path, n: int) -> None:
+    """_bulk_insert_columns (what update_runs builds, a column at a time) writes what
+    _bulk_insert writes of the same values as rows, through each path's size."""
+    rows = _rows(n)
+    as_rows = _land(tmp_path, rows, numpy=True)
+    con = duckdb.connect(":memory:")
+    con.execute("CREATE TABLE t (" + ", ".join(f"{n} {t}" for n, t in COLUMNS) + ")")
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    st._bulk_insert_columns(con, "t", COLUMNS, columns, tmp_path)
+    got = con.execute("SELECT s, i, f::VARCHAR, t, j::VARCHAR, b, naive, aware FROM t").fetchall()
+    assert got == as_rows
+    assert len(got) == n
