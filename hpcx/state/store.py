@@ -88,11 +88,14 @@ _IN_FLIGHT_SQL = sql_list(IN_FLIGHT_STATUSES)
 _FINISHED_SQL = sql_list(ENDED_STATUSES)
 _JSON_RUN_FIELDS = frozenset({"gpus"})
 
-# Below this many rows a parametrised VALUES list is quickest; above it, a temporary CSV file
-# read by DuckDB's own reader. Measured on this machine (duckdb 2.0, 2 cores): list parameters
-# through ``unnest`` cost about 1 us per value (1M metric rows: 7 s), ``executemany`` about
-# 1 ms per row, and CSV written by the csv module then ``read_csv`` about 3 us per row (1M: 3 s).
-_VALUES_MAX_ROWS = 200
+# Up to this many values (rows x columns) a parametrised VALUES list is quickest; above, numpy
+# columns (when numpy is there) or a temporary CSV file read by DuckDB's own reader. Measured
+# on this machine (duckdb 2.0, 2 cores): each value of a VALUES list costs ~7-20 us to bind
+# (200 rows of 14 columns: 78 ms, against 4 ms through the CSV file; it was the bulk path's
+# bound until issue 17's fifth round, at 200 rows); list parameters through ``unnest`` cost
+# about 1 us per value (1M metric rows: 7 s), ``executemany`` about 1 ms per row, and CSV
+# written by the csv module then ``read_csv`` about 3 us per row (1M: 3 s), ~2.5 ms at least.
+_VALUES_MAX_CELLS = 48
 
 #: The fields of a run that many runs share (a snapshot numbers their combinations), and the
 #: join on them (NULL equal to NULL).
@@ -513,7 +516,7 @@ def _bulk_insert(
     if not rows:
         return
     names = ", ".join(f'"{name}"' for name, _ in columns)
-    if len(rows) <= _VALUES_MAX_ROWS:
+    if len(rows) * len(columns) <= _VALUES_MAX_CELLS:
         one = "(" + ", ".join(f"?::{typ}" for _, typ in columns) + ")"
         sql = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(rows))
         con.execute(sql, [v for row in rows for v in row])
@@ -530,8 +533,13 @@ def _bulk_insert(
     fd, name = tempfile.mkstemp(prefix=".hpcx-bulk-", suffix=".csv", dir=tmp_dir)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            # An aware datetime goes in as its UTC wall time (its text would lose the offset).
             csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(
-                [null if v is None else v for v in row] for row in rows
+                [
+                    null if v is None else _utc_naive(v) if isinstance(v, datetime) else v
+                    for v in row
+                ]
+                for row in rows
             )
         types = "{" + ", ".join(f"'{n}': '{_csv_type(t)}'" for n, t in columns) + "}"
         casts = ", ".join(f'"{n}"::{t}' for n, t in columns)
@@ -548,7 +556,7 @@ def _bulk_insert(
 #: Below this many values (rows x columns), a bulk insert does not import numpy for itself:
 #: importing it took ~125 ms here, and the numpy path saves ~0.4 us a value over the CSV file
 #: (an apply of 1,000 runs would pay more than it saves). A process that has numpy already
-#: (a harvest's readers) takes the numpy path from _VALUES_MAX_ROWS rows on.
+#: (a harvest's readers) takes the numpy path above _VALUES_MAX_CELLS values.
 _NUMPY_IMPORT_CELLS = 300_000
 
 
@@ -579,7 +587,7 @@ def _bulk_insert_columns(
     """:func:`_bulk_insert` of values given as columns (one sequence per entry of ``columns``,
     all as long): a caller that builds them a column at a time makes no tuple per row."""
     n = len(data[0]) if data else 0
-    if n > _VALUES_MAX_ROWS:
+    if n * len(columns) > _VALUES_MAX_CELLS:
         np = _numpy_for(n * len(columns))
         if np is not None:
             _insert_arrays(con, table, columns, np, data)
@@ -625,9 +633,23 @@ def _text_column(np: Any, col: Sequence[Any]) -> Any:
     kinds = set(map(type, col))
     if any(kinds <= as_is for as_is in _AS_IS_TYPES):
         return np.array(col, dtype=object)
-    if kinds <= _NAIVE_TIME and all(v is None or v.tzinfo is None for v in col):
-        return np.array(col, dtype=object)  # DuckDB reads a naive datetime as its TIMESTAMP
-    return np.array([v if v is None or type(v) is str else str(v) for v in col], dtype=object)
+    if kinds <= _NAIVE_TIME:
+        # DuckDB reads a naive datetime as its TIMESTAMP; an aware one goes in as its UTC
+        # wall time, as a VALUES parameter does (its text would lose the offset).
+        return np.array([_utc_naive(v) for v in col], dtype=object)
+    return np.array([v if v is None or type(v) is str else _text(v) for v in col], dtype=object)
+
+
+def _utc_naive(v: datetime | None) -> datetime | None:
+    """A datetime as the state's TIMESTAMP holds it: naive UTC wall time."""
+    if v is None or v.tzinfo is None:
+        return v
+    return v.astimezone(UTC).replace(tzinfo=None)
+
+
+def _text(v: Any) -> str:
+    """A value as text for a bulk insert (an aware datetime as its naive UTC wall time)."""
+    return str(_utc_naive(v) if isinstance(v, datetime) else v)
 
 
 #: From this many metric rows on, they go to DuckDB as numpy columns when numpy is there:

@@ -73,7 +73,7 @@ def _land(tmp_path: Path, rows: list[tuple[object, ...]], numpy: bool) -> list[t
     return got
 
 
-@pytest.mark.parametrize("n", [st._VALUES_MAX_ROWS + 1, 1000])
+@pytest.mark.parametrize("n", [st._VALUES_MAX_CELLS // len(COLUMNS) + 1, 1000])
 def test_numpy_and_csv_paths_land_the_same_rows(tmp_path: Path, n: int) -> None:
     rows = _rows(n)
     via_numpy = _land(tmp_path, rows, numpy=True)
@@ -85,6 +85,8 @@ def test_numpy_and_csv_paths_land_the_same_rows(tmp_path: Path, n: int) -> None:
     assert [r[1] for r in via_numpy] == [r[1] for r in rows]
     assert [r[5] for r in via_numpy] == [r[5] for r in rows]
     assert [r[6] for r in via_numpy] == [r[6] for r in rows]  # microseconds kept
+    aware = [None if r[7] is None else r[7].astimezone(UTC).replace(tzinfo=None) for r in rows]
+    assert [r[7] for r in via_numpy] == aware  # as UTC wall time, the offset applied
     doubles = [None if r[2] is None else float(r[2]) for r in via_numpy]
     for got, want in zip(doubles, (r[2] for r in rows), strict=True):
         assert (got is None and want is None) or (
@@ -140,7 +142,7 @@ def test_a_small_insert_does_not_import_numpy_for_itself(tmp_path: Path) -> None
     assert big.stdout.strip() == "True"
 
 
-@pytest.mark.parametrize("n", [3, st._VALUES_MAX_ROWS + 1, 1000])
+@pytest.mark.parametrize("n", [3, st._VALUES_MAX_CELLS // len(COLUMNS) + 1, 1000])
 def test_columns_land_the_rows_their_tuples_land(tmp_path: Path, n: int) -> None:
     """_bulk_insert_columns (what update_runs builds, a column at a time) writes what
     _bulk_insert writes of the same values as rows, through each path's size."""
@@ -153,3 +155,23 @@ def test_columns_land_the_rows_their_tuples_land(tmp_path: Path, n: int) -> None
     got = con.execute("SELECT s, i, f::VARCHAR, t, j::VARCHAR, b, naive, aware FROM t").fetchall()
     assert got == as_rows
     assert len(got) == n
+
+
+def test_a_values_list_lands_what_the_csv_file_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The few-values path (a parametrised VALUES list) and the CSV file agree on every
+    awkward value: since the bound went from 200 rows to 48 values, most small writes take
+    the CSV file."""
+    rows = _rows(40)
+    small = [_land(tmp_path, rows[k : k + 2], numpy=False) for k in range(0, 40, 2)]
+    assert len(rows[:2]) * len(COLUMNS) <= st._VALUES_MAX_CELLS  # each took the VALUES list
+    monkeypatch.setattr(st, "_VALUES_MAX_CELLS", 0)
+    via_csv = [_land(tmp_path, rows[k : k + 2], numpy=False) for k in range(0, 40, 2)]
+    assert small == via_csv
+    assert [r[0] for part in small for r in part] == [r[0] for r in rows]
+    # An aware datetime lands as its UTC wall time (the text of it would lose the offset).
+    utc = [None if r[7] is None else r[7].astimezone(UTC).replace(tzinfo=None) for r in rows]
+    assert [r[7] for part in via_csv for r in part] == utc
+    monkeypatch.setattr(st, "_VALUES_MAX_CELLS", 10**6)
+    assert [r[7] for r in _land(tmp_path, rows, numpy=True)] == utc  # VALUES list, 40 rows

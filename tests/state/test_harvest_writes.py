@@ -11,7 +11,7 @@ from support.specs import make_spec
 from hpcx.state import store as st
 from hpcx.state.store import StateStore
 
-N = 250  # over _VALUES_MAX_ROWS: the bulk path
+N = 250  # over _VALUES_MAX_CELLS: the bulk path
 
 
 @pytest.fixture
