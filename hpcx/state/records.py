@@ -3,7 +3,8 @@
 Each type is the answer to one question a command asks the state (:class:`StatusCount` for
 ``hpcx status``, :class:`RunDetail` for ``hpcx show``, :class:`HarvestTarget` for a refresh);
 they hold plain values, so a caller never needs to know a column's position or how a JSON
-column is stored.
+column is stored. One type goes the other way: :class:`AttemptRow`, what a harvest writes
+(:meth:`~hpcx.state.store.Transaction.record_attempts`).
 """
 
 from __future__ import annotations

@@ -1894,7 +1894,8 @@ class Transaction:
         )
         _bulk_insert_columns(self._con, "_hpcx_runupd", cols, data, self._tmp_dir())
         missing = self._con.execute(
-            "SELECT u.run_id FROM _hpcx_runupd u ANTI JOIN runs r ON r.run_id = u.run_id"
+            "SELECT u.run_id FROM _hpcx_runupd u ANTI JOIN runs r ON r.run_id = u.run_id "
+            "ORDER BY u.rowid"
         ).fetchall()
         if missing:
             self._con.execute("DROP TABLE _hpcx_runupd")
