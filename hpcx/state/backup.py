@@ -246,6 +246,18 @@ _INVARIANTS: tuple[tuple[str, str, str], ...] = (
         "m.run_id || ' ' || m.key",
     ),
     (
+        "run_meta key(s) held twice for one run",
+        "SELECT {sel} FROM (SELECT run_id, key, count(*) AS n FROM run_meta "
+        "GROUP BY run_id, key HAVING count(*) > 1)",
+        "run_id || ' ' || key || ' (' || n || ' rows)'",
+    ),
+    (
+        "attempt(s) held twice for one run",
+        "SELECT {sel} FROM (SELECT run_id, attempt, count(*) AS n FROM attempts "
+        "GROUP BY run_id, attempt HAVING count(*) > 1)",
+        "run_id || ' attempt ' || attempt || ' (' || n || ' rows)'",
+    ),
+    (
         "run(s) whose submission is not in the state",
         """SELECT {sel} FROM runs r WHERE r.submission_key IS NOT NULL
            AND r.submission_key NOT IN (SELECT key FROM submissions)""",

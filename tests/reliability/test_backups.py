@@ -132,6 +132,19 @@ INVARIANT_BREAKS = {
         ["INSERT INTO run_meta VALUES ('nope', 'k', '1', 1)"],
         "run_meta row(s) of runs not in the state",
     ),
+    # Since v6 no primary key keeps these once: the writers do, and the check says if not.
+    "run-meta-key-twice": (
+        ["INSERT INTO run_meta SELECT * FROM run_meta LIMIT 1"],
+        "run_meta key(s) held twice for one run",
+    ),
+    "attempt-twice": (
+        [
+            "INSERT INTO attempts SELECT run_id, 1, 'failed', NULL, NULL, NULL, NULL, NULL, NULL, "
+            "1, 1 FROM runs ORDER BY run_id LIMIT 1"
+        ]
+        * 2,
+        "attempt(s) held twice for one run",
+    ),
 }
 
 

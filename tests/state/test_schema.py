@@ -86,7 +86,7 @@ def test_a_v4_file_migrates_to_the_held_statuses_keeping_its_runs(tmp_path: Path
     finally:
         con.close()
     with StateStore.open(path) as st:
-        assert st.info().schema_version == 5
+        assert st.info().schema_version == schema.SCHEMA_VERSION
         ids = sorted(st.snapshot().runs)
         assert len(ids) == 2
         assert {st.stored_run(i).status for i in ids} == {"failed"}
@@ -130,6 +130,58 @@ def _catalog(path: Path) -> dict[str, list[tuple[object, ...]]]:
         }
     finally:
         con.close()
+
+
+def test_a_v5_file_migrates_to_meta_and_attempts_without_keys_keeping_their_rows(
+    tmp_path: Path,
+) -> None:
+    """v6 drops run_meta's and attempts' primary keys (writing the same keys again was
+    superlinear under DuckDB's index): the rows stay, and a second write of the same keys
+    still leaves one row each, the later."""
+    from hpcx.state import store as store_mod
+    from hpcx.state.records import AttemptRow
+
+    path = tmp_path / "state.duckdb"
+    old = {v: sql for v, sql in schema.MIGRATIONS.items() if v <= 5}
+    runs = [make_spec("a", i, {"x": i}) for i in range(3)]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(store_mod, "SCHEMA_VERSION", 5)
+    mp.setattr(store_mod, "MIGRATIONS", old)
+    mp.setattr(store_mod, "FRESH_SCHEMA_VERSION", 0)  # made the migrations' way, as v5 was
+    try:
+        with StateStore.open(path) as st, st.transaction() as tx:
+            tx.record_runs(runs)
+            tx.set_run_meta_many({r.run_id: {"k": 1, "j": "v"} for r in runs})
+            tx.record_attempts([AttemptRow(r.run_id, 1, "failed", *[None] * 7) for r in runs])
+        with StateStore.open(path) as st:
+            assert st.info().schema_version == 5
+    finally:
+        mp.undo()
+
+    def keyed(con: duckdb.DuckDBPyConnection) -> set[str]:
+        rows = con.execute(
+            "SELECT table_name FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY'"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+    con = duckdb.connect(str(path))
+    assert {"run_meta", "attempts"} <= keyed(con)
+    con.close()
+    with StateStore.open(path) as st:
+        assert st.info().schema_version == schema.SCHEMA_VERSION
+        assert not {"run_meta", "attempts"} & keyed(st.connection)
+        count = st.connection.execute("SELECT count(*) FROM run_meta").fetchone()
+        assert count == (6,)
+        with st.transaction() as tx:
+            tx.set_run_meta_many({r.run_id: {"k": 2} for r in runs})
+            tx.record_attempts([AttemptRow(r.run_id, 1, "succeeded", *[None] * 7) for r in runs])
+        got = st.connection.execute(
+            "SELECT key, value::VARCHAR, count(*) FROM run_meta GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+        assert got == [("j", '"v"', 3), ("k", "2", 3)]
+        assert st.connection.execute(
+            "SELECT state, count(*) FROM attempts GROUP BY ALL"
+        ).fetchall() == [("succeeded", 3)]
 
 
 def test_a_new_state_made_at_once_has_the_tables_every_migration_leaves(tmp_path: Path) -> None:
