@@ -42,6 +42,7 @@ from support.harvests import record_local_submission, write_finished_folder
 
 from hpcx.manifest.spec import RunSpec
 from hpcx.run.harvest import refresh
+from hpcx.state.store import StateStore
 from hpcx.state.writer import Writer
 
 METRICS = ("loss", "accuracy", "throughput", "latency_ms")
@@ -73,11 +74,15 @@ def make_spec(i: int) -> RunSpec:
     )
 
 
+#: The submission key the set-up records its runs under.
+KEY = "20260101T000000-bench"
+
+
 def setup(n: int, root: Path) -> Path:
     state = root / ".hpcx" / "state.duckdb"
     runs_root = root / "runs"
     specs = [make_spec(i) for i in range(n)]
-    key = "20260101T000000-bench"
+    key = KEY
     run_dirs: dict[str, str] = {}
     for s in specs:
         d = runs_root / "bench" / s.run_id
@@ -191,20 +196,52 @@ with Writer(state, "bench refresh", pre_write="none") as w:
 """
 
 
+#: The same state as :func:`setup` records, made by another checkout's own code (its schema
+#: may be older than this tree's, which it would refuse to read).
+BEFORE_SETUP_CHILD = """
+import sys
+from pathlib import Path
+tree, state, runs_root = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+n, key, lineage = int(sys.argv[4]), sys.argv[5], sys.argv[6]
+sys.path[:0] = [tree + "/bench", tree + "/tests"]
+import harvest as bench
+from support.harvests import record_local_submission
+from hpcx.state.store import StateStore
+specs = [bench.make_spec(i) for i in range(n)]
+run_dirs = {s.run_id: str(runs_root / "bench" / s.run_id) for s in specs}
+record_local_submission(state, runs_root, key, specs, run_dirs)
+with StateStore.open(state) as store:  # the runs folder's owner, as the runs folder says
+    store.connection.execute("UPDATE meta SET lineage = ?", [lineage])
+"""
+
+
 def cpu_vs_before(before: str, state: Path, pristine: Path, runs_root: Path, reps: int) -> None:
     """The refresh's CPU (its process and pool workers; imports and the state copy left out)
     in a child process per try, this tree and ``before`` alternated, each from the state as
-    set up."""
+    set up (the ``before`` tree's made by its own code, for the same run folders)."""
     import statistics
 
     here = str(Path(__file__).resolve().parent.parent)
     trees = {"new": here, "before": before}
+    n = sum(1 for _ in (runs_root / "bench").iterdir())
+    made = pristine.with_name("state.before-pristine")
+    with StateStore.open(pristine, read_only=True) as store:
+        lineage = store.meta()[0]
+    argv = [before, str(made), str(runs_root), str(n), KEY, lineage]
+    subprocess.run(
+        [sys.executable, "-c", BEFORE_SETUP_CHILD, *argv],
+        env={**os.environ, "PYTHONPATH": before},
+        cwd=runs_root,
+        check=True,
+    )
+    pristines = {"new": pristine, "before": made}
     got: dict[str, list[tuple[float, float]]] = {"new": [], "before": []}
     for i in range(max(reps, 1)):
         loads = []
         for which in ("before", "new") if i % 2 == 0 else ("new", "before"):
             env = {**os.environ, "PYTHONPATH": trees[which]}
-            cmd = [sys.executable, "-c", CPU_CHILD, str(state), str(pristine), str(runs_root)]
+            paths = (str(state), str(pristines[which]), str(runs_root))
+            cmd = [sys.executable, "-c", CPU_CHILD, *paths]
             # Run from the runs' folder: `python -c` puts its working directory first on
             # sys.path, so run from a checkout it imported that checkout's hpcx, whatever
             # PYTHONPATH said (both sides then timed this tree).
