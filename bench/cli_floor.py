@@ -52,6 +52,16 @@ sys.path.insert(0, str(REPO / "bench"))
 
 GOAL = 1.5
 
+#: ``--before``: the status project and the metrics state built by the other checkout's code.
+BEFORE_BUILD = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1] + "/bench")
+import cli_floor, query_1m
+cli_floor.build_status_project(Path(sys.argv[2]), int(sys.argv[3]))
+query_1m.build(Path(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+"""
+
 #: How a floor imports DuckDB. "engine": the extension alone (``_duckdb``), as
 #: hpcx.state.engine does: the strict floor, what the command truly needs. "package": ``import
 #: duckdb``, the public package with its Python layer (+~54 ms), as rounds 1 and 2 of issue 17
@@ -232,34 +242,54 @@ def main() -> None:
         schema = REPO / "hpcx" / "schemas" / "manifest.v1.schema.json"
         script = Path(python).with_name("hpcx")  # the installed entry point, as users run it
         hpcx_bin = [str(script)] if script.exists() else [python, "-m", "hpcx"]
-        work = {
-            "help": (["--help"], [str(floors["help"])], proj, (0,)),
-            "status": (["status"], [str(floors["status"]), ".hpcx/state.duckdb"], proj, (0,)),
-            "validate": (
-                ["validate", "-q", str(manifest)],
-                [str(floors["validate"]), str(schema), str(manifest), str(base)],
-                REPO,
-                (0,),
-            ),
-            "validate-cold": (
-                ["validate", "-q", str(manifest)],
-                [str(floors["validate"]), str(schema), str(manifest), str(base)],
-                REPO,
-                (0,),
-            ),
-            "query": (
-                ["query", "--state", str(qstate), QUERY],
-                [str(floors["query"]), str(qstate), FLOOR_SQL],
-                proj,
-                (0,),
-            ),
-        }
+        # Another checkout reads states its own code made (its schema may be older than this
+        # tree's, whose states it would refuse): the same project and metrics, built by it.
+        projs, qstates = {"hpcx": proj}, {"hpcx": qstate}
+        if "before" in sides:
+            projs["before"], qstates["before"] = tmp / "proj-before", tmp / "q-before.duckdb"
+            built = [str(projs["before"]), str(a.runs), str(qstates["before"])]
+            built += [str(max(a.rows // 100, 10)), str(a.rows)]
+            subprocess.run(
+                [python, "-c", BEFORE_BUILD, str(sides["before"]), *built],
+                env=envs["before"],
+                cwd=tmp,
+                check=True,
+            )
+
+        def work_of(
+            proj: Path, qstate: Path
+        ) -> dict[str, tuple[list[str], list[str], Path, tuple[int, ...]]]:
+            return {
+                "help": (["--help"], [str(floors["help"])], proj, (0,)),
+                "status": (["status"], [str(floors["status"]), ".hpcx/state.duckdb"], proj, (0,)),
+                "validate": (
+                    ["validate", "-q", str(manifest)],
+                    [str(floors["validate"]), str(schema), str(manifest), str(base)],
+                    REPO,
+                    (0,),
+                ),
+                "validate-cold": (
+                    ["validate", "-q", str(manifest)],
+                    [str(floors["validate"]), str(schema), str(manifest), str(base)],
+                    REPO,
+                    (0,),
+                ),
+                "query": (
+                    ["query", "--state", str(qstate), QUERY],
+                    [str(floors["query"]), str(qstate), FLOOR_SQL],
+                    proj,
+                    (0,),
+                ),
+            }
+
+        works = {side: work_of(projs[side], qstates[side]) for side in sides}
+        work = works["hpcx"]
         print(
             f"median of {a.repeat} interleaved rounds; wall ms (cpu ms); ratio to the floor; "
             "load = 1-min load average"
         )
         for name in a.only:
-            args, floor_args, cwd, ok = work[name]
+            _, floor_args, cwd, ok = work[name]
             runs: dict[str, list[tuple[float, float]]] = {"floor": []}
             # status and query: the floor with the duckdb package too (rounds 1-2's floor).
             package = floors.get(f"{name}-package")
@@ -275,13 +305,15 @@ def main() -> None:
             }
             if name == "validate":  # warm the cache of validated manifests
                 for side in sides:
-                    timed([*hpcx_bin, *args], cwd, side_envs[side], ok)
+                    s_args, _, s_cwd, _ = works[side][name]
+                    timed([*hpcx_bin, *s_args], s_cwd, side_envs[side], ok)
             for _ in range(a.repeat):
                 runs["floor"].append(timed([python, *floor_args], cwd, floor_env, ok))
                 if package_args is not None:
                     runs["floor-package"].append(timed([python, *package_args], cwd, floor_env, ok))
                 for side in sides:
-                    runs[side].append(timed([*hpcx_bin, *args], cwd, side_envs[side], ok))
+                    s_args, _, s_cwd, _ = works[side][name]
+                    runs[side].append(timed([*hpcx_bin, *s_args], s_cwd, side_envs[side], ok))
             load = os.getloadavg()[0]
             wall = {k: statistics.median(w for w, _ in v) for k, v in runs.items()}
             cpu = {k: statistics.median(c for _, c in v) for k, v in runs.items()}
