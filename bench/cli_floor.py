@@ -201,6 +201,22 @@ def main() -> None:
     base_env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     base_env.pop("COLUMNS", None)
     envs = {name: {**base_env, "PYTHONPATH": str(tree)} for name, tree in sides.items()}
+    for name, tree in sides.items():
+        # An editable install's import hook wins over PYTHONPATH (scikit-build-core's does):
+        # both sides would then time the installed tree. Refuse rather than report that.
+        got = subprocess.run(
+            [sys.executable, "-c", "import hpcx; print(hpcx.__file__)"],
+            env=envs[name],
+            cwd=tempfile.gettempdir(),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        if not Path(got).resolve().is_relative_to(tree):
+            raise SystemExit(
+                f"--before: {name} imports {got}, not {tree}: run this with a Python whose "
+                "hpcx is not an editable install (PYTHONPATH cannot override it)"
+            )
     tmp = Path(tempfile.mkdtemp(prefix="hpcx-bench-floor-"))
     # validate: a manifest validated before (the cache of hpcx.util.validated warm, the way an
     # unchanged file meets it); validate-cold: the cache off, every schema checked.

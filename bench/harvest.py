@@ -368,7 +368,7 @@ def main() -> None:
     count_fs = "--no-fs" not in args
     before = None
     if "--before" in args:
-        before = args[args.index("--before") + 1]
+        before = str(Path(args[args.index("--before") + 1]).resolve())
         del args[args.index("--before") : args.index("--before") + 2]
     args = [a for a in args if a not in ("--tiny", "--no-fs")]
     n = 200 if tiny else int(args[0]) if args else 10_000

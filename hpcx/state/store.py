@@ -519,7 +519,11 @@ def _bulk_insert(
     if len(rows) * len(columns) <= _VALUES_MAX_CELLS:
         one = "(" + ", ".join(f"?::{typ}" for _, typ in columns) + ")"
         sql = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(rows))
-        con.execute(sql, [v for row in rows for v in row])
+        # An aware datetime as its UTC wall time, as the other paths write it (a parameter
+        # would be read in the session's time zone).
+        con.execute(
+            sql, [_utc_naive(v) if isinstance(v, datetime) else v for row in rows for v in row]
+        )
         return
     if _insert_via_numpy(con, table, columns, rows):
         return
@@ -541,12 +545,17 @@ def _bulk_insert(
                 ]
                 for row in rows
             )
+            fh.flush()
+            size = os.fstat(fh.fileno()).st_size
         types = "{" + ", ".join(f"'{n}': '{_csv_type(t)}'" for n, t in columns) + "}"
         casts = ", ".join(f'"{n}"::{t}' for n, t in columns)
+        # read_csv refuses a line over 2,000,000 bytes by default; a row can be longer (a
+        # spec, a meta value of 1 MiB escaped to 3): no line is longer than the file.
+        longest = f", max_line_size={size + 1}" if size >= 1_000_000 else ""
         con.execute(
             f"INSERT INTO {table} ({names}) SELECT {casts} FROM read_csv(?, header=false, "
             f"columns={types}, auto_detect=false, quote='\"', escape='\"', delim=',', "
-            "nullstr='\\N', allow_quoted_nulls=false, strict_mode=false)",
+            f"nullstr='\\N', allow_quoted_nulls=false, strict_mode=false{longest})",
             [name],
         )
     finally:
@@ -1992,7 +2001,7 @@ class Transaction:
             else (r["run_id"], *map(r.get, ATTEMPT_FIELDS), serial)
             for r in rows
         ]
-        data = [d for d in data if isinstance(d[1], int)]
+        data = [d for d in data if isinstance(d[1], int) and not isinstance(d[1], bool)]
         if not data:
             return 0
         keys = {(d[0], d[1]) for d in data}

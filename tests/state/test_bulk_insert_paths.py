@@ -3,10 +3,13 @@ or through a temporary CSV file (without numpy): awkward values included."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -157,12 +160,37 @@ def test_columns_land_the_rows_their_tuples_land(tmp_path: Path, n: int) -> None
     assert len(got) == n
 
 
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Kolkata"])
 def test_a_values_list_lands_what_the_csv_file_lands(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, zone: str
 ) -> None:
     """The few-values path (a parametrised VALUES list) and the CSV file agree on every
     awkward value: since the bound went from 200 rows to 48 values, most small writes take
     the CSV file."""
+    # The machine's zone, which DuckDB takes for its session's: a VALUES parameter was read in
+    # it; an aware datetime must land as its UTC wall time whatever it is.
+    with _zone(zone):
+        _values_against_csv(tmp_path, monkeypatch)
+
+
+@contextlib.contextmanager
+def _zone(zone: str) -> Iterator[None]:
+    import time
+
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = zone
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def _values_against_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = _rows(40)
     small = [_land(tmp_path, rows[k : k + 2], numpy=False) for k in range(0, 40, 2)]
     assert len(rows[:2]) * len(COLUMNS) <= st._VALUES_MAX_CELLS  # each took the VALUES list
@@ -175,3 +203,13 @@ def test_a_values_list_lands_what_the_csv_file_lands(
     assert [r[7] for part in via_csv for r in part] == utc
     monkeypatch.setattr(st, "_VALUES_MAX_CELLS", 10**6)
     assert [r[7] for r in _land(tmp_path, rows, numpy=True)] == utc  # VALUES list, 40 rows
+
+
+def test_a_row_longer_than_read_csvs_default_line_lands(tmp_path: Path) -> None:
+    """read_csv refuses a line over 2,000,000 bytes unless told: a spec or a meta value that
+    long (1 MiB of text escapes to 3) must still land through the CSV file."""
+    long = "é" * 700_000  # 1.4 MB of UTF-8; its JSON text, escaped, 4.2 MB
+    rows = [(f"s{k}", k, 0.5, None, json.dumps({"v": long}), True, None, None) for k in range(9)]
+    got = _land(tmp_path, rows, numpy=False)
+    assert len(got) == 9
+    assert {len(json.loads(r[4])["v"]) for r in got} == {700_000}
