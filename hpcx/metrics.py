@@ -876,6 +876,12 @@ def read_plain_files(paths: list[str], threads: int) -> PlainFiles | None:
     )
 
 
+def native_readers() -> bool:
+    """Whether the native module's readers of many files are here (a harvest of many runs
+    then reads them on threads, forking no pool of workers)."""
+    return all(_native_reader(n) is not None for n in ("read_regular_files", "read_metrics_files"))
+
+
 def _native_reader(name: str) -> Any:
     """The native module's reader ``name``; None without the module, or from a module built
     before that reader."""

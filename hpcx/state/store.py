@@ -821,6 +821,18 @@ class StateStore:
         self.path = path
         self.read_only = read_only
         self._tx: Transaction | None = None
+        #: False for a store :meth:`lent` by another: closing it leaves the connection open.
+        self._owns = True
+
+    def lent(self) -> StateStore:
+        """Another StateStore on this one's connection, whose close leaves the connection
+        open (a Writer keeping the state open lends it to each open, :meth:`Writer.kept_open`).
+        One at a time: they share the connection, and so its transaction."""
+        if self._con is None:
+            raise StateError(f"state {self.path} is closed")
+        other = StateStore(self._con, self.path, read_only=self.read_only)
+        other._owns = False
+        return other
 
     # -- opening -------------------------------------------------------------------------
 
@@ -958,7 +970,8 @@ class StateStore:
 
     def close(self) -> None:
         if self._con is not None:
-            self._con.close()
+            if self._owns:
+                self._con.close()
             self._con = None
 
     def __enter__(self) -> StateStore:

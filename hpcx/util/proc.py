@@ -123,6 +123,36 @@ class Child:
             return self.pid, 0
 
 
+class NoForkPools:
+    """While entered, :func:`fork_pools_allowed` is False: this process holds something that a
+    fork would copy half-way (a DuckDB connection with its threads live, kept open across a
+    refresh by :meth:`hpcx.state.writer.Writer.kept_open`), so work that would go to a pool of
+    forked workers is done in this process instead. Nests; :meth:`leave` ends it early."""
+
+    _depth = 0
+
+    def __init__(self) -> None:
+        self._in = False
+
+    def __enter__(self) -> NoForkPools:
+        NoForkPools._depth += 1
+        self._in = True
+        return self
+
+    def leave(self) -> None:
+        if self._in:
+            self._in = False
+            NoForkPools._depth -= 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.leave()
+
+
+def fork_pools_allowed() -> bool:
+    """Whether a pool of forked workers may be started now (see :class:`NoForkPools`)."""
+    return NoForkPools._depth == 0
+
+
 def spawn(
     argv: Sequence[str],
     *,

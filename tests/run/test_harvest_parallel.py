@@ -24,6 +24,18 @@ def _bench_setup():
     return mod
 
 
+def _pools_at(monkeypatch: pytest.MonkeyPatch, runs: int) -> None:
+    """Pools of forked readers from ``runs`` runs on. A refresh that keeps the state open
+    (the local queue's runs, the native readers here) forks none: as without the native
+    readers, the state is closed for the reads and a pool may read them."""
+    from hpcx import metrics
+    from hpcx.run.executors import base
+
+    monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", runs)
+    monkeypatch.setattr(base, "PARALLEL_MIN_RUNS", runs)
+    monkeypatch.setattr(metrics, "native_readers", lambda: False)
+
+
 @pytest.mark.parametrize("parallel", [False, True])
 def test_pool_and_serial_harvest_land_the_same_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
@@ -35,10 +47,8 @@ def test_pool_and_serial_harvest_land_the_same_results(
     bad = sorted((tmp_path / "runs" / "bench").iterdir())[7]
     with open(bad / "metrics.jsonl", "a") as f:
         f.write("{not json\n")
-    from hpcx.run.executors import base
 
-    monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)
-    monkeypatch.setattr(base, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)
+    _pools_at(monkeypatch, 10 if parallel else 10**9)
     with Writer(state, "test refresh") as writer:
         result = harvest.refresh(writer, runs_root=tmp_path / "runs")
     assert result.finished == n
@@ -76,7 +86,6 @@ def test_the_pool_sends_columns_that_land_as_the_rows_read_in_process(
     """Pool workers send their rows back as columns: every value lands as the same rows as
     a harvest in this process (NULL steps and times included)."""
     bench = _bench_setup()
-    from hpcx.run.executors import base
     from hpcx.state.store import MetricColumns
 
     got = {}
@@ -87,8 +96,7 @@ def test_the_pool_sends_columns_that_land_as_the_rows_read_in_process(
             with open(d / "metrics.jsonl", "a") as f:
                 f.write(f'{{"name": "t", "value": {i}, "time": 1700000000.{i}5}}\n')
                 f.write(f'{{"name": "big", "value": {2**60 + i}, "step": {-(2**62)}}}\n')
-        monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)
-        monkeypatch.setattr(base, "PARALLEL_MIN_RUNS", 10 if parallel else 10**9)
+        _pools_at(monkeypatch, 10 if parallel else 10**9)
         read = harvest._read_finished
         kinds = []
 
@@ -114,15 +122,13 @@ def test_in_the_pool_a_run_the_state_refuses_is_still_quarantined_alone(
     stay tuples, the state refuses the run's row, and that run alone is quarantined."""
     bench = _bench_setup()
     from hpcx import metrics
-    from hpcx.run.executors import base
 
     state = bench.setup(30, tmp_path)
     bad = sorted((tmp_path / "runs" / "bench").iterdir())[3]
     with open(bad / "metrics.jsonl", "a") as f:
         f.write(f'{{"name": "s", "value": 1, "step": {2**63}}}\n')
     monkeypatch.setattr(metrics, "INT64_MAX", 2**70)
-    monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", 10)
-    monkeypatch.setattr(base, "PARALLEL_MIN_RUNS", 10)
+    _pools_at(monkeypatch, 10)
     with Writer(state, "test refresh") as writer:
         result = harvest.refresh(writer, runs_root=tmp_path / "runs")
     assert [p.split(": quarantined")[0] for p in result.problems] == [f"run {bad.name}"]
@@ -136,12 +142,10 @@ def test_columns_the_state_refuses_are_retried_run_by_run(
     """Should the insert of the columns fail, the runs are halved as tuples (as a refresh
     always did): here nothing is the runs' fault, so everything lands, nothing quarantined."""
     bench = _bench_setup()
-    from hpcx.run.executors import base
     from hpcx.state import store
 
     state = bench.setup(30, tmp_path)
-    monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", 10)
-    monkeypatch.setattr(base, "PARALLEL_MIN_RUNS", 10)
+    _pools_at(monkeypatch, 10)
     calls = []
 
     def refuse(self: object, cols: object) -> int:

@@ -1,6 +1,8 @@
-"""A refresh reads everything it needs before the poll in one open of the state, and writes in
-one more: each open of a DuckDB file costs ~30 ms (issue 17). When it must settle a submission
-with the scheduler first (which writes), the runs' harvest targets are read after that."""
+"""A refresh of the local queue's runs opens the state once for all it reads and writes; one
+that asks a scheduler (or may fork a pool) reads everything it needs before the poll in one
+open and writes in one more: each open of a DuckDB file costs ~25 ms and each close a
+checkpoint (issue 17). When it must settle a submission with the scheduler first (which
+writes), the runs' harvest targets are read after that."""
 
 from __future__ import annotations
 
@@ -18,11 +20,17 @@ from hpcx.state.writer import Writer
 N = 5
 
 
-def _finished_submission(root: Path, key: str, first: int) -> tuple[Path, list[str]]:
-    """N runs whose folders say they succeeded, recorded as submitted under ``key``."""
+def _finished_submission(
+    root: Path, key: str, first: int, **extra: object
+) -> tuple[Path, list[str]]:
+    """N runs whose folders say they succeeded, recorded as submitted under ``key``
+    (``extra``: their specs' extra settings, ``results`` rules say)."""
     state = root / ".hpcx" / "state.duckdb"
     runs_root = root / "runs"
-    specs = [command_spec(["true"], index=i, experiment="e") for i in range(first, first + N)]
+    specs = [
+        command_spec(["true"], index=i, experiment="e", extra=extra)
+        for i in range(first, first + N)
+    ]
     dirs: dict[str, str] = {}
     for s in specs:
         d = runs_root / "e" / s.run_id
@@ -51,15 +59,75 @@ def _statuses(state: Path) -> dict[str, str]:
         return {r.run_id: r.status for r in st.snapshot().runs.values()}
 
 
-def test_a_refresh_opens_the_state_once_to_read_and_once_to_write(
-    tmp_path: Path, opens: list[bool]
+def test_a_local_refresh_opens_the_state_once_and_forks_no_pool_meanwhile(
+    tmp_path: Path, opens: list[bool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from hpcx.run.executors.local import LocalExecutor
+    from hpcx.util.proc import fork_pools_allowed
+
     state, _ = _finished_submission(tmp_path, "20260101T000000-a", 0)
+    polled: list[bool] = []
+    real = LocalExecutor.poll
+
+    def poll(self, subs):  # type: ignore[no-untyped-def]
+        polled.append(fork_pools_allowed())
+        return real(self, subs)
+
+    monkeypatch.setattr(LocalExecutor, "poll", poll)
     opens.clear()
     with Writer(state, "test refresh", pre_write="none") as w:
         result = refresh(w, runs_root=tmp_path / "runs")
     assert result.finished == N and result.metrics >= N
-    assert len(opens) == 2
+    assert opens == [False]
+    assert polled == [False]  # DuckDB's threads live: the readers start no forked pool
+    assert fork_pools_allowed()
+    opens.clear()
+    assert set(_statuses(state).values()) == {"succeeded"}
+
+
+def test_without_the_native_readers_a_refresh_closes_the_state_to_poll(
+    tmp_path: Path, opens: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without them a big harvest reads in a pool of forked workers: the state is closed for
+    the poll and the reads, opened once to read before and once to write after."""
+    import hpcx.metrics
+    from hpcx.run.executors.local import LocalExecutor
+    from hpcx.util.proc import fork_pools_allowed
+
+    state, _ = _finished_submission(tmp_path, "20260101T000000-a", 0)
+    polled: list[bool] = []
+    real = LocalExecutor.poll
+
+    def poll(self, subs):  # type: ignore[no-untyped-def]
+        polled.append(fork_pools_allowed())
+        return real(self, subs)
+
+    monkeypatch.setattr(LocalExecutor, "poll", poll)
+    monkeypatch.setattr(hpcx.metrics, "native_readers", lambda: False)
+    opens.clear()
+    with Writer(state, "test refresh", pre_write="none") as w:
+        result = refresh(w, runs_root=tmp_path / "runs")
+    assert result.finished == N and result.metrics >= N
+    assert opens == [False, False]
+    assert polled == [True]
+    opens.clear()
+    assert set(_statuses(state).values()) == {"succeeded"}
+
+
+def test_many_runs_with_results_rules_are_read_with_the_state_closed(
+    tmp_path: Path, opens: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs with `results` rules are read by the Python reader, in a pool of forked workers
+    from PARALLEL_MIN_RUNS on: then the state is not kept open across the reads."""
+    from hpcx.run import harvest
+
+    state, _ = _finished_submission(tmp_path, "20260101T000000-a", 0, results={"stdout_json": True})
+    monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", N)
+    opens.clear()
+    with Writer(state, "test refresh", pre_write="none") as w:
+        result = refresh(w, runs_root=tmp_path / "runs")
+    assert result.finished == N
+    assert opens == [False, False]
     opens.clear()
     assert set(_statuses(state).values()) == {"succeeded"}
 

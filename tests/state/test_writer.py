@@ -62,3 +62,45 @@ def test_pre_write_none_leaves_the_backup_to_the_command(state: Path) -> None:
         assert writer.backup is None and list_backups(state) == []
         made = writer.back_up()
         assert made is not None and [b.path for b in list_backups(state)] == [made]
+
+
+def test_kept_open_lends_one_connection_to_every_open_and_forks_no_pool(state: Path) -> None:
+    from hpcx.util.proc import fork_pools_allowed
+
+    with Writer(state, "hpcx test", pre_write="none") as writer:
+        with writer.kept_open():
+            assert not fork_pools_allowed()
+            with writer.open() as a:
+                con = a.connection
+            # A lent store's close leaves the connection open: the next open gets it again.
+            with writer.transaction() as tx:
+                tx.record_probe({"host": "h1"})
+                assert tx._con is con
+            with pytest.raises(RuntimeError), writer.transaction() as tx:
+                tx.record_probe({"host": "h2"})
+                raise RuntimeError("rolled back, the connection kept")
+            with writer.open() as b:
+                assert b.connection is con
+                assert [r[0] for r in con.execute("SELECT host FROM probes").fetchall()] == ["h1"]
+        assert fork_pools_allowed()
+        with writer.open() as fresh:  # kept no longer: a connection of its own
+            assert fresh.connection is not con
+            assert fresh.connection.execute("SELECT count(*) FROM probes").fetchone() == (1,)
+
+
+def test_released_early_the_state_is_opened_anew_and_pools_allowed(state: Path) -> None:
+    from hpcx.util.proc import fork_pools_allowed
+
+    with Writer(state, "hpcx test", pre_write="none") as writer, writer.kept_open() as kept:
+        with writer.open() as a:
+            con = a.connection
+        kept.release()
+        assert fork_pools_allowed()
+        with pytest.raises(Exception, match="closed"):
+            con.execute("SELECT 1")
+        with writer.transaction() as tx:
+            tx.record_probe({"host": "h"})
+            assert tx._con is not con
+        kept.release()  # twice is harmless
+    with StateStore.open(state, read_only=True) as st:
+        assert st.connection.execute("SELECT count(*) FROM probes").fetchone() == (1,)

@@ -37,7 +37,7 @@ from hpcx.manifest.spec import RunSpec
 from hpcx.run import rundir
 from hpcx.run.rundir import RunDir
 from hpcx.util.files import atomic_write_json, atomic_write_text, read_json, sync
-from hpcx.util.proc import utcnow
+from hpcx.util.proc import fork_pools_allowed, utcnow
 
 if TYPE_CHECKING:
     from hpcx.cluster.limits import Room
@@ -410,7 +410,7 @@ def observe_many(items: Sequence[tuple[str, str, str | None]]) -> dict[str, Obse
                 rid: observe_run_dir(rid, path, job, raw)
                 for (rid, path, job), raw in zip(items, raws, strict=True)
             }
-    if len(items) < PARALLEL_MIN_RUNS or workers < 2:
+    if len(items) < PARALLEL_MIN_RUNS or workers < 2 or not fork_pools_allowed():
         return {o.run_id: o for o in _observe_chunk(items)}
     import multiprocessing
 
