@@ -12,7 +12,8 @@ leaving::
 
 The functions that write take the Writer, not a path, and open the state only through it
 (:meth:`Writer.open`, :meth:`Writer.transaction`): a write without the lock cannot be written
-down. The state stays closed between those opens (while runs execute or the scheduler answers),
+down. The state stays closed between those opens (while runs execute or the scheduler answers;
+a stretch that asks neither may keep it open with :meth:`Writer.kept_open`),
 so readers (`hpcx status`, `hpcx query`) go on meanwhile; the lock keeps other writers out for
 the whole command.
 """
