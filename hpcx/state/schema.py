@@ -109,18 +109,18 @@ def _runs_table(name: str, statuses: Iterable[str]) -> str:
         )"""
 
 
-def _run_meta_table(name: str) -> str:
-    """run_meta as v6 has it: no primary key (see migration 6)."""
+def _run_meta_table(name: str, key: str = "") -> str:
+    """run_meta: as v1 made it with ``key`` (its primary key), as v6 has it without."""
     return f"""CREATE TABLE {name} (
             run_id VARCHAR NOT NULL,
             key VARCHAR NOT NULL,
             value JSON,
-            serial BIGINT NOT NULL
+            serial BIGINT NOT NULL{key}
         )"""
 
 
-def _attempts_table(name: str) -> str:
-    """attempts as v6 has it: no primary key (see migration 6)."""
+def _attempts_table(name: str, key: str = "") -> str:
+    """attempts: as v3 made it with ``key`` (its primary key), as v6 has it without."""
     return f"""CREATE TABLE {name} (
             run_id VARCHAR NOT NULL,
             attempt INTEGER NOT NULL,
@@ -132,7 +132,7 @@ def _attempts_table(name: str) -> str:
             started_at TIMESTAMP,
             ended_at TIMESTAMP,
             exit_code INTEGER,
-            serial BIGINT NOT NULL
+            serial BIGINT NOT NULL{key}
         )"""
 
 
@@ -178,13 +178,7 @@ MIGRATIONS: dict[int, list[str]] = {
             time DOUBLE,
             serial BIGINT NOT NULL
         )""",
-        """CREATE TABLE run_meta (
-            run_id VARCHAR NOT NULL,
-            key VARCHAR NOT NULL,
-            value JSON,
-            serial BIGINT NOT NULL,
-            PRIMARY KEY (run_id, key)
-        )""",
+        _run_meta_table("run_meta", ",\n            PRIMARY KEY (run_id, key)"),
         """CREATE TABLE probes (
             id VARCHAR PRIMARY KEY,
             host VARCHAR,
@@ -218,20 +212,7 @@ MIGRATIONS: dict[int, list[str]] = {
     # preemption) is followed by the next one of the same run; ``requeue_reason`` says which.
     # Runs harvested before v3 get their attempts when their folders are read again.
     3: [
-        """CREATE TABLE attempts (
-            run_id VARCHAR NOT NULL,
-            attempt INTEGER NOT NULL,
-            state VARCHAR,
-            reason VARCHAR,
-            requeue_reason VARCHAR,
-            job_id VARCHAR,
-            host VARCHAR,
-            started_at TIMESTAMP,
-            ended_at TIMESTAMP,
-            exit_code INTEGER,
-            serial BIGINT NOT NULL,
-            PRIMARY KEY (run_id, attempt)
-        )""",
+        _attempts_table("attempts", ",\n            PRIMARY KEY (run_id, attempt)"),
     ],
     # v4: the ``pruned`` status (a search trial stopped early). DuckDB cannot alter a CHECK,
     # so the runs table is rebuilt under the new one, every row and column kept in order.

@@ -54,26 +54,34 @@ def opens(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return seen
 
 
+@pytest.fixture
+def polled(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether a pool of forked workers was allowed at each poll of the local queue."""
+    from hpcx.run.executors.local import LocalExecutor
+    from hpcx.util.proc import fork_pools_allowed
+
+    seen: list[bool] = []
+    real = LocalExecutor.poll
+
+    def poll(self, subs):  # type: ignore[no-untyped-def]
+        seen.append(fork_pools_allowed())
+        return real(self, subs)
+
+    monkeypatch.setattr(LocalExecutor, "poll", poll)
+    return seen
+
+
 def _statuses(state: Path) -> dict[str, str]:
     with StateStore.open(state, read_only=True) as st:
         return {r.run_id: r.status for r in st.snapshot().runs.values()}
 
 
 def test_a_local_refresh_opens_the_state_once_and_forks_no_pool_meanwhile(
-    tmp_path: Path, opens: list[bool], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, opens: list[bool], polled: list[bool]
 ) -> None:
-    from hpcx.run.executors.local import LocalExecutor
     from hpcx.util.proc import fork_pools_allowed
 
     state, _ = _finished_submission(tmp_path, "20260101T000000-a", 0)
-    polled: list[bool] = []
-    real = LocalExecutor.poll
-
-    def poll(self, subs):  # type: ignore[no-untyped-def]
-        polled.append(fork_pools_allowed())
-        return real(self, subs)
-
-    monkeypatch.setattr(LocalExecutor, "poll", poll)
     opens.clear()
     with Writer(state, "test refresh", pre_write="none") as w:
         result = refresh(w, runs_root=tmp_path / "runs")
@@ -86,23 +94,13 @@ def test_a_local_refresh_opens_the_state_once_and_forks_no_pool_meanwhile(
 
 
 def test_without_the_native_readers_a_refresh_closes_the_state_to_poll(
-    tmp_path: Path, opens: list[bool], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, opens: list[bool], polled: list[bool], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without them a big harvest reads in a pool of forked workers: the state is closed for
     the poll and the reads, opened once to read before and once to write after."""
     import hpcx.metrics
-    from hpcx.run.executors.local import LocalExecutor
-    from hpcx.util.proc import fork_pools_allowed
 
     state, _ = _finished_submission(tmp_path, "20260101T000000-a", 0)
-    polled: list[bool] = []
-    real = LocalExecutor.poll
-
-    def poll(self, subs):  # type: ignore[no-untyped-def]
-        polled.append(fork_pools_allowed())
-        return real(self, subs)
-
-    monkeypatch.setattr(LocalExecutor, "poll", poll)
     monkeypatch.setattr(hpcx.metrics, "native_readers", lambda: False)
     opens.clear()
     with Writer(state, "test refresh", pre_write="none") as w:
