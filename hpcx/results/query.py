@@ -207,8 +207,8 @@ class QuerySession:
         """Open ``path`` read-only with the views. ``memory_limit`` is a DuckDB size
         (``500MB``, ``2GiB``), checked first: a bad one is a QueryError naming the option, not
         a damaged state. While a writer holds the file for a moment (an apply recording its
-        submissions) the open is retried for ``reader_wait_s`` seconds (default
-        :func:`hpcx.state.lock.reader_wait_s`, ``$HPCX_READER_WAIT``, 5 s)."""
+        submissions, a small local refresh) the open is retried for ``reader_wait_s``
+        seconds (default :func:`hpcx.state.lock.reader_wait_s`, ``$HPCX_READER_WAIT``, 5 s)."""
         from hpcx.state.engine import duckdb
         from hpcx.state.lock import reader_wait_s as default_wait
         from hpcx.state.lock import retry_while_locked

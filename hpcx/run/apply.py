@@ -12,7 +12,8 @@ A process killed between 1 and 3 leaves an ``intent`` submission; the next ``ref
 ``apply`` runs first) asks the executor to ``reconcile`` that key: runs the scheduler knows are
 adopted, the rest are marked ``lost`` and planned again. So no run is submitted twice, and
 none is forgotten. The state is open only while it is written, never while runs execute, so
-``hpcx status`` and ``hpcx query`` can read it meanwhile; the :class:`~hpcx.state.writer.Writer`
+``hpcx status`` and ``hpcx query`` can read it meanwhile (a refresh of a few thousand local
+runs holds it ~1 s, reading their folders: readers wait); the :class:`~hpcx.state.writer.Writer`
 every step writes through holds the writer lock, which keeps a second ``apply`` or ``refresh``
 out for the whole command.
 """

@@ -480,7 +480,8 @@ def _ingest(
         with writer.open() as store:
             targets = store.harvest_targets(list(observed))
     # The state is closed while the run folders are read (we hold the writer lock: nobody
-    # else writes meanwhile); reopened for the one transaction that records it all.
+    # else writes meanwhile), unless the caller keeps it open (a small local refresh);
+    # reopened for the one transaction that records it all.
     updates: list[dict[str, Any]] = []
     metas: dict[str, dict[str, Any]] = {}
     to_read: list[_ToRead] = []
@@ -740,6 +741,11 @@ def in_flight_submissions(writer: Writer) -> list[InFlightSubmission]:
     return found
 
 
+#: Up to this many runs in flight, a local refresh keeps the state open from its first read to
+#: its commit: readers (`hpcx status`) wait meanwhile, 5 s at most by default. A 10k-run hold
+#: took ~1.1 s here, 100k ~6.4 s; the two opens it saves are worth ~0.1 s whatever the size.
+KEEP_OPEN_MAX_RUNS = 15_000
+
 #: Submission states a refresh settles with the scheduler before polling (it writes then).
 _RECONCILED = ("intent", "ambiguous")
 
@@ -748,9 +754,12 @@ def refresh(writer: Writer, *, runs_root: Path | None = None) -> HarvestResult:
     """Reconcile unfinished submissions, poll every run in flight, and ingest.
 
     When every run in flight is the local queue's (its poll reads run folders and asks no
-    scheduler) and the native readers are here (no pool of workers is forked), the state is
+    scheduler), the native readers are here (no pool of workers is forked), fewer than
+    :data:`PARALLEL_MIN_RUNS` of them have ``results`` rules, they are at most
+    :data:`KEEP_OPEN_MAX_RUNS`, and no submission on disk is to be adopted, the state is
     opened once for it all (:meth:`~hpcx.state.writer.Writer.kept_open`: 0.1 s of a 10k-run
-    refresh); otherwise it is closed while schedulers answer, and opened again to record."""
+    refresh); otherwise it is closed while runs are polled and read, and opened again to
+    record."""
     result = HarvestResult()
     if not writer.path.exists():
         return result
@@ -785,8 +794,11 @@ def _refresh(
     local = all(row.executor == "local" and row.state not in _RECONCILED for row in in_flight)
     # Runs with `results` rules are read by the Python reader, in a pool from so many on.
     ruled = sum(1 for t in (targets or {}).values() if t.results)
-    if unknown or not local or not native_readers() or ruled >= PARALLEL_MIN_RUNS:
-        kept.release()  # a scheduler is asked, or a pool may be forked: the state is closed
+    many = len(targets or ()) > KEEP_OPEN_MAX_RUNS
+    if unknown or not local or not native_readers() or ruled >= PARALLEL_MIN_RUNS or many:
+        # A scheduler is asked, a pool may be forked, or readers would wait too long: the
+        # state is closed while the runs are polled and read, and opened again to record.
+        kept.release()
     if unknown and runs_root is not None:
         subs.extend(adopt_unknown_submissions(writer, runs_root, result, folders=unknown))
         in_flight = in_flight_submissions(writer)  # with what adoption recorded

@@ -1,7 +1,8 @@
 """The writer lock: one `apply`/`refresh`/`cancel` per state at a time, across hosts.
 
 DuckDB's own file lock only lasts while a connection is open, and hpcx keeps the state closed
-while runs execute (so `hpcx status` and `hpcx query` can read it meanwhile). This lock spans
+while runs execute (so `hpcx status` and `hpcx query` can read it meanwhile; a small local
+refresh holds it for its whole ~1 s, `Writer.kept_open`). This lock spans
 the whole command. It is a file created with ``O_CREAT | O_EXCL`` beside the state, holding
 who took it: exclusive creation is atomic on local filesystems and on NFSv3+ and Lustre, where
 ``fcntl`` locks are often unreliable or off. A holder that died on this host is detected (its
@@ -285,8 +286,9 @@ def reader_wait_s() -> float:
 def retry_while_locked(open_fn: Callable[[], T], wait_s: float) -> T:
     """``open_fn()``, retried for up to ``wait_s`` seconds while it raises StateLockedError.
 
-    An apply or refresh holds the state file read-write only while it records (DuckDB lets
-    no reader in meanwhile); a reader started in that window waits it out instead of failing.
+    An apply or refresh holds the state file read-write only while it records (a refresh of
+    up to 15,000 local runs while it reads them too, ~1 s at 10k; DuckDB lets no reader in
+    meanwhile); a reader started in that window waits it out instead of failing.
     Past ``wait_s`` the last StateLockedError (naming the holder) is raised.
     """
     deadline = time.monotonic() + max(0.0, wait_s)

@@ -143,13 +143,15 @@ class Writer:
         from hpcx.util.proc import NoForkPools
 
         self._check_held()
+        # Closed by the `with` (a close error never hides one already raised); nested, the
+        # inner one is lent the outer's connection and gives it back.
         with self.open() as store, NoForkPools() as no_forks:
-            kept = KeptOpen(self, store, no_forks)
+            kept = KeptOpen(self, store, no_forks, self._kept)
             self._kept = store
             try:
                 yield kept
             finally:
-                kept.release()
+                kept.detach()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -162,15 +164,27 @@ class KeptOpen:
     """What :meth:`Writer.kept_open` yields: :meth:`release` closes the state early (later
     opens open it anew) and allows forked pools again."""
 
-    def __init__(self, writer: Writer, store: StateStore, no_forks: NoForkPools) -> None:
+    def __init__(
+        self,
+        writer: Writer,
+        store: StateStore,
+        no_forks: NoForkPools,
+        outer: StateStore | None = None,
+    ) -> None:
         self._writer = writer
         self._store = store
         self._no_forks = no_forks
+        self._outer = outer
+
+    def detach(self) -> None:
+        """Later opens open the state anew (or are lent an outer kept_open's store again);
+        pools are allowed again. The store itself is the caller's to close."""
+        if self._writer._kept is self._store:
+            self._writer._kept = self._outer
+        self._no_forks.leave()
 
     def release(self) -> None:
-        if self._writer._kept is self._store:
-            self._writer._kept = None
-        self._no_forks.leave()
+        self.detach()
         # Closed as a `with` would: a damaged file or a full disk met there is a StateError.
         self._store.__exit__(None, None, None)
 

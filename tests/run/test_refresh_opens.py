@@ -6,6 +6,7 @@ writes), the runs' harvest targets are read after that."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -168,4 +169,71 @@ def test_a_submission_folder_whose_name_is_not_utf8_is_no_corrupt_state(tmp_path
     with Writer(state, "test refresh", pre_write="none") as w:
         result = refresh(w, runs_root=tmp_path / "runs")
     assert result.finished == N
+    assert set(_statuses(state).values()) == {"succeeded"}
+
+
+def test_kept_open_no_pool_is_forked_however_many_runs_it_reads(
+    tmp_path: Path, opens: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pools from 2 runs on, and none may be forked: the reads happen in this process while
+    the state is kept open (a fork with DuckDB's threads live is what this avoids)."""
+    import multiprocessing
+
+    from hpcx.run import harvest
+    from hpcx.run.executors import base
+
+    state, _ = _finished_submission(tmp_path, "20260101T000000-a", 0)
+    monkeypatch.setattr(harvest, "PARALLEL_MIN_RUNS", 2)
+    monkeypatch.setattr(base, "PARALLEL_MIN_RUNS", 2)
+    monkeypatch.setattr(base, "NATIVE_MIN_RUNS", 10**9)  # the status files read in Python too
+
+    def no_fork(*a: object, **k: object) -> None:
+        raise AssertionError("a pool was started while the state was kept open")
+
+    monkeypatch.setattr(multiprocessing, "get_context", no_fork)
+    opens.clear()
+    with Writer(state, "test refresh", pre_write="none") as w:
+        result = refresh(w, runs_root=tmp_path / "runs")
+    assert result.finished == N and not result.problems
+    assert opens == [False]
+
+
+@pytest.mark.parametrize("why", ["a scheduler's", "too many"])
+def test_a_refresh_that_asks_a_scheduler_or_holds_many_runs_closes_the_state_to_poll(
+    tmp_path: Path, opens: list[bool], monkeypatch: pytest.MonkeyPatch, why: str
+) -> None:
+    """A scheduler's submission (its poll runs squeue) or more runs in flight than readers
+    should wait for: the state is closed for the poll and the reads."""
+    from hpcx.run import harvest
+    from hpcx.run.executors import base
+    from hpcx.run.executors.slurm import SlurmExecutor
+    from hpcx.util.proc import fork_pools_allowed
+
+    state, _ = _finished_submission(tmp_path, "20260101T000000-a", 0)
+    polled: list[bool] = []
+    if why == "a scheduler's":
+        with StateStore.open(state) as st:
+            (detail,) = st.connection.execute("SELECT detail FROM submissions").fetchone()
+            doc = json.loads(detail)
+            doc["submission"]["executor"] = "slurm"
+            st.connection.execute(
+                "UPDATE submissions SET executor = 'slurm', detail = ?", [json.dumps(doc)]
+            )
+
+        def poll(self, subs):  # type: ignore[no-untyped-def]
+            # What the run folders say (squeue would only add that none is queued).
+            polled.append(fork_pools_allowed())
+            items = [(r, s.run_dirs[r], s.run_jobs.get(r)) for s in subs for r in s.run_ids]
+            return base.observe_many(items)
+
+        monkeypatch.setattr(SlurmExecutor, "poll", poll)
+    else:
+        monkeypatch.setattr(harvest, "KEEP_OPEN_MAX_RUNS", N - 1)
+    opens.clear()
+    with Writer(state, "test refresh", pre_write="none") as w:
+        result = refresh(w, runs_root=tmp_path / "runs")
+    assert result.finished == N
+    assert opens == [False, False]
+    assert polled == ([True] if why == "a scheduler's" else [])
+    opens.clear()
     assert set(_statuses(state).values()) == {"succeeded"}

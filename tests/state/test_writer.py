@@ -104,3 +104,22 @@ def test_released_early_the_state_is_opened_anew_and_pools_allowed(state: Path) 
         kept.release()  # twice is harmless
     with StateStore.open(state, read_only=True) as st:
         assert st.connection.execute("SELECT count(*) FROM probes").fetchone() == (1,)
+
+
+def test_kept_open_nested_gives_the_outer_connection_back(state: Path) -> None:
+    from hpcx.util.proc import fork_pools_allowed
+
+    with Writer(state, "hpcx test", pre_write="none") as writer, writer.kept_open():
+        with writer.open() as a:
+            outer = a.connection
+        with writer.kept_open() as inner:
+            with writer.open() as b:
+                assert b.connection is outer
+            inner.release()  # the outer one's connection stays open and lent
+            with writer.open() as c:
+                assert c.connection is outer
+                assert c.connection.execute("SELECT 1").fetchone() == (1,)
+            assert not fork_pools_allowed()
+        with writer.open() as d:
+            assert d.connection is outer
+    assert fork_pools_allowed()
