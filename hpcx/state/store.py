@@ -432,12 +432,11 @@ def _meta_pairs(values: Mapping[str, Any]) -> Iterable[tuple[str, str | None]]:
 
 def _meta_groups(
     by_run: Mapping[str, Mapping[str, Any]],
-) -> tuple[list[tuple[tuple[str, str | None], ...]], list[tuple[str, int]], int]:
+) -> tuple[list[tuple[tuple[str, str | None], ...]], list[tuple[str, int]]]:
     """``by_run``'s values, each distinct dict encoded once: found by identity (runs of a
     manifest share one object), then by value (equal dicts, once encoded, share a group).
     Returns the groups (their (key, JSON text) pairs, the last kept of keys that read the same
-    as text, as a bulk write keeps the later row), each run's group, and how many values were
-    given (what :meth:`Transaction.set_run_meta_many` returns)."""
+    as text, as a bulk write keeps the later row) and each run's group."""
     by_value: dict[tuple[tuple[str, str | None], ...], int] = {}
     groups: list[tuple[tuple[str, str | None], ...]] = []
 
@@ -451,8 +450,7 @@ def _meta_groups(
 
     by_id = ByIdentity(group_of)
     members = [(r, by_id(v)) for r, v in by_run.items()]
-    count = sum(len(values) for values in by_run.values())
-    return groups, members, count
+    return groups, members
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:
@@ -521,9 +519,7 @@ def _bulk_insert(
         sql = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(rows))
         # An aware datetime as its UTC wall time, as the other paths write it (a parameter
         # would be read in the session's time zone).
-        con.execute(
-            sql, [_utc_naive(v) if isinstance(v, datetime) else v for row in rows for v in row]
-        )
+        con.execute(sql, [_as_stored(v) for row in rows for v in row])
         return
     if _insert_via_numpy(con, table, columns, rows):
         return
@@ -539,11 +535,7 @@ def _bulk_insert(
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             # An aware datetime goes in as its UTC wall time (its text would lose the offset).
             csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(
-                [
-                    null if v is None else _utc_naive(v) if isinstance(v, datetime) else v
-                    for v in row
-                ]
-                for row in rows
+                [null if v is None else _as_stored(v) for v in row] for row in rows
             )
             fh.flush()
             size = os.fstat(fh.fileno()).st_size
@@ -645,20 +637,18 @@ def _text_column(np: Any, col: Sequence[Any]) -> Any:
     if kinds <= _NAIVE_TIME:
         # DuckDB reads a naive datetime as its TIMESTAMP; an aware one goes in as its UTC
         # wall time, as a VALUES parameter does (its text would lose the offset).
-        return np.array([_utc_naive(v) for v in col], dtype=object)
-    return np.array([v if v is None or type(v) is str else _text(v) for v in col], dtype=object)
+        return np.array([_as_stored(v) for v in col], dtype=object)
+    return np.array(
+        [v if v is None or type(v) is str else str(_as_stored(v)) for v in col], dtype=object
+    )
 
 
-def _utc_naive(v: datetime | None) -> datetime | None:
-    """A datetime as the state's TIMESTAMP holds it: naive UTC wall time."""
-    if v is None or v.tzinfo is None:
-        return v
-    return v.astimezone(UTC).replace(tzinfo=None)
-
-
-def _text(v: Any) -> str:
-    """A value as text for a bulk insert (an aware datetime as its naive UTC wall time)."""
-    return str(_utc_naive(v) if isinstance(v, datetime) else v)
+def _as_stored(v: Any) -> Any:
+    """A value for a bulk insert, as every path writes it: an aware datetime as the state's
+    TIMESTAMP holds it (naive UTC wall time), anything else as it is."""
+    if isinstance(v, datetime) and v.tzinfo is not None:
+        return v.astimezone(UTC).replace(tzinfo=None)
+    return v
 
 
 #: From this many metric rows on, they go to DuckDB as numpy columns when numpy is there:
@@ -2050,12 +2040,6 @@ class Transaction:
         count = sum(len(values) for values in by_run.values())
         if not count:
             return 0
-        groups, members = None, None
-        if len({id(values) for values in by_run.values()}) * 4 <= len(by_run):
-            # Runs share their values' objects (apply's provenance: one dict per manifest):
-            # worth grouping. A harvest's meta is a dict of its own per run: grouping those
-            # only cost time (half of writing 10k runs' meta).
-            groups, members, _ = _meta_groups(by_run)
         cols = (
             ("run_id", "VARCHAR"),
             ("key", "VARCHAR"),
@@ -2066,9 +2050,13 @@ class Transaction:
             "CREATE OR REPLACE TEMP TABLE _hpcx_meta (run_id VARCHAR, key VARCHAR, value VARCHAR, "
             "serial BIGINT)"
         )
-        if groups is not None and members is not None and len(groups) * 4 <= len(members):
-            # Runs sharing their values (apply's provenance: one dict per manifest): the
-            # distinct key/values and which run has which go in, DuckDB writes the product.
+        if len({id(values) for values in by_run.values()}) * 4 <= len(by_run):
+            # Runs sharing their values' objects (apply's provenance: one dict per manifest):
+            # the distinct key/values and which run has which go in, DuckDB writes the
+            # product (a group per object at most, so a quarter of the runs at most). A
+            # harvest's meta, a dict of its own per run, goes in as rows: grouping those
+            # only cost time (half of writing 10k runs' meta).
+            groups, members = _meta_groups(by_run)
             self._con.execute(
                 "CREATE OR REPLACE TEMP TABLE _hpcx_meta_vals (grp INTEGER, key VARCHAR, "
                 "value VARCHAR); CREATE OR REPLACE TEMP TABLE _hpcx_meta_runs (run_id VARCHAR, "
@@ -2095,15 +2083,11 @@ class Transaction:
             )
             self._con.execute("DROP TABLE _hpcx_meta_vals; DROP TABLE _hpcx_meta_runs")
         else:
-            rows = (
-                [(run_id, k, v, serial) for run_id, g in members for k, v in groups[g]]
-                if groups is not None and members is not None
-                else [
-                    (run_id, k, v, serial)
-                    for run_id, values in by_run.items()
-                    for k, v in _meta_pairs(values)
-                ]
-            )
+            rows = [
+                (run_id, k, v, serial)
+                for run_id, values in by_run.items()
+                for k, v in _meta_pairs(values)
+            ]
             _bulk_insert(self._con, "_hpcx_meta", cols, rows, self._tmp_dir())
         # Each (run, key) once: run ids are the mapping's keys, and _meta_groups kept the
         # last of a dict's keys that read the same as text.
