@@ -79,8 +79,16 @@ class Bench:
         doc = json.loads(self._hpcx(root, "apply", "--yes", "--json").stdout)
         submitted = time.perf_counter() - t0
         sbatches = sum(len(s["job_ids"]) for s in doc["submissions"])
-        folders = [p for p in (root / "runs" / "p").iterdir() if not p.name.startswith(".")]
-        assert len(folders) == n, len(folders)
+        # A job makes its runs' folders when it starts: the folders its submissions name.
+        folders = [
+            Path(path)
+            for key in (s["key"] for s in doc["submissions"])
+            for c in json.loads(
+                (root / "runs" / ".submissions" / key / "submission.json").read_text()
+            )["chunks"]
+            for _, path, _ in c["runs"]
+        ]
+        assert len(set(folders)) == n, len(folders)
         left = set(folders)
         deadline = time.monotonic() + limit
         while left:

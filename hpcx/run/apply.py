@@ -481,7 +481,17 @@ def apply_changes(
             sub: Submission | None = None
             error: HpcxError | None = None
             try:
-                dirs = ex.prepare(runs, runs_root, key=key)
+                links = None
+                if provenance is not None and ex.defers_run_folders:
+                    from hpcx.run.provenance import run_links
+
+                    # What a folder its job makes links in then (the others are linked below).
+                    links = run_links(
+                        provenance,
+                        ex.submission_folder(runs_root, key),
+                        {r.run_id: r.source for r in runs},
+                    )
+                dirs = ex.prepare(runs, runs_root, key=key, links=links)
                 sub = ex.submit(key, dirs, after=after) if after else ex.submit(key, dirs)
                 if provenance is not None and provenance.get("diff"):
                     from hpcx.run.provenance import save_diff

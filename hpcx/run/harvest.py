@@ -885,6 +885,27 @@ def _never_sent(run_ids: Sequence[str], why: str, from_queue: bool) -> list[dict
     return [{"run_id": rid, "status": "lost", "end_reason": why} for rid in run_ids]
 
 
+def _slurm_submission(
+    intent: Mapping[str, Any], runs_root: Path, result: HarvestResult | None
+) -> Submission | None:
+    """What a SLURM ``submission.json`` sent: the job ids it records, else (an apply that
+    died between its sbatch and writing them) what the scheduler holds under its key."""
+    from hpcx.errors import HpcxError
+    from hpcx.run.executors.slurm import SlurmExecutor
+
+    if all(c.get("job_id") for c in intent["chunks"]):
+        return SlurmExecutor.recorded_submission(intent)
+    try:
+        return SlurmExecutor({}).reconcile(str(intent["key"]), runs_root)
+    except HpcxError as exc:
+        if result is not None:
+            result.problems.append(
+                f"submission {intent['key']} on disk records no job ids and the scheduler "
+                f"could not be asked ({exc}): not adopted yet; the next refresh tries again"
+            )
+        return None
+
+
 def adopt_unknown_submissions(
     writer: Writer,
     runs_root: Path,
@@ -917,13 +938,29 @@ def adopt_unknown_submissions(
     adopted: list[Submission] = []
     for folder in folders:
         try:
-            sub = Submission.from_json(read_json(folder / "submission.json"))
+            doc = read_json(folder / "submission.json")
+            if isinstance(doc, dict) and "chunks" in doc:
+                found = _slurm_submission(doc, runs_root, result)
+                if found is None:
+                    continue  # no chunk went out: nothing to adopt
+                sub = found
+            else:
+                sub = Submission.from_json(doc)
         except (OSError, ValueError, KeyError, TypeError):
             continue  # an intent that never submitted anything: nothing to adopt
         specs = []
+        #: The spec.json of runs whose jobs make their folders, once a folder is missing.
+        deferred: dict[str, tuple[dict[str, Any], dict[str, str]]] | None = None
         for rid in sub.run_ids:
             try:
-                doc = read_json(Path(sub.run_dirs[rid]) / rundir.SPEC)
+                try:
+                    doc = read_json(Path(sub.run_dirs[rid]) / rundir.SPEC)
+                except FileNotFoundError:
+                    if deferred is None:
+                        from hpcx.run.executors.slurm import deferred_folders
+
+                        deferred = deferred_folders(folder)
+                    doc = deferred[sub.run_dirs[rid]][0]
                 specs.append(spec_from_dict({k: v for k, v in doc.items() if k in names}))
             except (OSError, ValueError, KeyError, TypeError):
                 continue

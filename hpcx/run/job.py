@@ -67,6 +67,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     from hpcx.errors import PlacementFailed as PlacementFailed
+
+    #: One run of a task: its folder, its attempt, and (a folder the job makes itself) its
+    #: spec.json and links from the submission's ``.specs`` file.
+    _Entry = tuple[str, int, tuple[dict[str, Any], dict[str, str]] | None]
 else:
     import _signal  # the C module; `signal` itself builds its enums at import
 
@@ -260,19 +264,31 @@ class _Run:
     """The run folder as the wrapper sees it: :class:`~hpcx.run.rundir.RunDir`'s names on a
     ``str`` path (``pathlib`` is a tenth of a start), absolute as ``RunDir.open`` makes it."""
 
-    __slots__ = ("attempt", "experiment", "path", "run_id")
+    __slots__ = ("attempt", "experiment", "key", "path", "run_id")
 
-    def __init__(self, path: str, experiment: str, run_id: str, attempt: int) -> None:
+    def __init__(
+        self, path: str, experiment: str, run_id: str, attempt: int, key: str | None = None
+    ) -> None:
         self.path = path
         self.experiment = experiment
         self.run_id = run_id
         self.attempt = attempt
+        #: The submission key spec.json names (None: none recorded).
+        self.key = key
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> _Run:
         where = _absolute(os.fspath(path))
         spec = read_json(os.path.join(where, rundir.SPEC))
-        return cls(where, spec["experiment"], spec["run_id"], int(spec.get("attempt", 1)))
+        sub = spec.get("submission")
+        key = sub.get("key") if isinstance(sub, dict) else None
+        return cls(
+            where,
+            spec["experiment"],
+            spec["run_id"],
+            int(spec.get("attempt", 1)),
+            str(key) if key else None,
+        )
 
     @property
     def spec_path(self) -> str:
@@ -792,9 +808,11 @@ class Wrapper:
         return {"state": "cancelled", "reason": f"{got} received", **fields}
 
 
-def _from_tasks(tasks: str, index: int | None) -> list[tuple[str, int]]:
+def _from_tasks(tasks: str, index: int | None) -> list[_Entry]:
     """Line ``index`` of a tasks file (default ``$SLURM_ARRAY_TASK_ID``): its
-    ``RUN_DIR<TAB>ATTEMPT`` pairs, one for a task of one run, several for a packed one."""
+    ``RUN_DIR<TAB>ATTEMPT`` pairs, one for a task of one run, several for a packed one, and
+    for runs whose folders the job makes (:func:`hpcx.run.rundir.materialize`) a last field
+    ``@OFFSET``: their lines in the ``.specs`` file beside it start there."""
     if index is None:
         raw = os.environ.get("SLURM_ARRAY_TASK_ID")
         if raw is None:
@@ -804,14 +822,40 @@ def _from_tasks(tasks: str, index: int | None) -> list[tuple[str, int]]:
         for i, line in enumerate(f):
             if i == index:
                 fields = line.rstrip("\n").split("\t")
+                offset = None
+                if len(fields) > 2 and fields[-1].startswith("@") and fields[-1][1:].isdigit():
+                    offset = int(fields.pop()[1:])
                 if len(fields) == 1:
                     fields.append("")
                 if len(fields) % 2:
                     raise SystemExit(
                         f"hpcx.run.job: {tasks} line {index}: not RUN_DIR<TAB>ATTEMPT pairs"
                     )
-                return [(fields[j], int(fields[j + 1] or 0)) for j in range(0, len(fields), 2)]
+                pairs = [(fields[j], int(fields[j + 1] or 0)) for j in range(0, len(fields), 2)]
+                if offset is None:
+                    return [(path, attempt, None) for path, attempt in pairs]
+                specs = tasks[: -len(".tasks")] + ".specs" if tasks.endswith(".tasks") else ""
+                try:
+                    made = rundir.read_deferred(specs, offset, len(pairs))
+                except (OSError, ValueError) as exc:
+                    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                    raise SystemExit(
+                        f"hpcx.run.job: {specs} at byte {offset}: {why}: cannot make the run "
+                        "folders of this task (the submission folder was damaged or removed)"
+                    ) from None
+                return [(p, a, d) for (p, a), d in zip(pairs, made, strict=True)]
     raise SystemExit(f"hpcx.run.job: {tasks} has no line {index}")
+
+
+def _made_here(path: str, deferred: tuple[dict[str, Any], dict[str, str]] | None) -> str | None:
+    """Make the run's folder when the job is to (a deferred one): the submission key its
+    spec.json must name, else None (apply made the folder)."""
+    if deferred is None:
+        return None
+    doc, links = deferred
+    rundir.materialize(path, doc, links)
+    key = (doc.get("submission") or {}).get("key")
+    return str(key) if key else None
 
 
 class _Args:
@@ -871,15 +915,17 @@ def main(argv: list[str] | None = None) -> int:
         entries = _from_tasks(args.tasks, args.index)
         if len(entries) > 1:
             return run_packed(entries)
-        path, attempt_in_file = entries[0]
-        return run_one(path, args.attempt or attempt_in_file)
+        path, attempt_in_file, deferred = entries[0]
+        return run_one(path, args.attempt or attempt_in_file, key=_made_here(path, deferred))
     assert args.run_dir
     return run_one(args.run_dir, args.attempt)
 
 
-def run_one(path: str, attempt: int, pack: _Pack | None = None) -> int:
+def run_one(path: str, attempt: int, pack: _Pack | None = None, key: str | None = None) -> int:
     """Run ``attempt`` of the run in ``path`` (0: the attempt its spec.json names), as the
-    one run of a job or as one run of a packed job (``pack``: the signals go through it)."""
+    one run of a job or as one run of a packed job (``pack``: the signals go through it).
+    ``key``: the submission whose spec.json the job made (a deferred folder): a folder whose
+    spec.json another submission wrote is not this job's to run."""
     rd = _Run.open(path)
     attempt = attempt or rd.attempt
     if restart_count() > 0:
@@ -889,6 +935,10 @@ def run_one(path: str, attempt: int, pack: _Pack | None = None) -> int:
     # Before the claim, so a stale copy (a requeue, a job the scheduler kept while its run
     # moved on, a cancelled one that started anyway) writes nothing at all.
     why = stale_reason(rd, attempt)
+    if why is None and key is not None and rd.key != key:
+        # The job's folder was never made, and a later apply made it for the same attempt
+        # under its own submission (a job the scheduler held on to while the run moved on).
+        why = f"the run folder belongs to submission {rd.key}, not to this job's {key}"
     if why is not None:
         _say(f"hpcx.job: run {rd.experiment}/{rd.run_id} attempt {attempt}: {why}; not running it")
         return 0
@@ -972,7 +1022,7 @@ class _Pack:
                 self.stop_signal = self.stop_signal or wrapper.stop_signal
 
 
-def run_packed(entries: list[tuple[str, int]]) -> int:
+def run_packed(entries: list[_Entry]) -> int:
     """The runs of one packed job or array task, in order, each claimed, run and recorded as
     a run alone is (a run already final is skipped: a requeued job starts the packed list
     again). The job ends 0 once every run had its turn, whatever each run's own end (that is
@@ -982,7 +1032,7 @@ def run_packed(entries: list[tuple[str, int]]) -> int:
     ends as the signal says."""
     pack = _Pack()
     pack.install()
-    for n, (path, attempt) in enumerate(entries):
+    for n, (path, attempt, deferred) in enumerate(entries):
         if pack.stop_signal is not None:
             name = _signame(pack.stop_signal)
             _say(
@@ -990,10 +1040,11 @@ def run_packed(entries: list[tuple[str, int]]) -> int:
                 "started (the next plan runs them again)"
             )
             return 128 + pack.stop_signal
-        if _already_final(path, attempt):
-            continue
         try:
-            run_one(path, attempt, pack)
+            key = _made_here(path, deferred)
+            if _already_final(path, attempt):
+                continue
+            run_one(path, attempt, pack, key=key)
         except Exception as exc:
             from hpcx.errors import HpcxError
 

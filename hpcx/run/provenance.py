@@ -93,6 +93,7 @@ def collect(
     }
     try:
         from hpcx.manifest import gitinfo
+
         root = gitinfo.repo_root(project_root)
         if root is None:
             info["git_error"] = "not in a git repository"
@@ -179,13 +180,43 @@ def save_diff(info: Mapping[str, Any], submission_folder: Path, run_dirs: Iterab
 
 def _link(master: Path, dst: str | os.PathLike[str]) -> None:
     """One hard link where the run folder has no such file yet (a new run), else
-    link_or_copy: it replaces an earlier attempt's, or copies across file systems."""
+    link_or_copy: it replaces an earlier attempt's, or copies across file systems. A run
+    folder not made yet is left alone: its job makes it and links the file itself
+    (:func:`run_links`)."""
     from hpcx.util.files import link_or_copy
 
     try:
         os.link(master, dst)
+    except FileNotFoundError:
+        if master.exists() and not os.path.isdir(os.path.dirname(dst)):
+            return
+        link_or_copy(master, Path(dst))
     except OSError:
         link_or_copy(master, Path(dst))
+
+
+def _manifest_master(submission_folder: Path, copy: Mapping[str, Any]) -> Path:
+    return submission_folder / "manifests" / f"{copy['sha256']}.yaml"
+
+
+def run_links(
+    info: Mapping[str, Any], submission_folder: Path, sources: Mapping[str, str]
+) -> dict[str, dict[str, str]]:
+    """Run id -> the files :func:`save_diff` and :func:`save_manifests` will write into the
+    submission folder for it (file name in the run folder -> that file), for the run
+    folders a job makes when it starts (it links them in then; ``sources``: run id -> its
+    manifest)."""
+    diff = {"git.diff": str(submission_folder / "git.diff")} if info.get("diff") else {}
+    copies = info.get("manifests") or {}
+    out: dict[str, dict[str, str]] = {}
+    for rid, source in sources.items():
+        copy = copies.get(source)
+        mine = dict(diff)
+        if copy is not None:
+            mine[MANIFEST_COPY] = str(_manifest_master(submission_folder, copy))
+        if mine:
+            out[rid] = mine
+    return out
 
 
 def save_manifests(
@@ -208,7 +239,7 @@ def save_manifests(
             continue
         master = made.get(copy["sha256"])
         if master is None:
-            master = submission_folder / "manifests" / f"{copy['sha256']}.yaml"
+            master = _manifest_master(submission_folder, copy)
             master.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(master, copy["bytes"], fsync=False)
             made[copy["sha256"]] = master

@@ -24,6 +24,10 @@ A run folder is ``<runs_root>/<experiment>/<run_id>/``::
                      ($HPCX_CHECKPOINT_DIR): it belongs to the run, never to one attempt, so
                      the next attempt finds it (docs/checkpoint.md)
 
+A new SLURM run's folder is made by its job when the task starts, from the spec.json apply
+wrote into the submission folder (:func:`materialize`; see "Run folders the job makes"
+below): until then it does not exist, and a reader takes that as pending.
+
 Only the job wrapper writes ``status.json``, and every file here is written to a temporary
 name in the same folder and renamed, so a reader sees the old file or the new one, never half.
 ``metrics.jsonl`` is the exception: it is appended to (each line one ``write``), since the
@@ -246,6 +250,112 @@ def create(
                 fsync_dir(parent)
             return RunDir(final, experiment, run_id, 1)
     return _next_attempt(final, experiment, run_id, spec, fsync=fsync)
+
+
+# --------------------------------------------------------------------------------------------
+# Run folders the job makes (deferred)
+#
+# A SLURM array of new runs does not have apply make 1,000s of folders (a mkdir and a create
+# each: most of a big apply's time on a busy disk). Apply writes each run's spec.json once,
+# into the submission folder (``chunk-NNN.specs``, DEFERRED lines), and the job wrapper makes
+# the run's folder on the node when its task starts (:func:`materialize`). Until then the
+# folder does not exist: a reader takes that as "no status yet" (pending), and whoever must
+# write into it first (a cancel's stop file, a blocked status) makes it the same way.
+
+
+def deferred_line(doc: Mapping[str, Any], links: Mapping[str, str]) -> str:
+    """One run's line in a ``.specs`` file: its spec.json (``attempt`` set) and the files to
+    hard-link into its folder (name -> source), as one JSON array on one line."""
+    return dumps([doc, dict(links)])
+
+
+def parse_deferred(line: bytes | str) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """A ``.specs`` line as :func:`deferred_line` wrote it, or None for ``-`` (a run whose
+    folder apply made). Raises ValueError for anything else (a damaged or cut file)."""
+    text = line.strip()
+    if text in ("-", b"-"):
+        return None
+    try:
+        doc, links = loads(text)
+    except (ValueError, TypeError):
+        raise ValueError("not a run's spec.json and links") from None
+    if not isinstance(doc, dict) or not isinstance(links, dict):
+        raise ValueError("not a run's spec.json and links")
+    return doc, {str(k): str(v) for k, v in links.items()}
+
+
+def read_deferred(
+    specs: str, offset: int, count: int
+) -> list[tuple[dict[str, Any], dict[str, str]] | None]:
+    """``count`` lines of a ``.specs`` file from byte ``offset`` (one task's runs, in order).
+    Raises OSError (unreadable) or ValueError (a line that is not one, or too few)."""
+    with open(specs, "rb") as f:
+        f.seek(offset)
+        return [parse_deferred(f.readline()) for _ in range(count)]
+
+
+def materialize(
+    path: str | os.PathLike[str],
+    doc: Mapping[str, Any],
+    links: Mapping[str, str],
+    *,
+    fsync: bool = True,
+) -> bool:
+    """Make a deferred run folder whole, as :func:`create` makes a new one (built under a
+    temporary name with its ``spec.json`` = ``doc`` and the ``links`` whose sources exist,
+    then renamed into place): True when this call made it, False when it was there already
+    (another wrapper of the same run, or a cancel, made it first). ``fsync``: the job's own
+    (a caller making many syncs once after). Links are hard links, else copies (another
+    file system); a source still missing is left out: those files are a record, never what
+    runs."""
+    where = os.fspath(path)
+    if os.path.exists(os.path.join(where, SPEC)):
+        link_into(where, links)  # a start that died between its rename and its links
+        return False
+    parent = os.path.dirname(where)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".tmp-{os.path.basename(where)}-{os.urandom(4).hex()}")
+    os.mkdir(tmp)
+    try:
+        _write_new(os.path.join(tmp, SPEC), dumps(doc).encode(), fsync=fsync)
+        link_into(tmp, links)
+        if fsync:
+            fsync_dir(tmp)
+        os.rename(tmp, where)
+    except OSError:
+        _rmtree(tmp)
+        if not os.path.exists(os.path.join(where, SPEC)):
+            raise
+        link_into(where, links)
+        return False
+    if fsync:
+        fsync_dir(parent)
+    # Again after the rename: apply links what it writes after its sbatch (the manifest, the
+    # diff) into the folders that exist by then, and this links what exists by now, so one
+    # of the two always finds the other's half.
+    link_into(where, links)
+    return True
+
+
+def link_into(folder: str, links: Mapping[str, str]) -> None:
+    """Put each ``name -> source`` into the run folder where it has no such file yet: a hard
+    link, else a copy (another file system). A source not there (yet) is left out."""
+    for name, source in links.items():
+        dst = os.path.join(folder, name)
+        try:
+            os.link(source, dst)
+        except FileExistsError:
+            pass
+        except OSError:
+            if os.path.exists(source) and not os.path.exists(dst):
+                from pathlib import Path
+
+                from hpcx.util.files import link_or_copy
+
+                try:  # noqa: SIM105 - contextlib is not imported (start-up)
+                    link_or_copy(Path(source), Path(dst))
+                except OSError:
+                    pass
 
 
 def _write_new(path: str, data: bytes, *, fsync: bool) -> None:

@@ -219,8 +219,11 @@ def loads(data: bytes | str) -> Any:
         begin = len(text) - len(text.lstrip(_WS))
         try:
             obj, end = _scan(text, begin)
-        except (StopIteration, ValueError, RecursionError):
-            pass  # json.loads says what is wrong, the same way
+        except (StopIteration, ValueError, RecursionError, SystemError):
+            # json.loads says what is wrong, the same way. (The scanner raises SystemError for
+            # a bad document while ``json.decoder`` is not imported yet: it looks its error
+            # class up there. The job wrapper never imports json.)
+            pass
         else:
             if not text[end:].lstrip(_WS):
                 return obj

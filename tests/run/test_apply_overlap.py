@@ -102,7 +102,9 @@ def test_a_prepare_that_fails_is_reported_after_the_intent_as_before(
     from hpcx.errors import RunActiveError
 
     class Active(HeldExecutor):
-        def prepare(self, runs: Sequence[Any], root: Any, *, key: str | None = None) -> Any:
+        def prepare(
+            self, runs: Sequence[Any], root: Any, *, key: str | None = None, links: Any = None
+        ) -> Any:
             raise RunActiveError("run a/x attempt 1 is running", hint="wait")
 
     _use(monkeypatch, Active())

@@ -214,3 +214,26 @@ def test_read_json_refuses_what_is_no_regular_file(tmp_path: Path) -> None:
     (tmp_path / "big.json").write_text(json_text := '{"k": "' + "x" * 200_000 + '"}')
     assert read_json(tmp_path / "big.json") == {"k": "x" * 200_000}
     assert len(json_text) > 65536
+
+
+def test_loads_raises_json_s_error_where_json_was_never_imported() -> None:
+    """The job wrapper never imports json: its C scanner then fails a bad document with a
+    SystemError (it looks its error class up in json.decoder), which read_status did not
+    take for an unreadable file. loads must raise json's ValueError all the same."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from hpcx.util.files import loads\n"
+        "assert 'json' not in sys.modules, 'json imported already'\n"
+        "try:\n"
+        "    loads('{\"state\": \"runn')\n"
+        "except ValueError as exc:\n"
+        "    print(type(exc).__name__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "JSONDecodeError"

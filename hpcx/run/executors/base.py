@@ -227,6 +227,10 @@ class Executor(ABC):
     #: :meth:`prepare` leaves the run folders to that one sync (a sync flushes the whole
     #: machine's writes: two in a row cost twice).
     syncs_before_submitting: bool = False
+    #: Its :meth:`submit` has the job make the folder of a new run on its node
+    #: (:func:`hpcx.run.rundir.materialize`): :meth:`prepare` leaves those folders unmade and
+    #: notes them in :attr:`_deferred`.
+    defers_run_folders: bool = False
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         self.options: dict[str, Any] = dict(options or {})
@@ -234,6 +238,9 @@ class Executor(ABC):
         #: What :meth:`prepare` wrote into each run folder's spec.json: :meth:`submit` needs
         #: its resources and need not read back the files just written.
         self._prepared: dict[str, dict[str, Any]] = {}
+        #: Run folder -> the files to link into it, for the new runs whose folder
+        #: :meth:`prepare` left to the job (:attr:`defers_run_folders`).
+        self._deferred: dict[str, dict[str, str]] = {}
 
     def prepare(
         self,
@@ -241,28 +248,50 @@ class Executor(ABC):
         runs_root: str | os.PathLike[str],
         *,
         key: str | None = None,
+        links: Mapping[str, Mapping[str, str]] | None = None,
     ) -> list[RunDir]:
         """Create (or start a new attempt in) each run's folder with its spec.json.
 
         ``key`` (the submission key these runs will go out under) is recorded in spec.json.
+        ``links``: run id -> {file name: source} to hard-link into the folders left to the
+        job to make (the caller links them into the others once they exist).
 
-        Writes without a per-file fsync and syncs once at the end (or leaves it to
-        :meth:`submit`'s, see :attr:`syncs_before_submitting`): 10,000 fsyncs would cost
-        seconds. Raises RunActiveError for a run whose current attempt is still active.
+        An executor that :attr:`defers_run_folders` leaves a new run's folder (none on disk
+        yet) to :meth:`submit`: its job makes it when it starts. Writes without a per-file
+        fsync and syncs once at the end (or leaves it to :meth:`submit`'s, see
+        :attr:`syncs_before_submitting`): 10,000 fsyncs would cost seconds. Raises
+        RunActiveError for a run whose current attempt is still active.
         """
         out = []
         root = Path(runs_root).absolute()
-        made: set[str] = set()
+        #: Experiment -> the names in its folder (what is not there is new), once each.
+        present: dict[str, frozenset[str]] = {}
         for spec in runs:
             path = rundir.run_path(root, spec.experiment, spec.run_id)
-            if spec.experiment not in made:
-                path.parent.mkdir(parents=True, exist_ok=True)  # once per experiment
-                made.add(spec.experiment)
+            names = present.get(spec.experiment)
+            if names is None:
+                try:
+                    names = frozenset(os.listdir(path.parent)) if self.defers_run_folders else None
+                except FileNotFoundError:
+                    names = frozenset()
+                if not names:
+                    path.parent.mkdir(parents=True, exist_ok=True)  # once per experiment
+                present[spec.experiment] = names = names or frozenset()
             doc = spec_document(spec, path, python=self.python)
             doc["submission"] = {"key": key, "executor": self.kind}
-            rd = rundir.create(
-                root, spec.experiment, spec.run_id, doc, fsync=False, parent_made=True, path=path
-            )
+            if self.defers_run_folders and spec.run_id not in names:
+                rd = RunDir(path, spec.experiment, spec.run_id, 1)
+                self._deferred[str(path)] = dict((links or {}).get(spec.run_id) or {})
+            else:
+                rd = rundir.create(
+                    root,
+                    spec.experiment,
+                    spec.run_id,
+                    doc,
+                    fsync=False,
+                    parent_made=True,
+                    path=path,
+                )
             self._prepared[str(rd.path)] = doc
             out.append(rd)
         if out and not self.syncs_before_submitting:
@@ -275,7 +304,14 @@ class Executor(ABC):
         doc = self._prepared.get(str(rd.path))
         if doc is not None and doc["run_id"] == rd.run_id:
             return doc
-        spec: dict[str, Any] = read_json(rd.spec_path)
+        try:
+            spec: dict[str, Any] = read_json(rd.spec_path)
+        except FileNotFoundError:
+            raise ExecutorError(
+                f"run {rd.run_id}: {rd.spec_path} does not exist",
+                hint="submit runs with the executor that prepared them: a new SLURM run's "
+                "folder is made by its job, from what that executor's submit writes",
+            ) from None
         return spec
 
     @staticmethod

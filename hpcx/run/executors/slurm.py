@@ -3,10 +3,16 @@
 
 A submission (one key) lives in ``<runs_root>/.submissions/<key>/``::
 
-    submission.json   the intent (chunks, run folders) before sbatch; job ids added after each
+    submission.json   the intent (chunks, run folders) before sbatch; the job ids added once
+                      the last chunk went out (or one failed)
     chunk-NNN.sbatch  the script of one array (or of a single job)
     chunk-NNN.tasks   line i = RUN_DIR<TAB>ATTEMPT for array task i; packed
-                      (``executor.pack: N``): RUN_DIR<TAB>ATTEMPT, N pairs a line, all tab-separated
+                      (``executor.pack: N``): N such pairs a line, all tab-separated;
+                      ``<TAB>@OFFSET`` last when the task's run folders are the job's to make
+    chunk-NNN.specs   the spec.json of those runs, a JSON line each, the task's from OFFSET
+                      (:func:`hpcx.run.rundir.deferred_line`): the wrapper makes each folder
+                      when its task starts (:func:`hpcx.run.rundir.materialize`), and
+                      :func:`make_run_folders` before hpcx writes into one (a stop file)
     slurm-%A_%a.out   sbatch's own output (the wrapper's; the program's goes to the run folder)
 
 Runs with the same resources and options share an array; arrays are split to the cluster's
@@ -70,7 +76,14 @@ from hpcx.run.executors.base import (
 )
 from hpcx.run.rundir import RunDir
 from hpcx.util.backoff import Backoff
-from hpcx.util.files import atomic_write_json, atomic_write_text, link_or_copy, read_json, sync
+from hpcx.util.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    link_or_copy,
+    read_json,
+    sync,
+)
 from hpcx.util.proc import utcnow
 
 SUBMISSION_FILE = "submission.json"
@@ -435,6 +448,7 @@ class SlurmExecutor(Executor):
     kind = "slurm"
     # submit() syncs the run folders with its own files before the first sbatch.
     syncs_before_submitting = True
+    defers_run_folders = True
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(options)
@@ -745,13 +759,28 @@ class SlurmExecutor(Executor):
                 check_path("run folder", str(rd.path))
                 if "\t" in str(rd.path):
                     raise InvalidOptionError(f"run folder may not contain a tab: {rd.path}")
-            if len(chunk.runs) > 1:
-                atomic_write_text(base.with_suffix(".tasks"), tasks_text(chunk), fsync=False)
             script = base.with_suffix(".sbatch")
+            if len(chunk.runs) > 1:
+                specs = self._deferred_specs(chunk, script)
+                if specs is not None:
+                    atomic_write_bytes(base.with_suffix(".specs"), specs[0], fsync=False)
+                atomic_write_text(
+                    base.with_suffix(".tasks"),
+                    tasks_text(chunk, specs[1] if specs is not None else None),
+                    fsync=False,
+                )
             atomic_write_text(script, self.render(key, chunk, folder), fsync=False)
             scripts.append(script)
             for rd in chunk.runs:
-                _link(script, rd)
+                links = self._deferred.pop(str(rd.path), None)
+                if links is None:
+                    _link(script, rd)
+                elif len(chunk.runs) == 1:
+                    # A job of one run has no tasks file: its folder is made here.
+                    doc = {**self.prepared_spec(rd), "attempt": rd.attempt}
+                    rundir.materialize(
+                        rd.path, doc, {rundir.SCRIPT: str(script), **links}, fsync=False
+                    )
         intent: dict[str, Any] = {
             "key": key,
             "executor": self.kind,
@@ -784,6 +813,32 @@ class SlurmExecutor(Executor):
                 raise
         self._record(folder, intent, job_ids)
         return self._submission(key, folder, chunks, job_ids)
+
+    def _deferred_specs(self, chunk: _Chunk, script: Path) -> tuple[bytes, list[int | None]] | None:
+        """The ``.specs`` file of a chunk whose new runs' folders its jobs make (None when
+        apply made them all): for each task with such a run, a line per run of the task
+        (:func:`hpcx.run.rundir.deferred_line`, or ``-`` for a folder apply made), and the
+        byte offset where the task's lines start (None for a task without)."""
+        parts: list[bytes] = []
+        offsets: list[int | None] = []
+        size = 0
+        for task in chunk.tasks:
+            if not any(str(rd.path) in self._deferred for rd in task):
+                offsets.append(None)
+                continue
+            offsets.append(size)
+            for rd in task:
+                links = self._deferred.get(str(rd.path))
+                if links is None:
+                    line = b"-\n"
+                else:
+                    doc = {**self.prepared_spec(rd), "attempt": rd.attempt}
+                    line = rundir.deferred_line(doc, {rundir.SCRIPT: str(script), **links}).encode()
+                parts.append(line)
+                size += len(line)
+        if not parts:
+            return None
+        return b"".join(parts), offsets
 
     def _sbatch(self, script: Path, folder: Path) -> str:
         try:
@@ -915,11 +970,16 @@ class SlurmExecutor(Executor):
                 if job in shared:
                     out[rid] = _packed(files[rid], out[rid], job)
         self._retry_cancels(out, queue)
-        self._block_never_satisfied(out, queue)
+        self._block_never_satisfied(
+            out, queue, {rid: sub.folder for sub in subs for rid in sub.run_ids}
+        )
         return out
 
     def _block_never_satisfied(
-        self, out: dict[str, ObservedStatus], queue: Mapping[str, tuple[str, str]]
+        self,
+        out: dict[str, ObservedStatus],
+        queue: Mapping[str, tuple[str, str]],
+        folders: Mapping[str, str],
     ) -> None:
         """Jobs pending with reason ``DependencyNeverSatisfied`` (a run they need ended
         without success: they would wait forever): cancel them, then record each run
@@ -941,6 +1001,7 @@ class SlurmExecutor(Executor):
             for rid, obs in stuck.items():
                 out[rid] = obs._replace(reason=f"{NEVER_SATISFIED}; scancel failed: {why}")
             return
+        make_run_folders((obs.run_dir, folders.get(rid)) for rid, obs in stuck.items())
         for rid, obs in stuck.items():
             assert obs.run_dir is not None
             reason = f"blocked: {_failed_needs(obs.run_dir)} (SLURM: {NEVER_SATISFIED})"
@@ -1004,6 +1065,13 @@ class SlurmExecutor(Executor):
         for sub in subs:
             live: dict[str, list[str]] = {}  # job id -> its runs not final
             stopped: dict[str, list[ObservedStatus]] = {}
+            # A run whose job has not started has no folder yet: made here, so its stop
+            # file is where a job that starts anyway looks.
+            make_run_folders(
+                (sub.run_dirs[rid], sub.folder)
+                for rid in sub.run_ids
+                if wanted is None or rid in wanted
+            )
             for rid in sub.run_ids:
                 path = sub.run_dirs[rid]
                 obs = observe_run_dir(rid, path)
@@ -1091,18 +1159,41 @@ class SlurmExecutor(Executor):
                 parts = comment.strip().split(":")
                 if len(parts) == 3 and parts[1] == key and parts[2].isdigit():
                     found.setdefault(int(parts[2]), jid.split("_")[0].strip())
-        chunks: list[_Chunk] = []
-        job_ids: list[str | None] = []
-        for c in intent["chunks"]:
-            runs = tuple(
-                RunDir(Path(p), Path(p).parent.name, rid, int(a)) for rid, p, a in c["runs"]
-            )
-            chunks.append(_Chunk(int(c["index"]), runs, (), int(c.get("pack") or 1)))
-            job_ids.append(found.get(int(c["index"])) or _job_from_files(runs))
+        chunks = _intent_chunks(intent)
+        job_ids = [found.get(c.index) or _job_from_files(c.runs) for c in chunks]
         if not any(job_ids):
             return None
         self._record(folder, intent, job_ids)
         return self._submission(key, folder, chunks, job_ids)
+
+    @classmethod
+    def recorded_submission(cls, intent: Mapping[str, Any]) -> Submission | None:
+        """The Submission a ``submission.json`` records (the job ids sbatch answered,
+        written once the last chunk went out or one failed), without asking the scheduler;
+        None when it records none. What a state restored from before it adopts
+        (:meth:`reconcile` asks the scheduler, for an apply that died before writing them)."""
+        chunks = _intent_chunks(intent)
+        job_ids = [c.get("job_id") for c in intent["chunks"]]
+        if not any(job_ids):
+            return None
+        sub = cls({})._submission(
+            str(intent["key"]), Path(intent["folder"]), chunks, [j and str(j) for j in job_ids]
+        )
+        when = intent.get("submitted_at") or intent.get("created_at")
+        return replace(sub, submitted_at=str(when)) if when else sub
+
+
+def _intent_chunks(intent: Mapping[str, Any]) -> list[_Chunk]:
+    """The chunks of a ``submission.json`` (their runs and packing; options are not kept)."""
+    return [
+        _Chunk(
+            int(c["index"]),
+            tuple(RunDir(Path(p), Path(p).parent.name, rid, int(a)) for rid, p, a in c["runs"]),
+            (),
+            int(c.get("pack") or 1),
+        )
+        for c in intent["chunks"]
+    ]
 
 
 #: squeue's reason for a job whose dependency can never be met (an upstream failed).
@@ -1147,6 +1238,73 @@ def _env_number(name: str, default: Any, kind: Any) -> Any:
         ) from None
 
 
+def deferred_folders(
+    folder: str | os.PathLike[str],
+) -> dict[str, tuple[dict[str, Any], dict[str, str]]]:
+    """The runs of a submission whose folders its jobs make (:func:`rundir.materialize`):
+    run folder -> (its spec.json, its links), from the ``chunk-NNN.tasks`` lines that end
+    ``@OFFSET`` and the ``.specs`` files beside them (a damaged line is left out: the run is
+    then not found, and the caller says so)."""
+    out: dict[str, tuple[dict[str, Any], dict[str, str]]] = {}
+    for tasks in sorted(Path(folder).glob("chunk-*.tasks")):
+        try:
+            data = tasks.with_suffix(".specs").read_bytes()
+            # "\n" only, as the wrapper reads it (splitlines would also split at \x85).
+            lines = tasks.read_text(encoding="utf-8").split("\n")
+        except (OSError, ValueError):
+            continue
+        for line in lines:
+            fields = line.split("\t")
+            if len(fields) < 3 or not fields[-1].startswith("@") or not fields[-1][1:].isdigit():
+                continue
+            at = int(fields[-1][1:])
+            for path in fields[:-1:2]:
+                end = data.find(b"\n", at)
+                end = len(data) if end < 0 else end + 1
+                try:
+                    made = rundir.parse_deferred(data[at:end])
+                except ValueError:
+                    made = None
+                at = end
+                if made is not None:
+                    out[path] = made
+    return out
+
+
+def make_run_folders(pairs: Iterable[tuple[str | None, str | None]]) -> list[str]:
+    """Make the run folders their jobs were to make and have not yet (each pair: the run
+    folder, its submission folder), before hpcx writes into one (a stop file, a blocked
+    status): the folders made, as a job makes them (synced once at the end). Raises
+    ExecutorError naming the runs whose folder is missing and whose spec.json the
+    submission folder does not hold (damaged or removed)."""
+    wanted: dict[str, list[str]] = {}
+    for path, folder in pairs:
+        if path and folder and not os.path.exists(path):
+            wanted.setdefault(folder, []).append(path)
+    made: list[str] = []
+    missing: list[str] = []
+    for folder, paths in wanted.items():
+        specs = deferred_folders(folder)
+        for path in paths:
+            found = specs.get(path)
+            if found is None:
+                missing.append(path)
+            elif rundir.materialize(path, *found, fsync=False):
+                made.append(path)
+    if made:
+        sync()
+    if missing:
+        from hpcx.errors import ExecutorError
+
+        raise ExecutorError(
+            f"{len(missing)} run folder(s) do not exist and their submission holds no "
+            f"spec.json for them: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""),
+            hint="the run folders or the submission folder (.submissions/KEY/chunk-*.specs) "
+            "were removed or damaged; `hpcx refresh` reports these runs from the scheduler",
+        )
+    return made
+
+
 def _link(script: Path, rd: RunDir) -> None:
     """The submission's script into the run folder as ``job.sbatch``: one hard link (a new
     attempt's folder has none: the last one's went to ``attempts/N/``), else link_or_copy."""
@@ -1156,11 +1314,17 @@ def _link(script: Path, rd: RunDir) -> None:
         link_or_copy(script, rd.script_path)
 
 
-def tasks_text(chunk: _Chunk) -> str:
+def tasks_text(chunk: _Chunk, offsets: Sequence[int | None] | None = None) -> str:
     """The tasks file: line t holds task t's runs as RUN_DIR<TAB>ATTEMPT pairs, tab-separated
-    (one pair a line unpacked, as ever; the wrapper runs a line's pairs in order)."""
+    (one pair a line unpacked, as ever; the wrapper runs a line's pairs in order), and
+    ``@OFFSET`` last when ``offsets[t]`` is set: the task's lines in the ``.specs`` file
+    (its runs' folders are made by the job)."""
+    at = offsets if offsets is not None else [None] * len(chunk.tasks)
     return "".join(
-        "\t".join(f"{rd.path}\t{rd.attempt}" for rd in task) + "\n" for task in chunk.tasks
+        "\t".join(f"{rd.path}\t{rd.attempt}" for rd in task)
+        + (f"\t@{offset}" if offset is not None else "")
+        + "\n"
+        for task, offset in zip(chunk.tasks, at, strict=True)
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from support.specs import command_spec as make_spec
 
 from hpcx.errors import InvalidOptionError
+from hpcx.run import rundir
 from hpcx.run.executors import new_key
 from hpcx.run.executors.base import ObservedStatus
 from hpcx.run.executors.local import LocalExecutor
@@ -119,9 +120,22 @@ def test_packed_submission_chunks_tasks_file_and_job_ids(fake_slurm: Path, tmp_p
 
     folder = Path(sub.folder)
     lines = (folder / "chunk-000.tasks").read_text().splitlines()
-    assert [line.split("\t") for line in lines] == [
+    # New runs: their jobs make their folders, from the task's lines in the .specs file.
+    specs_file = (folder / "chunk-000.specs").read_bytes()
+    offsets = [int(line.split("\t")[-1].removeprefix("@")) for line in lines]
+    assert [line.split("\t")[:-1] for line in lines] == [
         [f for rd in dirs[t * 3 : t * 3 + 3] for f in (str(rd.path), "1")] for t in range(3)
     ]
+    for t, offset in enumerate(offsets):
+        made = rundir.read_deferred(str(folder / "chunk-000.specs"), offset, 3)
+        assert [m[0]["run_id"] for m in made if m] == [rd.run_id for rd in dirs[t * 3 : t * 3 + 3]]
+        assert all(
+            m[0]["attempt"] == 1 and m[1] == {"job.sbatch": str(folder / "chunk-000.sbatch")}
+            for m in made
+            if m
+        )
+    assert offsets[0] == 0 and len(specs_file) > offsets[-1]
+    assert not any(rd.path.exists() for rd in dirs)
     script0 = (folder / "chunk-000.sbatch").read_text()
     assert "#SBATCH --array=0-2\n" in script0 and "#SBATCH --time=0-00:15:00\n" in script0
     script1 = (folder / "chunk-001.sbatch").read_text()
@@ -146,9 +160,8 @@ def test_pack_of_one_and_a_lone_run_submit_as_ever(fake_slurm: Path, tmp_path: P
 def test_pack_counts_jobs_against_max_job_count(fake_slurm: Path, tmp_path: Path) -> None:
     (fake_slurm / "scontrol").write_text("#!/bin/sh\necho 'MaxJobCount = 2'\n")
     specs = [make_spec(["true"], index=i, resources={"time": 1}) for i in range(6)]
-    sub = SlurmExecutor({"pack": 3}).submit(
-        new_key(), SlurmExecutor({"pack": 3}).prepare(specs, tmp_path / "a")
-    )
+    ex3 = SlurmExecutor({"pack": 3})
+    sub = ex3.submit(new_key(), ex3.prepare(specs, tmp_path / "a"))
     assert len(set(sub.run_jobs.values())) == 2  # 6 runs, 2 jobs: fits MaxJobCount 2
     from hpcx.errors import SubmitError
 
@@ -277,9 +290,14 @@ def test_a_pending_cancel_of_one_packed_run_never_ends_the_job_of_the_others(
     log = tmp_path / "scancel.log"
     (fake_slurm / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
     (fake_slurm / "scancel").chmod(0o755)
+    from hpcx.run.executors.slurm import make_run_folders
+
     ex = SlurmExecutor({"pack": 3})
     specs = [make_spec(["true"], index=i, resources={"time": "00:05:00"}) for i in range(2)]
     dirs = ex.prepare(specs, tmp_path / "runs")
+    sub = ex.submit(new_key(), dirs)
+    made = make_run_folders((str(rd.path), sub.folder) for rd in dirs)
+    assert made == [str(rd.path) for rd in dirs]
     write_stop(dirs[0].path, "cancelled")
     queue = {"7_1": ("RUNNING", "None")}
 
