@@ -11,7 +11,10 @@ CPU time of the process (``wait4``: user + system, steadier than wall on a busy 
   one that prints ``time.time()``: its own interpreter start is subtracted, measured the same
   way);
 * whole: the whole wrapper around ``true``, spawn to exit (claim, status, program, final
-  status with its fsync); its CPU time includes ``true``'s.
+  status with its fsync); its CPU time includes ``true``'s;
+* task: the same as an array task of new runs starts it (``--tasks FILE --index 0``, the
+  line ending ``@OFFSET``): the wrapper makes the run's folder from the ``.specs`` line
+  first (:func:`hpcx.run.rundir.materialize`, fsynced), as every new SLURM run now does.
 
 Also prints what the wrapper imports (``python -X importtime``), heaviest first.
 
@@ -64,6 +67,30 @@ def _run_folder(root: Path, i: int, argv: list[str]) -> Path:
         "executor": {"type": "slurm"},
     }
     return rundir.create(root, "bench", f"r{i}", doc, fsync=False).path
+
+
+def _task_files(root: Path, i: int, argv: list[str]) -> tuple[Path, Path]:
+    """A one-line tasks file whose run's folder the task makes (apply's chunk-NNN.tasks and
+    .specs for one new run), and that folder (not made yet)."""
+    from hpcx.run import rundir
+
+    run = root / "bench" / f"t{i}"
+    doc = {
+        "experiment": "bench",
+        "run_id": f"t{i}",
+        "argv": argv,
+        "run_format": rundir.RUN_FORMAT,
+        "resources": {},
+        "placement": {},
+        "executor": {"type": "slurm"},
+        "attempt": 1,
+    }
+    script = root / f"chunk-{i}.sbatch"
+    script.write_text("#!/bin/sh\n")
+    (root / f"chunk-{i}.specs").write_text(rundir.deferred_line(doc, {"job.sbatch": str(script)}))
+    tasks = root / f"chunk-{i}.tasks"
+    tasks.write_text(f"{run}\t1\t@0\n")
+    return tasks, run
 
 
 def _timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
@@ -153,6 +180,8 @@ def main() -> None:
         start: dict[str, list[float]] = {v: [] for v in versions}
         whole: dict[str, list[float]] = {v: [] for v in versions}
         whole_cpu: dict[str, list[float]] = {v: [] for v in versions}
+        task: list[float] = []
+        task_cpu: list[float] = []
         n = 0
         for _ in range(rounds):
             # Interleaved: the floor, the program alone, then for each version the wrapper up
@@ -173,6 +202,13 @@ def main() -> None:
                 status = json.loads((d2 / "status.json").read_text())
                 assert status["state"] == "succeeded", status
                 n += 2
+            # This checkout only: a tree from before the job made its folder cannot.
+            tasks, made = _task_files(tmp, n, ["true"])
+            _, wall, cpu = _timed([*commands[""], "--tasks", str(tasks), "--index", "0"], env)
+            assert json.loads((made / "status.json").read_text())["state"] == "succeeded"
+            task.append(wall)
+            task_cpu.append(cpu)
+            n += 1
             loads.append(os.getloadavg()[0])
         med = statistics.median
         floor = med(bare)
@@ -202,6 +238,12 @@ def main() -> None:
                     f"{label:37s}: {1000 * value:7.1f} ms = {ratio:4.2f}x the floor "
                     f"(goal <= {GOAL:g}x: {met}){cpu_text} {load}"
                 )
+        ratio = med(task) / floor
+        print(
+            f"{'array task around true, folder made':37s}: {1000 * med(task):7.1f} ms = "
+            f"{ratio:4.2f}x the floor (goal <= {GOAL:g}x: {'met' if ratio <= GOAL else 'NOT met'})"
+            f"; cpu {1000 * med(task_cpu):5.1f} ms = {med(task_cpu) / floor_cpu:4.2f}x {load}"
+        )
         if "before " in versions:
             for what, after, before in (
                 ("start", [s - p for s, p in zip(start[""], prog, strict=True)],
