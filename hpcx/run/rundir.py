@@ -229,27 +229,33 @@ def create(
     parent = os.path.dirname(where)
     if not parent_made:
         os.makedirs(parent, exist_ok=True)
-    if not os.path.exists(where):
-        doc = {**spec, "attempt": 1}
-        tmp = os.path.join(parent, f".tmp-{run_id}-{os.urandom(4).hex()}")
-        os.mkdir(tmp)
-        try:
-            # Straight into the new folder: nobody sees it before the rename below, which
-            # publishes the folder and its spec.json together.
-            _write_new(os.path.join(tmp, SPEC), dumps(doc).encode(), fsync=fsync)
-            if fsync:
-                fsync_dir(tmp)
-            os.rename(tmp, where)
-        except OSError:
-            _rmtree(tmp)
-            if not os.path.exists(os.path.join(where, SPEC)):
-                raise
-            # Another process created it at the same moment: take the new-attempt path.
-        else:
-            if fsync:
-                fsync_dir(parent)
-            return RunDir(final, experiment, run_id, 1)
+    # Another process that created it at the same moment: take the new-attempt path.
+    if not os.path.exists(where) and _publish(where, {**spec, "attempt": 1}, {}, fsync=fsync):
+        return RunDir(final, experiment, run_id, 1)
     return _next_attempt(final, experiment, run_id, spec, fsync=fsync)
+
+
+def _publish(where: str, doc: Mapping[str, Any], links: Mapping[str, str], *, fsync: bool) -> bool:
+    """A new run folder, whole: built under a temporary name beside it (spec.json = ``doc``
+    and the ``links``) and renamed into place, so nobody sees it before its spec.json. False
+    when another process made it first (its spec.json is there); raises OSError else."""
+    parent = os.path.dirname(where)
+    tmp = os.path.join(parent, f".tmp-{os.path.basename(where)}-{os.urandom(4).hex()}")
+    os.mkdir(tmp)
+    try:
+        _write_new(os.path.join(tmp, SPEC), dumps(doc).encode(), fsync=fsync)
+        link_into(tmp, links)
+        if fsync:
+            fsync_dir(tmp)
+        os.rename(tmp, where)
+    except OSError:
+        _rmtree(tmp)
+        if not os.path.exists(os.path.join(where, SPEC)):
+            raise
+        return False
+    if fsync:
+        fsync_dir(parent)
+    return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,29 +318,13 @@ def materialize(
     if os.path.exists(os.path.join(where, SPEC)):
         link_into(where, links)  # a start that died between its rename and its links
         return False
-    parent = os.path.dirname(where)
-    os.makedirs(parent, exist_ok=True)
-    tmp = os.path.join(parent, f".tmp-{os.path.basename(where)}-{os.urandom(4).hex()}")
-    os.mkdir(tmp)
-    try:
-        _write_new(os.path.join(tmp, SPEC), dumps(doc).encode(), fsync=fsync)
-        link_into(tmp, links)
-        if fsync:
-            fsync_dir(tmp)
-        os.rename(tmp, where)
-    except OSError:
-        _rmtree(tmp)
-        if not os.path.exists(os.path.join(where, SPEC)):
-            raise
-        link_into(where, links)
-        return False
-    if fsync:
-        fsync_dir(parent)
+    os.makedirs(os.path.dirname(where), exist_ok=True)
+    made = _publish(where, doc, links, fsync=fsync)
     # Again after the rename: apply links what it writes after its sbatch (the manifest, the
     # diff) into the folders that exist by then, and this links what exists by now, so one
-    # of the two always finds the other's half.
+    # of the two always finds the other's half. (Made by another: what it left out.)
     link_into(where, links)
-    return True
+    return made
 
 
 def link_into(folder: str, links: Mapping[str, str]) -> None:

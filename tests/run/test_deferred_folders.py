@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.slurm import stand_ins
 from support.specs import command_spec as make_spec
 
 from hpcx.run import rundir
@@ -27,13 +28,13 @@ PY = sys.executable
 @pytest.fixture
 def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'MaxArraySize = 1001'\n")
-    (bin_dir / "sbatch").write_text("#!/bin/sh\necho 4242\n")
-    (bin_dir / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scancel.log"}\n')
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    path = stand_ins(
+        bin_dir,
+        scontrol="echo 'MaxArraySize = 1001'\n",
+        sbatch="echo 4242\n",
+        scancel=f'echo "$@" >> {tmp_path / "scancel.log"}\n',
+    )
+    monkeypatch.setenv("PATH", path)
     return bin_dir
 
 

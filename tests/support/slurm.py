@@ -617,3 +617,14 @@ def shim_calls(log: Path) -> list[tuple[str, int, str]]:
         name, rc, args = [*line.split("\t", 2), "", ""][:3]
         out.append((name, int(rc), args))
     return out
+
+
+def stand_ins(folder: Path, **scripts: str) -> str:
+    """Stand-ins for SLURM's commands, for the tests of one layer without a cluster: each
+    ``name=body`` an executable ``/bin/sh`` script in ``folder``. Returns a PATH with the
+    folder first (the real-cluster tests run the real commands)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in scripts.items():
+        (folder / name).write_text("#!/bin/sh\n" + body)
+        (folder / name).chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support.slurm import stand_ins
 from support.specs import command_spec as make_spec
 
 from hpcx.run.executors import new_key
@@ -22,12 +23,9 @@ from hpcx.run.executors.slurm import (
 @pytest.fixture
 def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'MaxArraySize = 1001'\n")
-    (bin_dir / "sbatch").write_text("#!/bin/sh\necho 4242\n")
-    for tool in bin_dir.iterdir():
-        tool.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(
+        "PATH", stand_ins(bin_dir, scontrol="echo 'MaxArraySize = 1001'\n", sbatch="echo 4242\n")
+    )
     return bin_dir
 
 
