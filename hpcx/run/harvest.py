@@ -441,28 +441,25 @@ def _read_python(
 ) -> tuple[_Rows, dict[str, dict[str, Any]], list[str]]:
     """:func:`_read_finished` in Python: in this process, or a pool of forked workers (never
     while the state is kept open: :class:`~hpcx.util.proc.NoForkPools`)."""
-    from hpcx.util.proc import fork_pools_allowed
+    from hpcx.util.proc import forked_chunks
 
-    if len(items) < PARALLEL_MIN_RUNS or workers < 2 or not fork_pools_allowed():
-        return _read_chunk(items)
-    import multiprocessing
-
-    with contextlib.suppress(ImportError):
-        # Imported once here rather than in each worker (the commit inserts with it anyway).
-        import numpy  # noqa: F401
+    if len(items) >= PARALLEL_MIN_RUNS:
+        with contextlib.suppress(ImportError):
+            # Imported once here rather than in each worker (the commit inserts with it).
+            import numpy  # noqa: F401
 
     # Forked here, with the state closed and no other thread of ours running: the workers only
     # read files and send rows back.
-    step = -(-len(items) // (workers * 4))
-    chunks = [items[i : i + step] for i in range(0, len(items), step)]
+    done = forked_chunks(_read_chunk_columns, items, workers, PARALLEL_MIN_RUNS)
+    if done is None:
+        return _read_chunk(items)
     parts: list[_Rows] = []
     metas: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for r, m, p in pool.imap(_read_chunk_columns, chunks):
-            parts.append(r)
-            metas.update(m)
-            problems.extend(p)
+    for r, m, p in done:
+        parts.append(r)
+        metas.update(m)
+        problems.extend(p)
     return _join_rows(parts), metas, problems
 
 

@@ -14,7 +14,11 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import TypeVar
+
+    T = TypeVar("T")
+    R = TypeVar("R")
     from datetime import UTC
     from datetime import datetime as _datetime
 else:
@@ -151,6 +155,23 @@ class NoForkPools:
 def fork_pools_allowed() -> bool:
     """Whether a pool of forked workers may be started now (see :class:`NoForkPools`)."""
     return NoForkPools._depth == 0
+
+
+def forked_chunks(
+    fn: Callable[[Sequence[T]], R], items: Sequence[T], workers: int, min_items: int
+) -> list[R] | None:
+    """``fn`` over ``items`` cut in chunks (four a worker), in a pool of ``workers`` forked
+    processes, the results in the chunks' order; None where the work belongs in this process
+    instead: fewer than ``min_items``, one worker, or forks not allowed now
+    (:class:`NoForkPools`). ``fn`` must be a module-level function (it is pickled by name)."""
+    if len(items) < min_items or workers < 2 or not fork_pools_allowed():
+        return None
+    import multiprocessing
+
+    step = -(-len(items) // (workers * 4))
+    chunks = [items[i : i + step] for i in range(0, len(items), step)]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return list(pool.imap(fn, chunks))
 
 
 def spawn(

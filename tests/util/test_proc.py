@@ -165,3 +165,24 @@ def test_a_standard_descriptor_given_leaves_no_copy_behind(tmp_path: Path) -> No
     with pytest.raises(FileNotFoundError):
         spawn(["/nonexistent/prog"], env=dict(os.environ), stdout=1, stderr=2)
     assert count() == before
+
+
+def _pids_and_sums(chunk: list[int]) -> tuple[int, int, list[int]]:
+    return os.getpid(), sum(chunk), list(chunk)
+
+
+def test_forked_chunks_keeps_order_and_knows_when_to_stay_here() -> None:
+    from hpcx.util.proc import NoForkPools, forked_chunks
+
+    items = list(range(100))
+    parts = forked_chunks(_pids_and_sums, items, 2, min_items=10)
+    assert parts is not None and len(parts) == 8  # four chunks a worker
+    assert [x for _, _, chunk in parts for x in chunk] == items  # in order, none lost
+    assert sum(s for _, s, _ in parts) == sum(items)
+    assert os.getpid() not in {pid for pid, _, _ in parts}  # forked workers did it
+    # Here instead: too few, one worker, or forks not allowed now.
+    assert forked_chunks(_pids_and_sums, items, 2, min_items=101) is None
+    assert forked_chunks(_pids_and_sums, items, 1, min_items=10) is None
+    with NoForkPools():
+        assert forked_chunks(_pids_and_sums, items, 2, min_items=10) is None
+    assert forked_chunks(_pids_and_sums, items, 2, min_items=10) is not None

@@ -37,7 +37,7 @@ from hpcx.manifest.spec import RunSpec
 from hpcx.run import rundir
 from hpcx.run.rundir import RunDir
 from hpcx.util.files import atomic_write_json, atomic_write_text, read_json, sync
-from hpcx.util.proc import fork_pools_allowed, utcnow
+from hpcx.util.proc import forked_chunks, utcnow
 
 if TYPE_CHECKING:
     from hpcx.cluster.limits import Room
@@ -446,17 +446,8 @@ def observe_many(items: Sequence[tuple[str, str, str | None]]) -> dict[str, Obse
                 rid: observe_run_dir(rid, path, job, raw)
                 for (rid, path, job), raw in zip(items, raws, strict=True)
             }
-    if len(items) < PARALLEL_MIN_RUNS or workers < 2 or not fork_pools_allowed():
-        return {o.run_id: o for o in _observe_chunk(items)}
-    import multiprocessing
-
-    step = -(-len(items) // (workers * 4))
-    chunks = [items[i : i + step] for i in range(0, len(items), step)]
-    out: dict[str, ObservedStatus] = {}
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        for part in pool.imap(_observe_chunk, chunks):
-            out.update((o.run_id, o) for o in part)
-    return out
+    parts = forked_chunks(_observe_chunk, items, workers, PARALLEL_MIN_RUNS)
+    return {o.run_id: o for part in (parts or [_observe_chunk(items)]) for o in part}
 
 
 def _job_of(doc: Mapping[str, Any]) -> str | None:
