@@ -132,6 +132,23 @@ class RunActiveError(ExecutorError):
     """A run folder's current attempt is still claimed or running."""
 
 
+class MissingRunFolders(ExecutorError):
+    """Run folders that do not exist and whose spec.json their submission does not hold (its
+    ``chunk-NNN.specs`` damaged or removed): their jobs cannot make them. What could be done
+    beside them (a cancel's other runs, its scancel) was done."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = list(paths)
+        shown = ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
+        super().__init__(
+            f"{len(paths)} run folder(s) do not exist and their submission holds no spec.json "
+            f"for them: {shown}",
+            hint="the run folders or the submission folder (.submissions/KEY/chunk-*.specs) "
+            "were removed or damaged: their jobs cannot run them; `hpcx refresh` reports "
+            "them from the scheduler",
+        )
+
+
 class InvalidOptionError(ExecutorError):
     """An executor option or a value bound for the scheduler is not acceptable."""
 

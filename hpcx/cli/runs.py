@@ -130,6 +130,14 @@ def cancel_command(
         echo(f"error: submission {u.key}: {u.runs} run(s) NOT cancelled: {u.error}", err=True)
     for hint in sorted({u.error.hint for u in done.unreached if u.error.hint}):
         echo(f"hint: {hint}", err=True)
+    if done.unmade:
+        echo(
+            f"warning: {len(done.unmade)} run folder(s) could not be made for their stop file "
+            f"(the submission's spec.json for them is damaged or removed; their jobs were "
+            f"cancelled all the same): {', '.join(done.unmade[:5])}"
+            + (" ..." if len(done.unmade) > 5 else ""),
+            err=True,
+        )
     if not done.asked:
         if done.unreached:
             raise Exit(EXIT_ERROR)

@@ -491,7 +491,9 @@ def apply_changes(
                         ex.submission_folder(runs_root, key),
                         {r.run_id: r.source for r in runs},
                     )
-                dirs = ex.prepare(runs, runs_root, key=key, links=links)
+                dirs = ex.prepare(
+                    runs, runs_root, key=key, links=links, sent_before=set(again["retry"])
+                )
                 sub = ex.submit(key, dirs, after=after) if after else ex.submit(key, dirs)
                 if provenance is not None and provenance.get("diff"):
                     from hpcx.run.provenance import save_diff

@@ -36,6 +36,9 @@ class CancelResult:
     asked: set[str] = field(default_factory=set)
     observed: dict[str, ObservedStatus] = field(default_factory=dict)
     unreached: list[Unreached] = field(default_factory=list)
+    #: Runs whose folder their job was to make and which cannot be made (the submission's
+    #: spec.json for them damaged or removed): their jobs were cancelled with the rest.
+    unmade: list[str] = field(default_factory=list)
 
     @property
     def cancelled(self) -> int:
@@ -72,7 +75,7 @@ def cancel_session(
     :attr:`CancelResult.unreached` and the others are still cancelled.
     Raises :class:`~hpcx.errors.HpcxError` (nothing selected, an unknown run or experiment).
     """
-    from hpcx.errors import HpcxError
+    from hpcx.errors import HpcxError, MissingRunFolders
     from hpcx.run.executors import Executor, Submission, get_executor
     from hpcx.run.harvest import harvest_submissions, in_flight_submissions
     from hpcx.state.store import open_reader
@@ -100,6 +103,9 @@ def cancel_session(
                 ex = get_executor(sub.executor, row.detail.get("options"))
                 try:
                     ex.cancel([sub], ids)
+                except MissingRunFolders as exc:
+                    # Cancelled all the same (stop files for the rest, the jobs scancelled).
+                    out.unmade.extend(exc.paths)
                 except HpcxError as exc:
                     # The scheduler could not be reached: these runs stay as they were
                     # (cancel pending); the other submissions are still cancelled.

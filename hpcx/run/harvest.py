@@ -882,25 +882,15 @@ def _never_sent(run_ids: Sequence[str], why: str, from_queue: bool) -> list[dict
     return [{"run_id": rid, "status": "lost", "end_reason": why} for rid in run_ids]
 
 
-def _slurm_submission(
-    intent: Mapping[str, Any], runs_root: Path, result: HarvestResult | None
-) -> Submission | None:
+def _slurm_submission(intent: Mapping[str, Any], runs_root: Path) -> Submission | None:
     """What a SLURM ``submission.json`` sent: the job ids it records, else (an apply that
-    died between its sbatch and writing them) what the scheduler holds under its key."""
-    from hpcx.errors import HpcxError
+    died between its sbatch and writing them) what the scheduler holds under its key; None
+    when nothing went out. Raises HpcxError or OSError when the scheduler cannot be asked."""
     from hpcx.run.executors.slurm import SlurmExecutor
 
     if all(c.get("job_id") for c in intent["chunks"]):
         return SlurmExecutor.recorded_submission(intent)
-    try:
-        return SlurmExecutor({}).reconcile(str(intent["key"]), runs_root)
-    except HpcxError as exc:
-        if result is not None:
-            result.problems.append(
-                f"submission {intent['key']} on disk records no job ids and the scheduler "
-                f"could not be asked ({exc}): not adopted yet; the next refresh tries again"
-            )
-        return None
+    return SlurmExecutor({}).reconcile(str(intent["key"]), runs_root)
 
 
 def adopt_unknown_submissions(
@@ -914,13 +904,17 @@ def adopt_unknown_submissions(
     does not hold, recorded into it, so their runs are polled and harvested, not resubmitted.
 
     This is what a state restored from a backup lacks: everything submitted after the backup
-    was taken. The runs come back from their run folders' spec.json. Returns the adopted
+    was taken. The runs come back from their run folders' spec.json (or the submission's
+    ``chunk-NNN.specs``, for a SLURM run whose job has not made its folder); a SLURM
+    submission that recorded no job id for a chunk is asked of the scheduler by its key, and
+    one of which nothing reached it is recorded failed. Returns the adopted
     submissions, for the caller to poll. ``folders``: those submission folders, when the
     caller has found them (:func:`~hpcx.state.backup.unknown_submissions`).
     """
     import dataclasses
     import os
 
+    from hpcx.errors import HpcxError
     from hpcx.manifest.spec import RunSpec
     from hpcx.run import rundir
     from hpcx.run.executors import Submission
@@ -937,13 +931,30 @@ def adopt_unknown_submissions(
         try:
             doc = read_json(folder / "submission.json")
             if isinstance(doc, dict) and "chunks" in doc:
-                found = _slurm_submission(doc, runs_root, result)
+                try:
+                    found = _slurm_submission(doc, runs_root)
+                except (HpcxError, OSError) as exc:
+                    if result is not None:
+                        result.problems.append(
+                            f"submission {doc['key']} on disk records no job id for a chunk "
+                            f"and the scheduler could not be asked ({exc}): not adopted yet; "
+                            "the next refresh tries again"
+                        )
+                    continue
                 if found is None:
-                    continue  # no chunk went out: nothing to adopt
+                    # Nothing of it reached the scheduler: recorded so, not asked again.
+                    with writer.transaction() as tx:
+                        tx.record_submission(
+                            str(doc["key"]),
+                            executor="slurm",
+                            state="failed",
+                            detail={"reconciled": "nothing reached the scheduler (on disk)"},
+                        )
+                    continue
                 sub = found
             else:
                 sub = Submission.from_json(doc)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue  # an intent that never submitted anything: nothing to adopt
         specs = []
         #: The spec.json of runs whose jobs make their folders, once a folder is missing.

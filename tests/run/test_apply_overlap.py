@@ -103,7 +103,7 @@ def test_a_prepare_that_fails_is_reported_after_the_intent_as_before(
 
     class Active(HeldExecutor):
         def prepare(
-            self, runs: Sequence[Any], root: Any, *, key: str | None = None, links: Any = None
+            self, runs: Sequence[Any], root: Any, *, key: str | None = None, **_: Any
         ) -> Any:
             raise RunActiveError("run a/x attempt 1 is running", hint="wait")
 

@@ -284,22 +284,49 @@ def _task_of(sub: Submission, script: str) -> subprocess.CompletedProcess[str]:
 def test_a_damaged_specs_line_is_named_by_the_job_and_by_cancel(
     fake_slurm: Path, tmp_path: Path
 ) -> None:
-    from hpcx.errors import ExecutorError
+    from hpcx.errors import MissingRunFolders
 
     log = tmp_path / "ran.log"
-    ex, dirs, sub = _submit(tmp_path, log, 2)
+    ex, dirs, sub = _submit(tmp_path, log, 3)
     specs = Path(sub.folder) / "chunk-000.specs"
     lines = specs.read_bytes().split(b"\n")
-    specs.write_bytes(lines[0] + b"\n" + lines[1][:40] + b"\n")  # the second run's line cut
+    lines[1] = b"{" * len(lines[1])  # the second run's line damaged (the offsets hold)
+    specs.write_bytes(b"\n".join(lines))
     proc = _task(sub, 1)
     assert proc.returncode != 0 and _log(log) == []
     assert "chunk-000.specs at byte" in proc.stderr and "damaged or removed" in proc.stderr
     assert "Traceback" not in proc.stderr
-    with pytest.raises(ExecutorError, match=r"submission holds no spec\.json") as err:
-        ex.cancel([sub], [dirs[1].run_id])
-    assert str(dirs[1].path) in str(err.value)
-    # The first run's line is whole: its task still runs.
-    assert _task(sub, 0).returncode == 0 and _log(log) == [dirs[0].run_id]
+    # Cancel goes on with the others (stop files, scancel), then names the one it could not.
+    with pytest.raises(MissingRunFolders, match=r"submission holds no spec\.json") as err:
+        ex.cancel([sub])
+    assert err.value.paths == [str(dirs[1].path)]
+    assert rundir.stop_reason(dirs[0].path, 1) == "cancelled"
+    assert rundir.stop_reason(dirs[2].path, 1) == "cancelled"
+    # Every task's job is cancelled, the one whose folder could not be made too.
+    assert (tmp_path / "scancel.log").read_text().split() == ["4242_0", "4242_1", "4242_2"]
+    # The lines that are whole still make their folders: the first task would not run
+    # (cancelled), but its folder is whole.
+    assert json.loads(dirs[0].spec_path.read_text())["run_id"] == dirs[0].run_id
+
+
+def test_a_retry_gets_its_folder_from_apply(fake_slurm: Path, tmp_path: Path) -> None:
+    """A run sent before whose folder its job never made: an old job the scheduler may still
+    hold must find the folder taken by the new submission, not make it itself."""
+    log = tmp_path / "ran.log"
+    _, dirs, old = _submit(tmp_path, log, 2)
+    ex = SlurmExecutor({})
+    command = ["sh", "-c", f'echo "$HPCX_RUN_ID" >> {log}']
+    specs = [make_spec(command, index=i, resources={"time": 5}) for i in range(2)]
+    key = new_key()
+    again = ex.prepare(specs, tmp_path / "runs", key=key, sent_before={dirs[0].run_id})
+    assert json.loads(again[0].spec_path.read_text())["submission"]["key"] == key
+    assert not again[1].path.exists()  # new to the state: left to its job
+    new = ex.submit(key, again)
+    # The old submission's task finds the folder another key made: it runs nothing.
+    proc = _task(old, 0)
+    assert proc.returncode == 0 and _log(log) == []
+    assert f"belongs to submission {key}" in proc.stderr
+    assert _task(new, 0).returncode == 0 and _log(log) == [dirs[0].run_id]
 
 
 def test_cancel_of_a_packed_job_not_started_makes_the_folders_it_stops(
@@ -347,8 +374,11 @@ def test_adoption_asks_the_scheduler_when_the_job_ids_were_never_written(
     with Writer(tmp_path / "state.duckdb", "test adopt") as writer:
         (adopted,) = adopt_unknown_submissions(writer, tmp_path / "runs")
     assert adopted.run_jobs == {rd.run_id: f"777_{i}" for i, rd in enumerate(dirs)}
-    # And an intent whose jobs the scheduler does not know either is not adopted.
-    (fake_slurm / "squeue").write_text("#!/bin/sh\n")
+    # An intent of which the scheduler knows nothing either is recorded failed (nothing
+    # reached it), not adopted, and not asked about again.
+    asked = tmp_path / "squeue.log"
+    (fake_slurm / "squeue").write_text(f'#!/bin/sh\necho "$@" >> {asked}\n')
+    (fake_slurm / "squeue").chmod(0o755)
     other = _submit(tmp_path / "b", tmp_path / "ran.log", 2)[2]
     intent = json.loads((Path(other.folder) / "submission.json").read_text())
     for c in intent["chunks"]:
@@ -356,3 +386,33 @@ def test_adoption_asks_the_scheduler_when_the_job_ids_were_never_written(
     (Path(other.folder) / "submission.json").write_text(json.dumps(intent))
     with Writer(tmp_path / "state_b.duckdb", "test adopt") as writer:
         assert adopt_unknown_submissions(writer, tmp_path / "b" / "runs") == []
+        assert len(asked.read_text().splitlines()) == 1
+        assert adopt_unknown_submissions(writer, tmp_path / "b" / "runs") == []
+        assert len(asked.read_text().splitlines()) == 1
+    from hpcx.state.store import StateStore
+
+    with StateStore.open(tmp_path / "state_b.duckdb", read_only=True) as store:
+        assert store.known_submissions([other.key]) == {other.key}
+
+
+def test_adoption_keeps_the_job_ids_recorded_for_the_chunks_that_went_out(
+    fake_slurm: Path, tmp_path: Path
+) -> None:
+    """The apply died after the first chunk's sbatch (its id written) and before the second's:
+    the scheduler (asked by name) knows nothing more; the first chunk's runs are adopted
+    under their recorded job."""
+    from hpcx.run.harvest import adopt_unknown_submissions
+    from hpcx.state.writer import Writer
+
+    (fake_slurm / "squeue").write_text("#!/bin/sh\n")
+    (fake_slurm / "squeue").chmod(0o755)
+    (fake_slurm / "scontrol").write_text("#!/bin/sh\necho 'MaxArraySize = 3'\n")
+    _, dirs, sub = _submit(tmp_path, tmp_path / "ran.log", 5)  # chunks of 3 and 2
+    intent_file = Path(sub.folder) / "submission.json"
+    intent = json.loads(intent_file.read_text())
+    assert len(intent["chunks"]) == 2
+    intent["chunks"][1]["job_id"] = None
+    intent_file.write_text(json.dumps(intent))
+    with Writer(tmp_path / "state.duckdb", "test adopt") as writer:
+        (adopted,) = adopt_unknown_submissions(writer, tmp_path / "runs")
+    assert adopted.run_jobs == {rd.run_id: f"4242_{i}" for i, rd in enumerate(dirs[:3])}

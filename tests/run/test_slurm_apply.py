@@ -127,6 +127,49 @@ def test_slurm_sweep_submits_an_array_is_harvested_and_cancel_works(
     assert_history_has_no_gap(root)
 
 
+def test_a_cancel_before_the_jobs_start_makes_their_folders_for_its_stop_files(
+    slurm_cluster: Any, project, tmp_path: Path
+) -> None:
+    """An array whose jobs have not started has no run folders (the jobs make them). A cancel
+    makes them to write its stop files; a run whose spec.json the submission lost (its
+    .specs line damaged) is named in a warning, its job cancelled with the rest."""
+    log = tmp_path / "executions.log"
+    root = project(
+        {
+            "later": _slurm_manifest(
+                "later", ["--log", str(log)], {"x": [1, 2, 3]}, sbatch_args=["--begin=now+3600"]
+            )
+        }
+    )
+    doc = json.loads(
+        hpcx(root, "apply", "--yes", "--json", env=_env(slurm_cluster), check=True).stdout
+    )
+    (sub,) = doc["submissions"]
+    assert run_folders(root, "later") == []  # the jobs make them when they start
+    folder = root / "runs" / ".submissions" / sub["key"]
+    specs = folder / "chunk-000.specs"
+    lines = specs.read_bytes().split(b"\n")
+    damaged = json.loads(lines[2])[0]["run_id"]
+    lines[2] = b"{" * len(lines[2])
+    specs.write_bytes(b"\n".join(lines))
+
+    out = hpcx(root, "cancel", "--all", env=_env(slurm_cluster))
+    assert out.returncode == 0, out.stderr
+    assert "1 run folder(s) could not be made" in out.stderr and damaged in out.stderr
+    assert {p.name for p in run_folders(root, "later")} == set(runs(root)) - {damaged}
+    for made in run_folders(root, "later"):
+        assert (made / ".stop-1").read_text().strip() == "cancelled"
+    # Its job gone and no folder to say why, the damaged one reads lost (the next plan
+    # runs it again); the others cancelled, as their stop files say.
+    _refresh_until(root, slurm_cluster, {"cancelled", "lost"}, 3)
+    state = runs(root)
+    assert {r: v["status"] for r, v in state.items()} == {
+        r: "lost" if r == damaged else "cancelled" for r in state
+    }
+    assert not [j for j in _squeue(slurm_cluster, sub["key"]) if j[1] in ("PENDING", "RUNNING")]
+    assert log_lines(log) == []
+
+
 def test_slurm_arrays_are_split_to_max_array_size_and_all_succeed(
     slurm_cluster: Any, project
 ) -> None:

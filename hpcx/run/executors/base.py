@@ -3,7 +3,8 @@
 The order, and why (see docs/executors.md)::
 
     ex = get_executor(kind, options)
-    dirs = ex.prepare(runs, runs_root)           # run folders + spec.json (no scheduler yet)
+    dirs = ex.prepare(runs, runs_root)           # spec.json, in run folders (SLURM arrays:
+                                                 # in the submission, for the jobs to make)
     key = new_key()                              # made BEFORE submitting ...
     state.record_intent(key, ex.kind, run_ids)   # ... and recorded, so a crash is reconcilable
     sub = ex.submit(key, dirs)                   # sbatch / start the local queue
@@ -25,7 +26,7 @@ import secrets
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -249,12 +250,15 @@ class Executor(ABC):
         *,
         key: str | None = None,
         links: Mapping[str, Mapping[str, str]] | None = None,
+        sent_before: Collection[str] = (),
     ) -> list[RunDir]:
         """Create (or start a new attempt in) each run's folder with its spec.json.
 
         ``key`` (the submission key these runs will go out under) is recorded in spec.json.
         ``links``: run id -> {file name: source} to hard-link into the folders left to the
-        job to make (the caller links them into the others once they exist).
+        job to make (the caller links them into the others once they exist). ``sent_before``:
+        runs submitted before (a retry): their folder is made here whatever the executor, so
+        a job of the earlier submission that the scheduler still holds finds it taken.
 
         An executor that :attr:`defers_run_folders` leaves a new run's folder (none on disk
         yet) to :meth:`submit`: its job makes it when it starts. Writes without a per-file
@@ -279,10 +283,12 @@ class Executor(ABC):
                 present[spec.experiment] = names = names or frozenset()
             doc = spec_document(spec, path, python=self.python)
             doc["submission"] = {"key": key, "executor": self.kind}
-            if self.defers_run_folders and spec.run_id not in names:
+            new = spec.run_id not in names and spec.run_id not in sent_before
+            if self.defers_run_folders and new:
                 rd = RunDir(path, spec.experiment, spec.run_id, 1)
                 self._deferred[str(path)] = dict((links or {}).get(spec.run_id) or {})
             else:
+                self._deferred.pop(str(path), None)
                 rd = rundir.create(
                     root,
                     spec.experiment,

@@ -61,7 +61,7 @@ from hpcx.cluster.slurm import (
     resource_options,
     runs_per_job,
 )
-from hpcx.errors import InvalidOptionError, SchedulerError, SubmitError
+from hpcx.errors import InvalidOptionError, MissingRunFolders, SchedulerError, SubmitError
 from hpcx.manifest.spec import RunSpec
 from hpcx.run import rundir
 from hpcx.run.executors.base import (
@@ -739,6 +739,11 @@ class SlurmExecutor(Executor):
     ) -> Submission:
         if not run_dirs:
             raise SubmitError("nothing to submit")
+        # The folders prepare left to the jobs, taken now (a refusal below leaves none behind).
+        deferred = {
+            p: self._deferred.pop(p) for p in map(str, (rd.path for rd in run_dirs))
+            if p in self._deferred
+        }  # fmt: skip
         check_value("submission key", key)
         limits = self.limits()
         chunks = self._chunks(run_dirs, after)
@@ -761,7 +766,7 @@ class SlurmExecutor(Executor):
                     raise InvalidOptionError(f"run folder may not contain a tab: {rd.path}")
             script = base.with_suffix(".sbatch")
             if len(chunk.runs) > 1:
-                specs = self._deferred_specs(chunk, script)
+                specs = self._deferred_specs(chunk, script, deferred)
                 if specs is not None:
                     atomic_write_bytes(base.with_suffix(".specs"), specs[0], fsync=False)
                 atomic_write_text(
@@ -772,7 +777,7 @@ class SlurmExecutor(Executor):
             atomic_write_text(script, self.render(key, chunk, folder), fsync=False)
             scripts.append(script)
             for rd in chunk.runs:
-                links = self._deferred.pop(str(rd.path), None)
+                links = deferred.get(str(rd.path))
                 if links is None:
                     _link(script, rd)
                 elif len(chunk.runs) == 1:
@@ -814,21 +819,24 @@ class SlurmExecutor(Executor):
         self._record(folder, intent, job_ids)
         return self._submission(key, folder, chunks, job_ids)
 
-    def _deferred_specs(self, chunk: _Chunk, script: Path) -> tuple[bytes, list[int | None]] | None:
-        """The ``.specs`` file of a chunk whose new runs' folders its jobs make (None when
-        apply made them all): for each task with such a run, a line per run of the task
-        (:func:`hpcx.run.rundir.deferred_line`, or ``-`` for a folder apply made), and the
-        byte offset where the task's lines start (None for a task without)."""
+    def _deferred_specs(
+        self, chunk: _Chunk, script: Path, deferred: Mapping[str, Mapping[str, str]]
+    ) -> tuple[bytes, list[int | None]] | None:
+        """The ``.specs`` file of a chunk whose new runs' folders its jobs make (``deferred``:
+        folder -> links; None when apply made them all): for each task with such a run, a
+        line per run of the task (:func:`hpcx.run.rundir.deferred_line`, or ``-`` for a
+        folder apply made), and the byte offset where the task's lines start (None for a
+        task without)."""
         parts: list[bytes] = []
         offsets: list[int | None] = []
         size = 0
         for task in chunk.tasks:
-            if not any(str(rd.path) in self._deferred for rd in task):
+            if not any(str(rd.path) in deferred for rd in task):
                 offsets.append(None)
                 continue
             offsets.append(size)
             for rd in task:
-                links = self._deferred.get(str(rd.path))
+                links = deferred.get(str(rd.path))
                 if links is None:
                     line = b"-\n"
                 else:
@@ -1001,9 +1009,21 @@ class SlurmExecutor(Executor):
             for rid, obs in stuck.items():
                 out[rid] = obs._replace(reason=f"{NEVER_SATISFIED}; scancel failed: {why}")
             return
-        make_run_folders((obs.run_dir, folders.get(rid)) for rid, obs in stuck.items())
+        unmade: set[str] = set()
+        try:
+            make_run_folders((obs.run_dir, folders.get(rid)) for rid, obs in stuck.items())
+        except MissingRunFolders as exc:
+            unmade.update(exc.paths)  # their jobs are gone; nothing to record them in
         for rid, obs in stuck.items():
             assert obs.run_dir is not None
+            if obs.run_dir in unmade:
+                out[rid] = obs._replace(
+                    state="cancelled",
+                    source="scheduler",
+                    reason=f"{NEVER_SATISFIED}: cancelled; its run folder cannot be made "
+                    "(the submission's spec.json for it is missing or damaged)",
+                )
+                continue
             reason = f"blocked: {_failed_needs(obs.run_dir)} (SLURM: {NEVER_SATISFIED})"
             write_blocked(obs.run_dir, rid, reason)
             out[rid] = observe_run_dir(rid, obs.run_dir, obs.job_id)
@@ -1062,16 +1082,22 @@ class SlurmExecutor(Executor):
         targets: list[str] = []
         #: Packed jobs whose other runs go on: only the batch shell (the wrapper) is signalled.
         batch: list[str] = []
+        #: Run folders neither there nor makeable (MissingRunFolders), named at the end.
+        unmade: list[str] = []
         for sub in subs:
             live: dict[str, list[str]] = {}  # job id -> its runs not final
             stopped: dict[str, list[ObservedStatus]] = {}
             # A run whose job has not started has no folder yet: made here, so its stop
-            # file is where a job that starts anyway looks.
-            make_run_folders(
-                (sub.run_dirs[rid], sub.folder)
-                for rid in sub.run_ids
-                if wanted is None or rid in wanted
-            )
+            # file is where a job that starts anyway looks. (One that cannot be made cannot
+            # be run by its job either: its job is cancelled all the same, then named.)
+            try:
+                make_run_folders(
+                    (sub.run_dirs[rid], sub.folder)
+                    for rid in sub.run_ids
+                    if wanted is None or rid in wanted
+                )
+            except MissingRunFolders as exc:
+                unmade.extend(exc.paths)
             for rid in sub.run_ids:
                 path = sub.run_dirs[rid]
                 obs = observe_run_dir(rid, path)
@@ -1083,7 +1109,8 @@ class SlurmExecutor(Executor):
                 if wanted is not None and rid not in wanted:
                     continue
                 # Say why before signalling: the wrapper records "cancelled", not a guess.
-                write_stop(path, "cancelled")
+                if path not in unmade:
+                    write_stop(path, "cancelled")
                 if job is not None:
                     stopped.setdefault(job, []).append(obs)
             for job, observed in stopped.items():
@@ -1097,6 +1124,8 @@ class SlurmExecutor(Executor):
         if batch:
             self._signal_batch(sorted(set(batch)))
         if not targets:
+            if unmade:
+                raise MissingRunFolders(unmade)
             return
         jobs = sorted(set(targets))
         failed, why = self._scancel(jobs)
@@ -1111,6 +1140,8 @@ class SlurmExecutor(Executor):
                 "`hpcx refresh` cancels them once the scheduler answers (`scontrol ping`)",
             )
         self._recancelled.update(jobs)
+        if unmade:
+            raise MissingRunFolders(unmade)
 
     def _scancel(self, args: list[str]) -> tuple[bool, str]:
         """``scancel ARGS``: whether it failed (a job already gone is no failure) and why."""
@@ -1160,7 +1191,10 @@ class SlurmExecutor(Executor):
                 if len(parts) == 3 and parts[1] == key and parts[2].isdigit():
                     found.setdefault(int(parts[2]), jid.split("_")[0].strip())
         chunks = _intent_chunks(intent)
-        job_ids = [found.get(c.index) or _job_from_files(c.runs) for c in chunks]
+        recorded = {int(c["index"]): c.get("job_id") for c in intent["chunks"]}
+        job_ids = [
+            found.get(c.index) or recorded.get(c.index) or _job_from_files(c.runs) for c in chunks
+        ]
         if not any(job_ids):
             return None
         self._record(folder, intent, job_ids)
@@ -1274,9 +1308,9 @@ def deferred_folders(
 def make_run_folders(pairs: Iterable[tuple[str | None, str | None]]) -> list[str]:
     """Make the run folders their jobs were to make and have not yet (each pair: the run
     folder, its submission folder), before hpcx writes into one (a stop file, a blocked
-    status): the folders made, as a job makes them (synced once at the end). Raises
-    ExecutorError naming the runs whose folder is missing and whose spec.json the
-    submission folder does not hold (damaged or removed)."""
+    status), as a job makes them (synced once at the end): the folders made. Raises
+    :class:`MissingRunFolders` naming the runs whose folder is missing and whose spec.json
+    the submission folder does not hold (damaged or removed), once the others are made."""
     wanted: dict[str, list[str]] = {}
     for path, folder in pairs:
         if path and folder and not os.path.exists(path):
@@ -1294,14 +1328,7 @@ def make_run_folders(pairs: Iterable[tuple[str | None, str | None]]) -> list[str
     if made:
         sync()
     if missing:
-        from hpcx.errors import ExecutorError
-
-        raise ExecutorError(
-            f"{len(missing)} run folder(s) do not exist and their submission holds no "
-            f"spec.json for them: {', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""),
-            hint="the run folders or the submission folder (.submissions/KEY/chunk-*.specs) "
-            "were removed or damaged; `hpcx refresh` reports these runs from the scheduler",
-        )
+        raise MissingRunFolders(missing)
     return made
 
 
