@@ -916,7 +916,13 @@ def main(argv: list[str] | None = None) -> int:
         if len(entries) > 1:
             return run_packed(entries)
         path, attempt_in_file, deferred = entries[0]
-        return run_one(path, args.attempt or attempt_in_file, key=_made_here(path, deferred))
+        try:
+            key = _made_here(path, deferred)
+        except OSError as exc:
+            raise SystemExit(
+                f"hpcx.run.job: cannot make the run folder {path}: {exc.strerror or exc}"
+            ) from None
+        return run_one(path, args.attempt or attempt_in_file, key=key)
     assert args.run_dir
     return run_one(args.run_dir, args.attempt)
 

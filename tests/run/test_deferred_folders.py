@@ -416,3 +416,14 @@ def test_adoption_keeps_the_job_ids_recorded_for_the_chunks_that_went_out(
     with Writer(tmp_path / "state.duckdb", "test adopt") as writer:
         (adopted,) = adopt_unknown_submissions(writer, tmp_path / "runs")
     assert adopted.run_jobs == {rd.run_id: f"4242_{i}" for i, rd in enumerate(dirs[:3])}
+
+
+def test_a_task_that_cannot_make_its_folder_says_so(fake_slurm: Path, tmp_path: Path) -> None:
+    _, dirs, sub = _submit(tmp_path, tmp_path / "ran.log", 2)
+    parent = dirs[0].path.parent
+    parent.rmdir()
+    parent.write_text("a file where the experiment's folder was")
+    proc = _task(sub, 0)
+    assert proc.returncode != 0
+    assert f"cannot make the run folder {dirs[0].path}" in proc.stderr
+    assert "Traceback" not in proc.stderr
