@@ -821,10 +821,7 @@ def _from_tasks(tasks: str, index: int | None) -> list[_Entry]:
     with open(tasks, encoding="utf-8") as f:
         for i, line in enumerate(f):
             if i == index:
-                fields = line.rstrip("\n").split("\t")
-                offset = None
-                if len(fields) > 2 and fields[-1].startswith("@") and fields[-1][1:].isdigit():
-                    offset = int(fields.pop()[1:])
+                fields, offset = rundir.split_task_line(line)
                 if len(fields) == 1:
                     fields.append("")
                 if len(fields) % 2:

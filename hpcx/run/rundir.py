@@ -269,6 +269,17 @@ def _publish(where: str, doc: Mapping[str, Any], links: Mapping[str, str], *, fs
 # write into it first (a cancel's stop file, a blocked status) makes it the same way.
 
 
+def split_task_line(line: str) -> tuple[list[str], int | None]:
+    """A tasks-file line (``chunk-NNN.tasks``): its ``RUN_DIR<TAB>ATTEMPT`` fields, and the
+    ``@OFFSET`` that ends it when its runs' folders are the job's to make (where the task's
+    lines start in the ``.specs`` file beside it), else None."""
+    fields = line.rstrip("\n").split("\t")
+    last = fields[-1]
+    if len(fields) > 2 and last.startswith("@") and last[1:].isdigit():
+        return fields[:-1], int(last[1:])
+    return fields, None
+
+
 def deferred_line(doc: Mapping[str, Any], links: Mapping[str, str]) -> str:
     """One run's line in a ``.specs`` file: its spec.json (``attempt`` set) and the files to
     hard-link into its folder (name -> source), as one JSON array on one line."""

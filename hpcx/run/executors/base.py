@@ -274,13 +274,9 @@ class Executor(ABC):
             path = rundir.run_path(root, spec.experiment, spec.run_id)
             names = present.get(spec.experiment)
             if names is None:
-                try:
-                    names = frozenset(os.listdir(path.parent)) if self.defers_run_folders else None
-                except FileNotFoundError:
-                    names = frozenset()
-                if not names:
-                    path.parent.mkdir(parents=True, exist_ok=True)  # once per experiment
-                present[spec.experiment] = names = names or frozenset()
+                path.parent.mkdir(parents=True, exist_ok=True)  # once per experiment
+                listed = os.listdir(path.parent) if self.defers_run_folders else ()
+                present[spec.experiment] = names = frozenset(listed)
             doc = spec_document(spec, path, python=self.python)
             doc["submission"] = {"key": key, "executor": self.kind}
             new = spec.run_id not in names and spec.run_id not in sent_before

@@ -1083,7 +1083,7 @@ class SlurmExecutor(Executor):
         #: Packed jobs whose other runs go on: only the batch shell (the wrapper) is signalled.
         batch: list[str] = []
         #: Run folders neither there nor makeable (MissingRunFolders), named at the end.
-        unmade: list[str] = []
+        unmade: dict[str, None] = {}
         for sub in subs:
             live: dict[str, list[str]] = {}  # job id -> its runs not final
             stopped: dict[str, list[ObservedStatus]] = {}
@@ -1097,7 +1097,7 @@ class SlurmExecutor(Executor):
                     if wanted is None or rid in wanted
                 )
             except MissingRunFolders as exc:
-                unmade.extend(exc.paths)
+                unmade.update(dict.fromkeys(exc.paths))
             for rid in sub.run_ids:
                 path = sub.run_dirs[rid]
                 obs = observe_run_dir(rid, path)
@@ -1125,7 +1125,7 @@ class SlurmExecutor(Executor):
             self._signal_batch(sorted(set(batch)))
         if not targets:
             if unmade:
-                raise MissingRunFolders(unmade)
+                raise MissingRunFolders(list(unmade))
             return
         jobs = sorted(set(targets))
         failed, why = self._scancel(jobs)
@@ -1141,7 +1141,7 @@ class SlurmExecutor(Executor):
             )
         self._recancelled.update(jobs)
         if unmade:
-            raise MissingRunFolders(unmade)
+            raise MissingRunFolders(list(unmade))
 
     def _scancel(self, args: list[str]) -> tuple[bool, str]:
         """``scancel ARGS``: whether it failed (a job already gone is no failure) and why."""
@@ -1288,11 +1288,10 @@ def deferred_folders(
         except (OSError, ValueError):
             continue
         for line in lines:
-            fields = line.split("\t")
-            if len(fields) < 3 or not fields[-1].startswith("@") or not fields[-1][1:].isdigit():
+            fields, at = rundir.split_task_line(line)
+            if at is None:
                 continue
-            at = int(fields[-1][1:])
-            for path in fields[:-1:2]:
+            for path in fields[::2]:
                 end = data.find(b"\n", at)
                 end = len(data) if end < 0 else end + 1
                 try:
