@@ -975,11 +975,7 @@ def resubmit_requeued(
     run ids submitted."""
     from hpcx.plan.planner import Action, RunChange
 
-    wanted = [
-        obs.run_id
-        for obs in harvested.observed.values()
-        if obs.state == "requeued" and obs.requeue_by == "resubmit" and obs.run_dir
-    ]
+    wanted = harvested.requeued_to_resubmit()
     if not wanted:
         return []
     with writer.open() as store:
@@ -1275,7 +1271,7 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
     from hpcx.project.paths import default_manifest_paths
     from hpcx.run import provenance
     from hpcx.run.harvest import refresh
-    from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
+    from hpcx.state.store import StateSnapshot, StateStore
     from hpcx.state.writer import Writer
     from hpcx.util.selection import known_list, raise_unmatched
 
@@ -1288,7 +1284,7 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
         if saved is not None:
             if request.overrides:
                 raise PlanError("--set cannot change a saved plan", hint="make a new plan")
-            if state_path.exists() and not is_uncreated(state_path):
+            if writer.state_created():
                 with StateStore.open(state_path, read_only=True) as store:
                     plan = load_saved_plan(saved, store)
             else:
@@ -1300,15 +1296,17 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             check_resources(desired.runs, request.cluster, manifest_paths, root)
             if state_path.exists():
                 # Creates the schema in an uncreated file.
-                resubmit_requeued(writer, refresh(writer, runs_root=runs), runs)
-                topped = top_up(writer, runs)
+                harvested = refresh(writer, runs_root=runs)
+                resubmit_requeued(writer, harvested, runs)
+                topped = top_up(writer, runs) if harvested.top_up_due() else None
                 if topped is not None and topped.submitted:
                     hooks.note(
                         f"submitted {len(topped.submitted)} queued run(s) as room freed under "
                         "the scheduler's limits"
                     )
-                _prune_behind(writer, hooks)
-            if state_path.exists() and not is_uncreated(state_path):
+                if harvested.pruning_in_flight:
+                    _prune_behind(writer, hooks)
+            if writer.state_created():
                 with StateStore.open(state_path, read_only=True) as store:
                     snapshot = store.snapshot()
                     trials = search_trials(desired, store)

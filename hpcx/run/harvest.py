@@ -71,6 +71,26 @@ class HarvestResult:
     problems: list[str] = field(default_factory=list)
     #: Submission key -> "adopted" | "lost" for reconciled submissions.
     reconciled: dict[str, str] = field(default_factory=dict)
+    #: What the state held before the poll, read by the same open, for the steps that follow
+    #: a refresh (each would open the state to find out, ~25 ms): a run waiting ``queued``
+    #: (for a top-up), a trial in flight of a search that prunes (for a prune). A refresh
+    #: makes neither; True where the state was not read.
+    queued_waiting: bool = True
+    pruning_in_flight: bool = True
+
+    def requeued_to_resubmit(self) -> list[str]:
+        """The runs that ended an attempt ``requeued`` that hpcx itself resubmits (their
+        scheduler does not requeue them), with a run folder to resume in."""
+        return [
+            obs.run_id
+            for obs in self.observed.values()
+            if obs.state == "requeued" and obs.requeue_by == "resubmit" and obs.run_dir
+        ]
+
+    def top_up_due(self) -> bool:
+        """Whether a top-up after this refresh may find a run ``queued``: one waited before
+        the poll, or a requeued run is resubmitted (and may wait queued for room)."""
+        return self.queued_waiting or bool(self.requeued_to_resubmit())
 
     def to_dict(self) -> dict[str, Any]:
         by_state: dict[str, int] = {}
@@ -783,6 +803,7 @@ def _refresh(
             check_runs_root_owner(writer, runs_root, create=False, store=store)
             unknown = unknown_submissions(writer.path, runs_root, store.known_submissions)
         in_flight = store.in_flight_submissions()
+        result.queued_waiting, result.pruning_in_flight = store.follow_ups()
         if not unknown and all(row.state not in _RECONCILED for row in in_flight):
             # Nothing below writes to the state before the ingest, and we hold the writer
             # lock: the runs' harvest targets read now are the ones the ingest would read

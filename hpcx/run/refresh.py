@@ -77,14 +77,16 @@ def refresh_session(
         out.resubmitted = resubmit_requeued(writer, out.refresh, runs_root)
         from hpcx.run.apply import top_up
 
-        topped = top_up(writer, runs_root)
-        if topped is not None:
-            out.topped_up = list(topped.submitted)
-        with writer.open() as store:
-            out.still_queued = store.queued_count()
-        from hpcx.run.prune import prune_in_flight
+        if out.refresh.top_up_due():
+            topped = top_up(writer, runs_root)
+            if topped is not None:
+                out.topped_up = list(topped.submitted)
+            with writer.open() as store:
+                out.still_queued = store.queued_count()
+        if out.refresh.pruning_in_flight:
+            from hpcx.run.prune import prune_in_flight
 
-        out.pruned = prune_in_flight(writer)
+            out.pruned = prune_in_flight(writer)
         if reharvest_runs:
             out.reharvest = reharvest(
                 writer, experiments=experiments, run_ids=run_ids, desired=desired

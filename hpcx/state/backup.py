@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcx.errors import HpcxError, StateError
-from hpcx.state.files import foreign_file, is_uncreated
+from hpcx.state.files import foreign_file
 from hpcx.state.schema import (
     RUN_STATUSES,
     SCHEMA_VERSION,
@@ -171,6 +171,9 @@ class CheckResult:
     schema_version: int | None = None
     rows: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    #: A DuckDB file holding no table at all: a state whose creation never committed
+    #: (:func:`hpcx.state.files.is_uncreated`, found by the same open).
+    uncreated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -335,6 +338,11 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
         except duckdb.Error as exc:
             return bad("unreadable", _first_line(exc))
         if "schema_version" not in tables:
+            if not tables:
+                row = con.execute(
+                    "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+                ).fetchone()
+                result.uncreated = row is not None and row[0] == 0
             return bad("unreadable", "a DuckDB file but not an hpcx state (no schema_version)")
         # Read every column of every row of every table: each block is loaded and its
         # checksum verified. hash() of all columns keeps the result one row.
@@ -519,11 +527,25 @@ def backup_before_write(
     must stop before it writes over the file. Raises StateError when the backup cannot be
     written (a full disk): set HPCX_BACKUPS=0 to go on without one.
     """
+    return check_and_back_up(state_path, keep=keep).backup
+
+
+@dataclass(frozen=True, slots=True)
+class PreWrite:
+    """What :func:`check_and_back_up` found: the backup (None: none made) and whether the
+    state holds hpcx's schema (False: no file, or one whose creation never committed)."""
+
+    backup: Path | None
+    created: bool
+
+
+def check_and_back_up(state_path: str | os.PathLike[str], *, keep: int | None = None) -> PreWrite:
+    """:func:`backup_before_write`, saying too whether the state is created: a writer that
+    knows it opens no file to ask (:meth:`hpcx.state.writer.Writer.state_created`). The one
+    read of the check tells an uncreated file (no table at all) from a damaged one."""
     state = Path(state_path).absolute()
     if not state.exists():
-        return None
-    if is_uncreated(state):
-        return None  # nothing recorded yet: the writer about to run creates the schema
+        return PreWrite(None, created=False)
     n_keep = keep_count() if keep is None else keep
     if state.is_dir():
         raise StateError(
@@ -535,17 +557,19 @@ def backup_before_write(
         # The usual case: the file is whole by itself. Read it in place (read-only); copy only
         # when the newest backup is not already this serial of this lineage.
         checked = check_state(state, invariants=False)
+        if checked.uncreated:
+            return PreWrite(None, created=False)  # the writer about to run creates the schema
         _refuse(state, checked)
         if n_keep == 0:
-            return None
+            return PreWrite(None, created=True)
         found = list_backups(state)
         if (
             found
             and found[0].serial == checked.serial
             and _lineage_of(found[0].path) == checked.lineage
         ):
-            return found[0].path
-        return _store(state, folder, n_keep, checked, copied=None)
+            return PreWrite(found[0].path, created=True)
+        return PreWrite(_store(state, folder, n_keep, checked, copied=None), created=True)
     # A WAL beside the state: the copy is checkpointed alone and checked in place of it.
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -557,14 +581,16 @@ def backup_before_write(
         except OSError as exc:
             raise _cannot_backup(state, exc) from None
         checked = check_state(tmp, invariants=False)
+        if checked.uncreated:
+            return PreWrite(None, created=False)
         if not checked.readable:
             first = next(f for f in checked.findings if f.kind in ("unreadable", "schema"))
             if first.kind == "schema":
                 _refuse(state, checked)
             raise _unreadable(state, first.message.replace(str(tmp), str(state)))
         if n_keep == 0:
-            return None
-        return _store(state, folder, n_keep, checked, copied=tmp)
+            return PreWrite(None, created=True)
+        return PreWrite(_store(state, folder, n_keep, checked, copied=tmp), created=True)
 
 
 def _cannot_backup(state: Path, exc: OSError) -> StateError:

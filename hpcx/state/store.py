@@ -1202,6 +1202,20 @@ class StateStore:
             )
         return out
 
+    def follow_ups(self) -> tuple[bool, bool]:
+        """Whether a run waits ``queued``, and whether a search that prunes has a trial in
+        flight (what :meth:`queued_runs` and :meth:`prune_trials` would find some of), in one
+        read: a refresh asks, so that the top-up and the prune after it open the state only
+        when they have work."""
+        row = self._all(
+            "SELECT coalesce(bool_or(status = 'queued'), false), coalesce(bool_or("
+            f"status IN ({_IN_FLIGHT_SQL}) "
+            "AND json_extract_string(spec, '$.extra.search.key') IS NOT NULL "
+            "AND json_extract_string(spec, '$.extra.search.prune.metric') IS NOT NULL), false) "
+            f"FROM runs WHERE status = 'queued' OR status IN ({_IN_FLIGHT_SQL})"
+        )[0]
+        return bool(row[0]), bool(row[1])
+
     def prune_trials(self) -> dict[str, list[PruneTrialRow]]:
         """Per search key, in trial-number order, every trial of each search that prunes
         (``extra.search.prune``) and has a trial in flight; finished trials come with their

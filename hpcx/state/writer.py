@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Literal
 
 from hpcx.errors import StateError, StateLockedError
 from hpcx.state import lock
-from hpcx.state.backup import Restored, backup_before_write, restore
+from hpcx.state.backup import Restored, check_and_back_up, restore
 
 if TYPE_CHECKING:
     from hpcx.state.store import StateStore, Transaction
@@ -67,6 +67,10 @@ class Writer:
         self._held: contextlib.ExitStack | None = None
         #: The state kept open by :meth:`kept_open`, lent to each :meth:`open` meanwhile.
         self._kept: StateStore | None = None
+        #: Whether the state holds hpcx's schema, where this writer knows without opening it
+        #: (its pre-write check, or an open of its own, which creates the schema); None when
+        #: it does not.
+        self._created: bool | None = None
 
     def __enter__(self) -> Writer:
         stack = contextlib.ExitStack()
@@ -74,7 +78,8 @@ class Writer:
         try:
             if self.pre_write == "check":
                 # Refuses a damaged state before anything is written over it.
-                self.backup = backup_before_write(self.path)
+                checked = check_and_back_up(self.path)
+                self.backup, self._created = checked.backup, checked.created
         except BaseException:
             stack.close()
             raise
@@ -101,8 +106,22 @@ class Writer:
         """Check and back up the state now (for ``pre_write="none"``); raises StateError when
         it does not read in full."""
         self._check_held()
-        self.backup = backup_before_write(self.path)
+        checked = check_and_back_up(self.path)
+        self.backup, self._created = checked.backup, checked.created
         return self.backup
+
+    def state_created(self) -> bool:
+        """Whether the state file holds hpcx's schema now (False: no file yet, or one whose
+        creation never committed). Known without opening the file after this writer's check or
+        its own :meth:`open`; otherwise asked of the file (:func:`~hpcx.state.files.is_uncreated`,
+        an open of ~20 ms)."""
+        if not self.path.exists():
+            return False
+        if self._created is None:
+            from hpcx.state.files import is_uncreated
+
+            return not is_uncreated(self.path)
+        return self._created
 
     def open(self, *, wait: float = READER_WAIT_S) -> StateStore:
         """The state, open read-write (created when missing); close it, or use it in a
@@ -118,16 +137,20 @@ class Writer:
         deadline = time.monotonic() + wait
         while True:
             try:
-                return StateStore.open(self.path)
+                store = StateStore.open(self.path)
             except StateLockedError:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.05)
+            else:
+                self._created = True  # the open created the schema, where it was missing
+                return store
 
     def restore(self, backup: str | os.PathLike[str] | None, *, force: bool = False) -> Restored:
         """Put ``backup`` (None: the newest that passes the check) in place of the state; see
         :func:`hpcx.state.backup.restore`."""
         self._check_held()
+        self._created = None  # whatever the restore puts in place is asked of the file
         return restore(self.path, backup, force=force)
 
     @contextlib.contextmanager
