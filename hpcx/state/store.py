@@ -399,10 +399,16 @@ def _is_damage(exc: BaseException) -> bool:
     )
 
 
+#: ``json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)``, made once: dumps
+#: with options builds an encoder per call (a spec's few nested values: ~4,000 calls an apply
+#: of 1,000 runs).
+_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def _json(value: Any) -> str | None:
     if value is None:
         return None
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return _encode(value)
 
 
 def _last_of(key: str, distinct: set[Any], rows: int) -> str:
@@ -874,7 +880,7 @@ class StateStore:
             raise _translate_error(exc, p) from None
         store = cls(con, p, read_only=read_only)
         try:
-            store._prepare()
+            store._prepare(new=not exists)
         except StateError:
             con.close()
             raise
@@ -883,9 +889,14 @@ class StateStore:
             raise _translate_error(exc, p) from None
         return store
 
-    def _prepare(self) -> None:
+    def _prepare(self, *, new: bool = False) -> None:
+        """Check the schema's version and migrate (or, in an empty file, create) it. ``new``:
+        DuckDB made the file just now (it was not there), so there is nothing to read."""
         from hpcx.state.engine import duckdb
 
+        if new:
+            self._migrate(0)
+            return
         try:
             # An hpcx state's version (one read: listing the tables first cost ~6 ms an open).
             row = self._con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
@@ -934,18 +945,24 @@ class StateStore:
         try:
             # An empty file: the tables as every migration leaves them, made at once.
             fresh = current == 0 and SCHEMA_VERSION == FRESH_SCHEMA_VERSION
-            if current == 0:
-                con.execute(SCHEMA_VERSION_TABLE)
             if fresh:
-                for stmt in FRESH_SCHEMA:
-                    con.execute(stmt)
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                if not fresh:
+                # One statement of them all, and one row a version in one insert: a statement
+                # each cost ~12 ms more of a new project's first apply.
+                con.execute(";\n".join([SCHEMA_VERSION_TABLE, *FRESH_SCHEMA]))
+                con.execute(
+                    "INSERT INTO schema_version SELECT v, ?, ? FROM range(1, ?) t(v)",
+                    [_now(), __version__, SCHEMA_VERSION + 1],
+                )
+            else:
+                if current == 0:
+                    con.execute(SCHEMA_VERSION_TABLE)
+                for version in range(current + 1, SCHEMA_VERSION + 1):
                     for stmt in MIGRATIONS[version]:
                         con.execute(stmt)
-                con.execute(
-                    "INSERT INTO schema_version VALUES (?, ?, ?)", [version, _now(), __version__]
-                )
+                    con.execute(
+                        "INSERT INTO schema_version VALUES (?, ?, ?)",
+                        [version, _now(), __version__],
+                    )
             if current == 0:
                 con.execute(
                     "INSERT INTO meta VALUES (?, 0, ?, ?, ?)",
