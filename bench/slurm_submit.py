@@ -13,7 +13,11 @@ after each round). Needs root, slurm-wlm and munge. For each size, interleaved, 
   /tmp/subvenv/bin/pip install submitit``). It fails above the cluster's MaxArraySize (1001 by
   default), where hpcx splits the array: it is run at N <= 1000 only;
 * ``prepare+submit``: hpcx's executor in this process (run folders + spec.json, then tasks
-  files, scripts and sbatch per array), up to the last job id recorded.
+  files, scripts and sbatch per array), up to the last job id recorded;
+* ``into a state``: the whole ``hpcx apply`` of N new runs (a second manifest) into a state
+  that holds N runs in flight from a first apply, as a project is used after its first day:
+  the state is checked and backed up, refreshed (one squeue), planned against and written.
+  Reported beside the goal (which is the first apply's), not instead of it.
 
 Goals: the whole apply of 1,000 runs <= 1.5x submitit's whole process; 10,000 runs to SLURM
 <= 5 s (median of 3: the whole apply, and prepare+submit beside it).
@@ -79,16 +83,17 @@ def _axes(n: int) -> dict[str, list[int]]:
     return axes
 
 
-def _manifest(n: int) -> str:
+def _manifest(n: int, name: str = "b") -> str:
     axes = _axes(n)
     spec = {
-        "command": ["true"],
+        # Run ids are content hashes: a second experiment needs a command of its own.
+        "command": ["true"] if name == "b" else ["true", name],
         "params": {k: 0 for k in axes},
         "sweep": {"grid": axes},
         "executor": {"type": "slurm"},
         "resources": {"partition": "debug", "cpus": 1, "time": "00:05:00"},
     }
-    doc = {"apiVersion": "hpcx/v1", "kind": "Experiment", "metadata": {"name": "b"}, "spec": spec}
+    doc = {"apiVersion": "hpcx/v1", "kind": "Experiment", "metadata": {"name": name}, "spec": spec}
     return json.dumps(doc) + "\n"
 
 
@@ -135,18 +140,29 @@ class Bench:
         self.count += 1
         return self.tmp / f"{name}-{self.count}"
 
-    def apply(self, n: int, checkout: Path = ROOT) -> Took:
+    def apply(self, n: int, checkout: Path = ROOT, *, into_state: bool = False) -> Took:
+        """The whole first apply of a new project's n runs; ``into_state``: the apply of n
+        more (a second manifest) after it, with the first apply's jobs still pending."""
         root = make_project(self._fresh("proj"), {"b": _manifest(n)})
         hpcx = str(Path(sys.executable).parent / "hpcx")
         env = dict(self.env)
         env["PYTHONPATH"] = str(checkout) + os.pathsep + env["PYTHONPATH"]
-        code, out, err, took = _timed([hpcx, "apply", "--yes", "--json"], cwd=root, env=env)
-        if code != 0:
-            raise SystemExit(f"hpcx apply failed ({code}): {err[-2000:]}")
-        doc = json.loads(out)
-        ids = [j for s in doc["submissions"] for j in s["job_ids"]]
-        assert sum(s["runs"] for s in doc["submissions"]) == n, doc
-        self.cluster.run("scancel", *ids, check=False)
+        pending: list[str] = []
+
+        def apply() -> Took:
+            code, out, err, took = _timed([hpcx, "apply", "--yes", "--json"], cwd=root, env=env)
+            if code != 0:
+                raise SystemExit(f"hpcx apply failed ({code}): {err[-2000:]}")
+            doc = json.loads(out)
+            pending.extend(j for s in doc["submissions"] for j in s["job_ids"])
+            assert sum(s["runs"] for s in doc["submissions"]) == n, doc
+            return took
+
+        took = apply()
+        if into_state:
+            (root / "manifests" / "c.yaml").write_text(_manifest(n, "c"))
+            took = apply()
+        self.cluster.run("scancel", *pending, check=False)
         return took
 
     def submitit(self, n: int) -> Took | None:
@@ -206,7 +222,7 @@ def main() -> None:
         # Cancelled jobs count against MaxJobCount until MinJobAge purges them: room for
         # every submission of every round.
         SlurmCluster(
-            Path(tmp) / "cluster", MaxJobCount=sum(sizes) * 4 * rounds + 1000, MinJobAge=5
+            Path(tmp) / "cluster", MaxJobCount=sum(sizes) * 9 * rounds + 1000, MinJobAge=5
         ) as cluster,
     ):
         os.environ["SLURM_CONF"] = cluster.env["SLURM_CONF"]
@@ -220,10 +236,16 @@ def main() -> None:
             subs: list[Took] = []
             prep: list[float] = []
             sbatch: list[float] = []
+            into: list[Took] = []
+            olds_into: list[Took] = []
             for _ in range(rounds):  # interleaved: apply, the earlier apply, submitit, in-process
                 applies.append(bench.apply(n))
                 if before is not None:
                     olds.append(bench.apply(n, before))
+                if n <= 1000:
+                    into.append(bench.apply(n, into_state=True))
+                    if before is not None:
+                        olds_into.append(bench.apply(n, before, into_state=True))
                 s = bench.submitit(n) if n <= 1000 else None
                 if s is not None:
                     subs.append(s)
@@ -251,6 +273,18 @@ def main() -> None:
                 )
                 if subs:
                     line += f" | ratio to submitit {o / s_wall:4.2f}x"
+                print(line + f" load={_load()}", flush=True)
+            if into:
+                i_wall = med(t.wall for t in into)
+                line = (
+                    f"           into a state holding {n} in flight: hpcx apply of {n} more "
+                    f"{i_wall:6.2f}s (cpu {med(t.cpu for t in into):5.2f}s)"
+                )
+                if subs:
+                    line += f" | ratio to submitit {i_wall / s_wall:4.2f}x"
+                if olds_into:
+                    o = med(t.wall for t in olds_into)
+                    line += f" | before {o:6.2f}s (after/before {i_wall / o:4.2f}x)"
                 print(line + f" load={_load()}", flush=True)
             total = med(p + q for p, q in zip(prep, sbatch, strict=True))
             line = (
