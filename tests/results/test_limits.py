@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
 BIG = "SELECT range AS i, 'row ' || range AS s FROM range(20000000)"
 
 # Runs hpcx and writes its own peak RSS (KiB) to the file named by HPCX_TEST_RSS at exit.
@@ -168,8 +169,9 @@ def own_state(built_state: tuple[Path, dict[str, Any]], tmp_path: Path) -> str:
         ["export", "{tmp}/e.csv"],
         ["report", "-o", "{tmp}/r.html"],
         ["status"],
+        ["plan", str(ROOT / "manifests" / "quick_test.yaml")],
     ],
-    ids=["query", "export", "report", "status"],
+    ids=["query", "export", "report", "status", "plan"],
 )
 def test_readers_wait_for_a_writer_holding_the_file_for_a_second(
     own_state: str, tmp_path: Path, args: list[str]
