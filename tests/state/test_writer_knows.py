@@ -13,6 +13,7 @@ from support.specs import make_spec
 
 from hpcx.run.refresh import refresh_session
 from hpcx.state import engine
+from hpcx.state import store as store_mod
 from hpcx.state.backup import check_and_back_up, list_backups
 from hpcx.state.store import StateStore
 from hpcx.state.writer import Writer
@@ -22,15 +23,23 @@ _PRUNE = {"metric": "loss", "rule": "median", "warmup_steps": 1, "startup_trials
 
 @pytest.fixture
 def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The path of every DuckDB file opened, in order (any opener: store, check, probe)."""
+    """The path of every DuckDB file opened, in order, by any opener: a store (attached to
+    the process's instance), the check or a probe (a connection of their own)."""
     seen: list[str] = []
     real = engine.duckdb.connect
+    attach = store_mod._Engine.attach.__func__  # type: ignore[attr-defined]
 
     def counting(database: Any = ":memory:", *args: Any, **kw: Any) -> Any:
-        seen.append(str(database))
+        if str(database) != ":memory:":
+            seen.append(str(database))
         return real(database, *args, **kw)
 
+    def attaching(cls: Any, path: Path, **kw: Any) -> Any:
+        seen.append(str(path))
+        return attach(cls, path, **kw)
+
     monkeypatch.setattr(engine.duckdb, "connect", counting)
+    monkeypatch.setattr(store_mod._Engine, "attach", classmethod(attaching))
     return seen
 
 

@@ -1,0 +1,152 @@
+"""The process's one DuckDB instance (``hpcx.state.store._Engine``): each StateStore attaches
+its file to it and detaches it at close, so a command that opens the state several times
+builds DuckDB's catalog once (~20-25 ms an instance here), while the file is let go at each
+close exactly as a connection of its own let it go: unlocked for other processes, checkpointed
+(no WAL left), also when a store is dropped unclosed; and no pool of workers is forked with
+an idle instance's threads live."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.specs import make_spec
+
+from hpcx.errors import StateLockedError
+from hpcx.state import engine
+from hpcx.state.store import StateStore, _Engine
+from hpcx.util.proc import forked_chunks
+
+# Opens the state read-write in another process, as another hpcx writer would.
+_OTHER_WRITER = (
+    "import sys\n"
+    "from hpcx.state.store import StateStore\n"
+    "with StateStore.open(sys.argv[1]) as s, s.transaction() as tx:\n"
+    "    tx.event('x', 'note', None, None, None)\n"
+    "print('wrote')\n"
+)
+
+
+def _other_writer(state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _OTHER_WRITER, str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def instances(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every DuckDB instance made in this process meanwhile (``duckdb.connect`` calls)."""
+    _Engine.reset()
+    made: list[str] = []
+    real = engine.duckdb.connect
+
+    def counting(database: Any = ":memory:", *args: Any, **kw: Any) -> Any:
+        made.append(str(database))
+        return real(database, *args, **kw)
+
+    monkeypatch.setattr(engine.duckdb, "connect", counting)
+    return made
+
+
+def _state(tmp_path: Path) -> Path:
+    state = tmp_path / "state.duckdb"
+    with StateStore.open(state) as store, store.transaction() as tx:
+        tx.record_runs([make_spec("e", i, {"i": i}) for i in range(3)])
+    return state
+
+
+def test_opens_in_one_process_share_one_instance(tmp_path: Path, instances: list[str]) -> None:
+    state = _state(tmp_path)
+    for _ in range(3):
+        with StateStore.open(state, read_only=True) as store:
+            assert len(store.snapshot().runs) == 3
+    with StateStore.open(state) as store, store.transaction() as tx:
+        tx.record_runs([make_spec("e", 9, {"i": 9})])
+    assert instances == [":memory:"]  # one instance, made by the first open
+
+
+def test_a_closed_store_lets_the_file_go_unlocked_and_checkpointed(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    with StateStore.open(state) as store:
+        assert "lock" in _other_writer(state).stderr.lower()  # held while open
+        store.record_runs([make_spec("e", 5, {"i": 5})])
+    assert not Path(str(state) + ".wal").exists()  # the detach checkpointed it
+    done = _other_writer(state)
+    assert done.returncode == 0 and "wrote" in done.stdout, done.stderr
+    # And this process opens it again after the other let it go.
+    with StateStore.open(state, read_only=True) as store:
+        assert len(store.snapshot().runs) == 4
+
+
+def test_a_store_dropped_unclosed_lets_its_file_go(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    store = StateStore.open(state)
+    del store  # an error between an open and its `with`: the store is collected
+    done = _other_writer(state)
+    assert done.returncode == 0, done.stderr
+
+
+def test_another_process_holding_the_file_is_named(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+            "sys.stdin.readline()",
+            str(state),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StateLockedError, match=f"locked by pid {holder.pid}"):
+            StateStore.open(state)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=30)
+    # The failed attach left nothing behind: the file opens now.
+    with StateStore.open(state) as store:
+        assert len(store.snapshot().runs) == 3
+
+
+def _pids(chunk: Any) -> list[int]:
+    import os
+
+    return [os.getpid()] * len(chunk)
+
+
+def test_no_pool_forks_with_an_idle_instance(tmp_path: Path) -> None:
+    state = _state(tmp_path)
+    with StateStore.open(state, read_only=True):
+        pass
+    assert _Engine._root is not None  # kept for the next open
+    out = forked_chunks(_pids, list(range(16)), workers=2, min_items=2)
+    assert out is not None and len(out) >= 2  # the pool ran
+    assert _Engine._root is None  # closed before the fork
+    with StateStore.open(state, read_only=True) as store:  # and made again when needed
+        assert len(store.snapshot().runs) == 3
+
+
+def test_a_file_attached_keeps_the_instance_through_a_fork(tmp_path: Path) -> None:
+    """Nothing forks a pool while a store is open (NoForkPools); a plain fork meanwhile (a
+    subprocess's) must not pull the instance from under the open store."""
+    import os
+
+    state = _state(tmp_path)
+    with StateStore.open(state, read_only=True) as store:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert len(store.snapshot().runs) == 3
