@@ -284,18 +284,22 @@ _INVARIANTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _connect_ro(path: Path) -> Any:
-    from hpcx.state.engine import duckdb
+def _connect_ro(path: Path) -> tuple[Any, str]:
+    """A connection reading the DuckDB file at ``path``, and the name it is attached under:
+    read-only, on the process's one instance (:class:`hpcx.state.engine.Engine`, whose
+    config loads no extension: a SQLite file must not make DuckDB reach for its reader).
+    Let it go with :func:`_let_go`."""
+    from hpcx.state.engine import Engine
 
-    # No extension may be loaded: a SQLite file must not make DuckDB reach for its reader.
-    return duckdb.connect(
-        str(path),
-        read_only=True,
-        config={
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-        },
-    )
+    return Engine.attach(path, read_only=True)
+
+
+def _let_go(con: Any, alias: str) -> None:
+    """Detach what :func:`_connect_ro` attached (a read-only file: nothing to write)."""
+    from hpcx.state.engine import Engine
+
+    with contextlib.suppress(Exception):
+        Engine.detach(con, alias)
 
 
 def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> CheckResult:
@@ -323,7 +327,7 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
     if foreign is not None:
         return bad("unreadable", f"{p} is {foreign}")
     try:
-        con = _connect_ro(p)
+        con, alias = _connect_ro(p)
     except duckdb.Error as exc:
         return bad("unreadable", _first_line(exc))
     try:
@@ -411,7 +415,7 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
     except duckdb.Error as exc:
         return bad("unreadable", _first_line(exc))
     finally:
-        con.close()
+        _let_go(con, alias)
 
 
 # -- backups ---------------------------------------------------------------------------------
@@ -481,7 +485,7 @@ def _unreadable(state: Path, why: str) -> StateError:
 
 def _lineage_of(path: Path) -> str | None:
     try:
-        con = _connect_ro(path)
+        con, alias = _connect_ro(path)
     except Exception:
         return None
     try:
@@ -490,7 +494,7 @@ def _lineage_of(path: Path) -> str | None:
     except Exception:
         return None
     finally:
-        con.close()
+        _let_go(con, alias)
 
 
 def _refuse(state: Path, checked: CheckResult) -> None:
@@ -758,7 +762,7 @@ def unknown_submissions(
         held = known([k for k in keys if _utf8(k)])
         return sorted(p for k, p in keys.items() if k not in held)
     try:
-        con = _connect_ro(Path(state_path))
+        con, alias = _connect_ro(Path(state_path))
     except Exception:
         return sorted(keys.values())
     try:
@@ -766,5 +770,5 @@ def unknown_submissions(
     except Exception:
         held = set()
     finally:
-        con.close()
+        _let_go(con, alias)
     return sorted(p for k, p in keys.items() if k not in held)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 import json
 import math
 import operator
@@ -804,102 +803,6 @@ def _csv_type(typ: str) -> str:
     return "VARCHAR" if typ in ("JSON", "TIMESTAMP") else typ
 
 
-#: No extension is installed or loaded behind hpcx's back (json and parquet are built in).
-_CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
-    "autoinstall_known_extensions": False,
-    "autoload_known_extensions": False,
-}
-
-
-class _Engine:
-    """This process's one DuckDB instance; each state file a StateStore opens is attached to
-    it (``ATTACH``) for as long as the store is open, and detached at its close.
-
-    Creating an instance builds DuckDB's catalog of built-in functions: ~20-25 ms every time
-    here (duckdb 2.0, 2 cores; ``duckdb.connect`` of a file included it), where attaching a
-    state file to a live instance takes ~2 ms. A command opens the state several times (an
-    apply into a state with runs in flight: the refresh, the plan's snapshot, the intent, the
-    job ids), and paid it on each. A ``DETACH`` checkpoints the file and lets its lock go, as
-    the close of a connection of its own did, so readers and other writers get in between.
-    """
-
-    _root: Any = None
-    _names = itertools.count()
-    #: How many files are attached now (opened stores).
-    _attached = 0
-
-    @classmethod
-    def attach(cls, path: Path, *, read_only: bool) -> tuple[Any, str]:
-        """A connection whose default database is the file at ``path``, and its alias."""
-        from hpcx.state.engine import duckdb
-
-        if cls._root is None:
-            cls._root = duckdb.connect(":memory:", config=_CONNECT_CONFIG)
-        con = cls._root.cursor()
-        alias = f"hpcx_state_{next(cls._names)}"
-        mode = "READ_ONLY" if read_only else "READ_WRITE"
-        try:
-            con.execute(f"ATTACH {_sql_text(str(path))} AS {alias} ({mode})")
-            con.execute(f"USE {alias}")
-            # A long statement must not draw DuckDB's progress bar into a command's output.
-            con.execute("SET enable_progress_bar = false")
-        except BaseException:
-            cls._drop(con, alias)
-            raise
-        cls._attached += 1
-        return con, alias
-
-    @classmethod
-    def detach(cls, con: Any, alias: str) -> None:
-        """Detach (checkpoint, unlock) the file and close ``con``. When the detach fails (a
-        full disk at the checkpoint), the instance goes, so that nothing of it keeps the file
-        locked, and the error is raised."""
-        cls._attached -= 1
-        try:
-            con.execute("USE memory")
-            con.execute(f"DETACH {alias}")
-        except BaseException:
-            cls.reset()
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                con.close()
-
-    @classmethod
-    def _drop(cls, con: Any, alias: str) -> None:
-        with contextlib.suppress(Exception):
-            con.execute("USE memory")
-            con.execute(f"DETACH DATABASE IF EXISTS {alias}")
-        with contextlib.suppress(Exception):
-            con.close()
-
-    @classmethod
-    def reset(cls) -> None:
-        """Close the instance (every file still attached to it is let go); the next open makes
-        a new one."""
-        root, cls._root = cls._root, None
-        cls._attached = 0
-        if root is not None:
-            with contextlib.suppress(Exception):
-                root.close()
-
-    @classmethod
-    def before_fork(cls) -> None:
-        """Close an idle instance before this process forks (a pool of workers): a fork then
-        copies no DuckDB instance with its threads, as before the instance was kept. One
-        with a file attached is left: nothing forks a pool then (:class:`NoForkPools`)."""
-        if cls._attached == 0:
-            cls.reset()
-
-
-os.register_at_fork(before=_Engine.before_fork)
-
-
-def _sql_text(text: str) -> str:
-    """``text`` as a SQL string literal (ATTACH takes no parameter)."""
-    return "'" + text.replace("'", "''") + "'"
-
-
 class StateStore:
     """An open state file. Use :meth:`open`; close it (or use it as a context manager)."""
 
@@ -910,7 +813,8 @@ class StateStore:
         self._tx: Transaction | None = None
         #: False for a store :meth:`lent` by another: closing it leaves the connection open.
         self._owns = True
-        #: The name the file is attached under in :class:`_Engine`'s instance (None: ``con``
+        #: The name the file is attached under in :class:`~hpcx.state.engine.Engine`'s instance
+        #: (None: ``con``
         #: is a connection of its own, closed at :meth:`close`).
         self._alias = alias
 
@@ -935,7 +839,7 @@ class StateStore:
         Raises StateLockedError when another process holds it, StateError when it is missing
         (and not to be created), not a DuckDB file, corrupt, or from a newer hpcx.
         """
-        from hpcx.state.engine import duckdb
+        from hpcx.state.engine import Engine, duckdb
 
         p = Path(path)
         exists = p.exists()
@@ -967,7 +871,7 @@ class StateStore:
                     hint=_restore_hint(p, "point --state (or HPCX_STATE) at an hpcx state"),
                 )
         try:
-            con, alias = _Engine.attach(p, read_only=read_only)
+            con, alias = Engine.attach(p, read_only=read_only)
         except duckdb.Error as exc:
             raise _translate_error(exc, p) from None
         store = cls(con, p, read_only=read_only, alias=alias)
@@ -1079,7 +983,9 @@ class StateStore:
             con, self._con = self._con, None
             if self._owns:
                 if self._alias is not None:
-                    _Engine.detach(con, self._alias)
+                    from hpcx.state.engine import Engine
+
+                    Engine.detach(con, self._alias)
                 else:
                     con.close()
 

@@ -17,7 +17,8 @@ from support.specs import make_spec
 
 from hpcx.errors import StateLockedError
 from hpcx.state import engine
-from hpcx.state.store import StateStore, _Engine
+from hpcx.state.engine import Engine
+from hpcx.state.store import StateStore
 from hpcx.util.proc import forked_chunks
 
 # Opens the state read-write in another process, as another hpcx writer would.
@@ -42,7 +43,7 @@ def _other_writer(state: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def instances(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every DuckDB instance made in this process meanwhile (``duckdb.connect`` calls)."""
-    _Engine.reset()
+    Engine.reset()
     made: list[str] = []
     real = engine.duckdb.connect
 
@@ -130,10 +131,10 @@ def test_no_pool_forks_with_an_idle_instance(tmp_path: Path) -> None:
     state = _state(tmp_path)
     with StateStore.open(state, read_only=True):
         pass
-    assert _Engine._root is not None  # kept for the next open
+    assert Engine._root is not None  # kept for the next open
     out = forked_chunks(_pids, list(range(16)), workers=2, min_items=2)
     assert out is not None and len(out) >= 2  # the pool ran
-    assert _Engine._root is None  # closed before the fork
+    assert Engine._root is None  # closed before the fork
     with StateStore.open(state, read_only=True) as store:  # and made again when needed
         assert len(store.snapshot().runs) == 3
 

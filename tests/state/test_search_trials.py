@@ -14,9 +14,7 @@ from hpcx.state.store import StateStore
 def test_trials_their_objective_and_a_pruned_trial_s_curve(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(search_manifest(budget=6, batch=3))
     (search,) = load_desired([tmp_path / "s.yaml"], project_root=tmp_path).searches
-    runs = search.make_runs(
-        [Trial(n, {"params.x": float(n), "params.y": 1.0}) for n in (2, 1, 3)]
-    )
+    runs = search.make_runs([Trial(n, {"params.x": float(n), "params.y": 1.0}) for n in (2, 1, 3)])
     a, b, c = (r.run_id for r in runs)  # trials 2, 1, 3
     with StateStore.open(tmp_path / "state.duckdb") as store:
         store.record_runs(runs[:2], status="succeeded")

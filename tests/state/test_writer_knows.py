@@ -13,7 +13,6 @@ from support.specs import make_spec
 
 from hpcx.run.refresh import refresh_session
 from hpcx.state import engine
-from hpcx.state import store as store_mod
 from hpcx.state.backup import check_and_back_up, list_backups
 from hpcx.state.store import StateStore
 from hpcx.state.writer import Writer
@@ -27,7 +26,7 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     the process's instance), the check or a probe (a connection of their own)."""
     seen: list[str] = []
     real = engine.duckdb.connect
-    attach = store_mod._Engine.attach.__func__  # type: ignore[attr-defined]
+    attach = engine.Engine.attach.__func__  # type: ignore[attr-defined]
 
     def counting(database: Any = ":memory:", *args: Any, **kw: Any) -> Any:
         if str(database) != ":memory:":
@@ -39,7 +38,7 @@ def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return attach(cls, path, **kw)
 
     monkeypatch.setattr(engine.duckdb, "connect", counting)
-    monkeypatch.setattr(store_mod._Engine, "attach", classmethod(attaching))
+    monkeypatch.setattr(engine.Engine, "attach", classmethod(attaching))
     return seen
 
 
