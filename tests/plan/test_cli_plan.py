@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from support.locks import held_by_another_process
 
 from hpcx.errors import StalePlanError
 from hpcx.manifest.loader import load_desired
@@ -206,27 +207,11 @@ def test_orphans_shown_for_default_manifests_and_scoped_for_explicit_paths(proje
 def test_plan_on_locked_state_names_pid_without_traceback(project: Path) -> None:
     _record(project, "succeeded", count=1)
     state = project / ".hpcx" / "state.duckdb"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
-            "sys.stdin.readline()",
-            str(state),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        res = hpcx(project, "plan", "--detailed-exitcode")
+    with held_by_another_process(state) as holder:
+        # Past the readers' wait (plan waits out a writer's short window, as they do).
+        res = hpcx(project, "plan", "--detailed-exitcode", env={"HPCX_READER_WAIT": "0.5"})
         assert res.returncode == 1
         assert f"locked by pid {holder.pid}" in res.stderr and "Traceback" not in res.stderr
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.close()
-        holder.wait(timeout=10)
 
 
 def test_not_a_state_file_gets_clear_error(project: Path) -> None:

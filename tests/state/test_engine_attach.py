@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.locks import held_by_another_process
 from support.specs import make_spec
 
 from hpcx.errors import StateLockedError
@@ -95,27 +96,11 @@ def test_a_store_dropped_unclosed_lets_its_file_go(tmp_path: Path) -> None:
 
 def test_another_process_holding_the_file_is_named(tmp_path: Path) -> None:
     state = _state(tmp_path)
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, duckdb; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
-            "sys.stdin.readline()",
-            str(state),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StateLockedError, match=f"locked by pid {holder.pid}"):
-            StateStore.open(state)
-    finally:
-        assert holder.stdin is not None
-        holder.stdin.write("\n")
-        holder.stdin.flush()
-        holder.wait(timeout=30)
+    with (
+        held_by_another_process(state) as holder,
+        pytest.raises(StateLockedError, match=f"locked by pid {holder.pid}"),
+    ):
+        StateStore.open(state)
     # The failed attach left nothing behind: the file opens now.
     with StateStore.open(state) as store:
         assert len(store.snapshot().runs) == 3
