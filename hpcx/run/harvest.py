@@ -803,8 +803,12 @@ def _refresh(
             check_runs_root_owner(writer, runs_root, create=False, store=store)
             unknown = unknown_submissions(writer.path, runs_root, store.known_submissions)
         in_flight = store.in_flight_submissions()
-        result.queued_waiting, result.pruning_in_flight = store.follow_ups()
-        if not unknown and all(row.state not in _RECONCILED for row in in_flight):
+        settles = bool(unknown) or any(row.state in _RECONCILED for row in in_flight)
+        if not settles:
+            # Nothing below queues a run or puts a trial in flight: the ingest only ends runs.
+            # Settling a submission may do both (a top-up's runs that never went out wait
+            # queued again; adopted trials are in flight): then the follow-ups go ahead.
+            result.queued_waiting, result.pruning_in_flight = store.follow_ups()
             # Nothing below writes to the state before the ingest, and we hold the writer
             # lock: the runs' harvest targets read now are the ones the ingest would read
             # (those of every run in flight: the ones polled among them).

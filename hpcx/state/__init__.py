@@ -31,11 +31,14 @@ __all__ = [
 
 # Each name is imported from its module on first use, so importing one module of this
 # stage does not load the others.
-__getattr__ = lazy_exports(__name__, {
-    "StateInfo": "store",
-    "StateSnapshot": "store",
-    "StateStore": "store",
-    "Transaction": "store",
-    "Writer": "writer",
-    "is_uncreated": "store",
-})
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "StateInfo": "store",
+        "StateSnapshot": "store",
+        "StateStore": "store",
+        "Transaction": "store",
+        "Writer": "writer",
+        "is_uncreated": "store",
+    },
+)

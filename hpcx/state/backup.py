@@ -284,8 +284,8 @@ _INVARIANTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _connect_ro(path: Path) -> tuple[Any, str]:
-    """A connection reading the DuckDB file at ``path``, and the name it is attached under:
+def _connect_ro(path: Path) -> tuple[Any, Any]:
+    """A connection reading the DuckDB file at ``path``, and its attachment:
     read-only, on the process's one instance (:class:`hpcx.state.engine.Engine`, whose
     config loads no extension: a SQLite file must not make DuckDB reach for its reader).
     Let it go with :func:`_let_go`."""
@@ -294,7 +294,7 @@ def _connect_ro(path: Path) -> tuple[Any, str]:
     return Engine.attach(path, read_only=True)
 
 
-def _let_go(con: Any, alias: str) -> None:
+def _let_go(con: Any, alias: Any) -> None:
     """Detach what :func:`_connect_ro` attached (a read-only file: nothing to write)."""
     from hpcx.state.engine import Engine
 

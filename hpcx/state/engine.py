@@ -26,7 +26,7 @@ import contextlib
 import itertools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 __all__ = ["CONNECT_CONFIG", "Engine", "duckdb"]
 
@@ -42,6 +42,14 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+class Attachment(NamedTuple):
+    """A state file attached to :class:`Engine`'s instance, as a store holds it."""
+
+    key: str  # the file's resolved path
+    alias: str
+    generation: int
+
+
 class Engine:
     """This process's one DuckDB instance; each state file a StateStore opens is attached to
     it (``ATTACH``) for as long as the store is open, and detached at its close.
@@ -52,47 +60,105 @@ class Engine:
     apply into a state with runs in flight: the refresh, the plan's snapshot, the intent, the
     job ids), and paid it on each. A ``DETACH`` checkpoints the file and lets its lock go, as
     the close of a connection of its own did, so readers and other writers get in between.
+
+    Two stores of one file in one process share its attachment when both read, or both
+    write (as two connections shared DuckDB's instance for the file before); the file is
+    detached when the last of them closes. A read-only and a read-write store of one file at
+    once is refused, as it was.
     """
 
     _root: Any = None
+    #: Counts the instances made: an attachment of an instance since closed (:meth:`reset`)
+    #: was let go with it, and its store's close only closes its connection.
+    _generation = 0
     _names = itertools.count()
-    #: How many files are attached now (opened stores).
-    _attached = 0
+    #: The file (resolved path) -> [its alias, read_only, how many stores hold it].
+    _open: ClassVar[dict[str, list[Any]]] = {}
 
     @classmethod
-    def attach(cls, path: Path, *, read_only: bool) -> tuple[Any, str]:
-        """A connection whose default database is the file at ``path``, and its alias."""
+    def attach(cls, path: Path, *, read_only: bool) -> tuple[Any, Attachment]:
+        """A connection whose default database is the file at ``path``, and the attachment
+        to give :meth:`detach` with it."""
+        from hpcx.errors import StateError
+
+        key = str(Path(path).resolve())
+        held = cls._open.get(key)
+        if held is not None and held[1] != read_only:
+            raise StateError(
+                f"state {path} is open {'read-only' if held[1] else 'read-write'} in this "
+                "process already",
+                hint="close it before opening it "
+                + ("read-write" if not read_only else "read-only"),
+            )
         if cls._root is None:
             cls._root = duckdb.connect(":memory:", config=CONNECT_CONFIG)
+            cls._generation += 1
         con = cls._root.cursor()
-        alias = f"hpcx_state_{next(cls._names)}"
-        mode = "READ_ONLY" if read_only else "READ_WRITE"
+        alias = held[0] if held is not None else f"hpcx_state_{next(cls._names)}"
         try:
-            con.execute(f"ATTACH {_sql_text(str(path))} AS {alias} ({mode})")
+            if held is None:
+                mode = "READ_ONLY" if read_only else "READ_WRITE"
+                con.execute(f"ATTACH {_sql_text(str(path))} AS {alias} ({mode})")
+                if not cls._open:
+                    # Where DuckDB spills, beside the state as for a connection of its own
+                    # (an in-memory instance's default is ./.tmp, in the user's folder).
+                    with contextlib.suppress(Exception):
+                        con.execute(f"SET temp_directory = {_sql_text(str(path) + '.tmp')}")
             con.execute(f"USE {alias}")
             # A long statement must not draw DuckDB's progress bar into a command's output.
             con.execute("SET enable_progress_bar = false")
         except BaseException:
-            cls._drop(con, alias)
+            if held is None:
+                cls._drop(con, alias)
+            else:
+                with contextlib.suppress(Exception):
+                    con.close()
             raise
-        cls._attached += 1
-        return con, alias
+        if held is None:
+            cls._open[key] = held = [alias, read_only, 0]
+        held[2] += 1
+        return con, Attachment(key, alias, cls._generation)
 
     @classmethod
-    def detach(cls, con: Any, alias: str) -> None:
-        """Detach (checkpoint, unlock) the file and close ``con``. When the detach fails (a
-        full disk at the checkpoint), the instance goes, so that nothing of it keeps the file
-        locked, and the error is raised."""
-        cls._attached -= 1
+    def detach(cls, con: Any, attachment: Attachment) -> None:
+        """Close ``con`` (a transaction left open is rolled back, as a close did) and, when
+        no other store holds the file, detach it: checkpointed and unlocked. A detach that
+        fails with the file still attached (the instance cannot let it go otherwise) closes
+        the instance; the error is raised."""
+        with contextlib.suppress(Exception):
+            con.execute("ROLLBACK")  # none open: an error, suppressed
+        held = cls._open.get(attachment.key)
+        if attachment.generation != cls._generation or held is None:
+            # Its instance was closed since (and the file let go with it).
+            with contextlib.suppress(Exception):
+                con.close()
+            return
+        held[2] -= 1
+        if held[2] > 0:
+            with contextlib.suppress(Exception):
+                con.close()
+            return
+        del cls._open[attachment.key]
         try:
             con.execute("USE memory")
-            con.execute(f"DETACH {alias}")
+            con.execute(f"DETACH {attachment.alias}")
         except BaseException:
-            cls.reset()
+            if cls._still_attached(attachment.alias):
+                cls.reset()
             raise
         finally:
             with contextlib.suppress(Exception):
                 con.close()
+
+    @classmethod
+    def _still_attached(cls, alias: str) -> bool:
+        try:
+            rows = cls._root.execute(
+                "SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [alias]
+            ).fetchall()
+        except Exception:
+            return True
+        return bool(rows[0][0])
 
     @classmethod
     def _drop(cls, con: Any, alias: str) -> None:
@@ -107,7 +173,7 @@ class Engine:
         """Close the instance (every file still attached to it is let go); the next open makes
         a new one."""
         root, cls._root = cls._root, None
-        cls._attached = 0
+        cls._open.clear()
         if root is not None:
             with contextlib.suppress(Exception):
                 root.close()
@@ -117,7 +183,7 @@ class Engine:
         """Close an idle instance before this process forks (a pool of workers): a fork then
         copies no DuckDB instance with its threads, as before the instance was kept. One
         with a file attached is left: nothing forks a pool then (:class:`NoForkPools`)."""
-        if cls._attached == 0:
+        if not cls._open:
             cls.reset()
 
 

@@ -52,6 +52,7 @@ from hpcx.util.memo import ByIdentity
 
 if TYPE_CHECKING:
     from hpcx.manifest.spec import RunSpec
+    from hpcx.state.engine import Attachment
 
 from hpcx.state.files import foreign_file, is_uncreated
 from hpcx.state.schema import (
@@ -806,17 +807,18 @@ def _csv_type(typ: str) -> str:
 class StateStore:
     """An open state file. Use :meth:`open`; close it (or use it as a context manager)."""
 
-    def __init__(self, con: Any, path: Path, *, read_only: bool, alias: str | None = None) -> None:
+    def __init__(
+        self, con: Any, path: Path, *, read_only: bool, attachment: Attachment | None = None
+    ) -> None:
         self._con = con
         self.path = path
         self.read_only = read_only
         self._tx: Transaction | None = None
         #: False for a store :meth:`lent` by another: closing it leaves the connection open.
         self._owns = True
-        #: The name the file is attached under in :class:`~hpcx.state.engine.Engine`'s instance
-        #: (None: ``con``
+        #: The file as attached to :class:`~hpcx.state.engine.Engine`'s instance (None: ``con``
         #: is a connection of its own, closed at :meth:`close`).
-        self._alias = alias
+        self._attachment = attachment
 
     def lent(self) -> StateStore:
         """Another StateStore on this one's connection, whose close leaves the connection
@@ -871,18 +873,18 @@ class StateStore:
                     hint=_restore_hint(p, "point --state (or HPCX_STATE) at an hpcx state"),
                 )
         try:
-            con, alias = Engine.attach(p, read_only=read_only)
+            con, attachment = Engine.attach(p, read_only=read_only)
         except duckdb.Error as exc:
             raise _translate_error(exc, p) from None
-        store = cls(con, p, read_only=read_only, alias=alias)
+        store = cls(con, p, read_only=read_only, attachment=attachment)
         try:
             store._prepare(new=not exists)
-        except StateError:
-            store._let_go()
-            raise
         except duckdb.Error as exc:
             store._let_go()
             raise _translate_error(exc, p) from None
+        except BaseException:
+            store._let_go()
+            raise
         return store
 
     def _let_go(self) -> None:
@@ -982,10 +984,10 @@ class StateStore:
         if self._con is not None:
             con, self._con = self._con, None
             if self._owns:
-                if self._alias is not None:
+                if self._attachment is not None:
                     from hpcx.state.engine import Engine
 
-                    Engine.detach(con, self._alias)
+                    Engine.detach(con, self._attachment)
                 else:
                     con.close()
 

@@ -59,6 +59,8 @@ def test_a_killed_top_up_puts_its_runs_back_in_the_queue(tmp_path: Path) -> None
         result = refresh(writer, runs_root=runs)
     assert list(result.reconciled.values()) == ["lost"]  # the submission: nothing went out
     assert set(_statuses(path, ids).values()) == {"queued"}  # its runs: back in the queue
+    # Queued by this refresh, after its first read: the top-up that follows still goes.
+    assert result.top_up_due()
     with StateStore.open(path, read_only=True) as store:
         assert sorted(r.run_id for r in store.queued_runs()) == sorted(ids)
 

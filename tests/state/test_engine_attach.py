@@ -136,3 +136,64 @@ def test_a_file_attached_keeps_the_instance_through_a_fork(tmp_path: Path) -> No
             os._exit(0)
         os.waitpid(pid, 0)
         assert len(store.snapshot().runs) == 3
+
+
+def test_a_store_closed_in_an_aborted_transaction_leaves_the_others_working(
+    tmp_path: Path,
+) -> None:
+    """The close rolls the transaction back (as closing a connection did); the other store,
+    on another file, reads on, and the file opens again."""
+    from hpcx.state.engine import duckdb
+
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    other = StateStore.open(b, read_only=True)
+    store = StateStore.open(a)
+    store.connection.execute("BEGIN TRANSACTION")
+    with pytest.raises(duckdb.Error):
+        store.connection.execute("SELECT * FROM no_such_table")
+    store.close()
+    assert len(other.snapshot().runs) == 3
+    other.close()
+    with StateStore.open(a) as again:
+        assert len(again.snapshot().runs) == 3
+    assert Engine._open == {}
+
+
+def test_a_store_of_an_instance_since_closed_breaks_no_later_one(tmp_path: Path) -> None:
+    """An instance closed under an open store (a detach that failed with its file attached
+    closes it): that store's close must not touch the next instance or its stores."""
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    old = StateStore.open(a, read_only=True)
+    Engine.reset()
+    new = StateStore.open(b, read_only=True)
+    old.close()  # its instance is gone: only its connection is closed
+    assert len(new.snapshot().runs) == 3
+    assert list(Engine._open) == [str(b.resolve())]
+    new.close()
+    assert Engine._open == {}
+
+
+def test_two_stores_of_one_file_share_it_and_the_last_close_lets_it_go(tmp_path: Path) -> None:
+    from hpcx.errors import StateError
+
+    state = _state(tmp_path)
+    first = StateStore.open(state)
+    second = StateStore.open(state)  # read-write twice in one process, as before
+    second.record_runs([make_spec("e", 7, {"i": 7})])
+    second.close()
+    assert len(first.snapshot().runs) == 4  # the first reads on
+    with pytest.raises(StateError, match="open read-write in this process already"):
+        StateStore.open(state, read_only=True)
+    assert "lock" in _other_writer(state).stderr.lower()  # still held by the first
+    first.close()
+    assert _other_writer(state).returncode == 0
+
+
+def test_duckdb_spills_beside_the_state(tmp_path: Path) -> None:
+    Engine.reset()
+    state = _state(tmp_path)
+    with StateStore.open(state, read_only=True) as store:
+        ((where,),) = store.connection.execute(
+            "SELECT current_setting('temp_directory')"
+        ).fetchall()
+    assert where == str(state) + ".tmp"
