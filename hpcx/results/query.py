@@ -244,6 +244,15 @@ class QuerySession:
         }
         if threads is not None:
             config["threads"] = threads
+        from hpcx.state.engine import Engine
+
+        if Engine.holds(p):
+            # A connection of its own to a file a store of this process has open would fail,
+            # and on its way drop the process's lock on the file.
+            raise StateError(
+                f"state {p} is open in this process already (a StateStore)",
+                hint="close the store before a query session opens the state",
+            )
 
         def connect() -> Any:
             try:

@@ -328,7 +328,7 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
         return bad("unreadable", f"{p} is {foreign}")
     try:
         con, alias = _connect_ro(p)
-    except duckdb.Error as exc:
+    except (duckdb.Error, StateError) as exc:  # StateError: open read-write in this process
         return bad("unreadable", _first_line(exc))
     try:
         try:

@@ -42,10 +42,20 @@ def _sql_text(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _file_key(path: Path) -> str | None:
+    """Which file ``path`` is (device and inode: a symlink, a hard link, another spelling
+    of the path are the same file), None where there is none yet."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}"
+
+
 class Attachment(NamedTuple):
     """A state file attached to :class:`Engine`'s instance, as a store holds it."""
 
-    key: str  # the file's resolved path
+    key: str  # the file (:func:`_file_key`)
     alias: str
     generation: int
 
@@ -72,8 +82,17 @@ class Engine:
     #: was let go with it, and its store's close only closes its connection.
     _generation = 0
     _names = itertools.count()
-    #: The file (resolved path) -> [its alias, read_only, how many stores hold it].
+    #: The file (:func:`_file_key`) -> [its alias, read_only, how many stores hold it].
     _open: ClassVar[dict[str, list[Any]]] = {}
+
+    @classmethod
+    def holds(cls, path: Path) -> bool:
+        """Whether a store of this process has the file at ``path`` open. Nothing else may
+        open it then: a ``duckdb.connect`` of a file this instance has attached fails, and on
+        its way it closes a handle of the file, which drops the process's lock on it (POSIX
+        locks belong to the process), letting another process write under the open store."""
+        key = _file_key(path)
+        return key is not None and key in cls._open
 
     @classmethod
     def attach(cls, path: Path, *, read_only: bool) -> tuple[Any, Attachment]:
@@ -81,8 +100,8 @@ class Engine:
         to give :meth:`detach` with it."""
         from hpcx.errors import StateError
 
-        key = str(Path(path).resolve())
-        held = cls._open.get(key)
+        key = _file_key(path)
+        held = cls._open.get(key) if key is not None else None
         if held is not None and held[1] != read_only:
             raise StateError(
                 f"state {path} is open {'read-only' if held[1] else 'read-write'} in this "
@@ -115,9 +134,11 @@ class Engine:
                     con.close()
             raise
         if held is None:
+            # A new file exists now (the ATTACH made it).
+            key = key or _file_key(path) or str(Path(path).resolve())
             cls._open[key] = held = [alias, read_only, 0]
         held[2] += 1
-        return con, Attachment(key, alias, cls._generation)
+        return con, Attachment(key or "", alias, cls._generation)
 
     @classmethod
     def detach(cls, con: Any, attachment: Attachment) -> None:
@@ -162,9 +183,13 @@ class Engine:
 
     @classmethod
     def _drop(cls, con: Any, alias: str) -> None:
-        with contextlib.suppress(Exception):
+        """Undo a failed attach; when even that fails, the instance goes (no file of it may
+        stay attached, locked, and unknown to :attr:`_open`)."""
+        try:
             con.execute("USE memory")
             con.execute(f"DETACH DATABASE IF EXISTS {alias}")
+        except Exception:
+            cls.reset()
         with contextlib.suppress(Exception):
             con.close()
 

@@ -34,9 +34,11 @@ def is_uncreated(path: str | os.PathLike[str]) -> bool:
     (the writing command was killed between DuckDB creating the file and the schema's
     transaction). Readers treat it as no state yet; the next writer creates the schema in it.
     """
-    from hpcx.state.engine import duckdb
+    from hpcx.state.engine import Engine, duckdb
 
     p = Path(path)
+    if Engine.holds(p):
+        return False  # a store of this process has it open (and its own open would unlock it)
     try:
         if not p.is_file() or p.stat().st_size == 0:
             return False

@@ -857,6 +857,10 @@ class StateStore:
             )
         if not exists:
             p.parent.mkdir(parents=True, exist_ok=True)
+        elif Engine.holds(p):
+            # Open in this process already: shared, or refused by the engine. Not read here:
+            # closing any handle of the file drops the process's lock on it (POSIX locks).
+            pass
         elif p.stat().st_size == 0:
             # DuckDB would refuse it too; say so before it tries.
             raise StateError(

@@ -168,7 +168,7 @@ def test_a_store_of_an_instance_since_closed_breaks_no_later_one(tmp_path: Path)
     new = StateStore.open(b, read_only=True)
     old.close()  # its instance is gone: only its connection is closed
     assert len(new.snapshot().runs) == 3
-    assert list(Engine._open) == [str(b.resolve())]
+    assert Engine.holds(b) and not Engine.holds(a) and len(Engine._open) == 1
     new.close()
     assert Engine._open == {}
 
@@ -197,3 +197,48 @@ def test_duckdb_spills_beside_the_state(tmp_path: Path) -> None:
             "SELECT current_setting('temp_directory')"
         ).fetchall()
     assert where == str(state) + ".tmp"
+
+
+def test_nothing_else_opens_a_file_a_store_holds_so_its_lock_stays(tmp_path: Path) -> None:
+    """A connection of its own to a file this process has attached fails, and closes a handle
+    of the file on its way, which drops the process's lock: another process could then write
+    under the open store, and its checkpoint lose that write. Nothing in hpcx may try."""
+    from hpcx.errors import StateError
+    from hpcx.results.query import QuerySession
+    from hpcx.state.files import is_uncreated
+    from hpcx.state.store import open_reader
+
+    state = _state(tmp_path)
+    with StateStore.open(state) as store:
+        assert Engine.holds(state)
+        assert not is_uncreated(state)  # asked without opening the file
+        with pytest.raises(StateError, match="in this process already"):
+            QuerySession.open(state)
+        with pytest.raises(StateError, match="in this process already"):
+            open_reader(state)  # a reader while this process writes it: refused, clearly
+        assert "lock" in _other_writer(state).stderr.lower()  # still locked
+        store.record_runs([make_spec("e", 8, {"i": 8})])
+    assert not Engine.holds(state)
+    with StateStore.open(state, read_only=True) as store:
+        assert len(store.snapshot().runs) == 4
+
+
+def test_another_path_to_the_same_file_is_the_same_file(tmp_path: Path) -> None:
+    """A hard link or a symlink names the file the store holds: shared in one mode, refused
+    in the other (each path attached on its own would drop the lock at its close)."""
+    import os
+
+    from hpcx.errors import StateError
+
+    state = _state(tmp_path)
+    hard, soft = tmp_path / "hard.duckdb", tmp_path / "soft.duckdb"
+    os.link(state, hard)
+    soft.symlink_to(state)
+    with StateStore.open(state) as store:
+        with pytest.raises(StateError, match="open read-write in this process already"):
+            StateStore.open(hard, read_only=True)
+        with StateStore.open(soft) as other:  # read-write again: the same attachment
+            assert len(other.snapshot().runs) == 3
+        assert "lock" in _other_writer(state).stderr.lower()
+        assert len(store.snapshot().runs) == 3
+    assert Engine._open == {}
