@@ -12,6 +12,7 @@ stays instant.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -53,6 +54,22 @@ def emit_json(obj: Any) -> None:
 
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str))
     sys.stdout.write("\n")
+
+
+#: Problems a command prints one a line; the rest are counted in one more line.
+PROBLEMS_SHOWN = 50
+
+
+def warn_problems(problems: Sequence[str]) -> None:
+    """Print each problem as a warning on stderr, the first :data:`PROBLEMS_SHOWN`, and say
+    how many more there are (never a quiet cut)."""
+    for p in problems[:PROBLEMS_SHOWN]:
+        echo(f"warning: {p}", err=True)
+    more = len(problems) - PROBLEMS_SHOWN
+    if more > 0:
+        echo(
+            f"warning: ... and {more} more problem(s) not shown (--json prints every one)", err=True
+        )
 
 
 def fail(message: str, *, hint: str | None = None, code: int = EXIT_ERROR) -> NoReturn:

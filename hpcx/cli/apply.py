@@ -19,6 +19,7 @@ from hpcx.cli._app import (
     app,
     emit_json,
     project_paths,
+    warn_problems,
 )
 from hpcx.cli._decl import Argument, Exit, Option, echo
 
@@ -196,8 +197,7 @@ def _watch(request: Any, view: Any, *, interval: float, as_json: bool, quiet: bo
 
 
 def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> None:
-    for p in result.get("problems", [])[:50]:
-        echo(f"warning: {p}", err=True)
+    warn_problems(result.get("problems", []))
     unread = (result.get("room") or {}).get("unread")
     if unread:
         echo(f"warning: {unread}", err=True)
@@ -306,8 +306,7 @@ def refresh_command(
         return
     if again is not None:
         doc["problems"] = doc["problems"] + again.problems
-    for p in doc["problems"][:50]:
-        echo(f"warning: {p}", err=True)
+    warn_problems(doc["problems"])
     states = (
         ", ".join(f"{n} {s}" for s, n in sorted(doc["by_state"].items())) or "nothing in flight"
     )
