@@ -108,6 +108,10 @@ class StateLockedError(StateError):
     """Another process holds the state."""
 
 
+class NoStateError(StateError):
+    """No state yet: no file, or one whose creation never committed (a killed apply)."""
+
+
 class PlanError(HpcxError):
     """A plan cannot be made or applied (for example a saved plan that is stale)."""
 

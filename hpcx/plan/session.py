@@ -172,24 +172,15 @@ def _snapshot(state_path: Path, desired: DesiredState) -> tuple[Any, Any, bool]:
     """The state's snapshot and the trials of ``desired``'s searches, read-only (a plan never
     creates, migrates or modifies the state), and whether there is a state; an empty snapshot
     where there is none."""
-    from hpcx.errors import StateError
-    from hpcx.state.lock import reader_wait_s, retry_while_locked
-    from hpcx.state.store import StateSnapshot, StateStore, is_uncreated
+    from hpcx.errors import NoStateError
+    from hpcx.state.store import StateSnapshot, open_reader
 
-    if not state_path.exists():
-        return StateSnapshot.empty(), {}, False
     try:
-        # A writer's short window (an apply recording its intent) is waited out, as every
-        # reader does ($HPCX_READER_WAIT); a plan that met one failed at once.
-        store = retry_while_locked(
-            lambda: StateStore.open(state_path, read_only=True), reader_wait_s()
-        )
-    except StateError:
-        # A file whose creation never committed (a killed apply) is no state yet, as no file
-        # is. Asked only when the open failed: is_uncreated opens the file once more.
-        if is_uncreated(state_path):
-            return StateSnapshot.empty(), {}, False
-        raise
+        # Waits out a writer's short window (an apply recording its intent), as every reader.
+        store = open_reader(state_path)
+    except NoStateError:
+        # No file, or one whose creation never committed (a killed apply): no state yet.
+        return StateSnapshot.empty(), {}, False
     with store:
         return store.snapshot(), search_trials(desired, store), True
 

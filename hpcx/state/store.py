@@ -32,7 +32,7 @@ from json.encoder import encode_basestring_ascii as _encode_str
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from hpcx.errors import HpcxError, StateError, StateLockedError
+from hpcx.errors import HpcxError, NoStateError, StateError, StateLockedError
 from hpcx.state.records import (
     AttemptRow,
     FinishedRun,
@@ -2363,11 +2363,11 @@ def _executor_kind(spec: RunSpec) -> str:
 
 def open_reader(state_path: Path) -> StateStore:
     """The state, open read-only, retrying briefly (``$HPCX_READER_WAIT``) while a writer holds
-    it for a moment; a state never created is an error that says what creates it."""
+    it for a moment; a state never created is a NoStateError that says what creates it."""
     from hpcx.state.lock import reader_wait_s, retry_while_locked
 
-    def missing() -> StateError:
-        return StateError(f"no state at {state_path} yet", hint="`hpcx apply` creates it")
+    def missing() -> NoStateError:
+        return NoStateError(f"no state at {state_path} yet", hint="`hpcx apply` creates it")
 
     if not state_path.exists():
         raise missing()
