@@ -284,31 +284,13 @@ _INVARIANTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _connect_ro(path: Path) -> tuple[Any, Any]:
-    """A connection reading the DuckDB file at ``path``, and its attachment:
-    read-only, on the process's one instance (:class:`hpcx.state.engine.Engine`, whose
-    config loads no extension: a SQLite file must not make DuckDB reach for its reader).
-    Let it go with :func:`_let_go`."""
-    from hpcx.state.engine import Engine
-
-    return Engine.attach(path, read_only=True)
-
-
-def _let_go(con: Any, alias: Any) -> None:
-    """Detach what :func:`_connect_ro` attached (a read-only file: nothing to write)."""
-    from hpcx.state.engine import Engine
-
-    with contextlib.suppress(Exception):
-        Engine.detach(con, alias)
-
-
 def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> CheckResult:
     """Read every table of the state at ``path`` in full and check its invariants.
 
     Never raises for a bad file: what is wrong comes back as findings. Opens read-only, so it
     never changes the file (and waits for no lock but DuckDB's own).
     """
-    from hpcx.state.engine import duckdb
+    from hpcx.state.engine import Engine, duckdb
 
     p = Path(path)
     result = CheckResult(path=str(p))
@@ -327,7 +309,9 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
     if foreign is not None:
         return bad("unreadable", f"{p} is {foreign}")
     try:
-        con, alias = _connect_ro(p)
+        # Read-only on the process's instance, whose config loads no extension (a SQLite
+        # file must not make DuckDB reach for its reader).
+        con, alias = Engine.attach(p, read_only=True)
     except (duckdb.Error, StateError) as exc:  # StateError: open read-write in this process
         return bad("unreadable", _first_line(exc))
     try:
@@ -415,7 +399,7 @@ def check_state(path: str | os.PathLike[str], *, invariants: bool = True) -> Che
     except duckdb.Error as exc:
         return bad("unreadable", _first_line(exc))
     finally:
-        _let_go(con, alias)
+        Engine.release(con, alias)
 
 
 # -- backups ---------------------------------------------------------------------------------
@@ -484,8 +468,10 @@ def _unreadable(state: Path, why: str) -> StateError:
 
 
 def _lineage_of(path: Path) -> str | None:
+    from hpcx.state.engine import Engine
+
     try:
-        con, alias = _connect_ro(path)
+        con, alias = Engine.attach(path, read_only=True)
     except Exception:
         return None
     try:
@@ -494,7 +480,7 @@ def _lineage_of(path: Path) -> str | None:
     except Exception:
         return None
     finally:
-        _let_go(con, alias)
+        Engine.release(con, alias)
 
 
 def _refuse(state: Path, checked: CheckResult) -> None:
@@ -761,8 +747,10 @@ def unknown_submissions(
         # A name that is not UTF-8 (a stray folder) is no key the state could hold: unknown.
         held = known([k for k in keys if _utf8(k)])
         return sorted(p for k, p in keys.items() if k not in held)
+    from hpcx.state.engine import Engine
+
     try:
-        con, alias = _connect_ro(Path(state_path))
+        con, alias = Engine.attach(Path(state_path), read_only=True)
     except Exception:
         return sorted(keys.values())
     try:
@@ -770,5 +758,5 @@ def unknown_submissions(
     except Exception:
         held = set()
     finally:
-        _let_go(con, alias)
+        Engine.release(con, alias)
     return sorted(p for k, p in keys.items() if k not in held)

@@ -52,6 +52,12 @@ def _file_key(path: Path) -> str | None:
     return f"{st.st_dev}:{st.st_ino}"
 
 
+def _close(con: Any) -> None:
+    """Close a cursor of the instance, whatever it meets (one of a closed instance too)."""
+    with contextlib.suppress(Exception):
+        con.close()
+
+
 class Attachment(NamedTuple):
     """A state file attached to :class:`Engine`'s instance, as a store holds it."""
 
@@ -130,8 +136,7 @@ class Engine:
             if held is None:
                 cls._drop(con, alias)
             else:
-                with contextlib.suppress(Exception):
-                    con.close()
+                _close(con)
             raise
         if held is None:
             # A new file exists now (the ATTACH made it).
@@ -150,14 +155,11 @@ class Engine:
             con.execute("ROLLBACK")  # none open: an error, suppressed
         held = cls._open.get(attachment.key)
         if attachment.generation != cls._generation or held is None:
-            # Its instance was closed since (and the file let go with it).
-            with contextlib.suppress(Exception):
-                con.close()
+            _close(con)  # its instance was closed since (and the file let go with it)
             return
         held[2] -= 1
         if held[2] > 0:
-            with contextlib.suppress(Exception):
-                con.close()
+            _close(con)
             return
         del cls._open[attachment.key]
         try:
@@ -168,8 +170,14 @@ class Engine:
                 cls.reset()
             raise
         finally:
-            with contextlib.suppress(Exception):
-                con.close()
+            _close(con)
+
+    @classmethod
+    def release(cls, con: Any, attachment: Attachment) -> None:
+        """:meth:`detach` for a file attached read-only to read it once: nothing was
+        written, and nothing it meets at the close is the reader's business."""
+        with contextlib.suppress(Exception):
+            cls.detach(con, attachment)
 
     @classmethod
     def _still_attached(cls, alias: str) -> bool:
@@ -190,8 +198,7 @@ class Engine:
             con.execute(f"DETACH DATABASE IF EXISTS {alias}")
         except Exception:
             cls.reset()
-        with contextlib.suppress(Exception):
-            con.close()
+        _close(con)
 
     @classmethod
     def reset(cls) -> None:

@@ -45,13 +45,15 @@ def is_uncreated(path: str | os.PathLike[str]) -> bool:
         with open(p, "rb") as f:
             if f.read(12)[8:12] != b"DUCK":
                 return False
-        con = duckdb.connect(str(p), read_only=True, config={"autoload_known_extensions": False})
+        con, attachment = Engine.attach(p, read_only=True)
     except (OSError, duckdb.Error):
         return False
     try:
-        row = con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()
+        row = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchone()
         return row is not None and row[0] == 0
     except duckdb.Error:
         return False
     finally:
-        con.close()
+        Engine.release(con, attachment)

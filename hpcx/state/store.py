@@ -807,17 +807,14 @@ def _csv_type(typ: str) -> str:
 class StateStore:
     """An open state file. Use :meth:`open`; close it (or use it as a context manager)."""
 
-    def __init__(
-        self, con: Any, path: Path, *, read_only: bool, attachment: Attachment | None = None
-    ) -> None:
+    def __init__(self, con: Any, path: Path, *, read_only: bool, attachment: Attachment) -> None:
         self._con = con
         self.path = path
         self.read_only = read_only
         self._tx: Transaction | None = None
         #: False for a store :meth:`lent` by another: closing it leaves the connection open.
         self._owns = True
-        #: The file as attached to :class:`~hpcx.state.engine.Engine`'s instance (None: ``con``
-        #: is a connection of its own, closed at :meth:`close`).
+        #: The file as attached to :class:`~hpcx.state.engine.Engine`'s instance.
         self._attachment = attachment
 
     def lent(self) -> StateStore:
@@ -826,7 +823,9 @@ class StateStore:
         One at a time: they share the connection, and so its transaction."""
         if self._con is None:
             raise StateError(f"state {self.path} is closed")
-        other = StateStore(self._con, self.path, read_only=self.read_only)
+        other = StateStore(
+            self._con, self.path, read_only=self.read_only, attachment=self._attachment
+        )
         other._owns = False
         return other
 
@@ -988,12 +987,9 @@ class StateStore:
         if self._con is not None:
             con, self._con = self._con, None
             if self._owns:
-                if self._attachment is not None:
-                    from hpcx.state.engine import Engine
+                from hpcx.state.engine import Engine
 
-                    Engine.detach(con, self._attachment)
-                else:
-                    con.close()
+                Engine.detach(con, self._attachment)
 
     def __del__(self) -> None:
         # A store dropped unclosed (an error between its open and its `with`) lets its file
