@@ -87,12 +87,18 @@ def plan_manifests(
             f"no manifests: {display_path(manifest_paths[0])} does not exist",
             hint="pass manifest files or folders: hpcx plan PATH...",
         )
+    state_path = resolve_state_path(state, root=root)
+    if state_path.exists():
+        from hpcx.state.store import warm_up
+
+        # The plan reads the state after loading the manifests: DuckDB makes its instance
+        # meanwhile, on the other core.
+        warm_up()
     desired = load_desired_at(manifest_paths, overrides, max_runs, root)
     if experiments:
         desired = select_experiments(desired, experiments)
     # Resources against the cluster profile, before anything could be submitted.
     profile = check_resources(desired.runs, cluster, manifest_paths, root)
-    state_path = resolve_state_path(state, root=root)
     snapshot, trials, state_exists = _snapshot(state_path, desired)
     desired, searches = propose_searches(
         desired, trials, cluster, manifest_paths, root, in_state=snapshot.runs

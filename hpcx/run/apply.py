@@ -457,7 +457,12 @@ def apply_changes(
                 if not runs:
                     continue
                 tx.record_runs(
-                    runs, status="pending", event="planned", executor=kind, submission_key=key
+                    runs,
+                    status="pending",
+                    event="planned",
+                    executor=kind,
+                    submission_key=key,
+                    statuses=statuses,
                 )
                 # Runs the state held already go back to pending under this key: a retry, or
                 # a queued run's top-up (its ended fields are empty already).
@@ -494,13 +499,20 @@ def apply_changes(
                 dirs = ex.prepare(
                     runs, runs_root, key=key, links=links, sent_before=set(again["retry"])
                 )
+                # The runs whose folder their job makes (and links the files above into).
+                unmade = {d.run_id for d in dirs if ex.defers(d)} if links is not None else set()
                 sub = ex.submit(key, dirs, after=after) if after else ex.submit(key, dirs)
                 if provenance is not None and provenance.get("diff"):
                     from hpcx.run.provenance import save_diff
 
                     # Into the submission folder that submit made (its name is the key, made
                     # exclusively), then linked into each run folder.
-                    save_diff(provenance, Path(sub.folder), [d.path for d in dirs])
+                    save_diff(
+                        provenance,
+                        Path(sub.folder),
+                        {d.run_id: d.path for d in dirs},
+                        unmade=unmade,
+                    )
                 if provenance is not None:
                     from hpcx.run.provenance import save_manifests
 
@@ -510,6 +522,7 @@ def apply_changes(
                         provenance,
                         Path(sub.folder),
                         {d.run_id: (d.path, source[d.run_id]) for d in dirs},
+                        unmade=unmade,
                     )
             except SubmitError as exc:
                 error = exc

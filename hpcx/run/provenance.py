@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -163,9 +163,16 @@ def run_meta(info: Mapping[str, Any], experiment: str, source: str, root: Path) 
     return {k: v for k, v in meta.items() if v is not None}
 
 
-def save_diff(info: Mapping[str, Any], submission_folder: Path, run_dirs: Iterable[Path]) -> None:
+def save_diff(
+    info: Mapping[str, Any],
+    submission_folder: Path,
+    run_dirs: Mapping[str, str | os.PathLike[str]],
+    *,
+    unmade: Collection[str] = (),
+) -> None:
     """Write the dirty tree's diff once into the submission folder and link it into each run
-    folder as ``git.diff`` (a hard link: one copy on disk however many runs)."""
+    folder (``run_dirs``: run id -> folder) as ``git.diff`` (a hard link: one copy on disk
+    however many runs); see :func:`save_manifests` for ``unmade``."""
     diff = info.get("diff")
     if not diff:
         return
@@ -174,8 +181,34 @@ def save_diff(info: Mapping[str, Any], submission_folder: Path, run_dirs: Iterab
     submission_folder.mkdir(parents=True, exist_ok=True)
     master = submission_folder / "git.diff"
     atomic_write_text(master, diff, fsync=False)
-    for rd in run_dirs:
-        _link(master, Path(rd) / "git.diff")
+    for _rid, folder in _folders_to_link(run_dirs, unmade):
+        _link(master, os.path.join(folder, "git.diff"))
+
+
+def _folders_to_link(
+    run_dirs: Mapping[str, str | os.PathLike[str]], unmade: Collection[str]
+) -> list[tuple[str, str]]:
+    """(run id, folder) of the run folders to link a file into, once the file is written:
+    every folder but those in ``unmade`` (their job makes the folder and links the file
+    in), and of those the ones a job has made meanwhile (it started before the file was
+    there). One listing of the folders' parent, not a failed link per run."""
+    present: dict[str, frozenset[str]] = {}
+    out = []
+    for rid, path in run_dirs.items():
+        folder = os.fspath(path)
+        if rid in unmade:
+            parent, name = os.path.split(folder)
+            names = present.get(parent)
+            if names is None:
+                try:
+                    names = frozenset(os.listdir(parent))
+                except OSError:
+                    names = frozenset()
+                present[parent] = names
+            if name not in names:
+                continue
+        out.append((rid, folder))
+    return out
 
 
 def _link(master: Path, dst: str | os.PathLike[str]) -> None:
@@ -208,12 +241,16 @@ def run_links(
     manifest)."""
     diff = {"git.diff": str(submission_folder / "git.diff")} if info.get("diff") else {}
     copies = info.get("manifests") or {}
+    #: Source -> the files of its runs (one dict for them all: nothing changes them).
+    by_source: dict[str, dict[str, str]] = {}
     out: dict[str, dict[str, str]] = {}
     for rid, source in sources.items():
-        copy = copies.get(source)
-        mine = dict(diff)
-        if copy is not None:
-            mine[MANIFEST_COPY] = str(_manifest_master(submission_folder, copy))
+        mine = by_source.get(source)
+        if mine is None:
+            copy = copies.get(source)
+            mine = by_source[source] = dict(diff)
+            if copy is not None:
+                mine[MANIFEST_COPY] = str(_manifest_master(submission_folder, copy))
         if mine:
             out[rid] = mine
     return out
@@ -223,17 +260,22 @@ def save_manifests(
     info: Mapping[str, Any],
     submission_folder: Path,
     run_dirs: Mapping[str, tuple[Path, str]],
+    *,
+    unmade: Collection[str] = (),
 ) -> None:
     """Write each manifest's bytes as applied once into the submission folder
     (``manifests/<sha256>.yaml``) and link it into each run folder (``run_dirs``: run id ->
-    (folder, source)) as ``manifest.yaml``."""
+    (folder, source)) as ``manifest.yaml``. ``unmade``: runs whose folder their job makes
+    and links the copy into (:func:`run_links`); linked here only where the job made it
+    before the copy was written."""
     copies = info.get("manifests") or {}
     if not copies:
         return
     from hpcx.util.files import atomic_write_bytes
 
-    made: dict[str, Path] = {}
-    for folder, source in run_dirs.values():
+    masters: dict[str, Path] = {}  # run id -> its manifest's copy
+    made: dict[str, Path] = {}  # sha256 -> the copy
+    for rid, (_folder, source) in run_dirs.items():
         copy = copies.get(source)
         if copy is None:
             continue
@@ -243,8 +285,11 @@ def save_manifests(
             master.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(master, copy["bytes"], fsync=False)
             made[copy["sha256"]] = master
+        masters[rid] = master
+    folders = {rid: run_dirs[rid][0] for rid in masters}
+    for rid, folder in _folders_to_link(folders, unmade):
         # os.path on the folder's text: a Path per run was most of this loop at 10,000 runs.
-        _link(master, os.path.join(folder, MANIFEST_COPY))
+        _link(masters[rid], os.path.join(folder, MANIFEST_COPY))
 
 
 #: The ``run_meta`` keys hpcx records itself: :func:`run_meta`'s provenance, the harvest's

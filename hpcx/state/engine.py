@@ -84,6 +84,9 @@ class Engine:
     """
 
     _root: Any = None
+    #: The instance :meth:`warm_up` is making on a thread (the thread, and a box that
+    #: gets the instance or the error), until an attach or a reset takes it.
+    _warming: Any = None
     #: Counts the instances made: an attachment of an instance since closed (:meth:`reset`)
     #: was let go with it, and its store's close only closes its connection.
     _generation = 0
@@ -115,10 +118,7 @@ class Engine:
                 hint="close it before opening it "
                 + ("read-write" if not read_only else "read-only"),
             )
-        if cls._root is None:
-            cls._root = duckdb.connect(":memory:", config=CONNECT_CONFIG)
-            cls._generation += 1
-        con = cls._root.cursor()
+        con = cls._instance().cursor()
         alias = held[0] if held is not None else f"hpcx_state_{next(cls._names)}"
         try:
             if held is None:
@@ -144,6 +144,52 @@ class Engine:
             cls._open[key] = held = [alias, read_only, 0]
         held[2] += 1
         return con, Attachment(key or "", alias, cls._generation)
+
+    @classmethod
+    def warm_up(cls) -> None:
+        """Start making the instance on a thread, for a command that will open a state after
+        other work (loading its manifests): DuckDB builds its catalog (~20-25 ms) with the
+        GIL released, on the other core, and the first open takes the instance made.
+
+        The thread is not a daemon: the interpreter waits for it (a few ms at most) before
+        it finalises, rather than stopping it inside DuckDB."""
+        if cls._root is not None or cls._warming is not None:
+            return
+        import threading
+
+        box: list[Any] = []
+
+        def make() -> None:
+            try:
+                box.append(duckdb.connect(":memory:", config=CONNECT_CONFIG))
+            except BaseException as exc:  # the attach makes one itself, and raises then
+                box.append(exc)
+
+        thread = threading.Thread(target=make, name="hpcx-duckdb-warm-up")
+        thread.start()
+        cls._warming = (thread, box)
+
+    @classmethod
+    def _warmed(cls) -> Any:
+        """The instance :meth:`warm_up` made (waiting for its thread), or None."""
+        warming, cls._warming = cls._warming, None
+        if warming is None:
+            return None
+        thread, box = warming
+        thread.join()
+        made = box[0] if box else None
+        return None if isinstance(made, BaseException) else made
+
+    @classmethod
+    def _instance(cls) -> Any:
+        """The process's instance, made (or taken from :meth:`warm_up`) when there is none."""
+        if cls._root is None:
+            made = cls._warmed()
+            cls._root = (
+                made if made is not None else duckdb.connect(":memory:", config=CONNECT_CONFIG)
+            )
+            cls._generation += 1
+        return cls._root
 
     @classmethod
     def detach(cls, con: Any, attachment: Attachment) -> None:
@@ -206,9 +252,10 @@ class Engine:
         a new one."""
         root, cls._root = cls._root, None
         cls._open.clear()
-        if root is not None:
-            with contextlib.suppress(Exception):
-                root.close()
+        for instance in (root, cls._warmed()):
+            if instance is not None:
+                with contextlib.suppress(Exception):
+                    instance.close()
 
     @classmethod
     def before_fork(cls) -> None:

@@ -48,6 +48,7 @@ from hpcx.state.records import (
     TrialRecord,
     UpstreamRun,
 )
+from hpcx.util.files import compact_json
 from hpcx.util.memo import ByIdentity
 
 if TYPE_CHECKING:
@@ -401,10 +402,9 @@ def _is_damage(exc: BaseException) -> bool:
     )
 
 
-#: ``json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)``, made once: dumps
-#: with options builds an encoder per call (a spec's few nested values: ~4,000 calls an apply
-#: of 1,000 runs).
-_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+#: ``json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)`` (a spec's few
+#: nested values: ~4,000 calls an apply of 1,000 runs).
+_encode = compact_json
 
 
 def _json(value: Any) -> str | None:
@@ -1783,16 +1783,22 @@ class Transaction:
         executor: str | None = None,
         submission_key: str | None = None,
         detail: Mapping[str, Any] | None = None,
+        statuses: Mapping[str, str] | None = None,
     ) -> int:
         """Insert new runs with ``status``; for runs already present, replace their spec and
         settings (the plan's "update") and leave their status alone. Returns how many were new.
+        ``statuses``: :meth:`StateStore.run_statuses` of (at least) these runs, read in this
+        transaction, where the caller has it (else read here).
         """
         _check_status(status)
         specs = list(specs)
         if not specs:
             return 0
         by_id = {s.run_id: s for s in specs}
-        existing = self._statuses(list(by_id))
+        if statuses is None:
+            existing = self._statuses(list(by_id))
+        else:
+            existing = {rid: statuses[rid] for rid in by_id if rid in statuses}
         now = self.at
         enc = _SpecEncoder()
         new_rows = []
@@ -2299,10 +2305,14 @@ _SPEC_KEYS = tuple(
 _SPEC_SHARED = frozenset(
     {"env", "placement", "resources", "executor", "tags", "overrides", "extra"}
 )
-#: Each key's text before its value, and whether runs share the value.
-_SPEC_PARTS = tuple((f'"{key}":', key in _SPEC_SHARED) for key in _SPEC_KEYS)
+#: Each key's text before its value, in the spec's (sorted) order.
+_SPEC_HEADS = tuple(f'"{key}":' for key in _SPEC_KEYS)
 _SPEC_IDENTITY_AT = _SPEC_KEYS.index("identity")
-_spec_values = operator.attrgetter(*_SPEC_KEYS)
+#: Where the shared fields and a run's own fields sit among the keys, and their getters.
+_SPEC_SHARED_AT = tuple(i for i, key in enumerate(_SPEC_KEYS) if key in _SPEC_SHARED)
+_SPEC_OWN_AT = tuple(i for i, key in enumerate(_SPEC_KEYS) if key not in _SPEC_SHARED)
+_shared_values = operator.attrgetter(*(_SPEC_KEYS[i] for i in _SPEC_SHARED_AT))
+_own_values = operator.attrgetter(*(_SPEC_KEYS[i] for i in _SPEC_OWN_AT))
 
 
 def _plain_json(value: Any) -> str:
@@ -2320,10 +2330,18 @@ def _plain_json(value: Any) -> str:
     return _json(value) or "null"
 
 
+#: :func:`_plain_json` by the value's exact type, for the types that need no other check.
+_PLAIN_BY_TYPE: dict[type, Callable[[Any], str]] = {
+    str: _encode_str,
+    type(None): lambda _: "null",
+    int: repr,
+}
+
+
 class _SpecEncoder:
     """``_json(spec_to_dict(spec))`` for many specs, the same text: the top-level object is
-    written key by key, and each field that runs share (the executor, resources, env, ...)
-    is encoded once per object (the specs hold them alive meanwhile)."""
+    written key by key, and the fields that runs share (the executor, resources, env, ...)
+    are encoded once per combination of objects (the specs hold them alive meanwhile)."""
 
     def __init__(self) -> None:
         from hpcx.manifest.spec import executor_kind
@@ -2332,15 +2350,27 @@ class _SpecEncoder:
         #: of it), encoded once per object.
         self.shared: ByIdentity[str] = ByIdentity(lambda value: _json(value) or "null")
         self._kinds: ByIdentity[str] = ByIdentity(executor_kind)
+        #: The ids of a spec's shared values -> (those values, held so that no id is reused
+        #: meanwhile; the spec's parts with theirs written in and its own left None).
+        self._templates: dict[tuple[int, ...], tuple[tuple[Any, ...], list[str | None]]] = {}
 
     def spec(self, spec: RunSpec) -> tuple[str, str]:
         """The spec's JSON text, and its identity's (the same text inside it)."""
-        shared = self.shared
-        parts = [
-            head + (shared(value) if is_shared else _plain_json(value))
-            for (head, is_shared), value in zip(_SPEC_PARTS, _spec_values(spec), strict=True)
-        ]
-        return "{" + ",".join(parts) + "}", parts[_SPEC_IDENTITY_AT][len('"identity":') :]
+        shared = _shared_values(spec)
+        key = tuple(map(id, shared))
+        known = self._templates.get(key)
+        if known is None:
+            template: list[str | None] = [None] * len(_SPEC_HEADS)
+            for at, value in zip(_SPEC_SHARED_AT, shared, strict=True):
+                template[at] = _SPEC_HEADS[at] + self.shared(value)
+            known = self._templates[key] = (shared, template)
+        parts = known[1][:]
+        plain, heads = _PLAIN_BY_TYPE.get, _SPEC_HEADS
+        for at, value in zip(_SPEC_OWN_AT, _own_values(spec), strict=True):
+            write = plain(type(value))
+            parts[at] = heads[at] + (write(value) if write is not None else _plain_json(value))
+        text = "{" + ",".join(parts) + "}"  # type: ignore[arg-type]
+        return text, parts[_SPEC_IDENTITY_AT][len('"identity":') :]  # type: ignore[index]
 
     def executor_kind(self, spec: RunSpec) -> str:
         return self._kinds(spec.executor)
@@ -2355,6 +2385,14 @@ def _executor_kind(spec: RunSpec) -> str:
     from hpcx.manifest.spec import executor_kind
 
     return executor_kind(spec.executor)
+
+
+def warm_up() -> None:
+    """Start making DuckDB's instance on a thread, for a command that opens the state after
+    other work (:meth:`hpcx.state.engine.Engine.warm_up`)."""
+    from hpcx.state.engine import Engine
+
+    Engine.warm_up()
 
 
 def open_reader(state_path: Path) -> StateStore:

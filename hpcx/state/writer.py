@@ -73,6 +73,11 @@ class Writer:
         self._created: bool | None = None
 
     def __enter__(self) -> Writer:
+        from hpcx.state.engine import Engine
+
+        # A writer opens the state (now to check it, or after loading the manifests): DuckDB
+        # makes its instance meanwhile, on the other core.
+        Engine.warm_up()
         stack = contextlib.ExitStack()
         stack.enter_context(lock.acquire(self.path, self.command, timeout=self.timeout))
         try:

@@ -208,6 +208,13 @@ def dumps(obj: Any) -> str:
     return _encode(obj, True) + "\n"
 
 
+def compact_json(obj: Any) -> str:
+    """:func:`dumps` without its newline: the text the state keeps in a JSON column. json's
+    C encoder is called directly (``json.JSONEncoder.encode`` spends ~1.5 us a call in
+    Python around it: ~5,000 calls an apply of 1,000 runs)."""
+    return _encode(obj, True)
+
+
 def loads(data: bytes | str) -> Any:
     """``json.loads(data)``: the same object, or the same error."""
     text: str | None

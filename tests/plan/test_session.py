@@ -83,6 +83,32 @@ def test_the_state_is_read_only_and_decides_the_actions(project: Path) -> None:
     assert _state(project).read_bytes() == before
 
 
+def test_a_plan_of_a_state_has_duckdb_made_on_a_thread_while_it_loads(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only where there is a state to read: then its instance is made beside the manifests'
+    loading and the snapshot's open takes it; a fresh project starts no thread."""
+    from hpcx.state.engine import Engine
+
+    Engine.reset()
+    started: list[object] = []
+    real = Engine.warm_up.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[Engine]) -> None:
+        real(cls)
+        started.append(cls._warming)
+
+    monkeypatch.setattr(Engine, "warm_up", classmethod(spy))
+    plan_manifests(root=project)
+    assert started == [] and Engine._root is None  # no state: nothing made
+    _record(project, "succeeded")
+    Engine.reset()
+    planned = plan_manifests(root=project)
+    assert planned.state_exists and planned.plan.counts()["create"] == 0
+    assert len(started) == 1 and started[0] is not None
+    assert Engine._warming is None and Engine._root is started[0][1][0]  # type: ignore[index]
+
+
 def test_explicit_paths_or_experiments_narrow_the_orphans(project: Path) -> None:
     _record(project, "succeeded")
     toy = [project / "manifests" / "toy.yaml"]

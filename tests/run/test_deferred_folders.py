@@ -179,11 +179,39 @@ def test_provenance_files_reach_a_folder_made_before_or_after_they_are_written(
     # Made before the copy exists: nothing to link yet.
     assert rundir.materialize(early, {**doc, "run_id": "early"}, links["early"])
     assert not (early / MANIFEST_COPY).exists()
-    save_manifests(info, sub_folder, {"early": (early, "m.yaml"), "late": (late, "m.yaml")})
+    # Both were left to their jobs (unmade at prepare); the early one's job made it since.
+    save_manifests(
+        info,
+        sub_folder,
+        {"early": (early, "m.yaml"), "late": (late, "m.yaml")},
+        unmade={"early", "late"},
+    )
     assert (early / MANIFEST_COPY).read_bytes() == b"kind: x\n"  # apply linked it
     assert not late.exists()  # not made up by apply
     assert rundir.materialize(late, {**doc, "run_id": "late"}, links["late"])
     assert (late / MANIFEST_COPY).read_bytes() == b"kind: x\n"  # the job linked it
+
+
+def test_a_dirty_trees_diff_reaches_folders_made_before_or_after_it_is_written(
+    tmp_path: Path,
+) -> None:
+    from hpcx.run.provenance import run_links, save_diff
+
+    sub_folder = tmp_path / "runs" / ".submissions" / "k"
+    info = {"diff": "--- a\n+++ b\n"}
+    links = run_links(info, sub_folder, {"early": "m.yaml", "late": "m.yaml", "old": "m.yaml"})
+    runs = tmp_path / "runs" / "e"
+    early, late, old = runs / "early", runs / "late", runs / "old"
+    doc = {"experiment": "e", "attempt": 1}
+    assert rundir.materialize(early, {**doc, "run_id": "early"}, links["early"])
+    old.mkdir()  # a retry's folder, made by prepare
+    save_diff(
+        info, sub_folder, {"early": early, "late": late, "old": old}, unmade={"early", "late"}
+    )
+    assert (early / "git.diff").read_text() == (old / "git.diff").read_text() == "--- a\n+++ b\n"
+    assert not late.exists()
+    assert rundir.materialize(late, {**doc, "run_id": "late"}, links["late"])
+    assert (late / "git.diff").read_text() == "--- a\n+++ b\n"
 
 
 def test_adoption_reads_the_spec_of_a_run_whose_folder_is_not_made(

@@ -149,3 +149,40 @@ def test_with_cwd_is_a_replace_of_cwd(cwd: str | None) -> None:
     expected = run if want else dataclasses.replace(run, cwd=str(root / (cwd or "")).rstrip("/"))
     assert got == expected
     assert type(got) is RunSpec
+
+
+def test_the_spec_text_is_spec_to_dicts_json_for_shared_and_own_values() -> None:
+    """record_runs writes each spec's JSON key by key, the fields runs share written once
+    per combination of objects: the text must be json.dumps of spec_to_dict, whatever the
+    values (floats, bools, unicode, None, nested) and however objects are shared."""
+    import json
+
+    from support.specs import make_spec
+
+    from hpcx.state.store import _SpecEncoder, spec_to_dict
+
+    resources = {"time": "1:00:00", "gpus": 2}
+    executor = {"type": "slurm", "options": {"qos": "ünï"}}
+    specs = [
+        make_spec(
+            "e",
+            i,
+            {"lr": [0.1, -0.0, 1e300][i % 3], "on": bool(i % 2), "x": None, "n": -i},
+            resources=resources if i % 2 else {"time": "2:00:00"},
+            executor=executor,
+            env={"A": 'b\n"c"'} if i % 3 == 0 else None,
+            seed=None if i % 4 else i,
+            tags=("t", "é") if i % 2 else (),
+            code_hash=None if i % 2 else "abc",
+            source=f"m{i % 2}.yaml",
+            needs=[("up", "r")] if i == 5 else (),
+        )
+        for i in range(12)
+    ]
+    enc = _SpecEncoder()
+    for spec in [*specs, *specs]:  # the second time from the templates
+        text, identity = enc.spec(spec)
+        want = json.dumps(spec_to_dict(spec), sort_keys=True, separators=(",", ":"), default=str)
+        assert text == want
+        assert identity == json.dumps(spec.identity, sort_keys=True, separators=(",", ":"))
+    assert len(enc._templates) > 1  # the shared objects differ between specs

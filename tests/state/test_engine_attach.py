@@ -242,3 +242,82 @@ def test_another_path_to_the_same_file_is_the_same_file(tmp_path: Path) -> None:
         assert "lock" in _other_writer(state).stderr.lower()
         assert len(store.snapshot().runs) == 3
     assert Engine._open == {}
+
+
+def test_a_writer_has_the_instance_made_on_a_thread_while_it_loads(
+    tmp_path: Path, instances: list[str]
+) -> None:
+    """A writer starts DuckDB's instance on a thread (its catalog is built with the GIL
+    released, on the other core) and the first open takes that instance: one instance in
+    all, no thread left behind."""
+    import threading
+
+    from hpcx.state.writer import Writer
+
+    with Writer(tmp_path / "state.duckdb", "test") as writer:
+        warming = Engine._warming
+        assert warming is not None and warming[0].name == "hpcx-duckdb-warm-up"
+        assert not warming[0].daemon  # the interpreter waits for it, never stops it in DuckDB
+        with writer.transaction() as tx:  # the first open: the state is created now
+            tx.record_runs([make_spec("e", 1, {"i": 1})])
+        assert Engine._warming is None
+        assert not warming[0].is_alive()
+        assert Engine._root is warming[1][0]  # the instance the thread made
+    assert instances == [":memory:"]
+    assert "hpcx-duckdb-warm-up" not in {t.name for t in threading.enumerate()}
+    with StateStore.open(tmp_path / "state.duckdb", read_only=True) as store:
+        assert [r.run_id for r in store.snapshot().runs.values()] == [
+            make_spec("e", 1, {"i": 1}).run_id
+        ]
+
+
+def test_a_warm_up_is_started_once_and_not_beside_an_instance(
+    tmp_path: Path, instances: list[str]
+) -> None:
+    Engine.warm_up()
+    first = Engine._warming
+    Engine.warm_up()
+    assert Engine._warming is first  # one thread
+    _state(tmp_path)
+    Engine.warm_up()
+    assert Engine._warming is None  # there is an instance: nothing to make
+    assert instances == [":memory:"]
+
+
+def test_a_failed_warm_up_leaves_the_open_to_make_the_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Engine.reset()
+    real = engine.duckdb.connect
+    calls: list[str] = []
+
+    def failing_once(database: Any = ":memory:", *args: Any, **kw: Any) -> Any:
+        calls.append(str(database))
+        if len(calls) == 1:
+            raise engine.duckdb.IOException("no memory for you")
+        return real(database, *args, **kw)
+
+    monkeypatch.setattr(engine.duckdb, "connect", failing_once)
+    Engine.warm_up()
+    state = _state(tmp_path)  # opens: the thread's error is dropped, a new instance made
+    assert calls == [":memory:", ":memory:"]
+    with StateStore.open(state, read_only=True) as store:
+        assert len(store.snapshot().runs) == 3
+
+
+def test_a_warming_instance_is_closed_by_a_reset_and_before_a_fork(tmp_path: Path) -> None:
+    Engine.reset()
+    Engine.warm_up()
+    thread, box = Engine._warming
+    Engine.reset()
+    assert Engine._warming is None and Engine._root is None and not thread.is_alive()
+    with pytest.raises(engine.duckdb.ConnectionException):
+        box[0].execute("SELECT 1")  # closed, not left to the interpreter's exit
+    Engine.warm_up()
+    thread, box = Engine._warming
+    out = forked_chunks(_pids, list(range(16)), workers=2, min_items=2)
+    assert out is not None and len(out) >= 2  # the pool ran
+    assert Engine._warming is None and Engine._root is None and not thread.is_alive()
+    state = _state(tmp_path)
+    with StateStore.open(state, read_only=True) as store:
+        assert len(store.snapshot().runs) == 3

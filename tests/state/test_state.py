@@ -130,6 +130,26 @@ def test_record_runs_stores_spec_and_updates_settings_of_existing_runs(store: St
     assert store.events(r.run_id)[-1]["event"] == "settings-updated"
 
 
+def test_record_runs_takes_the_statuses_its_caller_read(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An apply reads its runs' statuses in the intent's transaction and hands them on: the
+    runs already there are updated, the others inserted, with no second read."""
+    old = make_run(resources={"time": "1:00:00"})
+    store.record_runs([old])
+    store.set_status([old.run_id], "failed", event="harvested")
+    again, new = make_run(resources={"time": "2:00:00"}), make_run(index=7)
+    statuses = store.run_statuses([again.run_id, new.run_id, "held-elsewhere"])
+    assert statuses == {old.run_id: "failed"}
+    monkeypatch.setattr(state_mod.Transaction, "_statuses", lambda *a: pytest.fail("read again"))
+    assert store.record_runs([again, new], statuses={**statuses, "held-elsewhere": "queued"}) == 1
+    snap = store.snapshot().runs
+    assert snap[old.run_id].status == "failed"
+    assert snap[old.run_id].settings_digest == again.settings_digest
+    assert snap[new.run_id].status == "pending"
+    assert store.events(old.run_id)[-1]["event"] == "settings-updated"
+
+
 def test_bulk_paths_keep_nulls_empty_strings_and_odd_text_apart(store: StateStore) -> None:
     odd = ["", "a,b", 'quote " inside', "new\nline", "\\N", "ünï", "tab\there"]
     rows = [("run", name, i if i % 2 else None, float(i) + 0.1, None) for i, name in enumerate(odd)]

@@ -300,6 +300,11 @@ class Executor(ABC):
             sync()
         return out
 
+    def defers(self, rd: RunDir) -> bool:
+        """Whether :meth:`prepare` left this run's folder to its job (until :meth:`submit`
+        has sent it: the job makes the folder when it starts)."""
+        return str(rd.path) in self._deferred
+
     def prepared_spec(self, rd: RunDir) -> dict[str, Any]:
         """The spec.json of a run this executor prepared (as written, less ``attempt``), else
         read from its folder."""
