@@ -64,6 +64,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
     import subprocess
+    from collections.abc import Mapping
     from typing import Any
 
     from hpcx.errors import PlacementFailed as PlacementFailed
@@ -116,7 +117,7 @@ def slurm_job_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> di
     return {k: environ[k] for k in keys if environ.get(k)}
 
 
-def checkpoint_settings(spec: dict[str, Any]) -> dict[str, Any] | None:
+def checkpoint_settings(spec: Mapping[str, Any]) -> dict[str, Any] | None:
     """The run's ``spec.checkpoint`` with defaults, or None when it has none."""
     ck = (spec.get("extra") or {}).get("checkpoint")
     if not isinstance(ck, dict):

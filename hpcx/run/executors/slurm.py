@@ -197,7 +197,7 @@ def checkpoint_options(spec: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     wrapper passes it on to the program's process group. Nothing for other runs."""
     from hpcx.run.job import checkpoint_settings
 
-    ck = checkpoint_settings(dict(spec))
+    ck = checkpoint_settings(spec)
     if ck is None:
         return []
     sig = str(ck["signal"]).upper().removeprefix("SIG")
@@ -635,7 +635,12 @@ class SlurmExecutor(Executor):
         after: Mapping[str, Sequence[Upstream]] | None = None,
     ) -> list[_Chunk]:
         # (--dependency cannot come from a manifest: hpcx.cluster.slurm refuses it.)
+        from hpcx.util.memo import ByIdentity
+
         groups: dict[tuple[tuple[str, str | None], ...], list[RunDir]] = {}
+        # Runs of one manifest share their resources object: its options are made once.
+        options_of = ByIdentity(lambda res: tuple(resource_options(res or {})))
+        extra = tuple(self.extra)
         for rd in run_dirs:
             spec = self.prepared_spec(rd)
             warning = checkpoint_options(spec)
@@ -652,7 +657,7 @@ class SlurmExecutor(Executor):
                     "limit warning would reach whichever run is last, not each run",
                     hint="pack short runs; give checkpointed runs a job each (drop pack)",
                 )
-            opts = tuple(resource_options(spec.get("resources") or {}) + self.extra + warning)
+            opts = options_of(spec.get("resources")) + extra + tuple(warning)
             groups.setdefault(opts, []).append(rd)
         chunks: list[_Chunk] = []
         max_array = max(1, self.limits().max_array_size)
