@@ -301,6 +301,43 @@ def _executor_options_group(executor: Mapping[str, Any]) -> tuple[str, str]:
     return kind, json.dumps(options, sort_keys=True, default=str)
 
 
+#: What :func:`hpcx.run.provenance.collect` found, or the function that waits for it where
+#: it is being collected on a thread (:func:`_collect_behind`).
+Provenance = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+
+
+def _collect_behind(
+    root: Path, sources: Iterable[str], experiments: Mapping[str, Mapping[str, Any]]
+) -> Callable[[], Mapping[str, Any]]:
+    """Start :func:`hpcx.run.provenance.collect` (git's answers: a few processes) on a
+    thread, and return the function that waits for it and gives its result (or raises its
+    error): the intent opens the state and creates its schema meanwhile. Not a daemon: the
+    interpreter waits for it rather than stopping it."""
+    import threading
+
+    from hpcx.run import provenance
+
+    box: list[Any] = []
+
+    def collect() -> None:
+        try:
+            box.append(provenance.collect(root, sources, experiments))
+        except BaseException as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=collect, name="hpcx-provenance")
+    thread.start()
+
+    def result() -> Mapping[str, Any]:
+        thread.join()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        done: Mapping[str, Any] = box[0]
+        return done
+
+    return result
+
+
 def apply_changes(
     changes: Sequence[RunChange],
     *,
@@ -311,7 +348,7 @@ def apply_changes(
     progress: ProgressFn | None = None,
     on_submitted: Callable[[Submission], None] | None = None,
     project_root: Path | None = None,
-    provenance: Mapping[str, Any] | None = None,
+    provenance: Provenance | None = None,
     from_queue: bool = False,
 ) -> ApplyOutcome:
     """Apply ``changes`` (already selected), writing the state through ``writer``.
@@ -333,8 +370,9 @@ def apply_changes(
 
     ``project_root``: runs without a ``cwd`` run there, and a relative ``cwd`` is taken from
     there (not from wherever apply was started). ``provenance``: what
-    :func:`hpcx.run.provenance.collect` found; each run's share lands in ``run_meta`` with its
-    intent, and a dirty tree's diff beside its run folder.
+    :func:`hpcx.run.provenance.collect` found (or the function that waits for it, called at
+    the first intent); each run's share lands in ``run_meta`` with its intent, and a dirty
+    tree's diff beside its run folder.
     """
     from hpcx.plan.planner import Action
     from hpcx.run.executors import SubmitError, get_executor, new_key
@@ -452,6 +490,8 @@ def apply_changes(
                 if held:
                     _record_queued(tx, held, statuses, kind)
                     outcome.queued.extend(r.run_id for r in held)
+                if callable(provenance):
+                    provenance = provenance()  # collected on a thread while the state opened
                 if provenance is not None:
                     _record_provenance(tx, provenance, [*runs, *held], project_root)
                 if not runs:
@@ -1053,7 +1093,7 @@ def apply_plan(
     detach: bool = False,
     progress: ProgressFn | None = None,
     project_root: Path | None = None,
-    provenance: Mapping[str, Any] | None = None,
+    provenance: Provenance | None = None,
 ) -> ApplyOutcome:
     """Apply the selected changes of ``plan``, writing the state through ``writer``."""
     sel = selection or Selection()
@@ -1282,7 +1322,6 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
     from hpcx.plan.planner import load_saved_plan, make_plan
     from hpcx.plan.session import check_resources, propose_searches, search_trials
     from hpcx.project.paths import default_manifest_paths
-    from hpcx.run import provenance
     from hpcx.run.harvest import refresh
     from hpcx.state.store import StateSnapshot, StateStore
     from hpcx.state.writer import Writer
@@ -1374,7 +1413,8 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             else {}
         )
         # Asked of git now, not taken from the plan: HEAD may move while the plan is confirmed.
-        prov = provenance.collect(root, plan.manifest_digests, experiments)
+        # On a thread: the intent's transaction takes it once the state is open.
+        prov = _collect_behind(root, plan.manifest_digests, experiments)
         if wait_room is not None:
             wait_room()
         hooks.starting(review)

@@ -179,7 +179,6 @@ def test_a_saved_plan_applied_after_a_commit_records_the_commit_it_ran_from(proj
     assert _meta(root, run_id)["git_commit"] == head
 
 
-
 def test_a_commit_made_while_the_plan_is_confirmed_is_the_one_recorded(project) -> None:
     # HEAD moves while the user reads the plan (a commit in another terminal): the runs went
     # out from the new commit and branch, and provenance says so, consistently with its diff.
@@ -207,3 +206,33 @@ def test_a_commit_made_while_the_plan_is_confirmed_is_the_one_recorded(project) 
     (run_id,) = [r[0] for r in query(root, "SELECT run_id FROM runs")]
     meta = _meta(root, run_id)
     assert (meta["git_commit"], meta["git_branch"], meta["git_dirty"]) == (head, "other", False)
+
+
+def test_provenance_collected_on_a_thread_is_what_collect_finds_or_its_error(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """apply asks git on a thread while the intent opens the state; the intent waits for
+    the answer, and an error there is the intent's error (not lost on the thread)."""
+    import threading
+
+    import pytest
+
+    from hpcx.run import apply, provenance
+
+    seen: list[str] = []
+
+    def collect(root: Path, sources: list[str], experiments: object) -> dict[str, object]:
+        seen.append(threading.current_thread().name)
+        return {"root": str(root), "sources": list(sources)}
+
+    monkeypatch.setattr(provenance, "collect", collect)
+    wait = apply._collect_behind(tmp_path, ["m.yaml"], {})
+    assert wait() == {"root": str(tmp_path), "sources": ["m.yaml"]}
+    assert seen == ["hpcx-provenance"]
+
+    def broken(*_: object) -> dict[str, object]:
+        raise OSError("no hostname")
+
+    monkeypatch.setattr(provenance, "collect", broken)
+    with pytest.raises(OSError, match="no hostname"):
+        apply._collect_behind(tmp_path, [], {})()
