@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from hpcx.plan.planner import Plan, RunChange
     from hpcx.run.executors.base import ObservedStatus, Submission, Upstream
     from hpcx.run.harvest import HarvestResult
+    from hpcx.run.prune import PruneDecision
     from hpcx.state.store import StateStore
     from hpcx.state.writer import Writer
     from hpcx.util.selection import Unmatched
@@ -1004,12 +1005,10 @@ def _pruner(
     return None
 
 
-def _prune_behind(writer: Writer, hooks: ApplyHooks) -> None:
-    """Stop the search trials in flight that fall behind (as ``hpcx refresh`` does), before
-    planning: each apply of a watch is a refresh too."""
-    from hpcx.run.prune import prune_in_flight
-
-    for d in prune_in_flight(writer):
+def _note_pruned(decisions: Sequence[PruneDecision], hooks: ApplyHooks) -> None:
+    """Say which search trials in flight the apply's refresh stopped for falling behind
+    (as ``hpcx refresh`` does, before planning: each apply of a watch is a refresh too)."""
+    for d in decisions:
         trial = f" (trial {d.trial})" if d.trial is not None else ""
         if d.error is None:
             hooks.note(f"pruned run {d.run_id}{trial}: {d.reason}")
@@ -1322,7 +1321,7 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
     from hpcx.plan.planner import load_saved_plan, make_plan
     from hpcx.plan.session import check_resources, propose_searches, search_trials
     from hpcx.project.paths import default_manifest_paths
-    from hpcx.run.harvest import refresh
+    from hpcx.run.refresh import refresh_and_follow_up
     from hpcx.state.store import StateSnapshot, StateStore
     from hpcx.state.writer import Writer
     from hpcx.util.selection import known_list, raise_unmatched
@@ -1348,16 +1347,13 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
             check_resources(desired.runs, request.cluster, manifest_paths, root)
             if state_path.exists():
                 # Creates the schema in an uncreated file.
-                harvested = refresh(writer, runs_root=runs)
-                resubmit_requeued(writer, harvested, runs)
-                topped = top_up(writer, runs) if harvested.top_up_due() else None
-                if topped is not None and topped.submitted:
+                done = refresh_and_follow_up(writer, runs)
+                if done.topped_up:
                     hooks.note(
-                        f"submitted {len(topped.submitted)} queued run(s) as room freed under "
+                        f"submitted {len(done.topped_up)} queued run(s) as room freed under "
                         "the scheduler's limits"
                     )
-                if harvested.pruning_in_flight:
-                    _prune_behind(writer, hooks)
+                _note_pruned(done.pruned, hooks)
             if writer.state_created():
                 with StateStore.open(state_path, read_only=True) as store:
                     snapshot = store.snapshot()
