@@ -12,7 +12,16 @@ This module imports nothing of hpcx: every stage may import it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def first_few(items: Sequence[str], limit: int = 5) -> str:
+    """The first ``limit`` of ``items`` joined with commas, `` ...`` after them when there
+    are more: how a message names a long list of runs, folders or job ids."""
+    return ", ".join(items[:limit]) + (" ..." if len(items) > limit else "")
 
 
 class HpcxError(Exception):
@@ -143,10 +152,9 @@ class MissingRunFolders(ExecutorError):
 
     def __init__(self, paths: list[str]) -> None:
         self.paths = list(paths)
-        shown = ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else "")
         super().__init__(
             f"{len(paths)} run folder(s) do not exist and their submission holds no spec.json "
-            f"for them: {shown}",
+            f"for them: {first_few(self.paths)}",
             hint="the run folders or the submission folder (.submissions/KEY/chunk-*.specs) "
             "were removed or damaged: their jobs cannot run them; `hpcx refresh` reports "
             "them from the scheduler",

@@ -113,3 +113,15 @@ def test_a_submit_error_carries_what_went_out() -> None:
     exc = errors.SubmitError("sbatch failed", ambiguous=True, hint="reconcile first")
     assert exc.partial is None and exc.ambiguous and exc.hint == "reconcile first"
     assert isinstance(exc, errors.ExecutorError)
+
+
+def test_a_long_list_in_a_message_shows_its_first_few_and_says_there_are_more() -> None:
+    from hpcx.errors import MissingRunFolders, first_few
+
+    assert first_few([]) == ""
+    assert first_few(["a", "b", "c", "d", "e"]) == "a, b, c, d, e"
+    assert first_few([str(i) for i in range(7)]) == "0, 1, 2, 3, 4 ..."
+    assert first_few(["x", "y", "z"], limit=2) == "x, y ..."
+    err = MissingRunFolders([f"/runs/e/r{i}" for i in range(6)])
+    assert "6 run folder(s)" in str(err) and "/runs/e/r4 ..." in str(err)
+    assert "/runs/e/r5" not in str(err) and len(err.paths) == 6

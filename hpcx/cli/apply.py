@@ -22,6 +22,7 @@ from hpcx.cli._app import (
     warn_problems,
 )
 from hpcx.cli._decl import Argument, Exit, Option, echo
+from hpcx.errors import first_few
 
 
 @app.command("apply", rich_help_panel=PANEL_MANIFESTS)
@@ -203,8 +204,10 @@ def print_outcome(result: dict[str, Any], *, detach: bool, no_wait: bool) -> Non
         echo(f"warning: {unread}", err=True)
     lines = []
     for s in result["submissions"]:
-        jobs = ", ".join(s["job_ids"][:5]) + (" ..." if len(s["job_ids"]) > 5 else "")
-        lines.append(f"Submitted {s['runs']} run(s) to {s['executor']} as {s['key']} (jobs {jobs})")
+        lines.append(
+            f"Submitted {s['runs']} run(s) to {s['executor']} as {s['key']} "
+            f"(jobs {first_few(s['job_ids'])})"
+        )
     if result.get("queued"):
         room = result.get("room") or {}
         why = (

@@ -24,6 +24,7 @@ from hpcx.cli._app import (
 )
 from hpcx.cli._decl import Argument, Exit, Group, Option, echo
 from hpcx.cli.apply import print_outcome
+from hpcx.errors import first_few
 
 runs_app = Group(
     name="runs",
@@ -134,8 +135,7 @@ def cancel_command(
         echo(
             f"warning: {len(done.unmade)} run folder(s) could not be made for their stop file "
             f"(the submission's spec.json for them is damaged or removed; their jobs were "
-            f"cancelled all the same): {', '.join(done.unmade[:5])}"
-            + (" ..." if len(done.unmade) > 5 else ""),
+            f"cancelled all the same): {first_few(done.unmade)}",
             err=True,
         )
     if not done.asked:

@@ -18,6 +18,7 @@ from hpcx.cli._app import (
     project_paths,
 )
 from hpcx.cli._decl import Argument, Exit, Group, Option, echo
+from hpcx.errors import first_few
 
 state_app = Group(
     name="state",
@@ -207,11 +208,11 @@ def state_restore(
     )
     unknown = session.unknown_submissions
     if unknown:
-        shown = ", ".join(p.name for p in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         lines.append(
             f"note: {len(unknown)} submission(s) on disk are not in the restored state "
-            f"({shown}): their runs were submitted after this backup. The next `hpcx refresh` "
-            "(which `hpcx apply` runs first) adopts them from their submission folders, so "
+            f"({first_few([p.name for p in unknown])}): their runs were submitted after this "
+            "backup. The next `hpcx refresh` (which `hpcx apply` runs first) adopts them from "
+            "their submission folders, so "
             "they are harvested, not submitted again."
         )
     echo("\n".join(lines))
