@@ -80,10 +80,13 @@ def apply_command(
     import math
 
     gc.disable()  # a short-lived process building many small objects: see `hpcx plan`
+    from hpcx.state import warm_up
+
+    root, state_path, runs = project_paths(state, runs_root)
+    warm_up()  # the state is opened soon: DuckDB is made beside the imports and the load
     from hpcx.errors import PlanError
     from hpcx.run.apply import ApplyRequest, Selection, apply_session
 
-    root, state_path, runs = project_paths(state, runs_root)
     selection = Selection.parse(experiments=experiment, actions=action, where=where)
     if as_json and not yes:
         raise PlanError("--json needs --yes (there is no one to ask)")
@@ -284,9 +287,13 @@ def refresh_command(
     as_json: bool = Option(False, "--json", help="Print what changed as JSON."),
 ) -> None:
     """Sync with the schedulers and harvest finished runs' status and metrics into the state."""
+    root, state_path, runs = project_paths(state, runs_root)
+    if state_path.exists():
+        from hpcx.state import warm_up
+
+        warm_up()  # DuckDB is made beside the imports below
     from hpcx.run.refresh import refresh_session
 
-    root, state_path, runs = project_paths(state, runs_root)
     done = refresh_session(
         state_path,
         runs_root=runs,

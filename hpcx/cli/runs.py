@@ -49,9 +49,13 @@ def status_command(
     as_json: bool = Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Runs by status, per experiment (as of the last apply/refresh)."""
+    _, state_path, _ = project_paths(state, None)
+    if state_path.exists():
+        from hpcx.state import warm_up
+
+        warm_up()  # DuckDB is made beside the imports below
     from hpcx.run.status import run_status
 
-    _, state_path, _ = project_paths(state, None)
     found = run_status(
         state_path, experiments=experiment, statuses=status, list_runs=runs_list or as_json
     )

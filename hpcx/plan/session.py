@@ -89,7 +89,7 @@ def plan_manifests(
         )
     state_path = resolve_state_path(state, root=root)
     if state_path.exists():
-        from hpcx.state.store import warm_up
+        from hpcx.state import warm_up
 
         # The plan reads the state after loading the manifests: DuckDB makes its instance
         # meanwhile, on the other core.

@@ -27,6 +27,7 @@ __all__ = [
     "Transaction",
     "Writer",
     "is_uncreated",
+    "warm_up",
 ]
 
 # Each name is imported from its module on first use, so importing one module of this
@@ -42,3 +43,12 @@ __getattr__ = lazy_exports(
         "is_uncreated": "store",
     },
 )
+
+
+def warm_up() -> None:
+    """Start making DuckDB's instance on a thread, for a command that opens the state after
+    other work (its imports, loading manifests): DuckDB builds its catalog with the GIL
+    released, on the other core (:meth:`hpcx.state.engine.Engine.warm_up`)."""
+    from hpcx.state.engine import Engine
+
+    Engine.warm_up()

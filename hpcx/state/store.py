@@ -2387,14 +2387,6 @@ def _executor_kind(spec: RunSpec) -> str:
     return executor_kind(spec.executor)
 
 
-def warm_up() -> None:
-    """Start making DuckDB's instance on a thread, for a command that opens the state after
-    other work (:meth:`hpcx.state.engine.Engine.warm_up`)."""
-    from hpcx.state.engine import Engine
-
-    Engine.warm_up()
-
-
 def open_reader(state_path: Path) -> StateStore:
     """The state, open read-only, retrying briefly (``$HPCX_READER_WAIT``) while a writer holds
     it for a moment; a state never created is a NoStateError that says what creates it."""
