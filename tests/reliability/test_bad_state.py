@@ -322,10 +322,31 @@ def test_the_classifier_names_a_bad_option_and_a_lock(tmp_path: Path) -> None:
     assert "setting" in str(bad) and "--memory-limit" in (bad.hint or "")
     assert "corrupt" not in str(bad)
     locked = _translate_error(
-        duckdb.IOException(f'IO Error: Could not set lock on file "{p}": Conflicting lock is '
-                           f"held in /usr/bin/python3 (PID {os.getpid()})"),
+        duckdb.IOException(
+            f'IO Error: Could not set lock on file "{p}": Conflicting lock is '
+            f"held in /usr/bin/python3 (PID {os.getpid()})"
+        ),
         p,
     )
     assert isinstance(locked, StateLockedError) and f"pid {os.getpid()}" in str(locked)
     damaged = _translate_error(duckdb.IOException("IO Error: Corrupt database file"), p)
     assert "corrupt" in str(damaged) and "backup" in (damaged.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("damage", "table"), [(flipped_runs_block, "runs"), (flipped_metrics_block, "metrics")]
+)
+def test_a_damaged_block_is_found_by_the_pre_write_check_and_its_table_named(
+    state: Path, damage: Callable[[Path], None], table: str
+) -> None:
+    """The check reads every table in one statement; a block that fails its checksum fails
+    it, and the tables are then read one by one to name the one that cannot be read (the
+    others still counted). An intact state is read whole all the same."""
+    whole = check_state(state, invariants=False)
+    assert whole.readable and whole.rows["runs"] > 0 and whole.rows["metrics"] > 0
+    damage(state)
+    checked = check_state(state, invariants=False)
+    assert not checked.readable
+    named = [f.message for f in checked.findings if f.kind == "unreadable"]
+    assert len(named) == 1 and named[0].startswith(f"table {table}: "), named
+    assert checked.rows["meta"] == whole.rows["meta"]  # the other tables were read
