@@ -2101,10 +2101,6 @@ class Transaction:
             ("value", "VARCHAR"),
             ("serial", "BIGINT"),
         )
-        self._con.execute(
-            "CREATE OR REPLACE TEMP TABLE _hpcx_meta (run_id VARCHAR, key VARCHAR, value VARCHAR, "
-            "serial BIGINT)"
-        )
         if len({id(values) for values in by_run.values()}) * 4 <= len(by_run):
             # Runs sharing their values' objects (apply's provenance: one dict per manifest):
             # the distinct key/values and which run has which go in, DuckDB writes the
@@ -2131,29 +2127,37 @@ class Transaction:
                 members,
                 self._tmp_dir(),
             )
-            self._con.execute(
-                "INSERT INTO _hpcx_meta SELECT r.run_id, v.key, v.value, ? "
-                "FROM _hpcx_meta_runs r JOIN _hpcx_meta_vals v USING (grp)",
-                [serial],
+            # The product is written into run_meta as it is made (no table of its rows).
+            staged = (
+                "(SELECT r.run_id, v.key, v.value, ? AS serial "
+                "FROM _hpcx_meta_runs r JOIN _hpcx_meta_vals v USING (grp))"
             )
-            self._con.execute("DROP TABLE _hpcx_meta_vals; DROP TABLE _hpcx_meta_runs")
+            params: list[Any] = [serial]
+            drop = "DROP TABLE _hpcx_meta_vals; DROP TABLE _hpcx_meta_runs"
         else:
+            self._con.execute(
+                "CREATE OR REPLACE TEMP TABLE _hpcx_meta (run_id VARCHAR, key VARCHAR, "
+                "value VARCHAR, serial BIGINT)"
+            )
             rows = [
                 (run_id, k, v, serial)
                 for run_id, values in by_run.items()
                 for k, v in _meta_pairs(values)
             ]
             _bulk_insert(self._con, "_hpcx_meta", cols, rows, self._tmp_dir())
+            staged, params, drop = "_hpcx_meta", [], "DROP TABLE _hpcx_meta"
         # Each (run, key) once: run ids are the mapping's keys, and _meta_groups kept the
         # last of a dict's keys that read the same as text.
         self._con.execute(
-            "DELETE FROM run_meta USING _hpcx_meta m "
-            "WHERE run_meta.run_id = m.run_id AND run_meta.key = m.key"
+            f"DELETE FROM run_meta USING {staged} m "
+            "WHERE run_meta.run_id = m.run_id AND run_meta.key = m.key",
+            params,
         )
         self._con.execute(
-            "INSERT INTO run_meta SELECT run_id, key, value::JSON, serial FROM _hpcx_meta"
+            f"INSERT INTO run_meta SELECT run_id, key, value::JSON, serial FROM {staged}",
+            params,
         )
-        self._con.execute("DROP TABLE _hpcx_meta")
+        self._con.execute(drop)
         return count
 
     def record_probe(self, report: Mapping[str, Any], *, host: str | None = None) -> str:
