@@ -259,9 +259,12 @@ def main() -> None:
                 s_wall, s_cpu = med(t.wall for t in subs), med(t.cpu for t in subs)
                 ratio = a / s_wall
                 met = "met" if ratio <= APPLY_GOAL else "NOT met"
+                # Beside the ratio of the medians (the verdict's), the median of each round's
+                # own ratio: the two processes of a round run seconds apart, under one load.
+                paired = med(t.wall / s.wall for t, s in zip(applies, subs, strict=True))
                 line += (
                     f" | submitit batch (whole process) {s_wall:6.2f}s (cpu {s_cpu:5.2f}s) | "
-                    f"ratio {ratio:4.2f}x, cpu {a_cpu / s_cpu:4.2f}x "
+                    f"ratio {ratio:4.2f}x, cpu {a_cpu / s_cpu:4.2f}x, by round {paired:4.2f}x "
                     f"(goal <= {APPLY_GOAL:g}x: {met})"
                 )
             print(line + f" load={_load()}", flush=True)
