@@ -312,8 +312,7 @@ def _collect_behind(
 ) -> Callable[[], Mapping[str, Any]]:
     """Start :func:`hpcx.run.provenance.collect` (git's answers: a few processes) on a
     thread, and return the function that waits for it and gives its result (or raises its
-    error): the intent opens the state and creates its schema meanwhile. Not a daemon: the
-    interpreter waits for it rather than stopping it."""
+    error): the intent opens the state and creates its schema meanwhile."""
     import threading
 
     from hpcx.run import provenance
@@ -326,17 +325,29 @@ def _collect_behind(
         except BaseException as exc:
             box.append(exc)
 
-    thread = threading.Thread(target=collect, name="hpcx-provenance")
-    thread.start()
+    # A daemon: an interrupted apply does not wait for git at its exit (nothing of DuckDB's
+    # runs on this thread).
+    thread = threading.Thread(target=collect, name="hpcx-provenance", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread to be had (a login node's limits): asked here, now
+        collect()
+        return lambda: _taken(box)
 
     def result() -> Mapping[str, Any]:
         thread.join()
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        done: Mapping[str, Any] = box[0]
-        return done
+        return _taken(box)
 
     return result
+
+
+def _taken(box: list[Any]) -> Mapping[str, Any]:
+    """What :func:`_collect_behind`'s ``collect`` put in ``box``: its result, or its error
+    raised."""
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    done: Mapping[str, Any] = box[0]
+    return done
 
 
 def apply_changes(
@@ -371,9 +382,9 @@ def apply_changes(
 
     ``project_root``: runs without a ``cwd`` run there, and a relative ``cwd`` is taken from
     there (not from wherever apply was started). ``provenance``: what
-    :func:`hpcx.run.provenance.collect` found (or the function that waits for it, called at
-    the first intent); each run's share lands in ``run_meta`` with its intent, and a dirty
-    tree's diff beside its run folder.
+    :func:`hpcx.run.provenance.collect` found (or the function that waits for it, called
+    once the state is open, before anything is written); each run's share lands in
+    ``run_meta`` with its intent, and a dirty tree's diff beside its run folder.
     """
     from hpcx.plan.planner import Action
     from hpcx.run.executors import SubmitError, get_executor, new_key
@@ -406,6 +417,11 @@ def apply_changes(
     # (each opening and closing costs ~0.1 s); it is closed before anything is submitted.
     first: StateStore | None = writer.open() if (to_submit or updates) else None
     try:
+        # Collected on a thread while the state opened (and its schema was made): taken here,
+        # so that an error of it comes before anything is written.
+        prov: Mapping[str, Any] | None = (
+            (provenance() if callable(provenance) else provenance) if to_submit else None
+        )
         deps = _Dependencies.of(to_submit, first) if first is not None else _Dependencies()
         if to_submit:
             check_runs_root_owner(writer, runs_root, create=True, store=first)
@@ -466,8 +482,10 @@ def apply_changes(
                 # means running it detached (else `apply --no-wait` left every local run lost).
                 options["detach"] = True
             # For the first group the state is still open here: building an executor must
-            # start no process (a fork with DuckDB's threads live); executors start theirs in
-            # submit, after the intent's transaction has closed the state.
+            # fork no process of its own (a fork copying DuckDB's threads live); executors
+            # start theirs in submit, after the intent's transaction has closed the state.
+            # (git's provenance runs beside the open: subprocess execs at once after its
+            # fork, and closes every other descriptor.)
             ex = made.pop((kind, options_json), None) or get_executor(
                 kind, options, progress=progress
             )
@@ -491,10 +509,8 @@ def apply_changes(
                 if held:
                     _record_queued(tx, held, statuses, kind)
                     outcome.queued.extend(r.run_id for r in held)
-                if callable(provenance):
-                    provenance = provenance()  # collected on a thread while the state opened
-                if provenance is not None:
-                    _record_provenance(tx, provenance, [*runs, *held], project_root)
+                if prov is not None:
+                    _record_provenance(tx, prov, [*runs, *held], project_root)
                 if not runs:
                     continue
                 tx.record_runs(
@@ -528,12 +544,12 @@ def apply_changes(
             error: HpcxError | None = None
             try:
                 links = None
-                if provenance is not None and ex.defers_run_folders:
+                if prov is not None and ex.defers_run_folders:
                     from hpcx.run.provenance import run_links
 
                     # What a folder its job makes links in then (the others are linked below).
                     links = run_links(
-                        provenance,
+                        prov,
                         ex.submission_folder(runs_root, key),
                         {r.run_id: r.source for r in runs},
                     )
@@ -543,24 +559,24 @@ def apply_changes(
                 # The runs whose folder their job makes (and links the files above into).
                 unmade = {d.run_id for d in dirs if ex.defers(d)} if links is not None else set()
                 sub = ex.submit(key, dirs, after=after) if after else ex.submit(key, dirs)
-                if provenance is not None and provenance.get("diff"):
+                if prov is not None and prov.get("diff"):
                     from hpcx.run.provenance import save_diff
 
                     # Into the submission folder that submit made (its name is the key, made
                     # exclusively), then linked into each run folder.
                     save_diff(
-                        provenance,
+                        prov,
                         Path(sub.folder),
                         {d.run_id: d.path for d in dirs},
                         unmade=unmade,
                     )
-                if provenance is not None:
+                if prov is not None:
                     from hpcx.run.provenance import save_manifests
 
                     # The manifest as applied, beside each run (git may not hold it).
                     source = {r.run_id: r.source for r in runs}
                     save_manifests(
-                        provenance,
+                        prov,
                         Path(sub.folder),
                         {d.run_id: (d.path, source[d.run_id]) for d in dirs},
                         unmade=unmade,

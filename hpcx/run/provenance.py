@@ -191,22 +191,13 @@ def _folders_to_link(
     """(run id, folder) of the run folders to link a file into, once the file is written:
     every folder but those in ``unmade`` (their job makes the folder and links the file
     in), and of those the ones a job has made meanwhile (it started before the file was
-    there). One listing of the folders' parent, not a failed link per run."""
-    present: dict[str, frozenset[str]] = {}
+    there). A stat of each of those (not a listing of their parent, which NFS may answer
+    from its cache), not a failed link and two stats per run."""
     out = []
     for rid, path in run_dirs.items():
         folder = os.fspath(path)
-        if rid in unmade:
-            parent, name = os.path.split(folder)
-            names = present.get(parent)
-            if names is None:
-                try:
-                    names = frozenset(os.listdir(parent))
-                except OSError:
-                    names = frozenset()
-                present[parent] = names
-            if name not in names:
-                continue
+        if rid in unmade and not os.path.isdir(folder):
+            continue
         out.append((rid, folder))
     return out
 

@@ -166,7 +166,10 @@ class Engine:
                 box.append(exc)
 
         thread = threading.Thread(target=make, name="hpcx-duckdb-warm-up")
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a login node's limits): the open makes it
+            return
         cls._warming = (thread, box)
 
     @classmethod

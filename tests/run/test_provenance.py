@@ -236,3 +236,53 @@ def test_provenance_collected_on_a_thread_is_what_collect_finds_or_its_error(
     monkeypatch.setattr(provenance, "collect", broken)
     with pytest.raises(OSError, match="no hostname"):
         apply._collect_behind(tmp_path, [], {})()
+
+    # No thread to be had (a login node's limit): git is asked then and there.
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(provenance, "collect", collect)
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    seen.clear()
+    wait = apply._collect_behind(tmp_path, ["n.yaml"], {})
+    assert seen == [threading.current_thread().name]  # asked before returning
+    assert wait() == {"root": str(tmp_path), "sources": ["n.yaml"]}
+
+
+def test_a_provenance_error_comes_before_anything_is_written(tmp_path: Path) -> None:
+    """git's answer is taken once the state is open, before the first transaction: an
+    error of it leaves no run, no submission and no run folder behind."""
+    import pytest
+    from support.pipelines import changes
+    from support.specs import make_spec
+
+    from hpcx.errors import StateError
+    from hpcx.plan.planner import Action
+    from hpcx.run.apply import apply_changes
+    from hpcx.state.store import StateStore
+    from hpcx.state.writer import Writer
+
+    runs = [make_spec("e", i, {"i": i}) for i in range(3)]
+    old = make_spec("e", 9, {"i": 9}, resources={"time": "1:00:00"})
+    state, root = tmp_path / "state.duckdb", tmp_path / "runs"
+    with StateStore.open(state) as store:
+        store.record_runs([old])
+        serial = store.meta()[1]
+    # The plan updates the recorded run's settings (a transaction of its own, before the
+    # first intent) and creates three.
+    newer = make_spec("e", 9, {"i": 9}, resources={"time": "2:00:00"})
+    asked: list[int] = []
+
+    def broken() -> dict[str, object]:
+        asked.append(1)
+        raise StateError("git's answer broke")
+
+    todo = [*changes([newer], Action.UPDATE), *changes(runs)]
+    with Writer(state, "test") as writer, pytest.raises(StateError, match="answer broke"):
+        apply_changes(todo, writer=writer, runs_root=root, provenance=broken)
+    assert asked == [1]
+    with StateStore.open(state, read_only=True) as store:
+        assert list(store.snapshot().runs) == [old.run_id]
+        assert store.snapshot().runs[old.run_id].settings_digest == old.settings_digest
+        assert store.meta()[1] == serial  # no transaction was committed
+    assert not (root / "e").exists()

@@ -321,3 +321,22 @@ def test_a_warming_instance_is_closed_by_a_reset_and_before_a_fork(tmp_path: Pat
     state = _state(tmp_path)
     with StateStore.open(state, read_only=True) as store:
         assert len(store.snapshot().runs) == 3
+
+
+def test_no_thread_to_be_had_leaves_the_open_to_make_the_instance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login node's thread limit: the warm-up is skipped, nothing fails."""
+    import threading
+
+    Engine.reset()
+
+    def refused(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refused)
+    Engine.warm_up()
+    assert Engine._warming is None
+    state = _state(tmp_path)
+    with StateStore.open(state, read_only=True) as store:
+        assert len(store.snapshot().runs) == 3
