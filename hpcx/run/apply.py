@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hpcx.errors import HpcxError, PlanError, RunsRootOwnedError
 from hpcx.run.runs_root import check_runs_root_owner, resolve_runs_root
@@ -1021,6 +1021,49 @@ def _pruner(
     return None
 
 
+class FollowedUp(NamedTuple):
+    """What :func:`refresh_and_follow_up` did."""
+
+    refresh: HarvestResult
+    #: Runs whose next attempt was submitted (their scheduler would not requeue them).
+    resubmitted: list[str]
+    #: Queued runs submitted as room freed under the scheduler's limits, and how many still
+    #: wait (counted only when asked).
+    topped_up: list[str]
+    still_queued: int
+    #: Search trials in flight stopped for falling behind.
+    pruned: list[PruneDecision]
+
+
+def refresh_and_follow_up(
+    writer: Writer, runs_root: Path | None, *, count_queued: bool = False
+) -> FollowedUp:
+    """The refresh a writing command starts with (``hpcx refresh``, each ``hpcx apply``), and
+    what it makes due, each only when its first read says there is work: the next attempt of
+    runs requeued that their scheduler would not requeue, queued runs as room frees under
+    the scheduler's limits (with ``count_queued``, how many still wait), search trials in
+    flight that fall behind stopped. Creates the schema in an uncreated file."""
+    from hpcx.run.harvest import refresh
+
+    harvested = refresh(writer, runs_root=runs_root)
+    resubmitted = resubmit_requeued(writer, harvested, runs_root)
+    topped_up: list[str] = []
+    still_queued = 0
+    if harvested.top_up_due():
+        topped = top_up(writer, runs_root)
+        if topped is not None:
+            topped_up = list(topped.submitted)
+        if count_queued:
+            with writer.open() as store:
+                still_queued = store.queued_count()
+    pruned: list[PruneDecision] = []
+    if harvested.pruning_in_flight:
+        from hpcx.run.prune import prune_in_flight
+
+        pruned = prune_in_flight(writer)
+    return FollowedUp(harvested, resubmitted, topped_up, still_queued, pruned)
+
+
 def _note_pruned(decisions: Sequence[PruneDecision], hooks: ApplyHooks) -> None:
     """Say which search trials in flight the apply's refresh stopped for falling behind
     (as ``hpcx refresh`` does, before planning: each apply of a watch is a refresh too)."""
@@ -1337,7 +1380,6 @@ def apply_session(request: ApplyRequest, hooks: ApplyHooks | None = None) -> App
     from hpcx.plan.planner import load_saved_plan, make_plan
     from hpcx.plan.session import check_resources, propose_searches, search_trials
     from hpcx.project.paths import default_manifest_paths
-    from hpcx.run.refresh import refresh_and_follow_up
     from hpcx.state.store import StateSnapshot, StateStore
     from hpcx.state.writer import Writer
     from hpcx.util.selection import known_list, raise_unmatched

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcx.run.harvest import HarvestResult, ReharvestResult, refresh, reharvest
+from hpcx.run.harvest import HarvestResult, ReharvestResult, reharvest
 
 if TYPE_CHECKING:
     from hpcx.manifest.spec import RunSpec
     from hpcx.run.prune import PruneDecision
-    from hpcx.state.writer import Writer
 
 
 @dataclass(slots=True)
@@ -72,37 +71,20 @@ def refresh_session(
         else None
     )
     with Writer(state_path, "hpcx refresh", timeout=lock_timeout) as writer:
-        out = refresh_and_follow_up(writer, runs_root, count_queued=True)
+        from hpcx.run.apply import refresh_and_follow_up
+
+        done = refresh_and_follow_up(writer, runs_root, count_queued=True)
+        out = RefreshSessionResult(
+            done.refresh,
+            resubmitted=done.resubmitted,
+            topped_up=done.topped_up,
+            still_queued=done.still_queued,
+            pruned=done.pruned,
+        )
         if reharvest_runs:
             out.reharvest = reharvest(
                 writer, experiments=experiments, run_ids=run_ids, desired=desired
             )
-    return out
-
-
-def refresh_and_follow_up(
-    writer: Writer, runs_root: Path | None, *, count_queued: bool = False
-) -> RefreshSessionResult:
-    """The refresh a writing command starts with (``hpcx refresh``, each ``hpcx apply``), and
-    what it makes due, each only when its first read says there is work: the next attempt of
-    runs requeued that their scheduler would not requeue, queued runs as room frees under
-    the scheduler's limits (with ``count_queued``, how many still wait), search trials in
-    flight that fall behind stopped. Creates the schema in an uncreated file."""
-    from hpcx.run.apply import resubmit_requeued, top_up
-
-    out = RefreshSessionResult(refresh(writer, runs_root=runs_root))
-    out.resubmitted = resubmit_requeued(writer, out.refresh, runs_root)
-    if out.refresh.top_up_due():
-        topped = top_up(writer, runs_root)
-        if topped is not None:
-            out.topped_up = list(topped.submitted)
-        if count_queued:
-            with writer.open() as store:
-                out.still_queued = store.queued_count()
-    if out.refresh.pruning_in_flight:
-        from hpcx.run.prune import prune_in_flight
-
-        out.pruned = prune_in_flight(writer)
     return out
 
 
