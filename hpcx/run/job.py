@@ -699,6 +699,12 @@ class Wrapper:
             return self._after_warning(rc), 0
         if rc == 0:
             return {"state": "succeeded", "exit_code": 0, "reason": None}, 0
+        if rc < 0 and self.stop_signal is None and self._stop_reason() is not None:
+            # Stopped (a cancel, a prune, a time limit: the stop file says which) by a signal
+            # that reached the program before this wrapper: scancel signals every process of
+            # the job, in no set order. It is the stop, as if the wrapper had passed it on.
+            self.stop_signal = -rc
+            return self._stopped(rc), 128 - rc
         if rc < 0:
             name = _signame(-rc)
             return {

@@ -73,3 +73,35 @@ def test_a_run_folder_with_only_a_pruned_stop_file_reads_pruned(tmp_path: Path) 
     write_stop(rd.path, "pruned", 1)
     obs = observe_run_dir("r", rd.path)
     assert (obs.state, obs.source) == ("pruned", "stop_file")
+
+
+def test_a_prune_whose_signal_reaches_the_program_before_the_wrapper_is_still_pruned(
+    tmp_path: Path,
+) -> None:
+    """scancel signals every process of the job in no set order: the program can die of
+    the SIGTERM before the wrapper gets its own. The stop file says why: pruned, not a
+    program killed by SIGTERM (a refresh under load met this)."""
+    import os
+
+    rd = _prepare(tmp_path)
+    p = _running(rd)
+    child = (rundir.read_status(rd.path) or {})["pid"]
+    atomic_write_json(rd.path / rundir.PRUNE, {"rule": "median", "step": 12, "reason": WHY})
+    write_stop(rd.path, "pruned", 1)
+    os.kill(child, signal.SIGTERM)  # the program alone: the wrapper gets no signal
+    p.wait(timeout=15)
+    status = rundir.read_status(rd.path)
+    assert status is not None
+    assert (status["state"], status["reason"], status["signal"]) == ("pruned", WHY, "SIGTERM")
+
+
+def test_a_program_killed_without_a_stop_file_is_still_a_failure(tmp_path: Path) -> None:
+    import os
+
+    rd = _prepare(tmp_path)
+    p = _running(rd)
+    os.kill((rundir.read_status(rd.path) or {})["pid"], signal.SIGTERM)
+    p.wait(timeout=15)
+    status = rundir.read_status(rd.path)
+    assert status is not None
+    assert (status["state"], status["reason"]) == ("failed", "killed by SIGTERM")
