@@ -27,6 +27,8 @@ Goals: the whole apply of 1,000 runs <= 1.5x submitit's whole process; 10,000 ru
 
 ``--before DIR``: also time the whole apply of another checkout (e.g. ``git archive`` of an
 earlier commit, with the native module copied in), interleaved with this one.
+``--apply-only``: each round times only the whole first apply (and ``--before``'s): an A/B of
+many rounds (``--rounds 25``), the machine's noise being 20-30% from run to run.
 """
 
 from __future__ import annotations
@@ -207,6 +209,12 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="20 runs, one round (CI)")
     ap.add_argument("--submitit", help="a Python that has submitit")
     ap.add_argument("--before", help="another checkout's root: its whole apply, interleaved")
+    ap.add_argument(
+        "--apply-only",
+        action="store_true",
+        help="each round only the whole first apply (and --before's): many rounds of the "
+        "A/B, without submitit, the apply into a state or the in-process figures",
+    )
     args = ap.parse_args()
     sizes = [20] if args.tiny else (args.sizes or [1000, 10000])
     rounds = 1 if args.tiny else args.rounds
@@ -238,10 +246,16 @@ def main() -> None:
             sbatch: list[float] = []
             into: list[Took] = []
             olds_into: list[Took] = []
-            for _ in range(rounds):  # interleaved: apply, the earlier apply, submitit, in-process
-                applies.append(bench.apply(n))
-                if before is not None:
+            for i in range(rounds):  # interleaved: apply, the earlier apply, submitit, in-process
+                if before is not None and i % 2:  # every other round the earlier one first
                     olds.append(bench.apply(n, before))
+                    applies.append(bench.apply(n))
+                else:
+                    applies.append(bench.apply(n))
+                    if before is not None:
+                        olds.append(bench.apply(n, before))
+                if args.apply_only:
+                    continue
                 if n <= 1000:
                     into.append(bench.apply(n, into_state=True))
                     if before is not None:
@@ -289,6 +303,8 @@ def main() -> None:
                     o = med(t.wall for t in olds_into)
                     line += f" | before {o:6.2f}s (after/before {i_wall / o:4.2f}x)"
                 print(line + f" load={_load()}", flush=True)
+            if args.apply_only:
+                continue
             total = med(p + q for p, q in zip(prep, sbatch, strict=True))
             line = (
                 f"           in process: prepare {med(prep):5.2f}s + submit {med(sbatch):5.2f}s "
