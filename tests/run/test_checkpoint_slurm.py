@@ -38,12 +38,18 @@ def _manifest(name: str, steps: int, step_s: float, resources: dict[str, Any],
     return json.dumps(doc, indent=2) + "\n"
 
 
+#: Seconds a requeued job waits (reason BeginTime) before eligible_at_once starts it.
+_RESTART_AFTER_S = 15
+
+
 @contextlib.contextmanager
 def eligible_at_once(cluster: Any) -> Iterator[None]:
     """SLURM holds a requeued job about two minutes (reason BeginTime) before it may start
     again; as an admin could, make such jobs eligible sooner, so a test takes seconds. Not at
     once: a job restarted while its last start is still being cleaned up is refused ("Job
-    credential revoked") and fails; the cluster's KillWait is 5 s, so 8 s is enough."""
+    credential revoked") and fails. The cluster's KillWait is 5 s; 8 s was not enough once
+    under CI's load (the run recorded lost, "SLURM ended the job before the next attempt
+    started"), so 15 s."""
     stop = threading.Event()
     seen: dict[str, float] = {}
 
@@ -55,7 +61,7 @@ def eligible_at_once(cluster: Any) -> Iterator[None]:
                 jid, state, reason = [*line.split("|"), "", ""][:3]
                 if state != "PENDING" or reason != "BeginTime":
                     seen.pop(jid, None)
-                elif now - seen.setdefault(jid, now) >= 8:
+                elif now - seen.setdefault(jid, now) >= _RESTART_AFTER_S:
                     cluster.run("scontrol", "update", f"JobId={jid}", "StartTime=now", check=False)
             stop.wait(0.5)
 
