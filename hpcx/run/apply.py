@@ -313,41 +313,17 @@ def _collect_behind(
     """Start :func:`hpcx.run.provenance.collect` (git's answers: a few processes) on a
     thread, and return the function that waits for it and gives its result (or raises its
     error): the intent opens the state and creates its schema meanwhile."""
-    import threading
-
     from hpcx.run import provenance
-
-    box: list[Any] = []
-
-    def collect() -> None:
-        try:
-            box.append(provenance.collect(root, sources, experiments))
-        except BaseException as exc:
-            box.append(exc)
+    from hpcx.util.proc import Background
 
     # A daemon: an interrupted apply does not wait for git at its exit (nothing of DuckDB's
-    # runs on this thread).
-    thread = threading.Thread(target=collect, name="hpcx-provenance", daemon=True)
-    try:
-        thread.start()
-    except RuntimeError:  # no thread to be had (a login node's limits): asked here, now
-        collect()
-        return lambda: _taken(box)
-
-    def result() -> Mapping[str, Any]:
-        thread.join()
-        return _taken(box)
-
-    return result
-
-
-def _taken(box: list[Any]) -> Mapping[str, Any]:
-    """What :func:`_collect_behind`'s ``collect`` put in ``box``: its result, or its error
-    raised."""
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    done: Mapping[str, Any] = box[0]
-    return done
+    # runs on this thread). Where no thread can start, git is asked here, now.
+    return Background(
+        lambda: provenance.collect(root, sources, experiments),
+        name="hpcx-provenance",
+        daemon=True,
+        or_in_place=True,
+    ).result
 
 
 def apply_changes(

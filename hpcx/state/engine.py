@@ -52,8 +52,14 @@ def _file_key(path: Path) -> str | None:
     return f"{st.st_dev}:{st.st_ino}"
 
 
+def _new_instance() -> Any:
+    """A DuckDB instance of its own, in memory (the files are attached to it)."""
+    return duckdb.connect(":memory:", config=CONNECT_CONFIG)
+
+
 def _close(con: Any) -> None:
-    """Close a cursor of the instance, whatever it meets (one of a closed instance too)."""
+    """Close a cursor of the instance (one of a closed instance too), or an instance,
+    whatever it meets."""
     with contextlib.suppress(Exception):
         con.close()
 
@@ -84,8 +90,8 @@ class Engine:
     """
 
     _root: Any = None
-    #: The instance :meth:`warm_up` is making on a thread (the thread, and a box that
-    #: gets the instance or the error), until an attach or a reset takes it.
+    #: The instance :meth:`warm_up` is making on a thread (a Background), until an attach
+    #: or a reset takes it.
     _warming: Any = None
     #: Counts the instances made: an attachment of an instance since closed (:meth:`reset`)
     #: was let go with it, and its store's close only closes its connection.
@@ -155,22 +161,11 @@ class Engine:
         it finalises, rather than stopping it inside DuckDB."""
         if cls._root is not None or cls._warming is not None:
             return
-        import threading
+        from hpcx.util.proc import Background
 
-        box: list[Any] = []
-
-        def make() -> None:
-            try:
-                box.append(duckdb.connect(":memory:", config=CONNECT_CONFIG))
-            except BaseException as exc:  # the attach makes one itself, and raises then
-                box.append(exc)
-
-        thread = threading.Thread(target=make, name="hpcx-duckdb-warm-up")
-        try:
-            thread.start()
-        except RuntimeError:  # no thread to be had (a login node's limits): the open makes it
-            return
-        cls._warming = (thread, box)
+        # RuntimeError: no thread to be had (a login node's limits): the open makes it.
+        with contextlib.suppress(RuntimeError):
+            cls._warming = Background(_new_instance, name="hpcx-duckdb-warm-up", daemon=False)
 
     @classmethod
     def _warmed(cls) -> Any:
@@ -178,19 +173,17 @@ class Engine:
         warming, cls._warming = cls._warming, None
         if warming is None:
             return None
-        thread, box = warming
-        thread.join()
-        made = box[0] if box else None
-        return None if isinstance(made, BaseException) else made
+        try:
+            return warming.result()
+        except Exception:  # the attach makes one itself, and raises then
+            return None
 
     @classmethod
     def _instance(cls) -> Any:
         """The process's instance, made (or taken from :meth:`warm_up`) when there is none."""
         if cls._root is None:
             made = cls._warmed()
-            cls._root = (
-                made if made is not None else duckdb.connect(":memory:", config=CONNECT_CONFIG)
-            )
+            cls._root = made if made is not None else _new_instance()
             cls._generation += 1
         return cls._root
 
@@ -257,8 +250,7 @@ class Engine:
         cls._open.clear()
         for instance in (root, cls._warmed()):
             if instance is not None:
-                with contextlib.suppress(Exception):
-                    instance.close()
+                _close(instance)
 
     @classmethod
     def before_fork(cls) -> None:

@@ -15,7 +15,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import signal as _signal
     from collections.abc import Callable, Mapping, Sequence
-    from typing import TypeVar
+    from typing import Any, TypeVar
 
     T = TypeVar("T")
     R = TypeVar("R")
@@ -172,6 +172,48 @@ def forked_chunks(
     chunks = [items[i : i + step] for i in range(0, len(items), step)]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         return list(pool.imap(fn, chunks))
+
+
+class Background:
+    """``fn()`` on a thread of its own (``name``; ``daemon``: whether the interpreter may stop
+    it at its exit rather than wait for it) while the caller goes on; :meth:`result` waits
+    and gives its value, or raises its error. Where no thread can start (a login node's
+    limit), ``or_in_place`` runs ``fn`` now instead; without it, RuntimeError."""
+
+    __slots__ = ("_done", "thread")
+
+    def __init__(
+        self, fn: Callable[[], Any], *, name: str, daemon: bool, or_in_place: bool = False
+    ) -> None:
+        import threading
+
+        #: (True, the value) or (False, the error), once ``fn`` has returned.
+        self._done: list[tuple[bool, Any]] = []
+
+        def run() -> None:
+            try:
+                self._done.append((True, fn()))
+            except BaseException as exc:
+                self._done.append((False, exc))
+
+        self.thread: threading.Thread | None = threading.Thread(
+            target=run, name=name, daemon=daemon
+        )
+        try:
+            self.thread.start()
+        except RuntimeError:
+            if not or_in_place:
+                raise
+            self.thread = None
+            run()
+
+    def result(self) -> Any:
+        if self.thread is not None:
+            self.thread.join()
+        ok, value = self._done[0]
+        if not ok:
+            raise value
+        return value
 
 
 def spawn(

@@ -106,7 +106,7 @@ def test_a_plan_of_a_state_has_duckdb_made_on_a_thread_while_it_loads(
     planned = plan_manifests(root=project)
     assert planned.state_exists and planned.plan.counts()["create"] == 0
     assert len(started) == 1 and started[0] is not None
-    assert Engine._warming is None and Engine._root is started[0][1][0]  # type: ignore[index]
+    assert Engine._warming is None and Engine._root is started[0].result()  # type: ignore[attr-defined]
 
 
 def test_explicit_paths_or_experiments_narrow_the_orphans(project: Path) -> None:

@@ -256,13 +256,13 @@ def test_a_writer_has_the_instance_made_on_a_thread_while_it_loads(
 
     with Writer(tmp_path / "state.duckdb", "test") as writer:
         warming = Engine._warming
-        assert warming is not None and warming[0].name == "hpcx-duckdb-warm-up"
-        assert not warming[0].daemon  # the interpreter waits for it, never stops it in DuckDB
+        assert warming is not None and warming.thread.name == "hpcx-duckdb-warm-up"
+        assert not warming.thread.daemon  # the interpreter waits for it, never stops it in DuckDB
         with writer.transaction() as tx:  # the first open: the state is created now
             tx.record_runs([make_spec("e", 1, {"i": 1})])
         assert Engine._warming is None
-        assert not warming[0].is_alive()
-        assert Engine._root is warming[1][0]  # the instance the thread made
+        assert not warming.thread.is_alive()
+        assert Engine._root is warming.result()  # the instance the thread made
     assert instances == [":memory:"]
     assert "hpcx-duckdb-warm-up" not in {t.name for t in threading.enumerate()}
     with StateStore.open(tmp_path / "state.duckdb", read_only=True) as store:
@@ -308,13 +308,13 @@ def test_a_failed_warm_up_leaves_the_open_to_make_the_instance(
 def test_a_warming_instance_is_closed_by_a_reset_and_before_a_fork(tmp_path: Path) -> None:
     Engine.reset()
     Engine.warm_up()
-    thread, box = Engine._warming
+    warming = Engine._warming
     Engine.reset()
-    assert Engine._warming is None and Engine._root is None and not thread.is_alive()
+    assert Engine._warming is None and Engine._root is None and not warming.thread.is_alive()
     with pytest.raises(engine.duckdb.ConnectionException):
-        box[0].execute("SELECT 1")  # closed, not left to the interpreter's exit
+        warming.result().execute("SELECT 1")  # closed, not left to the interpreter's exit
     Engine.warm_up()
-    thread, box = Engine._warming
+    thread = Engine._warming.thread
     out = forked_chunks(_pids, list(range(16)), workers=2, min_items=2)
     assert out is not None and len(out) >= 2  # the pool ran
     assert Engine._warming is None and Engine._root is None and not thread.is_alive()
