@@ -528,35 +528,77 @@ def _bulk_insert(
         return
     if _insert_via_numpy(con, table, columns, rows):
         return
-    # QUOTE_NONNUMERIC quotes every string and leaves numbers bare; _CSV_NULL counts as a
-    # number to the csv module, so NULL goes out as a bare \N that no string can be mistaken
-    # for (strings are quoted; allow_quoted_nulls=false). Floats are written with repr.
-    null = _CSV_NULL
-    import csv  # the bulk path only (~5 ms of imports)
     import tempfile
 
+    names = ", ".join(f'"{name}"' for name, _ in columns)
+    types = "{" + ", ".join(f"'{n}': '{_csv_type(t)}'" for n, t in columns) + "}"
+    casts = ", ".join(f'"{n}"::{t}' for n, t in columns)
+    plain = _plain_lines(rows, len(columns))
     fd, name = tempfile.mkstemp(prefix=".hpcx-bulk-", suffix=".csv", dir=tmp_dir)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            # An aware datetime goes in as its UTC wall time (its text would lose the offset).
-            csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(
-                [null if v is None else _as_stored(v) for v in row] for row in rows
-            )
+            if plain is not None:
+                fh.write(plain)
+                form = "quote='', escape='', delim='\t'"
+            else:
+                _write_quoted_csv(fh, rows)
+                form = "quote='\"', escape='\"', delim=',', allow_quoted_nulls=false"
             fh.flush()
             size = os.fstat(fh.fileno()).st_size
-        types = "{" + ", ".join(f"'{n}': '{_csv_type(t)}'" for n, t in columns) + "}"
-        casts = ", ".join(f'"{n}"::{t}' for n, t in columns)
         # read_csv refuses a line over 2,000,000 bytes by default; a row can be longer (a
         # spec, a meta value of 1 MiB escaped to 3): no line is longer than the file.
         longest = f", max_line_size={size + 1}" if size >= 1_000_000 else ""
         con.execute(
             f"INSERT INTO {table} ({names}) SELECT {casts} FROM read_csv(?, header=false, "
-            f"columns={types}, auto_detect=false, quote='\"', escape='\"', delim=',', "
-            f"nullstr='\\N', allow_quoted_nulls=false, strict_mode=false{longest})",
+            f"columns={types}, auto_detect=false, {form}, nullstr='\\N', "
+            f"strict_mode=false{longest})",
             [name],
         )
     finally:
         os.unlink(name)
+
+
+def _plain_lines(rows: Sequence[Sequence[Any]], width: int) -> str | None:
+    """``rows`` as lines of tab-separated values with no quoting (None as ``\\N``, an aware
+    datetime as its UTC wall time, anything else as ``str``), or None where that text would
+    not read back as written: a value holding a tab or a line break, or a string that is the
+    NULL marker itself, or a single column (an empty line reads as no row). Most values are
+    JSON text, whose quotes the quoted CSV doubles: 1,000 runs took ~25 ms to write through
+    the csv module and ~8 ms this way, and DuckDB reads it faster too."""
+    if width < 2 or any(_CSV_NULL_TEXT in row for row in rows):
+        return None
+    text = "\n".join(
+        [
+            "\t".join(
+                [
+                    _CSV_NULL_TEXT if v is None else v if isinstance(v, str) else str(_as_stored(v))
+                    for v in row
+                ]
+            )
+            for row in rows
+        ]
+    )
+    if (
+        "\r" in text
+        or text.count("\t") != len(rows) * (width - 1)
+        or text.count("\n") != len(rows) - 1
+    ):
+        return None
+    return text + "\n"
+
+
+def _write_quoted_csv(fh: Any, rows: Sequence[Sequence[Any]]) -> None:
+    """``rows`` as CSV that quotes every string, for values :func:`_plain_lines` cannot carry.
+    QUOTE_NONNUMERIC quotes every string and leaves numbers bare; _CSV_NULL counts as a
+    number to the csv module, so NULL goes out as a bare \\N that no string can be mistaken
+    for (strings are quoted; allow_quoted_nulls=false). Floats are written with repr."""
+    import csv  # this path only (~5 ms of imports)
+
+    null = _CSV_NULL
+    # An aware datetime goes in as its UTC wall time (its text would lose the offset).
+    csv.writer(fh, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(
+        [null if v is None else _as_stored(v) for v in row] for row in rows
+    )
 
 
 #: Below this many values (rows x columns), a bulk insert does not import numpy for itself:
@@ -790,9 +832,11 @@ class _CsvNull:
         return 0.0
 
     def __str__(self) -> str:
-        return "\\N"
+        return _CSV_NULL_TEXT
 
 
+#: DuckDB's NULL in the files a bulk insert writes (read_csv's ``nullstr``).
+_CSV_NULL_TEXT = "\\N"
 _CSV_NULL = _CsvNull()
 
 

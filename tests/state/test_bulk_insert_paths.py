@@ -205,11 +205,83 @@ def _values_against_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert [r[7] for r in _land(tmp_path, rows, numpy=True)] == utc  # VALUES list, 40 rows
 
 
-def test_a_row_longer_than_read_csvs_default_line_lands(tmp_path: Path) -> None:
+@pytest.mark.parametrize("quoted", [False, True])
+def test_a_row_longer_than_read_csvs_default_line_lands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quoted: bool
+) -> None:
     """read_csv refuses a line over 2,000,000 bytes unless told: a spec or a meta value that
-    long (1 MiB of text escapes to 3) must still land through the CSV file."""
+    long (1 MiB of text escapes to 3) must still land through the file, either form."""
+    if quoted:
+        monkeypatch.setattr(st, "_plain_lines", lambda *a: None)
     long = "é" * 700_000  # 1.4 MB of UTF-8; its JSON text, escaped, 4.2 MB
     rows = [(f"s{k}", k, 0.5, None, json.dumps({"v": long}), True, None, None) for k in range(9)]
     got = _land(tmp_path, rows, numpy=False)
     assert len(got) == 9
     assert {len(json.loads(r[4])["v"]) for r in got} == {700_000}
+
+
+#: Text the tab-separated form carries as it is: line separators other than LF and CR
+#: (Python's splitlines breaks at them; read_csv must not), quotes, commas, backslashes.
+PLAIN_ODD = ["\u2028", "a\x85b", "\x0b\x0c\x1c\x1d\x1e", '"', "'a, b'", "\\", "x\\Ny", "\\n", " "]
+
+
+def _plain_rows(n: int) -> list[tuple[object, ...]]:
+    """_rows without the values that keep a batch off the tab-separated form."""
+    blocking = {"two\nlines\r\n", "\\N", "tab\there"}
+    out = []
+    for k, row in enumerate(_rows(n)):
+        s = row[0]
+        if s in blocking:
+            s = PLAIN_ODD[k % len(PLAIN_ODD)]
+        out.append((s, *row[1:]))
+    return out
+
+
+def test_the_tab_separated_form_lands_what_the_quoted_csv_and_numpy_land(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows with no tab, line break or NULL marker in them go as unquoted tab-separated text
+    (JSON's quotes are not doubled); the same rows through the quoted CSV and through numpy
+    land the same values."""
+    rows = _plain_rows(1000)
+    taken: list[bool] = []
+    real = st._plain_lines
+
+    def spy(rows: list[tuple[object, ...]], width: int) -> str | None:
+        text = real(rows, width)
+        taken.append(text is not None)
+        return text
+
+    monkeypatch.setattr(st, "_plain_lines", spy)
+    plain = _land(tmp_path, rows, numpy=False)
+    assert taken == [True]
+    monkeypatch.setattr(st, "_plain_lines", lambda *a: None)
+    assert _land(tmp_path, rows, numpy=False) == plain
+    assert _land(tmp_path, rows, numpy=True) == plain
+    assert [r[0] for r in plain] == [r[0] for r in rows]  # the odd text itself, not only alike
+    assert {r[0] for r in plain} >= set(PLAIN_ODD)
+    assert [r[4] for r in plain] == [r[4] for r in rows]  # JSON text as written
+
+
+@pytest.mark.parametrize("odd", ["tab\there", "line\nbreak", "carriage\rreturn", "\\N"])
+def test_a_value_the_tab_form_cannot_carry_sends_the_batch_quoted(tmp_path: Path, odd: str) -> None:
+    """One value with a tab, a line break or the NULL marker itself anywhere in a batch: the
+    whole batch goes through the quoted CSV, and that value lands as it was."""
+    rows = [list(r) for r in _plain_rows(300)]
+    rows[123][0] = odd
+    as_tuples = [tuple(r) for r in rows]
+    assert st._plain_lines(as_tuples, len(COLUMNS)) is None
+    got = _land(tmp_path, as_tuples, numpy=False)
+    assert got[123][0] == odd
+    assert [r[0] for r in got] == [r[0] for r in as_tuples]
+
+
+def test_one_column_goes_quoted_so_an_empty_string_is_a_row(tmp_path: Path) -> None:
+    """An empty string alone on its line would read as no line at all: a single column never
+    takes the tab-separated form."""
+    assert st._plain_lines([("",), ("a",)], 1) is None
+    con = duckdb.connect(":memory:")
+    con.execute("CREATE TABLE t (s VARCHAR)")
+    rows = [("",), ("a",)] * 100
+    st._bulk_insert(con, "t", [("s", "VARCHAR")], rows, tmp_path)
+    assert con.execute("SELECT s FROM t").fetchall() == rows
