@@ -1,3 +1,3 @@
-from hpcx.cli import main
+from hpcx.cli import entry
 
-main()
+entry()

@@ -27,6 +27,7 @@ __all__ = [
     "Transaction",
     "Writer",
     "is_uncreated",
+    "release",
     "warm_up",
 ]
 
@@ -52,3 +53,13 @@ def warm_up() -> None:
     from hpcx.state.engine import Engine
 
     Engine.warm_up()
+
+
+def release() -> None:
+    """Close DuckDB's instance, if this process made one (every file still attached is let go,
+    as at the interpreter's exit): for a process about to end without its teardown."""
+    import sys
+
+    engine = sys.modules.get("hpcx.state.engine")
+    if engine is not None:
+        engine.Engine.reset()
