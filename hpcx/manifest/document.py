@@ -7,7 +7,6 @@ rendering of a value).
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ __all__ = [
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:
+    import difflib  # a suggestion for a misspelling only
+
     match = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
     return f" (did you mean {match[0]!r}?)" if match else ""
 

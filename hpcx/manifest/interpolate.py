@@ -17,7 +17,6 @@ are left alone.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -224,6 +223,8 @@ class _Resolver:
             return self.value_at(path, stack, jp)
         except KeyError:
             known = [p for p in _leaves(self.spec) if not p.startswith("sweep")]
+            import difflib  # a suggestion for a misspelling only
+
             close = difflib.get_close_matches(dotted, known, n=1, cutoff=0.6)
             hint = f" (did you mean ${{{close[0]}}}?)" if close else ""
             raise InterpolationError(
@@ -285,4 +286,3 @@ def resolve_document(doc: Doc, problems: Problems) -> None:
     if spec is not data["spec"]:
         doc.data = {**data, "spec": spec}
     doc.dynamic = dynamic if dynamic else None
-

@@ -52,7 +52,6 @@ import gc
 import hashlib
 import json
 import os
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -959,6 +958,8 @@ def save_plan(plan: Plan, path: str | os.PathLike[str], *, project_root: str | N
     target = Path(path)
     doc = plan_to_dict(plan, project_root=project_root)
     target.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # saving a plan only (with shutil, ~6 ms of imports)
+
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

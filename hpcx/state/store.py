@@ -528,13 +528,13 @@ def _bulk_insert(
         return
     if _insert_via_numpy(con, table, columns, rows):
         return
-    import tempfile
+    from hpcx.util.files import create_temp
 
     names = ", ".join(f'"{name}"' for name, _ in columns)
     types = "{" + ", ".join(f"'{n}': '{_csv_type(t)}'" for n, t in columns) + "}"
     casts = ", ".join(f'"{n}"::{t}' for n, t in columns)
     plain = _plain_lines(rows, len(columns))
-    fd, name = tempfile.mkstemp(prefix=".hpcx-bulk-", suffix=".csv", dir=tmp_dir)
+    fd, name = create_temp(tmp_dir / "hpcx-bulk.csv", 0o600)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             if plain is not None:

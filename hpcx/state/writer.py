@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Literal
 
 from hpcx.errors import StateError, StateLockedError
 from hpcx.state import lock
-from hpcx.state.backup import Restored, check_and_back_up, restore
 
 if TYPE_CHECKING:
+    from hpcx.state.backup import Restored
     from hpcx.state.store import StateStore, Transaction
     from hpcx.util.proc import NoForkPools
 
@@ -81,10 +81,15 @@ class Writer:
         stack = contextlib.ExitStack()
         stack.enter_context(lock.acquire(self.path, self.command, timeout=self.timeout))
         try:
-            if self.pre_write == "check":
-                # Refuses a damaged state before anything is written over it.
+            if self.pre_write == "check" and self.path.exists():
+                # Refuses a damaged state before anything is written over it. (No file yet:
+                # nothing to check or keep, and the check's module is not even loaded.)
+                from hpcx.state.backup import check_and_back_up
+
                 checked = check_and_back_up(self.path)
                 self.backup, self._created = checked.backup, checked.created
+            elif self.pre_write == "check":
+                self.backup, self._created = None, False
         except BaseException:
             stack.close()
             raise
@@ -110,6 +115,8 @@ class Writer:
     def back_up(self) -> Path | None:
         """Check and back up the state now (for ``pre_write="none"``); raises StateError when
         it does not read in full."""
+        from hpcx.state.backup import check_and_back_up
+
         self._check_held()
         checked = check_and_back_up(self.path)
         self.backup, self._created = checked.backup, checked.created
@@ -156,6 +163,8 @@ class Writer:
         :func:`hpcx.state.backup.restore`."""
         self._check_held()
         self._created = None  # whatever the restore puts in place is asked of the file
+        from hpcx.state.backup import restore
+
         return restore(self.path, backup, force=force)
 
     @contextlib.contextmanager

@@ -30,7 +30,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool
     crash leaves the old file or the new one. Bulk writers pass ``fsync=False`` and call
     :func:`sync` once at the end (one ``sync`` instead of thousands of ``fsync``).
     """
-    fd, tmp = _create_temp(path, 0o644)
+    fd, tmp = create_temp(path, 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -66,7 +66,7 @@ class _Replace:
     def __enter__(self) -> Path:
         from pathlib import Path
 
-        fd, self.tmp = _create_temp(self.path, self.mode)
+        fd, self.tmp = create_temp(self.path, self.mode)
         os.close(fd)
         return Path(self.tmp)
 
@@ -107,7 +107,10 @@ def link_or_copy(src: Path, dst: Path) -> None:
         atomic_write_bytes(dst, data, fsync=False)
 
 
-def _create_temp(path: str | os.PathLike[str], mode: int) -> tuple[int, str]:
+def create_temp(path: str | os.PathLike[str], mode: int) -> tuple[int, str]:
+    """A new file beside ``path`` (``.NAME.RANDOM.tmp``, made exclusively with ``mode``),
+    open for writing: its descriptor and its path. ``tempfile.mkstemp`` without importing
+    ``tempfile`` (with ``shutil``, ~6 ms)."""
     folder, name = os.path.split(os.fspath(path))
     for _ in range(100):
         tmp = os.path.join(folder, f".{name}.{os.urandom(4).hex()}.tmp")

@@ -1,4 +1,5 @@
-"""The JSON Schemas are found one way, through importlib.resources, installed or editable."""
+"""The JSON Schemas are found beside the package (installed or editable), through
+importlib.resources where they are not there as files."""
 
 from __future__ import annotations
 
@@ -50,11 +51,17 @@ def test_a_missing_schema_says_to_reinstall(
 ) -> None:
     import importlib.resources
 
-    monkeypatch.setattr(importlib.resources, "files", lambda _package: tmp_path)
+    # Neither beside the package's files nor through importlib.resources.
+    monkeypatch.setattr(schemas, "__file__", str(tmp_path / "util" / "schemas.py"))
+    asked: list[str] = []
+    monkeypatch.setattr(
+        importlib.resources, "files", lambda package: asked.append(package) or tmp_path
+    )
     with pytest.raises(HpcxError) as err:
         schemas.schema_file("manifest.v1.schema.json")
     assert "missing from the installed hpcx" in str(err.value)
     assert err.value.hint is not None and "reinstall" in err.value.hint
+    assert asked == ["hpcx"]
 
 
 def test_hpcx_schema_prints_the_packaged_schema() -> None:
