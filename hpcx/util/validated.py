@@ -35,9 +35,11 @@ from typing import Any
 
 __all__ = [
     "KEEP",
+    "cache_dir",
     "cache_file",
     "document_key",
     "enable",
+    "installed_marker",
     "is_known",
     "remember",
     "schema_bytes",
@@ -63,18 +65,25 @@ def enable(on: bool = True) -> None:
     _MINE.clear()
 
 
-def cache_file() -> Path | None:
-    """The cache file, or None when the cache is off."""
+def cache_dir() -> Path | None:
+    """The folder of the ``hpcx`` command's caches (this one, and the parsed YAML documents of
+    :mod:`hpcx.util.yamlload`), or None when they are off."""
     if not _ON[0]:
         return None
     base = os.environ.get("HPCX_CACHE_DIR")
     if base is not None:
         if base.strip().lower() in ("", "off", "0", "none"):
             return None
-        return Path(base) / _NAME
+        return Path(base)
     xdg = os.environ.get("XDG_CACHE_HOME")
     root = Path(xdg) if xdg else Path.home() / ".cache"
-    return root / "hpcx" / _NAME
+    return root / "hpcx"
+
+
+def cache_file() -> Path | None:
+    """The cache file, or None when the cache is off."""
+    folder = cache_dir()
+    return None if folder is None else folder / _NAME
 
 
 def _plain(value: Any) -> bool:
@@ -96,10 +105,16 @@ def schema_bytes(schema: Any) -> bytes:
 
 def _jsonschema_marker() -> str:
     """Where jsonschema is installed, found without importing it."""
+    return installed_marker("jsonschema")
+
+
+def installed_marker(module: str) -> str:
+    """Where ``module`` is installed (its file's path, size and mtime), found without importing
+    it (a parent package is imported): an upgrade is another marker."""
     from importlib.util import find_spec
 
     try:
-        spec = find_spec("jsonschema")
+        spec = find_spec(module)
     except (ImportError, ValueError):
         return "none"
     origin = spec.origin if spec is not None else None

@@ -20,6 +20,7 @@ sequences, strings, integers, floats, booleans, null). Along the way it refuses:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -290,7 +291,140 @@ def load_file(path: Path, name: str | None = None) -> Loaded | Problem:
         return Problem(label, None, None, "$", "is a directory")
     except OSError as exc:
         return Problem(label, None, None, "$", f"cannot read: {exc.strerror or exc}")
-    return parse_text(raw, label)
+    key = _parsed_key(raw)
+    known = _recall(key, raw, label) if key is not None else None
+    if known is not None:
+        return known
+    result = parse_text(raw, label)
+    if key is not None and isinstance(result, Loaded):
+        _remember(key, result)
+    return result
+
+
+# -- parsed documents kept by their bytes ------------------------------------------------------
+#
+# Composing a document with ruamel.yaml's pure-Python composer costs ~7 ms a small manifest,
+# and importing ruamel.yaml ~16 ms more (~30 ms of every plan and apply of a project whose
+# manifests did not change). Where the ``hpcx`` command's caches are on
+# (:func:`hpcx.util.validated.cache_dir`), a file that parsed keeps what this module built
+# from it (the data and every position, as JSON) under ``parsed/KEY.json``, KEY a SHA-256 of
+# its bytes, hpcx's version, this module (its size and mtime) and ruamel.yaml's install: the
+# same bytes give the same result. A document with a problem is never kept (its message
+# always comes from the parser); an entry that cannot be read back exactly as written is a
+# miss; a failed write is ignored.
+
+#: Entries kept: a write that finds more than twice this many removes the oldest.
+PARSED_KEEP = 2000
+_PARSED = "parsed"
+_MARKER: list[str | None] = [None]
+
+
+def _parsed_key(raw: bytes) -> str | None:
+    from hpcx.util import validated
+
+    if validated.cache_dir() is None:
+        return None
+    import hashlib
+
+    marker = _MARKER[0]
+    if marker is None:
+        from hpcx import __version__
+
+        try:
+            st = os.stat(__file__)
+            mine = f"{st.st_size}|{st.st_mtime_ns}"
+        except OSError:
+            mine = "none"
+        marker = _MARKER[0] = "|".join(
+            (__version__, mine, validated.installed_marker("ruamel.yaml"))
+        )
+    h = hashlib.sha256(b"hpcx-parsed-v1\0" + marker.encode() + b"\0")
+    h.update(raw)
+    return h.hexdigest()
+
+
+def _entry(key: str) -> Path | None:
+    from hpcx.util import validated
+
+    folder = validated.cache_dir()
+    return None if folder is None else folder / _PARSED / f"{key}.json"
+
+
+def _positions(rows: Any, name: str) -> dict[JsonPath, Position] | None:
+    """``[[path, line, col], ...]`` as written by :func:`_remember`, or None if it is not."""
+    if type(rows) is not list:
+        return None
+    out: dict[JsonPath, Position] = {}
+    for row in rows:
+        if type(row) is not list or len(row) != 3 or type(row[0]) is not list:
+            return None
+        path, line, col = row
+        if not all(type(p) in (str, int) for p in path) or type(line) is not int:
+            return None
+        if type(col) is not int:
+            return None
+        out[tuple(path)] = (name, line, col)
+    return out
+
+
+def _recall(key: str, raw: bytes, name: str) -> Loaded | None:
+    """The document kept under ``key``, or None (a miss: nothing kept, or not readable)."""
+    path = _entry(key)
+    if path is None:
+        return None
+    from hpcx.util.files import loads
+
+    try:
+        doc = loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if type(doc) is not dict or set(doc) != {"data", "positions", "key_positions"}:
+        return None
+    positions = _positions(doc["positions"], name)
+    key_positions = _positions(doc["key_positions"], name)
+    if positions is None or key_positions is None or () not in positions:
+        return None
+    return Loaded(name, doc["data"], positions, key_positions, raw)
+
+
+def _remember(key: str, loaded: Loaded) -> None:
+    """Keep what ``loaded`` holds under ``key`` (best effort)."""
+    path = _entry(key)
+    if path is None:
+        return
+    from hpcx.util.files import atomic_write_text, json_dumps
+
+    def rows(positions: dict[JsonPath, Position]) -> list[list[Any]]:
+        return [[list(at), line, col] for at, (_, line, col) in positions.items()]
+
+    try:
+        # In the document's own key order (a sweep's axes, a manifest's keys): not sorted.
+        text = json_dumps(
+            {
+                "data": loaded.data,
+                "positions": rows(loaded.positions),
+                "key_positions": rows(loaded.key_positions),
+            }
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text, fsync=False)
+        _trim(path.parent)
+    except (OSError, ValueError, TypeError):
+        return
+
+
+def _trim(folder: Path) -> None:
+    """Down to the newest :data:`PARSED_KEEP` entries, when there are more than twice that."""
+    with os.scandir(folder) as it:
+        entries = [e for e in it if e.name.endswith(".json") and e.is_file()]
+    if len(entries) <= 2 * PARSED_KEEP:
+        return
+    entries.sort(key=lambda e: e.stat().st_mtime_ns)
+    for e in entries[: len(entries) - PARSED_KEEP]:
+        try:
+            os.unlink(e.path)
+        except OSError:
+            continue
 
 
 def parse_value(text: str, name: str) -> Any:
