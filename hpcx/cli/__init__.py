@@ -150,9 +150,10 @@ def entry() -> None:
     nothing: the command's work is done and what it opened is closed. So, as mypy does, the
     process exits with ``os._exit`` once the command has returned (or exited) and (see
     :func:`_end_now`) DuckDB's instance is closed, the handlers registered with ``atexit`` have
-    run and stdout and stderr are flushed. A thread still running (other than a daemon), an
-    exit that is not a number, or an error on the way, takes the interpreter's usual exit;
-    so does an exception :func:`main` lets through (a bug, with its traceback).
+    run and stdout and stderr are flushed. A thread still running (other than a daemon), a
+    profiler, debugger or tracer (``python -m cProfile -m hpcx``), an exit that is not a
+    number, or an error on the way, takes the interpreter's usual exit; so does an exception
+    :func:`main` lets through (a bug, with its traceback).
     """
     try:
         main()
@@ -163,7 +164,11 @@ def entry() -> None:
     if code is None:
         code = 0
     if isinstance(code, int) and not isinstance(code, bool):
-        _end_now(code)
+        try:
+            _end_now(code)
+        except KeyboardInterrupt:  # while closing: as main() says it
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
     sys.exit(code)
 
 
@@ -172,12 +177,16 @@ def _end_now(code: int) -> None:
     freeing memory; returns (the caller exits as usual) otherwise."""
     import threading
 
-    if sys.flags.inspect or any(
+    # python -i; a profiler, debugger or tracer running the program (``python -m cProfile -m
+    # hpcx``, pdb, coverage) writes its findings at the interpreter's exit.
+    if sys.flags.inspect or sys.gettrace() is not None or sys.getprofile() is not None:
+        return
+    if any(
         t.is_alive() and not t.daemon
         for t in threading.enumerate()
         if t is not threading.current_thread()
     ):
-        return  # python -i, or a thread the interpreter would wait for
+        return  # a thread the interpreter would wait for
     import atexit
     import os
 
@@ -192,6 +201,6 @@ def _end_now(code: int) -> None:
         for stream in (sys.stdout, sys.stderr):
             if stream is not None:
                 stream.flush()
-    except BaseException:  # the usual exit then says what went wrong
+    except Exception:  # the usual exit then says what went wrong
         return
     os._exit(code)

@@ -561,30 +561,48 @@ def _bulk_insert(
 def _plain_lines(rows: Sequence[Sequence[Any]], width: int) -> str | None:
     """``rows`` as lines of tab-separated values with no quoting (None as ``\\N``, an aware
     datetime as its UTC wall time, anything else as ``str``), or None where that text would
-    not read back as written: a value holding a tab or a line break, or a string that is the
-    NULL marker itself, or a single column (an empty line reads as no row). Most values are
-    JSON text, whose quotes the quoted CSV doubles: 1,000 runs took ~25 ms to write through
-    the csv module and ~8 ms this way, and DuckDB reads it faster too."""
+    not read back as written: a value holding a tab or a line break, a value whose text is the
+    NULL marker itself, a byte-order mark first, or a single column (an empty line reads as no
+    row). Most values are JSON text, whose quotes the quoted CSV doubles: 1,000 runs took
+    ~25 ms to write through the csv module and ~8 ms this way, and DuckDB reads it faster."""
     if width < 2 or any(_CSV_NULL_TEXT in row for row in rows):
         return None
-    text = "\n".join(
-        [
-            "\t".join(
-                [
-                    _CSV_NULL_TEXT if v is None else v if isinstance(v, str) else str(_as_stored(v))
-                    for v in row
-                ]
-            )
-            for row in rows
-        ]
-    )
+    try:
+        text = "\n".join(
+            [
+                "\t".join(
+                    [
+                        _CSV_NULL_TEXT if v is None else v if isinstance(v, str) else _text(v)
+                        for v in row
+                    ]
+                )
+                for row in rows
+            ]
+        )
+    except _NotPlain:
+        return None
     if (
         "\r" in text
         or text.count("\t") != len(rows) * (width - 1)
         or text.count("\n") != len(rows) - 1
+        # read_csv drops a byte-order mark at the file's start (a quoted string keeps it).
+        or text.startswith("\ufeff")
     ):
         return None
     return text + "\n"
+
+
+class _NotPlain(Exception):
+    """A value whose text the tab-separated form would read back as something else."""
+
+
+def _text(value: Any) -> str:
+    """A value that is not a string, as text (its ``str``, an aware datetime as its UTC wall
+    time); one whose text is the NULL marker (a path named ``\\N``) cannot go plain."""
+    text = str(_as_stored(value))
+    if text == _CSV_NULL_TEXT:
+        raise _NotPlain(text)
+    return text
 
 
 def _write_quoted_csv(fh: Any, rows: Sequence[Sequence[Any]]) -> None:

@@ -21,7 +21,7 @@ def schema_file(name: str) -> Path:
     # Beside this package's files, where it is installed as files (a wheel's install, or an
     # editable one: both this module and the schemas are the checkout's); importlib.resources
     # (~4 ms of imports, zipfile among them) only where it is not there.
-    path = Path(__file__).resolve().parents[1] / "schemas" / name
+    path = Path(__file__).parents[1] / "schemas" / name  # as imported (a link stays one)
     if path.is_file():
         return path
     from importlib.resources import files

@@ -115,3 +115,20 @@ def test_the_end_closes_a_state_left_attached(tmp_path: Path) -> None:
 
     with StateStore.open(state, read_only=True) as store:
         assert len(store.snapshot().runs) == 1
+
+
+def test_a_profiler_running_the_program_gets_its_findings_written(tmp_path: Path) -> None:
+    """``python -m cProfile -o FILE -m hpcx``: the profiler writes FILE at the interpreter's
+    exit, so the program takes the usual exit under it."""
+    out = tmp_path / "p.prof"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "hpcx", "schema", "--path"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("manifest.v1.schema.json")
+    assert out.stat().st_size > 0

@@ -4,6 +4,7 @@ importlib.resources where they are not there as files."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from importlib.resources import files
@@ -74,3 +75,20 @@ def test_hpcx_schema_prints_the_packaged_schema() -> None:
         [sys.executable, "-m", "hpcx", "schema"], capture_output=True, text=True, check=True
     ).stdout
     assert text == schema_file("manifest.v1.schema.json").read_text(encoding="utf-8")
+
+
+def test_a_schema_is_found_through_the_path_hpcx_was_imported_from(tmp_path: Path) -> None:
+    """A package reached through a link (an install behind ``current -> vX``) names its
+    schemas through the link, as importlib.resources did: not the folder it points at."""
+    link = tmp_path / "link"
+    link.symlink_to(Path(hpcx.__file__).parents[1], target_is_directory=True)
+    code = (
+        "from hpcx.util.schemas import schema_file; print(schema_file('manifest.v1.schema.json'))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(link)}
+    # -S: no site-packages, whose editable-install finder would win over PYTHONPATH.
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(link / "hpcx" / "schemas" / "manifest.v1.schema.json")

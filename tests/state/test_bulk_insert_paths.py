@@ -263,16 +263,19 @@ def test_the_tab_separated_form_lands_what_the_quoted_csv_and_numpy_land(
     assert [r[4] for r in plain] == [r[4] for r in rows]  # JSON text as written
 
 
-@pytest.mark.parametrize("odd", ["tab\there", "line\nbreak", "carriage\rreturn", "\\N"])
+@pytest.mark.parametrize(
+    "odd", ["tab\there", "line\nbreak", "carriage\rreturn", "\\N", "\ufeffmark first"]
+)
 def test_a_value_the_tab_form_cannot_carry_sends_the_batch_quoted(tmp_path: Path, odd: str) -> None:
     """One value with a tab, a line break or the NULL marker itself anywhere in a batch: the
     whole batch goes through the quoted CSV, and that value lands as it was."""
     rows = [list(r) for r in _plain_rows(300)]
-    rows[123][0] = odd
+    at = 0 if odd.startswith("\ufeff") else 123  # a byte-order mark matters at the file's start
+    rows[at][0] = odd
     as_tuples = [tuple(r) for r in rows]
     assert st._plain_lines(as_tuples, len(COLUMNS)) is None
     got = _land(tmp_path, as_tuples, numpy=False)
-    assert got[123][0] == odd
+    assert got[at][0] == odd
     assert [r[0] for r in got] == [r[0] for r in as_tuples]
 
 
@@ -285,3 +288,18 @@ def test_one_column_goes_quoted_so_an_empty_string_is_a_row(tmp_path: Path) -> N
     rows = [("",), ("a",)] * 100
     st._bulk_insert(con, "t", [("s", "VARCHAR")], rows, tmp_path)
     assert con.execute("SELECT s FROM t").fetchall() == rows
+
+
+def test_a_value_whose_text_is_the_null_marker_sends_the_batch_quoted(tmp_path: Path) -> None:
+    """Not a string, but its text is ``\\N`` (a path so named): it lands as that text, as the
+    quoted CSV lands it, not as NULL."""
+    from pathlib import PurePosixPath
+
+    rows: list[tuple[object, ...]] = [(f"s{k}", k) for k in range(100)]
+    rows[40] = (PurePosixPath("\\N"), 40)
+    columns = [("s", "VARCHAR"), ("i", "BIGINT")]
+    assert st._plain_lines(rows, 2) is None
+    con = duckdb.connect(":memory:")
+    con.execute("CREATE TABLE t (s VARCHAR, i BIGINT)")
+    st._bulk_insert(con, "t", columns, rows, tmp_path)
+    assert con.execute("SELECT s FROM t WHERE i = 40").fetchone() == ("\\N",)
