@@ -181,6 +181,9 @@ def _end_now(code: int) -> None:
     # hpcx``, pdb, coverage) writes its findings at the interpreter's exit.
     if sys.flags.inspect or sys.gettrace() is not None or sys.getprofile() is not None:
         return
+    monitoring = getattr(sys, "monitoring", None)  # Python 3.12+: cProfile, coverage, pdb
+    if monitoring is not None and any(monitoring.get_tool(i) is not None for i in range(6)):
+        return
     if any(
         t.is_alive() and not t.daemon
         for t in threading.enumerate()

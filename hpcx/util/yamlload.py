@@ -392,31 +392,71 @@ def _remember(key: str, loaded: Loaded) -> None:
     path = _entry(key)
     if path is None:
         return
-    from hpcx.util.files import atomic_write_text, json_dumps
+    from hpcx.util.files import atomic_write_text, json_dumps, loads
 
     def rows(positions: dict[JsonPath, Position]) -> list[list[Any]]:
         return [[list(at), line, col] for at, (_, line, col) in positions.items()]
 
+    # Aliases are kept expanded: a document whose values come to much more than its bytes
+    # (one long anchored text used a thousand times) is parsed each time instead.
+    if _expanded_over(loaded.data, 16 * len(loaded.raw) + 65536):
+        return
     try:
+        doc = {
+            "data": loaded.data,
+            "positions": rows(loaded.positions),
+            "key_positions": rows(loaded.key_positions),
+        }
         # In the document's own key order (a sweep's axes, a manifest's keys): not sorted.
-        text = json_dumps(
-            {
-                "data": loaded.data,
-                "positions": rows(loaded.positions),
-                "key_positions": rows(loaded.key_positions),
-            }
-        )
+        text = json_dumps(doc)
+        if loads(text) != doc:
+            # JSON would not give it back (two lone surrogates read back as one character).
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text, fsync=False)
         _trim(path.parent)
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, MemoryError, RecursionError):
         return
 
 
+def _expanded_over(data: Any, limit: int) -> bool:
+    """Whether ``data``'s strings (and ~8 bytes a node) come to more than ``limit``, counted
+    without building its text."""
+    total = 0
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            total += len(value) + 8
+        elif isinstance(value, dict):
+            total += 8 + sum(len(k) + 8 for k in value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            total += 8
+            stack.extend(value)
+        else:
+            total += 8
+        if total > limit:
+            return True
+    return False
+
+
 def _trim(folder: Path) -> None:
-    """Down to the newest :data:`PARSED_KEEP` entries, when there are more than twice that."""
+    """Down to the newest :data:`PARSED_KEEP` entries, when there are more than twice that; a
+    temporary file an hour old (its writer was killed) goes too."""
+    import time
+
     with os.scandir(folder) as it:
-        entries = [e for e in it if e.name.endswith(".json") and e.is_file()]
+        found = [e for e in it if e.is_file()]
+    entries = [e for e in found if e.name.endswith(".json")]
+    stale = time.time() - 3600
+    for e in found:
+        if e.name.endswith(".tmp"):
+            try:
+                if e.stat().st_mtime < stale:
+                    os.unlink(e.path)
+            except OSError:
+                continue
     if len(entries) <= 2 * PARSED_KEEP:
         return
     entries.sort(key=lambda e: e.stat().st_mtime_ns)

@@ -195,3 +195,52 @@ def test_the_oldest_entries_go_past_twice_the_limit(
     # The seventh write found 7 > 6 and kept the newest 3.
     left = {json.loads(p.read_text())["data"]["a"] for p in cache.iterdir()}
     assert left == {4, 5, 6}
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        # two lone surrogates: JSON would give them back as one character
+        ('a: "\\ud83d\\ude00"\n', {"a": "\ud83d\ude00"}),
+        ('"\\ud83d\\ude00": 1\n', {"\ud83d\ude00": 1}),  # the same in a key
+    ],
+)
+def test_what_json_would_not_give_back_is_not_kept(
+    cache: Path, tmp_path: Path, text: str, want: dict[str, object]
+) -> None:
+    doc = tmp_path / "m.yaml"
+    doc.write_text(text, encoding="utf-8")
+    for _ in range(2):
+        loaded = load_file(doc)
+        assert isinstance(loaded, Loaded) and loaded.data == want
+    assert not cache.exists() or not list(cache.iterdir())
+
+
+def test_a_document_whose_aliases_expand_far_past_its_bytes_is_not_kept(
+    cache: Path, tmp_path: Path
+) -> None:
+    doc = tmp_path / "m.yaml"
+    lines = ["base: &big " + "x" * 20_000] + [f"k{i}: *big" for i in range(200)]
+    doc.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    loaded = load_file(doc)
+    assert isinstance(loaded, Loaded) and loaded.data["k199"] == "x" * 20_000
+    assert not cache.exists() or not list(cache.iterdir())
+    small = tmp_path / "s.yaml"
+    small.write_text("base: &b [1, 2]\ncopy: *b\n", encoding="utf-8")
+    assert isinstance(load_file(small), Loaded)
+    assert len(list(cache.iterdir())) == 1  # a few aliases are kept as usual
+
+
+def test_a_killed_writers_old_temporary_file_goes_at_the_next_write(
+    cache: Path, tmp_path: Path
+) -> None:
+    cache.mkdir(parents=True)
+    old, fresh = cache / ".dead.1234.tmp", cache / ".busy.5678.tmp"
+    old.write_text("{")
+    fresh.write_text("{")
+    os.utime(old, (0, 0))
+    doc = tmp_path / "m.yaml"
+    doc.write_text("a: 1\n", encoding="utf-8")
+    assert isinstance(load_file(doc), Loaded)
+    assert not old.exists()
+    assert fresh.exists()  # a writer may be at work on it
