@@ -50,6 +50,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from _program import PROGRAM  # noqa: E402  (bench/ is on the path above)
+
 GOAL = 1.5
 
 #: ``--before``: the status project and the metrics state built by the other checkout's code.
@@ -256,8 +258,8 @@ def main() -> None:
         manifest = REPO / "manifests" / "quick_test.yaml"
         base = REPO / "manifests" / "bases" / "vit.yaml"
         schema = REPO / "hpcx" / "schemas" / "manifest.v1.schema.json"
-        script = Path(python).with_name("hpcx")  # the installed entry point, as users run it
-        hpcx_bin = [str(script)] if script.exists() else [python, "-m", "hpcx"]
+        # Each checkout's own program, as its console script runs it (bench/_program.py).
+        hpcx_bin = PROGRAM
         # Another checkout reads states its own code made (its schema may be older than this
         # tree's, whose states it would refuse): the same project and metrics, built by it.
         projs, qstates = {"hpcx": proj}, {"hpcx": qstate}

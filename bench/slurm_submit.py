@@ -47,6 +47,7 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from _program import PROGRAM
 from support.projects import make_project
 from support.slurm import SlurmCluster
 from support.specs import command_spec as make_spec
@@ -57,14 +58,6 @@ from hpcx.run.executors.slurm import SlurmExecutor
 ROOT = Path(__file__).resolve().parents[1]
 APPLY_GOAL = 1.5  # x submitit's whole process, at 1,000 runs
 TEN_K_GOAL = 5.0  # seconds for 10,000 runs
-
-#: The ``hpcx`` program of whichever checkout PYTHONPATH puts first, as its console script runs
-#: it (``entry`` since issue 17's ninth round, ``main`` before): the same launcher both sides.
-PROGRAM = [
-    sys.executable,
-    "-c",
-    "import sys, hpcx.cli as c; sys.exit(getattr(c, 'entry', c.main)())",
-]
 
 SUBMITIT = """
 import sys
