@@ -175,8 +175,7 @@ def entry() -> None:
 def _end_now(code: int) -> None:
     """``os._exit(code)`` where nothing is left that the interpreter's exit would do besides
     freeing memory; returns (the caller exits as usual) otherwise."""
-    import threading
-
+    threading = sys.modules.get("threading")  # not imported: no thread was started with it
     # python -i; a profiler, debugger or tracer running the program (``python -m cProfile -m
     # hpcx``, pdb, coverage) writes its findings at the interpreter's exit.
     if sys.flags.inspect or sys.gettrace() is not None or sys.getprofile() is not None:
@@ -184,7 +183,7 @@ def _end_now(code: int) -> None:
     monitoring = getattr(sys, "monitoring", None)  # Python 3.12+: cProfile, coverage, pdb
     if monitoring is not None and any(monitoring.get_tool(i) is not None for i in range(6)):
         return
-    if any(
+    if threading is not None and any(
         t.is_alive() and not t.daemon
         for t in threading.enumerate()
         if t is not threading.current_thread()
