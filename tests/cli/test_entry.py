@@ -15,28 +15,19 @@ from support.cli import run_cli
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
 
-def _python(code: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return _program("-c", code, *args)
+
+
+def _program(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=cwd,
-        timeout=120,
-        check=False,
+        [sys.executable, *args], capture_output=True, text=True, env=ENV, timeout=120, check=False
     )
 
 
 def test_the_program_prints_all_its_output_through_a_pipe_and_keeps_its_exit_code() -> None:
     # The schema is more than stdout's 8 KiB buffer: its last part must be flushed at the end.
-    proc = subprocess.run(
-        [sys.executable, "-m", "hpcx", "schema"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=120,
-        check=False,
-    )
+    proc = _program("-m", "hpcx", "schema")
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout) > 8192 and len(proc.stdout) % 8192
     assert proc.stdout == run_cli("schema").out
@@ -44,14 +35,7 @@ def test_the_program_prints_all_its_output_through_a_pipe_and_keeps_its_exit_cod
 
 def test_an_error_of_the_program_is_printed_and_exits_1(tmp_path: Path) -> None:
     missing = tmp_path / "none.duckdb"
-    proc = subprocess.run(
-        [sys.executable, "-m", "hpcx", "status", "--state", str(missing)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=120,
-        check=False,
-    )
+    proc = _program("-m", "hpcx", "status", "--state", str(missing))
     assert proc.returncode == 1
     assert f"error: no state at {missing} yet" in proc.stderr
     assert "hint: `hpcx apply` creates it" in proc.stderr
@@ -121,14 +105,7 @@ def test_a_profiler_running_the_program_gets_its_findings_written(tmp_path: Path
     """``python -m cProfile -o FILE -m hpcx``: the profiler writes FILE at the interpreter's
     exit, so the program takes the usual exit under it."""
     out = tmp_path / "p.prof"
-    proc = subprocess.run(
-        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "hpcx", "schema", "--path"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=120,
-        check=False,
-    )
+    proc = _program("-m", "cProfile", "-o", str(out), "-m", "hpcx", "schema", "--path")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("manifest.v1.schema.json")
     assert out.stat().st_size > 0

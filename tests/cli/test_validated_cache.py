@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.caches import caches_on
 
 from hpcx.util import validated
 
@@ -52,15 +53,8 @@ def _validate(cache: Path, *paths: Path) -> tuple[int, str, set[str]]:
 
 @pytest.fixture
 def on(tmp_path: Path) -> Iterator[Path]:
-    old = os.environ.get("HPCX_CACHE_DIR")
-    os.environ["HPCX_CACHE_DIR"] = str(tmp_path / "cache")
-    validated.enable()
-    yield tmp_path / "cache" / "validated-manifests"
-    validated.enable(False)
-    if old is None:
-        os.environ.pop("HPCX_CACHE_DIR", None)
-    else:
-        os.environ["HPCX_CACHE_DIR"] = old
+    with caches_on(tmp_path / "cache") as folder:
+        yield folder / "validated-manifests"
 
 
 @pytest.mark.parametrize("text", [GOOD, WORKLOAD], ids=["command", "workload"])

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.caches import caches_on
 
 from hpcx.util import validated, yamlload
 from hpcx.util.yamlload import Loaded, Problem, load_file
@@ -40,15 +41,8 @@ big: 123456789012345678901234567890
 
 @pytest.fixture
 def cache(tmp_path: Path) -> Iterator[Path]:
-    old = os.environ.get("HPCX_CACHE_DIR")
-    os.environ["HPCX_CACHE_DIR"] = str(tmp_path / "cache")
-    validated.enable()
-    yield tmp_path / "cache" / "parsed"
-    validated.enable(False)
-    if old is None:
-        os.environ.pop("HPCX_CACHE_DIR", None)
-    else:
-        os.environ["HPCX_CACHE_DIR"] = old
+    with caches_on(tmp_path / "cache") as folder:
+        yield folder / "parsed"
 
 
 def _documents() -> list[Path]:
