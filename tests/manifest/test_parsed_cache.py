@@ -154,23 +154,20 @@ def test_a_document_with_a_problem_is_never_kept(cache: Path, tmp_path: Path) ->
     assert not cache.exists() or not list(cache.iterdir())
 
 
-def test_nothing_is_kept_where_the_caches_are_off(tmp_path: Path) -> None:
+def test_nothing_is_kept_where_the_caches_are_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     doc = tmp_path / "m.yaml"
     doc.write_text("a: 1\n", encoding="utf-8")
-    old = os.environ.get("HPCX_CACHE_DIR")
+    monkeypatch.setenv("HPCX_CACHE_DIR", str(tmp_path / "cache"))
+    validated.enable(False)  # the library's default: only the hpcx command turns it on
+    assert isinstance(load_file(doc), Loaded)
+    monkeypatch.setenv("HPCX_CACHE_DIR", "off")
+    validated.enable()
     try:
-        os.environ["HPCX_CACHE_DIR"] = str(tmp_path / "cache")
-        validated.enable(False)  # the library's default: only the hpcx command turns it on
-        assert isinstance(load_file(doc), Loaded)
-        os.environ["HPCX_CACHE_DIR"] = "off"
-        validated.enable()
         assert isinstance(load_file(doc), Loaded)
     finally:
         validated.enable(False)
-        if old is None:
-            os.environ.pop("HPCX_CACHE_DIR", None)
-        else:
-            os.environ["HPCX_CACHE_DIR"] = old
     assert not (tmp_path / "cache").exists()
 
 
