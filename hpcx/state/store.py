@@ -567,22 +567,30 @@ def _plain_lines(rows: Sequence[Sequence[Any]], width: int) -> str | None:
     ~25 ms to write through the csv module and ~8 ms this way, and DuckDB reads it faster."""
     if width < 2 or any(_CSV_NULL_TEXT in row for row in rows):
         return None
-    try:
-        text = "\n".join(
-            [
-                "\t".join(
-                    [
-                        _CSV_NULL_TEXT if v is None else v if isinstance(v, str) else _text(v)
-                        for v in row
-                    ]
-                )
-                for row in rows
-            ]
-        )
-    except _NotPlain:
-        return None
+    null_like: list[Any] = []
+
+    def text_of(value: Any) -> str:
+        # A value that is not a string: its str (an aware datetime as its UTC wall time); one
+        # whose text is the NULL marker (a path named \N) is noted: it cannot go plain.
+        text = str(_as_stored(value))
+        if text == _CSV_NULL_TEXT:
+            null_like.append(value)
+        return text
+
+    text = "\n".join(
+        [
+            "\t".join(
+                [
+                    _CSV_NULL_TEXT if v is None else v if isinstance(v, str) else text_of(v)
+                    for v in row
+                ]
+            )
+            for row in rows
+        ]
+    )
     if (
-        "\r" in text
+        null_like
+        or "\r" in text
         or text.count("\t") != len(rows) * (width - 1)
         or text.count("\n") != len(rows) - 1
         # read_csv drops a byte-order mark at the file's start (a quoted string keeps it).
@@ -590,19 +598,6 @@ def _plain_lines(rows: Sequence[Sequence[Any]], width: int) -> str | None:
     ):
         return None
     return text + "\n"
-
-
-class _NotPlain(Exception):
-    """A value whose text the tab-separated form would read back as something else."""
-
-
-def _text(value: Any) -> str:
-    """A value that is not a string, as text (its ``str``, an aware datetime as its UTC wall
-    time); one whose text is the NULL marker (a path named ``\\N``) cannot go plain."""
-    text = str(_as_stored(value))
-    if text == _CSV_NULL_TEXT:
-        raise _NotPlain(text)
-    return text
 
 
 def _write_quoted_csv(fh: Any, rows: Sequence[Sequence[Any]]) -> None:
