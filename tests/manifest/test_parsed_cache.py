@@ -175,6 +175,7 @@ def test_the_oldest_entries_go_past_twice_the_limit(
     cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(yamlload, "PARSED_KEEP", 3)
+    monkeypatch.setattr(yamlload, "_TRIM_EVERY", 1)  # every write looks (else one in 16)
     docs = []
     for k in range(7):
         doc = tmp_path / f"m{k}.yaml"
@@ -223,8 +224,9 @@ def test_a_document_whose_aliases_expand_far_past_its_bytes_is_not_kept(
 
 
 def test_a_killed_writers_old_temporary_file_goes_at_the_next_write(
-    cache: Path, tmp_path: Path
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(yamlload, "_TRIM_EVERY", 1)
     cache.mkdir(parents=True)
     old, fresh = cache / ".dead.1234.tmp", cache / ".busy.5678.tmp"
     old.write_text("{")
@@ -235,3 +237,18 @@ def test_a_killed_writers_old_temporary_file_goes_at_the_next_write(
     assert isinstance(load_file(doc), Loaded)
     assert not old.exists()
     assert fresh.exists()  # a writer may be at work on it
+
+
+def test_one_write_in_sixteen_looks_at_the_folder(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked: list[Path] = []
+    monkeypatch.setattr(yamlload, "_trim", looked.append)
+    keys = []
+    for k in range(64):
+        doc = tmp_path / f"m{k}.yaml"
+        doc.write_text(f"a: {k}\n", encoding="utf-8")
+        assert isinstance(load_file(doc), Loaded)
+        keys.append(yamlload._parsed_key(doc.read_bytes()))
+    assert len(looked) == sum(int(k[:2], 16) % 16 == 0 for k in keys if k is not None)
+    assert len(looked) < 64
