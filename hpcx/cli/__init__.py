@@ -193,10 +193,9 @@ def _end_now(code: int) -> None:
     import os
 
     try:
-        if "hpcx.state.engine" in sys.modules:
-            from hpcx.state import release
-
-            release()  # DuckDB's instance closed as its destructor would (every file let go)
+        state = sys.modules.get("hpcx.state")  # not imported: no DuckDB instance was made
+        if state is not None:
+            state.release()  # DuckDB's instance closed as its destructor would (files let go)
         # What was registered to run at exit (temporary folders' finalizers, logging's
         # flush, coverage's save) runs now, as the interpreter would run it.
         atexit._run_exitfuncs()

@@ -81,15 +81,16 @@ class Writer:
         stack = contextlib.ExitStack()
         stack.enter_context(lock.acquire(self.path, self.command, timeout=self.timeout))
         try:
-            if self.pre_write == "check" and self.path.exists():
-                # Refuses a damaged state before anything is written over it. (No file yet:
-                # nothing to check or keep, and the check's module is not even loaded.)
-                from hpcx.state.backup import check_and_back_up
-
-                checked = check_and_back_up(self.path)
-                self.backup, self._created = checked.backup, checked.created
-            elif self.pre_write == "check":
+            if self.pre_write == "check":
+                # Refuses a damaged state before anything is written over it. No file yet:
+                # nothing to check or keep (check_and_back_up's own answer), and the check's
+                # module is not even loaded.
                 self.backup, self._created = None, False
+                if self.path.exists():
+                    from hpcx.state.backup import check_and_back_up
+
+                    checked = check_and_back_up(self.path)
+                    self.backup, self._created = checked.backup, checked.created
         except BaseException:
             stack.close()
             raise

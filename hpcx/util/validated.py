@@ -103,11 +103,6 @@ def schema_bytes(schema: Any) -> bytes:
     return json.dumps(schema, sort_keys=True, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-def _jsonschema_marker() -> str:
-    """Where jsonschema is installed, found without importing it."""
-    return installed_marker("jsonschema")
-
-
 def installed_marker(module: str) -> str:
     """Where ``module`` is installed (its file's path, size and mtime), found without importing
     it (a parent package is imported): an upgrade is another marker."""
@@ -164,7 +159,7 @@ def document_key(schema_bytes: bytes, data: Any) -> str | None:
         b"hpcx-validated-v1",
         __version__.encode(),
         _code_marker().encode(),
-        _jsonschema_marker().encode(),
+        installed_marker("jsonschema").encode(),
         hashlib.sha256(schema_bytes).digest(),
         json.dumps(data, ensure_ascii=False, allow_nan=True).encode("utf-8", "surrogatepass"),
     ):

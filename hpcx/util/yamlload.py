@@ -291,13 +291,13 @@ def load_file(path: Path, name: str | None = None) -> Loaded | Problem:
         return Problem(label, None, None, "$", "is a directory")
     except OSError as exc:
         return Problem(label, None, None, "$", f"cannot read: {exc.strerror or exc}")
-    key = _parsed_key(raw)
-    known = _recall(key, raw, label) if key is not None else None
+    entry = _parsed_entry(raw)
+    known = _recall(entry, raw, label) if entry is not None else None
     if known is not None:
         return known
     result = parse_text(raw, label)
-    if key is not None and isinstance(result, Loaded):
-        _remember(key, result)
+    if entry is not None and isinstance(result, Loaded):
+        _remember(entry, result)
     return result
 
 
@@ -321,10 +321,13 @@ _PARSED = "parsed"
 _MARKER: list[str | None] = [None]
 
 
-def _parsed_key(raw: bytes) -> str | None:
+def _parsed_entry(raw: bytes) -> Path | None:
+    """Where a document of these bytes is kept (``parsed/KEY.json``), or None where the
+    caches are off."""
     from hpcx.util import validated
 
-    if validated.cache_dir() is None:
+    folder = validated.cache_dir()
+    if folder is None:
         return None
     import hashlib
 
@@ -342,14 +345,7 @@ def _parsed_key(raw: bytes) -> str | None:
         )
     h = hashlib.sha256(b"hpcx-parsed-v1\0" + marker.encode() + b"\0")
     h.update(raw)
-    return h.hexdigest()
-
-
-def _entry(key: str) -> Path | None:
-    from hpcx.util import validated
-
-    folder = validated.cache_dir()
-    return None if folder is None else folder / _PARSED / f"{key}.json"
+    return folder / _PARSED / f"{h.hexdigest()}.json"
 
 
 def _positions(rows: Any, name: str) -> dict[JsonPath, Position] | None:
@@ -369,11 +365,8 @@ def _positions(rows: Any, name: str) -> dict[JsonPath, Position] | None:
     return out
 
 
-def _recall(key: str, raw: bytes, name: str) -> Loaded | None:
-    """The document kept under ``key``, or None (a miss: nothing kept, or not readable)."""
-    path = _entry(key)
-    if path is None:
-        return None
+def _recall(path: Path, raw: bytes, name: str) -> Loaded | None:
+    """The document kept at ``path``, or None (a miss: nothing kept, or not readable)."""
     from hpcx.util.files import loads
 
     try:
@@ -389,11 +382,8 @@ def _recall(key: str, raw: bytes, name: str) -> Loaded | None:
     return Loaded(name, doc["data"], positions, key_positions, raw)
 
 
-def _remember(key: str, loaded: Loaded) -> None:
-    """Keep what ``loaded`` holds under ``key`` (best effort)."""
-    path = _entry(key)
-    if path is None:
-        return
+def _remember(path: Path, loaded: Loaded) -> None:
+    """Keep what ``loaded`` holds at ``path`` (best effort)."""
     from hpcx.util.files import atomic_write_text, json_dumps, loads
 
     def rows(positions: dict[JsonPath, Position]) -> list[list[Any]]:
@@ -416,7 +406,7 @@ def _remember(key: str, loaded: Loaded) -> None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text, fsync=False)
-        if int(key[:2], 16) % _TRIM_EVERY == 0:
+        if int(path.name[:2], 16) % _TRIM_EVERY == 0:
             # One write in 16 lists the folder (keys are uniform): the folder goes past twice
             # the limit by a few entries at most, and a write costs no listing of 4,000.
             _trim(path.parent)
